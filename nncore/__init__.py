@@ -1,0 +1,23 @@
+"""nncore: feed-forward neural networks trained fast on the CPU.
+
+Dense layers, a Sequential model trained by (mini-batch) gradient descent,
+losses and SGD — with the hot path in compiled Cython kernels over BLAS and a
+pure-NumPy reference backend that implements the same math.
+"""
+try:
+    from . import _engine, _kernels  # noqa: F401  (the compiled core)
+except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
+    raise ImportError(
+        "nncore's compiled core (nncore._engine, nncore._kernels) is not built. "
+        "Install the package with `pip install .` (or `pip install -e .` for "
+        "development) from the repository root, and import it from outside the "
+        f"source tree. Original error: {exc}") from exc
+
+from . import activations, losses
+from .datasets import load_digits
+from .layers import Dense
+from .model import History, Sequential
+from .optimizers import SGD
+
+__version__ = "0.1.0"
+__all__ = ["Dense", "Sequential", "SGD", "History", "losses", "activations", "load_digits"]

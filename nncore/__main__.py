@@ -1,0 +1,60 @@
+"""`python -m nncore`: train a real network on the bundled digits, then run
+the same training on the NumPy reference backend and compare speed."""
+import argparse
+import time
+
+import numpy as np
+
+import nncore
+from nncore.datasets import load_digits, train_test_split
+
+
+def build(backend, dtype, seed, lr):
+    return nncore.Sequential(
+        [nncore.Dense(64, 64, activation="relu"), nncore.Dense(64, 10, activation="softmax")],
+        loss="cross_entropy", optimizer=nncore.SGD(lr=lr, momentum=0.9), seed=seed,
+        dtype=dtype, backend=backend)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m nncore", description=__doc__)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    X, y = load_digits()
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.2, seed=args.seed)
+    print(f"nncore {nncore.__version__}: 8x8 digits, {len(X_train)} training / {len(X_test)} "
+          f"test samples; network 64-64-10 (relu, softmax), cross-entropy, "
+          f"SGD(lr={args.lr}, momentum=0.9), batch {args.batch_size}, {args.dtype}")
+
+    timings, models = {}, {}
+    for backend in ("cython", "numpy"):
+        model = build(backend, args.dtype, args.seed, args.lr)
+        time.sleep(0.3)  # let the other BLAS thread pool go idle (see README)
+        start = time.perf_counter()
+        history = model.fit(X_train, y_train, epochs=args.epochs, batch_size=args.batch_size)
+        timings[backend] = time.perf_counter() - start
+        models[backend] = model
+        if backend == "cython":
+            for epoch, (loss, acc) in enumerate(zip(history.history["loss"],
+                                                    history.history["accuracy"]), 1):
+                print(f"epoch {epoch:3d}  loss {loss:.4f}  train accuracy {acc:.4f}")
+        result = model.evaluate(X_test, y_test)
+        print(f"[{backend:6s}] test loss {result['loss']:.4f}  test accuracy "
+              f"{result['accuracy']:.4f}  fit time {timings[backend] * 1e3:8.1f} ms")
+
+    gap = max(np.max(np.abs(a - b)) for a, b in
+              zip(models["cython"].get_weights(), models["numpy"].get_weights()))
+    print(f"largest weight difference between the backends: {gap:.2e}")
+    print(f"speed-up of the compiled engine over the NumPy reference: "
+          f"{timings['numpy'] / timings['cython']:.1f}x "
+          f"({args.epochs * len(X_train) / timings['cython']:,.0f} vs "
+          f"{args.epochs * len(X_train) / timings['numpy']:,.0f} samples/s)")
+
+
+if __name__ == "__main__":
+    main()

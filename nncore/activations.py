@@ -1,0 +1,73 @@
+"""Activation functions: their names, and the NumPy twins of the compiled
+kernels in src/_activation.pxd.
+
+Derivatives are expressed through the activation's output A = f(Z), so the
+forward pass never needs to keep Z:
+    sigmoid' = a(1-a), tanh' = 1-a², relu' = [a>0], leaky_relu' = 1 or 0.01,
+    step' = 0 (almost everywhere), softmax: dz = a ⊙ (da − ⟨da, a⟩) per row.
+"""
+import numpy as np
+
+#: name -> code shared with the compiled kernels (src/_activation.pxd).
+ACTIVATIONS = {
+    "linear": 0,
+    "step": 1,
+    "sigmoid": 2,
+    "tanh": 3,
+    "relu": 4,
+    "leaky_relu": 5,
+    "softmax": 6,
+}
+LINEAR, STEP, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(7)
+#: slope of leaky_relu for negative inputs
+LEAKY_SLOPE = 0.01
+
+
+def sigmoid(z, out=None):
+    """1 / (1 + e^-z), stable for large |z| (never evaluates e^{+large})."""
+    e = np.exp(-np.abs(z))
+    pos = z >= 0
+    return np.divide(np.where(pos, 1, e), 1 + e, out=out)
+
+
+def softmax(z, out=None):
+    """Row-wise softmax, max-subtracted so it cannot overflow."""
+    out = np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True, dtype=np.float64).astype(out.dtype, copy=False)
+    return out
+
+
+def activate(Z, act):
+    """Z := f(Z) in place, for an activation code; returns Z."""
+    if act == STEP:
+        np.greater(Z, 0, out=Z)  # writes 1.0 / 0.0 into the float array
+    elif act == SIGMOID:
+        sigmoid(Z, out=Z)
+    elif act == TANH:
+        np.tanh(Z, out=Z)
+    elif act == RELU:
+        np.maximum(Z, 0, out=Z)
+    elif act == LEAKY_RELU:
+        np.multiply(Z, np.where(Z > 0, 1, Z.dtype.type(LEAKY_SLOPE)).astype(Z.dtype), out=Z)
+    elif act == SOFTMAX:
+        softmax(Z, out=Z)
+    return Z
+
+
+def backward(dA, A, act):
+    """dA := dA ⊙ f'(Z) in place, with f' taken from A = f(Z); returns dA."""
+    if act == STEP:
+        dA[...] = 0
+    elif act == SIGMOID:
+        dA *= A * (1 - A)
+    elif act == TANH:
+        dA *= 1 - A * A
+    elif act == RELU:
+        dA *= A > 0
+    elif act == LEAKY_RELU:
+        dA *= np.where(A > 0, 1, A.dtype.type(LEAKY_SLOPE)).astype(A.dtype)
+    elif act == SOFTMAX:
+        dot = np.einsum("ij,ij->i", dA, A, dtype=np.float64)[:, None]
+        np.multiply(A, dA - dot.astype(A.dtype), out=dA)
+    return dA

@@ -1,0 +1,26 @@
+"""Bundled data: the 8x8 handwritten digits (1,797 samples, 10 classes).
+
+A copy of the test set of the UCI "Optical Recognition of Handwritten Digits"
+data set (E. Alpaydin, C. Kaynak, 1998; CC BY 4.0), as shipped by scikit-learn's
+load_digits, stored as pixel counts 0..16 in nncore/data/digits.npz.
+"""
+from importlib import resources
+
+import numpy as np
+
+
+def load_digits(scale=True):
+    """(X, y): X (1797, 64) float64 pixel values — divided by 16 into [0, 1] when
+    scale — and y (1797,) int64 labels 0..9."""
+    with resources.files("nncore").joinpath("data/digits.npz").open("rb") as f:
+        data = np.load(f)
+        X, y = data["X"].astype(np.float64), data["y"].astype(np.int64)
+    return (X / 16.0 if scale else X), y
+
+
+def train_test_split(X, y, test_fraction=0.2, seed=0):
+    """A seeded random split: (X_train, X_test, y_train, y_test)."""
+    order = np.random.default_rng(seed).permutation(len(X))
+    n_test = int(round(len(X) * test_fraction))
+    test, train = order[:n_test], order[n_test:]
+    return X[train], X[test], y[train], y[test]

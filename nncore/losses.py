@@ -1,0 +1,161 @@
+"""Cost functions: the public loss functions, and the NumPy twin of the
+compiled output-layer kernel (src/_loss.pxd).
+
+A cost is the mean of per-example losses. For mse, mae and binary
+cross-entropy a per-example loss averages over the outputs, so the cost is the
+mean over every element; for cross-entropy it is −Σₖ yₖ·log pₖ over the
+classes. The public functions work on plain arrays (lists too) and return a
+float; the model uses the fused kernel, which reads the output layer's
+pre-activation so softmax/sigmoid + cross-entropy stay finite for any logit.
+"""
+import numpy as np
+
+from .activations import SIGMOID, SOFTMAX, activate, backward
+
+#: name -> code shared with the compiled kernels (src/_loss.pxd).
+LOSSES = {"mse": 0, "mae": 1, "cross_entropy": 2, "binary_cross_entropy": 3}
+MSE, MAE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(4)
+#: losses that classify, and so also report accuracy
+CLASSIFICATION = {CROSS_ENTROPY, BINARY_CROSS_ENTROPY}
+#: the output activation each classification loss is defined on
+REQUIRED_OUTPUT = {CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid"}
+#: probabilities are clipped to [EPS, 1 − EPS] before a log in the public functions
+EPS = 1e-15
+
+
+def _pair(y_true, y_pred):
+    """Both as float64 arrays of one shape; (n,) and (n, 1) are interchangeable."""
+    t = _as_float(y_true, "y_true")
+    p = _as_float(y_pred, "y_pred")
+    if t.shape != p.shape:
+        if t.size == p.size and t.squeeze().shape == p.squeeze().shape:
+            t, p = t.reshape(p.shape), p
+        else:
+            raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}; "
+                             "expected the same shape")
+    if t.size == 0:
+        raise ValueError("y_true and y_pred are empty; expected at least one value")
+    return t, p
+
+
+def _as_float(a, name):
+    try:
+        arr = np.asarray(a)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers")
+    arr = arr.astype(np.float64, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or infinity; expected finite values")
+    return arr
+
+
+def mean_error(y_true, y_pred):
+    """Mean of (y_true − y_pred): the signed error, positive when the
+    predictions are too low on average."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(t - p))
+
+
+def mse(y_true, y_pred):
+    """Mean squared error over all elements."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean((t - p) ** 2))
+
+
+def mae(y_true, y_pred):
+    """Mean absolute error over all elements."""
+    t, p = _pair(y_true, y_pred)
+    return float(np.mean(np.abs(t - p)))
+
+
+def cross_entropy(y_true, y_pred):
+    """Mean over examples of −Σₖ yₖ·log pₖ.
+
+    y_pred: class probabilities, (n, classes), or (classes,) for one example.
+    y_true: one-hot / probability rows of the same shape, or integer labels (n,).
+    """
+    p = _as_float(y_pred, "y_pred")
+    if p.ndim == 1:
+        p = p[None, :]
+    if p.ndim != 2 or p.size == 0:
+        raise ValueError(f"y_pred has shape {p.shape}; expected (n, classes) probabilities")
+    t = np.asarray(y_true)
+    if t.shape == p.shape or (t.ndim == 1 and p.shape == (1, t.size)):
+        t = _as_float(t, "y_true").reshape(p.shape)
+    elif t.ndim == 1 and t.shape[0] == p.shape[0]:
+        t = one_hot(t, p.shape[1], "y_true")
+    else:
+        raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}; "
+                         "expected integer labels (n,) or one-hot rows (n, classes)")
+    return float(np.mean(-(t * np.log(np.clip(p, EPS, 1))).sum(axis=1)))
+
+
+def binary_cross_entropy(y_true, y_pred):
+    """Mean over all elements of −[y·log p + (1−y)·log(1−p)], p = probability of 1."""
+    t, p = _pair(y_true, y_pred)
+    p = np.clip(p, EPS, 1 - EPS)
+    return float(np.mean(-(t * np.log(p) + (1 - t) * np.log1p(-p))))
+
+
+def one_hot(labels, classes, name="y"):
+    """(n,) integer labels in 0..classes−1 -> (n, classes) float64 one-hot rows."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind == "f":
+        if not np.isfinite(labels).all() or np.any(labels != np.round(labels)):
+            raise ValueError(f"{name} holds non-integer labels; expected class labels "
+                             f"0..{classes - 1}")
+        labels = labels.astype(np.int64)
+    elif labels.dtype.kind not in "iub":
+        raise TypeError(f"{name} has dtype {labels.dtype}; expected integer class labels")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"{name} holds labels in {labels.min()}..{labels.max()}; expected "
+                         f"0..{classes - 1} for {classes} classes")
+    out = np.zeros((labels.shape[0], classes))
+    out[np.arange(labels.shape[0]), labels] = 1
+    return out
+
+
+# --------------------------------------------------------- the kernel's twin
+
+def output_loss(Z, Y, dZ, act, loss):
+    """NumPy twin of the fused output kernel: Z := f(Z) in place; dZ := ∂cost/∂Z
+    (cost = Σ losses / n) unless dZ is None. Returns (Σ per-example losses,
+    number correctly classified)."""
+    n, k = Z.shape
+    correct = 0.0
+    if loss == CROSS_ENTROPY and act == SOFTMAX:
+        zmax = Z.max(axis=1, keepdims=True)
+        lse = zmax + np.log(np.exp(Z - zmax).sum(axis=1, keepdims=True, dtype=np.float64)
+                            .astype(Z.dtype))
+        hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)
+        correct = float(np.count_nonzero(hit))
+        total = float(np.sum(Y * (lse - Z), dtype=np.float64))
+        np.exp(Z - lse, out=Z)
+        if dZ is not None:
+            np.multiply(Z, Y.sum(axis=1, keepdims=True), out=dZ)
+            dZ -= Y
+            dZ *= Z.dtype.type(1 / Z.dtype.type(n))
+    elif loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
+        softplus = np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
+        total = float(np.sum(softplus - Y * Z, dtype=np.float64)) / k
+        correct = float(np.count_nonzero((Z > 0) == (Y > 0.5))) / k
+        activate(Z, act)
+        if dZ is not None:
+            np.subtract(Z, Y, out=dZ)
+            dZ *= 1 / (Z.dtype.type(n) * k)
+    else:
+        activate(Z, act)
+        E = Z - Y
+        if loss == MSE:
+            total = float(np.sum(E * E, dtype=np.float64)) / k
+        else:
+            total = float(np.sum(np.abs(E), dtype=np.float64)) / k
+        if dZ is not None:
+            if loss == MSE:
+                np.multiply(E, 2 / (Z.dtype.type(n) * k), out=dZ)
+            else:
+                np.multiply(np.sign(E), 1 / (Z.dtype.type(n) * k), out=dZ)
+            backward(dZ, Z, act)
+    return total, correct

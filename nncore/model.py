@@ -1,0 +1,247 @@
+"""Sequential: a stack of Dense layers trained by gradient descent.
+
+The model owns one flat parameter vector (per layer: W row-major, then b); the
+layers' W and b are views into it. fit() validates once, draws the batch
+orders from the model's generator, and hands whole blocks of epochs to the
+backend — the compiled engine (nncore._engine) or the NumPy reference
+(nncore.reference), which share one signature.
+"""
+import numpy as np
+
+from . import _engine, reference
+from .activations import ACTIVATIONS, STEP
+from .layers import Dense
+from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
+from .optimizers import SGD
+from .validation import as_matrix, as_param, as_targets, positive_int
+
+BACKENDS = {"cython": _engine, "numpy": reference}
+DTYPES = {"float32": np.float32, "float64": np.float64}
+# Upper bound on the shuffle orders handed to the backend at once (elements of
+# intp): bounds memory while keeping Python out of the loop for small data.
+ORDER_BLOCK = 1 << 20
+
+
+class History:
+    """What fit() measured: history["loss"] (mean cost per epoch) and, for
+    classification losses, history["accuracy"]; epoch lists the epoch numbers."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+
+class Sequential:
+    """A feed-forward network: Dense layers applied in order.
+
+    loss: "mse" | "mae" | "cross_entropy" (softmax output) |
+          "binary_cross_entropy" (sigmoid output).
+    optimizer: an nncore.SGD (default SGD(lr=0.01)).
+    seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
+    dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
+    """
+
+    def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
+                 backend="cython"):
+        self.layers = _check_layers(layers)
+        if not isinstance(loss, str) or loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        out_act = self.layers[-1].activation
+        needed = REQUIRED_OUTPUT.get(LOSSES[loss])
+        if needed is not None and out_act != needed:
+            raise ValueError(f"loss {loss!r} needs a {needed} output layer, but the last Dense "
+                             f"has activation {out_act!r}; use activation={needed!r} there")
+        self.loss = loss
+        if optimizer is None:
+            optimizer = SGD(lr=0.01)
+        if not isinstance(optimizer, SGD):
+            raise TypeError(f"optimizer must be an nncore.SGD, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        if key not in DTYPES:
+            raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32' or 'float64'")
+        self.dtype = np.dtype(DTYPES[key])
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
+        self.backend = backend
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.history = None
+        self._build()
+
+    def __repr__(self):
+        return (f"Sequential({self.layers}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
+                f"dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+    # ------------------------------------------------------------ structure
+
+    def _build(self):
+        """Lay the parameters out flat, bind the layers to views, initialise."""
+        rows, off = [], 0
+        for layer in self.layers:
+            n_in, n_out = layer.in_features, layer.out_features
+            rows.append((n_in, n_out, ACTIVATIONS[layer.activation], off, off + n_in * n_out))
+            off += n_in * n_out + n_out
+        self._layout = np.array(rows, dtype=np.intp)
+        self._params = np.zeros(off, self.dtype)
+        self._velocity = np.zeros(0, self.dtype)
+        for layer, (n_in, n_out, _, w, b) in zip(self.layers, rows):
+            layer._bind(self._params[w:w + n_in * n_out].reshape(n_in, n_out),
+                        self._params[b:b + n_out])
+            layer.initialize(self.rng)
+        self._loss_code = LOSSES[self.loss]
+        self._engine = BACKENDS[self.backend]
+        self._work = None
+
+    @property
+    def n_features(self):
+        return self.layers[0].in_features
+
+    @property
+    def n_outputs(self):
+        return self.layers[-1].out_features
+
+    def get_weights(self):
+        """[W1, b1, W2, b2, ...] as copies; W is (in_features, out_features)."""
+        return [a.copy() for layer in self.layers for a in (layer.W, layer.b)]
+
+    def set_weights(self, weights):
+        """Replace every W and b from a list shaped like get_weights()."""
+        weights = list(weights)
+        if len(weights) != 2 * len(self.layers):
+            raise ValueError(f"got {len(weights)} arrays; expected {2 * len(self.layers)} "
+                             f"([W, b] for each of the {len(self.layers)} layers)")
+        checked = []
+        for i, layer in enumerate(self.layers):
+            for name, value, shape in (("W", weights[2 * i], layer.W.shape),
+                                       ("b", weights[2 * i + 1], layer.b.shape)):
+                arr = as_param(value, f"weights[{len(checked)}] ({name} of layer {i})", shape)
+                checked.append(arr)
+        for i, layer in enumerate(self.layers):  # all checked before anything changes
+            layer.W[...] = checked[2 * i]
+            layer.b[...] = checked[2 * i + 1]
+
+    # ------------------------------------------------------------ training
+
+    def fit(self, X, y, epochs=1, batch_size=None, shuffle=True):
+        """Train by gradient descent; returns (and stores as .history) a History.
+
+        batch_size: None = the whole data set per step (full-batch gradient
+        descent), 1 = online, k = mini-batches of k (the last one may be
+        smaller). shuffle: draw a new row order every epoch from the model's
+        generator (ignored for full batches, where order cannot matter).
+        Calling fit again continues from the current weights.
+        """
+        epochs = positive_int("epochs", epochs)
+        batch_size = positive_int("batch_size", batch_size, allow_none=True)
+        if not isinstance(shuffle, (bool, np.bool_)):
+            raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        step = [i for i, l in enumerate(self.layers) if ACTIVATIONS[l.activation] == STEP]
+        if step:
+            raise ValueError(
+                f"layer {step[0]} uses the step activation, whose gradient is zero almost "
+                "everywhere, so gradient descent cannot train it; use sigmoid (its smooth "
+                "version) for training — a step layer can still be used for predict()")
+        X = as_matrix(X, self.dtype, self.n_features)
+        Y = self._targets(y, X.shape[0])
+        n = X.shape[0]
+        batch = n if batch_size is None else min(batch_size, n)
+        shuffled = shuffle and batch < n
+        grads, velocity = self._optimizer_buffers()
+        work = self._workspace(batch)
+        losses = np.empty(epochs)
+        correct = np.empty(epochs)
+        block = max(1, ORDER_BLOCK // n) if shuffled else epochs
+        no_order = np.empty((0, n), np.intp)
+        opt = self.optimizer
+        for start in range(0, epochs, block):
+            count = min(block, epochs - start)
+            if shuffled:
+                orders = np.empty((count, n), np.intp)
+                for e in range(count):
+                    orders[e] = self.rng.permutation(n)
+            else:
+                orders = no_order
+            self._engine.train_epochs(
+                X, Y, orders, batch, self._params, grads, velocity, work, self._layout,
+                self._loss_code, opt.lr, opt.momentum, opt.nesterov, opt.weight_decay,
+                losses[start:start + count], correct[start:start + count])
+        history = History()
+        history.epoch = list(range(epochs))
+        history.history["loss"] = losses.tolist()
+        if self._loss_code in CLASSIFICATION:
+            history.history["accuracy"] = correct.tolist()
+        self.history = history
+        return history
+
+    def _optimizer_buffers(self):
+        """(grads, velocity) for the optimizer: empty when unused; the momentum
+        buffer persists across fit() calls like the weights do."""
+        opt = self.optimizer
+        empty = np.zeros(0, self.dtype)
+        grads = empty if opt.plain else np.empty_like(self._params)
+        if opt.momentum and self._velocity.shape != self._params.shape:
+            self._velocity = np.zeros_like(self._params)
+        return grads, self._velocity if opt.momentum else empty
+
+    def _workspace(self, batch):
+        """The training workspace, reused across fit() calls while big enough."""
+        size = self._engine.workspace_size(self._layout, batch)
+        if self._work is None or self._work.shape[0] < size:
+            self._work = np.empty(size, self.dtype)
+        return self._work
+
+    def _targets(self, y, n):
+        classes = self._loss_code == CROSS_ENTROPY
+        Y = as_targets(y, n, self.n_outputs, classes, self.dtype)
+        if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
+            raise ValueError(f"y holds values in [{Y.min():g}, {Y.max():g}]; loss {self.loss!r} "
+                             "expects targets in [0, 1] (one-hot rows or 0/1 labels)")
+        return Y
+
+    # ------------------------------------------------------------ inference
+
+    def predict(self, X):
+        """Network outputs, (n_samples, out_features): probabilities for softmax
+        and sigmoid outputs, 0/1 for a step output."""
+        X = as_matrix(X, self.dtype, self.n_features)
+        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
+        self._engine.forward(X, self._params, self._layout, out)
+        return out
+
+    def evaluate(self, X, y):
+        """{"loss": mean cost} plus "accuracy" for classification losses
+        (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)."""
+        X = as_matrix(X, self.dtype, self.n_features)
+        Y = self._targets(y, X.shape[0])
+        loss, accuracy = self._engine.evaluate(X, Y, self._params, self._layout,
+                                               self._loss_code)
+        result = {"loss": float(loss)}
+        if self._loss_code in CLASSIFICATION:
+            result["accuracy"] = float(accuracy)
+        return result
+
+
+def _check_layers(layers):
+    if isinstance(layers, Dense):
+        layers = [layers]
+    try:
+        layers = list(layers)
+    except TypeError:
+        raise TypeError(f"layers must be a list of nncore.Dense, got "
+                        f"{type(layers).__name__}") from None
+    if not layers:
+        raise ValueError("layers is empty; expected at least one nncore.Dense")
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, Dense):
+            raise TypeError(f"layers[{i}] is a {type(layer).__name__}; expected nncore.Dense")
+    for i, (a, b) in enumerate(zip(layers, layers[1:])):
+        if a.out_features != b.in_features:
+            raise ValueError(f"layers[{i}] has out_features={a.out_features} but layers[{i + 1}] "
+                             f"has in_features={b.in_features}; consecutive sizes must match")
+    if len(set(map(id, layers))) != len(layers):
+        raise ValueError("the same Dense object appears twice in layers; create one per position")
+    return layers

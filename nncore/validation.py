@@ -1,0 +1,97 @@
+"""Input checks at the API boundary. The compiled kernels run with bounds
+checking off and trust their inputs, so everything a user passes is checked
+here once, and bad input becomes a ValueError/TypeError that says what was
+wrong and what was expected."""
+import operator
+
+import numpy as np
+
+
+def as_matrix(X, dtype, n_features=None, name="X"):
+    """X as a C-contiguous, finite, non-empty 2-D array of `dtype`."""
+    arr = _as_real_array(X, name)
+    if arr.ndim == 1 and n_features is not None and arr.shape[0] == n_features:
+        raise ValueError(f"{name} is 1-D with {arr.shape[0]} values; expected a 2-D array "
+                         f"(n_samples, {n_features}) — use X.reshape(1, -1) for one sample")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} has {arr.ndim} dimension(s), shape {arr.shape}; expected "
+                         "a 2-D array (n_samples, n_features)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty, shape {arr.shape}; expected at least one sample "
+                         "and one feature")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features; expected {n_features} "
+                         "(the first layer's in_features)")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(out, name)
+    return out
+
+
+def _as_real_array(a, name):
+    if isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} is a string; expected a numeric array")
+    try:
+        arr = np.asarray(a)
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like
+        raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers "
+                        "(int, bool or float)")
+    return arr
+
+
+def check_finite(arr, name):
+    # a sum is NaN/inf iff an element is (or it overflows, which is also unusable)
+    if not np.isfinite(arr.sum(dtype=np.float64)) and not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(bad)}); "
+                         "expected finite values")
+
+
+def as_targets(y, n, outputs, classes, dtype):
+    """y as a C-contiguous (n, outputs) array of `dtype`.
+
+    classes: True for cross-entropy (integer labels (n,) become one-hot rows),
+    False for regression and binary targets ((n,) means one output).
+    """
+    arr = _as_real_array(y, "y")
+    if arr.ndim == 0 or arr.shape[0] != n:
+        got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} rows"
+        raise ValueError(f"y has {got} but X has {n} samples; expected one target per sample")
+    if classes and arr.ndim == 1:
+        from .losses import one_hot
+        return np.ascontiguousarray(one_hot(arr, outputs), dtype=dtype)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != outputs:
+        expect = (f"integer labels ({n},) or one-hot rows ({n}, {outputs})" if classes
+                  else f"({n},) or ({n}, {outputs})" if outputs == 1 else f"({n}, {outputs})")
+        raise ValueError(f"y has shape {np.shape(y)}; expected {expect} to match the "
+                         f"{outputs} output(s) of the last layer")
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(out, "y")
+    return out
+
+
+def positive_int(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a positive integer, got {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be a positive integer"
+                        + (" or None" if allow_none else "") + f", got {value!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return value
+
+
+def as_param(value, name, shape):
+    """A weight array checked for real dtype, exact shape and finiteness."""
+    arr = _as_real_array(value, name)
+    if arr.shape != shape:
+        raise ValueError(f"{name} has shape {arr.shape}; expected {shape}")
+    check_finite(arr.astype(np.float64, copy=False), name)
+    return arr

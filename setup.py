@@ -1,0 +1,55 @@
+"""Build the compiled core: one extension per src/*.pyx, landing in nncore/.
+
+NNCORE_CYTHON_DEBUG=1 turns bounds, wraparound and initialisation checks back
+on (the default build trusts the validated Python boundary and runs without).
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("NNCORE_CYTHON_DEBUG", "") not in ("", "0")
+
+
+def openmp_flags():
+    """['-fopenmp'] when the C compiler accepts it, else [] (serial build)."""
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc.split()[0]) is None or sys.platform == "win32":
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp, "omp.c")
+        src.write_text("#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n")
+        ok = subprocess.run(cc.split() + ["-fopenmp", str(src), "-o", str(Path(tmp, "omp"))],
+                            capture_output=True).returncode == 0
+    return ["-fopenmp"] if ok else []
+
+
+OPENMP = openmp_flags()
+directives = {
+    "language_level": 3,
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": not DEBUG,
+    "embedsignature": True,
+}
+extensions = [
+    Extension(
+        f"nncore.{pyx.stem}",
+        [str(pyx)],
+        extra_compile_args=["-O3"] + OPENMP + (["-UNDEBUG", "-O1", "-g"] if DEBUG else []),
+        extra_link_args=OPENMP,
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+    for pyx in sorted(Path("src").glob("*.pyx"))
+]
+
+setup(
+    ext_modules=cythonize(extensions, include_path=["src"], compiler_directives=directives,
+                          build_dir="build/cython-debug" if DEBUG else "build/cython"),
+)

@@ -1,0 +1,145 @@
+# Header-only: activation functions over row-major (n×k) blocks.
+#
+# Layering: scalar helpers (stable sigmoid, typed exp/log), then loops over a
+# block. The switch on the activation sits outside the loops so each inner
+# loop is a plain, vectorisable pass. Derivatives are computed from the
+# activation's *output* A, so the forward pass never keeps the pre-activation:
+#   sigmoid' = a(1-a), tanh' = 1-a², relu' = [a>0], leaky_relu' = 1 or SLOPE,
+#   softmax: the row's Jacobian-vector product  dz = a ⊙ (da − ⟨da, a⟩).
+from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs
+from cython cimport floating
+
+# Codes shared with nncore/activations.py (ACTIVATIONS maps names to these).
+cdef enum:
+    LINEAR = 0
+    STEP = 1
+    SIGMOID = 2
+    TANH = 3
+    RELU = 4
+    LEAKY_RELU = 5
+    SOFTMAX = 6
+
+cdef enum:
+    # Slope of leaky_relu for negative inputs; nncore/activations.py mirrors it.
+    LEAKY_SLOPE_PER_MILLE = 10
+
+
+cdef inline floating fexp(floating x) noexcept nogil:
+    if floating is float:
+        return expf(x)
+    else:
+        return exp(x)
+
+
+cdef inline floating flog(floating x) noexcept nogil:
+    if floating is float:
+        return logf(x)
+    else:
+        return log(x)
+
+
+cdef inline floating flog1p(floating x) noexcept nogil:
+    if floating is float:
+        return log1pf(x)
+    else:
+        return log1p(x)
+
+
+cdef inline floating sigmoid(floating x) noexcept nogil:
+    """1 / (1 + e^-x), without overflow for large |x|."""
+    cdef floating e
+    if x >= 0:
+        return 1 / (1 + fexp(-x))
+    e = fexp(x)
+    return e / (1 + e)
+
+
+cdef inline floating softplus(floating x) noexcept nogil:
+    """log(1 + e^x), without overflow for large |x|."""
+    return (x if x > 0 else 0) + flog1p(fexp(-fabs(x)))
+
+
+cdef inline void softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
+    """z := exp(z − max z) / Σ exp(z − max z), in place."""
+    cdef Py_ssize_t j
+    cdef floating m = z[0]
+    cdef double s = 0
+    for j in range(1, k):
+        if z[j] > m:
+            m = z[j]
+    for j in range(k):
+        z[j] = fexp(z[j] - m)
+        s += z[j]
+    for j in range(k):
+        z[j] = <floating> (z[j] / s)
+
+
+cdef inline floating activate(floating z, int act) noexcept nogil:
+    """f(z) for the element-wise activations (softmax is row-wise: softmax_row)."""
+    if act == STEP:
+        return 1 if z > 0 else 0
+    elif act == SIGMOID:
+        return sigmoid(z)
+    elif act == TANH:
+        return tanhf(z) if floating is float else tanh(z)
+    elif act == RELU:
+        return z if z > 0 else 0
+    elif act == LEAKY_RELU:
+        return z if z > 0 else z * (LEAKY_SLOPE_PER_MILLE / <floating> 1000)
+    return z
+
+
+cdef inline floating derivative(floating a, int act) noexcept nogil:
+    """f'(z) written in terms of a = f(z), for the element-wise activations."""
+    if act == STEP:
+        return 0
+    elif act == SIGMOID:
+        return a * (1 - a)
+    elif act == TANH:
+        return 1 - a * a
+    elif act == RELU:
+        return 1 if a > 0 else 0
+    elif act == LEAKY_RELU:
+        return 1 if a > 0 else LEAKY_SLOPE_PER_MILLE / <floating> 1000
+    return 1
+
+
+cdef inline void bias_activation(floating* Z, const floating* b, Py_ssize_t n,
+                                 Py_ssize_t k, int act) noexcept nogil:
+    """Z[i, :] := f(Z[i, :] + b) in place for an (n×k) row-major block; b may be
+    NULL (no bias). Row by row, so each row is touched while it sits in L1."""
+    cdef Py_ssize_t i, j
+    cdef floating* z
+    for i in range(n):
+        z = Z + i * k
+        if b != NULL:
+            for j in range(k):
+                z[j] += b[j]
+        if act == SOFTMAX:
+            softmax_row(z, k)
+        elif act != LINEAR:
+            for j in range(k):
+                z[j] = activate(z[j], act)
+
+
+cdef inline void activation_backward(floating* dA, const floating* A, Py_ssize_t n,
+                                     Py_ssize_t k, int act) noexcept nogil:
+    """dA := dA ⊙ f'(Z) in place, with f' taken from the output A = f(Z)."""
+    cdef Py_ssize_t i, j
+    cdef floating* d
+    cdef const floating* a
+    cdef double dot
+    if act == LINEAR:
+        return
+    for i in range(n):
+        d = dA + i * k
+        a = A + i * k
+        if act == SOFTMAX:
+            dot = 0
+            for j in range(k):
+                dot += d[j] * a[j]
+            for j in range(k):
+                d[j] = <floating> (a[j] * (d[j] - dot))
+        else:
+            for j in range(k):
+                d[j] = d[j] * derivative(a[j], act)

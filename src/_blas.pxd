@@ -1,0 +1,75 @@
+# Header-only: the one BLAS shim of nncore, for row-major arrays.
+#
+# BLAS is column-major; a row-major matrix is its column-major transpose, so a
+# row-major C = op(A)·op(B) is computed as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ
+# by swapping the operands. scipy's prototypes take non-const pointers, hence
+# the casts; BLAS never writes A or B.
+from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
+from cython cimport floating
+
+# Below this many multiply-adds (m·n·k) a direct loop beats the BLAS call:
+# OpenBLAS spends ~0.3-1 µs in argument checks, dispatch and buffer setup, while
+# a 4x2x8 product (the XOR network) takes a few ns. Measured with
+# benchmarks/bench_gemm_threshold.py; re-measure when the BLAS changes.
+cdef enum:
+    SMALL_GEMM = 4096
+
+
+cdef inline void _small_gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                             floating alpha, const floating* A, int lda,
+                             const floating* B, int ldb, floating beta,
+                             floating* C, int ldc) noexcept nogil:
+    """C := alpha·op(A)·op(B) + beta·C by direct loops (row-major, tiny shapes)."""
+    cdef int i, j, p
+    cdef floating s, a
+    for i in range(m):
+        for j in range(n):
+            C[i * ldc + j] = C[i * ldc + j] * beta if beta != 0 else 0
+        for p in range(k):
+            a = alpha * (A[p * lda + i] if trans_a else A[i * lda + p])
+            if trans_b:
+                for j in range(n):
+                    C[i * ldc + j] += a * B[j * ldb + p]
+            else:
+                for j in range(n):
+                    C[i * ldc + j] += a * B[p * ldb + j]
+
+
+cdef inline void gemv(bint trans, int rows, int cols, floating alpha,
+                      const floating* M, int ldm, const floating* x,
+                      floating beta, floating* y) noexcept nogil:
+    """y := alpha·op(M)·x + beta·y, M column-major (rows×cols, leading dim ldm)."""
+    cdef char t = b'T' if trans else b'N'
+    cdef int one = 1
+    if floating is float:
+        sgemv(&t, &rows, &cols, &alpha, <float*> M, &ldm, <float*> x, &one,
+              &beta, y, &one)
+    else:
+        dgemv(&t, &rows, &cols, &alpha, <double*> M, &ldm, <double*> x, &one,
+              &beta, y, &one)
+
+
+cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
+                      floating alpha, const floating* A, int lda,
+                      const floating* B, int ldb, floating beta,
+                      floating* C, int ldc) noexcept nogil:
+    """C(m×n) := alpha·op(A)·op(B) + beta·C, all row-major; op(X) = Xᵀ if trans_x."""
+    cdef char ta = b'T' if trans_b else b'N'
+    cdef char tb = b'T' if trans_a else b'N'
+    if m == 0 or n == 0:
+        return
+    if <long long> m * n * k <= SMALL_GEMM:
+        _small_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+    elif m == 1 and not trans_a:
+        # One row: c = alpha·op(B)ᵀ·a + beta·c is a GEMV, ~4x cheaper than GEMM
+        # with m = 1 on wide layers (no packing of B).
+        if trans_b:
+            gemv(True, k, n, alpha, B, ldb, A, beta, C)
+        else:
+            gemv(False, n, k, alpha, B, ldb, A, beta, C)
+    elif floating is float:
+        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
+              &beta, C, &ldc)
+    else:
+        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
+              &beta, C, &ldc)

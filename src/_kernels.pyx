@@ -1,0 +1,86 @@
+"""Python entry points to the single kernels of the compiled core.
+
+The training engine (_engine.pyx) calls the same header-only kernels without
+the GIL; these wrappers exist so that each kernel can be checked against its
+NumPy twin in nncore.reference, and so SGD.update works on any arrays.
+Callers pass C-contiguous arrays of one dtype with consistent shapes: nothing
+here validates beyond what the memoryview types enforce.
+"""
+import numpy as np
+from cython cimport floating
+
+from _blas cimport gemm as _gemm
+from _activation cimport (bias_activation as _bias_activation,
+                          activation_backward as _activation_backward)
+from _loss cimport output_loss as _output_loss
+from _layer cimport dense_forward as _dense_forward, dense_backward as _dense_backward
+from _sgd cimport sgd_update as _sgd_update
+
+
+def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
+         const floating[:, ::1] B not None, double beta, floating[:, ::1] C not None):
+    """C := alpha·op(A)·op(B) + beta·C in place (op = transpose when trans_*)."""
+    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    with nogil:
+        _gemm(trans_a, trans_b, <int> C.shape[0], <int> C.shape[1], k, <floating> alpha,
+              &A[0, 0], <int> A.shape[1], &B[0, 0], <int> B.shape[1], <floating> beta,
+              &C[0, 0], <int> C.shape[1])
+
+
+def bias_activation(floating[:, ::1] Z not None, const floating[::1] b not None, int act):
+    """Z := f(Z + b) in place (row-wise for softmax)."""
+    with nogil:
+        _bias_activation(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1], act)
+
+
+def activation_backward(floating[:, ::1] dA not None, const floating[:, ::1] A not None,
+                        int act):
+    """dA := dA ⊙ f'(Z) in place, f' expressed through A = f(Z)."""
+    with nogil:
+        _activation_backward(&dA[0, 0], &A[0, 0], dA.shape[0], dA.shape[1], act)
+
+
+def output_loss(floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
+                floating[:, ::1] dZ, int act, int loss):
+    """Z := f(Z); dZ := ∂cost/∂Z (unless None); returns (Σ per-example losses,
+    number correctly classified)."""
+    cdef double total, correct = 0
+    cdef floating* d = NULL if dZ is None else &dZ[0, 0]
+    with nogil:
+        total = _output_loss(&Z[0, 0], &Y[0, 0], d, Z.shape[0], Z.shape[1], act,
+                             loss, &correct)
+    return total, correct
+
+
+def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
+                  const floating[::1] b not None, int act, floating[:, ::1] A not None):
+    """A := f(X·W + b)."""
+    with nogil:
+        _dense_forward(&X[0, 0], X.shape[0], X.shape[1], &W[0, 0], &b[0], W.shape[1],
+                       act, &A[0, 0])
+
+
+def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ not None,
+                   floating[:, ::1] W not None, int prev_act, floating[:, ::1] dX,
+                   floating[:, ::1] gW not None, floating[::1] gb not None,
+                   double alpha, double beta):
+    """dX := (dZ·Wᵀ) ⊙ f'_prev(X) (unless None); gW := alpha·Xᵀ·dZ + beta·gW;
+    gb := alpha·Σ dZ + beta·gb. gW/gb may be W/b themselves (folded SGD)."""
+    cdef floating* dx = NULL if dX is None else &dX[0, 0]
+    cdef double[::1] acc = np.empty(max(W.shape[1], 1))
+    with nogil:
+        _dense_backward(&X[0, 0], &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
+                        &W[0, 0], prev_act, dx, &gW[0, 0], &gb[0], <floating> alpha,
+                        <floating> beta, &acc[0])
+
+
+def sgd_update(floating[::1] params not None, const floating[::1] grads not None,
+               floating[::1] velocity, double lr, double momentum, bint nesterov,
+               double weight_decay):
+    """params -= lr·(SGD direction) in place; velocity (may be None when
+    momentum is 0) is updated in place."""
+    cdef floating* v = NULL if velocity is None else &velocity[0]
+    with nogil:
+        _sgd_update(&params[0], &grads[0], v, params.shape[0], <floating> lr,
+                    <floating> momentum, nesterov, <floating> weight_decay)
+

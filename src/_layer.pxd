@@ -1,0 +1,49 @@
+# Header-only: a dense layer's forward and backward pass on row-major blocks.
+#   forward:  A := f(X·W + b)                 (GEMM, then bias + f in one pass)
+#   backward: dX := (dZ·Wᵀ) ⊙ f'_prev(X)       (before W changes; X = f_prev(·))
+#             gW := α·Xᵀ·dZ + β·gW,  gb := α·Σᵢ dZ[i, :] + β·gb
+# Plain SGD calls backward with gW = W, gb = b, α = −lr, β = 1: the update is
+# folded into the dW GEMM and no gradient is ever written.
+from cython cimport floating
+from _blas cimport gemm
+from _activation cimport bias_activation, activation_backward
+
+
+cdef inline void dense_forward(const floating* X, Py_ssize_t n, Py_ssize_t n_in,
+                               const floating* W, const floating* b, Py_ssize_t n_out,
+                               int act, floating* A_out) noexcept nogil:
+    """A_out(n×n_out) := f(X(n×n_in)·W(n_in×n_out) + b)."""
+    gemm(False, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X, <int> n_in,
+         W, <int> n_out, <floating> 0, A_out, <int> n_out)
+    bias_activation(A_out, b, n, n_out, act)
+
+
+cdef inline void column_sums(const floating* dZ, Py_ssize_t n, Py_ssize_t k,
+                             double* acc, floating alpha, floating beta,
+                             floating* out) noexcept nogil:
+    """out := alpha·Σᵢ dZ[i, :] + beta·out, summed row by row in double (a fixed
+    order, so the result never depends on threads); acc is k doubles of scratch."""
+    cdef Py_ssize_t i, j
+    for j in range(k):
+        acc[j] = 0
+    for i in range(n):
+        for j in range(k):
+            acc[j] += dZ[i * k + j]
+    for j in range(k):
+        out[j] = <floating> (alpha * acc[j] + (beta * out[j] if beta != 0 else 0))
+
+
+cdef inline void dense_backward(const floating* X, const floating* dZ, Py_ssize_t n,
+                                Py_ssize_t n_in, Py_ssize_t n_out, floating* W,
+                                int prev_act, floating* dX_out, floating* gW,
+                                floating* gb, floating alpha, floating beta,
+                                double* acc) noexcept nogil:
+    """dX_out := (dZ·Wᵀ) ⊙ f'_prev(X) unless dX_out is NULL (first layer), then
+    gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta·gb (gW may be W)."""
+    if dX_out != NULL:
+        gemm(False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
+             <int> n_out, W, <int> n_out, <floating> 0, dX_out, <int> n_in)
+        activation_backward(dX_out, X, n, n_in, prev_act)
+    gemm(True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
+         <int> n_out, beta, gW, <int> n_out)
+    column_sums(dZ, n, n_out, acc, alpha, beta, gb)

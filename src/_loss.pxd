@@ -1,0 +1,96 @@
+# Header-only: the output layer's activation, the loss and its gradient, in one
+# pass over the (n×k) output block.
+#
+# The output layer hands over its pre-activation Z. That lets the two classic
+# pairs be fused and stable: softmax + cross-entropy uses log-sum-exp and
+# dZ = (P·Σy − Y)/n; sigmoid + binary cross-entropy uses softplus on the logits
+# (finite for |z| = 1e4) and dZ = (P − Y)/(n·k). Other pairs apply the
+# activation, take dA from the loss and chain it through the activation's
+# derivative. Costs are means of per-example losses; a per-example loss
+# averages over the k outputs for mse, mae and binary cross-entropy and sums
+# over the classes for cross-entropy. Sums accumulate in double.
+from cython cimport floating
+from libc.math cimport fabs
+from _activation cimport (SIGMOID, SOFTMAX, fexp, flog, softplus, sigmoid,
+                          bias_activation, activation_backward)
+
+# Codes shared with nncore/losses.py (LOSSES maps names to these).
+cdef enum:
+    MSE = 0
+    MAE = 1
+    CROSS_ENTROPY = 2
+    BINARY_CROSS_ENTROPY = 3
+
+
+cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
+    cdef Py_ssize_t j, best = 0
+    for j in range(1, k):
+        if x[j] > x[best]:
+            best = j
+    return best
+
+
+cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
+                               Py_ssize_t n, Py_ssize_t k, int act, int loss,
+                               double* correct) noexcept nogil:
+    """Z := f(Z) in place; returns Σ of the n per-example losses; dZ(n×k) :=
+    ∂(Σ losses / n)/∂Z unless dZ is NULL; correct += correctly classified
+    examples (fractional over outputs for binary cross-entropy)."""
+    cdef Py_ssize_t i, j
+    cdef floating* z
+    cdef floating* d
+    cdef const floating* y
+    cdef floating m, p, e
+    cdef double total = 0, row, lse, ysum, hits
+    cdef floating inv_n = 1 / <floating> n
+    cdef floating inv_nk = 1 / (<floating> n * k)
+    for i in range(n):
+        z = Z + i * k
+        y = Y + i * k
+        d = dZ + i * k if dZ != NULL else NULL
+        row = 0
+        if loss == CROSS_ENTROPY and act == SOFTMAX:
+            m = z[argmax(z, k)]
+            lse = 0
+            ysum = 0
+            for j in range(k):
+                lse += fexp(z[j] - m)
+            lse = m + flog(<floating> lse)
+            if y[argmax(y, k)] > 0 and argmax(y, k) == argmax(z, k):
+                correct[0] += 1
+            for j in range(k):
+                row += y[j] * (lse - z[j])
+                ysum += y[j]
+                z[j] = fexp(<floating> (z[j] - lse))
+            if d != NULL:
+                for j in range(k):
+                    d[j] = <floating> (z[j] * ysum - y[j]) * inv_n
+        elif loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
+            hits = 0
+            for j in range(k):
+                # −[y·log σ(z) + (1−y)·log(1−σ(z))] = softplus(z) − y·z
+                row += softplus(z[j]) - y[j] * z[j]
+                hits += (z[j] > 0) == (y[j] > <floating> 0.5)
+                z[j] = sigmoid(z[j])
+                if d != NULL:
+                    d[j] = (z[j] - y[j]) * inv_nk
+            row /= k
+            correct[0] += hits / k
+        else:
+            bias_activation(z, <floating*> NULL, 1, k, act)
+            for j in range(k):
+                e = z[j] - y[j]
+                if loss == MSE:
+                    row += e * e
+                    if d != NULL:
+                        d[j] = 2 * e * inv_nk
+                else:
+                    row += fabs(e)
+                    if d != NULL:
+                        d[j] = (e > 0) - (e < 0)
+                        d[j] *= inv_nk
+            row /= k
+            if d != NULL:
+                activation_backward(d, z, 1, k, act)
+        total += row
+    return total
