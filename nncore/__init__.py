@@ -13,11 +13,12 @@ except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
         "development) from the repository root, and import it from outside the "
         f"source tree. Original error: {exc}") from exc
 
-from . import activations, losses
+from . import activations, datasets, losses
 from .datasets import load_digits
 from .layers import Dense
 from .model import History, Sequential
 from .optimizers import SGD
 
 __version__ = "0.1.0"
-__all__ = ["Dense", "Sequential", "SGD", "History", "losses", "activations", "load_digits"]
+__all__ = ["Dense", "Sequential", "SGD", "History", "losses", "activations", "datasets",
+           "load_digits"]

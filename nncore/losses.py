@@ -102,16 +102,21 @@ def binary_cross_entropy(y_true, y_pred):
 def one_hot(labels, classes, name="y"):
     """(n,) integer labels in 0..classes−1 -> (n, classes) float64 one-hot rows."""
     labels = np.asarray(labels)
+    if labels.dtype.kind not in "iubf":
+        raise TypeError(f"{name} has dtype {labels.dtype}; expected integer class labels")
+    if labels.ndim != 1:
+        raise ValueError(f"{name} has shape {labels.shape}; expected integer class labels (n,)")
     if labels.dtype.kind == "f":
-        if not np.isfinite(labels).all() or np.any(labels != np.round(labels)):
+        if not np.isfinite(labels).all():
+            raise ValueError(f"{name} contains NaN or infinity; expected class labels "
+                             f"0..{classes - 1}")
+        if np.any(labels != np.round(labels)):
             raise ValueError(f"{name} holds non-integer labels; expected class labels "
                              f"0..{classes - 1}")
-        labels = labels.astype(np.int64)
-    elif labels.dtype.kind not in "iub":
-        raise TypeError(f"{name} has dtype {labels.dtype}; expected integer class labels")
     if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"{name} holds labels in {labels.min()}..{labels.max()}; expected "
-                         f"0..{classes - 1} for {classes} classes")
+        raise ValueError(f"{name} holds labels in {labels.min():g}..{labels.max():g}; "
+                         f"expected 0..{classes - 1} for {classes} classes")
+    labels = labels.astype(np.intp)  # bool labels must index as 0/1, not as a mask
     out = np.zeros((labels.shape[0], classes))
     out[np.arange(labels.shape[0]), labels] = 1
     return out

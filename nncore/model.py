@@ -60,15 +60,21 @@ class Sequential:
         if not isinstance(optimizer, SGD):
             raise TypeError(f"optimizer must be an nncore.SGD, got {type(optimizer).__name__}")
         self.optimizer = optimizer
-        key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+        try:  # None would mean float64 to numpy: refuse it rather than guess
+            key = dtype if isinstance(dtype, str) or dtype is None else np.dtype(dtype).name
+        except (TypeError, ValueError):
+            key = None
         if key not in DTYPES:
             raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32' or 'float64'")
         self.dtype = np.dtype(DTYPES[key])
-        if backend not in BACKENDS:
+        if not isinstance(backend, str) or backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self.backend = backend
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
+        try:
+            self.rng = np.random.default_rng(seed)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"seed must be None or a non-negative integer, got {seed!r}") from None
         self.history = None
         self._build()
 
@@ -118,7 +124,8 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             for name, value, shape in (("W", weights[2 * i], layer.W.shape),
                                        ("b", weights[2 * i + 1], layer.b.shape)):
-                arr = as_param(value, f"weights[{len(checked)}] ({name} of layer {i})", shape)
+                arr = as_param(value, f"weights[{len(checked)}] ({name} of layer {i})", shape,
+                               self.dtype)
                 checked.append(arr)
         for i, layer in enumerate(self.layers):  # all checked before anything changes
             layer.W[...] = checked[2 * i]

@@ -22,8 +22,23 @@ def as_matrix(X, dtype, n_features=None, name="X"):
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features; expected {n_features} "
                          "(the first layer's in_features)")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    check_finite(out, name)
+    return _cast_finite(arr, dtype, name)
+
+
+def _cast_finite(arr, dtype, name):
+    """arr as a C-contiguous array of `dtype`, checked finite; finite values too
+    large for `dtype` (float64 data into a float32 model) are reported as such."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = np.ascontiguousarray(arr, dtype=dtype)
+    try:
+        check_finite(out, name)
+    except ValueError:
+        if out.dtype == arr.dtype:
+            raise
+        check_finite(arr, name)  # NaN/inf already in the input
+        raise ValueError(f"{name} holds values too large for {out.dtype} (largest magnitude "
+                         f"{np.abs(arr).max():g}); expected values within "
+                         f"±{np.finfo(out.dtype).max:g}") from None
     return out
 
 
@@ -42,9 +57,11 @@ def _as_real_array(a, name):
 
 def check_finite(arr, name):
     # a sum is NaN/inf iff an element is (or it overflows, which is also unusable)
-    if not np.isfinite(arr.sum(dtype=np.float64)) and not np.isfinite(arr).all():
-        bad = np.argwhere(~np.isfinite(arr))[0]
-        raise ValueError(f"{name} contains NaN or infinity (first at index {tuple(bad)}); "
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = arr.sum(dtype=np.float64)
+    if not np.isfinite(total) and not np.isfinite(arr).all():
+        bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
+        raise ValueError(f"{name} contains NaN or infinity (first at index {bad}); "
                          "expected finite values")
 
 
@@ -68,9 +85,7 @@ def as_targets(y, n, outputs, classes, dtype):
                   else f"({n},) or ({n}, {outputs})" if outputs == 1 else f"({n}, {outputs})")
         raise ValueError(f"y has shape {np.shape(y)}; expected {expect} to match the "
                          f"{outputs} output(s) of the last layer")
-    out = np.ascontiguousarray(arr, dtype=dtype)
-    check_finite(out, "y")
-    return out
+    return _cast_finite(arr, dtype, "y")
 
 
 def positive_int(name, value, allow_none=False):
@@ -88,10 +103,13 @@ def positive_int(name, value, allow_none=False):
     return value
 
 
-def as_param(value, name, shape):
-    """A weight array checked for real dtype, exact shape and finiteness."""
+def as_param(value, name, shape, dtype=None):
+    """A weight array checked for real dtype, exact shape and finiteness (also
+    after conversion to `dtype`, when given)."""
     arr = _as_real_array(value, name)
     if arr.shape != shape:
         raise ValueError(f"{name} has shape {arr.shape}; expected {shape}")
+    if dtype is not None:
+        return _cast_finite(arr, dtype, name)
     check_finite(arr.astype(np.float64, copy=False), name)
     return arr

@@ -74,72 +74,76 @@ cdef inline void softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
         z[j] = <floating> (z[j] / s)
 
 
-cdef inline floating activate(floating z, int act) noexcept nogil:
-    """f(z) for the element-wise activations (softmax is row-wise: softmax_row)."""
+cdef inline void activate_row(floating* z, Py_ssize_t k, int act) noexcept nogil:
+    """z := f(z) in place for one row of k values. The switch stays outside the
+    loops (a per-element switch costs a jump table each and blocks SIMD)."""
+    cdef Py_ssize_t j
+    cdef floating slope = LEAKY_SLOPE_PER_MILLE / <floating> 1000
     if act == STEP:
-        return 1 if z > 0 else 0
+        for j in range(k):
+            z[j] = 1 if z[j] > 0 else 0
     elif act == SIGMOID:
-        return sigmoid(z)
+        for j in range(k):
+            z[j] = sigmoid(z[j])
     elif act == TANH:
-        return tanhf(z) if floating is float else tanh(z)
+        for j in range(k):
+            z[j] = tanhf(z[j]) if floating is float else tanh(z[j])
     elif act == RELU:
-        return z if z > 0 else 0
+        for j in range(k):
+            z[j] = z[j] if z[j] > 0 else 0
     elif act == LEAKY_RELU:
-        return z if z > 0 else z * (LEAKY_SLOPE_PER_MILLE / <floating> 1000)
-    return z
+        for j in range(k):
+            z[j] = z[j] if z[j] > 0 else slope * z[j]
+    elif act == SOFTMAX:
+        softmax_row(z, k)
 
 
-cdef inline floating derivative(floating a, int act) noexcept nogil:
-    """f'(z) written in terms of a = f(z), for the element-wise activations."""
+cdef inline void backward_row(floating* d, const floating* a, Py_ssize_t k,
+                              int act) noexcept nogil:
+    """d := d ⊙ f'(z) in place for one row, f' written in terms of a = f(z)."""
+    cdef Py_ssize_t j
+    cdef floating slope = LEAKY_SLOPE_PER_MILLE / <floating> 1000
+    cdef double dot = 0
     if act == STEP:
-        return 0
+        for j in range(k):
+            d[j] = 0
     elif act == SIGMOID:
-        return a * (1 - a)
+        for j in range(k):
+            d[j] = d[j] * a[j] * (1 - a[j])
     elif act == TANH:
-        return 1 - a * a
+        for j in range(k):
+            d[j] = d[j] * (1 - a[j] * a[j])
     elif act == RELU:
-        return 1 if a > 0 else 0
+        for j in range(k):
+            d[j] = d[j] if a[j] > 0 else 0
     elif act == LEAKY_RELU:
-        return 1 if a > 0 else LEAKY_SLOPE_PER_MILLE / <floating> 1000
-    return 1
+        for j in range(k):
+            d[j] = d[j] if a[j] > 0 else slope * d[j]
+    elif act == SOFTMAX:
+        for j in range(k):
+            dot += d[j] * a[j]
+        for j in range(k):
+            d[j] = <floating> (a[j] * (d[j] - dot))
 
 
 cdef inline void bias_activation(floating* Z, const floating* b, Py_ssize_t n,
                                  Py_ssize_t k, int act) noexcept nogil:
-    """Z[i, :] := f(Z[i, :] + b) in place for an (n×k) row-major block; b may be
-    NULL (no bias). Row by row, so each row is touched while it sits in L1."""
+    """Z[i, :] := f(Z[i, :] + b) in place for an (n×k) row-major block, row by
+    row so each row is activated while it still sits in L1."""
     cdef Py_ssize_t i, j
     cdef floating* z
     for i in range(n):
         z = Z + i * k
-        if b != NULL:
-            for j in range(k):
-                z[j] += b[j]
-        if act == SOFTMAX:
-            softmax_row(z, k)
-        elif act != LINEAR:
-            for j in range(k):
-                z[j] = activate(z[j], act)
+        for j in range(k):
+            z[j] += b[j]
+        activate_row(z, k, act)
 
 
 cdef inline void activation_backward(floating* dA, const floating* A, Py_ssize_t n,
                                      Py_ssize_t k, int act) noexcept nogil:
     """dA := dA ⊙ f'(Z) in place, with f' taken from the output A = f(Z)."""
-    cdef Py_ssize_t i, j
-    cdef floating* d
-    cdef const floating* a
-    cdef double dot
+    cdef Py_ssize_t i
     if act == LINEAR:
         return
     for i in range(n):
-        d = dA + i * k
-        a = A + i * k
-        if act == SOFTMAX:
-            dot = 0
-            for j in range(k):
-                dot += d[j] * a[j]
-            for j in range(k):
-                d[j] = <floating> (a[j] * (d[j] - dot))
-        else:
-            for j in range(k):
-                d[j] = d[j] * derivative(a[j], act)
+        backward_row(dA + i * k, A + i * k, k, act)

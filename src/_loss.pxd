@@ -12,7 +12,7 @@
 from cython cimport floating
 from libc.math cimport fabs
 from _activation cimport (SIGMOID, SOFTMAX, fexp, flog, softplus, sigmoid,
-                          bias_activation, activation_backward)
+                          activate_row, backward_row)
 
 # Codes shared with nncore/losses.py (LOSSES maps names to these).
 cdef enum:
@@ -77,7 +77,7 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
             row /= k
             correct[0] += hits / k
         else:
-            bias_activation(z, <floating*> NULL, 1, k, act)
+            activate_row(z, k, act)
             for j in range(k):
                 e = z[j] - y[j]
                 if loss == MSE:
@@ -91,6 +91,6 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
                         d[j] *= inv_nk
             row /= k
             if d != NULL:
-                activation_backward(d, z, 1, k, act)
+                backward_row(d, z, k, act)
         total += row
     return total

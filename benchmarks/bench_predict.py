@@ -1,0 +1,15 @@
+"""Latency of a single-row predict on the W2 network (64-32-10)."""
+import pytest
+
+from workloads import available, predict_row
+
+
+@pytest.mark.parametrize("implementation", ["cython", "numpy", "torch"])
+def test_predict_row(benchmark, implementation):
+    if not available(implementation):
+        pytest.skip(f"{implementation} is not installed")
+    run = predict_row(implementation)
+    run()
+    benchmark.group = "predict one row, W2 network"
+    benchmark.extra_info.update(implementation=implementation)
+    benchmark.pedantic(run, rounds=2000, iterations=50, warmup_rounds=100)
