@@ -10,6 +10,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
@@ -42,6 +43,7 @@ extensions = [
     Extension(
         f"nncore.{pyx.stem}",
         [str(pyx)],
+        include_dirs=[numpy.get_include()],
         extra_compile_args=["-O3"] + OPENMP + (["-UNDEBUG", "-O1", "-g"] if DEBUG else []),
         extra_link_args=OPENMP,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

@@ -3,8 +3,8 @@
 The model owns one flat parameter vector (per layer: W row-major, then b); the
 layers' W and b are views into it. fit() validates once, draws the batch
 orders from the model's generator, and hands whole blocks of epochs to the
-backend — the compiled engine (nncore._engine) or the NumPy reference
-(nncore.reference), which share one signature.
+backend's Network — the compiled engine (nncore._engine) or the NumPy
+reference (nncore.reference), which share one interface.
 """
 import numpy as np
 
@@ -99,8 +99,9 @@ class Sequential:
                         self._params[b:b + n_out])
             layer.initialize(self.rng)
         self._loss_code = LOSSES[self.loss]
-        self._engine = BACKENDS[self.backend]
-        self._work = None
+        self._n_features = self.layers[0].in_features
+        self._net = BACKENDS[self.backend].Network(self._params, self._layout)
+        self._buffers = {}
 
     @property
     def n_features(self):
@@ -158,24 +159,22 @@ class Sequential:
         batch = n if batch_size is None else min(batch_size, n)
         shuffled = shuffle and batch < n
         grads, velocity = self._optimizer_buffers()
-        work = self._workspace(batch)
+        work = self._buffer("work", self._net.workspace_size(batch), self.dtype)
         losses = np.empty(epochs)
         correct = np.empty(epochs)
-        block = max(1, ORDER_BLOCK // n) if shuffled else epochs
-        no_order = np.empty((0, n), np.intp)
+        block = max(1, min(epochs, ORDER_BLOCK // n)) if shuffled else epochs
+        orders = self._buffer("orders", block * n if shuffled else 0, np.intp)
         opt = self.optimizer
         for start in range(0, epochs, block):
             count = min(block, epochs - start)
-            if shuffled:
-                orders = np.empty((count, n), np.intp)
-                for e in range(count):
-                    orders[e] = self.rng.permutation(n)
-            else:
-                orders = no_order
-            self._engine.train_epochs(
-                X, Y, orders, batch, self._params, grads, velocity, work, self._layout,
-                self._loss_code, opt.lr, opt.momentum, opt.nesterov, opt.weight_decay,
-                losses[start:start + count], correct[start:start + count])
+            block_orders = orders[:count * n].reshape(-1, n)
+            for row in block_orders:  # same draws as rng.permutation(n), no allocation
+                row[...] = self._arange(n)
+                self.rng.shuffle(row)
+            self._net.train_epochs(
+                X, Y, block_orders, batch, grads, velocity, work, self._loss_code, opt.lr,
+                opt.momentum, opt.nesterov, opt.weight_decay, losses[start:start + count],
+                correct[start:start + count])
         history = History()
         history.epoch = list(range(epochs))
         history.history["loss"] = losses.tolist()
@@ -188,18 +187,25 @@ class Sequential:
         """(grads, velocity) for the optimizer: empty when unused; the momentum
         buffer persists across fit() calls like the weights do."""
         opt = self.optimizer
-        empty = np.zeros(0, self.dtype)
-        grads = empty if opt.plain else np.empty_like(self._params)
+        grads = self._buffer("grads", 0 if opt.plain else self._params.size, self.dtype)
         if opt.momentum and self._velocity.shape != self._params.shape:
             self._velocity = np.zeros_like(self._params)
-        return grads, self._velocity if opt.momentum else empty
+        return grads, self._velocity if opt.momentum else self._velocity[:0]
 
-    def _workspace(self, batch):
-        """The training workspace, reused across fit() calls while big enough."""
-        size = self._engine.workspace_size(self._layout, batch)
-        if self._work is None or self._work.shape[0] < size:
-            self._work = np.empty(size, self.dtype)
-        return self._work
+    def _buffer(self, name, size, dtype):
+        """A scratch array of at least `size` elements (a prefix view of exactly
+        `size`), kept across fit() calls so repeated fits allocate nothing."""
+        buf = self._buffers.get(name)
+        if buf is None or buf.shape[0] < size:
+            buf = self._buffers[name] = np.empty(size, dtype)
+        return buf[:size]
+
+    def _arange(self, n):
+        """0..n-1 as intp, cached (the start of every shuffled order)."""
+        base = self._buffers.get("arange")
+        if base is None or base.shape[0] != n:
+            base = self._buffers["arange"] = np.arange(n, dtype=np.intp)
+        return base
 
     def _targets(self, y, n):
         classes = self._loss_code == CROSS_ENTROPY
@@ -214,18 +220,14 @@ class Sequential:
     def predict(self, X):
         """Network outputs, (n_samples, out_features): probabilities for softmax
         and sigmoid outputs, 0/1 for a step output."""
-        X = as_matrix(X, self.dtype, self.n_features)
-        out = np.empty((X.shape[0], self.n_outputs), self.dtype)
-        self._engine.forward(X, self._params, self._layout, out)
-        return out
+        return self._net.predict(as_matrix(X, self.dtype, self._n_features))
 
     def evaluate(self, X, y):
         """{"loss": mean cost} plus "accuracy" for classification losses
         (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)."""
         X = as_matrix(X, self.dtype, self.n_features)
         Y = self._targets(y, X.shape[0])
-        loss, accuracy = self._engine.evaluate(X, Y, self._params, self._layout,
-                                               self._loss_code)
+        loss, accuracy = self._net.evaluate(X, Y, self._loss_code)
         result = {"loss": float(loss)}
         if self._loss_code in CLASSIFICATION:
             result["accuracy"] = float(accuracy)

@@ -4,8 +4,8 @@ through NumPy's BLAS, gathers and element-wise work in place into buffers
 allocated once per call. It is the yardstick for correctness and speed, so it
 must stay honest: no per-sample loops, no needless copies.
 
-Every function here has the signature of its compiled counterpart in
-nncore._engine (a test checks they do not drift apart).
+Network here has the methods and signatures of its compiled counterpart
+nncore._engine.Network (a test checks they do not drift apart).
 """
 import numpy as np
 
@@ -15,89 +15,100 @@ from .losses import output_loss
 from .optimizers import sgd_update
 
 
+class Network:
+    """NumPy twin of nncore._engine.Network: a model's layer structure and its
+    flat parameter vector, updated in place by training."""
+
+    def __init__(self, params, layout):
+        self.params = params
+        self.layout = [tuple(int(v) for v in row) for row in layout]
+        self.layers = _layers(params, self.layout)
+
+    def workspace_size(self, batch):
+        """Elements of the training workspace (same layout as the compiled engine)."""
+        widths = [row[1] for row in self.layout]
+        return batch * (sum(widths) + 2 * max(widths) + self.layout[0][0] + widths[-1])
+
+    def train_epochs(self, X, Y, orders, batch, grads, velocity, work, loss, lr, momentum,
+                     nesterov, weight_decay, loss_out, correct_out):
+        """Runs len(loss_out) epochs of mini-batch gradient descent in place on
+        the parameters (see nncore._engine.Network.train_epochs)."""
+        layers, layout, params = self.layers, self.layout, self.params
+        n = X.shape[0]
+        if grads.shape[0] == 0:
+            grads = np.empty_like(params)  # the reference always materialises gradients
+        glayers = _layers(grads, layout)
+        max_w = max(l[1] for l in layers)
+        acts, off = [], 0
+        for _, n_out, *_ in layers:
+            acts.append(work[off:off + batch * n_out].reshape(batch, n_out))
+            off += batch * n_out
+        dbuf = [work[off:off + batch * max_w], work[off + batch * max_w:off + 2 * batch * max_w]]
+        off += 2 * batch * max_w
+        Xb = work[off:off + batch * X.shape[1]].reshape(batch, X.shape[1])
+        Yb = work[off + Xb.size:off + Xb.size + batch * Y.shape[1]].reshape(batch, Y.shape[1])
+        last = len(layers) - 1
+        for epoch in range(loss_out.shape[0]):
+            total = correct = 0.0
+            for start in range(0, n, batch):
+                nb = min(batch, n - start)
+                if orders.shape[0]:
+                    rows = orders[epoch, start:start + nb]
+                    xb = np.take(X, rows, axis=0, out=Xb[:nb], mode="clip")
+                    yb = np.take(Y, rows, axis=0, out=Yb[:nb], mode="clip")
+                else:
+                    xb, yb = X[start:start + nb], Y[start:start + nb]
+                inp = xb
+                for l, (n_in, n_out, act, W, b) in enumerate(layers):
+                    inp = dense_forward(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
+                k = layers[last][1]
+                dZ = dbuf[0][:nb * k].reshape(nb, k)
+                t, c = output_loss(acts[last][:nb], yb, dZ, layers[last][2], loss)
+                total += t
+                correct += c
+                for l in range(last, -1, -1):
+                    n_in, n_out, act, W, b = layers[l]
+                    _, _, _, gW, gb = glayers[l]
+                    dX = dbuf[(last - l + 1) % 2][:nb * n_in].reshape(nb, n_in) if l else None
+                    dense_backward(acts[l - 1][:nb] if l else xb, dZ, W,
+                                   layers[l - 1][2] if l else LINEAR, dX, gW, gb, 1, 0)
+                    if momentum == 0 and weight_decay == 0:
+                        gW *= W.dtype.type(lr)
+                        W -= gW
+                        gb *= W.dtype.type(lr)
+                        b -= gb
+                    else:
+                        sl = slice(layout[l][3], layout[l][4] + n_out)
+                        sgd_update(params[sl], grads[sl], velocity[sl] if momentum else None,
+                                   lr, momentum, nesterov, weight_decay)
+                    dZ = dX
+            loss_out[epoch] = total / n
+            correct_out[epoch] = correct / n
+
+    def forward(self, X, out, logits=False):
+        """out := the network's outputs on X (the output layer's pre-activation
+        if logits)."""
+        inp = X
+        for l, (n_in, n_out, act, W, b) in enumerate(self.layers):
+            last = l == len(self.layers) - 1
+            dst = out if last else np.empty((X.shape[0], n_out), X.dtype)
+            inp = dense_forward(inp, W, b, LINEAR if (last and logits) else act, dst)
+
+    def predict(self, X):
+        """A new (n×n_out) array of the network's outputs on X."""
+        out = np.empty((X.shape[0], self.layout[-1][1]), X.dtype)
+        self.forward(X, out)
+        return out
+
+    def evaluate(self, X, Y, loss):
+        """(mean loss, fraction classified correctly) of the network on X, Y."""
+        Z = np.empty((X.shape[0], self.layout[-1][1]), X.dtype)
+        self.forward(X, Z, logits=True)
+        total, correct = output_loss(Z, Y, None, self.layout[-1][2], loss)
+        return total / X.shape[0], correct / X.shape[0]
+
+
 def _layers(params, layout):
     """Per layer: (n_in, n_out, act, W view, b view) of the flat vector."""
     return [(n_in, n_out, act, params[w:w + n_in * n_out].reshape(n_in, n_out),
              params[b:b + n_out]) for n_in, n_out, act, w, b in layout]
-
-
-def workspace_size(layout, batch):
-    """Elements of the training workspace (same layout as the compiled engine)."""
-    widths = [row[1] for row in layout]
-    return batch * (sum(widths) + 2 * max(widths) + layout[0][0] + layout[-1][1])
-
-
-def train_epochs(X, Y, orders, batch, params, grads, velocity, work, layout, loss,
-                 lr, momentum, nesterov, weight_decay, loss_out, correct_out):
-    """Runs len(loss_out) epochs of mini-batch gradient descent in place on params
-    (see nncore._engine.train_epochs for the arguments)."""
-    n = X.shape[0]
-    layers = _layers(params, layout)
-    if grads.shape[0] == 0:
-        grads = np.empty_like(params)  # the reference always materialises gradients
-    glayers = _layers(grads, layout)
-    max_w = max(l[1] for l in layers)
-    acts, off = [], 0
-    for _, n_out, *_ in layers:
-        acts.append(work[off:off + batch * n_out].reshape(batch, n_out))
-        off += batch * n_out
-    dbuf = [work[off:off + batch * max_w], work[off + batch * max_w:off + 2 * batch * max_w]]
-    off += 2 * batch * max_w
-    Xb = work[off:off + batch * X.shape[1]].reshape(batch, X.shape[1])
-    Yb = work[off + Xb.size:off + Xb.size + batch * Y.shape[1]].reshape(batch, Y.shape[1])
-    last = len(layers) - 1
-    for epoch in range(loss_out.shape[0]):
-        total = correct = 0.0
-        for start in range(0, n, batch):
-            nb = min(batch, n - start)
-            if orders.shape[0]:
-                rows = orders[epoch, start:start + nb]
-                xb = np.take(X, rows, axis=0, out=Xb[:nb], mode="clip")
-                yb = np.take(Y, rows, axis=0, out=Yb[:nb], mode="clip")
-            else:
-                xb, yb = X[start:start + nb], Y[start:start + nb]
-            inp = xb
-            for l, (n_in, n_out, act, W, b) in enumerate(layers):
-                inp = dense_forward(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
-            k = layers[last][1]
-            dZ = dbuf[0][:nb * k].reshape(nb, k)
-            t, c = output_loss(acts[last][:nb], yb, dZ, layers[last][2], loss)
-            total += t
-            correct += c
-            for l in range(last, -1, -1):
-                n_in, n_out, act, W, b = layers[l]
-                _, _, _, gW, gb = glayers[l]
-                dX = dbuf[(last - l + 1) % 2][:nb * n_in].reshape(nb, n_in) if l else None
-                dense_backward(acts[l - 1][:nb] if l else xb, dZ, W,
-                               layers[l - 1][2] if l else LINEAR, dX, gW, gb, 1, 0)
-                if momentum == 0 and weight_decay == 0:
-                    gW *= W.dtype.type(lr)
-                    W -= gW
-                    gb *= W.dtype.type(lr)
-                    b -= gb
-                else:
-                    sl = slice(layout[l][3], layout[l][4] + n_out)
-                    sgd_update(params[sl], grads[sl], velocity[sl] if momentum else None,
-                               lr, momentum, nesterov, weight_decay)
-                dZ = dX
-        loss_out[epoch] = total / n
-        correct_out[epoch] = correct / n
-
-
-def forward(X, params, layout, out, logits=False):
-    """out := the network's outputs on X (the pre-activation of the output layer
-    if logits)."""
-    layers = _layers(params, layout)
-    inp = X
-    for l, (n_in, n_out, act, W, b) in enumerate(layers):
-        last = l == len(layers) - 1
-        dst = out if last else np.empty((X.shape[0], n_out), X.dtype)
-        inp = dense_forward(inp, W, b, LINEAR if (last and logits) else act, dst)
-
-
-def evaluate(X, Y, params, layout, loss):
-    """(mean loss, fraction correctly classified) of the network on X, Y."""
-    Z = np.empty((X.shape[0], layout[-1][1]), X.dtype)
-    forward(X, params, layout, Z, logits=True)
-    total, correct = output_loss(Z, Y, None, layout[-1][2], loss)
-    return total / X.shape[0], correct / X.shape[0]

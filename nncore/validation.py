@@ -6,9 +6,14 @@ import operator
 
 import numpy as np
 
+from . import _kernels
+
 
 def as_matrix(X, dtype, n_features=None, name="X"):
-    """X as a C-contiguous, finite, non-empty 2-D array of `dtype`."""
+    """X as a C-contiguous, finite, non-empty 2-D array of `dtype` (a numpy
+    dtype); X itself when it already is one."""
+    if n_features is not None and _kernels.is_ready_matrix(X, dtype, n_features):
+        return X
     arr = _as_real_array(X, name)
     if arr.ndim == 1 and n_features is not None and arr.shape[0] == n_features:
         raise ValueError(f"{name} is 1-D with {arr.shape[0]} values; expected a 2-D array "

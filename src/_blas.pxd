@@ -15,24 +15,34 @@ cdef enum:
     SMALL_GEMM = 4096
 
 
-cdef inline void _small_gemm(bint trans_a, bint trans_b, int m, int n, int k,
-                             floating alpha, const floating* A, int lda,
-                             const floating* B, int ldb, floating beta,
-                             floating* C, int ldc) noexcept nogil:
-    """C := alpha·op(A)·op(B) + beta·C by direct loops (row-major, tiny shapes)."""
-    cdef int i, j, p
-    cdef floating s, a
+cdef inline void _small_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
+                             Py_ssize_t k, floating alpha, const floating* A,
+                             Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
+                             floating beta, floating* C, Py_ssize_t ldc) noexcept nogil:
+    """C := alpha·op(A)·op(B) + beta·C by direct loops (row-major, tiny shapes).
+    Row i of C accumulates a·(row p of op(B)); with op(B) = B that inner loop
+    is contiguous and vectorises."""
+    cdef Py_ssize_t i, j, p
+    cdef floating a
+    cdef floating* c
+    cdef const floating* b
     for i in range(m):
-        for j in range(n):
-            C[i * ldc + j] = C[i * ldc + j] * beta if beta != 0 else 0
+        c = C + i * ldc
+        if beta == 0:
+            for j in range(n):
+                c[j] = 0
+        elif beta != 1:
+            for j in range(n):
+                c[j] *= beta
         for p in range(k):
             a = alpha * (A[p * lda + i] if trans_a else A[i * lda + p])
             if trans_b:
                 for j in range(n):
-                    C[i * ldc + j] += a * B[j * ldb + p]
+                    c[j] += a * B[j * ldb + p]
             else:
+                b = B + p * ldb
                 for j in range(n):
-                    C[i * ldc + j] += a * B[p * ldb + j]
+                    c[j] += a * b[j]
 
 
 cdef inline void gemv(bint trans, int rows, int cols, floating alpha,

@@ -1,14 +1,16 @@
 """The compiled engine: whole training epochs and inference, without the GIL.
 
 Layering (top to bottom of this file):
-  1. the network's shape as C structs, read once per call from the model's
-     `layout` array (one row per layer: n_in, n_out, activation, offsets of W
-     and b in the flat parameter vector);
-  2. nogil loops over raw pointers: one training step, whole epochs, chunked
-     forward passes; the kernels they call live in the header-only .pxd files;
-  3. the Python entry points, which take arrays that nncore.model has already
-     validated (C-contiguous, the model's dtype, consistent shapes) and run the
-     loops with the GIL released.
+  1. the network's shape as C structs, read once when a Network is made from
+     the model's `layout` array (one row per layer: n_in, n_out, activation,
+     offsets of W and b in the flat parameter vector);
+  2. nogil loops over raw pointers, fused over float/double: one training
+     step, whole epochs, chunked forward passes; the kernels they call live in
+     the header-only .pxd files;
+  3. the Network class, whose methods take arrays that nncore.model has already
+     validated (C-contiguous, the model's dtype, consistent shapes), pick the
+     float or double loops, and run them with the GIL released.
+     nncore.reference.Network is its NumPy twin, method for method.
 
 Parameters live in one flat vector: for each layer W (n_in×n_out, row-major)
 then b (n_out). Gradients and momentum buffers share that layout, so an
@@ -16,17 +18,26 @@ optimizer update is a single pass per layer over W and b together.
 """
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
+from libc.math cimport isfinite
 from cython cimport floating
+cimport numpy as cnp
+import numpy as np
 
 from _activation cimport LINEAR, bias_activation
 from _loss cimport output_loss
 from _layer cimport dense_forward, dense_backward
 from _sgd cimport sgd_update
 
+cnp.import_array()
+
 # Rows per chunk in predict/evaluate: bounds the scratch memory while keeping
 # the GEMMs large enough to run at full speed.
 cdef enum:
     CHUNK = 256
+    # Scratch (in doubles) kept on the stack for small forward passes.
+    SMALL_SCRATCH = 1024
+    # Multiply-adds below which a forward pass keeps the GIL.
+    RELEASE_GIL_WORK = 50000
 
 
 cdef struct Layer:
@@ -48,41 +59,10 @@ cdef struct Optimizer:
     bint folded              # plain SGD: update folded into the dW GEMM
 
 
-cdef int read_net(const Py_ssize_t[:, ::1] layout, Net* net) except -1:
-    """Fills net from the (n_layers×5) layout array; free with free(net.layers)."""
-    cdef Py_ssize_t l, n = layout.shape[0]
-    net.layers = <Layer*> malloc(n * sizeof(Layer))
-    if net.layers == NULL:
-        raise MemoryError()
-    net.n_layers = <int> n
-    net.max_width = 0
-    for l in range(n):
-        net.layers[l].n_in = layout[l, 0]
-        net.layers[l].n_out = layout[l, 1]
-        net.layers[l].act = <int> layout[l, 2]
-        net.layers[l].w = layout[l, 3]
-        net.layers[l].b = layout[l, 4]
-        net.max_width = max(net.max_width, layout[l, 1])
-    net.n_in = net.layers[0].n_in
-    net.n_out = net.layers[n - 1].n_out
-    return 0
-
-
 cdef Py_ssize_t activations_size(Net* net, Py_ssize_t batch) noexcept nogil:
     cdef Py_ssize_t l, size = 0
     for l in range(net.n_layers):
         size += batch * net.layers[l].n_out
-    return size
-
-
-def workspace_size(const Py_ssize_t[:, ::1] layout not None, Py_ssize_t batch):
-    """Elements of the training workspace for mini-batches of `batch` rows:
-    every layer's activations, two gradient buffers, a gathered X and Y batch."""
-    cdef Net net
-    read_net(layout, &net)
-    size = (activations_size(&net, batch) + 2 * batch * net.max_width
-            + batch * (net.n_in + net.n_out))
-    free(net.layers)
     return size
 
 
@@ -154,66 +134,37 @@ cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
         memcpy(out + i * width, src + rows[i] * width, width * sizeof(floating))
 
 
-def train_epochs(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
-                 const Py_ssize_t[:, ::1] orders not None, Py_ssize_t batch,
-                 floating[::1] params not None, floating[::1] grads not None,
-                 floating[::1] velocity not None, floating[::1] work not None,
-                 const Py_ssize_t[:, ::1] layout not None, int loss,
-                 double lr, double momentum, bint nesterov, double weight_decay,
-                 double[::1] loss_out not None, double[::1] correct_out not None):
-    """Runs len(loss_out) epochs of mini-batch gradient descent in place on params.
-
-    orders: one row-permutation per epoch (len(loss_out)×n), or shape (0, n)
-    to visit the rows in order. grads/velocity: flat like params, used only when
-    momentum or weight decay is set (else may be empty). work: at least
-    workspace_size(layout, batch) elements. Writes each epoch's mean loss and
-    fraction of correct classifications to loss_out / correct_out.
-    """
-    cdef Net net
-    cdef Optimizer opt
-    cdef Py_ssize_t n = X.shape[0], epoch, start, nb, e_rows
-    cdef Py_ssize_t n_epochs = loss_out.shape[0]
-    cdef floating* w = &work[0]
-    cdef floating* Xb
-    cdef floating* Yb
+cdef void run_epochs(Net* net, Optimizer* opt, const floating* X, const floating* Y,
+                     Py_ssize_t n, const Py_ssize_t* orders, Py_ssize_t n_epochs,
+                     Py_ssize_t batch, floating* params, floating* grads,
+                     floating* velocity, floating* work, double* acc, int loss,
+                     double* loss_out, double* correct_out) noexcept nogil:
+    """n_epochs epochs over the n rows of X, Y, visiting rows in the order of
+    orders[epoch·n : (epoch+1)·n] (or in storage order when orders is NULL)."""
+    cdef Py_ssize_t epoch, start, nb
+    cdef floating* Xb = work + activations_size(net, batch) + 2 * batch * net.max_width
+    cdef floating* Yb = Xb + batch * net.n_in
     cdef const Py_ssize_t* order
     cdef double total, correct
-    cdef double* acc
-    read_net(layout, &net)
-    acc = <double*> malloc(net.max_width * sizeof(double))
-    if acc == NULL:
-        free(net.layers)
-        raise MemoryError()
-    opt.lr, opt.momentum, opt.nesterov = lr, momentum, nesterov
-    opt.weight_decay = weight_decay
-    opt.folded = momentum == 0 and weight_decay == 0
-    Xb = w + activations_size(&net, batch) + 2 * batch * net.max_width
-    Yb = Xb + batch * net.n_in
-    e_rows = orders.shape[0]
-    with nogil:
-        for epoch in range(n_epochs):
-            total = 0
-            correct = 0
-            order = &orders[epoch, 0] if e_rows > 0 else NULL
-            start = 0
-            while start < n:
-                nb = min(batch, n - start)
-                if order != NULL:
-                    gather_rows(&X[0, 0], order + start, nb, net.n_in, Xb)
-                    gather_rows(&Y[0, 0], order + start, nb, net.n_out, Yb)
-                    total += train_step(&net, &opt, &params[0], &grads[0] if grads.shape[0] else NULL,
-                                        &velocity[0] if velocity.shape[0] else NULL,
-                                        Xb, Yb, nb, batch, w, acc, loss, &correct)
-                else:
-                    total += train_step(&net, &opt, &params[0], &grads[0] if grads.shape[0] else NULL,
-                                        &velocity[0] if velocity.shape[0] else NULL,
-                                        &X[start, 0], &Y[start, 0], nb, batch, w, acc,
-                                        loss, &correct)
-                start += nb
-            loss_out[epoch] = total / n
-            correct_out[epoch] = correct / n
-    free(acc)
-    free(net.layers)
+    for epoch in range(n_epochs):
+        total = 0
+        correct = 0
+        start = 0
+        while start < n:
+            nb = min(batch, n - start)
+            if orders != NULL:
+                order = orders + epoch * n + start
+                gather_rows(X, order, nb, net.n_in, Xb)
+                gather_rows(Y, order, nb, net.n_out, Yb)
+                total += train_step(net, opt, params, grads, velocity, Xb, Yb, nb, batch,
+                                    work, acc, loss, &correct)
+            else:
+                total += train_step(net, opt, params, grads, velocity, X + start * net.n_in,
+                                    Y + start * net.n_out, nb, batch, work, acc, loss,
+                                    &correct)
+            start += nb
+        loss_out[epoch] = total / n
+        correct_out[epoch] = correct / n
 
 
 # ---------------------------------------------------------------- inference
@@ -235,53 +186,174 @@ cdef void forward_rows(Net* net, const floating* params, const floating* X,
         inp = dst
 
 
-def forward(const floating[:, ::1] X not None, const floating[::1] params not None,
-            const Py_ssize_t[:, ::1] layout not None, floating[:, ::1] out not None,
-            bint logits=False):
-    """out := the network's outputs on X (the output layer's pre-activation if
-    logits), in chunks of CHUNK rows so scratch memory stays bounded."""
-    cdef Net net
-    cdef Py_ssize_t n = X.shape[0], c, start, rows = min(n, CHUNK)
-    cdef floating* buf
-    cdef int last_act
-    read_net(layout, &net)
-    last_act = LINEAR if logits else net.layers[net.n_layers - 1].act
-    buf = <floating*> malloc(max(1, 2 * rows * net.max_width) * sizeof(floating))
-    if buf == NULL:
-        free(net.layers)
-        raise MemoryError()
-    with nogil:
-        for c in range((n + CHUNK - 1) // CHUNK):
-            start = c * CHUNK
-            forward_rows(&net, &params[0], &X[start, 0], min(CHUNK, n - start),
-                         last_act, buf, buf + rows * net.max_width, &out[start, 0])
-    free(buf)
-    free(net.layers)
+cdef double evaluate_rows(Net* net, const floating* params, const floating* X,
+                          const floating* Y, Py_ssize_t n, int loss, floating* buf,
+                          double* correct) noexcept nogil:
+    """Σ of the per-example losses over n rows, in chunks; buf holds
+    CHUNK·(2·max_width + n_out) elements."""
+    cdef Py_ssize_t c, start, nb, rows = min(n, CHUNK)
+    cdef floating* Z = buf + 2 * rows * net.max_width
+    cdef double total = 0
+    for c in range((n + CHUNK - 1) // CHUNK):
+        start = c * CHUNK
+        nb = min(CHUNK, n - start)
+        forward_rows(net, params, X + start * net.n_in, nb, LINEAR, buf,
+                     buf + rows * net.max_width, Z)
+        total += output_loss(Z, Y + start * net.n_out, <floating*> NULL, nb, net.n_out,
+                             net.layers[net.n_layers - 1].act, loss, correct)
+    return total
 
 
-def evaluate(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
-             const floating[::1] params not None, const Py_ssize_t[:, ::1] layout not None,
-             int loss):
-    """(mean loss, fraction correctly classified) of the network on X, Y."""
+cdef void forward_chunks(Net* net, const floating* params, const floating* X,
+                         Py_ssize_t n, int last_act, floating* buf,
+                         floating* out) noexcept nogil:
+    """out := the network on X, CHUNK rows at a time; buf holds
+    2·min(n, CHUNK)·max_width elements."""
+    cdef Py_ssize_t c, start, rows = min(n, CHUNK)
+    for c in range((n + CHUNK - 1) // CHUNK):
+        start = c * CHUNK
+        forward_rows(net, params, X + start * net.n_in, min(CHUNK, n - start), last_act,
+                     buf, buf + rows * net.max_width, out + start * net.n_out)
+
+
+cdef inline void* data(cnp.ndarray a) noexcept:
+    """The first element of a validated array (NULL for an empty one)."""
+    return cnp.PyArray_DATA(a) if cnp.PyArray_SIZE(a) else NULL
+
+
+cdef class Network:
+    """A compiled view of a model: its layer structure, read once, and its flat
+    parameter vector (float32 or float64), updated in place by training.
+
+    Methods trust their arguments — C-contiguous arrays of the parameters'
+    dtype with consistent shapes — which nncore.model validates beforehand.
+    """
     cdef Net net
-    cdef Py_ssize_t n = X.shape[0], c, start, nb, rows = min(n, CHUNK)
-    cdef floating* buf
-    cdef floating* Z
-    cdef double total = 0, correct = 0
-    read_net(layout, &net)
-    buf = <floating*> malloc((2 * rows * net.max_width + rows * net.n_out) * sizeof(floating))
-    if buf == NULL:
-        free(net.layers)
-        raise MemoryError()
-    Z = buf + 2 * rows * net.max_width
-    with nogil:
-        for c in range((n + CHUNK - 1) // CHUNK):
-            start = c * CHUNK
-            nb = min(CHUNK, n - start)
-            forward_rows(&net, &params[0], &X[start, 0], nb, LINEAR, buf,
-                         buf + rows * net.max_width, Z)
-            total += output_loss(Z, &Y[start, 0], <floating*> NULL, nb, net.n_out,
-                                 net.layers[net.n_layers - 1].act, loss, &correct)
-    free(buf)
-    free(net.layers)
-    return total / n, correct / n
+    cdef cnp.ndarray params
+    cdef void* p             # params' data, fixed for the Network's lifetime
+    cdef bint is_double
+    cdef int typenum
+
+    def __cinit__(self, cnp.ndarray params not None, const Py_ssize_t[:, ::1] layout not None):
+        cdef Py_ssize_t l, n = layout.shape[0]
+        self.net.layers = <Layer*> malloc(n * sizeof(Layer))
+        if self.net.layers == NULL:
+            raise MemoryError()
+        self.net.n_layers = <int> n
+        self.net.max_width = 0
+        for l in range(n):
+            self.net.layers[l].n_in = layout[l, 0]
+            self.net.layers[l].n_out = layout[l, 1]
+            self.net.layers[l].act = <int> layout[l, 2]
+            self.net.layers[l].w = layout[l, 3]
+            self.net.layers[l].b = layout[l, 4]
+            self.net.max_width = max(self.net.max_width, layout[l, 1])
+        self.net.n_in = self.net.layers[0].n_in
+        self.net.n_out = self.net.layers[n - 1].n_out
+        self.params = params
+        self.p = data(params)
+        self.is_double = params.dtype == np.float64
+        self.typenum = cnp.NPY_FLOAT64 if self.is_double else cnp.NPY_FLOAT32
+
+    def __dealloc__(self):
+        free(self.net.layers)
+
+    def workspace_size(self, Py_ssize_t batch):
+        """Elements of the training workspace for mini-batches of `batch` rows:
+        every layer's activations, two gradient buffers, a gathered X and Y batch."""
+        return (activations_size(&self.net, batch) + 2 * batch * self.net.max_width
+                + batch * (self.net.n_in + self.net.n_out))
+
+    def train_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray orders, Py_ssize_t batch,
+                     cnp.ndarray grads, cnp.ndarray velocity, cnp.ndarray work, int loss,
+                     double lr, double momentum, bint nesterov, double weight_decay,
+                     cnp.ndarray loss_out, cnp.ndarray correct_out):
+        """Runs len(loss_out) epochs of mini-batch gradient descent on the parameters.
+
+        X (n×n_in), Y (n×n_out); orders: one row permutation per epoch
+        (len(loss_out)×n, intp) or an empty array to visit rows in order;
+        grads/velocity: flat like the parameters, used only with momentum or
+        weight decay (else may be empty); work: workspace_size(batch) elements.
+        Writes each epoch's mean loss and fraction classified correctly to the
+        float64 arrays loss_out / correct_out.
+        """
+        cdef Optimizer opt
+        cdef Py_ssize_t n = X.shape[0], n_epochs = loss_out.shape[0]
+        cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
+        cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
+        cdef void *x = data(X), *y = data(Y), *p = data(self.params), *g = data(grads)
+        cdef void *v = data(velocity), *w = data(work)
+        cdef double *lo = <double*> data(loss_out), *co = <double*> data(correct_out)
+        if acc == NULL:
+            raise MemoryError()
+        opt.lr, opt.momentum, opt.nesterov = lr, momentum, nesterov
+        opt.weight_decay = weight_decay
+        opt.folded = momentum == 0 and weight_decay == 0
+        with nogil:
+            if self.is_double:
+                run_epochs(&self.net, &opt, <double*> x, <double*> y, n, order, n_epochs,
+                           batch, <double*> p, <double*> g, <double*> v, <double*> w, acc,
+                           loss, lo, co)
+            else:
+                run_epochs(&self.net, &opt, <float*> x, <float*> y, n, order, n_epochs,
+                           batch, <float*> p, <float*> g, <float*> v, <float*> w, acc,
+                           loss, lo, co)
+        free(acc)
+
+    cdef void forward_any(self, void* x, Py_ssize_t n, int last_act, void* buf,
+                          void* out) noexcept nogil:
+        """forward_chunks on the parameters' dtype."""
+        if self.is_double:
+            forward_chunks(&self.net, <double*> self.p, <double*> x, n, last_act,
+                           <double*> buf, <double*> out)
+        else:
+            forward_chunks(&self.net, <float*> self.p, <float*> x, n, last_act,
+                           <float*> buf, <float*> out)
+
+    def forward(self, cnp.ndarray X, cnp.ndarray out, bint logits=False):
+        """out (n×n_out) := the network's outputs on X (the output layer's
+        pre-activation if logits)."""
+        cdef Py_ssize_t n = X.shape[0]
+        cdef int last_act = LINEAR if logits else self.net.layers[self.net.n_layers - 1].act
+        cdef size_t need = 2 * min(n, CHUNK) * self.net.max_width
+        cdef double small[SMALL_SCRATCH]
+        cdef void* buf = <void*> small if need <= SMALL_SCRATCH else malloc(need * 8)
+        cdef void *x = data(X), *o = data(out)
+        # Releasing the GIL costs ~0.1 µs: worth it only when there is real work.
+        cdef bint release = n * self.params.shape[0] > RELEASE_GIL_WORK
+        if buf == NULL:
+            raise MemoryError()
+        if release:
+            with nogil:
+                self.forward_any(x, n, last_act, buf, o)
+        else:
+            self.forward_any(x, n, last_act, buf, o)
+        if buf != <void*> small:
+            free(buf)
+
+    def predict(self, cnp.ndarray X):
+        """A new (n×n_out) array of the network's outputs on X."""
+        cdef cnp.npy_intp dims[2]
+        dims[0], dims[1] = X.shape[0], self.net.n_out
+        out = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
+        self.forward(X, out)
+        return out
+
+    def evaluate(self, cnp.ndarray X, cnp.ndarray Y, int loss):
+        """(mean loss, fraction classified correctly) of the network on X, Y."""
+        cdef Py_ssize_t n = X.shape[0]
+        cdef size_t item = 8 if self.is_double else 4
+        cdef void* buf = malloc(min(n, CHUNK) * (2 * self.net.max_width + self.net.n_out) * item)
+        cdef void *x = data(X), *y = data(Y), *p = data(self.params)
+        cdef double total, correct = 0
+        if buf == NULL:
+            raise MemoryError()
+        with nogil:
+            if self.is_double:
+                total = evaluate_rows(&self.net, <double*> p, <double*> x, <double*> y, n,
+                                      loss, <double*> buf, &correct)
+            else:
+                total = evaluate_rows(&self.net, <float*> p, <float*> x, <float*> y, n,
+                                      loss, <float*> buf, &correct)
+        free(buf)
+        return total / n, correct / n

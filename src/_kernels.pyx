@@ -8,6 +8,8 @@ here validates beyond what the memoryview types enforce.
 """
 import numpy as np
 from cython cimport floating
+from libc.math cimport isfinite
+cimport numpy as cnp
 
 from _blas cimport gemm as _gemm
 from _activation cimport (bias_activation as _bias_activation,
@@ -15,6 +17,8 @@ from _activation cimport (bias_activation as _bias_activation,
 from _loss cimport output_loss as _output_loss
 from _layer cimport dense_forward as _dense_forward, dense_backward as _dense_backward
 from _sgd cimport sgd_update as _sgd_update
+
+cnp.import_array()
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
@@ -84,3 +88,38 @@ def sgd_update(floating[::1] params not None, const floating[::1] grads not None
         _sgd_update(&params[0], &grads[0], v, params.shape[0], <floating> lr,
                     <floating> momentum, nesterov, <floating> weight_decay)
 
+
+
+cdef bint all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(x[i]):
+            return False
+    return True
+
+
+def is_ready_matrix(object X, cnp.dtype dtype, Py_ssize_t n_features):
+    """True when X is already what the engine takes: an exact ndarray of dtype
+    (float32/float64, native order), 2-D, C-contiguous, with at least one row,
+    n_features columns and only finite values. Lets the API boundary skip all
+    conversion work (~0.1 µs instead of ~4 µs for a small predict)."""
+    cdef cnp.ndarray a
+    cdef Py_ssize_t size
+    cdef bint ok
+    if not cnp.PyArray_CheckExact(X):
+        return False
+    a = <cnp.ndarray> X
+    if (a.ndim != 2 or a.shape[0] == 0 or a.shape[1] != n_features
+            or not cnp.PyArray_IS_C_CONTIGUOUS(a)
+            or cnp.PyArray_TYPE(a) != dtype.type_num or not cnp.PyArray_ISNOTSWAPPED(a)):
+        return False
+    size = cnp.PyArray_SIZE(a)
+    if dtype.type_num == cnp.NPY_FLOAT32:
+        with nogil:
+            ok = all_finite(<const float*> cnp.PyArray_DATA(a), size)
+    elif dtype.type_num == cnp.NPY_FLOAT64:
+        with nogil:
+            ok = all_finite(<const double*> cnp.PyArray_DATA(a), size)
+    else:
+        return False
+    return ok

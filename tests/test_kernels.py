@@ -6,6 +6,8 @@ of the terms each result is computed from (the one-liner with every input
 replaced by its absolute value and every subtraction by an addition), which is
 what rounding errors are proportional to.
 """
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -71,6 +73,19 @@ def forward_scale(pre_scale, a, act):
     return np.abs(a) + jvp_scale(pre_scale, np.abs(a), act if act != STEP else 0)
 
 
+def axpby_ref(alpha, prod, prod_scale, beta, C0):
+    """(alpha·prod + beta·C0, its error scale) in float64; beta = 0 ignores C0,
+    which may then hold garbage (NaN)."""
+    if beta == 0:
+        return alpha * prod, abs(alpha) * prod_scale
+    return alpha * prod + beta * f64(C0), abs(alpha) * prod_scale + abs(beta) * np.abs(f64(C0))
+
+
+def maybe_garbage(rng, shape, dtype, beta):
+    """An accumulator's initial value: random, or NaN where beta = 0 must ignore it."""
+    return randn(rng, shape, dtype) if beta else np.full(shape, np.nan, dtype)
+
+
 def step_ambiguous(pre, pre_scale, dtype):
     """Where a step output may legitimately differ: the pre-activation is zero to
     within its rounding error."""
@@ -109,12 +124,11 @@ def test_gemm(rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
     """C := alpha·op(A)·op(B) + beta·C in place; beta = 0 ignores C (even NaN)."""
     A = randn(rng, (k, m) if trans_a else (m, k), dtype)
     B = randn(rng, (n, k) if trans_b else (k, n), dtype)
-    C0 = randn(rng, (m, n), dtype) if beta else np.full((m, n), np.nan, dtype)
+    C0 = maybe_garbage(rng, (m, n), dtype, beta)
     opA, opB = (f64(A.T) if trans_a else f64(A)), (f64(B.T) if trans_b else f64(B))
     C = C0.copy()
     assert K.gemm(trans_a, trans_b, alpha, A, B, beta, C) is None
-    expected = alpha * opA @ opB + (beta * f64(C0) if beta else 0)
-    scale = abs(alpha) * np.abs(opA) @ np.abs(opB) + (abs(beta) * np.abs(f64(C0)) if beta else 0)
+    expected, scale = axpby_ref(alpha, opA @ opB, np.abs(opA) @ np.abs(opB), beta, C0)
     assert_close(C, expected, dtype, scale)
 
 
@@ -179,12 +193,15 @@ LOSS_BLOCKS = [(1, 1), (1, 5), (7, 1), (9, 4), (3, 520)]
 
 
 def targets(rng, shape, loss, dtype):
-    """Targets a loss is defined on: one-hot rows (one all-zero row) for
-    cross-entropy, 0/1 for binary cross-entropy, reals otherwise."""
+    """Targets each loss is defined on: for cross-entropy one-hot rows, plus (given
+    enough rows) a soft-label row and an unlabelled all-zero row; 0/1 for binary
+    cross-entropy; reals otherwise."""
     n, k = shape
     if loss == losses.CROSS_ENTROPY:
         Y = np.eye(k)[rng.integers(0, k, n)]
-        Y[-1] *= n == 1 or k == 1 or 0  # an unlabelled row counts as a miss
+        if n >= 3:
+            Y[-2] = rng.dirichlet(np.ones(k))
+            Y[-1] = 0
         return Y.astype(dtype)
     if loss == losses.BINARY_CROSS_ENTROPY:
         return rng.integers(0, 2, shape).astype(dtype)
@@ -192,26 +209,35 @@ def targets(rng, shape, loss, dtype):
 
 
 def output_loss_ref(Z, Y, act, loss):
-    """(activated Z, Σ per-example losses, ∂(mean cost)/∂Z, #correct, scale of
-    ∂cost/∂Z) in float64, straight from the definitions."""
+    """Everything output_loss computes, in float64 straight from the definitions,
+    with error scales: P = f(Z), total = Σ per-example losses, dZ = ∂(total/n)/∂Z,
+    correct = #correctly classified."""
     n, k = Z.shape
+    r = SimpleNamespace(correct=0)
     if loss == losses.CROSS_ENTROPY:
         lse = np.logaddexp.reduce(Z, axis=1, keepdims=True)
-        P = np.exp(Z - lse)
-        hit = (Y.argmax(1) == Z.argmax(1)) & (Y.max(1) > 0)
-        dZ = (P * Y.sum(1, keepdims=True) - Y) / n
-        scale = (P * Y.sum(1, keepdims=True) + Y) / n
-        return P, np.sum(Y * (lse - Z)), dZ, hit.sum(), scale
-    if loss == losses.BINARY_CROSS_ENTROPY:
-        P = act_ref(Z, act)
-        total = np.sum(np.logaddexp(0, Z) - Y * Z) / k
-        return P, total, (P - Y) / (n * k), np.sum((Z > 0) == (Y > 0.5)) / k, (P + Y) / (n * k)
-    A = act_ref(Z, act)
-    E = A - Y
-    total = np.sum(E * E if loss == losses.MSE else np.abs(E)) / k
-    dA = (2 * E if loss == losses.MSE else np.sign(E)) / (n * k)
-    dA_scale = (2 * (np.abs(A) + np.abs(Y)) if loss == losses.MSE else np.abs(dA) * n * k) / (n * k)
-    return A, total, jvp_ref(dA, A, act), 0, jvp_scale(dA_scale, A, act)
+        ysum = Y.sum(1, keepdims=True)
+        r.P = np.exp(Z - lse)
+        r.total, r.total_scale = np.sum(Y * (lse - Z)), np.sum(Y * (np.abs(lse) + np.abs(Z)))
+        r.dZ, r.dZ_scale = (r.P * ysum - Y) / n, (r.P * ysum + Y) / n
+        r.correct = np.sum((Y.argmax(1) == Z.argmax(1)) & (Y.max(1) > 0))
+    elif loss == losses.BINARY_CROSS_ENTROPY:
+        r.P = act_ref(Z, act)
+        r.total = np.sum(np.logaddexp(0, Z) - Y * Z) / k
+        r.total_scale = np.sum(np.logaddexp(0, Z) + np.abs(Y * Z)) / k
+        r.dZ, r.dZ_scale = (r.P - Y) / (n * k), (r.P + Y) / (n * k)
+        r.correct = np.sum((Z > 0) == (Y > 0.5)) / k
+    else:
+        r.P = A = act_ref(Z, act)
+        E, E_scale = A - Y, np.abs(A) + np.abs(Y)
+        mse = loss == losses.MSE
+        r.total = np.sum(E * E if mse else np.abs(E)) / k
+        r.total_scale = np.sum(E_scale ** 2 if mse else E_scale) / k
+        dA = (2 * E if mse else np.sign(E)) / (n * k)
+        dA_scale = 2 * E_scale / (n * k) if mse else np.abs(dA)
+        r.dZ, r.dZ_scale = jvp_ref(dA, A, act), jvp_scale(dA_scale, A, act)
+    r.P_scale = forward_scale(0 * r.P, r.P, act)
+    return r
 
 
 @pytest.mark.parametrize("with_grad", [True, False], ids=["grad", "nograd"])
@@ -220,21 +246,22 @@ def output_loss_ref(Z, Y, act, loss):
 def test_output_loss(rng, dtype, shape, loss, act, with_grad):
     """Z := f(Z) in place; returns (Σ losses, #correct); dZ := ∂cost/∂Z in place."""
     Z0, Y = randn(rng, shape, dtype), targets(rng, shape, loss, dtype)
-    P, total, dZ_ref, correct, dZ_scale = output_loss_ref(f64(Z0), f64(Y), act, loss)
-    results = {}
-    for name, fn in [("kernel", K.output_loss), ("twin", losses.output_loss)]:
+    ref = output_loss_ref(f64(Z0), f64(Y), act, loss)
+    outputs = []
+    for fn in (K.output_loss, losses.output_loss):
         Z = Z0.copy()
         dZ = np.full(shape, np.nan, dtype) if with_grad else None
-        t, c = fn(Z, Y, dZ, act, loss)
-        results[name] = Z, dZ
-        assert_close(Z, P, dtype, forward_scale(0 * P, P, act))
-        assert_close(t, total, dtype, np.sum(np.abs(total)) + Z.size * (loss != losses.CROSS_ENTROPY))
-        assert c == pytest.approx(correct, abs=1e-12), name
+        total, correct = fn(Z, Y, dZ, act, loss)
+        assert_close(Z, ref.P, dtype, ref.P_scale)
+        assert_close(total, ref.total, dtype, ref.total_scale)
+        assert correct == pytest.approx(ref.correct, abs=1e-12)
         if with_grad:
-            assert_close(dZ, dZ_ref, dtype, dZ_scale)
+            assert_close(dZ, ref.dZ, dtype, ref.dZ_scale)
+        outputs.append((Z, dZ))
+    (Z_kern, dZ_kern), (Z_twin, dZ_twin) = outputs
+    assert_close(Z_kern, Z_twin, dtype, ref.P_scale)
     if with_grad:
-        assert_close(results["kernel"][1], results["twin"][1], dtype, dZ_scale)
-    assert_close(results["kernel"][0], results["twin"][0], dtype, forward_scale(0 * P, P, act))
+        assert_close(dZ_kern, dZ_twin, dtype, ref.dZ_scale)
 
 
 @pytest.mark.parametrize("loss,act", [(losses.CROSS_ENTROPY, SOFTMAX),
@@ -244,12 +271,12 @@ def test_output_loss_huge_logits(dtype, loss, act):
     """The fused classification losses stay finite for logits of ±1e4."""
     Z = np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 5.0]], dtype)
     Y = np.array([[0, 1, 0], [1, 0, 0]], dtype)
-    _, total, dZ_ref, _, _ = output_loss_ref(f64(Z), f64(Y), act, loss)
+    ref = output_loss_ref(f64(Z), f64(Y), act, loss)
     dZ = np.empty_like(Z)
-    t, _ = K.output_loss(Z, Y, dZ, act, loss)
-    assert np.isfinite(t) and np.isfinite(Z).all() and np.isfinite(dZ).all()
-    assert_close(t, total, dtype)
-    assert_close(dZ, dZ_ref, dtype)
+    total, _ = K.output_loss(Z, Y, dZ, act, loss)
+    assert np.isfinite(total) and np.isfinite(Z).all() and np.isfinite(dZ).all()
+    assert_close(total, ref.total, dtype, ref.total_scale)
+    assert_close(dZ, ref.dZ, dtype, ref.dZ_scale)
 
 
 # ------------------------------------------------------------ dense layer
@@ -263,12 +290,10 @@ DENSE_IDS = [f"{n}x{i}x{o}" for n, i, o in DENSE_SHAPES]
 @pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
 @pytest.mark.parametrize("n,n_in,n_out", DENSE_SHAPES, ids=DENSE_IDS)
 def test_dense_forward(rng, dtype, n, n_in, n_out, act):
-    """A := f(X·W + b) into a preallocated (garbage-filled) A."""
+    """A := f(X·W + b) into a preallocated, garbage-filled A."""
     X, W, b = randn(rng, (n, n_in), dtype), randn(rng, (n_in, n_out), dtype), randn(rng, n_out, dtype)
     pre = f64(X) @ f64(W) + f64(b)
     pre_scale = np.abs(f64(X)) @ np.abs(f64(W)) + np.abs(f64(b))
-    if act == SOFTMAX:  # every output of a row depends on every pre-activation
-        pre_scale = np.broadcast_to(pre_scale.max(axis=1, keepdims=True), pre.shape)
     expected = act_ref(pre, act)
     scale = forward_scale(pre_scale, expected, act)
     outputs = []
@@ -276,13 +301,22 @@ def test_dense_forward(rng, dtype, n, n_in, n_out, act):
         A = np.full((n, n_out), np.nan, dtype)
         fn(X, W, b, act, A)
         outputs.append(A)
-    if act == STEP:
-        mask = step_ambiguous(pre, pre_scale, dtype)
-        expected = np.where(mask, outputs[0], expected)
-        outputs[1] = np.where(mask, outputs[0], outputs[1])
+    if act == STEP:  # a pre-activation within rounding of 0 may go either way
+        ambiguous = step_ambiguous(pre, pre_scale, dtype)
+        expected = np.where(ambiguous, outputs[0], expected)
+        outputs[1] = np.where(ambiguous, outputs[0], outputs[1])
     for A in outputs:
         assert_close(A, expected, dtype, scale)
     assert_close(outputs[0], outputs[1], dtype, scale)
+
+
+def dense_backward_ref(X, dZ, W, prev_act, gW0, gb0, alpha, beta):
+    """(dX, gW, gb) and their error scales in float64, from the definitions."""
+    x, dz, w = f64(X), f64(dZ), f64(W)
+    dX = jvp_ref(dz @ w.T, x, prev_act), jvp_scale(np.abs(dz) @ np.abs(w).T, x, prev_act)
+    gW = axpby_ref(alpha, x.T @ dz, np.abs(x).T @ np.abs(dz), beta, gW0)
+    gb = axpby_ref(alpha, dz.sum(0), np.abs(dz).sum(0), beta, gb0)
+    return dX, gW, gb
 
 
 @pytest.mark.parametrize("first_layer", [False, True], ids=["dX", "no-dX"])
@@ -290,31 +324,23 @@ def test_dense_forward(rng, dtype, n, n_in, n_out, act):
 @pytest.mark.parametrize("prev_act", ACT_CODES, ids=ACT_IDS)
 @pytest.mark.parametrize("n,n_in,n_out", DENSE_SHAPES, ids=DENSE_IDS)
 def test_dense_backward(rng, dtype, n, n_in, n_out, prev_act, alpha, beta, first_layer):
-    """dX := (dZ·Wᵀ) ⊙ f'_prev(X); gW := α·Xᵀ·dZ + β·gW; gb := α·Σ dZ + β·gb."""
+    """dX := (dZ·Wᵀ) ⊙ f'_prev(X) (skipped when None); gW := α·Xᵀ·dZ + β·gW;
+    gb := α·Σ dZ + β·gb; W is only read."""
     X = activation_output(rng, (n, n_in), prev_act, dtype)
     dZ, W = randn(rng, (n, n_out), dtype), randn(rng, (n_in, n_out), dtype)
-    gW0, gb0 = randn(rng, W.shape, dtype), randn(rng, n_out, dtype)
-    x, dz, w = f64(X), f64(dZ), f64(W)
-    G, G_scale = dz @ w.T, np.abs(dz) @ np.abs(w).T
-    dX_ref, dX_scale = jvp_ref(G, x, prev_act), jvp_scale(G_scale, x, prev_act)
-    gW_ref = alpha * x.T @ dz + beta * f64(gW0)
-    gW_scale = abs(alpha) * np.abs(x).T @ np.abs(dz) + abs(beta) * np.abs(f64(gW0))
-    gb_ref = alpha * dz.sum(0) + beta * f64(gb0)
-    gb_scale = abs(alpha) * np.abs(dz).sum(0) + abs(beta) * np.abs(f64(gb0))
+    gW0, gb0 = maybe_garbage(rng, W.shape, dtype, beta), maybe_garbage(rng, n_out, dtype, beta)
+    refs = dense_backward_ref(X, dZ, W, prev_act, gW0, gb0, alpha, beta)
     outputs = []
     for fn in (K.dense_backward, layers.dense_backward):
-        W_in = W.copy()
+        W_in, gW, gb = W.copy(), gW0.copy(), gb0.copy()
         dX = None if first_layer else np.full((n, n_in), np.nan, dtype)
-        gW, gb = gW0.copy(), gb0.copy()
         fn(X, dZ, W_in, prev_act, dX, gW, gb, alpha, beta)
         np.testing.assert_array_equal(W_in, W)
-        assert_close(gW, gW_ref, dtype, gW_scale)
-        assert_close(gb, gb_ref, dtype, gb_scale)
-        if not first_layer:
-            assert_close(dX, dX_ref, dtype, dX_scale)
         outputs.append((dX, gW, gb))
-    for kern, twin, scale in zip(outputs[0], outputs[1], (dX_scale, gW_scale, gb_scale)):
+    for kern, twin, (expected, scale) in zip(*outputs, refs):
         if kern is not None:
+            assert_close(kern, expected, dtype, scale)
+            assert_close(twin, expected, dtype, scale)
             assert_close(kern, twin, dtype, scale)
 
 
@@ -325,18 +351,13 @@ def test_dense_backward_folded_sgd(rng, dtype, n, n_in, n_out):
     lr, prev_act = 0.05, activations.TANH
     X = activation_output(rng, (n, n_in), prev_act, dtype)
     dZ, W0, b0 = randn(rng, (n, n_out), dtype), randn(rng, (n_in, n_out), dtype), randn(rng, n_out, dtype)
-    x, dz, w = f64(X), f64(dZ), f64(W0)
-    dX_ref = jvp_ref(dz @ w.T, x, prev_act)
-    dX_scale = jvp_scale(np.abs(dz) @ np.abs(w).T, x, prev_act)
-    W_ref, W_scale = w - lr * x.T @ dz, np.abs(w) + lr * np.abs(x).T @ np.abs(dz)
-    b_ref, b_scale = f64(b0) - lr * dz.sum(0), np.abs(f64(b0)) + lr * np.abs(dz).sum(0)
+    refs = dense_backward_ref(X, dZ, W0, prev_act, W0, b0, -lr, 1.0)
     for fn in (K.dense_backward, layers.dense_backward):
         W, b = W0.copy(), b0.copy()
         dX = np.full((n, n_in), np.nan, dtype)
         fn(X, dZ, W, prev_act, dX, W, b, -lr, 1.0)
-        assert_close(W, W_ref, dtype, W_scale)
-        assert_close(b, b_ref, dtype, b_scale)
-        assert_close(dX, dX_ref, dtype, dX_scale)
+        for actual, (expected, scale) in zip((dX, W, b), refs):
+            assert_close(actual, expected, dtype, scale)
 
 
 # -------------------------------------------------------------------- SGD
@@ -345,39 +366,49 @@ SGD_CONFIGS = [  # (momentum, nesterov, weight_decay)
     (0.0, False, 0.0), (0.0, False, 0.01), (0.9, False, 0.0), (0.9, True, 0.0),
     (0.5, False, 0.1), (0.9, True, 0.05),
 ]
+SGD_IDS = [f"mu{m}-{'nesterov' if n else 'plain'}-wd{w}" for m, n, w in SGD_CONFIGS]
 
 
-def sgd_ref(p, g, v, lr, mu, nesterov, wd):
-    """The hand formula in float64: returns the new (p, v)."""
+def sgd_ref(p, g, v, lr, mu, nesterov, wd, s=-1.0):
+    """One step of the hand formula in float64, returning the new (p, v):
+    g' = g + wd·p; v = μ·v + g'; p −= lr·(g' + μ·v if nesterov else v).
+    s=+1 on absolute values gives the magnitudes, i.e. the error scales."""
     g = g + wd * p
     v = mu * v + g
-    return p - lr * (g + mu * v if nesterov else v), v
+    return p + s * lr * (g + mu * v if nesterov else v), v
 
 
 @pytest.mark.parametrize("size", [1, 7, 1031])
-@pytest.mark.parametrize("momentum,nesterov,weight_decay", SGD_CONFIGS,
-                         ids=[f"mu{m}-{'nest' if n else 'plain'}-wd{w}" for m, n, w in SGD_CONFIGS])
+@pytest.mark.parametrize("momentum,nesterov,weight_decay", SGD_CONFIGS, ids=SGD_IDS)
 def test_sgd_update(rng, dtype, size, momentum, nesterov, weight_decay):
-    """Three steps in place on p and v; v untouched (may be None) without momentum."""
-    lr = 0.1
+    """Three steps in place on p and v; v is untouched without momentum."""
+    lr, steps = 0.1, 3
     p0, v0 = randn(rng, size, dtype), randn(rng, size, dtype)
-    grads = [randn(rng, size, dtype) for _ in range(3)]
-    p_ref, v_ref = f64(p0), f64(v0) if momentum else np.zeros(size)
+    grads = [randn(rng, size, dtype) for _ in range(steps)]
+    hyper = (lr, momentum, nesterov, weight_decay)
+    ref = (f64(p0), f64(v0) if momentum else np.zeros(size))
+    mag = tuple(np.abs(a) for a in ref)
     for g in grads:
-        p_ref, v_ref = sgd_ref(p_ref, f64(g), v_ref, lr, momentum, nesterov, weight_decay)
-    # each step's rounding is amplified at most by (1 + μ + lr·wd) per later step
-    scale = 10 * (np.abs(p_ref) + np.abs(f64(p0)) + sum(np.abs(f64(g)) for g in grads))
+        ref = sgd_ref(*ref[:1], f64(g), *ref[1:], *hyper)
+        mag = sgd_ref(*mag[:1], np.abs(f64(g)), *mag[1:], *hyper, s=1.0)
     for fn in (K.sgd_update, optimizers.sgd_update):
         p, v = p0.copy(), v0.copy()
         for g in grads:
-            assert fn(p, g, v if momentum or fn is K.sgd_update else None, lr, momentum,
-                      nesterov, weight_decay) is None
-        assert_close(p, p_ref, dtype, scale)
+            assert fn(p, g, v, *hyper) is None
+        assert_close(p, ref[0], dtype, steps * mag[0])
         if momentum:
-            assert_close(v, v_ref, dtype, scale)
+            assert_close(v, ref[1], dtype, steps * mag[1])
         else:
             np.testing.assert_array_equal(v, v0)
-    if not momentum:
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_sgd_update_without_velocity(rng, dtype, weight_decay):
+    """Without momentum the velocity may be None."""
+    p0, g = randn(rng, 9, dtype), randn(rng, 9, dtype)
+    expected, scale = (sgd_ref(a, b, 0, 0.1, 0, False, weight_decay, s)[0]
+                       for a, b, s in ((f64(p0), f64(g), -1.0), (np.abs(f64(p0)), np.abs(f64(g)), 1.0)))
+    for fn in (K.sgd_update, optimizers.sgd_update):
         p = p0.copy()
-        K.sgd_update(p, grads[0], None, lr, momentum, nesterov, weight_decay)
-        assert_close(p, sgd_ref(f64(p0), f64(grads[0]), 0, lr, 0, False, weight_decay)[0], dtype)
+        fn(p, g, None, 0.1, 0.0, False, weight_decay)
+        assert_close(p, expected, dtype, scale)

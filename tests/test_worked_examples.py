@@ -127,7 +127,7 @@ def test_cross_entropy_perfect_prediction_is_zero():
     # binary cross-entropy: mean of −[y ln p + (1 − y) ln(1 − p)]
     (losses.binary_cross_entropy, [1, 0], [0.9, 0.2], -(math.log(0.9) + math.log(0.8)) / 2),
     (losses.binary_cross_entropy, [[1, 0], [0, 1]], [[0.5, 0.5], [0.25, 0.75]],
-     -(3 * math.log(0.5) + 2 * math.log(0.75)) / 4 + math.log(0.5) / 4),
+     -(math.log(0.5) + math.log(0.75)) / 2),
     (losses.binary_cross_entropy, [0.5], [0.5], math.log(2)),
 ])
 def test_loss_hand_computed(fn, y_true, y_pred, expected):

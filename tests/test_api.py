@@ -1,0 +1,555 @@
+"""The public API contract of DESIGN.md: Sequential, fit/History, predict,
+evaluate, weights, seeding, SGD.update, and parity of the two backends."""
+import inspect
+import re
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore import SGD, Dense, History, Sequential, losses
+
+BACKENDS = ("cython", "numpy")
+DTYPES = ("float32", "float64")
+N, FEATURES = 37, 5
+# (hidden activation, loss, output activation, outputs)
+TASKS = {
+    "cross_entropy": ("relu", "cross_entropy", "softmax", 3),
+    "binary_cross_entropy": ("sigmoid", "binary_cross_entropy", "sigmoid", 2),
+    "mse": ("tanh", "mse", "linear", 2),
+    "mae": ("leaky_relu", "mae", "tanh", 2),
+}
+CLASSIFICATION = {"cross_entropy", "binary_cross_entropy"}
+
+
+def make_data(task, n=N, seed=0):
+    """(X, y) for a task: labels for cross-entropy, 0/1 for binary, reals otherwise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, FEATURES))
+    _, loss, _, k = TASKS[task]
+    if loss == "cross_entropy":
+        y = rng.integers(0, k, n)
+    elif loss == "binary_cross_entropy":
+        y = (rng.random((n, k)) > 0.5).astype(float)
+    else:
+        y = rng.normal(size=(n, k))
+    return X, y
+
+
+def make_model(task="cross_entropy", backend="cython", dtype="float64", seed=0,
+               hidden=None, optimizer=None):
+    """A 5-6-4-k network for a task (hidden activation overridable)."""
+    act, loss, out, k = TASKS[task]
+    act = hidden or act
+    return Sequential([Dense(FEATURES, 6, act), Dense(6, 4, act), Dense(4, k, out)],
+                      loss=loss, optimizer=optimizer or SGD(lr=0.05), seed=seed,
+                      dtype=dtype, backend=backend)
+
+
+def assert_weights_equal(a, b, rtol=0.0):
+    """Two get_weights() lists agree, each array relative to its own scale."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.abs(y).max())
+
+
+# ------------------------------------------------------------ construction
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sequential_options(backend, dtype):
+    """seed/dtype/backend are honoured; layers hold (in, out) W and (out,) b."""
+    model = make_model(backend=backend, dtype=dtype)
+    assert model.backend == backend
+    assert model.dtype == np.dtype(dtype)
+    for layer in model.layers:
+        assert layer.W.shape == (layer.in_features, layer.out_features)
+        assert layer.b.shape == (layer.out_features,)
+        assert layer.W.dtype == layer.b.dtype == np.dtype(dtype)
+        np.testing.assert_array_equal(layer.b, 0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_accepts_numpy_types(dtype):
+    """dtype may also be given as a numpy type."""
+    assert make_model(dtype=dtype).dtype == np.dtype(dtype)
+
+
+def test_initialisation_same_for_backends_and_dtypes():
+    """The seed alone fixes the initial weights, whatever the backend or dtype."""
+    ref = make_model(dtype="float64", backend="numpy").get_weights()
+    for backend in BACKENDS:
+        for dtype in DTYPES:
+            got = make_model(dtype=dtype, backend=backend).get_weights()
+            assert_weights_equal(got, ref, rtol=1e-7 if dtype == "float32" else 0.0)
+
+
+# ------------------------------------------------------------ fit / History
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("task", TASKS)
+def test_fit_returns_history(backend, task):
+    """fit returns a History: one float loss per epoch, plus accuracy for
+    classification losses."""
+    X, y = make_data(task)
+    model = make_model(task, backend=backend)
+    history = model.fit(X, y, epochs=4, batch_size=8)
+    assert isinstance(history, History)
+    assert model.history is history
+    assert history.epoch == [0, 1, 2, 3]
+    expected_keys = {"loss", "accuracy"} if task in CLASSIFICATION else {"loss"}
+    assert set(history.history) == expected_keys
+    for values in history.history.values():
+        assert len(values) == 4
+        assert all(isinstance(v, float) and np.isfinite(v) for v in values)
+    if task in CLASSIFICATION:
+        assert all(0.0 <= a <= 1.0 for a in history.history["accuracy"])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("batch_size", [None, 1, 3, 4, 10, 25])
+def test_batch_sizes(backend, batch_size):
+    """batch_size None (full), 1 (online) and k — also k not dividing n or
+    exceeding it — all train (the loss goes down on a learnable task)."""
+    X, y = make_data("mse", n=10)
+    model = make_model("mse", backend=backend, optimizer=SGD(lr=0.02))
+    losses_ = model.fit(X, y, epochs=30, batch_size=batch_size).history["loss"]
+    assert losses_[-1] < losses_[0]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_batch_larger_than_data_is_full_batch(backend):
+    """A batch_size above n trains exactly like batch_size=None."""
+    X, y = make_data("mse", n=10)
+    runs = [make_model("mse", backend=backend) for _ in range(2)]
+    h_full = runs[0].fit(X, y, epochs=3, batch_size=None)
+    h_big = runs[1].fit(X, y, epochs=3, batch_size=50)
+    assert h_full.history == h_big.history
+    assert_weights_equal(runs[1].get_weights(), runs[0].get_weights())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_last_partial_batch_is_used(backend):
+    """n=10, batch 4, no shuffle takes steps on rows 0-3, 4-7 and then 8-9: the
+    same as fitting rows 0-7 in batches of 4 and then rows 8-9 as one batch."""
+    X, y = make_data("mse", n=10)
+    whole, split, first8 = (make_model("mse", backend=backend) for _ in range(3))
+    h = whole.fit(X, y, epochs=1, batch_size=4, shuffle=False)
+    h8 = split.fit(X[:8], y[:8], epochs=1, batch_size=4, shuffle=False)
+    h2 = split.fit(X[8:], y[8:], epochs=1, batch_size=None)
+    first8.fit(X[:8], y[:8], epochs=1, batch_size=4, shuffle=False)
+    assert_weights_equal(whole.get_weights(), split.get_weights(), rtol=1e-12)
+    # the epoch loss is the mean over all 10 rows, partial batch included
+    expected = (8 * h8.history["loss"][0] + 2 * h2.history["loss"][0]) / 10
+    assert h.history["loss"][0] == pytest.approx(expected, rel=1e-12)
+    # and the partial batch did change something
+    assert not np.allclose(whole.get_weights()[0], first8.get_weights()[0])
+
+
+def _act(z, name):
+    if name == "softmax":
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return {"linear": z, "sigmoid": 1 / (1 + np.exp(-z)), "tanh": np.tanh(z)}[name]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("loss, out, dcost", [
+    # dcost/dZ for one layer, P = f(Z), n rows, k outputs (cost = mean)
+    ("mse", "linear", lambda P, Y, n, k: 2 * (P - Y) / (n * k)),
+    ("mae", "linear", lambda P, Y, n, k: np.sign(P - Y) / (n * k)),
+    ("cross_entropy", "softmax", lambda P, Y, n, k: (P - Y) / n),
+    ("binary_cross_entropy", "sigmoid", lambda P, Y, n, k: (P - Y) / (n * k)),
+])
+def test_full_batch_step_matches_hand_gradient(backend, loss, out, dcost):
+    """One full-batch plain-SGD step on a single layer is W ← W − lr·Xᵀ·dZ,
+    b ← b − lr·Σ dZ, with the cost taken as the mean described in the design."""
+    rng = np.random.default_rng(1)
+    n, k, lr = 7, 3, 0.3
+    X = rng.normal(size=(n, 4))
+    Y = np.eye(k)[rng.integers(0, k, n)] if loss != "mse" else rng.normal(size=(n, k))
+    model = Sequential([Dense(4, k, out)], loss=loss, optimizer=SGD(lr=lr), seed=2,
+                       dtype="float64", backend=backend)
+    W, b = model.get_weights()
+    P = _act(X @ W + b, out)
+    dZ = dcost(P, Y, n, k)
+    model.fit(X, Y, epochs=1)
+    W1, b1 = model.get_weights()
+    np.testing.assert_allclose(W1, W - lr * X.T @ dZ, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(b1, b - lr * dZ.sum(axis=0), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("optimizer", [dict(), dict(momentum=0.9),
+                                       dict(momentum=0.5, nesterov=True, weight_decay=0.01)])
+@pytest.mark.parametrize("batch_size", [None, 8])
+def test_fit_continues(backend, optimizer, batch_size):
+    """fit(epochs=3) equals fit(epochs=1) then fit(epochs=2): weights, momentum
+    and the shuffling generator all carry over."""
+    X, y = make_data("cross_entropy")
+    once, twice = (make_model(backend=backend, optimizer=SGD(lr=0.05, **optimizer))
+                   for _ in range(2))
+    h = once.fit(X, y, epochs=3, batch_size=batch_size)
+    h1 = twice.fit(X, y, epochs=1, batch_size=batch_size)
+    h2 = twice.fit(X, y, epochs=2, batch_size=batch_size)
+    assert h.history["loss"] == h1.history["loss"] + h2.history["loss"]
+    assert_weights_equal(twice.get_weights(), once.get_weights())
+
+
+# ------------------------------------------------------------ predict / evaluate
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("task", TASKS)
+def test_predict_shape_and_dtype(backend, dtype, task):
+    """predict gives (n, outputs) in the model's dtype; probabilities for
+    softmax (rows sum to 1) and sigmoid outputs."""
+    X, _ = make_data(task)
+    model = make_model(task, backend=backend, dtype=dtype)
+    out = model.predict(X)
+    assert out.shape == (N, TASKS[task][3])
+    assert out.dtype == np.dtype(dtype)
+    assert np.isfinite(out).all()
+    output = TASKS[task][2]
+    if output == "softmax":
+        np.testing.assert_allclose(out.sum(axis=1), 1, rtol=1e-5)
+    if output in ("softmax", "sigmoid"):
+        assert ((out >= 0) & (out <= 1)).all()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-4)])
+@pytest.mark.parametrize("task", TASKS)
+def test_evaluate_matches_loss_functions(backend, dtype, rtol, task):
+    """evaluate's loss is nncore.losses.<loss> of predict's output; accuracy is
+    argmax agreement (cross-entropy) or p > 0.5 agreement (binary)."""
+    X, y = make_data(task)
+    model = make_model(task, backend=backend, dtype=dtype)
+    model.fit(X, y, epochs=3, batch_size=8)
+    result = model.evaluate(X, y)
+    pred = model.predict(X).astype(np.float64)
+    loss = TASKS[task][1]
+    assert result["loss"] == pytest.approx(getattr(losses, loss)(y, pred), rel=rtol)
+    if task == "cross_entropy":
+        assert set(result) == {"loss", "accuracy"}
+        assert result["accuracy"] == pytest.approx(np.mean(pred.argmax(axis=1) == y))
+    elif task == "binary_cross_entropy":
+        assert set(result) == {"loss", "accuracy"}
+        assert result["accuracy"] == pytest.approx(np.mean((pred > 0.5) == (y > 0.5)))
+    else:
+        assert set(result) == {"loss"}
+    assert all(isinstance(v, float) for v in result.values())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_accepts_one_hot(backend):
+    """evaluate gives the same result for labels and one-hot rows."""
+    X, y = make_data("cross_entropy")
+    model = make_model(backend=backend)
+    assert model.evaluate(X, y) == model.evaluate(X, np.eye(3)[y])
+
+
+# ------------------------------------------------------------ weights
+
+def test_get_weights_order_shapes_and_copies():
+    """[W1, b1, W2, b2, ...], W as (in, out); the arrays are copies."""
+    model = make_model()
+    weights = model.get_weights()
+    assert [w.shape for w in weights] == [(5, 6), (6,), (6, 4), (4,), (4, 3), (3,)]
+    for i, layer in enumerate(model.layers):
+        np.testing.assert_array_equal(weights[2 * i], layer.W)
+        np.testing.assert_array_equal(weights[2 * i + 1], layer.b)
+    before = [w.copy() for w in weights]
+    for w in weights:
+        w += 1.0
+    assert_weights_equal(model.get_weights(), before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_set_weights_round_trip(dtype):
+    """set_weights(get_weights()) of another model copies it exactly, also from
+    lists and from the other dtype."""
+    source, target = make_model(seed=1), make_model(seed=2, dtype=dtype)
+    weights = source.get_weights()
+    target.set_weights(weights)
+    assert_weights_equal(target.get_weights(), weights, rtol=1e-7 if dtype == "float32" else 0)
+    target.set_weights([w.tolist() for w in make_model(seed=3).get_weights()])
+    assert_weights_equal(target.get_weights(), make_model(seed=3).get_weights(),
+                         rtol=1e-7 if dtype == "float32" else 0)
+    for layer in target.layers:
+        assert layer.W.dtype == np.dtype(dtype)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_set_weights_drives_predictions(backend):
+    """Predictions follow the weights: copying weights copies predictions."""
+    X, _ = make_data("cross_entropy")
+    source, target = make_model(seed=1, backend=backend), make_model(seed=2, backend=backend)
+    assert not np.allclose(source.predict(X), target.predict(X))
+    target.set_weights(source.get_weights())
+    np.testing.assert_array_equal(target.predict(X), source.predict(X))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_layer_weights_are_live_views(backend):
+    """Writes to layer.W / layer.b (in place or by assignment) are the model's
+    weights, and training updates layer.W."""
+    model = make_model(backend=backend)
+    layer = model.layers[0]
+    layer.W[0, 0] = 42.0
+    layer.b[...] = 7.0
+    weights = model.get_weights()
+    assert weights[0][0, 0] == 42.0
+    np.testing.assert_array_equal(weights[1], 7.0)
+    layer.W = np.zeros((5, 6))
+    np.testing.assert_array_equal(model.get_weights()[0], 0)
+    assert model.layers[0].W is layer.W
+    X, y = make_data("cross_entropy")
+    model.fit(X, y, epochs=2)
+    np.testing.assert_array_equal(model.get_weights()[0], layer.W)
+    assert np.any(layer.W != 0)
+
+
+# ------------------------------------------------------------ seeding
+
+def _train(seed, backend, task="cross_entropy", set_from=None):
+    X, y = make_data(task)
+    model = make_model(task, backend=backend, seed=seed,
+                       optimizer=SGD(lr=0.05, momentum=0.9))
+    if set_from is not None:
+        model.set_weights(set_from)
+    history = model.fit(X, y, epochs=4, batch_size=5, shuffle=True)
+    return model.get_weights(), history.history
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_seed_same_training(backend):
+    """The same seed gives bit-identical weights and history on a rerun."""
+    w1, h1 = _train(7, backend)
+    w2, h2 = _train(7, backend)
+    assert h1 == h2
+    assert_weights_equal(w1, w2)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_different_seeds_differ(backend):
+    """Different seeds give different initial weights and different shuffles."""
+    assert not np.allclose(make_model(seed=1).get_weights()[0],
+                           make_model(seed=2).get_weights()[0])
+    start = make_model(seed=0).get_weights()
+    w1, h1 = _train(1, backend, set_from=start)
+    w2, h2 = _train(2, backend, set_from=start)
+    assert h1["loss"] != h2["loss"]
+    assert not np.allclose(w1[0], w2[0])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("labels", [
+    lambda y: y,
+    lambda y: y.astype(np.int32),
+    lambda y: y.astype(np.float64),
+    lambda y: y.tolist(),
+    lambda y: np.eye(3)[y],
+    lambda y: np.eye(3, dtype=np.float32)[y],
+], ids=["int64", "int32", "float-labels", "list", "one-hot", "one-hot-f32"])
+def test_labels_and_one_hot_train_identically(backend, labels):
+    """Integer labels (any integer-valued form) and one-hot rows are the same
+    training data."""
+    X, y = make_data("cross_entropy")
+    ref, other = make_model(backend=backend), make_model(backend=backend)
+    h_ref = ref.fit(X, y, epochs=3, batch_size=8)
+    h = other.fit(X, labels(y), epochs=3, batch_size=8)
+    assert h.history == h_ref.history
+    assert_weights_equal(other.get_weights(), ref.get_weights())
+
+
+# ------------------------------------------------------------ SGD.update
+
+def sgd_step(p, g, v, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """Hand-written PyTorch-style SGD (dampening 0); returns new (p, v)."""
+    d = g + weight_decay * p
+    if momentum:
+        v = momentum * v + d
+        d = d + momentum * v if nesterov else v
+    return p - lr * d, v
+
+
+OPTIMIZER_SETTINGS = [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True),
+                      dict(weight_decay=0.1), dict(momentum=0.5, weight_decay=0.1),
+                      dict(momentum=0.5, nesterov=True, weight_decay=0.1)]
+
+
+PARAM_LAYOUTS = {
+    "contiguous": lambda base: base,
+    "strided": lambda base: base[:, ::2],          # a view: updated through base
+    "transposed": lambda base: base.T,             # a view too
+    "fortran": lambda base: np.asfortranarray(base),
+}
+
+
+@pytest.mark.parametrize("settings", OPTIMIZER_SETTINGS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", PARAM_LAYOUTS)
+def test_sgd_update_matches_formula(settings, dtype, layout):
+    """Several update calls on a list of arrays — contiguous or not — follow
+    the formula in place, with the momentum state persisting between calls."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(4, 6)).astype(dtype)
+    untouched = base[:, 1::2].copy()
+    params = [PARAM_LAYOUTS[layout](base), np.zeros(3, dtype)]
+    expected = [p.astype(np.float64) for p in params]
+    velocity = [np.zeros_like(e) for e in expected]
+    opt = SGD(lr=0.1, **settings)
+    for _ in range(4):
+        grads = [rng.normal(size=p.shape) for p in params]
+        opt.update(params, grads)
+        for i, g in enumerate(grads):
+            expected[i], velocity[i] = sgd_step(expected[i], g.astype(dtype), velocity[i],
+                                                0.1, **settings)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    for p, e in zip(params, expected):
+        assert p.dtype == dtype
+        np.testing.assert_allclose(p, e, rtol=rtol, atol=rtol)
+    if layout == "strided":  # the untouched columns between the view's are intact
+        np.testing.assert_array_equal(base[:, 1::2], untouched)
+
+
+@pytest.mark.parametrize("nesterov, expected", [(False, [-0.1, -0.29]),
+                                                (True, [-0.19, -0.461])])
+def test_sgd_momentum_persists_across_calls(nesterov, expected):
+    """With momentum 0.9 and a constant gradient 1 the steps grow: the velocity
+    is kept between update() calls."""
+    opt = SGD(lr=0.1, momentum=0.9, nesterov=nesterov)
+    p = np.zeros(2)
+    seen = []
+    for _ in range(2):
+        opt.update(p, np.ones(2))
+        seen.append(p[0])
+    np.testing.assert_allclose(seen, expected, rtol=1e-12)
+
+
+def test_sgd_update_single_array_and_list_gradient():
+    """A single array may be passed with an array-like gradient."""
+    p = np.array([1.0, 2.0])
+    SGD(lr=0.5).update(p, [2, 2])
+    np.testing.assert_array_equal(p, [0.0, 1.0])
+
+
+def test_sgd_weight_decay():
+    """Weight decay alone shrinks parameters: p ← p − lr·wd·p."""
+    p = np.array([1.0, -2.0])
+    SGD(lr=0.1, weight_decay=0.5).update(p, np.zeros(2))
+    np.testing.assert_allclose(p, [0.95, -1.9], rtol=1e-12)
+
+
+# ------------------------------------------------------------ backend parity
+
+PARITY_MODELS = {
+    "relu-ce": ("relu", "cross_entropy"),
+    "leaky-ce": ("leaky_relu", "cross_entropy"),
+    "sigmoid-bce": ("sigmoid", "binary_cross_entropy"),
+    "tanh-mse": ("tanh", "mse"),
+    "linear-mse": ("linear", "mse"),
+    "relu-mae": ("relu", "mae"),
+}
+PARITY_OPTIMIZERS = {
+    "plain": dict(),
+    "momentum": dict(momentum=0.9),
+    "nesterov": dict(momentum=0.9, nesterov=True),
+    "weight_decay": dict(weight_decay=0.01),
+    "all": dict(momentum=0.5, nesterov=True, weight_decay=0.01),
+}
+PARITY_BATCHES = {"full": (None, True), "mini-shuffled": (8, True),
+                  "mini-ordered": (8, False), "online": (1, True)}
+
+
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-9), ("float32", 1e-4)])
+@pytest.mark.parametrize("batch", PARITY_BATCHES)
+@pytest.mark.parametrize("opt", PARITY_OPTIMIZERS)
+@pytest.mark.parametrize("net", PARITY_MODELS)
+def test_backend_parity(net, opt, batch, dtype, rtol):
+    """Cython and NumPy backends from the same seed end on the same weights with
+    the same per-epoch losses (and accuracies), and predict/evaluate alike."""
+    hidden, loss = PARITY_MODELS[net]
+    task = next(t for t, spec in TASKS.items() if spec[1] == loss)
+    X, y = make_data(task)
+    batch_size, shuffle = PARITY_BATCHES[batch]
+    runs = {}
+    for backend in BACKENDS:
+        model = make_model(task, backend=backend, dtype=dtype, seed=3, hidden=hidden,
+                           optimizer=SGD(lr=0.01, **PARITY_OPTIMIZERS[opt]))
+        history = model.fit(X, y, epochs=5, batch_size=batch_size, shuffle=shuffle)
+        runs[backend] = model, history.history
+    (cy, h_cy), (ref, h_ref) = runs["cython"], runs["numpy"]
+    assert np.isfinite(h_ref["loss"]).all()
+    assert h_cy.keys() == h_ref.keys()
+    np.testing.assert_allclose(h_cy["loss"], h_ref["loss"], rtol=rtol)
+    if "accuracy" in h_ref:
+        np.testing.assert_allclose(h_cy["accuracy"], h_ref["accuracy"], atol=1 / N + 1e-12)
+    assert_weights_equal(cy.get_weights(), ref.get_weights(), rtol=rtol)
+    np.testing.assert_allclose(cy.predict(X), ref.predict(X), rtol=rtol, atol=rtol)
+    assert cy.evaluate(X, y)["loss"] == pytest.approx(ref.evaluate(X, y)["loss"], rel=rtol)
+
+
+# ------------------------------------------------------------ engine signatures
+
+ENGINE_FUNCTIONS = ("workspace_size", "train_epochs", "forward", "evaluate")
+
+
+def _engine_function(module, name):
+    """module.<name>, or module.Network.<name> where the engine is a class."""
+    if hasattr(module, name):
+        return getattr(module, name)
+    return getattr(module.Network, name)
+
+
+def _doc_parameters(fn):
+    """Parameter names from an embedsignature first line such as
+    'Network.forward(self, ndarray X, const double[:, ::1] W not None, bool f=False)'."""
+    first = (fn.__doc__ or "").strip().splitlines()[0]
+    match = re.match(rf"(?:\w+\.)*{fn.__name__}\((.*)\)", first)
+    assert match, f"no embedded signature for {fn.__name__}: {first!r}"
+    args = re.sub(r"\[[^\]]*\]", "", match.group(1))  # memoryview axes contain commas
+    names = [re.sub(r"\s+not None$", "", a.split("=")[0].strip()).split()[-1]
+             for a in args.split(",") if a.strip()]
+    return [n for n in names if n != "self"]
+
+
+def _parameters(fn):
+    """Parameter names (and defaults) of a Python or Cython function, without self."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # fall back to the embedded signature
+        return {name: None for name in _doc_parameters(fn)}
+    return {k: p.default for k, p in params.items() if k != "self"}
+
+
+@pytest.mark.parametrize("doc, expected", [
+    ("forward(const floating[:, ::1] X not None, floating[:, ::1] out not None, "
+     "bint logits=False)", ["X", "out", "logits"]),
+    ("Network.evaluate(self, ndarray X, ndarray Y, int loss)", ["X", "Y", "loss"]),
+])
+def test_doc_parameter_parser(doc, expected):
+    """The embedsignature fallback parser reads typed Cython signatures."""
+    def fn():
+        pass
+    fn.__name__ = re.match(r"(?:\w+\.)*(\w+)\(", doc).group(1)
+    fn.__doc__ = doc
+    assert _doc_parameters(fn) == expected
+
+
+@pytest.mark.parametrize("name", ENGINE_FUNCTIONS)
+def test_engine_signatures_agree(name):
+    """nncore._engine and nncore.reference expose the same functions, in the
+    same place (module or Network class), with the same parameter names and
+    defaults — and the embedded Cython signature says the same."""
+    compiled_fn = _engine_function(nncore._engine, name)
+    reference_fn = _engine_function(nncore.reference, name)
+    assert hasattr(nncore._engine, name) == hasattr(nncore.reference, name)
+    compiled, reference = _parameters(compiled_fn), _parameters(reference_fn)
+    assert list(compiled) == list(reference)
+    assert compiled == reference
+    documented = _doc_parameters(compiled_fn)
+    if documented[:4] != ["signatures", "args", "kwargs", "defaults"]:  # not a fused dispatcher
+        assert documented == list(reference)

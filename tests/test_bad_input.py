@@ -1,0 +1,409 @@
+"""Bad input gets a ValueError/TypeError naming what is wrong, never a crash;
+and the conversions that must work do work."""
+import numpy as np
+import pytest
+
+import nncore
+from nncore import SGD, Dense, Sequential, losses
+
+BACKENDS = ("cython", "numpy")
+N = 10
+RNG = np.random.default_rng(0)
+X_GOOD = RNG.normal(size=(N, 3))
+Y_REG = RNG.normal(size=N)
+Y_LABELS = np.arange(N) % 3
+Y_BINARY = np.arange(N) % 2
+
+
+def regressor(backend="cython", dtype="float32"):
+    return Sequential([Dense(3, 4, "tanh"), Dense(4, 1)], loss="mse", optimizer=SGD(0.1),
+                      seed=0, dtype=dtype, backend=backend)
+
+
+def classifier(backend="cython", dtype="float32"):
+    return Sequential([Dense(3, 4, "relu"), Dense(4, 3, "softmax")], loss="cross_entropy",
+                      optimizer=SGD(0.1), seed=0, dtype=dtype, backend=backend)
+
+
+def binary(backend="cython", dtype="float32"):
+    return Sequential([Dense(3, 4, "relu"), Dense(4, 1, "sigmoid")],
+                      loss="binary_cross_entropy", optimizer=SGD(0.1), seed=0, dtype=dtype,
+                      backend=backend)
+
+
+def with_value(value, where):
+    """X_GOOD with one entry replaced (NaN, inf, ...)."""
+    X = X_GOOD.copy()
+    X[where] = value
+    return X
+
+
+# ------------------------------------------------------------ X
+
+BAD_X = {
+    "string": ("abc", TypeError, "string"),
+    "strings": ([["a", "b", "c"]] * N, TypeError, "dtype <U1"),
+    "complex": (X_GOOD + 1j, TypeError, "complex"),
+    "object": (X_GOOD.astype(object), TypeError, "object"),
+    "none": (None, TypeError, "object"),
+    "ragged": ([[1.0, 2.0, 3.0], [1.0, 2.0]] * 5, ValueError, "could not be converted"),
+    "nan": (with_value(np.nan, (2, 1)), ValueError, r"NaN or infinity .*\(2, 1\)"),
+    "inf": (with_value(np.inf, (0, 0)), ValueError, "NaN or infinity"),
+    "-inf": (with_value(-np.inf, (9, 2)), ValueError, "NaN or infinity"),
+    "no rows": (np.zeros((0, 3)), ValueError, "empty"),
+    "no features": (np.zeros((N, 0)), ValueError, "empty"),
+    "1-D": (X_GOOD[:, 0], ValueError, "1 dimension.*2-D"),
+    "1-D one sample": (X_GOOD[0], ValueError, r"1-D.*reshape\(1, -1\)"),
+    "3-D": (X_GOOD[None], ValueError, "3 dimension.*2-D"),
+    "scalar": (1.0, ValueError, "0 dimension"),
+    "too few features": (X_GOOD[:, :2], ValueError, "2 features; expected 3"),
+    "too many features": (np.hstack([X_GOOD, X_GOOD]), ValueError, "6 features; expected 3"),
+    "overflows float32": (with_value(1e39, (1, 1)), ValueError, "too large for float32"),
+}
+METHODS = {
+    "fit": lambda model, X: model.fit(X, Y_REG),
+    "predict": lambda model, X: model.predict(X),
+    "evaluate": lambda model, X: model.evaluate(X, Y_REG),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("case", BAD_X)
+def test_bad_X(case, method, backend):
+    """Every entry point rejects unusable X with a message naming the problem."""
+    X, error, match = BAD_X[case]
+    model = regressor(backend)
+    before = model.get_weights()
+    with pytest.raises(error, match=match):
+        METHODS[method](model, X)
+    for w, b in zip(model.get_weights(), before):  # nothing was trained
+        np.testing.assert_array_equal(w, b)
+
+
+def test_overflow_and_nan_are_told_apart():
+    """Values finite in float64 but too large for float32 are fine for a float64
+    model; when the data also holds a NaN, the NaN is what gets reported."""
+    huge = with_value(1e300, (0, 0))
+    assert np.isfinite(regressor(dtype="float64").predict(huge)).sum() >= N - 1
+    with pytest.raises(ValueError, match="too large for float32"):
+        regressor(dtype="float32").predict(huge)
+    huge[1, 1] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity .*\(1, 1\)"):
+        regressor(dtype="float32").predict(huge)
+
+
+# ------------------------------------------------------------ y
+
+BAD_Y = {
+    # (model factory, y, error, match)
+    "string": (regressor, ["a"] * N, TypeError, "y has dtype"),
+    "complex": (regressor, Y_REG + 1j, TypeError, "complex"),
+    "object": (regressor, Y_REG.astype(object), TypeError, "object"),
+    "nan": (regressor, np.where(Y_REG > 0, np.nan, 0.0), ValueError, "y contains NaN"),
+    "inf": (regressor, np.full(N, np.inf), ValueError, "y contains NaN or infinity"),
+    "too short": (regressor, Y_REG[:5], ValueError, "5 rows but X has 10 samples"),
+    "too long": (regressor, np.zeros(N + 1), ValueError, "11 rows but X has 10 samples"),
+    "scalar": (regressor, 1.0, ValueError, "scalar"),
+    "too many outputs": (regressor, np.zeros((N, 2)), ValueError, r"shape \(10, 2\)"),
+    "3-D": (regressor, np.zeros((N, 1, 1)), ValueError, r"shape \(10, 1, 1\)"),
+    "label too big": (classifier, Y_LABELS + 1, ValueError, r"labels in 1\.\.3; expected 0\.\.2"),
+    "negative label": (classifier, Y_LABELS - 1, ValueError, r"labels in -1\.\.1"),
+    "non-integer label": (classifier, Y_LABELS + 0.5, ValueError, "non-integer"),
+    "nan label": (classifier, np.where(Y_LABELS > 1, np.nan, 0), ValueError, "NaN"),
+    "string label": (classifier, np.array(["cat"] * N), TypeError, "y has dtype"),
+    "one-hot too wide": (classifier, np.eye(4)[Y_LABELS], ValueError, r"one-hot rows \(10, 3\)"),
+    "one-hot above 1": (classifier, 2 * np.eye(3)[Y_LABELS], ValueError, r"\[0, 1\]"),
+    "binary above 1": (binary, 2 * Y_BINARY, ValueError, r"\[0, 2\].*expects targets in \[0, 1\]"),
+    "binary negative": (binary, -Y_BINARY, ValueError, r"\[-1, 0\].*\[0, 1\]"),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("method", ["fit", "evaluate"])
+@pytest.mark.parametrize("case", BAD_Y)
+def test_bad_y(case, method, backend):
+    """fit and evaluate reject unusable targets with a message naming them."""
+    factory, y, error, match = BAD_Y[case]
+    with pytest.raises(error, match=match):
+        getattr(factory(backend), method)(X_GOOD, y)
+
+
+# ------------------------------------------------------------ fit arguments
+
+@pytest.mark.parametrize("name", ["epochs", "batch_size"])
+@pytest.mark.parametrize("value, error, match", [
+    (0, ValueError, ">= 1, got 0"),
+    (-3, ValueError, ">= 1, got -3"),
+    (1.5, TypeError, "positive integer"),
+    (2.0, TypeError, "positive integer"),
+    ("4", TypeError, "positive integer"),
+    (True, TypeError, "positive integer"),
+    (np.bool_(True), TypeError, "positive integer"),
+])
+def test_bad_epochs_and_batch_size(name, value, error, match):
+    """epochs and batch_size must be positive integers (bools are not)."""
+    with pytest.raises(error, match=f"{name} must be.*{match}"):
+        regressor().fit(X_GOOD, Y_REG, **{name: value})
+
+
+def test_epochs_none_rejected():
+    """batch_size may be None, epochs may not."""
+    regressor().fit(X_GOOD, Y_REG, epochs=1, batch_size=None)
+    with pytest.raises(TypeError, match="epochs must be a positive integer"):
+        regressor().fit(X_GOOD, Y_REG, epochs=None)
+
+
+def test_bad_shuffle():
+    with pytest.raises(TypeError, match="shuffle must be True or False"):
+        regressor().fit(X_GOOD, Y_REG, shuffle="yes")
+
+
+# ------------------------------------------------------------ SGD
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(lr=0), ValueError, "lr must be a finite number > 0"),
+    (dict(lr=-0.1), ValueError, "lr must be a finite number > 0"),
+    (dict(lr=float("nan")), ValueError, "lr must be a finite number"),
+    (dict(lr=float("inf")), ValueError, "lr must be a finite number"),
+    (dict(lr="0.1"), TypeError, "lr must be a real number"),
+    (dict(lr=None), TypeError, "lr must be a real number"),
+    (dict(lr=True), TypeError, "lr must be a real number"),
+    (dict(lr=0.1, momentum=-0.5), ValueError, "momentum must be a finite number >= 0"),
+    (dict(lr=0.1, momentum=float("nan")), ValueError, "momentum must be a finite number"),
+    (dict(lr=0.1, weight_decay=-1e-4), ValueError, "weight_decay must be a finite number >= 0"),
+    (dict(lr=0.1, nesterov=True), ValueError, "nesterov=True needs momentum > 0"),
+    (dict(lr=0.1, momentum=0.9, nesterov=1), TypeError, "nesterov must be True or False"),
+])
+def test_bad_sgd_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SGD(**kwargs)
+
+
+def _read_only(shape):
+    a = np.zeros(shape)
+    a.flags.writeable = False
+    return a
+
+
+@pytest.mark.parametrize("params, grads, error, match", [
+    (np.zeros(3), np.zeros(4), ValueError, r"grads\[0\] has shape \(4,\)"),
+    ([np.zeros(3), np.zeros(2)], [np.zeros(3)], ValueError, "2 parameter arrays but 1"),
+    (np.zeros(3, int), np.zeros(3), TypeError, "floating-point numpy array"),
+    ([[1.0, 2.0]], [[1.0, 2.0]], TypeError, "floating-point numpy array.*list"),
+    (_read_only(3), np.zeros(3), ValueError, "read-only"),
+    (np.zeros(3), np.array([0.0, np.nan, 0.0]), ValueError, "NaN or infinity"),
+    (np.zeros(3), np.array(["a", "b", "c"]), TypeError, "expected real numbers"),
+])
+def test_bad_sgd_update(params, grads, error, match):
+    with pytest.raises(error, match=match):
+        SGD(0.1).update(params, grads)
+
+
+# ------------------------------------------------------------ model structure
+
+@pytest.mark.parametrize("args, error, match", [
+    ((3, 2, "swish"), ValueError, "unknown activation 'swish'.*relu"),
+    ((3, 2, None), ValueError, "unknown activation None"),
+    ((3, 2, "ReLU"), ValueError, "unknown activation 'ReLU'"),
+    ((0, 2), ValueError, "in_features must be >= 1"),
+    ((3, -1), ValueError, "out_features must be >= 1"),
+    ((1.5, 2), TypeError, "in_features must be a positive integer"),
+    ((True, 2), TypeError, "in_features must be a positive integer"),
+])
+def test_bad_dense(args, error, match):
+    with pytest.raises(error, match=match):
+        Dense(*args)
+
+
+def _dense_twice():
+    layer = Dense(3, 3)
+    return [layer, layer]
+
+
+@pytest.mark.parametrize("make, kwargs, error, match", [
+    (lambda: [Dense(3, 1)], dict(loss="hinge"), ValueError, "unknown loss 'hinge'.*mse"),
+    (lambda: [Dense(3, 1)], dict(loss=None), ValueError, "unknown loss None"),
+    (lambda: [Dense(3, 3, "sigmoid")], dict(loss="cross_entropy"), ValueError,
+     "'cross_entropy' needs a softmax output"),
+    (lambda: [Dense(3, 3, "relu"), Dense(3, 3)], dict(loss="cross_entropy"), ValueError,
+     "needs a softmax output"),
+    (lambda: [Dense(3, 1, "linear")], dict(loss="binary_cross_entropy"), ValueError,
+     "'binary_cross_entropy' needs a sigmoid output"),
+    (lambda: [Dense(3, 4), Dense(5, 1)], {}, ValueError,
+     r"out_features=4 but layers\[1\] has in_features=5"),
+    (lambda: [], {}, ValueError, "layers is empty"),
+    (lambda: [Dense(3, 4), "relu"], {}, TypeError, r"layers\[1\] is a str; expected nncore.Dense"),
+    (lambda: [Dense(3, 4), None], {}, TypeError, r"layers\[1\] is a NoneType"),
+    (lambda: 42, {}, TypeError, "layers must be a list of nncore.Dense"),
+    (_dense_twice, {}, ValueError, "same Dense object appears twice"),
+    (lambda: [Dense(3, 1)], dict(optimizer="sgd"), TypeError, "optimizer must be an nncore.SGD"),
+    (lambda: [Dense(3, 1)], dict(dtype="float16"), ValueError, "unsupported dtype 'float16'"),
+    (lambda: [Dense(3, 1)], dict(dtype="int32"), ValueError, "unsupported dtype"),
+    (lambda: [Dense(3, 1)], dict(dtype=np.int64), ValueError, "unsupported dtype"),
+    (lambda: [Dense(3, 1)], dict(dtype=None), ValueError, "unsupported dtype None"),
+    (lambda: [Dense(3, 1)], dict(dtype="bogus"), ValueError, "unsupported dtype 'bogus'"),
+    (lambda: [Dense(3, 1)], dict(backend="torch"), ValueError, "unknown backend 'torch'"),
+    (lambda: [Dense(3, 1)], dict(backend=None), ValueError, "unknown backend None"),
+    (lambda: [Dense(3, 1)], dict(backend=["numpy"]), ValueError, "unknown backend"),
+    (lambda: [Dense(3, 1)], dict(seed="abc"), TypeError, "seed must be"),
+    (lambda: [Dense(3, 1)], dict(seed=-1), ValueError, "seed must be"),
+])
+def test_bad_sequential(make, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        Sequential(make(), **kwargs)
+
+
+# ------------------------------------------------------------ set_weights
+
+def _weights(change):
+    """Good weights for regressor(), with `change` applied to the list."""
+    weights = regressor().get_weights()
+    change(weights)
+    return weights
+
+
+def _set(i, value):
+    def change(weights):
+        weights[i] = value
+    return change
+
+
+@pytest.mark.parametrize("weights, error, match", [
+    (_weights(lambda w: w.pop()), ValueError, "got 3 arrays; expected 4"),
+    (_weights(lambda w: w.append(np.zeros(1))), ValueError, "got 5 arrays; expected 4"),
+    (_weights(_set(0, np.zeros((4, 3)))), ValueError, r"W of layer 0\) has shape \(4, 3\)"),
+    (_weights(_set(3, np.zeros((1, 1)))), ValueError, r"b of layer 1\) has shape \(1, 1\)"),
+    (_weights(_set(1, np.full(4, np.nan))), ValueError, r"b of layer 0\) contains NaN"),
+    (_weights(_set(2, np.full((4, 1), np.inf))), ValueError, "NaN or infinity"),
+    (_weights(_set(2, np.full((4, 1), 1e39))), ValueError, "too large for float32"),
+    (_weights(_set(0, "W")), TypeError, "is a string"),
+    (_weights(_set(0, np.zeros((3, 4), complex))), TypeError, "complex"),
+])
+def test_bad_set_weights(weights, error, match):
+    """set_weights checks count, shapes and values — all before changing anything."""
+    model = regressor()
+    before = model.get_weights()
+    with pytest.raises(error, match=match):
+        model.set_weights(weights)
+    for w, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(w, b)
+
+
+def test_bad_layer_weight_assignment():
+    """Assigning a wrongly shaped or non-finite layer.W / layer.b fails."""
+    layer = regressor().layers[0]
+    with pytest.raises(ValueError, match=r"W has shape \(4, 3\); expected \(3, 4\)"):
+        layer.W = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="b contains NaN"):
+        layer.b = np.full(4, np.nan)
+
+
+# ------------------------------------------------------------ step activation
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("layers", [
+    lambda: [Dense(3, 1, "step")],
+    lambda: [Dense(3, 4, "step"), Dense(4, 1, "sigmoid")],
+], ids=["step-output", "step-hidden"])
+def test_step_cannot_train_but_predicts(backend, layers):
+    """Training through a step activation is refused (zero gradient); predict
+    and evaluate work."""
+    model = Sequential(layers(), loss="mse", seed=0, backend=backend)
+    with pytest.raises(ValueError, match="step activation, whose gradient is zero"):
+        model.fit(X_GOOD, Y_BINARY)
+    out = model.predict(X_GOOD)
+    assert out.shape == (N, 1) and np.isfinite(out).all()
+    assert set(model.evaluate(X_GOOD, Y_BINARY)) == {"loss"}
+
+
+# ------------------------------------------------------------ loss functions
+
+@pytest.mark.parametrize("fn, y_true, y_pred, error, match", [
+    (losses.mse, [1, 2, 3], [1, 2], ValueError, r"shape \(3,\) but y_pred has shape \(2,\)"),
+    (losses.mae, [], [], ValueError, "empty"),
+    (losses.mean_error, "abc", [1.0], TypeError, "y_true has dtype"),
+    (losses.mse, [1.0, np.nan], [1.0, 1.0], ValueError, "y_true contains NaN"),
+    (losses.binary_cross_entropy, [1, 0], [0.5, np.inf], ValueError, "y_pred contains NaN"),
+    (losses.mse, [[1, 2], [3]], [1, 2], TypeError, "could not be converted"),
+    (losses.cross_entropy, [3], [[0.2, 0.3, 0.5]], ValueError, r"labels in 3\.\.3"),
+    (losses.cross_entropy, [-1], [[0.2, 0.3, 0.5]], ValueError, r"labels in -1\.\.-1"),
+    (losses.cross_entropy, [0.5], [[0.2, 0.3, 0.5]], ValueError, "non-integer"),
+    (losses.cross_entropy, [[0, 1]], [[0.2, 0.3, 0.5]], ValueError, r"y_true has shape \(1, 2\)"),
+    (losses.cross_entropy, [1], np.zeros((1, 1, 3)), ValueError, "expected \\(n, classes\\)"),
+    (losses.cross_entropy, ["a"], [[0.2, 0.3, 0.5]], TypeError, "integer class labels"),
+    (losses.one_hot, [[0, 1]], 3, ValueError, r"shape \(1, 2\)"),
+])
+def test_bad_loss_function_input(fn, y_true, y_pred, error, match):
+    with pytest.raises(error, match=match):
+        fn(y_true, y_pred)
+
+
+# ------------------------------------------------------------ conversions that must work
+
+def _read_only_copy(a):
+    a = np.array(a)
+    a.flags.writeable = False
+    return a
+
+
+CONVERSIONS = {  # name: (X transform, y transform)
+    "lists": (lambda X: X.tolist(), lambda y: y.tolist()),
+    "fortran": (np.asfortranarray, lambda y: y),
+    "strided": (lambda X: np.repeat(X, 2, axis=1)[:, ::2], lambda y: np.repeat(y, 2)[::2]),
+    "read-only": (_read_only_copy, _read_only_copy),
+    "float32 input": (lambda X: X.astype(np.float32), lambda y: y.astype(np.float32)),
+    "int X": (lambda X: np.round(X * 4).astype(np.int64), lambda y: y.astype(np.int32)),
+    "bool X": (lambda X: X > 0, lambda y: y.astype(bool)),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", CONVERSIONS)
+def test_conversions_work(case, dtype, backend):
+    """Lists, other dtypes, non-contiguous and read-only arrays are accepted by
+    fit, predict and evaluate, and train exactly like the same values given as a
+    plain C-contiguous float64 array."""
+    to_x, to_y = CONVERSIONS[case]
+    X_in, y_in = to_x(X_GOOD), to_y(Y_BINARY)
+    X_ref = np.ascontiguousarray(X_in, dtype=np.float64)
+    y_ref = np.ascontiguousarray(y_in, dtype=np.float64)
+    got, ref = binary(backend, dtype), binary(backend, dtype)
+    h_got = got.fit(X_in, y_in, epochs=3, batch_size=4)
+    h_ref = ref.fit(X_ref, y_ref, epochs=3, batch_size=4)
+    assert h_got.history == h_ref.history
+    np.testing.assert_array_equal(got.predict(X_in), ref.predict(X_ref))
+    assert got.evaluate(X_in, y_in) == ref.evaluate(X_ref, y_ref)
+    if case == "read-only":
+        assert not X_in.flags.writeable and not y_in.flags.writeable
+        np.testing.assert_array_equal(X_in, X_GOOD)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float64_data_into_float32_model(backend):
+    """float64 X and y train a float32 model like their float32 rounding does."""
+    ref, got = regressor(backend), regressor(backend)
+    h_ref = ref.fit(X_GOOD.astype(np.float32), Y_REG.astype(np.float32), epochs=2)
+    h_got = got.fit(X_GOOD, Y_REG, epochs=2)
+    assert h_got.history == h_ref.history
+    assert got.predict(X_GOOD).dtype == np.float32
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_label_forms_accepted(backend):
+    """Cross-entropy labels as int, uint, bool (two classes), float integers or
+    lists all work."""
+    two = Sequential([Dense(3, 2, "softmax")], loss="cross_entropy", seed=0, backend=backend)
+    two.fit(X_GOOD, Y_BINARY.astype(bool))
+    model = classifier(backend)
+    for y in (Y_LABELS, Y_LABELS.astype(np.uint8), Y_LABELS.astype(float), Y_LABELS.tolist()):
+        model.fit(X_GOOD, y)
+        model.evaluate(X_GOOD, y)
+
+
+def test_one_sample_and_one_feature():
+    """The smallest data: one sample with one feature."""
+    model = Sequential([Dense(1, 1, "sigmoid")], loss="binary_cross_entropy", seed=0)
+    model.fit([[0.5]], [1], epochs=2, batch_size=1)
+    assert model.predict([[0.5]]).shape == (1, 1)
