@@ -13,6 +13,7 @@ from .activations import ACTIVATIONS, STEP
 from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
 from .optimizers import SGD
+from .threads import blas_threads, default_threads
 from .validation import as_matrix, as_param, as_targets, positive_int
 
 BACKENDS = {"cython": _engine, "numpy": reference}
@@ -20,6 +21,9 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 # Upper bound on the shuffle orders handed to the backend at once (elements of
 # intp): bounds memory while keeping Python out of the loop for small data.
 ORDER_BLOCK = 1 << 20
+# predict() on fewer rows than this leaves the BLAS thread count alone (setting
+# it costs ~1 µs; OpenBLAS runs such small products on one thread anyway).
+THREADED_ROWS = 64
 
 
 class History:
@@ -42,10 +46,12 @@ class Sequential:
     optimizer: an nncore.SGD (default SGD(lr=0.01)).
     seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
+    n_threads: BLAS threads for fit/evaluate/predict (default: the cores this
+    process may use); nncore's own loops are serial.
     """
 
     def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
-                 backend="cython"):
+                 backend="cython", n_threads=None):
         self.layers = _check_layers(layers)
         if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
@@ -70,6 +76,8 @@ class Sequential:
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self.backend = backend
+        self.n_threads = (default_threads() if n_threads is None
+                          else positive_int("n_threads", n_threads))
         self.seed = seed
         try:
             self.rng = np.random.default_rng(seed)
@@ -158,23 +166,9 @@ class Sequential:
         n = X.shape[0]
         batch = n if batch_size is None else min(batch_size, n)
         shuffled = shuffle and batch < n
-        grads, velocity = self._optimizer_buffers()
-        work = self._buffer("work", self._net.workspace_size(batch), self.dtype)
-        losses = np.empty(epochs)
-        correct = np.empty(epochs)
-        block = max(1, min(epochs, ORDER_BLOCK // n)) if shuffled else epochs
-        orders = self._buffer("orders", block * n if shuffled else 0, np.intp)
-        opt = self.optimizer
-        for start in range(0, epochs, block):
-            count = min(block, epochs - start)
-            block_orders = orders[:count * n].reshape(-1, n)
-            for row in block_orders:  # same draws as rng.permutation(n), no allocation
-                row[...] = self._arange(n)
-                self.rng.shuffle(row)
-            self._net.train_epochs(
-                X, Y, block_orders, batch, grads, velocity, work, self._loss_code, opt.lr,
-                opt.momentum, opt.nesterov, opt.weight_decay, losses[start:start + count],
-                correct[start:start + count])
+        losses, correct = np.empty(epochs), np.empty(epochs)
+        with blas_threads(self.n_threads):
+            self._train(X, Y, epochs, batch, shuffled, losses, correct)
         history = History()
         history.epoch = list(range(epochs))
         history.history["loss"] = losses.tolist()
@@ -182,6 +176,26 @@ class Sequential:
             history.history["accuracy"] = correct.tolist()
         self.history = history
         return history
+
+    def _train(self, X, Y, epochs, batch, shuffled, losses_out, correct_out):
+        """Hand the epochs to the backend in blocks; each block gets its shuffle
+        orders drawn here, from the model's generator, into a reused buffer."""
+        n = X.shape[0]
+        opt = self.optimizer
+        grads, velocity = self._optimizer_buffers()
+        work = self._buffer("work", self._net.workspace_size(batch), self.dtype)
+        block = max(1, min(epochs, ORDER_BLOCK // n)) if shuffled else epochs
+        orders = self._buffer("orders", block * n if shuffled else 0, np.intp)
+        for start in range(0, epochs, block):
+            count = min(block, epochs - start)
+            block_orders = orders[:count * n].reshape(-1, n)
+            for row in block_orders:  # the draws of rng.permutation(n), without allocating
+                row[...] = self._arange(n)
+                self.rng.shuffle(row)
+            self._net.train_epochs(
+                X, Y, block_orders, batch, grads, velocity, work, self._loss_code, opt.lr,
+                opt.momentum, opt.nesterov, opt.weight_decay, losses_out[start:start + count],
+                correct_out[start:start + count])
 
     def _optimizer_buffers(self):
         """(grads, velocity) for the optimizer: empty when unused; the momentum
@@ -220,14 +234,19 @@ class Sequential:
     def predict(self, X):
         """Network outputs, (n_samples, out_features): probabilities for softmax
         and sigmoid outputs, 0/1 for a step output."""
-        return self._net.predict(as_matrix(X, self.dtype, self._n_features))
+        X = as_matrix(X, self.dtype, self._n_features)
+        if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
+            return self._net.predict(X)
+        with blas_threads(self.n_threads):
+            return self._net.predict(X)
 
     def evaluate(self, X, y):
         """{"loss": mean cost} plus "accuracy" for classification losses
         (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)."""
         X = as_matrix(X, self.dtype, self.n_features)
         Y = self._targets(y, X.shape[0])
-        loss, accuracy = self._net.evaluate(X, Y, self._loss_code)
+        with blas_threads(self.n_threads):
+            loss, accuracy = self._net.evaluate(X, Y, self._loss_code)
         result = {"loss": float(loss)}
         if self._loss_code in CLASSIFICATION:
             result["accuracy"] = float(accuracy)
