@@ -7,10 +7,14 @@
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from cython cimport floating
 
-# Below this many multiply-adds (m·n·k) a direct loop beats the BLAS call:
-# OpenBLAS spends ~0.3-1 µs in argument checks, dispatch and buffer setup, while
-# a 4x2x8 product (the XOR network) takes a few ns. Measured with
-# benchmarks/bench_gemm_threshold.py; re-measure when the BLAS changes.
+# Below this many multiply-adds (m·n·k) a direct loop beats the BLAS call: for
+# tiny products OpenBLAS spends its time in argument checks, dispatch and
+# packing. Measured on the 2-core dev machine (OpenBLAS 0.3.30, Haswell
+# kernels) by rebuilding with other values and timing whole epochs: sending
+# everything to BLAS made W1 (XOR, 4×2×8 products) 25% slower; a threshold of
+# 16384 made W2 (digits, 32×64×32 products) 40% slower, because the portable
+# direct loop gets SSE2 while OpenBLAS picks AVX2+FMA at run time. Re-measure
+# (benchmarks/report.py --only W1,W2) when the BLAS or the loop changes.
 cdef enum:
     SMALL_GEMM = 4096
 

@@ -10,8 +10,8 @@
 # averages over the k outputs for mse, mae and binary cross-entropy and sums
 # over the classes for cross-entropy. Sums accumulate in double.
 from cython cimport floating
-from libc.math cimport fabs
-from _activation cimport (SIGMOID, SOFTMAX, fexp, flog, softplus, sigmoid,
+from libc.math cimport fabs, log
+from _activation cimport (SIGMOID, SOFTMAX, fexp, softplus, sigmoid,
                           activate_row, backward_row)
 
 # Codes shared with nncore/losses.py (LOSSES maps names to these).
@@ -41,7 +41,8 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
     cdef floating* d
     cdef const floating* y
     cdef floating m, p, e
-    cdef double total = 0, row, lse, ysum, hits
+    cdef double total = 0, row, s, ysum, hits
+    cdef Py_ssize_t top, label
     cdef floating inv_n = 1 / <floating> n
     cdef floating inv_nk = 1 / (<floating> n * k)
     for i in range(n):
@@ -50,18 +51,23 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
         d = dZ + i * k if dZ != NULL else NULL
         row = 0
         if loss == CROSS_ENTROPY and act == SOFTMAX:
-            m = z[argmax(z, k)]
-            lse = 0
+            # With e = exp(z − max z) and s = Σ e: log pⱼ = (zⱼ − max z) − log s,
+            # so Σ yⱼ·(−log pⱼ) = Σy·log s − Σ yⱼ(zⱼ − max z): one exp per class.
+            top = argmax(z, k)
+            m = z[top]
+            label = argmax(y, k)
+            if y[label] > 0 and label == top:
+                correct[0] += 1
+            s = 0
             ysum = 0
             for j in range(k):
-                lse += fexp(z[j] - m)
-            lse = m + flog(<floating> lse)
-            if y[argmax(y, k)] > 0 and argmax(y, k) == argmax(z, k):
-                correct[0] += 1
-            for j in range(k):
-                row += y[j] * (lse - z[j])
+                row -= y[j] * (z[j] - m)
                 ysum += y[j]
-                z[j] = fexp(<floating> (z[j] - lse))
+                z[j] = fexp(z[j] - m)
+                s += z[j]
+            row += ysum * log(s)
+            for j in range(k):
+                z[j] = <floating> (z[j] / s)
             if d != NULL:
                 for j in range(k):
                     d[j] = <floating> (z[j] * ysum - y[j]) * inv_n
