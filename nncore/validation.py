@@ -61,10 +61,13 @@ def _as_real_array(a, name):
 
 
 def check_finite(arr, name):
-    # a sum is NaN/inf iff an element is (or it overflows, which is also unusable)
-    with np.errstate(over="ignore", invalid="ignore"):
-        total = arr.sum(dtype=np.float64)
-    if not np.isfinite(total) and not np.isfinite(arr).all():
+    """ValueError naming the first NaN/inf element of arr, if any."""
+    finite = _kernels.all_finite_array(arr)  # None: not a contiguous float array
+    if finite is None:
+        # a sum is NaN/inf iff an element is (or it overflows: then look closer)
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.isfinite(arr.sum(dtype=np.float64)) or np.isfinite(arr).all()
+    if not finite:
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0])
         raise ValueError(f"{name} contains NaN or infinity (first at index {bad}); "
                          "expected finite values")

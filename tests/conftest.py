@@ -35,6 +35,13 @@ def assert_close(actual, expected, dtype, scale=None):
             f"actual {actual[i]!r}, expected {expected[i]!r}, scale {ref[i]!r}")
 
 
+@pytest.fixture(name="assert_close")
+def assert_close_fixture():
+    """assert_close for test functions (tests/ is not a package, and importing
+    from a conftest breaks when another conftest.py is collected first)."""
+    return assert_close
+
+
 @pytest.fixture
 def rng():
     """A freshly seeded generator per test, so every test is reproducible alone."""

@@ -67,8 +67,8 @@ def pre_activations(model, X):
     """Every layer's pre-activation X·W + b, by the NumPy twins."""
     out, inp = [], X
     for layer in model.layers:
-        Z = layers.dense_forward(inp, layer.W, layer.b, LINEAR, np.empty((len(X), layer.out_features)))
-        out.append(Z)
+        Z = np.empty((len(X), layer.out_features))
+        out.append(layers.dense_forward(inp, layer.W, layer.b, LINEAR, Z))
         inp = activate(Z.copy(), ACTIVATIONS[layer.activation])
     return out, inp
 
@@ -113,7 +113,8 @@ def numeric_gradient(model, X, y):
 
 def sgd_step_gradient(model, X, y):
     """The gradient the engine applied in one full-batch step of model.optimizer
-    (first step, so any momentum buffer starts at 0): p ← p − lr·(1 + μ·[nesterov])·(g + wd·p).
+    (the first step, so the momentum buffer starts at 0):
+        p ← p − lr·(1 + μ·[nesterov])·(g + wd·p).
     Restores the weights afterwards."""
     opt, before = model.optimizer, model.get_weights()
     model.fit(X, y, epochs=1, batch_size=None)
