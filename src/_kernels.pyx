@@ -11,7 +11,7 @@ from cython cimport floating
 from libc.math cimport isfinite
 cimport numpy as cnp
 
-from _blas cimport gemm as _gemm
+from _blas cimport gemm as _gemm, SMALL_GEMM as _SMALL_GEMM
 from _activation cimport (bias_activation as _bias_activation,
                           activation_backward as _activation_backward)
 from _loss cimport output_loss as _output_loss
@@ -19,6 +19,9 @@ from _layer cimport dense_forward as _dense_forward, dense_backward as _dense_ba
 from _sgd cimport sgd_update as _sgd_update
 
 cnp.import_array()
+
+#: products of at most this many multiply-adds take the direct loop, not BLAS
+SMALL_GEMM = _SMALL_GEMM
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,

@@ -15,7 +15,7 @@ from nncore import _kernels as K
 from nncore.activations import ACTIVATIONS, LEAKY_SLOPE, SIGMOID, SOFTMAX, STEP, TANH
 from nncore import activations, layers, losses, optimizers
 
-SMALL_GEMM = 4096  # src/_blas.pxd: at most this many multiply-adds use the direct loop
+SMALL_GEMM = K.SMALL_GEMM  # at most this many multiply-adds use the direct loop
 ACT_CODES = sorted(ACTIVATIONS.values())
 ACT_IDS = sorted(ACTIVATIONS, key=ACTIVATIONS.get)
 #: (rows, cols) blocks for the element-wise kernels: 1x1, one row, one column,

@@ -1,0 +1,56 @@
+"""Training trajectories against a real peer: PyTorch's nn.Linear stack, its
+loss functions (mean reduction) and torch.optim.SGD, from the same weights
+with the same batch order, end on the same weights in float64."""
+import numpy as np
+import pytest
+
+import nncore
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
+               "leaky_relu": lambda z: F.leaky_relu(z, 0.01), "linear": lambda z: z}
+# loss -> (output activation, torch loss on the output layer's pre-activation z)
+LOSSES = {
+    "cross_entropy": ("softmax", lambda z, y: F.cross_entropy(z, y)),
+    "binary_cross_entropy": ("sigmoid", lambda z, y: F.binary_cross_entropy_with_logits(z, y)),
+    "mse": ("linear", lambda z, y: F.mse_loss(z, y)),
+    "mae": ("sigmoid", lambda z, y: F.l1_loss(torch.sigmoid(z), y)),
+}
+OPTIMIZERS = [dict(), dict(momentum=0.9), dict(momentum=0.9, nesterov=True, weight_decay=0.01)]
+
+
+def targets(loss, rng, n, k):
+    if loss == "cross_entropy":
+        return rng.integers(0, k, n)
+    if loss == "binary_cross_entropy":
+        return (rng.random((n, k)) > 0.5).astype(float)
+    return rng.random((n, k))
+
+
+@pytest.mark.parametrize("options", OPTIMIZERS, ids=["plain", "momentum", "nesterov+decay"])
+@pytest.mark.parametrize("hidden", list(ACTIVATIONS))
+@pytest.mark.parametrize("loss", list(LOSSES))
+def test_same_trajectory_as_torch(loss, hidden, options):
+    rng = np.random.default_rng(0)
+    n, batch, epochs = 24, 5, 4  # 5 batches per epoch, the last one of 4 rows
+    X, y = rng.normal(size=(n, 4)), targets(loss, rng, n, 3)
+    out, torch_loss = LOSSES[loss]
+    model = nncore.Sequential([nncore.Dense(4, 6, hidden), nncore.Dense(6, 3, out)], loss=loss,
+                              optimizer=nncore.SGD(lr=0.1, **options), seed=0, dtype="float64")
+    params = [torch.tensor(w.T if w.ndim == 2 else w, requires_grad=True)
+              for w in model.get_weights()]
+    opt = torch.optim.SGD(params, lr=0.1, **options)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    for _ in range(epochs):
+        for s in range(0, n, batch):
+            h = ACTIVATIONS[hidden](F.linear(Xt[s:s + batch], params[0], params[1]))
+            opt.zero_grad()
+            torch_loss(F.linear(h, params[2], params[3]), yt[s:s + batch]).backward()
+            opt.step()
+    model.fit(X, y, epochs=epochs, batch_size=batch, shuffle=False)
+    for ours, theirs in zip(model.get_weights(), params):
+        theirs = theirs.detach().numpy()
+        np.testing.assert_allclose(ours, theirs.T if theirs.ndim == 2 else theirs,
+                                   rtol=1e-10, atol=1e-12)
