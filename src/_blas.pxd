@@ -24,29 +24,36 @@ cdef inline void _small_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_
                              Py_ssize_t lda, const floating* B, Py_ssize_t ldb,
                              floating beta, floating* C, Py_ssize_t ldc) noexcept nogil:
     """C := alpha·op(A)·op(B) + beta·C by direct loops (row-major, tiny shapes).
-    Row i of C accumulates a·(row p of op(B)); with op(B) = B that inner loop
-    is contiguous and vectorises."""
+
+    Rows of C at least 8 wide accumulate a·(row p of B), a contiguous loop that
+    vectorises; narrower ones (and op(B) = Bᵀ) take dot products in a register,
+    since accumulating a 1-wide row through memory stalls on store-to-load
+    forwarding at every step."""
     cdef Py_ssize_t i, j, p
-    cdef floating a
+    cdef floating a, acc
     cdef floating* c
     cdef const floating* b
     for i in range(m):
         c = C + i * ldc
-        if beta == 0:
-            for j in range(n):
-                c[j] = 0
-        elif beta != 1:
-            for j in range(n):
-                c[j] *= beta
-        for p in range(k):
-            a = alpha * (A[p * lda + i] if trans_a else A[i * lda + p])
-            if trans_b:
+        if n >= 8 and not trans_b:
+            if beta == 0:
                 for j in range(n):
-                    c[j] += a * B[j * ldb + p]
-            else:
+                    c[j] = 0
+            elif beta != 1:
+                for j in range(n):
+                    c[j] *= beta
+            for p in range(k):
+                a = alpha * (A[p * lda + i] if trans_a else A[i * lda + p])
                 b = B + p * ldb
                 for j in range(n):
                     c[j] += a * b[j]
+        else:
+            for j in range(n):
+                acc = 0
+                for p in range(k):
+                    acc += ((A[p * lda + i] if trans_a else A[i * lda + p])
+                            * (B[j * ldb + p] if trans_b else B[p * ldb + j]))
+                c[j] = alpha * acc + (beta * c[j] if beta != 0 else 0)
 
 
 cdef inline void gemv(bint trans, int rows, int cols, floating alpha,
