@@ -8,7 +8,7 @@ here validates beyond what the memoryview types enforce.
 """
 import numpy as np
 from cython cimport floating
-from libc.math cimport isfinite
+from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 
 from _blas cimport gemm as _gemm, SMALL_GEMM as _SMALL_GEMM
@@ -94,11 +94,24 @@ def sgd_update(floating[::1] params not None, const floating[::1] grads not None
 
 
 cdef bint all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    """No NaN or inf among x[0..n): an element is non-finite iff its exponent
+    bits are all ones. OR-ing that test over integers vectorises, where a
+    branch per element (isfinite) runs at one element per cycle."""
     cdef Py_ssize_t i
-    for i in range(n):
-        if not isfinite(x[i]):
-            return False
-    return True
+    cdef const uint32_t* w32
+    cdef const uint64_t* w64
+    cdef uint32_t bad32 = 0
+    cdef uint64_t bad64 = 0
+    if floating is float:
+        w32 = <const uint32_t*> x
+        for i in range(n):
+            bad32 |= (w32[i] & 0x7f800000u) == 0x7f800000u
+        return bad32 == 0
+    else:
+        w64 = <const uint64_t*> x
+        for i in range(n):
+            bad64 |= (w64[i] & 0x7ff0000000000000u) == 0x7ff0000000000000u
+        return bad64 == 0
 
 
 def all_finite_array(cnp.ndarray a not None):
