@@ -43,7 +43,8 @@ extensions = [
     Extension(
         f"nncore.{pyx.stem}",
         [str(pyx)],
-        include_dirs=[numpy.get_include()],
+        include_dirs=[numpy.get_include(), "src"],
+        depends=[str(h) for h in Path("src").glob("*.h")],
         extra_compile_args=["-O3"] + OPENMP + (["-UNDEBUG", "-O1", "-g"] if DEBUG else []),
         extra_link_args=OPENMP,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],

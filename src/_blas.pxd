@@ -7,6 +7,16 @@
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from cython cimport floating
 
+cdef extern from "_tile_gemm.h" nogil:
+    # C := alpha·op(A)·B + beta·C with AVX2 register tiles; 0 = not handled
+    # (no AVX2+FMA on this CPU, or n not a multiple of the tile width).
+    int tile_gemm_f "nncore_tile_gemm_f" (int trans_a, Py_ssize_t m, Py_ssize_t n,
+        Py_ssize_t k, float alpha, const float* A, Py_ssize_t lda, const float* B,
+        Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
+    int tile_gemm_d "nncore_tile_gemm_d" (int trans_a, Py_ssize_t m, Py_ssize_t n,
+        Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda, const double* B,
+        Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
+
 # Below this many multiply-adds (m·n·k) a direct loop beats the BLAS call: for
 # tiny products OpenBLAS spends its time in argument checks, dispatch and
 # packing. Measured on the 2-core dev machine (OpenBLAS 0.3.30, Haswell
@@ -17,6 +27,11 @@ from cython cimport floating
 # (benchmarks/report.py --only W1,W2) when the BLAS or the loop changes.
 cdef enum:
     SMALL_GEMM = 4096
+    # Up to this many multiply-adds (and with op(B) = B) the register-tiled
+    # kernel of _tile_gemm.h runs instead of BLAS: single-threaded OpenBLAS
+    # needs 1.9-2.4 µs for 32×32×64 where it takes 1.2 µs, and the two are
+    # even by 128×128×256, past which BLAS's threads win.
+    TILE_GEMM = 262144
 
 
 cdef inline void _small_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
@@ -70,6 +85,16 @@ cdef inline void gemv(bint trans, int rows, int cols, floating alpha,
               &beta, y, &one)
 
 
+cdef inline int tile_gemm(bint trans_a, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
+                          floating alpha, const floating* A, Py_ssize_t lda,
+                          const floating* B, Py_ssize_t ldb, floating beta,
+                          floating* C, Py_ssize_t ldc) noexcept nogil:
+    if floating is float:
+        return tile_gemm_f(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+    else:
+        return tile_gemm_d(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                       floating alpha, const floating* A, int lda,
                       const floating* B, int ldb, floating beta,
@@ -81,6 +106,9 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         return
     if <long long> m * n * k <= SMALL_GEMM:
         _small_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+    elif (<long long> m * n * k <= TILE_GEMM and not trans_b
+          and tile_gemm(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)):
+        pass
     elif m == 1 and not trans_a:
         # One row: c = alpha·op(B)ᵀ·a + beta·c is a GEMV, ~4x cheaper than GEMM
         # with m = 1 on wide layers (no packing of B).

@@ -281,9 +281,13 @@ cdef class Network:
         cdef Py_ssize_t n = X.shape[0], n_epochs = loss_out.shape[0]
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
         cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
-        cdef void *x = data(X), *y = data(Y), *p = data(self.params), *g = data(grads)
-        cdef void *v = data(velocity), *w = data(work)
-        cdef double *lo = <double*> data(loss_out), *co = <double*> data(correct_out)
+        cdef void* x = data(X)
+        cdef void* y = data(Y)
+        cdef void* g = data(grads)
+        cdef void* v = data(velocity)
+        cdef void* w = data(work)
+        cdef double* lo = <double*> data(loss_out)
+        cdef double* co = <double*> data(correct_out)
         if acc == NULL:
             raise MemoryError()
         opt.lr, opt.momentum, opt.nesterov = lr, momentum, nesterov
@@ -292,11 +296,11 @@ cdef class Network:
         with nogil:
             if self.is_double:
                 run_epochs(&self.net, &opt, <double*> x, <double*> y, n, order, n_epochs,
-                           batch, <double*> p, <double*> g, <double*> v, <double*> w, acc,
+                           batch, <double*> self.p, <double*> g, <double*> v, <double*> w, acc,
                            loss, lo, co)
             else:
                 run_epochs(&self.net, &opt, <float*> x, <float*> y, n, order, n_epochs,
-                           batch, <float*> p, <float*> g, <float*> v, <float*> w, acc,
+                           batch, <float*> self.p, <float*> g, <float*> v, <float*> w, acc,
                            loss, lo, co)
         free(acc)
 
@@ -318,7 +322,8 @@ cdef class Network:
         cdef size_t need = 2 * min(n, CHUNK) * self.net.max_width
         cdef double small[SMALL_SCRATCH]
         cdef void* buf = <void*> small if need <= SMALL_SCRATCH else malloc(need * 8)
-        cdef void *x = data(X), *o = data(out)
+        cdef void* x = data(X)
+        cdef void* o = data(out)
         # Releasing the GIL costs ~0.1 µs: worth it only when there is real work.
         cdef bint release = n * self.params.shape[0] > RELEASE_GIL_WORK
         if buf == NULL:
@@ -344,16 +349,17 @@ cdef class Network:
         cdef Py_ssize_t n = X.shape[0]
         cdef size_t item = 8 if self.is_double else 4
         cdef void* buf = malloc(min(n, CHUNK) * (2 * self.net.max_width + self.net.n_out) * item)
-        cdef void *x = data(X), *y = data(Y), *p = data(self.params)
+        cdef void* x = data(X)
+        cdef void* y = data(Y)
         cdef double total, correct = 0
         if buf == NULL:
             raise MemoryError()
         with nogil:
             if self.is_double:
-                total = evaluate_rows(&self.net, <double*> p, <double*> x, <double*> y, n,
+                total = evaluate_rows(&self.net, <double*> self.p, <double*> x, <double*> y, n,
                                       loss, <double*> buf, &correct)
             else:
-                total = evaluate_rows(&self.net, <float*> p, <float*> x, <float*> y, n,
+                total = evaluate_rows(&self.net, <float*> self.p, <float*> x, <float*> y, n,
                                       loss, <float*> buf, &correct)
         free(buf)
         return total / n, correct / n

@@ -11,7 +11,7 @@ from cython cimport floating
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 
-from _blas cimport gemm as _gemm, SMALL_GEMM as _SMALL_GEMM
+from _blas cimport gemm as _gemm, SMALL_GEMM as _SMALL_GEMM, TILE_GEMM as _TILE_GEMM
 from _activation cimport (bias_activation as _bias_activation,
                           activation_backward as _activation_backward)
 from _loss cimport output_loss as _output_loss
@@ -22,6 +22,9 @@ cnp.import_array()
 
 #: products of at most this many multiply-adds take the direct loop, not BLAS
 SMALL_GEMM = _SMALL_GEMM
+#: products up to this many multiply-adds (op(B) = B, n a multiple of 16) use
+#: the register-tiled kernel on CPUs with AVX2+FMA
+TILE_GEMM = _TILE_GEMM
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,

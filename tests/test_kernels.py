@@ -101,16 +101,21 @@ def activation_output(rng, shape, act, dtype):
 
 # ------------------------------------------------------------------- GEMM
 
-def gemm_path(m, n, k, trans_a):
+def gemm_path(m, n, k, trans_a, trans_b=False):
+    """The path src/_blas.pxd gemm takes (the tile kernel also needs AVX2+FMA,
+    else that shape goes to BLAS/GEMV: both are checked the same way)."""
     if m * n * k <= SMALL_GEMM:
         return "loop"
+    if m * n * k <= K.TILE_GEMM and not trans_b and n % 16 == 0:
+        return "tile"
     return "gemv" if m == 1 and not trans_a else "blas"
 
 
-#: (m, n, k): every path of src/_blas.pxd gemm, incl. both sides of the threshold.
+#: (m, n, k): every path of src/_blas.pxd gemm, incl. both sides of the thresholds.
 GEMM_SHAPES = [
     (1, 1, 1), (3, 5, 7), (16, 16, 16), (1, 1, 4096),   # loop (m·n·k <= 4096)
-    (16, 16, 17), (9, 530, 3), (33, 17, 65),             # BLAS
+    (16, 16, 17), (33, 32, 65), (7, 48, 100), (64, 64, 64),  # tile unless Bᵀ
+    (9, 530, 3), (33, 17, 65), (65, 64, 64),             # BLAS
     (1, 600, 9), (1, 5, 1000), (1, 1, 5000),             # m == 1: GEMV unless trans_a
 ]
 ALPHA_BETA = [(1.0, 0.0), (0.7, 1.0), (-1.5, -0.25)]
@@ -136,7 +141,7 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
 def test_gemm_shapes_cover_every_path():
     """The shape list exercises the loop, GEMV and BLAS paths."""
     assert {gemm_path(*s, t) for s in GEMM_SHAPES for t in (False, True)} == {
-        "loop", "gemv", "blas"}
+        "loop", "tile", "gemv", "blas"}
 
 
 # ------------------------------------------------------------ activations
