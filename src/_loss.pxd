@@ -10,8 +10,8 @@
 # averages over the k outputs for mse, mae and binary cross-entropy and sums
 # over the classes for cross-entropy. Sums accumulate in double.
 from cython cimport floating
-from libc.math cimport fabs, log
-from _activation cimport (SIGMOID, SOFTMAX, fexp, softplus, sigmoid,
+from libc.math cimport fabs
+from _activation cimport (SIGMOID, SOFTMAX, fexp, flog, softplus, sigmoid,
                           activate_row, backward_row)
 
 # Codes shared with nncore/losses.py (LOSSES maps names to these).
@@ -65,7 +65,7 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
                 ysum += y[j]
                 z[j] = fexp(z[j] - m)
                 s += z[j]
-            row += ysum * log(s)
+            row += ysum * flog(<floating> s)
             for j in range(k):
                 z[j] = <floating> (z[j] / s)
             if d != NULL:
