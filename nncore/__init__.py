@@ -13,7 +13,7 @@ except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
         "development) from the repository root, and import it from outside the "
         f"source tree. Original error: {exc}") from exc
 
-from . import activations, datasets, losses
+from . import activations, blas, datasets, losses
 from .datasets import load_digits
 from .layers import Dense
 from .model import History, Sequential

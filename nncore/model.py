@@ -13,7 +13,7 @@ from .activations import ACTIVATIONS, STEP
 from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
 from .optimizers import SGD
-from .threads import blas_threads, default_threads
+from .blas import default_threads, threads as blas_threads
 from .validation import as_matrix, as_param, as_targets, positive_int
 
 BACKENDS = {"cython": _engine, "numpy": reference}

@@ -2,10 +2,56 @@
 #
 # BLAS is column-major; a row-major matrix is its column-major transpose, so a
 # row-major C = op(A)·op(B) is computed as the column-major Cᵀ = op(B)ᵀ·op(A)ᵀ
-# by swapping the operands. scipy's prototypes take non-const pointers, hence
-# the casts; BLAS never writes A or B.
+# by swapping the operands. The prototypes take non-const pointers, hence the
+# casts; BLAS never writes A or B.
+#
+# Which BLAS: by default SciPy's (scipy.linalg.cython_blas). nncore.blas can
+# point this module at NumPy's own OpenBLAS instead (ILP64 entry points found
+# at import; see that module for why), through set_ilp64_blas. Each compiled
+# module holds its own copy of these pointers and is pointed at import.
+from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from cython cimport floating
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    typedef void (*nncore_sgemm64_t)(char*, char*, int64_t*, int64_t*, int64_t*, float*,
+        float*, int64_t*, float*, int64_t*, float*, float*, int64_t*);
+    typedef void (*nncore_dgemm64_t)(char*, char*, int64_t*, int64_t*, int64_t*, double*,
+        double*, int64_t*, double*, int64_t*, double*, double*, int64_t*);
+    typedef void (*nncore_sgemv64_t)(char*, int64_t*, int64_t*, float*, float*, int64_t*,
+        float*, int64_t*, float*, float*, int64_t*);
+    typedef void (*nncore_dgemv64_t)(char*, int64_t*, int64_t*, double*, double*, int64_t*,
+        double*, int64_t*, double*, double*, int64_t*);
+    static nncore_sgemm64_t nncore_sgemm64 = 0;
+    static nncore_dgemm64_t nncore_dgemm64 = 0;
+    static nncore_sgemv64_t nncore_sgemv64 = 0;
+    static nncore_dgemv64_t nncore_dgemv64 = 0;
+    """
+    ctypedef void (*sgemm64_t "nncore_sgemm64_t")(char*, char*, int64_t*, int64_t*, int64_t*,
+        float*, float*, int64_t*, float*, int64_t*, float*, float*, int64_t*) noexcept nogil
+    ctypedef void (*dgemm64_t "nncore_dgemm64_t")(char*, char*, int64_t*, int64_t*, int64_t*,
+        double*, double*, int64_t*, double*, int64_t*, double*, double*, int64_t*) noexcept nogil
+    ctypedef void (*sgemv64_t "nncore_sgemv64_t")(char*, int64_t*, int64_t*, float*, float*,
+        int64_t*, float*, int64_t*, float*, float*, int64_t*) noexcept nogil
+    ctypedef void (*dgemv64_t "nncore_dgemv64_t")(char*, int64_t*, int64_t*, double*, double*,
+        int64_t*, double*, int64_t*, double*, double*, int64_t*) noexcept nogil
+    sgemm64_t sgemm64 "nncore_sgemm64"
+    dgemm64_t dgemm64 "nncore_dgemm64"
+    sgemv64_t sgemv64 "nncore_sgemv64"
+    dgemv64_t dgemv64 "nncore_dgemv64"
+
+
+cdef inline void set_ilp64_blas(size_t s_gemm, size_t d_gemm, size_t s_gemv,
+                                size_t d_gemv) noexcept:
+    """Route every product to these ILP64 (64-bit integer) BLAS entry points;
+    all zero routes back to SciPy's BLAS."""
+    global sgemm64, dgemm64, sgemv64, dgemv64
+    sgemm64 = <sgemm64_t> s_gemm
+    dgemm64 = <dgemm64_t> d_gemm
+    sgemv64 = <sgemv64_t> s_gemv
+    dgemv64 = <dgemv64_t> d_gemv
 
 cdef extern from "_tile_gemm.h" nogil:
     # C := alpha·op(A)·B + beta·C with AVX2 register tiles; 0 = not handled
@@ -77,12 +123,21 @@ cdef inline void gemv(bint trans, int rows, int cols, floating alpha,
     """y := alpha·op(M)·x + beta·y, M column-major (rows×cols, leading dim ldm)."""
     cdef char t = b'T' if trans else b'N'
     cdef int one = 1
+    cdef int64_t r64 = rows, c64 = cols, ld64 = ldm, one64 = 1
     if floating is float:
-        sgemv(&t, &rows, &cols, &alpha, <float*> M, &ldm, <float*> x, &one,
-              &beta, y, &one)
+        if sgemv64 != NULL:
+            sgemv64(&t, &r64, &c64, &alpha, <float*> M, &ld64, <float*> x, &one64,
+                    &beta, y, &one64)
+        else:
+            sgemv(&t, &rows, &cols, &alpha, <float*> M, &ldm, <float*> x, &one,
+                  &beta, y, &one)
     else:
-        dgemv(&t, &rows, &cols, &alpha, <double*> M, &ldm, <double*> x, &one,
-              &beta, y, &one)
+        if dgemv64 != NULL:
+            dgemv64(&t, &r64, &c64, &alpha, <double*> M, &ld64, <double*> x, &one64,
+                    &beta, y, &one64)
+        else:
+            dgemv(&t, &rows, &cols, &alpha, <double*> M, &ldm, <double*> x, &one,
+                  &beta, y, &one)
 
 
 cdef inline int tile_gemm(bint trans_a, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
@@ -102,6 +157,7 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     """C(m×n) := alpha·op(A)·op(B) + beta·C, all row-major; op(X) = Xᵀ if trans_x."""
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
+    cdef int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc
     if m == 0 or n == 0:
         return
     if <long long> m * n * k <= SMALL_GEMM:
@@ -117,8 +173,16 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         else:
             gemv(False, n, k, alpha, B, ldb, A, beta, C)
     elif floating is float:
-        sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
-              &beta, C, &ldc)
+        if sgemm64 != NULL:
+            sgemm64(&ta, &tb, &n64, &m64, &k64, &alpha, <float*> B, &ldb64, <float*> A,
+                    &lda64, &beta, C, &ldc64)
+        else:
+            sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
+                  &beta, C, &ldc)
     else:
-        dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
-              &beta, C, &ldc)
+        if dgemm64 != NULL:
+            dgemm64(&ta, &tb, &n64, &m64, &k64, &alpha, <double*> B, &ldb64, <double*> A,
+                    &lda64, &beta, C, &ldc64)
+        else:
+            dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
+                  &beta, C, &ldc)

@@ -24,6 +24,7 @@ cimport numpy as cnp
 import numpy as np
 
 from _activation cimport LINEAR, bias_activation
+from _blas cimport set_ilp64_blas
 from _loss cimport output_loss
 from _layer cimport dense_forward, dense_backward
 from _sgd cimport sgd_update
@@ -363,3 +364,9 @@ cdef class Network:
                                       loss, <float*> buf, &correct)
         free(buf)
         return total / n, correct / n
+
+
+def use_ilp64_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv):
+    """Point this module's products at ILP64 BLAS entry points (addresses), or
+    back at SciPy's BLAS with all zeros. Called by nncore.blas at import."""
+    set_ilp64_blas(sgemm, dgemm, sgemv, dgemv)

@@ -11,7 +11,8 @@ from cython cimport floating
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 
-from _blas cimport gemm as _gemm, SMALL_GEMM as _SMALL_GEMM, TILE_GEMM as _TILE_GEMM
+from _blas cimport (gemm as _gemm, set_ilp64_blas, SMALL_GEMM as _SMALL_GEMM,
+                    TILE_GEMM as _TILE_GEMM)
 from _activation cimport (bias_activation as _bias_activation,
                           activation_backward as _activation_backward)
 from _loss cimport output_loss as _output_loss
@@ -161,3 +162,9 @@ def is_ready_matrix(object X, cnp.dtype dtype, Py_ssize_t n_features):
     else:
         return False
     return ok
+
+
+def use_ilp64_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv):
+    """Point this module's products at ILP64 BLAS entry points (addresses), or
+    back at SciPy's BLAS with all zeros. Called by nncore.blas at import."""
+    set_ilp64_blas(sgemm, dgemm, sgemv, dgemv)

@@ -117,13 +117,12 @@ def test_n_threads_is_validated():
 
 
 def test_blas_thread_count_is_restored():
-    """fit sets SciPy's BLAS pool to n_threads only for its own duration."""
-    lib = nncore.threads._scipy_blas()
-    if lib is None:
-        pytest.skip("threadpoolctl cannot see SciPy's BLAS here")
-    before = lib.get_num_threads()
+    """fit sets the engine's BLAS pool to n_threads only for its own duration."""
+    before = nncore.blas.num_threads()
+    if before is None:
+        pytest.skip("threadpoolctl cannot see the engine's BLAS here")
     X, y = data("mse", n=300)
     model = network("relu", "mse", "linear", "cython", n_threads=1)
     model.fit(X, y, epochs=1)
     model.predict(X)
-    assert lib.get_num_threads() == before
+    assert nncore.blas.num_threads() == before
