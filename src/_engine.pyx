@@ -18,12 +18,11 @@ optimizer update is a single pass per layer over W and b together.
 """
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
-from libc.math cimport isfinite
 from cython cimport floating
 cimport numpy as cnp
 import numpy as np
 
-from _activation cimport LINEAR, bias_activation
+from _activation cimport LINEAR
 from _blas cimport set_ilp64_blas
 from _loss cimport output_loss
 from _layer cimport dense_forward, dense_backward
