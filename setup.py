@@ -18,7 +18,12 @@ DEBUG = os.environ.get("NNCORE_CYTHON_DEBUG", "") not in ("", "0")
 
 
 def openmp_flags():
-    """['-fopenmp'] when the C compiler accepts it, else [] (serial build)."""
+    """['-fopenmp'] when the C compiler accepts it, else [] (serial build).
+
+    No kernel uses prange yet: the parallel work is inside the BLAS, and an
+    OpenMP pool beside the BLAS pool would spin against it on small machines
+    (see README, "Threads"). The flag keeps the build ready for loops that
+    measure faster in parallel."""
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc.split()[0]) is None or sys.platform == "win32":
         return []

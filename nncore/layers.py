@@ -5,6 +5,8 @@ passes (src/_layer.pxd).
     backward: dX = (dZ·Wᵀ) ⊙ f'_prev(X)          (before W changes)
               gW = α·Xᵀ·dZ + β·gW,  gb = α·Σᵢ dZᵢ + β·gb
 """
+import weakref
+
 import numpy as np
 
 from .activations import ACTIVATIONS, RELU, LEAKY_RELU, activate, backward
@@ -21,18 +23,33 @@ class Dense:
     """
 
     def __init__(self, in_features, out_features, activation="linear"):
-        self.in_features = positive_int("in_features", in_features)
-        self.out_features = positive_int("out_features", out_features)
+        self._in = positive_int("in_features", in_features)
+        self._out = positive_int("out_features", out_features)
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of "
                              f"{', '.join(ACTIVATIONS)}")
-        self.activation = activation
-        self._W = np.zeros((self.in_features, self.out_features), np.float32)
-        self._b = np.zeros(self.out_features, np.float32)
+        self._activation = activation
+        self._W = np.zeros((self._in, self._out), np.float32)
+        self._b = np.zeros(self._out, np.float32)
+        self._owner = None  # weak reference to the Sequential holding this layer
         self.initialize(np.random.default_rng())
 
     def __repr__(self):
         return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
+
+    # The structure is fixed at construction: a model compiles it once, so it
+    # must not change underneath (build a new Dense instead).
+    @property
+    def in_features(self):
+        return self._in
+
+    @property
+    def out_features(self):
+        return self._out
+
+    @property
+    def activation(self):
+        return self._activation
 
     @property
     def W(self):
@@ -41,7 +58,7 @@ class Dense:
 
     @W.setter
     def W(self, value):
-        self._W[...] = as_param(value, "W", self._W.shape)
+        self._W[...] = as_param(value, "W", self._W.shape, self._W.dtype)
 
     @property
     def b(self):
@@ -50,24 +67,31 @@ class Dense:
 
     @b.setter
     def b(self, value):
-        self._b[...] = as_param(value, "b", self._b.shape)
+        self._b[...] = as_param(value, "b", self._b.shape, self._b.dtype)
 
     def initialize(self, rng):
         """Random initialisation in place: He-uniform (limit √(6/in)) for
         relu/leaky_relu, Glorot-uniform (limit √(6/(in+out))) otherwise; zero
         biases. Draws in float64 so both dtypes see the same numbers."""
-        fan = self.in_features
-        if ACTIVATIONS[self.activation] not in (RELU, LEAKY_RELU):
-            fan += self.out_features
+        fan = self._in
+        if ACTIVATIONS[self._activation] not in (RELU, LEAKY_RELU):
+            fan += self._out
         limit = np.sqrt(6.0 / fan)
         self._W[...] = rng.uniform(-limit, limit, size=self._W.shape)
         self._b[...] = 0
 
-    def _bind(self, W, b):
-        """Make W and b views of a model's parameter vector (values copied in)."""
+    def _bind(self, model, W, b):
+        """Make W and b views of `model`'s parameter vector (values copied in).
+        A layer belongs to one live model at a time: sharing it would leave the
+        first model's layer.W pointing at the second model's weights."""
+        owner = self._owner() if self._owner is not None else None
+        if owner is not None and owner is not model:
+            raise ValueError(f"{self!r} already belongs to another Sequential that is still "
+                             "alive; create new Dense layers for a second model")
         W[...] = self._W
         b[...] = self._b
         self._W, self._b = W, b
+        self._owner = weakref.ref(model)
 
 
 # -------------------------------------------------------- the kernels' twins

@@ -6,6 +6,8 @@ orders from the model's generator, and hands whole blocks of epochs to the
 backend's Network — the compiled engine (nncore._engine) or the NumPy
 reference (nncore.reference), which share one interface.
 """
+import threading
+
 import numpy as np
 
 from . import _engine, reference
@@ -21,6 +23,8 @@ DTYPES = {"float32": np.float32, "float64": np.float64}
 # Upper bound on the shuffle orders handed to the backend at once (elements of
 # intp): bounds memory while keeping Python out of the loop for small data.
 ORDER_BLOCK = 1 << 20
+# GEMM dimensions are C ints in the BLAS interface.
+INT_MAX = 2 ** 31 - 1
 # predict() on fewer rows than this leaves the BLAS thread count alone (setting
 # it costs ~1 µs; OpenBLAS runs such small products on one thread anyway).
 THREADED_ROWS = 64
@@ -52,7 +56,7 @@ class Sequential:
 
     def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
                  backend="cython", n_threads=None):
-        self.layers = _check_layers(layers)
+        self._layers = tuple(_check_layers(layers))
         if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
         out_act = self.layers[-1].activation
@@ -72,7 +76,7 @@ class Sequential:
             key = None
         if key not in DTYPES:
             raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32' or 'float64'")
-        self.dtype = np.dtype(DTYPES[key])
+        self._dtype = np.dtype(DTYPES[key])
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self.backend = backend
@@ -84,6 +88,7 @@ class Sequential:
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"seed must be None or a non-negative integer, got {seed!r}") from None
         self.history = None
+        self._fitting = threading.Lock()
         self._build()
 
     def __repr__(self):
@@ -103,21 +108,33 @@ class Sequential:
         self._params = np.zeros(off, self.dtype)
         self._velocity = np.zeros(0, self.dtype)
         for layer, (n_in, n_out, _, w, b) in zip(self.layers, rows):
-            layer._bind(self._params[w:w + n_in * n_out].reshape(n_in, n_out),
+            layer._bind(self, self._params[w:w + n_in * n_out].reshape(n_in, n_out),
                         self._params[b:b + n_out])
             layer.initialize(self.rng)
         self._loss_code = LOSSES[self.loss]
-        self._n_features = self.layers[0].in_features
+        self._n_features = int(self._layout[0, 0])
+        self._n_outputs = int(self._layout[-1, 1])
+        self._trainable = not any(self._layout[:, 2] == STEP)
         self._net = BACKENDS[self.backend].Network(self._params, self._layout)
         self._buffers = {}
 
+    # The structure is compiled once into the backend's Network: read-only.
+    @property
+    def layers(self):
+        """The Dense layers, in order (a tuple: the structure is fixed)."""
+        return self._layers
+
+    @property
+    def dtype(self):
+        return self._dtype
+
     @property
     def n_features(self):
-        return self.layers[0].in_features
+        return self._n_features
 
     @property
     def n_outputs(self):
-        return self.layers[-1].out_features
+        return self._n_outputs
 
     def get_weights(self):
         """[W1, b1, W2, b2, ...] as copies; W is (in_features, out_features)."""
@@ -136,7 +153,10 @@ class Sequential:
                 arr = as_param(value, f"weights[{len(checked)}] ({name} of layer {i})", shape,
                                self.dtype)
                 checked.append(arr)
-        for i, layer in enumerate(self.layers):  # all checked before anything changes
+        # all checked before anything changes; arrays that are views of these
+        # very weights (set_weights(model.layers...)) are copied before writing
+        checked = [a.copy() if np.may_share_memory(a, self._params) else a for a in checked]
+        for i, layer in enumerate(self.layers):
             layer.W[...] = checked[2 * i]
             layer.b[...] = checked[2 * i + 1]
 
@@ -155,20 +175,29 @@ class Sequential:
         batch_size = positive_int("batch_size", batch_size, allow_none=True)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        step = [i for i, l in enumerate(self.layers) if ACTIVATIONS[l.activation] == STEP]
-        if step:
+        if not self._trainable:
+            step = next(i for i, l in enumerate(self.layers) if l.activation == "step")
             raise ValueError(
-                f"layer {step[0]} uses the step activation, whose gradient is zero almost "
+                f"layer {step} uses the step activation, whose gradient is zero almost "
                 "everywhere, so gradient descent cannot train it; use sigmoid (its smooth "
                 "version) for training — a step layer can still be used for predict()")
-        X = as_matrix(X, self.dtype, self.n_features)
+        X = as_matrix(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
         n = X.shape[0]
         batch = n if batch_size is None else min(batch_size, n)
         shuffled = shuffle and batch < n
+        if batch > INT_MAX:
+            raise ValueError(f"batch of {batch} rows; the BLAS takes at most {INT_MAX} rows "
+                             "per product: pass a smaller batch_size")
         losses, correct = np.empty(epochs), np.empty(epochs)
-        with blas_threads(self.n_threads):
-            self._train(X, Y, epochs, batch, shuffled, losses, correct)
+        if not self._fitting.acquire(blocking=False):
+            raise RuntimeError("this model is already being fitted in another thread; "
+                               "concurrent fits would overwrite each other's weights")
+        try:
+            with blas_threads(self.n_threads):
+                self._train(X, Y, epochs, batch, shuffled, losses, correct)
+        finally:
+            self._fitting.release()
         history = History()
         history.epoch = list(range(epochs))
         history.history["loss"] = losses.tolist()
@@ -243,7 +272,7 @@ class Sequential:
     def evaluate(self, X, y):
         """{"loss": mean cost} plus "accuracy" for classification losses
         (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)."""
-        X = as_matrix(X, self.dtype, self.n_features)
+        X = as_matrix(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
         with blas_threads(self.n_threads):
             loss, accuracy = self._net.evaluate(X, Y, self._loss_code)

@@ -101,6 +101,8 @@ def _check_pair(i, p, g):
         raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has shape "
                          f"{p.shape}; expected the same shape")
     g = np.ascontiguousarray(g, dtype=p.dtype)
+    if np.may_share_memory(g, p):  # the update writes p while reading g
+        g = g.copy()
     if not np.isfinite(g).all():
         raise ValueError(f"grads[{i}] contains NaN or infinity; expected finite values")
     return g

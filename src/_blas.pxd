@@ -5,10 +5,11 @@
 # by swapping the operands. The prototypes take non-const pointers, hence the
 # casts; BLAS never writes A or B.
 #
-# Which BLAS: by default SciPy's (scipy.linalg.cython_blas). nncore.blas can
-# point this module at NumPy's own OpenBLAS instead (ILP64 entry points found
-# at import; see that module for why), through set_ilp64_blas. Each compiled
-# module holds its own copy of these pointers and is pointed at import.
+# Which BLAS: SciPy's (scipy.linalg.cython_blas) until set_ilp64_blas points
+# this module at other, ILP64 entry points. At import, nncore.blas does that
+# with NumPy's own OpenBLAS unless it is missing or NNCORE_BLAS=scipy (see
+# that module for why). Each compiled module holds its own copy of the
+# pointers, and nncore.blas sets both.
 from libc.stdint cimport int64_t
 from scipy.linalg.cython_blas cimport sgemm, dgemm, sgemv, dgemv
 from cython cimport floating

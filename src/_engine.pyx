@@ -116,7 +116,7 @@ cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* gra
                        net.layers[l - 1].act if l > 0 else LINEAR,
                        dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, acc)
         if not opt.folded:
-            sgd_update(params + L.w, grads + L.w, velocity + L.w,
+            sgd_update(params + L.w, grads + L.w, velocity + L.w if velocity != NULL else NULL,
                        L.n_in * L.n_out + L.n_out, <floating> opt.lr,
                        <floating> opt.momentum, opt.nesterov,
                        <floating> opt.weight_decay)
@@ -216,6 +216,20 @@ cdef void forward_chunks(Net* net, const floating* params, const floating* X,
                      buf, buf + rows * net.max_width, out + start * net.n_out)
 
 
+cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
+                str name) except -1:
+    """The loops below trust their arrays; these O(1) checks keep a caller that
+    went around nncore.model's validation from reading out of bounds. rows or
+    cols of -1: any (cols -1 also means 1-D)."""
+    if a is None or cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+        raise ValueError(f"{name}: expected a C-contiguous {np.dtype(typenum)} array")
+    if a.ndim != (1 if cols < 0 else 2) or (rows >= 0 and a.shape[0] != rows) or (
+            cols >= 0 and a.shape[1] != cols):
+        raise ValueError(f"{name}: shape {(<object> a).shape} does not fit the network "
+                         f"(expected ({rows}, {cols}) with -1 = any)")
+    return 0
+
+
 cdef inline void* data(cnp.ndarray a) noexcept:
     """The first element of a validated array (NULL for an empty one)."""
     return cnp.PyArray_DATA(a) if cnp.PyArray_SIZE(a) else NULL
@@ -272,13 +286,30 @@ cdef class Network:
 
         X (n×n_in), Y (n×n_out); orders: one row permutation per epoch
         (len(loss_out)×n, intp) or an empty array to visit rows in order;
-        grads/velocity: flat like the parameters, used only with momentum or
-        weight decay (else may be empty); work: workspace_size(batch) elements.
+        grads: flat like the parameters, used when momentum or weight decay is
+        set; velocity: likewise, used with momentum (each may be empty otherwise); work: workspace_size(batch) elements.
         Writes each epoch's mean loss and fraction classified correctly to the
         float64 arrays loss_out / correct_out.
         """
         cdef Optimizer opt
-        cdef Py_ssize_t n = X.shape[0], n_epochs = loss_out.shape[0]
+        cdef Py_ssize_t n, n_epochs
+        expect(X, self.typenum, -1, self.net.n_in, "X")
+        n = X.shape[0]
+        expect(Y, self.typenum, n, self.net.n_out, "Y")
+        expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
+        n_epochs = loss_out.shape[0]
+        expect(correct_out, cnp.NPY_FLOAT64, n_epochs, -1, "correct_out")
+        expect(orders, cnp.NPY_INTP, n_epochs if orders.shape[0] else 0, n, "orders")
+        expect(work, self.typenum, -1, -1, "work")
+        if not 0 < batch <= n or work.shape[0] < self.workspace_size(batch):
+            raise ValueError("batch or work: the workspace does not fit the batch")
+        for buf, name in ((grads, "grads"), (velocity, "velocity")):
+            expect(buf, self.typenum, -1, -1, name)
+            if buf.shape[0] not in (0, self.params.shape[0]):
+                raise ValueError(f"{name}: expected 0 or {self.params.shape[0]} elements")
+        if (weight_decay != 0 or momentum != 0) and grads.shape[0] == 0 or (
+                momentum != 0 and velocity.shape[0] == 0):
+            raise ValueError("grads/velocity: needed by this optimizer but empty")
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
         cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
         cdef void* x = data(X)
@@ -317,11 +348,13 @@ cdef class Network:
     def forward(self, cnp.ndarray X, cnp.ndarray out, bint logits=False):
         """out (n×n_out) := the network's outputs on X (the output layer's
         pre-activation if logits)."""
+        expect(X, self.typenum, -1, self.net.n_in, "X")
+        expect(out, self.typenum, X.shape[0], self.net.n_out, "out")
         cdef Py_ssize_t n = X.shape[0]
         cdef int last_act = LINEAR if logits else self.net.layers[self.net.n_layers - 1].act
         cdef size_t need = 2 * min(n, CHUNK) * self.net.max_width
         cdef double small[SMALL_SCRATCH]
-        cdef void* buf = <void*> small if need <= SMALL_SCRATCH else malloc(need * 8)
+        cdef void* buf = <void*> small if need <= SMALL_SCRATCH else malloc(need * sizeof(double))
         cdef void* x = data(X)
         cdef void* o = data(out)
         # Releasing the GIL costs ~0.1 µs: worth it only when there is real work.
@@ -346,6 +379,8 @@ cdef class Network:
 
     def evaluate(self, cnp.ndarray X, cnp.ndarray Y, int loss):
         """(mean loss, fraction classified correctly) of the network on X, Y."""
+        expect(X, self.typenum, -1, self.net.n_in, "X")
+        expect(Y, self.typenum, X.shape[0], self.net.n_out, "Y")
         cdef Py_ssize_t n = X.shape[0]
         cdef size_t item = 8 if self.is_double else 4
         cdef void* buf = malloc(min(n, CHUNK) * (2 * self.net.max_width + self.net.n_out) * item)

@@ -23,8 +23,8 @@ cnp.import_array()
 
 #: products of at most this many multiply-adds take the direct loop, not BLAS
 SMALL_GEMM = _SMALL_GEMM
-#: products up to this many multiply-adds (op(B) = B, n a multiple of 16) use
-#: the register-tiled kernel on CPUs with AVX2+FMA
+#: products up to this many multiply-adds (op(B) = B, n a multiple of 16 for
+#: float32 or 8 for float64) use the register-tiled kernel on CPUs with AVX2+FMA
 TILE_GEMM = _TILE_GEMM
 
 

@@ -82,7 +82,8 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
                     d[j] = (z[j] - y[j]) * inv_nk
             row /= k
             correct[0] += hits / k
-        else:
+        else:  # mse or mae (nncore.model pairs the classification losses with
+            # their fused output activations; no other pair reaches here)
             activate_row(z, k, act)
             for j in range(k):
                 e = z[j] - y[j]

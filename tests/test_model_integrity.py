@@ -1,0 +1,100 @@
+"""A model's structure cannot drift from what the compiled engine was built
+with, and no way of handing it arrays corrupts its weights: layers belong to
+one live model, the structure is read-only, set_weights and SGD.update copy
+aliased inputs, overflowing weights are refused, concurrent fits are refused."""
+import threading
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore import SGD, Dense, Sequential
+
+
+def small_model(**kwargs):
+    return Sequential([Dense(3, 3, "tanh"), Dense(3, 3, "tanh"), Dense(3, 2)], seed=0, **kwargs)
+
+
+def test_layer_belongs_to_one_live_model():
+    layers = [Dense(2, 3, "tanh"), Dense(3, 1)]
+    first = Sequential(layers, seed=0)
+    with pytest.raises(ValueError, match="already belongs to another Sequential"):
+        Sequential(layers, seed=1)
+    del first  # once the first model is gone, its layers may be reused
+    Sequential(layers, seed=1)
+
+
+@pytest.mark.parametrize("attribute, value", [("in_features", 5), ("out_features", 5),
+                                              ("activation", "relu")])
+def test_layer_structure_is_read_only(attribute, value):
+    model = small_model()
+    with pytest.raises(AttributeError):
+        setattr(model.layers[0], attribute, value)
+
+
+def test_model_structure_is_read_only():
+    model = small_model()
+    with pytest.raises(AttributeError):
+        model.dtype = np.float64
+    with pytest.raises(TypeError):
+        model.layers[0] = Dense(1, 3)  # a tuple
+
+
+def test_set_weights_from_views_of_the_same_model():
+    """Permuting a model's own layers through set_weights reads every source
+    before writing any destination."""
+    model = small_model()
+    before = model.get_weights()
+    L = model.layers
+    model.set_weights([L[1].W, L[1].b, L[0].W, L[0].b, L[2].W, L[2].b])
+    after = model.get_weights()
+    for got, want in zip(after, [before[2], before[3], before[0], before[1], *before[4:]]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_layer_weight_setter_refuses_overflow():
+    model = small_model()  # float32
+    with pytest.raises(ValueError, match="too large"):
+        model.layers[0].W = np.full((3, 3), 1e300)
+    assert np.isfinite(model.layers[0].W).all()
+
+
+def test_sgd_update_with_overlapping_params_and_grads():
+    """p and g overlapping in memory: the same result as with a copy of g."""
+    buf = np.arange(6.0)
+    expected = buf[1:] - buf[:-1]
+    SGD(lr=1.0).update(buf[1:], buf[:-1])
+    np.testing.assert_array_equal(buf[1:], expected)
+
+
+class PausingNetwork:
+    """Wraps a model's engine so train_epochs waits, inside fit, until told."""
+
+    def __init__(self, net):
+        self.net, self.inside, self.go_on = net, threading.Event(), threading.Event()
+
+    def train_epochs(self, *args):
+        self.inside.set()
+        self.go_on.wait()
+        return self.net.train_epochs(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+def test_concurrent_fit_is_refused():
+    """While one thread is inside fit, a fit from another thread raises instead
+    of sharing the workspaces; the first fit then completes normally."""
+    model = Sequential([Dense(4, 8, "relu"), Dense(8, 1)], seed=0)
+    X, y = np.random.default_rng(0).random((50, 4)), np.zeros(50)
+    model._net = pausing = PausingNetwork(model._net)
+    worker = threading.Thread(target=model.fit, args=(X, y), kwargs={"epochs": 3})
+    worker.start()
+    try:
+        assert pausing.inside.wait(timeout=60)
+        with pytest.raises(RuntimeError, match="already being fitted"):
+            model.fit(X, y)
+    finally:
+        pausing.go_on.set()
+        worker.join()
+    model.fit(X, y)  # free again
