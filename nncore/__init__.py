@@ -1,7 +1,7 @@
 """nncore: feed-forward neural networks trained fast on the CPU.
 
 Dense layers, a Sequential model trained by (mini-batch) gradient descent,
-losses and SGD — with the hot path in compiled Cython kernels over BLAS and a
+losses, SGD and Adam, learning-rate schedules and training callbacks — with the hot path in compiled Cython kernels over BLAS and a
 pure-NumPy reference backend that implements the same math.
 """
 try:
@@ -13,12 +13,15 @@ except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
         "development) from the repository root, and import it from outside the "
         f"source tree. Original error: {exc}") from exc
 
-from . import activations, blas, datasets, losses
+from . import activations, blas, callbacks, datasets, losses, schedules
+from .callbacks import Callback, EarlyStopping
 from .datasets import load_digits
 from .layers import Dense
-from .model import History, Sequential
-from .optimizers import SGD
+from .model import Sequential
+from .optimizers import SGD, Adam
+from .training import DivergenceError, History
 
 __version__ = "0.1.0"
-__all__ = ["Dense", "Sequential", "SGD", "History", "losses", "activations", "datasets",
+__all__ = ["Dense", "Sequential", "SGD", "Adam", "History", "Callback", "EarlyStopping",
+           "DivergenceError", "losses", "activations", "schedules", "callbacks", "datasets",
            "load_digits"]

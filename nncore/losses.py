@@ -124,43 +124,46 @@ def one_hot(labels, classes, name="y"):
 
 # --------------------------------------------------------- the kernel's twin
 
-def output_loss(Z, Y, dZ, act, loss):
-    """NumPy twin of the fused output kernel: Z := f(Z) in place; dZ := ∂cost/∂Z
-    (cost = Σ losses / n) unless dZ is None. Returns (Σ per-example losses,
-    number correctly classified)."""
+def output_loss(Z, Y, dZ, act, loss, sample_weight=None):
+    """NumPy twin of the fused output kernel: Z := f(Z) in place; dZ :=
+    ∂(Σᵢ wᵢ·lossᵢ / n)/∂Z unless dZ is None (wᵢ: sample_weight, or 1). Returns
+    (Σᵢ wᵢ·lossᵢ, metric): the metric is the number of examples classified
+    correctly for the classification losses (fractional over outputs for binary
+    cross-entropy), Σᵢ mean over outputs of (y − ŷ) for mse and mae."""
     n, k = Z.shape
-    correct = 0.0
+    w = None if sample_weight is None else sample_weight[:, None]
     if loss == CROSS_ENTROPY and act == SOFTMAX:
         zmax = Z.max(axis=1, keepdims=True)
         lse = zmax + np.log(np.exp(Z - zmax).sum(axis=1, keepdims=True, dtype=np.float64)
                             .astype(Z.dtype))
         hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)
-        correct = float(np.count_nonzero(hit))
-        total = float(np.sum(Y * (lse - Z), dtype=np.float64))
+        metric = float(np.count_nonzero(hit))
+        rows = (Y * (lse - Z)).sum(axis=1, dtype=np.float64)
         np.exp(Z - lse, out=Z)
         if dZ is not None:
             np.multiply(Z, Y.sum(axis=1, keepdims=True), out=dZ)
             dZ -= Y
-            dZ *= Z.dtype.type(1 / Z.dtype.type(n))
     elif loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
         softplus = np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
-        total = float(np.sum(softplus - Y * Z, dtype=np.float64)) / k
-        correct = float(np.count_nonzero((Z > 0) == (Y > 0.5))) / k
+        rows = (softplus - Y * Z).sum(axis=1, dtype=np.float64) / k
+        metric = float(np.count_nonzero((Z > 0) == (Y > 0.5))) / k
         activate(Z, act)
         if dZ is not None:
             np.subtract(Z, Y, out=dZ)
-            dZ *= 1 / (Z.dtype.type(n) * k)
+            dZ *= Z.dtype.type(1 / k)
     else:
         activate(Z, act)
         E = Z - Y
-        if loss == MSE:
-            total = float(np.sum(E * E, dtype=np.float64)) / k
-        else:
-            total = float(np.sum(np.abs(E), dtype=np.float64)) / k
+        rows = ((E * E) if loss == MSE else np.abs(E)).sum(axis=1, dtype=np.float64) / k
+        metric = -float(E.sum(dtype=np.float64)) / k
         if dZ is not None:
-            if loss == MSE:
-                np.multiply(E, 2 / (Z.dtype.type(n) * k), out=dZ)
-            else:
-                np.multiply(np.sign(E), 1 / (Z.dtype.type(n) * k), out=dZ)
+            np.multiply(E if loss == MSE else np.sign(E), Z.dtype.type(2 if loss == MSE else 1)
+                        / Z.dtype.type(k), out=dZ)
+    if dZ is not None:
+        dZ *= Z.dtype.type(1) / Z.dtype.type(n)
+        if w is not None:
+            dZ *= w
+        if not (loss in CLASSIFICATION):
             backward(dZ, Z, act)
-    return total, correct
+    total = float(rows @ sample_weight.astype(np.float64)) if w is not None else float(rows.sum())
+    return total, metric

@@ -14,15 +14,15 @@ from . import _engine, reference
 from .activations import ACTIVATIONS, STEP
 from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
-from .optimizers import SGD
+from . import training
 from .blas import default_threads, threads as blas_threads
-from .validation import as_matrix, as_param, as_targets, positive_int
+from .callbacks import Callback, ProgressBar
+from .optimizers import SGD, Optimizer
+from .training import History, metric_name
+from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
 
 BACKENDS = {"cython": _engine, "numpy": reference}
 DTYPES = {"float32": np.float32, "float64": np.float64}
-# Upper bound on the shuffle orders handed to the backend at once (elements of
-# intp): bounds memory while keeping Python out of the loop for small data.
-ORDER_BLOCK = 1 << 20
 # GEMM dimensions are C ints in the BLAS interface.
 INT_MAX = 2 ** 31 - 1
 # predict() on fewer rows than this leaves the BLAS thread count alone (setting
@@ -30,24 +30,12 @@ INT_MAX = 2 ** 31 - 1
 THREADED_ROWS = 64
 
 
-class History:
-    """What fit() measured: history["loss"] (mean cost per epoch) and, for
-    classification losses, history["accuracy"]; epoch lists the epoch numbers."""
-
-    def __init__(self):
-        self.history = {}
-        self.epoch = []
-
-    def __repr__(self):
-        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
-
-
 class Sequential:
     """A feed-forward network: Dense layers applied in order.
 
     loss: "mse" | "mae" | "cross_entropy" (softmax output) |
           "binary_cross_entropy" (sigmoid output).
-    optimizer: an nncore.SGD (default SGD(lr=0.01)).
+    optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
     seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
     n_threads: BLAS threads for fit/evaluate/predict (default: the cores this
@@ -67,8 +55,9 @@ class Sequential:
         self.loss = loss
         if optimizer is None:
             optimizer = SGD(lr=0.01)
-        if not isinstance(optimizer, SGD):
-            raise TypeError(f"optimizer must be an nncore.SGD, got {type(optimizer).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
+                            f"{type(optimizer).__name__}")
         self.optimizer = optimizer
         try:  # None would mean float64 to numpy: refuse it rather than guess
             key = dtype if isinstance(dtype, str) or dtype is None else np.dtype(dtype).name
@@ -88,6 +77,7 @@ class Sequential:
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"seed must be None or a non-negative integer, got {seed!r}") from None
         self.history = None
+        self.stop_training = False
         self._fitting = threading.Lock()
         self._build()
 
@@ -106,7 +96,9 @@ class Sequential:
             off += n_in * n_out + n_out
         self._layout = np.array(rows, dtype=np.intp)
         self._params = np.zeros(off, self.dtype)
-        self._velocity = np.zeros(0, self.dtype)
+        self._state = np.zeros(0, self.dtype)  # optimizer buffers (momentum, moments)
+        self._steps = 0   # optimizer steps taken (Adam's bias correction)
+        self._epoch = 0   # epochs trained (learning-rate schedules count these)
         for layer, (n_in, n_out, _, w, b) in zip(self.layers, rows):
             layer._bind(self, self._params[w:w + n_in * n_out].reshape(n_in, n_out),
                         self._params[b:b + n_out])
@@ -162,19 +154,35 @@ class Sequential:
 
     # ------------------------------------------------------------ training
 
-    def fit(self, X, y, epochs=1, batch_size=None, shuffle=True):
+    def fit(self, X, y, epochs=1, batch_size=None, shuffle=True, *, validation_data=None,
+            validation_split=0.0, early_stopping=None, callbacks=None, verbose=0,
+            class_weight=None, sample_weight=None, n_init=1):
         """Train by gradient descent; returns (and stores as .history) a History.
 
         batch_size: None = the whole data set per step (full-batch gradient
         descent), 1 = online, k = mini-batches of k (the last one may be
         smaller). shuffle: draw a new row order every epoch from the model's
         generator (ignored for full batches, where order cannot matter).
-        Calling fit again continues from the current weights.
+        validation_data=(Xv, yv), or validation_split=f to hold out the last
+        fraction f of the rows (taken before any shuffling): History then has
+        val_loss and val_accuracy/val_mean_error per epoch. early_stopping: an
+        nncore.EarlyStopping; callbacks: objects with on_train_begin /
+        on_epoch_end / on_train_end(model, logs); verbose=1 shows progress.
+        sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
+        or "balanced" (classification losses); the cost is Σ wᵢ·lossᵢ / n.
+        n_init=k: train k times, from the current weights and k−1 fresh
+        initialisations derived from the seed, and keep the run whose final
+        monitored value (early stopping's, else val_loss, else loss) is lowest.
+        Calling fit again continues from the current weights, optimizer state
+        and epoch count (see reset()).
         """
         epochs = positive_int("epochs", epochs)
         batch_size = positive_int("batch_size", batch_size, allow_none=True)
+        n_init = positive_int("n_init", n_init)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+        if verbose not in (0, 1, False, True):
+            raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
         if not self._trainable:
             step = next(i for i, l in enumerate(self.layers) if l.activation == "step")
             raise ValueError(
@@ -183,57 +191,131 @@ class Sequential:
                 "version) for training — a step layer can still be used for predict()")
         X = as_matrix(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
+        weights = self._row_weights(Y, sample_weight, class_weight)
+        (X, Y, weights), validation = self._split(X, Y, weights, validation_data,
+                                                  validation_split)
+        callbacks = _check_callbacks(callbacks, early_stopping)
+        if verbose:
+            callbacks.append(ProgressBar(epochs))
         n = X.shape[0]
         batch = n if batch_size is None else min(batch_size, n)
-        shuffled = shuffle and batch < n
         if batch > INT_MAX:
             raise ValueError(f"batch of {batch} rows; the BLAS takes at most {INT_MAX} rows "
                              "per product: pass a smaller batch_size")
-        losses, correct = np.empty(epochs), np.empty(epochs)
         if not self._fitting.acquire(blocking=False):
             raise RuntimeError("this model is already being fitted in another thread; "
                                "concurrent fits would overwrite each other's weights")
         try:
             with blas_threads(self.n_threads):
-                self._train(X, Y, epochs, batch, shuffled, losses, correct)
+                args = ((X, Y, weights), epochs, batch, shuffle and batch < n, validation,
+                        callbacks)
+                if n_init == 1:
+                    return training.run(self, *args)
+                return self._best_of(n_init, args, early_stopping, validation is not None)
         finally:
             self._fitting.release()
-        history = History()
-        history.epoch = list(range(epochs))
-        history.history["loss"] = losses.tolist()
-        if self._loss_code in CLASSIFICATION:
-            history.history["accuracy"] = correct.tolist()
-        self.history = history
-        return history
 
-    def _train(self, X, Y, epochs, batch, shuffled, losses_out, correct_out):
-        """Hand the epochs to the backend in blocks; each block gets its shuffle
-        orders drawn here, from the model's generator, into a reused buffer."""
-        n = X.shape[0]
-        opt = self.optimizer
-        grads, velocity = self._optimizer_buffers()
-        work = self._buffer("work", self._net.workspace_size(batch), self.dtype)
-        block = max(1, min(epochs, ORDER_BLOCK // n)) if shuffled else epochs
-        orders = self._buffer("orders", block * n if shuffled else 0, np.intp)
-        for start in range(0, epochs, block):
-            count = min(block, epochs - start)
-            block_orders = orders[:count * n].reshape(-1, n)
-            for row in block_orders:  # the draws of rng.permutation(n), without allocating
-                row[...] = self._arange(n)
-                self.rng.shuffle(row)
-            self._net.train_epochs(
-                X, Y, block_orders, batch, grads, velocity, work, self._loss_code, opt.lr,
-                opt.momentum, opt.nesterov, opt.weight_decay, losses_out[start:start + count],
-                correct_out[start:start + count])
+    def _best_of(self, n_init, args, early_stopping, validated):
+        """n_init runs from the current state and fresh initialisations; keeps
+        the best run's weights, optimizer state and History (whose `runs` lists
+        every run's final monitored value)."""
+        key = early_stopping.monitor if early_stopping else "val_loss" if validated else "loss"
+        start = self._snapshot()
+        seeds = np.random.SeedSequence(self.seed).spawn(n_init - 1)
+        best, finals = None, []
+        for i in range(n_init):
+            self._restore(start)
+            if i:
+                rng = np.random.default_rng(seeds[i - 1])
+                for layer in self.layers:
+                    layer.initialize(rng)
+            history = training.run(self, *args)
+            values = history.history.get(key) or history.history[key[4:]]
+            final = min(values) if early_stopping and early_stopping.restore_best_weights \
+                else values[-1]
+            finals.append(final)
+            if best is None or final < best[0]:
+                best = (final, self._snapshot(), history)
+        self._restore(best[1])
+        best[2].runs = finals
+        self.history = best[2]
+        return best[2]
+
+    def _snapshot(self):
+        return (self._params.copy(), self._state.copy(), self._steps, self._epoch,
+                self.optimizer.current_lr)
+
+    def _restore(self, snapshot):
+        params, state, self._steps, self._epoch, self.optimizer.current_lr = snapshot
+        self._params[...] = params
+        self._state = state.copy()
+
+    def reset(self):
+        """Back to the state right after construction: weights re-drawn from
+        the seed (the same ones), optimizer state, epoch count and History
+        cleared, the shuffling generator restarted."""
+        self.rng = np.random.default_rng(self.seed)
+        for layer in self.layers:
+            layer.initialize(self.rng)
+        self._state = np.zeros(0, self.dtype)
+        self._steps = self._epoch = 0
+        self.optimizer.schedule.reset()
+        self.optimizer.current_lr = self.optimizer.schedule.start(0)
+        self.history = None
 
     def _optimizer_buffers(self):
-        """(grads, velocity) for the optimizer: empty when unused; the momentum
-        buffer persists across fit() calls like the weights do."""
+        """(grads, state) for the optimizer: grads unless the update folds into
+        the GEMM; state sized for it (momentum: one, Adam: two parameter
+        vectors), kept across fit() calls like the weights."""
         opt = self.optimizer
         grads = self._buffer("grads", 0 if opt.plain else self._params.size, self.dtype)
-        if opt.momentum and self._velocity.shape != self._params.shape:
-            self._velocity = np.zeros_like(self._params)
-        return grads, self._velocity if opt.momentum else self._velocity[:0]
+        size = opt.n_state * self._params.size
+        if self._state.shape[0] != size:
+            self._state = np.zeros(size, self.dtype)
+        return grads, self._state
+
+    def _row_weights(self, Y, sample_weight, class_weight):
+        """Per-row weights (model dtype) from sample_weight × class_weight, or an
+        empty array when neither is given."""
+        n = Y.shape[0]
+        weights = None if sample_weight is None else as_weights(sample_weight, n, "sample_weight")
+        if class_weight is not None:
+            if self._loss_code not in CLASSIFICATION or (
+                    self._loss_code != CROSS_ENTROPY and Y.shape[1] != 1):
+                raise ValueError("class_weight needs a classification loss (cross_entropy, or "
+                                 "binary_cross_entropy with one output); use sample_weight")
+            labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(np.intp)
+            per_class = _class_weights(class_weight, labels, max(Y.shape[1], 2))
+            weights = per_class[labels] if weights is None else weights * per_class[labels]
+        if weights is None:
+            return np.zeros(0, self.dtype)
+        return np.ascontiguousarray(weights, dtype=self.dtype)
+
+    def _split(self, X, Y, weights, validation_data, validation_split):
+        """((X, Y, weights) to train on, (Xv, Yv) or None)."""
+        if validation_data is not None and validation_split:
+            raise ValueError("pass validation_data or validation_split, not both")
+        if validation_data is not None:
+            try:
+                Xv, yv = validation_data
+            except (TypeError, ValueError):
+                raise TypeError("validation_data must be a pair (X_val, y_val)") from None
+            Xv = as_matrix(Xv, self.dtype, self._n_features, name="validation X")
+            return (X, Y, weights), (Xv, self._targets(yv, Xv.shape[0]))
+        if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
+                validation_split, (int, float, np.number)) or not 0 <= validation_split < 1:
+            raise ValueError(f"validation_split must be a fraction in [0, 1), got "
+                             f"{validation_split!r}")
+        if not validation_split:
+            return (X, Y, weights), None
+        cut = int(X.shape[0] * (1 - validation_split))
+        if cut == X.shape[0] or cut == 0:
+            raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
+                             "no rows for validation or none for training")
+        w = weights[:cut] if weights.shape[0] else weights
+        return ((np.ascontiguousarray(X[:cut]), np.ascontiguousarray(Y[:cut]),
+                 np.ascontiguousarray(w)),
+                (np.ascontiguousarray(X[cut:]), np.ascontiguousarray(Y[cut:])))
 
     def _buffer(self, name, size, dtype):
         """A scratch array of at least `size` elements (a prefix view of exactly
@@ -271,15 +353,14 @@ class Sequential:
 
     def evaluate(self, X, y):
         """{"loss": mean cost} plus "accuracy" for classification losses
-        (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)."""
+        (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)
+        or "mean_error" for regression losses (the signed mean of y − ŷ: the
+        bias of the predictions, positive when they are too low)."""
         X = as_matrix(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
         with blas_threads(self.n_threads):
-            loss, accuracy = self._net.evaluate(X, Y, self._loss_code)
-        result = {"loss": float(loss)}
-        if self._loss_code in CLASSIFICATION:
-            result["accuracy"] = float(accuracy)
-        return result
+            loss, metric = self._net.evaluate(X, Y, self._loss_code)
+        return {"loss": float(loss), metric_name(self._loss_code): float(metric)}
 
 
 def _check_layers(layers):
@@ -302,3 +383,41 @@ def _check_layers(layers):
     if len(set(map(id, layers))) != len(layers):
         raise ValueError("the same Dense object appears twice in layers; create one per position")
     return layers
+
+
+def _check_callbacks(callbacks, early_stopping):
+    callbacks = [] if callbacks is None else list(callbacks)
+    if early_stopping is not None:
+        callbacks.append(early_stopping)
+    for cb in callbacks:
+        if not isinstance(cb, Callback) and not all(
+                callable(getattr(cb, hook, None))
+                for hook in ("on_train_begin", "on_epoch_end", "on_train_end")):
+            raise TypeError(f"{cb!r} is not a callback: expected an nncore.Callback or an "
+                            "object with on_train_begin/on_epoch_end/on_train_end(model, logs)")
+    return callbacks
+
+
+def _class_weights(class_weight, labels, classes):
+    """A weight per class from a {class: weight} dict or "balanced"
+    (n / (classes present · count), as scikit-learn); classes not named get 1."""
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
+        counts = np.bincount(labels, minlength=classes).astype(np.float64)
+        present = counts > 0
+        out = np.ones(classes)
+        out[present] = labels.shape[0] / (present.sum() * counts[present])
+        return out
+    if not isinstance(class_weight, dict):
+        raise TypeError(f"class_weight must be a dict or 'balanced', got {type(class_weight).__name__}")
+    out = np.ones(classes)
+    for c, w in class_weight.items():
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) \
+                or not 0 <= c < classes:
+            raise ValueError(f"class_weight key {c!r} is not a class; expected 0..{classes - 1}")
+        if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, float, np.number)) \
+                or not np.isfinite(w) or w < 0:
+            raise ValueError(f"class_weight[{c}] = {w!r}; expected a finite number >= 0")
+        out[c] = w
+    return out

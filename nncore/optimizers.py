@@ -1,48 +1,49 @@
-"""Optimizers: SGD, and the NumPy twin of its compiled update (src/_sgd.pxd)."""
+"""Optimizers — SGD and Adam/AdamW — and the NumPy twins of their compiled
+updates (src/_optim.pxd). Semantics are PyTorch's, so trajectories can be
+checked against torch.optim step for step.
+
+An optimizer's `lr` is a number or a schedule from nncore.schedules, applied
+per epoch. Inside a model the update runs in the compiled epoch loop; outside,
+`update(params, grads)` applies one step to any float arrays in place.
+"""
 import math
 
 import numpy as np
 
 from . import _kernels
+from .schedules import as_schedule
+
+SGD_KIND, ADAM_KIND = 0, 1  # codes shared with src/_optim.pxd
 
 
-class SGD:
-    """Stochastic gradient descent with optional momentum, Nesterov momentum and
-    L2 weight decay, with PyTorch's semantics (dampening 0):
+class Optimizer:
+    """What SGD and Adam share: the learning rate (or schedule), weight decay,
+    and the bookkeeping of update(): state buffers per parameter position and
+    the step count."""
 
-        g ← g + weight_decay·p;  v ← momentum·v + g;
-        p ← p − lr·(g + momentum·v if nesterov else v)      (v ≡ g when momentum = 0)
+    KIND = None
+    N_STATE = 0  # state buffers per parameter
 
-    A model using plain SGD (no momentum, no decay) folds the update into its
-    weight-gradient GEMM and never materialises the gradient.
-    """
-
-    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        self.lr = _check_number("lr", lr, low=0.0, low_inclusive=False)
-        self.momentum = _check_number("momentum", momentum, low=0.0)
+    def __init__(self, lr, weight_decay):
+        self.lr = lr
+        self.schedule = as_schedule(lr)
         self.weight_decay = _check_number("weight_decay", weight_decay, low=0.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
-        if nesterov and self.momentum == 0:
-            raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
-        self._velocity = []
-
-    def __repr__(self):
-        return (f"SGD(lr={self.lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
-                f"weight_decay={self.weight_decay})")
+        self._state, self._steps = [], 0
+        self.current_lr = self.schedule.start(0)  # fit sets it for every epoch
 
     @property
     def plain(self):
-        """True when the update is p ← p − lr·g (foldable into the gradient GEMM)."""
-        return self.momentum == 0 and self.weight_decay == 0
+        """True when the update is p ← p − lr·g, which a model folds into its
+        weight-gradient GEMM (no gradient is ever materialised)."""
+        return False
 
     def update(self, params, grads):
         """Apply one step in place to each parameter array from its gradient.
 
         params: a float array or a sequence of them (updated in place);
-        grads: matching arrays (or array-likes) of the same shapes. Momentum
-        buffers are kept per position in the sequence across calls.
+        grads: matching arrays (or array-likes) of the same shapes. State
+        buffers (momentum, Adam moments) are kept per position in the sequence
+        across calls, and restart when the shapes change.
         """
         single = isinstance(params, np.ndarray)
         params = [params] if single else list(params)
@@ -51,16 +52,112 @@ class SGD:
             raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradients; "
                              "expected one gradient per parameter")
         checked = [_check_pair(i, p, g) for i, (p, g) in enumerate(zip(params, grads))]
-        if len(self._velocity) != len(params) or any(
-                v.shape != p.shape or v.dtype != p.dtype for v, p in zip(self._velocity, params)):
-            self._velocity = [np.zeros(p.shape, p.dtype) for p in params]
-        for p, g, v in zip(params, checked, self._velocity):
-            if p.flags.c_contiguous and p.dtype in (np.float32, np.float64):
-                _kernels.sgd_update(p.reshape(-1), g.reshape(-1), v.reshape(-1), self.lr,
-                                    self.momentum, self.nesterov, self.weight_decay)
-            else:
-                sgd_update(p, g, v, self.lr, self.momentum, self.nesterov, self.weight_decay)
+        if len(self._state) != len(params) or any(
+                s[0].shape != p.shape or s[0].dtype != p.dtype
+                for s, p in zip(self._state, params) if s):
+            self._state = [[np.zeros(p.shape, p.dtype) for _ in range(self.n_state)]
+                           for p in params]
+            self._steps = 0
+        self._steps += 1
+        for p, g, state in zip(params, checked, self._state):
+            compiled = p.flags.c_contiguous and p.dtype in (np.float32, np.float64)
+            self._apply(p, g, state, self.current_lr, self._steps, compiled)
 
+    @property
+    def n_state(self):
+        return self.N_STATE
+
+    def hyper(self):
+        """(kind, momentum, nesterov, weight_decay, beta1, beta2, eps, decoupled)
+        for the compiled engine and the reference."""
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, Nesterov momentum and
+    L2 weight decay (torch.optim.SGD, dampening 0):
+
+        g ← g + weight_decay·p;  v ← momentum·v + g;
+        p ← p − lr·(g + momentum·v if nesterov else v)      (v ≡ g when momentum = 0)
+    """
+
+    KIND = SGD_KIND
+
+    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+        super().__init__(lr, weight_decay)
+        self.momentum = _check_number("momentum", momentum, low=0.0)
+        if not isinstance(nesterov, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+
+    def __repr__(self):
+        return (f"SGD(lr={self.lr!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
+                f"weight_decay={self.weight_decay})")
+
+    @property
+    def plain(self):
+        return self.momentum == 0 and self.weight_decay == 0
+
+    @property
+    def n_state(self):
+        return 1 if self.momentum else 0
+
+    def hyper(self):
+        return (SGD_KIND, self.momentum, self.nesterov, self.weight_decay, 0.0, 0.0, 0.0, False)
+
+    def _apply(self, p, g, state, lr, step, compiled):
+        v = state[0] if state else None
+        if compiled:
+            _kernels.sgd_update(p.reshape(-1), g.reshape(-1),
+                                None if v is None else v.reshape(-1), lr, self.momentum,
+                                self.nesterov, self.weight_decay)
+        else:
+            sgd_update(p, g, v, lr, self.momentum, self.nesterov, self.weight_decay)
+
+
+class Adam(Optimizer):
+    """Adam (torch.optim.Adam), or AdamW with decoupled=True (torch.optim.AdamW):
+
+        g ← g + wd·p (Adam)  or  p ← p·(1 − lr·wd) (AdamW);
+        m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
+        p ← p − lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + eps)
+    """
+
+    KIND = ADAM_KIND
+    N_STATE = 2
+
+    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+                 decoupled=False):
+        super().__init__(lr, weight_decay)
+        self.beta1 = _check_number("beta1", beta1, low=0.0, high=1.0)
+        self.beta2 = _check_number("beta2", beta2, low=0.0, high=1.0)
+        self.eps = _check_number("eps", eps, low=0.0, low_inclusive=False)
+        if not isinstance(decoupled, (bool, np.bool_)):
+            raise TypeError(f"decoupled must be True or False, got {decoupled!r}")
+        self.decoupled = bool(decoupled)
+
+    def __repr__(self):
+        return (f"Adam(lr={self.lr!r}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
+                f"weight_decay={self.weight_decay}, decoupled={self.decoupled})")
+
+    def hyper(self):
+        return (ADAM_KIND, 0.0, False, self.weight_decay, self.beta1, self.beta2, self.eps,
+                self.decoupled)
+
+    def _apply(self, p, g, state, lr, step, compiled):
+        m, v = state
+        if compiled:
+            _kernels.adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
+                                 lr, self.beta1, self.beta2, self.eps, self.weight_decay,
+                                 self.decoupled, step)
+        else:
+            adam_update(p, g, m, v, lr, self.beta1, self.beta2, self.eps, self.weight_decay,
+                        self.decoupled, step)
+
+
+# ------------------------------------------------------- the kernels' twins
 
 def sgd_update(p, g, v, lr, momentum, nesterov, weight_decay):
     """NumPy twin of the compiled SGD update: p (and v) in place."""
@@ -76,12 +173,43 @@ def sgd_update(p, g, v, lr, momentum, nesterov, weight_decay):
     p -= dt(lr) * d
 
 
-def _check_number(name, value, low, low_inclusive=True):
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, t):
+    """NumPy twin of the compiled Adam/AdamW step t (1-based): p, m, v in place."""
+    dt = p.dtype.type
+    if decoupled:
+        p *= dt(1 - lr * weight_decay) if weight_decay else dt(1)
+        d = g
+    else:
+        d = g + dt(weight_decay) * p if weight_decay else g
+    m *= dt(beta1)
+    m += dt(1 - beta1) * d
+    v *= dt(beta2)
+    v += dt(1 - beta2) * d * d
+    step = dt(lr / (1 - beta1 ** t))
+    root2 = dt(math.sqrt(1 - beta2 ** t))
+    p -= step * m / (np.sqrt(v) / root2 + dt(eps))
+
+
+def step_twin(hyper, p, g, state, lr, t):
+    """The reference backend's optimizer step for the engine's `hyper` tuple:
+    p in place; state is a list of that parameter block's buffers."""
+    kind, momentum, nesterov, weight_decay, beta1, beta2, eps, decoupled = hyper
+    if kind == ADAM_KIND:
+        adam_update(p, g, state[0], state[1], lr, beta1, beta2, eps, weight_decay, decoupled, t)
+    else:
+        sgd_update(p, g, state[0] if state else None, lr, momentum, nesterov, weight_decay)
+
+
+def _check_number(name, value, low, low_inclusive=True, high=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
     value = float(value)
-    if not math.isfinite(value) or value < low or (value == low and not low_inclusive):
+    bad = (not math.isfinite(value) or value < low or (value == low and not low_inclusive)
+           or (high is not None and value >= high))
+    if bad:
         bound = f"> {low}" if not low_inclusive else f">= {low}"
+        if high is not None:
+            bound += f" and < {high}"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return value
 

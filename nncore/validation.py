@@ -121,3 +121,15 @@ def as_param(value, name, shape, dtype=None):
         return _cast_finite(arr, dtype, name)
     check_finite(arr.astype(np.float64, copy=False), name)
     return arr
+
+
+def as_weights(w, n, name):
+    """Per-row weights: a 1-D array of n finite numbers >= 0, not all 0."""
+    arr = _as_real_array(w, name)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} has shape {arr.shape}; expected ({n},), one weight per row")
+    arr = arr.astype(np.float64)
+    check_finite(arr, name)
+    if (arr < 0).any() or not arr.any():
+        raise ValueError(f"{name} must be >= 0 and not all 0")
+    return arr

@@ -26,7 +26,9 @@ from _activation cimport LINEAR
 from _blas cimport set_ilp64_blas
 from _loss cimport output_loss
 from _layer cimport dense_forward, dense_backward
-from _sgd cimport sgd_update
+from _optim cimport Hyper, optimizer_update, SGD, ADAM
+from cpython.exc cimport PyErr_CheckSignals
+from libc.math cimport isfinite
 
 cnp.import_array()
 
@@ -51,12 +53,20 @@ cdef struct Net:
     Layer* layers
     Py_ssize_t max_width     # widest layer output
     Py_ssize_t n_in, n_out   # network input and output widths
+    Py_ssize_t n_params      # length of the flat parameter vector
 
 
 cdef struct Optimizer:
-    double lr, momentum, weight_decay
-    bint nesterov
+    Hyper h                  # kind and hyper-parameters (src/_optim.pxd)
+    double lr                # this block's learning rate
+    long long t              # steps taken over the model's life (Adam's bias correction)
     bint folded              # plain SGD: update folded into the dW GEMM
+
+
+cdef enum:
+    # Multiply-adds between two checks for Ctrl-C (re-taking the GIL costs
+    # ~1 µs; this is ~0.1-10 ms of work, so an interrupt lands within ~0.1 s).
+    SIGNAL_WORK = 1 << 24
 
 
 cdef Py_ssize_t activations_size(Net* net, Py_ssize_t batch) noexcept nogil:
@@ -69,11 +79,13 @@ cdef Py_ssize_t activations_size(Net* net, Py_ssize_t batch) noexcept nogil:
 # ---------------------------------------------------------------- training
 
 cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
-                       floating* velocity, const floating* X, const floating* Y,
-                       Py_ssize_t n, Py_ssize_t batch, floating* work,
-                       double* acc, int loss, double* correct) noexcept nogil:
-    """One gradient step on the n rows X, Y; returns the sum of their losses.
-    work holds activations (laid out for `batch` rows) then two dZ buffers."""
+                       floating* state, const floating* X, const floating* Y,
+                       const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
+                       double* acc, int loss, double* metric) noexcept nogil:
+    """One gradient step on the n rows X, Y (per-row weights sw, or NULL);
+    returns the sum of their (weighted) losses. A non-finite sum returns before
+    anything is updated. work holds activations (laid out for `batch` rows)
+    then two dZ buffers."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* A = work
@@ -96,7 +108,9 @@ cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* gra
         a_off += batch * L.n_out
     L = &net.layers[last]
     a_off -= batch * L.n_out
-    total = output_loss(A + a_off, Y, dZ, n, L.n_out, L.act, loss, correct)
+    total = output_loss(A + a_off, Y, sw, dZ, n, L.n_out, L.act, loss, metric)
+    if not isfinite(total):
+        return total
 
     # Backward, last layer first; dX is computed inside dense_backward before
     # the layer's own W changes.
@@ -104,6 +118,7 @@ cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* gra
         alpha, beta = -opt.lr, 1
     else:
         alpha, beta = 1, 0
+        opt.t += 1
     for l in range(last, -1, -1):
         L = &net.layers[l]
         if l > 0:
@@ -115,11 +130,11 @@ cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* gra
         dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
                        net.layers[l - 1].act if l > 0 else LINEAR,
                        dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, acc)
-        if not opt.folded:
-            sgd_update(params + L.w, grads + L.w, velocity + L.w if velocity != NULL else NULL,
-                       L.n_in * L.n_out + L.n_out, <floating> opt.lr,
-                       <floating> opt.momentum, opt.nesterov,
-                       <floating> opt.weight_decay)
+        if not opt.folded:  # W and b are contiguous: one pass over both
+            optimizer_update(&opt.h, params + L.w, grads + L.w,
+                             state + L.w if state != NULL else NULL,
+                             L.n_in * L.n_out + L.n_out, net.n_params, <floating> opt.lr,
+                             opt.t)
         swap = dZ
         dZ = dX
         dX = swap
@@ -134,37 +149,76 @@ cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
         memcpy(out + i * width, src + rows[i] * width, width * sizeof(floating))
 
 
-cdef void run_epochs(Net* net, Optimizer* opt, const floating* X, const floating* Y,
-                     Py_ssize_t n, const Py_ssize_t* orders, Py_ssize_t n_epochs,
-                     Py_ssize_t batch, floating* params, floating* grads,
-                     floating* velocity, floating* work, double* acc, int loss,
-                     double* loss_out, double* correct_out) noexcept nogil:
-    """n_epochs epochs over the n rows of X, Y, visiting rows in the order of
-    orders[epoch·n : (epoch+1)·n] (or in storage order when orders is NULL)."""
+cdef bint all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n):
+        if not isfinite(x[i]):
+            return False
+    return True
+
+
+cdef int check_signals() except -1 with gil:
+    """Runs Python's signal handlers; a KeyboardInterrupt propagates from here."""
+    PyErr_CheckSignals()
+    return 0
+
+
+cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating* Y,
+                    const floating* sw, Py_ssize_t n, const Py_ssize_t* orders,
+                    Py_ssize_t n_epochs, Py_ssize_t batch, floating* params,
+                    floating* grads, floating* state, floating* work, double* acc, int loss,
+                    double* loss_out, double* metric_out, Py_ssize_t* done,
+                    Py_ssize_t* bad_batch) except -1 nogil:
+    """n_epochs epochs over the n rows of X, Y (row weights sw or NULL),
+    visiting rows in the order of orders[epoch·n : (epoch+1)·n] (or storage
+    order when orders is NULL). Returns 0, or 1 when a batch's loss was not
+    finite: then bad_batch names it, and the parameters are those before it —
+    or, if those are not finite either, the ones the epoch started from.
+    done counts the completed epochs; a KeyboardInterrupt raised between two
+    batches propagates with everything consistent."""
     cdef Py_ssize_t epoch, start, nb
     cdef floating* Xb = work + activations_size(net, batch) + 2 * batch * net.max_width
     cdef floating* Yb = Xb + batch * net.n_in
+    cdef floating* Wb = Yb + batch * net.n_out
+    cdef floating* snapshot = Wb + batch
     cdef const Py_ssize_t* order
-    cdef double total, correct
+    cdef double total, metric, step_loss, work_done = 0
     for epoch in range(n_epochs):
         total = 0
-        correct = 0
+        metric = 0
         start = 0
+        memcpy(snapshot, params, net.n_params * sizeof(floating))
         while start < n:
             nb = min(batch, n - start)
             if orders != NULL:
                 order = orders + epoch * n + start
                 gather_rows(X, order, nb, net.n_in, Xb)
                 gather_rows(Y, order, nb, net.n_out, Yb)
-                total += train_step(net, opt, params, grads, velocity, Xb, Yb, nb, batch,
-                                    work, acc, loss, &correct)
+                if sw != NULL:
+                    gather_rows(sw, order, nb, 1, Wb)
+                step_loss = train_step(net, opt, params, grads, state, Xb, Yb,
+                                       Wb if sw != NULL else NULL, nb, batch, work, acc,
+                                       loss, &metric)
             else:
-                total += train_step(net, opt, params, grads, velocity, X + start * net.n_in,
-                                    Y + start * net.n_out, nb, batch, work, acc, loss,
-                                    &correct)
+                step_loss = train_step(net, opt, params, grads, state,
+                                       X + start * net.n_in, Y + start * net.n_out,
+                                       sw + start if sw != NULL else NULL, nb, batch, work,
+                                       acc, loss, &metric)
+            if not isfinite(step_loss):
+                bad_batch[0] = start // batch
+                if not all_finite(params, net.n_params):
+                    memcpy(params, snapshot, net.n_params * sizeof(floating))
+                return 1
+            total += step_loss
             start += nb
+            work_done += <double> nb * net.n_params
+            if work_done > SIGNAL_WORK:
+                work_done = 0
+                check_signals()
         loss_out[epoch] = total / n
-        correct_out[epoch] = correct / n
+        metric_out[epoch] = metric / n
+        done[0] = epoch + 1
+    return 0
 
 
 # ---------------------------------------------------------------- inference
@@ -188,7 +242,7 @@ cdef void forward_rows(Net* net, const floating* params, const floating* X,
 
 cdef double evaluate_rows(Net* net, const floating* params, const floating* X,
                           const floating* Y, Py_ssize_t n, int loss, floating* buf,
-                          double* correct) noexcept nogil:
+                          double* metric) noexcept nogil:
     """Σ of the per-example losses over n rows, in chunks; buf holds
     CHUNK·(2·max_width + n_out) elements."""
     cdef Py_ssize_t c, start, nb, rows = min(n, CHUNK)
@@ -199,8 +253,8 @@ cdef double evaluate_rows(Net* net, const floating* params, const floating* X,
         nb = min(CHUNK, n - start)
         forward_rows(net, params, X + start * net.n_in, nb, LINEAR, buf,
                      buf + rows * net.max_width, Z)
-        total += output_loss(Z, Y + start * net.n_out, <floating*> NULL, nb, net.n_out,
-                             net.layers[net.n_layers - 1].act, loss, correct)
+        total += output_loss(Z, Y + start * net.n_out, NULL, NULL, nb, net.n_out,
+                             net.layers[net.n_layers - 1].act, loss, metric)
     return total
 
 
@@ -264,6 +318,7 @@ cdef class Network:
             self.net.max_width = max(self.net.max_width, layout[l, 1])
         self.net.n_in = self.net.layers[0].n_in
         self.net.n_out = self.net.layers[n - 1].n_out
+        self.net.n_params = params.shape[0]
         self.params = params
         self.p = data(params)
         self.is_double = params.dtype == np.float64
@@ -274,66 +329,86 @@ cdef class Network:
 
     def workspace_size(self, Py_ssize_t batch):
         """Elements of the training workspace for mini-batches of `batch` rows:
-        every layer's activations, two gradient buffers, a gathered X and Y batch."""
+        every layer's activations, two gradient buffers, a gathered X, Y and
+        row-weight batch, and a copy of the parameters (the epoch's start, for
+        divergence)."""
         return (activations_size(&self.net, batch) + 2 * batch * self.net.max_width
-                + batch * (self.net.n_in + self.net.n_out))
+                + batch * (self.net.n_in + self.net.n_out + 1) + self.net.n_params)
 
-    def train_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray orders, Py_ssize_t batch,
-                     cnp.ndarray grads, cnp.ndarray velocity, cnp.ndarray work, int loss,
-                     double lr, double momentum, bint nesterov, double weight_decay,
-                     cnp.ndarray loss_out, cnp.ndarray correct_out):
-        """Runs len(loss_out) epochs of mini-batch gradient descent on the parameters.
+    def train_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray sample_weight,
+                     cnp.ndarray orders, Py_ssize_t batch, cnp.ndarray grads,
+                     cnp.ndarray state, cnp.ndarray work, int loss, tuple hyper, double lr,
+                     cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out):
+        """Runs len(loss_out) epochs of mini-batch training on the parameters.
 
-        X (n×n_in), Y (n×n_out); orders: one row permutation per epoch
-        (len(loss_out)×n, intp) or an empty array to visit rows in order;
-        grads: flat like the parameters, used when momentum or weight decay is
-        set; velocity: likewise, used with momentum (each may be empty otherwise); work: workspace_size(batch) elements.
-        Writes each epoch's mean loss and fraction classified correctly to the
-        float64 arrays loss_out / correct_out.
+        X (n×n_in), Y (n×n_out); sample_weight: (n,) row weights or empty;
+        orders: one row permutation per epoch (len(loss_out)×n, intp) or empty
+        to visit rows in order; hyper: the optimizer's (kind, momentum,
+        nesterov, weight_decay, beta1, beta2, eps, decoupled), lr its rate for
+        these epochs; grads: flat like the parameters, unless the update is
+        plain SGD (folded into the GEMM); state: the optimizer's buffers (SGD
+        momentum: one, Adam: two parameter vectors; else empty); work:
+        workspace_size(batch) elements; progress: int64 [epochs done, batch
+        whose loss was not finite, optimizer steps taken] (the last read and
+        updated). Writes each epoch's mean loss to loss_out and its metric to
+        metric_out: the fraction classified correctly for classification
+        losses, the mean signed error (y − ŷ) for mse/mae. Returns 0, or 1 when a batch loss
+        was not finite (training stopped before that batch's update).
         """
         cdef Optimizer opt
-        cdef Py_ssize_t n, n_epochs
+        cdef Py_ssize_t n, n_epochs, p_size = self.net.n_params
         expect(X, self.typenum, -1, self.net.n_in, "X")
         n = X.shape[0]
         expect(Y, self.typenum, n, self.net.n_out, "Y")
+        expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
+               "sample_weight")
         expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
         n_epochs = loss_out.shape[0]
-        expect(correct_out, cnp.NPY_FLOAT64, n_epochs, -1, "correct_out")
+        expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
         expect(orders, cnp.NPY_INTP, n_epochs if orders.shape[0] else 0, n, "orders")
+        expect(progress, cnp.NPY_INT64, 3, -1, "progress")
         expect(work, self.typenum, -1, -1, "work")
         if not 0 < batch <= n or work.shape[0] < self.workspace_size(batch):
             raise ValueError("batch or work: the workspace does not fit the batch")
-        for buf, name in ((grads, "grads"), (velocity, "velocity")):
-            expect(buf, self.typenum, -1, -1, name)
-            if buf.shape[0] not in (0, self.params.shape[0]):
-                raise ValueError(f"{name}: expected 0 or {self.params.shape[0]} elements")
-        if (weight_decay != 0 or momentum != 0) and grads.shape[0] == 0 or (
-                momentum != 0 and velocity.shape[0] == 0):
-            raise ValueError("grads/velocity: needed by this optimizer but empty")
+        (opt.h.kind, opt.h.momentum, opt.h.nesterov, opt.h.weight_decay, opt.h.beta1,
+         opt.h.beta2, opt.h.eps, opt.h.decoupled) = hyper
+        opt.lr = lr
+        opt.t = progress[2]
+        opt.folded = opt.h.kind == SGD and opt.h.momentum == 0 and opt.h.weight_decay == 0
+        expect(grads, self.typenum, 0 if opt.folded else p_size, -1, "grads")
+        expect(state, self.typenum,
+               2 * p_size if opt.h.kind == ADAM else p_size if opt.h.momentum else 0, -1,
+               "state")
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
         cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
         cdef void* x = data(X)
         cdef void* y = data(Y)
+        cdef void* sw = data(sample_weight)
         cdef void* g = data(grads)
-        cdef void* v = data(velocity)
+        cdef void* st = data(state)
         cdef void* w = data(work)
         cdef double* lo = <double*> data(loss_out)
-        cdef double* co = <double*> data(correct_out)
+        cdef double* co = <double*> data(metric_out)
+        cdef Py_ssize_t done = 0, bad_batch = -1
+        cdef int status
         if acc == NULL:
             raise MemoryError()
-        opt.lr, opt.momentum, opt.nesterov = lr, momentum, nesterov
-        opt.weight_decay = weight_decay
-        opt.folded = momentum == 0 and weight_decay == 0
-        with nogil:
-            if self.is_double:
-                run_epochs(&self.net, &opt, <double*> x, <double*> y, n, order, n_epochs,
-                           batch, <double*> self.p, <double*> g, <double*> v, <double*> w, acc,
-                           loss, lo, co)
-            else:
-                run_epochs(&self.net, &opt, <float*> x, <float*> y, n, order, n_epochs,
-                           batch, <float*> self.p, <float*> g, <float*> v, <float*> w, acc,
-                           loss, lo, co)
-        free(acc)
+        try:
+            with nogil:
+                if self.is_double:
+                    status = run_epochs(&self.net, &opt, <double*> x, <double*> y,
+                                        <double*> sw, n, order, n_epochs, batch,
+                                        <double*> self.p, <double*> g, <double*> st,
+                                        <double*> w, acc, loss, lo, co, &done, &bad_batch)
+                else:
+                    status = run_epochs(&self.net, &opt, <float*> x, <float*> y,
+                                        <float*> sw, n, order, n_epochs, batch,
+                                        <float*> self.p, <float*> g, <float*> st,
+                                        <float*> w, acc, loss, lo, co, &done, &bad_batch)
+        finally:
+            free(acc)
+            progress[0], progress[1], progress[2] = done, bad_batch, opt.t
+        return status
 
     cdef void forward_any(self, void* x, Py_ssize_t n, int last_act, void* buf,
                           void* out) noexcept nogil:
@@ -378,7 +453,9 @@ cdef class Network:
         return out
 
     def evaluate(self, cnp.ndarray X, cnp.ndarray Y, int loss):
-        """(mean loss, fraction classified correctly) of the network on X, Y."""
+        """(mean loss, metric) of the network on X, Y: the metric is the fraction
+        classified correctly for classification losses, the mean signed error
+        (y − ŷ) for mse/mae."""
         expect(X, self.typenum, -1, self.net.n_in, "X")
         expect(Y, self.typenum, X.shape[0], self.net.n_out, "Y")
         cdef Py_ssize_t n = X.shape[0]
@@ -386,18 +463,18 @@ cdef class Network:
         cdef void* buf = malloc(min(n, CHUNK) * (2 * self.net.max_width + self.net.n_out) * item)
         cdef void* x = data(X)
         cdef void* y = data(Y)
-        cdef double total, correct = 0
+        cdef double total, metric = 0
         if buf == NULL:
             raise MemoryError()
         with nogil:
             if self.is_double:
                 total = evaluate_rows(&self.net, <double*> self.p, <double*> x, <double*> y, n,
-                                      loss, <double*> buf, &correct)
+                                      loss, <double*> buf, &metric)
             else:
                 total = evaluate_rows(&self.net, <float*> self.p, <float*> x, <float*> y, n,
-                                      loss, <float*> buf, &correct)
+                                      loss, <float*> buf, &metric)
         free(buf)
-        return total / n, correct / n
+        return total / n, metric / n
 
 
 def use_ilp64_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv):

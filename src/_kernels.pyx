@@ -17,7 +17,8 @@ from _activation cimport (bias_activation as _bias_activation,
                           activation_backward as _activation_backward)
 from _loss cimport output_loss as _output_loss
 from _layer cimport dense_forward as _dense_forward, dense_backward as _dense_backward
-from _sgd cimport sgd_update as _sgd_update
+from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
+from _perceptron cimport perceptron_epoch as _perceptron_epoch
 
 cnp.import_array()
 
@@ -52,13 +53,16 @@ def activation_backward(floating[:, ::1] dA not None, const floating[:, ::1] A n
 
 
 def output_loss(floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
-                floating[:, ::1] dZ, int act, int loss):
+                floating[:, ::1] dZ, int act, int loss, const floating[::1] sample_weight=None):
     """Z := f(Z); dZ := ∂cost/∂Z (unless None); returns (Σ per-example losses,
-    number correctly classified)."""
+    each times its sample weight when given; number correctly classified)."""
     cdef double total, correct = 0
     cdef floating* d = NULL if dZ is None else &dZ[0, 0]
+    cdef const floating* sw = NULL
+    if sample_weight is not None:
+        sw = &sample_weight[0]
     with nogil:
-        total = _output_loss(&Z[0, 0], &Y[0, 0], d, Z.shape[0], Z.shape[1], act,
+        total = _output_loss(&Z[0, 0], &Y[0, 0], sw, d, Z.shape[0], Z.shape[1], act,
                              loss, &correct)
     return total, correct
 
@@ -94,6 +98,16 @@ def sgd_update(floating[::1] params not None, const floating[::1] grads not None
     with nogil:
         _sgd_update(&params[0], &grads[0], v, params.shape[0], <floating> lr,
                     <floating> momentum, nesterov, <floating> weight_decay)
+
+
+def adam_update(floating[::1] params not None, const floating[::1] grads not None,
+                floating[::1] m not None, floating[::1] v not None, double lr, double beta1,
+                double beta2, double eps, double weight_decay, bint decoupled, long long t):
+    """Step t (1-based) of Adam/AdamW in place on params, m and v."""
+    with nogil:
+        _adam_update(&params[0], &grads[0], &m[0], &v[0], params.shape[0], <floating> lr,
+                     <floating> beta1, <floating> beta2, <floating> eps,
+                     <floating> weight_decay, decoupled, t)
 
 
 
@@ -168,3 +182,23 @@ def use_ilp64_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv):
     """Point this module's products at ILP64 BLAS entry points (addresses), or
     back at SciPy's BLAS with all zeros. Called by nncore.blas at import."""
     set_ilp64_blas(sgemm, dgemm, sgemv, dgemv)
+
+
+def perceptron_epoch(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
+                     const Py_ssize_t[::1] order, floating[:, ::1] W not None,
+                     floating[::1] b not None, double lr):
+    """One epoch of the perceptron rule in place, visiting the rows of X, Y in
+    `order` (intp row indices, one visit each; storage order when None): e = y −
+    [x·W + b > 0]; W += lr·xᵀe; b += lr·e. Returns (Σ per-example mean |e|,
+    number of examples with some error)."""
+    cdef Py_ssize_t n = X.shape[0] if order is None else order.shape[0]
+    cdef const Py_ssize_t* o = NULL
+    cdef floating[::1] z = np.empty(max(W.shape[1], 1),
+                                    np.float32 if floating is float else np.float64)
+    cdef double total, errors = 0
+    if order is not None and n > 0:
+        o = &order[0]
+    with nogil:
+        total = _perceptron_epoch(&X[0, 0], &Y[0, 0], n, X.shape[1], W.shape[1], o,
+                                  &W[0, 0], &b[0], <floating> lr, &errors, &z[0])
+    return total, <Py_ssize_t> errors

@@ -30,25 +30,29 @@ cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
     return best
 
 
-cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
-                               Py_ssize_t n, Py_ssize_t k, int act, int loss,
-                               double* correct) noexcept nogil:
-    """Z := f(Z) in place; returns Σ of the n per-example losses; dZ(n×k) :=
-    ∂(Σ losses / n)/∂Z unless dZ is NULL; correct += correctly classified
-    examples (fractional over outputs for binary cross-entropy)."""
+cdef inline double output_loss(floating* Z, const floating* Y, const floating* sw,
+                               floating* dZ, Py_ssize_t n, Py_ssize_t k, int act, int loss,
+                               double* metric) noexcept nogil:
+    """Z := f(Z) in place; returns Σᵢ wᵢ·lossᵢ over the n examples (wᵢ = sw[i],
+    or 1 when sw is NULL); dZ(n×k) := ∂(Σᵢ wᵢ·lossᵢ / n)/∂Z unless dZ is NULL.
+    metric += (unweighted) the examples classified correctly for the
+    classification losses (fractional over outputs for binary cross-entropy),
+    Σᵢ mean over outputs of (y − ŷ) — the signed error — for mse and mae."""
     cdef Py_ssize_t i, j
     cdef floating* z
     cdef floating* d
     cdef const floating* y
     cdef floating m, p, e
-    cdef double total = 0, row, s, ysum, hits
+    cdef double total = 0, row, s, ysum, hits, signed
     cdef Py_ssize_t top, label
-    cdef floating inv_n = 1 / <floating> n
-    cdef floating inv_nk = 1 / (<floating> n * k)
+    cdef floating inv_n, inv_nk, w
     for i in range(n):
         z = Z + i * k
         y = Y + i * k
         d = dZ + i * k if dZ != NULL else NULL
+        w = sw[i] if sw != NULL else 1
+        inv_n = w / <floating> n
+        inv_nk = w / (<floating> n * k)
         row = 0
         if loss == CROSS_ENTROPY and act == SOFTMAX:
             # With e = exp(z − max z) and s = Σ e: log pⱼ = (zⱼ − max z) − log s,
@@ -57,7 +61,7 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
             m = z[top]
             label = argmax(y, k)
             if y[label] > 0 and label == top:
-                correct[0] += 1
+                metric[0] += 1
             s = 0
             ysum = 0
             for j in range(k):
@@ -81,12 +85,14 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
                 if d != NULL:
                     d[j] = (z[j] - y[j]) * inv_nk
             row /= k
-            correct[0] += hits / k
+            metric[0] += hits / k
         else:  # mse or mae (nncore.model pairs the classification losses with
             # their fused output activations; no other pair reaches here)
             activate_row(z, k, act)
+            signed = 0
             for j in range(k):
                 e = z[j] - y[j]
+                signed -= e
                 if loss == MSE:
                     row += e * e
                     if d != NULL:
@@ -97,7 +103,8 @@ cdef inline double output_loss(floating* Z, const floating* Y, floating* dZ,
                         d[j] = (e > 0) - (e < 0)
                         d[j] *= inv_nk
             row /= k
+            metric[0] += signed / k
             if d != NULL:
                 backward_row(d, z, k, act)
-        total += row
+        total += row * w if sw != NULL else row
     return total

@@ -97,7 +97,7 @@ def test_fit_returns_history(backend, task):
     assert isinstance(history, History)
     assert model.history is history
     assert history.epoch == [0, 1, 2, 3]
-    expected_keys = {"loss", "accuracy"} if task in CLASSIFICATION else {"loss"}
+    expected_keys = {"loss", "lr", "accuracy" if task in CLASSIFICATION else "mean_error"}
     assert set(history.history) == expected_keys
     for values in history.history.values():
         assert len(values) == 4
@@ -237,7 +237,9 @@ def test_evaluate_matches_loss_functions(backend, dtype, rtol, task):
         assert set(result) == {"loss", "accuracy"}
         assert result["accuracy"] == pytest.approx(np.mean((pred > 0.5) == (y > 0.5)))
     else:
-        assert set(result) == {"loss"}
+        assert set(result) == {"loss", "mean_error"}
+        assert result["mean_error"] == pytest.approx(losses.mean_error(y, pred), rel=rtol,
+                                                     abs=rtol)
     assert all(isinstance(v, float) for v in result.values())
 
 

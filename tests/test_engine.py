@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import nncore
-from nncore import SGD, Dense, Sequential, model as model_module
+from nncore import SGD, Dense, Sequential, training
 
 HIDDEN = ["linear", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"]
 # loss -> output activations it is trained with
@@ -84,8 +84,8 @@ def test_order_blocks_do_not_change_training(monkeypatch):
     train exactly like one block: the generator's draws are the same."""
     X, y = data("cross_entropy", n=40)
     results = []
-    for block in (model_module.ORDER_BLOCK, 40):  # 40 elements: one epoch per block
-        monkeypatch.setattr(model_module, "ORDER_BLOCK", block)
+    for block in (training.ORDER_BLOCK, 40):  # 40 elements: one epoch per block
+        monkeypatch.setattr(training, "ORDER_BLOCK", block)
         model = network("relu", "cross_entropy", "softmax", "cython")
         history = model.fit(X, y, epochs=6, batch_size=8)
         results.append((model.get_weights(), history.history["loss"]))

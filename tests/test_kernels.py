@@ -217,22 +217,23 @@ def targets(rng, shape, loss, dtype):
 def output_loss_ref(Z, Y, act, loss):
     """Everything output_loss computes, in float64 straight from the definitions,
     with error scales: P = f(Z), total = Σ per-example losses, dZ = ∂(total/n)/∂Z,
-    correct = #correctly classified."""
+    metric = #correctly classified (classification) or Σ mean signed error
+    y − ŷ (regression), with its scale."""
     n, k = Z.shape
-    r = SimpleNamespace(correct=0)
+    r = SimpleNamespace(metric_scale=0)
     if loss == losses.CROSS_ENTROPY:
         lse = np.logaddexp.reduce(Z, axis=1, keepdims=True)
         ysum = Y.sum(1, keepdims=True)
         r.P = np.exp(Z - lse)
         r.total, r.total_scale = np.sum(Y * (lse - Z)), np.sum(Y * (np.abs(lse) + np.abs(Z)))
         r.dZ, r.dZ_scale = (r.P * ysum - Y) / n, (r.P * ysum + Y) / n
-        r.correct = np.sum((Y.argmax(1) == Z.argmax(1)) & (Y.max(1) > 0))
+        r.metric = np.sum((Y.argmax(1) == Z.argmax(1)) & (Y.max(1) > 0))
     elif loss == losses.BINARY_CROSS_ENTROPY:
         r.P = act_ref(Z, act)
         r.total = np.sum(np.logaddexp(0, Z) - Y * Z) / k
         r.total_scale = np.sum(np.logaddexp(0, Z) + np.abs(Y * Z)) / k
         r.dZ, r.dZ_scale = (r.P - Y) / (n * k), (r.P + Y) / (n * k)
-        r.correct = np.sum((Z > 0) == (Y > 0.5)) / k
+        r.metric = np.sum((Z > 0) == (Y > 0.5)) / k
     else:
         r.P = A = act_ref(Z, act)
         E, E_scale = A - Y, np.abs(A) + np.abs(Y)
@@ -242,6 +243,7 @@ def output_loss_ref(Z, Y, act, loss):
         dA = (2 * E if mse else np.sign(E)) / (n * k)
         dA_scale = 2 * E_scale / (n * k) if mse else np.abs(dA)
         r.dZ, r.dZ_scale = jvp_ref(dA, A, act), jvp_scale(dA_scale, A, act)
+        r.metric, r.metric_scale = -np.sum(E) / k, np.sum(E_scale) / k
     return r
 
 
@@ -249,17 +251,17 @@ def output_loss_ref(Z, Y, act, loss):
 @pytest.mark.parametrize("loss,act", LOSS_PAIRS, ids=LOSS_IDS)
 @pytest.mark.parametrize("shape", LOSS_BLOCKS, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_output_loss(assert_close, rng, dtype, shape, loss, act, with_grad):
-    """Z := f(Z) in place; returns (Σ losses, #correct); dZ := ∂cost/∂Z in place."""
+    """Z := f(Z) in place; returns (Σ losses, metric); dZ := ∂cost/∂Z in place."""
     Z0, Y = randn(rng, shape, dtype, zeros=True), targets(rng, shape, loss, dtype)
     ref = output_loss_ref(f64(Z0), f64(Y), act, loss)
     outputs = []
     for fn in (K.output_loss, losses.output_loss):
         Z = Z0.copy()
         dZ = np.full(shape, np.nan, dtype) if with_grad else None
-        total, correct = fn(Z, Y, dZ, act, loss)
+        total, metric = fn(Z, Y, dZ, act, loss)
         assert_close(Z, ref.P, dtype)
         assert_close(total, ref.total, dtype, ref.total_scale)
-        assert correct == pytest.approx(ref.correct, abs=1e-12)
+        assert_close(metric, ref.metric, dtype, ref.metric_scale)
         if with_grad:
             assert_close(dZ, ref.dZ, dtype, ref.dZ_scale)
         outputs.append((Z, dZ))

@@ -1,0 +1,116 @@
+"""Training callbacks: hooks that fit() calls at epoch boundaries, and the
+built-in ones — EarlyStopping and the progress display.
+
+A callback implements any of on_train_begin(model, logs), on_epoch_end(model,
+logs) and on_train_end(model, logs). logs holds the epoch's History values
+("loss", "accuracy" or "mean_error", "val_loss", ..., plus "epoch", counted
+from 0 over the model's life, and "lr"). Setting model.stop_training = True
+ends training after the current epoch.
+"""
+import math
+import sys
+
+import numpy as np
+
+
+class Callback:
+    """Base class: every hook does nothing."""
+
+    def on_train_begin(self, model, logs):
+        pass
+
+    def on_epoch_end(self, model, logs):
+        pass
+
+    def on_train_end(self, model, logs):
+        pass
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved by more than min_delta for
+    `patience` epochs ("stop when the cost stops changing").
+
+    mode "auto" minimises losses and maximises accuracies. With no validation
+    data a "val_*" monitor falls back to its training counterpart ("val_loss"
+    to "loss"). restore_best_weights puts back the weights of the best epoch
+    when training ends. After fit, `stopped_epoch` is the epoch training
+    stopped at (None when it ran to the end) and `best` the best value.
+    """
+
+    def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
+                 restore_best_weights=True, mode="auto"):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a History key such as 'val_loss', got {monitor!r}")
+        if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
+        if (isinstance(min_delta, bool) or not isinstance(min_delta, (int, float, np.number))
+                or not math.isfinite(min_delta) or min_delta < 0):
+            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        self.restore_best_weights = bool(restore_best_weights)
+        self.mode = mode
+
+    def on_train_begin(self, model, logs):
+        self.best, self.wait, self.stopped_epoch = None, 0, None
+        self.best_weights, self.key = None, None
+
+    def on_epoch_end(self, model, logs):
+        if self.key is None:
+            self.key = self._key(logs)
+        value = logs[self.key]
+        maximise = self.mode == "max" or (self.mode == "auto" and "acc" in self.key)
+        sign = -1.0 if maximise else 1.0
+        if self.best is None or sign * (value - self.best) < -self.min_delta:
+            self.best, self.wait = value, 0
+            if self.restore_best_weights:
+                self.best_weights = model.get_weights()
+        else:
+            self.wait += 1
+            if self.wait > self.patience:
+                self.stopped_epoch = logs["epoch"]
+                model.stop_training = True
+
+    def on_train_end(self, model, logs):
+        if self.restore_best_weights and self.best_weights is not None:
+            model.set_weights(self.best_weights)
+
+    def _key(self, logs):
+        if self.monitor in logs:
+            return self.monitor
+        fallback = self.monitor[4:] if self.monitor.startswith("val_") else None
+        if fallback in logs:
+            return fallback
+        raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not logged; "
+                         f"available: {sorted(k for k in logs if k not in ('epoch', 'lr'))}")
+
+
+class ProgressBar(Callback):
+    """verbose=1: one line per epoch with the logged values — a tqdm bar over
+    the epochs when tqdm is installed, plain prints otherwise."""
+
+    def __init__(self, epochs, stream=None):
+        self.epochs, self.stream = epochs, stream or sys.stdout
+
+    def on_train_begin(self, model, logs):
+        self.done = 0
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self.bar = None
+        else:
+            self.bar = tqdm(total=self.epochs, unit="epoch", file=self.stream, leave=True)
+
+    def on_epoch_end(self, model, logs):
+        self.done += 1
+        values = " - ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in ("epoch",))
+        if self.bar is not None:
+            self.bar.set_postfix_str(values, refresh=False)
+            self.bar.update(1)
+        else:
+            print(f"epoch {self.done}/{self.epochs} - {values}", file=self.stream, flush=True)
+
+    def on_train_end(self, model, logs):
+        if self.bar is not None:
+            self.bar.close()

@@ -1,0 +1,111 @@
+"""The fit loop: hands blocks of epochs to the backend's compiled loop and
+does, at epoch boundaries only, what needs Python — learning-rate schedules,
+validation, callbacks, History, divergence and interruption.
+
+With nothing to do between epochs (constant learning rate, no validation, no
+callbacks) a whole block of epochs runs in one call without the GIL; otherwise
+the backend is called once per epoch, which costs a few µs per epoch.
+"""
+import numpy as np
+
+from .losses import CLASSIFICATION
+from .schedules import Constant
+
+# Upper bound on the shuffle orders handed to the backend at once (elements of
+# intp): bounds memory while keeping Python out of the loop for small data.
+ORDER_BLOCK = 1 << 20
+
+
+class DivergenceError(ValueError):
+    """The loss became NaN or infinite during fit. The model keeps the last
+    finite weights; epoch, batch and lr say where and with what rate."""
+
+    def __init__(self, epoch, batch, lr):
+        self.epoch, self.batch, self.lr = epoch, batch, lr
+        super().__init__(
+            f"training diverged at epoch {epoch}, batch {batch}: the loss became NaN or "
+            f"infinite with learning rate {lr:g}. Lower the learning rate, or scale the "
+            "inputs (e.g. standardise X); the model keeps its last finite weights.")
+
+
+class History:
+    """What fit() measured, one value per epoch: history["loss"], plus
+    "accuracy" (classification losses) or "mean_error" (the signed mean of
+    y − ŷ, regression losses), the same with a "val_" prefix when there is
+    validation data, and "lr". epoch lists the epoch numbers (counted over the
+    model's life); runs holds the final monitored value of each of n_init runs."""
+
+    def __init__(self):
+        self.history = {}
+        self.epoch = []
+        self.runs = []
+
+    def __repr__(self):
+        return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+    def record(self, epoch, logs):
+        self.epoch.append(epoch)
+        for key, value in logs.items():
+            if key != "epoch":
+                self.history.setdefault(key, []).append(value)
+
+
+def metric_name(loss_code):
+    return "accuracy" if loss_code in CLASSIFICATION else "mean_error"
+
+
+def run(model, data, epochs, batch, shuffled, validation, callbacks):
+    """Train `model` for `epochs` epochs on data = (X, Y, sample_weight);
+    validation = (Xv, Yv) or None. Returns the History; raises
+    DivergenceError, and lets KeyboardInterrupt through, after recording the
+    epochs that completed."""
+    X, Y, weights = data
+    n = X.shape[0]
+    opt = model.optimizer
+    per_epoch = bool(validation or callbacks or not isinstance(opt.schedule, Constant))
+    block = 1 if per_epoch else (max(1, min(epochs, ORDER_BLOCK // n)) if shuffled else epochs)
+    grads, state = model._optimizer_buffers()
+    work = model._buffer("work", model._net.workspace_size(batch), model.dtype)
+    orders = model._buffer("orders", block * n if shuffled else 0, np.intp)
+    losses, metrics = np.empty(block), np.empty(block)
+    progress = np.zeros(3, np.int64)
+    name = metric_name(model._loss_code)
+    history = History()
+    model.stop_training = False
+    for cb in callbacks:
+        cb.on_train_begin(model, {})
+    done = 0
+    try:
+        while done < epochs and not model.stop_training:
+            count = min(block, epochs - done)
+            block_orders = orders[:count * n].reshape(-1, n)
+            for row in block_orders:  # the draws of rng.permutation(n), without allocating
+                row[...] = model._arange(n)
+                model.rng.shuffle(row)
+            lr = opt.current_lr = opt.schedule.start(model._epoch)
+            progress[:] = (0, -1, model._steps)
+            try:
+                status = model._net.train_epochs(
+                    X, Y, weights, block_orders, batch, grads, state, work, model._loss_code,
+                    opt.hyper(), lr, progress, losses[:count], metrics[:count])
+            finally:  # also on KeyboardInterrupt: keep what the completed epochs did
+                model._steps = int(progress[2])
+                for i in range(int(progress[0])):
+                    logs = {"loss": float(losses[i]), name: float(metrics[i]), "lr": lr}
+                    if validation is not None:
+                        val_loss, val_metric = model._net.evaluate(*validation, model._loss_code)
+                        logs.update({"val_loss": float(val_loss), f"val_{name}": float(val_metric)})
+                    logs["epoch"] = model._epoch
+                    history.record(model._epoch, logs)
+                    opt.schedule.end(model._epoch, logs)
+                    for cb in callbacks:
+                        cb.on_epoch_end(model, logs)
+                    model._epoch += 1
+                    done += 1
+            if status:
+                raise DivergenceError(model._epoch, int(progress[1]), lr)
+    finally:
+        model.history = history
+    for cb in callbacks:
+        cb.on_train_end(model, {"epoch": model._epoch})
+    return history

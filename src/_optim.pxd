@@ -1,0 +1,69 @@
+# Header-only: the optimizers' in-place updates over a flat parameter vector,
+# each one fused pass. PyTorch's semantics (torch.optim.SGD with dampening 0,
+# torch.optim.Adam / AdamW), so trajectories can be checked against it.
+from libc.math cimport sqrt, pow, isfinite
+from cython cimport floating
+
+# Codes shared with nncore/optimizers.py (each class's KIND).
+cdef enum:
+    SGD = 0
+    ADAM = 1
+
+
+cdef struct Hyper:
+    int kind
+    double momentum, weight_decay, beta1, beta2, eps
+    bint nesterov, decoupled
+
+
+cdef inline void sgd_update(floating* p, const floating* g, floating* v, Py_ssize_t n,
+                            floating lr, floating momentum, bint nesterov,
+                            floating weight_decay) noexcept nogil:
+    """g' = g + wd·p;  v := μ·v + g';  p := p − lr·(g' + μ·v if nesterov else v).
+    With μ = 0, v is not touched (may be NULL)."""
+    cdef Py_ssize_t i
+    cdef floating d
+    for i in range(n):
+        d = g[i] + weight_decay * p[i]
+        if momentum != 0:
+            v[i] = momentum * v[i] + d
+            d = d + momentum * v[i] if nesterov else v[i]
+        p[i] -= lr * d
+
+
+cdef inline void adam_update(floating* p, const floating* g, floating* m, floating* v,
+                             Py_ssize_t n, floating lr, floating beta1, floating beta2,
+                             floating eps, floating weight_decay, bint decoupled,
+                             long long t) noexcept nogil:
+    """Step t (1-based) of Adam: g' = g + wd·p (or p := p·(1 − lr·wd) if
+    decoupled: AdamW); m := β₁m + (1−β₁)g'; v := β₂v + (1−β₂)g'²;
+    p := p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + eps)."""
+    cdef Py_ssize_t i
+    cdef floating d
+    cdef floating step = <floating> (lr / (1 - pow(beta1, <double> t)))
+    cdef floating root2 = <floating> sqrt(1 - pow(beta2, <double> t))
+    cdef floating shrink = 1 - lr * weight_decay
+    for i in range(n):
+        d = g[i]
+        if decoupled:
+            p[i] *= shrink
+        else:
+            d = d + weight_decay * p[i]
+        m[i] = beta1 * m[i] + (1 - beta1) * d
+        v[i] = beta2 * v[i] + (1 - beta2) * d * d
+        p[i] -= step * m[i] / (sqrt(v[i]) / root2 + eps)
+
+
+cdef inline void optimizer_update(Hyper* h, floating* p, const floating* g, floating* state,
+                                  Py_ssize_t n, Py_ssize_t size, floating lr,
+                                  long long t) noexcept nogil:
+    """One step of the optimizer h on the n parameters p (offset into a flat
+    vector of `size`); state holds its buffers, `size` apart (SGD: velocity;
+    Adam: m then v)."""
+    if h.kind == ADAM:
+        adam_update(p, g, state, state + size, n, lr, <floating> h.beta1,
+                    <floating> h.beta2, <floating> h.eps, <floating> h.weight_decay,
+                    h.decoupled, t)
+    else:
+        sgd_update(p, g, state, n, lr, <floating> h.momentum, h.nesterov,
+                   <floating> h.weight_decay)
