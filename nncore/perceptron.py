@@ -18,12 +18,13 @@ rule makes at most (R/γ)² mistakes in total (Novikoff 1962, for ‖(w*, b*)‖
 whatever the order of the examples (counting from zero weights, where the
 learning rate only scales the weights and changes no decision; from any other
 start the count is still finite). So after finitely many epochs a whole epoch
-passes without an error, and from then on the weights do not change. Each output is its own perceptron, so
-this holds output by output. On data that are not separable (XOR is the classic
-case, Minsky & Papert 1969) the rule never settles: the weights keep cycling
-and some example stays wrong in every epoch. Separability is all it needs, so
-the bound can be large when the margin is thin, and the separator it ends on is
-just one that works, not the widest.
+passes without an error, and from then on the weights do not change. Each
+output is its own perceptron, so this holds output by output. On data that are
+not separable (XOR is the classic case, Minsky & Papert 1969) the rule never
+settles: the weights stay bounded but keep changing, and some example is wrong
+in every epoch. Separability is all it needs, so the bound can be large when
+the margin is thin, and the separator it ends on is just one that works, not
+the widest.
 """
 import numpy as np
 
@@ -37,11 +38,11 @@ def perceptron_epoch(X, Y, order, W, b, lr):
     W += lr·xᵀe; b += lr·e. Returns (Σ per-example mean |e| over the outputs,
     number of examples with some eⱼ ≠ 0); for 0/1 targets the first is the
     misclassified outputs / out, so dividing by n gives the epoch's MAE (and
-    MSE: |e| ≤ 1), and 1 − second/n is its accuracy.
+    MSE, as e² = |e|), and 1 − second/n is its accuracy.
 
     This is the reference, not the default backend, and it loops over the
     examples in Python: the rule is sequential (each example sees the weights
-    the previous one left), so no batching is possible. The pre-activation is
+    the previous one left), so it does not batch. The pre-activation is
     summed in the kernel's order — bⱼ + x₀·W₀ⱼ + x₁·W₁ⱼ + …, left to right, in the
     dtype — because one ulp can flip a step output; np.add.accumulate is
     sequential where a matmul or a reduction (pairwise, or BLAS) is not.

@@ -43,11 +43,11 @@ class History:
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
-    def record(self, epoch, logs):
-        self.epoch.append(epoch)
-        for key, value in logs.items():
-            if key != "epoch":
-                self.history.setdefault(key, []).append(value)
+    def record(self, epochs, columns):
+        """Append epochs (a range) with their values: {key: list per epoch}."""
+        self.epoch.extend(epochs)
+        for key, values in columns.items():
+            self.history.setdefault(key, []).extend(values)
 
 
 def metric_name(loss_code):
@@ -90,18 +90,23 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                     opt.hyper(), lr, progress, losses[:count], metrics[:count])
             finally:  # also on KeyboardInterrupt: keep what the completed epochs did
                 model._steps = int(progress[2])
-                for i in range(int(progress[0])):
-                    logs = {"loss": float(losses[i]), name: float(metrics[i]), "lr": lr}
+                completed = int(progress[0])
+                if per_epoch and completed:  # one epoch: the hooks that need Python
+                    logs = {"loss": float(losses[0]), name: float(metrics[0]), "lr": lr}
                     if validation is not None:
                         val_loss, val_metric = model._net.evaluate(*validation, model._loss_code)
                         logs.update({"val_loss": float(val_loss), f"val_{name}": float(val_metric)})
+                    history.record([model._epoch], {k: [v] for k, v in logs.items()})
                     logs["epoch"] = model._epoch
-                    history.record(model._epoch, logs)
                     opt.schedule.end(model._epoch, logs)
                     for cb in callbacks:
                         cb.on_epoch_end(model, logs)
-                    model._epoch += 1
-                    done += 1
+                elif completed:  # a block with nothing to do between epochs: in bulk
+                    history.record(range(model._epoch, model._epoch + completed),
+                                   {"loss": losses[:completed].tolist(),
+                                    name: metrics[:completed].tolist(), "lr": [lr] * completed})
+                model._epoch += completed
+                done += completed
             if status:
                 raise DivergenceError(model._epoch, int(progress[1]), lr)
     finally:
