@@ -18,7 +18,7 @@ from . import training
 from .blas import default_threads, threads as blas_threads
 from .callbacks import Callback, ProgressBar
 from .optimizers import SGD, Optimizer
-from .training import History, metric_name
+from .training import History
 from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
 
 BACKENDS = {"cython": _engine, "numpy": reference}
@@ -35,6 +35,8 @@ class Sequential:
 
     loss: "mse" | "mae" | "cross_entropy" (softmax output) |
           "binary_cross_entropy" (sigmoid output).
+    A network of a single step layer (threshold neurons) is trained by the
+    perceptron rule, w ← w + lr·(y − ŷ)·x, with the optimizer's learning rate.
     optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
     seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
@@ -106,7 +108,10 @@ class Sequential:
         self._loss_code = LOSSES[self.loss]
         self._n_features = int(self._layout[0, 0])
         self._n_outputs = int(self._layout[-1, 1])
-        self._trainable = not any(self._layout[:, 2] == STEP)
+        step = self._layout[:, 2] == STEP
+        # one step layer: the perceptron rule; step among several: untrainable
+        self._perceptron = len(self.layers) == 1 and bool(step[0])
+        self._trainable = self._perceptron or not step.any()
         self._net = BACKENDS[self.backend].Network(self._params, self._layout)
         self._buffers = {}
 
@@ -188,9 +193,12 @@ class Sequential:
             raise ValueError(
                 f"layer {step} uses the step activation, whose gradient is zero almost "
                 "everywhere, so gradient descent cannot train it; use sigmoid (its smooth "
-                "version) for training — a step layer can still be used for predict()")
+                "version) for training — a step layer can still be used for predict(), and "
+                "a network of a single step layer is trained by the perceptron rule")
         X = as_matrix(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
+        if self._perceptron:
+            _check_perceptron(Y, sample_weight, class_weight)
         weights = self._row_weights(Y, sample_weight, class_weight)
         (X, Y, weights), validation = self._split(X, Y, weights, validation_data,
                                                   validation_split)
@@ -360,7 +368,8 @@ class Sequential:
         Y = self._targets(y, X.shape[0])
         with blas_threads(self.n_threads):
             loss, metric = self._net.evaluate(X, Y, self._loss_code)
-        return {"loss": float(loss), metric_name(self._loss_code): float(metric)}
+        return {"loss": float(loss), ("accuracy" if self._loss_code in CLASSIFICATION
+                                      else "mean_error"): float(metric)}
 
 
 def _check_layers(layers):
@@ -421,3 +430,12 @@ def _class_weights(class_weight, labels, classes):
             raise ValueError(f"class_weight[{c}] = {w!r}; expected a finite number >= 0")
         out[c] = w
     return out
+
+
+def _check_perceptron(Y, sample_weight, class_weight):
+    """The perceptron rule learns 0/1 targets, one example at a time, unweighted."""
+    if not np.isin(Y, (0, 1)).all():
+        raise ValueError("a single step layer is trained by the perceptron rule, which "
+                         "needs 0/1 targets; y holds other values")
+    if sample_weight is not None or class_weight is not None:
+        raise ValueError("the perceptron rule takes no sample_weight or class_weight")

@@ -13,6 +13,7 @@ from .activations import LINEAR
 from .layers import dense_backward, dense_forward
 from .losses import output_loss
 from .optimizers import SGD_KIND, step_twin
+from .perceptron import perceptron_epoch
 
 
 class Network:
@@ -106,6 +107,20 @@ class Network:
             loss_out[epoch] = total / n
             metric_out[epoch] = metric / n
             progress[0] = epoch + 1
+        return 0
+
+    def perceptron_epochs(self, X, Y, orders, lr, progress, loss_out, metric_out):
+        """Runs len(loss_out) epochs of the perceptron rule on a one-layer step
+        network (see the compiled twin). Returns 0."""
+        if len(self.layers) != 1:
+            raise ValueError("the perceptron rule trains a network of one layer")
+        _, _, _, W, b = self.layers[0]
+        n = X.shape[0]
+        for epoch in range(loss_out.shape[0]):
+            order = orders[epoch] if orders.shape[0] else None
+            total, missed = perceptron_epoch(X, Y, order, W, b, W.dtype.type(lr))
+            loss_out[epoch], metric_out[epoch] = total / n, missed
+        progress[0] = loss_out.shape[0]
         return 0
 
     def forward(self, X, out, logits=False):

@@ -6,6 +6,8 @@ With nothing to do between epochs (constant learning rate, no validation, no
 callbacks) a whole block of epochs runs in one call without the GIL; otherwise
 the backend is called once per epoch, which costs a few µs per epoch.
 """
+import warnings
+
 import numpy as np
 
 from .losses import CLASSIFICATION
@@ -50,8 +52,12 @@ class History:
             self.history.setdefault(key, []).extend(values)
 
 
-def metric_name(loss_code):
-    return "accuracy" if loss_code in CLASSIFICATION else "mean_error"
+def metric_name(model):
+    """The per-epoch metric next to the loss: misclassified examples for the
+    perceptron rule, accuracy for classification, mean signed error otherwise."""
+    if model._perceptron:
+        return "errors"
+    return "accuracy" if model._loss_code in CLASSIFICATION else "mean_error"
 
 
 def run(model, data, epochs, batch, shuffled, validation, callbacks):
@@ -69,7 +75,7 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     orders = model._buffer("orders", block * n if shuffled else 0, np.intp)
     losses, metrics = np.empty(block), np.empty(block)
     progress = np.zeros(3, np.int64)
-    name = metric_name(model._loss_code)
+    name = metric_name(model)
     history = History()
     model.stop_training = False
     for cb in callbacks:
@@ -85,9 +91,14 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             lr = opt.current_lr = opt.schedule.start(model._epoch)
             progress[:] = (0, -1, model._steps)
             try:
-                status = model._net.train_epochs(
-                    X, Y, weights, block_orders, batch, grads, state, work, model._loss_code,
-                    opt.hyper(), lr, progress, losses[:count], metrics[:count])
+                if model._perceptron:
+                    status = model._net.perceptron_epochs(X, Y, block_orders, lr, progress,
+                                                          losses[:count], metrics[:count])
+                else:
+                    status = model._net.train_epochs(
+                        X, Y, weights, block_orders, batch, grads, state, work,
+                        model._loss_code, opt.hyper(), lr, progress, losses[:count],
+                        metrics[:count])
             finally:  # also on KeyboardInterrupt: keep what the completed epochs did
                 model._steps = int(progress[2])
                 completed = int(progress[0])
@@ -113,4 +124,11 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
         model.history = history
     for cb in callbacks:
         cb.on_train_end(model, {"epoch": model._epoch})
+    if model._perceptron and history.history.get("errors", [0])[-1] > 0:
+        warnings.warn(
+            f"the perceptron rule still misclassified {history.history['errors'][-1]:g} "
+            f"examples in the last epoch: the classes may not be linearly separable (XOR is "
+            "not), and no single layer of threshold neurons can then learn them. Add a "
+            "hidden layer, e.g. Dense(n, 4, 'sigmoid') + Dense(4, 1, 'sigmoid'), and train "
+            "by gradient descent.", stacklevel=3)
     return history

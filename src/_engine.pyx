@@ -27,6 +27,7 @@ from _blas cimport set_ilp64_blas
 from _loss cimport output_loss
 from _layer cimport dense_forward, dense_backward
 from _optim cimport Hyper, optimizer_update, SGD, ADAM
+from _perceptron cimport perceptron_epoch
 from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport isfinite
 
@@ -40,6 +41,8 @@ cdef enum:
     SMALL_SCRATCH = 1024
     # Multiply-adds below which a forward pass keeps the GIL.
     RELEASE_GIL_WORK = 50000
+    # Outputs of a perceptron whose scratch row fits on the stack.
+    PERCEPTRON_OUTPUTS = 256
 
 
 cdef struct Layer:
@@ -409,6 +412,55 @@ cdef class Network:
             free(acc)
             progress[0], progress[1], progress[2] = done, bad_batch, opt.t
         return status
+
+    def perceptron_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray orders, double lr,
+                          cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out):
+        """Runs len(loss_out) epochs of the perceptron rule on a one-layer step
+        network (src/_perceptron.pxd), visiting rows in the order of each row of
+        orders (or storage order when it is empty). Writes each epoch's mean
+        |y − ŷ| to loss_out and its number of misclassified examples to
+        metric_out; progress[0] := epochs done. Returns 0."""
+        cdef Py_ssize_t n, n_epochs, epoch
+        cdef Layer* L = &self.net.layers[0]
+        if self.net.n_layers != 1:
+            raise ValueError("the perceptron rule trains a network of one layer")
+        expect(X, self.typenum, -1, self.net.n_in, "X")
+        n = X.shape[0]
+        expect(Y, self.typenum, n, self.net.n_out, "Y")
+        expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
+        n_epochs = loss_out.shape[0]
+        expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
+        expect(orders, cnp.NPY_INTP, n_epochs if orders.shape[0] else 0, n, "orders")
+        expect(progress, cnp.NPY_INT64, 3, -1, "progress")
+        cdef void* x = data(X)
+        cdef void* y = data(Y)
+        cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
+        cdef double* lo = <double*> data(loss_out)
+        cdef double* mo = <double*> data(metric_out)
+        cdef double scratch[PERCEPTRON_OUTPUTS]
+        cdef void* z = <void*> scratch if L.n_out <= PERCEPTRON_OUTPUTS else malloc(
+            L.n_out * sizeof(double))
+        if z == NULL:
+            raise MemoryError()
+        with nogil:
+            for epoch in range(n_epochs):
+                mo[epoch] = 0
+                if self.is_double:
+                    lo[epoch] = perceptron_epoch(
+                        <double*> x, <double*> y, n, L.n_in, L.n_out,
+                        order + epoch * n if order != NULL else NULL,
+                        <double*> self.p + L.w, <double*> self.p + L.b, <double> lr,
+                        &mo[epoch], <double*> z) / n
+                else:
+                    lo[epoch] = perceptron_epoch(
+                        <float*> x, <float*> y, n, L.n_in, L.n_out,
+                        order + epoch * n if order != NULL else NULL,
+                        <float*> self.p + L.w, <float*> self.p + L.b, <float> lr,
+                        &mo[epoch], <float*> z) / n
+        if z != <void*> scratch:
+            free(z)
+        progress[0] = n_epochs
+        return 0
 
     cdef void forward_any(self, void* x, Py_ssize_t n, int last_act, void* buf,
                           void* out) noexcept nogil:

@@ -1,0 +1,78 @@
+"""The trainable threshold neuron through the model API: fit on a network of a
+single step layer runs the perceptron rule in the compiled loop."""
+import warnings
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore import SGD, Dense, Sequential
+
+GATES = np.array([[0, 0], [0, 1], [1, 0], [1, 1]])
+BACKENDS = ["cython", "numpy"]
+
+
+def perceptron(n_in=2, n_out=1, backend="cython", lr=1.0, loss="mse"):
+    return Sequential([Dense(n_in, n_out, "step")], loss=loss, optimizer=SGD(lr=lr), seed=0,
+                      backend=backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("gate, y", [("AND", [0, 0, 0, 1]), ("OR", [0, 1, 1, 1])])
+def test_learns_and_or_exactly(backend, gate, y):
+    model = perceptron(backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # converging must not warn
+        history = model.fit(GATES, y, epochs=20, shuffle=False)
+    assert history.history["errors"][-1] == 0
+    np.testing.assert_array_equal(model.predict(GATES).ravel(), y)
+    assert model.evaluate(GATES, y)["loss"] == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_xor_is_not_linearly_separable(backend):
+    model = perceptron(backend=backend)
+    with pytest.warns(UserWarning, match="linearly separable.*hidden layer"):
+        history = model.fit(GATES, [0, 1, 1, 0], epochs=100)
+    assert min(history.history["errors"]) > 0
+    assert model.evaluate(GATES, [0, 1, 1, 0])["loss"] > 0
+
+
+@pytest.mark.filterwarnings("ignore:the perceptron rule still misclassified")
+def test_backends_agree():
+    """Same seed, same shuffled orders: identical weights (the rule's sums run
+    in the same order in both)."""
+    X, y = nncore.load_digits()
+    sel = (y == 3) | (y == 5)
+    results = []
+    for backend in BACKENDS:
+        model = perceptron(64, 1, backend, lr=0.5)
+        model.fit(X[sel], (y[sel] == 5).astype(float), epochs=5)
+        results.append(model.get_weights())
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("pair", [(0, 1), (3, 5)])
+def test_converges_on_separable_digits(pair):
+    """Two classes of the bundled digits are linearly separable: some epoch
+    passes without a mistake, and the training set is then classified exactly."""
+    X, y = nncore.load_digits()
+    sel = np.isin(y, pair)
+    X, t = X[sel], (y[sel] == pair[1]).astype(float)
+    model = perceptron(64, 1, lr=1.0, loss="mae")
+    history = model.fit(X, t, epochs=60)
+    assert 0 in history.history["errors"]
+    assert history.history["errors"][-1] == 0
+    assert model.evaluate(X, t)["loss"] == 0
+
+
+def test_perceptron_refuses_what_it_cannot_learn():
+    model = perceptron()
+    with pytest.raises(ValueError, match="0/1 targets"):
+        model.fit(GATES, [0, 0.5, 1, 1])
+    with pytest.raises(ValueError, match="no sample_weight"):
+        model.fit(GATES, [0, 0, 0, 1], sample_weight=np.ones(4))
+    deep = Sequential([Dense(2, 3, "step"), Dense(3, 1, "step")], loss="mse", seed=0)
+    with pytest.raises(ValueError, match="gradient is zero"):
+        deep.fit(GATES, [0, 1, 1, 0])
