@@ -1,7 +1,8 @@
-"""Throughput of whole training epochs, W1–W4, one group per workload."""
+"""Throughput of whole training epochs, W1–W4, one group per workload; and
+the cost of the progress display on W3."""
 import pytest
 
-from workloads import IMPLEMENTATIONS, WORKLOADS, available, trainer
+from workloads import IMPLEMENTATIONS, WORKLOADS, available, nncore_model, trainer
 
 ROUNDS = {"W1": 15, "W2": 15, "W3": 3, "W4": 3}
 
@@ -18,3 +19,18 @@ def test_train(benchmark, workload, implementation):
     benchmark.extra_info.update(workload=workload, implementation=implementation,
                                 per_call=w.throughput(1.0), unit=w.unit)
     benchmark.pedantic(run, rounds=ROUNDS[workload], iterations=1)
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_train_progress_overhead(benchmark, verbose, capsys):
+    """W3 epochs with and without the progress display (one group: the two
+    medians should agree within noise)."""
+    w = WORKLOADS["W3"]
+    X, y = w.data()
+    model = nncore_model(w, "cython")
+    run = lambda: model.fit(X, y, epochs=1, batch_size=w.batch_size, verbose=verbose)  # noqa: E731
+    run()
+    benchmark.group = "W3 epoch with verbose=0 vs verbose=1"
+    benchmark.extra_info.update(workload="W3-verbose", implementation=f"verbose={verbose}")
+    benchmark.pedantic(run, rounds=ROUNDS["W3"], iterations=1)
+    capsys.readouterr()

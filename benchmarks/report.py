@@ -96,6 +96,11 @@ def tables(data):
             gemm = gemm_seconds_per_epoch(w) * w.epochs_per_call
             cells.append(f"{flops / ours / 1e9:.1f} ({flops / gemm / 1e9:.1f})")
         lines.append("| " + " | ".join(cells) + " |")
+    verbose = {impl: t for (wl, impl), t in medians.items() if wl == "W3-verbose"}
+    if len(verbose) == 2:
+        lines.append("")
+        lines.append(f"W3 epoch with progress display: verbose=1 takes "
+                     f"{verbose['verbose=1'] / verbose['verbose=0']:.3f}x the time of verbose=0")
     pred = {impl: t for (wl, impl), t in medians.items() if wl == "predict"}
     if pred:
         lines.append("")

@@ -1,0 +1,828 @@
+"""Training control in fit(): Adam/AdamW and scheduled SGD against torch.optim,
+Optimizer.update, schedules across fits, validation, early stopping, callbacks,
+progress output, sample/class weights, divergence, interruption, n_init and
+the mean-error metric.
+
+Models are float64 so trajectories can be compared to ~1e-12; most tests run
+on both backends (the `backend` fixture)."""
+import signal
+import sys
+import threading
+import types
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore import SGD, Adam, Callback, Dense, DivergenceError, EarlyStopping, Sequential
+from nncore import schedules
+from nncore.losses import mean_error
+
+N, FEATURES, OUTPUTS = 30, 4, 3
+OUTPUT_ACTIVATION = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid",
+                     "mse": "linear", "mae": "sigmoid"}
+LOSSES = tuple(OUTPUT_ACTIVATION)
+CLASSIFICATION = ("cross_entropy", "binary_cross_entropy")
+REGRESSION = ("mse", "mae")
+
+
+# ------------------------------------------------------------------ helpers
+
+@pytest.fixture(params=("cython", "numpy"))
+def backend(request):
+    """Both backends."""
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def torch():
+    """torch on one thread: its OpenMP pool and NumPy's BLAS threads contend on
+    small machines, which makes these tiny steps ~100× slower."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield torch
+    torch.set_num_threads(threads)
+
+
+def make_data(loss="cross_entropy", n=N, outputs=OUTPUTS, seed=0, scale=1.0):
+    """(X, y): class labels for cross-entropy, 0/1 for binary, [0, 1) reals otherwise."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=scale, size=(n, FEATURES))
+    if loss == "cross_entropy":
+        y = rng.integers(0, outputs, n)
+    elif loss == "binary_cross_entropy":
+        y = (rng.random((n, outputs)) > 0.5).astype(float)
+    else:
+        y = rng.random((n, outputs))
+    return X, y
+
+
+def make_model(loss="cross_entropy", backend="cython", optimizer=None, outputs=OUTPUTS, seed=0):
+    """A float64 FEATURES-5-outputs network: tanh hidden layer, the loss's output."""
+    return Sequential([Dense(FEATURES, 5, "tanh"), Dense(5, outputs, OUTPUT_ACTIVATION[loss])],
+                      loss=loss, optimizer=optimizer or SGD(lr=0.1), seed=seed,
+                      dtype="float64", backend=backend)
+
+
+def assert_weights_equal(a, b, rtol=0.0, atol=0.0):
+    """Two get_weights()-style lists agree array by array (exactly by default)."""
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+def all_finite(model):
+    return all(np.isfinite(w).all() for w in model.get_weights())
+
+
+class Recorder:
+    """A duck-typed callback (not an nncore.Callback) recording every call
+    and, at each epoch end, the weights."""
+
+    def __init__(self):
+        self.calls, self.weights = [], []
+
+    def on_train_begin(self, model, logs):
+        self.calls.append(("begin", model, dict(logs)))
+
+    def on_epoch_end(self, model, logs):
+        self.calls.append(("epoch", model, dict(logs)))
+        self.weights.append(model.get_weights())
+
+    def on_train_end(self, model, logs):
+        self.calls.append(("end", model, dict(logs)))
+
+
+class AtEpoch(Callback):
+    """Calls action(model) at the end of epoch `epoch`."""
+
+    def __init__(self, epoch, action):
+        self.epoch, self.action = epoch, action
+
+    def on_epoch_end(self, model, logs):
+        if logs["epoch"] == self.epoch:
+            self.action(model)
+
+
+def interrupt(model):
+    raise KeyboardInterrupt
+
+
+# ------------------------------------------------- 1. trajectories vs torch
+
+def torch_trajectory(torch, model, X, y, make_optimizer, epochs, batch, make_scheduler=None):
+    """get_weights() after torch trains the model's network from its current
+    weights on the batches in storage order, the scheduler stepped per epoch."""
+    F = torch.nn.functional
+    params = [torch.tensor(w.T if w.ndim == 2 else w, requires_grad=True)
+              for w in model.get_weights()]
+    opt = make_optimizer(torch.optim, params)
+    scheduler = make_scheduler(torch.optim.lr_scheduler, opt) if make_scheduler else None
+    cost = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss}[model.loss]
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    for _ in range(epochs):
+        for s in range(0, len(X), batch):
+            out = F.linear(torch.tanh(F.linear(Xt[s:s + batch], *params[:2])), *params[2:])
+            opt.zero_grad()
+            cost(out, yt[s:s + batch]).backward()
+            opt.step()
+        if scheduler is not None:
+            scheduler.step()
+    return [p.detach().numpy().T for p in params]  # .T leaves the biases alone
+
+
+def torch_adam(optim, params, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+               decoupled=False):
+    """torch.optim.Adam, or AdamW when decoupled, from nncore.Adam's arguments."""
+    cls = optim.AdamW if decoupled else optim.Adam
+    return cls(params, lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
+
+
+ADAM_CASES = {
+    "adam": dict(lr=0.01),
+    "adam-l2": dict(lr=0.02, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.05),
+    "adamw": dict(lr=0.02, beta1=0.85, beta2=0.95, eps=1e-5, weight_decay=0.1, decoupled=True),
+}
+TRAJECTORY_TOL = dict(rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "mse"])
+@pytest.mark.parametrize("case", list(ADAM_CASES))
+def test_adam_trajectory_matches_torch(torch, backend, case, loss):
+    """Five epochs of mini-batches (the last one short) end on torch's weights."""
+    kwargs = ADAM_CASES[case]
+    X, y = make_data(loss)
+    model = make_model(loss, backend, Adam(**kwargs))
+    expected = torch_trajectory(torch, model, X, y, lambda o, p: torch_adam(o, p, **kwargs),
+                                epochs=5, batch=7)
+    model.fit(X, y, epochs=5, batch_size=7, shuffle=False)
+    assert_weights_equal(model.get_weights(), expected, **TRAJECTORY_TOL)
+
+
+# name -> (nncore schedule, matching torch scheduler), both stepped per epoch
+SCHEDULES = {
+    "step": (lambda lr: schedules.StepDecay(lr, step_size=2, gamma=0.5),
+             lambda s, o: s.StepLR(o, step_size=2, gamma=0.5)),
+    "exponential": (lambda lr: schedules.Exponential(lr, gamma=0.7),
+                    lambda s, o: s.ExponentialLR(o, gamma=0.7)),
+    "cosine": (lambda lr: schedules.Cosine(lr, T_max=3, eta_min=0.01),
+               lambda s, o: s.CosineAnnealingLR(o, T_max=3, eta_min=0.01)),
+}
+# name -> (nncore optimizer from a schedule, torch optimizer)
+SCHEDULED_OPTIMIZERS = {
+    "sgd-nesterov-decay": (
+        lambda lr: SGD(lr, momentum=0.9, nesterov=True, weight_decay=0.01),
+        lambda o, p: o.SGD(p, lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    "sgd-momentum": (lambda lr: SGD(lr, momentum=0.5),
+                     lambda o, p: o.SGD(p, lr=0.1, momentum=0.5)),
+    "adamw": (lambda lr: Adam(lr, weight_decay=0.05, decoupled=True),
+              lambda o, p: o.AdamW(p, lr=0.1, weight_decay=0.05)),
+}
+
+
+@pytest.mark.parametrize("optimizer", list(SCHEDULED_OPTIMIZERS))
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_scheduled_trajectory_matches_torch(torch, backend, schedule, optimizer):
+    make_schedule, make_scheduler = SCHEDULES[schedule]
+    ours, theirs = SCHEDULED_OPTIMIZERS[optimizer]
+    X, y = make_data()
+    model = make_model(backend=backend, optimizer=ours(make_schedule(0.1)))
+    expected = torch_trajectory(torch, model, X, y, theirs, epochs=6, batch=8,
+                                make_scheduler=make_scheduler)
+    model.fit(X, y, epochs=6, batch_size=8, shuffle=False)
+    assert_weights_equal(model.get_weights(), expected, **TRAJECTORY_TOL)
+
+
+# ------------------------------------------------ 2. Optimizer.update alone
+
+ADAM_UPDATE = dict(lr=0.05, beta1=0.8, beta2=0.95, eps=1e-6, weight_decay=0.1)
+SHAPES = [(5, 3), (3,)]
+
+
+@pytest.mark.parametrize("decoupled", [False, True], ids=["adam", "adamw"])
+def test_adam_update_matches_torch(torch, rng, decoupled):
+    """Four calls on [W, b]: moments kept per position, bias correction per call."""
+    params = [rng.normal(size=s) for s in SHAPES]
+    tparams = [torch.tensor(p) for p in params]
+    ours = Adam(decoupled=decoupled, **ADAM_UPDATE)
+    theirs = torch_adam(torch.optim, tparams, decoupled=decoupled, **ADAM_UPDATE)
+    for _ in range(4):
+        grads = [rng.normal(size=s) for s in SHAPES]
+        ours.update(params, grads)
+        for p, g in zip(tparams, grads):
+            p.grad = torch.tensor(g)
+        theirs.step()
+    assert_weights_equal(params, [p.numpy() for p in tparams], rtol=1e-12, atol=1e-14)
+
+
+def test_adam_update_compiled_path_equals_numpy_path(rng, dtype, assert_close, monkeypatch):
+    """C-contiguous arrays go through the compiled kernel, strided views through
+    the NumPy twin; both give the same steps."""
+    calls = []
+
+    def spy(name, fn):
+        def wrapper(*args):
+            calls.append(name)
+            return fn(*args)
+        return wrapper
+
+    monkeypatch.setattr(nncore._kernels, "adam_update",
+                        spy("compiled", nncore._kernels.adam_update))
+    monkeypatch.setattr(nncore.optimizers, "adam_update",
+                        spy("numpy", nncore.optimizers.adam_update))
+    contiguous = [rng.normal(size=s).astype(dtype) for s in SHAPES]
+    strided = [np.zeros(s[:-1] + (2 * s[-1],), dtype)[..., ::2] for s in SHAPES]
+    for view, values in zip(strided, contiguous):
+        view[...] = values
+    fast, slow = (Adam(decoupled=True, **ADAM_UPDATE) for _ in range(2))
+    for _ in range(4):
+        grads = [rng.normal(size=s) for s in SHAPES]
+        fast.update(contiguous, grads)
+        slow.update(strided, grads)
+    assert calls == ["compiled", "compiled", "numpy", "numpy"] * 4
+    for a, b in zip(strided, contiguous):
+        assert_close(a, b, dtype)
+
+
+# ------------------------------------------------------ 3. schedules in fit
+
+def test_lr_follows_schedule_and_epochs_continue_across_fits(backend):
+    schedule = schedules.StepDecay(0.2, step_size=2, gamma=0.5)
+    model = make_model(backend=backend, optimizer=SGD(schedule, momentum=0.5))
+    X, y = make_data()
+    first = model.fit(X, y, epochs=3, batch_size=8)
+    second = model.fit(X, y, epochs=3, batch_size=8)
+    assert (first.epoch, second.epoch) == ([0, 1, 2], [3, 4, 5])
+    assert first.history["lr"] + second.history["lr"] == [schedule.start(e) for e in range(6)]
+    assert model.optimizer.current_lr == schedule.start(5)
+
+
+def test_constant_lr_is_logged(backend):
+    history = make_model(backend=backend, optimizer=SGD(0.3)).fit(*make_data(), epochs=4)
+    assert history.history["lr"] == [0.3] * 4
+
+
+def test_fits_in_pieces_equal_one_fit(backend):
+    """Weights, optimizer state, epoch count and shuffling all carry over."""
+    def model():
+        return make_model(backend=backend, optimizer=Adam(schedules.Exponential(0.05, 0.8)))
+    X, y = make_data()
+    pieces, whole = model(), model()
+    h1, h2 = (pieces.fit(X, y, epochs=3, batch_size=8) for _ in range(2))
+    h = whole.fit(X, y, epochs=6, batch_size=8)
+    assert h1.epoch + h2.epoch == h.epoch
+    for key in h.history:
+        assert h1.history[key] + h2.history[key] == h.history[key]
+    assert_weights_equal(pieces.get_weights(), whole.get_weights())
+
+
+def test_reduce_on_plateau_in_fit_matches_torch(torch, backend):
+    """A tiny rate makes the loss plateau; the logged rates are those torch's
+    ReduceLROnPlateau gives for the same losses."""
+    schedule = schedules.ReduceOnPlateau(1e-4, monitor="loss", factor=0.5, patience=1)
+    history = make_model(backend=backend, optimizer=SGD(schedule)).fit(*make_data(), epochs=9)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-4)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1)
+    expected = []
+    for loss in history.history["loss"]:
+        expected.append(opt.param_groups[0]["lr"])
+        scheduler.step(loss)
+    assert history.history["lr"] == pytest.approx(expected, rel=1e-15)
+    assert history.history["lr"][-1] < 1e-4 / 4  # it did reduce, more than once
+
+
+def test_reset_restarts_epochs_lr_and_weights(backend):
+    def model():
+        # threshold 0.5: every epoch after the first is "bad", so the rate halves
+        schedule = schedules.ReduceOnPlateau(0.05, monitor="loss", factor=0.5, patience=0,
+                                             threshold=0.5)
+        return make_model(backend=backend, optimizer=Adam(schedule))
+    X, y = make_data()
+    fresh, used = model(), model()
+    initial = fresh.get_weights()
+    expected = fresh.fit(X, y, epochs=4, batch_size=8)
+    used.fit(X, y, epochs=5, batch_size=8)
+    assert used.optimizer.current_lr < 0.05
+    used.reset()
+    assert used.history is None
+    assert used.optimizer.current_lr == 0.05
+    assert_weights_equal(used.get_weights(), initial)
+    history = used.fit(X, y, epochs=4, batch_size=8)
+    assert history.epoch == [0, 1, 2, 3]
+    assert history.history == expected.history
+    assert_weights_equal(used.get_weights(), fresh.get_weights())
+
+
+# ------------------------------------------------------------ 4. validation
+
+def metric_of(loss):
+    return "accuracy" if loss in CLASSIFICATION else "mean_error"
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_validation_data_logs_val_metrics(backend, loss):
+    X, y = make_data(loss)
+    Xv, yv = make_data(loss, n=11, seed=1)
+    model = make_model(loss, backend)
+    history = model.fit(X, y, epochs=3, batch_size=8, validation_data=(Xv, yv))
+    metric = metric_of(loss)
+    assert set(history.history) == {"loss", metric, "val_loss", f"val_{metric}", "lr"}
+    assert all(len(v) == 3 for v in history.history.values())
+    final = model.evaluate(Xv, yv)
+    assert history.history["val_loss"][-1] == pytest.approx(final["loss"], rel=1e-12)
+    assert history.history[f"val_{metric}"][-1] == pytest.approx(final[metric], rel=1e-12)
+
+
+def test_validation_split_holds_out_the_last_rows(backend):
+    """validation_split=0.25 of 40 rows == validation_data=(last 10 rows),
+    training (shuffled, weighted) on the first 30."""
+    X, y = make_data(n=40)
+    w = np.random.default_rng(1).uniform(0.5, 2.0, 40)
+    split, explicit = make_model(backend=backend), make_model(backend=backend)
+    a = split.fit(X, y, epochs=3, batch_size=8, validation_split=0.25, sample_weight=w)
+    b = explicit.fit(X[:30], y[:30], epochs=3, batch_size=8,
+                     validation_data=(X[30:], y[30:]), sample_weight=w[:30])
+    assert (a.epoch, a.history) == (b.epoch, b.history)
+    assert_weights_equal(split.get_weights(), explicit.get_weights())
+
+
+def test_validation_data_and_split_together_refused():
+    X, y = make_data()
+    with pytest.raises(ValueError, match="not both"):
+        make_model().fit(X, y, validation_data=(X, y), validation_split=0.2)
+
+
+@pytest.mark.parametrize("split", [-0.1, 1.0, 1.5, float("nan"), True, "0.2", None,
+                                   1e-20, 0.99])
+def test_bad_validation_split(split):
+    """Out of [0, 1), not a number, or leaving no rows on one side (30 rows)."""
+    with pytest.raises(ValueError, match="validation_split"):
+        make_model().fit(*make_data(), validation_split=split)
+
+
+@pytest.mark.parametrize("data, exc, match", [
+    ((np.zeros((3, FEATURES)),), TypeError, "pair"),
+    (np.zeros((3, FEATURES)), TypeError, "pair"),
+    ((np.zeros((3, FEATURES + 1)), np.zeros(3, int)), ValueError, "validation X"),
+    ((np.zeros((3, FEATURES)), np.zeros(4, int)), ValueError, "y has 4 rows"),
+])
+def test_bad_validation_data(data, exc, match):
+    with pytest.raises(exc, match=match):
+        make_model().fit(*make_data(), validation_data=data)
+
+
+# -------------------------------------------------------- 5. early stopping
+
+def plateau_fit(backend, early_stopping, epochs=20, **fit_kwargs):
+    """(model, History): a rate so small that the loss moves by ~1e-9 per epoch."""
+    model = make_model(backend=backend, optimizer=SGD(1e-9))
+    history = model.fit(*make_data(), epochs=epochs, early_stopping=early_stopping,
+                        **fit_kwargs)
+    return model, history
+
+
+def test_early_stopping_stops_on_plateau(backend):
+    es = EarlyStopping(monitor="loss", patience=2, min_delta=1e-3)
+    _, history = plateau_fit(backend, es)
+    assert len(history.epoch) < 20
+    assert es.stopped_epoch == history.epoch[-1]
+    assert es.best == history.history["loss"][0]
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "EarlyStopping stops after patience + 1 epochs without improvement (wait > patience), "
+    "not after `patience` of them as its docstring ('has not improved ... for `patience` "
+    "epochs') and Keras (patience=3: 4 epochs run) say"))
+@pytest.mark.parametrize("patience", [1, 3])
+def test_early_stopping_patience_counts_epochs_without_improvement(patience):
+    """Epoch 0 sets the best; then `patience` epochs without improvement stop."""
+    _, history = plateau_fit("cython", EarlyStopping(monitor="loss", patience=patience,
+                                                     min_delta=1e-3))
+    assert len(history.epoch) == 1 + patience
+
+
+def test_early_stopping_runs_to_the_end_while_improving(backend):
+    es = EarlyStopping(monitor="loss", patience=1)
+    history = make_model(backend=backend).fit(*make_data(), epochs=5, early_stopping=es)
+    assert history.epoch == list(range(5))
+    assert es.stopped_epoch is None
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_restore_best_weights(backend, restore):
+    """A rate of 5 makes the full-batch loss rise after a few epochs: the weights
+    kept are those at the end of the best epoch (or of the last one)."""
+    model = make_model(backend=backend, optimizer=SGD(5.0))
+    recorder = Recorder()
+    es = EarlyStopping(monitor="loss", patience=2, restore_best_weights=restore)
+    history = model.fit(*make_data(), epochs=50, callbacks=[recorder], early_stopping=es)
+    best = int(np.argmin(history.history["loss"]))
+    assert es.stopped_epoch == history.epoch[-1] and best < history.epoch[-1]
+    assert es.best == history.history["loss"][best]
+    assert_weights_equal(model.get_weights(), recorder.weights[best if restore else -1])
+
+
+def test_val_monitor_falls_back_to_training_loss(backend):
+    """Without validation data "val_loss" behaves as "loss"; with it, it is used."""
+    runs = {m: EarlyStopping(monitor=m, patience=2, min_delta=1e-3) for m in ("val_loss", "loss")}
+    histories = {m: plateau_fit(backend, es)[1] for m, es in runs.items()}
+    assert histories["val_loss"].history == histories["loss"].history
+    assert runs["val_loss"].stopped_epoch == runs["loss"].stopped_epoch
+    es = EarlyStopping(monitor="val_loss", patience=2, min_delta=1e-3)
+    _, history = plateau_fit(backend, es, validation_data=make_data(n=10, seed=1))
+    assert es.best == history.history["val_loss"][0]
+
+
+@pytest.mark.parametrize("monitor", ["bogus", "val_acc"])
+def test_unknown_monitor_refused(monitor):
+    with pytest.raises(ValueError, match=f"monitors '{monitor}', which is not logged"):
+        make_model().fit(*make_data(), early_stopping=EarlyStopping(monitor=monitor))
+
+
+@pytest.mark.parametrize("kwargs, exc", [
+    (dict(monitor=3), TypeError), (dict(patience=-1), ValueError),
+    (dict(patience=1.5), ValueError), (dict(min_delta=-0.1), ValueError),
+    (dict(min_delta=float("nan")), ValueError), (dict(mode="up"), ValueError),
+])
+def test_early_stopping_bad_arguments(kwargs, exc):
+    with pytest.raises(exc):
+        EarlyStopping(**kwargs)
+
+
+# ------------------------------------------------------------- 6. callbacks
+
+def test_callback_hooks_in_order(backend):
+    recorder = Recorder()
+    model = make_model(backend=backend)
+    history = model.fit(*make_data(), epochs=3, batch_size=8, callbacks=[recorder])
+    hooks = [c[0] for c in recorder.calls]
+    assert hooks == ["begin", "epoch", "epoch", "epoch", "end"]
+    assert all(c[1] is model for c in recorder.calls)
+    epochs = [c[2] for c in recorder.calls[1:-1]]
+    assert [logs["epoch"] for logs in epochs] == [0, 1, 2]
+    assert [logs["loss"] for logs in epochs] == history.history["loss"]
+    assert [logs["lr"] for logs in epochs] == [0.1] * 3
+    assert recorder.calls[-1][2] == {"epoch": 3}
+
+
+def test_callback_stop_training(backend):
+    model = make_model(backend=backend)
+    stop = AtEpoch(1, lambda m: setattr(m, "stop_training", True))
+    assert model.fit(*make_data(), epochs=10, callbacks=[stop]).epoch == [0, 1]
+    assert model.fit(*make_data(), epochs=2).epoch == [2, 3]  # the flag is reset
+
+
+@pytest.mark.parametrize("obj", [object(), print, "callback"])
+def test_non_callback_refused(obj):
+    with pytest.raises(TypeError, match="is not a callback"):
+        make_model().fit(*make_data(), callbacks=[obj])
+
+
+# ------------------------------------------------------ 7. progress output
+
+def test_verbose_prints_one_line_per_epoch_without_tqdm(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # import tqdm -> ImportError
+    make_model().fit(*make_data(), epochs=3, verbose=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("loss" in line and "lr" in line for line in lines)
+
+
+def test_verbose_uses_tqdm_when_available(capsys, monkeypatch):
+    bars = []
+
+    class FakeBar:
+        def __init__(self, total, **kwargs):
+            self.total, self.updates, self.closed = total, 0, False
+            bars.append(self)
+
+        def set_postfix_str(self, text, refresh=True):
+            self.postfix = text
+
+        def update(self, k):
+            self.updates += k
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeBar))
+    make_model().fit(*make_data(), epochs=3, verbose=1)
+    assert [(b.total, b.updates, b.closed) for b in bars] == [(3, 3, True)]
+    assert "loss" in bars[0].postfix
+    assert capsys.readouterr().out == ""
+
+
+def test_verbose_zero_prints_nothing(capsys):
+    make_model().fit(*make_data(), epochs=3, verbose=0)
+    assert capsys.readouterr() == ("", "")
+
+
+@pytest.mark.parametrize("verbose", [2, -1, "yes", None, 0.5])
+def test_bad_verbose(verbose):
+    with pytest.raises(ValueError, match="verbose"):
+        make_model().fit(*make_data(), verbose=verbose)
+
+
+# ------------------------------------------------- 8. sample/class weights
+
+@pytest.mark.parametrize("optimizer", [lambda: SGD(0.5), lambda: Adam(0.05)],
+                         ids=["sgd", "adam"])
+@pytest.mark.parametrize("loss", LOSSES)
+def test_zero_weights_equal_dropping_rows(backend, loss, optimizer):
+    """Full batch: weight 0 on a third of the rows and n/kept on the others
+    (the cost is Σ wᵢ·lossᵢ / n) trains exactly like dropping those rows."""
+    X, y = make_data(loss)
+    keep = np.arange(N) % 3 != 0
+    weights = np.where(keep, N / keep.sum(), 0.0)
+    weighted, dropped = (make_model(loss, backend, optimizer()) for _ in range(2))
+    a = weighted.fit(X, y, epochs=4, sample_weight=weights)
+    b = dropped.fit(X[keep], y[keep], epochs=4)
+    np.testing.assert_allclose(a.history["loss"], b.history["loss"], rtol=1e-12)
+    assert_weights_equal(weighted.get_weights(), dropped.get_weights(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("loss", LOSSES)
+def test_doubled_weights_equal_doubled_rate(backend, loss):
+    """Plain SGD, shuffled mini-batches: weights 2 scale the gradient like lr·2."""
+    X, y = make_data(loss)
+    weighted = make_model(loss, backend, SGD(0.1))
+    faster = make_model(loss, backend, SGD(0.2))
+    weighted.fit(X, y, epochs=3, batch_size=8, sample_weight=np.full(N, 2.0))
+    faster.fit(X, y, epochs=3, batch_size=8)
+    assert_weights_equal(weighted.get_weights(), faster.get_weights(), rtol=1e-12, atol=1e-14)
+
+
+def weight_case(loss, one_hot=False):
+    """(model, X, y, labels): cross-entropy over 3 classes (labels or one-hot y),
+    or binary cross-entropy with one output; uneven class counts."""
+    rng = np.random.default_rng(2)
+    classes = 3 if loss == "cross_entropy" else 2
+    labels = rng.permutation(np.arange(N) % (classes + 2) % classes)  # uneven counts
+    X = rng.normal(size=(N, FEATURES))
+    y = np.eye(classes)[labels] if one_hot else labels
+    outputs = classes if loss == "cross_entropy" else 1
+    return make_model(loss, outputs=outputs), X, y, labels
+
+
+def fit_weights(model, X, y, **kwargs):
+    model.fit(X, y, epochs=3, batch_size=8, **kwargs)
+    return model.get_weights()
+
+
+@pytest.mark.parametrize("loss, one_hot", [("cross_entropy", False), ("cross_entropy", True),
+                                           ("binary_cross_entropy", False)])
+def test_class_weight_equals_sample_weight(loss, one_hot):
+    model, X, y, labels = weight_case(loss, one_hot)
+    class_weight = {0: 0.5, 1: 3.0}
+    expected = fit_weights(weight_case(loss, one_hot)[0], X, y,
+                           sample_weight=np.array([class_weight.get(c, 1.0) for c in labels]))
+    assert_weights_equal(fit_weights(model, X, y, class_weight=class_weight), expected,
+                         rtol=1e-12, atol=1e-14)
+
+
+def test_balanced_class_weight():
+    """"balanced": n / (n_classes · count of the row's class)."""
+    model, X, y, labels = weight_case("cross_entropy")
+    counts = np.bincount(labels)
+    assert len(set(counts)) > 1
+    expected = fit_weights(weight_case("cross_entropy")[0], X, y,
+                           sample_weight=N / (3 * counts[labels]))
+    assert_weights_equal(fit_weights(model, X, y, class_weight="balanced"), expected,
+                         rtol=1e-12, atol=1e-14)
+
+
+def test_class_weight_multiplies_sample_weight():
+    model, X, y, labels = weight_case("cross_entropy")
+    w = np.random.default_rng(3).uniform(0.5, 2.0, N)
+    expected = fit_weights(weight_case("cross_entropy")[0], X, y,
+                           sample_weight=w * np.where(labels == 2, 4.0, 1.0))
+    assert_weights_equal(fit_weights(model, X, y, sample_weight=w, class_weight={2: 4.0}),
+                         expected, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(sample_weight=np.r_[-1.0, np.ones(N - 1)]), ValueError, ">= 0"),
+    (dict(sample_weight=np.r_[np.nan, np.ones(N - 1)]), ValueError, "NaN"),
+    (dict(sample_weight=np.ones(N - 1)), ValueError, "one weight per row"),
+    (dict(sample_weight=np.ones((N, 1))), ValueError, "one weight per row"),
+    (dict(sample_weight=np.zeros(N)), ValueError, "not all 0"),
+    (dict(sample_weight=["a"] * N), TypeError, "sample_weight"),
+    (dict(class_weight={5: 1.0}), ValueError, "not a class"),
+    (dict(class_weight={"0": 1.0}), ValueError, "not a class"),
+    (dict(class_weight={0: -1.0}), ValueError, ">= 0"),
+    (dict(class_weight={0: float("inf")}), ValueError, ">= 0"),
+    (dict(class_weight="even"), ValueError, "'balanced'"),
+    (dict(class_weight=[1.0, 2.0, 3.0]), TypeError, "dict or 'balanced'"),
+])
+def test_invalid_weights(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        make_model().fit(*make_data(), **kwargs)
+
+
+@pytest.mark.parametrize("loss, outputs", [("mse", 3), ("mae", 1), ("binary_cross_entropy", 3)])
+def test_class_weight_needs_a_classification_loss(loss, outputs):
+    X, y = make_data(loss, outputs=outputs)
+    with pytest.raises(ValueError, match="class_weight needs a classification loss"):
+        make_model(loss, outputs=outputs).fit(X, y, class_weight={0: 2.0})
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "all-zero row weights are refused for sample_weight but accepted when they come from "
+    "class_weight: fit then trains nothing and logs loss 0.0"))
+def test_class_weight_zeroing_every_row_refused():
+    with pytest.raises(ValueError, match="not all 0"):
+        make_model().fit(*make_data(), class_weight={0: 0, 1: 0, 2: 0})
+
+
+# ------------------------------------------------------------ 9. divergence
+
+# the NumPy reference warns about the overflow that the compiled engine reports silently
+ignore_overflow = pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning",
+                                             "ignore:invalid value:RuntimeWarning")
+DIVERGING_LR, DIVERGING_BATCH = 5e3, 8
+
+
+def diverging_data():
+    """Unscaled regression: inputs of scale 1e3, targets their first columns."""
+    X, _ = make_data("mse", scale=1e3)
+    return X, X[:, :OUTPUTS]
+
+
+def diverge(backend, lr=DIVERGING_LR):
+    """(model, DivergenceError) of up to 20 epochs of in-order batches of 8."""
+    model = make_model("mse", backend, SGD(lr))
+    with pytest.raises(DivergenceError) as info:
+        model.fit(*diverging_data(), epochs=20, batch_size=DIVERGING_BATCH, shuffle=False)
+    return model, info.value
+
+
+@ignore_overflow
+def test_divergence_error(backend):
+    model, err = diverge(backend)
+    assert isinstance(err, ValueError)
+    assert f"epoch {err.epoch}, batch {err.batch}" in str(err)
+    assert "learning rate 5000" in str(err) and err.lr == DIVERGING_LR
+    assert model.history.epoch == list(range(err.epoch))
+    assert np.isfinite(model.predict(diverging_data()[0])).all()
+
+
+@ignore_overflow
+def test_divergence_keeps_the_weights_before_the_bad_batch(backend):
+    model, err = diverge(backend)
+    assert err.batch > 0
+    replay = make_model("mse", backend, SGD(DIVERGING_LR))
+    X, y = diverging_data()
+    replay.fit(X, y, epochs=err.epoch, batch_size=DIVERGING_BATCH, shuffle=False)
+    rows = err.batch * DIVERGING_BATCH  # then the batches before the bad one
+    replay.fit(X[:rows], y[:rows], epochs=1, batch_size=DIVERGING_BATCH, shuffle=False)
+    assert_weights_equal(model.get_weights(), replay.get_weights())
+
+
+@ignore_overflow
+def test_backends_agree_on_divergence():
+    (cy, a), (py, b) = diverge("cython"), diverge("numpy")
+    assert (a.epoch, a.batch, a.lr) == (b.epoch, b.batch, b.lr)
+    assert_weights_equal(cy.get_weights(), py.get_weights(), rtol=1e-9)
+
+
+@ignore_overflow
+def test_divergence_under_a_schedule_reports_the_epoch_rate(backend):
+    """A rate growing ×10 per epoch from 1e-3 diverges after some finite epochs."""
+    schedule = schedules.Exponential(1e-3, gamma=10.0)
+    model, err = diverge(backend, lr=schedule)
+    assert err.epoch > 0 and err.lr == schedule.start(err.epoch)
+    assert model.history.history["lr"] == [schedule.start(e) for e in range(err.epoch)]
+    assert all(np.isfinite(model.history.history["loss"]))
+    assert all_finite(model)
+
+
+# ------------------------------------------------------- 10. interruption
+
+def test_keyboard_interrupt_from_a_callback(backend):
+    model = make_model(backend=backend)
+    X, y = make_data()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(X, y, epochs=5, batch_size=8, callbacks=[AtEpoch(2, interrupt)])
+    assert model.history.epoch == [0, 1, 2]
+    assert len(model.history.history["loss"]) == 3
+    assert all_finite(model)
+    assert len(model.fit(X, y, epochs=2).epoch) == 2  # the model is usable again
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "an exception from on_epoch_end (here KeyboardInterrupt) leaves the epoch in History "
+    "but uncounted: the next fit numbers its first epoch 2 again and re-uses epoch 2's "
+    "scheduled rate"))
+def test_epoch_count_after_interrupt_from_a_callback():
+    model = make_model()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(*make_data(), epochs=5, callbacks=[AtEpoch(2, interrupt)])
+    assert model.fit(*make_data(), epochs=1).epoch == [3]
+
+
+def test_ctrl_c_reaches_the_compiled_loop():
+    """SIGINT sent while the engine runs a long block of epochs without the GIL
+    (no callbacks, constant rate): its own signal check raises KeyboardInterrupt
+    between batches, and History holds the epochs completed so far."""
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are handled in the main thread only")
+    model = make_model()
+    start = model.layers[0].W.copy()
+
+    def send_sigint():  # once the weights move, the engine is running
+        while np.array_equal(model.layers[0].W, start):
+            pass
+        signal.raise_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    sender = threading.Thread(target=send_sigint, daemon=True)
+    epochs = 10 ** 6  # ~30 s uninterrupted
+    try:
+        sender.start()
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(*make_data(), epochs=epochs, batch_size=8, shuffle=False)
+    finally:
+        sender.join(timeout=5)
+        signal.signal(signal.SIGINT, previous)
+    done = len(model.history.epoch)
+    assert 0 < done < epochs
+    assert model.history.epoch == list(range(done))
+    assert all_finite(model)
+    assert model.fit(*make_data(), epochs=1).epoch == [done]
+
+
+# ----------------------------------------------------------------- 11. n_init
+
+class RunRecorder(Callback):
+    """History values and weights at the end of each n_init run."""
+
+    def __init__(self):
+        self.runs = []
+
+    def on_train_end(self, model, logs):
+        self.runs.append((model.history.history, model.get_weights()))
+
+
+def n_init_fit(backend="cython", n_init=3, **kwargs):
+    """(model, History, RunRecorder) of a 3-epoch mini-batch fit with n_init runs."""
+    model, recorder = make_model(backend=backend, optimizer=SGD(0.5)), RunRecorder()
+    history = model.fit(*make_data(), epochs=3, batch_size=8, n_init=n_init,
+                        callbacks=[recorder], **kwargs)
+    return model, history, recorder
+
+
+def test_n_init_keeps_the_best_run(backend):
+    model, history, recorder = n_init_fit(backend)
+    finals = [h["loss"][-1] for h, _ in recorder.runs]
+    assert len(history.runs) == 3 and history.runs == finals
+    assert len(set(finals)) == 3
+    best = int(np.argmin(finals))
+    assert history.history["loss"][-1] == min(history.runs)
+    assert history.history == recorder.runs[best][0] and model.history is history
+    assert_weights_equal(model.get_weights(), recorder.runs[best][1])
+    assert model.fit(*make_data(), epochs=1).epoch == [3]  # the best run's epoch count
+
+
+def test_n_init_first_run_is_a_plain_fit(backend):
+    _, _, recorder = n_init_fit(backend)
+    _, single, _ = n_init_fit(backend, n_init=1)
+    assert recorder.runs[0][0] == single.history
+
+
+def test_n_init_is_deterministic():
+    (a, ha, _), (b, hb, _) = n_init_fit(), n_init_fit()
+    assert ha.runs == hb.runs and ha.history == hb.history
+    assert_weights_equal(a.get_weights(), b.get_weights())
+
+
+def test_n_init_ranks_by_val_loss_with_validation_data():
+    _, history, recorder = n_init_fit(validation_data=make_data(n=10, seed=1))
+    assert history.runs == [h["val_loss"][-1] for h, _ in recorder.runs]
+    assert history.history["val_loss"][-1] == min(history.runs)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "n_init always keeps the run with the LOWEST monitored value, also when early stopping "
+    "monitors a maximised metric such as accuracy: it keeps the least accurate run"))
+def test_n_init_maximises_accuracy_when_monitored():
+    es = EarlyStopping(monitor="accuracy", patience=100, restore_best_weights=False)
+    _, history, _ = n_init_fit(early_stopping=es)
+    assert len(set(history.runs)) > 1
+    assert history.history["accuracy"][-1] == max(history.runs)
+
+
+# ------------------------------------------------------------ 12. mean error
+
+@pytest.mark.parametrize("loss", REGRESSION)
+def test_mean_error_metric(backend, loss):
+    """evaluate()'s mean_error is losses.mean_error(y, predict(X)); a full-batch
+    epoch logs it for the weights the epoch starts from."""
+    X, y = make_data(loss)
+    model = make_model(loss, backend)
+    before = mean_error(y, model.predict(X))
+    history = model.fit(X, y, epochs=2)
+    assert history.history["mean_error"][0] == pytest.approx(before, rel=1e-12)
+    after = model.evaluate(X, y)["mean_error"]
+    assert after == pytest.approx(mean_error(y, model.predict(X)), rel=1e-12)
+    assert model.evaluate(X, model.predict(X) + 0.25)["mean_error"] == pytest.approx(0.25)
