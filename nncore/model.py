@@ -177,7 +177,7 @@ class Sequential:
         or "balanced" (classification losses); the cost is Σ wᵢ·lossᵢ / n.
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
-        monitored value (early stopping's, else val_loss, else loss) is lowest.
+        monitored value (early stopping's, else val_loss, else loss) is best.
         Calling fit again continues from the current weights, optimizer state
         and epoch count (see reset()).
         """
@@ -239,10 +239,12 @@ class Sequential:
                     layer.initialize(rng)
             history = training.run(self, *args)
             values = history.history.get(key) or history.history[key[4:]]
-            final = min(values) if early_stopping and early_stopping.restore_best_weights \
+            sign = -1 if "acc" in key else 1  # accuracies are maximised, losses minimised
+            best_epoch = min(values, key=lambda v: sign * v)
+            final = best_epoch if early_stopping and early_stopping.restore_best_weights \
                 else values[-1]
             finals.append(final)
-            if best is None or final < best[0]:
+            if best is None or sign * final < sign * best[0]:
                 best = (final, self._snapshot(), history)
         self._restore(best[1])
         best[2].runs = finals
