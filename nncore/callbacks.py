@@ -68,7 +68,7 @@ class EarlyStopping(Callback):
                 self.best_weights = model.get_weights()
         else:
             self.wait += 1
-            if self.wait > self.patience:
+            if self.wait >= self.patience:
                 self.stopped_epoch = logs["epoch"]
                 model.stop_training = True
 

@@ -299,6 +299,9 @@ class Sequential:
             weights = per_class[labels] if weights is None else weights * per_class[labels]
         if weights is None:
             return np.zeros(0, self.dtype)
+        if not weights.any():
+            raise ValueError("sample_weight × class_weight gives every row weight 0, so "
+                             "nothing would be trained; expected weights >= 0, not all 0")
         return np.ascontiguousarray(weights, dtype=self.dtype)
 
     def _split(self, X, Y, weights, validation_data, validation_split):

@@ -102,22 +102,23 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             finally:  # also on KeyboardInterrupt: keep what the completed epochs did
                 model._steps = int(progress[2])
                 completed = int(progress[0])
+                epoch = model._epoch
+                model._epoch += completed  # counted first: a hook below may raise
+                done += completed
                 if per_epoch and completed:  # one epoch: the hooks that need Python
                     logs = {"loss": float(losses[0]), name: float(metrics[0]), "lr": lr}
                     if validation is not None:
                         val_loss, val_metric = model._net.evaluate(*validation, model._loss_code)
                         logs.update({"val_loss": float(val_loss), f"val_{name}": float(val_metric)})
-                    history.record([model._epoch], {k: [v] for k, v in logs.items()})
-                    logs["epoch"] = model._epoch
-                    opt.schedule.end(model._epoch, logs)
+                    history.record([epoch], {k: [v] for k, v in logs.items()})
+                    logs["epoch"] = epoch
+                    opt.schedule.end(epoch, logs)
                     for cb in callbacks:
                         cb.on_epoch_end(model, logs)
                 elif completed:  # a block with nothing to do between epochs: in bulk
-                    history.record(range(model._epoch, model._epoch + completed),
+                    history.record(range(epoch, epoch + completed),
                                    {"loss": losses[:completed].tolist(),
                                     name: metrics[:completed].tolist(), "lr": [lr] * completed})
-                model._epoch += completed
-                done += completed
             if status:
                 raise DivergenceError(model._epoch, int(progress[1]), lr)
     finally:
