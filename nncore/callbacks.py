@@ -26,6 +26,12 @@ class Callback:
         pass
 
 
+def maximised(key, mode="auto"):
+    """Whether a monitored value improves upwards: mode "max", or "auto" for an
+    accuracy; losses and errors improve downwards."""
+    return mode == "max" or (mode == "auto" and "acc" in key)
+
+
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for
     `patience` epochs ("stop when the cost stops changing").
@@ -60,8 +66,7 @@ class EarlyStopping(Callback):
         if self.key is None:
             self.key = self._key(logs)
         value = logs[self.key]
-        maximise = self.mode == "max" or (self.mode == "auto" and "acc" in self.key)
-        sign = -1.0 if maximise else 1.0
+        sign = -1.0 if maximised(self.key, self.mode) else 1.0
         if self.best is None or sign * (value - self.best) < -self.min_delta:
             self.best, self.wait = value, 0
             if self.restore_best_weights:

@@ -16,7 +16,7 @@ from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
 from . import training
 from .blas import default_threads, threads as blas_threads
-from .callbacks import Callback, ProgressBar
+from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Optimizer
 from .training import History
 from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
@@ -239,7 +239,7 @@ class Sequential:
                     layer.initialize(rng)
             history = training.run(self, *args)
             values = history.history.get(key) or history.history[key[4:]]
-            sign = -1 if "acc" in key else 1  # accuracies are maximised, losses minimised
+            sign = -1 if maximised(key, early_stopping.mode if early_stopping else "auto") else 1
             best_epoch = min(values, key=lambda v: sign * v)
             final = best_epoch if early_stopping and early_stopping.restore_best_weights \
                 else values[-1]
@@ -404,11 +404,12 @@ def _check_callbacks(callbacks, early_stopping):
     if early_stopping is not None:
         callbacks.append(early_stopping)
     for cb in callbacks:
-        if not isinstance(cb, Callback) and not all(
+        if isinstance(cb, type) or not isinstance(cb, Callback) and not all(
                 callable(getattr(cb, hook, None))
                 for hook in ("on_train_begin", "on_epoch_end", "on_train_end")):
-            raise TypeError(f"{cb!r} is not a callback: expected an nncore.Callback or an "
-                            "object with on_train_begin/on_epoch_end/on_train_end(model, logs)")
+            raise TypeError(f"{cb!r} is not a callback: expected an instance of nncore.Callback "
+                            "(e.g. EarlyStopping(), not the class) or an object with "
+                            "on_train_begin/on_epoch_end/on_train_end(model, logs)")
     return callbacks
 
 

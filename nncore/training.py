@@ -27,7 +27,8 @@ class DivergenceError(ValueError):
         super().__init__(
             f"training diverged at epoch {epoch}, batch {batch}: the loss became NaN or "
             f"infinite with learning rate {lr:g}. Lower the learning rate, or scale the "
-            "inputs (e.g. standardise X); the model keeps its last finite weights.")
+            "inputs (e.g. standardise X); the model keeps its last finite weights, which may be "
+            "huge: model.reset() starts over.")
 
 
 class History:

@@ -9,6 +9,16 @@ import nncore
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """torch's thread pool beside NumPy's BLAS pool makes tiny steps ~200x slower
+    on a 2-core machine; these comparisons need one thread only."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid,
                "leaky_relu": lambda z: F.leaky_relu(z, 0.01), "linear": lambda z: z}
 # loss -> (output activation, torch loss on the output layer's pre-activation z)
