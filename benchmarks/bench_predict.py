@@ -1,7 +1,7 @@
 """Latency of a single-row predict on the W2 network (64-32-10)."""
 import pytest
 
-from workloads import available, predict_row
+from workloads import available, predict_row, warm_up
 
 
 @pytest.mark.parametrize("implementation", ["cython", "numpy", "torch"])
@@ -9,7 +9,7 @@ def test_predict_row(benchmark, implementation):
     if not available(implementation):
         pytest.skip(f"{implementation} is not installed")
     run = predict_row(implementation)
-    run()
+    warm_up(run)
     benchmark.group = "predict one row, W2 network"
     benchmark.extra_info.update(implementation=implementation)
     benchmark.pedantic(run, rounds=2000, iterations=50, warmup_rounds=100)

@@ -2,7 +2,7 @@
 the cost of the progress display on W3."""
 import pytest
 
-from workloads import IMPLEMENTATIONS, WORKLOADS, available, nncore_model, trainer
+from workloads import IMPLEMENTATIONS, WORKLOADS, available, nncore_model, trainer, warm_up
 
 ROUNDS = {"W1": 15, "W2": 15, "W3": 3, "W4": 3}
 
@@ -14,7 +14,7 @@ def test_train(benchmark, workload, implementation):
         pytest.skip(f"{implementation} is not installed")
     w = WORKLOADS[workload]
     run = trainer(w, implementation)
-    run()  # warm-up: first-call allocations, BLAS thread start-up
+    warm_up(run)
     benchmark.group = f"train {workload}: {w.description}"
     benchmark.extra_info.update(workload=workload, implementation=implementation,
                                 per_call=w.throughput(1.0), unit=w.unit)
@@ -29,7 +29,7 @@ def test_train_progress_overhead(benchmark, verbose, capsys):
     X, y = w.data()
     model = nncore_model(w, "cython")
     run = lambda: model.fit(X, y, epochs=1, batch_size=w.batch_size, verbose=verbose)  # noqa: E731
-    run()
+    warm_up(run)
     benchmark.group = "W3 epoch with verbose=0 vs verbose=1"
     benchmark.extra_info.update(workload="W3-verbose", implementation=f"verbose={verbose}")
     benchmark.pedantic(run, rounds=ROUNDS["W3"], iterations=1)

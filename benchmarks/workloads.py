@@ -6,6 +6,7 @@ converted, model allocated) and then called: each call runs `epochs_per_call`
 whole epochs, so per-call overhead is what a user pays per fit, not per step.
 """
 import importlib.util
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +14,17 @@ import numpy as np
 import nncore
 
 IMPLEMENTATIONS = ["cython", "numpy", "torch", "sklearn"]
+
+
+def warm_up(run, seconds=0.5):
+    """Call run() for at least `seconds` (and at least once) before measuring:
+    first-call allocations and BLAS start-up, and — measured on the shared VMs
+    here — a CPU that idled through the pause between benchmarks runs short
+    calls ~2x slower until it has been busy for a while."""
+    start = time.perf_counter()
+    run()
+    while time.perf_counter() - start < seconds:
+        run()
 
 
 def available(implementation):
