@@ -16,6 +16,7 @@ except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
 from . import activations, blas, callbacks, datasets, losses, schedules
 from .callbacks import Callback, EarlyStopping
 from .datasets import load_digits
+from .io import load
 from .layers import Dense
 from .model import Sequential
 from .optimizers import SGD, Adam
@@ -24,4 +25,4 @@ from .training import DivergenceError, History
 __version__ = "0.1.0"
 __all__ = ["Dense", "Sequential", "SGD", "Adam", "History", "Callback", "EarlyStopping",
            "DivergenceError", "losses", "activations", "schedules", "callbacks", "datasets",
-           "load_digits"]
+           "load_digits", "load"]

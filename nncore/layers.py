@@ -80,18 +80,25 @@ class Dense:
         self._W[...] = rng.uniform(-limit, limit, size=self._W.shape)
         self._b[...] = 0
 
-    def _bind(self, model, W, b):
-        """Make W and b views of `model`'s parameter vector (values copied in).
-        A layer belongs to one live model at a time: sharing it would leave the
-        first model's layer.W pointing at the second model's weights."""
+    def _bind(self, model, W, b, copy=True):
+        """Make W and b views of `model`'s parameter vector (values copied in,
+        unless copy is False: they are there already). A layer belongs to one
+        live model at a time: sharing it would leave the first model's layer.W
+        pointing at the second model's weights."""
         owner = self._owner() if self._owner is not None else None
         if owner is not None and owner is not model:
             raise ValueError(f"{self!r} already belongs to another Sequential that is still "
                              "alive; create new Dense layers for a second model")
-        W[...] = self._W
-        b[...] = self._b
+        if copy:
+            W[...] = self._W
+            b[...] = self._b
         self._W, self._b = W, b
         self._owner = weakref.ref(model)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        state["_owner"] = None  # a weak reference does not pickle; the model re-binds
+        return state
 
 
 # -------------------------------------------------------- the kernels' twins

@@ -353,6 +353,39 @@ class Sequential:
                              "expects targets in [0, 1] (one-hot rows or 0/1 labels)")
         return Y
 
+    # ------------------------------------------------------------ persistence
+
+    def save(self, path):
+        """Write the model — architecture, weights, optimizer and its state,
+        History, generator — to one .npz file (see nncore.io); nncore.load
+        reads it back. The write is atomic: a crash never leaves a half file."""
+        from . import io
+        io.save(self, path)
+
+    def __getstate__(self):
+        """For pickle and copy.deepcopy: everything but what is rebuilt (the
+        compiled Network, the lock, scratch buffers)."""
+        state = self.__dict__.copy()
+        for key in ("_net", "_fitting", "_buffers"):
+            state.pop(key)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._fitting = threading.Lock()
+        self._buffers = {}
+        for layer, (n_in, n_out, _, w, b) in zip(self._layers, self._layout):
+            layer._W, layer._b, layer._owner = None, None, None
+            layer._bind(self, self._params[w:w + n_in * n_out].reshape(n_in, n_out),
+                        self._params[b:b + n_out], copy=False)
+        self._net = BACKENDS[self.backend].Network(self._params, self._layout)
+
+    def __copy__(self):
+        """A copy shares nothing with the original (a model whose weights were
+        shared would corrupt the other's training): same as copy.deepcopy."""
+        import copy
+        return copy.deepcopy(self)
+
     # ------------------------------------------------------------ inference
 
     def predict(self, X):
