@@ -64,7 +64,7 @@ def backward(dA, A, act):
     elif act == TANH:
         dA *= 1 - A * A
     elif act == RELU:
-        dA *= A > 0
+        np.copyto(dA, 0, where=A <= 0)  # select, as the kernel does (inf·0 would be NaN)
     elif act == LEAKY_RELU:
         dA *= np.where(A > 0, 1, A.dtype.type(LEAKY_SLOPE)).astype(A.dtype)
     elif act == SOFTMAX:

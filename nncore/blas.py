@@ -67,22 +67,50 @@ def _select():
     return "scipy", scipy_libs[0] if len(scipy_libs) == 1 else None
 
 
+class _ThreadCount:
+    """get()/set(n) of an OpenBLAS's process-wide thread count, through its own
+    entry points. (threadpoolctl's setter, since 3.6, silently does nothing
+    when called from any Python thread but the first that set a limit; a
+    model's n_threads must apply whichever thread calls fit or predict.)"""
+
+    def __init__(self, path):
+        dll = ctypes.CDLL(path)
+        for prefix in ("scipy_", ""):
+            for suffix in ("64_", ""):
+                getter = getattr(dll, f"{prefix}openblas_get_num_threads{suffix}", None)
+                setter = getattr(dll, f"{prefix}openblas_set_num_threads{suffix}", None)
+                if getter is not None and setter is not None:
+                    getter.restype, getter.argtypes = ctypes.c_int, []
+                    setter.restype, setter.argtypes = None, [ctypes.c_int]
+                    self.get, self.set = getter, setter
+                    return
+        raise LookupError(f"no OpenBLAS thread-count functions in {path}")
+
+
+def _thread_count(lib):
+    if lib is None or lib.internal_api != "openblas":
+        return None
+    try:
+        return _ThreadCount(lib.filepath)
+    except (OSError, LookupError):
+        return None
+
+
 #: "numpy" or "scipy": whose BLAS the engine calls
 NAME, _LIB = _select()
+_THREADS = _thread_count(_LIB)
 
 
 def info():
     """{"blas": "numpy"|"scipy", "filepath", "version", "num_threads"} of the
-    BLAS the engine calls (the last three None when threadpoolctl cannot see it)."""
-    lib = _LIB
-    return {"blas": NAME, "filepath": getattr(lib, "filepath", None),
-            "version": getattr(lib, "version", None),
-            "num_threads": lib.get_num_threads() if lib is not None else None}
+    BLAS the engine calls (the last three None when it cannot be seen)."""
+    return {"blas": NAME, "filepath": getattr(_LIB, "filepath", None),
+            "version": getattr(_LIB, "version", None), "num_threads": num_threads()}
 
 
 def num_threads():
-    """The engine's BLAS thread count (None when threadpoolctl cannot see it)."""
-    return _LIB.get_num_threads() if _LIB is not None else None
+    """The engine's BLAS thread count (None when it cannot be controlled)."""
+    return _THREADS.get() if _THREADS is not None else None
 
 
 def default_threads():
@@ -97,12 +125,13 @@ def default_threads():
 def threads(n):
     """Run the block with the engine's BLAS limited to n threads, then restore.
     nncore's own loops are serial and sum in a fixed order; only the BLAS
-    threads."""
+    threads. The count is process-wide: calls from several Python threads with
+    different n_threads see whichever was set last."""
     before = num_threads()
     if before is not None and before != n:
-        _LIB.set_num_threads(n)
+        _THREADS.set(n)
     try:
         yield
     finally:
         if before is not None and before != n:
-            _LIB.set_num_threads(before)
+            _THREADS.set(before)

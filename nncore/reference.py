@@ -15,6 +15,9 @@ from .losses import output_loss
 from .optimizers import SGD_KIND, step_twin
 from .perceptron import perceptron_epoch
 
+OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
+            "the inputs or the weights are too large; scale the inputs (e.g. standardise X)")
+
 
 class Network:
     """NumPy twin of nncore._engine.Network: a model's layer structure and its
@@ -104,6 +107,10 @@ class Network:
                         buffers = [state[i * size:(i + 1) * size][sl] for i in range(n_state)]
                         step_twin(hyper, params[sl], grads[sl], buffers, lr, int(progress[2]))
                     dZ = dX
+            if not np.isfinite(params).all():  # the epoch's last update overflowed
+                progress[1] = (n - 1) // batch
+                params[...] = snapshot
+                return 1
             loss_out[epoch] = total / n
             metric_out[epoch] = metric / n
             progress[0] = epoch + 1
@@ -133,17 +140,24 @@ class Network:
             inp = dense_forward(inp, W, b, LINEAR if (last and logits) else act, dst)
 
     def predict(self, X):
-        """A new (n×n_out) array of the network's outputs on X."""
+        """A new (n×n_out) array of the network's outputs on X; ValueError when
+        they are not finite (the forward pass overflowed)."""
         out = np.empty((X.shape[0], self.layout[-1][1]), X.dtype)
-        self.forward(X, out)
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.forward(X, out)
+        if not np.isfinite(out).all():
+            raise ValueError(OVERFLOW.format(dtype=X.dtype.name))
         return out
 
     def evaluate(self, X, Y, loss):
         """(mean loss, metric) of the network on X, Y (see the compiled twin)."""
         Z = np.empty((X.shape[0], self.layout[-1][1]), X.dtype)
-        self.forward(X, Z, logits=True)
-        total, correct = output_loss(Z, Y, None, self.layout[-1][2], loss)
-        return total / X.shape[0], correct / X.shape[0]
+        with np.errstate(over="ignore", invalid="ignore"):
+            self.forward(X, Z, logits=True)
+            total, metric = output_loss(Z, Y, None, self.layout[-1][2], loss)
+        if not np.isfinite(total):
+            raise ValueError(OVERFLOW.format(dtype=X.dtype.name))
+        return total / X.shape[0], metric / X.shape[0]
 
 
 def _layers(params, layout):

@@ -45,6 +45,10 @@ cdef enum:
     PERCEPTRON_OUTPUTS = 256
 
 
+OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
+            "the inputs or the weights are too large; scale the inputs (e.g. standardise X)")
+
+
 cdef struct Layer:
     Py_ssize_t n_in, n_out
     Py_ssize_t w, b          # offsets of W and b in the flat parameter vector
@@ -218,6 +222,11 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
             if work_done > SIGNAL_WORK:
                 work_done = 0
                 check_signals()
+        if not all_finite(params, net.n_params):
+            # the epoch's last update overflowed: no later batch will see it
+            bad_batch[0] = (n - 1) // batch
+            memcpy(params, snapshot, net.n_params * sizeof(floating))
+            return 1
         loss_out[epoch] = total / n
         metric_out[epoch] = metric / n
         done[0] = epoch + 1
@@ -497,11 +506,19 @@ cdef class Network:
             free(buf)
 
     def predict(self, cnp.ndarray X):
-        """A new (n×n_out) array of the network's outputs on X."""
+        """A new (n×n_out) array of the network's outputs on X; ValueError when
+        they are not finite (the forward pass overflowed)."""
         cdef cnp.npy_intp dims[2]
+        cdef bint finite
         dims[0], dims[1] = X.shape[0], self.net.n_out
         out = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
         self.forward(X, out)
+        if self.is_double:
+            finite = all_finite(<double*> cnp.PyArray_DATA(out), dims[0] * dims[1])
+        else:
+            finite = all_finite(<float*> cnp.PyArray_DATA(out), dims[0] * dims[1])
+        if not finite:
+            raise ValueError(OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
         return out
 
     def evaluate(self, cnp.ndarray X, cnp.ndarray Y, int loss):
@@ -526,6 +543,8 @@ cdef class Network:
                 total = evaluate_rows(&self.net, <float*> self.p, <float*> x, <float*> y, n,
                                       loss, <float*> buf, &metric)
         free(buf)
+        if not isfinite(total):
+            raise ValueError(OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
         return total / n, metric / n
 
 
