@@ -12,6 +12,7 @@ scipy.linalg.cython_blas. NumPy's OpenBLAS also ran the W3 products ~7% faster.
 """
 import ctypes
 import os
+import threading
 from contextlib import contextmanager
 
 import numpy
@@ -121,17 +122,30 @@ def default_threads():
         return os.cpu_count() or 1
 
 
+_ACTIVE = {"calls": 0, "saved": None}
+_ACTIVE_LOCK = threading.Lock()
+
+
 @contextmanager
 def threads(n):
     """Run the block with the engine's BLAS limited to n threads, then restore.
     nncore's own loops are serial and sum in a fixed order; only the BLAS
-    threads. The count is process-wide: calls from several Python threads with
-    different n_threads see whichever was set last."""
-    before = num_threads()
-    if before is not None and before != n:
-        _THREADS.set(n)
+    threads. The count is process-wide: while calls from several Python threads
+    overlap, the last one to start sets it, and it returns to its value from
+    before the first of them when the last one ends."""
+    if _THREADS is None:
+        yield
+        return
+    with _ACTIVE_LOCK:
+        if _ACTIVE["calls"] == 0:
+            _ACTIVE["saved"] = _THREADS.get()
+        _ACTIVE["calls"] += 1
+        if _THREADS.get() != n:
+            _THREADS.set(n)
     try:
         yield
     finally:
-        if before is not None and before != n:
-            _THREADS.set(before)
+        with _ACTIVE_LOCK:
+            _ACTIVE["calls"] -= 1
+            if _ACTIVE["calls"] == 0 and _THREADS.get() != _ACTIVE["saved"]:
+                _THREADS.set(_ACTIVE["saved"])

@@ -55,6 +55,11 @@ class Sequential:
             raise ValueError(f"loss {loss!r} needs a {needed} output layer, but the last Dense "
                              f"has activation {out_act!r}; use activation={needed!r} there")
         self.loss = loss
+        for i, layer in enumerate(self.layers):
+            if layer.activation == "softmax" and layer.out_features == 1:
+                raise ValueError(f"layers[{i}] is a softmax over one output, which is always 1 "
+                                 "and cannot learn; for two classes use one sigmoid output "
+                                 "with loss='binary_cross_entropy'")
         if optimizer is None:
             optimizer = SGD(lr=0.01)
         if not isinstance(optimizer, Optimizer):

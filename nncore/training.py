@@ -19,8 +19,9 @@ ORDER_BLOCK = 1 << 20
 
 
 class DivergenceError(ValueError):
-    """The loss became NaN or infinite during fit. The model keeps the last
-    finite weights; epoch, batch and lr say where and with what rate."""
+    """The loss (or the weights) became NaN or infinite during fit. The model
+    keeps the last finite weights, and its optimizer state (momentum, Adam
+    moments) starts afresh; epoch, batch and lr say where and with what rate."""
 
     def __init__(self, epoch, batch, lr):
         self.epoch, self.batch, self.lr = epoch, batch, lr
@@ -120,7 +121,9 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                     history.record(range(epoch, epoch + completed),
                                    {"loss": losses[:completed].tolist(),
                                     name: metrics[:completed].tolist(), "lr": [lr] * completed})
-            if status:
+            if status:  # the optimizer's state carries the diverging steps: start it afresh
+                model._state[...] = 0
+                model._steps = 0
                 raise DivergenceError(model._epoch, int(progress[1]), lr)
     finally:
         model.history = history

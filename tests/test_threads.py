@@ -1,0 +1,295 @@
+"""Python threads: predict from several threads at once gives exactly the
+serial results; fits of one model from several threads are serialised by the
+model's lock (the deterministic two-thread case is in
+tests/test_model_integrity.py); different models train side by side without
+affecting each other; the same seed gives bit-identical weights also when the
+products run through multi-threaded BLAS and when fit runs in another thread;
+n_threads applies to whichever thread calls fit/predict/evaluate.
+
+Models here use n_threads equal to the process's current BLAS thread count
+unless a test is about n_threads itself: the count is process-wide, so calls
+from several threads with different n_threads would see whichever was set
+last, and OpenBLAS's rounding can depend on it."""
+import threading
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore import SGD, Adam, Dense, Sequential
+
+BACKENDS = ["cython", "numpy"]
+N_WORKERS = 4
+
+
+def blas_threads():
+    """The process's current BLAS thread count (what nncore leaves it at)."""
+    return nncore.blas.num_threads() or nncore.blas.default_threads()
+
+
+def in_threads(fn, n=N_WORKERS):
+    """Runs fn(i) in n threads started together; returns their results in
+    order, re-raising the first exception of any thread."""
+    barrier = threading.Barrier(n)
+    results, errors = [None] * n, []
+
+    def worker(i):
+        try:
+            barrier.wait(timeout=60)
+            results[i] = fn(i)
+        except BaseException as exc:  # noqa: B036 - reported in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+        assert not t.is_alive(), "a worker thread hung"
+    if errors:
+        raise errors[0]
+    return results
+
+
+def classifier(sizes, backend, dtype="float32", seed=0, n_threads=None, optimizer=None):
+    layers = [Dense(a, b, "relu") for a, b in zip(sizes[:-2], sizes[1:-1])]
+    layers.append(Dense(sizes[-2], sizes[-1], "softmax"))
+    return Sequential(layers, loss="cross_entropy", seed=seed, dtype=dtype, backend=backend,
+                      optimizer=optimizer or SGD(lr=0.05, momentum=0.9),
+                      n_threads=n_threads or blas_threads())
+
+
+def data(n, features, classes, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.random((n, features), dtype=np.float32), rng.integers(0, classes, n)
+
+
+# ------------------------------------------------------------ predict
+
+#: (network, rows): below 64 rows predict leaves the BLAS pool alone, and small
+#: products keep the GIL; 64+ rows on the wide network release it and run BLAS.
+PREDICT_CASES = {
+    "small-1row": ((64, 32, 10), 1),
+    "small-17rows": ((64, 32, 10), 17),
+    "small-300rows": ((64, 32, 10), 300),
+    "wide-1row": ((784, 256, 128, 10), 1),
+    "wide-64rows": ((784, 256, 128, 10), 64),
+    "wide-1000rows": ((784, 256, 128, 10), 1000),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("case", PREDICT_CASES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_concurrent_predict_matches_serial(backend, case, dtype):
+    """4 threads calling predict (and evaluate) on one model at once, each on
+    its own inputs and on shared ones, get bit-identical serial results."""
+    sizes, rows = PREDICT_CASES[case]
+    model = classifier(sizes, backend, dtype)
+    model.fit(*data(200, sizes[0], sizes[-1], seed=9), epochs=1, batch_size=50)
+    inputs = [data(rows, sizes[0], sizes[-1], seed=i) for i in range(N_WORKERS)]
+    serial = [(model.predict(X), model.evaluate(X, y)) for X, y in inputs]
+    shared = model.predict(inputs[0][0])
+    repeats = 3 if rows >= 1000 else 5 if sizes[0] * rows > 10000 else 20
+
+    def work(i):
+        X, y = inputs[i]
+        out = []
+        for _ in range(repeats):
+            out.append((model.predict(X), model.evaluate(X, y), model.predict(inputs[0][0])))
+        return out
+
+    for i, runs in enumerate(in_threads(work)):
+        for P, ev, P_shared in runs:
+            np.testing.assert_array_equal(P, serial[i][0])
+            assert ev == serial[i][1]
+            np.testing.assert_array_equal(P_shared, shared)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_while_other_models_train(backend):
+    """Two threads fitting two different models while two threads predict with
+    a third: every result is the one of the same calls made serially (the
+    engine keeps no global state that one model's calls could disturb)."""
+    X, y = data(300, 64, 10)
+
+    def fit_one(seed):
+        model = classifier((64, 32, 10), backend, seed=seed, optimizer=Adam(lr=0.01))
+        history = model.fit(X, y, epochs=15, batch_size=16)
+        return model.get_weights(), history.history["loss"]
+
+    predictor = classifier((64, 32, 10), backend, seed=5)
+    expected_fits = [fit_one(1), fit_one(2)]
+    expected_pred = predictor.predict(X)
+
+    def work(i):
+        if i < 2:
+            return fit_one(i + 1)
+        return [predictor.predict(X) for _ in range(200)]
+
+    results = in_threads(work)
+    for (weights, losses), (want_w, want_l) in zip(results[:2], expected_fits):
+        assert losses == want_l
+        for a, b in zip(weights, want_w):
+            np.testing.assert_array_equal(a, b)
+    for P in (p for r in results[2:] for p in r):
+        np.testing.assert_array_equal(P, expected_pred)
+
+
+# ------------------------------------------------------------ fit
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fits_racing_on_one_model_are_serialised(backend):
+    """4 threads call fit on one model at the same moment: each call either
+    completes or raises RuntimeError at once (the lock is not waited for), at
+    least one completes, and the weights are exactly those of as many
+    sequential fits as completed — no interleaved, half-applied training."""
+    X, y = data(400, 64, 10)
+    model = classifier((64, 32, 10), backend, seed=3)
+
+    def work(_):
+        try:
+            model.fit(X, y, epochs=30, batch_size=8)
+            return "done"
+        except RuntimeError as exc:
+            assert "already being fitted" in str(exc)
+            return "refused"
+
+    outcomes = in_threads(work)
+    done = outcomes.count("done")
+    assert done >= 1 and outcomes.count("refused") == N_WORKERS - done
+    twin = classifier((64, 32, 10), backend, seed=3)
+    for _ in range(done):
+        twin.fit(X, y, epochs=30, batch_size=8)
+    for a, b in zip(model.get_weights(), twin.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    model.fit(X, y, epochs=1)  # the lock was released
+
+
+# ------------------------------------------------------------ determinism
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_seed_bit_identical_through_threaded_blas(backend, dtype):
+    """A network whose products go to multi-threaded BLAS (64×128×64 products
+    and up, n_threads=2): the same seed gives bit-identical weights and
+    history, run after run, and also when the fit runs in another thread.
+    (tests/test_api.py checks reruns of a network too small to reach BLAS;
+    tests/test_engine.py checks n_threads 1 vs 2 below the BLAS thresholds.)"""
+    X, y = data(512, 64, 10)
+
+    def run(_=None):
+        model = classifier((64, 128, 64, 10), backend, dtype, seed=11,
+                           n_threads=blas_threads(), optimizer=Adam(lr=0.01))
+        history = model.fit(X, y, epochs=3, batch_size=64)
+        return model.get_weights(), history.history
+
+    first, again = run(), run()
+    (other_thread,) = in_threads(run, n=1)
+    for w, h in (again, other_thread):
+        assert h == first[1]
+        for a, b in zip(w, first[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+# ------------------------------------------------------------ n_threads
+
+class RecordingNetwork:
+    """Wraps a model's engine: records the BLAS thread count in force when
+    train_epochs / predict / evaluate run."""
+
+    def __init__(self, net):
+        self.net, self.seen = net, []
+
+    def __getattr__(self, name):
+        attr = getattr(self.net, name)
+        if name not in ("train_epochs", "predict", "evaluate"):
+            return attr
+
+        def recorded(*args, **kwargs):
+            self.seen.append(nncore.blas.num_threads())
+            return attr(*args, **kwargs)
+        return recorded
+
+
+def _take_threadpoolctl_control():
+    """Makes this thread threadpoolctl's controlling thread for the engine's
+    OpenBLAS, as any program's first threadpoolctl limit does: since
+    threadpoolctl 3.6 its set_num_threads silently does nothing in every other
+    thread — which is how n_threads used to be ignored off the main thread."""
+    lib = nncore.blas._LIB
+    if lib is not None and hasattr(lib, "set_num_threads"):
+        lib.set_num_threads(lib.get_num_threads())
+
+
+@pytest.mark.parametrize("where", ["main", "worker"])
+@pytest.mark.parametrize("method", ["fit", "predict", "evaluate"])
+def test_n_threads_is_applied_in_the_calling_thread(method, where):
+    """Sequential(n_threads=k): the BLAS runs k threads during fit, evaluate and
+    predict (>= 64 rows) — whichever Python thread calls them — and the count
+    is restored afterwards."""
+    before = nncore.blas.num_threads()
+    if before is None:
+        pytest.skip("the engine's BLAS thread count cannot be read here")
+    wanted = 1 if before != 1 else 2
+    model = classifier((8, 16, 3), "cython", n_threads=wanted)
+    model._net = recorder = RecordingNetwork(model._net)
+    X, y = data(100, 8, 3)
+    call = {"fit": lambda: model.fit(X, y, epochs=1), "predict": lambda: model.predict(X),
+            "evaluate": lambda: model.evaluate(X, y)}[method]
+    _take_threadpoolctl_control()
+    if where == "main":
+        call()
+    else:
+        in_threads(lambda _: call(), n=1)
+    assert recorder.seen == [wanted]
+    assert nncore.blas.num_threads() == before
+
+
+class HookedNetwork:
+    """Wraps a model's engine: predict runs hook() first."""
+
+    def __init__(self, net, hook):
+        self.net, self.hook = net, hook
+
+    def predict(self, X):
+        self.hook()
+        return self.net.predict(X)
+
+    def __getattr__(self, name):
+        return getattr(self.net, name)
+
+
+def _set_blas_threads(n):
+    setter = getattr(getattr(nncore.blas, "_THREADS", None), "set", None)
+    if setter is None:
+        setter = nncore.blas._LIB.set_num_threads
+    setter(n)
+
+
+def test_overlapping_calls_with_different_n_threads_restore_the_count():
+    """Thread A predicts with n_threads=1 (the count is 1 while it runs); the
+    main thread then predicts with n_threads=3, reading 1 as the count to
+    restore; A finishes and restores 2; main finishes and restores 1. The
+    process's BLAS count must end where it started (today it stays at 1, for
+    every later NumPy and nncore call that does not set it)."""
+    before = nncore.blas.num_threads()
+    if before is None:
+        pytest.skip("the engine's BLAS thread count cannot be read here")
+    first, second = [k for k in (1, 2, 3) if k != before][:2]
+    X, _ = data(100, 8, 3)
+    inside, go_on = threading.Event(), threading.Event()
+    a = classifier((8, 16, 3), "cython", n_threads=first)
+    a._net = HookedNetwork(a._net, lambda: (inside.set(), go_on.wait(timeout=60)))
+    worker = threading.Thread(target=a.predict, args=(X,))
+    worker.start()
+    try:
+        assert inside.wait(timeout=60)
+        b = classifier((8, 16, 3), "cython", n_threads=second)
+        b._net = HookedNetwork(b._net, lambda: (go_on.set(), worker.join(timeout=60)))
+        b.predict(X)
+        assert nncore.blas.num_threads() == before
+    finally:
+        go_on.set()
+        worker.join(timeout=60)
+        _set_blas_threads(before)
