@@ -50,7 +50,7 @@ class EarlyStopping(Callback):
         if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
             raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
         if (isinstance(min_delta, bool) or not isinstance(min_delta, (int, float, np.number))
-                or not math.isfinite(min_delta) or min_delta < 0):
+                or not min_delta >= 0 or min_delta > 1e300):
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")

@@ -234,12 +234,13 @@ class Sequential:
         every run's final monitored value)."""
         key = early_stopping.monitor if early_stopping else "val_loss" if validated else "loss"
         start = self._snapshot()
-        seeds = np.random.SeedSequence(self.seed).spawn(n_init - 1)
+        base = np.random.SeedSequence(self.seed)
         best, finals = None, []
         for i in range(n_init):
             self._restore(start)
-            if i:
-                rng = np.random.default_rng(seeds[i - 1])
+            if i:  # the i-th child of the seed, made when needed (n_init may be huge)
+                rng = np.random.default_rng(np.random.SeedSequence(base.entropy,
+                                                                   spawn_key=(i - 1,)))
                 for layer in self.layers:
                     layer.initialize(rng)
             history = training.run(self, *args)

@@ -53,15 +53,24 @@ class Optimizer:
                              "expected one gradient per parameter")
         checked = [_check_pair(i, p, g) for i, (p, g) in enumerate(zip(params, grads))]
         if len(self._state) != len(params) or any(
-                s[0].shape != p.shape or s[0].dtype != p.dtype
+                s[0].shape != p.shape or s[0].dtype != np.promote_types(p.dtype, np.float32)
                 for s, p in zip(self._state, params) if s):
-            self._state = [[np.zeros(p.shape, p.dtype) for _ in range(self.n_state)]
-                           for p in params]
+            self._state = [[np.zeros(p.shape, np.promote_types(p.dtype, np.float32))
+                            for _ in range(self.n_state)] for p in params]
             self._steps = 0
         self._steps += 1
         for p, g, state in zip(params, checked, self._state):
-            compiled = p.flags.c_contiguous and p.dtype in (np.float32, np.float64)
-            self._apply(p, g, state, self.current_lr, self._steps, compiled)
+            if p.size == 0:
+                continue
+            if p.flags.c_contiguous and p.dtype in (np.float32, np.float64):
+                self._apply(p, g, state, self.current_lr, self._steps, True)
+            elif p.dtype.itemsize < 4:  # float16: eps and small moments underflow there
+                wide = p.astype(np.float32)
+                self._apply(wide, g.astype(np.float32), state, self.current_lr,
+                            self._steps, False)
+                p[...] = wide
+            else:
+                self._apply(p, g, state, self.current_lr, self._steps, False)
 
     @property
     def n_state(self):
@@ -203,7 +212,10 @@ def step_twin(hyper, p, g, state, lr, t):
 def _check_number(name, value, low, low_inclusive=True, high=None):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        value = math.inf
     bad = (not math.isfinite(value) or value < low or (value == low and not low_inclusive)
            or (high is not None and value >= high))
     if bad:
@@ -228,7 +240,10 @@ def _check_pair(i, p, g):
     if g.shape != p.shape:
         raise ValueError(f"grads[{i}] has shape {g.shape} but params[{i}] has shape "
                          f"{p.shape}; expected the same shape")
-    g = np.ascontiguousarray(g, dtype=p.dtype)
+    if isinstance(p, np.ma.MaskedArray):
+        raise TypeError(f"params[{i}] is a masked array; expected a plain numpy array "
+                        "(the update applies to every element)")
+    g = np.asarray(g, dtype=p.dtype, order="C")  # (keeps 0-d: ascontiguousarray would not)
     if np.may_share_memory(g, p):  # the update writes p while reading g
         g = g.copy()
     if not np.isfinite(g).all():

@@ -232,7 +232,10 @@ def _real(name, value, low=None, high=None, open_low=False, open_high=False, fin
     (ends open as asked); `note` follows the interval in the error message."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:  # an int beyond float range
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
     if not finite and not math.isfinite(value):
         return value
     ok = (math.isfinite(value)
