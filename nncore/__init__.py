@@ -13,6 +13,7 @@ except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
         "development) from the repository root, and import it from outside the "
         f"source tree. Original error: {exc}") from exc
 
+# importing blas points the compiled modules at their BLAS (see nncore/blas.py)
 from . import activations, blas, callbacks, datasets, losses, schedules
 from .callbacks import Callback, EarlyStopping
 from .datasets import load_digits
@@ -24,5 +25,5 @@ from .training import DivergenceError, History
 
 __version__ = "0.1.0"
 __all__ = ["Dense", "Sequential", "SGD", "Adam", "History", "Callback", "EarlyStopping",
-           "DivergenceError", "losses", "activations", "schedules", "callbacks", "datasets",
+           "DivergenceError", "losses", "activations", "schedules", "callbacks", "datasets", "blas",
            "load_digits", "load"]

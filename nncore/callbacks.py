@@ -7,7 +7,6 @@ logs) and on_train_end(model, logs). logs holds the epoch's History values
 from 0 over the model's life, and "lr"). Setting model.stop_training = True
 ends training after the current epoch.
 """
-import math
 import sys
 
 import numpy as np

@@ -18,7 +18,6 @@ from . import training
 from .blas import default_threads, threads as blas_threads
 from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Optimizer
-from .training import History
 from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
 
 BACKENDS = {"cython": _engine, "numpy": reference}

@@ -3,7 +3,6 @@ and the conversions that must work do work."""
 import numpy as np
 import pytest
 
-import nncore
 from nncore import SGD, Dense, Sequential, losses
 
 BACKENDS = ("cython", "numpy")
