@@ -441,14 +441,18 @@ def test_predict_fuzz(spec, data, tmp_dir):
         check_predictions(model, X, out)
 
 
+def draw_data(spec, data, tmp_dir):
+    """(X, the targets' spec, y) drawn for a model spec."""
+    X = realize(data.draw(array_specs(x_shapes(spec["sizes"][0])), label="X"), tmp_dir)
+    ys = data.draw(target_specs(), label="y")
+    return X, ys, make_targets(ys, rows_of(X), spec["n_out"], tmp_dir)
+
+
 @fuzz(200)
 @given(spec=model_specs(), data=st.data())
 def test_evaluate_fuzz(spec, data, tmp_dir):
     model = build(spec)
-    xs = data.draw(array_specs(x_shapes(spec["sizes"][0])), label="X")
-    X = realize(xs, tmp_dir)
-    ys = data.draw(target_specs(), label="y")
-    y = make_targets(ys, rows_of(X), spec["n_out"], tmp_dir)
+    X, ys, y = draw_data(spec, data, tmp_dir)
     before = snapshot(X), snapshot(y)
     ok, result = attempt("evaluate", model.evaluate, X, y)
     assert (snapshot(X), snapshot(y)) == before, "evaluate wrote into its inputs"
@@ -470,10 +474,7 @@ def test_evaluate_fuzz(spec, data, tmp_dir):
 @given(spec=model_specs(), data=st.data())
 def test_fit_data_fuzz(spec, data, tmp_dir):
     model = build(spec)
-    xs = data.draw(array_specs(x_shapes(spec["sizes"][0])), label="X")
-    X = realize(xs, tmp_dir)
-    ys = data.draw(target_specs(), label="y")
-    y = make_targets(ys, rows_of(X), spec["n_out"], tmp_dir)
+    X, ys, y = draw_data(spec, data, tmp_dir)
     epochs = data.draw(st.integers(1, 3), label="epochs")
     batch_size = data.draw(st.one_of(st.none(), st.integers(1, 60)), label="batch_size")
     shuffle = data.draw(st.booleans(), label="shuffle")
