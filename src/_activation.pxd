@@ -9,6 +9,9 @@
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs
 from cython cimport floating
 
+cdef extern from "_fast_exp.h" nogil:
+    void exp_nonpositive_f "nncore_exp_nonpositive_f" (float* x, Py_ssize_t n)
+
 # Codes shared with nncore/activations.py (ACTIVATIONS maps names to these).
 cdef enum:
     LINEAR = 0
@@ -45,6 +48,17 @@ cdef inline floating flog1p(floating x) noexcept nogil:
         return log1p(x)
 
 
+cdef inline void exp_nonpositive(floating* x, Py_ssize_t n) noexcept nogil:
+    """x[i] := exp(x[i]) in place, for x[i] ≤ 0 (a softmax after subtracting the
+    max): vectorised for float (src/_fast_exp.h), libm's exp for double."""
+    cdef Py_ssize_t i
+    if floating is float:
+        exp_nonpositive_f(x, n)
+    else:
+        for i in range(n):
+            x[i] = exp(x[i])
+
+
 cdef inline floating sigmoid(floating x) noexcept nogil:
     """1 / (1 + e^-x), without overflow for large |x|."""
     cdef floating e
@@ -68,7 +82,9 @@ cdef inline void softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
         if z[j] > m:
             m = z[j]
     for j in range(k):
-        z[j] = fexp(z[j] - m)
+        z[j] -= m
+    exp_nonpositive(z, k)
+    for j in range(k):
         s += z[j]
     for j in range(k):
         z[j] = <floating> (z[j] / s)

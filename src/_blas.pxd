@@ -55,14 +55,16 @@ cdef inline void set_ilp64_blas(size_t s_gemm, size_t d_gemm, size_t s_gemv,
     dgemv64 = <dgemv64_t> d_gemv
 
 cdef extern from "_tile_gemm.h" nogil:
-    # C := alpha·op(A)·B + beta·C with AVX2 register tiles; 0 = not handled
-    # (no AVX2+FMA on this CPU, or n not a multiple of the tile width).
-    int tile_gemm_f "nncore_tile_gemm_f" (int trans_a, Py_ssize_t m, Py_ssize_t n,
-        Py_ssize_t k, float alpha, const float* A, Py_ssize_t lda, const float* B,
-        Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
-    int tile_gemm_d "nncore_tile_gemm_d" (int trans_a, Py_ssize_t m, Py_ssize_t n,
-        Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda, const double* B,
-        Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
+    # C := alpha·op(A)·op(B) + beta·C in AVX-512 or AVX2 register tiles; 0 = not
+    # handled (no AVX2 on this CPU, or op(B) = Bᵀ with more than
+    # NNCORE_TILE_TRANSPOSE elements).
+    int tile_gemm_f "nncore_tile_gemm_f" (int trans_a, int trans_b, Py_ssize_t m,
+        Py_ssize_t n, Py_ssize_t k, float alpha, const float* A, Py_ssize_t lda,
+        const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
+    int tile_gemm_d "nncore_tile_gemm_d" (int trans_a, int trans_b, Py_ssize_t m,
+        Py_ssize_t n, Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda,
+        const double* B, Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
+    int TILE_TRANSPOSE "NNCORE_TILE_TRANSPOSE"
 
 # Below this many multiply-adds (m·n·k) a direct loop beats the BLAS call: for
 # tiny products OpenBLAS spends its time in argument checks, dispatch and
@@ -141,14 +143,14 @@ cdef inline void gemv(bint trans, int rows, int cols, floating alpha,
                   &beta, y, &one)
 
 
-cdef inline int tile_gemm(bint trans_a, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k,
-                          floating alpha, const floating* A, Py_ssize_t lda,
+cdef inline int tile_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
+                          Py_ssize_t k, floating alpha, const floating* A, Py_ssize_t lda,
                           const floating* B, Py_ssize_t ldb, floating beta,
                           floating* C, Py_ssize_t ldc) noexcept nogil:
     if floating is float:
-        return tile_gemm_f(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return tile_gemm_f(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
     else:
-        return tile_gemm_d(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        return tile_gemm_d(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
@@ -163,8 +165,8 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         return
     if <long long> m * n * k <= SMALL_GEMM:
         _small_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
-    elif (<long long> m * n * k <= TILE_GEMM and not trans_b
-          and tile_gemm(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)):
+    elif (<long long> m * n * k <= TILE_GEMM
+          and tile_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)):
         pass
     elif m == 1 and not trans_a:
         # One row: c = alpha·op(B)ᵀ·a + beta·c is a GEMV, ~4x cheaper than GEMM

@@ -12,7 +12,7 @@ from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 
 from _blas cimport (gemm as _gemm, set_ilp64_blas, SMALL_GEMM as _SMALL_GEMM,
-                    TILE_GEMM as _TILE_GEMM)
+                    TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
 from _activation cimport (bias_activation as _bias_activation,
                           activation_backward as _activation_backward)
 from _loss cimport output_loss as _output_loss
@@ -24,9 +24,11 @@ cnp.import_array()
 
 #: products of at most this many multiply-adds take the direct loop, not BLAS
 SMALL_GEMM = _SMALL_GEMM
-#: products up to this many multiply-adds (op(B) = B, n a multiple of 16 for
-#: float32 or 8 for float64) use the register-tiled kernel on CPUs with AVX2+FMA
+#: products up to this many multiply-adds use the register-tiled kernel on CPUs
+#: with AVX-512 or AVX2+FMA (for op(B) = Bᵀ, when B has at most TILE_TRANSPOSE
+#: elements)
 TILE_GEMM = _TILE_GEMM
+TILE_TRANSPOSE = _TILE_TRANSPOSE
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,

@@ -11,7 +11,7 @@
 # over the classes for cross-entropy. Sums accumulate in double.
 from cython cimport floating
 from libc.math cimport fabs
-from _activation cimport (SIGMOID, SOFTMAX, fexp, flog, softplus, sigmoid,
+from _activation cimport (SIGMOID, SOFTMAX, flog, softplus, sigmoid, exp_nonpositive,
                           activate_row, backward_row)
 
 # Codes shared with nncore/losses.py (LOSSES maps names to these).
@@ -30,6 +30,51 @@ cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
     return best
 
 
+cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const floating* sw,
+                                        floating* dZ, Py_ssize_t n, Py_ssize_t k,
+                                        double* metric) noexcept nogil:
+    """output_loss for a softmax output and cross-entropy, in three passes so
+    the exps run over the whole block at once (vectorised). With zⱼ shifted by
+    the row's max m, e = exp(z) and s = Σ e: log pⱼ = zⱼ − log s, so
+    Σ yⱼ·(−log pⱼ) = Σy·log s − Σ yⱼ·zⱼ, one exp per class."""
+    cdef Py_ssize_t i, j, top, label
+    cdef floating* z
+    cdef const floating* y
+    cdef floating m, w
+    cdef double total = 0, part, s, ysum
+    for i in range(n):  # shift by the max; the loss's −Σ y·z part; hits
+        z = Z + i * k
+        y = Y + i * k
+        top = argmax(z, k)
+        m = z[top]
+        label = argmax(y, k)
+        if y[label] > 0 and label == top:
+            metric[0] += 1
+        w = sw[i] if sw != NULL else 1
+        part = 0
+        for j in range(k):
+            z[j] -= m
+            part -= y[j] * z[j]
+        total += part * w
+    exp_nonpositive(Z, n * k)
+    for i in range(n):  # normalise; the Σy·log s part; the gradient
+        z = Z + i * k
+        y = Y + i * k
+        w = sw[i] if sw != NULL else 1
+        s = 0
+        ysum = 0
+        for j in range(k):
+            s += z[j]
+            ysum += y[j]
+        total += ysum * flog(<floating> s) * w
+        for j in range(k):
+            z[j] = <floating> (z[j] / s)
+        if dZ != NULL:
+            for j in range(k):
+                dZ[i * k + j] = <floating> (z[j] * ysum - y[j]) * (w / <floating> n)
+    return total
+
+
 cdef inline double output_loss(floating* Z, const floating* Y, const floating* sw,
                                floating* dZ, Py_ssize_t n, Py_ssize_t k, int act, int loss,
                                double* metric) noexcept nogil:
@@ -42,10 +87,11 @@ cdef inline double output_loss(floating* Z, const floating* Y, const floating* s
     cdef floating* z
     cdef floating* d
     cdef const floating* y
-    cdef floating m, p, e
-    cdef double total = 0, row, s, ysum, hits, signed
-    cdef Py_ssize_t top, label
+    cdef floating e
+    cdef double total = 0, row, hits, signed
     cdef floating inv_n, inv_nk, w
+    if loss == CROSS_ENTROPY and act == SOFTMAX:
+        return softmax_cross_entropy(Z, Y, sw, dZ, n, k, metric)
     for i in range(n):
         z = Z + i * k
         y = Y + i * k
@@ -54,28 +100,7 @@ cdef inline double output_loss(floating* Z, const floating* Y, const floating* s
         inv_n = w / <floating> n
         inv_nk = w / (<floating> n * k)
         row = 0
-        if loss == CROSS_ENTROPY and act == SOFTMAX:
-            # With e = exp(z − max z) and s = Σ e: log pⱼ = (zⱼ − max z) − log s,
-            # so Σ yⱼ·(−log pⱼ) = Σy·log s − Σ yⱼ(zⱼ − max z): one exp per class.
-            top = argmax(z, k)
-            m = z[top]
-            label = argmax(y, k)
-            if y[label] > 0 and label == top:
-                metric[0] += 1
-            s = 0
-            ysum = 0
-            for j in range(k):
-                row -= y[j] * (z[j] - m)
-                ysum += y[j]
-                z[j] = fexp(z[j] - m)
-                s += z[j]
-            row += ysum * flog(<floating> s)
-            for j in range(k):
-                z[j] = <floating> (z[j] / s)
-            if d != NULL:
-                for j in range(k):
-                    d[j] = <floating> (z[j] * ysum - y[j]) * inv_n
-        elif loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
+        if loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
             hits = 0
             for j in range(k):
                 # −[y·log σ(z) + (1−y)·log(1−σ(z))] = softplus(z) − y·z

@@ -102,21 +102,28 @@ def activation_output(rng, shape, act, dtype):
 # ------------------------------------------------------------------- GEMM
 
 def gemm_path(m, n, k, trans_a, trans_b=False):
-    """The path src/_blas.pxd gemm takes (the tile kernel also needs AVX2+FMA,
-    else that shape goes to BLAS/GEMV: both are checked the same way)."""
+    """The path src/_blas.pxd gemm takes (the tile kernel also needs AVX2 or
+    AVX-512, else that shape goes to BLAS/GEMV: both are checked the same way)."""
     if m * n * k <= SMALL_GEMM:
         return "loop"
-    if m * n * k <= K.TILE_GEMM and not trans_b and n % 16 == 0:
+    if m * n * k <= K.TILE_GEMM and (not trans_b or n * k <= K.TILE_TRANSPOSE):
         return "tile"
     return "gemv" if m == 1 and not trans_a else "blas"
 
 
-#: (m, n, k): every path of src/_blas.pxd gemm, incl. both sides of the thresholds.
+#: (m, n, k): every path of src/_blas.pxd gemm, incl. both sides of the thresholds,
+#: and for the tile kernel every kind of block: rows left over after the 4- and
+#: 8-row tiles, and widths that end in a full, a partly masked and a lone vector
+#: for both 16-lane (float32 AVX-512) and 8-lane (float64 AVX-512, float32 AVX2)
+#: vectors.
 GEMM_SHAPES = [
     (1, 1, 1), (3, 5, 7), (16, 16, 16), (1, 1, 4096),   # loop (m·n·k <= 4096)
-    (16, 16, 17), (33, 32, 65), (7, 48, 100), (64, 64, 64),  # tile unless Bᵀ
-    (9, 530, 3), (33, 17, 65), (65, 64, 64),             # BLAS
-    (1, 600, 9), (1, 5, 1000), (1, 1, 5000),             # m == 1: GEMV unless trans_a
+    (16, 16, 17), (33, 32, 65), (7, 48, 100), (64, 64, 64), (33, 17, 65),
+    (9, 530, 3), (32, 10, 32), (13, 1, 400), (5, 40, 50), (11, 3, 200),
+    (1, 600, 9), (1, 5, 1000),                           # tile (Bᵀ up to 4096 elements)
+    (4, 100, 50),                                        # tile, or BLAS for a big Bᵀ
+    (65, 64, 64), (70, 33, 120),                         # BLAS
+    (1, 600, 500), (1, 1, 300000),                       # m == 1: GEMV unless trans_a
 ]
 ALPHA_BETA = [(1.0, 0.0), (0.7, 1.0), (-1.5, -0.25)]
 
@@ -139,7 +146,7 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
 
 
 def test_gemm_shapes_cover_every_path():
-    """The shape list exercises the loop, GEMV and BLAS paths."""
+    """The shape list exercises the loop, tile, GEMV and BLAS paths."""
     assert {gemm_path(*s, t) for s in GEMM_SHAPES for t in (False, True)} == {
         "loop", "tile", "gemv", "blas"}
 

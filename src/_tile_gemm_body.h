@@ -1,0 +1,100 @@
+/* The register-tiled GEMM kernel body, written once and instantiated by
+ * _tile_gemm.h for each (instruction set, element type). The includer defines
+ *   T, V, M, W      element type, vector type, tail-mask type, lanes per vector
+ *   TARGET          the function attribute's target string ("avx512f", ...)
+ *   NAME            the entry point to define
+ *   VZERO VSET1 VLOAD VLOADM VSTORE VSTOREM VFMA VMUL VMASK   vector operations
+ * and undefines them afterwards.
+ *
+ * NAME computes C(m×n) := alpha·op(A)·B + beta·C, row-major, op(A) = Aᵀ (A
+ * stored k×m) when trans_a. C is cut into column blocks of two vectors (rows
+ * taken 4 at a time: 8 accumulators) or, for the last block when at most one
+ * vector of columns is left, one vector (rows 8 at a time); a block's tile of C
+ * stays in registers while k is streamed, so each element of C is loaded and
+ * stored once. The columns past n in the last block are masked off, so any n
+ * works.
+ */
+#define NNCORE_FN2(a, b) a##b
+#define NNCORE_FN(a, b) NNCORE_FN2(a, b)
+#define BLOCK NNCORE_FN(NAME, _block)
+
+/* One R-row × NV-vector tile at (i0, j0). The last vector's columns are
+ * masked with `tail` unless `full`. R, NV and full are constants at every
+ * call, so the loops unroll and acc lives in registers. */
+static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
+    const int R, const int NV, const int full, int trans_a, ptrdiff_t i0, ptrdiff_t j0,
+    M tail, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,
+    T beta, T* C, ptrdiff_t ldc) {
+    V acc[8][2], b[2];
+    for (int r = 0; r < R; r++)
+        for (int v = 0; v < NV; v++) acc[r][v] = VZERO();
+    for (ptrdiff_t p = 0; p < k; p++) {
+        const T* row = B + p * ldb + j0;
+        for (int v = 0; v < NV; v++)
+            b[v] = (full || v < NV - 1) ? VLOAD(row + v * W) : VLOADM(row + v * W, tail);
+        for (int r = 0; r < R; r++) {
+            V a = VSET1(trans_a ? A[p * lda + i0 + r] : A[(i0 + r) * lda + p]);
+            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(a, b[v], acc[r][v]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        T* c = C + (i0 + r) * ldc + j0;
+        for (int v = 0; v < NV; v++) {
+            int whole = full || v < NV - 1;
+            V out = VMUL(VSET1(alpha), acc[r][v]);
+            if (beta != 0)
+                out = VFMA(VSET1(beta), whole ? VLOAD(c + v * W) : VLOADM(c + v * W, tail), out);
+            if (whole)
+                VSTORE(c + v * W, out);
+            else
+                VSTOREM(c + v * W, tail, out);
+        }
+    }
+}
+
+static __attribute__((target(TARGET))) void NAME(
+    int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,
+    const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {
+#define NNCORE_ARGS trans_a, i0, j0, tail, k, alpha, A, lda, B, ldb, beta, C, ldc
+    ptrdiff_t i0, j0 = 0;
+    while (j0 < n) {
+        ptrdiff_t left = n - j0;
+        if (left > W) {
+            int full = left >= 2 * W;
+            M tail = VMASK(full ? W : (int) (left - W));
+            for (i0 = 0; i0 + 4 <= m; i0 += 4)
+                full ? BLOCK(4, 2, 1, NNCORE_ARGS) : BLOCK(4, 2, 0, NNCORE_ARGS);
+            for (; i0 < m; i0++)
+                full ? BLOCK(1, 2, 1, NNCORE_ARGS) : BLOCK(1, 2, 0, NNCORE_ARGS);
+            j0 += 2 * W;
+        } else {
+            int full = left == W;
+            M tail = VMASK((int) left);
+            for (i0 = 0; i0 + 8 <= m; i0 += 8)
+                full ? BLOCK(8, 1, 1, NNCORE_ARGS) : BLOCK(8, 1, 0, NNCORE_ARGS);
+            for (; i0 < m; i0++)
+                full ? BLOCK(1, 1, 1, NNCORE_ARGS) : BLOCK(1, 1, 0, NNCORE_ARGS);
+            j0 += W;
+        }
+    }
+#undef NNCORE_ARGS
+}
+
+#undef BLOCK
+#undef NNCORE_FN
+#undef NNCORE_FN2
+#undef T
+#undef V
+#undef M
+#undef W
+#undef TARGET
+#undef NAME
+#undef VZERO
+#undef VSET1
+#undef VLOAD
+#undef VLOADM
+#undef VSTORE
+#undef VSTOREM
+#undef VFMA
+#undef VMUL
+#undef VMASK
