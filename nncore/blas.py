@@ -104,9 +104,12 @@ _THREADS = _thread_count(_LIB)
 
 def info():
     """{"blas": "numpy"|"scipy", "filepath", "version", "num_threads"} of the
-    BLAS the engine calls (the last three None when it cannot be seen)."""
+    BLAS the engine calls (the last three None when it cannot be seen), and
+    "simd": the vector instructions of nncore's own kernels ("avx512", "avx2"
+    or "none"), which run the small products and the softmax's exp."""
     return {"blas": NAME, "filepath": getattr(_LIB, "filepath", None),
-            "version": getattr(_LIB, "version", None), "num_threads": num_threads()}
+            "version": getattr(_LIB, "version", None), "num_threads": num_threads(),
+            "simd": _kernels.simd()}
 
 
 def num_threads():

@@ -14,7 +14,8 @@ cimport numpy as cnp
 from _blas cimport (gemm as _gemm, set_ilp64_blas, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
 from _activation cimport (bias_activation as _bias_activation,
-                          activation_backward as _activation_backward)
+                          activation_backward as _activation_backward,
+                          exp_nonpositive as _exp_nonpositive)
 from _loss cimport output_loss as _output_loss
 from _layer cimport dense_forward as _dense_forward, dense_backward as _dense_backward
 from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
@@ -39,6 +40,22 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not 
         _gemm(trans_a, trans_b, <int> C.shape[0], <int> C.shape[1], k, <floating> alpha,
               &A[0, 0], <int> A.shape[1], &B[0, 0], <int> B.shape[1], <floating> beta,
               &C[0, 0], <int> C.shape[1])
+
+
+cdef extern from "_simd.h" nogil:
+    int simd_isa "nncore_simd_isa" ()
+
+
+def simd():
+    """The vector instruction set the tile GEMM and exp kernels use here:
+    "avx512", "avx2" or "none" (see src/_simd.h; NNCORE_SIMD caps it)."""
+    return ("none", "avx2", "avx512")[simd_isa()]
+
+
+def exp_nonpositive(floating[::1] x not None):
+    """x := exp(x) in place, for x ≤ 0 (the softmax's exp; vectorised for float32)."""
+    with nogil:
+        _exp_nonpositive(&x[0], x.shape[0])
 
 
 def bias_activation(floating[:, ::1] Z not None, const floating[::1] b not None, int act):

@@ -7,8 +7,7 @@
  * OpenBLAS (0.3.30-0.3.34), so they run 8-lane AVX2 code there. This kernel
  * keeps a tile of C in registers while it streams over k (the loop is in
  * _tile_gemm_body.h) and runs with 16-lane AVX-512 where the CPU has it,
- * 8-lane AVX2+FMA otherwise, both compiled through function attributes and
- * chosen at run time, so the build stays portable (no -march). The columns
+ * 8-lane AVX2+FMA otherwise (chosen at run time, see _simd.h). The columns
  * past a multiple of the vector width are masked, so every n is handled.
  *
  * Row-major: C(m×n) := alpha·op(A)·op(B) + beta·C, op(A) = Aᵀ (A stored k×m)
@@ -16,34 +15,19 @@
  * first copied to a stack buffer of at most NNCORE_TILE_TRANSPOSE elements;
  * the kernel needs B's rows to be contiguous along n. nncore_tile_gemm_*
  * returns 0, leaving C untouched, when it does not handle a call: no AVX2 on
- * this CPU, no GCC-compatible compiler, or a Bᵀ too big for the buffer.
+ * this CPU (or NNCORE_SIMD=none), no GCC-compatible compiler, or a Bᵀ too big
+ * for the buffer.
  */
 #ifndef NNCORE_TILE_GEMM_H
 #define NNCORE_TILE_GEMM_H
 #include <stddef.h>
+#include "_simd.h"
 
 /* Elements of Bᵀ copied to the stack for trans_b (16 KiB of floats). */
 #define NNCORE_TILE_TRANSPOSE 4096
 
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if NNCORE_X86_SIMD
 #include <immintrin.h>
-
-enum { NNCORE_NO_TILE = 0, NNCORE_AVX2 = 1, NNCORE_AVX512 = 2 };
-
-/* The widest instruction set the kernel can use here (checked once). */
-static int nncore_tile_isa(void) {
-    static int isa = -1;
-    if (isa < 0) {
-        __builtin_cpu_init();
-        if (__builtin_cpu_supports("avx512f"))
-            isa = NNCORE_AVX512;
-        else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
-            isa = NNCORE_AVX2;
-        else
-            isa = NNCORE_NO_TILE;
-    }
-    return isa;
-}
 
 /* ---- AVX-512: 16 floats / 8 doubles per vector, bit masks for the tail */
 #define T float
@@ -123,8 +107,8 @@ static int nncore_tile_isa(void) {
                     T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,       \
                     T beta, T* C, ptrdiff_t ldc) {                                       \
         T bt[NNCORE_TILE_TRANSPOSE];                                                     \
-        int isa = nncore_tile_isa();                                                     \
-        if (isa == NNCORE_NO_TILE || (trans_b && n * k > NNCORE_TILE_TRANSPOSE))         \
+        int isa = nncore_simd_isa();                                                     \
+        if (isa == NNCORE_GENERIC || (trans_b && n * k > NNCORE_TILE_TRANSPOSE))         \
             return 0;                                                                    \
         if (trans_b) {                                                                   \
             for (ptrdiff_t p = 0; p < k; p++)                                            \

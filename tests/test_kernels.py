@@ -151,6 +151,69 @@ def test_gemm_shapes_cover_every_path():
         "loop", "tile", "gemv", "blas"}
 
 
+# ------------------------------------------------------------------ exp
+
+@pytest.mark.parametrize("size", [1, 10, 16, 17, 1000])
+def test_exp_nonpositive(rng, dtype, size):
+    """exp over values ≤ 0, written in place: within 2 ulp of double exp for
+    float32 (the vectorised polynomial), 1 ulp for float64 (libm); below −88
+    float32 results may be flushed to 0 (true values are under 1.2e-38)."""
+    x = -np.abs(rng.standard_normal(size) * 30).astype(dtype)
+    x[::7] = -np.abs(rng.standard_normal(x[::7].size) * 0.3).astype(dtype)
+    out = x.copy()
+    assert K.exp_nonpositive(out) is None
+    expected = np.exp(f64(x))
+    ulp = np.spacing(expected.astype(dtype)).astype(np.float64)
+    normal = expected > np.finfo(dtype).tiny
+    assert np.all(np.abs(out - expected)[normal] <= 2 * ulp[normal])
+    assert np.all(out[~normal] <= np.finfo(dtype).tiny)
+
+
+def test_exp_nonpositive_special_values(dtype):
+    """0 → 1, −inf and −1e30 → 0, NaN stays NaN (so divergence is seen)."""
+    x = np.array([0.0, -0.0, -np.inf, -1e30, np.nan, -88.5, -1e-30], dtype)
+    K.exp_nonpositive(x)
+    np.testing.assert_array_equal(x[:4], [1, 1, 0, 0])
+    assert np.isnan(x[4]) and 0 <= x[5] < 1e-38 and x[6] == 1
+
+
+SIMD_CHECK = """
+import numpy as np
+from nncore import _kernels as K
+rng = np.random.default_rng(0)
+worst = 0.0
+for dtype in (np.float32, np.float64):
+    for m, n, k in [(32, 64, 32), (32, 10, 32), (13, 33, 40), (7, 3, 100)]:
+        for ta in (False, True):
+            for tb in (False, True):
+                A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+                B = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+                C = rng.standard_normal((m, n)).astype(dtype)
+                ref = 0.5 * ((A.T if ta else A).astype(float) @ (B.T if tb else B)) - C
+                K.gemm(ta, tb, 0.5, A, B, -1.0, C)
+                worst = max(worst, np.max(np.abs(C - ref)) / np.finfo(dtype).eps / k)
+x = -np.abs(rng.standard_normal(1001) * 20).astype(np.float32)
+e = x.copy()
+K.exp_nonpositive(e)
+worst = max(worst, np.max(np.abs(e - np.exp(x.astype(float))) / np.spacing(np.exp(x))) / 2)
+print(K.simd(), worst)
+"""
+
+
+@pytest.mark.parametrize("isa", ["avx2", "none"])
+def test_every_instruction_set(isa):
+    """The tile GEMM and the vectorised exp in their AVX2 and portable variants
+    (NNCORE_SIMD caps the instruction set when the process starts), on the
+    shapes that reach every kind of tile, within the same bounds."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, NNCORE_SIMD=isa)
+    out = subprocess.run([sys.executable, "-c", SIMD_CHECK], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[0] in (isa, "none") and float(out[1]) <= 1.0
+
+
 # ------------------------------------------------------------ activations
 
 @pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
