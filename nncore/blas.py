@@ -125,30 +125,40 @@ def default_threads():
         return os.cpu_count() or 1
 
 
-_ACTIVE = {"calls": 0, "saved": None}
+_ACTIVE = {"calls": 0, "saved": None, "own": 1}
 _ACTIVE_LOCK = threading.Lock()
+
+
+def _set_own_threads(n):
+    """The thread count of nncore's own parallel kernels (large products on
+    AVX-512 CPUs, src/_big_gemm.h), in both compiled modules."""
+    _ACTIVE["own"] = n
+    for module in (_engine, _kernels):
+        module.use_threads(min(n, 64))  # the kernels' cap (NNCORE_MAX_THREADS)
 
 
 @contextmanager
 def threads(n):
-    """Run the block with the engine's BLAS limited to n threads, then restore.
-    nncore's own loops are serial and sum in a fixed order; only the BLAS
-    threads. The count is process-wide: while calls from several Python threads
-    overlap, the last one to start sets it, and it returns to its value from
-    before the first of them when the last one ends."""
-    if _THREADS is None:
-        yield
-        return
+    """Run the block with the engine's BLAS and nncore's own parallel kernels
+    limited to n threads, then restore. nncore's other loops are serial and sum
+    in a fixed order. The count is process-wide: while calls from several
+    Python threads overlap, the last one to start sets it, and it returns to
+    its value from before the first of them when the last one ends."""
     with _ACTIVE_LOCK:
         if _ACTIVE["calls"] == 0:
-            _ACTIVE["saved"] = _THREADS.get()
+            _ACTIVE["saved"] = (_THREADS.get() if _THREADS is not None else None,
+                                _ACTIVE["own"])
         _ACTIVE["calls"] += 1
-        if _THREADS.get() != n:
+        if _THREADS is not None and _THREADS.get() != n:
             _THREADS.set(n)
+        _set_own_threads(n)
     try:
         yield
     finally:
         with _ACTIVE_LOCK:
             _ACTIVE["calls"] -= 1
-            if _ACTIVE["calls"] == 0 and _THREADS.get() != _ACTIVE["saved"]:
-                _THREADS.set(_ACTIVE["saved"])
+            if _ACTIVE["calls"] == 0:
+                blas_count, own = _ACTIVE["saved"]
+                if _THREADS is not None and _THREADS.get() != blas_count:
+                    _THREADS.set(blas_count)
+                _set_own_threads(own)

@@ -66,6 +66,17 @@ cdef extern from "_tile_gemm.h" nogil:
         const double* B, Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
     int TILE_TRANSPOSE "NNCORE_TILE_TRANSPOSE"
 
+cdef extern from "_big_gemm.h" nogil:
+    # The same on packed blocks and nncore's own threads, for AVX-512 CPUs;
+    # 0 = not handled (no AVX-512, or no memory for the packing buffers).
+    int big_gemm_f "nncore_big_gemm_f" (int trans_a, int trans_b, Py_ssize_t m,
+        Py_ssize_t n, Py_ssize_t k, float alpha, const float* A, Py_ssize_t lda,
+        const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
+    int big_gemm_d "nncore_big_gemm_d" (int trans_a, int trans_b, Py_ssize_t m,
+        Py_ssize_t n, Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda,
+        const double* B, Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
+    void set_threads "nncore_set_threads" (int n)
+
 # Below this many multiply-adds (m·n·k) a direct loop beats the BLAS call: for
 # tiny products OpenBLAS spends its time in argument checks, dispatch and
 # packing. Measured on the 2-core dev machine (OpenBLAS 0.3.30, Haswell
@@ -175,6 +186,10 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
             gemv(True, k, n, alpha, B, ldb, A, beta, C)
         else:
             gemv(False, n, k, alpha, B, ldb, A, beta, C)
+    elif (big_gemm_f(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+          if floating is float else
+          big_gemm_d(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)):
+        pass
     elif floating is float:
         if sgemm64 != NULL:
             sgemm64(&ta, &tb, &n64, &m64, &k64, &alpha, <float*> B, &ldb64, <float*> A,

@@ -23,7 +23,7 @@ cimport numpy as cnp
 import numpy as np
 
 from _activation cimport LINEAR
-from _blas cimport set_ilp64_blas
+from _blas cimport set_ilp64_blas, set_threads
 from _loss cimport output_loss
 from _layer cimport dense_forward, dense_backward
 from _optim cimport Hyper, optimizer_update, SGD, ADAM
@@ -552,3 +552,9 @@ def use_ilp64_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv):
     """Point this module's products at ILP64 BLAS entry points (addresses), or
     back at SciPy's BLAS with all zeros. Called by nncore.blas at import."""
     set_ilp64_blas(sgemm, dgemm, sgemv, dgemv)
+
+
+def use_threads(int n):
+    """Let this module's own parallel kernels (the large products on AVX-512
+    CPUs, src/_big_gemm.h) use n threads. Set by nncore.blas.threads."""
+    set_threads(n)

@@ -11,7 +11,7 @@ from cython cimport floating
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 
-from _blas cimport (gemm as _gemm, set_ilp64_blas, SMALL_GEMM as _SMALL_GEMM,
+from _blas cimport (gemm as _gemm, set_ilp64_blas, set_threads, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
 from _activation cimport (bias_activation as _bias_activation,
                           activation_backward as _activation_backward,
@@ -201,6 +201,12 @@ def use_ilp64_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv):
     """Point this module's products at ILP64 BLAS entry points (addresses), or
     back at SciPy's BLAS with all zeros. Called by nncore.blas at import."""
     set_ilp64_blas(sgemm, dgemm, sgemv, dgemv)
+
+
+def use_threads(int n):
+    """Let this module's own parallel kernels (the large products on AVX-512
+    CPUs, src/_big_gemm.h) use n threads. Set by nncore.blas.threads."""
+    set_threads(n)
 
 
 def perceptron_epoch(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,

@@ -1,0 +1,133 @@
+/* Helper threads for nncore's own parallel kernels (today: _big_gemm.h).
+ *
+ * nncore_parallel(task, arg, parts) runs task(arg, part, parts) for every part
+ * < parts, part 0 on the calling thread and the others on helper threads, and
+ * returns when all are done. One job runs at a time per compiled module (a
+ * second caller waits), so a job's parts may use per-part scratch.
+ *
+ * Helpers are started on first use and never stopped. After a job they spin
+ * for a short while (the next product of a training step comes within
+ * microseconds) and then sleep on a condition variable, so an idle process
+ * burns no CPU. A child process made by fork() starts with no helpers and
+ * makes its own (threads do not survive fork).
+ */
+#ifndef NNCORE_POOL_H
+#define NNCORE_POOL_H
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define NNCORE_MAX_THREADS 64
+/* Polls of an idle helper before it sleeps (about 50-100 µs). */
+#define NNCORE_SPINS 2000
+
+#if defined(__x86_64__) || defined(__i386__)
+#define NNCORE_PAUSE() __builtin_ia32_pause()
+#else
+#define NNCORE_PAUSE() ((void) 0)
+#endif
+
+typedef void (*nncore_task)(void* arg, int part, int parts);
+
+static struct {
+    pthread_mutex_t run;        /* held for a whole job: one job at a time */
+    pthread_mutex_t lock;       /* with `wake`: sleeping helpers */
+    pthread_cond_t wake;
+    int helpers;                /* helper threads running */
+    int fork_handler;           /* pthread_atfork registered */
+    atomic_long posted;         /* jobs posted so far */
+    atomic_int pending;         /* helpers not yet done with the current job */
+    long start_seen[NNCORE_MAX_THREADS];
+    nncore_task task;
+    void* arg;
+    int parts;
+} nncore_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
+                 PTHREAD_COND_INITIALIZER};
+
+/* Threads a job may use (set from Python: a model's n_threads). */
+static int nncore_threads = 1;
+
+static void* nncore_helper(void* data) {
+    int part = (int) (intptr_t) data;
+    long seen = nncore_pool.start_seen[part], now;
+    for (;;) {
+        int spins = 0;
+        while ((now = atomic_load(&nncore_pool.posted)) == seen && spins++ < NNCORE_SPINS)
+            NNCORE_PAUSE();
+        if (now == seen) {
+            pthread_mutex_lock(&nncore_pool.lock);
+            while ((now = atomic_load(&nncore_pool.posted)) == seen)
+                pthread_cond_wait(&nncore_pool.wake, &nncore_pool.lock);
+            pthread_mutex_unlock(&nncore_pool.lock);
+        }
+        seen = now;
+        if (part < nncore_pool.parts)
+            nncore_pool.task(nncore_pool.arg, part, nncore_pool.parts);
+        atomic_fetch_sub(&nncore_pool.pending, 1);
+    }
+    return NULL;
+}
+
+/* In a child made by fork(): the helpers did not come along. */
+static void nncore_pool_after_fork(void) {
+    pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+    pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
+    nncore_pool.run = fresh;
+    nncore_pool.lock = fresh;
+    nncore_pool.wake = fresh_cond;
+    nncore_pool.helpers = 0;
+    atomic_store(&nncore_pool.posted, 0);
+    atomic_store(&nncore_pool.pending, 0);
+}
+
+/* Start helpers until parts − 1 run (fewer if threads cannot be made); the
+ * caller holds nncore_pool.run. Returns the parts the job can use. */
+static int nncore_pool_grow(int parts) {
+    pthread_attr_t attr;
+    pthread_t thread;
+    if (!nncore_pool.fork_handler)
+        nncore_pool.fork_handler = pthread_atfork(NULL, NULL, nncore_pool_after_fork) == 0;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    while (nncore_pool.helpers < parts - 1 && nncore_pool.fork_handler) {
+        int part = nncore_pool.helpers + 1;
+        nncore_pool.start_seen[part] = atomic_load(&nncore_pool.posted);
+        if (pthread_create(&thread, &attr, nncore_helper, (void*) (intptr_t) part) != 0)
+            break;
+        nncore_pool.helpers++;
+    }
+    pthread_attr_destroy(&attr);
+    return parts < nncore_pool.helpers + 1 ? parts : nncore_pool.helpers + 1;
+}
+
+/* Run task(arg, part, parts) for every part < parts (at most nncore_threads,
+ * at most NNCORE_MAX_THREADS) and wait for all of them. */
+static void nncore_parallel(nncore_task task, void* arg, int parts) {
+    int spins = 0;
+    if (parts > nncore_threads) parts = nncore_threads;
+    if (parts > NNCORE_MAX_THREADS) parts = NNCORE_MAX_THREADS;
+    if (parts < 1) parts = 1;
+    pthread_mutex_lock(&nncore_pool.run);
+    if (parts > 1)
+        parts = nncore_pool_grow(parts);
+    if (parts > 1) {
+        nncore_pool.task = task;
+        nncore_pool.arg = arg;
+        nncore_pool.parts = parts;
+        atomic_store(&nncore_pool.pending, nncore_pool.helpers);
+        pthread_mutex_lock(&nncore_pool.lock);
+        atomic_fetch_add(&nncore_pool.posted, 1);
+        pthread_cond_broadcast(&nncore_pool.wake);
+        pthread_mutex_unlock(&nncore_pool.lock);
+    }
+    task(arg, 0, parts);
+    while (parts > 1 && atomic_load(&nncore_pool.pending) > 0) {
+        if (spins++ < NNCORE_SPINS)
+            NNCORE_PAUSE();
+        else
+            sched_yield();
+    }
+    pthread_mutex_unlock(&nncore_pool.run);
+}
+#endif
