@@ -87,10 +87,13 @@ cdef extern from "_big_gemm.h" nogil:
 # (benchmarks/report.py --only W1,W2) when the BLAS or the loop changes.
 cdef enum:
     SMALL_GEMM = 4096
-    # Up to this many multiply-adds (and with op(B) = B) the register-tiled
-    # kernel of _tile_gemm.h runs instead of BLAS: single-threaded OpenBLAS
-    # needs 1.9-2.4 µs for 32×32×64 where it takes 1.2 µs, and the two are
-    # even by 128×128×256, past which BLAS's threads win.
+    # Up to this many multiply-adds the register-tiled kernel of _tile_gemm.h
+    # runs on the calling thread instead of BLAS. Measured on the dev machine
+    # (Zen 5; OpenBLAS running its Haswell kernels on 2 threads; interleaved
+    # calls from Python): 32×32×64 1.7 µs against 3.0, 128×128×10 2.5 against
+    # 4.6; even around 1M multiply-adds, and at 4M the tile kernel alone is
+    # 0.8x the two BLAS threads. Past this size AVX-512 CPUs run the tile
+    # kernel threaded over packed blocks (_big_gemm.h), others the BLAS.
     TILE_GEMM = 262144
 
 
@@ -168,7 +171,9 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                       floating alpha, const floating* A, int lda,
                       const floating* B, int ldb, floating beta,
                       floating* C, int ldc) noexcept nogil:
-    """C(m×n) := alpha·op(A)·op(B) + beta·C, all row-major; op(X) = Xᵀ if trans_x."""
+    """C(m×n) := alpha·op(A)·op(B) + beta·C, all row-major; op(X) = Xᵀ if trans_x.
+    Routed by size: direct loop, tile kernel, GEMV for one row, nncore's
+    threaded kernel (AVX-512 CPUs), else the BLAS."""
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
     cdef int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc

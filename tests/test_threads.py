@@ -192,6 +192,55 @@ def test_same_seed_bit_identical_through_threaded_blas(backend, dtype):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.skipif(nncore._kernels.simd() != "avx512",
+                    reason="nncore's own threaded products run on AVX-512 CPUs only")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_own_threaded_products_bit_identical_across_n_threads(dtype):
+    """On AVX-512 CPUs every product of a fit is nncore's own (src/_big_gemm.h
+    above the tile kernel's range), summed in an order that does not depend on
+    the thread count: n_threads 1, 2 and 3 give bit-identical weights for a
+    network whose products split over threads both by columns and by rows."""
+    X, y = data(300, 200, 10)
+    runs = []
+    for n_threads in (1, 2, 3):
+        model = classifier((200, 256, 40, 10), "cython", dtype, seed=5, n_threads=n_threads)
+        model.fit(X, y, epochs=2, batch_size=150)
+        runs.append(model.get_weights())
+    for other in runs[1:]:
+        for a, b in zip(other, runs[0]):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_threaded_products_work_in_a_forked_child():
+    """nncore's helper threads do not survive fork(): a child of a process that
+    used them makes its own and finishes (no hang), with the parent's result."""
+    import os
+    import time
+    X, y = data(256, 300, 10)
+    model = classifier((300, 300, 10), "cython", "float32", seed=1, n_threads=2)
+    model.fit(X, y, epochs=1, batch_size=128)
+    expected = model.predict(X)
+    pid = os.fork()
+    if pid == 0:  # the child: predict and fit with the pool, report by exit code
+        try:
+            ok = np.array_equal(model.predict(X), expected)
+            model.fit(X, y, epochs=1, batch_size=128)
+            os._exit(0 if ok else 1)
+        except BaseException:
+            os._exit(2)
+    deadline = time.monotonic() + 60
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.01)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 # ------------------------------------------------------------ n_threads
 
 class RecordingNetwork:
