@@ -97,6 +97,12 @@ def _thread_count(lib):
         return None
 
 
+if os.environ.get("NNCORE_SIMD", "") not in ("", "avx2", "none"):
+    import warnings
+    warnings.warn(f"NNCORE_SIMD={os.environ['NNCORE_SIMD']!r} is not understood and is "
+                  "ignored; use 'avx2' or 'none' to cap nncore's vector kernels",
+                  RuntimeWarning, stacklevel=2)
+
 #: "numpy" or "scipy": whose BLAS the engine calls
 NAME, _LIB = _select()
 _THREADS = _thread_count(_LIB)

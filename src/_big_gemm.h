@@ -4,8 +4,9 @@
  * Why: NumPy's and SciPy's OpenBLAS (0.3.30-0.3.34) identify the dev machine's
  * AMD Zen 5 as Haswell and run 8-lane AVX2 kernels there (OpenBLAS issue
  * #6029). The 16-lane tile kernel is faster even single-threaded on mid-sized
- * products; split over two threads it measured 270-380 GFLOP/s on the
- * 784-256-128-10 training products where that OpenBLAS gives 170-215.
+ * products; split over two threads, a W3 epoch's products ran at 364 GFLOP/s
+ * where that OpenBLAS gives 194 (benchmarks/report.py's pure-GEMM column,
+ * default vs NNCORE_SIMD=none).
  *
  * How: C's columns are split between the threads (its rows, when C is too
  * narrow to split); each thread walks its share in blocks of NC columns × KC

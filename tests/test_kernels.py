@@ -248,6 +248,17 @@ def test_every_instruction_set(isa, tmp_path):
     assert out[0] in (isa, "none") and float(out[1]) <= 1.0
 
 
+def test_unknown_simd_setting_warns(tmp_path):
+    """A mistyped NNCORE_SIMD is not silently taken for "no cap"."""
+    import os
+    import subprocess
+    import sys
+    run = subprocess.run([sys.executable, "-W", "error", "-c", "import nncore"],
+                         env=dict(os.environ, NNCORE_SIMD="avx-2"), capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert run.returncode != 0 and "NNCORE_SIMD='avx-2' is not understood" in run.stderr
+
+
 # ------------------------------------------------------------ activations
 
 @pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
