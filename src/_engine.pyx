@@ -423,7 +423,8 @@ cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
     went around nncore.model's validation from reading out of bounds. rows or
     cols of -1: any (cols -1 also means 1-D)."""
     if a is None or cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{name}: expected a C-contiguous {np.dtype(typenum)} array")
+        raise ValueError(f"{name}: expected a C-contiguous {cnp.PyArray_DescrFromType(typenum)} "
+                         "array")
     if a.ndim != (1 if cols < 0 else 2) or (rows >= 0 and a.shape[0] != rows) or (
             cols >= 0 and a.shape[1] != cols):
         raise ValueError(f"{name}: shape {(<object> a).shape} does not fit the network "

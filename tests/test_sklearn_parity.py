@@ -281,3 +281,21 @@ def test_loss_and_gradient_matches_sklearn(kind, weighted, backend):
     np.testing.assert_allclose(loss, their_loss, rtol=1e-12)
     np.testing.assert_allclose(grad, their_grad, rtol=0, atol=1e-12 * np.abs(their_grad).max())
     np.testing.assert_array_equal(params, flat(weights))  # no update
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_sparse_input_matches_sklearn(solver, backend):
+    """scikit-learn fitted on a CSR X, nncore reading the same CSR in place."""
+    from nncore.validation import as_input
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y, Y = data("multiclass")
+    X[np.random.default_rng(5).random(X.shape) < 0.6] = 0
+    Xs = sparse.csr_matrix(X)
+    est = estimator("multiclass", hidden_layer_sizes=(7,), random_state=3, batch_size=32,
+                    solver=solver, learning_rate_init=0.05, alpha=1e-3)
+    theirs, their_curve = sklearn_fit(est, Xs, y, None, 4)
+    ours, our_curve = engine_fit(est, as_input(Xs, np.dtype(np.float64), X.shape[1]), Y, None,
+                                 4, backend)
+    assert_same(ours, theirs)
+    np.testing.assert_allclose(our_curve, their_curve, rtol=RTOL)
