@@ -16,7 +16,7 @@ import pytest
 
 import nncore
 
-ROWS = int(os.environ.get("SPARSE_ROWS", 20000))
+ROWS = int(os.environ.get("SPARSE_ROWS", "20000"))
 FEATURES, DENSITY = 5000, 0.002
 
 
@@ -49,8 +49,7 @@ def test_sparse_epoch(benchmark, data, layout):
 
 @pytest.mark.parametrize("layout", ["sparse", "dense"])
 def test_sparse_predict(benchmark, data, layout):
-    X, y = data
-    X = X if layout == "sparse" else X.toarray()
+    X = data[0] if layout == "sparse" else data[0].toarray()
     m = model()
     benchmark.group = f"predict, {ROWS}x{FEATURES} at {DENSITY:.1%} non-zeros"
     benchmark.extra_info.update(workload="sparse-predict", implementation=layout)

@@ -152,7 +152,7 @@ class Network:
         nb, last, size = xb.shape[0], len(layers) - 1, params.shape[0]
         dZ = dbuf[0][:nb * layers[last][1]].reshape(nb, layers[last][1])
         for l in range(last, -1, -1):
-            n_in, n_out, act, W, b = layers[l]
+            n_in, n_out, _, W, b = layers[l]
             _, _, _, gW, gb = glayers[l]
             dX = dbuf[(last - l + 1) % 2][:nb * n_in].reshape(nb, n_in) if l else None
             inp, prev = (acts[l - 1][:nb], layers[l - 1][2]) if l else (xb, LINEAR)

@@ -45,7 +45,6 @@ def weighted_mean_ref(Z, Y, w, act, loss, dtype):
     """(P, Σᵢ wᵢ·ℓᵢ, dZ = wᵢ·(P − Y)/Σw (⊙ f' for the squared error)) in float64,
     straight from scikit-learn's squared_loss / log_loss / binary_log_loss /
     poisson_loss and MLP._backprop."""
-    k = Z.shape[1]
     if act == SOFTMAX:
         P = np.exp(Z - np.logaddexp.reduce(Z, axis=1, keepdims=True))
     else:
