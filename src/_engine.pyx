@@ -225,17 +225,19 @@ cdef void backward(Net* net, Optimizer* opt, floating* params, floating* grads,
 cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
                        floating* state, const Input* X, const floating* Y,
                        const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
-                       double* acc, int loss, double alpha, double* metric) noexcept nogil:
+                       double* acc, int loss, double alpha, bint stop_nonfinite,
+                       double* metric) noexcept nogil:
     """One gradient step on the n rows X, Y (per-row weights sw, or NULL) with
     the L2 penalty alpha. The step's cost is (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D,
     D = Σᵢ wᵢ for the weighted-mean losses (scikit-learn's), else n; returns
     that cost times n (so the epoch's loss is Σ/rows: scikit-learn's
-    accumulated_loss). A non-finite cost returns before anything is updated.
+    accumulated_loss). A non-finite cost returns before anything is updated
+    if stop_nonfinite (else the step is taken, as scikit-learn does).
     work holds activations (laid out for `batch` rows) then two dZ buffers."""
     cdef double total, denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
     total = forward_loss(net, params, X, Y, sw, n, batch, work, loss, denom, metric)
     total += penalty(net, params, alpha)
-    if not isfinite(total):
+    if stop_nonfinite and not isfinite(total):
         return total
     if not opt.folded:
         opt.t += 1
@@ -270,8 +272,8 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                     const floating* sw, Py_ssize_t n, const Py_ssize_t* orders,
                     Py_ssize_t n_epochs, Py_ssize_t batch, floating* params,
                     floating* grads, floating* state, floating* work, double* acc, int loss,
-                    double alpha, double* loss_out, double* metric_out, Py_ssize_t* done,
-                    Py_ssize_t* bad_batch) except -1 nogil:
+                    double alpha, bint stop_nonfinite, double* loss_out, double* metric_out,
+                    Py_ssize_t* done, Py_ssize_t* bad_batch) except -1 nogil:
     """n_epochs epochs over the n rows of X, Y (row weights sw or NULL),
     visiting rows in the order of orders[epoch·n : (epoch+1)·n] (or storage
     order when orders is NULL). A shuffled batch of dense X is gathered into
@@ -279,7 +281,10 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
     finite: then bad_batch names it, and the parameters are those before it —
     or, if those are not finite either, the ones the epoch started from.
     done counts the completed epochs; a KeyboardInterrupt raised between two
-    batches propagates with everything consistent."""
+    batches propagates with everything consistent. Without stop_nonfinite,
+    training goes on through non-finite costs and weights (scikit-learn's
+    behaviour) and returns 0; bad_batch then names the first such batch (its
+    index within its epoch), or stays -1."""
     cdef Py_ssize_t epoch, start, nb
     cdef floating* Xb = work + activations_size(net, batch) + 2 * batch * net.max_width
     cdef floating* Yb = Xb + (0 if X.sparse else batch * net.n_in)
@@ -307,14 +312,17 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                     gather_rows(sw, order, nb, 1, Wb)
                 step_loss = train_step(net, opt, params, grads, state, &xb, Yb,
                                        Wb if sw != NULL else NULL, nb, batch, work, acc,
-                                       loss, alpha, &metric)
+                                       loss, alpha, stop_nonfinite, &metric)
             else:
                 xb.first = start
                 step_loss = train_step(net, opt, params, grads, state,
                                        &xb, Y + start * net.n_out,
                                        sw + start if sw != NULL else NULL, nb, batch, work,
-                                       acc, loss, alpha, &metric)
-            if not isfinite(step_loss):
+                                       acc, loss, alpha, stop_nonfinite, &metric)
+            if not isfinite(step_loss) and not stop_nonfinite:
+                if bad_batch[0] < 0:
+                    bad_batch[0] = start // batch
+            elif not isfinite(step_loss):
                 bad_batch[0] = start // batch
                 if not all_finite(params, net.n_params):
                     memcpy(params, snapshot, net.n_params * sizeof(floating))
@@ -325,7 +333,7 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
             if work_done > SIGNAL_WORK:
                 work_done = 0
                 check_signals()
-        if not all_finite(params, net.n_params):
+        if stop_nonfinite and not all_finite(params, net.n_params):
             # the epoch's last update overflowed: no later batch will see it
             bad_batch[0] = (n - 1) // batch
             memcpy(params, snapshot, net.n_params * sizeof(floating))
@@ -519,7 +527,7 @@ cdef class Network:
                      cnp.ndarray orders, Py_ssize_t batch, cnp.ndarray grads,
                      cnp.ndarray state, cnp.ndarray work, int loss, tuple hyper, double lr,
                      cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out,
-                     double alpha=0.0):
+                     double alpha=0.0, bint stop_nonfinite=True):
         """Runs len(loss_out) epochs of mini-batch training on the parameters.
 
         X (n×n_in), Y (n×n_out); sample_weight: (n,) row weights or empty;
@@ -541,6 +549,11 @@ cdef class Network:
         gradient gains alpha·W/D, D = Σᵢ wᵢ for the weighted-mean losses
         (half_squared_error, log_loss, poisson), else the batch's rows. An
         epoch's loss is Σ_batches cost·rows / n — scikit-learn's loss_curve_.
+
+        stop_nonfinite=False: keep training through non-finite batch costs and
+        weights, as scikit-learn's _fit_stochastic does (losses become inf or
+        NaN, weights may become NaN); returns 0 and progress[1] is the first
+        such batch (index within its epoch) or -1.
         """
         cdef Optimizer opt
         cdef Py_ssize_t n, n_epochs, p_size = self.net.n_params
@@ -586,14 +599,14 @@ cdef class Network:
                     status = run_epochs(&self.net, &opt, &inp, <double*> y,
                                         <double*> sw, n, order, n_epochs, batch,
                                         <double*> self.p, <double*> g, <double*> st,
-                                        <double*> w, acc, loss, alpha, lo, co, &done,
-                                        &bad_batch)
+                                        <double*> w, acc, loss, alpha, stop_nonfinite, lo,
+                                        co, &done, &bad_batch)
                 else:
                     status = run_epochs(&self.net, &opt, &inp, <float*> y,
                                         <float*> sw, n, order, n_epochs, batch,
                                         <float*> self.p, <float*> g, <float*> st,
-                                        <float*> w, acc, loss, alpha, lo, co, &done,
-                                        &bad_batch)
+                                        <float*> w, acc, loss, alpha, stop_nonfinite, lo,
+                                        co, &done, &bad_batch)
         finally:
             free(acc)
             progress[0], progress[1], progress[2] = done, bad_batch, opt.t

@@ -53,7 +53,7 @@ def flat(weights):
     return np.concatenate([w.ravel() for w in weights])
 
 
-def engine_fit(est, X, Y, sample_weight, epochs, backend, lr_schedule=None):
+def engine_fit(est, X, Y, sample_weight, epochs, backend, lr_schedule=None, stop_nonfinite=True):
     """Train nncore's engine as scikit-learn's _fit_stochastic would, one epoch
     per call; returns (weights list [W1, b1, ...], loss curve)."""
     n = X.shape[0]
@@ -86,7 +86,7 @@ def engine_fit(est, X, Y, sample_weight, epochs, backend, lr_schedule=None):
             orders = np.zeros((0, n), np.intp)
         lo, mo = np.empty(1), np.empty(1)
         status = net.train_epochs(X, Y, sw, orders, batch, grads, state, work, loss_code, hyper,
-                                  lr, progress, lo, mo, est.alpha)
+                                  lr, progress, lo, mo, est.alpha, stop_nonfinite)
         assert status == 0
         curve.append(lo[0])
         if lr_schedule == "invscaling":
@@ -345,3 +345,26 @@ def engine_fit32(est, X, Y, epochs):
     for n_in, n_out, _, w, b in layout:
         weights += [params[w:w + n_in * n_out].reshape(n_in, n_out), params[b:b + n_out]]
     return weights, curve
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scikit-learn's overflow warnings
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("activation", ["identity", "relu"])  # (tanh, logistic saturate)
+def test_divergence_like_sklearn(activation, backend):
+    """With stop_nonfinite=False the engine trains on through an infinite loss
+    and NaN weights as scikit-learn does: the same loss_curve_ (inf, then NaN)
+    and the same weights, NaN where scikit-learn's are."""
+    X, y, Y = data("regression1")
+    X = X * 30
+    est = estimator("regression1", hidden_layer_sizes=(7,), random_state=3, batch_size=32,
+                    solver="sgd", activation=activation, learning_rate_init=0.5)
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        sklearn_fit(est, X, y, None, 5)
+    theirs = [a for pair in zip(est.coefs_, est.intercepts_) for a in pair]
+    ours, curve = engine_fit(est, X, Y, None, 5, backend, stop_nonfinite=False)
+    assert not np.isfinite(curve).all()
+    np.testing.assert_array_equal(np.isfinite(curve), np.isfinite(est.loss_curve_))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        finite = np.isfinite(b)
+        np.testing.assert_allclose(a[finite], b[finite], rtol=1e-9)
