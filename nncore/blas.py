@@ -168,3 +168,21 @@ def threads(n):
                 if _THREADS is not None and _THREADS.get() != blas_count:
                     _THREADS.set(blas_count)
                 _set_own_threads(own)
+
+
+def _after_fork_in_child():
+    """A child of fork() has only the forking thread: calls of other threads
+    that were inside threads() will never end there, and the lock may have been
+    held by one of them. Start afresh, with the counts from before those calls."""
+    global _ACTIVE_LOCK
+    _ACTIVE_LOCK = threading.Lock()
+    if _ACTIVE["calls"]:
+        blas_count, own = _ACTIVE["saved"]
+        if _THREADS is not None and blas_count is not None:
+            _THREADS.set(blas_count)
+        _set_own_threads(own)
+    _ACTIVE.update(calls=0, saved=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
