@@ -118,3 +118,34 @@ def test_children_forked_during_a_fit_do_not_hang(n_threads, cpu0):
     child forked during a call kept that call's BLAS count for good."""
     proc = run_python(FORK_SCRIPT.format(n_threads=n_threads, cpu0=cpu0), timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------ helper pool
+
+POOL_SCRIPT = """
+import numpy as np
+import nncore
+from nncore import _kernels
+A = np.ones((256, 256), np.float32)
+C = np.empty((256, 256), np.float32)
+_kernels.use_threads(8)          # one job on 8 threads: 7 helpers
+_kernels.gemm(False, False, 1.0, A, A, 0.0, C)
+assert _kernels.pool_state()["woken"] == [1] * 7, _kernels.pool_state()
+_kernels.use_threads(2)          # then 5 jobs on 2 threads
+for _ in range(5):
+    _kernels.gemm(False, False, 1.0, A, A, 0.0, C)
+np.testing.assert_array_equal(C, 256.0)
+print(_kernels.pool_state()["woken"])
+"""
+
+
+@pytest.mark.skipif(nncore._kernels.simd() != "avx512",
+                    reason="nncore's own threaded products run on AVX-512 CPUs only")
+def test_a_job_wakes_only_the_helpers_it_uses():
+    """After one product on 8 threads (7 helpers made), five products on 2
+    threads wake helper 1 five more times and leave helpers 2-7 asleep: the
+    debug counters read [6, 1, 1, 1, 1, 1, 1]. (Every job used to wake every
+    helper ever made: 2-thread fits slowed ~25x after one n_threads=64 fit.)"""
+    proc = run_python(POOL_SCRIPT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[0] == "[6, 1, 1, 1, 1, 1, 1]"
