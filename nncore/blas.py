@@ -229,20 +229,26 @@ _CGROUP = []  # the quota, read once (it is set when a container starts)
 
 def caps():
     """What limits the thread count of a call now: {"OMP_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS": the variables' values, "blas": the BLAS thread
-    count in force outside nncore's calls (lowered by threadpoolctl or joblib,
-    say), "affinity": CPUs in the affinity mask, "cgroup": cgroup_cpus()} —
+    "OPENBLAS_NUM_THREADS": the variables' values, "affinity": CPUs in the
+    affinity mask, "cgroup": cgroup_cpus(), "blas": the BLAS thread count in
+    force outside nncore's calls (lowered by threadpoolctl or joblib, say)} —
     None where there is no such cap."""
+    limits = _process_caps()
+    with _ACTIVE_LOCK:
+        limits["blas"] = _blas_outside()
+    return limits
+
+
+def _process_caps():
+    """caps() but the BLAS count."""
     if not _CGROUP:
         _CGROUP.append(cgroup_cpus())
-    with _ACTIVE_LOCK:
-        blas = _blas_outside()
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         affinity = os.cpu_count()
-    return {**{name: _env_threads(name) for name in THREAD_VARIABLES}, "blas": blas,
-            "affinity": affinity, "cgroup": _CGROUP[0]}
+    return {**{name: _env_threads(name) for name in THREAD_VARIABLES}, "affinity": affinity,
+            "cgroup": _CGROUP[0]}
 
 
 def default_threads(n_threads=None):
@@ -285,13 +291,13 @@ def threads(n=None):
     process-wide: while calls from several Python threads overlap, the last
     one to start sets it, and it returns to its value from before the first of
     them when the last one ends."""
-    limits = caps()
+    limits = _process_caps()
     with _ACTIVE_LOCK:
         if _ACTIVE["calls"] == 0:
             _ACTIVE["saved"] = (_THREADS.get() if _THREADS is not None else None,
                                 _ACTIVE["own"])
         _ACTIVE["calls"] += 1
-        limits["blas"] = _blas_outside()  # read again under the lock
+        limits["blas"] = _blas_outside()
         count = _smallest(limits, n)
         if _THREADS is not None and _THREADS.get() != count:
             _THREADS.set(count)

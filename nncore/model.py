@@ -24,8 +24,9 @@ BACKENDS = {"cython": _engine, "numpy": reference}
 DTYPES = {"float32": np.float32, "float64": np.float64}
 # GEMM dimensions are C ints in the BLAS interface.
 INT_MAX = 2 ** 31 - 1
-# predict() on fewer rows than this leaves the BLAS thread count alone (setting
-# it costs ~1 µs; OpenBLAS runs such small products on one thread anyway).
+# predict() on fewer rows than this leaves the BLAS thread count alone (reading
+# the caps and setting it costs ~10-20 µs; OpenBLAS runs such small products on
+# one thread anyway).
 THREADED_ROWS = 64
 
 
