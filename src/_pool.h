@@ -52,7 +52,7 @@ static struct {
     atomic_long woken[NNCORE_MAX_THREADS]; /* debug: jobs each helper woke for */
 } nncore_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
 
-/* Threads a job may use (set from Python: a model's n_threads). */
+/* Threads a job may use (set by nncore.blas.threads for each call). */
 static int nncore_threads = 1;
 
 static void* nncore_helper(void* data) {
