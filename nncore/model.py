@@ -15,7 +15,7 @@ from .activations import ACTIVATIONS, STEP
 from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
 from . import training
-from .blas import default_threads, threads as blas_threads
+from .blas import threads as blas_threads
 from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Optimizer
 from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
@@ -24,8 +24,9 @@ BACKENDS = {"cython": _engine, "numpy": reference}
 DTYPES = {"float32": np.float32, "float64": np.float64}
 # GEMM dimensions are C ints in the BLAS interface.
 INT_MAX = 2 ** 31 - 1
-# predict() on fewer rows than this leaves the BLAS thread count alone (setting
-# it costs ~1 µs; OpenBLAS runs such small products on one thread anyway).
+# predict() on fewer rows than this leaves the BLAS thread count alone (reading
+# the caps and setting it costs ~10-20 µs; OpenBLAS runs such small products on
+# one thread anyway).
 THREADED_ROWS = 64
 
 
@@ -39,8 +40,16 @@ class Sequential:
     optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
     seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
-    n_threads: BLAS threads for fit/evaluate/predict (default: the cores this
-    process may use); nncore's own loops are serial.
+    n_threads: threads for the BLAS and nncore's own threaded products during
+    fit/evaluate/predict — a preference, not a command. Each call uses the
+    smallest of n_threads (None: no preference, the default), the
+    OMP_NUM_THREADS and OPENBLAS_NUM_THREADS variables, the BLAS thread count
+    in force when the call starts (threadpoolctl.threadpool_limits, joblib
+    workers), the CPUs of the affinity mask and the cgroup CPU quota (rounded
+    up), at least 1, and restores the previous counts when it ends
+    (nncore.blas.default_threads, nncore.blas.caps). A saved n_threads is
+    loaded as the same preference, so a file from a larger machine does not
+    oversubscribe a smaller one. nncore's other loops are serial.
     """
 
     def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
@@ -75,8 +84,7 @@ class Sequential:
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self.backend = backend
-        self.n_threads = (default_threads() if n_threads is None
-                          else positive_int("n_threads", n_threads))
+        self.n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
         self.seed = seed
         try:
             self.rng = np.random.default_rng(seed)

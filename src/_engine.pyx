@@ -23,7 +23,7 @@ cimport numpy as cnp
 import numpy as np
 
 from _activation cimport LINEAR
-from _blas cimport set_ilp64_blas, set_threads
+from _blas cimport set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state
 from _loss cimport output_loss
 from _layer cimport dense_forward, dense_backward
 from _optim cimport Hyper, optimizer_update, SGD, ADAM
@@ -32,6 +32,7 @@ from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport isfinite
 
 cnp.import_array()
+pool_init()  # fork safety of the helper pool must not depend on its use (src/_pool.h)
 
 # Rows per chunk in predict/evaluate: bounds the scratch memory while keeping
 # the GEMMs large enough to run at full speed.
@@ -558,3 +559,9 @@ def use_threads(int n):
     """Let this module's own parallel kernels (the large products on AVX-512
     CPUs, src/_big_gemm.h) use n threads. Set by nncore.blas.threads."""
     set_threads(n)
+
+
+def pool_state():
+    """This module's thread count and helper pool: {"threads", "helpers",
+    "woken": jobs each helper woke up for} (for tests and nncore.blas)."""
+    return _pool_state()
