@@ -228,9 +228,10 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
     or, if those are not finite either, the ones the epoch started from; 2 when
     the epoch's last update left non-finite parameters (bad_batch: the last
     batch; the epoch's start is put back). done counts the completed epochs.
-    A KeyboardInterrupt (-1) propagates from a batch boundary or from inside a
-    step (see train_step) with the parameters and optimizer state of a whole
-    number of steps."""
+    A KeyboardInterrupt (-1) propagates from inside a step (see train_step;
+    its first poll comes before anything changes, so every batch boundary is
+    a check point) with the parameters and optimizer state of a whole number
+    of steps, and an epoch whose last step completed is counted in done."""
     cdef Py_ssize_t epoch, start, nb
     cdef floating* Xb = work + activations_size(net, batch) + 2 * batch * net.max_width
     cdef floating* Yb = Xb + batch * net.n_in
@@ -266,8 +267,6 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
                 return 1
             total += step_loss
             start += nb
-            if poll_signals(&work_done, 0) < 0:
-                return -1
         if not all_finite(params, net.n_params):
             # the epoch's last update overflowed: no later batch will see it
             bad_batch[0] = (n - 1) // batch
