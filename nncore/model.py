@@ -175,9 +175,13 @@ class Sequential:
         generator (ignored for full batches, where order cannot matter).
         validation_data=(Xv, yv), or validation_split=f to hold out the last
         fraction f of the rows (taken before any shuffling): History then has
-        val_loss and val_accuracy/val_mean_error per epoch. early_stopping: an
+        val_loss and val_accuracy/val_mean_error per epoch; with a
+        classification loss a UserWarning says when the validation rows hold
+        classes the training rows never show. early_stopping: an
         nncore.EarlyStopping; callbacks: objects with on_train_begin /
-        on_epoch_end / on_train_end(model, logs); verbose=1 shows progress.
+        on_epoch_end / on_train_end(model, logs); on_train_end runs however
+        fit ends, before DivergenceError, KeyboardInterrupt or any exception
+        propagates (see nncore.callbacks); verbose=1 shows progress.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses); the cost is Σ wᵢ·lossᵢ / n.
         n_init=k: train k times, from the current weights and k−1 fresh

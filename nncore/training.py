@@ -185,7 +185,7 @@ def end_training(model, callbacks, error):
     for cb in callbacks:
         try:
             cb.on_train_end(model, logs)
-        except BaseException as exc:  # noqa: B036 - every callback must get its turn
+        except BaseException as exc:  # noqa: BLE001 - every callback must get its turn
             failures.append((cb, exc))
     if isinstance(error, DivergenceError):
         error.restored_epoch = logs.get("restored_epoch")

@@ -71,10 +71,11 @@ cdef struct Optimizer:
 
 cdef enum:
     # Multiply-adds between two checks for Ctrl-C (re-taking the GIL costs
-    # ~1 µs; this is ~0.1-10 ms of work, so an interrupt lands within ~0.1 s).
-    # Every long loop below counts its work and polls at safe points: between
-    # batches and layers in training, rows in a perceptron epoch, chunks in
-    # inference.
+    # ~1 µs; this is ~0.1-10 ms of work). Every long loop below counts its
+    # work and polls at safe points: between layers (so between batches too)
+    # in training, rows in a perceptron epoch, chunks in inference. An
+    # interrupt lands within that, plus the longest unit never cut: one
+    # layer's product (or a plain-SGD backward pass, see train_step).
     SIGNAL_WORK = 1 << 24
 
 

@@ -12,8 +12,15 @@ import warnings
 import numpy as np
 import pytest
 
-import nncore
-from nncore import SGD, Callback, Dense, DivergenceError, EarlyStopping, Sequential, schedules
+from nncore import (
+    SGD,
+    Callback,
+    Dense,
+    DivergenceError,
+    EarlyStopping,
+    Sequential,
+    schedules,
+)
 
 
 @pytest.fixture(params=("cython", "numpy"))
@@ -96,7 +103,7 @@ def test_divergence_restores_the_best_weights(backend):
 @ignore_overflow
 def test_divergence_without_restoring_keeps_the_last_finite_weights(backend):
     stop = EarlyStopping(patience=50, restore_best_weights=False)
-    model, X, y, err = exploding_fit(backend, early_stopping=stop)
+    model, *_, err = exploding_fit(backend, early_stopping=stop)
     assert err.restored_epoch is None and stop.restored_epoch is None
     assert "keeps its last finite weights" in str(err)
     assert all(np.isfinite(w).all() for w in model.get_weights())

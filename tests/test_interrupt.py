@@ -3,6 +3,8 @@ bounded amount of work, so SIGINT stops training at a batch, layer or row
 boundary with consistent weights, the completed epochs recorded, and
 KeyboardInterrupt re-raised; predict returns nothing."""
 import signal
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -98,10 +100,8 @@ print(f"{latency:.6f}")
 
 def interrupt_latency(case, delay=1.0, timeout=120, rows=20000):
     """Seconds from SIGINT to KeyboardInterrupt in a child running `case`."""
-    import subprocess
-    import sys
     proc = subprocess.run([sys.executable, "-c", LATENCY_CHILD, case, str(delay), str(rows)],
-                          capture_output=True, text=True, timeout=timeout)
+                          check=False, capture_output=True, text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     return float(proc.stdout.split()[-1])
 
