@@ -234,4 +234,4 @@ def perceptron_epoch(const floating[:, ::1] X not None, const floating[:, ::1] Y
     with nogil:
         total = _perceptron_epoch(&X[0, 0], &Y[0, 0], n, X.shape[1], W.shape[1], o,
                                   &W[0, 0], &b[0], <floating> lr, &errors, &z[0])
-    return total, <Py_ssize_t> errors
+    return (total / W.shape[1] if W.shape[1] else 0.0), <Py_ssize_t> errors
