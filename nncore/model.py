@@ -27,6 +27,9 @@ INT_MAX = 2 ** 31 - 1
 # predict() on fewer rows than this leaves the BLAS thread count alone (setting
 # it costs ~1 µs; OpenBLAS runs such small products on one thread anyway).
 THREADED_ROWS = 64
+# Entropy pool words of a seed's SeedSequence at most (numpy's default is 4):
+# a model file restores the pool, so its size is bounded.
+MAX_POOL_SIZE = 1 << 10
 
 
 class Sequential:
@@ -37,7 +40,10 @@ class Sequential:
     A network of a single step layer (threshold neurons) is trained by the
     perceptron rule, w ← w + lr·(y − ŷ)·x, with the optimizer's learning rate.
     optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
-    seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
+    seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)):
+    None (fresh entropy, drawn once: reset() and save() keep it), an integer
+    >= 0, a sequence of them, or a numpy.random.SeedSequence. A Generator or
+    BitGenerator is refused (TypeError): reset() could not restart it.
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
     n_threads: BLAS threads for fit/evaluate/predict (default: the cores this
     process may use); nncore's own loops are serial.
@@ -77,11 +83,9 @@ class Sequential:
         self.backend = backend
         self.n_threads = (default_threads() if n_threads is None
                           else positive_int("n_threads", n_threads))
+        self._seed_sequence = _seed_sequence(seed)
         self.seed = seed
-        try:
-            self.rng = np.random.default_rng(seed)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"seed must be None or a non-negative integer, got {seed!r}") from None
+        self.rng = np.random.default_rng(self._seed_sequence)
         self.history = None
         self.stop_training = False
         self._fitting = threading.Lock()
@@ -233,13 +237,13 @@ class Sequential:
         every run's final monitored value)."""
         key = early_stopping.monitor if early_stopping else "val_loss" if validated else "loss"
         start = self._snapshot()
-        base = np.random.SeedSequence(self.seed)
+        base = self._seed_sequence
         best, finals = None, []
         for i in range(n_init):
             self._restore(start)
             if i:  # the i-th child of the seed, made when needed (n_init may be huge)
-                rng = np.random.default_rng(np.random.SeedSequence(base.entropy,
-                                                                   spawn_key=(i - 1,)))
+                rng = np.random.default_rng(np.random.SeedSequence(
+                    base.entropy, spawn_key=base.spawn_key + (i - 1,), pool_size=base.pool_size))
                 for layer in self.layers:
                     layer.initialize(rng)
             history = training.run(self, *args)
@@ -269,7 +273,7 @@ class Sequential:
         """Back to the state right after construction: weights re-drawn from
         the seed (the same ones), optimizer state, epoch count and History
         cleared, the shuffling generator restarted."""
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(self._seed_sequence)
         for layer in self.layers:
             layer.initialize(self.rng)
         self._state = np.zeros(0, self.dtype)
@@ -377,6 +381,8 @@ class Sequential:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
+            self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()
         self._buffers = {}
         for layer, (n_in, n_out, _, w, b) in zip(self._layers, self._layout):
@@ -435,6 +441,31 @@ def _check_layers(layers):
     if len(set(map(id, layers))) != len(layers):
         raise ValueError("the same Dense object appears twice in layers; create one per position")
     return layers
+
+
+def _seed_sequence(seed):
+    """The numpy.random.SeedSequence `seed` stands for, which initialisation,
+    shuffling, reset() and save() all start from (a copy for a SeedSequence;
+    fresh OS entropy, drawn once, for None)."""
+    expected = ("seed must be None, an integer >= 0, a sequence of them or a "
+                "numpy.random.SeedSequence")
+    if isinstance(seed, (np.random.Generator, np.random.BitGenerator)):
+        raise TypeError(f"{expected}, got a {type(seed).__name__}: it has a position that "
+                        "reset() and save() cannot restart from (and would be shared with "
+                        "the caller); pass the seed it was made from")
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"{expected}, got {seed!r}")
+    entropy, spawn_key, pool_size = seed, (), 4   # numpy's DEFAULT_POOL_SIZE
+    if isinstance(seed, np.random.SeedSequence):
+        entropy, spawn_key, pool_size = seed.entropy, seed.spawn_key, seed.pool_size
+    if isinstance(pool_size, (bool, np.bool_)) or not isinstance(pool_size, (int, np.integer)) \
+            or pool_size > MAX_POOL_SIZE:
+        raise ValueError(f"{expected} with a pool_size of at most {MAX_POOL_SIZE}, got "
+                         f"pool_size={pool_size!r}")
+    try:
+        return np.random.SeedSequence(entropy, spawn_key=spawn_key, pool_size=pool_size)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{expected}, got {seed!r} ({exc})") from None
 
 
 def _check_callbacks(callbacks, early_stopping):
