@@ -468,10 +468,15 @@ def _guard(check, what, *args, **kwargs):
 
 
 def _check_array(name, arr, lengths, dtype):
+    """Weights are finite (fit keeps them so); optimizer buffers are never NaN
+    but may be infinite (Adam's second moment can overflow in float32 while the
+    update, m / (√v + eps), stays finite)."""
     if arr.dtype != np.dtype(dtype) or arr.ndim != 1 or arr.shape[0] not in lengths:
         raise ValueError(f"corrupt model file: '{name}' is {arr.dtype} {arr.shape}, expected "
                          f"{np.dtype(dtype)} of length {_lengths(lengths)}")
-    if not np.isfinite(arr).all():
+    if name == "state" and np.isnan(arr).any():
+        raise ValueError(f"corrupt model file: '{name}' contains NaN")
+    if name == "params" and not np.isfinite(arr).all():
         raise ValueError(f"corrupt model file: '{name}' contains NaN or infinity")
 
 
@@ -532,6 +537,7 @@ def _history(spec, model):
     their ranges (losses, errors and rates >= 0, accuracies in [0, 1]; only
     validation columns may be NaN or infinite), epochs increasing and before
     the model's epoch count."""
+    from .losses import CLASSIFICATION
     from .training import History, metric_name
     if spec is None:
         return None
@@ -544,10 +550,12 @@ def _history(spec, model):
         raise ValueError(f"corrupt model file: history epochs must increase and lie in "
                          f"[0, {model._epoch})")
     metric = metric_name(model)
-    bounds = {"loss": (0, math.inf), metric: (-math.inf, math.inf), "lr": (0, math.inf)}
-    if metric != "mean_error":
-        bounds[metric] = (0, 1) if metric == "accuracy" else (0, math.inf)
-    bounds.update({f"val_{key}": bounds[key] for key in ("loss", metric)})
+    # validation uses evaluate(): accuracy for classification losses, else mean_error
+    # (also for the perceptron, whose training metric counts errors)
+    evaluated = (0, 1) if model._loss_code in CLASSIFICATION else (-math.inf, math.inf)
+    bounds = {"loss": (0, math.inf), "lr": (0, math.inf), "val_loss": (0, math.inf),
+              metric: (0, math.inf) if metric == "errors" else evaluated,
+              f"val_{metric}": evaluated}
     values = spec["values"]
     if not isinstance(values, dict) or not set(values) <= set(bounds):
         raise ValueError(f"corrupt model file: history columns must be among {sorted(bounds)}")

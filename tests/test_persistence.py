@@ -1,6 +1,7 @@
 """Safe persistence: model.save / nncore.load round-trip exactly, resume
 training exactly, write atomically, and refuse any corrupted or tampered file
 with a ValueError (never a crash, never code run); pickle and copies work."""
+import contextlib
 import copy
 import io
 import json
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 import nncore
-from nncore import Adam, Dense, SGD, Sequential, schedules
+from nncore import Adam, Callback, Dense, SGD, Sequential, schedules
 
 OPTIMIZERS = {
     "sgd": lambda: SGD(lr=0.05),
@@ -227,3 +228,217 @@ def test_byte_level_fuzz(saved):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         nncore.load(tmp_path / "nope.npz")
+
+
+# ============================================================ every state round-trips
+# Issue #9 item 3: a model saved in any state it can reach, built from any value
+# its constructor accepts, must come back — through save/load, pickle, copy and
+# deepcopy — with the same weights, the same state, and the same behaviour
+# afterwards (continued fit, predict, reset). The grid below is generated from
+# the product of the construction values × the states × the round-trip methods
+# and sampled deterministically, covering every value of every axis.
+
+GRID_OPTIMIZERS = {
+    "sgd": lambda lr: SGD(lr),
+    "momentum": lambda lr: SGD(lr, momentum=0.9),
+    "nesterov-wd": lambda lr: SGD(lr, momentum=0.5, nesterov=True, weight_decay=1e-3),
+    "adam": lambda lr: Adam(lr),
+    "adam-l2": lambda lr: Adam(lr, weight_decay=1e-2, beta1=0.5, eps=1e-6),
+    "adamw": lambda lr: Adam(lr, weight_decay=1e-2, decoupled=True),
+}
+GRID_SCHEDULES = {
+    "number": lambda: 0.02,
+    "float32 number": lambda: np.float32(0.02),
+    "constant": lambda: schedules.Constant(0.02),
+    "step": lambda: schedules.StepDecay(0.05, step_size=1, gamma=0.5),
+    "exponential": lambda: schedules.Exponential(0.05, gamma=0.7),
+    "inverse-time": lambda: schedules.InverseTime(0.05, decay=0.3),
+    "cosine": lambda: schedules.Cosine(0.05, T_max=3, eta_min=0.001),
+    "plateau": lambda: schedules.ReduceOnPlateau(0.05, monitor="loss", patience=0,
+                                                 factor=0.5, cooldown=1),
+}
+GRID_NETS = {   # (layers, loss, targets for X of 3 features)
+    "mse-tanh": (lambda: [Dense(3, 4, "tanh"), Dense(4, 2)], "mse",
+                 lambda X: np.stack([X[:, 0] - X[:, 1], X[:, 2]], axis=1)),
+    "mae-relu": (lambda: [Dense(3, 3, "relu"), Dense(3, 1, "sigmoid")], "mae",
+                 lambda X: (X[:, :1] > 0) * 0.8),
+    "cross-entropy": (lambda: [Dense(3, 4, "leaky_relu"), Dense(4, 3, "softmax")],
+                      "cross_entropy", lambda X: np.argmax(X, axis=1)),
+    "binary": (lambda: [Dense(3, 1, "sigmoid")], "binary_cross_entropy",
+               lambda X: (X[:, 0] > 0).astype(float)),
+    "perceptron": (lambda: [Dense(3, 1, "step")], "mse",
+                   lambda X: (X[:, 0] + X[:, 1] > 0).astype(float)),
+}
+GRID_SEEDS = {
+    "none": lambda: None, "zero": lambda: 0, "int64": lambda: np.int64(5),
+    "huge": lambda: 2 ** 200 + 7, "sequence": lambda: [1, 2, [3, 4]],
+    "array": lambda: np.array([9, 2 ** 40], dtype=np.uint64),
+    "seed-sequence": lambda: np.random.SeedSequence(11, spawn_key=(2, 3), pool_size=8),
+}
+GRID_DTYPES = ("float32", "float64")
+GRID_BACKENDS = ("cython", "numpy")
+GRID_THREADS = (None, 1, 3)
+GRID_STATES = ("fresh", "fit", "fit-validated", "fit-n_init", "fit-reset", "swap-optimizer",
+               "set-weights", "interrupted", "diverged")
+GRID_METHODS = ("save-load", "pickle", "deepcopy", "copy")
+GRID_AXES = (GRID_OPTIMIZERS, GRID_SCHEDULES, GRID_NETS, GRID_SEEDS, GRID_DTYPES,
+             GRID_BACKENDS, GRID_THREADS, GRID_STATES)
+GRID_CASES = 160
+
+
+def grid_cases():
+    """A deterministic sample of the product of every axis, topped up so that
+    each value of each axis appears at least once."""
+    import itertools
+    import random
+    product = list(itertools.product(*(list(axis) for axis in GRID_AXES)))
+    cases = random.Random(9).sample(product, GRID_CASES)
+    for i, axis in enumerate(GRID_AXES):
+        for value in axis:
+            if all(case[i] != value for case in cases):
+                base = list(cases[len(cases) % len(cases) - 1 - i])
+                base[i] = value
+                cases.append(tuple(base))
+    return cases
+
+
+class _Stop(Callback):
+    """Ends fit with an exception after the first epoch (an interruption)."""
+
+    def on_train_begin(self, model, logs):
+        pass
+
+    def on_epoch_end(self, model, logs):
+        raise RuntimeError("interrupted")
+
+    def on_train_end(self, model, logs):
+        pass
+
+
+def outcome(fn, *args, **kwargs):
+    """fn's result, or the exception it raised, as comparable values."""
+    try:
+        result = fn(*args, **kwargs)
+    except (ValueError, RuntimeError) as exc:
+        return ("raised", type(exc).__name__, str(exc))
+    return ("returned", repr(result) if not isinstance(result, np.ndarray)
+            else (result.dtype, result.tobytes()))
+
+
+def state_of(m):
+    """Everything that defines a model's behaviour, as comparable values (repr
+    for floats, so NaN equals NaN)."""
+    opt = m.optimizer
+    history = None if m.history is None else (
+        m.history.epoch, repr(m.history.history), repr(m.history.runs))
+    return {
+        "layers": repr(m.layers), "loss": m.loss, "dtype": m.dtype, "backend": m.backend,
+        "n_threads": m.n_threads, "weights": [w.tobytes() for w in m.get_weights()],
+        "optimizer state": (m._state.dtype, m._state.tobytes()),
+        "counters": (m._steps, m._epoch),
+        "optimizer": (type(opt).__name__, repr(opt.hyper()), repr(opt.schedule),
+                      repr(opt.schedule.state_dict()), repr(opt.current_lr)),
+        "history": history, "generator": m.rng.bit_generator.state,
+        "seed": (m._seed_sequence.generate_state(8).tolist(), m._seed_sequence.spawn_key,
+                 m._seed_sequence.pool_size),
+    }
+
+
+def assert_same(a, b, where):
+    sa, sb = state_of(a), state_of(b)
+    for key in sa:
+        assert sa[key] == sb[key], f"{where}: {key} differs"
+
+
+def grid_model(case):
+    optimizer, schedule, net, seed, dtype, backend, threads, _ = case
+    layers, loss, target = GRID_NETS[net]
+    return Sequential(layers(), loss=loss, seed=GRID_SEEDS[seed](), dtype=dtype,
+                      backend=backend, n_threads=threads,
+                      optimizer=GRID_OPTIMIZERS[optimizer](GRID_SCHEDULES[schedule]())), target
+
+
+def into_state(m, state, X, y):
+    fit = dict(epochs=3, batch_size=4)
+    if state == "fresh":
+        return
+    if state == "fit-validated":
+        m.fit(X, y, validation_split=0.25, **fit)
+    elif state == "fit-n_init":
+        m.fit(X, y, n_init=2, **fit)
+    elif state == "interrupted":
+        with pytest.raises(RuntimeError, match="interrupted"):
+            m.fit(X, y, callbacks=[_Stop()], **fit)
+    elif state == "diverged":
+        huge = 1e30 if m.dtype == np.float32 else 1e200
+        with contextlib.suppress(nncore.DivergenceError):
+            m.fit(X * huge, y, **fit)
+    else:
+        m.fit(X, y, **fit)
+    if state == "fit-reset":
+        m.reset()
+    elif state == "swap-optimizer":
+        m.optimizer = (Adam(0.01) if isinstance(m.optimizer, SGD)
+                       else SGD(0.01, momentum=0.9))
+    elif state == "set-weights":
+        m.set_weights([w * 0.5 for w in m.get_weights()])
+
+
+ROUND_TRIPS = {"save-load": None, **CLONES}
+
+
+def test_every_state_round_trips(tmp_path):
+    X = np.random.default_rng(1).normal(size=(16, 3))
+    for n, case in enumerate(grid_cases()):
+        original, target = grid_model(case)
+        y = target(X)
+        into_state(original, case[-1], X, y)
+        for method in GRID_METHODS:
+            where = f"case {n} {case} via {method}"
+            if method == "save-load":
+                original.save(tmp_path / "m.npz")
+                twin = nncore.load(tmp_path / "m.npz")
+            else:
+                twin = ROUND_TRIPS[method](original)
+            assert_same(original, twin, where)
+            # behaviour afterwards: a continued fit, predictions, reset, a fit after it
+            for step in ("fit", "reset"):
+                for m in (original, twin):
+                    m.result = (outcome(m.fit, X, y, epochs=2, batch_size=4) if step == "fit"
+                                else outcome(m.reset))
+                    m.result = (m.result, outcome(m.predict, X))
+                assert original.result == twin.result, f"{where}: {step} behaves differently"
+                assert_same(original, twin, f"{where} after {step}")
+                del original.result, twin.result
+            into_state(original, case[-1], X, y)   # the next method starts from the state
+
+
+def test_grid_covers_every_value():
+    cases = grid_cases()
+    for i, axis in enumerate(GRID_AXES):
+        assert {case[i] for case in cases} == set(axis)
+
+
+def test_fresh_model_with_optimizer_state_loads(tmp_path):
+    """The issue's example: saved before any fit, Adam's empty state loads."""
+    m = Sequential([Dense(4, 2)], optimizer=Adam(0.01), seed=0)
+    m.save(tmp_path / "init.npz")
+    loaded = nncore.load(tmp_path / "init.npz")
+    assert_same(m, loaded, "fresh Adam")
+
+
+@pytest.mark.parametrize("seed", [np.random.default_rng(0), np.random.PCG64(0), True])
+def test_seeds_that_cannot_restart_are_refused(seed):
+    """A Generator/BitGenerator has a position reset() and save() cannot restart."""
+    with pytest.raises(TypeError, match="seed must be"):
+        Sequential([Dense(2, 1)], seed=seed)
+
+
+@pytest.mark.parametrize("seed", [None, [3, 1], 2 ** 100, np.uint8(4)])
+def test_reset_returns_to_the_same_weights_for_any_seed(seed):
+    m = Sequential([Dense(3, 2)], seed=seed)
+    first = m.get_weights()
+    m.fit(np.ones((4, 3)), np.zeros((4, 2)), epochs=2)
+    m.reset()
+    for a, b in zip(first, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
