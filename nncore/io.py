@@ -326,13 +326,13 @@ def _members(archive):
 def _read(archive, info, name, dtype, lengths):
     """The 1-D array in member `info`, after checking from the zip directory
     and the .npy header alone that its dtype is `dtype` and its length one of
-    `lengths` — nothing is decompressed or allocated before that."""
+    `lengths` (increasing) — nothing is decompressed or allocated before that."""
     dtype = np.dtype(dtype)
     bad = f"corrupt model file: '{name}'"
     if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
         raise ValueError(f"{bad} uses zip compression method {info.compress_type}; expected "
                          "stored or deflated (what numpy.savez writes)")
-    largest = max(lengths) * dtype.itemsize + MAX_NPY_HEADER + 32
+    largest = lengths[-1] * dtype.itemsize + MAX_NPY_HEADER + 32
     if info.file_size > largest or info.file_size > DEFLATE_RATIO * info.compress_size + 64:
         raise ValueError(f"{bad} declares {info.file_size} bytes ({info.compress_size} "
                          f"stored); this architecture needs at most {largest}")
@@ -379,7 +379,7 @@ def _parse_meta(data):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError("not an nncore model file: the metadata has no "
                          f"'format': {FORMAT!r} entry")
-    if meta.get("version") != VERSION:
+    if isinstance(meta.get("version"), bool) or meta.get("version") != VERSION:
         raise ValueError(f"unsupported model file version {meta.get('version')!r}; this "
                          f"nncore reads version {VERSION}")
     return meta
@@ -408,7 +408,7 @@ def _spec(meta, n_params):
     constructor arguments and restored state. n_params: the parameter count the
     arrays hold, which the layers must account for exactly."""
     from .activations import ACTIVATIONS
-    from .model import DTYPES, BACKENDS, _seed_sequence
+    from .model import DTYPES, BACKENDS, _seed_sequence_of
     from .losses import LOSSES
 
     if _declared_params(meta) != n_params:
@@ -429,16 +429,11 @@ def _spec(meta, n_params):
                 set(sequence) != {"entropy", "spawn_key", "pool_size"}:
             raise ValueError("corrupt model file: seed_sequence must hold entropy, spawn_key "
                              "and pool_size (and seed be null)")
-        try:
-            seed = np.random.SeedSequence(_unhex(sequence["entropy"]),
-                                          spawn_key=_unhex(sequence["spawn_key"]),
-                                          pool_size=_pool_size(sequence["pool_size"]))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"corrupt model file: seed_sequence: {exc}") from None
+        seed = _guard(_seed_sequence_of, "seed_sequence", _unhex(sequence["entropy"]),
+                      _unhex(sequence["spawn_key"]), sequence["pool_size"])
     elif seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
                                or not 0 <= seed < 2 ** 63):
         raise ValueError(f"corrupt model file: seed {seed!r} is not an integer in [0, 2**63)")
-    _guard(_seed_sequence, "seed", seed)
     spec["seed"] = seed
     optimizer = spec["optimizer"] = _optimizer(meta.get("optimizer"))
     if "current_lr" in meta["optimizer"]:   # the rate of the last epoch run (or start(0))
@@ -449,13 +444,6 @@ def _spec(meta, n_params):
     spec["state_sizes"] = tuple(k * n_params for k in range(MAX_STATE + 1))
     spec["rng"] = _rng_state(meta.get("rng"))
     return spec
-
-
-def _pool_size(value):
-    from .model import MAX_POOL_SIZE
-    if isinstance(value, bool) or not isinstance(value, int) or value > MAX_POOL_SIZE:
-        raise ValueError(f"pool_size {value!r} is not an integer <= {MAX_POOL_SIZE}")
-    return value
 
 
 def _guard(check, what, *args, **kwargs):

@@ -30,6 +30,7 @@ THREADED_ROWS = 64
 # Entropy pool words of a seed's SeedSequence at most (numpy's default is 4):
 # a model file restores the pool, so its size is bounded.
 MAX_POOL_SIZE = 1 << 10
+MAX_SEED_WORDS = 1 << 10   # entropy, and spawn key, of up to 32768 bits
 
 
 class Sequential:
@@ -443,29 +444,60 @@ def _check_layers(layers):
     return layers
 
 
+SEED_EXPECTED = ("seed must be None, an integer >= 0, a sequence of them or a "
+                 "numpy.random.SeedSequence")
+
+
 def _seed_sequence(seed):
     """The numpy.random.SeedSequence `seed` stands for, which initialisation,
     shuffling, reset() and save() all start from (a copy for a SeedSequence;
     fresh OS entropy, drawn once, for None)."""
-    expected = ("seed must be None, an integer >= 0, a sequence of them or a "
-                "numpy.random.SeedSequence")
     if isinstance(seed, (np.random.Generator, np.random.BitGenerator)):
-        raise TypeError(f"{expected}, got a {type(seed).__name__}: it has a position that "
-                        "reset() and save() cannot restart from (and would be shared with "
-                        "the caller); pass the seed it was made from")
-    if isinstance(seed, (bool, np.bool_)):
-        raise TypeError(f"{expected}, got {seed!r}")
-    entropy, spawn_key, pool_size = seed, (), 4   # numpy's DEFAULT_POOL_SIZE
+        raise TypeError(f"{SEED_EXPECTED}, got a {type(seed).__name__}: it has a position "
+                        "that reset() and save() cannot restart from (and would be shared "
+                        "with the caller); pass the seed it was made from")
     if isinstance(seed, np.random.SeedSequence):
-        entropy, spawn_key, pool_size = seed.entropy, seed.spawn_key, seed.pool_size
+        return _seed_sequence_of(seed.entropy, seed.spawn_key, seed.pool_size)
+    if isinstance(seed, np.random.bit_generator.ISeedSequence):
+        raise TypeError(f"{SEED_EXPECTED}, got a {type(seed).__name__}")
+    return _seed_sequence_of(seed)
+
+
+def _seed_sequence_of(entropy, spawn_key=(), pool_size=4):
+    """numpy.random.SeedSequence(entropy, spawn_key, pool_size) after checking
+    the sizes a model keeps (a model file restores them): pool_size <=
+    MAX_POOL_SIZE, entropy and spawn_key of at most MAX_SEED_WORDS 32-bit words
+    each; numpy checks the rest. (4 is numpy's DEFAULT_POOL_SIZE.)"""
+    for name, value in (("seed", entropy), ("spawn_key", spawn_key)):
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{SEED_EXPECTED}, got {name}={value!r}")
+        if _words(value, MAX_SEED_WORDS) > MAX_SEED_WORDS:
+            raise ValueError(f"{SEED_EXPECTED}, of at most {32 * MAX_SEED_WORDS} bits; "
+                             f"{name} is longer")
     if isinstance(pool_size, (bool, np.bool_)) or not isinstance(pool_size, (int, np.integer)) \
             or pool_size > MAX_POOL_SIZE:
-        raise ValueError(f"{expected} with a pool_size of at most {MAX_POOL_SIZE}, got "
+        raise ValueError(f"{SEED_EXPECTED} with a pool_size of at most {MAX_POOL_SIZE}, got "
                          f"pool_size={pool_size!r}")
     try:
         return np.random.SeedSequence(entropy, spawn_key=spawn_key, pool_size=pool_size)
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"{expected}, got {seed!r} ({exc})") from None
+        raise type(exc)(f"{SEED_EXPECTED}, got {entropy!r} ({exc})") from None
+
+
+def _words(value, limit):
+    """The 32-bit words numpy makes of an entropy value (counting stops past limit)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist() if value.size <= limit else [0] * (limit + 1)
+    if isinstance(value, (int, np.integer)):
+        return max(1, -(-int(value).bit_length() // 32))
+    if not isinstance(value, (list, tuple, range)):
+        return 0   # not an integer: numpy refuses it
+    total = 0
+    for item in value:
+        total += _words(item, limit)
+        if total > limit:
+            break
+    return total
 
 
 def _check_callbacks(callbacks, early_stopping):

@@ -5,11 +5,16 @@ import contextlib
 import copy
 import io
 import json
+import math
 import os
 import pickle
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
+from numpy.lib import format as npy_format
 
 import nncore
 from nncore import Adam, Callback, Dense, SGD, Sequential, schedules
@@ -442,3 +447,242 @@ def test_reset_returns_to_the_same_weights_for_any_seed(seed):
     m.reset()
     for a, b in zip(first, m.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+# ============================================================ hostile files
+# Issue #9 item 4: every field restored from a file obeys the rules its
+# constructor applies, and sizes are checked against the declared architecture
+# before anything large is decompressed or allocated.
+
+def test_negative_scheduled_rate_is_refused(tmp_path):
+    """The issue's example: a plateau schedule whose running lr is negative
+    would make fit do gradient ascent."""
+    m = Sequential([Dense(3, 1)], seed=0, optimizer=SGD(
+        schedules.ReduceOnPlateau(0.1, monitor="loss")))
+    m.fit(np.ones((4, 3)), np.zeros(4), epochs=2)
+    path = tmp_path / "m.npz"
+    m.save(path)
+    meta = meta_of(path)
+    meta["optimizer"]["lr"]["state"]["lr"] = -0.1
+    rewrite(path, meta_dict=meta)
+    with pytest.raises(ValueError, match="lr"):
+        nncore.load(path)
+
+
+def rich_models():
+    """Models whose metadata has every kind of field: Adam + plateau schedule,
+    an unseeded model (a saved SeedSequence), validation History (classification);
+    SGD with momentum + cosine, an integer seed, regression History."""
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    a = Sequential([Dense(3, 4, "tanh"), Dense(4, 3, "softmax")], loss="cross_entropy",
+                   optimizer=Adam(schedules.ReduceOnPlateau(0.05, monitor="loss", patience=1,
+                                                            cooldown=2, min_lr=1e-4),
+                                  weight_decay=1e-3), n_threads=2)
+    a.fit(X, np.arange(20) % 3, epochs=4, batch_size=5, validation_split=0.25, n_init=2)
+    b = Sequential([Dense(3, 2, "relu"), Dense(2, 1)], loss="mse", seed=3,
+                   optimizer=SGD(schedules.Cosine(0.05, T_max=4, eta_min=0.01),
+                                 momentum=0.9, nesterov=True, weight_decay=1e-4))
+    b.fit(X, X[:, :1], epochs=3, batch_size=5, validation_split=0.25)
+    return {"classifier": (a, X), "regressor": (b, X)}
+
+
+def numeric_fields(obj, path=()):
+    """Paths of the numeric leaves of the metadata (hex integers included; the
+    first two entries of each list)."""
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)) or (isinstance(obj, str) and obj.startswith("0x")):
+        yield path
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from numeric_fields(value, path + (key,))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj[:2]):
+            yield from numeric_fields(value, path + (i,))
+
+
+FIELD_MUTATIONS = {
+    "negative": lambda v: "-0x1" if isinstance(v, str) else -abs(v) - 1,
+    "zero": lambda v: "0x0" if isinstance(v, str) else 0,
+    "nan": lambda v: math.nan, "inf": lambda v: math.inf, "-inf": lambda v: -math.inf,
+    "huge float": lambda v: 1e308, "huge int": lambda v: 10 ** 40,
+    "huge hex": lambda v: "0x" + "f" * 200_000,
+    "string": lambda v: "1", "none": lambda v: None, "list": lambda v: [1], "bool": lambda v: True,
+}
+# where a value of that kind is legitimate (anything else must be refused)
+NEGATIVE_OK = ("mean_error", "runs", "best")
+NAN_OK = ("val_", "runs")
+
+
+def set_field(meta, path, value):
+    meta = json.loads(json.dumps(meta))
+    node = meta
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return meta
+
+
+def assert_sound(model, X):
+    """A loaded model obeys the constructors' rules: numbers in range, and it
+    trains (or diverges loudly) without crashing."""
+    opt, schedule = model.optimizer, model.optimizer.schedule
+    assert 0 <= opt.current_lr < math.inf and 0 <= model._steps and 0 <= model._epoch
+    for name, value in vars(schedule).items():
+        if isinstance(value, float) and name != "best":
+            assert 0 <= value < math.inf, (name, value)
+    assert all(0 <= lr < math.inf for lr in (model.history.history.get("lr", [])
+                                              if model.history else []))
+    assert np.isfinite(model.predict(X)).all()
+    y = np.arange(len(X)) % 3 if model.loss == "cross_entropy" else X[:, :1]
+    model.n_threads = 1   # (how many threads a saved preference may use is not io's concern)
+    with contextlib.suppress(nncore.DivergenceError):
+        model.fit(X, y, epochs=1, batch_size=5)
+
+
+@pytest.mark.parametrize("which", ["classifier", "regressor"])
+def test_field_level_fuzz(tmp_path, which):
+    """Every numeric field of the metadata × {negative, 0, NaN, ±inf, huge,
+    wrong type}: the file is refused with a ValueError, or it loads as a model
+    that obeys every constructor rule. Values no constructor accepts (strings,
+    bools, negatives and NaN where the field cannot hold them) are refused."""
+    model, X = rich_models()[which]
+    path = tmp_path / "m.npz"
+    model.save(path)
+    meta = meta_of(path)
+    fields = list(numeric_fields(meta))
+    assert len(fields) > 30
+    refused = 0
+    for field in fields:
+        for kind, mutate in FIELD_MUTATIONS.items():
+            node = meta
+            for key in field:
+                node = node[key]
+            rewrite(path, meta_dict=set_field(meta, field, mutate(node)))
+            where = f"{'.'.join(map(str, field))} = {kind}"
+            try:
+                loaded = nncore.load(path)
+            except ValueError as exc:
+                assert str(exc), where
+                refused += 1
+                continue
+            must_refuse = (kind in ("string", "bool", "list")
+                           or (kind == "negative" and not any(s in str(field)
+                                                              for s in NEGATIVE_OK))
+                           or (kind == "nan" and not any(s in str(field) for s in NAN_OK))
+                           or (kind == "none" and field != ("seed",)))
+            assert not must_refuse, f"{where} was accepted"
+            assert_sound(loaded, X)
+    assert refused > len(fields) * 5
+
+
+def build_file(path, members, compression=zipfile.ZIP_STORED):
+    """An .npz from {name: bytes or (header dict, payload bytes, repeat)}:
+    member data is streamed, so a file can declare far more than it costs."""
+    with zipfile.ZipFile(path, "w", compression, compresslevel=1) as zf:
+        for name, content in members.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as f:
+                if isinstance(content, bytes):
+                    f.write(content)
+                    continue
+                header, payload, repeat = content
+                npy_format.write_array_header_2_0(f, header)
+                for _ in range(repeat):
+                    f.write(payload)
+
+
+def npy_bytes(arr):
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def members_of(path):
+    with np.load(path) as f:
+        return {k: npy_bytes(f[k]) for k in f.files}
+
+
+BOMB_BYTES = 1 << 28   # 256 MiB of zeros, about 1 MB deflated
+
+HOSTILE = {
+    "zip bomb in params": lambda ok, meta: {**ok, "params": (
+        {"descr": "<f4", "fortran_order": False, "shape": (BOMB_BYTES // 4,)},
+        bytes(1 << 20), BOMB_BYTES >> 20)},
+    "zip bomb in meta": lambda ok, meta: {**ok, "meta": (
+        {"descr": "|u1", "fortran_order": False, "shape": (BOMB_BYTES,)},
+        bytes(1 << 20), BOMB_BYTES >> 20)},
+    "header declares a huge shape": lambda ok, meta: {**ok, "params": (
+        {"descr": "<f4", "fortran_order": False, "shape": (10 ** 12,)}, bytes(400), 1)},
+    "metadata declares huge widths": lambda ok, meta: {**ok, "meta": npy_bytes(np.frombuffer(
+        json.dumps({**meta, "layers": [{"in": 5, "out": 10 ** 6, "activation": "tanh"},
+                                       {"in": 10 ** 6, "out": 3, "activation": "softmax"}]})
+        .encode(), np.uint8))},
+    "huge widths and a matching header": lambda ok, meta: {**ok, "meta": npy_bytes(
+        np.frombuffer(json.dumps({**meta, "layers": [
+            {"in": 5, "out": 10 ** 6, "activation": "tanh"},
+            {"in": 10 ** 6, "out": 3, "activation": "softmax"}]}).encode(), np.uint8)),
+        "params": ({"descr": "<f4", "fortran_order": False, "shape": (9_000_003,)},
+                   bytes(400), 1)},
+    "huge entropy pool": lambda ok, meta: {**ok, "meta": npy_bytes(np.frombuffer(json.dumps(
+        {**meta, "seed": None, "seed_sequence": {"entropy": "0x1", "spawn_key": [],
+                                                 "pool_size": 10 ** 9}}).encode(), np.uint8))},
+}
+
+MEASURE = """
+import json, resource, sys, tracemalloc
+import nncore
+with open("/proc/self/statm") as f:   # cap the address space: a regression fails, not swaps
+    size = int(f.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (size + (768 << 20), resource.RLIM_INFINITY))
+tracemalloc.start()
+try:
+    nncore.load(sys.argv[1])
+    outcome = "loaded"
+except ValueError as exc:
+    outcome = "ValueError"
+except BaseException as exc:
+    outcome = type(exc).__name__
+print(json.dumps([outcome, tracemalloc.get_traced_memory()[1]]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc")
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_file_costs_a_small_constant(saved, tmp_path, hostile):
+    """Refused with a ValueError (never MemoryError/OverflowError) at a peak
+    of traced allocations far below the declared size: a 75-parameter model's
+    file never costs more than 4 MB to refuse, whatever it declares."""
+    _, path = saved
+    ok = members_of(path)
+    evil = tmp_path / "evil.npz"
+    build_file(evil, HOSTILE[hostile](ok, meta_of(path)), zipfile.ZIP_DEFLATED)
+    assert evil.stat().st_size < 4 << 20
+    run = subprocess.run([sys.executable, "-c", MEASURE, str(evil)], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    outcome, peak = json.loads(run.stdout.splitlines()[-1])
+    assert outcome == "ValueError"
+    assert peak < 4 << 20, f"peak {peak} bytes"
+
+
+def test_compression_methods_numpy_does_not_write_are_refused(saved, tmp_path):
+    _, path = saved
+    evil = tmp_path / "bz.npz"
+    build_file(evil, members_of(path), zipfile.ZIP_BZIP2)
+    with pytest.raises(ValueError, match="compression"):
+        nncore.load(evil)
+    build_file(evil, members_of(path), zipfile.ZIP_DEFLATED)   # savez_compressed: fine
+    nncore.load(evil)
+
+
+def test_duplicate_members_are_refused(saved, tmp_path):
+    _, path = saved
+    evil = tmp_path / "dup.npz"
+    members = members_of(path)
+    with zipfile.ZipFile(evil, "w") as zf:
+        for name, content in [*members.items(), ("params", members["params"])]:
+            with pytest.warns(UserWarning) if name == "params" and zf.namelist().count(
+                    "params.npy") else contextlib.nullcontext():
+                zf.writestr(name + ".npy", content)
+    with pytest.raises(ValueError, match="not an nncore model file"):
+        nncore.load(evil)
