@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pickle
+import stat
 import subprocess
 import sys
 import zipfile
@@ -686,3 +687,110 @@ def test_duplicate_members_are_refused(saved, tmp_path):
                 zf.writestr(name + ".npy", content)
     with pytest.raises(ValueError, match="not an nncore model file"):
         nncore.load(evil)
+
+
+# ============================================================ where and how a save writes
+# Issue #9 item 8: a save behaves like an ordinary file write as far as the
+# user's path goes (symlinks followed, permissions kept or from the umask,
+# errors naming the user's path), and a killed save leaves nothing behind for
+# long.
+
+def temporaries(folder):
+    return sorted(p.name for p in folder.iterdir() if nncore.io.TEMP_MARK in p.name)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="POSIX symlinks")
+def test_save_through_a_symlink_replaces_its_target(saved, tmp_path):
+    m, _ = saved
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "model.npz"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    m.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    np.testing.assert_array_equal(nncore.load(target).get_weights()[0], m.get_weights()[0])
+    dangling = tmp_path / "dangling.npz"   # like open(): the missing target is created
+    dangling.symlink_to(tmp_path / "real" / "new.npz")
+    m.save(dangling)
+    assert dangling.is_symlink() and (tmp_path / "real" / "new.npz").is_file()
+    assert temporaries(tmp_path / "real") == [] and temporaries(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_save_keeps_permissions_or_follows_the_umask(saved, tmp_path):
+    m, path = saved
+    os.chmod(path, 0o640)
+    m.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    os.chmod(path, 0o604)
+    m.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o604
+    old = os.umask(0o027)
+    try:
+        m.save(tmp_path / "new.npz")
+        with open(tmp_path / "plain", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.npz").stat().st_mode) == \
+        stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
+
+
+def test_save_into_a_missing_folder_names_the_path(saved, tmp_path):
+    m, _ = saved
+    path = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        m.save(path)
+    assert info.value.filename == str(path)
+    assert str(path) in str(info.value) and nncore.io.TEMP_MARK not in str(info.value)
+    with pytest.raises(IsADirectoryError) as info:
+        m.save(tmp_path)
+    assert info.value.filename == str(tmp_path)
+    assert temporaries(tmp_path) == []
+
+
+KILLED_SAVE = """
+import os, sys, time
+import numpy as np
+import nncore
+m = nncore.Sequential([nncore.Dense(1000, 1000)], seed=0)
+def stall(fd):   # the data is written; the save now hangs before its rename
+    print("writing", flush=True)
+    time.sleep(600)
+os.fsync = stall
+m.save(sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
+def test_a_killed_save_leaves_no_temporary_after_the_next_save(saved, tmp_path):
+    """kill -9 during a 4 MB save leaves its temporary file; the next save to
+    the same path removes it (its writer is dead), and leaves alone what is
+    not a stale temporary of that target: a live writer's recent one, another
+    target's, a file that only looks similar."""
+    import signal
+    m, _ = saved
+    path = tmp_path / "big.npz"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "writing\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        child.stdout.close()
+    left = temporaries(tmp_path)
+    assert len(left) == 1 and (tmp_path / left[0]).stat().st_size > 4_000_000
+    assert left[0].startswith(f".big.npz{nncore.io.TEMP_MARK}{child.pid}-")
+    live = tmp_path / f".big.npz{nncore.io.TEMP_MARK}{os.getppid()}-live"
+    other = tmp_path / f".other.npz{nncore.io.TEMP_MARK}{child.pid}-dead"
+    similar = tmp_path / ".big.npz.nncore-tmp-notapid"
+    for p in (live, other, similar):
+        p.write_bytes(b"x")
+    m.save(path)
+    assert temporaries(tmp_path) == sorted(p.name for p in (live, other, similar))
+    os.utime(live, (0, 0))   # a live writer's file, but hours old: stale too
+    m.save(path)
+    assert temporaries(tmp_path) == sorted(p.name for p in (other, similar))
+    nncore.load(path)
