@@ -85,7 +85,7 @@ def save(model, path):
     _check_array("params", model._params, (spec["n_params"],), model.dtype)
     _check_array("state", model._state, spec["state_sizes"], model.dtype)
     user_path = os.fspath(path)
-    target = os.path.realpath(user_path)   # write through a symlink, as open() does
+    target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)
     fd, tmp = _temp_file(target, user_path)
@@ -263,7 +263,7 @@ def load(path):
     the architecture, values out of range); loading never allocates more than
     the architecture the file declares and its arrays hold.
     """
-    path = os.fspath(path)
+    path = os.fsdecode(os.fspath(path))
     try:
         return _load(path)
     except (MemoryError, OverflowError, RecursionError) as exc:

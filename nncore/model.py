@@ -368,7 +368,11 @@ class Sequential:
     def save(self, path):
         """Write the model — architecture, weights, optimizer and its state,
         History, generator — to one .npz file (see nncore.io); nncore.load
-        reads it back. The write is atomic: a crash never leaves a half file."""
+        reads it back, in any state the model is in. The write is atomic: a
+        crash never leaves a half file. A symlink's target is written; the
+        file keeps its permissions (a new one: 0o666 & ~umask). Raises
+        ValueError (nothing written) for what a file cannot hold, e.g. an
+        optimizer class of your own; FileNotFoundError if the folder is missing."""
         from . import io
         io.save(self, path)
 

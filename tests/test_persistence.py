@@ -794,3 +794,10 @@ def test_a_killed_save_leaves_no_temporary_after_the_next_save(saved, tmp_path):
     m.save(path)
     assert temporaries(tmp_path) == sorted(p.name for p in (other, similar))
     nncore.load(path)
+
+
+def test_paths_as_str_bytes_and_pathlike(saved, tmp_path):
+    m, _ = saved
+    for path in (str(tmp_path / "s.npz"), os.fsencode(tmp_path / "b.npz"), tmp_path / "p.npz"):
+        m.save(path)
+        assert_same(m, nncore.load(path), repr(path))
