@@ -80,10 +80,13 @@ def save(model, path):
     if len(data) > MAX_META_BYTES:
         raise ValueError(f"cannot save: the metadata takes {len(data)} bytes, more than the "
                          f"{MAX_META_BYTES} a model file may hold (a very long History?)")
-    # what load() would refuse is refused here, before the previous file is touched
-    spec = _spec(_parse_meta(data), model._params.shape[0])
-    _check_array("params", model._params, (spec["n_params"],), model.dtype)
-    _check_array("state", model._state, spec["state_sizes"], model.dtype)
+    try:   # what load() would refuse is refused here, before the previous file is touched
+        spec = _spec(_parse_meta(data), model._params.shape[0])
+        _check_array("params", model._params, (spec["n_params"],), model.dtype)
+        _check_array("state", model._state, spec["state_sizes"], model.dtype)
+        _history(meta["history"], model)
+    except ValueError as exc:
+        raise ValueError(f"cannot save this model, load() would refuse it: {exc}") from None
     user_path = os.fspath(path)
     target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
     if os.path.isdir(target):
@@ -231,8 +234,9 @@ def _unhex(value):
 
 
 def _optimizer_meta(opt):
+    from .optimizers import SGD, Adam
     name = type(opt).__name__
-    if name not in OPTIMIZERS:
+    if {"SGD": SGD, "Adam": Adam}.get(name) is not type(opt):
         raise ValueError(f"cannot save a model whose optimizer is a {name}; saveable: "
                          f"{sorted(OPTIMIZERS)}")
     plain = type(opt.schedule) is schedules.Constant and not isinstance(opt.lr, schedules.Schedule)
@@ -272,8 +276,8 @@ def load(path):
 
 
 def _load(path):
-    from .model import Sequential   # model imports this module for save()
     from .layers import Dense
+    from .model import Sequential  # model imports this module for save()
 
     try:
         archive = zipfile.ZipFile(path)
@@ -287,8 +291,7 @@ def _load(path):
             members = _members(archive)
             raw = _read(archive, members["meta"], "meta", np.uint8, range(MAX_META_BYTES + 1))
             meta = _parse_meta(raw.tobytes())
-            declared = _declared_params(meta)
-            spec = _spec(meta, declared)
+            spec = _spec(meta, _declared_params(meta))   # (the arrays must then match it)
             dtype = spec["dtype"]
             params = _read(archive, members["params"], "params", dtype, (spec["n_params"],))
             state = _read(archive, members["state"], "state", dtype, spec["state_sizes"])
@@ -408,12 +411,13 @@ def _spec(meta, n_params):
     constructor arguments and restored state. n_params: the parameter count the
     arrays hold, which the layers must account for exactly."""
     from .activations import ACTIVATIONS
-    from .model import DTYPES, BACKENDS, _seed_sequence_of
     from .losses import LOSSES
+    from .model import BACKENDS, DTYPES, _seed_sequence_of
 
-    if _declared_params(meta) != n_params:
-        raise ValueError(f"corrupt model file: the layers declare {_declared_params(meta)} "
-                         f"parameters, the file holds {n_params}")
+    declared = _declared_params(meta)
+    if declared != n_params:
+        raise ValueError(f"corrupt model file: the layers declare {declared} parameters, the "
+                         f"model holds {n_params}")
     layers = [(layer["in"], layer["out"], _choice(layer, "activation", tuple(ACTIVATIONS)))
               for layer in meta["layers"]]   # (Dense and Sequential check the rest)
     spec = {"layers": layers, "n_params": n_params,

@@ -18,7 +18,7 @@ import pytest
 from numpy.lib import format as npy_format
 
 import nncore
-from nncore import Adam, Callback, Dense, SGD, Sequential, schedules
+from nncore import SGD, Adam, Callback, Dense, Sequential, schedules
 
 OPTIMIZERS = {
     "sgd": lambda: SGD(lr=0.05),
@@ -365,7 +365,7 @@ def grid_model(case):
 
 
 def into_state(m, state, X, y):
-    fit = dict(epochs=3, batch_size=4)
+    fit = {"epochs": 3, "batch_size": 4}
     if state == "fresh":
         return
     if state == "fit-validated":
@@ -659,7 +659,7 @@ def test_hostile_file_costs_a_small_constant(saved, tmp_path, hostile):
     build_file(evil, HOSTILE[hostile](ok, meta_of(path)), zipfile.ZIP_DEFLATED)
     assert evil.stat().st_size < 4 << 20
     run = subprocess.run([sys.executable, "-c", MEASURE, str(evil)], capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
     outcome, peak = json.loads(run.stdout.splitlines()[-1])
     assert outcome == "ValueError"
@@ -801,3 +801,28 @@ def test_paths_as_str_bytes_and_pathlike(saved, tmp_path):
     for path in (str(tmp_path / "s.npz"), os.fsencode(tmp_path / "b.npz"), tmp_path / "p.npz"):
         m.save(path)
         assert_same(m, nncore.load(path), repr(path))
+
+
+def test_save_refuses_what_load_would_refuse(saved, tmp_path):
+    """A model holding something a file cannot represent is refused by save,
+    with the previous file left as it was — never a file that cannot be loaded."""
+    m, path = saved
+    before = path.read_bytes()
+
+    class MySGD(SGD):
+        pass
+
+    class MySchedule(schedules.Constant):
+        pass
+
+    original = m.optimizer
+    for optimizer in (MySGD(0.1), SGD(MySchedule(0.1))):
+        m.optimizer = optimizer
+        with pytest.raises(ValueError, match="cannot save"):
+            m.save(path)
+    m.optimizer = original
+    m.optimizer.schedule = schedules.ReduceOnPlateau(0.1)
+    m.optimizer.schedule.lr = 5.0   # above its initial rate: not a state it can reach
+    with pytest.raises(ValueError, match="cannot save.*lr"):
+        m.save(path)
+    assert path.read_bytes() == before and temporaries(tmp_path) == []
