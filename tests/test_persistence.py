@@ -826,3 +826,18 @@ def test_save_refuses_what_load_would_refuse(saved, tmp_path):
     with pytest.raises(ValueError, match="cannot save.*lr"):
         m.save(path)
     assert path.read_bytes() == before and temporaries(tmp_path) == []
+
+
+def test_files_of_the_previous_layout_still_load(saved):
+    """Files written before current_lr and seed_sequence were saved (lr always a
+    schedule spec) load and resume exactly."""
+    m, path = saved
+    meta = meta_of(path)
+    del meta["optimizer"]["current_lr"]
+    rewrite(path, meta_dict=meta)
+    loaded = nncore.load(path)
+    X, y = data()
+    m.fit(X, y, epochs=2, batch_size=8)
+    loaded.fit(X, y, epochs=2, batch_size=8)
+    for a, b in zip(m.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
