@@ -192,8 +192,8 @@ class ReduceOnPlateau(Schedule):
                 "cooldown_counter": self.cooldown_counter}
 
     def load_state_dict(self, state):
-        """Restore a state_dict(): lr in [min_lr, lr given], best a number (or
-        the initial ±inf of the mode, never NaN), 0 <= num_bad_epochs <= patience,
+        """Restore a state_dict(): lr in [min_lr, lr given], best a number or
+        ±inf (never NaN), 0 <= num_bad_epochs <= patience,
         0 <= cooldown_counter <= cooldown — the values end() can produce."""
         keys = {"lr", "best", "num_bad_epochs", "cooldown_counter"}
         if not isinstance(state, Mapping) or set(state) != keys:
@@ -201,9 +201,8 @@ class ReduceOnPlateau(Schedule):
         lr = _real("state lr", state["lr"], low=self.min_lr, high=self.initial,
                    note=" (between min_lr and the initial lr)")
         best = _real("state best", state["best"], finite=False)
-        if math.isnan(best) or best == (-math.inf if self.mode == "min" else math.inf):
-            raise ValueError(f"state best must be a number or {self.mode}'s starting "
-                             f"{math.inf if self.mode == 'min' else -math.inf}, got {best!r}")
+        if math.isnan(best):   # (±inf: the start, or a monitored infinity)
+            raise ValueError("state best must be a number or ±inf, got nan")
         bad = _integer("state num_bad_epochs", state["num_bad_epochs"], low=0)
         cooldown = _integer("state cooldown_counter", state["cooldown_counter"], low=0)
         if bad > self.patience or cooldown > self.cooldown:

@@ -841,3 +841,23 @@ def test_files_of_the_previous_layout_still_load(saved):
     loaded.fit(X, y, epochs=2, batch_size=8)
     for a, b in zip(m.get_weights(), loaded.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("change", [{"lr": -0.1}, {"lr": 0.2}, {"lr": 1e-5}, {"best": math.nan},
+                                    {"num_bad_epochs": 3}, {"num_bad_epochs": -1},
+                                    {"cooldown_counter": 2}, {"lr": "0.1"}, {"extra": 1}])
+def test_plateau_state_is_checked_by_the_schedule(change):
+    """Schedule.load_state_dict accepts what end() can produce and nothing else,
+    leaving the schedule unchanged when it refuses."""
+    s = schedules.ReduceOnPlateau(0.1, monitor="loss", patience=2, cooldown=1, min_lr=1e-3)
+    for value in (1.0, 2.0, 3.0, 4.0, -math.inf):
+        s.end(0, {"loss": value})
+    twin = schedules.ReduceOnPlateau(0.1, monitor="loss", patience=2, cooldown=1, min_lr=1e-3)
+    twin.load_state_dict(s.state_dict())
+    assert twin.state_dict() == s.state_dict() and twin.best == -math.inf
+    before = s.state_dict()
+    with pytest.raises((TypeError, ValueError)):
+        s.load_state_dict({**before, **change})
+    assert s.state_dict() == before
+    with pytest.raises(ValueError):
+        schedules.Cosine(0.1, T_max=3).load_state_dict({"lr": 0.1})
