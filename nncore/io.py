@@ -295,7 +295,8 @@ def _load(path):
             dtype = spec["dtype"]
             params = _read(archive, members["params"], "params", dtype, (spec["n_params"],))
             state = _read(archive, members["state"], "state", dtype, spec["state_sizes"])
-        except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError) as exc:
+        except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
+                RuntimeError) as exc:   # (RuntimeError: an encrypted member)
             raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
                              f"{exc})") from None
     _check_array("params", params, (spec["n_params"],), dtype)

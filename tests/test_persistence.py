@@ -861,3 +861,16 @@ def test_plateau_state_is_checked_by_the_schedule(change):
     assert s.state_dict() == before
     with pytest.raises(ValueError):
         schedules.Cosine(0.1, T_max=3).load_state_dict({"lr": 0.1})
+
+
+def test_encrypted_members_are_refused(saved):
+    """A member flagged as encrypted (zipfile raises RuntimeError) is a ValueError."""
+    _, path = saved
+    data_ = bytearray(path.read_bytes())
+    at = data_.find(b"PK\x01\x02")
+    while at >= 0:   # general purpose flag, bit 0, of every central directory entry
+        data_[at + 8] |= 1
+        at = data_.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data_))
+    with pytest.raises(ValueError, match="encrypted|password"):
+        nncore.load(path)
