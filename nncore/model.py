@@ -29,6 +29,10 @@ INT_MAX = 2 ** 31 - 1
 # the caps and setting it costs ~10-20 µs; OpenBLAS runs such small products on
 # one thread anyway).
 THREADED_ROWS = 64
+# Entropy pool words of a seed's SeedSequence at most (numpy's default is 4):
+# a model file restores the pool, so its size is bounded.
+MAX_POOL_SIZE = 1 << 10
+MAX_SEED_WORDS = 1 << 10   # entropy, and spawn key, of up to 32768 bits
 
 
 class Sequential:
@@ -39,7 +43,10 @@ class Sequential:
     A network of a single step layer (threshold neurons) is trained by the
     perceptron rule, w ← w + lr·(y − ŷ)·x, with the optimizer's learning rate.
     optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
-    seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
+    seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)):
+    None (fresh entropy, drawn once: reset() and save() keep it), an integer
+    >= 0, a sequence of them, or a numpy.random.SeedSequence. A Generator or
+    BitGenerator is refused (TypeError): reset() could not restart it.
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
     n_threads: threads for the BLAS and nncore's own threaded products during
     fit/evaluate/predict — a preference, not a command. Each call uses the
@@ -86,11 +93,9 @@ class Sequential:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self.backend = backend
         self.n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
+        self._seed_sequence = _seed_sequence(seed)
         self.seed = seed
-        try:
-            self.rng = np.random.default_rng(seed)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"seed must be None or a non-negative integer, got {seed!r}") from None
+        self.rng = np.random.default_rng(self._seed_sequence)
         self.history = None
         self.stop_training = False
         self._fitting = threading.Lock()
@@ -250,13 +255,13 @@ class Sequential:
         run's end state), and the exception propagates with a note saying so."""
         key = early_stopping.monitor if early_stopping else "val_loss" if validated else "loss"
         start = self._snapshot()
-        base = np.random.SeedSequence(self.seed)
+        base = self._seed_sequence
         best, finals = None, []
         for i in range(n_init):
             self._restore(start)
             if i:  # the i-th child of the seed, made when needed (n_init may be huge)
-                rng = np.random.default_rng(np.random.SeedSequence(base.entropy,
-                                                                   spawn_key=(i - 1,)))
+                rng = np.random.default_rng(np.random.SeedSequence(
+                    base.entropy, spawn_key=base.spawn_key + (i - 1,), pool_size=base.pool_size))
                 for layer in self.layers:
                     layer.initialize(rng)
             try:
@@ -295,7 +300,7 @@ class Sequential:
         """Back to the state right after construction: weights re-drawn from
         the seed (the same ones), optimizer state, epoch count and History
         cleared, the shuffling generator restarted."""
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(self._seed_sequence)
         for layer in self.layers:
             layer.initialize(self.rng)
         self._state = np.zeros(0, self.dtype)
@@ -424,7 +429,11 @@ class Sequential:
     def save(self, path):
         """Write the model — architecture, weights, optimizer and its state,
         History, generator — to one .npz file (see nncore.io); nncore.load
-        reads it back. The write is atomic: a crash never leaves a half file."""
+        reads it back, in any state the model is in. The write is atomic: a
+        crash never leaves a half file. A symlink's target is written; the
+        file keeps its permissions (a new one: 0o666 & ~umask). Raises
+        ValueError (nothing written) for what a file cannot hold, e.g. an
+        optimizer class of your own; FileNotFoundError if the folder is missing."""
         from . import io
         io.save(self, path)
 
@@ -438,6 +447,8 @@ class Sequential:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
+            self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()
         self._buffers = {}
         for layer, (n_in, n_out, _, w, b) in zip(self._layers, self._layout):
@@ -496,6 +507,62 @@ def _check_layers(layers):
     if len(set(map(id, layers))) != len(layers):
         raise ValueError("the same Dense object appears twice in layers; create one per position")
     return layers
+
+
+SEED_EXPECTED = ("seed must be None, an integer >= 0, a sequence of them or a "
+                 "numpy.random.SeedSequence")
+
+
+def _seed_sequence(seed):
+    """The numpy.random.SeedSequence `seed` stands for, which initialisation,
+    shuffling, reset() and save() all start from (a copy for a SeedSequence;
+    fresh OS entropy, drawn once, for None)."""
+    if isinstance(seed, (np.random.Generator, np.random.BitGenerator)):
+        raise TypeError(f"{SEED_EXPECTED}, got a {type(seed).__name__}: it has a position "
+                        "that reset() and save() cannot restart from (and would be shared "
+                        "with the caller); pass the seed it was made from")
+    if isinstance(seed, np.random.SeedSequence):
+        return _seed_sequence_of(seed.entropy, seed.spawn_key, seed.pool_size)
+    if isinstance(seed, np.random.bit_generator.ISeedSequence):
+        raise TypeError(f"{SEED_EXPECTED}, got a {type(seed).__name__}")
+    return _seed_sequence_of(seed)
+
+
+def _seed_sequence_of(entropy, spawn_key=(), pool_size=4):
+    """numpy.random.SeedSequence(entropy, spawn_key, pool_size) after checking
+    the sizes a model keeps (a model file restores them): pool_size <=
+    MAX_POOL_SIZE, entropy and spawn_key of at most MAX_SEED_WORDS 32-bit words
+    each; numpy checks the rest. (4 is numpy's DEFAULT_POOL_SIZE.)"""
+    for name, value in (("seed", entropy), ("spawn_key", spawn_key)):
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{SEED_EXPECTED}, got {name}={value!r}")
+        if _words(value, MAX_SEED_WORDS) > MAX_SEED_WORDS:
+            raise ValueError(f"{SEED_EXPECTED}, of at most {32 * MAX_SEED_WORDS} bits; "
+                             f"{name} is longer")
+    if isinstance(pool_size, (bool, np.bool_)) or not isinstance(pool_size, (int, np.integer)) \
+            or pool_size > MAX_POOL_SIZE:
+        raise ValueError(f"{SEED_EXPECTED} with a pool_size of at most {MAX_POOL_SIZE}, got "
+                         f"pool_size={pool_size!r}")
+    try:
+        return np.random.SeedSequence(entropy, spawn_key=spawn_key, pool_size=pool_size)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{SEED_EXPECTED}, got {entropy!r} ({exc})") from None
+
+
+def _words(value, limit):
+    """The 32-bit words numpy makes of an entropy value (counting stops past limit)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist() if value.size <= limit else [0] * (limit + 1)
+    if isinstance(value, (int, np.integer)):
+        return max(1, -(-int(value).bit_length() // 32))
+    if not isinstance(value, (list, tuple, range)):
+        return 0   # not an integer: numpy refuses it
+    total = 0
+    for item in value:
+        total += _words(item, limit)
+        if total > limit:
+            break
+    return total
 
 
 def _check_callbacks(callbacks, early_stopping):
