@@ -39,7 +39,9 @@ class EarlyStopping(Callback):
     data a "val_*" monitor falls back to its training counterpart ("val_loss"
     to "loss"). restore_best_weights puts back the weights of the best epoch
     when training ends. After fit, `stopped_epoch` is the epoch training
-    stopped at (None when it ran to the end) and `best` the best value.
+    stopped at (None when it ran to the end), `best` the best value and
+    `best_epoch` the epoch it was reached at; when the best weights were put
+    back, the model's History records that epoch as `restored_epoch`.
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
@@ -58,7 +60,7 @@ class EarlyStopping(Callback):
         self.mode = mode
 
     def on_train_begin(self, model, logs):
-        self.best, self.wait, self.stopped_epoch = None, 0, None
+        self.best, self.wait, self.stopped_epoch, self.best_epoch = None, 0, None, None
         self.best_weights, self.key = None, None
 
     def on_epoch_end(self, model, logs):
@@ -67,7 +69,7 @@ class EarlyStopping(Callback):
         value = logs[self.key]
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
         if self.best is None or sign * (value - self.best) < -self.min_delta:
-            self.best, self.wait = value, 0
+            self.best, self.wait, self.best_epoch = value, 0, logs["epoch"]
             if self.restore_best_weights:
                 self.best_weights = model.get_weights()
         else:
@@ -79,6 +81,8 @@ class EarlyStopping(Callback):
     def on_train_end(self, model, logs):
         if self.restore_best_weights and self.best_weights is not None:
             model.set_weights(self.best_weights)
+            if getattr(model, "history", None) is not None:
+                model.history.restored_epoch = self.best_epoch
 
     def _key(self, logs):
         if self.monitor in logs:

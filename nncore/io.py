@@ -53,6 +53,8 @@ def save(model, path):
             "epoch": list(model.history.epoch), "values": model.history.history,
             "runs": list(model.history.runs)},
     }
+    if model.history is not None and model.history.restored_epoch is not None:
+        meta["history"]["restored_epoch"] = int(model.history.restored_epoch)
     data = json.dumps(meta, allow_nan=True).encode("utf-8")
     buffer = _io.BytesIO()
     np.savez(buffer, meta=np.frombuffer(data, np.uint8), params=model._params,
@@ -216,8 +218,10 @@ def _restore_rng(rng, state):
 def _history(spec, History):
     if spec is None:
         return None
-    if not isinstance(spec, dict) or set(spec) != {"epoch", "values", "runs"}:
-        raise ValueError("corrupt model file: 'history' must hold epoch, values and runs")
+    if not isinstance(spec, dict) or set(spec) - {"restored_epoch"} != {"epoch", "values",
+                                                                          "runs"}:
+        raise ValueError("corrupt model file: 'history' must hold epoch, values and runs "
+                         "(and optionally restored_epoch)")
     history = History()
     history.epoch = _numbers(spec["epoch"], "history epoch", integers=True)
     values = spec["values"]
@@ -231,6 +235,10 @@ def _history(spec, History):
             raise ValueError(f"corrupt model file: history {key!r} has "
                              f"{len(history.history[key])} values for {len(history.epoch)} epochs")
     history.runs = _numbers(spec["runs"], "history runs")
+    restored = spec.get("restored_epoch")
+    if restored is not None and (type(restored) is not int or restored not in history.epoch):
+        raise ValueError("corrupt model file: history restored_epoch is not one of its epochs")
+    history.restored_epoch = restored
     return history
 
 

@@ -17,7 +17,7 @@ from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
 from . import training
 from .blas import default_threads, threads as blas_threads
 from .callbacks import Callback, ProgressBar, maximised
-from .optimizers import SGD, Optimizer
+from .optimizers import SGD, Adam, Optimizer
 from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
 
 BACKENDS = {"cython": _engine, "numpy": reference}
@@ -36,7 +36,9 @@ class Sequential:
           "binary_cross_entropy" (sigmoid output).
     A network of a single step layer (threshold neurons) is trained by the
     perceptron rule, w ← w + lr·(y − ŷ)·x, with the optimizer's learning rate.
-    optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
+    optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)), or a name as
+    in Keras: "sgd" for SGD(lr=0.01), "adam" for Adam(lr=0.001) (Keras's own
+    defaults for both; case-insensitive).
     seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
     n_threads: BLAS threads for fit/evaluate/predict (default: the cores this
@@ -61,6 +63,8 @@ class Sequential:
                                  "with loss='binary_cross_entropy'")
         if optimizer is None:
             optimizer = SGD(lr=0.01)
+        if isinstance(optimizer, str):
+            optimizer = _optimizer_named(optimizer)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
                             f"{type(optimizer).__name__}")
@@ -352,6 +356,12 @@ class Sequential:
 
     def _targets(self, y, n):
         classes = self._loss_code == CROSS_ENTROPY
+        if not classes and self.layers[-1].activation == "softmax" and _are_labels(y, n):
+            raise ValueError(
+                f"y holds {n} class labels (shape ({n},)) but loss {self.loss!r} compares "
+                f"targets shaped like the {self.n_outputs} softmax outputs; for class labels "
+                "use loss='cross_entropy' (or pass one-hot rows of shape "
+                f"({n}, {self.n_outputs}))")
         Y = as_targets(y, n, self.n_outputs, classes, self.dtype)
         if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"y holds values in [{Y.min():g}, {Y.max():g}]; loss {self.loss!r} "
@@ -413,6 +423,67 @@ class Sequential:
             loss, metric = self._net.evaluate(X, Y, self._loss_code)
         return {"loss": float(loss), ("accuracy" if self._loss_code in CLASSIFICATION
                                       else "mean_error"): float(metric)}
+
+    # ------------------------------------------------------------ description
+
+    def count_params(self):
+        """The number of weights and biases (Keras's Model.count_params()):
+        Σ over layers of in_features·out_features + out_features."""
+        return int(self._params.size)
+
+    def summary(self, print_fn=print):
+        """A table of the layers like Keras's Model.summary(): each Dense with
+        its activation, output shape ((None, out_features): None is the batch)
+        and parameter count, then the total, the parameter memory, loss,
+        optimizer and dtype.
+
+        print_fn: called once with the whole table (default print); with
+        print_fn=None nothing is printed and the table is returned as a str.
+        """
+        head = ("Layer (type)", "Activation", "Output Shape", "Param #")
+        rows = [(f"dense_{i} (Dense)", layer.activation, f"(None, {layer.out_features})",
+                 f"{layer.W.size + layer.b.size:,}") for i, layer in enumerate(self.layers)]
+        widths = [max(len(r[c]) for r in [head] + rows) + 3 for c in range(4)]
+
+        def line(row):
+            return "".join(cell.ljust(w) if c < 3 else cell.rjust(w)
+                           for c, (cell, w) in enumerate(zip(row, widths))).rstrip()
+
+        rule = "=" * sum(widths)
+        total = self.count_params()
+        text = "\n".join(
+            [f'Model: "Sequential" (input shape (None, {self.n_features}))', "_" * sum(widths),
+             line(head), rule] + [line(r) for r in rows]
+            + [rule, f"Total params: {total:,} ({_bytes(total * self.dtype.itemsize)}, "
+                     f"{self.dtype.name})",
+               f"Loss: {self.loss}    Optimizer: {self.optimizer!r}"])
+        if print_fn is None:
+            return text
+        print_fn(text)
+
+
+def _optimizer_named(name):
+    """The optimizer for a Keras-style name, with Keras's default rates."""
+    key = name.lower()
+    if key == "sgd":
+        return SGD(lr=0.01)
+    if key == "adam":
+        return Adam(lr=0.001)
+    raise ValueError(f"unknown optimizer {name!r}; expected 'sgd', 'adam', or an "
+                     "nncore.SGD / nncore.Adam instance")
+
+
+def _are_labels(y, n):
+    """y looks like n integer class labels: 1-D, n values, all whole numbers."""
+    arr = np.asarray(y) if not isinstance(y, (str, bytes)) else np.empty(0)
+    if arr.shape != (n,) or n == 0 or arr.dtype.kind not in "biuf":
+        return False
+    return arr.dtype.kind != "f" or bool(np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
+
+
+def _bytes(n):
+    return (f"{n} B" if n < 1024 else f"{n / 1024:.2f} KB" if n < 1024 ** 2
+            else f"{n / 1024 ** 2:.2f} MB")
 
 
 def _check_layers(layers):
