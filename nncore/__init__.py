@@ -20,8 +20,9 @@ from .model import Sequential
 from .optimizers import SGD, Adam
 from .training import DivergenceError, History
 from . import plot  # imports matplotlib only when a plot is drawn
+from .gradient_check import gradcheck
 
 __version__ = "0.1.0"
 __all__ = ["Dense", "Sequential", "SGD", "Adam", "History", "Callback", "EarlyStopping",
            "DivergenceError", "losses", "activations", "schedules", "callbacks", "datasets", "blas",
-           "load_digits", "load", "plot"]
+           "load_digits", "load", "plot", "gradcheck"]
