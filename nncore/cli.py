@@ -274,7 +274,10 @@ def load_model(path):
 
 
 def is_classifier(model):
-    return model.loss in CLASSIFIERS
+    """One label per row: a softmax output, or a single sigmoid output (several
+    sigmoid outputs are independent probabilities, written as they are)."""
+    return model.loss == "cross_entropy" or (model.loss == "binary_cross_entropy"
+                                             and model.n_outputs == 1)
 
 
 # ---------------------------------------------------------------- commands
@@ -452,7 +455,8 @@ def build_parser(prog="nncore"):
                     "array named by --target.")
     parser.add_argument("--version", action="version", version=f"nncore {nncore.__version__}",
                         help="print the version and exit")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                help="what to do (COMMAND --help describes each)")
 
     p = sub.add_parser("train", help="train a network on DATA and save it",
                        description="Train a feed-forward network on DATA and save it (-o), "
@@ -560,6 +564,10 @@ def main(argv=None, prog="nncore"):
         return args.run(args) or 0
     except UsageError as exc:
         message = f"{exc.prog or where}: error: {exc}"
+    except BrokenPipeError:  # `nncore predict ... | head`: the reader has all it wants
+        # (Python's documented idiom: point stdout at devnull so the exit flush is quiet)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except (ValueError, TypeError, OSError, ImportError) as exc:
         # nncore's own checks (bad values, wrong shapes, a corrupt model file),
         # the file system, a missing optional package: all say what was wrong

@@ -247,6 +247,7 @@ def test_help_texts():
     for command in cli.COMMANDS:
         assert command in result.stdout
     parser = cli.build_parser()
+    assert all(action.help for action in parser._actions)
     sub = next(a for a in parser._actions if a.dest == "command")
     for name, p in sub.choices.items():
         if name == "demo":
