@@ -27,7 +27,7 @@ def gradcheck(model, X, y, eps=DEFAULT_EPS, sample_weight=None):
         nⱼ = (C(θ + eps·eⱼ) − C(θ − eps·eⱼ)) / (2·eps)
 
     of the cost C that Sequential.loss_and_gradient returns (the mean loss,
-    plus the L2 penalty when the model has one), next to the analytic
+    plus the L2 penalty when the model has alpha > 0), next to the analytic
     gradient aⱼ from the same call. With eps = 1e-6 the truncation error
     (∝ eps²) and the rounding error (∝ 1e-16·|C|/eps) are both ~1e-10 for
     costs of order 1.
@@ -50,6 +50,10 @@ def gradcheck(model, X, y, eps=DEFAULT_EPS, sample_weight=None):
     below) sits exactly on the kink. Check after some training, or with
     random biases, or with smooth activations, to rule that out.
 
+    Known and intended: for loss="half_squared_error" with k > 1 outputs the
+    engine's gradient is that of k·(data term) + penalty (scikit-learn's
+    convention, kept for parity), so gradcheck reports about 1 − 1/k there.
+
     Cost: 2·(number of parameters) passes over X: check on a few dozen rows.
     Raises ValueError for a model gradient descent cannot train (step
     layers), for eps not in (0, 1), and whatever fit raises for bad X/y.
@@ -65,8 +69,7 @@ def gradcheck(model, X, y, eps=DEFAULT_EPS, sample_weight=None):
             or not 0 < eps < 1:
         raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
     twin = Sequential([Dense(l.in_features, l.out_features, l.activation) for l in model.layers],
-                      loss=model.loss, dtype="float64", backend=model.backend,
-                      **({"alpha": model.alpha} if getattr(model, "alpha", 0) else {}))
+                      loss=model.loss, dtype="float64", backend=model.backend, alpha=model.alpha)
     twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
     params = twin._params.copy()
     _, analytic = twin.loss_and_gradient(X, y, sample_weight=sample_weight, params=params)

@@ -43,6 +43,26 @@ def test_correct_gradient_passes(loss, hidden, dtype):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("loss, out, k, y", [
+    ("log_loss", "softmax", 3, LABELS), ("log_loss", "sigmoid", 1, (LABELS > 0) * 1.0),
+    # one output: with k > 1 scikit-learn's squared-error gradient is that of k·(data
+    # term) by design (nncore follows it for parity), which gradcheck rightly reports
+    ("half_squared_error", "linear", 1, CASES["mse"][2][:, 0]),
+    ("poisson", "exp", 1, RNG.poisson(2.0, 24).astype(float))])
+def test_scikit_learn_losses_with_l2_penalty(loss, out, k, y):
+    model = Sequential([Dense(4, 5, "tanh"), Dense(5, k, out)], loss=loss, alpha=0.3, seed=2)
+    model.layers[-1].W = model.layers[-1].W * 0.3   # keep exp's outputs moderate
+    assert max(nncore.gradcheck(model, X, y, sample_weight=np.arange(24) % 4 + 0.5)) < 1e-6
+
+
+def test_half_squared_error_convention_is_reported():
+    """scikit-learn's squared_error delta is not divided by the k outputs, so its
+    gradient is k times the data term's: gradcheck shows it rather than hiding it."""
+    model = Sequential([Dense(4, 2, "linear")], loss="half_squared_error", seed=0)
+    (error,) = nncore.gradcheck(model, X, CASES["mse"][2])
+    assert error == pytest.approx(0.5, abs=1e-6)   # |2g − g| / |2g|
+
+
 def test_numpy_backend_and_weights():
     model = network("cross_entropy", "tanh", backend="numpy")
     assert max(nncore.gradcheck(model, X, LABELS, sample_weight=np.arange(24) % 3 + 1.0)) < 1e-6
