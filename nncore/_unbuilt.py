@@ -47,7 +47,7 @@ def installed_copies(here):
     return copies
 
 
-def unbuilt_error(exc):
+def unbuilt_error(exc: ImportError) -> ImportError:
     """The ImportError to raise for the failed import `exc` of the compiled core."""
     here = os.path.dirname(os.path.abspath(__file__))
     copies = installed_copies(here)

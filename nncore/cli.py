@@ -20,12 +20,15 @@ A user error — a missing file, an unknown column, a non-numeric column, a bad
 option value, data with the wrong number of features for the model — prints
 one line, "nncore <command>: error: ...", on stderr and exits with status 2.
 """
+from __future__ import annotations
+
 import argparse
 import csv
 import json
 import os
 import sys
 import time
+from typing import Sequence
 
 import numpy as np
 
@@ -551,7 +554,7 @@ def build_parser(prog="nncore"):
     return parser
 
 
-def main(argv=None, prog="nncore"):
+def main(argv: Sequence[str] | None = None, prog: str = "nncore") -> int:
     """Run the command line; returns the exit status (0, 2 for a user error)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)

@@ -11,12 +11,21 @@ that entry point returns. Both run on a float64 copy of the model, so the
 comparison is not drowned in float32 rounding (the float32 kernels are the
 same fused-type source); the model itself is not changed.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 import numpy as np
+from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from .model import Sequential
 
 DEFAULT_EPS = 1e-6
 
 
-def gradcheck(model, X, y, eps=DEFAULT_EPS, sample_weight=None):
+def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAULT_EPS,
+              sample_weight: ArrayLike | None = None) -> list[float]:
     """The largest relative error of the engine's gradient, per layer.
 
     model: an nncore Sequential (any dtype, backend, loss). X: (n_samples,
@@ -83,7 +92,7 @@ def gradcheck(model, X, y, eps=DEFAULT_EPS, sample_weight=None):
         minus, _ = twin.loss_and_gradient(X, y, sample_weight=sample_weight, params=probe)
         probe[j] = params[j]
         numeric[j] = (plus - minus) / (2 * eps)
-    errors = []
+    errors: list[float] = []
     for n_in, n_out, _, w, _ in twin._layout:
         a, n = analytic[w:w + n_in * n_out + n_out], numeric[w:w + n_in * n_out + n_out]
         scale = max(np.abs(a).max(), np.abs(n).max())

@@ -472,12 +472,12 @@ class Sequential:
 
     # ------------------------------------------------------------ description
 
-    def count_params(self):
+    def count_params(self) -> int:
         """The number of weights and biases (Keras's Model.count_params()):
         Σ over layers of in_features·out_features + out_features."""
         return int(self._params.size)
 
-    def summary(self, print_fn=print):
+    def summary(self, print_fn=print) -> str | None:
         """A table of the layers like Keras's Model.summary(): each Dense with
         its activation, output shape ((None, out_features): None is the batch)
         and parameter count, then the total, the parameter memory, loss,
@@ -506,6 +506,7 @@ class Sequential:
         if print_fn is None:
             return text
         print_fn(text)
+        return None
 
 
 def _optimizer_named(name):

@@ -7,13 +7,18 @@ Both functions draw on Axes the caller passes (or on a new figure) and return
 them, as seaborn's and scikit-learn's Display helpers do; nothing is shown or
 saved: call fig.savefig(...) or plt.show().
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 # validation metrics the engine logs next to each loss (nncore.training.metric_name)
 METRICS = ("accuracy", "mean_error", "errors")
 
 
-def _pyplot():
+def _pyplot() -> Any:
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:
@@ -22,7 +27,7 @@ def _pyplot():
     return plt
 
 
-def learning_curves(history, ax=None):
+def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
     """Draw the loss and the metric per epoch, training and validation.
 
     history: an nncore History (model.fit's return value, or model.history).
@@ -87,7 +92,8 @@ def learning_curves(history, ax=None):
     return {"loss": loss_ax, "metric": metric_ax if metric else None, "lr": lr_ax}
 
 
-def decision_boundary(model, X, y=None, ax=None, resolution=200):
+def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: Any = None,
+                      resolution: int = 200) -> Any:
     """Colour the plane by the class a model predicts, over two input features,
     and scatter the samples (X, y) on top.
 
@@ -142,7 +148,7 @@ def decision_boundary(model, X, y=None, ax=None, resolution=200):
     return ax
 
 
-def predicted_classes(model, X):
+def predicted_classes(model: Any, X: ArrayLike) -> tuple[np.ndarray, int]:
     """(class per row of X, number of classes) by the rule decision_boundary
     documents: argmax over several outputs, output > 0.5 for one."""
     out = model.predict(X)
