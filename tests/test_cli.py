@@ -380,3 +380,23 @@ def test_class_labels_sort_numerically_when_numbers():
     assert classes == ["1.5", "2", "10"] and index.tolist() == [2, 1, 1, 0]
     classes, index = cli.class_labels(np.array(["b", "a", "c", "a"]))
     assert classes == ["a", "b", "c"] and index.tolist() == [1, 0, 2, 0]
+
+
+def test_predict_into_a_closed_pipe_is_quiet(tmp_path):
+    """`nncore predict ... | head -1`: when the reader goes away, no error line and
+    no traceback (Python's documented BrokenPipeError idiom), exit status 1."""
+    rng = np.random.default_rng(0)
+    write_csv(tmp_path / "big.csv", ["a", "b"], rng.normal(size=(40000, 2)).round(4))
+    model = nncore.Sequential([nncore.Dense(2, 3, "softmax")], loss="cross_entropy", seed=0)
+    model.save(tmp_path / "m.npz")
+    child = subprocess.Popen([sys.executable, "-m", "nncore", "predict", str(tmp_path / "m.npz"),
+                              str(tmp_path / "big.csv"), "--proba"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout.readline() == b"prediction,proba_0,proba_1,proba_2\n"
+    child.stdout.close()   # what head does after its lines
+    try:
+        err = child.stderr.read()
+        child.wait(timeout=120)
+    finally:
+        child.kill()
+    assert err == b"" and child.returncode == 1
