@@ -57,6 +57,8 @@ MAX_LAYERS = 10_000
 MAX_COUNTER = 2 ** 63 - 1  # steps and epochs are int64 in the engine
 OPTIMIZERS = {"SGD": ("momentum", "nesterov", "weight_decay"),
               "Adam": ("beta1", "beta2", "eps", "weight_decay", "decoupled")}
+# settings added after VERSION 1, with the value that files written before mean
+LATER = {"form": "torch"}
 SCHEDULES = {cls.__name__: cls for cls in (schedules.Constant, schedules.StepDecay,
                                            schedules.Exponential, schedules.InverseTime,
                                            schedules.Cosine, schedules.ReduceOnPlateau)}
@@ -188,7 +190,7 @@ def _meta(model):
         "loss": model.loss, "dtype": model.dtype.name, "backend": model.backend,
         "seed": seed,
         "n_threads": None if model.n_threads is None else int(model.n_threads),
-        "optimizer": _optimizer_meta(model.optimizer),
+        "optimizer": _optimizer_meta(model.optimizer), "alpha": float(model.alpha),
         "steps": int(model._steps), "epoch": int(model._epoch),
         "rng": model.rng.bit_generator.state,
         "history": None if model.history is None else {
@@ -197,6 +199,8 @@ def _meta(model):
                        for k, column in model.history.history.items()},
             "runs": [float(v) for v in model.history.runs]},
     }
+    if model.history is not None and model.history.restored_epoch is not None:
+        meta["history"]["restored_epoch"] = int(model.history.restored_epoch)
     if sequence is not None:
         meta["seed_sequence"] = sequence
     return meta
@@ -243,7 +247,7 @@ def _optimizer_meta(opt):
     plain = type(opt.schedule) is schedules.Constant and not isinstance(opt.lr, schedules.Schedule)
     spec = {"name": name, "lr": float(opt.schedule.initial) if plain
             else _schedule_meta(opt.schedule), "current_lr": float(opt.current_lr)}
-    spec.update({key: getattr(opt, key) for key in OPTIMIZERS[name]})
+    spec.update({key: getattr(opt, key) for key in (*OPTIMIZERS[name], *LATER)})
     return spec
 
 
@@ -305,7 +309,8 @@ def _load(path):
     try:
         model = Sequential([Dense(*layer) for layer in spec["layers"]], loss=spec["loss"],
                            optimizer=spec["optimizer"], seed=spec["seed"], dtype=dtype,
-                           backend=spec["backend"], n_threads=spec["n_threads"])
+                           backend=spec["backend"], n_threads=spec["n_threads"],
+                           alpha=spec["alpha"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"corrupt model file: {exc}") from None
     model._params[...] = params
@@ -429,6 +434,7 @@ def _spec(meta, n_params):
             # a preference (None: none); each call caps it (nncore.blas.default_threads)
             "n_threads": None if meta.get("n_threads") is None else _guard(
                 positive_int, "model", "n_threads", meta.get("n_threads")),
+            "alpha": meta.get("alpha", 0.0),   # (Sequential checks its range)
             "steps": _counter(meta, "steps"), "epoch": _counter(meta, "epoch")}
     seed, sequence = meta.get("seed"), meta.get("seed_sequence")
     if sequence is not None:
@@ -480,10 +486,12 @@ def _optimizer(spec):
     if not isinstance(spec, dict) or spec.get("name") not in OPTIMIZERS:
         raise ValueError(f"corrupt model file: the optimizer must be one of {sorted(OPTIMIZERS)}")
     name = spec["name"]
-    if not set(spec) <= {"name", "lr", "current_lr", *OPTIMIZERS[name]}:
+    known = {"name", "lr", "current_lr", *OPTIMIZERS[name], *LATER}
+    if not set(spec) <= known:
         raise ValueError(f"corrupt model file: unknown optimizer {name} entries "
-                         f"{sorted(set(spec) - {'name', 'lr', 'current_lr', *OPTIMIZERS[name]})}")
+                         f"{sorted(set(spec) - known)}")
     kwargs = {key: spec[key] for key in OPTIMIZERS[name] if key in spec}
+    kwargs.update({key: spec.get(key, default) for key, default in LATER.items()})
     return _guard(lambda: {"SGD": SGD, "Adam": Adam}[name](lr=_schedule(spec.get("lr")),
                                                             **kwargs), f"optimizer {name}")
 
@@ -536,8 +544,10 @@ def _history(spec, model):
     from .training import History, metric_name
     if spec is None:
         return None
-    if not isinstance(spec, dict) or set(spec) != {"epoch", "values", "runs"}:
-        raise ValueError("corrupt model file: 'history' must hold epoch, values and runs")
+    if not isinstance(spec, dict) or set(spec) - {"restored_epoch"} != {"epoch", "values",
+                                                                          "runs"}:
+        raise ValueError("corrupt model file: 'history' must hold epoch, values and runs "
+                         "(and optionally restored_epoch)")
     history = History()
     history.epoch = _numbers(spec["epoch"], "history epoch", integers=True)
     if any(not 0 <= e < model._epoch for e in history.epoch) or any(
@@ -564,6 +574,10 @@ def _history(spec, model):
                              f"{len(history.epoch)} values in [{low}, {high}]")
         history.history[key] = column
     history.runs = _numbers(spec["runs"], "history runs")
+    restored = spec.get("restored_epoch")
+    if restored is not None and (type(restored) is not int or restored not in history.epoch):
+        raise ValueError("corrupt model file: history restored_epoch is not one of its epochs")
+    history.restored_epoch = restored
     return history
 
 

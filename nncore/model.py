@@ -14,11 +14,11 @@ import numpy as np
 from . import _engine, reference
 from .activations import ACTIVATIONS, STEP
 from .layers import Dense
-from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
+from .losses import CLASSIFICATION, CROSS_ENTROPY, LOG_LOSS, LOSSES, POISSON, REQUIRED_OUTPUT
 from . import training
 from .blas import threads as blas_threads
 from .callbacks import Callback, ProgressBar, maximised
-from .optimizers import SGD, Optimizer
+from .optimizers import SGD, Adam, Optimizer, _check_number
 from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
 
 BACKENDS = {"cython": _engine, "numpy": reference}
@@ -39,10 +39,22 @@ class Sequential:
     """A feed-forward network: Dense layers applied in order.
 
     loss: "mse" | "mae" | "cross_entropy" (softmax output) |
-          "binary_cross_entropy" (sigmoid output).
+          "binary_cross_entropy" (sigmoid output) | and scikit-learn's MLP losses,
+          whose batch cost is the sample-weighted mean Σᵢ wᵢ·lossᵢ / Σᵢ wᵢ
+          (nncore.losses): "half_squared_error" (its "squared_error"),
+          "log_loss" (softmax or sigmoid output), "poisson" (exp output).
+    alpha: L2 penalty on the weights (not the biases), scaled as scikit-learn's
+    MLP alpha: each batch's cost gains ½·alpha·Σ‖W‖²/D and its gradient
+    alpha·W/D, where D is the batch's normaliser (Σᵢ wᵢ for scikit-learn's
+    losses, the batch's rows for the others) — so the penalty's weight relative
+    to the data shrinks as batches grow, unlike Keras's kernel_regularizer
+    (l2·Σ‖W‖² per batch) or weight_decay. History's "loss" includes it;
+    evaluate() reports the data loss only.
     A network of a single step layer (threshold neurons) is trained by the
     perceptron rule, w ← w + lr·(y − ŷ)·x, with the optimizer's learning rate.
-    optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
+    optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)), or a name as
+    in Keras: "sgd" for SGD(lr=0.01), "adam" for Adam(lr=0.001) (Keras's own
+    defaults for both; case-insensitive).
     seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)):
     None (fresh entropy, drawn once: reset() and save() keep it), an integer
     >= 0, a sequence of them, or a numpy.random.SeedSequence. A Generator or
@@ -61,16 +73,18 @@ class Sequential:
     """
 
     def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
-                 backend="cython", n_threads=None):
+                 backend="cython", n_threads=None, alpha=0.0):
         self._layers = tuple(_check_layers(layers))
         if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
         out_act = self.layers[-1].activation
         needed = REQUIRED_OUTPUT.get(LOSSES[loss])
-        if needed is not None and out_act != needed:
-            raise ValueError(f"loss {loss!r} needs a {needed} output layer, but the last Dense "
-                             f"has activation {out_act!r}; use activation={needed!r} there")
+        if needed is not None and out_act not in needed:
+            raise ValueError(f"loss {loss!r} needs a {' or '.join(needed)} output layer, but the "
+                             f"last Dense has activation {out_act!r}; use "
+                             f"activation={needed[0]!r} there")
         self.loss = loss
+        self.alpha = _check_number("alpha", alpha, low=0.0)
         for i, layer in enumerate(self.layers):
             if layer.activation == "softmax" and layer.out_features == 1:
                 raise ValueError(f"layers[{i}] is a softmax over one output, which is always 1 "
@@ -78,6 +92,8 @@ class Sequential:
                                  "with loss='binary_cross_entropy'")
         if optimizer is None:
             optimizer = SGD(lr=0.01)
+        if isinstance(optimizer, str):
+            optimizer = _optimizer_named(optimizer)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
                             f"{type(optimizer).__name__}")
@@ -417,12 +433,51 @@ class Sequential:
         return base
 
     def _targets(self, y, n):
-        classes = self._loss_code == CROSS_ENTROPY
+        classes = self._loss_code == CROSS_ENTROPY or (
+            self._loss_code == LOG_LOSS and self.layers[-1].activation == "softmax")
+        if not classes and self.layers[-1].activation == "softmax" and _are_labels(y, n):
+            raise ValueError(
+                f"y holds {n} class labels (shape ({n},)) but loss {self.loss!r} compares "
+                f"targets shaped like the {self.n_outputs} softmax outputs; for class labels "
+                "use loss='cross_entropy' (or pass one-hot rows of shape "
+                f"({n}, {self.n_outputs}))")
         Y = as_targets(y, n, self.n_outputs, classes, self.dtype)
         if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"y holds values in [{Y.min():g}, {Y.max():g}]; loss {self.loss!r} "
                              "expects targets in [0, 1] (one-hot rows or 0/1 labels)")
+        if self._loss_code == POISSON and Y.min() < 0:
+            raise ValueError(f"y holds values down to {Y.min():g}; loss 'poisson' expects "
+                             "counts or rates >= 0")
         return Y
+
+    def loss_and_gradient(self, X, y, sample_weight=None, params=None):
+        """The training cost over the whole data set at the current weights and
+        its gradient, without changing the weights (one compiled pass over X,
+        in chunks of rows): (float, flat ndarray of the model's dtype).
+
+        cost = (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D, D = Σᵢ wᵢ for scikit-learn's
+        losses (half_squared_error, log_loss, poisson), else n — the cost a
+        full-batch fit step descends. For those losses the gradient is
+        scikit-learn's MLP._backprop's (its _loss_grad_lbfgs after reordering):
+        for half_squared_error with k > 1 outputs that is the gradient of
+        k·(data term) + penalty, since its delta is not divided by k.
+        The gradient's layout (that of `params`): for each layer W
+        (in_features×out_features, row-major) then b; the concatenation of
+        np.ravel over get_weights(). params: such a flat vector, copied into the
+        weights first (so scipy.optimize.minimize(lambda p:
+        model.loss_and_gradient(X, y, params=p), x0, jac=True) trains the
+        model). X, y, sample_weight: as in fit.
+        """
+        X = as_matrix(X, self.dtype, self._n_features)
+        Y = self._targets(y, X.shape[0])
+        weights = self._row_weights(Y, sample_weight, None)
+        if params is not None:
+            flat = as_param(params, "params", self._params.shape, self.dtype)
+            self._params[...] = flat
+        grad = np.empty_like(self._params)
+        with blas_threads(self.n_threads):
+            value = self._net.loss_and_gradient(X, Y, weights, self._loss_code, self.alpha, grad)
+        return float(value), grad
 
     # ------------------------------------------------------------ persistence
 
@@ -446,6 +501,7 @@ class Sequential:
         return state
 
     def __setstate__(self, state):
+        state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
         self.__dict__.update(state)
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
@@ -485,6 +541,68 @@ class Sequential:
             loss, metric = self._net.evaluate(X, Y, self._loss_code)
         return {"loss": float(loss), ("accuracy" if self._loss_code in CLASSIFICATION
                                       else "mean_error"): float(metric)}
+
+    # ------------------------------------------------------------ description
+
+    def count_params(self) -> int:
+        """The number of weights and biases (Keras's Model.count_params()):
+        Σ over layers of in_features·out_features + out_features."""
+        return int(self._params.size)
+
+    def summary(self, print_fn=print) -> str | None:
+        """A table of the layers like Keras's Model.summary(): each Dense with
+        its activation, output shape ((None, out_features): None is the batch)
+        and parameter count, then the total, the parameter memory, loss,
+        optimizer and dtype.
+
+        print_fn: called once with the whole table (default print); with
+        print_fn=None nothing is printed and the table is returned as a str.
+        """
+        head = ("Layer (type)", "Activation", "Output Shape", "Param #")
+        rows = [(f"dense_{i} (Dense)", layer.activation, f"(None, {layer.out_features})",
+                 f"{layer.W.size + layer.b.size:,}") for i, layer in enumerate(self.layers)]
+        widths = [max(len(r[c]) for r in [head] + rows) + 3 for c in range(4)]
+
+        def line(row):
+            return "".join(cell.ljust(w) if c < 3 else cell.rjust(w)
+                           for c, (cell, w) in enumerate(zip(row, widths))).rstrip()
+
+        rule = "=" * sum(widths)
+        total = self.count_params()
+        text = "\n".join(
+            [f'Model: "Sequential" (input shape (None, {self.n_features}))', "_" * sum(widths),
+             line(head), rule] + [line(r) for r in rows]
+            + [rule, f"Total params: {total:,} ({_bytes(total * self.dtype.itemsize)}, "
+                     f"{self.dtype.name})",
+               f"Loss: {self.loss}    Optimizer: {self.optimizer!r}"])
+        if print_fn is None:
+            return text
+        print_fn(text)
+        return None
+
+
+def _optimizer_named(name):
+    """The optimizer for a Keras-style name, with Keras's default rates."""
+    key = name.lower()
+    if key == "sgd":
+        return SGD(lr=0.01)
+    if key == "adam":
+        return Adam(lr=0.001)
+    raise ValueError(f"unknown optimizer {name!r}; expected 'sgd', 'adam', or an "
+                     "nncore.SGD / nncore.Adam instance")
+
+
+def _are_labels(y, n):
+    """y looks like n integer class labels: 1-D, n values, all whole numbers."""
+    arr = np.asarray(y) if not isinstance(y, (str, bytes)) else np.empty(0)
+    if arr.shape != (n,) or n == 0 or arr.dtype.kind not in "biuf":
+        return False
+    return arr.dtype.kind != "f" or bool(np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
+
+
+def _bytes(n):
+    return (f"{n} B" if n < 1024 else f"{n / 1024:.2f} KB" if n < 1024 ** 2
+            else f"{n / 1024 ** 2:.2f} MB")
 
 
 def _check_layers(layers):
