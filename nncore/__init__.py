@@ -7,11 +7,8 @@ pure-NumPy reference backend that implements the same math.
 try:
     from . import _engine, _kernels  # noqa: F401  (the compiled core)
 except ImportError as exc:  # pragma: no cover - only in an unbuilt source tree
-    raise ImportError(
-        "nncore's compiled core (nncore._engine, nncore._kernels) is not built. "
-        "Install the package with `pip install .` (or `pip install -e .` for "
-        "development) from the repository root, and import it from outside the "
-        f"source tree. Original error: {exc}") from exc
+    from ._unbuilt import unbuilt_error  # "not installed" or "this checkout shadows it"
+    raise unbuilt_error(exc) from exc
 
 # importing blas points the compiled modules at their BLAS (see nncore/blas.py)
 from . import activations, blas, callbacks, datasets, losses, schedules
@@ -22,8 +19,10 @@ from .layers import Dense
 from .model import Sequential
 from .optimizers import SGD, Adam
 from .training import DivergenceError, History
+from . import plot  # imports matplotlib only when a plot is drawn
+from .gradient_check import gradcheck
 
 __version__ = "0.1.0"
 __all__ = ["Dense", "Sequential", "SGD", "Adam", "History", "Callback", "EarlyStopping",
            "DivergenceError", "losses", "activations", "schedules", "callbacks", "datasets", "blas",
-           "load_digits", "load"]
+           "load_digits", "load", "plot", "gradcheck"]

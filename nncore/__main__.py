@@ -1,6 +1,10 @@
 """`python -m nncore`: train a real network on the bundled digits, then run
-the same training on the NumPy reference backend and compare speed."""
-import argparse
+the same training on the NumPy reference backend and compare speed.
+
+With a command (`python -m nncore train ...`, `--help`) it is the `nncore`
+command line (nncore.cli); with no arguments, or only the options below, it
+runs this demonstration (also `nncore demo`)."""
+import sys
 import time
 
 import numpy as np
@@ -16,13 +20,22 @@ def build(backend, dtype, seed, lr):
         dtype=dtype, backend=backend)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m nncore", description=__doc__)
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=0.05)
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--seed", type=int, default=0)
+def demo(argv=None, prog="python -m nncore"):
+    from nncore.cli import Parser, non_negative_int, positive_float, positive_int
+    parser = Parser(prog=prog, description="Train a 64-64-10 network on the bundled 8x8 "
+                    "digits with the compiled engine and with the NumPy reference, and "
+                    "compare accuracy, speed and the final weights.")
+    parser.add_argument("--epochs", type=positive_int, default=30,
+                        help="training epochs (default: %(default)s)")
+    parser.add_argument("--batch-size", type=positive_int, default=32,
+                        help="rows per gradient step (default: %(default)s)")
+    parser.add_argument("--lr", type=positive_float, default=0.05,
+                        help="SGD learning rate, momentum 0.9 (default: %(default)s)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"],
+                        help="floating-point type of the models (default: %(default)s)")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of the split, initialisation and shuffling "
+                        "(default: %(default)s)")
     args = parser.parse_args(argv)
 
     X, y = load_digits()
@@ -61,5 +74,14 @@ def main(argv=None):
           f"{args.epochs * len(X_train) / timings['numpy']:,.0f} samples/s)")
 
 
+def main(argv=None):
+    """The command line, or the demonstration when no command is given."""
+    from nncore import cli
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["demo"] + argv
+    return cli.main(argv, prog="python -m nncore")
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

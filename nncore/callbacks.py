@@ -53,7 +53,8 @@ class EarlyStopping(Callback):
     KeyboardInterrupt: see the module docstring). After fit, `stopped_epoch`
     is the epoch training stopped at (None when it ran to the end), `best` the
     best value, `best_epoch` its epoch and `restored_epoch` the epoch whose
-    weights were put back (None when none were).
+    weights were put back (None when none were), which the model's History
+    records as `restored_epoch` too.
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
@@ -95,6 +96,8 @@ class EarlyStopping(Callback):
         if self.restore_best_weights and self.best_weights is not None:
             model.set_weights(self.best_weights)
             self.restored_epoch = logs["restored_epoch"] = self.best_epoch
+            if getattr(model, "history", None) is not None:
+                model.history.restored_epoch = self.best_epoch
 
     def _key(self, logs):
         if self.monitor in logs:

@@ -1,34 +1,60 @@
 """Saving and loading models: one .npz file, no pickle, nothing that runs code.
 
-The file holds three arrays: `params` (the flat parameter vector), `state`
-(the optimizer's buffers: momentum, Adam moments) and `meta`, the UTF-8 bytes
-of a JSON document with the architecture, loss, optimizer and its
-hyper-parameters (and schedule), dtype, backend, seed, step and epoch counts,
-the shuffling generator's state, the History and a format version.
+The file is a zip (numpy.savez) of three .npy members: `params` (the flat
+parameter vector), `state` (the optimizer's buffers: momentum, Adam moments —
+0, 1 or 2 parameter vectors, as the optimizer last used them) and `meta`, the
+UTF-8 bytes of a JSON document with the architecture, loss, optimizer and its
+hyper-parameters (and schedule with its running state), dtype, backend, seed,
+step and epoch counts, the shuffling generator's state, the History and a
+format version.
 
-Loading trusts nothing: it reads with allow_pickle=False, caps the metadata
-size, checks every field's type against an allow-list of names, that the
-layers chain, that the arrays have the right dtype, length and finite values,
-and only then builds the model. Any problem is a ValueError naming it.
-Writes go to a temporary file in the same folder, fsync'ed, then renamed over
-the target, so a crash mid-save never destroys the previous file.
+Loading trusts nothing and allocates nothing the file's declared architecture
+does not account for: it reads the zip directory and each member's .npy
+header (numpy.lib.format) before any data, refuses a member whose declared or
+stored size does not match what the architecture implies (so a zip bomb or a
+header declaring a huge shape costs nothing), bounds the metadata by its size,
+then rebuilds every object through its public constructor — Dense, SGD/Adam,
+the schedule (and Schedule.load_state_dict for its running state), the seed's
+SeedSequence — so a restored value obeys exactly the rules a constructor
+applies. Any problem is a ValueError naming it (MemoryError and OverflowError
+included); a missing file is a FileNotFoundError.
+
+Saving checks its own metadata with the loader's rules first (a model that
+could not be loaded back is refused with a ValueError before anything is
+written), then writes to `.<name>.nncore-tmp-<pid>-<random>` in the target's
+folder, fsyncs and renames it over the target. A symlink is followed (its
+target is replaced, the link kept); an existing file keeps its permission
+bits, a new one gets 0o666 & ~umask as open() would give. A temporary file
+left by a writer that was killed (its pid is gone, or it is older than
+STALE_SECONDS) is removed by the next save to the same path.
 """
-import io as _io
+import errno
 import json
+import math
+import numbers
 import os
-import tempfile
+import secrets
+import stat
+import time
 import zipfile
 
 import numpy as np
+from numpy.lib import format as npy
 
 from . import schedules
-from .activations import ACTIVATIONS
-from .losses import LOSSES
+from .validation import positive_int
 
 FORMAT = "nncore.model"
 VERSION = 1
 MAX_META_BYTES = 1 << 20   # the JSON document; a model's arrays live outside it
-ARRAYS = {"meta", "params", "state"}
+MAX_NPY_HEADER = 10_000    # numpy's own default limit for an .npy header
+ARRAYS = ("meta", "params", "state")
+# The optimizer buffers a model keeps are 0..MAX_STATE parameter vectors (Adam's
+# two moments are the most); the count follows the optimizer in use when it
+# last trained, which may differ from the current one (fit resizes it).
+MAX_STATE = 2
+MAX_LAYERS = 10_000
+MAX_COUNTER = 2 ** 63 - 1  # steps and epochs are int64 in the engine
 OPTIMIZERS = {"SGD": ("momentum", "nesterov", "weight_decay"),
               "Adam": ("beta1", "beta2", "eps", "weight_decay", "decoupled")}
 # settings added after VERSION 1, with the value that files written before mean
@@ -36,207 +62,522 @@ LATER = {"form": "torch"}
 SCHEDULES = {cls.__name__: cls for cls in (schedules.Constant, schedules.StepDecay,
                                            schedules.Exponential, schedules.InverseTime,
                                            schedules.Cosine, schedules.ReduceOnPlateau)}
-# ReduceOnPlateau's running state, saved so resumed training reduces alike
-PLATEAU_STATE = ("lr", "best", "num_bad_epochs", "cooldown_counter")
+# deflate cannot expand more than 1032:1; other zip methods are refused
+DEFLATE_RATIO = 1032
+TEMP_MARK = ".nncore-tmp-"
+STALE_SECONDS = 15 * 60
 
+
+# ----------------------------------------------------------------- saving
 
 def save(model, path):
-    """Write `model` to `path` (an .npz file) atomically."""
+    """Write `model` to `path` (an .npz file) atomically; see the module docstring.
+
+    Raises ValueError (nothing written) when the model holds something the
+    file cannot represent — e.g. a user-defined optimizer or schedule class —
+    and FileNotFoundError naming `path` when its folder does not exist.
+    """
+    meta = _meta(model)
+    data = json.dumps(meta, allow_nan=True).encode("utf-8")
+    if len(data) > MAX_META_BYTES:
+        raise ValueError(f"cannot save: the metadata takes {len(data)} bytes, more than the "
+                         f"{MAX_META_BYTES} a model file may hold (a very long History?)")
+    try:   # what load() would refuse is refused here, before the previous file is touched
+        spec = _spec(_parse_meta(data), model._params.shape[0])
+        _check_array("params", model._params, (spec["n_params"],), model.dtype)
+        _check_array("state", model._state, spec["state_sizes"], model.dtype)
+        _history(meta["history"], model)
+    except ValueError as exc:
+        raise ValueError(f"cannot save this model, load() would refuse it: {exc}") from None
+    user_path = os.fspath(path)
+    target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)
+    fd, tmp = _temp_file(target, user_path)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, meta=np.frombuffer(data, np.uint8), params=model._params,
+                     state=model._state)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _temp_file(target, user_path):
+    """(fd, path) of a new temporary file beside `target`, with the mode the
+    target has (or would get from open()); stale ones of this target removed."""
+    folder, name = os.path.split(target)
+    try:
+        mode = stat.S_IMODE(os.stat(target).st_mode)
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise type(exc)(exc.errno, exc.strerror, user_path) from None
+    _remove_stale(folder, name)
+    prefix = f".{name}{TEMP_MARK}{os.getpid()}-"
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) \
+        | getattr(os, "O_CLOEXEC", 0)
+    while True:
+        tmp = os.path.join(folder, prefix + secrets.token_hex(4))
+        try:
+            fd = os.open(tmp, flags, 0o666)   # the umask applies, as for open(path, "wb")
+            break
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, f"cannot save: the folder {folder!r} does "
+                                    "not exist", user_path) from None
+        except OSError as exc:
+            raise type(exc)(exc.errno, f"cannot save in {folder!r}: {exc.strerror}",
+                            user_path) from None
+    if mode is not None:
+        try:
+            os.chmod(tmp, mode)
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp)
+            raise
+    return fd, tmp
+
+
+def _remove_stale(folder, name):
+    """Delete `.<name>.nncore-tmp-<pid>-*` files whose writer is dead or that
+    are older than STALE_SECONDS (left by a save that was killed)."""
+    mark = f".{name}{TEMP_MARK}"
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if not entry.name.startswith(mark):
+            continue
+        pid = entry.name[len(mark):].partition("-")[0]
+        try:
+            if not entry.is_file(follow_symlinks=False) or not pid.isdigit():
+                continue
+            if now - entry.stat(follow_symlinks=False).st_mtime > STALE_SECONDS \
+                    or not _alive(int(pid)):
+                os.unlink(entry.path)
+        except OSError:
+            continue
+
+
+def _alive(pid):
+    if pid == os.getpid() or os.name == "nt":  # (os.kill(pid, 0) would kill on Windows)
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True   # someone else's process, or not a pid: only age removes it
+    return True
+
+
+def _meta(model):
+    seed, sequence = _seed_meta(model)
     meta = {
         "format": FORMAT, "version": VERSION,
         "layers": [{"in": l.in_features, "out": l.out_features, "activation": l.activation}
                    for l in model.layers],
         "loss": model.loss, "dtype": model.dtype.name, "backend": model.backend,
-        "seed": model.seed if isinstance(model.seed, int) else None,
-        "n_threads": model.n_threads, "optimizer": _optimizer_meta(model.optimizer),
-        "alpha": model.alpha,
-        "steps": model._steps, "epoch": model._epoch,
+        "seed": seed,
+        "n_threads": None if model.n_threads is None else int(model.n_threads),
+        "optimizer": _optimizer_meta(model.optimizer), "alpha": float(model.alpha),
+        "steps": int(model._steps), "epoch": int(model._epoch),
         "rng": model.rng.bit_generator.state,
         "history": None if model.history is None else {
-            "epoch": list(model.history.epoch), "values": model.history.history,
-            "runs": list(model.history.runs)},
+            "epoch": [int(e) for e in model.history.epoch],
+            "values": {k: [float(v) for v in column]
+                       for k, column in model.history.history.items()},
+            "runs": [float(v) for v in model.history.runs]},
     }
-    data = json.dumps(meta, allow_nan=True).encode("utf-8")
-    buffer = _io.BytesIO()
-    np.savez(buffer, meta=np.frombuffer(data, np.uint8), params=model._params,
-             state=model._state)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".nncore-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buffer.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    if model.history is not None and model.history.restored_epoch is not None:
+        meta["history"]["restored_epoch"] = int(model.history.restored_epoch)
+    if sequence is not None:
+        meta["seed_sequence"] = sequence
+    return meta
 
+
+def _seed_meta(model):
+    """("seed", "seed_sequence") entries: an integer seed as it is; any other
+    seed (None, a sequence, a SeedSequence, a huge integer) as the SeedSequence
+    the model drew from, its integers written in hex (JSON readers cap decimal
+    integers at 4300 digits)."""
+    seed = model.seed
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, (bool, np.bool_)) \
+            and 0 <= seed < 2 ** 63:
+        return int(seed), None
+    sequence = model._seed_sequence
+    return None, {"entropy": _hex(sequence.entropy), "spawn_key": _hex(sequence.spawn_key),
+                  "pool_size": sequence.pool_size}
+
+
+def _hex(value):
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, numbers.Integral):
+        return hex(int(value))
+    return [_hex(v) for v in value]
+
+
+def _unhex(value):
+    if isinstance(value, str):
+        if not value.startswith("0x"):
+            raise ValueError(f"{value[:20]!r} is not a hexadecimal integer")
+        return int(value, 16)
+    if isinstance(value, list):
+        return [_unhex(v) for v in value]
+    raise ValueError(f"{value!r} is not a hexadecimal integer or a list of them")
+
+
+def _optimizer_meta(opt):
+    from .optimizers import SGD, Adam
+    name = type(opt).__name__
+    if {"SGD": SGD, "Adam": Adam}.get(name) is not type(opt):
+        raise ValueError(f"cannot save a model whose optimizer is a {name}; saveable: "
+                         f"{sorted(OPTIMIZERS)}")
+    plain = type(opt.schedule) is schedules.Constant and not isinstance(opt.lr, schedules.Schedule)
+    spec = {"name": name, "lr": float(opt.schedule.initial) if plain
+            else _schedule_meta(opt.schedule), "current_lr": float(opt.current_lr)}
+    spec.update({key: getattr(opt, key) for key in (*OPTIMIZERS[name], *LATER)})
+    return spec
+
+
+def _schedule_meta(schedule):
+    name = type(schedule).__name__
+    if SCHEDULES.get(name) is not type(schedule):
+        raise ValueError(f"cannot save a model whose learning-rate schedule is a "
+                         f"{name}; saveable: {sorted(SCHEDULES)}")
+    args = {"lr": schedule.initial}
+    args.update({key: getattr(schedule, key) for key in schedule._params})
+    # ReduceOnPlateau's best starts at ±inf: JSON writes Infinity, json.loads reads it
+    return {"name": name, "args": args, "state": schedule.state_dict()}
+
+
+# ----------------------------------------------------------------- loading
 
 def load(path):
-    """The model saved at `path`, validated before any kernel sees it."""
-    from .model import Sequential   # model imports this module for save()
-    from .layers import Dense
-    from .optimizers import SGD, Adam
-    from .training import History
+    """The model saved at `path`, validated before any kernel sees it.
 
-    arrays = _read_arrays(path)
-    meta = _read_meta(arrays["meta"])
-    layers = _layers(meta)
-    dtype = _choice(meta, "dtype", ("float32", "float64"))
-    loss = _choice(meta, "loss", tuple(LOSSES))
-    backend = _choice(meta, "backend", ("cython", "numpy"))
-    seed = meta.get("seed")
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise ValueError(f"corrupt model file: seed {seed!r} is not a non-negative integer")
-    # a preference (None: none); each call caps it (nncore.blas.default_threads)
-    n_threads = None if meta.get("n_threads") is None else _integer(meta, "n_threads", low=1)
-    optimizer = _optimizer(meta.get("optimizer"), {"SGD": SGD, "Adam": Adam})
-    alpha = meta.get("alpha", 0.0)
+    Raises FileNotFoundError when there is no file, ValueError for anything
+    else wrong with it (not a zip, tampered, truncated, sizes that do not match
+    the architecture, values out of range); loading never allocates more than
+    the architecture the file declares and its arrays hold.
+    """
+    path = os.fsdecode(os.fspath(path))
     try:
-        model = Sequential([Dense(n_in, n_out, act) for n_in, n_out, act in layers], loss=loss,
-                           optimizer=optimizer, seed=seed, dtype=dtype, backend=backend,
-                           n_threads=n_threads, alpha=alpha)
+        return _load(path)
+    except (MemoryError, OverflowError, RecursionError) as exc:
+        raise ValueError(f"not a loadable nncore model file ({type(exc).__name__}: "
+                         f"{exc})") from None
+
+
+def _load(path):
+    from .layers import Dense
+    from .model import Sequential  # model imports this module for save()
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
+        raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
+                         f"{exc})") from None
+    with archive:
+        try:
+            members = _members(archive)
+            raw = _read(archive, members["meta"], "meta", np.uint8, range(MAX_META_BYTES + 1))
+            meta = _parse_meta(raw.tobytes())
+            spec = _spec(meta, _declared_params(meta))   # (the arrays must then match it)
+            dtype = spec["dtype"]
+            params = _read(archive, members["params"], "params", dtype, (spec["n_params"],))
+            state = _read(archive, members["state"], "state", dtype, spec["state_sizes"])
+        except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
+                RuntimeError) as exc:   # (RuntimeError: an encrypted member)
+            raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
+                             f"{exc})") from None
+    _check_array("params", params, (spec["n_params"],), dtype)
+    _check_array("state", state, spec["state_sizes"], dtype)
+    try:
+        model = Sequential([Dense(*layer) for layer in spec["layers"]], loss=spec["loss"],
+                           optimizer=spec["optimizer"], seed=spec["seed"], dtype=dtype,
+                           backend=spec["backend"], n_threads=spec["n_threads"],
+                           alpha=spec["alpha"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"corrupt model file: {exc}") from None
-    model._params[...] = _vector(arrays, "params", model._params.shape[0], dtype)
-    model._state = _vector(arrays, "state", optimizer.n_state * model._params.shape[0], dtype)
-    model._steps = _integer(meta, "steps", low=0)
-    model._epoch = _integer(meta, "epoch", low=0)
-    optimizer.current_lr = optimizer.schedule.start(model._epoch)
-    _restore_rng(model.rng, meta.get("rng"))
-    model.history = _history(meta.get("history"), History)
+    model._params[...] = params
+    model._state = state
+    model._steps, model._epoch = spec["steps"], spec["epoch"]
+    model.optimizer.current_lr = spec["current_lr"]
+    model.rng.bit_generator.state = spec["rng"]
+    model.history = _history(meta.get("history"), model)
     return model
 
 
-# ----------------------------------------------------------------- reading
+def _members(archive):
+    """{array name: ZipInfo}, refusing anything but exactly the three members."""
+    infos = archive.infolist()
+    names = [info.filename for info in infos]
+    expected = sorted(f"{name}.npy" for name in ARRAYS)
+    if sorted(names) != expected:
+        shown = names if len(names) <= 10 else names[:10] + ["..."]
+        raise ValueError(f"not an nncore model file: it holds {shown}, expected {expected}")
+    return {info.filename[:-4]: info for info in infos}
 
-def _read_arrays(path):
+
+def _read(archive, info, name, dtype, lengths):
+    """The 1-D array in member `info`, after checking from the zip directory
+    and the .npy header alone that its dtype is `dtype` and its length one of
+    `lengths` (increasing) — nothing is decompressed or allocated before that."""
+    dtype = np.dtype(dtype)
+    bad = f"corrupt model file: '{name}'"
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise ValueError(f"{bad} uses zip compression method {info.compress_type}; expected "
+                         "stored or deflated (what numpy.savez writes)")
+    largest = lengths[-1] * dtype.itemsize + MAX_NPY_HEADER + 32
+    if info.file_size > largest or info.file_size > DEFLATE_RATIO * info.compress_size + 64:
+        raise ValueError(f"{bad} declares {info.file_size} bytes ({info.compress_size} "
+                         f"stored); this architecture needs at most {largest}")
+    with archive.open(info) as f:
+        try:
+            version = npy.read_magic(f)
+            read_header = {(1, 0): npy.read_array_header_1_0,
+                           (2, 0): npy.read_array_header_2_0}.get(version)
+            if read_header is None:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, found = read_header(f, max_header_size=MAX_NPY_HEADER)
+        except ValueError as exc:
+            raise ValueError(f"{bad} is not a readable .npy array ({exc})") from None
+        if found != dtype or len(shape) != 1 or shape[0] not in lengths:
+            raise ValueError(f"{bad} is {found} {shape}, expected {dtype} of length "
+                             f"{_lengths(lengths)} for these layers and optimizer")
+        size = shape[0] * dtype.itemsize
+        if info.file_size != f.tell() + size:
+            raise ValueError(f"{bad} holds {info.file_size - f.tell()} bytes of data for "
+                             f"{shape[0]} values of {dtype}")
+        out = np.empty(shape[0], dtype)
+        view, done = memoryview(out).cast("B"), 0
+        while done < size:
+            chunk = f.read(min(size - done, 1 << 20))
+            if not chunk:
+                raise ValueError(f"{bad} is truncated")
+            view[done:done + len(chunk)] = chunk
+            done += len(chunk)
+        if f.read(1):   # (reading to the end also checks the CRC)
+            raise ValueError(f"{bad} holds more data than its header declares")
+    return out
+
+
+def _lengths(lengths):
+    return f"{lengths[0]}" if len(lengths) == 1 else (
+        f"at most {lengths[-1]}" if isinstance(lengths, range) else " or ".join(map(str, lengths)))
+
+
+def _parse_meta(data):
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as f:
-            names = set(f.files)
-            if names != ARRAYS:
-                raise ValueError(f"not an nncore model file: it holds arrays {sorted(names)}, "
-                                 f"expected {sorted(ARRAYS)}")
-            meta = f["meta"]
-            if meta.dtype != np.uint8 or meta.ndim != 1 or meta.size > MAX_META_BYTES:
-                raise ValueError("corrupt model file: the metadata entry is not a byte string "
-                                 f"of at most {MAX_META_BYTES} bytes")
-            return {name: f[name] for name in ARRAYS}
-    except (OSError, EOFError, zipfile.BadZipFile, KeyError, NotImplementedError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: {exc})") \
-            from None
-    except ValueError as exc:
-        if str(exc).startswith(("not an nncore", "corrupt model file")):
-            raise
-        raise ValueError(f"not a readable nncore model file: {exc}") from None
-
-
-def _read_meta(raw):
-    try:
-        meta = json.loads(raw.tobytes().decode("utf-8"))
+        meta = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ValueError(f"corrupt model file: the metadata is not JSON ({exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError("not an nncore model file: the metadata has no "
                          f"'format': {FORMAT!r} entry")
-    if meta.get("version") != VERSION:
+    if isinstance(meta.get("version"), bool) or meta.get("version") != VERSION:
         raise ValueError(f"unsupported model file version {meta.get('version')!r}; this "
                          f"nncore reads version {VERSION}")
     return meta
 
 
-def _layers(meta):
+def _declared_params(meta):
+    """The parameter count the metadata's layers declare (checked with the
+    rules Dense applies, computed on Python integers: nothing allocated)."""
     layers = meta.get("layers")
-    if not isinstance(layers, list) or not layers or len(layers) > 10_000:
-        raise ValueError("corrupt model file: 'layers' must be a non-empty list")
-    out = []
+    if not isinstance(layers, list) or not 0 < len(layers) <= MAX_LAYERS:
+        raise ValueError(f"corrupt model file: 'layers' must be a list of 1 to {MAX_LAYERS} "
+                         "layers")
+    total = 0
     for i, layer in enumerate(layers):
         if not isinstance(layer, dict) or set(layer) != {"in", "out", "activation"}:
             raise ValueError(f"corrupt model file: layer {i} must have in, out and activation")
-        n_in, n_out = (_integer(layer, key, low=1, where=f"layer {i} ") for key in ("in", "out"))
-        act = _choice(layer, "activation", tuple(ACTIVATIONS), where=f"layer {i} ")
-        if out and out[-1][1] != n_in:
-            raise ValueError(f"corrupt model file: layer {i} takes {n_in} inputs but layer "
-                             f"{i - 1} gives {out[-1][1]}")
-        out.append((n_in, n_out, act))
-    if sum(a * b + b for a, b, _ in out) > 1 << 34:
-        raise ValueError("corrupt model file: the layers add up to an implausible size")
-    return out
+        n_in, n_out = (_guard(positive_int, f"layer {i}", key, layer[key])
+                       for key in ("in", "out"))
+        total += n_in * n_out + n_out
+    return total
 
 
-def _vector(arrays, name, size, dtype):
-    arr = arrays[name]
-    if arr.dtype != np.dtype(dtype) or arr.shape != (size,):
+def _spec(meta, n_params):
+    """Everything the metadata describes, rebuilt through the public
+    constructors (so their rules apply), except the model itself: a dict of
+    constructor arguments and restored state. n_params: the parameter count the
+    arrays hold, which the layers must account for exactly."""
+    from .activations import ACTIVATIONS
+    from .losses import LOSSES
+    from .model import BACKENDS, DTYPES, _seed_sequence_of
+
+    declared = _declared_params(meta)
+    if declared != n_params:
+        raise ValueError(f"corrupt model file: the layers declare {declared} parameters, the "
+                         f"model holds {n_params}")
+    layers = [(layer["in"], layer["out"], _choice(layer, "activation", tuple(ACTIVATIONS)))
+              for layer in meta["layers"]]   # (Dense and Sequential check the rest)
+    spec = {"layers": layers, "n_params": n_params,
+            "dtype": _choice(meta, "dtype", tuple(DTYPES)),
+            "loss": _choice(meta, "loss", tuple(LOSSES)),
+            "backend": _choice(meta, "backend", tuple(BACKENDS)),
+            # a preference (None: none); each call caps it (nncore.blas.default_threads)
+            "n_threads": None if meta.get("n_threads") is None else _guard(
+                positive_int, "model", "n_threads", meta.get("n_threads")),
+            "alpha": meta.get("alpha", 0.0),   # (Sequential checks its range)
+            "steps": _counter(meta, "steps"), "epoch": _counter(meta, "epoch")}
+    seed, sequence = meta.get("seed"), meta.get("seed_sequence")
+    if sequence is not None:
+        if seed is not None or not isinstance(sequence, dict) or \
+                set(sequence) != {"entropy", "spawn_key", "pool_size"}:
+            raise ValueError("corrupt model file: seed_sequence must hold entropy, spawn_key "
+                             "and pool_size (and seed be null)")
+        seed = _guard(_seed_sequence_of, "seed_sequence", _unhex(sequence["entropy"]),
+                      _unhex(sequence["spawn_key"]), sequence["pool_size"])
+    elif seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)
+                               or not 0 <= seed < 2 ** 63):
+        raise ValueError(f"corrupt model file: seed {seed!r} is not an integer in [0, 2**63)")
+    spec["seed"] = seed
+    optimizer = spec["optimizer"] = _optimizer(meta.get("optimizer"))
+    if "current_lr" in meta["optimizer"]:   # the rate of the last epoch run (or start(0))
+        spec["current_lr"] = _guard(schedules._real, "optimizer", "current_lr",
+                                    meta["optimizer"]["current_lr"], low=0.0)
+    else:   # (files written before it was saved)
+        spec["current_lr"] = _guard(optimizer.schedule.start, "optimizer", spec["epoch"])
+    spec["state_sizes"] = tuple(k * n_params for k in range(MAX_STATE + 1))
+    spec["rng"] = _rng_state(meta.get("rng"))
+    return spec
+
+
+def _guard(check, what, *args, **kwargs):
+    """check(*args): a constructor or validator; its TypeError or ValueError
+    becomes the ValueError of a corrupt file."""
+    try:
+        return check(*args, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"corrupt model file: {what}: {exc}") from None
+
+
+def _check_array(name, arr, lengths, dtype):
+    """Weights are finite (fit keeps them so); optimizer buffers are never NaN
+    but may be infinite (Adam's second moment can overflow in float32 while the
+    update, m / (√v + eps), stays finite)."""
+    if arr.dtype != np.dtype(dtype) or arr.ndim != 1 or arr.shape[0] not in lengths:
         raise ValueError(f"corrupt model file: '{name}' is {arr.dtype} {arr.shape}, expected "
-                         f"{dtype} ({size},) for these layers and optimizer")
-    if not np.isfinite(arr).all():
+                         f"{np.dtype(dtype)} of length {_lengths(lengths)}")
+    if name == "state" and np.isnan(arr).any():
+        raise ValueError(f"corrupt model file: '{name}' contains NaN")
+    if name == "params" and not np.isfinite(arr).all():
         raise ValueError(f"corrupt model file: '{name}' contains NaN or infinity")
-    return arr
 
 
-def _optimizer(spec, classes):
+def _optimizer(spec):
+    from .optimizers import SGD, Adam
     if not isinstance(spec, dict) or spec.get("name") not in OPTIMIZERS:
         raise ValueError(f"corrupt model file: the optimizer must be one of {sorted(OPTIMIZERS)}")
     name = spec["name"]
-    kwargs = {key: spec.get(key) for key in OPTIMIZERS[name]}
+    known = {"name", "lr", "current_lr", *OPTIMIZERS[name], *LATER}
+    if not set(spec) <= known:
+        raise ValueError(f"corrupt model file: unknown optimizer {name} entries "
+                         f"{sorted(set(spec) - known)}")
+    kwargs = {key: spec[key] for key in OPTIMIZERS[name] if key in spec}
     kwargs.update({key: spec.get(key, default) for key, default in LATER.items()})
-    try:
-        lr = _schedule(spec.get("lr"))
-        return classes[name](lr=lr, **kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"corrupt model file: optimizer {name}: {exc}") from None
+    return _guard(lambda: {"SGD": SGD, "Adam": Adam}[name](lr=_schedule(spec.get("lr")),
+                                                            **kwargs), f"optimizer {name}")
 
 
 def _schedule(spec):
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        return spec
-    if not isinstance(spec, dict) or spec.get("name") not in SCHEDULES:
+        return spec   # the constructor checks the number
+    if not isinstance(spec, dict) or spec.get("name") not in SCHEDULES \
+            or not set(spec) <= {"name", "args", "state"}:
         raise ValueError(f"the learning rate must be a number or one of {sorted(SCHEDULES)}")
     cls = SCHEDULES[spec["name"]]
     args = spec.get("args")
     if not isinstance(args, dict) or not set(args) <= {"lr", *cls._params}:
         raise ValueError(f"bad arguments for schedule {spec['name']}")
     schedule = cls(**args)
-    state = spec.get("state") or {}
-    if not isinstance(state, dict) or not set(state) <= set(PLATEAU_STATE):
-        raise ValueError(f"bad state for schedule {spec['name']}")
-    for key, value in state.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"bad state {key!r} for schedule {spec['name']}")
-        setattr(schedule, key, value)
+    schedule.load_state_dict(spec.get("state") or {})
     return schedule
 
 
-def _restore_rng(rng, state):
-    try:
-        rng.bit_generator.state = state
-    except (TypeError, ValueError, KeyError) as exc:
-        raise ValueError(f"corrupt model file: the generator state is invalid ({exc})") from None
+def _counter(meta, key):
+    value = meta.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNTER:
+        raise ValueError(f"corrupt model file: {key} is {value!r}, expected an integer in "
+                         f"[0, {MAX_COUNTER}]")
+    return value
 
 
-def _history(spec, History):
+def _rng_state(state):
+    """The shuffling generator's state: a PCG64 state with integers in range."""
+    def word(value, bits):
+        return not isinstance(value, bool) and isinstance(value, int) and 0 <= value < 2 ** bits
+    ok = (isinstance(state, dict) and set(state) == {"bit_generator", "state", "has_uint32",
+                                                     "uinteger"}
+          and state["bit_generator"] == "PCG64" and isinstance(state["state"], dict)
+          and set(state["state"]) == {"state", "inc"}
+          and word(state["state"]["state"], 128) and word(state["state"]["inc"], 128)
+          and state["has_uint32"] in (0, 1) and not isinstance(state["has_uint32"], bool)
+          and word(state["uinteger"], 32))
+    if not ok:
+        raise ValueError("corrupt model file: the generator state is not a PCG64 state")
+    return state
+
+
+def _history(spec, model):
+    """The History, with the columns fit records for this model and values in
+    their ranges (losses, errors and rates >= 0, accuracies in [0, 1]; only
+    validation columns may be NaN or infinite), epochs increasing and before
+    the model's epoch count."""
+    from .losses import CLASSIFICATION
+    from .training import History, metric_name
     if spec is None:
         return None
-    if not isinstance(spec, dict) or set(spec) != {"epoch", "values", "runs"}:
-        raise ValueError("corrupt model file: 'history' must hold epoch, values and runs")
+    if not isinstance(spec, dict) or set(spec) - {"restored_epoch"} != {"epoch", "values",
+                                                                          "runs"}:
+        raise ValueError("corrupt model file: 'history' must hold epoch, values and runs "
+                         "(and optionally restored_epoch)")
     history = History()
     history.epoch = _numbers(spec["epoch"], "history epoch", integers=True)
+    if any(not 0 <= e < model._epoch for e in history.epoch) or any(
+            a >= b for a, b in zip(history.epoch, history.epoch[1:])):
+        raise ValueError(f"corrupt model file: history epochs must increase and lie in "
+                         f"[0, {model._epoch})")
+    metric = metric_name(model)
+    # validation uses evaluate(): accuracy for classification losses, else mean_error
+    # (also for the perceptron, whose training metric counts errors)
+    evaluated = (0, 1) if model._loss_code in CLASSIFICATION else (-math.inf, math.inf)
+    bounds = {"loss": (0, math.inf), "lr": (0, math.inf), "val_loss": (0, math.inf),
+              metric: (0, math.inf) if metric == "errors" else evaluated,
+              f"val_{metric}": evaluated}
     values = spec["values"]
-    if not isinstance(values, dict):
-        raise ValueError("corrupt model file: history values must be a mapping")
+    if not isinstance(values, dict) or not set(values) <= set(bounds):
+        raise ValueError(f"corrupt model file: history columns must be among {sorted(bounds)}")
     for key, column in values.items():
-        if not isinstance(key, str) or len(key) > 100:
-            raise ValueError("corrupt model file: a history key is not a short string")
-        history.history[key] = _numbers(column, f"history {key!r}")
-        if len(history.history[key]) != len(history.epoch):
-            raise ValueError(f"corrupt model file: history {key!r} has "
-                             f"{len(history.history[key])} values for {len(history.epoch)} epochs")
+        column = _numbers(column, f"history {key!r}")
+        low, high = bounds[key]
+        finite = not key.startswith("val_")
+        if len(column) != len(history.epoch) or any(
+                (finite and not math.isfinite(v)) or v < low or v > high for v in column):
+            raise ValueError(f"corrupt model file: history {key!r} must hold "
+                             f"{len(history.epoch)} values in [{low}, {high}]")
+        history.history[key] = column
     history.runs = _numbers(spec["runs"], "history runs")
+    restored = spec.get("restored_epoch")
+    if restored is not None and (type(restored) is not int or restored not in history.epoch):
+        raise ValueError("corrupt model file: history restored_epoch is not one of its epochs")
+    history.restored_epoch = restored
     return history
 
 
@@ -248,37 +589,9 @@ def _numbers(values, what, integers=False):
     return [int(v) if integers else float(v) for v in values]
 
 
-def _integer(meta, key, low, where=""):
-    value = meta.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"corrupt model file: {where}{key} is {value!r}, expected an integer "
-                         f">= {low}")
-    return value
-
-
-def _choice(meta, key, allowed, where=""):
+def _choice(meta, key, allowed):
     value = meta.get(key)
     if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"corrupt model file: {where}{key} is {value!r}, expected one of "
+        raise ValueError(f"corrupt model file: {key} is {value!r}, expected one of "
                          f"{', '.join(allowed)}")
     return value
-
-
-# ----------------------------------------------------------------- writing
-
-def _optimizer_meta(opt):
-    spec = {"name": type(opt).__name__, "lr": _schedule_meta(opt.schedule)}
-    spec.update({key: getattr(opt, key) for key in (*OPTIMIZERS[spec["name"]], *LATER)})
-    return spec
-
-
-def _schedule_meta(schedule):
-    name = type(schedule).__name__
-    if name not in SCHEDULES:
-        raise ValueError(f"cannot save a model whose learning-rate schedule is a "
-                         f"{name}; saveable: {sorted(SCHEDULES)}")
-    args = {"lr": schedule.initial}
-    args.update({key: getattr(schedule, key) for key in schedule._params})
-    # ReduceOnPlateau's best starts at ±inf: JSON writes Infinity, json.loads reads it
-    state = {key: getattr(schedule, key) for key in PLATEAU_STATE if hasattr(schedule, key)}
-    return {"name": name, "args": args, "state": state}

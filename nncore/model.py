@@ -18,7 +18,7 @@ from .losses import CLASSIFICATION, CROSS_ENTROPY, LOG_LOSS, LOSSES, POISSON, RE
 from . import training
 from .blas import threads as blas_threads
 from .callbacks import Callback, ProgressBar, maximised
-from .optimizers import SGD, Optimizer, _check_number
+from .optimizers import SGD, Adam, Optimizer, _check_number
 from .validation import (as_input, as_matrix, as_param, as_targets, as_weights, is_sparse,
                          positive_int)
 
@@ -30,6 +30,10 @@ INT_MAX = 2 ** 31 - 1
 # the caps and setting it costs ~10-20 µs; OpenBLAS runs such small products on
 # one thread anyway).
 THREADED_ROWS = 64
+# Entropy pool words of a seed's SeedSequence at most (numpy's default is 4):
+# a model file restores the pool, so its size is bounded.
+MAX_POOL_SIZE = 1 << 10
+MAX_SEED_WORDS = 1 << 10   # entropy, and spawn key, of up to 32768 bits
 
 
 class Sequential:
@@ -49,8 +53,13 @@ class Sequential:
     evaluate() reports the data loss only.
     A network of a single step layer (threshold neurons) is trained by the
     perceptron rule, w ← w + lr·(y − ŷ)·x, with the optimizer's learning rate.
-    optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
-    seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
+    optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)), or a name as
+    in Keras: "sgd" for SGD(lr=0.01), "adam" for Adam(lr=0.001) (Keras's own
+    defaults for both; case-insensitive).
+    seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)):
+    None (fresh entropy, drawn once: reset() and save() keep it), an integer
+    >= 0, a sequence of them, or a numpy.random.SeedSequence. A Generator or
+    BitGenerator is refused (TypeError): reset() could not restart it.
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
     n_threads: threads for the BLAS and nncore's own threaded products during
     fit/evaluate/predict — a preference, not a command. Each call uses the
@@ -84,6 +93,8 @@ class Sequential:
                                  "with loss='binary_cross_entropy'")
         if optimizer is None:
             optimizer = SGD(lr=0.01)
+        if isinstance(optimizer, str):
+            optimizer = _optimizer_named(optimizer)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
                             f"{type(optimizer).__name__}")
@@ -99,11 +110,9 @@ class Sequential:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self.backend = backend
         self.n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
+        self._seed_sequence = _seed_sequence(seed)
         self.seed = seed
-        try:
-            self.rng = np.random.default_rng(seed)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"seed must be None or a non-negative integer, got {seed!r}") from None
+        self.rng = np.random.default_rng(self._seed_sequence)
         self.history = None
         self.stop_training = False
         self._fitting = threading.Lock()
@@ -265,13 +274,13 @@ class Sequential:
         run's end state), and the exception propagates with a note saying so."""
         key = early_stopping.monitor if early_stopping else "val_loss" if validated else "loss"
         start = self._snapshot()
-        base = np.random.SeedSequence(self.seed)
+        base = self._seed_sequence
         best, finals = None, []
         for i in range(n_init):
             self._restore(start)
             if i:  # the i-th child of the seed, made when needed (n_init may be huge)
-                rng = np.random.default_rng(np.random.SeedSequence(base.entropy,
-                                                                   spawn_key=(i - 1,)))
+                rng = np.random.default_rng(np.random.SeedSequence(
+                    base.entropy, spawn_key=base.spawn_key + (i - 1,), pool_size=base.pool_size))
                 for layer in self.layers:
                     layer.initialize(rng)
             try:
@@ -310,7 +319,7 @@ class Sequential:
         """Back to the state right after construction: weights re-drawn from
         the seed (the same ones), optimizer state, epoch count and History
         cleared, the shuffling generator restarted."""
-        self.rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(self._seed_sequence)
         for layer in self.layers:
             layer.initialize(self.rng)
         self._state = np.zeros(0, self.dtype)
@@ -433,6 +442,12 @@ class Sequential:
     def _targets(self, y, n):
         classes = self._loss_code == CROSS_ENTROPY or (
             self._loss_code == LOG_LOSS and self.layers[-1].activation == "softmax")
+        if not classes and self.layers[-1].activation == "softmax" and _are_labels(y, n):
+            raise ValueError(
+                f"y holds {n} class labels (shape ({n},)) but loss {self.loss!r} compares "
+                f"targets shaped like the {self.n_outputs} softmax outputs; for class labels "
+                "use loss='cross_entropy' (or pass one-hot rows of shape "
+                f"({n}, {self.n_outputs}))")
         Y = as_targets(y, n, self.n_outputs, classes, self.dtype)
         if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"y holds values in [{Y.min():g}, {Y.max():g}]; loss {self.loss!r} "
@@ -476,7 +491,11 @@ class Sequential:
     def save(self, path):
         """Write the model — architecture, weights, optimizer and its state,
         History, generator — to one .npz file (see nncore.io); nncore.load
-        reads it back. The write is atomic: a crash never leaves a half file."""
+        reads it back, in any state the model is in. The write is atomic: a
+        crash never leaves a half file. A symlink's target is written; the
+        file keeps its permissions (a new one: 0o666 & ~umask). Raises
+        ValueError (nothing written) for what a file cannot hold, e.g. an
+        optimizer class of your own; FileNotFoundError if the folder is missing."""
         from . import io
         io.save(self, path)
 
@@ -491,6 +510,8 @@ class Sequential:
     def __setstate__(self, state):
         state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
         self.__dict__.update(state)
+        if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
+            self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()
         self._buffers = {}
         for layer, (n_in, n_out, _, w, b) in zip(self._layers, self._layout):
@@ -529,6 +550,68 @@ class Sequential:
         return {"loss": float(loss), ("accuracy" if self._loss_code in CLASSIFICATION
                                       else "mean_error"): float(metric)}
 
+    # ------------------------------------------------------------ description
+
+    def count_params(self) -> int:
+        """The number of weights and biases (Keras's Model.count_params()):
+        Σ over layers of in_features·out_features + out_features."""
+        return int(self._params.size)
+
+    def summary(self, print_fn=print) -> str | None:
+        """A table of the layers like Keras's Model.summary(): each Dense with
+        its activation, output shape ((None, out_features): None is the batch)
+        and parameter count, then the total, the parameter memory, loss,
+        optimizer and dtype.
+
+        print_fn: called once with the whole table (default print); with
+        print_fn=None nothing is printed and the table is returned as a str.
+        """
+        head = ("Layer (type)", "Activation", "Output Shape", "Param #")
+        rows = [(f"dense_{i} (Dense)", layer.activation, f"(None, {layer.out_features})",
+                 f"{layer.W.size + layer.b.size:,}") for i, layer in enumerate(self.layers)]
+        widths = [max(len(r[c]) for r in [head] + rows) + 3 for c in range(4)]
+
+        def line(row):
+            return "".join(cell.ljust(w) if c < 3 else cell.rjust(w)
+                           for c, (cell, w) in enumerate(zip(row, widths))).rstrip()
+
+        rule = "=" * sum(widths)
+        total = self.count_params()
+        text = "\n".join(
+            [f'Model: "Sequential" (input shape (None, {self.n_features}))', "_" * sum(widths),
+             line(head), rule] + [line(r) for r in rows]
+            + [rule, f"Total params: {total:,} ({_bytes(total * self.dtype.itemsize)}, "
+                     f"{self.dtype.name})",
+               f"Loss: {self.loss}    Optimizer: {self.optimizer!r}"])
+        if print_fn is None:
+            return text
+        print_fn(text)
+        return None
+
+
+def _optimizer_named(name):
+    """The optimizer for a Keras-style name, with Keras's default rates."""
+    key = name.lower()
+    if key == "sgd":
+        return SGD(lr=0.01)
+    if key == "adam":
+        return Adam(lr=0.001)
+    raise ValueError(f"unknown optimizer {name!r}; expected 'sgd', 'adam', or an "
+                     "nncore.SGD / nncore.Adam instance")
+
+
+def _are_labels(y, n):
+    """y looks like n integer class labels: 1-D, n values, all whole numbers."""
+    arr = np.asarray(y) if not isinstance(y, (str, bytes)) else np.empty(0)
+    if arr.shape != (n,) or n == 0 or arr.dtype.kind not in "biuf":
+        return False
+    return arr.dtype.kind != "f" or bool(np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)))
+
+
+def _bytes(n):
+    return (f"{n} B" if n < 1024 else f"{n / 1024:.2f} KB" if n < 1024 ** 2
+            else f"{n / 1024 ** 2:.2f} MB")
+
 
 def _check_layers(layers):
     if isinstance(layers, Dense):
@@ -550,6 +633,62 @@ def _check_layers(layers):
     if len(set(map(id, layers))) != len(layers):
         raise ValueError("the same Dense object appears twice in layers; create one per position")
     return layers
+
+
+SEED_EXPECTED = ("seed must be None, an integer >= 0, a sequence of them or a "
+                 "numpy.random.SeedSequence")
+
+
+def _seed_sequence(seed):
+    """The numpy.random.SeedSequence `seed` stands for, which initialisation,
+    shuffling, reset() and save() all start from (a copy for a SeedSequence;
+    fresh OS entropy, drawn once, for None)."""
+    if isinstance(seed, (np.random.Generator, np.random.BitGenerator)):
+        raise TypeError(f"{SEED_EXPECTED}, got a {type(seed).__name__}: it has a position "
+                        "that reset() and save() cannot restart from (and would be shared "
+                        "with the caller); pass the seed it was made from")
+    if isinstance(seed, np.random.SeedSequence):
+        return _seed_sequence_of(seed.entropy, seed.spawn_key, seed.pool_size)
+    if isinstance(seed, np.random.bit_generator.ISeedSequence):
+        raise TypeError(f"{SEED_EXPECTED}, got a {type(seed).__name__}")
+    return _seed_sequence_of(seed)
+
+
+def _seed_sequence_of(entropy, spawn_key=(), pool_size=4):
+    """numpy.random.SeedSequence(entropy, spawn_key, pool_size) after checking
+    the sizes a model keeps (a model file restores them): pool_size <=
+    MAX_POOL_SIZE, entropy and spawn_key of at most MAX_SEED_WORDS 32-bit words
+    each; numpy checks the rest. (4 is numpy's DEFAULT_POOL_SIZE.)"""
+    for name, value in (("seed", entropy), ("spawn_key", spawn_key)):
+        if isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"{SEED_EXPECTED}, got {name}={value!r}")
+        if _words(value, MAX_SEED_WORDS) > MAX_SEED_WORDS:
+            raise ValueError(f"{SEED_EXPECTED}, of at most {32 * MAX_SEED_WORDS} bits; "
+                             f"{name} is longer")
+    if isinstance(pool_size, (bool, np.bool_)) or not isinstance(pool_size, (int, np.integer)) \
+            or pool_size > MAX_POOL_SIZE:
+        raise ValueError(f"{SEED_EXPECTED} with a pool_size of at most {MAX_POOL_SIZE}, got "
+                         f"pool_size={pool_size!r}")
+    try:
+        return np.random.SeedSequence(entropy, spawn_key=spawn_key, pool_size=pool_size)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{SEED_EXPECTED}, got {entropy!r} ({exc})") from None
+
+
+def _words(value, limit):
+    """The 32-bit words numpy makes of an entropy value (counting stops past limit)."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist() if value.size <= limit else [0] * (limit + 1)
+    if isinstance(value, (int, np.integer)):
+        return max(1, -(-int(value).bit_length() // 32))
+    if not isinstance(value, (list, tuple, range)):
+        return 0   # not an integer: numpy refuses it
+    total = 0
+    for item in value:
+        total += _words(item, limit)
+        if total > limit:
+            break
+    return total
 
 
 def _check_callbacks(callbacks, early_stopping):

@@ -42,6 +42,17 @@ class Schedule:
     def reset(self):
         """Return to the initial state (nothing to do for a stateless schedule)."""
 
+    def state_dict(self):
+        """The running state, as a dict of numbers (torch's scheduler.state_dict);
+        {} for a schedule that is a function of the epoch alone."""
+        return {}
+
+    def load_state_dict(self, state):
+        """Restore a state_dict(), checked against the rules the schedule itself
+        keeps (TypeError/ValueError otherwise; nothing changes then)."""
+        if not isinstance(state, Mapping) or state:
+            raise ValueError(f"{type(self).__name__} has no state; got {state!r}")
+
     def _at(self, epoch):
         raise NotImplementedError
 
@@ -174,6 +185,30 @@ class ReduceOnPlateau(Schedule):
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
+
+    def state_dict(self):
+        """{"lr", "best", "num_bad_epochs", "cooldown_counter"}: the running state."""
+        return {"lr": self.lr, "best": self.best, "num_bad_epochs": self.num_bad_epochs,
+                "cooldown_counter": self.cooldown_counter}
+
+    def load_state_dict(self, state):
+        """Restore a state_dict(): lr in [min_lr, lr given], best a number or
+        ±inf (never NaN), 0 <= num_bad_epochs <= patience,
+        0 <= cooldown_counter <= cooldown — the values end() can produce."""
+        keys = {"lr", "best", "num_bad_epochs", "cooldown_counter"}
+        if not isinstance(state, Mapping) or set(state) != keys:
+            raise ValueError(f"a ReduceOnPlateau state holds {sorted(keys)}, got {state!r}")
+        lr = _real("state lr", state["lr"], low=self.min_lr, high=self.initial,
+                   note=" (between min_lr and the initial lr)")
+        best = _real("state best", state["best"], finite=False)
+        if math.isnan(best):   # (±inf: the start, or a monitored infinity)
+            raise ValueError("state best must be a number or ±inf, got nan")
+        bad = _integer("state num_bad_epochs", state["num_bad_epochs"], low=0)
+        cooldown = _integer("state cooldown_counter", state["cooldown_counter"], low=0)
+        if bad > self.patience or cooldown > self.cooldown:
+            raise ValueError(f"state num_bad_epochs={bad} / cooldown_counter={cooldown} exceed "
+                             f"patience={self.patience} / cooldown={self.cooldown}")
+        self.lr, self.best, self.num_bad_epochs, self.cooldown_counter = lr, best, bad, cooldown
 
     def _at(self, epoch):
         return self.lr

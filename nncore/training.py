@@ -61,15 +61,25 @@ class History:
     "accuracy" (classification losses) or "mean_error" (the signed mean of
     y − ŷ, regression losses), the same with a "val_" prefix when there is
     validation data, and "lr". epoch lists the epoch numbers (counted over the
-    model's life); runs holds the final monitored value of each of n_init runs."""
+    model's life); runs holds the final monitored value of each of n_init runs.
+    restored_epoch is the epoch (in the numbering of `epoch`) whose weights
+    EarlyStopping(restore_best_weights=True) put back at the end of training,
+    None when nothing was restored. plot() draws the learning curves
+    (nncore.plot.learning_curves; needs matplotlib)."""
 
     def __init__(self):
         self.history = {}
         self.epoch = []
         self.runs = []
+        self.restored_epoch = None
 
     def __repr__(self):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
+
+    def plot(self, ax=None):
+        """Draw these learning curves: nncore.plot.learning_curves(self, ax)."""
+        from .plot import learning_curves
+        return learning_curves(self, ax=ax)
 
     def record(self, epochs, columns):
         """Append epochs (a range) with their values: {key: list per epoch}."""

@@ -236,7 +236,7 @@ def _dense_twice():
     (lambda: [Dense(3, 4), None], {}, TypeError, r"layers\[1\] is a NoneType"),
     (lambda: 42, {}, TypeError, "layers must be a list of nncore.Dense"),
     (_dense_twice, {}, ValueError, "same Dense object appears twice"),
-    (lambda: [Dense(3, 1)], dict(optimizer="sgd"), TypeError, "optimizer must be an nncore.SGD"),
+    (lambda: [Dense(3, 1)], dict(optimizer=42), TypeError, "optimizer must be an nncore.SGD"),
     (lambda: [Dense(3, 1)], dict(dtype="float16"), ValueError, "unsupported dtype 'float16'"),
     (lambda: [Dense(3, 1)], dict(dtype="int32"), ValueError, "unsupported dtype"),
     (lambda: [Dense(3, 1)], dict(dtype=np.int64), ValueError, "unsupported dtype"),

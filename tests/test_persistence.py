@@ -1,17 +1,24 @@
 """Safe persistence: model.save / nncore.load round-trip exactly, resume
 training exactly, write atomically, and refuse any corrupted or tampered file
 with a ValueError (never a crash, never code run); pickle and copies work."""
+import contextlib
 import copy
 import io
 import json
+import math
 import os
 import pickle
+import stat
+import subprocess
+import sys
+import zipfile
 
 import numpy as np
 import pytest
+from numpy.lib import format as npy_format
 
 import nncore
-from nncore import Adam, Dense, SGD, Sequential, schedules
+from nncore import SGD, Adam, Callback, Dense, Sequential, schedules
 
 OPTIMIZERS = {
     "sgd": lambda: SGD(lr=0.05),
@@ -227,3 +234,648 @@ def test_byte_level_fuzz(saved):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError):
         nncore.load(tmp_path / "nope.npz")
+
+
+# ============================================================ every state round-trips
+# Issue #9 item 3: a model saved in any state it can reach, built from any value
+# its constructor accepts, must come back — through save/load, pickle, copy and
+# deepcopy — with the same weights, the same state, and the same behaviour
+# afterwards (continued fit, predict, reset). The grid below is generated from
+# the product of the construction values × the states × the round-trip methods
+# and sampled deterministically, covering every value of every axis.
+
+GRID_OPTIMIZERS = {
+    "sgd": lambda lr: SGD(lr),
+    "momentum": lambda lr: SGD(lr, momentum=0.9),
+    "nesterov-wd": lambda lr: SGD(lr, momentum=0.5, nesterov=True, weight_decay=1e-3),
+    "adam": lambda lr: Adam(lr),
+    "adam-l2": lambda lr: Adam(lr, weight_decay=1e-2, beta1=0.5, eps=1e-6),
+    "adamw": lambda lr: Adam(lr, weight_decay=1e-2, decoupled=True),
+}
+GRID_SCHEDULES = {
+    "number": lambda: 0.02,
+    "float32 number": lambda: np.float32(0.02),
+    "constant": lambda: schedules.Constant(0.02),
+    "step": lambda: schedules.StepDecay(0.05, step_size=1, gamma=0.5),
+    "exponential": lambda: schedules.Exponential(0.05, gamma=0.7),
+    "inverse-time": lambda: schedules.InverseTime(0.05, decay=0.3),
+    "cosine": lambda: schedules.Cosine(0.05, T_max=3, eta_min=0.001),
+    "plateau": lambda: schedules.ReduceOnPlateau(0.05, monitor="loss", patience=0,
+                                                 factor=0.5, cooldown=1),
+}
+GRID_NETS = {   # (layers, loss, targets for X of 3 features)
+    "mse-tanh": (lambda: [Dense(3, 4, "tanh"), Dense(4, 2)], "mse",
+                 lambda X: np.stack([X[:, 0] - X[:, 1], X[:, 2]], axis=1)),
+    "mae-relu": (lambda: [Dense(3, 3, "relu"), Dense(3, 1, "sigmoid")], "mae",
+                 lambda X: (X[:, :1] > 0) * 0.8),
+    "cross-entropy": (lambda: [Dense(3, 4, "leaky_relu"), Dense(4, 3, "softmax")],
+                      "cross_entropy", lambda X: np.argmax(X, axis=1)),
+    "binary": (lambda: [Dense(3, 1, "sigmoid")], "binary_cross_entropy",
+               lambda X: (X[:, 0] > 0).astype(float)),
+    "perceptron": (lambda: [Dense(3, 1, "step")], "mse",
+                   lambda X: (X[:, 0] + X[:, 1] > 0).astype(float)),
+}
+GRID_SEEDS = {
+    "none": lambda: None, "zero": lambda: 0, "int64": lambda: np.int64(5),
+    "huge": lambda: 2 ** 200 + 7, "sequence": lambda: [1, 2, [3, 4]],
+    "array": lambda: np.array([9, 2 ** 40], dtype=np.uint64),
+    "seed-sequence": lambda: np.random.SeedSequence(11, spawn_key=(2, 3), pool_size=8),
+}
+GRID_DTYPES = ("float32", "float64")
+GRID_BACKENDS = ("cython", "numpy")
+GRID_THREADS = (None, 1, 3)
+GRID_STATES = ("fresh", "fit", "fit-validated", "fit-n_init", "fit-reset", "swap-optimizer",
+               "set-weights", "interrupted", "diverged")
+GRID_METHODS = ("save-load", "pickle", "deepcopy", "copy")
+GRID_AXES = (GRID_OPTIMIZERS, GRID_SCHEDULES, GRID_NETS, GRID_SEEDS, GRID_DTYPES,
+             GRID_BACKENDS, GRID_THREADS, GRID_STATES)
+GRID_CASES = 160
+
+
+def grid_cases():
+    """A deterministic sample of the product of every axis, topped up so that
+    each value of each axis appears at least once."""
+    import itertools
+    import random
+    product = list(itertools.product(*(list(axis) for axis in GRID_AXES)))
+    cases = random.Random(9).sample(product, GRID_CASES)
+    for i, axis in enumerate(GRID_AXES):
+        for value in axis:
+            if all(case[i] != value for case in cases):
+                base = list(cases[len(cases) % len(cases) - 1 - i])
+                base[i] = value
+                cases.append(tuple(base))
+    return cases
+
+
+class _Stop(Callback):
+    """Ends fit with an exception after the first epoch (an interruption)."""
+
+    def on_train_begin(self, model, logs):
+        pass
+
+    def on_epoch_end(self, model, logs):
+        raise RuntimeError("interrupted")
+
+    def on_train_end(self, model, logs):
+        pass
+
+
+def outcome(fn, *args, **kwargs):
+    """fn's result, or the exception it raised, as comparable values."""
+    try:
+        result = fn(*args, **kwargs)
+    except (ValueError, RuntimeError) as exc:
+        return ("raised", type(exc).__name__, str(exc))
+    return ("returned", repr(result) if not isinstance(result, np.ndarray)
+            else (result.dtype, result.tobytes()))
+
+
+def state_of(m):
+    """Everything that defines a model's behaviour, as comparable values (repr
+    for floats, so NaN equals NaN)."""
+    opt = m.optimizer
+    history = None if m.history is None else (
+        m.history.epoch, repr(m.history.history), repr(m.history.runs))
+    return {
+        "layers": repr(m.layers), "loss": m.loss, "dtype": m.dtype, "backend": m.backend,
+        "n_threads": m.n_threads, "weights": [w.tobytes() for w in m.get_weights()],
+        "optimizer state": (m._state.dtype, m._state.tobytes()),
+        "counters": (m._steps, m._epoch),
+        "optimizer": (type(opt).__name__, repr(opt.hyper()), repr(opt.schedule),
+                      repr(opt.schedule.state_dict()), repr(opt.current_lr)),
+        "history": history, "generator": m.rng.bit_generator.state,
+        "seed": (m._seed_sequence.generate_state(8).tolist(), m._seed_sequence.spawn_key,
+                 m._seed_sequence.pool_size),
+    }
+
+
+def assert_same(a, b, where):
+    sa, sb = state_of(a), state_of(b)
+    for key in sa:
+        assert sa[key] == sb[key], f"{where}: {key} differs"
+
+
+def grid_model(case):
+    optimizer, schedule, net, seed, dtype, backend, threads, _ = case
+    layers, loss, target = GRID_NETS[net]
+    return Sequential(layers(), loss=loss, seed=GRID_SEEDS[seed](), dtype=dtype,
+                      backend=backend, n_threads=threads,
+                      optimizer=GRID_OPTIMIZERS[optimizer](GRID_SCHEDULES[schedule]())), target
+
+
+def into_state(m, state, X, y):
+    fit = {"epochs": 3, "batch_size": 4}
+    if state == "fresh":
+        return
+    if state == "fit-validated":
+        m.fit(X, y, validation_split=0.25, **fit)
+    elif state == "fit-n_init":
+        m.fit(X, y, n_init=2, **fit)
+    elif state == "interrupted":
+        with pytest.raises(RuntimeError, match="interrupted"):
+            m.fit(X, y, callbacks=[_Stop()], **fit)
+    elif state == "diverged":
+        huge = 1e30 if m.dtype == np.float32 else 1e200
+        with contextlib.suppress(nncore.DivergenceError):
+            m.fit(X * huge, y, **fit)
+    else:
+        m.fit(X, y, **fit)
+    if state == "fit-reset":
+        m.reset()
+    elif state == "swap-optimizer":
+        m.optimizer = (Adam(0.01) if isinstance(m.optimizer, SGD)
+                       else SGD(0.01, momentum=0.9))
+    elif state == "set-weights":
+        m.set_weights([w * 0.5 for w in m.get_weights()])
+
+
+ROUND_TRIPS = {"save-load": None, **CLONES}
+
+
+# the grid trains perceptrons on data they may not separate in 3 epochs, and
+# diverges on purpose (overflow in the NumPy backend)
+@pytest.mark.filterwarnings("ignore:the perceptron rule:UserWarning",
+                            "ignore::RuntimeWarning")
+def test_every_state_round_trips(tmp_path):
+    X = np.random.default_rng(1).normal(size=(16, 3))
+    for n, case in enumerate(grid_cases()):
+        original, target = grid_model(case)
+        y = target(X)
+        into_state(original, case[-1], X, y)
+        for method in GRID_METHODS:
+            where = f"case {n} {case} via {method}"
+            if method == "save-load":
+                original.save(tmp_path / "m.npz")
+                twin = nncore.load(tmp_path / "m.npz")
+            else:
+                twin = ROUND_TRIPS[method](original)
+            assert_same(original, twin, where)
+            # behaviour afterwards: a continued fit, predictions, reset, a fit after it
+            for step in ("fit", "reset"):
+                for m in (original, twin):
+                    m.result = (outcome(m.fit, X, y, epochs=2, batch_size=4) if step == "fit"
+                                else outcome(m.reset))
+                    m.result = (m.result, outcome(m.predict, X))
+                assert original.result == twin.result, f"{where}: {step} behaves differently"
+                assert_same(original, twin, f"{where} after {step}")
+                del original.result, twin.result
+            into_state(original, case[-1], X, y)   # the next method starts from the state
+
+
+def test_grid_covers_every_value():
+    cases = grid_cases()
+    for i, axis in enumerate(GRID_AXES):
+        assert {case[i] for case in cases} == set(axis)
+
+
+def test_fresh_model_with_optimizer_state_loads(tmp_path):
+    """The issue's example: saved before any fit, Adam's empty state loads."""
+    m = Sequential([Dense(4, 2)], optimizer=Adam(0.01), seed=0)
+    m.save(tmp_path / "init.npz")
+    loaded = nncore.load(tmp_path / "init.npz")
+    assert_same(m, loaded, "fresh Adam")
+
+
+@pytest.mark.parametrize("seed", [np.random.default_rng(0), np.random.PCG64(0), True])
+def test_seeds_that_cannot_restart_are_refused(seed):
+    """A Generator/BitGenerator has a position reset() and save() cannot restart."""
+    with pytest.raises(TypeError, match="seed must be"):
+        Sequential([Dense(2, 1)], seed=seed)
+
+
+@pytest.mark.parametrize("seed", [None, [3, 1], 2 ** 100, np.uint8(4)])
+def test_reset_returns_to_the_same_weights_for_any_seed(seed):
+    m = Sequential([Dense(3, 2)], seed=seed)
+    first = m.get_weights()
+    m.fit(np.ones((4, 3)), np.zeros((4, 2)), epochs=2)
+    m.reset()
+    for a, b in zip(first, m.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+# ============================================================ hostile files
+# Issue #9 item 4: every field restored from a file obeys the rules its
+# constructor applies, and sizes are checked against the declared architecture
+# before anything large is decompressed or allocated.
+
+def test_negative_scheduled_rate_is_refused(tmp_path):
+    """The issue's example: a plateau schedule whose running lr is negative
+    would make fit do gradient ascent."""
+    m = Sequential([Dense(3, 1)], seed=0, optimizer=SGD(
+        schedules.ReduceOnPlateau(0.1, monitor="loss")))
+    m.fit(np.ones((4, 3)), np.zeros(4), epochs=2)
+    path = tmp_path / "m.npz"
+    m.save(path)
+    meta = meta_of(path)
+    meta["optimizer"]["lr"]["state"]["lr"] = -0.1
+    rewrite(path, meta_dict=meta)
+    with pytest.raises(ValueError, match="lr"):
+        nncore.load(path)
+
+
+def rich_models():
+    """Models whose metadata has every kind of field: Adam + plateau schedule,
+    an unseeded model (a saved SeedSequence), validation History (classification);
+    SGD with momentum + cosine, an integer seed, regression History."""
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    a = Sequential([Dense(3, 4, "tanh"), Dense(4, 3, "softmax")], loss="cross_entropy",
+                   optimizer=Adam(schedules.ReduceOnPlateau(0.05, monitor="loss", patience=1,
+                                                            cooldown=2, min_lr=1e-4),
+                                  weight_decay=1e-3), n_threads=2)
+    a.fit(X, np.arange(20) % 3, epochs=4, batch_size=5, validation_split=0.25, n_init=2)
+    b = Sequential([Dense(3, 2, "relu"), Dense(2, 1)], loss="mse", seed=3,
+                   optimizer=SGD(schedules.Cosine(0.05, T_max=4, eta_min=0.01),
+                                 momentum=0.9, nesterov=True, weight_decay=1e-4), n_threads=1)
+    b.fit(X, X[:, :1], epochs=3, batch_size=5, validation_split=0.25)
+    return {"classifier": (a, X), "regressor": (b, X)}
+
+
+def numeric_fields(obj, path=()):
+    """Paths of the numeric leaves of the metadata (hex integers included; the
+    first two entries of each list)."""
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)) or (isinstance(obj, str) and obj.startswith("0x")):
+        yield path
+    elif isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from numeric_fields(value, path + (key,))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj[:2]):
+            yield from numeric_fields(value, path + (i,))
+
+
+FIELD_MUTATIONS = {
+    "negative": lambda v: "-0x1" if isinstance(v, str) else -abs(v) - 1,
+    "zero": lambda v: "0x0" if isinstance(v, str) else 0,
+    "nan": lambda v: math.nan, "inf": lambda v: math.inf, "-inf": lambda v: -math.inf,
+    "huge float": lambda v: 1e308, "huge int": lambda v: 10 ** 40,
+    "huge hex": lambda v: "0x" + "f" * 200_000,
+    "string": lambda v: "1", "none": lambda v: None, "list": lambda v: [1], "bool": lambda v: True,
+}
+# where a value of that kind is legitimate (anything else must be refused)
+NEGATIVE_OK = ("mean_error", "runs", "best")
+NAN_OK = ("val_", "runs")
+
+
+def set_field(meta, path, value):
+    meta = json.loads(json.dumps(meta))
+    node = meta
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return meta
+
+
+def assert_sound(model, X):
+    """A loaded model obeys the constructors' rules: numbers in range, and it
+    trains (or diverges loudly) without crashing."""
+    opt, schedule = model.optimizer, model.optimizer.schedule
+    assert 0 <= opt.current_lr < math.inf and 0 <= model._steps and 0 <= model._epoch
+    for name, value in vars(schedule).items():
+        if isinstance(value, float) and name != "best":
+            assert 0 <= value < math.inf, (name, value)
+    assert all(0 <= lr < math.inf for lr in (model.history.history.get("lr", [])
+                                              if model.history else []))
+    assert np.isfinite(model.predict(X)).all()
+    y = np.arange(len(X)) % 3 if model.loss == "cross_entropy" else X[:, :1]
+    model.n_threads = 1   # (how many threads a saved preference may use is not io's concern)
+    with contextlib.suppress(nncore.DivergenceError):
+        model.fit(X, y, epochs=1, batch_size=5)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("which", ["classifier", "regressor"])
+def test_field_level_fuzz(tmp_path, which):
+    """Every numeric field of the metadata × {negative, 0, NaN, ±inf, huge,
+    wrong type}: the file is refused with a ValueError, or it loads as a model
+    that obeys every constructor rule. Values no constructor accepts (strings,
+    bools, negatives and NaN where the field cannot hold them) are refused."""
+    model, X = rich_models()[which]
+    path = tmp_path / "m.npz"
+    model.save(path)
+    meta = meta_of(path)
+    fields = list(numeric_fields(meta))
+    assert len(fields) > 30
+    refused = 0
+    for field in fields:
+        for kind, mutate in FIELD_MUTATIONS.items():
+            node = meta
+            for key in field:
+                node = node[key]
+            rewrite(path, meta_dict=set_field(meta, field, mutate(node)))
+            where = f"{'.'.join(map(str, field))} = {kind}"
+            try:
+                loaded = nncore.load(path)
+            except ValueError as exc:
+                assert str(exc), where
+                refused += 1
+                continue
+            must_refuse = (kind in ("string", "bool", "list")
+                           or (kind == "negative" and not any(s in str(field)
+                                                              for s in NEGATIVE_OK))
+                           or (kind == "nan" and not any(s in str(field) for s in NAN_OK))
+                           or (kind == "none" and field not in (("seed",), ("n_threads",))))
+            assert not must_refuse, f"{where} was accepted"
+            assert_sound(loaded, X)
+    assert refused > len(fields) * 5
+
+
+def build_file(path, members, compression=zipfile.ZIP_STORED):
+    """An .npz from {name: bytes or (header dict, payload bytes, repeat)}:
+    member data is streamed, so a file can declare far more than it costs."""
+    with zipfile.ZipFile(path, "w", compression, compresslevel=1) as zf:
+        for name, content in members.items():
+            with zf.open(name + ".npy", "w", force_zip64=True) as f:
+                if isinstance(content, bytes):
+                    f.write(content)
+                    continue
+                header, payload, repeat = content
+                npy_format.write_array_header_2_0(f, header)
+                for _ in range(repeat):
+                    f.write(payload)
+
+
+def npy_bytes(arr):
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    return buf.getvalue()
+
+
+def members_of(path):
+    with np.load(path) as f:
+        return {k: npy_bytes(f[k]) for k in f.files}
+
+
+BOMB_BYTES = 1 << 28   # 256 MiB of zeros, about 1 MB deflated
+
+HOSTILE = {
+    "zip bomb in params": lambda ok, meta: {**ok, "params": (
+        {"descr": "<f4", "fortran_order": False, "shape": (BOMB_BYTES // 4,)},
+        bytes(1 << 20), BOMB_BYTES >> 20)},
+    "zip bomb in meta": lambda ok, meta: {**ok, "meta": (
+        {"descr": "|u1", "fortran_order": False, "shape": (BOMB_BYTES,)},
+        bytes(1 << 20), BOMB_BYTES >> 20)},
+    "header declares a huge shape": lambda ok, meta: {**ok, "params": (
+        {"descr": "<f4", "fortran_order": False, "shape": (10 ** 12,)}, bytes(400), 1)},
+    "metadata declares huge widths": lambda ok, meta: {**ok, "meta": npy_bytes(np.frombuffer(
+        json.dumps({**meta, "layers": [{"in": 5, "out": 10 ** 6, "activation": "tanh"},
+                                       {"in": 10 ** 6, "out": 3, "activation": "softmax"}]})
+        .encode(), np.uint8))},
+    "huge widths and a matching header": lambda ok, meta: {**ok, "meta": npy_bytes(
+        np.frombuffer(json.dumps({**meta, "layers": [
+            {"in": 5, "out": 10 ** 6, "activation": "tanh"},
+            {"in": 10 ** 6, "out": 3, "activation": "softmax"}]}).encode(), np.uint8)),
+        "params": ({"descr": "<f4", "fortran_order": False, "shape": (9_000_003,)},
+                   bytes(400), 1)},
+    "huge entropy pool": lambda ok, meta: {**ok, "meta": npy_bytes(np.frombuffer(json.dumps(
+        {**meta, "seed": None, "seed_sequence": {"entropy": "0x1", "spawn_key": [],
+                                                 "pool_size": 10 ** 9}}).encode(), np.uint8))},
+}
+
+MEASURE = """
+import json, resource, sys, tracemalloc
+import nncore
+with open("/proc/self/statm") as f:   # cap the address space: a regression fails, not swaps
+    size = int(f.read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (size + (768 << 20), resource.RLIM_INFINITY))
+tracemalloc.start()
+try:
+    nncore.load(sys.argv[1])
+    outcome = "loaded"
+except ValueError as exc:
+    outcome = "ValueError"
+except BaseException as exc:
+    outcome = type(exc).__name__
+print(json.dumps([outcome, tracemalloc.get_traced_memory()[1]]))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc")
+@pytest.mark.parametrize("hostile", HOSTILE)
+def test_hostile_file_costs_a_small_constant(saved, tmp_path, hostile):
+    """Refused with a ValueError (never MemoryError/OverflowError) at a peak
+    of traced allocations far below the declared size: a 75-parameter model's
+    file never costs more than 4 MB to refuse, whatever it declares."""
+    _, path = saved
+    ok = members_of(path)
+    evil = tmp_path / "evil.npz"
+    build_file(evil, HOSTILE[hostile](ok, meta_of(path)), zipfile.ZIP_DEFLATED)
+    assert evil.stat().st_size < 4 << 20
+    run = subprocess.run([sys.executable, "-c", MEASURE, str(evil)], capture_output=True,
+                         text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stderr
+    outcome, peak = json.loads(run.stdout.splitlines()[-1])
+    assert outcome == "ValueError"
+    assert peak < 4 << 20, f"peak {peak} bytes"
+
+
+def test_compression_methods_numpy_does_not_write_are_refused(saved, tmp_path):
+    _, path = saved
+    evil = tmp_path / "bz.npz"
+    build_file(evil, members_of(path), zipfile.ZIP_BZIP2)
+    with pytest.raises(ValueError, match="compression"):
+        nncore.load(evil)
+    build_file(evil, members_of(path), zipfile.ZIP_DEFLATED)   # savez_compressed: fine
+    nncore.load(evil)
+
+
+def test_duplicate_members_are_refused(saved, tmp_path):
+    _, path = saved
+    evil = tmp_path / "dup.npz"
+    members = members_of(path)
+    with zipfile.ZipFile(evil, "w") as zf:
+        for name, content in [*members.items(), ("params", members["params"])]:
+            with pytest.warns(UserWarning) if name == "params" and zf.namelist().count(
+                    "params.npy") else contextlib.nullcontext():
+                zf.writestr(name + ".npy", content)
+    with pytest.raises(ValueError, match="not an nncore model file"):
+        nncore.load(evil)
+
+
+# ============================================================ where and how a save writes
+# Issue #9 item 8: a save behaves like an ordinary file write as far as the
+# user's path goes (symlinks followed, permissions kept or from the umask,
+# errors naming the user's path), and a killed save leaves nothing behind for
+# long.
+
+def temporaries(folder):
+    return sorted(p.name for p in folder.iterdir() if nncore.io.TEMP_MARK in p.name)
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink") or os.name == "nt", reason="POSIX symlinks")
+def test_save_through_a_symlink_replaces_its_target(saved, tmp_path):
+    m, _ = saved
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "model.npz"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    m.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    np.testing.assert_array_equal(nncore.load(target).get_weights()[0], m.get_weights()[0])
+    dangling = tmp_path / "dangling.npz"   # like open(): the missing target is created
+    dangling.symlink_to(tmp_path / "real" / "new.npz")
+    m.save(dangling)
+    assert dangling.is_symlink() and (tmp_path / "real" / "new.npz").is_file()
+    assert temporaries(tmp_path / "real") == [] and temporaries(tmp_path) == []
+
+
+@pytest.mark.skipif(os.name == "nt", reason="POSIX permissions")
+def test_save_keeps_permissions_or_follows_the_umask(saved, tmp_path):
+    m, path = saved
+    os.chmod(path, 0o640)
+    m.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    os.chmod(path, 0o604)
+    m.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o604
+    old = os.umask(0o027)
+    try:
+        m.save(tmp_path / "new.npz")
+        with open(tmp_path / "plain", "wb"):
+            pass
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "new.npz").stat().st_mode) == \
+        stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
+
+
+def test_save_into_a_missing_folder_names_the_path(saved, tmp_path):
+    m, _ = saved
+    path = tmp_path / "missing" / "model.npz"
+    with pytest.raises(FileNotFoundError) as info:
+        m.save(path)
+    assert info.value.filename == str(path)
+    assert str(path) in str(info.value) and nncore.io.TEMP_MARK not in str(info.value)
+    with pytest.raises(IsADirectoryError) as info:
+        m.save(tmp_path)
+    assert info.value.filename == str(tmp_path)
+    assert temporaries(tmp_path) == []
+
+
+KILLED_SAVE = """
+import os, sys, time
+import numpy as np
+import nncore
+m = nncore.Sequential([nncore.Dense(1000, 1000)], seed=0)
+def stall(fd):   # the data is written; the save now hangs before its rename
+    print("writing", flush=True)
+    time.sleep(600)
+os.fsync = stall
+m.save(sys.argv[1])
+"""
+
+
+@pytest.mark.skipif(os.name == "nt", reason="SIGKILL")
+def test_a_killed_save_leaves_no_temporary_after_the_next_save(saved, tmp_path):
+    """kill -9 during a 4 MB save leaves its temporary file; the next save to
+    the same path removes it (its writer is dead), and leaves alone what is
+    not a stale temporary of that target: a live writer's recent one, another
+    target's, a file that only looks similar."""
+    import signal
+    m, _ = saved
+    path = tmp_path / "big.npz"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_SAVE, str(path)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "writing\n"
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait(timeout=60)
+        child.stdout.close()
+    left = temporaries(tmp_path)
+    assert len(left) == 1 and (tmp_path / left[0]).stat().st_size > 4_000_000
+    assert left[0].startswith(f".big.npz{nncore.io.TEMP_MARK}{child.pid}-")
+    live = tmp_path / f".big.npz{nncore.io.TEMP_MARK}{os.getppid()}-live"
+    other = tmp_path / f".other.npz{nncore.io.TEMP_MARK}{child.pid}-dead"
+    similar = tmp_path / ".big.npz.nncore-tmp-notapid"
+    for p in (live, other, similar):
+        p.write_bytes(b"x")
+    m.save(path)
+    assert temporaries(tmp_path) == sorted(p.name for p in (live, other, similar))
+    os.utime(live, (0, 0))   # a live writer's file, but hours old: stale too
+    m.save(path)
+    assert temporaries(tmp_path) == sorted(p.name for p in (other, similar))
+    nncore.load(path)
+
+
+def test_paths_as_str_bytes_and_pathlike(saved, tmp_path):
+    m, _ = saved
+    for path in (str(tmp_path / "s.npz"), os.fsencode(tmp_path / "b.npz"), tmp_path / "p.npz"):
+        m.save(path)
+        assert_same(m, nncore.load(path), repr(path))
+
+
+def test_save_refuses_what_load_would_refuse(saved, tmp_path):
+    """A model holding something a file cannot represent is refused by save,
+    with the previous file left as it was — never a file that cannot be loaded."""
+    m, path = saved
+    before = path.read_bytes()
+
+    class MySGD(SGD):
+        pass
+
+    class MySchedule(schedules.Constant):
+        pass
+
+    original = m.optimizer
+    for optimizer in (MySGD(0.1), SGD(MySchedule(0.1))):
+        m.optimizer = optimizer
+        with pytest.raises(ValueError, match="cannot save"):
+            m.save(path)
+    m.optimizer = original
+    m.optimizer.schedule = schedules.ReduceOnPlateau(0.1)
+    m.optimizer.schedule.lr = 5.0   # above its initial rate: not a state it can reach
+    with pytest.raises(ValueError, match="cannot save.*lr"):
+        m.save(path)
+    assert path.read_bytes() == before and temporaries(tmp_path) == []
+
+
+def test_files_of_the_previous_layout_still_load(saved):
+    """Files written before current_lr and seed_sequence were saved (lr always a
+    schedule spec) load and resume exactly."""
+    m, path = saved
+    meta = meta_of(path)
+    del meta["optimizer"]["current_lr"]
+    rewrite(path, meta_dict=meta)
+    loaded = nncore.load(path)
+    X, y = data()
+    m.fit(X, y, epochs=2, batch_size=8)
+    loaded.fit(X, y, epochs=2, batch_size=8)
+    for a, b in zip(m.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("change", [{"lr": -0.1}, {"lr": 0.2}, {"lr": 1e-5}, {"best": math.nan},
+                                    {"num_bad_epochs": 3}, {"num_bad_epochs": -1},
+                                    {"cooldown_counter": 2}, {"lr": "0.1"}, {"extra": 1}])
+def test_plateau_state_is_checked_by_the_schedule(change):
+    """Schedule.load_state_dict accepts what end() can produce and nothing else,
+    leaving the schedule unchanged when it refuses."""
+    s = schedules.ReduceOnPlateau(0.1, monitor="loss", patience=2, cooldown=1, min_lr=1e-3)
+    for value in (1.0, 2.0, 3.0, 4.0, -math.inf):
+        s.end(0, {"loss": value})
+    twin = schedules.ReduceOnPlateau(0.1, monitor="loss", patience=2, cooldown=1, min_lr=1e-3)
+    twin.load_state_dict(s.state_dict())
+    assert twin.state_dict() == s.state_dict() and twin.best == -math.inf
+    before = s.state_dict()
+    with pytest.raises((TypeError, ValueError)):
+        s.load_state_dict({**before, **change})
+    assert s.state_dict() == before
+    with pytest.raises(ValueError):
+        schedules.Cosine(0.1, T_max=3).load_state_dict({"lr": 0.1})
+
+
+def test_encrypted_members_are_refused(saved):
+    """A member flagged as encrypted (zipfile raises RuntimeError) is a ValueError."""
+    _, path = saved
+    data_ = bytearray(path.read_bytes())
+    at = data_.find(b"PK\x01\x02")
+    while at >= 0:   # general purpose flag, bit 0, of every central directory entry
+        data_[at + 8] |= 1
+        at = data_.find(b"PK\x01\x02", at + 4)
+    path.write_bytes(bytes(data_))
+    with pytest.raises(ValueError, match="encrypted|password"):
+        nncore.load(path)

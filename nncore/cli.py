@@ -1,0 +1,582 @@
+"""The `nncore` command line (console script; also `python -m nncore ARGS`).
+
+    nncore train DATA --target COL [--hidden 64,32 ...] -o model.npz
+    nncore predict model.npz DATA [-o out.csv] [--proba]
+    nncore evaluate model.npz DATA [--target COL]
+    nncore export model.npz model.onnx
+    nncore info | nncore bench | nncore demo
+
+DATA is a CSV file with a header row, or an .npz file holding the features as
+a 2-D array "X" and the target as the array named by --target. A model is
+the .npz file of nncore.io (nncore.load reads it) plus, from `train`, a small
+JSON file beside it, "<model>.json": the feature columns, the target column
+and the class labels. The class labels of a classifier may be any values of
+the target column (numbers or strings): the network learns them as 0..k−1 in
+sorted order (numerically when every label is a number) and predict/evaluate
+map them back through that file; a model saved from Python (no JSON beside
+it) predicts class indices 0..k−1 and evaluates integer labels.
+
+A user error — a missing file, an unknown column, a non-numeric column, a bad
+option value, data with the wrong number of features for the model — prints
+one line, "nncore <command>: error: ...", on stderr and exits with status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+EXIT_USAGE = 2
+SIDECAR_FORMAT = "nncore.cli"
+CLASSIFIERS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
+OUTPUT_ACTIVATION = {"mse": "linear", "mae": "linear", **CLASSIFIERS}
+COMMANDS = ("train", "predict", "evaluate", "export", "info", "bench", "demo")
+# Keras's default learning rates (nncore.SGD has no default; Adam's is 0.001)
+DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
+
+
+class UsageError(Exception):
+    """A mistake in the command or its data: reported as one line, exit 2.
+    prog: the command to name in the message (default: the one run)."""
+
+    def __init__(self, message, prog=None):
+        super().__init__(message)
+        self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, with errors as UsageError (one line, exit 2) instead of the
+    usage block."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
+
+
+# ---------------------------------------------------------------- option types
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def non_negative_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, got {text!r}")
+    return value
+
+
+def fraction(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
+def layer_sizes(text):
+    """'64,32' -> [64, 32]; '' or 'none' -> [] (no hidden layer)."""
+    if text.strip().lower() in ("", "none"):
+        return []
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        sizes = [0]
+    if min(sizes) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated positive layer sizes such as 64,32, got {text!r}")
+    return sizes
+
+
+# ---------------------------------------------------------------- data
+
+def read_data(path, target=None, features=None):
+    """(X float64 (n, d), y (n,) raw values or None, feature names) from DATA.
+
+    CSV: the header names the columns; features are `features` (when given,
+    e.g. from a model's JSON), else every column but the target. npz: the
+    features are the array "X", the target the array named `target`."""
+    if not os.path.isfile(path):
+        raise UsageError(f"data file {path!r} not found")
+    if path.lower().endswith(".npz"):
+        return _read_npz(path, target)
+    names, cells = _read_csv(path)
+    if target is not None and target not in names:
+        raise UsageError(f"column {target!r} not in {path}; its columns are "
+                         f"{', '.join(names)}")
+    if features is None:
+        features = [name for name in names if name != target]
+        if not features:
+            raise UsageError(f"{path} has no feature columns besides the target {target!r}")
+    else:
+        missing = [name for name in features if name not in names]
+        if missing:
+            raise UsageError(f"{path} lacks the feature column(s) {', '.join(missing)} the "
+                             f"model was trained on")
+    X = np.column_stack([_numeric(cells[:, names.index(name)], name, path)
+                         for name in features])
+    y = cells[:, names.index(target)] if target is not None else None
+    return X, y, list(features)
+
+
+def _read_csv(path):
+    """(header names, (n, columns) array of str cells)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            rows = list(csv.reader(f))
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise UsageError(f"{path} is not a readable CSV file ({exc})") from None
+    rows = [row for row in rows if row]  # blank lines
+    if not rows:
+        raise UsageError(f"{path} is empty; expected a header row and data rows")
+    names = [name.strip() for name in rows[0]]
+    if len(set(names)) != len(names) or "" in names:
+        raise UsageError(f"{path}: the header row must name every column once, got "
+                         f"{', '.join(map(repr, names))}")
+    if len(rows) == 1:
+        raise UsageError(f"{path} has a header but no data rows")
+    for line, row in enumerate(rows[1:], 2):
+        if len(row) != len(names):
+            raise UsageError(f"{path}: a data row has {len(row)} fields, the header "
+                             f"{len(names)} (row {line - 1} after the header)")
+    return names, np.array(rows[1:], dtype=str)
+
+
+def _numeric(column, name, path, hint=""):
+    """A column of CSV cells as float64; UsageError naming the first cell that
+    is not a number."""
+    column = np.asarray(column)
+    if column.dtype.kind in "biuf":
+        return column.astype(np.float64)
+    try:
+        return np.char.strip(column.astype(str)).astype(np.float64)
+    except ValueError:
+        row, cell = next((i, c) for i, c in enumerate(column, 1) if not _is_number(c))
+        raise UsageError(f"column {name!r} of {path} is not numeric: data row {row} holds "
+                         f"{str(cell)!r}{hint}") from None
+
+
+def _is_number(text):
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_npz(path, target):
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path} is not a readable .npz file ({exc})") from None
+    if "X" not in arrays:
+        raise UsageError(f"{path} has no array 'X' (the features); it holds "
+                         f"{', '.join(arrays) or 'nothing'}")
+    X = arrays["X"]
+    if X.ndim != 2 or X.dtype.kind not in "biuf":
+        raise UsageError(f"array 'X' of {path} must be a 2-D numeric array, got shape "
+                         f"{X.shape} dtype {X.dtype}")
+    y = None
+    if target is not None:
+        if target not in arrays or target == "X":
+            raise UsageError(f"{path} has no target array {target!r}; it holds "
+                             f"{', '.join(arrays)}")
+        y = arrays[target]
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise UsageError(f"target array {target!r} of {path} has shape {y.shape}; "
+                             f"expected ({X.shape[0]},), one value per row of X")
+    return X.astype(np.float64), y, [f"x{i}" for i in range(X.shape[1])]
+
+
+def class_labels(values):
+    """The sorted distinct labels as strings (numerically sorted when all are
+    numbers), and each value's index among them."""
+    text = np.char.strip(np.asarray(values).astype(str))
+    labels = np.unique(text)
+    try:
+        order = np.argsort(labels.astype(np.float64), kind="stable")
+    except ValueError:
+        order = np.arange(labels.shape[0])
+    labels = labels[order]
+    index = {label: i for i, label in enumerate(labels)}
+    return [str(label) for label in labels], np.array([index[v] for v in text], np.intp)
+
+
+def encode(values, classes, column):
+    """Class indices of `values` under the model's `classes`."""
+    index = {label: i for i, label in enumerate(classes)}
+    text = np.char.strip(np.asarray(values).astype(str))
+    unknown = sorted(set(text.tolist()) - set(index))
+    if unknown:
+        raise UsageError(f"target column {column!r} holds label(s) the model was not trained "
+                         f"on: {', '.join(unknown[:5])}; known: {', '.join(classes)}")
+    return np.array([index[v] for v in text], np.intp)
+
+
+# ---------------------------------------------------------------- models
+
+def sidecar_path(model_path):
+    return f"{model_path}.json"
+
+
+def load_model(path):
+    """(model, description from "<model>.json" or None)."""
+    import nncore
+    if not os.path.isfile(path):
+        raise UsageError(f"model file {path!r} not found")
+    model = nncore.load(path)
+    side = sidecar_path(path)
+    if not os.path.isfile(side):
+        return model, None
+    try:
+        with open(side, encoding="utf-8") as f:
+            info = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{side} is not readable JSON ({exc})") from None
+    classes = info.get("classes") if isinstance(info, dict) else None
+    expected = None if classes is None else (
+        model.n_outputs if model.layers[-1].activation == "softmax" else 2)
+    if (not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT
+            or info.get("features") is not None and (
+                not isinstance(info["features"], list)
+                or len(info["features"]) != model.n_features
+                or not all(isinstance(n, str) for n in info["features"]))
+            or not isinstance(info.get("target"), str)
+            or classes is not None and (not isinstance(classes, list)
+                                        or len(classes) != expected)):
+        raise UsageError(f"{side} does not describe the model in {path} (expected the "
+                         f"features, target and classes written by `nncore train`)")
+    return model, info
+
+
+def is_classifier(model):
+    """One label per row: a softmax output, or a single sigmoid output (several
+    sigmoid outputs are independent probabilities, written as they are)."""
+    return model.loss == "cross_entropy" or (model.loss == "binary_cross_entropy"
+                                             and model.n_outputs == 1)
+
+
+# ---------------------------------------------------------------- commands
+
+def cmd_train(args):
+    import nncore
+    from nncore.callbacks import ProgressBar
+    X, raw_y, features = read_data(args.data, args.target)
+    classes = None
+    if args.loss in CLASSIFIERS:
+        classes, y = class_labels(raw_y)
+        if len(classes) < 2:
+            raise UsageError(f"target column {args.target!r} holds one class only "
+                             f"({classes[0]!r}); a classifier needs at least two")
+        if args.loss == "binary_cross_entropy" and len(classes) != 2:
+            raise UsageError(f"--loss binary_cross_entropy needs two classes; column "
+                             f"{args.target!r} holds {len(classes)}: use cross_entropy")
+        outputs = len(classes) if args.loss == "cross_entropy" else 1
+    else:
+        y = _numeric(raw_y, args.target, args.data,
+                     hint=f"; --loss {args.loss} needs a numeric target (class labels: "
+                     "--loss cross_entropy)")
+        outputs = 1
+    sizes = [X.shape[1]] + args.hidden + [outputs]
+    layers = [nncore.Dense(a, b, activation=args.activation) for a, b in zip(sizes, sizes[1:-1])]
+    layers.append(nncore.Dense(sizes[-2], sizes[-1], activation=OUTPUT_ACTIVATION[args.loss]))
+    lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
+    optimizer = nncore.SGD(lr=lr) if args.optimizer == "sgd" else nncore.Adam(lr=lr)
+    model = nncore.Sequential(layers, loss=args.loss, optimizer=optimizer, seed=args.seed)
+
+    order = np.random.default_rng(args.seed).permutation(X.shape[0])
+    cut = X.shape[0] - int(round(X.shape[0] * args.validation_split))
+    if args.validation_split and (cut == X.shape[0] or cut == 0):
+        raise UsageError(f"--validation-split {args.validation_split} of {X.shape[0]} rows "
+                         "leaves no rows for validation or none for training")
+    train, held = order[:cut], order[cut:]
+    validation = (X[held], y[held]) if held.shape[0] else None
+    early = (nncore.EarlyStopping(monitor="val_loss", patience=args.early_stopping)
+             if args.early_stopping is not None else None)
+    callbacks = [] if args.quiet else [ProgressBar(args.epochs, stream=sys.stderr)]
+    start = time.perf_counter()
+    history = model.fit(X[train], y[train], epochs=args.epochs, batch_size=args.batch_size,
+                        validation_data=validation, early_stopping=early, callbacks=callbacks)
+    seconds = time.perf_counter() - start
+    model.save(args.output)
+    info = {"format": SIDECAR_FORMAT, "version": 1,
+            "features": None if args.data.lower().endswith(".npz") else features,
+            "target": args.target, "classes": classes}
+    with open(sidecar_path(args.output), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=1)
+
+    rows = [("training", model.evaluate(X[train], y[train]), train.shape[0])]
+    if validation is not None:
+        rows.append(("validation", model.evaluate(*validation), held.shape[0]))
+    restored = (f"; early stopping restored epoch {history.restored_epoch + 1}"
+                if history.restored_epoch is not None else "")
+    print(f"trained {len(history.epoch)} epochs in {seconds:.2f} s{restored}")
+    print(table(rows))
+    print(f"saved {args.output} (and {sidecar_path(args.output)}: features, target, classes)")
+
+
+def table(rows):
+    """rows of (name, {metric: value}, samples) as aligned text."""
+    keys = list(rows[0][1])
+    lines = [f"{'':12s}" + "".join(f"{k:>12s}" for k in keys) + f"{'samples':>10s}"]
+    for name, values, n in rows:
+        lines.append(f"{name:12s}" + "".join(f"{values[k]:12.6g}" for k in keys) + f"{n:10d}")
+    return "\n".join(lines)
+
+
+def cmd_predict(args):
+    model, info = load_model(args.model)
+    X, _, _ = read_data(args.data, None, info["features"] if info else None)
+    if X.shape[1] != model.n_features:
+        raise UsageError(f"{args.data} has {X.shape[1]} feature columns; the model in "
+                         f"{args.model} takes {model.n_features}")
+    out = model.predict(X)
+    digits = 9 if out.dtype == np.float32 else 17
+    if is_classifier(model):
+        classes = info["classes"] if info else [str(i) for i in range(max(2, model.n_outputs))]
+        proba = out if out.shape[1] > 1 else np.column_stack([1 - out[:, 0], out[:, 0]])
+        labels = np.asarray(classes)[proba.argmax(axis=1) if out.shape[1] > 1
+                                     else (out[:, 0] > 0.5).astype(np.intp)]
+        header = ["prediction"] + ([f"proba_{c}" for c in classes] if args.proba else [])
+        body = ([label] + ([f"{p:.{digits}g}" for p in row] if args.proba else [])
+                for label, row in zip(labels, proba))
+    else:
+        if args.proba:
+            raise UsageError(f"--proba needs a classifier (loss cross_entropy or "
+                             f"binary_cross_entropy); the model in {args.model} uses "
+                             f"{model.loss!r}")
+        header = (["prediction"] if out.shape[1] == 1
+                  else [f"prediction_{i}" for i in range(out.shape[1])])
+        body = ([f"{v:.{digits}g}" for v in row] for row in out)
+    f = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    try:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(body)
+    finally:
+        if args.output:
+            f.close()
+
+
+def cmd_evaluate(args):
+    model, info = load_model(args.model)
+    target = args.target or (info["target"] if info else None)
+    if target is None:
+        raise UsageError(f"pass --target: {args.model} has no {sidecar_path(args.model)} "
+                         "naming the target column")
+    X, raw_y, _ = read_data(args.data, target, info["features"] if info else None)
+    if X.shape[1] != model.n_features:
+        raise UsageError(f"{args.data} has {X.shape[1]} feature columns besides the target; "
+                         f"the model in {args.model} takes {model.n_features}")
+    if info is not None and info["classes"] is not None:
+        y = encode(raw_y, info["classes"], target)
+    else:
+        y = _numeric(raw_y, target, args.data)
+    print(table([(os.path.basename(args.data), model.evaluate(X, y), X.shape[0])]))
+
+
+def cmd_export(args):
+    model, info = load_model(args.model)
+    if not hasattr(model, "to_onnx"):
+        raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "
+                         "version with it")
+    model.to_onnx(args.output)
+    print(f"wrote {args.output}: input {model.dtype.name}[N, {model.n_features}] -> output "
+          f"{model.dtype.name}[N, {model.n_outputs}]"
+          + (f" (probabilities of classes {', '.join(info['classes'])})"
+             if info and info["classes"] else ""))
+
+
+def cmd_info(args):
+    import platform
+    import nncore
+    from nncore import blas
+    b = blas.info()
+    rows = [("nncore", f"{nncore.__version__} ({os.path.dirname(nncore.__file__)})"),
+            ("python", f"{platform.python_version()} ({sys.executable})"),
+            ("numpy", np.__version__),
+            ("BLAS", f"{b['blas']}'s, {b['version'] or 'version unknown'} "
+                     f"({b['filepath'] or 'library not found'})"),
+            ("SIMD", f"{b['simd']} (nncore's own kernels)"),
+            ("threads", f"{b['num_threads']} BLAS threads; {blas.default_threads()} "
+                        "cores available to this process")]
+    for key, value in rows:
+        print(f"{key:9s}{value}")
+
+
+def report_path():
+    """benchmarks/report.py of the source tree this nncore was imported from."""
+    import nncore
+    root = os.path.dirname(os.path.dirname(os.path.abspath(nncore.__file__)))
+    return os.path.join(root, "benchmarks", "report.py")
+
+
+def cmd_bench(args):
+    import subprocess
+    report = report_path()
+    if not os.path.isfile(report):
+        raise UsageError("nncore bench runs benchmarks/report.py from a source checkout, and "
+                         "this nncore is installed without one: clone the repository, "
+                         "pip install -e \".[test]\" there and run nncore bench")
+    command = [sys.executable, report] + (["--only", args.only] if args.only else []) \
+        + (["--json", args.json] if args.json else [])
+    return subprocess.call(command)
+
+
+def build_parser(prog="nncore"):
+    import nncore
+    parser = Parser(prog=prog, description="Train, use and inspect nncore feed-forward "
+                    "networks from the shell. DATA is a CSV file with a header row, or an "
+                    ".npz file with the features in an array 'X' and the target in the "
+                    "array named by --target.")
+    parser.add_argument("--version", action="version", version=f"nncore {nncore.__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True,
+                                help="what to do (COMMAND --help describes each)")
+
+    p = sub.add_parser("train", help="train a network on DATA and save it",
+                       description="Train a feed-forward network on DATA and save it (-o), "
+                       "with a progress bar on stderr and a final table of the loss and "
+                       "metric on the training and validation rows.")
+    p.add_argument("data", metavar="DATA", help="training data: a .csv with a header, or .npz")
+    p.add_argument("--target", required=True, metavar="COL",
+                   help="the column (CSV) or array (.npz) holding the target; every other "
+                   "CSV column is a feature")
+    p.add_argument("--hidden", type=layer_sizes, default=[64], metavar="SIZES",
+                   help="hidden layer sizes, comma-separated, e.g. 64,32; 'none' for no "
+                   "hidden layer (default: 64)")
+    p.add_argument("--activation", default="relu",
+                   choices=["relu", "tanh", "sigmoid", "leaky_relu", "linear"],
+                   help="activation of the hidden layers (default: %(default)s)")
+    p.add_argument("--loss", default="cross_entropy", choices=list(OUTPUT_ACTIVATION),
+                   help="cross_entropy (softmax output, any class labels), "
+                   "binary_cross_entropy (sigmoid output, two classes), mse or mae "
+                   "(linear output, a numeric target) (default: %(default)s)")
+    p.add_argument("--epochs", type=positive_int, default=50,
+                   help="passes over the training rows (default: %(default)s)")
+    p.add_argument("--batch-size", type=positive_int, default=32,
+                   help="rows per gradient step (default: %(default)s)")
+    p.add_argument("--optimizer", default="adam", choices=["sgd", "adam"],
+                   help="sgd (plain SGD) or adam (default: %(default)s)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="learning rate (default: 0.01 for sgd, 0.001 for adam, as Keras)")
+    p.add_argument("--validation-split", type=fraction, default=0.0, metavar="FRACTION",
+                   help="fraction of the rows, drawn at random with --seed, held out for "
+                   "validation (default: 0)")
+    p.add_argument("--early-stopping", type=non_negative_int, default=None,
+                   metavar="PATIENCE",
+                   help="stop when the validation loss (the training loss without "
+                   "validation rows) has not improved for PATIENCE epochs, and keep the "
+                   "best epoch's weights (default: off)")
+    p.add_argument("--seed", type=non_negative_int, default=None,
+                   help="seed of initialisation, shuffling and the validation split "
+                   "(default: random)")
+    p.add_argument("-o", "--output", default="model.npz", metavar="MODEL",
+                   help="where to save the model (default: %(default)s); its features, "
+                   "target and classes go to MODEL.json beside it")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_train)
+
+    p = sub.add_parser("predict", help="predict DATA with a saved model",
+                       description="Write the model's predictions for DATA as CSV: a "
+                       "'prediction' column (the class label for a classifier), plus one "
+                       "probability column per class with --proba.")
+    p.add_argument("model", metavar="MODEL", help="a model saved by nncore train or model.save")
+    p.add_argument("data", metavar="DATA", help="rows to predict: a .csv with a header, or "
+                   ".npz with 'X'; columns the model was not trained on are ignored")
+    p.add_argument("-o", "--output", metavar="OUT.csv", default=None,
+                   help="write the CSV here (default: standard output)")
+    p.add_argument("--proba", action="store_true",
+                   help="add the class probabilities, columns proba_<label> (classifiers)")
+    p.set_defaults(run=cmd_predict)
+
+    p = sub.add_parser("evaluate", help="loss and metric of a saved model on DATA",
+                       description="Print the loss and accuracy (classification) or mean "
+                       "error (regression) of the model on labelled DATA.")
+    p.add_argument("model", metavar="MODEL", help="a model saved by nncore train or model.save")
+    p.add_argument("data", metavar="DATA", help="labelled rows: a .csv with a header, or .npz")
+    p.add_argument("--target", metavar="COL", default=None,
+                   help="the target column or array (default: the one the model was "
+                   "trained on)")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = sub.add_parser("export", help="write a saved model as an ONNX graph",
+                       description="Convert a saved model to ONNX (needs the onnx extra: "
+                       "pip install \"nncore-cpu[onnx]\").")
+    p.add_argument("model", metavar="MODEL", help="a model saved by nncore train or model.save")
+    p.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    p.set_defaults(run=cmd_export)
+
+    p = sub.add_parser("info", help="version, BLAS, SIMD and threads",
+                       description="Print nncore's version, the BLAS the engine calls, the "
+                       "vector instructions of its own kernels and the thread counts.")
+    p.set_defaults(run=cmd_info)
+
+    p = sub.add_parser("bench", help="run the benchmark report (source checkout)",
+                       description="Run benchmarks/report.py of the source checkout "
+                       "(pytest-benchmark suites and ratio tables; takes minutes).")
+    p.add_argument("--only", metavar="W2,W3", default=None,
+                   help="run only these workloads (passed to report.py)")
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="also write the raw results as JSON (passed to report.py)")
+    p.set_defaults(run=cmd_bench)
+
+    sub.add_parser("demo", help="train on the bundled digits and compare with the NumPy "
+                   "reference (what `python -m nncore` runs); demo --help lists its options",
+                   add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, prog: str = "nncore") -> int:
+    """Run the command line; returns the exit status (0, 2 for a user error)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    where = f"{prog} {command}" if command in COMMANDS else prog
+    try:
+        if argv[:1] == ["demo"]:
+            from .__main__ import demo
+            return demo(argv[1:], prog=f"{prog} demo") or 0
+        args = build_parser(prog).parse_args(argv)
+        return args.run(args) or 0
+    except UsageError as exc:
+        message = f"{exc.prog or where}: error: {exc}"
+    except BrokenPipeError:  # `nncore predict ... | head`: the reader has all it wants
+        # (Python's documented idiom: point stdout at devnull so the exit flush is quiet)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        # nncore's own checks (bad values, wrong shapes, a corrupt model file),
+        # the file system, a missing optional package: all say what was wrong
+        message = f"{where}: error: {exc}"
+    except KeyboardInterrupt:
+        print(f"{where}: interrupted", file=sys.stderr)
+        return 130
+    print(" ".join(message.split()), file=sys.stderr)
+    return EXIT_USAGE

@@ -1,0 +1,157 @@
+"""Plots of training: learning curves from a History, and the decision
+regions of a classifier over two input features. matplotlib is an optional
+extra (pip install "nncore-cpu[plot]"); `import nncore` does not import it,
+this module imports it when a function is called.
+
+Both functions draw on Axes the caller passes (or on a new figure) and return
+them, as seaborn's and scikit-learn's Display helpers do; nothing is shown or
+saved: call fig.savefig(...) or plt.show().
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+# validation metrics the engine logs next to each loss (nncore.training.metric_name)
+METRICS = ("accuracy", "mean_error", "errors")
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError('nncore.plot needs matplotlib: pip install "nncore-cpu[plot]" '
+                          f'(or pip install "matplotlib>=3.7"); {exc}') from None
+    return plt
+
+
+def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
+    """Draw the loss and the metric per epoch, training and validation.
+
+    history: an nncore History (model.fit's return value, or model.history).
+    ax: None (a new figure: loss on the left, the metric on the right), one
+    matplotlib Axes (the loss panel only), or a pair of Axes (loss, metric).
+
+    x is the epoch number counted from 1 over the model's life
+    (History.epoch + 1: the epochs trained when the value was measured).
+    Lines are labelled "training loss", "validation loss", "training accuracy"
+    (or mean_error/errors, whichever History holds) and "validation ...".
+    When the learning rate changes between epochs (a schedule), it is drawn
+    on a secondary y axis of the loss panel ("learning rate", dashed). When
+    early stopping restored the weights of an earlier epoch
+    (History.restored_epoch), a vertical dotted line labelled
+    "restored (epoch k)" marks it on every panel.
+
+    Returns {"loss": Axes, "metric": Axes or None, "lr": Axes or None}.
+    Raises ValueError for a History with no epochs, TypeError for something
+    that is not a History, ImportError without matplotlib.
+    """
+    values, epochs = getattr(history, "history", None), getattr(history, "epoch", None)
+    if not isinstance(values, dict) or epochs is None:
+        raise TypeError(f"history must be an nncore History (model.fit's return value), "
+                        f"got {type(history).__name__}")
+    if not epochs or "loss" not in values:
+        raise ValueError("history holds no epochs; train with model.fit first")
+    plt = _pyplot()
+    metric = next((m for m in METRICS if m in values), None)
+    if ax is None:
+        _, axes = plt.subplots(1, 2 if metric else 1, figsize=(10 if metric else 5.5, 4),
+                               layout="constrained", squeeze=False)
+        loss_ax, metric_ax = axes[0, 0], axes[0, 1] if metric else None
+    elif isinstance(ax, (list, tuple, np.ndarray)):
+        if len(ax) != 2:
+            raise ValueError(f"ax must be one Axes or a pair (loss, metric), got {len(ax)}")
+        loss_ax, metric_ax = ax
+    else:
+        loss_ax, metric_ax = ax, None
+    x = np.asarray(epochs) + 1
+    restored = getattr(history, "restored_epoch", None)
+    panels = [(loss_ax, "loss")] + ([(metric_ax, metric)] if metric_ax is not None and metric
+                                    else [])
+    for panel, key in panels:
+        panel.plot(x, values[key], color="C0", label=f"training {key}")
+        if f"val_{key}" in values:
+            panel.plot(x, values[f"val_{key}"], color="C1", label=f"validation {key}")
+        if restored is not None:
+            panel.axvline(restored + 1, color="0.3", linestyle=":",
+                          label=f"restored (epoch {restored + 1})")
+        panel.set_xlabel("epoch")
+        panel.set_ylabel(key)
+        panel.legend(loc="best")
+    lr_ax = None
+    lr = values.get("lr")
+    if lr is not None and len(set(lr)) > 1:
+        lr_ax = loss_ax.twinx()
+        lr_ax.plot(x, lr, color="C2", linestyle="--", label="learning rate")
+        lr_ax.set_ylabel("learning rate")
+        lines = loss_ax.get_legend_handles_labels()
+        extra = lr_ax.get_legend_handles_labels()
+        loss_ax.legend(lines[0] + extra[0], lines[1] + extra[1], loc="best")
+    return {"loss": loss_ax, "metric": metric_ax if metric else None, "lr": lr_ax}
+
+
+def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: Any = None,
+                      resolution: int = 200) -> Any:
+    """Colour the plane by the class a model predicts, over two input features,
+    and scatter the samples (X, y) on top.
+
+    model: a fitted nncore Sequential with 2 inputs. X: (n_samples, 2)
+    array-like; y: (n,) class labels or (n, classes) one-hot rows (colours of
+    the points), or None. The grid spans X's range plus 5 % on every side,
+    `resolution` points per axis. The predicted class of a grid point is the
+    argmax of model.predict for several outputs, and output > 0.5 for a single
+    output (sigmoid, step, or a regression onto 0/1). The regions are a
+    filled contour (Axes.contourf) with levels -0.5, 0.5, ..., k - 0.5 for k
+    classes, so region i holds the points predicted as class i.
+
+    Returns the Axes. Raises ValueError when the model or X does not have
+    exactly 2 features (a decision boundary over more inputs needs a
+    projection this function does not guess), ImportError without matplotlib.
+    """
+    if getattr(model, "n_features", None) is None or not hasattr(model, "predict"):
+        raise TypeError(f"model must be an nncore Sequential, got {type(model).__name__}")
+    if model.n_features != 2:
+        raise ValueError(f"decision_boundary draws models with 2 input features; this model "
+                         f"has {model.n_features}")
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[1] != 2 or X.shape[0] == 0:
+        raise ValueError(f"X has shape {X.shape}; expected (n_samples, 2)")
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinity; expected finite values")
+    resolution = int(resolution)
+    if resolution < 2:
+        raise ValueError(f"resolution must be >= 2, got {resolution}")
+    plt = _pyplot()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
+    low, high = X.min(axis=0), X.max(axis=0)
+    pad = 0.05 * np.where(high > low, high - low, 1.0)
+    xs, ys = (np.linspace(low[i] - pad[i], high[i] + pad[i], resolution) for i in (0, 1))
+    xx, yy = np.meshgrid(xs, ys)
+    classes, k = predicted_classes(model, np.column_stack([xx.ravel(), yy.ravel()]))
+    ax.contourf(xx, yy, classes.reshape(xx.shape), levels=np.arange(k + 1) - 0.5,
+                cmap="tab10", vmin=-0.5, vmax=9.5, alpha=0.3)
+    colours = None
+    if y is not None:
+        labels = np.asarray(y)
+        colours = labels.argmax(axis=1) if labels.ndim == 2 and labels.shape[1] > 1 \
+            else labels.reshape(-1)
+        if colours.shape[0] != X.shape[0]:
+            raise ValueError(f"y has {colours.shape[0]} labels for {X.shape[0]} samples")
+    ax.scatter(X[:, 0], X[:, 1], c=colours, cmap="tab10" if colours is not None else None,
+               vmin=-0.5 if colours is not None else None,
+               vmax=9.5 if colours is not None else None, edgecolors="k", s=20)
+    ax.set_xlabel("feature 0")
+    ax.set_ylabel("feature 1")
+    return ax
+
+
+def predicted_classes(model: Any, X: ArrayLike) -> tuple[np.ndarray, int]:
+    """(class per row of X, number of classes) by the rule decision_boundary
+    documents: argmax over several outputs, output > 0.5 for one."""
+    out = model.predict(X)
+    if out.shape[1] > 1:
+        return out.argmax(axis=1), out.shape[1]
+    return (out[:, 0] > 0.5).astype(np.intp), 2

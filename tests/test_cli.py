@@ -1,0 +1,402 @@
+"""The `nncore` command line, driven through subprocesses as a user runs it:
+train → predict → evaluate → export round trips on CSV and .npz data, every
+user-error path (exit status 2, one line on stderr, no traceback), and the
+help texts."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import nncore
+from nncore import cli
+
+SPECIES = np.array(["setosa", "versicolor", "virginica"])
+
+
+def run(*args, cwd=None, timeout=300):
+    return subprocess.run([sys.executable, "-m", "nncore", *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def blobs(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    X = np.array([[0.0, 0.0], [3.0, 0.5], [1.0, 3.0]])[y] + rng.normal(scale=0.5, size=(n, 2))
+    return X, y
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def flowers(tmp_path):
+    """A CSV with two numeric features, a text column of labels in the middle
+    (not the last column) and an unused order: labels are strings."""
+    X, y = blobs()
+    return write_csv(tmp_path / "flowers.csv", ["length", "species", "width"],
+                     [[f"{a:.5f}", SPECIES[c], f"{b:.5f}"] for (a, b), c in zip(X, y)])
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_round_trip_csv_with_string_labels(tmp_path, flowers):
+    model_path = tmp_path / "m.npz"
+    result = run("train", flowers, "--target", "species", "--hidden", "16,8",
+                 "--activation", "tanh", "--loss", "cross_entropy", "--epochs", "40",
+                 "--batch-size", "16", "--optimizer", "adam", "--lr", "0.01",
+                 "--validation-split", "0.25", "--early-stopping", "5", "--seed", "0",
+                 "-o", model_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout.splitlines()
+    assert out[0].startswith("trained ")
+    assert out[1].split() == ["loss", "accuracy", "samples"]
+    assert out[2].split()[0] == "training" and out[2].split()[-1] == "180"
+    assert out[3].split()[0] == "validation" and out[3].split()[-1] == "60"
+    assert float(out[3].split()[2]) > 0.9   # validation accuracy on separable blobs
+
+    model = nncore.load(model_path)   # an ordinary nncore model file
+    assert [l.out_features for l in model.layers] == [16, 8, 3]
+    assert [l.activation for l in model.layers] == ["tanh", "tanh", "softmax"]
+    assert model.optimizer.current_lr == 0.01 and type(model.optimizer).__name__ == "Adam"
+    side = json.loads((tmp_path / "m.npz.json").read_text())
+    assert side["classes"] == list(SPECIES) and side["features"] == ["length", "width"]
+
+    # predict: labels mapped back, probabilities equal to the model's
+    result = run("predict", model_path, flowers, "--proba", "-o", tmp_path / "p.csv")
+    assert result.returncode == 0, result.stderr
+    rows = read_rows(tmp_path / "p.csv")
+    assert rows[0] == ["prediction", "proba_setosa", "proba_versicolor", "proba_virginica"]
+    data = read_rows(flowers)[1:]
+    X = np.array([[float(r[0]), float(r[2])] for r in data])
+    proba = model.predict(X)
+    np.testing.assert_allclose(np.array([r[1:] for r in rows[1:]], float), proba, rtol=1e-6)
+    assert [r[0] for r in rows[1:]] == list(SPECIES[proba.argmax(axis=1)])
+    accuracy = np.mean([r[0] == d[1] for r, d in zip(rows[1:], data)])
+
+    # without -o: CSV on stdout, no probabilities
+    result = run("predict", model_path, flowers)
+    assert result.returncode == 0 and result.stdout.splitlines()[0] == "prediction"
+    assert result.stdout.splitlines()[1:] == [r[0] for r in rows[1:]]
+
+    # evaluate: the target column defaults to the trained one
+    result = run("evaluate", model_path, flowers)
+    assert result.returncode == 0, result.stderr
+    header, line = result.stdout.splitlines()
+    assert header.split() == ["loss", "accuracy", "samples"]
+    labels = np.searchsorted(SPECIES, [d[1] for d in data])
+    expected = model.evaluate(X, labels)
+    assert float(line.split()[1]) == pytest.approx(expected["loss"], abs=1e-4)
+    assert float(line.split()[2]) == pytest.approx(accuracy, abs=1e-4)
+    assert line.split()[3] == str(len(data))
+
+
+def test_round_trip_npz_regression(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.3
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    result = run("train", tmp_path / "d.npz", "--target", "y", "--loss", "mse", "--hidden",
+                 "none", "--optimizer", "sgd", "--epochs", "60", "--seed", "1", "-q",
+                 "-o", tmp_path / "r.npz")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""   # -q: no progress bar
+    model = nncore.load(tmp_path / "r.npz")
+    assert model.optimizer.current_lr == 0.01 and len(model.layers) == 1   # Keras's SGD default
+    assert model.layers[0].activation == "linear"
+    result = run("predict", tmp_path / "r.npz", tmp_path / "d.npz")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "prediction"
+    np.testing.assert_allclose(np.array(lines[1:], float), model.predict(X)[:, 0], rtol=1e-6)
+    result = run("evaluate", tmp_path / "r.npz", tmp_path / "d.npz", "--target", "y")
+    assert result.returncode == 0, result.stderr
+    header, line = result.stdout.splitlines()
+    assert header.split() == ["loss", "mean_error", "samples"]
+    assert float(line.split()[1]) == pytest.approx(model.evaluate(X, y)["loss"], rel=1e-4)
+    assert float(line.split()[1]) < 0.01
+
+
+def test_integer_labels_npz_and_model_saved_from_python(tmp_path):
+    """Integer labels in an .npz; a model saved from Python (no JSON beside it)
+    predicts class indices and evaluates integer labels."""
+    X, y = blobs()
+    np.savez(tmp_path / "d.npz", X=X, label=y + 5)   # labels 5, 6, 7
+    result = run("train", tmp_path / "d.npz", "--target", "label", "--epochs", "20",
+                 "--lr", "0.01", "--seed", "0", "-q", "-o", tmp_path / "m.npz")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "m.npz.json").read_text())["classes"] == ["5", "6", "7"]
+    result = run("predict", tmp_path / "m.npz", tmp_path / "d.npz")
+    predicted = np.array(result.stdout.splitlines()[1:], int)
+    assert set(predicted) <= {5, 6, 7} and np.mean(predicted == y + 5) > 0.9
+
+    model = nncore.Sequential([nncore.Dense(2, 3, "softmax")], loss="cross_entropy",
+                              optimizer="adam", seed=0)
+    model.fit(X, y, epochs=30, batch_size=16)
+    model.save(tmp_path / "py.npz")
+    write_csv(tmp_path / "d.csv", ["a", "b", "y"], [[a, b, c] for (a, b), c in zip(X, y)])
+    result = run("predict", tmp_path / "py.npz", tmp_path / "d.csv")
+    assert "3 feature columns" in result.stderr and result.returncode == 2   # y is a third column
+    result = run("evaluate", tmp_path / "py.npz", tmp_path / "d.csv", "--target", "y")
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[-2]) == pytest.approx(model.evaluate(X, y)["accuracy"])
+    write_csv(tmp_path / "x.csv", ["a", "b"], X)
+    result = run("predict", tmp_path / "py.npz", tmp_path / "x.csv")
+    assert result.stdout.splitlines()[1:] == [str(c) for c in model.predict(X).argmax(axis=1)]
+
+
+def test_binary_cross_entropy_two_string_classes(tmp_path):
+    X, y = blobs()
+    keep = y < 2
+    write_csv(tmp_path / "b.csv", ["f1", "f2", "ok"],
+              [[a, b, ["no", "yes"][c]] for (a, b), c in zip(X[keep], y[keep])])
+    result = run("train", tmp_path / "b.csv", "--target", "ok", "--loss",
+                 "binary_cross_entropy", "--epochs", "20", "--seed", "0", "-q",
+                 "-o", tmp_path / "b.npz")
+    assert result.returncode == 0, result.stderr
+    assert nncore.load(tmp_path / "b.npz").layers[-1].out_features == 1
+    result = run("predict", tmp_path / "b.npz", tmp_path / "b.csv", "--proba")
+    rows = list(csv.reader(result.stdout.splitlines()))
+    assert rows[0] == ["prediction", "proba_no", "proba_yes"]
+    p = np.array([r[1:] for r in rows[1:]], float)
+    np.testing.assert_allclose(p.sum(axis=1), 1, rtol=1e-6)
+    assert [r[0] for r in rows[1:]] == [["no", "yes"][int(q > 0.5)] for q in p[:, 1]]
+
+
+def test_export_onnx(tmp_path, flowers):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    if not hasattr(nncore.Sequential, "to_onnx"):
+        pytest.skip("Sequential.to_onnx (nncore.onnx, issue #12 item 1) is not in this tree")
+    run("train", flowers, "--target", "species", "--epochs", "5", "-q", "-o", tmp_path / "m.npz")
+    result = run("export", tmp_path / "m.npz", tmp_path / "m.onnx")
+    assert result.returncode == 0, result.stderr
+    assert "setosa, versicolor, virginica" in result.stdout
+    model = nncore.load(tmp_path / "m.npz")
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"))
+    X = blobs()[0].astype(np.float32)
+    (out,) = session.run(None, {session.get_inputs()[0].name: X})
+    np.testing.assert_allclose(out, model.predict(X), atol=1e-5)
+
+
+def test_export_without_onnx_support_is_a_clear_error(tmp_path):
+    nncore.Sequential([nncore.Dense(2, 1)]).save(tmp_path / "m.npz")
+    code = ("import sys; sys.modules['onnx'] = None\n"
+            "from nncore import cli; sys.exit(cli.main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, "export", str(tmp_path / "m.npz"),
+                             str(tmp_path / "m.onnx")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 2
+    assert len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "onnx" in result.stderr.lower() and "nncore export: error:" in result.stderr
+
+
+def test_info():
+    result = run("info")
+    assert result.returncode == 0, result.stderr
+    fields = dict(line.split(None, 1) for line in result.stdout.splitlines())
+    info = nncore.blas.info()
+    assert fields["nncore"].startswith(nncore.__version__)
+    assert fields["SIMD"].startswith(info["simd"])
+    assert fields["BLAS"].startswith(info["blas"])
+    assert "BLAS threads" in fields["threads"] and "cores" in fields["threads"]
+
+
+def test_bench_outside_a_checkout_says_so(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(cli, "report_path", lambda: str(tmp_path / "missing" / "report.py"))
+    assert cli.main(["bench"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nncore bench: error:") and "source checkout" in err
+
+
+def test_bench_runs_the_report(monkeypatch, tmp_path):
+    """bench hands its options to benchmarks/report.py (a stand-in here: the
+    real report takes minutes)."""
+    report = tmp_path / "report.py"
+    report.write_text("import sys; print('report', sys.argv[1:]); sys.exit(3)\n")
+    monkeypatch.setattr(cli, "report_path", lambda: str(report))
+    result = subprocess.run([sys.executable, "-c",
+                             "import sys; from nncore import cli; cli.report_path = lambda: "
+                             f"{str(report)!r}; sys.exit(cli.main(sys.argv[1:]))",
+                             "bench", "--only", "W2"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 3 and "report ['--only', 'W2']" in result.stdout
+    assert os.path.basename(cli.report_path()) == "report.py"
+
+
+def test_report_path_finds_this_checkout():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    monkey = cli.report_path()
+    assert monkey == os.path.join(root, "benchmarks", "report.py") and os.path.isfile(monkey)
+
+
+def test_help_texts():
+    result = run("--help")
+    assert result.returncode == 0
+    for command in cli.COMMANDS:
+        assert command in result.stdout
+    parser = cli.build_parser()
+    assert all(action.help for action in parser._actions)
+    sub = next(a for a in parser._actions if a.dest == "command")
+    for name, p in sub.choices.items():
+        if name == "demo":
+            continue
+        for action in p._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+        result = run(name, "--help")
+        assert result.returncode == 0 and result.stdout.startswith(f"usage: python -m nncore "
+                                                                   f"{name}")
+    result = run("demo", "--help")
+    assert result.returncode == 0 and "--epochs" in result.stdout
+    assert "training epochs" in result.stdout
+
+
+def test_console_script():
+    script = os.path.join(os.path.dirname(sys.executable), "nncore")
+    if not os.path.exists(script):
+        pytest.skip("the nncore console script is not installed next to this python")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == f"nncore {nncore.__version__}"
+
+
+def test_python_m_nncore_without_arguments_runs_the_demo():
+    result = subprocess.run([sys.executable, "-m", "nncore", "--epochs", "1"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "epoch   1" in result.stdout and "speed-up" in result.stdout
+
+
+@pytest.fixture
+def files(tmp_path, flowers):
+    X, y = blobs()
+    model = nncore.Sequential([nncore.Dense(2, 3, "softmax")], loss="cross_entropy", seed=0)
+    model.save(tmp_path / "py.npz")
+    run("train", flowers, "--target", "species", "--epochs", "2", "-q", "-o", tmp_path / "m.npz")
+    write_csv(tmp_path / "text.csv", ["length", "width", "species"],
+              [["1.0", "abc", "setosa"], ["2.0", "3.0", "setosa"]])
+    write_csv(tmp_path / "three.csv", ["a", "b", "c"], [[1, 2, 3], [4, 5, 6]])
+    write_csv(tmp_path / "unknown.csv", ["length", "width", "species"],
+              [[1, 2, "setosa"], [3, 4, "rose"]])
+    write_csv(tmp_path / "one.csv", ["a", "b", "label"], [[1, 2, "x"], [3, 4, "x"]])
+    (tmp_path / "ragged.csv").write_text("a,b,label\n1,2,x\n3,4\n")
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    (tmp_path / "junk_model.npz").write_bytes(b"not a zip file")
+    np.savez(tmp_path / "noX.npz", A=np.zeros((3, 2)))
+    write_csv(tmp_path / "nan.csv", ["length", "width", "species"],
+              [["nan", "1", "setosa"], ["2", "3", "virginica"]])
+    return tmp_path
+
+
+ERRORS = [
+    (["train", "{t}/nope.csv", "--target", "y"], "data file '{t}/nope.csv' not found"),
+    (["train", "{t}/flowers.csv", "--target", "colour"], "column 'colour' not in"),
+    (["train", "{t}/flowers.csv"], "the following arguments are required: --target"),
+    (["train", "{t}/flowers.csv", "--target", "species", "--epochs", "0"],
+     "argument --epochs: expected a positive integer, got '0'"),
+    (["train", "{t}/flowers.csv", "--target", "species", "--lr", "fast"],
+     "argument --lr: expected a finite number > 0, got 'fast'"),
+    (["train", "{t}/flowers.csv", "--target", "species", "--hidden", "64,x"],
+     "argument --hidden: expected comma-separated positive layer sizes"),
+    (["train", "{t}/flowers.csv", "--target", "species", "--validation-split", "1.5"],
+     "argument --validation-split: expected a fraction in [0, 1)"),
+    (["train", "{t}/flowers.csv", "--target", "species", "--optimizer", "rmsprop"],
+     "argument --optimizer: invalid choice: 'rmsprop'"),
+    (["train", "{t}/text.csv", "--target", "species"],
+     "column 'width' of {t}/text.csv is not numeric: data row 1 holds 'abc'"),
+    (["train", "{t}/flowers.csv", "--target", "species", "--loss", "mse"],
+     "--loss mse needs a numeric target"),
+    (["train", "{t}/one.csv", "--target", "label"], "holds one class only ('x')"),
+    (["train", "{t}/flowers.csv", "--target", "species", "--loss", "binary_cross_entropy"],
+     "needs two classes"),
+    (["train", "{t}/ragged.csv", "--target", "label"], "a data row has 2 fields, the header 3"),
+    (["train", "{t}/empty.csv", "--target", "label"], "is empty"),
+    (["train", "{t}/junk.npz", "--target", "y"], "is not a readable .npz file"),
+    (["train", "{t}/noX.npz", "--target", "y"], "has no array 'X'"),
+    (["train", "{t}/nan.csv", "--target", "species"], "contains NaN or infinity"),
+    (["train", "{t}/flowers.csv", "--target", "species", "--validation-split", "0.001"],
+     "leaves no rows for validation"),
+    (["train", "{t}/flowers.csv", "--target", "species", "-q", "--lr", "1e30",
+      "--optimizer", "sgd", "--hidden", "64,64"], "training diverged"),
+    (["train", "{t}/flowers.csv", "--target", "species", "-q", "-o", "{t}/no/dir/m.npz"],
+     "{t}/no/dir' does not exist"),
+    (["predict", "{t}/missing.npz", "{t}/flowers.csv"], "model file '{t}/missing.npz' not found"),
+    (["predict", "{t}/junk_model.npz", "{t}/flowers.csv"], "nncore predict: error:"),
+    (["predict", "{t}/py.npz", "{t}/three.csv"],
+     "{t}/three.csv has 3 feature columns; the model in {t}/py.npz takes 2"),
+    (["predict", "{t}/m.npz", "{t}/three.csv"], "lacks the feature column(s) length, width"),
+    (["predict", "{t}/m.npz", "{t}/flowers.csv", "--probability"],
+     "unrecognized arguments: --probability"),
+    (["evaluate", "{t}/m.npz", "{t}/unknown.csv"], "label(s) the model was not trained on: rose"),
+    (["evaluate", "{t}/py.npz", "{t}/three.csv"], "pass --target"),
+    (["evaluate", "{t}/py.npz", "{t}/three.csv", "--target", "c"],
+     "labels"),  # 3 and 6 are not classes of a 3-output softmax
+    (["export", "{t}/missing.npz", "{t}/m.onnx"], "model file '{t}/missing.npz' not found"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ([], "the following arguments are required: COMMAND"),
+    (["demo", "--epochs", "-3"], "argument --epochs: expected a positive integer"),
+]
+
+
+@pytest.mark.parametrize("args, message", ERRORS, ids=[" ".join(a[:2]) + f"-{i}" for i, (a, _)
+                                                      in enumerate(ERRORS)])
+def test_user_errors_are_one_line_exit_2(files, args, message):
+    t = str(files)
+    result = subprocess.run([sys.executable, "-c",
+                             "import sys; from nncore import cli; sys.exit(cli.main())"]
+                            + [a.format(t=t) for a in args], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[-1].startswith("nncore") and ": error: " in lines[-1]
+    assert "Traceback" not in result.stderr
+    assert message.format(t=t) in lines[0]
+
+
+def test_predict_proba_on_a_regressor_is_an_error(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(50, 2)), y=rng.normal(size=50))
+    run("train", tmp_path / "d.npz", "--target", "y", "--loss", "mae", "--epochs", "2", "-q",
+        "-o", tmp_path / "r.npz")
+    result = run("predict", tmp_path / "r.npz", tmp_path / "d.npz", "--proba")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
+    assert "--proba needs a classifier" in result.stderr
+
+
+def test_class_labels_sort_numerically_when_numbers():
+    classes, index = cli.class_labels(np.array(["10", "2", "2", "1.5"]))
+    assert classes == ["1.5", "2", "10"] and index.tolist() == [2, 1, 1, 0]
+    classes, index = cli.class_labels(np.array(["b", "a", "c", "a"]))
+    assert classes == ["a", "b", "c"] and index.tolist() == [1, 0, 2, 0]
+
+
+def test_predict_into_a_closed_pipe_is_quiet(tmp_path):
+    """`nncore predict ... | head -1`: when the reader goes away, no error line and
+    no traceback (Python's documented BrokenPipeError idiom), exit status 1."""
+    rng = np.random.default_rng(0)
+    write_csv(tmp_path / "big.csv", ["a", "b"], rng.normal(size=(40000, 2)).round(4))
+    model = nncore.Sequential([nncore.Dense(2, 3, "softmax")], loss="cross_entropy", seed=0)
+    model.save(tmp_path / "m.npz")
+    child = subprocess.Popen([sys.executable, "-m", "nncore", "predict", str(tmp_path / "m.npz"),
+                              str(tmp_path / "big.csv"), "--proba"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert child.stdout.readline() == b"prediction,proba_0,proba_1,proba_2\n"
+    child.stdout.close()   # what head does after its lines
+    try:
+        err = child.stderr.read()
+        child.wait(timeout=120)
+    finally:
+        child.kill()
+    assert err == b"" and child.returncode == 1

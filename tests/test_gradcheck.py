@@ -1,0 +1,108 @@
+"""nncore.gradcheck: the engine's analytic gradient (Sequential.loss_and_gradient)
+against central differences in float64, per layer; a wrong gradient is caught."""
+import numpy as np
+import pytest
+
+import nncore
+from nncore import Dense, Sequential
+
+pytestmark = pytest.mark.skipif(
+    not hasattr(Sequential, "loss_and_gradient"),
+    reason="Sequential.loss_and_gradient (the engine's loss-and-gradient entry point, "
+           "branch sk-engine) is not in this tree")
+
+RNG = np.random.default_rng(0)
+X = RNG.normal(size=(24, 4))
+LABELS = RNG.integers(0, 3, 24)
+CASES = {"cross_entropy": ("softmax", 3, LABELS),
+         "binary_cross_entropy": ("sigmoid", 1, (LABELS > 0).astype(float)),
+         "mse": ("linear", 2, RNG.normal(size=(24, 2))),
+         "mae": ("tanh", 2, RNG.normal(size=(24, 2)))}
+
+
+def network(loss, hidden, dtype="float32", backend="cython", seed=1):
+    out, k, _ = CASES[loss]
+    model = Sequential([Dense(4, 5, hidden), Dense(5, 6, hidden), Dense(6, k, out)], loss=loss,
+                       dtype=dtype, backend=backend, seed=seed)
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:  # off the ReLU kink that zero biases put rows on
+        layer.b = rng.normal(scale=0.1, size=layer.b.shape)
+    return model
+
+
+@pytest.mark.parametrize("loss", list(CASES))
+@pytest.mark.parametrize("hidden", ["tanh", "sigmoid", "relu", "leaky_relu", "linear"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_correct_gradient_passes(loss, hidden, dtype):
+    model = network(loss, hidden, dtype)
+    before = model.get_weights()
+    errors = nncore.gradcheck(model, X, CASES[loss][2])
+    assert len(errors) == 3
+    assert max(errors) < 1e-6, errors
+    for a, b in zip(before, model.get_weights()):  # the model is not touched
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("loss, out, k, y", [
+    ("log_loss", "softmax", 3, LABELS), ("log_loss", "sigmoid", 1, (LABELS > 0) * 1.0),
+    # one output: with k > 1 scikit-learn's squared-error gradient is that of k·(data
+    # term) by design (nncore follows it for parity), which gradcheck rightly reports
+    ("half_squared_error", "linear", 1, CASES["mse"][2][:, 0]),
+    ("poisson", "exp", 1, RNG.poisson(2.0, 24).astype(float))])
+def test_scikit_learn_losses_with_l2_penalty(loss, out, k, y):
+    model = Sequential([Dense(4, 5, "tanh"), Dense(5, k, out)], loss=loss, alpha=0.3, seed=2)
+    model.layers[-1].W = model.layers[-1].W * 0.3   # keep exp's outputs moderate
+    assert max(nncore.gradcheck(model, X, y, sample_weight=np.arange(24) % 4 + 0.5)) < 1e-6
+
+
+def test_half_squared_error_convention_is_reported():
+    """scikit-learn's squared_error delta is not divided by the k outputs, so its
+    gradient is k times the data term's: gradcheck shows it rather than hiding it."""
+    model = Sequential([Dense(4, 2, "linear")], loss="half_squared_error", seed=0)
+    (error,) = nncore.gradcheck(model, X, CASES["mse"][2])
+    assert error == pytest.approx(0.5, abs=1e-6)   # |2g − g| / |2g|
+
+
+def test_numpy_backend_and_weights():
+    model = network("cross_entropy", "tanh", backend="numpy")
+    assert max(nncore.gradcheck(model, X, LABELS, sample_weight=np.arange(24) % 3 + 1.0)) < 1e-6
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_wrong_gradient_is_detected(monkeypatch, layer):
+    """A gradient off by 1 % in one layer's bias: that layer's error is ~1e-2,
+    the others stay at rounding level."""
+    engine = Sequential.loss_and_gradient
+
+    def wrong(self, *args, **kwargs):
+        value, grad = engine(self, *args, **kwargs)
+        n_in, n_out, _, w, b = self._layout[layer]
+        grad = grad.copy()
+        grad[b:b + n_out] *= 1.01
+        return value, grad
+
+    model = network("cross_entropy", "tanh")
+    assert max(nncore.gradcheck(model, X, LABELS)) < 1e-6
+    monkeypatch.setattr(Sequential, "loss_and_gradient", wrong)
+    errors = nncore.gradcheck(model, X, LABELS)
+    assert 1e-4 < errors[layer] < 0.02
+    assert all(e < 1e-6 for i, e in enumerate(errors) if i != layer)
+
+
+def test_sign_error_is_detected(monkeypatch):
+    engine = Sequential.loss_and_gradient
+    monkeypatch.setattr(Sequential, "loss_and_gradient",
+                        lambda self, *a, **k: (lambda v, g: (v, -g))(*engine(self, *a, **k)))
+    assert min(nncore.gradcheck(network("mse", "sigmoid"), X, CASES["mse"][2])) > 1.9
+
+
+def test_bad_arguments():
+    model = network("cross_entropy", "tanh")
+    with pytest.raises(ValueError, match="eps must be a number in"):
+        nncore.gradcheck(model, X, LABELS, eps=0)
+    with pytest.raises(ValueError, match="step activation"):
+        nncore.gradcheck(Sequential([Dense(4, 1, "step")]), X, LABELS % 2)
+    with pytest.raises(TypeError, match="Sequential"):
+        nncore.gradcheck("model", X, LABELS)
+    with pytest.raises(ValueError, match="features"):
+        nncore.gradcheck(model, X[:, :3], LABELS)
