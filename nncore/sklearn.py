@@ -136,7 +136,7 @@ class _Net:
         n = X.shape[0]
         if self.work is None or self.work.shape[0] < self.network.workspace_size(batch):
             self.work = np.empty(self.network.workspace_size(batch), self.params.dtype)
-        grads_size = 0 if optimizer.plain and not alpha else self.params.shape[0]
+        grads_size = 0 if optimizer.plain else self.params.shape[0]   # plain: folded into the GEMM
         if self.grads is None or self.grads.shape[0] != grads_size:
             self.grads = np.empty(grads_size, self.params.dtype)
         orders = (np.empty((0, n), np.intp) if order is None else order.reshape(1, n))

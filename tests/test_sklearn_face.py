@@ -305,11 +305,12 @@ def test_batch_size_larger_than_data_warns_and_is_clipped():
     assert_same_model(ours, ref)
 
 
-@pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_divergence_same_as_sklearn(solver):
+def test_divergence_same_as_sklearn():
+    """sgd with a huge rate on large inputs: the weights overflow (Adam's steps
+    are bounded by its rate, so it does not diverge like this)."""
     X, y = data("regression")
     X = X * 1e3
-    params = dict(SMALL, solver=solver, learning_rate_init=1e3, max_iter=5)
+    params = dict(SMALL, solver="sgd", learning_rate_init=1e3, max_iter=5)
     msgs = []
     for est in pair("regression", **params):
         with pytest.raises(ValueError, match="non-finite parameter weights") as info, \
@@ -375,9 +376,10 @@ def test_clone_pipeline_grid_search_cross_val():
                                    if k != "n_threads"})
         assert score == make_pipeline(StandardScaler(), same).fit(X, y).score(X, y)
         scores = cross_val_score(est, X, y, cv=3)
+        np.testing.assert_allclose(scores, cross_val_score(same, X, y, cv=3))
         grid = GridSearchCV(est, {"alpha": [1e-4, 1e-2], "activation": ["relu", "tanh"]},
                             cv=2, n_jobs=2).fit(X, y)
-    assert scores.shape == (3,) and np.all(scores > 0.3)
+    assert scores.shape == (3,)
     assert set(grid.best_params_) == {"alpha", "activation"}
     assert isinstance(grid.best_estimator_, nk.MLPClassifier)
 
