@@ -276,7 +276,12 @@ class _EngineMLP:
                 order = sample_idx if self.shuffle else None
                 if not diverged:
                     start = (net.params.copy(), state.copy(), int(progress[2]))
-                    optimizer.current_lr = self._optimizer.learning_rate
+                    # sgd: the schedule's rate; Adam: its base rate (its per-step
+                    # rate, which scikit-learn's AdamOptimizer also stores in
+                    # learning_rate, is computed by the engine from it)
+                    optimizer.current_lr = (self._optimizer.learning_rate_init
+                                            if self.solver == "adam"
+                                            else self._optimizer.learning_rate)
                     with self._threads():
                         status, self.loss_ = net.epoch(X_train, Y_train, sw_train, order,
                                                        batch_size, optimizer, self.alpha,
