@@ -73,6 +73,7 @@ from .activations import ACTIVATIONS  # noqa: E402
 from .blas import default_threads, threads as blas_threads  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
+from .validation import as_input  # noqa: E402
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -142,8 +143,9 @@ class _Net:
         `order`, or storage order when it is None) updating the parameters in
         place; returns (status, mean loss) as Network.train_epochs defines them."""
         n = X.shape[0]
-        if self.work is None or self.work.shape[0] < self.network.workspace_size(batch):
-            self.work = np.empty(self.network.workspace_size(batch), self.params.dtype)
+        size = self.network.workspace_size(batch, sparse=sp.issparse(X))
+        if self.work is None or self.work.shape[0] < size:
+            self.work = np.empty(size, self.params.dtype)
         grads_size = 0 if optimizer.plain else self.params.shape[0]   # plain: folded into the GEMM
         if self.grads is None or self.grads.shape[0] != grads_size:
             self.grads = np.empty(grads_size, self.params.dtype)
@@ -433,12 +435,10 @@ class _EngineMLP:
 
 
 def _as_engine_input(X, dtype):
-    """X as the engine reads it: a C-contiguous dense array or a CSR matrix
-    (CSC is converted, never densified) in dtype."""
+    """X as the engine reads it: a C-contiguous array, or a CSR matrix with intp
+    indices (CSC and other sparse formats converted, never densified), in dtype."""
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=dtype)
-        X.sort_indices()
-        return X
+        return as_input(X, dtype, X.shape[1])
     return np.ascontiguousarray(X, dtype=dtype)
 
 
