@@ -93,6 +93,7 @@ class _Net:
     views into the vector (scikit-learn's coefs_/intercepts_ layout)."""
 
     def __init__(self, coefs, intercepts, activation, out_activation, dtype):
+        _check_weights(coefs, intercepts)
         rows, off = [], 0
         last = len(coefs) - 1
         for i, W in enumerate(coefs):
@@ -165,6 +166,23 @@ class _Net:
         sw = _empty(self.params.dtype) if sample_weight is None else sample_weight
         loss = self.network.loss_and_gradient(X, Y, sw, self.loss, alpha, self.grads)
         return loss, self.grads
+
+
+def _check_weights(coefs, intercepts):
+    """coefs_/intercepts_ (which users may assign) must chain: the engine trusts
+    the layer shapes it is given. ValueError otherwise."""
+    coefs, intercepts = list(coefs), list(intercepts)
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError(f"coefs_ and intercepts_ must be lists of the same non-zero length "
+                         f"(one per layer), got {len(coefs)} and {len(intercepts)}")
+    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+        W, b = np.asarray(W), np.asarray(b)
+        if W.ndim != 2 or b.shape != (W.shape[1],) or 0 in W.shape:
+            raise ValueError(f"coefs_[{i}] has shape {W.shape} and intercepts_[{i}] {b.shape}; "
+                             "expected (fan_in, fan_out) and (fan_out,)")
+        if i and W.shape[0] != np.shape(coefs[i - 1])[1]:
+            raise ValueError(f"coefs_[{i}] has {W.shape[0]} rows but layer {i - 1} has "
+                             f"{np.shape(coefs[i - 1])[1]} outputs")
 
 
 def _empty(dtype):

@@ -367,6 +367,20 @@ def test_divergence_fallback_continues_the_same_trajectory(solver, momentum, mon
     assert_same_model(ours, ref)
 
 
+def test_assigned_weights_of_the_wrong_shape_are_an_error_not_a_crash():
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**SMALL, solver="sgd").partial_fit(X, y, classes=np.unique(y))
+    good_W, good_b = [c.copy() for c in est.coefs_], [b.copy() for b in est.intercepts_]
+    for coefs, intercepts, match in [
+            (good_W[:1] + [np.zeros((6, 5))] + good_W[2:], good_b, "rows but layer 0"),
+            (good_W, good_b[:1] + [np.zeros(1)] + good_b[2:], "expected"),
+            (good_W[:2], good_b, "same non-zero length")]:
+        est.coefs_, est.intercepts_ = coefs, intercepts
+        for call in (lambda: est.predict(X), lambda: est.partial_fit(X, y)):
+            with pytest.raises(ValueError, match=match):
+                call()
+
+
 def test_invalid_parameters_raise_at_fit_like_sklearn():
     X, y = data("binary")
     for bad in (dict(activation="softplus"), dict(alpha=-1.0), dict(solver="newton"),
