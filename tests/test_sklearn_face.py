@@ -5,10 +5,10 @@ failures, clone, Pipeline, GridSearchCV, cross_val_score, pickling), and the
 optional-dependency rules (import nncore never imports scikit-learn; a missing
 or unsupported scikit-learn gives an ImportError saying what to install)."""
 import io
-import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
 from contextlib import redirect_stdout
@@ -31,7 +31,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from nncore import sklearn as nk  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the parity tolerance (float64): relative to the largest magnitude of the array compared
 RTOL = 1e-6
 ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
@@ -467,8 +466,11 @@ def test_pickle_and_joblib_round_trips_bit_identical(task, tmp_path):
 # ---------------------------------------------------------------- optional dependency
 
 def run_python(code):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    """Runs code in a fresh interpreter outside the checkout (CI tests the
+    installed wheel, and the source tree's nncore/ is not built there)."""
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                              capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def test_import_nncore_does_not_import_sklearn():
