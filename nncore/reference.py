@@ -7,6 +7,8 @@ must stay honest: no per-sample loops, no needless copies.
 Network here has the methods and signatures of its compiled counterpart
 nncore._engine.Network (a test checks they do not drift apart).
 """
+import contextlib
+
 import numpy as np
 
 from .activations import LINEAR
@@ -41,10 +43,11 @@ class Network:
                 + self.params.shape[0])
 
     def train_epochs(self, X, Y, sample_weight, orders, batch, grads, state, work, loss, hyper,
-                     lr, progress, loss_out, metric_out, alpha=0.0):
+                     lr, progress, loss_out, metric_out, alpha=0.0, stop_nonfinite=True):
         """Runs len(loss_out) epochs of mini-batch training in place on the
-        parameters (see nncore._engine.Network.train_epochs). Returns 0, or 1
-        when a batch's loss was not finite."""
+        parameters (see nncore._engine.Network.train_epochs). Returns 0; 1
+        when a batch's loss was not finite; 2 when the epoch's last update
+        made the parameters non-finite (never 1 or 2 without stop_nonfinite)."""
         layers, params = self.layers, self.params
         n, size = X.shape[0], params.shape[0]
         folded = hyper[0] in (SGD_KIND, SGD_SKLEARN_KIND) and hyper[1] == 0 and hyper[3] == 0
@@ -74,9 +77,13 @@ class Network:
                     xb, yb = X[start:start + nb], Y[start:start + nb]
                     wb = sample_weight[start:start + nb] if weighted else None
                 denom = _denominator(wb, nb, loss)
-                t, m = self._forward_loss(xb, yb, wb, acts, dbuf, loss, denom)
+                with np.errstate(all="ignore") if not stop_nonfinite else contextlib.nullcontext():
+                    t, m = self._forward_loss(xb, yb, wb, acts, dbuf, loss, denom)
                 t += _penalty(layers, alpha)
-                if not np.isfinite(t):
+                if not np.isfinite(t) and not stop_nonfinite:
+                    if progress[1] < 0:
+                        progress[1] = start // batch
+                elif not np.isfinite(t):
                     progress[1] = start // batch
                     if not np.isfinite(params).all():
                         params[...] = snapshot
@@ -86,11 +93,12 @@ class Network:
                 if not folded:
                     progress[2] += 1
                 step = (hyper, lr, int(progress[2]), state, n_state, folded)
-                self._backward(xb, acts, dbuf, grads, alpha / denom, False, step)
-            if not np.isfinite(params).all():  # the epoch's last update overflowed
+                with np.errstate(all="ignore") if not stop_nonfinite else contextlib.nullcontext():
+                    self._backward(xb, acts, dbuf, grads, alpha / denom, False, step)
+            if stop_nonfinite and not np.isfinite(params).all():  # the last update overflowed
                 progress[1] = (n - 1) // batch
                 params[...] = snapshot
-                return 1
+                return 2
             loss_out[epoch] = total / n
             metric_out[epoch] = metric / n
             progress[0] = epoch + 1
@@ -152,7 +160,7 @@ class Network:
         nb, last, size = xb.shape[0], len(layers) - 1, params.shape[0]
         dZ = dbuf[0][:nb * layers[last][1]].reshape(nb, layers[last][1])
         for l in range(last, -1, -1):
-            n_in, n_out, act, W, b = layers[l]
+            n_in, n_out, _, W, b = layers[l]
             _, _, _, gW, gb = glayers[l]
             dX = dbuf[(last - l + 1) % 2][:nb * n_in].reshape(nb, n_in) if l else None
             inp, prev = (acts[l - 1][:nb], layers[l - 1][2]) if l else (xb, LINEAR)

@@ -23,16 +23,16 @@ cimport numpy as cnp
 import numpy as np
 
 from _activation cimport LINEAR
-from _blas cimport set_ilp64_blas, set_threads
+from _blas cimport set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state
 from _loss cimport output_loss, weighted_mean
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
-from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport isfinite
 
 cnp.import_array()
+pool_init()  # fork safety of the helper pool must not depend on its use (src/_pool.h)
 
 # Rows per chunk in predict/evaluate: bounds the scratch memory while keeping
 # the GEMMs large enough to run at full speed.
@@ -89,8 +89,38 @@ cdef struct Optimizer:
 
 cdef enum:
     # Multiply-adds between two checks for Ctrl-C (re-taking the GIL costs
-    # ~1 µs; this is ~0.1-10 ms of work, so an interrupt lands within ~0.1 s).
+    # ~1 µs; this is ~0.1-10 ms of work). Every long loop below counts its
+    # work and polls at safe points: between layers (so between batches too)
+    # in training, rows in a perceptron epoch, chunks in inference. An
+    # interrupt lands within that, plus the longest unit never cut: one
+    # layer's product (or a plain-SGD backward pass, see train_step).
     SIGNAL_WORK = 1 << 24
+
+
+cdef extern from "Python.h":
+    # not declared `except -1`: the callers below clean up before propagating
+    int run_signal_handlers "PyErr_CheckSignals" ()
+
+
+cdef int signal_raised() noexcept with gil:
+    """Runs Python's signal handlers: -1, with the exception (a
+    KeyboardInterrupt) set, when one raised; else 0."""
+    return run_signal_handlers()
+
+
+cdef int reraise() except -1:
+    """Propagates the exception already set (by a signal handler)."""
+    return -1
+
+
+cdef inline int poll_signals(double* work_done, double work) noexcept nogil:
+    """Counts `work` multiply-adds; once SIGNAL_WORK have passed since the last
+    check, runs the signal handlers. -1 (exception set) when one raised."""
+    work_done[0] += work
+    if work_done[0] <= SIGNAL_WORK:
+        return 0
+    work_done[0] = 0
+    return signal_raised()
 
 
 cdef Py_ssize_t activations_size(Net* net, Py_ssize_t batch) noexcept nogil:
@@ -140,14 +170,14 @@ cdef void first_forward(Net* net, const floating* params, const Input* X, Py_ssi
                       L.n_out, act, out)
 
 
-cdef double forward_loss(Net* net, const floating* params, const Input* X,
-                         const floating* Y, const floating* sw, Py_ssize_t n,
-                         Py_ssize_t batch, floating* work, int loss, double denom,
-                         double* metric) noexcept nogil:
+cdef int forward_loss(Net* net, const floating* params, const Input* X, const floating* Y,
+                      const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
+                      int loss, double denom, double* metric, double* total,
+                      double* work_done) except -1 nogil:
     """Forward pass over the n rows X keeping every layer's output in work
     (laid out for `batch` rows; the output layer's holds f(Z)), then the fused
-    loss: returns Σᵢ wᵢ·lossᵢ and leaves ∂(Σᵢ wᵢ·lossᵢ/denom)/∂Z in the first
-    dZ buffer (see train_step)."""
+    loss: total := Σᵢ wᵢ·lossᵢ, and ∂(Σᵢ wᵢ·lossᵢ/denom)/∂Z is left in the
+    first dZ buffer. Polls for Ctrl-C before each layer (-1: raised)."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* A = work
@@ -155,54 +185,59 @@ cdef double forward_loss(Net* net, const floating* params, const Input* X,
     cdef Py_ssize_t a_off = 0
     for l in range(net.n_layers):
         L = &net.layers[l]
+        if poll_signals(work_done, 0) < 0:
+            return -1
         if l == 0:
             first_forward(net, params, X, n, L.act if l < last else LINEAR, A)
         else:
             dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
                           L.act if l < last else LINEAR, A + a_off)
+        work_done[0] += <double> n * L.n_in * L.n_out
         inp = A + a_off
         a_off += batch * L.n_out
     a_off -= batch * net.layers[last].n_out
-    return output_loss(A + a_off, Y, sw, work + activations_size(net, batch), n,
-                       net.n_out, net.layers[last].act, loss, denom, metric)
+    total[0] = output_loss(A + a_off, Y, sw, work + activations_size(net, batch), n,
+                           net.n_out, net.layers[last].act, loss, denom, metric)
+    return 0
 
 
-cdef void backward(Net* net, Optimizer* opt, floating* params, floating* grads,
-                   floating* state, const Input* X, Py_ssize_t n, Py_ssize_t batch,
-                   floating* work, floating decay, bint accumulate,
-                   double* acc) noexcept nogil:
+cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_ssize_t n,
+                  Py_ssize_t batch, floating* work, floating alpha, floating beta,
+                  floating beta_b, floating decay, bint folded, const floating* before,
+                  double* work_done, double* acc) except -1 nogil:
     """Backpropagates the delta that forward_loss left in work, last layer
-    first. Each layer's gradient is gW = Xᵀ·dZ + decay·W (the L2 penalty's
-    part), gb = Σ dZ. With opt NULL they are written to grads (added to what
-    is there if accumulate, which needs decay = 0); else the optimizer steps
-    right away: folded into
-    the GEMM for plain SGD (W ← (1 − lr·decay)·W − lr·Xᵀ·dZ), or through grads.
-    dX is computed inside dense_backward before the layer's own W changes."""
+    first: per layer gW := alpha·Xᵀ·dZ + beta·gW (after gW := decay·W when
+    decay ≠ 0: the L2 penalty's gradient), gb := alpha·Σ dZ + beta_b·gb, into
+    the flat vector gW (grads; or the parameters themselves when folded:
+    plain SGD, W ← beta·W − lr·Xᵀ·dZ). dX is computed inside dense_backward
+    before the layer's own W changes.
+
+    Ctrl-C: polls before each layer while the parameters are untouched (not
+    folded, or before the last layer's update); once folded updates began, only
+    if `before` (else NULL) holds the parameters the step started from, which
+    are then put back. -1: a KeyboardInterrupt was raised."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* dZ = work + activations_size(net, batch)
     cdef floating* dX = dZ + batch * net.max_width
     cdef floating* swap
-    cdef floating* gW
     cdef const floating* inp
-    cdef floating alpha = 1, beta = 0, beta_b = 0
-    cdef bint folded = opt != NULL and opt.folded
     cdef Py_ssize_t a_off = activations_size(net, batch) - batch * net.layers[last].n_out
-    if folded:
-        alpha, beta, beta_b = -opt.lr, 1 - <floating> opt.lr * decay, 1
-    elif accumulate:
-        beta, beta_b = 1, 1
-    elif decay != 0:
-        beta = 1
     for l in range(last, -1, -1):
         L = &net.layers[l]
+        if not folded or l == last:
+            if poll_signals(work_done, 0) < 0:
+                return -1
+        elif work_done[0] > SIGNAL_WORK and before != NULL:
+            if poll_signals(work_done, 0) < 0:
+                memcpy(params, before, net.n_params * sizeof(floating))
+                return -1
         if l > 0:
             a_off -= batch * net.layers[l - 1].n_out
             inp = work + a_off
         elif not X.sparse:
             inp = dense_rows(X, params, L.n_in)
-        gW = params if folded else grads
-        if decay != 0 and not folded:  # gW := decay·W, and the GEMM adds onto it
+        if decay != 0:  # gW := decay·W, and the product adds onto it
             l2_gradient(params + L.w, L.n_in * L.n_out, decay, gW + L.w)
         if l == 0 and X.sparse:
             csr_backward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n, dZ,
@@ -212,36 +247,58 @@ cdef void backward(Net* net, Optimizer* opt, floating* params, floating* grads,
                            net.layers[l - 1].act if l > 0 else LINEAR,
                            dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b,
                            acc)
-        if opt != NULL and not folded:  # W and b are contiguous: one pass over both
-            optimizer_update(&opt.h, params + L.w, grads + L.w,
-                             state + L.w if state != NULL else NULL,
-                             L.n_in * L.n_out + L.n_out, net.n_params, <floating> opt.lr,
-                             opt.t)
+        work_done[0] += <double> n * L.n_in * L.n_out * (2 if l > 0 else 1)
         swap = dZ
         dZ = dX
         dX = swap
+    return 0
 
 
-cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
-                       floating* state, const Input* X, const floating* Y,
-                       const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
-                       double* acc, int loss, double alpha, double* metric) noexcept nogil:
+cdef int train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
+                    floating* state, const Input* X, const floating* Y,
+                    const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
+                    double* acc, int loss, double alpha, bint stop_nonfinite, double* metric,
+                    double* total, const floating* before, double* work_done) except -1 nogil:
     """One gradient step on the n rows X, Y (per-row weights sw, or NULL) with
     the L2 penalty alpha. The step's cost is (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D,
-    D = Σᵢ wᵢ for the weighted-mean losses (scikit-learn's), else n; returns
+    D = Σᵢ wᵢ for the weighted-mean losses (scikit-learn's), else n; total :=
     that cost times n (so the epoch's loss is Σ/rows: scikit-learn's
-    accumulated_loss). A non-finite cost returns before anything is updated.
-    work holds activations (laid out for `batch` rows) then two dZ buffers."""
-    cdef double total, denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
-    total = forward_loss(net, params, X, Y, sw, n, batch, work, loss, denom, metric)
-    total += penalty(net, params, alpha)
-    if not isfinite(total):
-        return total
-    if not opt.folded:
-        opt.t += 1
-    backward(net, opt, params, grads, state, X, n, batch, work, <floating> (alpha / denom),
-             False, acc)
-    return total if denom == n else total * (n / denom)
+    accumulated_loss). A non-finite cost returns before anything is updated
+    if stop_nonfinite (else the step is taken, as scikit-learn does).
+    work holds activations (laid out for `batch` rows) then two dZ buffers.
+
+    Ctrl-C (work_done counts multiply-adds for poll_signals): the step polls
+    between layers while the parameters are still those it started from —
+    the whole forward pass, and the whole backward pass when gradients are
+    materialised (the optimizer updates come after it). Plain SGD folds each
+    layer's update into its dW product (see backward). A KeyboardInterrupt
+    raised here (-1) leaves parameters, optimizer state and step count as the
+    step found them."""
+    cdef int l
+    cdef Layer* L
+    cdef double denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
+    cdef floating decay = <floating> (alpha / denom)
+    if forward_loss(net, params, X, Y, sw, n, batch, work, loss, denom, metric, total,
+                    work_done) < 0:
+        return -1
+    total[0] += penalty(net, params, alpha)
+    if stop_nonfinite and not isfinite(total[0]):
+        return 0
+    if denom != n:
+        total[0] *= n / denom
+    if opt.folded:
+        return backward(net, params, params, X, n, batch, work, -opt.lr,
+                        1 - <floating> opt.lr * decay, 1, 0, True, before, work_done, acc)
+    if backward(net, params, grads, X, n, batch, work, 1, 1 if decay != 0 else 0, 0, decay,
+                False, NULL, work_done, acc) < 0:
+        return -1
+    opt.t += 1  # W and b are contiguous: one pass over both, per layer
+    for l in range(net.n_layers - 1, -1, -1):
+        L = &net.layers[l]
+        optimizer_update(&opt.h, params + L.w, grads + L.w,
+                         state + L.w if state != NULL else NULL,
+                         L.n_in * L.n_out + L.n_out, net.n_params, <floating> opt.lr, opt.t)
+    return 0
 
 
 cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
@@ -260,26 +317,28 @@ cdef bint all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
     return True
 
 
-cdef int check_signals() except -1 with gil:
-    """Runs Python's signal handlers; a KeyboardInterrupt propagates from here."""
-    PyErr_CheckSignals()
-    return 0
-
-
 cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                     const floating* sw, Py_ssize_t n, const Py_ssize_t* orders,
                     Py_ssize_t n_epochs, Py_ssize_t batch, floating* params,
                     floating* grads, floating* state, floating* work, double* acc, int loss,
-                    double alpha, double* loss_out, double* metric_out, Py_ssize_t* done,
-                    Py_ssize_t* bad_batch) except -1 nogil:
+                    double alpha, bint stop_nonfinite, double* loss_out, double* metric_out,
+                    Py_ssize_t* done, Py_ssize_t* bad_batch) except -1 nogil:
     """n_epochs epochs over the n rows of X, Y (row weights sw or NULL),
     visiting rows in the order of orders[epoch·n : (epoch+1)·n] (or storage
-    order when orders is NULL). A shuffled batch of dense X is gathered into
-    work; sparse X is read in place (the first layer takes the row indices). Returns 0, or 1 when a batch's loss was not
+    order when orders is NULL). Returns 0; 1 when a batch's loss was not
     finite: then bad_batch names it, and the parameters are those before it —
-    or, if those are not finite either, the ones the epoch started from.
-    done counts the completed epochs; a KeyboardInterrupt raised between two
-    batches propagates with everything consistent."""
+    or, if those are not finite either, the ones the epoch started from; 2 when
+    the epoch's last update left non-finite parameters (bad_batch: the last
+    batch; the epoch's start is put back). done counts the completed epochs.
+    A KeyboardInterrupt (-1) propagates from inside a step (see train_step;
+    its first poll comes before anything changes, so every batch boundary is
+    a check point) with the parameters and optimizer state of a whole number
+    of steps, and an epoch whose last step completed is counted in done.
+    A shuffled batch of dense X is gathered into work; sparse X is read in
+    place (the first layer takes the row indices). Without stop_nonfinite,
+    training goes on through non-finite costs and weights (scikit-learn's
+    behaviour) and returns 0; bad_batch then names the first such batch (its
+    index within its epoch), or stays -1."""
     cdef Py_ssize_t epoch, start, nb
     cdef floating* Xb = work + activations_size(net, batch) + 2 * batch * net.max_width
     cdef floating* Yb = Xb + (0 if X.sparse else batch * net.n_in)
@@ -305,31 +364,31 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                 gather_rows(Y, order, nb, net.n_out, Yb)
                 if sw != NULL:
                     gather_rows(sw, order, nb, 1, Wb)
-                step_loss = train_step(net, opt, params, grads, state, &xb, Yb,
-                                       Wb if sw != NULL else NULL, nb, batch, work, acc,
-                                       loss, alpha, &metric)
+                train_step(net, opt, params, grads, state, &xb, Yb,
+                           Wb if sw != NULL else NULL, nb, batch, work, acc, loss, alpha,
+                           stop_nonfinite, &metric, &step_loss,
+                           snapshot if start == 0 else NULL, &work_done)
             else:
                 xb.first = start
-                step_loss = train_step(net, opt, params, grads, state,
-                                       &xb, Y + start * net.n_out,
-                                       sw + start if sw != NULL else NULL, nb, batch, work,
-                                       acc, loss, alpha, &metric)
-            if not isfinite(step_loss):
+                train_step(net, opt, params, grads, state, &xb, Y + start * net.n_out,
+                           sw + start if sw != NULL else NULL, nb, batch, work, acc, loss,
+                           alpha, stop_nonfinite, &metric, &step_loss,
+                           snapshot if start == 0 else NULL, &work_done)
+            if not isfinite(step_loss) and not stop_nonfinite:
+                if bad_batch[0] < 0:
+                    bad_batch[0] = start // batch
+            elif not isfinite(step_loss):
                 bad_batch[0] = start // batch
                 if not all_finite(params, net.n_params):
                     memcpy(params, snapshot, net.n_params * sizeof(floating))
                 return 1
             total += step_loss
             start += nb
-            work_done += <double> nb * net.n_params
-            if work_done > SIGNAL_WORK:
-                work_done = 0
-                check_signals()
-        if not all_finite(params, net.n_params):
+        if stop_nonfinite and not all_finite(params, net.n_params):
             # the epoch's last update overflowed: no later batch will see it
             bad_batch[0] = (n - 1) // batch
             memcpy(params, snapshot, net.n_params * sizeof(floating))
-            return 1
+            return 2
         loss_out[epoch] = total / n
         metric_out[epoch] = metric / n
         done[0] = epoch + 1
@@ -338,27 +397,35 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
 
 # ------------------------------------------------------ loss and gradient
 
-cdef double loss_gradient_rows(Net* net, floating* params, const Input* X,
-                               const floating* Y, const floating* sw, Py_ssize_t n, int loss,
-                               double alpha, floating* grads, floating* work,
-                               double* acc) noexcept nogil:
-    """The whole data set's cost (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D (D as in
-    train_step) at the current parameters, and its gradient into grads,
-    GRAD_CHUNK rows at a time (work: workspace for GRAD_CHUNK-row batches)."""
+cdef int loss_gradient_rows(Net* net, floating* params, const Input* X, const floating* Y,
+                            const floating* sw, Py_ssize_t n, int loss, double alpha,
+                            floating* grads, floating* work, double* acc,
+                            double* value) except -1 nogil:
+    """value := the whole data set's cost (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D (D as
+    in train_step) at the current parameters, and its gradient into grads,
+    GRAD_CHUNK rows at a time (work: workspace for GRAD_CHUNK-row batches).
+    Polls for Ctrl-C between layers (-1: raised; grads then partial)."""
     cdef Py_ssize_t c, start, nb, rows = min(n, GRAD_CHUNK)
-    cdef double metric = 0, total = 0
-    cdef Input chunk = X[0]
+    cdef double metric = 0, total = 0, part, work_done = 0
     cdef double denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
+    cdef floating decay = <floating> (alpha / denom)
+    cdef Input chunk = X[0]
     for c in range((n + GRAD_CHUNK - 1) // GRAD_CHUNK):
         start = c * GRAD_CHUNK
         nb = min(GRAD_CHUNK, n - start)
         chunk.first = start
-        total += forward_loss(net, params, &chunk, Y + start * net.n_out,
-                              sw + start if sw != NULL else NULL, nb, rows, work, loss, denom,
-                              &metric)
-        backward(net, NULL, params, grads, NULL, &chunk, nb, rows, work,
-                 <floating> (alpha / denom) if c == 0 else 0, c > 0, acc)
-    return (total + penalty(net, params, alpha)) / denom
+        forward_loss(net, params, &chunk, Y + start * net.n_out,
+                     sw + start if sw != NULL else NULL, nb, rows, work, loss, denom, &metric,
+                     &part, &work_done)
+        total += part
+        if c == 0:  # the first chunk writes the gradient (and the penalty's part)
+            backward(net, params, grads, &chunk, nb, rows, work, 1, 1 if decay != 0 else 0, 0,
+                     decay, False, NULL, &work_done, acc)
+        else:       # the others add to it
+            backward(net, params, grads, &chunk, nb, rows, work, 1, 1, 1, 0, False, NULL,
+                     &work_done, acc)
+    value[0] = (total + penalty(net, params, alpha)) / denom
+    return 0
 
 
 # ---------------------------------------------------------------- inference
@@ -383,38 +450,44 @@ cdef void forward_rows(Net* net, const floating* params, const Input* X,
         inp = dst
 
 
-cdef double evaluate_rows(Net* net, const floating* params, const Input* X,
-                          const floating* Y, Py_ssize_t n, int loss, floating* buf,
-                          double* metric) noexcept nogil:
-    """Σ of the per-example losses over n rows, in chunks; buf holds
-    CHUNK·(2·max_width + n_out) elements."""
+cdef int evaluate_rows(Net* net, const floating* params, const Input* X,
+                       const floating* Y, Py_ssize_t n, int loss, floating* buf,
+                       double* total, double* metric) except -1 nogil:
+    """total := Σ of the per-example losses over n rows, in chunks; buf holds
+    CHUNK·(2·max_width + n_out) elements. Polls for Ctrl-C between chunks."""
     cdef Py_ssize_t c, start, nb, rows = min(n, CHUNK)
     cdef floating* Z = buf + 2 * rows * net.max_width
-    cdef double total = 0
+    cdef double work_done = 0
     cdef Input chunk = X[0]
+    total[0] = 0
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         nb = min(CHUNK, n - start)
         chunk.first = start
-        forward_rows(net, params, &chunk, nb, LINEAR, buf,
-                     buf + rows * net.max_width, Z)
-        total += output_loss(Z, Y + start * net.n_out, NULL, NULL, nb, net.n_out,
-                             net.layers[net.n_layers - 1].act, loss, nb, metric)
-    return total
+        forward_rows(net, params, &chunk, nb, LINEAR, buf, buf + rows * net.max_width, Z)
+        total[0] += output_loss(Z, Y + start * net.n_out, NULL, NULL, nb, net.n_out,
+                                net.layers[net.n_layers - 1].act, loss, nb, metric)
+        if poll_signals(&work_done, <double> nb * net.n_params) < 0:
+            return -1
+    return 0
 
 
-cdef void forward_chunks(Net* net, const floating* params, const Input* X,
-                         Py_ssize_t n, int last_act, floating* buf,
-                         floating* out) noexcept nogil:
+cdef int forward_chunks(Net* net, const floating* params, const Input* X,
+                        Py_ssize_t n, int last_act, floating* buf,
+                        floating* out) except -1 nogil:
     """out := the network on X, CHUNK rows at a time; buf holds
-    2·min(n, CHUNK)·max_width elements."""
+    2·min(n, CHUNK)·max_width elements. Polls for Ctrl-C between chunks."""
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
+    cdef double work_done = 0
     cdef Input chunk = X[0]
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         chunk.first = start
         forward_rows(net, params, &chunk, min(CHUNK, n - start), last_act,
                      buf, buf + rows * net.max_width, out + start * net.n_out)
+        if poll_signals(&work_done, <double> min(CHUNK, n - start) * net.n_params) < 0:
+            return -1
+    return 0
 
 
 cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
@@ -423,7 +496,8 @@ cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
     went around nncore.model's validation from reading out of bounds. rows or
     cols of -1: any (cols -1 also means 1-D)."""
     if a is None or cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{name}: expected a C-contiguous {np.dtype(typenum)} array")
+        raise ValueError(f"{name}: expected a C-contiguous {cnp.PyArray_DescrFromType(typenum)} "
+                         "array")
     if a.ndim != (1 if cols < 0 else 2) or (rows >= 0 and a.shape[0] != rows) or (
             cols >= 0 and a.shape[1] != cols):
         raise ValueError(f"{name}: shape {(<object> a).shape} does not fit the network "
@@ -518,7 +592,7 @@ cdef class Network:
                      cnp.ndarray orders, Py_ssize_t batch, cnp.ndarray grads,
                      cnp.ndarray state, cnp.ndarray work, int loss, tuple hyper, double lr,
                      cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out,
-                     double alpha=0.0):
+                     double alpha=0.0, bint stop_nonfinite=True):
         """Runs len(loss_out) epochs of mini-batch training on the parameters.
 
         X (n×n_in), Y (n×n_out); sample_weight: (n,) row weights or empty;
@@ -532,14 +606,23 @@ cdef class Network:
         whose loss was not finite, optimizer steps taken] (the last read and
         updated). Writes each epoch's mean loss to loss_out and its metric to
         metric_out: the fraction classified correctly for classification
-        losses, the mean signed error (y − ŷ) for mse/mae. Returns 0, or 1 when a batch loss
-        was not finite (training stopped before that batch's update).
+        losses, the mean signed error (y − ŷ) for mse/mae. Returns 0; 1 when a batch loss
+        was not finite (training stopped before that batch's update); 2 when the
+        epoch's last update made the parameters non-finite (the epoch's start is
+        put back). Ctrl-C raises KeyboardInterrupt within ~SIGNAL_WORK
+        multiply-adds, with progress written (see run_epochs). X may be a CSR
+        matrix (see input_of).
 
         alpha: L2 penalty on the weights (not the biases), scikit-learn's MLP
         scaling: each batch's cost is (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D and its
         gradient gains alpha·W/D, D = Σᵢ wᵢ for the weighted-mean losses
         (half_squared_error, log_loss, poisson), else the batch's rows. An
         epoch's loss is Σ_batches cost·rows / n — scikit-learn's loss_curve_.
+
+        stop_nonfinite=False: keep training through non-finite batch costs and
+        weights, as scikit-learn's _fit_stochastic does (losses become inf or
+        NaN, weights may become NaN); returns 0 and progress[1] is the first
+        such batch (index within its epoch) or -1.
         """
         cdef Optimizer opt
         cdef Py_ssize_t n, n_epochs, p_size = self.net.n_params
@@ -585,14 +668,14 @@ cdef class Network:
                     status = run_epochs(&self.net, &opt, &inp, <double*> y,
                                         <double*> sw, n, order, n_epochs, batch,
                                         <double*> self.p, <double*> g, <double*> st,
-                                        <double*> w, acc, loss, alpha, lo, co, &done,
-                                        &bad_batch)
+                                        <double*> w, acc, loss, alpha, stop_nonfinite, lo,
+                                        co, &done, &bad_batch)
                 else:
                     status = run_epochs(&self.net, &opt, &inp, <float*> y,
                                         <float*> sw, n, order, n_epochs, batch,
                                         <float*> self.p, <float*> g, <float*> st,
-                                        <float*> w, acc, loss, alpha, lo, co, &done,
-                                        &bad_batch)
+                                        <float*> w, acc, loss, alpha, stop_nonfinite, lo,
+                                        co, &done, &bad_batch)
         finally:
             free(acc)
             progress[0], progress[1], progress[2] = done, bad_batch, opt.t
@@ -607,7 +690,8 @@ cdef class Network:
         parameters' layout and dtype) — for the weighted-mean losses the
         gradient of scikit-learn's MLP._backprop (its squared error's delta is
         not divided by the outputs). Chunks of rows, GIL released. A
-        non-finite cost is returned as it is."""
+        non-finite cost is returned as it is. Ctrl-C raises KeyboardInterrupt
+        between layers (grad_out then partly written)."""
         cdef Input inp
         cdef Py_ssize_t n = self.input_of(X, &inp)
         expect(Y, self.typenum, n, self.net.n_out, "Y")
@@ -629,17 +713,19 @@ cdef class Network:
             free(work)
             free(acc)
             raise MemoryError()
-        with nogil:
-            if self.is_double:
-                value = loss_gradient_rows(&self.net, <double*> self.p, &inp,
-                                           <double*> y, <double*> sw, n, loss, alpha,
-                                           <double*> g, <double*> work, acc)
-            else:
-                value = loss_gradient_rows(&self.net, <float*> self.p, &inp,
-                                           <float*> y, <float*> sw, n, loss, alpha,
-                                           <float*> g, <float*> work, acc)
-        free(work)
-        free(acc)
+        try:
+            with nogil:
+                if self.is_double:
+                    loss_gradient_rows(&self.net, <double*> self.p, &inp, <double*> y,
+                                       <double*> sw, n, loss, alpha, <double*> g,
+                                       <double*> work, acc, &value)
+                else:
+                    loss_gradient_rows(&self.net, <float*> self.p, &inp, <float*> y,
+                                       <float*> sw, n, loss, alpha, <float*> g,
+                                       <float*> work, acc, &value)
+        finally:
+            free(work)
+            free(acc)
         return value
 
     def perceptron_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray orders, double lr,
@@ -648,9 +734,12 @@ cdef class Network:
         network (src/_perceptron.pxd), visiting rows in the order of each row of
         orders (or storage order when it is empty). Writes each epoch's mean
         |y − ŷ| to loss_out and its number of misclassified examples to
-        metric_out; progress[0] := epochs done. Returns 0."""
-        cdef Py_ssize_t n, n_epochs, epoch
+        metric_out; progress[0] := epochs done. Returns 0. Ctrl-C raises
+        KeyboardInterrupt between two rows within ~SIGNAL_WORK multiply-adds,
+        with progress[0] counting the completed epochs."""
+        cdef Py_ssize_t n, n_epochs, epoch, start, rows, done = 0
         cdef Layer* L = &self.net.layers[0]
+        cdef double total, work_done = 0
         if self.net.n_layers != 1:
             raise ValueError("the perceptron rule trains a network of one layer")
         expect(X, self.typenum, -1, self.net.n_in, "X")
@@ -664,46 +753,63 @@ cdef class Network:
         cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
+        cdef const Py_ssize_t* o = NULL
         cdef double* lo = <double*> data(loss_out)
         cdef double* mo = <double*> data(metric_out)
         cdef double scratch[PERCEPTRON_OUTPUTS]
         cdef void* z = <void*> scratch if L.n_out <= PERCEPTRON_OUTPUTS else malloc(
             L.n_out * sizeof(double))
+        # rows between two signal checks: a row costs up to 2·n_in·n_out multiply-adds
+        cdef Py_ssize_t step = max(1, SIGNAL_WORK // max(1, 2 * L.n_in * L.n_out))
+        cdef int raised = 0
         if z == NULL:
             raise MemoryError()
         with nogil:
             for epoch in range(n_epochs):
                 mo[epoch] = 0
-                if self.is_double:
-                    lo[epoch] = perceptron_epoch(
-                        <double*> x, <double*> y, n, L.n_in, L.n_out,
-                        order + epoch * n if order != NULL else NULL,
-                        <double*> self.p + L.w, <double*> self.p + L.b, <double> lr,
-                        &mo[epoch], <double*> z) / n
-                else:
-                    lo[epoch] = perceptron_epoch(
-                        <float*> x, <float*> y, n, L.n_in, L.n_out,
-                        order + epoch * n if order != NULL else NULL,
-                        <float*> self.p + L.w, <float*> self.p + L.b, <float> lr,
-                        &mo[epoch], <float*> z) / n
+                total = 0
+                start = 0
+                while start < n and not raised:
+                    rows = min(step, n - start)
+                    o = order + epoch * n + start if order != NULL else NULL
+                    if self.is_double:
+                        total += perceptron_epoch(
+                            <double*> x + (0 if o != NULL else start * L.n_in),
+                            <double*> y + (0 if o != NULL else start * L.n_out), rows,
+                            L.n_in, L.n_out, o, <double*> self.p + L.w,
+                            <double*> self.p + L.b, <double> lr, &mo[epoch], <double*> z)
+                    else:
+                        total += perceptron_epoch(
+                            <float*> x + (0 if o != NULL else start * L.n_in),
+                            <float*> y + (0 if o != NULL else start * L.n_out), rows,
+                            L.n_in, L.n_out, o, <float*> self.p + L.w,
+                            <float*> self.p + L.b, <float> lr, &mo[epoch], <float*> z)
+                    start += rows
+                    raised = poll_signals(&work_done, <double> rows * 2 * L.n_in * L.n_out)
+                if raised:
+                    break
+                lo[epoch] = (total / L.n_out if L.n_out > 0 else 0) / n
+                done = epoch + 1
         if z != <void*> scratch:
             free(z)
-        progress[0] = n_epochs
+        progress[0] = done
+        if raised:
+            reraise()
         return 0
 
-    cdef void forward_any(self, const Input* x, Py_ssize_t n, int last_act, void* buf,
-                          void* out) noexcept nogil:
+    cdef int forward_any(self, const Input* x, Py_ssize_t n, int last_act, void* buf,
+                         void* out) except -1 nogil:
         """forward_chunks on the parameters' dtype."""
         if self.is_double:
-            forward_chunks(&self.net, <double*> self.p, x, n, last_act,
-                           <double*> buf, <double*> out)
-        else:
-            forward_chunks(&self.net, <float*> self.p, x, n, last_act,
-                           <float*> buf, <float*> out)
+            return forward_chunks(&self.net, <double*> self.p, x, n, last_act,
+                                  <double*> buf, <double*> out)
+        return forward_chunks(&self.net, <float*> self.p, x, n, last_act,
+                              <float*> buf, <float*> out)
 
     def forward(self, object X, cnp.ndarray out, bint logits=False):
         """out (n×n_out) := the network's outputs on X (dense or CSR; the output
-        layer's pre-activation if logits)."""
+        layer's pre-activation if logits). Ctrl-C raises KeyboardInterrupt
+        between chunks of rows, leaving out partly written."""
         cdef Input x
         cdef Py_ssize_t n = self.input_of(X, &x)
         expect(out, self.typenum, n, self.net.n_out, "out")
@@ -716,13 +822,15 @@ cdef class Network:
         cdef bint release = n * self.params.shape[0] > RELEASE_GIL_WORK
         if buf == NULL:
             raise MemoryError()
-        if release:
-            with nogil:
+        try:
+            if release:
+                with nogil:
+                    self.forward_any(&x, n, last_act, buf, o)
+            else:
                 self.forward_any(&x, n, last_act, buf, o)
-        else:
-            self.forward_any(&x, n, last_act, buf, o)
-        if buf != <void*> small:
-            free(buf)
+        finally:
+            if buf != <void*> small:
+                free(buf)
 
     def predict(self, object X):
         """A new (n×n_out) array of the network's outputs on X; ValueError when
@@ -753,14 +861,16 @@ cdef class Network:
         cdef double total, metric = 0
         if buf == NULL:
             raise MemoryError()
-        with nogil:
-            if self.is_double:
-                total = evaluate_rows(&self.net, <double*> self.p, &x, <double*> y, n,
-                                      loss, <double*> buf, &metric)
-            else:
-                total = evaluate_rows(&self.net, <float*> self.p, &x, <float*> y, n,
-                                      loss, <float*> buf, &metric)
-        free(buf)
+        try:
+            with nogil:
+                if self.is_double:
+                    evaluate_rows(&self.net, <double*> self.p, &x, <double*> y, n,
+                                  loss, <double*> buf, &total, &metric)
+                else:
+                    evaluate_rows(&self.net, <float*> self.p, &x, <float*> y, n,
+                                  loss, <float*> buf, &total, &metric)
+        finally:
+            free(buf)
         if not isfinite(total):
             raise ValueError(OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
         return total / n, metric / n
@@ -776,3 +886,9 @@ def use_threads(int n):
     """Let this module's own parallel kernels (the large products on AVX-512
     CPUs, src/_big_gemm.h) use n threads. Set by nncore.blas.threads."""
     set_threads(n)
+
+
+def pool_state():
+    """This module's thread count and helper pool: {"threads", "helpers",
+    "woken": jobs each helper woke up for} (for tests and nncore.blas)."""
+    return _pool_state()
