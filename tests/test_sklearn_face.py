@@ -78,8 +78,10 @@ def fit_both(task, X=None, y=None, fit_kw=None, **params):
     with warnings.catch_warnings(record=True) as our_w:
         warnings.simplefilter("always")
         ours.fit(X, y, **(fit_kw or {}))
+    # scikit-learn's warnings, in order (NumPy's floating-point RuntimeWarnings from
+    # its matmul on a diverging run are not: the engine computes without NumPy)
     assert [(w.category, str(w.message)) for w in our_w] == \
-        [(w.category, str(w.message)) for w in ref_w]
+        [(w.category, str(w.message)) for w in ref_w if w.category is not RuntimeWarning]
     return ref, ours
 
 
@@ -327,43 +329,11 @@ def test_divergence_same_as_sklearn():
                                   np.isnan(ref.validation_scores_))
     assert all(np.isfinite(c).all() for c in ours.coefs_)
     assert rel_diff(ours.coefs_[0], ref.coefs_[0]) <= RTOL
-    # the cost overflows to inf while the weights stay finite: scikit-learn keeps
-    # training (the engine stops there, so the face continues in scikit-learn's code)
+    # the cost overflows to inf while the weights stay finite: scikit-learn keeps training
     ref, ours = fit_both("regression", X, y * 1e3, **{**params, "learning_rate_init": 10.0})
     assert np.isinf(ref.loss_curve_).any()
     np.testing.assert_array_equal(np.isinf(ours.loss_curve_), np.isinf(ref.loss_curve_))
     assert max(rel_diff(a, b) for a, b in zip(ours.coefs_, ref.coefs_)) <= RTOL
-
-
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-@pytest.mark.parametrize("solver", ["sgd", "adam"])
-def test_divergence_fallback_continues_the_same_trajectory(solver, momentum, monkeypatch):
-    """After the engine reports a non-finite cost, the face continues in
-    scikit-learn's own loop from the engine's weights and optimizer state: made to
-    happen at the third epoch, the model is still scikit-learn's, and partial_fit
-    carries the state on."""
-    real_epoch, calls = nk._Net.epoch, []
-
-    def epoch(self, *args):
-        calls.append(1)
-        if len(calls) == 3:
-            real_epoch(self, *args)          # trains, then "diverges": the face rolls back
-            return 1, float("nan")
-        return real_epoch(self, *args)
-
-    monkeypatch.setattr(nk._Net, "epoch", epoch)
-    params = dict(SMALL, solver=solver, momentum=momentum, learning_rate_init=0.05)
-    ref, ours = fit_both("multiclass", **params)
-    assert len(calls) == 3
-    assert_same_model(ours, ref)
-    X, y = data("multiclass")
-    ref, ours = pair("multiclass", **params)
-    calls.clear()   # the third partial_fit falls back; the fourth is the engine's again
-    for est in (ref, ours):
-        for _ in range(4):
-            est.partial_fit(X, y, classes=np.unique(y))
-    assert len(calls) == 4
-    assert_same_model(ours, ref)
 
 
 def test_assigned_weights_of_the_wrong_shape_are_an_error_not_a_crash():
