@@ -340,12 +340,15 @@ class _EngineMLP:
             self.intercepts_ = self._best_intercepts
 
     def _engine_optimizer(self):
-        """nncore's optimizer object in scikit-learn's form, for its hyper() tuple."""
+        """nncore's optimizer in scikit-learn's form, for its hyper() tuple, with
+        the hyper-parameters of scikit-learn's optimizer object (which, as in
+        scikit-learn, partial_fit keeps from its first call)."""
+        opt = self._optimizer
         if self.solver == "sgd":
-            return SGD(lr=self.learning_rate_init, momentum=self.momentum,
-                       nesterov=self.nesterovs_momentum and self.momentum > 0, form="sklearn")
-        return Adam(lr=self.learning_rate_init, beta1=self.beta_1, beta2=self.beta_2,
-                    eps=self.epsilon, form="sklearn")
+            return SGD(lr=opt.learning_rate_init, momentum=opt.momentum,
+                       nesterov=opt.nesterov and opt.momentum > 0, form="sklearn")
+        return Adam(lr=opt.learning_rate_init, beta1=opt.beta_1, beta2=opt.beta_2,
+                    eps=opt.epsilon, form="sklearn")
 
     # ------------------------------------------------------------ L-BFGS
 

@@ -187,7 +187,9 @@ def test_same_model_warm_start_and_partial_fit(task):
               {"classes": np.arange(3)} if task == "multilabel" else {})
         for est in (ref, ours):
             est.partial_fit(X[:60], y[:60], **kw)
-            for _ in range(3):                    # the optimizer state carries over
+            # the optimizer (state and hyper-parameters) carries over, as in scikit-learn
+            est.set_params(momentum=0.5, beta_1=0.5, learning_rate_init=0.2)
+            for _ in range(3):
                 est.partial_fit(X[60:], y[60:])
         assert_same_model(ours, ref)
 
