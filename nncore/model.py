@@ -402,6 +402,13 @@ class Sequential:
         with blas_threads(self.n_threads):
             return self._net.predict(X)
 
+    def to_onnx(self, path=None, **kwargs):
+        """Export as an ONNX graph to `path` and return the onnx.ModelProto:
+        nncore.onnx.export(self, path, **kwargs) — see there. Needs the onnx
+        package (pip install "nncore-cpu[onnx]")."""
+        from . import onnx
+        return onnx.export(self, path, **kwargs)
+
     def evaluate(self, X, y):
         """{"loss": mean cost} plus "accuracy" for classification losses
         (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)
