@@ -22,7 +22,7 @@ class Schedule:
     """Base class. Subclasses set `initial` and implement `_at(epoch)`; `_params`
     names the constructor arguments (as attributes; `lr` is `initial`) for repr."""
 
-    _params = ()
+    _params: tuple[str, ...] = ()
 
     def start(self, epoch):
         """The learning rate for epoch `epoch` (0-based)."""
