@@ -6,7 +6,10 @@ forward pass never needs to keep Z:
     sigmoid' = a(1-a), tanh' = 1-a², relu' = [a>0], leaky_relu' = 1 or 0.01,
     step' = 0 (almost everywhere), softmax: dz = a ⊙ (da − ⟨da, a⟩) per row.
 """
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import NDArray
 
 #: name -> code shared with the compiled kernels (src/_activation.pxd).
 ACTIVATIONS = {
@@ -23,14 +26,16 @@ LINEAR, STEP, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(7)
 LEAKY_SLOPE = 0.01
 
 
-def sigmoid(z, out=None):
+def sigmoid(z: NDArray[np.floating], out: NDArray[np.floating] | None = None
+            ) -> NDArray[np.floating]:
     """1 / (1 + e^-z), stable for large |z| (never evaluates e^{+large})."""
     e = np.exp(-np.abs(z))
     pos = z >= 0
     return np.divide(np.where(pos, 1, e), 1 + e, out=out)
 
 
-def softmax(z, out=None):
+def softmax(z: NDArray[np.floating], out: NDArray[np.floating] | None = None
+            ) -> NDArray[np.floating]:
     """Row-wise softmax, max-subtracted so it cannot overflow."""
     out = np.subtract(z, z.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
@@ -38,7 +43,7 @@ def softmax(z, out=None):
     return out
 
 
-def activate(Z, act):
+def activate(Z: NDArray[np.floating], act: int) -> NDArray[np.floating]:
     """Z := f(Z) in place, for an activation code; returns Z."""
     if act == STEP:
         np.greater(Z, 0, out=Z)  # writes 1.0 / 0.0 into the float array
@@ -55,7 +60,8 @@ def activate(Z, act):
     return Z
 
 
-def backward(dA, A, act):
+def backward(dA: NDArray[np.floating], A: NDArray[np.floating], act: int
+             ) -> NDArray[np.floating]:
     """dA := dA ⊙ f'(Z) in place, with f' taken from A = f(Z); returns dA."""
     if act == STEP:
         dA[...] = 0
