@@ -4,7 +4,8 @@ kernels in src/_activation.pxd.
 Derivatives are expressed through the activation's output A = f(Z), so the
 forward pass never needs to keep Z:
     sigmoid' = a(1-a), tanh' = 1-a², relu' = [a>0], leaky_relu' = 1 or 0.01,
-    step' = 0 (almost everywhere), softmax: dz = a ⊙ (da − ⟨da, a⟩) per row.
+    step' = 0 (almost everywhere), softmax: dz = a ⊙ (da − ⟨da, a⟩) per row,
+    exp' = a (exp: the output activation of a Poisson regression).
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ ACTIVATIONS = {
     "relu": 4,
     "leaky_relu": 5,
     "softmax": 6,
+    "exp": 7,
 }
-LINEAR, STEP, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(7)
+LINEAR, STEP, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, EXP = range(8)
 #: slope of leaky_relu for negative inputs
 LEAKY_SLOPE = 0.01
 
@@ -57,6 +59,8 @@ def activate(Z: NDArray[np.floating], act: int) -> NDArray[np.floating]:
         np.multiply(Z, np.where(Z > 0, 1, Z.dtype.type(LEAKY_SLOPE)).astype(Z.dtype), out=Z)
     elif act == SOFTMAX:
         softmax(Z, out=Z)
+    elif act == EXP:
+        np.exp(Z, out=Z)
     return Z
 
 
@@ -76,4 +80,6 @@ def backward(dA: NDArray[np.floating], A: NDArray[np.floating], act: int
     elif act == SOFTMAX:
         dot = np.einsum("ij,ij->i", dA, A, dtype=np.float64)[:, None]
         np.multiply(A, dA - dot.astype(A.dtype), out=dA)
+    elif act == EXP:
+        dA *= A
     return dA

@@ -31,6 +31,8 @@ MAX_META_BYTES = 1 << 20   # the JSON document; a model's arrays live outside it
 ARRAYS = {"meta", "params", "state"}
 OPTIMIZERS = {"SGD": ("momentum", "nesterov", "weight_decay"),
               "Adam": ("beta1", "beta2", "eps", "weight_decay", "decoupled")}
+# settings added after VERSION 1, with the value that files written before mean
+LATER = {"form": "torch"}
 SCHEDULES = {cls.__name__: cls for cls in (schedules.Constant, schedules.StepDecay,
                                            schedules.Exponential, schedules.InverseTime,
                                            schedules.Cosine, schedules.ReduceOnPlateau)}
@@ -47,6 +49,7 @@ def save(model, path):
         "loss": model.loss, "dtype": model.dtype.name, "backend": model.backend,
         "seed": model.seed if isinstance(model.seed, int) else None,
         "n_threads": model.n_threads, "optimizer": _optimizer_meta(model.optimizer),
+        "alpha": model.alpha,
         "steps": model._steps, "epoch": model._epoch,
         "rng": model.rng.bit_generator.state,
         "history": None if model.history is None else {
@@ -90,10 +93,11 @@ def load(path):
         raise ValueError(f"corrupt model file: seed {seed!r} is not a non-negative integer")
     n_threads = _integer(meta, "n_threads", low=1)
     optimizer = _optimizer(meta.get("optimizer"), {"SGD": SGD, "Adam": Adam})
+    alpha = meta.get("alpha", 0.0)
     try:
         model = Sequential([Dense(n_in, n_out, act) for n_in, n_out, act in layers], loss=loss,
                            optimizer=optimizer, seed=seed, dtype=dtype, backend=backend,
-                           n_threads=n_threads)
+                           n_threads=n_threads, alpha=alpha)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"corrupt model file: {exc}") from None
     model._params[...] = _vector(arrays, "params", model._params.shape[0], dtype)
@@ -179,6 +183,7 @@ def _optimizer(spec, classes):
         raise ValueError(f"corrupt model file: the optimizer must be one of {sorted(OPTIMIZERS)}")
     name = spec["name"]
     kwargs = {key: spec.get(key) for key in OPTIMIZERS[name]}
+    kwargs.update({key: spec.get(key, default) for key, default in LATER.items()})
     try:
         lr = _schedule(spec.get("lr"))
         return classes[name](lr=lr, **kwargs)
@@ -262,7 +267,7 @@ def _choice(meta, key, allowed, where=""):
 
 def _optimizer_meta(opt):
     spec = {"name": type(opt).__name__, "lr": _schedule_meta(opt.schedule)}
-    spec.update({key: getattr(opt, key) for key in OPTIMIZERS[spec["name"]]})
+    spec.update({key: getattr(opt, key) for key in (*OPTIMIZERS[spec["name"]], *LATER)})
     return spec
 
 

@@ -3,7 +3,8 @@ passes (src/_layer.pxd).
 
     forward:  A = f(X·W + b)                     W: (in_features, out_features)
     backward: dX = (dZ·Wᵀ) ⊙ f'_prev(X)          (before W changes)
-              gW = α·Xᵀ·dZ + β·gW,  gb = α·Σᵢ dZᵢ + β·gb
+              gW = α·Xᵀ·dZ + β·gW,  gb = α·Σᵢ dZᵢ + β_b·gb
+    L2 penalty: l2_penalty(W) = Σ W², l2_gradient: gW = coef·W
 """
 from __future__ import annotations
 
@@ -114,9 +115,21 @@ def dense_forward(X, W, b, act, out):
     return activate(out, act)
 
 
-def dense_backward(X, dZ, W, prev_act, dX, gW, gb, alpha, beta):
+def l2_penalty(W):
+    """Σ W² (in float64)."""
+    W = W.reshape(-1)
+    return float(np.dot(W.astype(np.float64, copy=False), W.astype(np.float64, copy=False)))
+
+
+def l2_gradient(W, coef, gW):
+    """gW := coef·W in place."""
+    np.multiply(W, gW.dtype.type(coef), out=gW)
+
+
+def dense_backward(X, dZ, W, prev_act, dX, gW, gb, alpha, beta, beta_b=None):
     """dX := (dZ·Wᵀ) ⊙ f'_prev(X) unless dX is None; gW := α·Xᵀ·dZ + β·gW;
-    gb := α·Σ dZ + β·gb (sums in float64)."""
+    gb := α·Σ dZ + β_b·gb (β_b: β by default; sums in float64)."""
+    beta_b = beta if beta_b is None else beta_b
     if dX is not None:
         np.matmul(dZ, W.T, out=dX)
         backward(dX, X, prev_act)
@@ -130,4 +143,4 @@ def dense_backward(X, dZ, W, prev_act, dX, gW, gb, alpha, beta):
             gW *= dt(beta)
         gW += dt(alpha) * (X.T @ dZ)
     sums = dZ.sum(axis=0, dtype=np.float64)
-    gb[...] = alpha * sums + (beta * gb if beta != 0 else 0)
+    gb[...] = alpha * sums + (beta_b * gb if beta_b != 0 else 0)

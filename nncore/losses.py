@@ -7,21 +7,38 @@ mean over every element; for cross-entropy it is −Σₖ yₖ·log pₖ over th
 classes. The public functions work on plain arrays (lists too) and return a
 float; the model uses the fused kernel, which reads the output layer's
 pre-activation so softmax/sigmoid + cross-entropy stay finite for any logit.
+
+The weighted-mean losses are scikit-learn's MLP losses
+(sklearn/neural_network/_base.py, 1.9), with its conventions: a batch's cost
+is Σᵢ wᵢ·ℓᵢ / Σᵢ wᵢ (np.average), and the output delta is MLP._backprop's
+wᵢ·(f(z) − y) / Σᵢ wᵢ:
+    half_squared_error  ℓ = ½·meanⱼ (ŷ − y)²     (scikit-learn's "squared_error";
+                        its delta is not divided by the k outputs, so for k > 1
+                        it is the gradient of k·ℓ — kept for parity)
+    log_loss            softmax output: ℓ = −Σⱼ y·log clip(p); sigmoid output
+                        (binary, multilabel): ℓ = −Σⱼ [y·log clip(p) + (1−y)·log(1−clip(p))],
+                        clip to [eps, 1 − eps], eps = the dtype's machine epsilon
+    poisson             exp output: ℓ = Σⱼ [y·log(y/ŷ) − y + ŷ]  (0·log(·) = 0)
 """
 from __future__ import annotations
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .activations import SIGMOID, SOFTMAX, activate, backward
+from .activations import EXP, SIGMOID, SOFTMAX, activate, backward
 
 #: name -> code shared with the compiled kernels (src/_loss.pxd).
-LOSSES = {"mse": 0, "mae": 1, "cross_entropy": 2, "binary_cross_entropy": 3}
-MSE, MAE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY = range(4)
+LOSSES = {"mse": 0, "mae": 1, "cross_entropy": 2, "binary_cross_entropy": 3,
+          "half_squared_error": 4, "log_loss": 5, "poisson": 6}
+(MSE, MAE, CROSS_ENTROPY, BINARY_CROSS_ENTROPY, HALF_SQUARED_ERROR, LOG_LOSS,
+ POISSON) = range(7)
 #: losses that classify, and so also report accuracy
-CLASSIFICATION = {CROSS_ENTROPY, BINARY_CROSS_ENTROPY}
-#: the output activation each classification loss is defined on
-REQUIRED_OUTPUT = {CROSS_ENTROPY: "softmax", BINARY_CROSS_ENTROPY: "sigmoid"}
+CLASSIFICATION = {CROSS_ENTROPY, BINARY_CROSS_ENTROPY, LOG_LOSS}
+#: losses whose batch cost divides by Σ wᵢ (scikit-learn's), not by the rows
+WEIGHTED_MEAN = {HALF_SQUARED_ERROR, LOG_LOSS, POISSON}
+#: the output activation(s) each loss is defined on (the others take any)
+REQUIRED_OUTPUT = {CROSS_ENTROPY: ("softmax",), BINARY_CROSS_ENTROPY: ("sigmoid",),
+                   LOG_LOSS: ("softmax", "sigmoid"), POISSON: ("exp",)}
 #: probabilities are clipped to [EPS, 1 − EPS] before a log in the public functions
 EPS = 1e-15
 
@@ -127,14 +144,19 @@ def one_hot(labels, classes, name="y"):
 
 # --------------------------------------------------------- the kernel's twin
 
-def output_loss(Z, Y, dZ, act, loss, sample_weight=None):
+def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
     """NumPy twin of the fused output kernel: Z := f(Z) in place; dZ :=
-    ∂(Σᵢ wᵢ·lossᵢ / n)/∂Z unless dZ is None (wᵢ: sample_weight, or 1). Returns
-    (Σᵢ wᵢ·lossᵢ, metric): the metric is the number of examples classified
-    correctly for the classification losses (fractional over outputs for binary
-    cross-entropy), Σᵢ mean over outputs of (y − ŷ) for mse and mae."""
+    ∂(Σᵢ wᵢ·lossᵢ / denom)/∂Z unless dZ is None (wᵢ: sample_weight, or 1;
+    denom: n by default; the weighted-mean losses' deltas are scikit-learn's,
+    see the module docstring). Returns (Σᵢ wᵢ·lossᵢ, metric): the metric is the
+    number of examples classified correctly for the classification losses
+    (fractional over outputs for binary cross-entropy and sigmoid log_loss),
+    Σᵢ mean over outputs of (y − ŷ) for the regression losses."""
     n, k = Z.shape
+    denom = n if denom is None else denom
     w = None if sample_weight is None else sample_weight[:, None]
+    if loss in WEIGHTED_MEAN:
+        return _weighted_mean_loss(Z, Y, dZ, act, loss, sample_weight, denom)
     if loss == CROSS_ENTROPY and act == SOFTMAX:
         zmax = Z.max(axis=1, keepdims=True)
         lse = zmax + np.log(np.exp(Z - zmax).sum(axis=1, keepdims=True, dtype=np.float64)
@@ -163,10 +185,51 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None):
             np.multiply(E if loss == MSE else np.sign(E), Z.dtype.type(2 if loss == MSE else 1)
                         / Z.dtype.type(k), out=dZ)
     if dZ is not None:
-        dZ *= Z.dtype.type(1) / Z.dtype.type(n)
+        dZ *= Z.dtype.type(1) / Z.dtype.type(denom)
         if w is not None:
             dZ *= w
         if not (loss in CLASSIFICATION):
             backward(dZ, Z, act)
     total = float(rows @ sample_weight.astype(np.float64)) if w is not None else float(rows.sum())
+    return total, metric
+
+
+def _weighted_mean_loss(Z, Y, dZ, act, loss, sample_weight, denom):
+    """output_loss for the weighted-mean losses (scikit-learn's; see the
+    module docstring)."""
+    dt = Z.dtype.type
+    k = Z.shape[1]
+    activate(Z, act)
+    if loss == LOG_LOSS:
+        eps = np.finfo(Z.dtype).eps
+        P = np.clip(Z, eps, 1 - eps)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ll = np.where(Y != 0, Y * np.log(P), 0)
+            if act != SOFTMAX:
+                ll += np.where(Y != 1, (1 - Y) * np.log(1 - P), 0)
+        rows = -ll.sum(axis=1, dtype=np.float64)
+        if act == SOFTMAX:
+            hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)
+            metric = float(np.count_nonzero(hit))
+        else:
+            metric = float(np.count_nonzero((Z > 0.5) == (Y > 0.5))) / k
+    else:
+        E = Z - Y
+        if loss == HALF_SQUARED_ERROR:
+            rows = (E * E).sum(axis=1, dtype=np.float64) / (2 * k)
+        else:  # poisson
+            with np.errstate(divide="ignore", invalid="ignore"):
+                xlogy = np.where(Y != 0, Y * np.log(Y / Z), 0)
+            rows = (xlogy - Y + Z).sum(axis=1, dtype=np.float64)
+        metric = -float(E.sum(dtype=np.float64)) / k
+    if dZ is not None:
+        np.subtract(Z, Y, out=dZ)
+        if sample_weight is None:
+            dZ *= dt(1 / denom)
+        else:
+            dZ *= (sample_weight / np.float64(denom)).astype(Z.dtype)[:, None]
+        if loss == HALF_SQUARED_ERROR:
+            backward(dZ, Z, act)
+    total = (float(rows @ sample_weight.astype(np.float64)) if sample_weight is not None
+             else float(rows.sum()))
     return total, metric

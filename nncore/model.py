@@ -13,11 +13,11 @@ import numpy as np
 from . import _engine, reference
 from .activations import ACTIVATIONS, STEP
 from .layers import Dense
-from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
+from .losses import CLASSIFICATION, CROSS_ENTROPY, LOG_LOSS, LOSSES, POISSON, REQUIRED_OUTPUT
 from . import training
 from .blas import default_threads, threads as blas_threads
 from .callbacks import Callback, ProgressBar, maximised
-from .optimizers import SGD, Optimizer
+from .optimizers import SGD, Optimizer, _check_number
 from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
 
 BACKENDS = {"cython": _engine, "numpy": reference}
@@ -33,7 +33,17 @@ class Sequential:
     """A feed-forward network: Dense layers applied in order.
 
     loss: "mse" | "mae" | "cross_entropy" (softmax output) |
-          "binary_cross_entropy" (sigmoid output).
+          "binary_cross_entropy" (sigmoid output) | and scikit-learn's MLP losses,
+          whose batch cost is the sample-weighted mean Σᵢ wᵢ·lossᵢ / Σᵢ wᵢ
+          (nncore.losses): "half_squared_error" (its "squared_error"),
+          "log_loss" (softmax or sigmoid output), "poisson" (exp output).
+    alpha: L2 penalty on the weights (not the biases), scaled as scikit-learn's
+    MLP alpha: each batch's cost gains ½·alpha·Σ‖W‖²/D and its gradient
+    alpha·W/D, where D is the batch's normaliser (Σᵢ wᵢ for scikit-learn's
+    losses, the batch's rows for the others) — so the penalty's weight relative
+    to the data shrinks as batches grow, unlike Keras's kernel_regularizer
+    (l2·Σ‖W‖² per batch) or weight_decay. History's "loss" includes it;
+    evaluate() reports the data loss only.
     A network of a single step layer (threshold neurons) is trained by the
     perceptron rule, w ← w + lr·(y − ŷ)·x, with the optimizer's learning rate.
     optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
@@ -44,16 +54,18 @@ class Sequential:
     """
 
     def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
-                 backend="cython", n_threads=None):
+                 backend="cython", n_threads=None, alpha=0.0):
         self._layers = tuple(_check_layers(layers))
         if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
         out_act = self.layers[-1].activation
         needed = REQUIRED_OUTPUT.get(LOSSES[loss])
-        if needed is not None and out_act != needed:
-            raise ValueError(f"loss {loss!r} needs a {needed} output layer, but the last Dense "
-                             f"has activation {out_act!r}; use activation={needed!r} there")
+        if needed is not None and out_act not in needed:
+            raise ValueError(f"loss {loss!r} needs a {' or '.join(needed)} output layer, but the "
+                             f"last Dense has activation {out_act!r}; use "
+                             f"activation={needed[0]!r} there")
         self.loss = loss
+        self.alpha = _check_number("alpha", alpha, low=0.0)
         for i, layer in enumerate(self.layers):
             if layer.activation == "softmax" and layer.out_features == 1:
                 raise ValueError(f"layers[{i}] is a softmax over one output, which is always 1 "
@@ -351,12 +363,45 @@ class Sequential:
         return base
 
     def _targets(self, y, n):
-        classes = self._loss_code == CROSS_ENTROPY
+        classes = self._loss_code == CROSS_ENTROPY or (
+            self._loss_code == LOG_LOSS and self.layers[-1].activation == "softmax")
         Y = as_targets(y, n, self.n_outputs, classes, self.dtype)
         if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"y holds values in [{Y.min():g}, {Y.max():g}]; loss {self.loss!r} "
                              "expects targets in [0, 1] (one-hot rows or 0/1 labels)")
+        if self._loss_code == POISSON and Y.min() < 0:
+            raise ValueError(f"y holds values down to {Y.min():g}; loss 'poisson' expects "
+                             "counts or rates >= 0")
         return Y
+
+    def loss_and_gradient(self, X, y, sample_weight=None, params=None):
+        """The training cost over the whole data set at the current weights and
+        its gradient, without changing the weights (one compiled pass over X,
+        in chunks of rows): (float, flat ndarray of the model's dtype).
+
+        cost = (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D, D = Σᵢ wᵢ for scikit-learn's
+        losses (half_squared_error, log_loss, poisson), else n — the cost a
+        full-batch fit step descends. For those losses the gradient is
+        scikit-learn's MLP._backprop's (its _loss_grad_lbfgs after reordering):
+        for half_squared_error with k > 1 outputs that is the gradient of
+        k·(data term) + penalty, since its delta is not divided by k.
+        The gradient's layout (that of `params`): for each layer W
+        (in_features×out_features, row-major) then b; the concatenation of
+        np.ravel over get_weights(). params: such a flat vector, copied into the
+        weights first (so scipy.optimize.minimize(lambda p:
+        model.loss_and_gradient(X, y, params=p), x0, jac=True) trains the
+        model). X, y, sample_weight: as in fit.
+        """
+        X = as_matrix(X, self.dtype, self._n_features)
+        Y = self._targets(y, X.shape[0])
+        weights = self._row_weights(Y, sample_weight, None)
+        if params is not None:
+            flat = as_param(params, "params", self._params.shape, self.dtype)
+            self._params[...] = flat
+        grad = np.empty_like(self._params)
+        with blas_threads(self.n_threads):
+            value = self._net.loss_and_gradient(X, Y, weights, self._loss_code, self.alpha, grad)
+        return float(value), grad
 
     # ------------------------------------------------------------ persistence
 
@@ -376,6 +421,7 @@ class Sequential:
         return state
 
     def __setstate__(self, state):
+        state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
         self.__dict__.update(state)
         self._fitting = threading.Lock()
         self._buffers = {}

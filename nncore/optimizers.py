@@ -1,6 +1,8 @@
 """Optimizers — SGD and Adam/AdamW — and the NumPy twins of their compiled
-updates (src/_optim.pxd). Semantics are PyTorch's, so trajectories can be
-checked against torch.optim step for step.
+updates (src/_optim.pxd). Semantics are PyTorch's by default (form="torch"),
+so trajectories can be checked against torch.optim step for step; form="sklearn"
+gives scikit-learn's MLP optimizers (sklearn/neural_network/_stochastic_optimizers.py):
+SGD in velocity form and Adam with eps outside the bias correction.
 
 An optimizer's `lr` is a number or a schedule from nncore.schedules, applied
 per epoch. Inside a model the update runs in the compiled epoch loop; outside,
@@ -13,7 +15,10 @@ import numpy as np
 from . import _kernels
 from .schedules import as_schedule
 
-SGD_KIND, ADAM_KIND = 0, 1  # codes shared with src/_optim.pxd
+# codes shared with src/_optim.pxd: the PyTorch forms, then scikit-learn's
+SGD_KIND, ADAM_KIND, SGD_SKLEARN_KIND, ADAM_SKLEARN_KIND = range(4)
+#: form name -> (SGD's kind, Adam's kind)
+FORMS = {"torch": (SGD_KIND, ADAM_KIND), "sklearn": (SGD_SKLEARN_KIND, ADAM_SKLEARN_KIND)}
 
 
 class Optimizer:
@@ -24,10 +29,13 @@ class Optimizer:
     KIND = None
     N_STATE = 0  # state buffers per parameter
 
-    def __init__(self, lr, weight_decay):
+    def __init__(self, lr, weight_decay, form="torch"):
         self.lr = lr
         self.schedule = as_schedule(lr)
         self.weight_decay = _check_number("weight_decay", weight_decay, low=0.0)
+        if not isinstance(form, str) or form not in FORMS:
+            raise ValueError(f"form must be 'torch' or 'sklearn', got {form!r}")
+        self.form = form
         self._state, self._steps = [], 0
         self.current_lr = self.schedule.start(0)  # fit sets it for every epoch
 
@@ -84,16 +92,22 @@ class Optimizer:
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and
-    L2 weight decay (torch.optim.SGD, dampening 0):
+    L2 weight decay. form="torch" (torch.optim.SGD, dampening 0):
 
         g ← g + weight_decay·p;  v ← momentum·v + g;
         p ← p − lr·(g + momentum·v if nesterov else v)      (v ≡ g when momentum = 0)
+
+    form="sklearn", the velocity form of scikit-learn's SGDOptimizer (its MLP's
+    solver="sgd"): v ← momentum·v − lr·g;  p ← p + (momentum·v − lr·g if nesterov
+    else v). With a constant lr both forms take the same steps; when lr changes
+    between epochs (a schedule), the velocity form applies the new rate to new
+    gradients only, as scikit-learn does.
     """
 
     KIND = SGD_KIND
 
-    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
-        super().__init__(lr, weight_decay)
+    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0, form="torch"):
+        super().__init__(lr, weight_decay, form)
         self.momentum = _check_number("momentum", momentum, low=0.0)
         if not isinstance(nesterov, (bool, np.bool_)):
             raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
@@ -103,7 +117,8 @@ class SGD(Optimizer):
 
     def __repr__(self):
         return (f"SGD(lr={self.lr!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
-                f"weight_decay={self.weight_decay})")
+                f"weight_decay={self.weight_decay}"
+                + (f", form={self.form!r})" if self.form != "torch" else ")"))
 
     @property
     def plain(self):
@@ -114,16 +129,19 @@ class SGD(Optimizer):
         return 1 if self.momentum else 0
 
     def hyper(self):
-        return (SGD_KIND, self.momentum, self.nesterov, self.weight_decay, 0.0, 0.0, 0.0, False)
+        return (FORMS[self.form][0], self.momentum, self.nesterov, self.weight_decay, 0.0, 0.0,
+                0.0, False)
 
     def _apply(self, p, g, state, lr, step, compiled):
         v = state[0] if state else None
+        velocity_form = self.form == "sklearn"
         if compiled:
             _kernels.sgd_update(p.reshape(-1), g.reshape(-1),
                                 None if v is None else v.reshape(-1), lr, self.momentum,
-                                self.nesterov, self.weight_decay)
+                                self.nesterov, self.weight_decay, velocity_form)
         else:
-            sgd_update(p, g, v, lr, self.momentum, self.nesterov, self.weight_decay)
+            sgd_update(p, g, v, lr, self.momentum, self.nesterov, self.weight_decay,
+                       velocity_form)
 
 
 class Adam(Optimizer):
@@ -131,15 +149,20 @@ class Adam(Optimizer):
 
         g ← g + wd·p (Adam)  or  p ← p·(1 − lr·wd) (AdamW);
         m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;
-        p ← p − lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + eps)
+        p ← p − lr/(1−β₁ᵗ) · m / (√v / √(1−β₂ᵗ) + eps)          (form="torch")
+        p ← p − lr·√(1−β₂ᵗ)/(1−β₁ᵗ) · m / (√v + eps)             (form="sklearn")
+
+    form="sklearn" is scikit-learn's AdamOptimizer (its MLP's solver="adam"; the
+    step of Kingma & Ba's Algorithm 1 in its "efficient" ordering), where eps
+    is added before the bias correction, so it weighs √(1−β₂ᵗ) times as much.
     """
 
     KIND = ADAM_KIND
     N_STATE = 2
 
     def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                 decoupled=False):
-        super().__init__(lr, weight_decay)
+                 decoupled=False, form="torch"):
+        super().__init__(lr, weight_decay, form)
         self.beta1 = _check_number("beta1", beta1, low=0.0, high=1.0)
         self.beta2 = _check_number("beta2", beta2, low=0.0, high=1.0)
         self.eps = _check_number("eps", eps, low=0.0, low_inclusive=False)
@@ -149,29 +172,37 @@ class Adam(Optimizer):
 
     def __repr__(self):
         return (f"Adam(lr={self.lr!r}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "
-                f"weight_decay={self.weight_decay}, decoupled={self.decoupled})")
+                f"weight_decay={self.weight_decay}, decoupled={self.decoupled}"
+                + (f", form={self.form!r})" if self.form != "torch" else ")"))
 
     def hyper(self):
-        return (ADAM_KIND, 0.0, False, self.weight_decay, self.beta1, self.beta2, self.eps,
-                self.decoupled)
+        return (FORMS[self.form][1], 0.0, False, self.weight_decay, self.beta1, self.beta2,
+                self.eps, self.decoupled)
 
     def _apply(self, p, g, state, lr, step, compiled):
         m, v = state
+        eps_outside = self.form == "sklearn"
         if compiled:
             _kernels.adam_update(p.reshape(-1), g.reshape(-1), m.reshape(-1), v.reshape(-1),
                                  lr, self.beta1, self.beta2, self.eps, self.weight_decay,
-                                 self.decoupled, step)
+                                 self.decoupled, step, eps_outside)
         else:
             adam_update(p, g, m, v, lr, self.beta1, self.beta2, self.eps, self.weight_decay,
-                        self.decoupled, step)
+                        self.decoupled, step, eps_outside)
 
 
 # ------------------------------------------------------- the kernels' twins
 
-def sgd_update(p, g, v, lr, momentum, nesterov, weight_decay):
-    """NumPy twin of the compiled SGD update: p (and v) in place."""
+def sgd_update(p, g, v, lr, momentum, nesterov, weight_decay, velocity_form=False):
+    """NumPy twin of the compiled SGD update: p (and v) in place (velocity_form:
+    scikit-learn's)."""
     dt = p.dtype.type
     d = g + dt(weight_decay) * p if weight_decay else g.copy()
+    if momentum and velocity_form:
+        v *= dt(momentum)
+        v -= dt(lr) * d
+        p += dt(momentum) * v - dt(lr) * d if nesterov else v
+        return
     if momentum:
         v *= dt(momentum)
         v += d
@@ -182,8 +213,10 @@ def sgd_update(p, g, v, lr, momentum, nesterov, weight_decay):
     p -= dt(lr) * d
 
 
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, t):
-    """NumPy twin of the compiled Adam/AdamW step t (1-based): p, m, v in place."""
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, t,
+                eps_outside=False):
+    """NumPy twin of the compiled Adam/AdamW step t (1-based): p, m, v in place
+    (eps_outside: scikit-learn's placement of eps)."""
     dt = p.dtype.type
     if decoupled:
         p *= dt(1 - lr * weight_decay) if weight_decay else dt(1)
@@ -194,6 +227,9 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, t):
     m += dt(1 - beta1) * d
     v *= dt(beta2)
     v += dt(1 - beta2) * d * d
+    if eps_outside:
+        p -= dt(lr * math.sqrt(1 - beta2 ** t) / (1 - beta1 ** t)) * m / (np.sqrt(v) + dt(eps))
+        return
     step = dt(lr / (1 - beta1 ** t))
     root2 = dt(math.sqrt(1 - beta2 ** t))
     p -= step * m / (np.sqrt(v) / root2 + dt(eps))
@@ -203,10 +239,12 @@ def step_twin(hyper, p, g, state, lr, t):
     """The reference backend's optimizer step for the engine's `hyper` tuple:
     p in place; state is a list of that parameter block's buffers."""
     kind, momentum, nesterov, weight_decay, beta1, beta2, eps, decoupled = hyper
-    if kind == ADAM_KIND:
-        adam_update(p, g, state[0], state[1], lr, beta1, beta2, eps, weight_decay, decoupled, t)
+    if kind in (ADAM_KIND, ADAM_SKLEARN_KIND):
+        adam_update(p, g, state[0], state[1], lr, beta1, beta2, eps, weight_decay, decoupled, t,
+                    kind == ADAM_SKLEARN_KIND)
     else:
-        sgd_update(p, g, state[0] if state else None, lr, momentum, nesterov, weight_decay)
+        sgd_update(p, g, state[0] if state else None, lr, momentum, nesterov, weight_decay,
+                   kind == SGD_SKLEARN_KIND)
 
 
 def _check_number(name, value, low, low_inclusive=True, high=None):

@@ -10,11 +10,13 @@ nncore._engine.Network (a test checks they do not drift apart).
 import numpy as np
 
 from .activations import LINEAR
-from .layers import dense_backward, dense_forward
-from .losses import output_loss
-from .optimizers import SGD_KIND, step_twin
+from .layers import dense_backward, dense_forward, l2_gradient, l2_penalty
+from .losses import WEIGHTED_MEAN, output_loss
+from .optimizers import SGD_KIND, SGD_SKLEARN_KIND, step_twin
 from .perceptron import perceptron_epoch
 
+# Rows per chunk in loss_and_gradient (the compiled engine's GRAD_CHUNK).
+GRAD_CHUNK = 1024
 OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
             "the inputs or the weights are too large; scale the inputs (e.g. standardise X)")
 
@@ -37,31 +39,23 @@ class Network:
                 + self.params.shape[0])
 
     def train_epochs(self, X, Y, sample_weight, orders, batch, grads, state, work, loss, hyper,
-                     lr, progress, loss_out, metric_out):
+                     lr, progress, loss_out, metric_out, alpha=0.0):
         """Runs len(loss_out) epochs of mini-batch training in place on the
         parameters (see nncore._engine.Network.train_epochs). Returns 0, or 1
         when a batch's loss was not finite."""
-        layers, layout, params = self.layers, self.layout, self.params
+        layers, params = self.layers, self.params
         n, size = X.shape[0], params.shape[0]
-        folded = hyper[0] == SGD_KIND and hyper[1] == 0 and hyper[3] == 0
+        folded = hyper[0] in (SGD_KIND, SGD_SKLEARN_KIND) and hyper[1] == 0 and hyper[3] == 0
         if grads.shape[0] == 0:
             grads = np.empty_like(params)  # the reference always materialises gradients
-        glayers = _layers(grads, layout)
         n_state = state.shape[0] // size if size else 0
-        max_w = max(l[1] for l in layers)
-        acts, off = [], 0
-        for _, n_out, *_ in layers:
-            acts.append(work[off:off + batch * n_out].reshape(batch, n_out))
-            off += batch * n_out
-        dbuf = [work[off:off + batch * max_w], work[off + batch * max_w:off + 2 * batch * max_w]]
-        off += 2 * batch * max_w
+        acts, dbuf, off = self._workspace(work, batch)
         Xb = work[off:off + batch * X.shape[1]].reshape(batch, X.shape[1])
         off += Xb.size
         Yb = work[off:off + batch * Y.shape[1]].reshape(batch, Y.shape[1])
         off += Yb.size
         Wb, snapshot = work[off:off + batch], work[off + batch:off + batch + size]
         weighted = sample_weight.shape[0] > 0
-        last = len(layers) - 1
         progress[0], progress[1] = 0, -1
         for epoch in range(loss_out.shape[0]):
             total = metric = 0.0
@@ -76,37 +70,20 @@ class Network:
                 else:
                     xb, yb = X[start:start + nb], Y[start:start + nb]
                     wb = sample_weight[start:start + nb] if weighted else None
-                inp = xb
-                for l, (n_in, n_out, act, W, b) in enumerate(layers):
-                    inp = dense_forward(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
-                k = layers[last][1]
-                dZ = dbuf[0][:nb * k].reshape(nb, k)
-                t, m = output_loss(acts[last][:nb], yb, dZ, layers[last][2], loss, wb)
+                denom = _denominator(wb, nb, loss)
+                t, m = self._forward_loss(xb, yb, wb, acts, dbuf, loss, denom)
+                t += _penalty(layers, alpha)
                 if not np.isfinite(t):
                     progress[1] = start // batch
                     if not np.isfinite(params).all():
                         params[...] = snapshot
                     return 1
-                total += t
+                total += t if denom == nb else t * (nb / denom)
                 metric += m
                 if not folded:
                     progress[2] += 1
-                for l in range(last, -1, -1):
-                    n_in, n_out, act, W, b = layers[l]
-                    _, _, _, gW, gb = glayers[l]
-                    dX = dbuf[(last - l + 1) % 2][:nb * n_in].reshape(nb, n_in) if l else None
-                    dense_backward(acts[l - 1][:nb] if l else xb, dZ, W,
-                                   layers[l - 1][2] if l else LINEAR, dX, gW, gb, 1, 0)
-                    if folded:
-                        gW *= W.dtype.type(lr)
-                        W -= gW
-                        gb *= W.dtype.type(lr)
-                        b -= gb
-                    else:
-                        sl = slice(layout[l][3], layout[l][4] + n_out)
-                        buffers = [state[i * size:(i + 1) * size][sl] for i in range(n_state)]
-                        step_twin(hyper, params[sl], grads[sl], buffers, lr, int(progress[2]))
-                    dZ = dX
+                step = (hyper, lr, int(progress[2]), state, n_state, folded)
+                self._backward(xb, acts, dbuf, grads, alpha / denom, False, step)
             if not np.isfinite(params).all():  # the epoch's last update overflowed
                 progress[1] = (n - 1) // batch
                 params[...] = snapshot
@@ -115,6 +92,80 @@ class Network:
             metric_out[epoch] = metric / n
             progress[0] = epoch + 1
         return 0
+
+    def loss_and_gradient(self, X, Y, sample_weight, loss, alpha, grad_out):
+        """The whole data set's cost at the current parameters and its gradient
+        into grad_out, in chunks of GRAD_CHUNK rows (see the compiled twin)."""
+        n = X.shape[0]
+        if n == 0:
+            raise ValueError("X: expected at least one row")
+        rows = min(n, GRAD_CHUNK)
+        acts, dbuf, _ = self._workspace(np.empty(self.workspace_size(rows), X.dtype), rows)
+        weighted = sample_weight.shape[0] > 0
+        denom = _denominator(sample_weight if weighted else None, n, loss)
+        total = 0.0
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            for c, start in enumerate(range(0, n, GRAD_CHUNK)):
+                stop = min(start + GRAD_CHUNK, n)
+                wb = sample_weight[start:stop] if weighted else None
+                t, _ = self._forward_loss(X[start:stop], Y[start:stop], wb, acts, dbuf, loss,
+                                          denom)
+                total += t
+                self._backward(X[start:stop], acts, dbuf, grad_out, alpha / denom if c == 0
+                               else 0.0, c > 0, None)
+            return (total + _penalty(self.layers, alpha)) / denom
+
+    def _workspace(self, work, batch):
+        """Views of work as the compiled engine lays it out: each layer's
+        outputs (batch rows), then two delta buffers; and the offset after them."""
+        max_w = max(l[1] for l in self.layers)
+        acts, off = [], 0
+        for _, n_out, *_ in self.layers:
+            acts.append(work[off:off + batch * n_out].reshape(batch, n_out))
+            off += batch * n_out
+        dbuf = [work[off:off + batch * max_w], work[off + batch * max_w:off + 2 * batch * max_w]]
+        return acts, dbuf, off + 2 * batch * max_w
+
+    def _forward_loss(self, xb, yb, wb, acts, dbuf, loss, denom):
+        """Forward pass keeping each layer's outputs in acts, then the fused
+        loss with its delta in dbuf[0]: (Σᵢ wᵢ·lossᵢ, metric)."""
+        layers, nb, last = self.layers, xb.shape[0], len(self.layers) - 1
+        inp = xb
+        for l, (n_in, n_out, act, W, b) in enumerate(layers):
+            inp = dense_forward(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
+        k = layers[last][1]
+        dZ = dbuf[0][:nb * k].reshape(nb, k)
+        return output_loss(acts[last][:nb], yb, dZ, layers[last][2], loss, wb, denom)
+
+    def _backward(self, xb, acts, dbuf, grads, decay, accumulate, step):
+        """Backpropagates the delta in dbuf[0], last layer first: gW = Xᵀ·dZ +
+        decay·W, gb = Σ dZ into grads (added if accumulate, with decay 0), or,
+        with step = (hyper, lr, t, state, n_state, folded), an optimizer step
+        per layer (see the compiled twin's backward)."""
+        layers, layout, params = self.layers, self.layout, self.params
+        glayers = _layers(grads, layout)
+        nb, last, size = xb.shape[0], len(layers) - 1, params.shape[0]
+        dZ = dbuf[0][:nb * layers[last][1]].reshape(nb, layers[last][1])
+        for l in range(last, -1, -1):
+            n_in, n_out, act, W, b = layers[l]
+            _, _, _, gW, gb = glayers[l]
+            dX = dbuf[(last - l + 1) % 2][:nb * n_in].reshape(nb, n_in) if l else None
+            inp, prev = (acts[l - 1][:nb], layers[l - 1][2]) if l else (xb, LINEAR)
+            if step is not None and step[5]:  # folded SGD: W ← (1 − lr·decay)·W − lr·Xᵀ·dZ
+                dt = W.dtype.type
+                lr = step[1]
+                dense_backward(inp, dZ, W, prev, dX, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
+            else:
+                if decay:
+                    l2_gradient(W, decay, gW)
+                beta = 1 if accumulate or decay else 0
+                dense_backward(inp, dZ, W, prev, dX, gW, gb, 1, beta, 1 if accumulate else 0)
+                if step is not None:
+                    hyper, lr, t, state, n_state, _ = step
+                    sl = slice(layout[l][3], layout[l][4] + n_out)
+                    buffers = [state[i * size:(i + 1) * size][sl] for i in range(n_state)]
+                    step_twin(hyper, params[sl], grads[sl], buffers, lr, t)
+            dZ = dX
 
     def perceptron_epochs(self, X, Y, orders, lr, progress, loss_out, metric_out):
         """Runs len(loss_out) epochs of the perceptron rule on a one-layer step
@@ -158,6 +209,18 @@ class Network:
         if not np.isfinite(total):
             raise ValueError(OVERFLOW.format(dtype=X.dtype.name))
         return total / X.shape[0], metric / X.shape[0]
+
+
+def _denominator(sample_weight, n, loss):
+    """D of a batch's cost: Σ wᵢ for the weighted-mean losses, else n."""
+    if sample_weight is not None and loss in WEIGHTED_MEAN:
+        return float(sample_weight.sum(dtype=np.float64))
+    return n
+
+
+def _penalty(layers, alpha):
+    """½·alpha·Σ‖W‖² over the layers' weights."""
+    return 0.5 * alpha * sum(l2_penalty(W) for *_, W, _ in layers) if alpha else 0.0
 
 
 def _layers(params, layout):

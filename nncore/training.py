@@ -100,7 +100,7 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                     status = model._net.train_epochs(
                         X, Y, weights, block_orders, batch, grads, state, work,
                         model._loss_code, opt.hyper(), lr, progress, losses[:count],
-                        metrics[:count])
+                        metrics[:count], model.alpha)
             finally:  # also on KeyboardInterrupt: keep what the completed epochs did
                 model._steps = int(progress[2])
                 completed = int(progress[0])

@@ -5,6 +5,7 @@
 # loop is a plain, vectorisable pass. Derivatives are computed from the
 # activation's *output* A, so the forward pass never keeps the pre-activation:
 #   sigmoid' = a(1-a), tanh' = 1-a², relu' = [a>0], leaky_relu' = 1 or SLOPE,
+#   exp' = a,
 #   softmax: the row's Jacobian-vector product  dz = a ⊙ (da − ⟨da, a⟩).
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs
 from cython cimport floating
@@ -21,6 +22,7 @@ cdef enum:
     RELU = 4
     LEAKY_RELU = 5
     SOFTMAX = 6
+    EXP = 7
 
 cdef enum:
     # Slope of leaky_relu for negative inputs; nncore/activations.py mirrors it.
@@ -112,6 +114,9 @@ cdef inline void activate_row(floating* z, Py_ssize_t k, int act) noexcept nogil
             z[j] = z[j] if z[j] > 0 else slope * z[j]
     elif act == SOFTMAX:
         softmax_row(z, k)
+    elif act == EXP:
+        for j in range(k):
+            z[j] = fexp(z[j])
 
 
 cdef inline void backward_row(floating* d, const floating* a, Py_ssize_t k,
@@ -140,6 +145,9 @@ cdef inline void backward_row(floating* d, const floating* a, Py_ssize_t k,
             dot += d[j] * a[j]
         for j in range(k):
             d[j] = <floating> (a[j] * (d[j] - dot))
+    elif act == EXP:
+        for j in range(k):
+            d[j] = d[j] * a[j]
 
 
 cdef inline void bias_activation(floating* Z, const floating* b, Py_ssize_t n,

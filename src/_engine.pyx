@@ -24,9 +24,9 @@ import numpy as np
 
 from _activation cimport LINEAR
 from _blas cimport set_ilp64_blas, set_threads
-from _loss cimport output_loss
-from _layer cimport dense_forward, dense_backward
-from _optim cimport Hyper, optimizer_update, SGD, ADAM
+from _loss cimport output_loss, weighted_mean
+from _layer cimport dense_forward, dense_backward, l2_penalty, l2_gradient
+from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
 from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport isfinite
@@ -43,6 +43,9 @@ cdef enum:
     RELEASE_GIL_WORK = 50000
     # Outputs of a perceptron whose scratch row fits on the stack.
     PERCEPTRON_OUTPUTS = 256
+    # Rows per chunk in loss_and_gradient: its GEMMs then run near full speed
+    # (the chunks' partial gradients are summed into the output).
+    GRAD_CHUNK = 1024
 
 
 OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
@@ -85,59 +88,91 @@ cdef Py_ssize_t activations_size(Net* net, Py_ssize_t batch) noexcept nogil:
 
 # ---------------------------------------------------------------- training
 
-cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
-                       floating* state, const floating* X, const floating* Y,
-                       const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
-                       double* acc, int loss, double* metric) noexcept nogil:
-    """One gradient step on the n rows X, Y (per-row weights sw, or NULL);
-    returns the sum of their (weighted) losses. A non-finite sum returns before
-    anything is updated. work holds activations (laid out for `batch` rows)
-    then two dZ buffers."""
+cdef double weight_sum(const floating* sw, Py_ssize_t n) noexcept nogil:
+    """Σ sw[i] in double."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    for i in range(n):
+        total += sw[i]
+    return total
+
+
+cdef double penalty(Net* net, const floating* params, double alpha) noexcept nogil:
+    """½·alpha·Σ_l ‖W_l‖² (the weights only, never the biases)."""
+    cdef int l
+    cdef double total = 0
+    if alpha == 0:
+        return 0
+    for l in range(net.n_layers):
+        total += l2_penalty(params + net.layers[l].w, net.layers[l].n_in * net.layers[l].n_out)
+    return 0.5 * alpha * total
+
+
+cdef double forward_loss(Net* net, const floating* params, const floating* X,
+                         const floating* Y, const floating* sw, Py_ssize_t n,
+                         Py_ssize_t batch, floating* work, int loss, double denom,
+                         double* metric) noexcept nogil:
+    """Forward pass over the n rows X keeping every layer's output in work
+    (laid out for `batch` rows; the output layer's holds f(Z)), then the fused
+    loss: returns Σᵢ wᵢ·lossᵢ and leaves ∂(Σᵢ wᵢ·lossᵢ/denom)/∂Z in the first
+    dZ buffer (see train_step)."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* A = work
-    cdef floating* dZ = work + activations_size(net, batch)
-    cdef floating* dX = dZ + batch * net.max_width
-    cdef floating* swap
-    cdef floating* gW
     cdef const floating* inp = X
-    cdef floating alpha, beta
-    cdef double total
     cdef Py_ssize_t a_off = 0
-
-    # Forward: every layer's output stays in work for the backward pass; the
-    # output layer leaves its pre-activation for the fused loss kernel.
     for l in range(net.n_layers):
         L = &net.layers[l]
         dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
                       L.act if l < last else LINEAR, A + a_off)
         inp = A + a_off
         a_off += batch * L.n_out
-    L = &net.layers[last]
-    a_off -= batch * L.n_out
-    total = output_loss(A + a_off, Y, sw, dZ, n, L.n_out, L.act, loss, metric)
-    if not isfinite(total):
-        return total
+    a_off -= batch * net.layers[last].n_out
+    return output_loss(A + a_off, Y, sw, work + activations_size(net, batch), n,
+                       net.n_out, net.layers[last].act, loss, denom, metric)
 
-    # Backward, last layer first; dX is computed inside dense_backward before
-    # the layer's own W changes.
-    if opt.folded:
-        alpha, beta = -opt.lr, 1
-    else:
-        alpha, beta = 1, 0
-        opt.t += 1
+
+cdef void backward(Net* net, Optimizer* opt, floating* params, floating* grads,
+                   floating* state, const floating* X, Py_ssize_t n, Py_ssize_t batch,
+                   floating* work, floating decay, bint accumulate,
+                   double* acc) noexcept nogil:
+    """Backpropagates the delta that forward_loss left in work, last layer
+    first. Each layer's gradient is gW = Xᵀ·dZ + decay·W (the L2 penalty's
+    part), gb = Σ dZ. With opt NULL they are written to grads (added to what
+    is there if accumulate, which needs decay = 0); else the optimizer steps
+    right away: folded into
+    the GEMM for plain SGD (W ← (1 − lr·decay)·W − lr·Xᵀ·dZ), or through grads.
+    dX is computed inside dense_backward before the layer's own W changes."""
+    cdef int l, last = net.n_layers - 1
+    cdef Layer* L
+    cdef floating* dZ = work + activations_size(net, batch)
+    cdef floating* dX = dZ + batch * net.max_width
+    cdef floating* swap
+    cdef floating* gW
+    cdef const floating* inp
+    cdef floating alpha = 1, beta = 0, beta_b = 0
+    cdef bint folded = opt != NULL and opt.folded
+    cdef Py_ssize_t a_off = activations_size(net, batch) - batch * net.layers[last].n_out
+    if folded:
+        alpha, beta, beta_b = -opt.lr, 1 - <floating> opt.lr * decay, 1
+    elif accumulate:
+        beta, beta_b = 1, 1
+    elif decay != 0:
+        beta = 1
     for l in range(last, -1, -1):
         L = &net.layers[l]
         if l > 0:
             a_off -= batch * net.layers[l - 1].n_out
-            inp = A + a_off
+            inp = work + a_off
         else:
             inp = X
-        gW = params if opt.folded else grads
+        gW = params if folded else grads
+        if decay != 0 and not folded:  # gW := decay·W, and the GEMM adds onto it
+            l2_gradient(params + L.w, L.n_in * L.n_out, decay, gW + L.w)
         dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
                        net.layers[l - 1].act if l > 0 else LINEAR,
-                       dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, acc)
-        if not opt.folded:  # W and b are contiguous: one pass over both
+                       dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b, acc)
+        if opt != NULL and not folded:  # W and b are contiguous: one pass over both
             optimizer_update(&opt.h, params + L.w, grads + L.w,
                              state + L.w if state != NULL else NULL,
                              L.n_in * L.n_out + L.n_out, net.n_params, <floating> opt.lr,
@@ -145,7 +180,28 @@ cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* gra
         swap = dZ
         dZ = dX
         dX = swap
-    return total
+
+
+cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
+                       floating* state, const floating* X, const floating* Y,
+                       const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
+                       double* acc, int loss, double alpha, double* metric) noexcept nogil:
+    """One gradient step on the n rows X, Y (per-row weights sw, or NULL) with
+    the L2 penalty alpha. The step's cost is (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D,
+    D = Σᵢ wᵢ for the weighted-mean losses (scikit-learn's), else n; returns
+    that cost times n (so the epoch's loss is Σ/rows: scikit-learn's
+    accumulated_loss). A non-finite cost returns before anything is updated.
+    work holds activations (laid out for `batch` rows) then two dZ buffers."""
+    cdef double total, denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
+    total = forward_loss(net, params, X, Y, sw, n, batch, work, loss, denom, metric)
+    total += penalty(net, params, alpha)
+    if not isfinite(total):
+        return total
+    if not opt.folded:
+        opt.t += 1
+    backward(net, opt, params, grads, state, X, n, batch, work, <floating> (alpha / denom),
+             False, acc)
+    return total if denom == n else total * (n / denom)
 
 
 cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
@@ -174,7 +230,7 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
                     const floating* sw, Py_ssize_t n, const Py_ssize_t* orders,
                     Py_ssize_t n_epochs, Py_ssize_t batch, floating* params,
                     floating* grads, floating* state, floating* work, double* acc, int loss,
-                    double* loss_out, double* metric_out, Py_ssize_t* done,
+                    double alpha, double* loss_out, double* metric_out, Py_ssize_t* done,
                     Py_ssize_t* bad_batch) except -1 nogil:
     """n_epochs epochs over the n rows of X, Y (row weights sw or NULL),
     visiting rows in the order of orders[epoch·n : (epoch+1)·n] (or storage
@@ -205,12 +261,12 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
                     gather_rows(sw, order, nb, 1, Wb)
                 step_loss = train_step(net, opt, params, grads, state, Xb, Yb,
                                        Wb if sw != NULL else NULL, nb, batch, work, acc,
-                                       loss, &metric)
+                                       loss, alpha, &metric)
             else:
                 step_loss = train_step(net, opt, params, grads, state,
                                        X + start * net.n_in, Y + start * net.n_out,
                                        sw + start if sw != NULL else NULL, nb, batch, work,
-                                       acc, loss, &metric)
+                                       acc, loss, alpha, &metric)
             if not isfinite(step_loss):
                 bad_batch[0] = start // batch
                 if not all_finite(params, net.n_params):
@@ -231,6 +287,29 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
         metric_out[epoch] = metric / n
         done[0] = epoch + 1
     return 0
+
+
+# ------------------------------------------------------ loss and gradient
+
+cdef double loss_gradient_rows(Net* net, floating* params, const floating* X,
+                               const floating* Y, const floating* sw, Py_ssize_t n, int loss,
+                               double alpha, floating* grads, floating* work,
+                               double* acc) noexcept nogil:
+    """The whole data set's cost (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D (D as in
+    train_step) at the current parameters, and its gradient into grads,
+    GRAD_CHUNK rows at a time (work: workspace for GRAD_CHUNK-row batches)."""
+    cdef Py_ssize_t c, start, nb, rows = min(n, GRAD_CHUNK)
+    cdef double metric = 0, total = 0
+    cdef double denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
+    for c in range((n + GRAD_CHUNK - 1) // GRAD_CHUNK):
+        start = c * GRAD_CHUNK
+        nb = min(GRAD_CHUNK, n - start)
+        total += forward_loss(net, params, X + start * net.n_in, Y + start * net.n_out,
+                              sw + start if sw != NULL else NULL, nb, rows, work, loss, denom,
+                              &metric)
+        backward(net, NULL, params, grads, NULL, X + start * net.n_in, nb, rows, work,
+                 <floating> (alpha / denom) if c == 0 else 0, c > 0, acc)
+    return (total + penalty(net, params, alpha)) / denom
 
 
 # ---------------------------------------------------------------- inference
@@ -266,7 +345,7 @@ cdef double evaluate_rows(Net* net, const floating* params, const floating* X,
         forward_rows(net, params, X + start * net.n_in, nb, LINEAR, buf,
                      buf + rows * net.max_width, Z)
         total += output_loss(Z, Y + start * net.n_out, NULL, NULL, nb, net.n_out,
-                             net.layers[net.n_layers - 1].act, loss, metric)
+                             net.layers[net.n_layers - 1].act, loss, nb, metric)
     return total
 
 
@@ -350,7 +429,8 @@ cdef class Network:
     def train_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray sample_weight,
                      cnp.ndarray orders, Py_ssize_t batch, cnp.ndarray grads,
                      cnp.ndarray state, cnp.ndarray work, int loss, tuple hyper, double lr,
-                     cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out):
+                     cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out,
+                     double alpha=0.0):
         """Runs len(loss_out) epochs of mini-batch training on the parameters.
 
         X (n×n_in), Y (n×n_out); sample_weight: (n,) row weights or empty;
@@ -366,6 +446,12 @@ cdef class Network:
         metric_out: the fraction classified correctly for classification
         losses, the mean signed error (y − ŷ) for mse/mae. Returns 0, or 1 when a batch loss
         was not finite (training stopped before that batch's update).
+
+        alpha: L2 penalty on the weights (not the biases), scikit-learn's MLP
+        scaling: each batch's cost is (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D and its
+        gradient gains alpha·W/D, D = Σᵢ wᵢ for the weighted-mean losses
+        (half_squared_error, log_loss, poisson), else the batch's rows. An
+        epoch's loss is Σ_batches cost·rows / n — scikit-learn's loss_curve_.
         """
         cdef Optimizer opt
         cdef Py_ssize_t n, n_epochs, p_size = self.net.n_params
@@ -386,11 +472,12 @@ cdef class Network:
          opt.h.beta2, opt.h.eps, opt.h.decoupled) = hyper
         opt.lr = lr
         opt.t = progress[2]
-        opt.folded = opt.h.kind == SGD and opt.h.momentum == 0 and opt.h.weight_decay == 0
+        opt.folded = ((opt.h.kind == SGD or opt.h.kind == SGD_SKLEARN)
+                      and opt.h.momentum == 0 and opt.h.weight_decay == 0)
         expect(grads, self.typenum, 0 if opt.folded else p_size, -1, "grads")
         expect(state, self.typenum,
-               2 * p_size if opt.h.kind == ADAM else p_size if opt.h.momentum else 0, -1,
-               "state")
+               2 * p_size if opt.h.kind == ADAM or opt.h.kind == ADAM_SKLEARN
+               else p_size if opt.h.momentum else 0, -1, "state")
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
         cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
         cdef void* x = data(X)
@@ -411,16 +498,63 @@ cdef class Network:
                     status = run_epochs(&self.net, &opt, <double*> x, <double*> y,
                                         <double*> sw, n, order, n_epochs, batch,
                                         <double*> self.p, <double*> g, <double*> st,
-                                        <double*> w, acc, loss, lo, co, &done, &bad_batch)
+                                        <double*> w, acc, loss, alpha, lo, co, &done,
+                                        &bad_batch)
                 else:
                     status = run_epochs(&self.net, &opt, <float*> x, <float*> y,
                                         <float*> sw, n, order, n_epochs, batch,
                                         <float*> self.p, <float*> g, <float*> st,
-                                        <float*> w, acc, loss, lo, co, &done, &bad_batch)
+                                        <float*> w, acc, loss, alpha, lo, co, &done,
+                                        &bad_batch)
         finally:
             free(acc)
             progress[0], progress[1], progress[2] = done, bad_batch, opt.t
         return status
+
+    def loss_and_gradient(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray sample_weight,
+                          int loss, double alpha, cnp.ndarray grad_out):
+        """The cost of the whole data set X (n×n_in), Y (n×n_out) at the current
+        parameters, without updating them: returns (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D
+        (D = Σᵢ wᵢ for the weighted-mean losses, else n; sample_weight: (n,) or
+        empty for all 1) and writes its gradient to grad_out (flat, the
+        parameters' layout and dtype) — for the weighted-mean losses the
+        gradient of scikit-learn's MLP._backprop (its squared error's delta is
+        not divided by the outputs). Chunks of rows, GIL released. A
+        non-finite cost is returned as it is."""
+        expect(X, self.typenum, -1, self.net.n_in, "X")
+        cdef Py_ssize_t n = X.shape[0]
+        expect(Y, self.typenum, n, self.net.n_out, "Y")
+        expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
+               "sample_weight")
+        expect(grad_out, self.typenum, self.net.n_params, -1, "grad_out")
+        if n == 0:
+            raise ValueError("X: expected at least one row")
+        cdef Py_ssize_t rows = min(n, GRAD_CHUNK)
+        cdef size_t item = 8 if self.is_double else 4
+        cdef void* work = malloc((activations_size(&self.net, rows)
+                                  + 2 * rows * self.net.max_width) * item)
+        cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
+        cdef void* x = data(X)
+        cdef void* y = data(Y)
+        cdef void* sw = data(sample_weight)
+        cdef void* g = data(grad_out)
+        cdef double value
+        if work == NULL or acc == NULL:
+            free(work)
+            free(acc)
+            raise MemoryError()
+        with nogil:
+            if self.is_double:
+                value = loss_gradient_rows(&self.net, <double*> self.p, <double*> x,
+                                           <double*> y, <double*> sw, n, loss, alpha,
+                                           <double*> g, <double*> work, acc)
+            else:
+                value = loss_gradient_rows(&self.net, <float*> self.p, <float*> x,
+                                           <float*> y, <float*> sw, n, loss, alpha,
+                                           <float*> g, <float*> work, acc)
+        free(work)
+        free(acc)
+        return value
 
     def perceptron_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray orders, double lr,
                           cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out):

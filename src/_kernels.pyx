@@ -17,7 +17,8 @@ from _activation cimport (bias_activation as _bias_activation,
                           activation_backward as _activation_backward,
                           exp_nonpositive as _exp_nonpositive)
 from _loss cimport output_loss as _output_loss
-from _layer cimport dense_forward as _dense_forward, dense_backward as _dense_backward
+from _layer cimport (dense_forward as _dense_forward, dense_backward as _dense_backward,
+                     l2_penalty as _l2_penalty, l2_gradient as _l2_gradient)
 from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
 
@@ -72,17 +73,20 @@ def activation_backward(floating[:, ::1] dA not None, const floating[:, ::1] A n
 
 
 def output_loss(floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
-                floating[:, ::1] dZ, int act, int loss, const floating[::1] sample_weight=None):
-    """Z := f(Z); dZ := ∂cost/∂Z (unless None); returns (Σ per-example losses,
-    each times its sample weight when given; number correctly classified)."""
+                floating[:, ::1] dZ, int act, int loss, const floating[::1] sample_weight=None,
+                denom=None):
+    """Z := f(Z); dZ := ∂(Σ wᵢ·lossᵢ / denom)/∂Z (unless None; denom: n by
+    default); returns (Σ per-example losses, each times its sample weight when
+    given; number correctly classified)."""
     cdef double total, correct = 0
+    cdef double D = Z.shape[0] if denom is None else denom
     cdef floating* d = NULL if dZ is None else &dZ[0, 0]
     cdef const floating* sw = NULL
     if sample_weight is not None:
         sw = &sample_weight[0]
     with nogil:
         total = _output_loss(&Z[0, 0], &Y[0, 0], sw, d, Z.shape[0], Z.shape[1], act,
-                             loss, &correct)
+                             loss, D, &correct)
     return total, correct
 
 
@@ -97,36 +101,55 @@ def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W no
 def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ not None,
                    floating[:, ::1] W not None, int prev_act, floating[:, ::1] dX,
                    floating[:, ::1] gW not None, floating[::1] gb not None,
-                   double alpha, double beta):
+                   double alpha, double beta, beta_b=None):
     """dX := (dZ·Wᵀ) ⊙ f'_prev(X) (unless None); gW := alpha·Xᵀ·dZ + beta·gW;
-    gb := alpha·Σ dZ + beta·gb. gW/gb may be W/b themselves (folded SGD)."""
+    gb := alpha·Σ dZ + beta_b·gb (beta_b: beta by default). gW/gb may be W/b
+    themselves (folded SGD)."""
+    cdef floating bb = <floating> (beta if beta_b is None else beta_b)
     cdef floating* dx = NULL if dX is None else &dX[0, 0]
     cdef double[::1] acc = np.empty(max(W.shape[1], 1))
     with nogil:
         _dense_backward(&X[0, 0], &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
                         &W[0, 0], prev_act, dx, &gW[0, 0], &gb[0], <floating> alpha,
-                        <floating> beta, &acc[0])
+                        <floating> beta, bb, &acc[0])
+
+
+def l2_penalty(const floating[::1] W not None):
+    """Σ W² (in double)."""
+    cdef double total
+    with nogil:
+        total = _l2_penalty(&W[0], W.shape[0])
+    return total
+
+
+def l2_gradient(const floating[::1] W not None, double coef, floating[::1] gW not None):
+    """gW := coef·W in place."""
+    with nogil:
+        _l2_gradient(&W[0], W.shape[0], <floating> coef, &gW[0])
 
 
 def sgd_update(floating[::1] params not None, const floating[::1] grads not None,
                floating[::1] velocity, double lr, double momentum, bint nesterov,
-               double weight_decay):
+               double weight_decay, bint velocity_form=False):
     """params -= lr·(SGD direction) in place; velocity (may be None when
-    momentum is 0) is updated in place."""
+    momentum is 0) is updated in place. velocity_form: scikit-learn's form
+    (src/_optim.pxd)."""
     cdef floating* v = NULL if velocity is None else &velocity[0]
     with nogil:
         _sgd_update(&params[0], &grads[0], v, params.shape[0], <floating> lr,
-                    <floating> momentum, nesterov, <floating> weight_decay)
+                    <floating> momentum, nesterov, <floating> weight_decay, velocity_form)
 
 
 def adam_update(floating[::1] params not None, const floating[::1] grads not None,
                 floating[::1] m not None, floating[::1] v not None, double lr, double beta1,
-                double beta2, double eps, double weight_decay, bint decoupled, long long t):
-    """Step t (1-based) of Adam/AdamW in place on params, m and v."""
+                double beta2, double eps, double weight_decay, bint decoupled, long long t,
+                bint eps_outside=False):
+    """Step t (1-based) of Adam/AdamW in place on params, m and v; eps_outside:
+    scikit-learn's placement of eps (src/_optim.pxd)."""
     with nogil:
         _adam_update(&params[0], &grads[0], &m[0], &v[0], params.shape[0], <floating> lr,
                      <floating> beta1, <floating> beta2, <floating> eps,
-                     <floating> weight_decay, decoupled, t)
+                     <floating> weight_decay, decoupled, t, eps_outside)
 
 
 

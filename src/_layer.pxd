@@ -1,9 +1,12 @@
 # Header-only: a dense layer's forward and backward pass on row-major blocks.
 #   forward:  A := f(X·W + b)                 (GEMM, then bias + f in one pass)
 #   backward: dX := (dZ·Wᵀ) ⊙ f'_prev(X)       (before W changes; X = f_prev(·))
-#             gW := α·Xᵀ·dZ + β·gW,  gb := α·Σᵢ dZ[i, :] + β·gb
-# Plain SGD calls backward with gW = W, gb = b, α = −lr, β = 1: the update is
-# folded into the dW GEMM and no gradient is ever written.
+#             gW := α·Xᵀ·dZ + β·gW,  gb := α·Σᵢ dZ[i, :] + β_b·gb
+# Plain SGD calls backward with gW = W, gb = b, α = −lr, β = β_b = 1: the update
+# is folded into the dW GEMM and no gradient is ever written.
+# L2 penalty on the weights (scikit-learn's MLP: ½·alpha·‖W‖²/D, gradient
+# (alpha/D)·W): l2_gradient writes the penalty's gradient into gW, and the GEMM
+# then adds onto it (β = 1, β_b = 0); folded SGD shrinks W by β = 1 − lr·alpha/D.
 from cython cimport floating
 from _blas cimport gemm
 from _activation cimport bias_activation, activation_backward
@@ -33,17 +36,34 @@ cdef inline void column_sums(const floating* dZ, Py_ssize_t n, Py_ssize_t k,
         out[j] = <floating> (alpha * acc[j] + (beta * out[j] if beta != 0 else 0))
 
 
+cdef inline double l2_penalty(const floating* W, Py_ssize_t size) noexcept nogil:
+    """Σ W², accumulated in double."""
+    cdef Py_ssize_t i
+    cdef double total = 0
+    for i in range(size):
+        total += <double> W[i] * W[i]
+    return total
+
+
+cdef inline void l2_gradient(const floating* W, Py_ssize_t size, floating coef,
+                             floating* gW_out) noexcept nogil:
+    """gW_out := coef·W (the gradient of ½·coef·‖W‖²)."""
+    cdef Py_ssize_t i
+    for i in range(size):
+        gW_out[i] = coef * W[i]
+
+
 cdef inline void dense_backward(const floating* X, const floating* dZ, Py_ssize_t n,
                                 Py_ssize_t n_in, Py_ssize_t n_out, floating* W,
                                 int prev_act, floating* dX_out, floating* gW,
                                 floating* gb, floating alpha, floating beta,
-                                double* acc) noexcept nogil:
+                                floating beta_b, double* acc) noexcept nogil:
     """dX_out := (dZ·Wᵀ) ⊙ f'_prev(X) unless dX_out is NULL (first layer), then
-    gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta·gb (gW may be W)."""
+    gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta_b·gb (gW may be W)."""
     if dX_out != NULL:
         gemm(False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
              <int> n_out, W, <int> n_out, <floating> 0, dX_out, <int> n_in)
         activation_backward(dX_out, X, n, n_in, prev_act)
     gemm(True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
          <int> n_out, beta, gW, <int> n_out)
-    column_sums(dZ, n, n_out, acc, alpha, beta, gb)
+    column_sums(dZ, n, n_out, acc, alpha, beta_b, gb)

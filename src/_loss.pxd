@@ -9,10 +9,17 @@
 # derivative. Costs are means of per-example losses; a per-example loss
 # averages over the k outputs for mse, mae and binary cross-entropy and sums
 # over the classes for cross-entropy. Sums accumulate in double.
+#
+# The weighted-mean losses (half_squared_error, log_loss, poisson) are
+# scikit-learn's MLP losses (sklearn/neural_network/_base.py, 1.9): a batch's
+# cost is Σᵢ wᵢ·ℓᵢ / D with D = Σᵢ wᵢ (np.average), and the output delta is
+# the canonical-link one of MLP._backprop, wᵢ·(f(z) − y) / D. The other
+# losses divide by D = n (Keras's convention). The caller passes D.
 from cython cimport floating
 from libc.math cimport fabs
-from _activation cimport (SIGMOID, SOFTMAX, flog, softplus, sigmoid, exp_nonpositive,
-                          activate_row, backward_row)
+from libc.float cimport FLT_EPSILON, DBL_EPSILON
+from _activation cimport (SIGMOID, SOFTMAX, flog, softplus, sigmoid,
+                          exp_nonpositive, activate_row, backward_row)
 
 # Codes shared with nncore/losses.py (LOSSES maps names to these).
 cdef enum:
@@ -20,6 +27,22 @@ cdef enum:
     MAE = 1
     CROSS_ENTROPY = 2
     BINARY_CROSS_ENTROPY = 3
+    # the weighted-mean losses (scikit-learn's)
+    HALF_SQUARED_ERROR = 4
+    LOG_LOSS = 5
+    POISSON = 6
+
+
+cdef inline bint weighted_mean(int loss) noexcept nogil:
+    """True for the losses whose batch cost divides by Σ wᵢ, not by n."""
+    return loss == HALF_SQUARED_ERROR or loss == LOG_LOSS or loss == POISSON
+
+
+cdef inline floating clip_probability(floating p) noexcept nogil:
+    """p clipped to [eps, 1 − eps], eps the dtype's machine epsilon (as
+    scikit-learn's log_loss and binary_log_loss, before the log)."""
+    cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
+    return eps if p < eps else (1 - eps if p > 1 - eps else p)
 
 
 cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
@@ -32,7 +55,7 @@ cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
 
 cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const floating* sw,
                                         floating* dZ, Py_ssize_t n, Py_ssize_t k,
-                                        double* metric) noexcept nogil:
+                                        double denom, double* metric) noexcept nogil:
     """output_loss for a softmax output and cross-entropy, in three passes so
     the exps run over the whole block at once (vectorised). With zⱼ shifted by
     the row's max m, e = exp(z) and s = Σ e: log pⱼ = zⱼ − log s, so
@@ -71,15 +94,79 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
             z[j] = <floating> (z[j] / s)
         if dZ != NULL:
             for j in range(k):
-                dZ[i * k + j] = <floating> (z[j] * ysum - y[j]) * (w / <floating> n)
+                dZ[i * k + j] = <floating> (z[j] * ysum - y[j]) * (w / <floating> denom)
+    return total
+
+
+cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floating* sw,
+                                     floating* dZ, Py_ssize_t n, Py_ssize_t k, int act,
+                                     int loss, double denom, double* metric) noexcept nogil:
+    """output_loss for the weighted-mean losses, as scikit-learn's _base.py:
+      half_squared_error  ℓ = ½·meanⱼ (f(z) − y)²                dZ ∝ (f(z) − y) ⊙ f'
+      log_loss, softmax   ℓ = −Σⱼ y·log clip(p)                 dZ ∝ p − y
+      log_loss, sigmoid   ℓ = −Σⱼ [y·log clip(p) + (1 − y)·log(1 − clip(p))]   dZ ∝ p − y
+      poisson, exp        ℓ = Σⱼ [xlogy(y, y/ŷ) − y + ŷ]          dZ ∝ ŷ − y
+    with dZ = wᵢ·(…)/denom. The squared error's delta is not divided by k
+    (MLP._backprop's), so for k > 1 it is the gradient of k·ℓ."""
+    cdef Py_ssize_t i, j, label
+    cdef floating* z
+    cdef floating* d
+    cdef const floating* y
+    cdef floating e, p, w, scale
+    cdef double total = 0, row, signed, hits
+    cdef bint softmax = act == SOFTMAX
+    for i in range(n):
+        z = Z + i * k
+        y = Y + i * k
+        d = dZ + i * k if dZ != NULL else NULL
+        w = sw[i] if sw != NULL else 1
+        scale = <floating> (w / denom)
+        row = 0
+        if loss == LOG_LOSS:
+            if softmax:
+                label = argmax(y, k)
+                metric[0] += y[label] > 0 and argmax(z, k) == label
+            activate_row(z, k, act)
+            hits = 0
+            for j in range(k):
+                p = clip_probability(z[j])
+                if softmax:
+                    row -= y[j] * flog(p) if y[j] != 0 else 0
+                else:
+                    row -= ((y[j] * flog(p) if y[j] != 0 else 0)
+                            + ((1 - y[j]) * flog(1 - p) if y[j] != 1 else 0))
+                    hits += (z[j] > <floating> 0.5) == (y[j] > <floating> 0.5)
+            if not softmax:
+                metric[0] += hits / k
+        else:
+            activate_row(z, k, act)
+            signed = 0
+            for j in range(k):
+                e = z[j] - y[j]
+                signed -= e
+                if loss == HALF_SQUARED_ERROR:
+                    row += e * e
+                else:  # poisson; xlogy(0, ·) = 0
+                    row += (y[j] * flog(y[j] / z[j]) if y[j] != 0 else 0) - y[j] + z[j]
+            if loss == HALF_SQUARED_ERROR:
+                row /= 2 * k
+            metric[0] += signed / k
+        if d != NULL:
+            for j in range(k):
+                d[j] = (z[j] - y[j]) * scale
+            if loss == HALF_SQUARED_ERROR:
+                backward_row(d, z, k, act)
+        total += row * w if sw != NULL else row
     return total
 
 
 cdef inline double output_loss(floating* Z, const floating* Y, const floating* sw,
                                floating* dZ, Py_ssize_t n, Py_ssize_t k, int act, int loss,
-                               double* metric) noexcept nogil:
+                               double denom, double* metric) noexcept nogil:
     """Z := f(Z) in place; returns Σᵢ wᵢ·lossᵢ over the n examples (wᵢ = sw[i],
-    or 1 when sw is NULL); dZ(n×k) := ∂(Σᵢ wᵢ·lossᵢ / n)/∂Z unless dZ is NULL.
+    or 1 when sw is NULL); dZ(n×k) := ∂(Σᵢ wᵢ·lossᵢ / denom)/∂Z unless dZ is NULL
+    (denom: n, or Σᵢ wᵢ for the weighted-mean losses; see weighted_mean_loss
+    for their deltas).
     metric += (unweighted) the examples classified correctly for the
     classification losses (fractional over outputs for binary cross-entropy),
     Σᵢ mean over outputs of (y − ŷ) — the signed error — for mse and mae."""
@@ -91,14 +178,16 @@ cdef inline double output_loss(floating* Z, const floating* Y, const floating* s
     cdef double total = 0, row, hits, signed
     cdef floating inv_n, inv_nk, w
     if loss == CROSS_ENTROPY and act == SOFTMAX:
-        return softmax_cross_entropy(Z, Y, sw, dZ, n, k, metric)
+        return softmax_cross_entropy(Z, Y, sw, dZ, n, k, denom, metric)
+    if weighted_mean(loss):
+        return weighted_mean_loss(Z, Y, sw, dZ, n, k, act, loss, denom, metric)
     for i in range(n):
         z = Z + i * k
         y = Y + i * k
         d = dZ + i * k if dZ != NULL else NULL
         w = sw[i] if sw != NULL else 1
-        inv_n = w / <floating> n
-        inv_nk = w / (<floating> n * k)
+        inv_n = w / <floating> denom
+        inv_nk = w / (<floating> denom * k)
         row = 0
         if loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
             hits = 0
