@@ -24,7 +24,7 @@ Sigmoid, tanh → Tanh, softmax → Softmax(axis=-1), leaky_relu → LeakyRelu
 (alpha = nncore's slope 0.01; in float64 graphs Max(z, 0.01·z), because
 LeakyRelu's alpha attribute is a float32 and 0.01 is not one), step →
 Cast(Greater(z, 0)) (1 where z > 0, else 0, as nncore: step(0) = 0), and
-scikit-learn's Poisson output exp → Exp. Operators follow the ONNX
+exp (the Poisson output, nncore's and scikit-learn's) → Exp. Operators follow the ONNX
 specification (https://onnx.ai/onnx/operators/); the default opset 17 is run
 by onnxruntime ≥ 1.11.
 
@@ -34,7 +34,8 @@ Needs the `onnx` package (an extra: pip install "nncore-cpu[onnx]");
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from .activations import LEAKY_SLOPE
 
-__all__ = ["export", "register_skl2onnx", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["DEFAULT_OPSET", "MIN_OPSET", "export", "register_skl2onnx"]
 
 #: opset used when export() is given none (onnxruntime ≥ 1.11 runs it)
 DEFAULT_OPSET = 17
@@ -55,7 +56,7 @@ DEFAULT_OPSET = 17
 MIN_OPSET = 13
 #: opset of the ai.onnx.ml domain (ZipMap) in classifier graphs
 ML_OPSET = 3
-#: scikit-learn's activation names -> nncore's (plus scikit-learn's Poisson output "exp")
+#: scikit-learn's activation names -> nncore's
 SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh",
                        "relu": "relu", "softmax": "softmax", "exp": "exp"}
 UNARY = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp"}
@@ -126,7 +127,7 @@ Layer = tuple[np.ndarray, np.ndarray, str]   # (W (in, out), b (out,), nncore ac
 
 
 def _activation(g: Any, z: str, act: str, dtype: np.dtype, output: str | None) -> str:
-    """f(z) for one of nncore's activation names (plus "exp")."""
+    """f(z) for one of nncore's activation names."""
     if act == "linear":
         return g.op("Identity", [z], output) if output else z
     if act in UNARY:
@@ -155,26 +156,35 @@ def _network(g: Any, x: str, layers: Sequence[Layer], dtype: np.dtype,
     return x
 
 
-def _classifier_outputs(g: Any, y: str, out_act: str, classes: np.ndarray, dtype: np.dtype,
-                        label: str, proba: str) -> str:
+def _classifier_kind(out_act: str, n_out: int) -> str:
+    """scikit-learn's cases: "binary" (one sigmoid unit), "multiclass"
+    (softmax), "multilabel" (k > 1 sigmoid units)."""
+    if out_act == "softmax":
+        return "multiclass"
+    if out_act == "sigmoid":
+        return "binary" if n_out == 1 else "multilabel"
+    raise ValueError(f"a classifier with a {out_act!r} output has no probabilities; expected "
+                     "a softmax or sigmoid output layer")
+
+
+def _classifier_outputs(g: Any, y: str, kind: str, classes: np.ndarray, dtype: np.dtype,
+                        label: str, proba: str) -> None:
     """label and probability outputs from the network output y, as scikit-learn's
-    predict and predict_proba: binary (one sigmoid unit) → [1 − p, p] and the
-    class where p > 0.5; multiclass (softmax) → argmax; multilabel (k sigmoid
-    units) → the 0/1 matrix p > 0.5. Returns the label output's element type."""
-    if out_act == "sigmoid" and len(classes) != 2 or out_act not in ("sigmoid", "softmax"):
-        # multilabel: labels are the indicator matrix (scikit-learn: y > 0.5)
+    predict and predict_proba: binary → [1 − p, p] and the class where p > 0.5
+    (argmax of the pair: ties go to the first class, as p > 0.5 does);
+    multiclass → argmax; multilabel → the 0/1 int64 matrix y > 0.5."""
+    if kind == "multilabel":
         g.op("Identity", [y], proba)
         above = g.op("Greater", [y, g.const("half", np.array(0.5, dtype))])
         g.op("Cast", [above], label, to=TensorProto.INT64)
-        return "multilabel"
-    if out_act == "sigmoid":
+        return
+    if kind == "binary":
         negative = g.op("Sub", [g.const("one", np.ones((), dtype)), y])
         g.op("Concat", [negative, y], proba, axis=1)
     else:
         g.op("Identity", [y], proba)
     index = g.op("ArgMax", [proba], axis=1, keepdims=0)
     g.op("Gather", [g.const("classes", _label_array(classes)), index], label, axis=0)
-    return "string" if classes.dtype.kind in "OUS" else "int64"
 
 
 def _label_array(classes: np.ndarray) -> np.ndarray:
@@ -183,7 +193,8 @@ def _label_array(classes: np.ndarray) -> np.ndarray:
     classes = np.asarray(classes)
     if classes.dtype.kind in "OUS":
         return np.array([str(c).encode("utf-8") for c in classes], dtype=object)
-    if classes.dtype.kind in "biu" or classes.dtype.kind == "f" and np.all(classes == np.round(classes)):
+    integral = classes.dtype.kind == "f" and bool(np.all(classes == np.round(classes)))
+    if classes.dtype.kind in "biu" or integral:
         return classes.astype(np.int64)
     raise ValueError(f"classes_ {classes!r} are neither integers nor strings; ONNX labels "
                      "are int64 or string: fit on integer or string labels")
@@ -251,35 +262,14 @@ def export(model: Any, path: str | os.PathLike[str] | None = None, *, opset: int
         outputs = [helper.make_tensor_value_info("output", PROTO[dtype], ["N", model.n_outputs])]
         graph_name = "nncore_Sequential"
     elif _is_estimator(model):
-        layers, out_act = _estimator_layers(model)
-        dtype = np.dtype(layers[0][0].dtype)
-        if dtype not in PROTO:
-            raise ValueError(f"coefs_ are {dtype}; ONNX export takes float32 or float64 models")
-        x = "X"
-        inputs = [helper.make_tensor_value_info(x, PROTO[dtype], ["N", layers[0][0].shape[0]])]
-        n_out = layers[-1][0].shape[1]
+        inputs, outputs = _estimator_graph(g, model, zipmap)
+        if zipmap and hasattr(model, "classes_"):
+            opsets.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
         graph_name = f"nncore_{type(model).__name__}"
-        if hasattr(model, "classes_"):
-            y = _network(g, x, layers, dtype)
-            label, proba = ("output_label", "probabilities") if zipmap else ("label", "probabilities")
-            classes = np.asarray(model.classes_)
-            kind = _classifier_outputs(g, y, out_act, classes, dtype, label, proba)
-            n_cls = len(classes) if kind != "multilabel" else n_out
-            label_type = TensorProto.STRING if kind == "string" else TensorProto.INT64
-            label_shape = ["N", n_out] if kind == "multilabel" else ["N"]
-            outputs = [helper.make_tensor_value_info(label, label_type, label_shape)]
-            if zipmap:
-                outputs.append(_zipmap(g, proba, classes if kind != "multilabel"
-                                       else np.arange(n_out), dtype))
-                opsets.append(helper.make_opsetid("ai.onnx.ml", ML_OPSET))
-            else:
-                outputs.append(helper.make_tensor_value_info(proba, PROTO[dtype], ["N", n_cls]))
-        else:
-            _network(g, x, layers, dtype, "variable")
-            outputs = [helper.make_tensor_value_info("variable", PROTO[dtype], ["N", n_out])]
     else:
         raise TypeError(f"export takes an nncore.Sequential or a fitted MLPClassifier/"
-                        f"MLPRegressor (nncore.sklearn or scikit-learn), got {type(model).__name__}")
+                        f"MLPRegressor (nncore.sklearn or scikit-learn), got "
+                        f"{type(model).__name__}")
     graph = helper.make_graph(g.nodes, graph_name, inputs, outputs, g.initializers,
                               doc_string=doc_string)
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="nncore",
@@ -288,6 +278,35 @@ def export(model: Any, path: str | os.PathLike[str] | None = None, *, opset: int
     if path is not None:
         onnx.save_model(proto, os.fspath(path))
     return proto
+
+
+def _estimator_graph(g: _Graph, est: Any, zipmap: bool
+                     ) -> tuple[list[onnx.ValueInfoProto], list[onnx.ValueInfoProto]]:
+    """The graph of a fitted MLP estimator, with skl2onnx's names; returns
+    (inputs, outputs)."""
+    layers, _, kind = _kind(est)
+    dtype = np.dtype(layers[0][0].dtype)
+    if dtype not in PROTO:
+        raise ValueError(f"coefs_ are {dtype}; ONNX export takes float32 or float64 models")
+    n_in, n_out = layers[0][0].shape[0], layers[-1][0].shape[1]
+    inputs = [helper.make_tensor_value_info("X", PROTO[dtype], ["N", n_in])]
+    if kind == "regression":
+        _network(g, "X", layers, dtype, "variable")
+        return inputs, [helper.make_tensor_value_info("variable", PROTO[dtype], ["N", n_out])]
+    label, proba = ("output_label", "probabilities") if zipmap else ("label", "probabilities")
+    multilabel = kind == "multilabel"
+    # multilabel: classes_ are the label columns 0..k-1; labels are the 0/1 matrix
+    classes = np.arange(n_out) if multilabel else np.asarray(est.classes_)
+    _classifier_outputs(g, _network(g, "X", layers, dtype), kind, classes, dtype, label, proba)
+    strings = _label_array(classes).dtype == object
+    label_type = TensorProto.STRING if strings else TensorProto.INT64
+    outputs = [helper.make_tensor_value_info(label, label_type,
+                                             ["N", n_out] if multilabel else ["N"])]
+    if zipmap:
+        outputs.append(_zipmap(g, proba, classes, dtype))
+    else:
+        outputs.append(helper.make_tensor_value_info(proba, PROTO[dtype], ["N", len(classes)]))
+    return inputs, outputs
 
 
 def _zipmap(g: _Graph, proba: str, classes: np.ndarray, dtype: np.dtype) -> onnx.ValueInfoProto:
@@ -308,11 +327,13 @@ def _zipmap(g: _Graph, proba: str, classes: np.ndarray, dtype: np.dtype) -> onnx
 
 # ----------------------------------------------------------------- skl2onnx
 
-def _kind(est: Any) -> tuple[list[Layer], str, bool]:
-    """(layers, output activation, multilabel) of a fitted classifier or regressor."""
+def _kind(est: Any) -> tuple[list[Layer], str, str]:
+    """(layers, output activation, kind) of a fitted estimator; kind is
+    "regression" or one of _classifier_kind's."""
     layers, out_act = _estimator_layers(est)
-    multilabel = hasattr(est, "classes_") and out_act == "sigmoid" and layers[-1][0].shape[1] > 1
-    return layers, out_act, multilabel
+    if not hasattr(est, "classes_"):
+        return layers, out_act, "regression"
+    return layers, out_act, _classifier_kind(out_act, layers[-1][0].shape[1])
 
 
 def _skl2onnx_dtype(operator: Any) -> np.dtype:
@@ -325,17 +346,22 @@ def _skl2onnx_dtype(operator: Any) -> np.dtype:
 def _skl2onnx_shapes(operator: Any) -> None:
     """skl2onnx shape calculator: label (N,) or (N, k) and probabilities (N,
     classes) for a classifier, (N, n_outputs) for a regressor."""
-    from skl2onnx.common.data_types import (DoubleTensorType, FloatTensorType,
-                                            Int64TensorType, StringTensorType)
+    from skl2onnx.common.data_types import (
+        DoubleTensorType,
+        FloatTensorType,
+        Int64TensorType,
+        StringTensorType,
+    )
     est = operator.raw_operator
-    layers, _, multilabel = _kind(est)
+    layers, _, kind = _kind(est)
     n = operator.inputs[0].get_first_dimension()
     n_out = layers[-1][0].shape[1]
     real = DoubleTensorType if _skl2onnx_dtype(operator) == np.float64 else FloatTensorType
-    if not hasattr(est, "classes_"):
+    if kind == "regression":
         operator.outputs[0].type = real([n, n_out])
         return
-    strings = _label_array(est.classes_).dtype == object
+    multilabel = kind == "multilabel"
+    strings = not multilabel and _label_array(est.classes_).dtype == object
     operator.outputs[0].type = (StringTensorType([n]) if strings else
                                 Int64TensorType([n, n_out] if multilabel else [n]))
     operator.outputs[1].type = real([n, n_out if multilabel else len(est.classes_)])
@@ -346,11 +372,11 @@ def _skl2onnx_convert(scope: Any, operator: Any, container: Any) -> None:
     est = operator.raw_operator
     g = _Skl2OnnxGraph(scope, container)
     dtype = _skl2onnx_dtype(operator)
-    layers, out_act, _ = _kind(est)
+    layers, _, kind = _kind(est)
     x = g.op("Cast", [operator.inputs[0].full_name], to=PROTO[dtype])
-    if hasattr(est, "classes_"):
+    if kind != "regression":
         y = _network(g, x, layers, dtype)
-        _classifier_outputs(g, y, out_act, np.asarray(est.classes_), dtype,
+        _classifier_outputs(g, y, kind, np.asarray(est.classes_), dtype,
                             operator.outputs[0].full_name, operator.outputs[1].full_name)
     else:
         _network(g, x, layers, dtype, operator.outputs[0].full_name)
@@ -367,8 +393,8 @@ def register_skl2onnx(*estimators: type) -> None:
     try:
         from skl2onnx import update_registered_converter
     except ImportError as exc:
-        raise ImportError('register_skl2onnx needs skl2onnx; install it with '
-                          f'pip install "nncore-cpu[onnx,skl2onnx]" (original error: {exc})') from exc
+        raise ImportError('register_skl2onnx needs skl2onnx; install it with pip install '
+                          f'"nncore-cpu[onnx,skl2onnx]" (original error: {exc})') from exc
     if not estimators:
         from .sklearn import MLPClassifier, MLPRegressor
         estimators = (MLPClassifier, MLPRegressor)

@@ -38,9 +38,12 @@ def elf_section_names(path):
     assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, "not ELF64 LE"
     shoff, = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
     def header(i):   # (name offset, file offset) of section i
         base = shoff + i * shentsize
-        return struct.unpack_from("<I", data, base)[0], struct.unpack_from("<Q", data, base + 0x18)[0]
+        return (struct.unpack_from("<I", data, base)[0],
+                struct.unpack_from("<Q", data, base + 0x18)[0])
+
     strtab = header(shstrndx)[1]
     names = []
     for i in range(shnum):
