@@ -73,7 +73,9 @@ class _Graph:
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
-        self._names: set[str] = set()
+        # the graph's input and output names are never given to inner values
+        self._names: set[str] = {"input", "output", "X", "variable", "label", "probabilities",
+                                 "output_label", "output_probability"}
 
     def name(self, hint: str) -> str:
         name, i = hint, 0
