@@ -118,9 +118,11 @@ def tables(data):
         lines.append("|---|" + "---|" * len(pred))
         lines.append("| median latency | " + " | ".join(f"{t * 1e6:.2f} µs" for t in pred.values())
                      + " |")
+    if len(lines) == 2:   # no workload ran (e.g. --only bench_sklearn): no empty table
+        lines = []
     sk = sklearn_table(data)
     if sk:
-        lines += ["", sk]
+        lines += ["", sk] if lines else [sk]
     return "\n".join(lines)
 
 

@@ -10,7 +10,8 @@ nncore._engine.Network (a test checks they do not drift apart).
 import numpy as np
 
 from .activations import LINEAR
-from .layers import dense_backward, dense_forward, l2_gradient, l2_penalty
+from .layers import (csr_backward, csr_forward, dense_backward, dense_forward, l2_gradient,
+                     l2_penalty)
 from .losses import WEIGHTED_MEAN, output_loss
 from .optimizers import SGD_KIND, SGD_SKLEARN_KIND, step_twin
 from .perceptron import perceptron_epoch
@@ -30,12 +31,13 @@ class Network:
         self.layout = [tuple(int(v) for v in row) for row in layout]
         self.layers = _layers(params, self.layout)
 
-    def workspace_size(self, batch):
+    def workspace_size(self, batch, sparse=False):
         """Elements of the training workspace (the compiled engine's layout:
-        activations, two gradient buffers, a gathered X/Y/weight batch, and a
-        copy of the parameters)."""
+        activations, two gradient buffers, a gathered X (dense X only), Y and
+        weight batch, and a copy of the parameters)."""
         widths = [row[1] for row in self.layout]
-        return (batch * (sum(widths) + 2 * max(widths) + self.layout[0][0] + widths[-1] + 1)
+        n_in = 0 if sparse else self.layout[0][0]
+        return (batch * (sum(widths) + 2 * max(widths) + n_in + widths[-1] + 1)
                 + self.params.shape[0])
 
     def train_epochs(self, X, Y, sample_weight, orders, batch, grads, state, work, loss, hyper,
@@ -50,7 +52,8 @@ class Network:
             grads = np.empty_like(params)  # the reference always materialises gradients
         n_state = state.shape[0] // size if size else 0
         acts, dbuf, off = self._workspace(work, batch)
-        Xb = work[off:off + batch * X.shape[1]].reshape(batch, X.shape[1])
+        sparse = _is_sparse(X)
+        Xb = work[off:off + (0 if sparse else batch * X.shape[1])].reshape(-1, X.shape[1])
         off += Xb.size
         Yb = work[off:off + batch * Y.shape[1]].reshape(batch, Y.shape[1])
         off += Yb.size
@@ -64,7 +67,7 @@ class Network:
                 nb = min(batch, n - start)
                 if orders.shape[0]:
                     rows = orders[epoch, start:start + nb]
-                    xb = np.take(X, rows, axis=0, out=Xb[:nb], mode="clip")
+                    xb = X[rows] if sparse else np.take(X, rows, axis=0, out=Xb[:nb], mode="clip")
                     yb = np.take(Y, rows, axis=0, out=Yb[:nb], mode="clip")
                     wb = np.take(sample_weight, rows, out=Wb[:nb], mode="clip") if weighted else None
                 else:
@@ -100,7 +103,8 @@ class Network:
         if n == 0:
             raise ValueError("X: expected at least one row")
         rows = min(n, GRAD_CHUNK)
-        acts, dbuf, _ = self._workspace(np.empty(self.workspace_size(rows), X.dtype), rows)
+        acts, dbuf, _ = self._workspace(np.empty(self.workspace_size(rows), self.params.dtype),
+                                        rows)
         weighted = sample_weight.shape[0] > 0
         denom = _denominator(sample_weight if weighted else None, n, loss)
         total = 0.0
@@ -132,7 +136,8 @@ class Network:
         layers, nb, last = self.layers, xb.shape[0], len(self.layers) - 1
         inp = xb
         for l, (n_in, n_out, act, W, b) in enumerate(layers):
-            inp = dense_forward(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
+            first = csr_forward if l == 0 and _is_sparse(xb) else dense_forward
+            inp = first(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
         k = layers[last][1]
         dZ = dbuf[0][:nb * k].reshape(nb, k)
         return output_loss(acts[last][:nb], yb, dZ, layers[last][2], loss, wb, denom)
@@ -154,12 +159,18 @@ class Network:
             if step is not None and step[5]:  # folded SGD: W ← (1 − lr·decay)·W − lr·Xᵀ·dZ
                 dt = W.dtype.type
                 lr = step[1]
-                dense_backward(inp, dZ, W, prev, dX, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
+                if l == 0 and _is_sparse(xb):
+                    csr_backward(xb, dZ, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
+                else:
+                    dense_backward(inp, dZ, W, prev, dX, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
             else:
                 if decay:
                     l2_gradient(W, decay, gW)
                 beta = 1 if accumulate or decay else 0
-                dense_backward(inp, dZ, W, prev, dX, gW, gb, 1, beta, 1 if accumulate else 0)
+                if l == 0 and _is_sparse(xb):
+                    csr_backward(xb, dZ, gW, gb, 1, beta, 1 if accumulate else 0)
+                else:
+                    dense_backward(inp, dZ, W, prev, dX, gW, gb, 1, beta, 1 if accumulate else 0)
                 if step is not None:
                     hyper, lr, t, state, n_state, _ = step
                     sl = slice(layout[l][3], layout[l][4] + n_out)
@@ -187,8 +198,9 @@ class Network:
         inp = X
         for l, (n_in, n_out, act, W, b) in enumerate(self.layers):
             last = l == len(self.layers) - 1
-            dst = out if last else np.empty((X.shape[0], n_out), X.dtype)
-            inp = dense_forward(inp, W, b, LINEAR if (last and logits) else act, dst)
+            dst = out if last else np.empty((X.shape[0], n_out), self.params.dtype)
+            first = csr_forward if l == 0 and _is_sparse(X) else dense_forward
+            inp = first(inp, W, b, LINEAR if (last and logits) else act, dst)
 
     def predict(self, X):
         """A new (n×n_out) array of the network's outputs on X; ValueError when
@@ -209,6 +221,10 @@ class Network:
         if not np.isfinite(total):
             raise ValueError(OVERFLOW.format(dtype=X.dtype.name))
         return total / X.shape[0], metric / X.shape[0]
+
+
+def _is_sparse(X):
+    return getattr(X, "format", None) == "csr"
 
 
 def _denominator(sample_weight, n, loss):

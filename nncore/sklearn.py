@@ -62,7 +62,7 @@ from sklearn.neural_network._multilayer_perceptron import _pack  # noqa: E402
 from sklearn.neural_network._stochastic_optimizers import (  # noqa: E402
     AdamOptimizer, SGDOptimizer)
 from sklearn.base import is_classifier  # noqa: E402
-from sklearn.utils import shuffle  # noqa: E402
+from sklearn.utils import _safe_indexing, gen_batches, shuffle  # noqa: E402
 from sklearn.utils._param_validation import Interval  # noqa: E402
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict  # noqa: E402
 from sklearn.utils.optimize import _check_optimize_result  # noqa: E402
@@ -109,12 +109,20 @@ class _Net:
         self.grads = None
         self.work = None
 
-    def coefs(self):
-        return [self.params[w:w + n_in * n_out].reshape(n_in, n_out)
+    def coefs(self, vector=None):
+        """Views of each layer's W in vector (default: the parameters)."""
+        vector = self.params if vector is None else vector
+        return [vector[w:w + n_in * n_out].reshape(n_in, n_out)
                 for n_in, n_out, _, w, _ in self.layout]
 
-    def intercepts(self):
-        return [self.params[b:b + n_out] for _, n_out, _, _, b in self.layout]
+    def intercepts(self, vector=None):
+        vector = self.params if vector is None else vector
+        return [vector[b:b + n_out] for _, n_out, _, _, b in self.layout]
+
+    def views(self, vector):
+        """coefs + intercepts views of a vector in this layout (scikit-learn's
+        params list order)."""
+        return self.coefs(vector) + self.intercepts(vector)
 
     def sklearn_order(self):
         """perm with params[perm] == scikit-learn's packed vector (_pack: every W
@@ -136,7 +144,7 @@ class _Net:
         n = X.shape[0]
         if self.work is None or self.work.shape[0] < self.network.workspace_size(batch):
             self.work = np.empty(self.network.workspace_size(batch), self.params.dtype)
-        grads_size = 0 if optimizer.plain and not alpha else self.params.shape[0]
+        grads_size = 0 if optimizer.plain else self.params.shape[0]   # plain: folded into the GEMM
         if self.grads is None or self.grads.shape[0] != grads_size:
             self.grads = np.empty(grads_size, self.params.dtype)
         orders = (np.empty((0, n), np.intp) if order is None else order.reshape(1, n))
@@ -257,6 +265,7 @@ class _EngineMLP:
             self._optimizer_state = np.zeros(n_state, dtype)
         state = self._optimizer_state = self._optimizer_state.astype(dtype, copy=False)
         progress = np.array([0, -1, getattr(self._optimizer, "t", 0)], np.int64)
+        diverged = False
         try:
             self.n_iter_ = 0
             for it in range(self.max_iter):
@@ -264,11 +273,29 @@ class _EngineMLP:
                     # Only shuffle the sample indices instead of X and y to
                     # reduce the memory footprint; the engine gathers the batches.
                     sample_idx = shuffle(sample_idx, random_state=self._random_state)
-                optimizer.current_lr = self._optimizer.learning_rate
-                with self._threads():
-                    status, self.loss_ = net.epoch(
-                        X_train, Y_train, sw_train, sample_idx if self.shuffle else None,
-                        batch_size, optimizer, self.alpha, state, progress)
+                order = sample_idx if self.shuffle else None
+                if not diverged:
+                    start = (net.params.copy(), state.copy(), int(progress[2]))
+                    # sgd: the schedule's rate; Adam: its base rate (its per-step
+                    # rate, which scikit-learn's AdamOptimizer also stores in
+                    # learning_rate, is computed by the engine from it)
+                    optimizer.current_lr = (self._optimizer.learning_rate_init
+                                            if self.solver == "adam"
+                                            else self._optimizer.learning_rate)
+                    with self._threads():
+                        status, self.loss_ = net.epoch(X_train, Y_train, sw_train, order,
+                                                       batch_size, optimizer, self.alpha,
+                                                       state, progress)
+                    if status:
+                        # A batch's cost was not finite and the engine stopped, where
+                        # scikit-learn keeps going (its weights may stay finite, or end
+                        # NaN and fail in _fit): from this epoch's start on, training
+                        # continues in scikit-learn's own NumPy code.
+                        net.params[...], state[...], progress[2] = start
+                        diverged = True
+                if diverged:
+                    self.loss_ = self._sklearn_epoch(net, X_train, Y_train, sw_train, order,
+                                                     batch_size, state, progress)
                 if self.solver == "adam":
                     self._optimizer.t = int(progress[2])
                 self.n_iter_ += 1
@@ -313,6 +340,46 @@ class _EngineMLP:
             # restore best weights
             self.coefs_ = self._best_coefs
             self.intercepts_ = self._best_intercepts
+
+    def _sklearn_epoch(self, net, X, Y, sample_weight, order, batch_size, state, progress):
+        """One epoch of scikit-learn's own inner loop (its _backprop and the
+        update of its SGDOptimizer / AdamOptimizer) on the engine's parameters
+        and optimizer state, in place; returns the epoch's mean loss. Used only
+        once the engine has reported a non-finite cost (divergence), where
+        scikit-learn's behaviour is to keep updating."""
+        opt, P = self._optimizer, net.params.shape[0]
+        if self.solver == "sgd":
+            opt.velocities = (net.views(state) if state.shape[0]
+                              else [np.zeros_like(p) for p in net.views(net.params)])
+        else:
+            opt.t = int(progress[2])
+            opt.ms, opt.vs = net.views(state[:P]), net.views(state[P:])
+        params = net.views(net.params)
+        n = X.shape[0]
+        activations = [None] * self.n_layers_
+        deltas = [None] * (self.n_layers_ - 1)
+        grads = [np.empty_like(p) for p in params]
+        L = self.n_layers_ - 1
+        coef_grads, intercept_grads = grads[:L], grads[L:]
+        accumulated_loss = 0.0
+        for batch_slice in gen_batches(n, batch_size):
+            rows = order[batch_slice] if order is not None else batch_slice
+            X_batch = _safe_indexing(X, rows) if order is not None else X[rows]
+            activations[0] = X_batch
+            batch_loss, coef_grads, intercept_grads = self._backprop(
+                X_batch, Y[rows], None if sample_weight is None else sample_weight[rows],
+                activations, deltas, coef_grads, intercept_grads)
+            accumulated_loss += batch_loss * (batch_slice.stop - batch_slice.start)
+            opt.update_params(params, coef_grads + intercept_grads)
+        # the optimizer's new buffers back into the engine's state
+        if self.solver == "sgd" and state.shape[0]:
+            for view, v in zip(net.views(state), opt.velocities):
+                view[...] = v
+        elif self.solver == "adam":
+            for view, v in zip(net.views(state[:P]) + net.views(state[P:]), opt.ms + opt.vs):
+                view[...] = v
+            progress[2] = opt.t
+        return accumulated_loss / n
 
     def _engine_optimizer(self):
         """nncore's optimizer object in scikit-learn's form, for its hyper() tuple."""

@@ -25,7 +25,8 @@ import numpy as np
 from _activation cimport LINEAR
 from _blas cimport set_ilp64_blas, set_threads
 from _loss cimport output_loss, weighted_mean
-from _layer cimport dense_forward, dense_backward, l2_penalty, l2_gradient
+from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
+                     csr_backward)
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
 from cpython.exc cimport PyErr_CheckSignals
@@ -64,6 +65,19 @@ cdef struct Net:
     Py_ssize_t max_width     # widest layer output
     Py_ssize_t n_in, n_out   # network input and output widths
     Py_ssize_t n_params      # length of the flat parameter vector
+
+
+cdef struct Input:
+    # The rows the first layer reads: dense — x holds row-major n×n_in values
+    # and the block starts at row `first`; or sparse — x, indices, indptr are
+    # a CSR matrix (values in the parameters' dtype, intp indices) whose rows
+    # rows[i] (or first + i when rows is NULL) form the block.
+    bint sparse
+    const void* x
+    const Py_ssize_t* indices
+    const Py_ssize_t* indptr
+    const Py_ssize_t* rows
+    Py_ssize_t first
 
 
 cdef struct Optimizer:
@@ -108,7 +122,25 @@ cdef double penalty(Net* net, const floating* params, double alpha) noexcept nog
     return 0.5 * alpha * total
 
 
-cdef double forward_loss(Net* net, const floating* params, const floating* X,
+cdef inline const floating* dense_rows(const Input* X, const floating* params,
+                                       Py_ssize_t n_in) noexcept nogil:
+    """The first row of a dense block (params only picks the dtype)."""
+    return (<const floating*> X.x) + X.first * n_in
+
+
+cdef void first_forward(Net* net, const floating* params, const Input* X, Py_ssize_t n,
+                        int act, floating* out) noexcept nogil:
+    """out := the first layer (activation act) on the n rows of X."""
+    cdef Layer* L = &net.layers[0]
+    if X.sparse:
+        csr_forward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n,
+                    params + L.w, params + L.b, L.n_out, act, out)
+    else:
+        dense_forward(dense_rows(X, params, L.n_in), n, L.n_in, params + L.w, params + L.b,
+                      L.n_out, act, out)
+
+
+cdef double forward_loss(Net* net, const floating* params, const Input* X,
                          const floating* Y, const floating* sw, Py_ssize_t n,
                          Py_ssize_t batch, floating* work, int loss, double denom,
                          double* metric) noexcept nogil:
@@ -119,12 +151,15 @@ cdef double forward_loss(Net* net, const floating* params, const floating* X,
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* A = work
-    cdef const floating* inp = X
+    cdef const floating* inp
     cdef Py_ssize_t a_off = 0
     for l in range(net.n_layers):
         L = &net.layers[l]
-        dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
-                      L.act if l < last else LINEAR, A + a_off)
+        if l == 0:
+            first_forward(net, params, X, n, L.act if l < last else LINEAR, A)
+        else:
+            dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
+                          L.act if l < last else LINEAR, A + a_off)
         inp = A + a_off
         a_off += batch * L.n_out
     a_off -= batch * net.layers[last].n_out
@@ -133,7 +168,7 @@ cdef double forward_loss(Net* net, const floating* params, const floating* X,
 
 
 cdef void backward(Net* net, Optimizer* opt, floating* params, floating* grads,
-                   floating* state, const floating* X, Py_ssize_t n, Py_ssize_t batch,
+                   floating* state, const Input* X, Py_ssize_t n, Py_ssize_t batch,
                    floating* work, floating decay, bint accumulate,
                    double* acc) noexcept nogil:
     """Backpropagates the delta that forward_loss left in work, last layer
@@ -164,14 +199,19 @@ cdef void backward(Net* net, Optimizer* opt, floating* params, floating* grads,
         if l > 0:
             a_off -= batch * net.layers[l - 1].n_out
             inp = work + a_off
-        else:
-            inp = X
+        elif not X.sparse:
+            inp = dense_rows(X, params, L.n_in)
         gW = params if folded else grads
         if decay != 0 and not folded:  # gW := decay·W, and the GEMM adds onto it
             l2_gradient(params + L.w, L.n_in * L.n_out, decay, gW + L.w)
-        dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
-                       net.layers[l - 1].act if l > 0 else LINEAR,
-                       dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b, acc)
+        if l == 0 and X.sparse:
+            csr_backward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n, dZ,
+                         L.n_in, L.n_out, gW + L.w, gW + L.b, alpha, beta, beta_b, acc)
+        else:
+            dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
+                           net.layers[l - 1].act if l > 0 else LINEAR,
+                           dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b,
+                           acc)
         if opt != NULL and not folded:  # W and b are contiguous: one pass over both
             optimizer_update(&opt.h, params + L.w, grads + L.w,
                              state + L.w if state != NULL else NULL,
@@ -183,7 +223,7 @@ cdef void backward(Net* net, Optimizer* opt, floating* params, floating* grads,
 
 
 cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
-                       floating* state, const floating* X, const floating* Y,
+                       floating* state, const Input* X, const floating* Y,
                        const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
                        double* acc, int loss, double alpha, double* metric) noexcept nogil:
     """One gradient step on the n rows X, Y (per-row weights sw, or NULL) with
@@ -226,7 +266,7 @@ cdef int check_signals() except -1 with gil:
     return 0
 
 
-cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating* Y,
+cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                     const floating* sw, Py_ssize_t n, const Py_ssize_t* orders,
                     Py_ssize_t n_epochs, Py_ssize_t batch, floating* params,
                     floating* grads, floating* state, floating* work, double* acc, int loss,
@@ -234,17 +274,19 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
                     Py_ssize_t* bad_batch) except -1 nogil:
     """n_epochs epochs over the n rows of X, Y (row weights sw or NULL),
     visiting rows in the order of orders[epoch·n : (epoch+1)·n] (or storage
-    order when orders is NULL). Returns 0, or 1 when a batch's loss was not
+    order when orders is NULL). A shuffled batch of dense X is gathered into
+    work; sparse X is read in place (the first layer takes the row indices). Returns 0, or 1 when a batch's loss was not
     finite: then bad_batch names it, and the parameters are those before it —
     or, if those are not finite either, the ones the epoch started from.
     done counts the completed epochs; a KeyboardInterrupt raised between two
     batches propagates with everything consistent."""
     cdef Py_ssize_t epoch, start, nb
     cdef floating* Xb = work + activations_size(net, batch) + 2 * batch * net.max_width
-    cdef floating* Yb = Xb + batch * net.n_in
+    cdef floating* Yb = Xb + (0 if X.sparse else batch * net.n_in)
     cdef floating* Wb = Yb + batch * net.n_out
     cdef floating* snapshot = Wb + batch
     cdef const Py_ssize_t* order
+    cdef Input xb = X[0]     # the batch's rows
     cdef double total, metric, step_loss, work_done = 0
     for epoch in range(n_epochs):
         total = 0
@@ -255,16 +297,21 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
             nb = min(batch, n - start)
             if orders != NULL:
                 order = orders + epoch * n + start
-                gather_rows(X, order, nb, net.n_in, Xb)
+                if X.sparse:
+                    xb.rows = order
+                else:
+                    gather_rows(dense_rows(X, params, net.n_in), order, nb, net.n_in, Xb)
+                    xb.x = Xb
                 gather_rows(Y, order, nb, net.n_out, Yb)
                 if sw != NULL:
                     gather_rows(sw, order, nb, 1, Wb)
-                step_loss = train_step(net, opt, params, grads, state, Xb, Yb,
+                step_loss = train_step(net, opt, params, grads, state, &xb, Yb,
                                        Wb if sw != NULL else NULL, nb, batch, work, acc,
                                        loss, alpha, &metric)
             else:
+                xb.first = start
                 step_loss = train_step(net, opt, params, grads, state,
-                                       X + start * net.n_in, Y + start * net.n_out,
+                                       &xb, Y + start * net.n_out,
                                        sw + start if sw != NULL else NULL, nb, batch, work,
                                        acc, loss, alpha, &metric)
             if not isfinite(step_loss):
@@ -291,7 +338,7 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
 
 # ------------------------------------------------------ loss and gradient
 
-cdef double loss_gradient_rows(Net* net, floating* params, const floating* X,
+cdef double loss_gradient_rows(Net* net, floating* params, const Input* X,
                                const floating* Y, const floating* sw, Py_ssize_t n, int loss,
                                double alpha, floating* grads, floating* work,
                                double* acc) noexcept nogil:
@@ -300,38 +347,43 @@ cdef double loss_gradient_rows(Net* net, floating* params, const floating* X,
     GRAD_CHUNK rows at a time (work: workspace for GRAD_CHUNK-row batches)."""
     cdef Py_ssize_t c, start, nb, rows = min(n, GRAD_CHUNK)
     cdef double metric = 0, total = 0
+    cdef Input chunk = X[0]
     cdef double denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
     for c in range((n + GRAD_CHUNK - 1) // GRAD_CHUNK):
         start = c * GRAD_CHUNK
         nb = min(GRAD_CHUNK, n - start)
-        total += forward_loss(net, params, X + start * net.n_in, Y + start * net.n_out,
+        chunk.first = start
+        total += forward_loss(net, params, &chunk, Y + start * net.n_out,
                               sw + start if sw != NULL else NULL, nb, rows, work, loss, denom,
                               &metric)
-        backward(net, NULL, params, grads, NULL, X + start * net.n_in, nb, rows, work,
+        backward(net, NULL, params, grads, NULL, &chunk, nb, rows, work,
                  <floating> (alpha / denom) if c == 0 else 0, c > 0, acc)
     return (total + penalty(net, params, alpha)) / denom
 
 
 # ---------------------------------------------------------------- inference
 
-cdef void forward_rows(Net* net, const floating* params, const floating* X,
+cdef void forward_rows(Net* net, const floating* params, const Input* X,
                        Py_ssize_t n, int last_act, floating* buf0, floating* buf1,
                        floating* out) noexcept nogil:
-    """out(n×n_out) := the network on X(n×n_in); the last layer uses last_act.
-    buf0/buf1 hold n×max_width each for the hidden layers."""
+    """out(n×n_out) := the network on the n rows of X; the last layer uses
+    last_act. buf0/buf1 hold n×max_width each for the hidden layers."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
-    cdef const floating* inp = X
+    cdef const floating* inp
     cdef floating* dst
     for l in range(net.n_layers):
         L = &net.layers[l]
         dst = out if l == last else (buf0 if l % 2 == 0 else buf1)
-        dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
-                      last_act if l == last else L.act, dst)
+        if l == 0:
+            first_forward(net, params, X, n, last_act if l == last else L.act, dst)
+        else:
+            dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
+                          last_act if l == last else L.act, dst)
         inp = dst
 
 
-cdef double evaluate_rows(Net* net, const floating* params, const floating* X,
+cdef double evaluate_rows(Net* net, const floating* params, const Input* X,
                           const floating* Y, Py_ssize_t n, int loss, floating* buf,
                           double* metric) noexcept nogil:
     """Σ of the per-example losses over n rows, in chunks; buf holds
@@ -339,25 +391,29 @@ cdef double evaluate_rows(Net* net, const floating* params, const floating* X,
     cdef Py_ssize_t c, start, nb, rows = min(n, CHUNK)
     cdef floating* Z = buf + 2 * rows * net.max_width
     cdef double total = 0
+    cdef Input chunk = X[0]
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         nb = min(CHUNK, n - start)
-        forward_rows(net, params, X + start * net.n_in, nb, LINEAR, buf,
+        chunk.first = start
+        forward_rows(net, params, &chunk, nb, LINEAR, buf,
                      buf + rows * net.max_width, Z)
         total += output_loss(Z, Y + start * net.n_out, NULL, NULL, nb, net.n_out,
                              net.layers[net.n_layers - 1].act, loss, nb, metric)
     return total
 
 
-cdef void forward_chunks(Net* net, const floating* params, const floating* X,
+cdef void forward_chunks(Net* net, const floating* params, const Input* X,
                          Py_ssize_t n, int last_act, floating* buf,
                          floating* out) noexcept nogil:
     """out := the network on X, CHUNK rows at a time; buf holds
     2·min(n, CHUNK)·max_width elements."""
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
+    cdef Input chunk = X[0]
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
-        forward_rows(net, params, X + start * net.n_in, min(CHUNK, n - start), last_act,
+        chunk.first = start
+        forward_rows(net, params, &chunk, min(CHUNK, n - start), last_act,
                      buf, buf + rows * net.max_width, out + start * net.n_out)
 
 
@@ -418,15 +474,47 @@ cdef class Network:
     def __dealloc__(self):
         free(self.net.layers)
 
-    def workspace_size(self, Py_ssize_t batch):
+    cdef Py_ssize_t input_of(self, object X, Input* out) except -1:
+        """Validates X (O(1) checks) and describes it in out; returns its rows.
+        X: a C-contiguous (n×n_in) array of the parameters' dtype, or a CSR
+        matrix (scipy.sparse csr_matrix/csr_array: .data of that dtype, .indices
+        and .indptr intp), whose column indices are trusted to be < n_in."""
+        cdef cnp.ndarray values, indices, indptr
+        cdef Py_ssize_t n
+        out.rows, out.first = NULL, 0
+        if isinstance(X, cnp.ndarray):
+            expect(X, self.typenum, -1, self.net.n_in, "X")
+            out.sparse, out.x, out.indices, out.indptr = False, data(X), NULL, NULL
+            return X.shape[0]
+        if getattr(X, "format", None) != "csr":
+            raise ValueError(f"X: expected an ndarray or a scipy.sparse CSR matrix, got "
+                             f"{type(X).__name__}")
+        n, cols = X.shape
+        if cols != self.net.n_in:
+            raise ValueError(f"X: shape {X.shape} does not fit the network's "
+                             f"{self.net.n_in} inputs")
+        values, indices, indptr = X.data, X.indices, X.indptr
+        expect(values, self.typenum, -1, -1, "X.data")
+        expect(indices, cnp.NPY_INTP, values.shape[0], -1, "X.indices")
+        expect(indptr, cnp.NPY_INTP, n + 1, -1, "X.indptr")
+        if (<Py_ssize_t*> cnp.PyArray_DATA(indptr))[n] > values.shape[0]:
+            raise ValueError("X.indptr: points past the end of X.data")
+        out.sparse = True
+        out.x = data(values)
+        out.indices = <const Py_ssize_t*> data(indices)
+        out.indptr = <const Py_ssize_t*> cnp.PyArray_DATA(indptr)
+        return n
+
+    def workspace_size(self, Py_ssize_t batch, bint sparse=False):
         """Elements of the training workspace for mini-batches of `batch` rows:
         every layer's activations, two gradient buffers, a gathered X, Y and
         row-weight batch, and a copy of the parameters (the epoch's start, for
         divergence)."""
         return (activations_size(&self.net, batch) + 2 * batch * self.net.max_width
-                + batch * (self.net.n_in + self.net.n_out + 1) + self.net.n_params)
+                + batch * ((0 if sparse else self.net.n_in) + self.net.n_out + 1)
+                + self.net.n_params)
 
-    def train_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray sample_weight,
+    def train_epochs(self, object X, cnp.ndarray Y, cnp.ndarray sample_weight,
                      cnp.ndarray orders, Py_ssize_t batch, cnp.ndarray grads,
                      cnp.ndarray state, cnp.ndarray work, int loss, tuple hyper, double lr,
                      cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out,
@@ -455,8 +543,8 @@ cdef class Network:
         """
         cdef Optimizer opt
         cdef Py_ssize_t n, n_epochs, p_size = self.net.n_params
-        expect(X, self.typenum, -1, self.net.n_in, "X")
-        n = X.shape[0]
+        cdef Input inp
+        n = self.input_of(X, &inp)
         expect(Y, self.typenum, n, self.net.n_out, "Y")
         expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
                "sample_weight")
@@ -466,7 +554,7 @@ cdef class Network:
         expect(orders, cnp.NPY_INTP, n_epochs if orders.shape[0] else 0, n, "orders")
         expect(progress, cnp.NPY_INT64, 3, -1, "progress")
         expect(work, self.typenum, -1, -1, "work")
-        if not 0 < batch <= n or work.shape[0] < self.workspace_size(batch):
+        if not 0 < batch <= n or work.shape[0] < self.workspace_size(batch, inp.sparse):
             raise ValueError("batch or work: the workspace does not fit the batch")
         (opt.h.kind, opt.h.momentum, opt.h.nesterov, opt.h.weight_decay, opt.h.beta1,
          opt.h.beta2, opt.h.eps, opt.h.decoupled) = hyper
@@ -480,7 +568,6 @@ cdef class Network:
                else p_size if opt.h.momentum else 0, -1, "state")
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
         cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
-        cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grads)
@@ -495,13 +582,13 @@ cdef class Network:
         try:
             with nogil:
                 if self.is_double:
-                    status = run_epochs(&self.net, &opt, <double*> x, <double*> y,
+                    status = run_epochs(&self.net, &opt, &inp, <double*> y,
                                         <double*> sw, n, order, n_epochs, batch,
                                         <double*> self.p, <double*> g, <double*> st,
                                         <double*> w, acc, loss, alpha, lo, co, &done,
                                         &bad_batch)
                 else:
-                    status = run_epochs(&self.net, &opt, <float*> x, <float*> y,
+                    status = run_epochs(&self.net, &opt, &inp, <float*> y,
                                         <float*> sw, n, order, n_epochs, batch,
                                         <float*> self.p, <float*> g, <float*> st,
                                         <float*> w, acc, loss, alpha, lo, co, &done,
@@ -511,7 +598,7 @@ cdef class Network:
             progress[0], progress[1], progress[2] = done, bad_batch, opt.t
         return status
 
-    def loss_and_gradient(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray sample_weight,
+    def loss_and_gradient(self, object X, cnp.ndarray Y, cnp.ndarray sample_weight,
                           int loss, double alpha, cnp.ndarray grad_out):
         """The cost of the whole data set X (n×n_in), Y (n×n_out) at the current
         parameters, without updating them: returns (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D
@@ -521,8 +608,8 @@ cdef class Network:
         gradient of scikit-learn's MLP._backprop (its squared error's delta is
         not divided by the outputs). Chunks of rows, GIL released. A
         non-finite cost is returned as it is."""
-        expect(X, self.typenum, -1, self.net.n_in, "X")
-        cdef Py_ssize_t n = X.shape[0]
+        cdef Input inp
+        cdef Py_ssize_t n = self.input_of(X, &inp)
         expect(Y, self.typenum, n, self.net.n_out, "Y")
         expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
                "sample_weight")
@@ -534,7 +621,6 @@ cdef class Network:
         cdef void* work = malloc((activations_size(&self.net, rows)
                                   + 2 * rows * self.net.max_width) * item)
         cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
-        cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grad_out)
@@ -545,11 +631,11 @@ cdef class Network:
             raise MemoryError()
         with nogil:
             if self.is_double:
-                value = loss_gradient_rows(&self.net, <double*> self.p, <double*> x,
+                value = loss_gradient_rows(&self.net, <double*> self.p, &inp,
                                            <double*> y, <double*> sw, n, loss, alpha,
                                            <double*> g, <double*> work, acc)
             else:
-                value = loss_gradient_rows(&self.net, <float*> self.p, <float*> x,
+                value = loss_gradient_rows(&self.net, <float*> self.p, &inp,
                                            <float*> y, <float*> sw, n, loss, alpha,
                                            <float*> g, <float*> work, acc)
         free(work)
@@ -605,27 +691,26 @@ cdef class Network:
         progress[0] = n_epochs
         return 0
 
-    cdef void forward_any(self, void* x, Py_ssize_t n, int last_act, void* buf,
+    cdef void forward_any(self, const Input* x, Py_ssize_t n, int last_act, void* buf,
                           void* out) noexcept nogil:
         """forward_chunks on the parameters' dtype."""
         if self.is_double:
-            forward_chunks(&self.net, <double*> self.p, <double*> x, n, last_act,
+            forward_chunks(&self.net, <double*> self.p, x, n, last_act,
                            <double*> buf, <double*> out)
         else:
-            forward_chunks(&self.net, <float*> self.p, <float*> x, n, last_act,
+            forward_chunks(&self.net, <float*> self.p, x, n, last_act,
                            <float*> buf, <float*> out)
 
-    def forward(self, cnp.ndarray X, cnp.ndarray out, bint logits=False):
-        """out (n×n_out) := the network's outputs on X (the output layer's
-        pre-activation if logits)."""
-        expect(X, self.typenum, -1, self.net.n_in, "X")
-        expect(out, self.typenum, X.shape[0], self.net.n_out, "out")
-        cdef Py_ssize_t n = X.shape[0]
+    def forward(self, object X, cnp.ndarray out, bint logits=False):
+        """out (n×n_out) := the network's outputs on X (dense or CSR; the output
+        layer's pre-activation if logits)."""
+        cdef Input x
+        cdef Py_ssize_t n = self.input_of(X, &x)
+        expect(out, self.typenum, n, self.net.n_out, "out")
         cdef int last_act = LINEAR if logits else self.net.layers[self.net.n_layers - 1].act
         cdef size_t need = 2 * min(n, CHUNK) * self.net.max_width
         cdef double small[SMALL_SCRATCH]
         cdef void* buf = <void*> small if need <= SMALL_SCRATCH else malloc(need * sizeof(double))
-        cdef void* x = data(X)
         cdef void* o = data(out)
         # Releasing the GIL costs ~0.1 µs: worth it only when there is real work.
         cdef bint release = n * self.params.shape[0] > RELEASE_GIL_WORK
@@ -633,13 +718,13 @@ cdef class Network:
             raise MemoryError()
         if release:
             with nogil:
-                self.forward_any(x, n, last_act, buf, o)
+                self.forward_any(&x, n, last_act, buf, o)
         else:
-            self.forward_any(x, n, last_act, buf, o)
+            self.forward_any(&x, n, last_act, buf, o)
         if buf != <void*> small:
             free(buf)
 
-    def predict(self, cnp.ndarray X):
+    def predict(self, object X):
         """A new (n×n_out) array of the network's outputs on X; ValueError when
         they are not finite (the forward pass overflowed)."""
         cdef cnp.npy_intp dims[2]
@@ -655,26 +740,25 @@ cdef class Network:
             raise ValueError(OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
         return out
 
-    def evaluate(self, cnp.ndarray X, cnp.ndarray Y, int loss):
-        """(mean loss, metric) of the network on X, Y: the metric is the fraction
-        classified correctly for classification losses, the mean signed error
-        (y − ŷ) for mse/mae."""
-        expect(X, self.typenum, -1, self.net.n_in, "X")
-        expect(Y, self.typenum, X.shape[0], self.net.n_out, "Y")
-        cdef Py_ssize_t n = X.shape[0]
+    def evaluate(self, object X, cnp.ndarray Y, int loss):
+        """(mean loss, metric) of the network on X (dense or CSR), Y: the metric
+        is the fraction classified correctly for classification losses, the
+        mean signed error (y − ŷ) for mse/mae."""
+        cdef Input x
+        cdef Py_ssize_t n = self.input_of(X, &x)
+        expect(Y, self.typenum, n, self.net.n_out, "Y")
         cdef size_t item = 8 if self.is_double else 4
         cdef void* buf = malloc(min(n, CHUNK) * (2 * self.net.max_width + self.net.n_out) * item)
-        cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef double total, metric = 0
         if buf == NULL:
             raise MemoryError()
         with nogil:
             if self.is_double:
-                total = evaluate_rows(&self.net, <double*> self.p, <double*> x, <double*> y, n,
+                total = evaluate_rows(&self.net, <double*> self.p, &x, <double*> y, n,
                                       loss, <double*> buf, &metric)
             else:
-                total = evaluate_rows(&self.net, <float*> self.p, <float*> x, <float*> y, n,
+                total = evaluate_rows(&self.net, <float*> self.p, &x, <float*> y, n,
                                       loss, <float*> buf, &metric)
         free(buf)
         if not isfinite(total):
