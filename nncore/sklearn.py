@@ -73,6 +73,7 @@ from .activations import ACTIVATIONS  # noqa: E402
 from .blas import default_threads, threads as blas_threads  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
+from .validation import as_input  # noqa: E402
 
 __all__ = ["MLPClassifier", "MLPRegressor"]
 
@@ -92,6 +93,7 @@ class _Net:
     views into the vector (scikit-learn's coefs_/intercepts_ layout)."""
 
     def __init__(self, coefs, intercepts, activation, out_activation, dtype):
+        _check_weights(coefs, intercepts)
         rows, off = [], 0
         last = len(coefs) - 1
         for i, W in enumerate(coefs):
@@ -142,8 +144,9 @@ class _Net:
         `order`, or storage order when it is None) updating the parameters in
         place; returns (status, mean loss) as Network.train_epochs defines them."""
         n = X.shape[0]
-        if self.work is None or self.work.shape[0] < self.network.workspace_size(batch):
-            self.work = np.empty(self.network.workspace_size(batch), self.params.dtype)
+        size = self.network.workspace_size(batch, sparse=sp.issparse(X))
+        if self.work is None or self.work.shape[0] < size:
+            self.work = np.empty(size, self.params.dtype)
         grads_size = 0 if optimizer.plain else self.params.shape[0]   # plain: folded into the GEMM
         if self.grads is None or self.grads.shape[0] != grads_size:
             self.grads = np.empty(grads_size, self.params.dtype)
@@ -163,6 +166,23 @@ class _Net:
         sw = _empty(self.params.dtype) if sample_weight is None else sample_weight
         loss = self.network.loss_and_gradient(X, Y, sw, self.loss, alpha, self.grads)
         return loss, self.grads
+
+
+def _check_weights(coefs, intercepts):
+    """coefs_/intercepts_ (which users may assign) must chain: the engine trusts
+    the layer shapes it is given. ValueError otherwise."""
+    coefs, intercepts = list(coefs), list(intercepts)
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError(f"coefs_ and intercepts_ must be lists of the same non-zero length "
+                         f"(one per layer), got {len(coefs)} and {len(intercepts)}")
+    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+        W, b = np.asarray(W), np.asarray(b)
+        if W.ndim != 2 or b.shape != (W.shape[1],) or 0 in W.shape:
+            raise ValueError(f"coefs_[{i}] has shape {W.shape} and intercepts_[{i}] {b.shape}; "
+                             "expected (fan_in, fan_out) and (fan_out,)")
+        if i and W.shape[0] != np.shape(coefs[i - 1])[1]:
+            raise ValueError(f"coefs_[{i}] has {W.shape[0]} rows but layer {i - 1} has "
+                             f"{np.shape(coefs[i - 1])[1]} outputs")
 
 
 def _empty(dtype):
@@ -433,12 +453,10 @@ class _EngineMLP:
 
 
 def _as_engine_input(X, dtype):
-    """X as the engine reads it: a C-contiguous dense array or a CSR matrix
-    (CSC is converted, never densified) in dtype."""
+    """X as the engine reads it: a C-contiguous array, or a CSR matrix with intp
+    indices (CSC and other sparse formats converted, never densified), in dtype."""
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=dtype)
-        X.sort_indices()
-        return X
+        return as_input(X, dtype, X.shape[1])
     return np.ascontiguousarray(X, dtype=dtype)
 
 

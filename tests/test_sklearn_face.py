@@ -5,10 +5,10 @@ failures, clone, Pipeline, GridSearchCV, cross_val_score, pickling), and the
 optional-dependency rules (import nncore never imports scikit-learn; a missing
 or unsupported scikit-learn gives an ImportError saying what to install)."""
 import io
-import os
 import pickle
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
 from contextlib import redirect_stdout
@@ -31,7 +31,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from nncore import sklearn as nk  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 #: the parity tolerance (float64): relative to the largest magnitude of the array compared
 RTOL = 1e-6
 ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
@@ -367,6 +366,20 @@ def test_divergence_fallback_continues_the_same_trajectory(solver, momentum, mon
     assert_same_model(ours, ref)
 
 
+def test_assigned_weights_of_the_wrong_shape_are_an_error_not_a_crash():
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**SMALL, solver="sgd").partial_fit(X, y, classes=np.unique(y))
+    good_W, good_b = [c.copy() for c in est.coefs_], [b.copy() for b in est.intercepts_]
+    for coefs, intercepts, match in [
+            (good_W[:1] + [np.zeros((6, 5))] + good_W[2:], good_b, "rows but layer 0"),
+            (good_W, good_b[:1] + [np.zeros(1)] + good_b[2:], "expected"),
+            (good_W[:2], good_b, "same non-zero length")]:
+        est.coefs_, est.intercepts_ = coefs, intercepts
+        for call in (lambda: est.predict(X), lambda: est.partial_fit(X, y)):
+            with pytest.raises(ValueError, match=match):
+                call()
+
+
 def test_invalid_parameters_raise_at_fit_like_sklearn():
     X, y = data("binary")
     for bad in (dict(activation="softplus"), dict(alpha=-1.0), dict(solver="newton"),
@@ -453,8 +466,11 @@ def test_pickle_and_joblib_round_trips_bit_identical(task, tmp_path):
 # ---------------------------------------------------------------- optional dependency
 
 def run_python(code):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT)
+    """Runs code in a fresh interpreter outside the checkout (CI tests the
+    installed wheel, and the source tree's nncore/ is not built there)."""
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                              capture_output=True, text=True, timeout=120, cwd=cwd)
 
 
 def test_import_nncore_does_not_import_sklearn():
