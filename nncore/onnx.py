@@ -24,9 +24,9 @@ Sigmoid, tanh → Tanh, softmax → Softmax(axis=-1), leaky_relu → LeakyRelu
 (alpha = nncore's slope 0.01; in float64 graphs Max(z, 0.01·z), because
 LeakyRelu's alpha attribute is a float32 and 0.01 is not one), step →
 Cast(Greater(z, 0)) (1 where z > 0, else 0, as nncore: step(0) = 0), and
-exp (the Poisson output, nncore's and scikit-learn's) → Exp. Operators follow the ONNX
-specification (https://onnx.ai/onnx/operators/); the default opset 17 is run
-by onnxruntime ≥ 1.11.
+exp (the Poisson output, nncore's and scikit-learn's) → Exp. Operators follow
+the ONNX specification (https://onnx.ai/onnx/operators/); the default opset
+17 is run by onnxruntime ≥ 1.11.
 
 Needs the `onnx` package (an extra: pip install "nncore-cpu[onnx]");
 `import nncore` does not import it.
@@ -238,10 +238,11 @@ def export(model: Any, path: str | os.PathLike[str] | None = None, *, opset: int
     False gives the "label" and "probabilities" tensors. The graph is checked
     with onnx.checker (full check, with shape inference) before it is written.
 
-    Raises TypeError for anything else than those models, ValueError for an
-    unfitted estimator, an opset out of range, or a step layer's or
-    activation's unsupported use. The input dtype is the model's (float32 or
-    float64; scikit-learn's estimators: the dtype of coefs_).
+    The input dtype is the model's (float32 or float64; for estimators, the
+    dtype of coefs_). Raises TypeError for anything else than those models or
+    a non-bool zipmap; ValueError for an unfitted estimator, an opset out of
+    range, coefs_ of another dtype, a classifier whose output layer is not
+    softmax or sigmoid, or classes_ that are neither integers nor strings.
     """
     from . import __version__
     from .model import Sequential
