@@ -113,6 +113,8 @@ def test_opset_choice_and_bad_arguments(tmp_path):
     for bad in (12, 10_000, 17.0, True, "17"):
         with pytest.raises(ValueError, match="opset must be an integer"):
             nnonnx.export(model, opset=bad)
+    with pytest.raises(TypeError, match="zipmap must be True or False"):
+        nnonnx.export(model, zipmap="yes")
     with pytest.raises(TypeError, match="nncore.Sequential or a fitted"):
         nnonnx.export(object(), tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
@@ -245,10 +247,15 @@ def test_regressor(mod, loss, activation, outputs, dtype, rng):
     np.testing.assert_allclose(got, expected, rtol=atol, atol=atol)
 
 
-def test_unfitted_estimator_is_refused():
+def test_unfitted_estimator_and_unusable_classes_are_refused(rng):
     sk = pytest.importorskip("sklearn.neural_network")
     with pytest.raises(ValueError, match="not fitted"):
         nnonnx.export(sk.MLPClassifier())
+    X, y = classification_data("binary", rng)
+    clf = fit_quietly(sk.MLPClassifier(hidden_layer_sizes=(3,), max_iter=5), X, y)
+    clf.classes_ = np.array([0.5, 1.5])   # ONNX labels are int64 or strings
+    with pytest.raises(ValueError, match="neither integers nor strings"):
+        nnonnx.export(clf)
 
 
 # ----------------------------------------------------------------- skl2onnx
