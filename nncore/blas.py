@@ -108,7 +108,7 @@ NAME, _LIB = _select()
 _THREADS = _thread_count(_LIB)
 
 
-def info():
+def info() -> dict:
     """{"blas": "numpy"|"scipy", "filepath", "version", "num_threads"} of the
     BLAS the engine calls (the last three None when it cannot be seen), and
     "simd": the vector instructions of nncore's own kernels ("avx512", "avx2"
@@ -118,12 +118,12 @@ def info():
             "simd": _kernels.simd()}
 
 
-def num_threads():
+def num_threads() -> int | None:
     """The engine's BLAS thread count (None when it cannot be controlled)."""
     return _THREADS.get() if _THREADS is not None else None
 
 
-def default_threads():
+def default_threads() -> int:
     """The cores this process may use."""
     try:
         return len(os.sched_getaffinity(0))

@@ -40,7 +40,7 @@ SCHEDULES = {cls.__name__: cls for cls in (schedules.Constant, schedules.StepDec
 PLATEAU_STATE = ("lr", "best", "num_bad_epochs", "cooldown_counter")
 
 
-def save(model, path):
+def save(model, path: "str | os.PathLike[str]") -> None:
     """Write `model` to `path` (an .npz file) atomically."""
     meta = {
         "format": FORMAT, "version": VERSION,
@@ -75,7 +75,7 @@ def save(model, path):
         raise
 
 
-def load(path):
+def load(path: "str | os.PathLike[str]"):
     """The model saved at `path`, validated before any kernel sees it."""
     from .model import Sequential   # model imports this module for save()
     from .layers import Dense

@@ -23,7 +23,7 @@ class DivergenceError(ValueError):
     keeps the last finite weights, and its optimizer state (momentum, Adam
     moments) starts afresh; epoch, batch and lr say where and with what rate."""
 
-    def __init__(self, epoch, batch, lr):
+    def __init__(self, epoch: int, batch: int, lr: float) -> None:
         self.epoch, self.batch, self.lr = epoch, batch, lr
         super().__init__(
             f"training diverged at epoch {epoch}, batch {batch}: the loss became NaN or "
@@ -44,7 +44,7 @@ class History:
         self.epoch = []
         self.runs = []
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
     def record(self, epochs, columns):
