@@ -7,7 +7,10 @@ forward pass never needs to keep Z:
     step' = 0 (almost everywhere), softmax: dz = a ⊙ (da − ⟨da, a⟩) per row,
     exp' = a (exp: the output activation of a Poisson regression).
 """
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import NDArray
 
 #: name -> code shared with the compiled kernels (src/_activation.pxd).
 ACTIVATIONS = {
@@ -25,14 +28,16 @@ LINEAR, STEP, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, EXP = range(8)
 LEAKY_SLOPE = 0.01
 
 
-def sigmoid(z, out=None):
+def sigmoid(z: NDArray[np.floating], out: NDArray[np.floating] | None = None
+            ) -> NDArray[np.floating]:
     """1 / (1 + e^-z), stable for large |z| (never evaluates e^{+large})."""
     e = np.exp(-np.abs(z))
     pos = z >= 0
     return np.divide(np.where(pos, 1, e), 1 + e, out=out)
 
 
-def softmax(z, out=None):
+def softmax(z: NDArray[np.floating], out: NDArray[np.floating] | None = None
+            ) -> NDArray[np.floating]:
     """Row-wise softmax, max-subtracted so it cannot overflow."""
     out = np.subtract(z, z.max(axis=1, keepdims=True), out=out)
     np.exp(out, out=out)
@@ -40,7 +45,7 @@ def softmax(z, out=None):
     return out
 
 
-def activate(Z, act):
+def activate(Z: NDArray[np.floating], act: int) -> NDArray[np.floating]:
     """Z := f(Z) in place, for an activation code; returns Z."""
     if act == STEP:
         np.greater(Z, 0, out=Z)  # writes 1.0 / 0.0 into the float array
@@ -59,7 +64,8 @@ def activate(Z, act):
     return Z
 
 
-def backward(dA, A, act):
+def backward(dA: NDArray[np.floating], A: NDArray[np.floating], act: int
+             ) -> NDArray[np.floating]:
     """dA := dA ⊙ f'(Z) in place, with f' taken from A = f(Z); returns dA."""
     if act == STEP:
         dA[...] = 0

@@ -224,7 +224,7 @@ def _cfs_quota(folder):
         return None
 
 
-_CGROUP = []  # the quota, read once (it is set when a container starts)
+_CGROUP: list = []  # the quota, read once (it is set when a container starts)
 
 
 def caps():

@@ -26,13 +26,13 @@ import numpy as np
 class Callback:
     """Base class: every hook does nothing."""
 
-    def on_train_begin(self, model, logs):
+    def on_train_begin(self, model, logs: dict) -> None:
         pass
 
-    def on_epoch_end(self, model, logs):
+    def on_epoch_end(self, model, logs: dict) -> None:
         pass
 
-    def on_train_end(self, model, logs):
+    def on_train_end(self, model, logs: dict) -> None:
         pass
 
 

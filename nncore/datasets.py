@@ -5,11 +5,13 @@ data set (E. Alpaydin, C. Kaynak, 1998; CC BY 4.0), as shipped by scikit-learn's
 load_digits, stored as pixel counts 0..16 in nncore/data/digits.npz.
 """
 from importlib import resources
+from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 
-def load_digits(scale=True):
+def load_digits(scale: bool = True) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """(X, y): X (1797, 64) float64 pixel values — divided by 16 into [0, 1] when
     scale — and y (1797,) int64 labels 0..9."""
     with resources.files("nncore").joinpath("data/digits.npz").open("rb") as f:
@@ -18,7 +20,8 @@ def load_digits(scale=True):
     return (X / 16.0 if scale else X), y
 
 
-def train_test_split(X, y, test_fraction=0.2, seed=0):
+def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
+                     seed: int | None = 0) -> tuple[Any, Any, Any, Any]:
     """A seeded random split: (X_train, X_test, y_train, y_test)."""
     order = np.random.default_rng(seed).permutation(len(X))
     n_test = int(round(len(X) * test_fraction))

@@ -7,9 +7,13 @@ passes (src/_layer.pxd).
     L2 penalty: l2_penalty(W) = Σ W², l2_gradient: gW = coef·W
     sparse input (the first layer on scipy CSR rows): csr_forward, csr_backward
 """
+from __future__ import annotations
+
 import weakref
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike, NDArray
 
 from .activations import ACTIVATIONS, RELU, LEAKY_RELU, activate, backward
 from .validation import as_param, positive_int
@@ -24,7 +28,7 @@ class Dense:
     the model's weights (assigning to them copies into the model).
     """
 
-    def __init__(self, in_features, out_features, activation="linear"):
+    def __init__(self, in_features: int, out_features: int, activation: str = "linear") -> None:
         self._in = positive_int("in_features", in_features)
         self._out = positive_int("out_features", out_features)
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
@@ -36,42 +40,42 @@ class Dense:
         self._owner = None  # weak reference to the Sequential holding this layer
         self.initialize(np.random.default_rng())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Dense({self.in_features}, {self.out_features}, activation={self.activation!r})"
 
     # The structure is fixed at construction: a model compiles it once, so it
     # must not change underneath (build a new Dense instead).
     @property
-    def in_features(self):
+    def in_features(self) -> int:
         return self._in
 
     @property
-    def out_features(self):
+    def out_features(self) -> int:
         return self._out
 
     @property
-    def activation(self):
+    def activation(self) -> str:
         return self._activation
 
     @property
-    def W(self):
+    def W(self) -> NDArray[Any]:
         """Weights, (in_features, out_features)."""
         return self._W
 
     @W.setter
-    def W(self, value):
+    def W(self, value: ArrayLike) -> None:
         self._W[...] = as_param(value, "W", self._W.shape, self._W.dtype)
 
     @property
-    def b(self):
+    def b(self) -> NDArray[Any]:
         """Biases, (out_features,)."""
         return self._b
 
     @b.setter
-    def b(self, value):
+    def b(self, value: ArrayLike) -> None:
         self._b[...] = as_param(value, "b", self._b.shape, self._b.dtype)
 
-    def initialize(self, rng):
+    def initialize(self, rng: np.random.Generator) -> None:
         """Random initialisation in place: He-uniform (limit √(6/in)) for
         relu/leaky_relu, Glorot-uniform (limit √(6/(in+out))) otherwise; zero
         biases. Draws in float64 so both dtypes see the same numbers."""

@@ -20,7 +20,10 @@ wᵢ·(f(z) − y) / Σᵢ wᵢ:
                         clip to [eps, 1 − eps], eps = the dtype's machine epsilon
     poisson             exp output: ℓ = Σⱼ [y·log(y/ŷ) − y + ŷ]  (0·log(·) = 0)
 """
+from __future__ import annotations
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .activations import SIGMOID, SOFTMAX, activate, backward
 
@@ -68,26 +71,26 @@ def _as_float(a, name):
     return arr
 
 
-def mean_error(y_true, y_pred):
+def mean_error(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean of (y_true − y_pred): the signed error, positive when the
     predictions are too low on average."""
     t, p = _pair(y_true, y_pred)
     return float(np.mean(t - p))
 
 
-def mse(y_true, y_pred):
+def mse(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean squared error over all elements."""
     t, p = _pair(y_true, y_pred)
     return float(np.mean((t - p) ** 2))
 
 
-def mae(y_true, y_pred):
+def mae(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean absolute error over all elements."""
     t, p = _pair(y_true, y_pred)
     return float(np.mean(np.abs(t - p)))
 
 
-def cross_entropy(y_true, y_pred):
+def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean over examples of −Σₖ yₖ·log pₖ.
 
     y_pred: class probabilities, (n, classes), or (classes,) for one example.
@@ -109,7 +112,7 @@ def cross_entropy(y_true, y_pred):
     return float(np.mean(-(t * np.log(np.clip(p, EPS, 1))).sum(axis=1)))
 
 
-def binary_cross_entropy(y_true, y_pred):
+def binary_cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean over all elements of −[y·log p + (1−y)·log(1−p)], p = probability of 1."""
     t, p = _pair(y_true, y_pred)
     p = np.clip(p, EPS, 1 - EPS)

@@ -73,8 +73,10 @@ class Sequential:
     oversubscribe a smaller one. nncore's other loops are serial.
     """
 
-    def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
-                 backend="cython", n_threads=None, alpha=0.0):
+    def __init__(self, layers: "Dense | list[Dense] | tuple[Dense, ...]", loss: str = "mse",
+                 optimizer: "Optimizer | None" = None, seed: int | None = None,
+                 dtype: "str | np.typing.DTypeLike" = "float32", backend: str = "cython",
+                 n_threads: int | None = None, alpha: float = 0.0) -> None:
         self._layers = tuple(_check_layers(layers))
         if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
@@ -152,23 +154,23 @@ class Sequential:
 
     # The structure is compiled once into the backend's Network: read-only.
     @property
-    def layers(self):
+    def layers(self) -> "tuple[Dense, ...]":
         """The Dense layers, in order (a tuple: the structure is fixed)."""
         return self._layers
 
     @property
-    def dtype(self):
+    def dtype(self) -> np.dtype:
         return self._dtype
 
     @property
-    def n_features(self):
+    def n_features(self) -> int:
         return self._n_features
 
     @property
-    def n_outputs(self):
+    def n_outputs(self) -> int:
         return self._n_outputs
 
-    def get_weights(self):
+    def get_weights(self) -> "list[np.ndarray]":
         """[W1, b1, W2, b2, ...] as copies; W is (in_features, out_features)."""
         return [a.copy() for layer in self.layers for a in (layer.W, layer.b)]
 
@@ -194,9 +196,13 @@ class Sequential:
 
     # ------------------------------------------------------------ training
 
-    def fit(self, X, y, epochs=1, batch_size=None, shuffle=True, *, validation_data=None,
-            validation_split=0.0, early_stopping=None, callbacks=None, verbose=0,
-            class_weight=None, sample_weight=None, n_init=1):
+    def fit(self, X, y, epochs: int = 1, batch_size: int | None = None, shuffle: bool = True, *,
+            validation_data: "tuple[np.typing.ArrayLike, np.typing.ArrayLike] | None" = None,
+            validation_split: float = 0.0, early_stopping: "Callback | None" = None,
+            callbacks: "list[Callback] | None" = None, verbose: int = 0,
+            class_weight: "dict[int, float] | str | None" = None,
+            sample_weight: "np.typing.ArrayLike | None" = None,
+            n_init: int = 1) -> "training.History":
         """Train by gradient descent; returns (and stores as .history) a History.
 
         batch_size: None = the whole data set per step (full-batch gradient
@@ -315,7 +321,7 @@ class Sequential:
         self._params[...] = params
         self._state = state.copy()
 
-    def reset(self):
+    def reset(self) -> None:
         """Back to the state right after construction: weights re-drawn from
         the seed (the same ones), optimizer state, epoch count and History
         cleared, the shuffling generator restarted."""
@@ -457,7 +463,8 @@ class Sequential:
                              "counts or rates >= 0")
         return Y
 
-    def loss_and_gradient(self, X, y, sample_weight=None, params=None):
+    def loss_and_gradient(self, X, y, sample_weight: "np.typing.ArrayLike | None" = None,
+                          params: "np.typing.ArrayLike | None" = None):
         """The training cost over the whole data set at the current weights and
         its gradient, without changing the weights (one compiled pass over X,
         in chunks of rows): (float, flat ndarray of the model's dtype).
@@ -488,7 +495,7 @@ class Sequential:
 
     # ------------------------------------------------------------ persistence
 
-    def save(self, path):
+    def save(self, path) -> None:
         """Write the model — architecture, weights, optimizer and its state,
         History, generator — to one .npz file (see nncore.io); nncore.load
         reads it back, in any state the model is in. The write is atomic: a
@@ -528,7 +535,7 @@ class Sequential:
 
     # ------------------------------------------------------------ inference
 
-    def predict(self, X):
+    def predict(self, X) -> np.ndarray:
         """Network outputs, (n_samples, out_features): probabilities for softmax
         and sigmoid outputs, 0/1 for a step output. X: an array or a
         scipy.sparse matrix (read as CSR, in chunks of rows, never densified)."""
@@ -538,7 +545,14 @@ class Sequential:
         with blas_threads(self.n_threads):
             return self._net.predict(X)
 
-    def evaluate(self, X, y):
+    def to_onnx(self, path=None, **kwargs):
+        """Export as an ONNX graph to `path` and return the onnx.ModelProto:
+        nncore.onnx.export(self, path, **kwargs) — see there. Needs the onnx
+        package (pip install "nncore-cpu[onnx]")."""
+        from . import onnx
+        return onnx.export(self, path, **kwargs)
+
+    def evaluate(self, X, y) -> dict[str, float]:
         """{"loss": mean cost} plus "accuracy" for classification losses
         (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)
         or "mean_error" for regression losses (the signed mean of y − ŷ: the

@@ -26,7 +26,7 @@ class Optimizer:
     and the bookkeeping of update(): state buffers per parameter position and
     the step count."""
 
-    KIND = None
+    KIND: int | None = None
     N_STATE = 0  # state buffers per parameter
 
     def __init__(self, lr, weight_decay, form="torch"):
@@ -106,7 +106,8 @@ class SGD(Optimizer):
 
     KIND = SGD_KIND
 
-    def __init__(self, lr, momentum=0.0, nesterov=False, weight_decay=0.0, form="torch"):
+    def __init__(self, lr, momentum: float = 0.0, nesterov: bool = False,
+                 weight_decay: float = 0.0, form: str = "torch") -> None:
         super().__init__(lr, weight_decay, form)
         self.momentum = _check_number("momentum", momentum, low=0.0)
         if not isinstance(nesterov, (bool, np.bool_)):
@@ -160,8 +161,8 @@ class Adam(Optimizer):
     KIND = ADAM_KIND
     N_STATE = 2
 
-    def __init__(self, lr=0.001, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
-                 decoupled=False, form="torch"):
+    def __init__(self, lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0, decoupled: bool = False, form: str = "torch") -> None:
         super().__init__(lr, weight_decay, form)
         self.beta1 = _check_number("beta1", beta1, low=0.0, high=1.0)
         self.beta2 = _check_number("beta2", beta2, low=0.0, high=1.0)

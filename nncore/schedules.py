@@ -8,6 +8,8 @@ is the rate a PyTorch scheduler reports (`get_last_lr()`) after k calls of
 `scheduler.step()`, i.e. stepping once per epoch. Only `ReduceOnPlateau` has
 state; the others are pure functions of the epoch.
 """
+from __future__ import annotations
+
 import math
 import numbers
 from collections.abc import Mapping
@@ -22,9 +24,9 @@ class Schedule:
     """Base class. Subclasses set `initial` and implement `_at(epoch)`; `_params`
     names the constructor arguments (as attributes; `lr` is `initial`) for repr."""
 
-    _params = ()
+    _params: tuple[str, ...] = ()
 
-    def start(self, epoch):
+    def start(self, epoch: int) -> float:
         """The learning rate for epoch `epoch` (0-based)."""
         epoch = _integer("epoch", epoch, low=0)
         try:
@@ -35,11 +37,11 @@ class Schedule:
             raise ValueError(f"{self!r} gives a non-finite learning rate at epoch {epoch}")
         return lr
 
-    def end(self, epoch, logs):
+    def end(self, epoch: int, logs: Mapping[str, float]) -> None:
         """Called after epoch `epoch` with that epoch's History values
         (e.g. {"loss": .., "val_loss": ..}). Nothing to do here."""
 
-    def reset(self):
+    def reset(self) -> None:
         """Return to the initial state (nothing to do for a stateless schedule)."""
 
     def state_dict(self):
@@ -65,7 +67,7 @@ class Schedule:
 class Constant(Schedule):
     """lr for every epoch."""
 
-    def __init__(self, lr):
+    def __init__(self, lr: float) -> None:
         self.initial = _real("lr", lr, low=0.0, open_low=True)
 
     def _at(self, epoch):
@@ -77,7 +79,7 @@ class StepDecay(Schedule):
 
     _params = ("step_size", "gamma")
 
-    def __init__(self, lr, step_size, gamma=0.1):
+    def __init__(self, lr: float, step_size: int, gamma: float = 0.1) -> None:
         self.initial = _real("lr", lr, low=0.0, open_low=True)
         self.step_size = _integer("step_size", step_size, low=1)
         self.gamma = _real("gamma", gamma, low=0.0, high=1.0, open_low=True)
@@ -91,7 +93,7 @@ class Exponential(Schedule):
 
     _params = ("gamma",)
 
-    def __init__(self, lr, gamma):
+    def __init__(self, lr: float, gamma: float) -> None:
         self.initial = _real("lr", lr, low=0.0, open_low=True)
         self.gamma = _real("gamma", gamma, low=0.0, open_low=True)
 
@@ -104,7 +106,7 @@ class InverseTime(Schedule):
 
     _params = ("decay",)
 
-    def __init__(self, lr, decay):
+    def __init__(self, lr: float, decay: float) -> None:
         self.initial = _real("lr", lr, low=0.0, open_low=True)
         self.decay = _real("decay", decay, low=0.0)
 
@@ -126,7 +128,7 @@ class Cosine(Schedule):
 
     _params = ("T_max", "eta_min")
 
-    def __init__(self, lr, T_max, eta_min=0.0):
+    def __init__(self, lr: float, T_max: int, eta_min: float = 0.0) -> None:
         self.initial = _real("lr", lr, low=0.0, open_low=True)
         self.T_max = _integer("T_max", T_max, low=1)
         self.eta_min = _real("eta_min", eta_min, low=0.0, high=self.initial, note=" (≤ lr)")
@@ -162,8 +164,10 @@ class ReduceOnPlateau(Schedule):
     _params = ("monitor", "factor", "patience", "threshold", "threshold_mode", "cooldown",
                "min_lr", "mode", "eps")
 
-    def __init__(self, lr, monitor="val_loss", factor=0.1, patience=10, threshold=1e-4,
-                 threshold_mode="rel", cooldown=0, min_lr=0.0, mode="min", eps=1e-8):
+    def __init__(self, lr: float, monitor: str = "val_loss", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, threshold_mode: str = "rel",
+                 cooldown: int = 0, min_lr: float = 0.0, mode: str = "min",
+                 eps: float = 1e-8) -> None:
         self.initial = _real("lr", lr, low=0.0, open_low=True)
         if not isinstance(monitor, str) or not monitor:
             raise TypeError(f"monitor must be the name of a logged value such as 'val_loss', "
@@ -179,7 +183,7 @@ class ReduceOnPlateau(Schedule):
         self.eps = _real("eps", eps, low=0.0)
         self.reset()
 
-    def reset(self):
+    def reset(self) -> None:
         """Back to lr, no best value, no bad epochs, no cooldown."""
         self.lr = self.initial
         self.best = math.inf if self.mode == "min" else -math.inf
@@ -213,7 +217,7 @@ class ReduceOnPlateau(Schedule):
     def _at(self, epoch):
         return self.lr
 
-    def end(self, epoch, logs):
+    def end(self, epoch: int, logs: Mapping[str, float]) -> None:
         """Take logs[monitor] as this epoch's value; reduce the rate if it plateaued."""
         _integer("epoch", epoch, low=0)
         if not isinstance(logs, Mapping):
@@ -250,7 +254,7 @@ class ReduceOnPlateau(Schedule):
         return value > bar
 
 
-def as_schedule(lr):
+def as_schedule(lr: float | Schedule) -> Schedule:
     """A Schedule from `lr`: a positive finite number becomes Constant(lr); a
     Schedule is returned as it is."""
     if isinstance(lr, Schedule):

@@ -44,7 +44,8 @@ except ImportError as exc:
     raise ImportError(f"nncore.sklearn needs {_RANGE}, which is not installed; install it "
                       f'with: pip install "{DIST}[sklearn]"') from exc
 
-_version = tuple(int(p) for p in re.match(r"(\d+)\.(\d+)", sklearn.__version__).groups())
+_match = re.match(r"(\d+)\.(\d+)", sklearn.__version__)
+_version = tuple(int(p) for p in _match.groups()) if _match else (0, 0)
 if not SUPPORTED[0] <= _version < SUPPORTED[1]:
     raise ImportError(f"nncore.sklearn supports {_RANGE} (it overrides private methods of "
                       f"sklearn.neural_network); scikit-learn {sklearn.__version__} is "

@@ -202,10 +202,10 @@ def end_training(model, callbacks, error):
         error.restored_epoch = logs.get("restored_epoch")
     if error is None and failures:
         error = failures.pop(0)[1]
-        for cb, exc in failures:
+        for cb, failure in failures:
             error.add_note(f"{type(cb).__name__}.on_train_end also raised "
-                           f"{type(exc).__name__}: {exc}")
+                           f"{type(failure).__name__}: {failure}")
         raise error
-    for cb, exc in failures:
+    for cb, failure in failures:
         error.add_note(f"while training ended with this, {type(cb).__name__}.on_train_end "
-                       f"raised {type(exc).__name__}: {exc}")
+                       f"raised {type(failure).__name__}: {failure}")

@@ -4,12 +4,15 @@ here once, and bad input becomes a ValueError/TypeError that says what was
 wrong and what was expected."""
 import operator
 
+from typing import Any
+
 import numpy as np
 
 from . import _kernels
 
 
-def as_matrix(X, dtype, n_features=None, name="X"):
+def as_matrix(X: Any, dtype: Any, n_features: int | None = None, name: str = "X"
+              ) -> np.ndarray:
     """X as a C-contiguous, finite, non-empty 2-D array of `dtype` (a numpy
     dtype); X itself when it already is one."""
     if n_features is not None and _kernels.is_ready_matrix(X, dtype, n_features):
@@ -105,7 +108,7 @@ def check_finite(arr, name):
                          "expected finite values")
 
 
-def as_targets(y, n, outputs, classes, dtype):
+def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any) -> np.ndarray:
     """y as a C-contiguous (n, outputs) array of `dtype`.
 
     classes: True for cross-entropy (integer labels (n,) become one-hot rows),
@@ -143,7 +146,7 @@ def positive_int(name, value, allow_none=False):
     return value
 
 
-def as_param(value, name, shape, dtype=None):
+def as_param(value: Any, name: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
     """A weight array checked for real dtype, exact shape and finiteness (also
     after conversion to `dtype`, when given)."""
     arr = _as_real_array(value, name)
@@ -155,7 +158,7 @@ def as_param(value, name, shape, dtype=None):
     return arr
 
 
-def as_weights(w, n, name):
+def as_weights(w: Any, n: int, name: str) -> np.ndarray:
     """Per-row weights: a 1-D array of n finite numbers >= 0, not all 0."""
     arr = _as_real_array(w, name)
     if arr.shape != (n,):

@@ -1,0 +1,63 @@
+"""What the installed distribution carries: its name and licence, the typing
+markers, and compiled modules without debug information (release builds)."""
+import os
+import struct
+import sys
+from importlib import metadata, resources
+
+import pytest
+
+import nncore
+
+DIST = "nncore-cpu"   # "nncore" on the public index is an unrelated project
+
+
+def test_distribution_name_version_and_license():
+    dist = metadata.distribution(DIST)
+    assert dist.version == nncore.__version__
+    assert dist.metadata["License-Expression"] == "BSD-3-Clause"
+    licenses = [f for f in dist.files or () if f.name == "LICENSE"]
+    assert licenses, "LICENSE is not in the installed distribution"
+    text = licenses[0].read_text()
+    assert "BSD 3-Clause License" in text and "the nncore developers" in text
+    assert "nncore" in (dist.read_text("top_level.txt") or "nncore").split()
+
+
+def test_typing_markers_are_shipped():
+    package = resources.files("nncore")
+    assert package.joinpath("py.typed").is_file()
+    for stub in ("_engine.pyi", "_kernels.pyi"):
+        assert package.joinpath(stub).is_file()
+
+
+def elf_section_names(path):
+    """Section names of an ELF64 little-endian file (its section header table
+    and the string table e_shstrndx points at; System V ABI, ELF-64 format)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:4] == b"\x7fELF" and data[4] == 2 and data[5] == 1, "not ELF64 LE"
+    shoff, = struct.unpack_from("<Q", data, 0x28)
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
+
+    def header(i):   # (name offset, file offset) of section i
+        base = shoff + i * shentsize
+        return (struct.unpack_from("<I", data, base)[0],
+                struct.unpack_from("<Q", data, base + 0x18)[0])
+
+    strtab = header(shstrndx)[1]
+    names = []
+    for i in range(shnum):
+        start = strtab + header(i)[0]
+        names.append(data[start:data.index(b"\0", start)].decode())
+    return names
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF files on Linux only")
+@pytest.mark.skipif(os.environ.get("NNCORE_CYTHON_DEBUG", "") not in ("", "0"),
+                    reason="NNCORE_CYTHON_DEBUG builds keep their debug information")
+def test_release_build_has_no_debug_information():
+    for module in (nncore._engine, nncore._kernels):
+        names = elf_section_names(module.__file__)
+        assert ".text" in names and ".dynsym" in names
+        debug = [n for n in names if n.startswith(".debug")]
+        assert not debug, f"{module.__file__} carries {debug}; release builds use -g0 (setup.py)"
