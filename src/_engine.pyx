@@ -712,6 +712,10 @@ cdef class Network:
         chunks of rows, leaving out partly written."""
         expect(X, self.typenum, -1, self.net.n_in, "X")
         expect(out, self.typenum, X.shape[0], self.net.n_out, "out")
+        self.forward_checked(X, out, logits)
+
+    cdef int forward_checked(self, cnp.ndarray X, cnp.ndarray out, bint logits) except -1:
+        """forward() on arrays already checked to fit."""
         cdef Py_ssize_t n = X.shape[0]
         cdef int last_act = LINEAR if logits else self.net.layers[self.net.n_layers - 1].act
         cdef size_t need = 2 * min(n, CHUNK) * self.net.max_width
@@ -720,7 +724,7 @@ cdef class Network:
         cdef void* x = data(X)
         cdef void* o = data(out)
         # Releasing the GIL costs ~0.1 µs: worth it only when there is real work.
-        cdef bint release = n * self.params.shape[0] > RELEASE_GIL_WORK
+        cdef bint release = n * self.net.n_params > RELEASE_GIL_WORK
         if buf == NULL:
             raise MemoryError()
         try:
@@ -732,15 +736,21 @@ cdef class Network:
         finally:
             if buf != <void*> small:
                 free(buf)
+        return 0
 
     def predict(self, cnp.ndarray X):
         """A new (n×n_out) array of the network's outputs on X; ValueError when
         they are not finite (the forward pass overflowed)."""
+        expect(X, self.typenum, -1, self.net.n_in, "X")
+        return self.predict_checked(X)
+
+    cdef cnp.ndarray predict_checked(self, cnp.ndarray X):
+        """predict() on an X already checked to fit."""
         cdef cnp.npy_intp dims[2]
         cdef bint finite
         dims[0], dims[1] = X.shape[0], self.net.n_out
-        out = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
-        self.forward(X, out)
+        cdef cnp.ndarray out = cnp.PyArray_EMPTY(2, dims, self.typenum, 0)
+        self.forward_checked(X, out, False)
         if self.is_double:
             finite = all_finite(<double*> cnp.PyArray_DATA(out), dims[0] * dims[1])
         else:
@@ -748,6 +758,34 @@ cdef class Network:
         if not finite:
             raise ValueError(OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
         return out
+
+    def predict_ready(self, object X, Py_ssize_t max_rows):
+        """predict(X) when X is already exactly what the API boundary would
+        hand on — an ndarray (not a subclass) of the parameters' dtype in
+        native byte order, 2-D, C-contiguous, with 1 to max_rows - 1 rows,
+        n_in columns and only finite values — checked here in C without
+        temporaries; None for anything else (the caller then validates and
+        converts as usual). The fast path of a small predict (~0.35 µs less
+        than validating in Python for one row of the W2 network)."""
+        cdef cnp.ndarray a
+        cdef Py_ssize_t rows
+        cdef bint finite
+        if not cnp.PyArray_CheckExact(X):
+            return None
+        a = <cnp.ndarray> X
+        if (a.ndim != 2 or cnp.PyArray_TYPE(a) != self.typenum
+                or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a)):
+            return None
+        rows = a.shape[0]
+        if rows == 0 or rows >= max_rows or a.shape[1] != self.net.n_in:
+            return None
+        if self.is_double:
+            finite = all_finite(<double*> cnp.PyArray_DATA(a), rows * self.net.n_in)
+        else:
+            finite = all_finite(<float*> cnp.PyArray_DATA(a), rows * self.net.n_in)
+        if not finite:
+            return None
+        return self.predict_checked(a)
 
     def evaluate(self, cnp.ndarray X, cnp.ndarray Y, int loss):
         """(mean loss, metric) of the network on X, Y: the metric is the fraction
