@@ -125,11 +125,11 @@ if SCALE != 1:
         epochs_per_call=scaled(w.epochs_per_call)) for name, w in WORKLOADS.items()}
 
 
-def nncore_model(w, backend, seed=0):
+def nncore_model(w, backend, seed=0, dtype="float32"):
     layers = [nncore.Dense(a, b, activation=w.hidden if i < len(w.sizes) - 2 else w.output)
               for i, (a, b) in enumerate(zip(w.sizes, w.sizes[1:]))]
     return nncore.Sequential(layers, loss=w.loss, optimizer=nncore.SGD(lr=w.lr), seed=seed,
-                             dtype="float32", backend=backend)
+                             dtype=dtype, backend=backend)
 
 
 def nncore_trainer(w, backend):
