@@ -204,6 +204,9 @@ def main():
     with open(json_path) as f:
         results = json.load(f)
     print()
+    if args.quick:
+        print("--quick: workloads shrunk 50x (NNCORE_BENCH_SCALE=0.02), fewer rounds, GEMM "
+              "peak at 256³: these figures only show that everything runs.\n")
     for label, value in machine(256 if args.quick else 2048):
         print(f"- {label}: {value}")
     print("\n" + tables(results))
