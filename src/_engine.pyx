@@ -28,6 +28,7 @@ from _loss cimport output_loss, weighted_mean
 from _layer cimport dense_forward, dense_backward, l2_penalty, l2_gradient
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
+from _checks cimport all_finite, ready_matrix
 from libc.math cimport isfinite
 
 cnp.import_array()
@@ -269,14 +270,6 @@ cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
     cdef Py_ssize_t i
     for i in range(n):
         memcpy(out + i * width, src + rows[i] * width, width * sizeof(floating))
-
-
-cdef bint all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
-    cdef Py_ssize_t i
-    for i in range(n):
-        if not isfinite(x[i]):
-            return False
-    return True
 
 
 cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating* Y,
@@ -765,27 +758,11 @@ cdef class Network:
         native byte order, 2-D, C-contiguous, with 1 to max_rows - 1 rows,
         n_in columns and only finite values — checked here in C without
         temporaries; None for anything else (the caller then validates and
-        converts as usual). The fast path of a small predict (~0.35 µs less
+        converts as usual). The fast path of a small predict (~0.25 µs less
         than validating in Python for one row of the W2 network)."""
-        cdef cnp.ndarray a
-        cdef Py_ssize_t rows
-        cdef bint finite
-        if not cnp.PyArray_CheckExact(X):
+        if not ready_matrix(X, self.typenum, self.net.n_in, max_rows):
             return None
-        a = <cnp.ndarray> X
-        if (a.ndim != 2 or cnp.PyArray_TYPE(a) != self.typenum
-                or not cnp.PyArray_IS_C_CONTIGUOUS(a) or not cnp.PyArray_ISNOTSWAPPED(a)):
-            return None
-        rows = a.shape[0]
-        if rows == 0 or rows >= max_rows or a.shape[1] != self.net.n_in:
-            return None
-        if self.is_double:
-            finite = all_finite(<double*> cnp.PyArray_DATA(a), rows * self.net.n_in)
-        else:
-            finite = all_finite(<float*> cnp.PyArray_DATA(a), rows * self.net.n_in)
-        if not finite:
-            return None
-        return self.predict_checked(a)
+        return self.predict_checked(X)
 
     def evaluate(self, cnp.ndarray X, cnp.ndarray Y, int loss):
         """(mean loss, metric) of the network on X, Y: the metric is the fraction
