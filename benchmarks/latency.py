@@ -9,7 +9,8 @@ preallocated array (Network.forward), the API boundary's validation
 process, and prints the median CPU time per call (time.thread_time: time
 spent descheduled on a loaded machine is not counted). The differences
 between the rows are the parts: Python-level overhead, checks, output
-allocation, kernel.
+allocation, kernel. For an A/B against another build, run this file with
+that build first on PYTHONPATH, alternately with this one.
 """
 import argparse
 import os
@@ -32,7 +33,7 @@ def candidates(dtype):
     row = X[:1].astype(dtype)
     model = nncore_model(w, "cython", dtype=dtype)
     net, out = model._net, np.empty((1, w.sizes[-1]), dtype)
-    return {
+    parts = {
         "Sequential.predict": lambda: model.predict(row),
         "Network.predict_ready (checks + predict)": lambda: net.predict_ready(row, THREADED_ROWS),
         "Network.predict (new output array)": lambda: net.predict(row),
@@ -40,6 +41,9 @@ def candidates(dtype):
         "as_matrix (validation, ready input)": lambda: as_matrix(row, model.dtype, 64),
         "bare Python call": lambda: None,
     }
+    if not hasattr(net, "predict_ready"):   # a build before the fast path (for A/B runs)
+        del parts["Network.predict_ready (checks + predict)"]
+    return parts
 
 
 def main():
