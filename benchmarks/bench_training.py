@@ -2,16 +2,17 @@
 the cost of the progress display on W3."""
 import pytest
 
-from workloads import IMPLEMENTATIONS, WORKLOADS, available, nncore_model, trainer, warm_up
+from workloads import (IMPLEMENTATIONS, WORKLOADS, available, nncore_model, scaled, trainer,
+                       warm_up)
 
-ROUNDS = {"W1": 15, "W2": 15, "W3": 3, "W4": 3}
+ROUNDS = {"W1": scaled(15), "W2": scaled(15), "W3": 3, "W4": 3}
 
 
 @pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 @pytest.mark.parametrize("workload", list(WORKLOADS))
 def test_train(benchmark, workload, implementation):
     if not available(implementation):
-        pytest.skip(f"{implementation} is not installed")
+        pytest.skip(f"{implementation} is not installed (or cannot compile)")
     w = WORKLOADS[workload]
     run = trainer(w, implementation)
     warm_up(run)

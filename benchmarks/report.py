@@ -1,15 +1,19 @@
 """Run the benchmark suites side by side in one run and print the ratio tables.
 
-    python benchmarks/report.py [--only W2,W3] [--json results.json]
+    python benchmarks/report.py [--only W2,W3] [--json results.json] [--quick]
     python benchmarks/report.py --only bench_sklearn   # scikit-learn's MLP vs nncore.sklearn
 
 Runs benchmarks/bench_*.py under pytest-benchmark (each implementation as its
-own block of rounds, with a pause between blocks), then prints per workload:
-the throughput of every implementation, the speed-up of nncore's compiled
-engine over each, and the GFLOP/s it reaches next to the pure-GEMM GFLOP/s of
-the same matrix shapes (the ceiling set by the BLAS).
+own block of rounds, with a pause between blocks), then prints the machine
+(CPU model, the core type NumPy's OpenBLAS detected, nncore's SIMD level, the
+float32 GEMM peak at 2048³) and per workload: the throughput of every
+implementation, the best peer and nncore's ratio to it, and the GFLOP/s
+nncore's compiled engine reaches next to the pure-GEMM GFLOP/s of the same
+matrix shapes (the ceiling set by the BLAS). --quick (NNCORE_BENCH_SCALE=0.02)
+only checks that everything runs: its figures mean nothing.
 """
 import argparse
+import importlib
 import json
 import os
 import sys
@@ -70,6 +74,51 @@ def gemm_seconds_per_epoch(w):
     return best * steps
 
 
+def machine(gemm_size=2048):
+    """[(label, value)] describing the machine the figures come from."""
+    from threadpoolctl import threadpool_info
+    from nncore import blas
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f
+                       if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    numpy_blas = [f"{p.get('internal_api')} {p.get('version')}: {p.get('architecture')}"
+                  for p in threadpool_info()
+                  if p.get("user_api") == "blas" and "numpy" in (p.get("filepath") or "")]
+    peak, who = gemm_peak(gemm_size)
+    return [("CPU", f"{cpu} ({os.cpu_count()} logical CPUs)"),
+            ("NumPy's BLAS (core type detected)", "; ".join(numpy_blas) or "not seen"),
+            ("nncore SIMD level", blas.info()["simd"]),
+            (f"float32 GEMM peak at {gemm_size}³", f"{peak:.1f} GFLOP/s ({who})")]
+
+
+def gemm_peak(size):
+    """(GFLOP/s, which) of the best float32 size³ GEMM: nncore's GEMM (as in
+    training, default threads) or numpy.dot, best of 3 after a warm-up each."""
+    from nncore import _kernels, blas
+    rng = np.random.default_rng(0)
+    A, B = rng.random((size, size), np.float32), rng.random((size, size), np.float32)
+    C = np.empty((size, size), np.float32)
+    flops = 2.0 * size ** 3
+    best = {}
+    for who, product in [("nncore", lambda: _kernels.gemm(False, False, 1.0, A, B, 0.0, C)),
+                         ("numpy.dot", lambda: np.dot(A, B, out=C))]:
+        time.sleep(0.5)
+        with blas.threads(blas.default_threads()):
+            warm_up(product)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                product()
+                times.append(time.perf_counter() - start)
+        best[who] = flops / min(times) / 1e9
+    who = max(best, key=best.get)
+    return best[who], " vs ".join(f"{k} {v:.1f}" for k, v in best.items())
+
+
 def tiny(w):
     """Every product of a training step is small enough for the direct loop."""
     from nncore import _kernels
@@ -86,19 +135,17 @@ def tables(data):
         key = (info.get("workload", "predict"), info["implementation"])
         medians[key] = bench["stats"]["median"]
     lines = []
-    peers = ["numpy", "torch", "sklearn"]
-    lines.append("| workload | nncore (cython) | NumPy reference | PyTorch CPU | scikit-learn "
-                 "| vs NumPy | vs PyTorch | vs sklearn | GFLOP/s (pure GEMM) |")
-    lines.append("|---|---|---|---|---|---|---|---|---|")
+    lines.append("| workload | nncore (cython) | " + " | ".join(PEERS.values())
+                 + " | best peer | nncore / best | GFLOP/s (pure GEMM) |")
+    lines.append("|---|---|" + "---|" * len(PEERS) + "---|---|---|")
     for name, w in WORKLOADS.items():
         if (name, "cython") not in medians:
             continue
         ours = medians[(name, "cython")]
         cells = [f"{w.name} {w.description}", fmt(w.throughput(ours), w.unit)]
         cells += [fmt(w.throughput(medians[(name, p)]), w.unit) if (name, p) in medians
-                  else "—" for p in peers]
-        cells += [f"{medians[(name, p)] / ours:.2f}x" if (name, p) in medians else "—"
-                  for p in peers]
+                  else "—" for p in PEERS]
+        cells += best_peer({p: medians[(name, p)] for p in PEERS if (name, p) in medians}, ours)
         flops = w.train_flops_per_sample() * w.n_samples * w.epochs_per_call
         if tiny(w):  # no product reaches BLAS: a pure-GEMM timing would time Python
             cells.append("—")
@@ -114,10 +161,13 @@ def tables(data):
     pred = {impl: t for (wl, impl), t in medians.items() if wl == "predict"}
     if pred:
         lines.append("")
-        lines.append("| single-row predict, W2 network | " + " | ".join(pred) + " |")
-        lines.append("|---|" + "---|" * len(pred))
-        lines.append("| median latency | " + " | ".join(f"{t * 1e6:.2f} µs" for t in pred.values())
-                     + " |")
+        lines.append("| single-row predict, W2 network | " + " | ".join(pred)
+                     + " | best peer | nncore / best |")
+        lines.append("|---|" + "---|" * (len(pred) + 2))
+        cells = [f"{t * 1e6:.2f} µs" for t in pred.values()]
+        if "cython" in pred:
+            cells += best_peer({p: t for p, t in pred.items() if p != "cython"}, pred["cython"])
+        lines.append("| median latency | " + " | ".join(cells) + " |")
     if len(lines) == 2:   # no workload ran (e.g. --only bench_sklearn): no empty table
         lines = []
     sk = sklearn_table(data)
@@ -150,6 +200,20 @@ def seconds(t):
     return f"{t * 1e3:,.2f} ms" if t < 1 else f"{t:,.2f} s"
 
 
+# The peers nncore's compiled engine is compared with, as the table names them.
+PEERS = {"numpy": "NumPy reference", "torch": "PyTorch eager",
+         "torch_compile": "torch.compile", "jax": "JAX jitted epoch", "sklearn": "scikit-learn"}
+
+
+def best_peer(times, ours):
+    """[name of the fastest peer, nncore's speed relative to it] (× > 1: nncore
+    is faster) from per-call median times."""
+    if not times:
+        return ["—", "—"]
+    best = min(times, key=times.get)
+    return [PEERS.get(best, best), f"{times[best] / ours:.2f}x"]
+
+
 def fmt(value, unit):
     return f"{value / 1e3:,.1f}k {unit}" if value < 1e6 else f"{value / 1e6:,.2f}M {unit}"
 
@@ -158,12 +222,26 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="comma-separated subset, e.g. W2,W3,predict")
     parser.add_argument("--json", default=None, help="keep pytest-benchmark's JSON here")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny sizes (NNCORE_BENCH_SCALE=0.02): checks that all runs")
     args = parser.parse_args()
+    if args.quick:   # before the suites import workloads
+        os.environ["NNCORE_BENCH_SCALE"] = "0.02"
+        global WORKLOADS
+        import workloads
+        WORKLOADS = importlib.reload(workloads).WORKLOADS
     only = [s for s in args.only.split(",") if s]
     json_path = args.json or os.path.join(tempfile.mkdtemp(), "bench.json")
     run_suites(only, json_path)
     with open(json_path) as f:
-        print("\n" + tables(json.load(f)))
+        results = json.load(f)
+    print()
+    if args.quick:
+        print("--quick: workloads shrunk 50x (NNCORE_BENCH_SCALE=0.02), fewer rounds, GEMM "
+              "peak at 256³: these figures only show that everything runs.\n")
+    for label, value in machine(256 if args.quick else 2048):
+        print(f"- {label}: {value}")
+    print("\n" + tables(results))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,22 @@
 
 Every implementation trains the same architecture with plain SGD on the same
 float32 data, batch size and learning rate. A trainer is built once (data
-converted, model allocated) and then called: each call runs `epochs_per_call`
-whole epochs, so per-call overhead is what a user pays per fit, not per step.
+converted, model allocated, JAX/torch.compile graphs compiled by the warm-up)
+and then called: each call runs `epochs_per_call` whole epochs, so per-call
+overhead is what a user pays per fit, not per step.
+
+Peers: nncore's NumPy reference, PyTorch eager and `torch.compile`, JAX (the
+whole call jitted: `jax.lax.scan` over batches inside one jitted function) and
+scikit-learn; each is skipped when its package is missing (`pip install
+"nncore[bench]"` installs them) or, for torch.compile, when compiling fails.
+
+NNCORE_BENCH_SCALE (default 1) scales the samples per epoch, the epochs per
+call and the rounds, for a quick check that everything runs (e.g. 0.02).
 """
+import dataclasses
+import functools
 import importlib.util
+import os
 import time
 from dataclasses import dataclass
 
@@ -13,7 +25,13 @@ import numpy as np
 
 import nncore
 
-IMPLEMENTATIONS = ["cython", "numpy", "torch", "sklearn"]
+IMPLEMENTATIONS = ["cython", "numpy", "torch", "torch_compile", "jax", "sklearn"]
+SCALE = float(os.environ.get("NNCORE_BENCH_SCALE", "1"))
+
+
+def scaled(count, least=1):
+    """count × NNCORE_BENCH_SCALE, at least `least`."""
+    return max(least, int(round(count * SCALE)))
 
 
 def warm_up(run, seconds=0.5):
@@ -28,9 +46,25 @@ def warm_up(run, seconds=0.5):
 
 
 def available(implementation):
-    """Whether an implementation's package is installed (the peers are optional)."""
-    module = {"torch": "torch", "sklearn": "sklearn"}.get(implementation)
-    return module is None or importlib.util.find_spec(module) is not None
+    """Whether an implementation can run here: its package is installed (the
+    peers are optional) and, for torch.compile, compiling works."""
+    module = {"torch": "torch", "torch_compile": "torch", "jax": "jax",
+              "sklearn": "sklearn"}.get(implementation)
+    if module is not None and importlib.util.find_spec(module) is None:
+        return False
+    return implementation != "torch_compile" or torch_compile_works()
+
+
+@functools.cache
+def torch_compile_works():
+    """torch.compile needs a C++ compiler and a working inductor: try once."""
+    import torch
+    try:
+        f = torch.compile(lambda t: torch.relu(t) * 2)
+        f(torch.ones(3))
+        return True
+    except Exception:   # any failure of the compiler stack: no torch.compile rows
+        return False
 
 
 @dataclass(frozen=True)
@@ -55,7 +89,7 @@ class Workload:
             return X, np.array([0, 1, 1, 0], np.float32)
         if self.name == "W2":
             X, y = nncore.load_digits()
-            return X.astype(np.float32), y
+            return X[:self.n_samples].astype(np.float32), y[:self.n_samples]
         rng = np.random.default_rng(seed)
         X = rng.random((self.n_samples, self.sizes[0]), dtype=np.float32)
         return X, rng.integers(0, self.sizes[-1], self.n_samples)
@@ -85,13 +119,17 @@ WORKLOADS = {
                  "samples/s"),
     ]
 }
+if SCALE != 1:
+    WORKLOADS = {name: dataclasses.replace(
+        w, n_samples=w.n_samples if name == "W1" else scaled(w.n_samples, 2 * (w.batch_size or 1)),
+        epochs_per_call=scaled(w.epochs_per_call)) for name, w in WORKLOADS.items()}
 
 
-def nncore_model(w, backend, seed=0):
+def nncore_model(w, backend, seed=0, dtype="float32"):
     layers = [nncore.Dense(a, b, activation=w.hidden if i < len(w.sizes) - 2 else w.output)
               for i, (a, b) in enumerate(zip(w.sizes, w.sizes[1:]))]
     return nncore.Sequential(layers, loss=w.loss, optimizer=nncore.SGD(lr=w.lr), seed=seed,
-                             dtype="float32", backend=backend)
+                             dtype=dtype, backend=backend)
 
 
 def nncore_trainer(w, backend):
@@ -100,7 +138,10 @@ def nncore_trainer(w, backend):
     return lambda: model.fit(X, y, epochs=w.epochs_per_call, batch_size=w.batch_size)
 
 
-def torch_trainer(w):
+def torch_trainer(w, compiled=False):
+    """PyTorch eager, or with the forward pass and loss under torch.compile
+    (AOTAutograd compiles the backward too; the graphs for the full and the
+    last, shorter batch are compiled during the warm-up, outside the timing)."""
     import torch
     X, y = w.data()
     X = torch.from_numpy(X)
@@ -121,6 +162,9 @@ def torch_trainer(w):
     net = torch.nn.Sequential(*mods)
     opt = torch.optim.SGD(net.parameters(), lr=w.lr)
     n, batch = len(X), w.batch_size or len(X)
+    objective = lambda xb, yb: loss_fn(net(xb), yb)  # noqa: E731
+    if compiled:
+        objective = torch.compile(objective, dynamic=False)
 
     def run():
         for _ in range(w.epochs_per_call):
@@ -128,9 +172,81 @@ def torch_trainer(w):
             for start in range(0, n, batch):
                 idx = order[start:start + batch] if order is not None else slice(start, start + batch)
                 opt.zero_grad(set_to_none=True)
-                loss = loss_fn(net(X[idx]), y[idx])
+                loss = objective(X[idx], y[idx])
                 loss.backward()
                 opt.step()
+    return run
+
+
+def jax_mlp(w):
+    """(init params, forward(params, X) -> outputs or logits) of the workload's
+    network in JAX, float32, Glorot-uniform weights and zero biases."""
+    import jax
+    import jax.numpy as jnp
+    act = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}[w.hidden]
+    rng = np.random.default_rng(0)
+    params = []
+    for a, b in zip(w.sizes, w.sizes[1:]):
+        limit = np.sqrt(6 / (a + b))
+        params.append((jnp.asarray(rng.uniform(-limit, limit, (a, b)).astype(np.float32)),
+                       jnp.zeros(b, jnp.float32)))
+
+    def forward(params, X, logits=False):
+        for i, (W, b) in enumerate(params):
+            X = X @ W + b
+            if i < len(params) - 1:
+                X = act(X)
+        if logits:
+            return X
+        return jax.nn.softmax(X) if w.output == "softmax" else jax.nn.sigmoid(X)
+    return params, forward
+
+
+def jax_trainer(w):
+    """One jitted function runs a whole call: `epochs_per_call` epochs, each a
+    shuffle and a `jax.lax.scan` of plain SGD steps over the full batches, then
+    one step on the remainder (static shapes). Compiled during the warm-up."""
+    import jax
+    import jax.numpy as jnp
+    X, y = w.data()
+    n, batch = len(X), w.batch_size or len(X)
+    params, forward = jax_mlp(w)
+    X = jnp.asarray(X)
+    if w.loss == "cross_entropy":
+        Y = jax.nn.one_hot(jnp.asarray(y), w.sizes[-1], dtype=jnp.float32)
+
+        def loss(p, xb, yb):
+            return -jnp.mean(jnp.sum(yb * jax.nn.log_softmax(forward(p, xb, logits=True)), 1))
+    else:
+        Y = jnp.asarray(np.asarray(y, np.float32).reshape(n, -1))
+
+        def loss(p, xb, yb):
+            return jnp.mean((forward(p, xb) - yb) ** 2)
+    grad = jax.grad(loss)
+    full, rest = divmod(n, batch)
+
+    def sgd(p, xb, yb):
+        return jax.tree_util.tree_map(lambda q, g: q - w.lr * g, p, grad(p, xb, yb))
+
+    def epoch(p, key):
+        order = jax.random.permutation(key, n) if batch < n else jnp.arange(n)
+        Xs, Ys = X[order], Y[order]
+        xb = Xs[:full * batch].reshape(full, batch, -1)
+        yb = Ys[:full * batch].reshape(full, batch, -1)
+        p, _ = jax.lax.scan(lambda q, b: (sgd(q, *b), None), p, (xb, yb))
+        if rest:
+            p = sgd(p, Xs[full * batch:], Ys[full * batch:])
+        return p, None
+
+    @jax.jit
+    def fit(p, key):
+        return jax.lax.scan(epoch, p, jax.random.split(key, w.epochs_per_call))[0]
+
+    state = {"params": params, "key": jax.random.PRNGKey(0)}
+
+    def run():
+        state["key"], key = jax.random.split(state["key"])
+        state["params"] = jax.block_until_ready(fit(state["params"], key))
     return run
 
 
@@ -166,20 +282,32 @@ def predict_row(implementation):
     if implementation in ("cython", "numpy"):
         model = nncore_model(w, implementation)
         return lambda: model.predict(row)
-    if implementation == "torch":
+    if implementation in ("torch", "torch_compile"):
         import torch
         net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
                                   torch.nn.Linear(32, 10), torch.nn.Softmax(dim=1))
         t = torch.from_numpy(row)
 
+        if implementation == "torch_compile":
+            net = torch.compile(net, dynamic=False)
+
         def run():
             with torch.inference_mode():
                 return net(t)
         return run
+    if implementation == "jax":
+        import jax
+        params, forward = jax_mlp(w)
+        f = jax.jit(forward)
+        r = jax.numpy.asarray(row)
+        return lambda: f(params, r).block_until_ready()
     raise ValueError(implementation)
 
 
 def trainer(workload, implementation):
     if implementation in ("cython", "numpy"):
         return nncore_trainer(workload, implementation)
-    return {"torch": torch_trainer, "sklearn": sklearn_trainer}[implementation](workload)
+    if implementation == "torch_compile":
+        return torch_trainer(workload, compiled=True)
+    return {"torch": torch_trainer, "jax": jax_trainer,
+            "sklearn": sklearn_trainer}[implementation](workload)

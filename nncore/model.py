@@ -539,6 +539,11 @@ class Sequential:
         """Network outputs, (n_samples, out_features): probabilities for softmax
         and sigmoid outputs, 0/1 for a step output. X: an array or a
         scipy.sparse matrix (read as CSR, in chunks of rows, never densified)."""
+        # Fast path: fewer than THREADED_ROWS rows already C-contiguous, of the
+        # model's dtype and shape, finite — checked in C (None otherwise).
+        out = self._net.predict_ready(X, THREADED_ROWS)
+        if out is not None:
+            return out
         X = as_input(X, self.dtype, self._n_features)
         if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
             return self._net.predict(X)

@@ -108,6 +108,9 @@ cdef enum:
     # 0.8x the two BLAS threads. Past this size AVX-512 CPUs run the tile
     # kernel threaded over packed blocks (_big_gemm.h), others the BLAS.
     TILE_GEMM = 262144
+    # Columns of C the direct loop keeps in registers at a time (4 SSE2
+    # vectors of floats; the baseline build has 16).
+    SMALL_BLOCK = 16
 
 
 cdef inline void _small_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
@@ -117,27 +120,41 @@ cdef inline void _small_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_
     """C := alpha·op(A)·op(B) + beta·C by direct loops (row-major, tiny shapes).
 
     Rows of C at least 8 wide accumulate a·(row p of B), a contiguous loop that
-    vectorises; narrower ones (and op(B) = Bᵀ) take dot products in a register,
-    since accumulating a 1-wide row through memory stalls on store-to-load
-    forwarding at every step."""
-    cdef Py_ssize_t i, j, p
+    vectorises, SMALL_BLOCK columns at a time in a local block the compiler
+    keeps in registers (through C itself, every step waits on store-to-load
+    forwarding: a one-row forward pass of the W2 network took 0.51 µs that
+    way, 0.44 µs this way); the order of the operations on each element is
+    the same either way, so are the results, bit for bit. Narrower
+    rows (and op(B) = Bᵀ) take dot products in a register."""
+    cdef Py_ssize_t i, j, j0, p
     cdef floating a, acc
+    cdef floating block[SMALL_BLOCK]
     cdef floating* c
     cdef const floating* b
     for i in range(m):
         c = C + i * ldc
         if n >= 8 and not trans_b:
-            if beta == 0:
-                for j in range(n):
-                    c[j] = 0
-            elif beta != 1:
-                for j in range(n):
-                    c[j] *= beta
-            for p in range(k):
-                a = alpha * (A[p * lda + i] if trans_a else A[i * lda + p])
-                b = B + p * ldb
-                for j in range(n):
-                    c[j] += a * b[j]
+            j0 = 0
+            while j0 + SMALL_BLOCK <= n:   # full blocks: constant trip counts
+                for j in range(SMALL_BLOCK):
+                    block[j] = 0 if beta == 0 else (c[j0 + j] if beta == 1
+                                                    else c[j0 + j] * beta)
+                for p in range(k):
+                    a = alpha * (A[p * lda + i] if trans_a else A[i * lda + p])
+                    b = B + p * ldb + j0
+                    for j in range(SMALL_BLOCK):
+                        block[j] += a * b[j]
+                for j in range(SMALL_BLOCK):
+                    c[j0 + j] = block[j]
+                j0 += SMALL_BLOCK
+            if j0 < n:                     # the last n - j0 < SMALL_BLOCK columns
+                for j in range(j0, n):
+                    c[j] = 0 if beta == 0 else (c[j] if beta == 1 else c[j] * beta)
+                for p in range(k):
+                    a = alpha * (A[p * lda + i] if trans_a else A[i * lda + p])
+                    b = B + p * ldb
+                    for j in range(j0, n):
+                        c[j] += a * b[j]
         else:
             for j in range(n):
                 acc = 0
