@@ -7,6 +7,7 @@ backend's Network — the compiled engine (nncore._engine) or the NumPy
 reference (nncore.reference), which share one interface.
 """
 import threading
+import warnings
 
 import numpy as np
 
@@ -46,25 +47,13 @@ class Sequential:
     def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
                  backend="cython", n_threads=None):
         self._layers = tuple(_check_layers(layers))
-        if not isinstance(loss, str) or loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
-        out_act = self.layers[-1].activation
-        needed = REQUIRED_OUTPUT.get(LOSSES[loss])
-        if needed is not None and out_act != needed:
-            raise ValueError(f"loss {loss!r} needs a {needed} output layer, but the last Dense "
-                             f"has activation {out_act!r}; use activation={needed!r} there")
         self.loss = loss
         for i, layer in enumerate(self.layers):
             if layer.activation == "softmax" and layer.out_features == 1:
                 raise ValueError(f"layers[{i}] is a softmax over one output, which is always 1 "
                                  "and cannot learn; for two classes use one sigmoid output "
                                  "with loss='binary_cross_entropy'")
-        if optimizer is None:
-            optimizer = SGD(lr=0.01)
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
-                            f"{type(optimizer).__name__}")
-        self.optimizer = optimizer
+        self.optimizer = SGD(lr=0.01) if optimizer is None else optimizer
         try:  # None would mean float64 to numpy: refuse it rather than guess
             key = dtype if isinstance(dtype, str) or dtype is None else np.dtype(dtype).name
         except (TypeError, ValueError):
@@ -72,16 +61,11 @@ class Sequential:
         if key not in DTYPES:
             raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32' or 'float64'")
         self._dtype = np.dtype(DTYPES[key])
-        if not isinstance(backend, str) or backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self.backend = backend
         self.n_threads = (default_threads() if n_threads is None
                           else positive_int("n_threads", n_threads))
         self.seed = seed
-        try:
-            self.rng = np.random.default_rng(seed)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"seed must be None or a non-negative integer, got {seed!r}") from None
+        self.rng = np.random.default_rng(seed)
         self.history = None
         self.stop_training = False
         self._fitting = threading.Lock()
@@ -90,6 +74,83 @@ class Sequential:
     def __repr__(self):
         return (f"Sequential({self.layers}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+    # ------------------------------------------------------------ settings
+    # Each constructor argument that is not structure can be reassigned: the
+    # setter runs the constructor's checks, and the next fit (or evaluate,
+    # predict) uses the new value.
+
+    @property
+    def loss(self):
+        """The loss name; assigning another runs the constructor's checks."""
+        return self._loss
+
+    @loss.setter
+    def loss(self, loss):
+        if not isinstance(loss, str) or loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        out_act = self.layers[-1].activation
+        needed = REQUIRED_OUTPUT.get(LOSSES[loss])
+        if needed is not None and out_act != needed:
+            raise ValueError(f"loss {loss!r} needs a {needed} output layer, but the last Dense "
+                             f"has activation {out_act!r}; use activation={needed!r} there")
+        self._loss, self._loss_code = loss, LOSSES[loss]
+
+    @property
+    def optimizer(self):
+        """The nncore.SGD or nncore.Adam that fit uses. Its hyper-parameters may
+        be changed in place (the next epoch uses them). Assigning another
+        optimizer starts its state afresh — zero momentum and moments, step
+        count 0 — as a new torch.optim optimizer does."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer):
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
+                            f"{type(optimizer).__name__}")
+        if optimizer is not getattr(self, "_optimizer", optimizer):
+            self._state = np.zeros(0, self.dtype)
+            self._steps = 0
+        self._optimizer = optimizer
+
+    @property
+    def backend(self):
+        """"cython" (the compiled engine) or "numpy" (the reference)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend):
+        if not isinstance(backend, str) or backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
+        self._backend = backend
+        if hasattr(self, "_net"):
+            self._net = BACKENDS[backend].Network(self._params, self._layout)
+
+    @property
+    def n_threads(self):
+        """Threads for fit/evaluate/predict (assigning None: the default)."""
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, n_threads):
+        self._n_threads = (default_threads() if n_threads is None
+                           else positive_int("n_threads", n_threads))
+
+    @property
+    def seed(self):
+        """The seed of initialisation and shuffling; reset() and n_init's fresh
+        initialisations use the current value (assigning it does not restart
+        the generator: call reset())."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, seed):
+        try:
+            np.random.default_rng(seed)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"seed must be None or a non-negative integer, got {seed!r}") from None
+        self._seed = seed
 
     # ------------------------------------------------------------ structure
 
@@ -109,7 +170,6 @@ class Sequential:
             layer._bind(self, self._params[w:w + n_in * n_out].reshape(n_in, n_out),
                         self._params[b:b + n_out])
             layer.initialize(self.rng)
-        self._loss_code = LOSSES[self.loss]
         self._n_features = int(self._layout[0, 0])
         self._n_outputs = int(self._layout[-1, 1])
         step = self._layout[:, 2] == STEP
@@ -307,7 +367,7 @@ class Sequential:
         if not weights.any():
             raise ValueError("sample_weight × class_weight gives every row weight 0, so "
                              "nothing would be trained; expected weights >= 0, not all 0")
-        return np.ascontiguousarray(weights, dtype=self.dtype)
+        return _weights_in(weights, self.dtype)
 
     def _split(self, X, Y, weights, validation_data, validation_split):
         """((X, Y, weights) to train on, (Xv, Yv) or None)."""
@@ -474,6 +534,34 @@ def _class_weights(class_weight, labels, classes):
             raise ValueError(f"class_weight[{c}] = {w!r}; expected a finite number >= 0")
         out[c] = w
     return out
+
+
+def _weights_in(weights, dtype):
+    """The float64 row weights in the model's dtype, where the kernels use them.
+    ValueError when one overflows to inf or every one underflows to 0 (the
+    cost Σ wᵢ·lossᵢ / n would be inf, or 0 and nothing trained); a warning
+    names the rows whose weight alone underflows (those rows are not trained).
+    Weights are never rescaled: that would change the documented cost."""
+    with np.errstate(over="ignore", under="ignore"):
+        cast = np.ascontiguousarray(weights, dtype=dtype)
+    info = np.finfo(dtype)
+    if not np.isfinite(cast).all():
+        raise ValueError(f"the row weights (sample_weight × class_weight) reach "
+                         f"{weights.max():g}, beyond {dtype.name}'s largest value "
+                         f"{info.max:g}: they would be inf in training; divide them all by a "
+                         "constant (the cost Σ wᵢ·lossᵢ / n scales with them) or use "
+                         "dtype='float64'")
+    if not cast.any():
+        raise ValueError(f"every row weight (sample_weight × class_weight) is below "
+                         f"{info.smallest_subnormal:g} and underflows to 0 in {dtype.name}, so "
+                         "nothing would be trained; multiply them all by a constant (the cost "
+                         "Σ wᵢ·lossᵢ / n scales with them) or use dtype='float64'")
+    lost = np.flatnonzero((weights > 0) & (cast == 0))
+    if lost.size:
+        warnings.warn(f"{lost.size} row weight(s) (first: row {lost[0]}, {weights[lost[0]]:g}) "
+                      f"underflow to 0 in {dtype.name}: those rows will not be trained",
+                      stacklevel=4)
+    return cast
 
 
 def _check_perceptron(Y, sample_weight, class_weight):
