@@ -11,6 +11,7 @@ on MKL or a system BLAS), or with NNCORE_BLAS=scipy, it uses SciPy's BLAS via
 scipy.linalg.cython_blas. NumPy's OpenBLAS also ran the W3 products ~7% faster.
 """
 import ctypes
+import math
 import os
 import threading
 from contextlib import contextmanager
@@ -32,10 +33,14 @@ def _controllers():
 
 
 def _bundled_by(package, lib):
-    """Whether a BLAS library file was shipped inside `package`'s wheel."""
-    site = os.path.dirname(os.path.dirname(package.__file__))
-    folder = os.path.basename(os.path.dirname(lib.filepath))
-    return lib.filepath.startswith(site) and folder.startswith(package.__name__)
+    """Whether a BLAS library file was shipped inside `package`'s wheel. Both
+    paths are resolved first: a package imported through a symlink (a
+    symlinked venv or site-packages) has an unresolved __file__, while the
+    loader may report the library's real path, or the other way round."""
+    site = os.path.realpath(os.path.dirname(os.path.dirname(package.__file__)))
+    path = os.path.realpath(lib.filepath)
+    folder = os.path.basename(os.path.dirname(path))
+    return path.startswith(site + os.sep) and folder.startswith(package.__name__)
 
 
 def _ilp64_entry_points(path):
@@ -52,20 +57,27 @@ def _ilp64_entry_points(path):
 
 def _select():
     """Point the compiled modules at a BLAS; returns (name, threadpoolctl
-    controller or None)."""
+    controller or None, why this BLAS)."""
     libs = _controllers()
-    if os.environ.get("NNCORE_BLAS", "numpy") != "scipy":
+    if os.environ.get("NNCORE_BLAS", "numpy") == "scipy":
+        reason = "NNCORE_BLAS=scipy"
+    elif not libs:
+        reason = "threadpoolctl is missing or sees no BLAS, so NumPy's cannot be found"
+    else:
+        reason = ("NumPy's BLAS is not an OpenBLAS shipped in its wheel (seen: "
+                  + ", ".join(f"{lib.internal_api} at {lib.filepath}" for lib in libs) + ")")
         for lib in libs:
             if lib.internal_api == "openblas" and _bundled_by(numpy, lib):
                 entry = _ilp64_entry_points(lib.filepath)
                 if entry:
                     for module in (_engine, _kernels):
                         module.use_ilp64_blas(*(entry[name] for name in ROUTINES))
-                    return "numpy", lib
+                    return "numpy", lib, "NumPy's OpenBLAS, through its ILP64 entry points"
+                reason = f"NumPy's OpenBLAS ({lib.filepath}) has no ILP64 entry points"
     for module in (_engine, _kernels):
         module.use_ilp64_blas(0, 0, 0, 0)
     scipy_libs = [lib for lib in libs if _bundled_by(scipy, lib)]
-    return "scipy", scipy_libs[0] if len(scipy_libs) == 1 else None
+    return "scipy", scipy_libs[0] if len(scipy_libs) == 1 else None, reason
 
 
 class _ThreadCount:
@@ -104,18 +116,24 @@ if os.environ.get("NNCORE_SIMD", "") not in ("", "avx2", "none"):
                   RuntimeWarning, stacklevel=2)
 
 #: "numpy" or "scipy": whose BLAS the engine calls
-NAME, _LIB = _select()
+NAME, _LIB, _REASON = _select()
 _THREADS = _thread_count(_LIB)
+if _THREADS is None:
+    import warnings
+    warnings.warn(f"nncore cannot set the thread count of the BLAS it calls ({NAME}'s; "
+                  f"{_REASON}): n_threads and the thread caps apply to nncore's own "
+                  "kernels only; see nncore.blas.info()", RuntimeWarning, stacklevel=2)
 
 
 def info():
     """{"blas": "numpy"|"scipy", "filepath", "version", "num_threads"} of the
-    BLAS the engine calls (the last three None when it cannot be seen), and
-    "simd": the vector instructions of nncore's own kernels ("avx512", "avx2"
-    or "none"), which run the small products and the softmax's exp."""
+    BLAS the engine calls (the last three None when it cannot be seen),
+    "reason": why that BLAS (for "scipy": why not NumPy's), "simd": the vector
+    instructions of nncore's own kernels ("avx512", "avx2" or "none"), which
+    run the small products and the softmax's exp, and "caps": caps()."""
     return {"blas": NAME, "filepath": getattr(_LIB, "filepath", None),
             "version": getattr(_LIB, "version", None), "num_threads": num_threads(),
-            "simd": _kernels.simd()}
+            "reason": _REASON, "simd": _kernels.simd(), "caps": caps()}
 
 
 def num_threads():
@@ -123,16 +141,137 @@ def num_threads():
     return _THREADS.get() if _THREADS is not None else None
 
 
-def default_threads():
-    """The cores this process may use."""
+def own_threads():
+    """The thread count of nncore's own parallel kernels now (inside fit,
+    evaluate and predict: the count that call uses; outside: 1)."""
+    return _engine.pool_state()["threads"]
+
+
+#: Environment variables whose value caps the thread count (the first number
+#: of a comma-separated OMP_NUM_THREADS list; unparsable values are ignored,
+#: as OpenBLAS ignores them).
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def _env_threads(name):
+    value = os.environ.get(name, "").split(",")[0].strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
+
+
+def cgroup_cpus(root="/"):
+    """The CPUs a cgroup CPU quota grants this process, quota/period rounded
+    up (a quota of 1.5 CPUs gives 2); None without a quota. The smallest quota
+    along the process's cgroup path counts (a cgroup is also limited by its
+    parents). cgroup v2: `cpu.max` ("max 100000" is no quota) under
+    root/sys/fs/cgroup (or its "unified" mount); v1: `cpu.cfs_quota_us` (-1 is
+    no quota) and `cpu.cfs_period_us` under the cpu controller's mount. The
+    process's cgroup path comes from root/proc/self/cgroup; where that path is
+    not visible (a container's cgroup namespace), the mount root is the
+    process's own cgroup. `root` exists for tests (a fake file tree)."""
     try:
-        return len(os.sched_getaffinity(0))
+        with open(os.path.join(root, "proc/self/cgroup")) as file:
+            lines = file.read().splitlines()
+    except OSError:
+        return None
+    mounts = os.path.join(root, "sys/fs/cgroup")
+    quotas = []
+    for line in lines:
+        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        if controllers == "":  # v2
+            for mount in (mounts, os.path.join(mounts, "unified")):
+                quotas += _quotas(mount, path, _cpu_max)
+        elif "cpu" in controllers.split(","):  # v1
+            for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
+                quotas += _quotas(os.path.join(mounts, name), path, _cfs_quota)
+    return max(1, math.ceil(min(quotas) - 1e-9)) if quotas else None
+
+
+def _quotas(mount, path, read):
+    """The CPU quotas (in CPUs) along a cgroup path below one mount."""
+    found = []
+    parts = [part for part in path.split("/") if part]
+    for depth in range(len(parts), -1, -1):
+        folder = os.path.join(mount, *parts[:depth])
+        if os.path.isdir(folder):
+            quota = read(folder)
+            if quota is not None:
+                found.append(quota)
+    return found
+
+
+def _read(folder, name):
+    try:
+        with open(os.path.join(folder, name)) as file:
+            return file.read().split()
+    except OSError:
+        return []
+
+
+def _cpu_max(folder):
+    fields = _read(folder, "cpu.max")
+    try:
+        return int(fields[0]) / int(fields[1]) if fields[0] != "max" else None
+    except (IndexError, ValueError, ZeroDivisionError):
+        return None
+
+
+def _cfs_quota(folder):
+    try:
+        quota = int(_read(folder, "cpu.cfs_quota_us")[0])
+        period = int(_read(folder, "cpu.cfs_period_us")[0])
+        return quota / period if quota > 0 and period > 0 else None
+    except (IndexError, ValueError):
+        return None
+
+
+_CGROUP = []  # the quota, read once (it is set when a container starts)
+
+
+def caps():
+    """What limits the thread count of a call now: {"OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS": the variables' values, "affinity": CPUs in the
+    affinity mask, "cgroup": cgroup_cpus(), "blas": the BLAS thread count in
+    force outside nncore's calls (lowered by threadpoolctl or joblib, say)} —
+    None where there is no such cap."""
+    limits = _process_caps()
+    with _ACTIVE_LOCK:
+        limits["blas"] = _blas_outside()
+    return limits
+
+
+def _process_caps():
+    """caps() but the BLAS count."""
+    if not _CGROUP:
+        _CGROUP.append(cgroup_cpus())
+    try:
+        affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        affinity = os.cpu_count()
+    return {**{name: _env_threads(name) for name in THREAD_VARIABLES}, "affinity": affinity,
+            "cgroup": _CGROUP[0]}
+
+
+def default_threads(n_threads=None):
+    """The threads a call uses now: the smallest of n_threads (a preference;
+    None for none) and every cap in caps(), at least 1."""
+    return _smallest(caps(), n_threads)
+
+
+def _smallest(limits, n_threads):
+    values = [value for value in limits.values() if value is not None]
+    return max(1, min(values + ([] if n_threads is None else [n_threads]), default=1))
 
 
 _ACTIVE = {"calls": 0, "saved": None, "own": 1}
 _ACTIVE_LOCK = threading.Lock()
+
+
+def _blas_outside():
+    """The BLAS thread count from before nncore's calls in progress (the
+    current one when none is); the caller holds _ACTIVE_LOCK."""
+    if _ACTIVE["calls"]:
+        return _ACTIVE["saved"][0]
+    return _THREADS.get() if _THREADS is not None else None
 
 
 def _set_own_threads(n):
@@ -144,27 +283,50 @@ def _set_own_threads(n):
 
 
 @contextmanager
-def threads(n):
+def threads(n=None):
     """Run the block with the engine's BLAS and nncore's own parallel kernels
-    limited to n threads, then restore. nncore's other loops are serial and sum
-    in a fixed order. The count is process-wide: while calls from several
-    Python threads overlap, the last one to start sets it, and it returns to
-    its value from before the first of them when the last one ends."""
+    on default_threads(n) threads — n (a preference; None for none) capped by
+    caps() as they are when the block starts — then restore; yields that count.
+    nncore's other loops are serial and sum in a fixed order. The count is
+    process-wide: while calls from several Python threads overlap, the last
+    one to start sets it, and it returns to its value from before the first of
+    them when the last one ends."""
+    limits = _process_caps()
     with _ACTIVE_LOCK:
         if _ACTIVE["calls"] == 0:
             _ACTIVE["saved"] = (_THREADS.get() if _THREADS is not None else None,
                                 _ACTIVE["own"])
         _ACTIVE["calls"] += 1
-        if _THREADS is not None and _THREADS.get() != n:
-            _THREADS.set(n)
-        _set_own_threads(n)
+        limits["blas"] = _blas_outside()
+        count = _smallest(limits, n)
+        if _THREADS is not None and _THREADS.get() != count:
+            _THREADS.set(count)
+        _set_own_threads(count)
     try:
-        yield
+        yield count
     finally:
         with _ACTIVE_LOCK:
-            _ACTIVE["calls"] -= 1
-            if _ACTIVE["calls"] == 0:
-                blas_count, own = _ACTIVE["saved"]
+            if _ACTIVE["calls"] == 1:  # restore before the count drops: a child
+                blas_count, own = _ACTIVE["saved"]  # forked meanwhile restores too
                 if _THREADS is not None and _THREADS.get() != blas_count:
                     _THREADS.set(blas_count)
                 _set_own_threads(own)
+            _ACTIVE["calls"] -= 1
+
+
+def _after_fork_in_child():
+    """A child of fork() has only the forking thread: calls of other threads
+    that were inside threads() will never end there, and the lock may have been
+    held by one of them. Start afresh, with the counts from before those calls."""
+    global _ACTIVE_LOCK
+    _ACTIVE_LOCK = threading.Lock()
+    if _ACTIVE["calls"]:
+        blas_count, own = _ACTIVE["saved"]
+        if _THREADS is not None and blas_count is not None:
+            _THREADS.set(blas_count)
+        _set_own_threads(own)
+    _ACTIVE.update(calls=0, saved=None)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

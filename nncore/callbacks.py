@@ -2,10 +2,21 @@
 built-in ones — EarlyStopping and the progress display.
 
 A callback implements any of on_train_begin(model, logs), on_epoch_end(model,
-logs) and on_train_end(model, logs). logs holds the epoch's History values
-("loss", "accuracy" or "mean_error", "val_loss", ..., plus "epoch", counted
-from 0 over the model's life, and "lr"). Setting model.stop_training = True
-ends training after the current epoch.
+logs) and on_train_end(model, logs). on_epoch_end's logs hold the epoch's
+History values ("loss", "accuracy" or "mean_error", "val_loss", ..., plus
+"epoch", counted from 0 over the model's life, and "lr"). Setting
+model.stop_training = True ends training after the current epoch.
+
+on_train_end runs however training ends — normally, by DivergenceError,
+KeyboardInterrupt or any exception (one raised by a callback included) —
+before the exception propagates, and model.history is set by then. (Keras
+calls it on normal completion only; here restoring the best weights after a
+divergence is the point.) Its logs: "epoch" (epochs trained over the model's
+life), "status" ("completed", "diverged", "interrupted" or "error") and
+"error" (the exception, or None). A callback that puts back earlier weights
+sets logs["restored_epoch"] to their epoch; a DivergenceError then says so.
+An exception from on_train_end while another is propagating does not mask
+it: it is attached to it as a note (PEP 678).
 """
 import sys
 
@@ -38,8 +49,11 @@ class EarlyStopping(Callback):
     mode "auto" minimises losses and maximises accuracies. With no validation
     data a "val_*" monitor falls back to its training counterpart ("val_loss"
     to "loss"). restore_best_weights puts back the weights of the best epoch
-    when training ends. After fit, `stopped_epoch` is the epoch training
-    stopped at (None when it ran to the end) and `best` the best value.
+    when training ends, however it ends (also on DivergenceError and
+    KeyboardInterrupt: see the module docstring). After fit, `stopped_epoch`
+    is the epoch training stopped at (None when it ran to the end), `best` the
+    best value, `best_epoch` its epoch and `restored_epoch` the epoch whose
+    weights were put back (None when none were).
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
@@ -60,6 +74,7 @@ class EarlyStopping(Callback):
     def on_train_begin(self, model, logs):
         self.best, self.wait, self.stopped_epoch = None, 0, None
         self.best_weights, self.key = None, None
+        self.best_epoch = self.restored_epoch = None
 
     def on_epoch_end(self, model, logs):
         if self.key is None:
@@ -67,7 +82,7 @@ class EarlyStopping(Callback):
         value = logs[self.key]
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
         if self.best is None or sign * (value - self.best) < -self.min_delta:
-            self.best, self.wait = value, 0
+            self.best, self.wait, self.best_epoch = value, 0, logs["epoch"]
             if self.restore_best_weights:
                 self.best_weights = model.get_weights()
         else:
@@ -79,6 +94,7 @@ class EarlyStopping(Callback):
     def on_train_end(self, model, logs):
         if self.restore_best_weights and self.best_weights is not None:
             model.set_weights(self.best_weights)
+            self.restored_epoch = logs["restored_epoch"] = self.best_epoch
 
     def _key(self, logs):
         if self.monitor in logs:

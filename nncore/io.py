@@ -88,7 +88,8 @@ def load(path):
     seed = meta.get("seed")
     if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
         raise ValueError(f"corrupt model file: seed {seed!r} is not a non-negative integer")
-    n_threads = _integer(meta, "n_threads", low=1)
+    # a preference (None: none); each call caps it (nncore.blas.default_threads)
+    n_threads = None if meta.get("n_threads") is None else _integer(meta, "n_threads", low=1)
     optimizer = _optimizer(meta.get("optimizer"), {"SGD": SGD, "Adam": Adam})
     try:
         model = Sequential([Dense(n_in, n_out, act) for n_in, n_out, act in layers], loss=loss,

@@ -16,7 +16,7 @@ from .activations import ACTIVATIONS, STEP
 from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOSSES, REQUIRED_OUTPUT
 from . import training
-from .blas import default_threads, threads as blas_threads
+from .blas import threads as blas_threads
 from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Optimizer
 from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
@@ -25,8 +25,9 @@ BACKENDS = {"cython": _engine, "numpy": reference}
 DTYPES = {"float32": np.float32, "float64": np.float64}
 # GEMM dimensions are C ints in the BLAS interface.
 INT_MAX = 2 ** 31 - 1
-# predict() on fewer rows than this leaves the BLAS thread count alone (setting
-# it costs ~1 µs; OpenBLAS runs such small products on one thread anyway).
+# predict() on fewer rows than this leaves the BLAS thread count alone (reading
+# the caps and setting it costs ~10-20 µs; OpenBLAS runs such small products on
+# one thread anyway).
 THREADED_ROWS = 64
 
 
@@ -40,8 +41,16 @@ class Sequential:
     optimizer: nncore.SGD or nncore.Adam (default SGD(lr=0.01)).
     seed: fixes initialisation and shuffling (numpy.random.default_rng(seed)).
     dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
-    n_threads: BLAS threads for fit/evaluate/predict (default: the cores this
-    process may use); nncore's own loops are serial.
+    n_threads: threads for the BLAS and nncore's own threaded products during
+    fit/evaluate/predict — a preference, not a command. Each call uses the
+    smallest of n_threads (None: no preference, the default), the
+    OMP_NUM_THREADS and OPENBLAS_NUM_THREADS variables, the BLAS thread count
+    in force when the call starts (threadpoolctl.threadpool_limits, joblib
+    workers), the CPUs of the affinity mask and the cgroup CPU quota (rounded
+    up), at least 1, and restores the previous counts when it ends
+    (nncore.blas.default_threads, nncore.blas.caps). A saved n_threads is
+    loaded as the same preference, so a file from a larger machine does not
+    oversubscribe a smaller one. nncore's other loops are serial.
     """
 
     def __init__(self, layers, loss="mse", optimizer=None, seed=None, dtype="float32",
@@ -62,8 +71,7 @@ class Sequential:
             raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32' or 'float64'")
         self._dtype = np.dtype(DTYPES[key])
         self.backend = backend
-        self.n_threads = (default_threads() if n_threads is None
-                          else positive_int("n_threads", n_threads))
+        self.n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.history = None
@@ -129,13 +137,13 @@ class Sequential:
 
     @property
     def n_threads(self):
-        """Threads for fit/evaluate/predict (assigning None: the default)."""
+        """The thread-count preference for fit/evaluate/predict (None: none);
+        see the class docstring for how each call caps it."""
         return self._n_threads
 
     @n_threads.setter
     def n_threads(self, n_threads):
-        self._n_threads = (default_threads() if n_threads is None
-                           else positive_int("n_threads", n_threads))
+        self._n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
 
     @property
     def seed(self):
@@ -234,9 +242,13 @@ class Sequential:
         generator (ignored for full batches, where order cannot matter).
         validation_data=(Xv, yv), or validation_split=f to hold out the last
         fraction f of the rows (taken before any shuffling): History then has
-        val_loss and val_accuracy/val_mean_error per epoch. early_stopping: an
+        val_loss and val_accuracy/val_mean_error per epoch; with a
+        classification loss a UserWarning says when the validation rows hold
+        classes the training rows never show. early_stopping: an
         nncore.EarlyStopping; callbacks: objects with on_train_begin /
-        on_epoch_end / on_train_end(model, logs); verbose=1 shows progress.
+        on_epoch_end / on_train_end(model, logs); on_train_end runs however
+        fit ends, before DivergenceError, KeyboardInterrupt or any exception
+        propagates (see nncore.callbacks); verbose=1 shows progress.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses); the cost is Σ wᵢ·lossᵢ / n.
         n_init=k: train k times, from the current weights and k−1 fresh
@@ -290,7 +302,11 @@ class Sequential:
     def _best_of(self, n_init, args, early_stopping, validated):
         """n_init runs from the current state and fresh initialisations; keeps
         the best run's weights, optimizer state and History (whose `runs` lists
-        every run's final monitored value)."""
+        every run's final monitored value). Each run ends with the
+        end-of-training contract (training.end_training). A run that raises
+        (DivergenceError, KeyboardInterrupt, ...) ends the search: the model
+        keeps the best of the runs that completed, if any (else the failing
+        run's end state), and the exception propagates with a note saying so."""
         key = early_stopping.monitor if early_stopping else "val_loss" if validated else "loss"
         start = self._snapshot()
         base = np.random.SeedSequence(self.seed)
@@ -302,7 +318,16 @@ class Sequential:
                                                                    spawn_key=(i - 1,)))
                 for layer in self.layers:
                     layer.initialize(rng)
-            history = training.run(self, *args)
+            try:
+                history = training.run(self, *args)
+            except BaseException as exc:
+                if best is not None:
+                    self._restore(best[1])
+                    best[2].runs = finals
+                    self.history = best[2]
+                    exc.add_note(f"n_init: run {i + 1} of {n_init} raised this; the model keeps "
+                                 f"the best of the {i} completed run(s) (runs: {finals})")
+                raise
             values = history.history.get(key) or history.history[key[4:]]
             sign = -1 if maximised(key, early_stopping.mode if early_stopping else "auto") else 1
             best_epoch = min(values, key=lambda v: sign * v)
@@ -379,7 +404,9 @@ class Sequential:
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a pair (X_val, y_val)") from None
             Xv = as_matrix(Xv, self.dtype, self._n_features, name="validation X")
-            return (X, Y, weights), (Xv, self._targets(yv, Xv.shape[0]))
+            Yv = self._targets(yv, Xv.shape[0])
+            self._warn_unseen_classes(Y, Yv, "validation_data")
+            return (X, Y, weights), (Xv, Yv)
         if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
                 validation_split, (int, float, np.number)) or not 0 <= validation_split < 1:
             raise ValueError(f"validation_split must be a fraction in [0, 1), got "
@@ -391,9 +418,42 @@ class Sequential:
             raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
                              "no rows for validation or none for training")
         w = weights[:cut] if weights.shape[0] else weights
+        self._warn_unseen_classes(Y[:cut], Y[cut:], f"validation_split={validation_split} "
+                                  "(the last rows, taken before shuffling)")
         return ((np.ascontiguousarray(X[:cut]), np.ascontiguousarray(Y[:cut]),
                  np.ascontiguousarray(w)),
                 (np.ascontiguousarray(X[cut:]), np.ascontiguousarray(Y[cut:])))
+
+    def _warn_unseen_classes(self, Y, Yv, source):
+        """Warn when the validation targets Yv hold classes the training
+        targets Y never show (classification losses; one pass over each):
+        validation accuracy then measures classes the model cannot have
+        learned — typically rows sorted by label before validation_split.
+        Cross-entropy: a row's class is its argmax; binary: each output's
+        label is y > 0.5."""
+        if self._loss_code not in CLASSIFICATION or not Yv.shape[0]:
+            return
+        if self._loss_code == CROSS_ENTROPY:
+            seen = np.zeros(Y.shape[1], bool)
+            wanted = np.zeros(Y.shape[1], bool)
+            seen[Y.argmax(axis=1)] = True
+            wanted[Yv.argmax(axis=1)] = True
+            unseen = np.flatnonzero(wanted & ~seen).tolist()
+        else:
+            pos, val_pos = (Y > 0.5).any(axis=0), (Yv > 0.5).any(axis=0)
+            neg, val_neg = (Y <= 0.5).any(axis=0), (Yv <= 0.5).any(axis=0)
+            unseen = [f"output {j}: label {label}" for j in range(Y.shape[1])
+                      for label, miss in ((0, val_neg[j] and not neg[j]),
+                                          (1, val_pos[j] and not pos[j])) if miss]
+            if Y.shape[1] == 1:
+                unseen = [int(u[-1]) for u in unseen]
+        if unseen:
+            warnings.warn(
+                f"the validation rows of {source} hold classes never seen in training: "
+                f"{unseen}; the model cannot learn them, so validation loss and accuracy "
+                "mislead (and early stopping on them). Shuffle the rows first (e.g. "
+                "nncore.datasets.train_test_split), or pass validation_data with the same "
+                "classes as the training rows.", stacklevel=4)
 
     def _buffer(self, name, size, dtype):
         """A scratch array of at least `size` elements (a prefix view of exactly

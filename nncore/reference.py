@@ -39,8 +39,9 @@ class Network:
     def train_epochs(self, X, Y, sample_weight, orders, batch, grads, state, work, loss, hyper,
                      lr, progress, loss_out, metric_out):
         """Runs len(loss_out) epochs of mini-batch training in place on the
-        parameters (see nncore._engine.Network.train_epochs). Returns 0, or 1
-        when a batch's loss was not finite."""
+        parameters (see nncore._engine.Network.train_epochs). Returns 0; 1
+        when a batch's loss was not finite; 2 when the epoch's last update
+        made the parameters non-finite."""
         layers, layout, params = self.layers, self.layout, self.params
         n, size = X.shape[0], params.shape[0]
         folded = hyper[0] == SGD_KIND and hyper[1] == 0 and hyper[3] == 0
@@ -110,7 +111,7 @@ class Network:
             if not np.isfinite(params).all():  # the epoch's last update overflowed
                 progress[1] = (n - 1) // batch
                 params[...] = snapshot
-                return 1
+                return 2
             loss_out[epoch] = total / n
             metric_out[epoch] = metric / n
             progress[0] = epoch + 1

@@ -19,17 +19,41 @@ ORDER_BLOCK = 1 << 20
 
 
 class DivergenceError(ValueError):
-    """The loss (or the weights) became NaN or infinite during fit. The model
-    keeps the last finite weights, and its optimizer state (momentum, Adam
-    moments) starts afresh; epoch, batch and lr say where and with what rate."""
+    """The loss (or the weights) became NaN or infinite during fit; epoch,
+    batch and lr say where and with what rate. The model keeps its last finite
+    weights — or, when a callback put back earlier ones (EarlyStopping with
+    restore_best_weights), those: restored_epoch names their epoch, else None —
+    and its optimizer state (momentum, Adam moments) starts afresh.
+    before_update: the loss was already not finite with the weights the fit
+    started from, before any update, so the learning rate is not the cause
+    (inputs or weights too large, or weights not finite)."""
 
-    def __init__(self, epoch, batch, lr):
-        self.epoch, self.batch, self.lr = epoch, batch, lr
-        super().__init__(
-            f"training diverged at epoch {epoch}, batch {batch}: the loss became NaN or "
-            f"infinite with learning rate {lr:g}. Lower the learning rate, or scale the "
-            "inputs (e.g. standardise X); the model keeps its last finite weights, which may be "
-            "huge: model.reset() starts over.")
+    def __init__(self, epoch, batch, lr, before_update=False, restored_epoch=None):
+        self.epoch, self.batch, self.lr, self.before_update = epoch, batch, lr, before_update
+        super().__init__(epoch, batch, lr, before_update, restored_epoch)  # pickles
+
+    @property
+    def restored_epoch(self):
+        return self.args[4]
+
+    @restored_epoch.setter
+    def restored_epoch(self, epoch):
+        self.args = self.args[:4] + (epoch,)
+
+    def __str__(self):
+        if self.before_update:
+            return (f"training could not start at epoch {self.epoch}, batch {self.batch}: the "
+                    "loss is already NaN or infinite with the weights fit started from, before "
+                    "any update, so the learning rate is not the cause. The forward pass "
+                    "overflows: scale the inputs (e.g. standardise X), or check that the "
+                    "weights are finite and not huge (model.reset() starts over).")
+        kept = ("the model keeps its last finite weights, which may be huge: model.reset() "
+                "starts over." if self.restored_epoch is None else
+                f"the best weights were restored, from epoch {self.restored_epoch} "
+                "(EarlyStopping's restore_best_weights).")
+        return (f"training diverged at epoch {self.epoch}, batch {self.batch}: the loss became "
+                f"NaN or infinite with learning rate {self.lr:g}. Lower the learning rate, or "
+                f"scale the inputs (e.g. standardise X); {kept}")
 
 
 class History:
@@ -65,8 +89,8 @@ def metric_name(model):
 def run(model, data, epochs, batch, shuffled, validation, callbacks):
     """Train `model` for `epochs` epochs on data = (X, Y, sample_weight);
     validation = (Xv, Yv) or None. Returns the History; raises
-    DivergenceError, and lets KeyboardInterrupt through, after recording the
-    epochs that completed."""
+    DivergenceError, and lets KeyboardInterrupt and any other exception
+    through, after the end-of-training contract (see end_training)."""
     X, Y, weights = data
     n = X.shape[0]
     opt = model.optimizer
@@ -79,10 +103,12 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     name = metric_name(model)
     history = History()
     model.stop_training = False
-    for cb in callbacks:
-        cb.on_train_begin(model, {})
+    first_epoch, started, error = model._epoch, [], None
     done = 0
     try:
+        for cb in callbacks:
+            cb.on_train_begin(model, {})
+            started.append(cb)
         while done < epochs and not model.stop_training:
             count = min(block, epochs - done)
             block_orders = orders[:count * n].reshape(-1, n)
@@ -128,11 +154,14 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             if status:  # the optimizer's state carries the diverging steps: start it afresh
                 model._state[...] = 0
                 model._steps = 0
-                raise DivergenceError(model._epoch, int(progress[1]), lr)
+                raise DivergenceError(model._epoch, int(progress[1]), lr, before_update=bool(
+                    status == 1 and model._epoch == first_epoch and progress[1] == 0))
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
         model.history = history
-    for cb in callbacks:
-        cb.on_train_end(model, {"epoch": model._epoch})
+        end_training(model, started, error)
     if model._perceptron and history.history.get("errors", [0])[-1] > 0:
         warnings.warn(
             f"the perceptron rule still misclassified {history.history['errors'][-1]:g} "
@@ -141,3 +170,35 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             "hidden layer, e.g. Dense(n, 4, 'sigmoid') + Dense(4, 1, 'sigmoid'), and train "
             "by gradient descent.", stacklevel=3)
     return history
+
+
+def end_training(model, callbacks, error):
+    """The end-of-training contract, run however training ended (model.history
+    is already set): every callback whose on_train_begin returned gets
+    on_train_end(model, logs) with logs = {"epoch", "status": "completed" |
+    "diverged" | "interrupted" | "error", "error": the exception or None}. One
+    raising does not stop the others. With `error` in flight theirs become
+    notes on it (the original propagates unmasked); otherwise the first is
+    raised once all have run. A callback that put back earlier weights records
+    their epoch as logs["restored_epoch"], which a DivergenceError reports."""
+    status = ("completed" if error is None else
+              "diverged" if isinstance(error, DivergenceError) else
+              "interrupted" if isinstance(error, KeyboardInterrupt) else "error")
+    logs = {"epoch": model._epoch, "status": status, "error": error}
+    failures = []
+    for cb in callbacks:
+        try:
+            cb.on_train_end(model, logs)
+        except BaseException as exc:  # noqa: BLE001 - every callback must get its turn
+            failures.append((cb, exc))
+    if isinstance(error, DivergenceError):
+        error.restored_epoch = logs.get("restored_epoch")
+    if error is None and failures:
+        error = failures.pop(0)[1]
+        for cb, exc in failures:
+            error.add_note(f"{type(cb).__name__}.on_train_end also raised "
+                           f"{type(exc).__name__}: {exc}")
+        raise error
+    for cb, exc in failures:
+        error.add_note(f"while training ended with this, {type(cb).__name__}.on_train_end "
+                       f"raised {type(exc).__name__}: {exc}")

@@ -123,4 +123,5 @@ static int nncore_big_gemm_d(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
 
 /* Sets the threads nncore's own parallel kernels may use (a model's n_threads). */
 static void nncore_set_threads(int n) { nncore_threads = n < 1 ? 1 : n; }
+static int nncore_get_threads(void) { return nncore_threads; }
 #endif

@@ -76,6 +76,19 @@ cdef extern from "_big_gemm.h" nogil:
         Py_ssize_t n, Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda,
         const double* B, Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
     void set_threads "nncore_set_threads" (int n)
+    int get_threads "nncore_get_threads" ()
+    # src/_pool.h: fork handlers (once per module) and debug counters.
+    void pool_init "nncore_pool_init" ()
+    int pool_helpers "nncore_pool_helpers" ()
+    long pool_woken "nncore_pool_woken" (int part)
+
+
+cdef inline dict pool_state():
+    """{"threads": this module's own-kernel thread count, "helpers": helper
+    threads running, "woken": [jobs helper 1, 2, … woke up for]}."""
+    cdef int helpers = pool_helpers()
+    return {"threads": get_threads(), "helpers": helpers,
+            "woken": [pool_woken(part) for part in range(1, helpers + 1)]}
 
 # Below this many multiply-adds (m·n·k) a direct loop beats the BLAS call: for
 # tiny products OpenBLAS spends its time in argument checks, dispatch and

@@ -23,15 +23,15 @@ cimport numpy as cnp
 import numpy as np
 
 from _activation cimport LINEAR, SOFTMAX
-from _blas cimport set_ilp64_blas, set_threads
+from _blas cimport set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state
 from _loss cimport output_loss, MSE, BINARY_CROSS_ENTROPY
 from _layer cimport dense_forward, dense_backward
 from _optim cimport Hyper, optimizer_update, SGD, ADAM
 from _perceptron cimport perceptron_epoch
-from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport isfinite
 
 cnp.import_array()
+pool_init()  # fork safety of the helper pool must not depend on its use (src/_pool.h)
 
 cdef extern from "<limits.h>":
     const int INT_MAX
@@ -75,8 +75,38 @@ cdef struct Optimizer:
 
 cdef enum:
     # Multiply-adds between two checks for Ctrl-C (re-taking the GIL costs
-    # ~1 µs; this is ~0.1-10 ms of work, so an interrupt lands within ~0.1 s).
+    # ~1 µs; this is ~0.1-10 ms of work). Every long loop below counts its
+    # work and polls at safe points: between layers (so between batches too)
+    # in training, rows in a perceptron epoch, chunks in inference. An
+    # interrupt lands within that, plus the longest unit never cut: one
+    # layer's product (or a plain-SGD backward pass, see train_step).
     SIGNAL_WORK = 1 << 24
+
+
+cdef extern from "Python.h":
+    # not declared `except -1`: the callers below clean up before propagating
+    int run_signal_handlers "PyErr_CheckSignals" ()
+
+
+cdef int signal_raised() noexcept with gil:
+    """Runs Python's signal handlers: -1, with the exception (a
+    KeyboardInterrupt) set, when one raised; else 0."""
+    return run_signal_handlers()
+
+
+cdef int reraise() except -1:
+    """Propagates the exception already set (by a signal handler)."""
+    return -1
+
+
+cdef inline int poll_signals(double* work_done, double work) noexcept nogil:
+    """Counts `work` multiply-adds; once SIGNAL_WORK have passed since the last
+    check, runs the signal handlers. -1 (exception set) when one raised."""
+    work_done[0] += work
+    if work_done[0] <= SIGNAL_WORK:
+        return 0
+    work_done[0] = 0
+    return signal_raised()
 
 
 cdef Py_ssize_t activations_size(Net* net, Py_ssize_t batch) noexcept nogil:
@@ -88,14 +118,24 @@ cdef Py_ssize_t activations_size(Net* net, Py_ssize_t batch) noexcept nogil:
 
 # ---------------------------------------------------------------- training
 
-cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
-                       floating* state, const floating* X, const floating* Y,
-                       const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
-                       double* acc, int loss, double* metric) noexcept nogil:
+cdef int train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
+                    floating* state, const floating* X, const floating* Y,
+                    const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
+                    double* acc, int loss, double* metric, double* total,
+                    const floating* before, double* work_done) except -1 nogil:
     """One gradient step on the n rows X, Y (per-row weights sw, or NULL);
-    returns the sum of their (weighted) losses. A non-finite sum returns before
+    total := the sum of their (weighted) losses. A non-finite sum returns before
     anything is updated. work holds activations (laid out for `batch` rows)
-    then two dZ buffers."""
+    then two dZ buffers.
+
+    Ctrl-C (work_done counts multiply-adds for poll_signals): the step polls
+    between layers while the parameters are still those it started from —
+    the whole forward pass, and the whole backward pass when gradients are
+    materialised (the optimizer updates come after it). Plain SGD folds each
+    layer's update into its dW product, so once the last layer is done the
+    step polls only if `before` (else NULL) holds the parameters it started
+    from, which it then puts back. A KeyboardInterrupt raised here (-1) leaves
+    parameters, optimizer state and step count as the step found them."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* A = work
@@ -105,22 +145,25 @@ cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* gra
     cdef floating* gW
     cdef const floating* inp = X
     cdef floating alpha, beta
-    cdef double total
+    cdef double layer_work
     cdef Py_ssize_t a_off = 0
 
     # Forward: every layer's output stays in work for the backward pass; the
     # output layer leaves its pre-activation for the fused loss kernel.
     for l in range(net.n_layers):
         L = &net.layers[l]
+        if poll_signals(work_done, 0) < 0:
+            return -1
         dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
                       L.act if l < last else LINEAR, A + a_off)
+        work_done[0] += <double> n * L.n_in * L.n_out
         inp = A + a_off
         a_off += batch * L.n_out
     L = &net.layers[last]
     a_off -= batch * L.n_out
-    total = output_loss(A + a_off, Y, sw, dZ, n, L.n_out, L.act, loss, metric)
-    if not isfinite(total):
-        return total
+    total[0] = output_loss(A + a_off, Y, sw, dZ, n, L.n_out, L.act, loss, metric)
+    if not isfinite(total[0]):
+        return 0
 
     # Backward, last layer first; dX is computed inside dense_backward before
     # the layer's own W changes.
@@ -128,9 +171,15 @@ cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* gra
         alpha, beta = -opt.lr, 1
     else:
         alpha, beta = 1, 0
-        opt.t += 1
     for l in range(last, -1, -1):
         L = &net.layers[l]
+        if not opt.folded or l == last:
+            if poll_signals(work_done, 0) < 0:
+                return -1
+        elif work_done[0] > SIGNAL_WORK and before != NULL:
+            if poll_signals(work_done, 0) < 0:
+                memcpy(params, before, net.n_params * sizeof(floating))
+                return -1
         if l > 0:
             a_off -= batch * net.layers[l - 1].n_out
             inp = A + a_off
@@ -140,15 +189,19 @@ cdef double train_step(Net* net, Optimizer* opt, floating* params, floating* gra
         dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
                        net.layers[l - 1].act if l > 0 else LINEAR,
                        dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, acc)
-        if not opt.folded:  # W and b are contiguous: one pass over both
+        work_done[0] += <double> n * L.n_in * L.n_out * (2 if l > 0 else 1)
+        swap = dZ
+        dZ = dX
+        dX = swap
+    if not opt.folded:  # W and b are contiguous: one pass over both, per layer
+        opt.t += 1
+        for l in range(last, -1, -1):
+            L = &net.layers[l]
             optimizer_update(&opt.h, params + L.w, grads + L.w,
                              state + L.w if state != NULL else NULL,
                              L.n_in * L.n_out + L.n_out, net.n_params, <floating> opt.lr,
                              opt.t)
-        swap = dZ
-        dZ = dX
-        dX = swap
-    return total
+    return 0
 
 
 cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
@@ -167,12 +220,6 @@ cdef bint all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
     return True
 
 
-cdef int check_signals() except -1 with gil:
-    """Runs Python's signal handlers; a KeyboardInterrupt propagates from here."""
-    PyErr_CheckSignals()
-    return 0
-
-
 cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating* Y,
                     const floating* sw, Py_ssize_t n, const Py_ssize_t* orders,
                     Py_ssize_t n_epochs, Py_ssize_t batch, floating* params,
@@ -181,11 +228,15 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
                     Py_ssize_t* bad_batch) except -1 nogil:
     """n_epochs epochs over the n rows of X, Y (row weights sw or NULL),
     visiting rows in the order of orders[epoch·n : (epoch+1)·n] (or storage
-    order when orders is NULL). Returns 0, or 1 when a batch's loss was not
+    order when orders is NULL). Returns 0; 1 when a batch's loss was not
     finite: then bad_batch names it, and the parameters are those before it —
-    or, if those are not finite either, the ones the epoch started from.
-    done counts the completed epochs; a KeyboardInterrupt raised between two
-    batches propagates with everything consistent."""
+    or, if those are not finite either, the ones the epoch started from; 2 when
+    the epoch's last update left non-finite parameters (bad_batch: the last
+    batch; the epoch's start is put back). done counts the completed epochs.
+    A KeyboardInterrupt (-1) propagates from inside a step (see train_step;
+    its first poll comes before anything changes, so every batch boundary is
+    a check point) with the parameters and optimizer state of a whole number
+    of steps, and an epoch whose last step completed is counted in done."""
     cdef Py_ssize_t epoch, start, nb
     cdef floating* Xb = work + activations_size(net, batch) + 2 * batch * net.max_width
     cdef floating* Yb = Xb + batch * net.n_in
@@ -206,14 +257,14 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
                 gather_rows(Y, order, nb, net.n_out, Yb)
                 if sw != NULL:
                     gather_rows(sw, order, nb, 1, Wb)
-                step_loss = train_step(net, opt, params, grads, state, Xb, Yb,
-                                       Wb if sw != NULL else NULL, nb, batch, work, acc,
-                                       loss, &metric)
+                train_step(net, opt, params, grads, state, Xb, Yb,
+                           Wb if sw != NULL else NULL, nb, batch, work, acc, loss, &metric,
+                           &step_loss, snapshot if start == 0 else NULL, &work_done)
             else:
-                step_loss = train_step(net, opt, params, grads, state,
-                                       X + start * net.n_in, Y + start * net.n_out,
-                                       sw + start if sw != NULL else NULL, nb, batch, work,
-                                       acc, loss, &metric)
+                train_step(net, opt, params, grads, state,
+                           X + start * net.n_in, Y + start * net.n_out,
+                           sw + start if sw != NULL else NULL, nb, batch, work, acc, loss,
+                           &metric, &step_loss, snapshot if start == 0 else NULL, &work_done)
             if not isfinite(step_loss):
                 bad_batch[0] = start // batch
                 if not all_finite(params, net.n_params):
@@ -221,15 +272,11 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
                 return 1
             total += step_loss
             start += nb
-            work_done += <double> nb * net.n_params
-            if work_done > SIGNAL_WORK:
-                work_done = 0
-                check_signals()
         if not all_finite(params, net.n_params):
             # the epoch's last update overflowed: no later batch will see it
             bad_batch[0] = (n - 1) // batch
             memcpy(params, snapshot, net.n_params * sizeof(floating))
-            return 1
+            return 2
         loss_out[epoch] = total / n
         metric_out[epoch] = metric / n
         done[0] = epoch + 1
@@ -255,34 +302,41 @@ cdef void forward_rows(Net* net, const floating* params, const floating* X,
         inp = dst
 
 
-cdef double evaluate_rows(Net* net, const floating* params, const floating* X,
-                          const floating* Y, Py_ssize_t n, int loss, floating* buf,
-                          double* metric) noexcept nogil:
-    """Σ of the per-example losses over n rows, in chunks; buf holds
-    CHUNK·(2·max_width + n_out) elements."""
+cdef int evaluate_rows(Net* net, const floating* params, const floating* X,
+                       const floating* Y, Py_ssize_t n, int loss, floating* buf,
+                       double* total, double* metric) except -1 nogil:
+    """total := Σ of the per-example losses over n rows, in chunks; buf holds
+    CHUNK·(2·max_width + n_out) elements. Polls for Ctrl-C between chunks."""
     cdef Py_ssize_t c, start, nb, rows = min(n, CHUNK)
     cdef floating* Z = buf + 2 * rows * net.max_width
-    cdef double total = 0
+    cdef double work_done = 0
+    total[0] = 0
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         nb = min(CHUNK, n - start)
         forward_rows(net, params, X + start * net.n_in, nb, LINEAR, buf,
                      buf + rows * net.max_width, Z)
-        total += output_loss(Z, Y + start * net.n_out, NULL, NULL, nb, net.n_out,
-                             net.layers[net.n_layers - 1].act, loss, metric)
-    return total
+        total[0] += output_loss(Z, Y + start * net.n_out, NULL, NULL, nb, net.n_out,
+                                net.layers[net.n_layers - 1].act, loss, metric)
+        if poll_signals(&work_done, <double> nb * net.n_params) < 0:
+            return -1
+    return 0
 
 
-cdef void forward_chunks(Net* net, const floating* params, const floating* X,
-                         Py_ssize_t n, int last_act, floating* buf,
-                         floating* out) noexcept nogil:
+cdef int forward_chunks(Net* net, const floating* params, const floating* X,
+                        Py_ssize_t n, int last_act, floating* buf,
+                        floating* out) except -1 nogil:
     """out := the network on X, CHUNK rows at a time; buf holds
-    2·min(n, CHUNK)·max_width elements."""
+    2·min(n, CHUNK)·max_width elements. Polls for Ctrl-C between chunks."""
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
+    cdef double work_done = 0
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         forward_rows(net, params, X + start * net.n_in, min(CHUNK, n - start), last_act,
                      buf, buf + rows * net.max_width, out + start * net.n_out)
+        if poll_signals(&work_done, <double> min(CHUNK, n - start) * net.n_params) < 0:
+            return -1
+    return 0
 
 
 cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
@@ -419,8 +473,11 @@ cdef class Network:
         whose loss was not finite, optimizer steps taken] (the last read and
         updated). Writes each epoch's mean loss to loss_out and its metric to
         metric_out: the fraction classified correctly for classification
-        losses, the mean signed error (y − ŷ) for mse/mae. Returns 0, or 1 when a batch loss
-        was not finite (training stopped before that batch's update).
+        losses, the mean signed error (y − ŷ) for mse/mae. Returns 0; 1 when a batch loss
+        was not finite (training stopped before that batch's update); 2 when the
+        epoch's last update made the parameters non-finite (the epoch's start is
+        put back). Ctrl-C raises KeyboardInterrupt within ~SIGNAL_WORK
+        multiply-adds, with progress written (see run_epochs).
         """
         cdef Optimizer opt
         cdef Py_ssize_t n, n_epochs, p_size = self.net.n_params
@@ -490,9 +547,12 @@ cdef class Network:
         network (src/_perceptron.pxd), visiting rows in the order of each row of
         orders (or storage order when it is empty). Writes each epoch's mean
         |y − ŷ| to loss_out and its number of misclassified examples to
-        metric_out; progress[0] := epochs done. Returns 0."""
-        cdef Py_ssize_t n, n_epochs, epoch
+        metric_out; progress[0] := epochs done. Returns 0. Ctrl-C raises
+        KeyboardInterrupt between two rows within ~SIGNAL_WORK multiply-adds,
+        with progress[0] counting the completed epochs."""
+        cdef Py_ssize_t n, n_epochs, epoch, start, rows, done = 0
         cdef Layer* L = &self.net.layers[0]
+        cdef double total, work_done = 0
         if self.net.n_layers != 1:
             raise ValueError("the perceptron rule trains a network of one layer")
         expect(X, self.typenum, -1, self.net.n_in, "X")
@@ -507,46 +567,63 @@ cdef class Network:
         cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
+        cdef const Py_ssize_t* o = NULL
         cdef double* lo = <double*> data(loss_out)
         cdef double* mo = <double*> data(metric_out)
         cdef double scratch[PERCEPTRON_OUTPUTS]
         cdef void* z = <void*> scratch if L.n_out <= PERCEPTRON_OUTPUTS else malloc(
             L.n_out * sizeof(double))
+        # rows between two signal checks: a row costs up to 2·n_in·n_out multiply-adds
+        cdef Py_ssize_t step = max(1, SIGNAL_WORK // max(1, 2 * L.n_in * L.n_out))
+        cdef int raised = 0
         if z == NULL:
             raise MemoryError()
         with nogil:
             for epoch in range(n_epochs):
                 mo[epoch] = 0
-                if self.is_double:
-                    lo[epoch] = perceptron_epoch(
-                        <double*> x, <double*> y, n, L.n_in, L.n_out,
-                        order + epoch * n if order != NULL else NULL,
-                        <double*> self.p + L.w, <double*> self.p + L.b, <double> lr,
-                        &mo[epoch], <double*> z) / n
-                else:
-                    lo[epoch] = perceptron_epoch(
-                        <float*> x, <float*> y, n, L.n_in, L.n_out,
-                        order + epoch * n if order != NULL else NULL,
-                        <float*> self.p + L.w, <float*> self.p + L.b, <float> lr,
-                        &mo[epoch], <float*> z) / n
+                total = 0
+                start = 0
+                while start < n and not raised:
+                    rows = min(step, n - start)
+                    o = order + epoch * n + start if order != NULL else NULL
+                    if self.is_double:
+                        total += perceptron_epoch(
+                            <double*> x + (0 if o != NULL else start * L.n_in),
+                            <double*> y + (0 if o != NULL else start * L.n_out), rows,
+                            L.n_in, L.n_out, o, <double*> self.p + L.w,
+                            <double*> self.p + L.b, <double> lr, &mo[epoch], <double*> z)
+                    else:
+                        total += perceptron_epoch(
+                            <float*> x + (0 if o != NULL else start * L.n_in),
+                            <float*> y + (0 if o != NULL else start * L.n_out), rows,
+                            L.n_in, L.n_out, o, <float*> self.p + L.w,
+                            <float*> self.p + L.b, <float> lr, &mo[epoch], <float*> z)
+                    start += rows
+                    raised = poll_signals(&work_done, <double> rows * 2 * L.n_in * L.n_out)
+                if raised:
+                    break
+                lo[epoch] = (total / L.n_out if L.n_out > 0 else 0) / n
+                done = epoch + 1
         if z != <void*> scratch:
             free(z)
-        progress[0] = n_epochs
+        progress[0] = done
+        if raised:
+            reraise()
         return 0
 
-    cdef void forward_any(self, void* x, Py_ssize_t n, int last_act, void* buf,
-                          void* out) noexcept nogil:
+    cdef int forward_any(self, void* x, Py_ssize_t n, int last_act, void* buf,
+                         void* out) except -1 nogil:
         """forward_chunks on the parameters' dtype."""
         if self.is_double:
-            forward_chunks(&self.net, <double*> self.p, <double*> x, n, last_act,
-                           <double*> buf, <double*> out)
-        else:
-            forward_chunks(&self.net, <float*> self.p, <float*> x, n, last_act,
-                           <float*> buf, <float*> out)
+            return forward_chunks(&self.net, <double*> self.p, <double*> x, n, last_act,
+                                  <double*> buf, <double*> out)
+        return forward_chunks(&self.net, <float*> self.p, <float*> x, n, last_act,
+                              <float*> buf, <float*> out)
 
     def forward(self, cnp.ndarray X not None, cnp.ndarray out not None, bint logits=False):
         """out (n×n_out) := the network's outputs on X (the output layer's
-        pre-activation if logits)."""
+        pre-activation if logits). Ctrl-C raises KeyboardInterrupt between
+        chunks of rows, leaving out partly written."""
         expect(X, self.typenum, -1, self.net.n_in, "X")
         expect(out, self.typenum, X.shape[0], self.net.n_out, "out")
         cdef Py_ssize_t n = X.shape[0]
@@ -560,13 +637,15 @@ cdef class Network:
         cdef bint release = n * self.params.shape[0] > RELEASE_GIL_WORK
         if buf == NULL:
             raise MemoryError()
-        if release:
-            with nogil:
+        try:
+            if release:
+                with nogil:
+                    self.forward_any(x, n, last_act, buf, o)
+            else:
                 self.forward_any(x, n, last_act, buf, o)
-        else:
-            self.forward_any(x, n, last_act, buf, o)
-        if buf != <void*> small:
-            free(buf)
+        finally:
+            if buf != <void*> small:
+                free(buf)
 
     def predict(self, cnp.ndarray X not None):
         """A new (n×n_out) array of the network's outputs on X; ValueError when
@@ -600,14 +679,16 @@ cdef class Network:
         cdef double total, metric = 0
         if buf == NULL:
             raise MemoryError()
-        with nogil:
-            if self.is_double:
-                total = evaluate_rows(&self.net, <double*> self.p, <double*> x, <double*> y, n,
-                                      loss, <double*> buf, &metric)
-            else:
-                total = evaluate_rows(&self.net, <float*> self.p, <float*> x, <float*> y, n,
-                                      loss, <float*> buf, &metric)
-        free(buf)
+        try:
+            with nogil:
+                if self.is_double:
+                    evaluate_rows(&self.net, <double*> self.p, <double*> x, <double*> y, n,
+                                  loss, <double*> buf, &total, &metric)
+                else:
+                    evaluate_rows(&self.net, <float*> self.p, <float*> x, <float*> y, n,
+                                  loss, <float*> buf, &total, &metric)
+        finally:
+            free(buf)
         if not isfinite(total):
             raise ValueError(OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
         return total / n, metric / n
@@ -623,3 +704,9 @@ def use_threads(int n):
     """Let this module's own parallel kernels (the large products on AVX-512
     CPUs, src/_big_gemm.h) use n threads. Set by nncore.blas.threads."""
     set_threads(n)
+
+
+def pool_state():
+    """This module's thread count and helper pool: {"threads", "helpers",
+    "woken": jobs each helper woke up for} (for tests and nncore.blas)."""
+    return _pool_state()

@@ -14,7 +14,8 @@ from cython cimport floating
 from libc.stdint cimport uint32_t, uint64_t
 cimport numpy as cnp
 
-from _blas cimport (gemm as _gemm, set_ilp64_blas, set_threads, SMALL_GEMM as _SMALL_GEMM,
+from _blas cimport (gemm as _gemm, set_ilp64_blas, set_threads, pool_init,
+                    pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
 from _activation cimport (bias_activation as _bias_activation,
                           activation_backward as _activation_backward,
@@ -25,6 +26,7 @@ from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
 
 cnp.import_array()
+pool_init()  # fork safety of the helper pool must not depend on its use (src/_pool.h)
 
 cdef extern from "<limits.h>":
     const int INT_MAX
@@ -315,6 +317,12 @@ def use_threads(int n):
     set_threads(n)
 
 
+def pool_state():
+    """This module's thread count and helper pool: {"threads", "helpers",
+    "woken": jobs each helper woke up for} (for tests and nncore.blas)."""
+    return _pool_state()
+
+
 def perceptron_epoch(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,
                      const Py_ssize_t[::1] order, floating[:, ::1] W not None,
                      floating[::1] b not None, double lr):
@@ -336,4 +344,4 @@ def perceptron_epoch(const floating[:, ::1] X not None, const floating[:, ::1] Y
     with nogil:
         total = _perceptron_epoch(&X[0, 0], &Y[0, 0], n, X.shape[1], W.shape[1], o,
                                   &W[0, 0], &b[0], <floating> lr, &errors, &z[0])
-    return total, <Py_ssize_t> errors
+    return (total / W.shape[1] if W.shape[1] else 0.0), <Py_ssize_t> errors

@@ -29,9 +29,10 @@ cdef inline double perceptron_epoch(const floating* X, const floating* Y, Py_ssi
                                     floating lr, double* errors,
                                     floating* scratch) noexcept nogil:
     """For t < n, row r = order[t] (t when order is NULL): e = Y[r] − [X[r]·W + b > 0];
-    W += lr·X[r]ᵀe; b += lr·e. Returns Σₜ meanⱼ |eⱼ| (misclassified outputs / n_out
-    for 0/1 targets); errors += rows with some eⱼ ≠ 0. X (·×n_in), Y (·×n_out),
-    W (n_in×n_out) row-major; scratch: n_out elements."""
+    W += lr·X[r]ᵀe; b += lr·e. Returns Σₜ Σⱼ |eⱼ| (misclassified outputs for 0/1
+    targets; callers divide by n_out, so an epoch run in pieces sums exactly);
+    errors += rows with some eⱼ ≠ 0. X (·×n_in), Y (·×n_out), W (n_in×n_out)
+    row-major; scratch: n_out elements."""
     cdef Py_ssize_t t, r, i, j
     cdef const floating* x
     cdef const floating* y
@@ -75,4 +76,4 @@ cdef inline double perceptron_epoch(const floating* X, const floating* Y, Py_ssi
         for j in range(n_out):
             b[j] += z[j]
     errors[0] += missed
-    return total / n_out if n_out > 0 else 0
+    return total

@@ -3,13 +3,21 @@
  * nncore_parallel(task, arg, parts) runs task(arg, part, parts) for every part
  * < parts, part 0 on the calling thread and the others on helper threads, and
  * returns when all are done. One job runs at a time per compiled module (a
- * second caller waits), so a job's parts may use per-part scratch.
+ * second caller waits), so a job's parts may use per-part scratch. A job is
+ * posted to helpers 1 … parts − 1 only, each through its own counter and
+ * condition variable: helpers a former, larger job made stay asleep.
  *
  * Helpers are started on first use and never stopped. After a job they spin
  * for a short while (the next product of a training step comes within
  * microseconds) and then sleep on a condition variable, so an idle process
- * burns no CPU. A child process made by fork() starts with no helpers and
- * makes its own (threads do not survive fork).
+ * burns no CPU.
+ *
+ * fork(): nncore_pool_init(), called when each compiled module is imported
+ * (each has its own copy of this state), registers pthread_atfork handlers
+ * exactly once, whatever the pool is later used for. They take every lock of
+ * the pool before the fork (so no other thread holds one mid-job), release
+ * them in the parent, and give the child fresh locks and no helpers: threads
+ * do not survive fork, and the child starts its own on first use.
  */
 #ifndef NNCORE_POOL_H
 #define NNCORE_POOL_H
@@ -32,20 +40,19 @@ typedef void (*nncore_task)(void* arg, int part, int parts);
 
 static struct {
     pthread_mutex_t run;        /* held for a whole job: one job at a time */
-    pthread_mutex_t lock;       /* with `wake`: sleeping helpers */
-    pthread_cond_t wake;
-    int helpers;                /* helper threads running */
-    int fork_handler;           /* pthread_atfork registered */
-    atomic_long posted;         /* jobs posted so far */
+    pthread_mutex_t lock;       /* with wake[part]: sleeping helpers */
+    pthread_cond_t wake[NNCORE_MAX_THREADS];
+    int helpers;                /* helper threads running: parts 1 … helpers */
+    atomic_long posted[NNCORE_MAX_THREADS]; /* jobs posted to each helper */
     atomic_int pending;         /* helpers not yet done with the current job */
     long start_seen[NNCORE_MAX_THREADS];
     nncore_task task;
     void* arg;
     int parts;
-} nncore_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER,
-                 PTHREAD_COND_INITIALIZER};
+    atomic_long woken[NNCORE_MAX_THREADS]; /* debug: jobs each helper woke for */
+} nncore_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
 
-/* Threads a job may use (set from Python: a model's n_threads). */
+/* Threads a job may use (set by nncore.blas.threads for each call). */
 static int nncore_threads = 1;
 
 static void* nncore_helper(void* data) {
@@ -53,46 +60,83 @@ static void* nncore_helper(void* data) {
     long seen = nncore_pool.start_seen[part], now;
     for (;;) {
         int spins = 0;
-        while ((now = atomic_load(&nncore_pool.posted)) == seen && spins++ < NNCORE_SPINS)
+        while ((now = atomic_load(&nncore_pool.posted[part])) == seen
+               && spins++ < NNCORE_SPINS)
             NNCORE_PAUSE();
         if (now == seen) {
             pthread_mutex_lock(&nncore_pool.lock);
-            while ((now = atomic_load(&nncore_pool.posted)) == seen)
-                pthread_cond_wait(&nncore_pool.wake, &nncore_pool.lock);
+            while ((now = atomic_load(&nncore_pool.posted[part])) == seen)
+                pthread_cond_wait(&nncore_pool.wake[part], &nncore_pool.lock);
             pthread_mutex_unlock(&nncore_pool.lock);
         }
         seen = now;
-        if (part < nncore_pool.parts)
-            nncore_pool.task(nncore_pool.arg, part, nncore_pool.parts);
+        atomic_fetch_add(&nncore_pool.woken[part], 1);
+        nncore_pool.task(nncore_pool.arg, part, nncore_pool.parts);
         atomic_fetch_sub(&nncore_pool.pending, 1);
     }
     return NULL;
 }
 
-/* In a child made by fork(): the helpers did not come along. */
-static void nncore_pool_after_fork(void) {
+static void nncore_pool_prepare(void) {
+    pthread_mutex_lock(&nncore_pool.run);
+    pthread_mutex_lock(&nncore_pool.lock);
+}
+
+static void nncore_pool_parent(void) {
+    pthread_mutex_unlock(&nncore_pool.lock);
+    pthread_mutex_unlock(&nncore_pool.run);
+}
+
+/* In the child: the helpers did not come along; the locks were held by the
+ * forking thread (nncore_pool_prepare) and are made anew. */
+static void nncore_pool_child(void) {
     pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
     pthread_cond_t fresh_cond = PTHREAD_COND_INITIALIZER;
     nncore_pool.run = fresh;
     nncore_pool.lock = fresh;
-    nncore_pool.wake = fresh_cond;
     nncore_pool.helpers = 0;
-    atomic_store(&nncore_pool.posted, 0);
     atomic_store(&nncore_pool.pending, 0);
+    for (int part = 0; part < NNCORE_MAX_THREADS; part++) {
+        nncore_pool.wake[part] = fresh_cond;
+        atomic_store(&nncore_pool.posted[part], 0);
+        atomic_store(&nncore_pool.woken[part], 0);
+    }
 }
+
+static pthread_once_t nncore_pool_once = PTHREAD_ONCE_INIT;
+/* 1 once the fork handlers are in place; without them no helper is started
+ * (the pool then runs every job on the calling thread). */
+static int nncore_pool_forkable = 0;
+
+static void nncore_pool_register(void) {
+    for (int part = 0; part < NNCORE_MAX_THREADS; part++)
+        pthread_cond_init(&nncore_pool.wake[part], NULL);
+    nncore_pool_forkable = pthread_atfork(nncore_pool_prepare, nncore_pool_parent,
+                                          nncore_pool_child) == 0;
+}
+
+/* Registers the fork handlers, once per compiled module; called at import
+ * and again (harmlessly) by every job. */
+static void nncore_pool_init(void) { pthread_once(&nncore_pool_once, nncore_pool_register); }
+
+/* Debug: jobs helper `part` has woken up for since start (or since fork). */
+static long nncore_pool_woken(int part) {
+    return part >= 0 && part < NNCORE_MAX_THREADS ? atomic_load(&nncore_pool.woken[part]) : 0;
+}
+
+/* Debug: helper threads running. */
+static int nncore_pool_helpers(void) { return nncore_pool.helpers; }
 
 /* Start helpers until parts − 1 run (fewer if threads cannot be made); the
  * caller holds nncore_pool.run. Returns the parts the job can use. */
 static int nncore_pool_grow(int parts) {
     pthread_attr_t attr;
     pthread_t thread;
-    if (!nncore_pool.fork_handler)
-        nncore_pool.fork_handler = pthread_atfork(NULL, NULL, nncore_pool_after_fork) == 0;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    while (nncore_pool.helpers < parts - 1 && nncore_pool.fork_handler) {
+    while (nncore_pool.helpers < parts - 1 && nncore_pool_forkable) {
         int part = nncore_pool.helpers + 1;
-        nncore_pool.start_seen[part] = atomic_load(&nncore_pool.posted);
+        nncore_pool.start_seen[part] = atomic_load(&nncore_pool.posted[part]);
         if (pthread_create(&thread, &attr, nncore_helper, (void*) (intptr_t) part) != 0)
             break;
         nncore_pool.helpers++;
@@ -108,6 +152,7 @@ static void nncore_parallel(nncore_task task, void* arg, int parts) {
     if (parts > nncore_threads) parts = nncore_threads;
     if (parts > NNCORE_MAX_THREADS) parts = NNCORE_MAX_THREADS;
     if (parts < 1) parts = 1;
+    nncore_pool_init();
     pthread_mutex_lock(&nncore_pool.run);
     if (parts > 1)
         parts = nncore_pool_grow(parts);
@@ -115,10 +160,12 @@ static void nncore_parallel(nncore_task task, void* arg, int parts) {
         nncore_pool.task = task;
         nncore_pool.arg = arg;
         nncore_pool.parts = parts;
-        atomic_store(&nncore_pool.pending, nncore_pool.helpers);
+        atomic_store(&nncore_pool.pending, parts - 1);
         pthread_mutex_lock(&nncore_pool.lock);
-        atomic_fetch_add(&nncore_pool.posted, 1);
-        pthread_cond_broadcast(&nncore_pool.wake);
+        for (int part = 1; part < parts; part++) {
+            atomic_fetch_add(&nncore_pool.posted[part], 1);
+            pthread_cond_signal(&nncore_pool.wake[part]);
+        }
         pthread_mutex_unlock(&nncore_pool.lock);
     }
     task(arg, 0, parts);
