@@ -17,10 +17,10 @@ cimport numpy as cnp
 from _blas cimport (gemm as _gemm, set_ilp64_blas, set_threads, pool_init,
                     pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
-from _activation cimport (bias_activation as _bias_activation,
+from _activation cimport (SIGMOID, SOFTMAX, bias_activation as _bias_activation,
                           activation_backward as _activation_backward,
                           exp_nonpositive as _exp_nonpositive)
-from _loss cimport output_loss as _output_loss
+from _loss cimport output_loss as _output_loss, CROSS_ENTROPY, BINARY_CROSS_ENTROPY
 from _layer cimport dense_forward as _dense_forward, dense_backward as _dense_backward
 from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
@@ -31,14 +31,10 @@ pool_init()  # fork safety of the helper pool must not depend on its use (src/_p
 cdef extern from "<limits.h>":
     const int INT_MAX
 
-#: activation and loss codes the kernels know (nncore.activations, nncore.losses)
+#: how many activation and loss codes the kernels know (the last of each + 1)
 cdef enum:
-    N_ACTIVATIONS = 7
-    N_LOSSES = 4
-    CROSS_ENTROPY = 2
-    BINARY_CROSS_ENTROPY = 3
-    SIGMOID = 2
-    SOFTMAX = 6
+    N_ACTIVATIONS = SOFTMAX + 1
+    N_LOSSES = BINARY_CROSS_ENTROPY + 1
 
 
 cdef int shape(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t want_rows,
