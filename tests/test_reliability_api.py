@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
 
@@ -37,9 +38,12 @@ def isolated(code, timeout=120, memory=None):
     if memory:
         prelude = (f"import resource\nresource.setrlimit(resource.RLIMIT_AS, ({memory}, "
                    f"{memory}))\n")
+    # outside the checkout, so the installed package is imported (CI installs
+    # a wheel; the source tree has no compiled modules)
     run = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
                          capture_output=True, text=True, timeout=timeout,
-                         env={**os.environ, "PYTHONFAULTHANDLER": "1"})
+                         env={**os.environ, "PYTHONFAULTHANDLER": "1"},
+                         cwd=tempfile.gettempdir(), check=False)
     assert run.returncode == 0, (f"child exited with {run.returncode}\n{run.stdout}\n"
                                  f"{run.stderr[-3000:]}")
     return run.stdout
