@@ -2,6 +2,10 @@
 
 NNCORE_CYTHON_DEBUG=1 turns bounds, wraparound and initialisation checks back
 on (the default build trusts the validated Python boundary and runs without).
+NNCORE_SANITIZE=address builds with AddressSanitizer (-fsanitize=address): the
+raw-pointer engine, which bounds checking does not see, is then checked too.
+Run it with the sanitizer runtime preloaded, as .ci/run does:
+LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 pytest
 """
 import os
 import shutil
@@ -15,6 +19,10 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 DEBUG = os.environ.get("NNCORE_CYTHON_DEBUG", "") not in ("", "0")
+SANITIZE = os.environ.get("NNCORE_SANITIZE", "")
+if SANITIZE not in ("", "address"):
+    sys.exit(f"NNCORE_SANITIZE={SANITIZE!r}: expected 'address' or unset")
+SANITIZE_FLAGS = ["-fsanitize=address", "-fno-omit-frame-pointer"] if SANITIZE else []
 
 
 def openmp_flags():
@@ -42,6 +50,8 @@ def build_flags():
     symbol table stays, so profilers still name the functions."""
     if DEBUG:
         return ["-UNDEBUG", "-O1", "-g"], []
+    if SANITIZE:   # line numbers in the sanitizer's reports
+        return ["-g"], []
     if sys.platform == "win32":
         return [], []
     return ["-g0"], {"linux": ["-Wl,--strip-debug"], "darwin": ["-Wl,-S"]}.get(sys.platform, [])
@@ -63,8 +73,8 @@ extensions = [
         [str(pyx)],
         include_dirs=[numpy.get_include(), "src"],
         depends=[str(h) for h in Path("src").glob("*.h")],
-        extra_compile_args=["-O3"] + OPENMP + COMPILE_FLAGS,
-        extra_link_args=OPENMP + LINK_FLAGS,
+        extra_compile_args=["-O3"] + OPENMP + COMPILE_FLAGS + SANITIZE_FLAGS,
+        extra_link_args=OPENMP + LINK_FLAGS + SANITIZE_FLAGS,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
     for pyx in sorted(Path("src").glob("*.pyx"))

@@ -6,6 +6,10 @@ forward pass never needs to keep Z:
     sigmoid' = a(1-a), tanh' = 1-a², relu' = [a>0], leaky_relu' = 1 or 0.01,
     step' = 0 (almost everywhere), softmax: dz = a ⊙ (da − ⟨da, a⟩) per row,
     exp' = a (exp: the output activation of a Poisson regression).
+
+Non-finite values: a NaN input gives a NaN output (step included), and a NaN
+activation a NaN gradient, for every activation; the compiled kernels do the
+same (tests/test_kernels.py checks every activation on NaN and ±inf).
 """
 from __future__ import annotations
 
@@ -47,8 +51,8 @@ def softmax(z: NDArray[np.floating], out: NDArray[np.floating] | None = None
 
 def activate(Z: NDArray[np.floating], act: int) -> NDArray[np.floating]:
     """Z := f(Z) in place, for an activation code; returns Z."""
-    if act == STEP:
-        np.greater(Z, 0, out=Z)  # writes 1.0 / 0.0 into the float array
+    if act == STEP:  # writes 1.0 / 0.0 into the float array, keeping NaN
+        np.copyto(Z, Z > 0, where=~np.isnan(Z))
     elif act == SIGMOID:
         sigmoid(Z, out=Z)
     elif act == TANH:
@@ -68,15 +72,16 @@ def backward(dA: NDArray[np.floating], A: NDArray[np.floating], act: int
              ) -> NDArray[np.floating]:
     """dA := dA ⊙ f'(Z) in place, with f' taken from A = f(Z); returns dA."""
     if act == STEP:
-        dA[...] = 0
+        dA[...] = np.where(np.isnan(A), A, 0)
     elif act == SIGMOID:
         dA *= A * (1 - A)
     elif act == TANH:
         dA *= 1 - A * A
     elif act == RELU:
         np.copyto(dA, 0, where=A <= 0)  # select, as the kernel does (inf·0 would be NaN)
+        np.copyto(dA, A, where=np.isnan(A))
     elif act == LEAKY_RELU:
-        dA *= np.where(A > 0, 1, A.dtype.type(LEAKY_SLOPE)).astype(A.dtype)
+        dA *= np.where(A > 0, 1, np.where(A <= 0, A.dtype.type(LEAKY_SLOPE), A)).astype(A.dtype)
     elif act == SOFTMAX:
         dot = np.einsum("ij,ij->i", dA, A, dtype=np.float64)[:, None]
         np.multiply(A, dA - dot.astype(A.dtype), out=dA)

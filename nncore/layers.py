@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .activations import ACTIVATIONS, RELU, LEAKY_RELU, activate, backward
-from .validation import as_param, positive_int
+from .validation import as_param, layer_width
 
 
 class Dense:
@@ -29,13 +29,18 @@ class Dense:
     """
 
     def __init__(self, in_features: int, out_features: int, activation: str = "linear") -> None:
-        self._in = positive_int("in_features", in_features)
-        self._out = positive_int("out_features", out_features)
+        self._in = layer_width("in_features", in_features)
+        self._out = layer_width("out_features", out_features)
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
             raise ValueError(f"unknown activation {activation!r}; expected one of "
                              f"{', '.join(ACTIVATIONS)}")
         self._activation = activation
-        self._W = np.zeros((self._in, self._out), np.float32)
+        try:
+            self._W = np.zeros((self._in, self._out), np.float32)
+        except (MemoryError, ValueError):  # numpy: ValueError past the address space
+            raise MemoryError(f"Dense({self._in}, {self._out}) needs "
+                              f"{4 * self._in * self._out / 2**30:.3g} GiB for its weights, "
+                              "more than this machine can allocate") from None
         self._b = np.zeros(self._out, np.float32)
         self._owner = None  # weak reference to the Sequential holding this layer
         self.initialize(np.random.default_rng())

@@ -78,14 +78,6 @@ class Sequential:
                  dtype: "str | np.typing.DTypeLike" = "float32", backend: str = "cython",
                  n_threads: int | None = None, alpha: float = 0.0) -> None:
         self._layers = tuple(_check_layers(layers))
-        if not isinstance(loss, str) or loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
-        out_act = self.layers[-1].activation
-        needed = REQUIRED_OUTPUT.get(LOSSES[loss])
-        if needed is not None and out_act not in needed:
-            raise ValueError(f"loss {loss!r} needs a {' or '.join(needed)} output layer, but the "
-                             f"last Dense has activation {out_act!r}; use "
-                             f"activation={needed[0]!r} there")
         self.loss = loss
         self.alpha = _check_number("alpha", alpha, low=0.0)
         for i, layer in enumerate(self.layers):
@@ -93,14 +85,7 @@ class Sequential:
                 raise ValueError(f"layers[{i}] is a softmax over one output, which is always 1 "
                                  "and cannot learn; for two classes use one sigmoid output "
                                  "with loss='binary_cross_entropy'")
-        if optimizer is None:
-            optimizer = SGD(lr=0.01)
-        if isinstance(optimizer, str):
-            optimizer = _optimizer_named(optimizer)
-        if not isinstance(optimizer, Optimizer):
-            raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
-                            f"{type(optimizer).__name__}")
-        self.optimizer = optimizer
+        self.optimizer = SGD(lr=0.01) if optimizer is None else optimizer
         try:  # None would mean float64 to numpy: refuse it rather than guess
             key = dtype if isinstance(dtype, str) or dtype is None else np.dtype(dtype).name
         except (TypeError, ValueError):
@@ -108,11 +93,8 @@ class Sequential:
         if key not in DTYPES:
             raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32' or 'float64'")
         self._dtype = np.dtype(DTYPES[key])
-        if not isinstance(backend, str) or backend not in BACKENDS:
-            raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self.backend = backend
         self.n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
-        self._seed_sequence = _seed_sequence(seed)
         self.seed = seed
         self.rng = np.random.default_rng(self._seed_sequence)
         self.history = None
@@ -123,6 +105,84 @@ class Sequential:
     def __repr__(self):
         return (f"Sequential({self.layers}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
                 f"dtype={self.dtype.name!r}, backend={self.backend!r})")
+
+    # ------------------------------------------------------------ settings
+    # Each constructor argument that is not structure can be reassigned: the
+    # setter runs the constructor's checks, and the next fit (or evaluate,
+    # predict) uses the new value.
+
+    @property
+    def loss(self):
+        """The loss name; assigning another runs the constructor's checks."""
+        return self._loss
+
+    @loss.setter
+    def loss(self, loss):
+        if not isinstance(loss, str) or loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
+        out_act = self.layers[-1].activation
+        needed = REQUIRED_OUTPUT.get(LOSSES[loss])
+        if needed is not None and out_act not in needed:
+            raise ValueError(f"loss {loss!r} needs a {' or '.join(needed)} output layer, but the "
+                             f"last Dense has activation {out_act!r}; use "
+                             f"activation={needed[0]!r} there")
+        self._loss, self._loss_code = loss, LOSSES[loss]
+
+    @property
+    def optimizer(self):
+        """The nncore.SGD or nncore.Adam that fit uses. Its hyper-parameters may
+        be changed in place (the next epoch uses them). Assigning another
+        optimizer starts its state afresh — zero momentum and moments, step
+        count 0 — as a new torch.optim optimizer does."""
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer):
+        if isinstance(optimizer, str):
+            optimizer = _optimizer_named(optimizer)
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
+                            f"{type(optimizer).__name__}")
+        if optimizer is not getattr(self, "_optimizer", optimizer):
+            self._state = np.zeros(0, self.dtype)
+            self._steps = 0
+        self._optimizer = optimizer
+
+    @property
+    def backend(self):
+        """"cython" (the compiled engine) or "numpy" (the reference)."""
+        return self._backend
+
+    @backend.setter
+    def backend(self, backend):
+        if not isinstance(backend, str) or backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
+        self._backend = backend
+        if hasattr(self, "_net"):
+            self._net = BACKENDS[backend].Network(self._params, self._layout)
+
+    @property
+    def n_threads(self):
+        """The thread-count preference for fit/evaluate/predict (None: none);
+        see the class docstring for how each call caps it."""
+        return self._n_threads
+
+    @n_threads.setter
+    def n_threads(self, n_threads):
+        self._n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
+
+    @property
+    def seed(self):
+        """The seed of initialisation and shuffling (see the class docstring for
+        what it may be); reset() and n_init's fresh initialisations use the
+        current value (assigning it does not restart the generator: call
+        reset())."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, seed):
+        self._seed_sequence = _seed_sequence(seed)   # validates; reset() and n_init draw from it
+        self._seed = seed
 
     # ------------------------------------------------------------ structure
 
@@ -142,7 +202,6 @@ class Sequential:
             layer._bind(self, self._params[w:w + n_in * n_out].reshape(n_in, n_out),
                         self._params[b:b + n_out])
             layer.initialize(self.rng)
-        self._loss_code = LOSSES[self.loss]
         self._n_features = int(self._layout[0, 0])
         self._n_outputs = int(self._layout[-1, 1])
         step = self._layout[:, 2] == STEP
@@ -363,7 +422,7 @@ class Sequential:
         if not weights.any():
             raise ValueError("sample_weight × class_weight gives every row weight 0, so "
                              "nothing would be trained; expected weights >= 0, not all 0")
-        return np.ascontiguousarray(weights, dtype=self.dtype)
+        return _weights_in(weights, self.dtype)
 
     def _split(self, X, Y, weights, validation_data, validation_split):
         """((X, Y, weights) to train on, (Xv, Yv) or None)."""
@@ -747,6 +806,34 @@ def _class_weights(class_weight, labels, classes):
             raise ValueError(f"class_weight[{c}] = {w!r}; expected a finite number >= 0")
         out[c] = w
     return out
+
+
+def _weights_in(weights, dtype):
+    """The float64 row weights in the model's dtype, where the kernels use them.
+    ValueError when one overflows to inf or every one underflows to 0 (the
+    cost Σ wᵢ·lossᵢ / n would be inf, or 0 and nothing trained); a warning
+    names the rows whose weight alone underflows (those rows are not trained).
+    Weights are never rescaled: that would change the documented cost."""
+    with np.errstate(over="ignore", under="ignore"):
+        cast = np.ascontiguousarray(weights, dtype=dtype)
+    info = np.finfo(dtype)
+    if not np.isfinite(cast).all():
+        raise ValueError(f"the row weights (sample_weight × class_weight) reach "
+                         f"{weights.max():g}, beyond {dtype.name}'s largest value "
+                         f"{info.max:g}: they would be inf in training; divide them all by a "
+                         "constant (the cost Σ wᵢ·lossᵢ / n scales with them) or use "
+                         "dtype='float64'")
+    if not cast.any():
+        raise ValueError(f"every row weight (sample_weight × class_weight) is below "
+                         f"{info.smallest_subnormal:g} and underflows to 0 in {dtype.name}, so "
+                         "nothing would be trained; multiply them all by a constant (the cost "
+                         "Σ wᵢ·lossᵢ / n scales with them) or use dtype='float64'")
+    lost = np.flatnonzero((weights > 0) & (cast == 0))
+    if lost.size:
+        warnings.warn(f"{lost.size} row weight(s) (first: row {lost[0]}, {weights[lost[0]]:g}) "
+                      f"underflow to 0 in {dtype.name}: those rows will not be trained",
+                      stacklevel=4)
+    return cast
 
 
 def _check_perceptron(Y, sample_weight, class_weight):

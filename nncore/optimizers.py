@@ -21,23 +21,73 @@ SGD_KIND, ADAM_KIND, SGD_SKLEARN_KIND, ADAM_SKLEARN_KIND = range(4)
 FORMS = {"torch": (SGD_KIND, ADAM_KIND), "sklearn": (SGD_SKLEARN_KIND, ADAM_SKLEARN_KIND)}
 
 
+def _number_property(name, doc, **bounds):
+    """A real-valued hyper-parameter attribute whose assignment runs the
+    constructor's check (_check_number with these bounds)."""
+    def set_value(self, value):
+        setattr(self, "_" + name, _check_number(name, value, **bounds))
+    return property(lambda self: getattr(self, "_" + name), set_value, doc=doc)
+
+
 class Optimizer:
     """What SGD and Adam share: the learning rate (or schedule), weight decay,
     and the bookkeeping of update(): state buffers per parameter position and
-    the step count."""
+    the step count.
+
+    Every hyper-parameter is an attribute that can be reassigned at any time
+    (also from a callback during fit): assignment runs the constructor's
+    checks, and the next update — the next epoch, inside fit — uses the new
+    value. State a new value needs (momentum's velocity) starts at zero, as
+    torch.optim creates it lazily; state it no longer needs is dropped.
+    """
 
     KIND: int | None = None
     N_STATE = 0  # state buffers per parameter
 
     def __init__(self, lr, weight_decay, form="torch"):
         self.lr = lr
-        self.schedule = as_schedule(lr)
-        self.weight_decay = _check_number("weight_decay", weight_decay, low=0.0)
-        if not isinstance(form, str) or form not in FORMS:
-            raise ValueError(f"form must be 'torch' or 'sklearn', got {form!r}")
+        self.weight_decay = weight_decay
         self.form = form
         self._state, self._steps = [], 0
-        self.current_lr = self.schedule.start(0)  # fit sets it for every epoch
+
+    @property
+    def lr(self):
+        """The learning rate as given: a number > 0 or a schedule from
+        nncore.schedules (applied per epoch). Assigning replaces the schedule."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        schedule = as_schedule(value)
+        self._lr, self._schedule = value, schedule
+        self.current_lr = schedule.start(0)  # fit sets it for every epoch
+
+    @property
+    def schedule(self):
+        """The learning-rate schedule (a Constant for a number); assigning one
+        is the same as assigning lr."""
+        return self._schedule
+
+    @schedule.setter
+    def schedule(self, value):
+        self.lr = value
+
+    @property
+    def form(self):
+        """Whose update rule: "torch" (torch.optim's, the default) or "sklearn"
+        (scikit-learn's MLP: SGD in velocity form, Adam with eps outside the
+        bias correction)."""
+        return self._form
+
+    @form.setter
+    def form(self, value):
+        if not isinstance(value, str) or value not in FORMS:
+            raise ValueError(f"form must be 'torch' or 'sklearn', got {value!r}")
+        self._form = value
+
+    weight_decay = _number_property(
+        "weight_decay", "L2 penalty factor (>= 0): g ← g + weight_decay·p, or AdamW's "
+        "decoupled shrink p ← p·(1 − lr·weight_decay).", low=0.0)
 
     @property
     def plain(self):
@@ -51,7 +101,11 @@ class Optimizer:
         params: a float array or a sequence of them (updated in place);
         grads: matching arrays (or array-likes) of the same shapes. State
         buffers (momentum, Adam moments) are kept per position in the sequence
-        across calls, and restart when the shapes change.
+        across calls, and restart (with the step count) when the number of
+        arrays, a shape or a dtype changes. Raises ValueError/TypeError for
+        mismatched or non-finite input, and ValueError when a hyper-parameter
+        does not survive the parameters' dtype (e.g. eps rounding to 0 or beta2
+        to 1 in float32).
         """
         single = isinstance(params, np.ndarray)
         params = [params] if single else list(params)
@@ -60,12 +114,19 @@ class Optimizer:
             raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradients; "
                              "expected one gradient per parameter")
         checked = [_check_pair(i, p, g) for i, (p, g) in enumerate(zip(params, grads))]
+        dtypes = [np.promote_types(p.dtype, np.float32) for p in params]
+        for dtype in set(dtypes):
+            self._check_dtype(dtype, self.current_lr)
         if len(self._state) != len(params) or any(
-                s[0].shape != p.shape or s[0].dtype != np.promote_types(p.dtype, np.float32)
-                for s, p in zip(self._state, params) if s):
-            self._state = [[np.zeros(p.shape, np.promote_types(p.dtype, np.float32))
-                            for _ in range(self.n_state)] for p in params]
+                s and (s[0].shape != p.shape or s[0].dtype != dtype)
+                for s, p, dtype in zip(self._state, params, dtypes)):
+            self._state = [[] for _ in params]
             self._steps = 0
+        n_state = self.n_state
+        for state, p, dtype in zip(self._state, params, dtypes):
+            del state[n_state:]  # e.g. momentum turned off: its velocity is dropped
+            while len(state) < n_state:  # turned on: it starts from zero
+                state.append(np.zeros(p.shape, dtype))
         self._steps += 1
         for p, g, state in zip(params, checked, self._state):
             if p.size == 0:
@@ -89,6 +150,31 @@ class Optimizer:
         for the compiled engine and the reference."""
         raise NotImplementedError
 
+    def _check_dtype(self, dtype, lr):
+        """ValueError when a value checked in float64 changes meaning in `dtype`,
+        where the kernels use it: lr or a hyper-parameter overflowing to inf,
+        eps rounding to 0, a beta rounding to 1 (Adam would divide by zero)."""
+        dt = np.dtype(dtype).type
+        _, momentum, _, weight_decay, beta1, beta2, eps, _ = self.hyper()
+        with np.errstate(over="ignore", under="ignore"):
+            for name, value in (("lr", lr), ("momentum", momentum),
+                                ("weight_decay", weight_decay)):
+                if not np.isfinite(dt(value)):
+                    raise ValueError(f"{name}={value:g} overflows {np.dtype(dtype).name} "
+                                     f"(largest {np.finfo(dt).max:g}), the dtype the update "
+                                     "runs in; expected a smaller value")
+            if self.KIND == ADAM_KIND:
+                for name, value in (("beta1", beta1), ("beta2", beta2)):
+                    if dt(value) >= 1:
+                        raise ValueError(
+                            f"{name}={value!r} rounds to 1 in {np.dtype(dtype).name}, the "
+                            f"dtype the update runs in, and 1 − {name} to 0; expected at "
+                            f"most {1 - np.finfo(dt).epsneg:.17g} (or use float64)")
+                if dt(eps) <= 0:
+                    raise ValueError(f"eps={eps!r} underflows to 0 in {np.dtype(dtype).name}, "
+                                     "the dtype the update runs in; expected at least "
+                                     f"{np.finfo(dt).smallest_subnormal:g} (or use float64)")
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, Nesterov momentum and
@@ -108,13 +194,35 @@ class SGD(Optimizer):
 
     def __init__(self, lr, momentum: float = 0.0, nesterov: bool = False,
                  weight_decay: float = 0.0, form: str = "torch") -> None:
+        self._nesterov = False
         super().__init__(lr, weight_decay, form)
-        self.momentum = _check_number("momentum", momentum, low=0.0)
-        if not isinstance(nesterov, (bool, np.bool_)):
-            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
-        if nesterov and self.momentum == 0:
+        self.momentum = momentum
+        self.nesterov = nesterov
+
+    @property
+    def momentum(self):
+        """Momentum factor μ (>= 0; 0: none)."""
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value):
+        value = _check_number("momentum", value, low=0.0)
+        if value == 0 and self._nesterov:
+            raise ValueError("nesterov=True needs momentum > 0; set nesterov=False first")
+        self._momentum = value
+
+    @property
+    def nesterov(self):
+        """Nesterov momentum (True needs momentum > 0)."""
+        return self._nesterov
+
+    @nesterov.setter
+    def nesterov(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"nesterov must be True or False, got {value!r}")
+        if value and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
+        self._nesterov = bool(value)
 
     def __repr__(self):
         return (f"SGD(lr={self.lr!r}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -164,12 +272,28 @@ class Adam(Optimizer):
     def __init__(self, lr=0.001, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
                  weight_decay: float = 0.0, decoupled: bool = False, form: str = "torch") -> None:
         super().__init__(lr, weight_decay, form)
-        self.beta1 = _check_number("beta1", beta1, low=0.0, high=1.0)
-        self.beta2 = _check_number("beta2", beta2, low=0.0, high=1.0)
-        self.eps = _check_number("eps", eps, low=0.0, low_inclusive=False)
-        if not isinstance(decoupled, (bool, np.bool_)):
-            raise TypeError(f"decoupled must be True or False, got {decoupled!r}")
-        self.decoupled = bool(decoupled)
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.eps = eps
+        self.decoupled = decoupled
+
+    beta1 = _number_property("beta1", "Decay of the first-moment average, in [0, 1).",
+                             low=0.0, high=1.0)
+    beta2 = _number_property("beta2", "Decay of the second-moment average, in [0, 1).",
+                             low=0.0, high=1.0)
+    eps = _number_property("eps", "Term added to the denominator (> 0).", low=0.0,
+                           low_inclusive=False)
+
+    @property
+    def decoupled(self):
+        """True: AdamW's decoupled weight decay; False: Adam's L2 term."""
+        return self._decoupled
+
+    @decoupled.setter
+    def decoupled(self, value):
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"decoupled must be True or False, got {value!r}")
+        self._decoupled = bool(value)
 
     def __repr__(self):
         return (f"Adam(lr={self.lr!r}, beta1={self.beta1}, beta2={self.beta2}, eps={self.eps}, "

@@ -35,6 +35,9 @@ class Schedule:
             lr = math.inf
         if not math.isfinite(lr):
             raise ValueError(f"{self!r} gives a non-finite learning rate at epoch {epoch}")
+        if lr < 0:  # an attribute assigned after construction, unchecked there
+            raise ValueError(f"{self!r} gives a negative learning rate ({lr:g}) at epoch "
+                             f"{epoch}, which would climb the loss; expected a rate >= 0")
         return lr
 
     def end(self, epoch: int, logs: Mapping[str, float]) -> None:

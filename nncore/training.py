@@ -106,7 +106,6 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     opt = model.optimizer
     per_epoch = bool(validation or callbacks or not isinstance(opt.schedule, Constant))
     block = 1 if per_epoch else (max(1, min(epochs, ORDER_BLOCK // n)) if shuffled else epochs)
-    grads, state = model._optimizer_buffers()
     work = model._buffer("work", model._net.workspace_size(batch, not isinstance(X, np.ndarray)),
                          model.dtype)
     orders = model._buffer("orders", block * n if shuffled else 0, np.intp)
@@ -127,7 +126,12 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             for row in block_orders:  # the draws of rng.permutation(n), without allocating
                 row[...] = model._arange(n)
                 model.rng.shuffle(row)
+            # A callback may have changed a hyper-parameter or swapped the optimizer:
+            # the next block uses them, with the state they now need (new: zeros).
+            opt = model.optimizer
+            grads, state = model._optimizer_buffers()
             lr = opt.current_lr = opt.schedule.start(model._epoch)
+            opt._check_dtype(model.dtype, lr)
             progress[:] = (0, -1, model._steps)
             try:
                 if model._perceptron:

@@ -131,6 +131,20 @@ def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any) -> np.nd
     return _cast_finite(arr, dtype, "y")
 
 
+#: sizes reach the BLAS and the kernels' loops as C ints
+INT_MAX = 2 ** 31 - 1
+
+
+def layer_width(name, value):
+    """A layer width: a positive integer the BLAS can take (a C int, at most
+    2**31 − 1); refused before anything is allocated for it."""
+    value = positive_int(name, value)
+    if value > INT_MAX:
+        raise ValueError(f"{name} is {value}; expected at most {INT_MAX} (2**31 − 1): widths "
+                         "reach the BLAS as C ints")
+    return value
+
+
 def positive_int(name, value, allow_none=False):
     if value is None and allow_none:
         return None

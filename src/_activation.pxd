@@ -7,6 +7,10 @@
 #   sigmoid' = a(1-a), tanh' = 1-a², relu' = [a>0], leaky_relu' = 1 or SLOPE,
 #   exp' = a,
 #   softmax: the row's Jacobian-vector product  dz = a ⊙ (da − ⟨da, a⟩).
+# Non-finite values behave as in the NumPy twins (nncore/activations.py): a NaN
+# input gives a NaN output, and a NaN activation a NaN gradient, for every
+# activation (a plain `z > 0 ? z : 0` would turn NaN into 0; `!(z <= 0)` keeps
+# it and still compiles to a branch-free max/blend).
 from libc.math cimport exp, expf, log, logf, log1p, log1pf, tanh, tanhf, fabs
 from cython cimport floating
 
@@ -99,7 +103,7 @@ cdef inline void activate_row(floating* z, Py_ssize_t k, int act) noexcept nogil
     cdef floating slope = LEAKY_SLOPE_PER_MILLE / <floating> 1000
     if act == STEP:
         for j in range(k):
-            z[j] = 1 if z[j] > 0 else 0
+            z[j] = 1 if z[j] > 0 else (0 if z[j] <= 0 else z[j])
     elif act == SIGMOID:
         for j in range(k):
             z[j] = sigmoid(z[j])
@@ -108,7 +112,7 @@ cdef inline void activate_row(floating* z, Py_ssize_t k, int act) noexcept nogil
             z[j] = tanhf(z[j]) if floating is float else tanh(z[j])
     elif act == RELU:
         for j in range(k):
-            z[j] = z[j] if z[j] > 0 else 0
+            z[j] = z[j] if not z[j] <= 0 else 0
     elif act == LEAKY_RELU:
         for j in range(k):
             z[j] = z[j] if z[j] > 0 else slope * z[j]
@@ -127,7 +131,7 @@ cdef inline void backward_row(floating* d, const floating* a, Py_ssize_t k,
     cdef double dot = 0
     if act == STEP:
         for j in range(k):
-            d[j] = 0
+            d[j] = 0 if a[j] == a[j] else a[j]
     elif act == SIGMOID:
         for j in range(k):
             d[j] = d[j] * a[j] * (1 - a[j])
@@ -136,10 +140,10 @@ cdef inline void backward_row(floating* d, const floating* a, Py_ssize_t k,
             d[j] = d[j] * (1 - a[j] * a[j])
     elif act == RELU:
         for j in range(k):
-            d[j] = d[j] if a[j] > 0 else 0
+            d[j] = d[j] if a[j] > 0 else (0 if a[j] <= 0 else a[j])
     elif act == LEAKY_RELU:
         for j in range(k):
-            d[j] = d[j] if a[j] > 0 else slope * d[j]
+            d[j] = d[j] if a[j] > 0 else (slope * d[j] if a[j] <= 0 else a[j])
     elif act == SOFTMAX:
         for j in range(k):
             dot += d[j] * a[j]

@@ -22,9 +22,9 @@ from cython cimport floating
 cimport numpy as cnp
 import numpy as np
 
-from _activation cimport LINEAR
+from _activation cimport LINEAR, EXP
 from _blas cimport set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state
-from _loss cimport output_loss, weighted_mean
+from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
@@ -34,6 +34,9 @@ from libc.math cimport isfinite
 
 cnp.import_array()
 pool_init()  # fork safety of the helper pool must not depend on its use (src/_pool.h)
+
+cdef extern from "<limits.h>":
+    const int INT_MAX
 
 # Rows per chunk in predict/evaluate: bounds the scratch memory while keeping
 # the GEMMs large enough to run at full speed.
@@ -498,6 +501,55 @@ cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
     return 0
 
 
+cdef int check_layout(cnp.ndarray params, const Py_ssize_t[:, ::1] layout) except -1:
+    """What the loops trust about a Network's structure: the layout nncore.model
+    builds (per layer n_in, n_out, activation code, offset of W, offset of b;
+    W then b of each layer back to back, consecutive widths matching, widths
+    within the BLAS's C ints) over a flat float32/float64 parameter vector of
+    exactly that length."""
+    cdef Py_ssize_t l
+    if params.ndim != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(params) or cnp.PyArray_TYPE(
+            params) not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
+        raise ValueError("params: expected a 1-D C-contiguous float32 or float64 array")
+    if layout.shape[1] != 5 or not 0 < layout.shape[0] <= INT_MAX:
+        raise ValueError(f"layout has shape ({layout.shape[0]}, {layout.shape[1]}); expected "
+                         "(n_layers, 5) with n_layers >= 1")
+    offset = 0
+    for l in range(layout.shape[0]):
+        n_in, n_out, act, w, b = (layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3],
+                                  layout[l, 4])
+        if not (0 < n_in <= INT_MAX and 0 < n_out <= INT_MAX and LINEAR <= act <= EXP
+                and w == offset and b == w + n_in * n_out
+                and (l == 0 or n_in == layout[l - 1, 1])):
+            raise ValueError(f"layout row {l} = {(n_in, n_out, act, w, b)} does not describe "
+                             f"a layer after the previous ones (widths 1..{INT_MAX} matching "
+                             f"the previous layer's, W at offset {offset}, b right after W)")
+        offset = b + n_out
+    if offset != params.shape[0]:
+        raise ValueError(f"params has {params.shape[0]} elements; the layout needs {offset}")
+    return 0
+
+
+cdef int check_loss(int loss) except -1:
+    if not MSE <= loss <= POISSON:
+        raise ValueError(f"loss code {loss} is not one of {MSE}..{POISSON}")
+    return 0
+
+
+cdef int check_rows(cnp.ndarray orders, Py_ssize_t n) except -1:
+    """The batch orders (validated intp, C-contiguous) index rows of X: each
+    must lie in [0, n). O(size), against an epoch's O(size · parameters)."""
+    cdef const Py_ssize_t* o = <const Py_ssize_t*> cnp.PyArray_DATA(orders)
+    cdef Py_ssize_t i, size = cnp.PyArray_SIZE(orders)
+    cdef bint ok = True
+    with nogil:
+        for i in range(size):
+            ok &= 0 <= o[i] < n
+    if not ok:
+        raise ValueError(f"orders: row indices outside 0..{n - 1}")
+    return 0
+
+
 cdef inline void* data(cnp.ndarray a) noexcept:
     """The first element of a validated array (NULL for an empty one)."""
     return cnp.PyArray_DATA(a) if cnp.PyArray_SIZE(a) else NULL
@@ -518,6 +570,7 @@ cdef class Network:
 
     def __cinit__(self, cnp.ndarray params not None, const Py_ssize_t[:, ::1] layout not None):
         cdef Py_ssize_t l, n = layout.shape[0]
+        check_layout(params, layout)
         self.net.layers = <Layer*> malloc(n * sizeof(Layer))
         if self.net.layers == NULL:
             raise MemoryError()
@@ -581,11 +634,13 @@ cdef class Network:
                 + batch * ((0 if sparse else self.net.n_in) + self.net.n_out + 1)
                 + self.net.n_params)
 
-    def train_epochs(self, object X, cnp.ndarray Y, cnp.ndarray sample_weight,
-                     cnp.ndarray orders, Py_ssize_t batch, cnp.ndarray grads,
-                     cnp.ndarray state, cnp.ndarray work, int loss, tuple hyper, double lr,
-                     cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out,
-                     double alpha=0.0, bint stop_nonfinite=True):
+    def train_epochs(self, object X, cnp.ndarray Y not None,
+                     cnp.ndarray sample_weight not None, cnp.ndarray orders not None,
+                     Py_ssize_t batch, cnp.ndarray grads not None, cnp.ndarray state not None,
+                     cnp.ndarray work not None, int loss, tuple hyper not None, double lr,
+                     cnp.ndarray progress not None, cnp.ndarray loss_out not None,
+                     cnp.ndarray metric_out not None, double alpha=0.0,
+                     bint stop_nonfinite=True):
         """Runs len(loss_out) epochs of mini-batch training on the parameters.
 
         X (n×n_in), Y (n×n_out); sample_weight: (n,) row weights or empty;
@@ -622,18 +677,26 @@ cdef class Network:
         cdef Input inp
         n = self.input_of(X, &inp)
         expect(Y, self.typenum, n, self.net.n_out, "Y")
-        expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
+        expect(sample_weight, self.typenum, n if cnp.PyArray_SIZE(sample_weight) else 0, -1,
                "sample_weight")
+        check_loss(loss)
         expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
         n_epochs = loss_out.shape[0]
         expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
-        expect(orders, cnp.NPY_INTP, n_epochs if orders.shape[0] else 0, n, "orders")
+        expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
+        check_rows(orders, n)
         expect(progress, cnp.NPY_INT64, 3, -1, "progress")
         expect(work, self.typenum, -1, -1, "work")
-        if not 0 < batch <= n or work.shape[0] < self.workspace_size(batch, inp.sparse):
-            raise ValueError("batch or work: the workspace does not fit the batch")
+        if not 0 < batch <= min(n, INT_MAX) or work.shape[0] < self.workspace_size(
+                batch, inp.sparse):
+            raise ValueError("batch or work: the workspace does not fit the batch (or the "
+                             f"batch has more than {INT_MAX} rows, the BLAS's C int)")
         (opt.h.kind, opt.h.momentum, opt.h.nesterov, opt.h.weight_decay, opt.h.beta1,
          opt.h.beta2, opt.h.eps, opt.h.decoupled) = hyper
+        if opt.h.kind not in (SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN):
+            raise ValueError(f"hyper: optimizer kind {opt.h.kind} is not one of SGD ({SGD}), "
+                             f"Adam ({ADAM}) or their scikit-learn forms ({SGD_SKLEARN}, "
+                             f"{ADAM_SKLEARN})")
         opt.lr = lr
         opt.t = progress[2]
         opt.folded = ((opt.h.kind == SGD or opt.h.kind == SGD_SKLEARN)
@@ -674,8 +737,9 @@ cdef class Network:
             progress[0], progress[1], progress[2] = done, bad_batch, opt.t
         return status
 
-    def loss_and_gradient(self, object X, cnp.ndarray Y, cnp.ndarray sample_weight,
-                          int loss, double alpha, cnp.ndarray grad_out):
+    def loss_and_gradient(self, object X, cnp.ndarray Y not None,
+                          cnp.ndarray sample_weight not None, int loss, double alpha,
+                          cnp.ndarray grad_out not None):
         """The cost of the whole data set X (n×n_in), Y (n×n_out) at the current
         parameters, without updating them: returns (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D
         (D = Σᵢ wᵢ for the weighted-mean losses, else n; sample_weight: (n,) or
@@ -691,6 +755,7 @@ cdef class Network:
         expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
                "sample_weight")
         expect(grad_out, self.typenum, self.net.n_params, -1, "grad_out")
+        check_loss(loss)
         if n == 0:
             raise ValueError("X: expected at least one row")
         cdef Py_ssize_t rows = min(n, GRAD_CHUNK)
@@ -721,8 +786,9 @@ cdef class Network:
             free(acc)
         return value
 
-    def perceptron_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray orders, double lr,
-                          cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out):
+    def perceptron_epochs(self, cnp.ndarray X not None, cnp.ndarray Y not None,
+                          cnp.ndarray orders not None, double lr, cnp.ndarray progress not None,
+                          cnp.ndarray loss_out not None, cnp.ndarray metric_out not None):
         """Runs len(loss_out) epochs of the perceptron rule on a one-layer step
         network (src/_perceptron.pxd), visiting rows in the order of each row of
         orders (or storage order when it is empty). Writes each epoch's mean
@@ -741,7 +807,8 @@ cdef class Network:
         expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
         n_epochs = loss_out.shape[0]
         expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
-        expect(orders, cnp.NPY_INTP, n_epochs if orders.shape[0] else 0, n, "orders")
+        expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
+        check_rows(orders, n)
         expect(progress, cnp.NPY_INT64, 3, -1, "progress")
         cdef void* x = data(X)
         cdef void* y = data(Y)
@@ -799,7 +866,7 @@ cdef class Network:
         return forward_chunks(&self.net, <float*> self.p, x, n, last_act,
                               <float*> buf, <float*> out)
 
-    def forward(self, object X, cnp.ndarray out, bint logits=False):
+    def forward(self, object X, cnp.ndarray out not None, bint logits=False):
         """out (n×n_out) := the network's outputs on X (dense or CSR; the output
         layer's pre-activation if logits). Ctrl-C raises KeyboardInterrupt
         between chunks of rows, leaving out partly written."""
@@ -868,13 +935,14 @@ cdef class Network:
             False, cnp.PyArray_DATA(<cnp.ndarray> X), NULL, NULL, NULL, 0)
         return self.predict_checked(&x, (<cnp.ndarray> X).shape[0])
 
-    def evaluate(self, object X, cnp.ndarray Y, int loss):
+    def evaluate(self, object X, cnp.ndarray Y not None, int loss):
         """(mean loss, metric) of the network on X (dense or CSR), Y: the metric
         is the fraction classified correctly for classification losses, the
         mean signed error (y − ŷ) for mse/mae."""
         cdef Input x
         cdef Py_ssize_t n = self.input_of(X, &x)
         expect(Y, self.typenum, n, self.net.n_out, "Y")
+        check_loss(loss)
         cdef size_t item = 8 if self.is_double else 4
         cdef void* buf = malloc(min(n, CHUNK) * (2 * self.net.max_width + self.net.n_out) * item)
         cdef void* y = data(Y)

@@ -3,8 +3,11 @@
 The training engine (_engine.pyx) calls the same header-only kernels without
 the GIL; these wrappers exist so that each kernel can be checked against its
 NumPy twin in nncore.reference, and so SGD.update works on any arrays.
-Callers pass C-contiguous arrays of one dtype with consistent shapes: nothing
-here validates beyond what the memoryview types enforce.
+Callers pass C-contiguous arrays of one dtype (the memoryview types enforce
+that); every wrapper checks, in O(1) (O(n) for row indices), what its kernel
+trusts — consistent shapes, the buffers its arguments need, valid codes and
+sizes that fit the C ints of the BLAS interface — and raises ValueError
+otherwise, so no call from Python can read or write out of bounds.
 """
 import numpy as np
 from cython cimport floating
@@ -13,10 +16,11 @@ cimport numpy as cnp
 from _blas cimport (gemm as _gemm, set_ilp64_blas, set_threads, pool_init,
                     pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
-from _activation cimport (bias_activation as _bias_activation,
+from _activation cimport (SIGMOID, SOFTMAX, EXP, bias_activation as _bias_activation,
                           activation_backward as _activation_backward,
                           exp_nonpositive as _exp_nonpositive)
-from _loss cimport output_loss as _output_loss
+from _loss cimport (output_loss as _output_loss, CROSS_ENTROPY, BINARY_CROSS_ENTROPY,
+                   LOG_LOSS, POISSON)
 from _layer cimport (dense_forward as _dense_forward, dense_backward as _dense_backward,
                      l2_penalty as _l2_penalty, l2_gradient as _l2_gradient,
                      csr_forward as _csr_forward, csr_backward as _csr_backward)
@@ -27,6 +31,55 @@ from cpython.pyport cimport PY_SSIZE_T_MAX
 
 cnp.import_array()
 pool_init()  # fork safety of the helper pool must not depend on its use (src/_pool.h)
+
+cdef extern from "<limits.h>":
+    const int INT_MAX
+
+#: how many activation and loss codes the kernels know (the last of each + 1)
+cdef enum:
+    N_ACTIVATIONS = EXP + 1
+    N_LOSSES = POISSON + 1
+
+
+cdef int shape(str name, Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t want_rows,
+               Py_ssize_t want_cols) except -1:
+    if rows != want_rows or cols != want_cols:
+        raise ValueError(f"{name} has shape ({rows}, {cols}); expected "
+                         f"({want_rows}, {want_cols})")
+    return 0
+
+
+cdef int length(str name, Py_ssize_t n, Py_ssize_t want) except -1:
+    if n != want:
+        raise ValueError(f"{name} has length {n}; expected {want}")
+    return 0
+
+
+cdef int c_int(str name, Py_ssize_t value) except -1:
+    """The kernels pass sizes to the BLAS (and loop bounds) as C ints."""
+    if value > INT_MAX:
+        raise ValueError(f"{name} is {value}, more than {INT_MAX} (2**31 − 1), the largest "
+                         "size the BLAS interface takes (a C int)")
+    return 0
+
+
+cdef int code(str name, int value, int count) except -1:
+    if not 0 <= value < count:
+        raise ValueError(f"{name} code {value} is not one of 0..{count - 1}")
+    return 0
+
+
+cdef int in_range(const Py_ssize_t* rows, Py_ssize_t n, Py_ssize_t limit,
+                  str name) except -1:
+    """Row indices the kernel dereferences: each must be in [0, limit)."""
+    cdef Py_ssize_t i
+    cdef bint ok = True
+    with nogil:
+        for i in range(n):
+            ok &= 0 <= rows[i] < limit
+    if not ok:
+        raise ValueError(f"{name} holds row indices outside 0..{limit - 1}")
+    return 0
 
 #: products of at most this many multiply-adds take the direct loop, not BLAS
 SMALL_GEMM = _SMALL_GEMM
@@ -40,9 +93,16 @@ TILE_TRANSPOSE = _TILE_TRANSPOSE
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
          const floating[:, ::1] B not None, double beta, floating[:, ::1] C not None):
     """C := alpha·op(A)·op(B) + beta·C in place (op = transpose when trans_*)."""
-    cdef int k = A.shape[0] if trans_a else A.shape[1]
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
+    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    shape("op(A)", A.shape[1] if trans_a else A.shape[0], k, m, k)
+    shape("op(B)", B.shape[1] if trans_b else B.shape[0], B.shape[0] if trans_b else B.shape[1],
+          k, n)
+    for name, size in (("rows of C", m), ("columns of C", n), ("the inner dimension", k),
+                       ("columns of A", A.shape[1]), ("columns of B", B.shape[1])):
+        c_int(name, size)
     with nogil:
-        _gemm(trans_a, trans_b, <int> C.shape[0], <int> C.shape[1], k, <floating> alpha,
+        _gemm(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
               &A[0, 0], <int> A.shape[1], &B[0, 0], <int> B.shape[1], <floating> beta,
               &C[0, 0], <int> C.shape[1])
 
@@ -65,6 +125,8 @@ def exp_nonpositive(floating[::1] x not None):
 
 def bias_activation(floating[:, ::1] Z not None, const floating[::1] b not None, int act):
     """Z := f(Z + b) in place (row-wise for softmax)."""
+    length("b", b.shape[0], Z.shape[1])
+    code("activation", act, N_ACTIVATIONS)
     with nogil:
         _bias_activation(&Z[0, 0], &b[0], Z.shape[0], Z.shape[1], act)
 
@@ -72,6 +134,8 @@ def bias_activation(floating[:, ::1] Z not None, const floating[::1] b not None,
 def activation_backward(floating[:, ::1] dA not None, const floating[:, ::1] A not None,
                         int act):
     """dA := dA ⊙ f'(Z) in place, f' expressed through A = f(Z)."""
+    shape("A", A.shape[0], A.shape[1], dA.shape[0], dA.shape[1])
+    code("activation", act, N_ACTIVATIONS)
     with nogil:
         _activation_backward(&dA[0, 0], &A[0, 0], dA.shape[0], dA.shape[1], act)
 
@@ -86,7 +150,20 @@ def output_loss(floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
     cdef double D = Z.shape[0] if denom is None else denom
     cdef floating* d = NULL if dZ is None else &dZ[0, 0]
     cdef const floating* sw = NULL
+    shape("Y", Y.shape[0], Y.shape[1], Z.shape[0], Z.shape[1])
+    if dZ is not None:
+        shape("dZ", dZ.shape[0], dZ.shape[1], Z.shape[0], Z.shape[1])
+    code("activation", act, N_ACTIVATIONS)
+    code("loss", loss, N_LOSSES)
+    if loss == CROSS_ENTROPY and act != SOFTMAX or loss == BINARY_CROSS_ENTROPY and act != SIGMOID:
+        raise ValueError(f"loss code {loss} is fused with its output activation "
+                         f"({SOFTMAX if loss == CROSS_ENTROPY else SIGMOID}); got activation {act}")
+    if loss == LOG_LOSS and act not in (SOFTMAX, SIGMOID) or loss == POISSON and act != EXP:
+        raise ValueError(f"loss code {loss} is fused with its output activation "
+                         f"({f'{SOFTMAX} or {SIGMOID}' if loss == LOG_LOSS else EXP}); got "
+                         f"activation {act}")
     if sample_weight is not None:
+        length("sample_weight", sample_weight.shape[0], Z.shape[0])
         sw = &sample_weight[0]
     with nogil:
         total = _output_loss(&Z[0, 0], &Y[0, 0], sw, d, Z.shape[0], Z.shape[1], act,
@@ -97,6 +174,13 @@ def output_loss(floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
 def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
                   const floating[::1] b not None, int act, floating[:, ::1] A not None):
     """A := f(X·W + b)."""
+    length("rows of W", W.shape[0], X.shape[1])
+    length("b", b.shape[0], W.shape[1])
+    shape("A", A.shape[0], A.shape[1], X.shape[0], W.shape[1])
+    code("activation", act, N_ACTIVATIONS)
+    for name, size in (("rows of X", X.shape[0]), ("in_features", W.shape[0]),
+                       ("out_features", W.shape[1])):
+        c_int(name, size)
     with nogil:
         _dense_forward(&X[0, 0], X.shape[0], X.shape[1], &W[0, 0], &b[0], W.shape[1],
                        act, &A[0, 0])
@@ -110,8 +194,20 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ 
     gb := alpha·Σ dZ + beta_b·gb (beta_b: beta by default). gW/gb may be W/b
     themselves (folded SGD)."""
     cdef floating bb = <floating> (beta if beta_b is None else beta_b)
-    cdef floating* dx = NULL if dX is None else &dX[0, 0]
-    cdef double[::1] acc = np.empty(max(W.shape[1], 1))
+    cdef floating* dx = NULL
+    cdef double[::1] acc
+    shape("X", X.shape[0], X.shape[1], dZ.shape[0], W.shape[0])
+    length("columns of dZ", dZ.shape[1], W.shape[1])
+    shape("gW", gW.shape[0], gW.shape[1], W.shape[0], W.shape[1])
+    length("gb", gb.shape[0], W.shape[1])
+    code("activation", prev_act, N_ACTIVATIONS)
+    for name, size in (("rows of X", X.shape[0]), ("in_features", W.shape[0]),
+                       ("out_features", W.shape[1])):
+        c_int(name, size)
+    if dX is not None:
+        shape("dX", dX.shape[0], dX.shape[1], X.shape[0], X.shape[1])
+        dx = &dX[0, 0]
+    acc = np.empty(max(W.shape[1], 1))
     with nogil:
         _dense_backward(&X[0, 0], &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
                         &W[0, 0], prev_act, dx, &gW[0, 0], &gb[0], <floating> alpha,
@@ -168,7 +264,13 @@ def sgd_update(floating[::1] params not None, const floating[::1] grads not None
     """params -= lr·(SGD direction) in place; velocity (may be None when
     momentum is 0) is updated in place. velocity_form: scikit-learn's form
     (src/_optim.pxd)."""
-    cdef floating* v = NULL if velocity is None else &velocity[0]
+    cdef floating* v = NULL
+    length("grads", grads.shape[0], params.shape[0])
+    if momentum != 0:
+        if velocity is None:
+            raise ValueError("momentum is not 0, so the update needs a velocity buffer; got None")
+        length("velocity", velocity.shape[0], params.shape[0])
+        v = &velocity[0]
     with nogil:
         _sgd_update(&params[0], &grads[0], v, params.shape[0], <floating> lr,
                     <floating> momentum, nesterov, <floating> weight_decay, velocity_form)
@@ -180,6 +282,11 @@ def adam_update(floating[::1] params not None, const floating[::1] grads not Non
                 bint eps_outside=False):
     """Step t (1-based) of Adam/AdamW in place on params, m and v; eps_outside:
     scikit-learn's placement of eps (src/_optim.pxd)."""
+    length("grads", grads.shape[0], params.shape[0])
+    length("m", m.shape[0], params.shape[0])
+    length("v", v.shape[0], params.shape[0])
+    if t < 1:
+        raise ValueError(f"t = {t}: Adam's steps count from 1")
     with nogil:
         _adam_update(&params[0], &grads[0], &m[0], &v[0], params.shape[0], <floating> lr,
                      <floating> beta1, <floating> beta2, <floating> eps,
@@ -206,7 +313,7 @@ def all_finite_array(cnp.ndarray a not None):
     return ok
 
 
-def is_ready_matrix(object X, cnp.dtype dtype, Py_ssize_t n_features):
+def is_ready_matrix(object X, cnp.dtype dtype not None, Py_ssize_t n_features):
     """True when X is already what the engine takes: an exact ndarray of dtype
     (float32/float64, native order), 2-D, C-contiguous, with at least one row,
     n_features columns and only finite values. Lets the API boundary skip all
@@ -244,8 +351,12 @@ def perceptron_epoch(const floating[:, ::1] X not None, const floating[:, ::1] Y
     cdef floating[::1] z = np.empty(max(W.shape[1], 1),
                                     np.float32 if floating is float else np.float64)
     cdef double total, errors = 0
+    length("rows of Y", Y.shape[0], X.shape[0])
+    shape("W", W.shape[0], W.shape[1], X.shape[1], Y.shape[1])
+    length("b", b.shape[0], W.shape[1])
     if order is not None and n > 0:
         o = &order[0]
+        in_range(o, n, X.shape[0], "order")
     with nogil:
         total = _perceptron_epoch(&X[0, 0], &Y[0, 0], n, X.shape[1], W.shape[1], o,
                                   &W[0, 0], &b[0], <floating> lr, &errors, &z[0])

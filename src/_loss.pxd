@@ -46,9 +46,11 @@ cdef inline floating clip_probability(floating p) noexcept nogil:
 
 
 cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
+    """The first index of the largest value, a NaN counting as largest
+    (numpy.argmax's rule, which the NumPy twin uses)."""
     cdef Py_ssize_t j, best = 0
     for j in range(1, k):
-        if x[j] > x[best]:
+        if x[j] > x[best] or (x[j] != x[j] and x[best] == x[best]):
             best = j
     return best
 
@@ -213,8 +215,8 @@ cdef inline double output_loss(floating* Z, const floating* Y, const floating* s
                         d[j] = 2 * e * inv_nk
                 else:
                     row += fabs(e)
-                    if d != NULL:
-                        d[j] = (e > 0) - (e < 0)
+                    if d != NULL:  # sign(e), NaN for NaN (numpy.sign)
+                        d[j] = (e > 0) - (e < 0) if e == e else e
                         d[j] *= inv_nk
             row /= k
             metric[0] += signed / k

@@ -1,7 +1,7 @@
 # Header-only: the perceptron learning rule (Rosenblatt 1958), one epoch in place.
 #
 #   for each visited row x (n_in) with targets y (n_out):
-#       ŷ = [x·W + b > 0]          (step at 0; NaN gives 0, as the "step" activation)
+#       ŷ = [x·W + b > 0]          (step at 0; NaN gives 0, in both backends)
 #       e = y − ŷ                  (in {−1, 0, 1} for 0/1 targets)
 #       W += lr·xᵀe,  b += lr·e    (skipped when e = 0)
 #

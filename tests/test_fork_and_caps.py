@@ -16,6 +16,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -34,6 +35,9 @@ def run_python(code, timeout=240, env=None, **kwargs):
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         full_env.pop(var, None)
     full_env.update(env or {})
+    # outside the checkout unless told, so the installed package is imported
+    # (CI installs a wheel; the source tree has no compiled modules)
+    kwargs.setdefault("cwd", tempfile.gettempdir())
     try:
         return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                               text=True, timeout=timeout, env=full_env, check=False, **kwargs)

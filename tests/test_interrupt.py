@@ -5,6 +5,7 @@ KeyboardInterrupt re-raised; predict returns nothing."""
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 
 import numpy as np
@@ -100,8 +101,11 @@ print(f"{latency:.6f}")
 
 def interrupt_latency(case, delay=1.0, timeout=120, rows=20000):
     """Seconds from SIGINT to KeyboardInterrupt in a child running `case`."""
+    # outside the checkout, so the installed package is imported (CI installs a
+    # wheel; the source tree has no compiled modules)
     proc = subprocess.run([sys.executable, "-c", LATENCY_CHILD, case, str(delay), str(rows)],
-                          check=False, capture_output=True, text=True, timeout=timeout)
+                          check=False, capture_output=True, text=True, timeout=timeout,
+                          cwd=tempfile.gettempdir())
     assert proc.returncode == 0, proc.stderr[-2000:] + proc.stdout[-2000:]
     return float(proc.stdout.split()[-1])
 
