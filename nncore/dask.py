@@ -187,14 +187,12 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
     X = _check_array(X, _n_features(estimator))
     if not isinstance(y, da.Array):
         y = np.asarray(y)
-        if y.ndim == 0:
-            raise ValueError("y is a scalar; expected one target per row of X")
-        y = da.from_array(y, chunks=(X.chunks[0],) + y.shape[1:])
     if y.ndim not in (1, 2) or y.shape[0] != X.shape[0] or any(np.isnan(y.shape)):
         raise ValueError(f"y has shape {y.shape}; expected ({X.shape[0]},) or "
                          f"({X.shape[0]}, n_outputs) with known chunk sizes, one target per "
                          "row of X")
-    y = y.rechunk((X.chunks[0],) + ((-1,) if y.ndim == 2 else ()))
+    y = y.rechunk((X.chunks[0],) + ((-1,) if y.ndim == 2 else ())) if isinstance(y, da.Array) \
+        else da.from_array(y, chunks=(X.chunks[0],) + y.shape[1:])
     if incremental and classes is not None:
         fit_params["classes"] = classes
     rng = np.random.default_rng(random_state)
