@@ -277,3 +277,78 @@ def test_fit_incremental_bad_input():
         nd.fit_incremental(SkMLPClassifier(), da.from_array(X), y, epochs=0)
     with pytest.raises(ValueError, match="columns; expected 8"):
         nd.fit_incremental(_sequential(), da.from_array(X[:, :3]), y)
+
+
+# ---------------------------------------------------------------- threads and searches
+
+def _threads_in_fit():
+    """(nncore's own thread count and the BLAS's, seen from inside a fit, the
+    caps in force) in the process that runs it."""
+    seen = []
+
+    class Probe(nncore.Callback):
+        def on_epoch_end(self, model, logs):
+            seen.append((nncore.blas.own_threads(), nncore.blas.num_threads()))
+    model = nncore.Sequential([nncore.Dense(64, 256, "relu"), nncore.Dense(256, 10, "softmax")],
+                              loss="cross_entropy", seed=0)
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(512, 64)), rng.integers(0, 10, 512), epochs=1,
+              callbacks=[Probe()])
+    return seen[0], nncore.blas.default_threads(), nncore.blas.caps()
+
+
+def test_dask_workers_run_nncore_on_one_thread(client):
+    # Dask's nanny sets OMP_NUM_THREADS=1 etc. before spawning a worker
+    # (distributed.nanny.pre-spawn-environ); nncore takes it as a cap
+    assert dask.config.get("distributed.nanny.pre-spawn-environ")["OMP_NUM_THREADS"] == 1
+    results = [client.submit(_threads_in_fit, pure=False, workers=[w]).result()
+               for w in client.scheduler_info()["workers"]]
+    assert len(results) == 2
+    for (own, blas), default, caps in results:
+        assert caps["OMP_NUM_THREADS"] == 1
+        assert default == own == 1
+        assert blas in (1, None)
+
+
+def test_loky_workers_run_nncore_on_one_thread():
+    joblib = pytest.importorskip("joblib")
+    with joblib.parallel_config(backend="loky"):
+        results = joblib.Parallel(n_jobs=2)(joblib.delayed(_threads_in_fit)() for _ in range(2))
+    # joblib gives each of n_jobs loky workers cpu_count // n_jobs threads (OMP_NUM_THREADS
+    # and friends in the worker's environment, threadpoolctl limits): nncore keeps to them
+    share = max(1, joblib.cpu_count() // 2)
+    for (own, blas), default, caps in results:
+        assert caps["OMP_NUM_THREADS"] == share
+        assert own == default <= share
+        assert blas in (None,) + tuple(range(1, share + 1))
+
+
+def _search(cls, backend, search="grid", pipeline=False):
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    import joblib
+    X, y = _data(300)
+    est = cls(hidden_layer_sizes=(8,), max_iter=15, random_state=0)
+    grid = {"alpha": [1e-4, 1e-1], "learning_rate_init": [1e-3, 1e-2]}
+    if pipeline:
+        est = make_pipeline(StandardScaler(), est)
+        grid = {f"{type(est.steps[-1][1]).__name__.lower()}__{k}": v for k, v in grid.items()}
+    searcher = (GridSearchCV(est, grid, cv=3, n_jobs=-1) if search == "grid" else
+                RandomizedSearchCV(est, grid, n_iter=3, cv=3, n_jobs=-1, random_state=0))
+    with warnings.catch_warnings(), joblib.parallel_config(backend=backend):
+        warnings.simplefilter("ignore")
+        searcher.fit(X, y)
+    return searcher
+
+
+def _same_search(a, b):
+    assert a.best_params_ == b.best_params_
+    for key in ("mean_test_score", "std_test_score", "split0_test_score", "split2_test_score"):
+        np.testing.assert_array_equal(a.cv_results_[key], b.cv_results_[key])
+
+
+@pytest.mark.parametrize("search,pipeline", [("grid", False), ("random", True)])
+@pytest.mark.parametrize("cls", CLASSIFIERS)
+def test_search_on_dask_same_as_loky(client, cls, search, pipeline):
+    _same_search(_search(cls, "dask", search, pipeline), _search(cls, "loky", search, pipeline))
