@@ -135,7 +135,7 @@ def test_predict_face_regressor_1d_and_2d(client):
     for target in (X[:, 0], X[:, :2]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = MLPRegressor((8,), max_iter=10, random_state=0).fit(X, target)
+            model = MLPRegressor(hidden_layer_sizes=(8,), max_iter=10, random_state=0).fit(X, target)
         out = nd.predict(model, da.from_array(X, chunks=128))
         np.testing.assert_array_equal(out.compute(), model.predict(X))
 
@@ -213,10 +213,10 @@ def test_dataframe_bad_columns():
 @pytest.mark.parametrize("cls", CLASSIFIERS)
 def test_fit_incremental_equals_partial_fit_by_hand(client, cls):
     X, y = _data(600)
-    est = nd.fit_incremental(cls((10,), random_state=0), da.from_array(X, chunks=(100, 3)),
+    est = nd.fit_incremental(cls(hidden_layer_sizes=(10,), random_state=0), da.from_array(X, chunks=(100, 3)),
                              da.from_array(y, chunks=75), epochs=3, random_state=7,
                              classes=[0, 1, 2])
-    by_hand = cls((10,), random_state=0)
+    by_hand = cls(hidden_layer_sizes=(10,), random_state=0)
     rng = np.random.default_rng(7)
     for _ in range(3):
         order = rng.permutation(6)
@@ -227,7 +227,7 @@ def test_fit_incremental_equals_partial_fit_by_hand(client, cls):
     for a, b in zip(est.coefs_ + est.intercepts_, by_hand.coefs_ + by_hand.intercepts_):
         np.testing.assert_array_equal(a, b)
     # a different seed gives a different chunk order, so different weights
-    other = nd.fit_incremental(cls((10,), random_state=0), da.from_array(X, chunks=100), y,
+    other = nd.fit_incremental(cls(hidden_layer_sizes=(10,), random_state=0), da.from_array(X, chunks=100), y,
                                epochs=3, random_state=8, classes=[0, 1, 2])
     assert not np.array_equal(other.coefs_[0], est.coefs_[0])
 
@@ -262,7 +262,7 @@ def test_fit_incremental_local_scheduler_computes_one_chunk_per_call():
     dX = da.concatenate([da.from_delayed(dask.delayed(chunk, pure=False)(i), (100, 8), float)
                          for i in range(4)])
     with dask.config.set(scheduler="sync"):
-        nd.fit_incremental(SkMLPClassifier((5,), random_state=0), dX, y, epochs=2,
+        nd.fit_incremental(SkMLPClassifier(hidden_layer_sizes=(5,), random_state=0), dX, y, epochs=2,
                            random_state=0, classes=[0, 1, 2])
     assert len(calls) == 8 and sorted(calls) == [0, 0, 1, 1, 2, 2, 3, 3]
 

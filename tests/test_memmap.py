@@ -84,3 +84,39 @@ def test_fortran_order_is_one_copy(files):
     growth = _growth(files, "float32", "F")
     copy = 20_000 * FEATURES * 4
     assert 0.9 * copy <= growth < copy + 10e6, f"RssAnon grew by {growth / 1e6:.1f} MB"
+
+
+FACE_CHILD = textwrap.dedent("""
+    import sys, threading, time, warnings, numpy as np
+    from nncore.sklearn import MLPRegressor
+    def anon():
+        for line in open("/proc/self/status"):
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    X = np.load(sys.argv[1] + "/X.npy", mmap_mode="r")
+    y = np.load(sys.argv[1] + "/y.npy", mmap_mode="r")
+    peak, done = [0], []
+    def watch():  # the face has no callbacks: sample RssAnon every 5 ms
+        while not done:
+            peak[0] = max(peak[0], anon())
+            time.sleep(0.005)
+    before = anon()
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        MLPRegressor(hidden_layer_sizes=(32,), max_iter=2, batch_size=256,
+                     random_state=0).fit(X, y)
+    done.append(1)
+    watcher.join()
+    print(peak[0] - before)
+""")
+
+
+def test_sklearn_face_fit_from_memmap_does_not_copy(files):
+    pytest.importorskip("nncore.sklearn", reason="needs the scikit-learn face")
+    out = subprocess.run([sys.executable, "-c", FACE_CHILD, files], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    growth = int(out.stdout.split()[-1])  # measured 19.7 MB: y as (n, 1), shuffle indices
+    assert growth < 50e6, f"RssAnon grew by {growth / 1e6:.1f} MB"
