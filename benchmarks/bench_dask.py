@@ -33,6 +33,7 @@ def grid_search(cls, backend, n_candidates, max_iter, client=None):
     """Wall time (s) and best_params_ of a 3-fold grid search of n_candidates."""
     import joblib
     from sklearn.model_selection import GridSearchCV
+
     import nncore
     X, y = nncore.load_digits()
     grid = {"hidden_layer_sizes": [(32,), (64,)], "alpha": [1e-4, 1e-2],
@@ -53,9 +54,10 @@ def grid_search(cls, backend, n_candidates, max_iter, client=None):
 def predictions_per_second(client, rows, chunk):
     import dask.array as da
     from distributed import wait
+    from nncore.sklearn import MLPClassifier
+
     import nncore
     import nncore.dask
-    from nncore.sklearn import MLPClassifier
     X, y = nncore.load_digits()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -121,8 +123,8 @@ def main(argv=None):
     memmap_rows = 200_000 if args.quick else 4_000_000  # 51 MB / 1.02 GB of float32
 
     from distributed import Client, LocalCluster
-    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
     from nncore.sklearn import MLPClassifier
+    from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 
     print("| grid search, digits, 3-fold | candidates | wall time (s) | vs scikit-learn |")
     print("|---|---|---|---|")

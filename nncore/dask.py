@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError('nncore.dask needs Dask with its distributed scheduler: '
                       'pip install "nncore-cpu[dask]"') from exc
 
-__all__ = ["predict", "predict_proba", "fit_incremental"]
+__all__ = ["fit_incremental", "predict", "predict_proba"]
 
 
 def predict(model, X):
@@ -37,8 +37,8 @@ def predict(model, X):
     estimator, a scikit-learn Pipeline ending in one. X: a 2-D dask.array
     (n_samples, n_features) of real numbers, chunked by rows (column chunks are
     merged into one), or a dask.dataframe with numeric columns only.
-    Returns a lazy dask.array whose row chunks are X's (a dataframe's partition
-    lengths, unknown until computed, unless the dataframe knows them); its
+    Returns a lazy dask.array whose row chunks are X's (for a dataframe, one
+    chunk per partition, of unknown length: NaN until computed); its
     dtype and trailing shape are those of model.predict on one row of zeros,
     found on the calling process when the graph is built. Each chunk's result
     equals model.predict on that chunk in one process.
@@ -66,12 +66,13 @@ def _map_method(model, X, method):
         raise TypeError(f"{type(model).__name__} has no {method}() method{hint}")
     n_features = _n_features(model)
     frame = _is_dataframe(X)
-    blocks = _check_dataframe(X, n_features) if frame else _check_array(X, n_features)
     # what one row gives: the output's dtype and trailing shape (dask needs them as meta)
     if frame:  # partitions reach the model as pandas frames (its feature-name checks run)
+        _check_dataframe(X, n_features)
         row = X._meta.reindex([0]).fillna(0).astype(X.dtypes.to_dict())
     else:
-        row = np.zeros((1, blocks.shape[1]), blocks.dtype)
+        X = _check_array(X, n_features)
+        row = np.zeros((1, X.shape[1]), X.dtype)
     probe = np.asarray(getattr(model, method)(row))
     tail, dtype = probe.shape[1:], probe.dtype
     model_key = dask.delayed(model, pure=True, name=f"nncore-model-{tokenize(model)}")
@@ -82,11 +83,11 @@ def _map_method(model, X, method):
                                  meta=np.empty((0,) + tail, dtype))
                  for part in X.to_delayed()]
         return da.concatenate(parts, axis=0)
-    return da.map_blocks(_apply, blocks, model_key, method, tail, dtype,
-                         dtype=dtype, chunks=(blocks.chunks[0],) + tail,
+    return da.map_blocks(_apply, X, model_key, method, tail, dtype,
+                         dtype=dtype, chunks=(X.chunks[0],) + tail,
                          drop_axis=[] if tail else [1],
                          meta=np.empty((0,) + tail, dtype),
-                         name=f"nncore-{method}-" + tokenize(model_key.key, blocks, method))
+                         name=f"nncore-{method}-" + tokenize(model_key.key, X, method))
 
 
 def _apply(block, model, method, tail, dtype):
@@ -112,6 +113,7 @@ def _is_dataframe(X):
 
 
 def _check_dataframe(X, n_features):
+    """ValueError/TypeError unless X's columns are numeric and as many as the model's."""
     bad = [f"{col!r} ({dt})" for col, dt in X.dtypes.items()
            if not (isinstance(dt, np.dtype) and dt.kind in "biuf")]
     if bad:
@@ -122,7 +124,6 @@ def _check_dataframe(X, n_features):
     if n_features is not None and len(X.columns) != n_features:
         raise ValueError(f"X has {len(X.columns)} columns; expected {n_features} (the "
                          "model's number of features)")
-    return None
 
 
 def _check_array(X, n_features, name="X"):

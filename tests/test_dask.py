@@ -12,17 +12,17 @@ import pytest
 
 distributed = pytest.importorskip("distributed", reason="needs dask[distributed] (the dask extra)")
 da = pytest.importorskip("dask.array", reason="needs dask[distributed] (the dask extra)")
-import dask  # noqa: E402
+import dask
 
-import nncore  # noqa: E402
-import nncore.dask as nd  # noqa: E402
+import nncore
+import nncore.dask as nd
 
 sklearn = pytest.importorskip("sklearn", reason="the estimator tests need scikit-learn")
-from sklearn.neural_network import MLPClassifier as SkMLPClassifier  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 
 try:
     from nncore.sklearn import MLPClassifier, MLPRegressor
-except ImportError:  # the scikit-learn face is not on this branch yet
+except ImportError:  # no face here (not merged, or a scikit-learn it does not support)
     MLPClassifier = MLPRegressor = None
 needs_face = pytest.mark.skipif(MLPClassifier is None, reason="nncore.sklearn is not available")
 CLASSIFIERS = [SkMLPClassifier] + ([MLPClassifier] if MLPClassifier else [])
@@ -58,7 +58,7 @@ def _sequential(dtype="float32"):
 # ---------------------------------------------------------------- imports
 
 def _run(code):
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
                           timeout=120, cwd=os.path.dirname(__file__) + "/..")
 
 
@@ -131,7 +131,7 @@ def test_predict_classifier_identical(client, cls, method):
 
 @needs_face
 def test_predict_face_regressor_1d_and_2d(client):
-    X, y = _data()
+    X, _ = _data()
     for target in (X[:, 0], X[:, :2]):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -324,10 +324,10 @@ def test_loky_workers_run_nncore_on_one_thread():
 
 
 def _search(cls, backend, search="grid", pipeline=False):
+    import joblib
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    import joblib
     X, y = _data(300)
     est = cls(hidden_layer_sizes=(8,), max_iter=15, random_state=0)
     grid = {"alpha": [1e-4, 1e-1], "learning_rate_init": [1e-3, 1e-2]}
