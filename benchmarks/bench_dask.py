@@ -132,6 +132,7 @@ def main(argv=None):
     print(f"| scikit-learn MLPClassifier, loky n_jobs=2 | {candidates} | {sk:.2f} | 1.00x |")
     ours, ours_best = grid_search(MLPClassifier, "loky", candidates, max_iter)
     print(f"| nncore.sklearn, loky n_jobs=2 | {candidates} | {ours:.2f} | {sk / ours:.2f}x |")
+    environ = dict(os.environ)  # the nanny sets OMP_NUM_THREADS=1 etc. in this process
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                       dashboard_address=None, host="127.0.0.1") as cluster, \
             Client(cluster) as client:
@@ -144,6 +145,8 @@ def main(argv=None):
         print("| nncore.dask.predict_proba, 64-32-10 face, 2 workers | rows per second |")
         print("|---|---|")
         print(f"| {rows:,} × 64 float32 dask array, chunks of {chunk:,} | {rate:,.0f} |\n")
+    os.environ.clear()
+    os.environ.update(environ)
     size, before, growth, seconds = memmap_fit(memmap_rows)
     print("| fit from a memmap (2 epochs, batch 256) | file | RssAnon before fit | "
           "RssAnon growth | file / RssAnon before | time |")

@@ -30,11 +30,19 @@ CLASSIFIERS = [SkMLPClassifier] + ([MLPClassifier] if MLPClassifier else [])
 
 @pytest.fixture(scope="module")
 def client():
+    # A nanny applies distributed.nanny.pre-spawn-environ (OMP_NUM_THREADS=1, ...) to the
+    # os.environ of the process it runs in — for a LocalCluster, this one — and leaves it
+    # there, which would cap nncore at 1 thread in every later test: put it back after.
+    environ = dict(os.environ)
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                        dashboard_address=None, host="127.0.0.1")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+    try:
+        with distributed.Client(cluster) as c:
+            yield c
+    finally:
+        cluster.close()
+        os.environ.clear()
+        os.environ.update(environ)
 
 
 def _data(n=500, d=8, seed=0):
