@@ -1,6 +1,7 @@
 """Run the benchmark suites side by side in one run and print the ratio tables.
 
     python benchmarks/report.py [--only W2,W3] [--json results.json]
+    python benchmarks/report.py --only bench_sklearn   # scikit-learn's MLP vs nncore.sklearn
 
 Runs benchmarks/bench_*.py under pytest-benchmark (each implementation as its
 own block of rounds, with a pause between blocks), then prints per workload:
@@ -80,6 +81,8 @@ def tables(data):
     medians = {}
     for bench in data["benchmarks"]:
         info = bench["extra_info"]
+        if info.get("suite") == "sklearn":   # bench_sklearn.py: its own table
+            continue
         key = (info.get("workload", "predict"), info["implementation"])
         medians[key] = bench["stats"]["median"]
     lines = []
@@ -115,7 +118,36 @@ def tables(data):
         lines.append("|---|" + "---|" * len(pred))
         lines.append("| median latency | " + " | ".join(f"{t * 1e6:.2f} µs" for t in pred.values())
                      + " |")
+    if len(lines) == 2:   # no workload ran (e.g. --only bench_sklearn): no empty table
+        lines = []
+    sk = sklearn_table(data)
+    if sk:
+        lines += ["", sk] if lines else [sk]
     return "\n".join(lines)
+
+
+def sklearn_table(data):
+    """bench_sklearn.py: scikit-learn's MLP and nncore.sklearn's on the same case,
+    median seconds per call and the speed-up."""
+    cases = {}
+    for bench in data["benchmarks"]:
+        info = bench["extra_info"]
+        if info.get("suite") == "sklearn":
+            case = cases.setdefault(info["workload"], {"description": info["description"]})
+            case[info["implementation"]] = bench["stats"]["median"]
+    if not cases:
+        return ""
+    lines = ["| scikit-learn face | scikit-learn | nncore.sklearn | speed-up |",
+             "|---|---|---|---|"]
+    for case in cases.values():
+        if "sklearn" in case and "nncore" in case:
+            lines.append(f"| {case['description']} | {seconds(case['sklearn'])} | "
+                         f"{seconds(case['nncore'])} | {case['sklearn'] / case['nncore']:.2f}x |")
+    return "\n".join(lines)
+
+
+def seconds(t):
+    return f"{t * 1e3:,.2f} ms" if t < 1 else f"{t:,.2f} s"
 
 
 def fmt(value, unit):

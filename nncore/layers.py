@@ -5,6 +5,7 @@ passes (src/_layer.pxd).
     backward: dX = (dZ·Wᵀ) ⊙ f'_prev(X)          (before W changes)
               gW = α·Xᵀ·dZ + β·gW,  gb = α·Σᵢ dZᵢ + β_b·gb
     L2 penalty: l2_penalty(W) = Σ W², l2_gradient: gW = coef·W
+    sparse input (the first layer on scipy CSR rows): csr_forward, csr_backward
 """
 import weakref
 
@@ -138,5 +139,27 @@ def dense_backward(X, dZ, W, prev_act, dX, gW, gb, alpha, beta, beta_b=None):
         if beta != 1:
             gW *= dt(beta)
         gW += dt(alpha) * (X.T @ dZ)
+    sums = dZ.sum(axis=0, dtype=np.float64)
+    gb[...] = alpha * sums + (beta_b * gb if beta_b != 0 else 0)
+
+
+def csr_forward(X, W, b, act, out):
+    """out := f(X·W + b) for a scipy.sparse CSR X."""
+    out[...] = X @ W
+    out += b
+    return activate(out, act)
+
+
+def csr_backward(X, dZ, gW, gb, alpha, beta, beta_b):
+    """gW := α·Xᵀ·dZ + β·gW; gb := α·Σ dZ + β_b·gb for a scipy.sparse CSR X
+    (sums in float64)."""
+    dt = gW.dtype.type
+    product = np.asarray(X.T @ dZ)
+    if beta == 0:
+        np.multiply(product, dt(alpha), out=gW)
+    else:
+        if beta != 1:
+            gW *= dt(beta)
+        gW += dt(alpha) * product
     sums = dZ.sum(axis=0, dtype=np.float64)
     gb[...] = alpha * sums + (beta_b * gb if beta_b != 0 else 0)

@@ -22,7 +22,7 @@ wᵢ·(f(z) − y) / Σᵢ wᵢ:
 """
 import numpy as np
 
-from .activations import EXP, SIGMOID, SOFTMAX, activate, backward
+from .activations import SIGMOID, SOFTMAX, activate, backward
 
 #: name -> code shared with the compiled kernels (src/_loss.pxd).
 LOSSES = {"mse": 0, "mae": 1, "cross_entropy": 2, "binary_cross_entropy": 3,

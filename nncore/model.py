@@ -19,7 +19,8 @@ from . import training
 from .blas import threads as blas_threads
 from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Adam, Optimizer, _check_number
-from .validation import as_matrix, as_param, as_targets, as_weights, positive_int
+from .validation import (as_input, as_matrix, as_param, as_targets, as_weights, is_sparse,
+                         positive_int)
 
 BACKENDS = {"cython": _engine, "numpy": reference}
 DTYPES = {"float32": np.float32, "float64": np.float64}
@@ -211,6 +212,8 @@ class Sequential:
         on_epoch_end / on_train_end(model, logs); on_train_end runs however
         fit ends, before DivergenceError, KeyboardInterrupt or any exception
         propagates (see nncore.callbacks); verbose=1 shows progress.
+        X may be a scipy.sparse matrix: the first layer then reads its rows in
+        CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses); the cost is Σ wᵢ·lossᵢ / n.
         n_init=k: train k times, from the current weights and k−1 fresh
@@ -233,7 +236,7 @@ class Sequential:
                 "everywhere, so gradient descent cannot train it; use sigmoid (its smooth "
                 "version) for training — a step layer can still be used for predict(), and "
                 "a network of a single step layer is trained by the perceptron rule")
-        X = as_matrix(X, self.dtype, self._n_features)
+        X = (as_matrix if self._perceptron else as_input)(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
         if self._perceptron:
             _check_perceptron(Y, sample_weight, class_weight)
@@ -365,7 +368,7 @@ class Sequential:
                 Xv, yv = validation_data
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a pair (X_val, y_val)") from None
-            Xv = as_matrix(Xv, self.dtype, self._n_features, name="validation X")
+            Xv = as_input(Xv, self.dtype, self._n_features, name="validation X")
             Yv = self._targets(yv, Xv.shape[0])
             self._warn_unseen_classes(Y, Yv, "validation_data")
             return (X, Y, weights), (Xv, Yv)
@@ -382,9 +385,12 @@ class Sequential:
         w = weights[:cut] if weights.shape[0] else weights
         self._warn_unseen_classes(Y[:cut], Y[cut:], f"validation_split={validation_split} "
                                   "(the last rows, taken before shuffling)")
-        return ((np.ascontiguousarray(X[:cut]), np.ascontiguousarray(Y[:cut]),
-                 np.ascontiguousarray(w)),
-                (np.ascontiguousarray(X[cut:]), np.ascontiguousarray(Y[cut:])))
+
+        def part(rows):
+            return (as_input(X[rows], self.dtype, self._n_features) if is_sparse(X)
+                    else np.ascontiguousarray(X[rows]))
+        return ((part(slice(None, cut)), np.ascontiguousarray(Y[:cut]), np.ascontiguousarray(w)),
+                (part(slice(cut, None)), np.ascontiguousarray(Y[cut:])))
 
     def _warn_unseen_classes(self, Y, Yv, source):
         """Warn when the validation targets Yv hold classes the training
@@ -395,7 +401,8 @@ class Sequential:
         label is y > 0.5."""
         if self._loss_code not in CLASSIFICATION or not Yv.shape[0]:
             return
-        if self._loss_code == CROSS_ENTROPY:
+        if self._loss_code == CROSS_ENTROPY or (
+                self._loss_code == LOG_LOSS and self.layers[-1].activation == "softmax"):
             seen = np.zeros(Y.shape[1], bool)
             wanted = np.zeros(Y.shape[1], bool)
             seen[Y.argmax(axis=1)] = True
@@ -468,7 +475,7 @@ class Sequential:
         model.loss_and_gradient(X, y, params=p), x0, jac=True) trains the
         model). X, y, sample_weight: as in fit.
         """
-        X = as_matrix(X, self.dtype, self._n_features)
+        X = as_input(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
         weights = self._row_weights(Y, sample_weight, None)
         if params is not None:
@@ -523,8 +530,9 @@ class Sequential:
 
     def predict(self, X):
         """Network outputs, (n_samples, out_features): probabilities for softmax
-        and sigmoid outputs, 0/1 for a step output."""
-        X = as_matrix(X, self.dtype, self._n_features)
+        and sigmoid outputs, 0/1 for a step output. X: an array or a
+        scipy.sparse matrix (read as CSR, in chunks of rows, never densified)."""
+        X = as_input(X, self.dtype, self._n_features)
         if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
             return self._net.predict(X)
         with blas_threads(self.n_threads):
@@ -535,7 +543,7 @@ class Sequential:
         (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)
         or "mean_error" for regression losses (the signed mean of y − ŷ: the
         bias of the predictions, positive when they are too low)."""
-        X = as_matrix(X, self.dtype, self._n_features)
+        X = as_input(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
         with blas_threads(self.n_threads):
             loss, metric = self._net.evaluate(X, Y, self._loss_code)

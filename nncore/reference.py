@@ -7,10 +7,13 @@ must stay honest: no per-sample loops, no needless copies.
 Network here has the methods and signatures of its compiled counterpart
 nncore._engine.Network (a test checks they do not drift apart).
 """
+import contextlib
+
 import numpy as np
 
 from .activations import LINEAR
-from .layers import dense_backward, dense_forward, l2_gradient, l2_penalty
+from .layers import (csr_backward, csr_forward, dense_backward, dense_forward, l2_gradient,
+                     l2_penalty)
 from .losses import WEIGHTED_MEAN, output_loss
 from .optimizers import SGD_KIND, SGD_SKLEARN_KIND, step_twin
 from .perceptron import perceptron_epoch
@@ -30,20 +33,21 @@ class Network:
         self.layout = [tuple(int(v) for v in row) for row in layout]
         self.layers = _layers(params, self.layout)
 
-    def workspace_size(self, batch):
+    def workspace_size(self, batch, sparse=False):
         """Elements of the training workspace (the compiled engine's layout:
-        activations, two gradient buffers, a gathered X/Y/weight batch, and a
-        copy of the parameters)."""
+        activations, two gradient buffers, a gathered X (dense X only), Y and
+        weight batch, and a copy of the parameters)."""
         widths = [row[1] for row in self.layout]
-        return (batch * (sum(widths) + 2 * max(widths) + self.layout[0][0] + widths[-1] + 1)
+        n_in = 0 if sparse else self.layout[0][0]
+        return (batch * (sum(widths) + 2 * max(widths) + n_in + widths[-1] + 1)
                 + self.params.shape[0])
 
     def train_epochs(self, X, Y, sample_weight, orders, batch, grads, state, work, loss, hyper,
-                     lr, progress, loss_out, metric_out, alpha=0.0):
+                     lr, progress, loss_out, metric_out, alpha=0.0, stop_nonfinite=True):
         """Runs len(loss_out) epochs of mini-batch training in place on the
         parameters (see nncore._engine.Network.train_epochs). Returns 0; 1
         when a batch's loss was not finite; 2 when the epoch's last update
-        made the parameters non-finite."""
+        made the parameters non-finite (never 1 or 2 without stop_nonfinite)."""
         layers, params = self.layers, self.params
         n, size = X.shape[0], params.shape[0]
         folded = hyper[0] in (SGD_KIND, SGD_SKLEARN_KIND) and hyper[1] == 0 and hyper[3] == 0
@@ -51,7 +55,8 @@ class Network:
             grads = np.empty_like(params)  # the reference always materialises gradients
         n_state = state.shape[0] // size if size else 0
         acts, dbuf, off = self._workspace(work, batch)
-        Xb = work[off:off + batch * X.shape[1]].reshape(batch, X.shape[1])
+        sparse = _is_sparse(X)
+        Xb = work[off:off + (0 if sparse else batch * X.shape[1])].reshape(-1, X.shape[1])
         off += Xb.size
         Yb = work[off:off + batch * Y.shape[1]].reshape(batch, Y.shape[1])
         off += Yb.size
@@ -65,16 +70,20 @@ class Network:
                 nb = min(batch, n - start)
                 if orders.shape[0]:
                     rows = orders[epoch, start:start + nb]
-                    xb = np.take(X, rows, axis=0, out=Xb[:nb], mode="clip")
+                    xb = X[rows] if sparse else np.take(X, rows, axis=0, out=Xb[:nb], mode="clip")
                     yb = np.take(Y, rows, axis=0, out=Yb[:nb], mode="clip")
                     wb = np.take(sample_weight, rows, out=Wb[:nb], mode="clip") if weighted else None
                 else:
                     xb, yb = X[start:start + nb], Y[start:start + nb]
                     wb = sample_weight[start:start + nb] if weighted else None
                 denom = _denominator(wb, nb, loss)
-                t, m = self._forward_loss(xb, yb, wb, acts, dbuf, loss, denom)
+                with np.errstate(all="ignore") if not stop_nonfinite else contextlib.nullcontext():
+                    t, m = self._forward_loss(xb, yb, wb, acts, dbuf, loss, denom)
                 t += _penalty(layers, alpha)
-                if not np.isfinite(t):
+                if not np.isfinite(t) and not stop_nonfinite:
+                    if progress[1] < 0:
+                        progress[1] = start // batch
+                elif not np.isfinite(t):
                     progress[1] = start // batch
                     if not np.isfinite(params).all():
                         params[...] = snapshot
@@ -84,8 +93,9 @@ class Network:
                 if not folded:
                     progress[2] += 1
                 step = (hyper, lr, int(progress[2]), state, n_state, folded)
-                self._backward(xb, acts, dbuf, grads, alpha / denom, False, step)
-            if not np.isfinite(params).all():  # the epoch's last update overflowed
+                with np.errstate(all="ignore") if not stop_nonfinite else contextlib.nullcontext():
+                    self._backward(xb, acts, dbuf, grads, alpha / denom, False, step)
+            if stop_nonfinite and not np.isfinite(params).all():  # the last update overflowed
                 progress[1] = (n - 1) // batch
                 params[...] = snapshot
                 return 2
@@ -101,7 +111,8 @@ class Network:
         if n == 0:
             raise ValueError("X: expected at least one row")
         rows = min(n, GRAD_CHUNK)
-        acts, dbuf, _ = self._workspace(np.empty(self.workspace_size(rows), X.dtype), rows)
+        acts, dbuf, _ = self._workspace(np.empty(self.workspace_size(rows), self.params.dtype),
+                                        rows)
         weighted = sample_weight.shape[0] > 0
         denom = _denominator(sample_weight if weighted else None, n, loss)
         total = 0.0
@@ -133,7 +144,8 @@ class Network:
         layers, nb, last = self.layers, xb.shape[0], len(self.layers) - 1
         inp = xb
         for l, (n_in, n_out, act, W, b) in enumerate(layers):
-            inp = dense_forward(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
+            first = csr_forward if l == 0 and _is_sparse(xb) else dense_forward
+            inp = first(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
         k = layers[last][1]
         dZ = dbuf[0][:nb * k].reshape(nb, k)
         return output_loss(acts[last][:nb], yb, dZ, layers[last][2], loss, wb, denom)
@@ -148,19 +160,25 @@ class Network:
         nb, last, size = xb.shape[0], len(layers) - 1, params.shape[0]
         dZ = dbuf[0][:nb * layers[last][1]].reshape(nb, layers[last][1])
         for l in range(last, -1, -1):
-            n_in, n_out, act, W, b = layers[l]
+            n_in, n_out, _, W, b = layers[l]
             _, _, _, gW, gb = glayers[l]
             dX = dbuf[(last - l + 1) % 2][:nb * n_in].reshape(nb, n_in) if l else None
             inp, prev = (acts[l - 1][:nb], layers[l - 1][2]) if l else (xb, LINEAR)
             if step is not None and step[5]:  # folded SGD: W ← (1 − lr·decay)·W − lr·Xᵀ·dZ
                 dt = W.dtype.type
                 lr = step[1]
-                dense_backward(inp, dZ, W, prev, dX, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
+                if l == 0 and _is_sparse(xb):
+                    csr_backward(xb, dZ, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
+                else:
+                    dense_backward(inp, dZ, W, prev, dX, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
             else:
                 if decay:
                     l2_gradient(W, decay, gW)
                 beta = 1 if accumulate or decay else 0
-                dense_backward(inp, dZ, W, prev, dX, gW, gb, 1, beta, 1 if accumulate else 0)
+                if l == 0 and _is_sparse(xb):
+                    csr_backward(xb, dZ, gW, gb, 1, beta, 1 if accumulate else 0)
+                else:
+                    dense_backward(inp, dZ, W, prev, dX, gW, gb, 1, beta, 1 if accumulate else 0)
                 if step is not None:
                     hyper, lr, t, state, n_state, _ = step
                     sl = slice(layout[l][3], layout[l][4] + n_out)
@@ -188,8 +206,9 @@ class Network:
         inp = X
         for l, (n_in, n_out, act, W, b) in enumerate(self.layers):
             last = l == len(self.layers) - 1
-            dst = out if last else np.empty((X.shape[0], n_out), X.dtype)
-            inp = dense_forward(inp, W, b, LINEAR if (last and logits) else act, dst)
+            dst = out if last else np.empty((X.shape[0], n_out), self.params.dtype)
+            first = csr_forward if l == 0 and _is_sparse(X) else dense_forward
+            inp = first(inp, W, b, LINEAR if (last and logits) else act, dst)
 
     def predict(self, X):
         """A new (n×n_out) array of the network's outputs on X; ValueError when
@@ -210,6 +229,10 @@ class Network:
         if not np.isfinite(total):
             raise ValueError(OVERFLOW.format(dtype=X.dtype.name))
         return total / X.shape[0], metric / X.shape[0]
+
+
+def _is_sparse(X):
+    return getattr(X, "format", None) == "csr"
 
 
 def _denominator(sample_weight, n, loss):

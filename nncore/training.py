@@ -107,7 +107,8 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     per_epoch = bool(validation or callbacks or not isinstance(opt.schedule, Constant))
     block = 1 if per_epoch else (max(1, min(epochs, ORDER_BLOCK // n)) if shuffled else epochs)
     grads, state = model._optimizer_buffers()
-    work = model._buffer("work", model._net.workspace_size(batch), model.dtype)
+    work = model._buffer("work", model._net.workspace_size(batch, not isinstance(X, np.ndarray)),
+                         model.dtype)
     orders = model._buffer("orders", block * n if shuffled else 0, np.intp)
     losses, metrics = np.empty(block), np.empty(block)
     progress = np.zeros(3, np.int64)

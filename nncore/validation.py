@@ -30,6 +30,38 @@ def as_matrix(X, dtype, n_features=None, name="X"):
     return _cast_finite(arr, dtype, name)
 
 
+def is_sparse(X):
+    """True for a scipy.sparse matrix or array (without importing scipy)."""
+    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "tocsr")
+
+
+def as_input(X, dtype, n_features, name="X"):
+    """as_matrix, except that a scipy.sparse X becomes a CSR matrix the engine
+    reads in place: values of `dtype` (finite), intp indices checked in range,
+    never densified (CSC and the other formats are converted to CSR)."""
+    if not is_sparse(X):
+        return as_matrix(X, dtype, n_features, name)
+    import scipy.sparse as sp
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"{name} is a sparse matrix of shape {X.shape}; expected at least one "
+                         "sample and one feature")
+    if X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features; expected {n_features} "
+                         "(the first layer's in_features)")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers")
+    csr = X.tocsr()
+    data = _cast_finite(csr.data, dtype, name)
+    indices = np.ascontiguousarray(csr.indices, dtype=np.intp)
+    indptr = np.ascontiguousarray(csr.indptr, dtype=np.intp)
+    if indices.size and (indices.min() < 0 or indices.max() >= n_features) or (
+            indptr[0] != 0 or indptr[-1] != data.size or np.any(np.diff(indptr) < 0)):
+        raise ValueError(f"{name} is not a valid CSR matrix (indices or indptr out of range)")
+    out = sp.csr_matrix(X.shape, dtype=dtype)
+    out.data, out.indices, out.indptr = data, indices, indptr  # kept intp: no re-check
+    return out
+
+
 def _cast_finite(arr, dtype, name):
     """arr as a C-contiguous array of `dtype`, checked finite; finite values too
     large for `dtype` (float64 data into a float32 model) are reported as such."""

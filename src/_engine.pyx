@@ -25,7 +25,8 @@ import numpy as np
 from _activation cimport LINEAR
 from _blas cimport set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state
 from _loss cimport output_loss, weighted_mean
-from _layer cimport dense_forward, dense_backward, l2_penalty, l2_gradient
+from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
+                     csr_backward)
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
 from libc.math cimport isfinite
@@ -64,6 +65,19 @@ cdef struct Net:
     Py_ssize_t max_width     # widest layer output
     Py_ssize_t n_in, n_out   # network input and output widths
     Py_ssize_t n_params      # length of the flat parameter vector
+
+
+cdef struct Input:
+    # The rows the first layer reads: dense — x holds row-major n×n_in values
+    # and the block starts at row `first`; or sparse — x, indices, indptr are
+    # a CSR matrix (values in the parameters' dtype, intp indices) whose rows
+    # rows[i] (or first + i when rows is NULL) form the block.
+    bint sparse
+    const void* x
+    const Py_ssize_t* indices
+    const Py_ssize_t* indptr
+    const Py_ssize_t* rows
+    Py_ssize_t first
 
 
 cdef struct Optimizer:
@@ -138,27 +152,46 @@ cdef double penalty(Net* net, const floating* params, double alpha) noexcept nog
     return 0.5 * alpha * total
 
 
-cdef int forward_loss(Net* net, const floating* params, const floating* X,
-                      const floating* Y, const floating* sw, Py_ssize_t n,
-                      Py_ssize_t batch, floating* work, int loss, double denom,
-                      double* metric, double* total, double* work_done) except -1 nogil:
+cdef inline const floating* dense_rows(const Input* X, const floating* params,
+                                       Py_ssize_t n_in) noexcept nogil:
+    """The first row of a dense block (params only picks the dtype)."""
+    return (<const floating*> X.x) + X.first * n_in
+
+
+cdef void first_forward(Net* net, const floating* params, const Input* X, Py_ssize_t n,
+                        int act, floating* out) noexcept nogil:
+    """out := the first layer (activation act) on the n rows of X."""
+    cdef Layer* L = &net.layers[0]
+    if X.sparse:
+        csr_forward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n,
+                    params + L.w, params + L.b, L.n_out, act, out)
+    else:
+        dense_forward(dense_rows(X, params, L.n_in), n, L.n_in, params + L.w, params + L.b,
+                      L.n_out, act, out)
+
+
+cdef int forward_loss(Net* net, const floating* params, const Input* X, const floating* Y,
+                      const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
+                      int loss, double denom, double* metric, double* total,
+                      double* work_done) except -1 nogil:
     """Forward pass over the n rows X keeping every layer's output in work
     (laid out for `batch` rows; the output layer's holds f(Z)), then the fused
     loss: total := Σᵢ wᵢ·lossᵢ, and ∂(Σᵢ wᵢ·lossᵢ/denom)/∂Z is left in the
-    first dZ buffer (see train_step). Polls for Ctrl-C before each layer
-    (work_done counts multiply-adds for poll_signals): -1, nothing changed,
-    when a KeyboardInterrupt was raised."""
+    first dZ buffer. Polls for Ctrl-C before each layer (-1: raised)."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* A = work
-    cdef const floating* inp = X
+    cdef const floating* inp
     cdef Py_ssize_t a_off = 0
     for l in range(net.n_layers):
         L = &net.layers[l]
         if poll_signals(work_done, 0) < 0:
             return -1
-        dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
-                      L.act if l < last else LINEAR, A + a_off)
+        if l == 0:
+            first_forward(net, params, X, n, L.act if l < last else LINEAR, A)
+        else:
+            dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
+                          L.act if l < last else LINEAR, A + a_off)
         work_done[0] += <double> n * L.n_in * L.n_out
         inp = A + a_off
         a_off += batch * L.n_out
@@ -168,40 +201,28 @@ cdef int forward_loss(Net* net, const floating* params, const floating* X,
     return 0
 
 
-cdef int backward(Net* net, Optimizer* opt, floating* params, floating* grads,
-                  floating* state, const floating* X, Py_ssize_t n, Py_ssize_t batch,
-                  floating* work, floating decay, bint accumulate, double* acc,
-                  const floating* before, double* work_done) except -1 nogil:
+cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_ssize_t n,
+                  Py_ssize_t batch, floating* work, floating alpha, floating beta,
+                  floating beta_b, floating decay, bint folded, const floating* before,
+                  double* work_done, double* acc) except -1 nogil:
     """Backpropagates the delta that forward_loss left in work, last layer
-    first. Each layer's gradient is gW = Xᵀ·dZ + decay·W (the L2 penalty's
-    part), gb = Σ dZ. With opt NULL they are written to grads (added to what
-    is there if accumulate, which needs decay = 0); else the optimizer steps
-    right away: folded into the GEMM for plain SGD (W ← (1 − lr·decay)·W −
-    lr·Xᵀ·dZ), or through grads once the whole pass is done (step count +1).
-    dX is computed inside dense_backward before the layer's own W changes.
+    first: per layer gW := alpha·Xᵀ·dZ + beta·gW (after gW := decay·W when
+    decay ≠ 0: the L2 penalty's gradient), gb := alpha·Σ dZ + beta_b·gb, into
+    the flat vector gW (grads; or the parameters themselves when folded:
+    plain SGD, W ← beta·W − lr·Xᵀ·dZ). dX is computed inside dense_backward
+    before the layer's own W changes.
 
-    Ctrl-C: polls between layers while the parameters are still those the
-    step started from — the whole pass when gradients are materialised. Plain
-    SGD folds each layer's update into its dW product, so once the last layer
-    is done it polls only if `before` (else NULL) holds the parameters the
-    step started from, which it then puts back. -1 (KeyboardInterrupt) leaves
-    parameters, optimizer state and step count as the step found them."""
+    Ctrl-C: polls before each layer while the parameters are untouched (not
+    folded, or before the last layer's update); once folded updates began, only
+    if `before` (else NULL) holds the parameters the step started from, which
+    are then put back. -1: a KeyboardInterrupt was raised."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* dZ = work + activations_size(net, batch)
     cdef floating* dX = dZ + batch * net.max_width
     cdef floating* swap
-    cdef floating* gW
     cdef const floating* inp
-    cdef floating alpha = 1, beta = 0, beta_b = 0
-    cdef bint folded = opt != NULL and opt.folded
     cdef Py_ssize_t a_off = activations_size(net, batch) - batch * net.layers[last].n_out
-    if folded:
-        alpha, beta, beta_b = -opt.lr, 1 - <floating> opt.lr * decay, 1
-    elif accumulate:
-        beta, beta_b = 1, 1
-    elif decay != 0:
-        beta = 1
     for l in range(last, -1, -1):
         L = &net.layers[l]
         if not folded or l == last:
@@ -214,53 +235,70 @@ cdef int backward(Net* net, Optimizer* opt, floating* params, floating* grads,
         if l > 0:
             a_off -= batch * net.layers[l - 1].n_out
             inp = work + a_off
-        else:
-            inp = X
-        gW = params if folded else grads
-        if decay != 0 and not folded:  # gW := decay·W, and the GEMM adds onto it
+        elif not X.sparse:
+            inp = dense_rows(X, params, L.n_in)
+        if decay != 0:  # gW := decay·W, and the product adds onto it
             l2_gradient(params + L.w, L.n_in * L.n_out, decay, gW + L.w)
-        dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
-                       net.layers[l - 1].act if l > 0 else LINEAR,
-                       dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b, acc)
+        if l == 0 and X.sparse:
+            csr_backward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n, dZ,
+                         L.n_in, L.n_out, gW + L.w, gW + L.b, alpha, beta, beta_b, acc)
+        else:
+            dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
+                           net.layers[l - 1].act if l > 0 else LINEAR,
+                           dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b,
+                           acc)
         work_done[0] += <double> n * L.n_in * L.n_out * (2 if l > 0 else 1)
         swap = dZ
         dZ = dX
         dX = swap
-    if opt != NULL and not folded:  # W and b are contiguous: one pass over both, per layer
-        opt.t += 1
-        for l in range(last, -1, -1):
-            L = &net.layers[l]
-            optimizer_update(&opt.h, params + L.w, grads + L.w,
-                             state + L.w if state != NULL else NULL,
-                             L.n_in * L.n_out + L.n_out, net.n_params, <floating> opt.lr,
-                             opt.t)
     return 0
 
 
 cdef int train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
-                    floating* state, const floating* X, const floating* Y,
+                    floating* state, const Input* X, const floating* Y,
                     const floating* sw, Py_ssize_t n, Py_ssize_t batch, floating* work,
-                    double* acc, int loss, double alpha, double* metric, double* cost,
-                    const floating* before, double* work_done) except -1 nogil:
+                    double* acc, int loss, double alpha, bint stop_nonfinite, double* metric,
+                    double* total, const floating* before, double* work_done) except -1 nogil:
     """One gradient step on the n rows X, Y (per-row weights sw, or NULL) with
     the L2 penalty alpha. The step's cost is (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D,
-    D = Σᵢ wᵢ for the weighted-mean losses (scikit-learn's), else n; cost :=
+    D = Σᵢ wᵢ for the weighted-mean losses (scikit-learn's), else n; total :=
     that cost times n (so the epoch's loss is Σ/rows: scikit-learn's
-    accumulated_loss). A non-finite cost returns before anything is updated.
+    accumulated_loss). A non-finite cost returns before anything is updated
+    if stop_nonfinite (else the step is taken, as scikit-learn does).
     work holds activations (laid out for `batch` rows) then two dZ buffers.
-    Ctrl-C: see forward_loss and backward; -1 when a KeyboardInterrupt was
-    raised, with parameters, optimizer state and step count as the step
-    found them."""
-    cdef double total, denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
-    if forward_loss(net, params, X, Y, sw, n, batch, work, loss, denom, metric, &total,
+
+    Ctrl-C (work_done counts multiply-adds for poll_signals): the step polls
+    between layers while the parameters are still those it started from —
+    the whole forward pass, and the whole backward pass when gradients are
+    materialised (the optimizer updates come after it). Plain SGD folds each
+    layer's update into its dW product (see backward). A KeyboardInterrupt
+    raised here (-1) leaves parameters, optimizer state and step count as the
+    step found them."""
+    cdef int l
+    cdef Layer* L
+    cdef double denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
+    cdef floating decay = <floating> (alpha / denom)
+    if forward_loss(net, params, X, Y, sw, n, batch, work, loss, denom, metric, total,
                     work_done) < 0:
         return -1
-    total += penalty(net, params, alpha)
-    cost[0] = total if denom == n else total * (n / denom)
-    if not isfinite(total):
+    total[0] += penalty(net, params, alpha)
+    if stop_nonfinite and not isfinite(total[0]):
         return 0
-    return backward(net, opt, params, grads, state, X, n, batch, work,
-                    <floating> (alpha / denom), False, acc, before, work_done)
+    if denom != n:
+        total[0] *= n / denom
+    if opt.folded:
+        return backward(net, params, params, X, n, batch, work, -opt.lr,
+                        1 - <floating> opt.lr * decay, 1, 0, True, before, work_done, acc)
+    if backward(net, params, grads, X, n, batch, work, 1, 1 if decay != 0 else 0, 0, decay,
+                False, NULL, work_done, acc) < 0:
+        return -1
+    opt.t += 1  # W and b are contiguous: one pass over both, per layer
+    for l in range(net.n_layers - 1, -1, -1):
+        L = &net.layers[l]
+        optimizer_update(&opt.h, params + L.w, grads + L.w,
+                         state + L.w if state != NULL else NULL,
+                         L.n_in * L.n_out + L.n_out, net.n_params, <floating> opt.lr, opt.t)
+    return 0
 
 
 cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
@@ -279,12 +317,12 @@ cdef bint all_finite(const floating* x, Py_ssize_t n) noexcept nogil:
     return True
 
 
-cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating* Y,
+cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                     const floating* sw, Py_ssize_t n, const Py_ssize_t* orders,
                     Py_ssize_t n_epochs, Py_ssize_t batch, floating* params,
                     floating* grads, floating* state, floating* work, double* acc, int loss,
-                    double alpha, double* loss_out, double* metric_out, Py_ssize_t* done,
-                    Py_ssize_t* bad_batch) except -1 nogil:
+                    double alpha, bint stop_nonfinite, double* loss_out, double* metric_out,
+                    Py_ssize_t* done, Py_ssize_t* bad_batch) except -1 nogil:
     """n_epochs epochs over the n rows of X, Y (row weights sw or NULL),
     visiting rows in the order of orders[epoch·n : (epoch+1)·n] (or storage
     order when orders is NULL). Returns 0; 1 when a batch's loss was not
@@ -295,13 +333,19 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
     A KeyboardInterrupt (-1) propagates from inside a step (see train_step;
     its first poll comes before anything changes, so every batch boundary is
     a check point) with the parameters and optimizer state of a whole number
-    of steps, and an epoch whose last step completed is counted in done."""
+    of steps, and an epoch whose last step completed is counted in done.
+    A shuffled batch of dense X is gathered into work; sparse X is read in
+    place (the first layer takes the row indices). Without stop_nonfinite,
+    training goes on through non-finite costs and weights (scikit-learn's
+    behaviour) and returns 0; bad_batch then names the first such batch (its
+    index within its epoch), or stays -1."""
     cdef Py_ssize_t epoch, start, nb
     cdef floating* Xb = work + activations_size(net, batch) + 2 * batch * net.max_width
-    cdef floating* Yb = Xb + batch * net.n_in
+    cdef floating* Yb = Xb + (0 if X.sparse else batch * net.n_in)
     cdef floating* Wb = Yb + batch * net.n_out
     cdef floating* snapshot = Wb + batch
     cdef const Py_ssize_t* order
+    cdef Input xb = X[0]     # the batch's rows
     cdef double total, metric, step_loss, work_done = 0
     for epoch in range(n_epochs):
         total = 0
@@ -312,26 +356,35 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
             nb = min(batch, n - start)
             if orders != NULL:
                 order = orders + epoch * n + start
-                gather_rows(X, order, nb, net.n_in, Xb)
+                if X.sparse:
+                    xb.rows = order
+                else:
+                    gather_rows(dense_rows(X, params, net.n_in), order, nb, net.n_in, Xb)
+                    xb.x = Xb
                 gather_rows(Y, order, nb, net.n_out, Yb)
                 if sw != NULL:
                     gather_rows(sw, order, nb, 1, Wb)
-                train_step(net, opt, params, grads, state, Xb, Yb,
+                train_step(net, opt, params, grads, state, &xb, Yb,
                            Wb if sw != NULL else NULL, nb, batch, work, acc, loss, alpha,
-                           &metric, &step_loss, snapshot if start == 0 else NULL, &work_done)
+                           stop_nonfinite, &metric, &step_loss,
+                           snapshot if start == 0 else NULL, &work_done)
             else:
-                train_step(net, opt, params, grads, state,
-                           X + start * net.n_in, Y + start * net.n_out,
+                xb.first = start
+                train_step(net, opt, params, grads, state, &xb, Y + start * net.n_out,
                            sw + start if sw != NULL else NULL, nb, batch, work, acc, loss,
-                           alpha, &metric, &step_loss, snapshot if start == 0 else NULL, &work_done)
-            if not isfinite(step_loss):
+                           alpha, stop_nonfinite, &metric, &step_loss,
+                           snapshot if start == 0 else NULL, &work_done)
+            if not isfinite(step_loss) and not stop_nonfinite:
+                if bad_batch[0] < 0:
+                    bad_batch[0] = start // batch
+            elif not isfinite(step_loss):
                 bad_batch[0] = start // batch
                 if not all_finite(params, net.n_params):
                     memcpy(params, snapshot, net.n_params * sizeof(floating))
                 return 1
             total += step_loss
             start += nb
-        if not all_finite(params, net.n_params):
+        if stop_nonfinite and not all_finite(params, net.n_params):
             # the epoch's last update overflowed: no later batch will see it
             bad_batch[0] = (n - 1) // batch
             memcpy(params, snapshot, net.n_params * sizeof(floating))
@@ -344,53 +397,60 @@ cdef int run_epochs(Net* net, Optimizer* opt, const floating* X, const floating*
 
 # ------------------------------------------------------ loss and gradient
 
-cdef int loss_gradient_rows(Net* net, floating* params, const floating* X,
-                            const floating* Y, const floating* sw, Py_ssize_t n, int loss,
-                            double alpha, floating* grads, floating* work, double* acc,
-                            double* cost) except -1 nogil:
-    """cost := the whole data set's cost (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D (D as
+cdef int loss_gradient_rows(Net* net, floating* params, const Input* X, const floating* Y,
+                            const floating* sw, Py_ssize_t n, int loss, double alpha,
+                            floating* grads, floating* work, double* acc,
+                            double* value) except -1 nogil:
+    """value := the whole data set's cost (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D (D as
     in train_step) at the current parameters, and its gradient into grads,
     GRAD_CHUNK rows at a time (work: workspace for GRAD_CHUNK-row batches).
-    Polls for Ctrl-C between layers: -1 when a KeyboardInterrupt was raised."""
+    Polls for Ctrl-C between layers (-1: raised; grads then partial)."""
     cdef Py_ssize_t c, start, nb, rows = min(n, GRAD_CHUNK)
     cdef double metric = 0, total = 0, part, work_done = 0
     cdef double denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
+    cdef floating decay = <floating> (alpha / denom)
+    cdef Input chunk = X[0]
     for c in range((n + GRAD_CHUNK - 1) // GRAD_CHUNK):
         start = c * GRAD_CHUNK
         nb = min(GRAD_CHUNK, n - start)
-        if forward_loss(net, params, X + start * net.n_in, Y + start * net.n_out,
-                        sw + start if sw != NULL else NULL, nb, rows, work, loss, denom,
-                        &metric, &part, &work_done) < 0:
-            return -1
+        chunk.first = start
+        forward_loss(net, params, &chunk, Y + start * net.n_out,
+                     sw + start if sw != NULL else NULL, nb, rows, work, loss, denom, &metric,
+                     &part, &work_done)
         total += part
-        if backward(net, NULL, params, grads, NULL, X + start * net.n_in, nb, rows, work,
-                    <floating> (alpha / denom) if c == 0 else 0, c > 0, acc, NULL,
-                    &work_done) < 0:
-            return -1
-    cost[0] = (total + penalty(net, params, alpha)) / denom
+        if c == 0:  # the first chunk writes the gradient (and the penalty's part)
+            backward(net, params, grads, &chunk, nb, rows, work, 1, 1 if decay != 0 else 0, 0,
+                     decay, False, NULL, &work_done, acc)
+        else:       # the others add to it
+            backward(net, params, grads, &chunk, nb, rows, work, 1, 1, 1, 0, False, NULL,
+                     &work_done, acc)
+    value[0] = (total + penalty(net, params, alpha)) / denom
     return 0
 
 
 # ---------------------------------------------------------------- inference
 
-cdef void forward_rows(Net* net, const floating* params, const floating* X,
+cdef void forward_rows(Net* net, const floating* params, const Input* X,
                        Py_ssize_t n, int last_act, floating* buf0, floating* buf1,
                        floating* out) noexcept nogil:
-    """out(n×n_out) := the network on X(n×n_in); the last layer uses last_act.
-    buf0/buf1 hold n×max_width each for the hidden layers."""
+    """out(n×n_out) := the network on the n rows of X; the last layer uses
+    last_act. buf0/buf1 hold n×max_width each for the hidden layers."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
-    cdef const floating* inp = X
+    cdef const floating* inp
     cdef floating* dst
     for l in range(net.n_layers):
         L = &net.layers[l]
         dst = out if l == last else (buf0 if l % 2 == 0 else buf1)
-        dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
-                      last_act if l == last else L.act, dst)
+        if l == 0:
+            first_forward(net, params, X, n, last_act if l == last else L.act, dst)
+        else:
+            dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
+                          last_act if l == last else L.act, dst)
         inp = dst
 
 
-cdef int evaluate_rows(Net* net, const floating* params, const floating* X,
+cdef int evaluate_rows(Net* net, const floating* params, const Input* X,
                        const floating* Y, Py_ssize_t n, int loss, floating* buf,
                        double* total, double* metric) except -1 nogil:
     """total := Σ of the per-example losses over n rows, in chunks; buf holds
@@ -398,30 +458,32 @@ cdef int evaluate_rows(Net* net, const floating* params, const floating* X,
     cdef Py_ssize_t c, start, nb, rows = min(n, CHUNK)
     cdef floating* Z = buf + 2 * rows * net.max_width
     cdef double work_done = 0
+    cdef Input chunk = X[0]
     total[0] = 0
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         nb = min(CHUNK, n - start)
-        forward_rows(net, params, X + start * net.n_in, nb, LINEAR, buf,
-                     buf + rows * net.max_width, Z)
+        chunk.first = start
+        forward_rows(net, params, &chunk, nb, LINEAR, buf, buf + rows * net.max_width, Z)
         total[0] += output_loss(Z, Y + start * net.n_out, NULL, NULL, nb, net.n_out,
-                                net.layers[net.n_layers - 1].act, loss, nb,
-                                metric)
+                                net.layers[net.n_layers - 1].act, loss, nb, metric)
         if poll_signals(&work_done, <double> nb * net.n_params) < 0:
             return -1
     return 0
 
 
-cdef int forward_chunks(Net* net, const floating* params, const floating* X,
+cdef int forward_chunks(Net* net, const floating* params, const Input* X,
                         Py_ssize_t n, int last_act, floating* buf,
                         floating* out) except -1 nogil:
     """out := the network on X, CHUNK rows at a time; buf holds
     2·min(n, CHUNK)·max_width elements. Polls for Ctrl-C between chunks."""
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
     cdef double work_done = 0
+    cdef Input chunk = X[0]
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
-        forward_rows(net, params, X + start * net.n_in, min(CHUNK, n - start), last_act,
+        chunk.first = start
+        forward_rows(net, params, &chunk, min(CHUNK, n - start), last_act,
                      buf, buf + rows * net.max_width, out + start * net.n_out)
         if poll_signals(&work_done, <double> min(CHUNK, n - start) * net.n_params) < 0:
             return -1
@@ -434,7 +496,8 @@ cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
     went around nncore.model's validation from reading out of bounds. rows or
     cols of -1: any (cols -1 also means 1-D)."""
     if a is None or cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
-        raise ValueError(f"{name}: expected a C-contiguous {np.dtype(typenum)} array")
+        raise ValueError(f"{name}: expected a C-contiguous {cnp.PyArray_DescrFromType(typenum)} "
+                         "array")
     if a.ndim != (1 if cols < 0 else 2) or (rows >= 0 and a.shape[0] != rows) or (
             cols >= 0 and a.shape[1] != cols):
         raise ValueError(f"{name}: shape {(<object> a).shape} does not fit the network "
@@ -485,19 +548,51 @@ cdef class Network:
     def __dealloc__(self):
         free(self.net.layers)
 
-    def workspace_size(self, Py_ssize_t batch):
+    cdef Py_ssize_t input_of(self, object X, Input* out) except -1:
+        """Validates X (O(1) checks) and describes it in out; returns its rows.
+        X: a C-contiguous (n×n_in) array of the parameters' dtype, or a CSR
+        matrix (scipy.sparse csr_matrix/csr_array: .data of that dtype, .indices
+        and .indptr intp), whose column indices are trusted to be < n_in."""
+        cdef cnp.ndarray values, indices, indptr
+        cdef Py_ssize_t n
+        out.rows, out.first = NULL, 0
+        if isinstance(X, cnp.ndarray):
+            expect(X, self.typenum, -1, self.net.n_in, "X")
+            out.sparse, out.x, out.indices, out.indptr = False, data(X), NULL, NULL
+            return X.shape[0]
+        if getattr(X, "format", None) != "csr":
+            raise ValueError(f"X: expected an ndarray or a scipy.sparse CSR matrix, got "
+                             f"{type(X).__name__}")
+        n, cols = X.shape
+        if cols != self.net.n_in:
+            raise ValueError(f"X: shape {X.shape} does not fit the network's "
+                             f"{self.net.n_in} inputs")
+        values, indices, indptr = X.data, X.indices, X.indptr
+        expect(values, self.typenum, -1, -1, "X.data")
+        expect(indices, cnp.NPY_INTP, values.shape[0], -1, "X.indices")
+        expect(indptr, cnp.NPY_INTP, n + 1, -1, "X.indptr")
+        if (<Py_ssize_t*> cnp.PyArray_DATA(indptr))[n] > values.shape[0]:
+            raise ValueError("X.indptr: points past the end of X.data")
+        out.sparse = True
+        out.x = data(values)
+        out.indices = <const Py_ssize_t*> data(indices)
+        out.indptr = <const Py_ssize_t*> cnp.PyArray_DATA(indptr)
+        return n
+
+    def workspace_size(self, Py_ssize_t batch, bint sparse=False):
         """Elements of the training workspace for mini-batches of `batch` rows:
         every layer's activations, two gradient buffers, a gathered X, Y and
         row-weight batch, and a copy of the parameters (the epoch's start, for
         divergence)."""
         return (activations_size(&self.net, batch) + 2 * batch * self.net.max_width
-                + batch * (self.net.n_in + self.net.n_out + 1) + self.net.n_params)
+                + batch * ((0 if sparse else self.net.n_in) + self.net.n_out + 1)
+                + self.net.n_params)
 
-    def train_epochs(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray sample_weight,
+    def train_epochs(self, object X, cnp.ndarray Y, cnp.ndarray sample_weight,
                      cnp.ndarray orders, Py_ssize_t batch, cnp.ndarray grads,
                      cnp.ndarray state, cnp.ndarray work, int loss, tuple hyper, double lr,
                      cnp.ndarray progress, cnp.ndarray loss_out, cnp.ndarray metric_out,
-                     double alpha=0.0):
+                     double alpha=0.0, bint stop_nonfinite=True):
         """Runs len(loss_out) epochs of mini-batch training on the parameters.
 
         X (n×n_in), Y (n×n_out); sample_weight: (n,) row weights or empty;
@@ -515,18 +610,24 @@ cdef class Network:
         was not finite (training stopped before that batch's update); 2 when the
         epoch's last update made the parameters non-finite (the epoch's start is
         put back). Ctrl-C raises KeyboardInterrupt within ~SIGNAL_WORK
-        multiply-adds, with progress written (see run_epochs).
+        multiply-adds, with progress written (see run_epochs). X may be a CSR
+        matrix (see input_of).
 
         alpha: L2 penalty on the weights (not the biases), scikit-learn's MLP
         scaling: each batch's cost is (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D and its
         gradient gains alpha·W/D, D = Σᵢ wᵢ for the weighted-mean losses
         (half_squared_error, log_loss, poisson), else the batch's rows. An
         epoch's loss is Σ_batches cost·rows / n — scikit-learn's loss_curve_.
+
+        stop_nonfinite=False: keep training through non-finite batch costs and
+        weights, as scikit-learn's _fit_stochastic does (losses become inf or
+        NaN, weights may become NaN); returns 0 and progress[1] is the first
+        such batch (index within its epoch) or -1.
         """
         cdef Optimizer opt
         cdef Py_ssize_t n, n_epochs, p_size = self.net.n_params
-        expect(X, self.typenum, -1, self.net.n_in, "X")
-        n = X.shape[0]
+        cdef Input inp
+        n = self.input_of(X, &inp)
         expect(Y, self.typenum, n, self.net.n_out, "Y")
         expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
                "sample_weight")
@@ -536,7 +637,7 @@ cdef class Network:
         expect(orders, cnp.NPY_INTP, n_epochs if orders.shape[0] else 0, n, "orders")
         expect(progress, cnp.NPY_INT64, 3, -1, "progress")
         expect(work, self.typenum, -1, -1, "work")
-        if not 0 < batch <= n or work.shape[0] < self.workspace_size(batch):
+        if not 0 < batch <= n or work.shape[0] < self.workspace_size(batch, inp.sparse):
             raise ValueError("batch or work: the workspace does not fit the batch")
         (opt.h.kind, opt.h.momentum, opt.h.nesterov, opt.h.weight_decay, opt.h.beta1,
          opt.h.beta2, opt.h.eps, opt.h.decoupled) = hyper
@@ -550,7 +651,6 @@ cdef class Network:
                else p_size if opt.h.momentum else 0, -1, "state")
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
         cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
-        cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grads)
@@ -565,23 +665,23 @@ cdef class Network:
         try:
             with nogil:
                 if self.is_double:
-                    status = run_epochs(&self.net, &opt, <double*> x, <double*> y,
+                    status = run_epochs(&self.net, &opt, &inp, <double*> y,
                                         <double*> sw, n, order, n_epochs, batch,
                                         <double*> self.p, <double*> g, <double*> st,
-                                        <double*> w, acc, loss, alpha, lo, co, &done,
-                                        &bad_batch)
+                                        <double*> w, acc, loss, alpha, stop_nonfinite, lo,
+                                        co, &done, &bad_batch)
                 else:
-                    status = run_epochs(&self.net, &opt, <float*> x, <float*> y,
+                    status = run_epochs(&self.net, &opt, &inp, <float*> y,
                                         <float*> sw, n, order, n_epochs, batch,
                                         <float*> self.p, <float*> g, <float*> st,
-                                        <float*> w, acc, loss, alpha, lo, co, &done,
-                                        &bad_batch)
+                                        <float*> w, acc, loss, alpha, stop_nonfinite, lo,
+                                        co, &done, &bad_batch)
         finally:
             free(acc)
             progress[0], progress[1], progress[2] = done, bad_batch, opt.t
         return status
 
-    def loss_and_gradient(self, cnp.ndarray X, cnp.ndarray Y, cnp.ndarray sample_weight,
+    def loss_and_gradient(self, object X, cnp.ndarray Y, cnp.ndarray sample_weight,
                           int loss, double alpha, cnp.ndarray grad_out):
         """The cost of the whole data set X (n×n_in), Y (n×n_out) at the current
         parameters, without updating them: returns (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D
@@ -590,9 +690,10 @@ cdef class Network:
         parameters' layout and dtype) — for the weighted-mean losses the
         gradient of scikit-learn's MLP._backprop (its squared error's delta is
         not divided by the outputs). Chunks of rows, GIL released. A
-        non-finite cost is returned as it is."""
-        expect(X, self.typenum, -1, self.net.n_in, "X")
-        cdef Py_ssize_t n = X.shape[0]
+        non-finite cost is returned as it is. Ctrl-C raises KeyboardInterrupt
+        between layers (grad_out then partly written)."""
+        cdef Input inp
+        cdef Py_ssize_t n = self.input_of(X, &inp)
         expect(Y, self.typenum, n, self.net.n_out, "Y")
         expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
                "sample_weight")
@@ -604,7 +705,6 @@ cdef class Network:
         cdef void* work = malloc((activations_size(&self.net, rows)
                                   + 2 * rows * self.net.max_width) * item)
         cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
-        cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grad_out)
@@ -616,13 +716,13 @@ cdef class Network:
         try:
             with nogil:
                 if self.is_double:
-                    loss_gradient_rows(&self.net, <double*> self.p, <double*> x,
-                                       <double*> y, <double*> sw, n, loss, alpha,
-                                       <double*> g, <double*> work, acc, &value)
+                    loss_gradient_rows(&self.net, <double*> self.p, &inp, <double*> y,
+                                       <double*> sw, n, loss, alpha, <double*> g,
+                                       <double*> work, acc, &value)
                 else:
-                    loss_gradient_rows(&self.net, <float*> self.p, <float*> x,
-                                       <float*> y, <float*> sw, n, loss, alpha,
-                                       <float*> g, <float*> work, acc, &value)
+                    loss_gradient_rows(&self.net, <float*> self.p, &inp, <float*> y,
+                                       <float*> sw, n, loss, alpha, <float*> g,
+                                       <float*> work, acc, &value)
         finally:
             free(work)
             free(acc)
@@ -697,27 +797,26 @@ cdef class Network:
             reraise()
         return 0
 
-    cdef int forward_any(self, void* x, Py_ssize_t n, int last_act, void* buf,
+    cdef int forward_any(self, const Input* x, Py_ssize_t n, int last_act, void* buf,
                          void* out) except -1 nogil:
         """forward_chunks on the parameters' dtype."""
         if self.is_double:
-            return forward_chunks(&self.net, <double*> self.p, <double*> x, n, last_act,
+            return forward_chunks(&self.net, <double*> self.p, x, n, last_act,
                                   <double*> buf, <double*> out)
-        return forward_chunks(&self.net, <float*> self.p, <float*> x, n, last_act,
+        return forward_chunks(&self.net, <float*> self.p, x, n, last_act,
                               <float*> buf, <float*> out)
 
-    def forward(self, cnp.ndarray X, cnp.ndarray out, bint logits=False):
-        """out (n×n_out) := the network's outputs on X (the output layer's
-        pre-activation if logits). Ctrl-C raises KeyboardInterrupt between
-        chunks of rows, leaving out partly written."""
-        expect(X, self.typenum, -1, self.net.n_in, "X")
-        expect(out, self.typenum, X.shape[0], self.net.n_out, "out")
-        cdef Py_ssize_t n = X.shape[0]
+    def forward(self, object X, cnp.ndarray out, bint logits=False):
+        """out (n×n_out) := the network's outputs on X (dense or CSR; the output
+        layer's pre-activation if logits). Ctrl-C raises KeyboardInterrupt
+        between chunks of rows, leaving out partly written."""
+        cdef Input x
+        cdef Py_ssize_t n = self.input_of(X, &x)
+        expect(out, self.typenum, n, self.net.n_out, "out")
         cdef int last_act = LINEAR if logits else self.net.layers[self.net.n_layers - 1].act
         cdef size_t need = 2 * min(n, CHUNK) * self.net.max_width
         cdef double small[SMALL_SCRATCH]
         cdef void* buf = <void*> small if need <= SMALL_SCRATCH else malloc(need * sizeof(double))
-        cdef void* x = data(X)
         cdef void* o = data(out)
         # Releasing the GIL costs ~0.1 µs: worth it only when there is real work.
         cdef bint release = n * self.params.shape[0] > RELEASE_GIL_WORK
@@ -726,14 +825,14 @@ cdef class Network:
         try:
             if release:
                 with nogil:
-                    self.forward_any(x, n, last_act, buf, o)
+                    self.forward_any(&x, n, last_act, buf, o)
             else:
-                self.forward_any(x, n, last_act, buf, o)
+                self.forward_any(&x, n, last_act, buf, o)
         finally:
             if buf != <void*> small:
                 free(buf)
 
-    def predict(self, cnp.ndarray X):
+    def predict(self, object X):
         """A new (n×n_out) array of the network's outputs on X; ValueError when
         they are not finite (the forward pass overflowed)."""
         cdef cnp.npy_intp dims[2]
@@ -749,16 +848,15 @@ cdef class Network:
             raise ValueError(OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
         return out
 
-    def evaluate(self, cnp.ndarray X, cnp.ndarray Y, int loss):
-        """(mean loss, metric) of the network on X, Y: the metric is the fraction
-        classified correctly for classification losses, the mean signed error
-        (y − ŷ) for mse/mae."""
-        expect(X, self.typenum, -1, self.net.n_in, "X")
-        expect(Y, self.typenum, X.shape[0], self.net.n_out, "Y")
-        cdef Py_ssize_t n = X.shape[0]
+    def evaluate(self, object X, cnp.ndarray Y, int loss):
+        """(mean loss, metric) of the network on X (dense or CSR), Y: the metric
+        is the fraction classified correctly for classification losses, the
+        mean signed error (y − ŷ) for mse/mae."""
+        cdef Input x
+        cdef Py_ssize_t n = self.input_of(X, &x)
+        expect(Y, self.typenum, n, self.net.n_out, "Y")
         cdef size_t item = 8 if self.is_double else 4
         cdef void* buf = malloc(min(n, CHUNK) * (2 * self.net.max_width + self.net.n_out) * item)
-        cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef double total, metric = 0
         if buf == NULL:
@@ -766,10 +864,10 @@ cdef class Network:
         try:
             with nogil:
                 if self.is_double:
-                    evaluate_rows(&self.net, <double*> self.p, <double*> x, <double*> y, n,
+                    evaluate_rows(&self.net, <double*> self.p, &x, <double*> y, n,
                                   loss, <double*> buf, &total, &metric)
                 else:
-                    evaluate_rows(&self.net, <float*> self.p, <float*> x, <float*> y, n,
+                    evaluate_rows(&self.net, <float*> self.p, &x, <float*> y, n,
                                   loss, <float*> buf, &total, &metric)
         finally:
             free(buf)

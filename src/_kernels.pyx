@@ -19,7 +19,8 @@ from _activation cimport (bias_activation as _bias_activation,
                           exp_nonpositive as _exp_nonpositive)
 from _loss cimport output_loss as _output_loss
 from _layer cimport (dense_forward as _dense_forward, dense_backward as _dense_backward,
-                     l2_penalty as _l2_penalty, l2_gradient as _l2_gradient)
+                     l2_penalty as _l2_penalty, l2_gradient as _l2_gradient,
+                     csr_forward as _csr_forward, csr_backward as _csr_backward)
 from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
 
@@ -114,6 +115,36 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ 
         _dense_backward(&X[0, 0], &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
                         &W[0, 0], prev_act, dx, &gW[0, 0], &gb[0], <floating> alpha,
                         <floating> beta, bb, &acc[0])
+
+
+def csr_forward(const floating[::1] data not None, const Py_ssize_t[::1] indices not None,
+                const Py_ssize_t[::1] indptr not None, const Py_ssize_t[::1] rows,
+                const floating[:, ::1] W not None, const floating[::1] b not None, int act,
+                floating[:, ::1] A not None):
+    """A := f(X[rows]·W + b) for the CSR matrix X = (data, indices, indptr) and
+    A.shape[0] of its rows: rows[i], or i when rows is None."""
+    cdef const Py_ssize_t* r = NULL if rows is None else &rows[0]
+    cdef const floating* d = &data[0] if data.shape[0] else NULL
+    cdef const Py_ssize_t* ix = &indices[0] if indices.shape[0] else NULL
+    with nogil:
+        _csr_forward(d, ix, &indptr[0], r, 0, A.shape[0], &W[0, 0], &b[0], W.shape[1], act,
+                     &A[0, 0])
+
+
+def csr_backward(const floating[::1] data not None, const Py_ssize_t[::1] indices not None,
+                 const Py_ssize_t[::1] indptr not None, const Py_ssize_t[::1] rows,
+                 const floating[:, ::1] dZ not None, floating[:, ::1] gW not None,
+                 floating[::1] gb not None, double alpha, double beta, double beta_b):
+    """gW := alpha·X[rows]ᵀ·dZ + beta·gW; gb := alpha·Σ dZ + beta_b·gb, for the
+    CSR matrix X = (data, indices, indptr) and dZ.shape[0] of its rows."""
+    cdef const Py_ssize_t* r = NULL if rows is None else &rows[0]
+    cdef const floating* d = &data[0] if data.shape[0] else NULL
+    cdef const Py_ssize_t* ix = &indices[0] if indices.shape[0] else NULL
+    cdef double[::1] acc = np.empty(max(gW.shape[1], 1))
+    with nogil:
+        _csr_backward(d, ix, &indptr[0], r, 0, dZ.shape[0], &dZ[0, 0], gW.shape[0], gW.shape[1],
+                      &gW[0, 0], &gb[0], <floating> alpha, <floating> beta, <floating> beta_b,
+                      &acc[0])
 
 
 def l2_penalty(const floating[::1] W not None):

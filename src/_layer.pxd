@@ -67,3 +67,65 @@ cdef inline void dense_backward(const floating* X, const floating* dZ, Py_ssize_
     gemm(True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
          <int> n_out, beta, gW, <int> n_out)
     column_sums(dZ, n, n_out, acc, alpha, beta_b, gb)
+
+
+# The first layer on sparse input: X is n rows of a CSR matrix (values data,
+# column indices, row pointers indptr), picked by `rows` (or rows first,
+# first+1, … when rows is NULL), so a shuffled mini-batch is never gathered
+# or densified. Costs nnz·n_out instead of n·n_in·n_out.
+
+cdef inline Py_ssize_t csr_row(const Py_ssize_t* rows, Py_ssize_t first,
+                               Py_ssize_t i) noexcept nogil:
+    return rows[i] if rows != NULL else first + i
+
+
+cdef inline void csr_forward(const floating* data, const Py_ssize_t* indices,
+                             const Py_ssize_t* indptr, const Py_ssize_t* rows,
+                             Py_ssize_t first, Py_ssize_t n, const floating* W,
+                             const floating* b, Py_ssize_t n_out, int act,
+                             floating* A_out) noexcept nogil:
+    """A_out(n×n_out) := f(X·W + b) for the n CSR rows of X selected by rows/first."""
+    cdef Py_ssize_t i, j, p, r
+    cdef floating x
+    cdef floating* a
+    cdef const floating* w
+    for i in range(n):
+        r = csr_row(rows, first, i)
+        a = A_out + i * n_out
+        for j in range(n_out):
+            a[j] = 0
+        for p in range(indptr[r], indptr[r + 1]):
+            x = data[p]
+            w = W + indices[p] * n_out
+            for j in range(n_out):
+                a[j] += x * w[j]
+    bias_activation(A_out, b, n, n_out, act)
+
+
+cdef inline void csr_backward(const floating* data, const Py_ssize_t* indices,
+                              const Py_ssize_t* indptr, const Py_ssize_t* rows,
+                              Py_ssize_t first, Py_ssize_t n, const floating* dZ,
+                              Py_ssize_t n_in, Py_ssize_t n_out, floating* gW, floating* gb,
+                              floating alpha, floating beta, floating beta_b,
+                              double* acc) noexcept nogil:
+    """gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta_b·gb for the n CSR
+    rows of X selected by rows/first (the first layer: no dX); gW may be W."""
+    cdef Py_ssize_t i, j, p, r, size = n_in * n_out
+    cdef floating c
+    cdef floating* g
+    cdef const floating* d
+    if beta == 0:
+        for j in range(size):
+            gW[j] = 0
+    elif beta != 1:
+        for j in range(size):
+            gW[j] *= beta
+    for i in range(n):
+        r = csr_row(rows, first, i)
+        d = dZ + i * n_out
+        for p in range(indptr[r], indptr[r + 1]):
+            c = alpha * data[p]
+            g = gW + indices[p] * n_out
+            for j in range(n_out):
+                g[j] += c * d[j]
+    column_sums(dZ, n, n_out, acc, alpha, beta_b, gb)

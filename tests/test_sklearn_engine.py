@@ -45,7 +45,6 @@ def weighted_mean_ref(Z, Y, w, act, loss, dtype):
     """(P, Σᵢ wᵢ·ℓᵢ, dZ = wᵢ·(P − Y)/Σw (⊙ f' for the squared error)) in float64,
     straight from scikit-learn's squared_loss / log_loss / binary_log_loss /
     poisson_loss and MLP._backprop."""
-    k = Z.shape[1]
     if act == SOFTMAX:
         P = np.exp(Z - np.logaddexp.reduce(Z, axis=1, keepdims=True))
     else:
@@ -424,3 +423,93 @@ def test_bad_input():
     with pytest.raises(ValueError, match="shape"):
         model._net.loss_and_gradient(np.zeros((3, 4)), np.zeros((3, 1)), np.zeros(0),
                                      losses.POISSON, 0.0, np.zeros(2))
+
+
+# ------------------------------------------------------------ sparse input
+
+sparse = pytest.importorskip("scipy.sparse")
+
+
+def random_csr(rng, n, d, dtype, density=0.3):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    X[rng.random((n, d)) > density] = 0
+    X[0] = 0  # an empty row
+    return X, nncore.validation.as_input(sparse.csr_matrix(X), np.dtype(dtype), d)
+
+
+@pytest.mark.parametrize("shuffled", [False, True], ids=["rows", "picked"])
+@pytest.mark.parametrize("n,d,k", [(1, 1, 1), (6, 9, 4), (40, 300, 7)])
+def test_csr_first_layer_kernels(assert_close, rng, dtype, n, d, k, shuffled):
+    """csr_forward / csr_backward (compiled and twin) equal the dense product on
+    the same rows; the rows may be any picked subset, in any order."""
+    Xd, Xs = random_csr(rng, n, d, dtype)
+    rows = rng.permutation(n).astype(np.intp)[: max(1, n // 2)] if shuffled else None
+    picked = Xd[rows] if shuffled else Xd
+    W = rng.standard_normal((d, k)).astype(dtype)
+    b = rng.standard_normal(k).astype(dtype)
+    expected = np.tanh(f64(picked) @ f64(W) + f64(b))
+    scale = np.abs(f64(picked)) @ np.abs(f64(W)) + np.abs(f64(b))
+    m = picked.shape[0]
+    A = np.full((m, k), np.nan, dtype)
+    K.csr_forward(Xs.data, Xs.indices, Xs.indptr, rows, W, b, TANH, A)
+    assert_close(A, expected, dtype, scale)
+    twin = layers.csr_forward(Xs[rows] if shuffled else Xs, W, b, TANH, np.empty((m, k), dtype))
+    assert_close(twin, expected, dtype, scale)
+    dZ = rng.standard_normal((m, k)).astype(dtype)
+    gW0, gb0 = rng.standard_normal((d, k)).astype(dtype), rng.standard_normal(k).astype(dtype)
+    exp_W = -0.5 * f64(picked).T @ f64(dZ) + 0.9 * f64(gW0)
+    exp_b = -0.5 * f64(dZ).sum(0) + f64(gb0)
+    sc_W = 0.5 * np.abs(f64(picked)).T @ np.abs(f64(dZ)) + np.abs(f64(gW0))
+    sc_b = 0.5 * np.abs(f64(dZ)).sum(0) + np.abs(f64(gb0))
+    for fn in ("compiled", "twin"):
+        gW, gb = gW0.copy(), gb0.copy()
+        if fn == "compiled":
+            K.csr_backward(Xs.data, Xs.indices, Xs.indptr, rows, dZ, gW, gb, -0.5, 0.9, 1.0)
+        else:
+            layers.csr_backward(Xs[rows] if shuffled else Xs, dZ, gW, gb, -0.5, 0.9, 1.0)
+        assert_close(gW, exp_W, dtype, sc_W)
+        assert_close(gb, exp_b, dtype, sc_b)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sparse_and_dense_input_train_alike(backend, dtype):
+    """fit (shuffled mini-batches, validation split), predict, evaluate and
+    loss_and_gradient on a CSR or CSC X give what they give on X.toarray()."""
+    rng = np.random.default_rng(8)
+    Xd, _ = random_csr(rng, 300, 20, dtype)
+    y = rng.integers(0, 3, 300)
+    results = []
+    for X in (Xd, sparse.csr_matrix(Xd), sparse.csc_matrix(Xd)):
+        model = nncore.Sequential([nncore.Dense(20, 6, "relu"), nncore.Dense(6, 3, "softmax")],
+                                  loss="log_loss", alpha=0.1, seed=0, dtype=dtype,
+                                  backend=backend,
+                                  optimizer=nncore.SGD(0.1, momentum=0.9, form="sklearn"))
+        history = model.fit(X, y, epochs=3, batch_size=32, validation_split=0.2)
+        results.append((model.get_weights()[0], model.predict(X), history.history["val_loss"],
+                        model.evaluate(X, y)["loss"], model.loss_and_gradient(X, y)[1]))
+    tol = 1e-4 if dtype == "float32" else 1e-12
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=tol, atol=tol)
+
+
+def test_sparse_bad_input():
+    model = grad_model("mse", "linear", 1, 0.0, "cython")
+    with pytest.raises(ValueError, match="features"):
+        model.predict(sparse.csr_matrix(np.ones((2, 3))))
+    bad = sparse.csr_matrix(np.ones((2, 4)))
+    bad.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(bad, [1.0, 2.0])
+    with pytest.raises(ValueError, match="CSR"):  # the engine refuses another format
+        model._net.predict(sparse.csc_matrix(np.ones((2, 4))))
+    raw = sparse.csr_matrix(np.ones((2, 4)))
+    raw.indices = raw.indices.astype(np.int32)  # the engine needs intp (as_input converts)
+    with pytest.raises(ValueError, match="X.indices: expected a C-contiguous int64"):
+        model._net.predict(raw)
+    with pytest.raises(ValueError, match="orders: expected a C-contiguous int64"):
+        model._net.train_epochs(np.ones((2, 4)), np.ones((2, 1)), np.zeros(0),
+                                np.zeros((1, 2), np.int32), 2, np.zeros(0), np.zeros(0),
+                                np.zeros(1000), 0, nncore.SGD(0.1).hyper(), 0.1,
+                                np.zeros(3, np.int64), np.zeros(1), np.zeros(1))

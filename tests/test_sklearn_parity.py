@@ -13,14 +13,14 @@ import warnings
 import numpy as np
 import pytest
 
-sklearn_nn = pytest.importorskip("sklearn.neural_network")
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.utils import gen_batches, shuffle  # noqa: E402
+from nncore import _engine, reference
+from nncore.activations import ACTIVATIONS
+from nncore.losses import LOSSES
+from nncore.optimizers import SGD, Adam
 
-from nncore import _engine, reference  # noqa: E402
-from nncore.activations import ACTIVATIONS  # noqa: E402
-from nncore.losses import LOSSES  # noqa: E402
-from nncore.optimizers import Adam, SGD  # noqa: E402
+sklearn_nn = pytest.importorskip("sklearn.neural_network")
+ConvergenceWarning = pytest.importorskip("sklearn.exceptions").ConvergenceWarning
+shuffle = pytest.importorskip("sklearn.utils").shuffle
 
 BACKENDS = {"cython": _engine, "numpy": reference}
 #: scikit-learn's activation names -> nncore's
@@ -53,7 +53,7 @@ def flat(weights):
     return np.concatenate([w.ravel() for w in weights])
 
 
-def engine_fit(est, X, Y, sample_weight, epochs, backend, lr_schedule=None):
+def engine_fit(est, X, Y, sample_weight, epochs, backend, lr_schedule=None, stop_nonfinite=True):
     """Train nncore's engine as scikit-learn's _fit_stochastic would, one epoch
     per call; returns (weights list [W1, b1, ...], loss curve)."""
     n = X.shape[0]
@@ -86,7 +86,7 @@ def engine_fit(est, X, Y, sample_weight, epochs, backend, lr_schedule=None):
             orders = np.zeros((0, n), np.intp)
         lo, mo = np.empty(1), np.empty(1)
         status = net.train_epochs(X, Y, sw, orders, batch, grads, state, work, loss_code, hyper,
-                                  lr, progress, lo, mo, est.alpha)
+                                  lr, progress, lo, mo, est.alpha, stop_nonfinite)
         assert status == 0
         curve.append(lo[0])
         if lr_schedule == "invscaling":
@@ -265,7 +265,7 @@ def sklearn_loss_grad(est, X, y, sw, weights):
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_loss_and_gradient_matches_sklearn(kind, weighted, backend):
-    X, y, Y = data(kind, n=2500)  # more rows than one chunk
+    X, _, Y = data(kind, n=2500)  # more rows than one chunk
     sw = np.random.default_rng(1).uniform(0.2, 2.0, X.shape[0]) if weighted else None
     est = estimator(kind, hidden_layer_sizes=(7, 5), random_state=3, alpha=0.3,
                     activation="tanh")
@@ -281,3 +281,90 @@ def test_loss_and_gradient_matches_sklearn(kind, weighted, backend):
     np.testing.assert_allclose(loss, their_loss, rtol=1e-12)
     np.testing.assert_allclose(grad, their_grad, rtol=0, atol=1e-12 * np.abs(their_grad).max())
     np.testing.assert_array_equal(params, flat(weights))  # no update
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_sparse_input_matches_sklearn(solver, backend):
+    """scikit-learn fitted on a CSR X, nncore reading the same CSR in place."""
+    from nncore.validation import as_input
+    sparse = pytest.importorskip("scipy.sparse")
+    X, y, Y = data("multiclass")
+    X[np.random.default_rng(5).random(X.shape) < 0.6] = 0
+    Xs = sparse.csr_matrix(X)
+    est = estimator("multiclass", hidden_layer_sizes=(7,), random_state=3, batch_size=32,
+                    solver=solver, learning_rate_init=0.05, alpha=1e-3)
+    theirs, their_curve = sklearn_fit(est, Xs, y, None, 4)
+    ours, our_curve = engine_fit(est, as_input(Xs, np.dtype(np.float64), X.shape[1]), Y, None,
+                                 4, backend)
+    assert_same(ours, theirs)
+    np.testing.assert_allclose(our_curve, their_curve, rtol=RTOL)
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "regression", "poisson"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_float32_follows_sklearn(kind, solver):
+    """scikit-learn trains float32 X in float32; so does the engine (its sums
+    accumulate in double, so agreement is to float32 rounding, not exact)."""
+    X, y, Y = data(kind)
+    X32, Y32 = X.astype(np.float32), Y.astype(np.float32)
+    est = estimator(kind, hidden_layer_sizes=(7, 5), random_state=3, batch_size=32,
+                    solver=solver, learning_rate_init=0.01, alpha=1e-3)
+    theirs, their_curve = sklearn_fit(est, X32, y.astype(np.float32) if kind in (
+        "regression", "poisson") else y, None, 3)
+    assert theirs[0].dtype == np.float32
+    ours, our_curve = engine_fit32(est, X32, Y32, 3)
+    for a, b in zip(ours, theirs):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+    np.testing.assert_allclose(our_curve, their_curve, rtol=1e-4)
+
+
+def engine_fit32(est, X, Y, epochs):
+    """engine_fit in float32 (the initial draws cast as scikit-learn casts them)."""
+    n = X.shape[0]
+    units = [X.shape[1], *est.hidden_layer_sizes, Y.shape[1]]
+    layout, size = layout_of(units, est.activation, est._out)
+    rs = np.random.RandomState(est.random_state)
+    params = flat(initial_weights(est, units, rs)).astype(np.float32)
+    net = _engine.Network(params, layout)
+    opt = (SGD(est.learning_rate_init, momentum=est.momentum, nesterov=est.nesterovs_momentum,
+               form="sklearn") if est.solver == "sgd"
+           else Adam(est.learning_rate_init, est.beta_1, est.beta_2, est.epsilon, form="sklearn"))
+    grads, state = np.zeros(size, np.float32), np.zeros(opt.n_state * size, np.float32)
+    work = np.empty(net.workspace_size(32), np.float32)
+    progress, idx, curve = np.zeros(3, np.int64), np.arange(n), []
+    for _ in range(epochs):
+        idx = shuffle(idx, random_state=rs)
+        lo, mo = np.empty(1), np.empty(1)
+        assert net.train_epochs(X, Y, np.zeros(0, np.float32), idx[None, :].astype(np.intp), 32,
+                                grads, state, work, LOSSES[est._nncore_loss], opt.hyper(),
+                                est.learning_rate_init, progress, lo, mo, est.alpha) == 0
+        curve.append(lo[0])
+    weights = []
+    for n_in, n_out, _, w, b in layout:
+        weights += [params[w:w + n_in * n_out].reshape(n_in, n_out), params[b:b + n_out]]
+    return weights, curve
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scikit-learn's overflow warnings
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("activation", ["identity", "relu"])  # (tanh, logistic saturate)
+def test_divergence_like_sklearn(activation, backend):
+    """With stop_nonfinite=False the engine trains on through an infinite loss
+    and NaN weights as scikit-learn does: the same loss_curve_ (inf, then NaN)
+    and the same weights, NaN where scikit-learn's are."""
+    X, y, Y = data("regression1")
+    X = X * 30
+    est = estimator("regression1", hidden_layer_sizes=(7,), random_state=3, batch_size=32,
+                    solver="sgd", activation=activation, learning_rate_init=0.5)
+    with pytest.raises(ValueError, match="non-finite parameter weights"):
+        sklearn_fit(est, X, y, None, 5)
+    theirs = [a for pair in zip(est.coefs_, est.intercepts_) for a in pair]
+    ours, curve = engine_fit(est, X, Y, None, 5, backend, stop_nonfinite=False)
+    assert not np.isfinite(curve).all()
+    np.testing.assert_array_equal(np.isfinite(curve), np.isfinite(est.loss_curve_))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
+        finite = np.isfinite(b)
+        np.testing.assert_allclose(a[finite], b[finite], rtol=1e-9)

@@ -1,0 +1,97 @@
+"""scikit-learn's MLPClassifier against nncore.sklearn's, side by side: the same
+data, the same parameters, the same random_state (so both fit the same model
+and run the same number of epochs). `python benchmarks/report.py --only bench_sklearn`
+prints the ratios.
+
+Cases: the 8×8 digits with the default parameters (adam, 100 relu units,
+batch 200, up to 200 epochs with tol stopping); a 20,000 × 100 synthetic
+10-class set with sgd, adam (10 epochs each, no early stop) and lbfgs (50
+iterations); predict on 1,000 rows of that set. NNCORE_BENCH_SKLEARN_ROWS
+shrinks the synthetic set (e.g. 500) to check that the suite runs.
+"""
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+from sklearn import neural_network as sk  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+
+from nncore import sklearn as nk  # noqa: E402
+from workloads import warm_up  # noqa: E402
+
+ROWS = int(os.environ.get("NNCORE_BENCH_SKLEARN_ROWS", "20000"))
+EPOCHS = 10
+IMPLEMENTATIONS = {"sklearn": sk.MLPClassifier, "nncore": nk.MLPClassifier}
+
+
+def digits():
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def synthetic(rows=ROWS):
+    rng = np.random.RandomState(0)
+    X = rng.randn(rows, 100)
+    y = (X[:, :10] @ rng.randn(10, 10)).argmax(axis=1)
+    return X, y
+
+
+#: case -> (data, estimator parameters, description)
+CASES = {
+    "digits-defaults": (digits, dict(random_state=0),
+                        "digits 1,797 × 64, defaults (adam, (100,), tol stop)"),
+    "synthetic-sgd": (synthetic, dict(solver="sgd", learning_rate_init=0.01, max_iter=EPOCHS,
+                                      n_iter_no_change=EPOCHS + 1, random_state=0),
+                      f"{ROWS:,} × 100, 10 classes, sgd, {EPOCHS} epochs, batch 200"),
+    "synthetic-adam": (synthetic, dict(solver="adam", max_iter=EPOCHS,
+                                       n_iter_no_change=EPOCHS + 1, random_state=0),
+                       f"{ROWS:,} × 100, 10 classes, adam, {EPOCHS} epochs, batch 200"),
+    "synthetic-lbfgs": (synthetic, dict(solver="lbfgs", max_iter=50, random_state=0),
+                        f"{ROWS:,} × 100, 10 classes, lbfgs, 50 iterations"),
+}
+
+
+def fit_call(implementation, case):
+    make_data, params, _ = CASES[case]
+    X, y = make_data()
+    est = IMPLEMENTATIONS[implementation](**params)
+
+    def run():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+    return run
+
+
+@pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_sklearn_fit(benchmark, case, implementation):
+    run = fit_call(implementation, case)
+    run()   # warm: first-call allocations, BLAS start-up
+    benchmark.group = f"sklearn face: fit {case}"
+    benchmark.extra_info.update(suite="sklearn", workload=f"sklearn-fit-{case}",
+                                implementation=implementation,
+                                description=CASES[case][2])
+    benchmark.pedantic(run, rounds=3, iterations=1)
+
+
+@pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
+def test_sklearn_predict(benchmark, implementation):
+    X, y = synthetic()
+    est = IMPLEMENTATIONS[implementation](max_iter=2, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    rows = X[:1000]
+    run = lambda: est.predict(rows)   # noqa: E731
+    warm_up(run)
+    benchmark.group = "sklearn face: predict 1,000 rows"
+    benchmark.extra_info.update(suite="sklearn", workload="sklearn-predict",
+                                implementation=implementation,
+                                description="predict 1,000 rows, 100-100-10")
+    benchmark.pedantic(run, rounds=200, iterations=5, warmup_rounds=10)

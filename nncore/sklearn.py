@@ -1,0 +1,469 @@
+"""scikit-learn's MLPClassifier and MLPRegressor, trained by nncore's engine.
+
+    from nncore.sklearn import MLPClassifier, MLPRegressor   # instead of sklearn.neural_network
+
+The two classes subclass scikit-learn's own public estimators and replace only
+the hot path: the stochastic solvers' epochs (``_fit_stochastic``), the
+full-batch loss and gradient under L-BFGS (``_fit_lbfgs``) and the forward
+pass behind predict (``_forward_pass_fast``). Everything else — parameters and
+their validation (``_parameter_constraints``), target encoding
+(``LabelBinarizer``), the weight initialisation (``_init_coef``: Glorot-uniform
+draws from ``random_state``, factor 2 for 'logistic'), ``partial_fit`` and
+``warm_start``, the non-finite-weights error, ``score`` and the fitted
+attributes — is scikit-learn's code, so the estimators behave as scikit-learn's
+do. The Python left here per epoch is what scikit-learn's loop does per epoch:
+draw the batch order (``sklearn.utils.shuffle`` with the same RandomState),
+read the epoch's loss, apply ``tol``/``n_iter_no_change``, the 'adaptive' and
+'invscaling' learning rates, the early-stopping score, and ``verbose`` lines.
+Each epoch's batches run in the compiled engine (nncore._engine) without the
+GIL.
+
+Why subclass rather than re-implement: the private methods replaced here have
+had the same signatures for years, while the parts kept (validation, encoding,
+partial_fit/warm_start rules, the estimator-check behaviour) are large and
+subtle. The coupling is made explicit: importing this module checks that the
+installed scikit-learn is in the supported range (SUPPORTED) and raises an
+ImportError naming it otherwise.
+
+Reference: scikit-learn 1.9.1, sklearn/neural_network/_multilayer_perceptron.py
+and _stochastic_optimizers.py (the algorithm reproduced here).
+"""
+import re
+import warnings
+
+import numpy as np
+
+DIST = "nncore-cpu"
+#: the scikit-learn versions whose private MLP methods this module overrides
+SUPPORTED = ((1, 9), (1, 10))  # >= 1.9, < 1.10
+_RANGE = "scikit-learn>=1.9,<1.10"
+
+try:
+    import sklearn
+except ImportError as exc:
+    raise ImportError(f"nncore.sklearn needs {_RANGE}, which is not installed; install it "
+                      f'with: pip install "{DIST}[sklearn]"') from exc
+
+_version = tuple(int(p) for p in re.match(r"(\d+)\.(\d+)", sklearn.__version__).groups())
+if not SUPPORTED[0] <= _version < SUPPORTED[1]:
+    raise ImportError(f"nncore.sklearn supports {_RANGE} (it overrides private methods of "
+                      f"sklearn.neural_network); scikit-learn {sklearn.__version__} is "
+                      f'installed. Install a supported version with: pip install "{DIST}[sklearn]"')
+
+from numbers import Integral  # noqa: E402
+
+import scipy.optimize  # noqa: E402
+import scipy.sparse as sp  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.neural_network import MLPClassifier as _SkMLPClassifier  # noqa: E402
+from sklearn.neural_network import MLPRegressor as _SkMLPRegressor  # noqa: E402
+from sklearn.neural_network._multilayer_perceptron import _pack  # noqa: E402
+from sklearn.neural_network._stochastic_optimizers import (  # noqa: E402
+    AdamOptimizer, SGDOptimizer)
+from sklearn.base import is_classifier  # noqa: E402
+from sklearn.utils import shuffle  # noqa: E402
+from sklearn.utils._param_validation import Interval  # noqa: E402
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict  # noqa: E402
+from sklearn.utils.optimize import _check_optimize_result  # noqa: E402
+from sklearn.utils.validation import validate_data  # noqa: E402
+
+from . import _engine  # noqa: E402
+from .activations import ACTIVATIONS  # noqa: E402
+from .blas import default_threads, threads as blas_threads  # noqa: E402
+from .losses import LOSSES  # noqa: E402
+from .optimizers import SGD, Adam  # noqa: E402
+from .validation import as_input  # noqa: E402
+
+__all__ = ["MLPClassifier", "MLPRegressor"]
+
+
+#: scikit-learn's activation names -> nncore's
+_ACTIVATION_NAMES = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh",
+                     "relu": "relu", "softmax": "softmax", "exp": "exp"}
+#: scikit-learn's output activation -> the loss it is trained with (_base.LOSS_FUNCTIONS)
+_OUTPUT_LOSS = {"identity": "half_squared_error", "exp": "poisson", "softmax": "log_loss",
+                "logistic": "log_loss"}
+
+
+class _Net:
+    """One network as the engine sees it: a flat parameter vector in nncore's
+    layout (per layer W (n_in × n_out, row-major) then b), its layout table and
+    the compiled nncore._engine.Network over them. coefs()/intercepts() are
+    views into the vector (scikit-learn's coefs_/intercepts_ layout)."""
+
+    def __init__(self, coefs, intercepts, activation, out_activation, dtype):
+        _check_weights(coefs, intercepts)
+        rows, off = [], 0
+        last = len(coefs) - 1
+        for i, W in enumerate(coefs):
+            n_in, n_out = W.shape
+            act = _ACTIVATION_NAMES[out_activation if i == last else activation]
+            rows.append((n_in, n_out, ACTIVATIONS[act], off, off + n_in * n_out))
+            off += n_in * n_out + n_out
+        self.layout = np.array(rows, dtype=np.intp)
+        self.params = np.empty(off, dtype)
+        self.loss = LOSSES[_OUTPUT_LOSS[out_activation]]
+        for W, b, view_W, view_b in zip(coefs, intercepts, self.coefs(), self.intercepts()):
+            view_W[...] = W
+            view_b[...] = b
+        self.network = _engine.Network(self.params, self.layout)
+        self.grads = None
+        self.work = None
+
+    def coefs(self):
+        return [self.params[w:w + n_in * n_out].reshape(n_in, n_out)
+                for n_in, n_out, _, w, _ in self.layout]
+
+    def intercepts(self):
+        return [self.params[b:b + n_out] for _, n_out, _, _, b in self.layout]
+
+    def sklearn_order(self):
+        """perm with params[perm] == scikit-learn's packed vector (_pack: every W
+        raveled, then every b)."""
+        return np.concatenate([np.arange(w, w + n_in * n_out) for n_in, n_out, _, w, _
+                               in self.layout]
+                              + [np.arange(b, b + n_out) for _, n_out, _, _, b in self.layout])
+
+    def forward(self, X):
+        """The network's outputs on X (n × n_out), non-finite values included."""
+        out = np.empty((X.shape[0], int(self.layout[-1, 1])), self.params.dtype)
+        self.network.forward(X, out)
+        return out
+
+    def epoch(self, X, Y, sample_weight, order, batch, optimizer, alpha, state, progress):
+        """One epoch of mini-batches of `batch` rows (consecutive slices of
+        `order`, or storage order when it is None) updating the parameters in
+        place; returns the epoch's mean loss (scikit-learn's loss_curve_ entry).
+        Like scikit-learn, it trains on through non-finite costs and weights."""
+        n = X.shape[0]
+        size = self.network.workspace_size(batch, sparse=sp.issparse(X))
+        if self.work is None or self.work.shape[0] < size:
+            self.work = np.empty(size, self.params.dtype)
+        grads_size = 0 if optimizer.plain else self.params.shape[0]   # plain: folded into the GEMM
+        if self.grads is None or self.grads.shape[0] != grads_size:
+            self.grads = np.empty(grads_size, self.params.dtype)
+        orders = (np.empty((0, n), np.intp) if order is None else order.reshape(1, n))
+        loss_out, metric_out = np.empty(1), np.empty(1)
+        self.network.train_epochs(
+            X, Y, _empty(self.params.dtype) if sample_weight is None else sample_weight,
+            orders, batch, self.grads, state, self.work, self.loss, optimizer.hyper(),
+            optimizer.current_lr, progress, loss_out, metric_out, alpha=alpha,
+            stop_nonfinite=False)
+        return float(loss_out[0])
+
+    def loss_grad(self, X, Y, sample_weight, alpha):
+        """(loss, gradient in the engine's layout) of the whole data set at the
+        current parameters, penalty included: scikit-learn's _loss_grad_lbfgs."""
+        if self.grads is None or self.grads.shape[0] != self.params.shape[0]:
+            self.grads = np.empty(self.params.shape[0], self.params.dtype)
+        sw = _empty(self.params.dtype) if sample_weight is None else sample_weight
+        loss = self.network.loss_and_gradient(X, Y, sw, self.loss, alpha, self.grads)
+        return loss, self.grads
+
+
+def _check_weights(coefs, intercepts):
+    """coefs_/intercepts_ (which users may assign) must chain: the engine trusts
+    the layer shapes it is given. ValueError otherwise."""
+    coefs, intercepts = list(coefs), list(intercepts)
+    if not coefs or len(coefs) != len(intercepts):
+        raise ValueError(f"coefs_ and intercepts_ must be lists of the same non-zero length "
+                         f"(one per layer), got {len(coefs)} and {len(intercepts)}")
+    for i, (W, b) in enumerate(zip(coefs, intercepts)):
+        W, b = np.asarray(W), np.asarray(b)
+        if W.ndim != 2 or b.shape != (W.shape[1],) or 0 in W.shape:
+            raise ValueError(f"coefs_[{i}] has shape {W.shape} and intercepts_[{i}] {b.shape}; "
+                             "expected (fan_in, fan_out) and (fan_out,)")
+        if i and W.shape[0] != np.shape(coefs[i - 1])[1]:
+            raise ValueError(f"coefs_[{i}] has {W.shape[0]} rows but layer {i - 1} has "
+                             f"{np.shape(coefs[i - 1])[1]} outputs")
+
+
+def _empty(dtype):
+    return np.zeros(0, dtype)
+
+
+class _EngineMLP:
+    """The hot path shared by both estimators (mixed in before scikit-learn's class)."""
+
+    _nncore_constraints = {"n_threads": [None, Interval(Integral, 1, None, closed="left")]}
+
+    def _threads(self):
+        return blas_threads(default_threads() if self.n_threads is None else self.n_threads)
+
+    def _net(self, dtype, bind=False):
+        """A _Net over a copy of coefs_/intercepts_ in dtype. bind: coefs_ and
+        intercepts_ become views into its vector, so training continues from
+        whatever was assigned to them and every epoch is visible in them."""
+        net = _Net(self.coefs_, self.intercepts_, self.activation, self.out_activation_, dtype)
+        if bind:
+            self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
+        return net
+
+    def _forward_pass_fast(self, X, check_input=True):
+        """The network's outputs on X (n_samples × n_outputs), output activation
+        applied, computed by the engine; X dense or CSR/CSC. As in scikit-learn
+        the result has the dtype of X and the weights combined, and non-finite
+        outputs are returned, not raised."""
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        dtype = np.result_type(X.dtype, self.coefs_[0].dtype)
+        net = self._net(dtype)
+        with self._threads():
+            return net.forward(_as_engine_input(X, dtype))
+
+    # ------------------------------------------------------------ stochastic solvers
+
+    def _fit_stochastic(self, X, y, sample_weight, activations, deltas, coef_grads,
+                        intercept_grads, layer_units, incremental):
+        # scikit-learn's optimizer objects keep the learning rate and its schedule
+        # ('invscaling' in iteration_ends, 'adaptive' in trigger_stopping) and
+        # Adam's step count t; the engine keeps the velocities / moments, in
+        # self._optimizer_state (engine layout), across partial_fit calls.
+        if not incremental or not hasattr(self, "_optimizer"):
+            if self.solver == "sgd":
+                self._optimizer = SGDOptimizer([], self.learning_rate_init, self.learning_rate,
+                                               self.momentum, self.nesterovs_momentum,
+                                               self.power_t)
+            else:
+                self._optimizer = AdamOptimizer([], self.learning_rate_init, self.beta_1,
+                                                self.beta_2, self.epsilon)
+            self._optimizer_state = None
+
+        # early_stopping in partial_fit doesn't make sense
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        if early_stopping:
+            # don't stratify in multilabel classification
+            should_stratify = is_classifier(self) and self.n_outputs_ == 1
+            stratify = y if should_stratify else None
+            if sample_weight is None:
+                X_train, X_val, y_train, y_val = train_test_split(
+                    X, y, random_state=self._random_state, test_size=self.validation_fraction,
+                    stratify=stratify)
+                sample_weight_train = sample_weight_val = None
+            else:
+                (X_train, X_val, y_train, y_val, sample_weight_train,
+                 sample_weight_val) = train_test_split(
+                    X, y, sample_weight, random_state=self._random_state,
+                    test_size=self.validation_fraction, stratify=stratify)
+            if X_val.shape[0] < 2:
+                raise ValueError("The validation set is too small. Increase "
+                                 "'validation_fraction' or the size of your dataset.")
+            if is_classifier(self):
+                y_val = self._label_binarizer.inverse_transform(y_val)
+        else:
+            X_train, y_train, sample_weight_train = X, y, sample_weight
+            X_val = y_val = sample_weight_val = None
+
+        n_samples = X_train.shape[0]
+        sample_idx = np.arange(n_samples, dtype=np.intp)
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples:
+                warnings.warn("Got `batch_size` less than 1 or larger than "
+                              "sample size. It is going to be clipped")
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+
+        dtype = X_train.dtype
+        net = self._net(dtype, bind=True)
+        X_train = _as_engine_input(X_train, dtype)
+        Y_train = np.ascontiguousarray(y_train, dtype=dtype)
+        sw_train = (None if sample_weight_train is None
+                    else np.ascontiguousarray(sample_weight_train, dtype=dtype))
+        optimizer = self._engine_optimizer()
+        n_state = optimizer.n_state * net.params.shape[0]
+        if self._optimizer_state is None or self._optimizer_state.shape[0] != n_state:
+            self._optimizer_state = np.zeros(n_state, dtype)
+        state = self._optimizer_state = self._optimizer_state.astype(dtype, copy=False)
+        progress = np.array([0, -1, getattr(self._optimizer, "t", 0)], np.int64)
+        try:
+            self.n_iter_ = 0
+            for it in range(self.max_iter):
+                if self.shuffle:
+                    # Only shuffle the sample indices instead of X and y to
+                    # reduce the memory footprint; the engine gathers the batches.
+                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                # sgd: the schedule's rate; Adam: its base rate (the engine computes
+                # the per-step rate from it, as scikit-learn's AdamOptimizer does)
+                optimizer.current_lr = (self._optimizer.learning_rate_init if self.solver == "adam"
+                                        else self._optimizer.learning_rate)
+                with self._threads():
+                    self.loss_ = net.epoch(X_train, Y_train, sw_train,
+                                           sample_idx if self.shuffle else None, batch_size,
+                                           optimizer, self.alpha, state, progress)
+                if self.solver == "adam":
+                    self._optimizer.t = int(progress[2])
+                self.n_iter_ += 1
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.verbose:
+                    print("Iteration %d, loss = %.8f" % (self.n_iter_, self.loss_))
+
+                # update no_improvement_count based on training loss or
+                # validation score according to early_stopping
+                self._update_no_improvement_count(early_stopping, X_val, y_val,
+                                                  sample_weight_val)
+
+                # for learning rate that needs to be updated at iteration end
+                self._optimizer.iteration_ends(self.t_)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    # not better than last `n_iter_no_change` iterations by tol
+                    # stop or decrease learning rate
+                    if early_stopping:
+                        msg = ("Validation score did not improve more than "
+                               "tol=%f for %d consecutive epochs."
+                               % (self.tol, self.n_iter_no_change))
+                    else:
+                        msg = ("Training loss did not improve more than tol=%f"
+                               " for %d consecutive epochs." % (self.tol, self.n_iter_no_change))
+                    if self._optimizer.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+
+                if incremental:
+                    break
+
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn("Stochastic Optimizer: Maximum iterations (%d) "
+                                  "reached and the optimization hasn't converged yet."
+                                  % self.max_iter, ConvergenceWarning)
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.")
+
+        if early_stopping:
+            # restore best weights
+            self.coefs_ = self._best_coefs
+            self.intercepts_ = self._best_intercepts
+
+    def _engine_optimizer(self):
+        """nncore's optimizer in scikit-learn's form, for its hyper() tuple, with
+        the hyper-parameters of scikit-learn's optimizer object (which, as in
+        scikit-learn, partial_fit keeps from its first call)."""
+        opt = self._optimizer
+        if self.solver == "sgd":
+            return SGD(lr=opt.learning_rate_init, momentum=opt.momentum,
+                       nesterov=opt.nesterov and opt.momentum > 0, form="sklearn")
+        return Adam(lr=opt.learning_rate_init, beta1=opt.beta_1, beta2=opt.beta_2,
+                    eps=opt.epsilon, form="sklearn")
+
+    # ------------------------------------------------------------ L-BFGS
+
+    def _fit_lbfgs(self, X, y, sample_weight, activations, deltas, coef_grads,
+                   intercept_grads, layer_units):
+        # scikit-learn's bookkeeping of its packed vector (every W, then every b),
+        # kept so that its _unpack works; scipy sees the same vector as under
+        # scikit-learn and so takes the same path.
+        self._coef_indptr = []
+        self._intercept_indptr = []
+        start = 0
+        for i in range(self.n_layers_ - 1):
+            end = start + layer_units[i] * layer_units[i + 1]
+            self._coef_indptr.append((start, end, (layer_units[i], layer_units[i + 1])))
+            start = end
+        for i in range(self.n_layers_ - 1):
+            end = start + layer_units[i + 1]
+            self._intercept_indptr.append((start, end))
+            start = end
+
+        dtype = X.dtype
+        packed = _pack(self.coefs_, self.intercepts_)
+        net = self._net(dtype, bind=True)
+        perm = net.sklearn_order()   # net.params[perm] is scikit-learn's packed vector
+        X = _as_engine_input(X, dtype)
+        Y = np.ascontiguousarray(y, dtype=dtype)
+        sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
+
+        def loss_grad(x):
+            net.params[perm] = x
+            loss, grad = net.loss_grad(X, Y, sw, self.alpha)
+            return loss, grad[perm].astype(np.float64, copy=False)
+
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        with self._threads():
+            opt_res = scipy.optimize.minimize(
+                loss_grad, packed, method="L-BFGS-B", jac=True,
+                options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,
+                         **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
+        self.loss_ = opt_res.fun
+        net.params[perm] = opt_res.x
+
+
+def _as_engine_input(X, dtype):
+    """X as the engine reads it: a C-contiguous array, or a CSR matrix with intp
+    indices (CSC and other sparse formats converted, never densified), in dtype."""
+    if sp.issparse(X):
+        return as_input(X, dtype, X.shape[1])
+    return np.ascontiguousarray(X, dtype=dtype)
+
+
+class MLPClassifier(_EngineMLP, _SkMLPClassifier):
+    """scikit-learn's MLPClassifier (same parameters, defaults, methods and fitted
+    attributes; see sklearn.neural_network.MLPClassifier), trained by nncore's
+    compiled engine. With the same random_state it fits the same model as
+    scikit-learn to float tolerance (float64: ~1e-6 relative after several
+    epochs), faster.
+
+    n_threads : int or None, default=None
+        nncore only: threads for the engine's products (None: the cores this
+        process may use). It does not change the result.
+    """
+
+    _parameter_constraints = {**_SkMLPClassifier._parameter_constraints,
+                              **_EngineMLP._nncore_constraints}
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 n_threads=None):
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, solver=solver,
+            alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun)
+        self.n_threads = n_threads
+
+
+class MLPRegressor(_EngineMLP, _SkMLPRegressor):
+    """scikit-learn's MLPRegressor (same parameters, defaults, methods and fitted
+    attributes, loss 'squared_error' or 'poisson'; see
+    sklearn.neural_network.MLPRegressor), trained by nncore's compiled engine.
+    With the same random_state it fits the same model as scikit-learn to float
+    tolerance (float64: ~1e-6 relative after several epochs), faster.
+
+    n_threads : int or None, default=None
+        nncore only: threads for the engine's products (None: the cores this
+        process may use). It does not change the result.
+    """
+
+    _parameter_constraints = {**_SkMLPRegressor._parameter_constraints,
+                              **_EngineMLP._nncore_constraints}
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 n_threads=None):
+        super().__init__(
+            loss=loss, hidden_layer_sizes=hidden_layer_sizes, activation=activation,
+            solver=solver, alpha=alpha, batch_size=batch_size, learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init, power_t=power_t, max_iter=max_iter,
+            shuffle=shuffle, random_state=random_state, tol=tol, verbose=verbose,
+            warm_start=warm_start, momentum=momentum, nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun)
+        self.n_threads = n_threads

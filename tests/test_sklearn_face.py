@@ -1,0 +1,488 @@
+"""nncore.sklearn against the installed scikit-learn: the same fitted model from
+the same random_state (weights, loss curve, iterations, messages), the
+scikit-learn estimator contract (parametrize_with_checks with no expected
+failures, clone, Pipeline, GridSearchCV, cross_val_score, pickling), and the
+optional-dependency rules (import nncore never imports scikit-learn; a missing
+or unsupported scikit-learn gives an ImportError saying what to install)."""
+import io
+import pickle
+import subprocess
+import sys
+import tempfile
+import textwrap
+import warnings
+from contextlib import redirect_stdout
+
+import numpy as np
+import pytest
+
+sklearn = pytest.importorskip("sklearn")
+
+import joblib  # noqa: E402  (a scikit-learn dependency)
+import scipy.sparse as sp  # noqa: E402
+from sklearn import neural_network as sk  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import make_classification, make_multilabel_classification  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from nncore import sklearn as nk  # noqa: E402
+
+#: the parity tolerance (float64): relative to the largest magnitude of the array compared
+RTOL = 1e-6
+ACTIVATIONS = ["identity", "logistic", "tanh", "relu"]
+SMALL = dict(hidden_layer_sizes=(7, 5), max_iter=6, random_state=0, batch_size=16)
+
+
+def data(task, n=120, n_features=6, seed=0):
+    rng = np.random.RandomState(seed)
+    if task == "binary":
+        X, y = make_classification(n, n_features, n_informative=4, random_state=seed)
+    elif task == "multiclass":
+        X, y = make_classification(n, n_features, n_informative=4, n_classes=3,
+                                   random_state=seed)
+    elif task == "multilabel":
+        X, y = make_multilabel_classification(n, n_features, n_classes=3, random_state=seed)
+        X = X / 4.0
+    elif task == "regression":
+        X = rng.randn(n, n_features)
+        y = X @ rng.randn(n_features) + 0.1 * rng.randn(n)
+    elif task == "multioutput":
+        X = rng.randn(n, n_features)
+        y = X @ rng.randn(n_features, 2)
+    elif task == "poisson":
+        X = rng.randn(n, n_features)
+        y = rng.poisson(np.exp(0.3 * X @ rng.randn(n_features))).astype(float)
+    return X, y
+
+
+def pair(task, **params):
+    """(scikit-learn's estimator, ours) with the same parameters."""
+    if task in ("binary", "multiclass", "multilabel"):
+        return sk.MLPClassifier(**params), nk.MLPClassifier(**params)
+    if task == "poisson":
+        params = dict(params, loss="poisson")
+    return sk.MLPRegressor(**params), nk.MLPRegressor(**params)
+
+
+def fit_both(task, X=None, y=None, fit_kw=None, **params):
+    if X is None:
+        X, y = data(task)
+    ref, ours = pair(task, **params)
+    with warnings.catch_warnings(record=True) as ref_w:
+        warnings.simplefilter("always")
+        ref.fit(X, y, **(fit_kw or {}))
+    with warnings.catch_warnings(record=True) as our_w:
+        warnings.simplefilter("always")
+        ours.fit(X, y, **(fit_kw or {}))
+    # scikit-learn's warnings, in order (NumPy's floating-point RuntimeWarnings from
+    # its matmul on a diverging run are not: the engine computes without NumPy)
+    assert [(w.category, str(w.message)) for w in our_w] == \
+        [(w.category, str(w.message)) for w in ref_w if w.category is not RuntimeWarning]
+    return ref, ours
+
+
+def rel_diff(a, b):
+    """max |a − b| / max |b| (0 for equal arrays)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape
+    scale = np.max(np.abs(b)) if b.size else 0.0
+    return float(np.max(np.abs(a - b)) / scale) if scale else float(np.max(np.abs(a - b)))
+
+
+def model_diff(ours, ref):
+    """The largest relative difference over coefs_, intercepts_ and loss_curve_."""
+    assert ours.n_iter_ == ref.n_iter_
+    assert len(ours.coefs_) == len(ref.coefs_)
+    diffs = [rel_diff(a, b) for a, b in zip(ours.coefs_ + ours.intercepts_,
+                                             ref.coefs_ + ref.intercepts_)]
+    if hasattr(ref, "loss_curve_"):
+        diffs.append(rel_diff(ours.loss_curve_, ref.loss_curve_))
+    diffs.append(rel_diff(ours.loss_, ref.loss_))
+    return max(diffs)
+
+
+def assert_same_model(ours, ref, rtol=RTOL):
+    d = model_diff(ours, ref)
+    assert d <= rtol, f"largest relative difference {d:.3g} > {rtol:g}"
+    for name in ("t_", "n_layers_", "n_outputs_", "out_activation_", "n_features_in_"):
+        assert getattr(ours, name) == getattr(ref, name), name
+
+
+# ---------------------------------------------------------------- parity: the model
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel", "regression",
+                                  "multioutput", "poisson"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_same_model_as_sklearn(solver, activation, task):
+    lr = 0.01 if task == "poisson" else 0.05
+    ref, ours = fit_both(task, solver=solver, activation=activation, learning_rate_init=lr,
+                         momentum=0.9, alpha=1e-3, **SMALL)
+    assert_same_model(ours, ref)
+    X, _ = data(task)
+    assert rel_diff(ours.predict(X) if task not in ("binary", "multiclass", "multilabel")
+                    else ours.predict_proba(X),
+                    ref.predict(X) if task not in ("binary", "multiclass", "multilabel")
+                    else ref.predict_proba(X)) <= RTOL
+
+
+@pytest.mark.parametrize("params", [
+    dict(solver="sgd", learning_rate="invscaling", power_t=0.3),
+    dict(solver="sgd", learning_rate="adaptive", tol=10.0, n_iter_no_change=1, max_iter=12),
+    dict(solver="sgd", nesterovs_momentum=False),
+    dict(solver="sgd", momentum=0.0),
+    dict(solver="sgd", momentum=0.0, alpha=0.0),
+    dict(solver="adam", beta_1=0.5, beta_2=0.9, epsilon=1e-4),
+    dict(solver="adam", shuffle=False),
+    dict(solver="adam", batch_size="auto"),
+    dict(solver="adam", tol=10.0, n_iter_no_change=2, max_iter=20),  # stops on tol
+])
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_same_model_schedules_and_options(task, params):
+    ref, ours = fit_both(task, **{**SMALL, "learning_rate_init": 0.05, **params})
+    assert_same_model(ours, ref)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_same_model_early_stopping(solver, task):
+    X, y = data(task, n=200)
+    ref, ours = fit_both(task, X, y, solver=solver, early_stopping=True, n_iter_no_change=3,
+                         learning_rate_init=0.05, **{**SMALL, "max_iter": 30})
+    assert_same_model(ours, ref)
+    assert ours.best_loss_ is None
+    assert len(ours.validation_scores_) == ours.n_iter_
+    assert rel_diff(ours.validation_scores_, ref.validation_scores_) <= RTOL
+    assert ours.best_validation_score_ == pytest.approx(ref.best_validation_score_, rel=RTOL)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_same_model_sample_weight(task, early_stopping):
+    X, y = data(task, n=150)
+    sw = np.random.RandomState(3).uniform(0.2, 3.0, X.shape[0])
+    ref, ours = fit_both(task, X, y, fit_kw=dict(sample_weight=sw), solver="sgd",
+                         learning_rate_init=0.05, early_stopping=early_stopping, **SMALL)
+    assert_same_model(ours, ref)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "multilabel", "regression"])
+def test_same_model_warm_start_and_partial_fit(task):
+    X, y = data(task)
+    for solver in ("sgd", "adam"):
+        params = dict(SMALL, solver=solver, learning_rate_init=0.05)
+        ref, ours = pair(task, warm_start=True, **params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for est in (ref, ours):
+                est.fit(X, y)
+                est.fit(X[:90], y[:90])          # warm start: continues, new optimizer
+        assert_same_model(ours, ref)
+        ref, ours = pair(task, **params)
+        kw = ({"classes": np.unique(y)} if task == "multiclass" else
+              {"classes": np.arange(3)} if task == "multilabel" else {})
+        for est in (ref, ours):
+            est.partial_fit(X[:60], y[:60], **kw)
+            # the optimizer (state and hyper-parameters) carries over, as in scikit-learn
+            est.set_params(momentum=0.5, beta_1=0.5, learning_rate_init=0.2)
+            for _ in range(3):
+                est.partial_fit(X[60:], y[60:])
+        assert_same_model(ours, ref)
+
+
+def test_assigned_coefs_are_where_training_continues():
+    X, y = data("multiclass")
+    ref, ours = pair("multiclass", **SMALL, solver="sgd", learning_rate_init=0.05)
+    rng = np.random.RandomState(5)
+    for est in (ref, ours):
+        est.partial_fit(X, y, classes=np.unique(y))
+    new = [rng.uniform(-0.3, 0.3, c.shape) for c in ref.coefs_]
+    for est in (ref, ours):
+        est.coefs_ = [c.copy() for c in new]
+        est.intercepts_[0] = np.full_like(est.intercepts_[0], 0.1)
+        est.partial_fit(X, y)
+    assert_same_model(ours, ref)
+    for est in (ref, ours):   # and through warm_start fit
+        est.set_params(warm_start=True, max_iter=3)
+        est.coefs_[1] = np.zeros_like(est.coefs_[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+    assert_same_model(ours, ref)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel", "regression",
+                                  "poisson"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_same_model_lbfgs(activation, task):
+    ref, ours = fit_both(task, solver="lbfgs", activation=activation, max_iter=30,
+                         hidden_layer_sizes=(7, 5), random_state=0, alpha=1e-3)
+    assert ours.n_iter_ == ref.n_iter_
+    assert ours.loss_ == pytest.approx(ref.loss_, rel=RTOL)
+    assert_same_model(ours, ref, rtol=1e-4)
+
+
+def test_lbfgs_max_fun_and_no_partial_fit():
+    ref, ours = fit_both("multiclass", solver="lbfgs", max_fun=5, **SMALL)
+    assert ours.n_iter_ == ref.n_iter_
+    assert not hasattr(ours, "partial_fit") and not hasattr(ref, "partial_fit")
+    assert hasattr(nk.MLPClassifier(solver="sgd"), "partial_fit")
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_float32_trains_in_float32(solver):
+    X, y = data("multiclass")
+    X32 = X.astype(np.float32)
+    ref, ours = fit_both("multiclass", X32, y, solver=solver, learning_rate_init=0.05,
+                         **SMALL)
+    assert all(c.dtype == np.float32 for c in ours.coefs_ + ours.intercepts_)
+    assert ours.predict_proba(X32).dtype == np.float32
+    assert model_diff(ours, ref) <= 1e-3     # float32 rounding, amplified over the epochs
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_sparse_input_same_model(solver, fmt):
+    X, y = data("multiclass", n=150, n_features=20)
+    X[np.abs(X) < 1.0] = 0.0
+    Xs = sp.csr_matrix(X) if fmt == "csr" else sp.csc_matrix(X)
+    ref, ours = fit_both("multiclass", Xs, y, solver=solver, learning_rate_init=0.05,
+                         **SMALL)
+    assert_same_model(ours, ref, rtol=RTOL if solver != "lbfgs" else 1e-4)
+    dense = clone(ours).fit(X, y)
+    assert model_diff(ours, dense) <= 1e-10
+    np.testing.assert_allclose(ours.predict_proba(Xs), dense.predict_proba(X), rtol=1e-10)
+
+
+def test_labels_of_any_type_and_containers():
+    X, y = data("multiclass")
+    pd = pytest.importorskip("pandas")
+    names = np.array(["apple", "banana", "cherry"])
+    for labels in (names[y], y == 1, y + 10, list(names[y])):
+        ref, ours = fit_both("multiclass", X.tolist(), labels, **SMALL, solver="adam")
+        assert_same_model(ours, ref)
+        np.testing.assert_array_equal(ours.classes_, ref.classes_)
+        np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    ours = nk.MLPClassifier(**SMALL).fit(frame, names[y])
+    np.testing.assert_array_equal(ours.feature_names_in_, frame.columns)
+    with pytest.warns(UserWarning, match="feature names"):
+        ours.predict(X)
+
+
+def test_verbose_lines_same_as_sklearn():
+    X, y = data("multiclass")
+    outputs = []
+    for est in pair("multiclass", **{**SMALL, "verbose": True, "solver": "sgd",
+                                      "tol": 10.0, "n_iter_no_change": 2,
+                                      "learning_rate": "adaptive", "max_iter": 10}):
+        buf = io.StringIO()
+        with redirect_stdout(buf), warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        outputs.append(buf.getvalue().splitlines())
+    ref_lines, our_lines = outputs
+    assert len(our_lines) == len(ref_lines) and len(ref_lines) > 3
+    for a, b in zip(our_lines, ref_lines):
+        if a.startswith("Iteration"):   # the loss to 8 decimals: equal up to the last digit
+            assert a.split(",")[0] == b.split(",")[0]
+            assert float(a.split("=")[1]) == pytest.approx(float(b.split("=")[1]), rel=1e-6)
+        else:
+            assert a == b
+
+
+def test_convergence_warning_same_as_sklearn():
+    ref, ours = fit_both("regression", **{**SMALL, "max_iter": 2})   # fit_both compares them
+    with pytest.warns(ConvergenceWarning, match="Maximum iterations"):
+        clone(ours).fit(*data("regression"))
+    with pytest.warns(ConvergenceWarning, match="lbfgs failed to converge"):
+        clone(ours).set_params(solver="lbfgs").fit(*data("regression"))
+
+
+def test_batch_size_larger_than_data_warns_and_is_clipped():
+    ref, ours = fit_both("regression", **{**SMALL, "batch_size": 1000})
+    assert_same_model(ours, ref)
+
+
+def test_divergence_same_as_sklearn():
+    """sgd with a huge rate on large inputs: the weights overflow (Adam's steps
+    are bounded by its rate, so it does not diverge like this)."""
+    X, y = data("regression")
+    X = X * 1e3
+    params = dict(SMALL, solver="sgd", learning_rate_init=1e3, max_iter=5)
+    msgs = []
+    for est in pair("regression", **params):
+        with pytest.raises(ValueError, match="non-finite parameter weights") as info, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+        msgs.append(str(info.value))
+    assert msgs[0] == msgs[1]
+    # with early stopping: NaN validation scores, the best weights restored, no error
+    ref, ours = fit_both("regression", X, y, **{**params, "max_iter": 12},
+                         early_stopping=True)
+    assert np.isnan(ours.validation_scores_).any()
+    assert ours.n_iter_ == ref.n_iter_
+    np.testing.assert_array_equal(np.isnan(ours.validation_scores_),
+                                  np.isnan(ref.validation_scores_))
+    assert all(np.isfinite(c).all() for c in ours.coefs_)
+    assert rel_diff(ours.coefs_[0], ref.coefs_[0]) <= RTOL
+    # the cost overflows to inf while the weights stay finite: scikit-learn keeps training
+    ref, ours = fit_both("regression", X, y * 1e3, **{**params, "learning_rate_init": 10.0})
+    assert np.isinf(ref.loss_curve_).any()
+    np.testing.assert_array_equal(np.isinf(ours.loss_curve_), np.isinf(ref.loss_curve_))
+    assert max(rel_diff(a, b) for a, b in zip(ours.coefs_, ref.coefs_)) <= RTOL
+
+
+def test_assigned_weights_of_the_wrong_shape_are_an_error_not_a_crash():
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**SMALL, solver="sgd").partial_fit(X, y, classes=np.unique(y))
+    good_W, good_b = [c.copy() for c in est.coefs_], [b.copy() for b in est.intercepts_]
+    for coefs, intercepts, match in [
+            (good_W[:1] + [np.zeros((6, 5))] + good_W[2:], good_b, "rows but layer 0"),
+            (good_W, good_b[:1] + [np.zeros(1)] + good_b[2:], "expected"),
+            (good_W[:2], good_b, "same non-zero length")]:
+        est.coefs_, est.intercepts_ = coefs, intercepts
+        for call in (lambda: est.predict(X), lambda: est.partial_fit(X, y)):
+            with pytest.raises(ValueError, match=match):
+                call()
+
+
+def test_invalid_parameters_raise_at_fit_like_sklearn():
+    X, y = data("binary")
+    for bad in (dict(activation="softplus"), dict(alpha=-1.0), dict(solver="newton"),
+                dict(learning_rate_init=0), dict(momentum=1.5), dict(n_threads=0),
+                dict(n_threads="two"), dict(hidden_layer_sizes=(3, 0))):
+        est = nk.MLPClassifier(**bad)           # __init__ stores, never validates
+        with pytest.raises((ValueError, TypeError)) as ours:
+            est.fit(X, y)
+        if "n_threads" not in bad:
+            with pytest.raises((ValueError, TypeError)) as ref:
+                sk.MLPClassifier(**bad).fit(X, y)
+            assert type(ours.value) is type(ref.value)
+            assert str(ours.value) == str(ref.value)
+    with pytest.raises(ValueError, match="classes not in"):
+        est = nk.MLPClassifier(**SMALL).partial_fit(X, y, classes=[0, 1])
+        est.partial_fit(X, y + 1)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        nk.MLPClassifier(**SMALL).partial_fit(X, y)
+
+
+def test_n_threads_changes_nothing():
+    X, y = data("multiclass", n=300)
+    one = nk.MLPClassifier(**SMALL, n_threads=1).fit(X, y)
+    two = nk.MLPClassifier(**SMALL, n_threads=2).fit(X, y)
+    assert model_diff(one, two) == 0.0
+    assert nk.MLPClassifier(n_threads=2).get_params()["n_threads"] == 2
+
+
+# ---------------------------------------------------------------- the estimator contract
+
+@parametrize_with_checks([nk.MLPClassifier(max_iter=100), nk.MLPRegressor(max_iter=100)])
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+def test_clone_pipeline_grid_search_cross_val():
+    X, y = data("multiclass", n=150)
+    est = nk.MLPClassifier(hidden_layer_sizes=(8,), max_iter=50, random_state=0)
+    assert clone(est).get_params() == est.get_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        score = make_pipeline(StandardScaler(), est).fit(X, y).score(X, y)
+        same = sk.MLPClassifier(**{k: v for k, v in est.get_params().items()
+                                   if k != "n_threads"})
+        assert score == make_pipeline(StandardScaler(), same).fit(X, y).score(X, y)
+        scores = cross_val_score(est, X, y, cv=3)
+        np.testing.assert_allclose(scores, cross_val_score(same, X, y, cv=3))
+        grid = GridSearchCV(est, {"alpha": [1e-4, 1e-2], "activation": ["relu", "tanh"]},
+                            cv=2, n_jobs=2).fit(X, y)
+    assert scores.shape == (3,)
+    assert set(grid.best_params_) == {"alpha", "activation"}
+    assert isinstance(grid.best_estimator_, nk.MLPClassifier)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_pickle_and_joblib_round_trips_bit_identical(task, tmp_path):
+    X, y = data(task)
+    _, est = pair(task, **SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est.fit(X, y)
+    expected = est.predict(X)
+    again = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(again.predict(X), expected)
+    joblib.dump(est, tmp_path / "m.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "m.joblib").predict(X), expected)
+    # a fresh process: unpickles, predicts, and keeps training with partial_fit
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps((est, X, y, expected)))
+    code = textwrap.dedent(f"""
+        import pickle, sys, numpy as np
+        est, X, y, expected = pickle.loads(open({str(path)!r}, "rb").read())
+        np.testing.assert_array_equal(est.predict(X), expected)
+        est.partial_fit(X, y)
+        assert np.isfinite(est.loss_)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+# ---------------------------------------------------------------- optional dependency
+
+def run_python(code):
+    """Runs code in a fresh interpreter outside the checkout (CI tests the
+    installed wheel, and the source tree's nncore/ is not built there)."""
+    with tempfile.TemporaryDirectory() as cwd:
+        return subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
+                              capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_import_nncore_does_not_import_sklearn():
+    out = run_python("""
+        import sys, nncore
+        assert "sklearn" not in sys.modules, sorted(m for m in sys.modules if "sklearn" in m)
+        print("ok")
+    """)
+    assert out.returncode == 0, out.stderr
+
+
+def test_missing_sklearn_says_what_to_install():
+    out = run_python("""
+        import sys
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name == "sklearn" or name.startswith("sklearn."):
+                    raise ImportError("No module named " + repr(name))
+        sys.meta_path.insert(0, Block())
+        try:
+            import nncore.sklearn
+        except ImportError as exc:
+            print(exc)
+        else:
+            raise SystemExit("imported without scikit-learn")
+    """)
+    assert out.returncode == 0, out.stderr
+    assert 'pip install "nncore-cpu[sklearn]"' in out.stdout
+
+
+def test_unsupported_sklearn_version_names_the_range():
+    out = run_python("""
+        import sklearn
+        sklearn.__version__ = "1.8.2"
+        try:
+            import nncore.sklearn
+        except ImportError as exc:
+            print(exc)
+        else:
+            raise SystemExit("imported with an unsupported scikit-learn")
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "scikit-learn>=1.9,<1.10" in out.stdout and "1.8.2" in out.stdout
