@@ -240,15 +240,9 @@ def test_fit_incremental_equals_partial_fit_by_hand(client, cls):
     assert not np.array_equal(other.coefs_[0], est.coefs_[0])
 
 
-def test_fit_incremental_sequential_and_one_chunk_at_a_time(client):
+def test_fit_incremental_sequential_equals_fit_by_hand(client):
     X, y = _data(400)
-    computed = []
-
-    def chunk(i):
-        computed.append(i)
-        return X[100 * i:100 * (i + 1)]
-    dX = da.concatenate([da.from_delayed(dask.delayed(chunk, pure=False)(i), (100, 8), float)
-                         for i in range(4)])
+    dX = da.from_array(X, chunks=100)
     model = nd.fit_incremental(_sequential("float64"), dX, y, epochs=2, shuffle=False,
                                batch_size=25)
     by_hand = _sequential("float64")
