@@ -1,0 +1,214 @@
+"""Dask adapters: predictions over arrays larger than memory, and training
+from a dask.array one chunk at a time (the `dask` extra).
+
+    predict(model, X) / predict_proba(model, X)
+        lazy: model.predict / model.predict_proba mapped over the row chunks of
+        a dask.array or the partitions of a dask.dataframe; the model is one key
+        of the task graph (a dask.delayed), so a cluster ships it to each worker
+        once, not once per chunk.
+    fit_incremental(estimator, X, y, epochs=1, ...)
+        sequential SGD: partial_fit (or, for nncore.Sequential, one epoch of
+        fit) on one chunk at a time, in a new random chunk order each epoch;
+        chunks are computed one at a time and trained on in the calling process.
+
+Every input check runs before anything is scheduled. Dask itself is imported
+only here: `import nncore` never imports it.
+"""
+import numbers
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ImportError('nncore.dask needs Dask with its distributed scheduler: '
+                      'pip install "nncore-cpu[dask]"') from exc
+
+__all__ = ["fit_incremental", "predict", "predict_proba"]
+
+
+def predict(model, X):
+    """model.predict over a dask.array or dask.dataframe, chunk by chunk.
+
+    model: anything with predict(X) on 2-D NumPy arrays — an nncore.Sequential
+    (outputs (n, out_features) of the model's dtype), an nncore.sklearn
+    estimator, a scikit-learn Pipeline ending in one. X: a 2-D dask.array
+    (n_samples, n_features) of real numbers, chunked by rows (column chunks are
+    merged into one), or a dask.dataframe with numeric columns only.
+    Returns a lazy dask.array whose row chunks are X's (for a dataframe, one
+    chunk per partition, of unknown length: NaN until computed); its
+    dtype and trailing shape are those of model.predict on one row of zeros,
+    found on the calling process when the graph is built. Each chunk's result
+    equals model.predict on that chunk in one process.
+
+    Raises ValueError (before anything is scheduled) for a dask.array with
+    unknown chunk sizes (call X.compute_chunk_sizes(), or build it with
+    dataframe.to_dask_array(lengths=True)), X not 2-D, or a number of columns
+    other than the model's; TypeError for non-numeric data or a model without
+    the method.
+    """
+    return _map_method(model, X, "predict")
+
+
+def predict_proba(model, X):
+    """model.predict_proba over a dask.array or dask.dataframe: as predict().
+    An nncore.Sequential has no predict_proba (its predict already returns
+    probabilities for softmax and sigmoid outputs): use predict() for it."""
+    return _map_method(model, X, "predict_proba")
+
+
+def _map_method(model, X, method):
+    if not callable(getattr(model, method, None)):
+        hint = (" (nncore.Sequential.predict returns the probabilities of softmax and sigmoid "
+                "outputs: use nncore.dask.predict)" if method == "predict_proba" else "")
+        raise TypeError(f"{type(model).__name__} has no {method}() method{hint}")
+    n_features = _n_features(model)
+    frame = _is_dataframe(X)
+    # what one row gives: the output's dtype and trailing shape (dask needs them as meta)
+    if frame:  # partitions reach the model as pandas frames (its feature-name checks run)
+        _check_dataframe(X, n_features)
+        row = X._meta.reindex([0]).fillna(0).astype(X.dtypes.to_dict())
+    else:
+        X = _check_array(X, n_features)
+        row = np.zeros((1, X.shape[1]), X.dtype)
+    probe = np.asarray(getattr(model, method)(row))
+    tail, dtype = probe.shape[1:], probe.dtype
+    model_key = dask.delayed(model, pure=True, name=f"nncore-model-{tokenize(model)}")
+    if frame:
+        apply = dask.delayed(_apply, pure=True)
+        parts = [da.from_delayed(apply(part, model_key, method, tail, dtype),
+                                 shape=(np.nan,) + tail, dtype=dtype,
+                                 meta=np.empty((0,) + tail, dtype))
+                 for part in X.to_delayed()]
+        return da.concatenate(parts, axis=0)
+    return da.map_blocks(_apply, X, model_key, method, tail, dtype,
+                         dtype=dtype, chunks=(X.chunks[0],) + tail,
+                         drop_axis=[] if tail else [1],
+                         meta=np.empty((0,) + tail, dtype),
+                         name=f"nncore-{method}-" + tokenize(model_key.key, X, method))
+
+
+def _apply(block, model, method, tail, dtype):
+    """One chunk through the model (an empty chunk gives an empty result: the
+    estimators refuse empty input)."""
+    if block.shape[0] == 0:
+        return np.empty((0,) + tail, dtype)
+    return np.asarray(getattr(model, method)(block))
+
+
+def _n_features(model):
+    """The column count a model expects, None when it does not say."""
+    for attr in ("n_features", "n_features_in_"):
+        value = getattr(model, attr, None)
+        if isinstance(value, numbers.Integral):
+            return int(value)
+    return None
+
+
+def _is_dataframe(X):
+    return type(X).__module__.startswith("dask.dataframe") and hasattr(X, "dtypes") \
+        and hasattr(X, "to_dask_array")
+
+
+def _check_dataframe(X, n_features):
+    """ValueError/TypeError unless X's columns are numeric and as many as the model's."""
+    bad = [f"{col!r} ({dt})" for col, dt in X.dtypes.items()
+           if not (isinstance(dt, np.dtype) and dt.kind in "biuf")]
+    if bad:
+        raise TypeError(f"X has non-numeric columns: {', '.join(bad)}; expected int, bool or "
+                        "float columns only (encode or drop the others)")
+    if len(X.columns) == 0:
+        raise ValueError("X has no columns")
+    if n_features is not None and len(X.columns) != n_features:
+        raise ValueError(f"X has {len(X.columns)} columns; expected {n_features} (the "
+                         "model's number of features)")
+
+
+def _check_array(X, n_features, name="X"):
+    """X checked, with its columns in one chunk."""
+    if not isinstance(X, da.Array):
+        raise TypeError(f"{name} is a {type(X).__name__}; expected a dask.array.Array or a "
+                        "dask.dataframe.DataFrame (for a NumPy array call the model directly)")
+    if X.ndim != 2:
+        raise ValueError(f"{name} has {X.ndim} dimension(s), shape {X.shape}; expected a 2-D "
+                         "array (n_samples, n_features)")
+    if any(np.isnan(c) for axis in X.chunks for c in axis):
+        raise ValueError(f"{name} has unknown chunk sizes (NaN in its chunks, shape {X.shape}); "
+                         f"call {name}.compute_chunk_sizes() first, or make it with "
+                         "dataframe.to_dask_array(lengths=True)")
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers (int, bool or float)")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name} has no columns")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} columns; expected {n_features} (the "
+                         "model's number of features)")
+    return X.rechunk({1: -1}) if len(X.chunks[1]) > 1 else X
+
+
+def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=None,
+                    classes=None, **fit_params):
+    """Train `estimator` on a dask.array one row chunk at a time: sequential
+    SGD, not a distributed optimizer. Returns the estimator.
+
+    For each of `epochs` epochs, the chunk order is
+    numpy.random.default_rng(random_state).permutation(n_chunks) (one generator
+    for the whole call, a fresh permutation per epoch; shuffle=False keeps
+    0..n_chunks−1), and for each chunk i in that order X's and y's chunk i are
+    computed together — on the cluster when a dask.distributed Client is
+    active, else by the local scheduler — brought to this process, and trained
+    on here with
+    - estimator.partial_fit(X_i, y_i, classes=classes, **fit_params) when the
+      estimator has partial_fit (the nncore.sklearn and scikit-learn
+      estimators; `classes` is passed only when given — scikit-learn
+      classifiers need it on their first call), else
+    - estimator.fit(X_i, y_i, epochs=1, **fit_params) for an nncore.Sequential
+      (e.g. batch_size=32; fit continues from the current weights).
+    Only one chunk of X and y is in memory at a time (plus the previous one
+    while it is released).
+
+    X: 2-D dask.array (n_samples, n_features) of real numbers with known
+    chunk sizes; column chunks are merged. y: a dask.array (n_samples,) or
+    (n_samples, n_outputs), or a NumPy array, rechunked to X's row chunks.
+    random_state: None, an int, a numpy SeedSequence or Generator.
+    Raises ValueError/TypeError as predict() does for X, ValueError when y's
+    length differs from X's, TypeError when the estimator can do neither.
+    """
+    from .validation import positive_int
+    epochs = positive_int("epochs", epochs)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    incremental = callable(getattr(estimator, "partial_fit", None))
+    if not incremental and not _is_sequential(estimator):
+        raise TypeError(f"{type(estimator).__name__} has no partial_fit(); expected an "
+                        "estimator with partial_fit (nncore.sklearn's, with solver 'sgd' or "
+                        "'adam') or an nncore.Sequential")
+    X = _check_array(X, _n_features(estimator))
+    if not isinstance(y, da.Array):
+        y = np.asarray(y)
+    if y.ndim not in (1, 2) or y.shape[0] != X.shape[0] or any(np.isnan(y.shape)):
+        raise ValueError(f"y has shape {y.shape}; expected ({X.shape[0]},) or "
+                         f"({X.shape[0]}, n_outputs) with known chunk sizes, one target per "
+                         "row of X")
+    y = y.rechunk((X.chunks[0],) + ((-1,) if y.ndim == 2 else ())) if isinstance(y, da.Array) \
+        else da.from_array(y, chunks=(X.chunks[0],) + y.shape[1:])
+    if incremental and classes is not None:
+        fit_params["classes"] = classes
+    rng = np.random.default_rng(random_state)
+    n_chunks = len(X.chunks[0])
+    for _ in range(epochs):
+        order = rng.permutation(n_chunks) if shuffle else range(n_chunks)
+        for i in order:
+            X_i, y_i = dask.compute(X.blocks[i], y.blocks[i])
+            if incremental:
+                estimator.partial_fit(X_i, y_i, **fit_params)
+            else:
+                estimator.fit(X_i, y_i, epochs=1, **fit_params)
+    return estimator
+
+
+def _is_sequential(model):
+    from .model import Sequential
+    return isinstance(model, Sequential)

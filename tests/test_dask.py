@@ -1,0 +1,356 @@
+"""nncore.dask against a real dask.distributed cluster: two worker processes
+with one thread each on loopback (one module-scoped LocalCluster), plus the
+checks that need no cluster. Skipped when dask/distributed is missing."""
+import os
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="needs dask[distributed] (the dask extra)")
+da = pytest.importorskip("dask.array", reason="needs dask[distributed] (the dask extra)")
+import dask
+
+import nncore
+import nncore.dask as nd
+
+sklearn = pytest.importorskip("sklearn", reason="the estimator tests need scikit-learn")
+from sklearn.neural_network import MLPClassifier as SkMLPClassifier
+
+try:
+    from nncore.sklearn import MLPClassifier, MLPRegressor
+except ImportError:  # no face here (not merged, or a scikit-learn it does not support)
+    MLPClassifier = MLPRegressor = None
+needs_face = pytest.mark.skipif(MLPClassifier is None, reason="nncore.sklearn is not available")
+CLASSIFIERS = [SkMLPClassifier] + ([MLPClassifier] if MLPClassifier else [])
+
+
+@pytest.fixture(scope="module")
+def client():
+    # A nanny applies distributed.nanny.pre-spawn-environ (OMP_NUM_THREADS=1, ...) to the
+    # os.environ of the process it runs in — for a LocalCluster, this one — and leaves it
+    # there, which would cap nncore at 1 thread in every later test: put it back after.
+    environ = dict(os.environ)
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, host="127.0.0.1")
+    try:
+        with distributed.Client(cluster) as c:
+            yield c
+    finally:
+        cluster.close()
+        os.environ.clear()
+        os.environ.update(environ)
+
+
+def _data(n=500, d=8, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    y = (X[:, 0] > 0).astype(int) + (X[:, 1] > 0.5)
+    return X, y
+
+
+def _classifier(cls, X, y, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        return cls(hidden_layer_sizes=(12,), max_iter=20, random_state=0, **kw).fit(X, y)
+
+
+def _sequential(dtype="float32"):
+    return nncore.Sequential([nncore.Dense(8, 16, "tanh"), nncore.Dense(16, 3, "softmax")],
+                             loss="cross_entropy", seed=0, dtype=dtype)
+
+
+# ---------------------------------------------------------------- imports
+
+def _run(code):
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          timeout=120, cwd=os.path.dirname(__file__) + "/..")
+
+
+def test_import_nncore_does_not_import_dask():
+    out = _run("import sys, nncore; print([m for m in sys.modules if m.split('.')[0] in "
+               "('dask', 'distributed')])")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_nncore_dask_without_dask_says_what_to_install():
+    out = _run("import sys; sys.modules['dask'] = None\n"
+               "try:\n    import nncore.dask\nexcept ImportError as e:\n    print(e)")
+    assert out.returncode == 0, out.stderr
+    assert 'pip install "nncore-cpu[dask]"' in out.stdout
+
+
+# ---------------------------------------------------------------- predict
+
+def _task_sizes(arr):
+    return {key: len(pickle.dumps(task)) for key, task in dict(arr.__dask_graph__()).items()}
+
+
+def test_predict_sequential_on_cluster(client):
+    model = _sequential()
+    model.fit(*_data(), epochs=3, batch_size=32)
+    X, _ = _data(1000, seed=1)
+    dX = da.from_array(X, chunks=(137, 3))  # columns in 3 chunks: merged into one
+    out = nd.predict(model, dX)
+    assert out.dtype == np.float32 and out.shape == (1000, 3) and out.chunks[0] == dX.chunks[0]
+    got = out.compute()
+    by_chunk = np.concatenate([model.predict(X[i:i + 137]) for i in range(0, 1000, 137)])
+    np.testing.assert_array_equal(got, by_chunk)
+    # one call over all rows may route products differently (by size): last bits only
+    np.testing.assert_allclose(got, model.predict(X), rtol=1e-5, atol=1e-6)
+
+
+def test_model_is_one_graph_key_shipped_once_per_worker(client):
+    model = _sequential("float64")
+    model.fit(*_data(), epochs=1)
+    X, _ = _data(2000, seed=2)
+    out = nd.predict(model, da.from_array(X, chunks=100))
+    sizes = _task_sizes(out)
+    model_keys = [k for k in sizes if str(k).startswith("nncore-model-")]
+    assert len(model_keys) == 1
+    model_size = len(pickle.dumps(model))
+    tasks = [s for k, s in sizes.items() if "nncore-predict" in str(k)]
+    assert len(tasks) == 20 and max(tasks) < model_size / 4  # no task embeds the model
+    assert model_size <= sizes[model_keys[0]] < 2 * model_size
+    out.compute()
+    # the model reached each worker at most once (computed on one, fetched by the other)
+    # the workers' stories: the model was put in memory at most once on each worker
+    # (computed from the graph on one, fetched from it by the other), not once per chunk
+    arrivals = [event[0] for event in client.story(model_keys[0])
+                if event[0] != "scheduler" and event[1:3] == (model_keys[0], "put-in-memory")]
+    assert 1 <= len(arrivals) <= 2 and len(set(arrivals)) == len(arrivals), arrivals
+
+
+@pytest.mark.parametrize("cls", CLASSIFIERS)
+@pytest.mark.parametrize("method", ["predict", "predict_proba"])
+def test_predict_classifier_identical(client, cls, method):
+    X, y = _data()
+    model = _classifier(cls, X, y)
+    Xt, _ = _data(900, seed=3)
+    out = getattr(nd, method)(model, da.from_array(Xt, chunks=(250, 8)))
+    expected = getattr(model, method)(Xt)
+    assert out.dtype == expected.dtype and out.shape == expected.shape
+    np.testing.assert_array_equal(out.compute(), expected)
+
+
+@needs_face
+def test_predict_face_regressor_1d_and_2d(client):
+    X, _ = _data()
+    for target in (X[:, 0], X[:, :2]):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = MLPRegressor(hidden_layer_sizes=(8,), max_iter=10, random_state=0).fit(X, target)
+        out = nd.predict(model, da.from_array(X, chunks=128))
+        np.testing.assert_array_equal(out.compute(), model.predict(X))
+
+
+def test_predict_dataframe_keeps_feature_names(client):
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    X, y = _data()
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)])
+    model = _classifier(SkMLPClassifier, frame, y)
+    ddf = dd.from_pandas(frame, npartitions=3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names"
+        out = nd.predict_proba(model, ddf)
+        np.testing.assert_array_equal(out.compute(), model.predict_proba(frame))
+    seq = _sequential()
+    np.testing.assert_allclose(nd.predict(seq, ddf).compute(), seq.predict(X), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_empty_chunk(client):
+    model = _sequential()
+    X, _ = _data(50)
+    dX = da.concatenate([da.from_array(X[:20], chunks=20), da.from_array(X[:0], chunks=1),
+                         da.from_array(X[20:], chunks=30)])
+    np.testing.assert_allclose(nd.predict(model, dX).compute(), model.predict(X), rtol=1e-6)
+
+
+# ---------------------------------------------------------------- bad input, nothing scheduled
+
+def _untouchable(shape, chunks):
+    """A dask array whose computation fails loudly: a check that runs a task shows."""
+    def boom():
+        raise AssertionError("a task was computed")
+    return da.from_delayed(dask.delayed(boom)(), shape=shape, dtype=float).rechunk(chunks) \
+        if chunks else da.from_delayed(dask.delayed(boom)(), shape=shape, dtype=float)
+
+
+def test_bad_input_errors_before_scheduling():
+    model = _sequential()
+    nan_rows = _untouchable((40, 8), None)[da.from_array(np.ones(40, bool), chunks=40)]
+    assert np.isnan(nan_rows.shape[0])
+    with pytest.raises(ValueError, match=r"unknown chunk sizes.*compute_chunk_sizes\(\).*"
+                                         r"to_dask_array\(lengths=True\)"):
+        nd.predict(model, nan_rows)
+    with pytest.raises(ValueError, match="has 5 columns; expected 8"):
+        nd.predict(model, _untouchable((40, 5), None))
+    with pytest.raises(ValueError, match="3 dimension"):
+        nd.predict(model, _untouchable((4, 8, 2), None))
+    with pytest.raises(ValueError, match="1 dimension"):
+        nd.predict(model, _untouchable((8,), None))
+    with pytest.raises(TypeError, match="expected real numbers"):
+        nd.predict(model, da.from_array(np.array([["a"] * 8]), chunks=1))
+    with pytest.raises(TypeError, match="expected a dask.array"):
+        nd.predict(model, np.zeros((3, 8)))
+    with pytest.raises(TypeError, match="no predict_proba.*nncore.dask.predict"):
+        nd.predict_proba(model, _untouchable((40, 8), None))
+
+
+def test_dataframe_bad_columns():
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    model = _sequential()
+    frame = pd.DataFrame(np.zeros((6, 8)), columns=list("abcdefgh"))
+    frame["c"] = frame["c"].astype(str)
+    frame["h"] = pd.Categorical(["x", "y"] * 3)
+    with pytest.raises(TypeError, match=r"non-numeric columns: 'c' \(.*\), 'h' \(category\)"):
+        nd.predict(model, dd.from_pandas(frame, npartitions=2))
+    with pytest.raises(ValueError, match="has 3 columns; expected 8"):
+        nd.predict(model, dd.from_pandas(pd.DataFrame(np.zeros((6, 3))), npartitions=2))
+
+
+# ---------------------------------------------------------------- fit_incremental
+
+@pytest.mark.parametrize("cls", CLASSIFIERS)
+def test_fit_incremental_equals_partial_fit_by_hand(client, cls):
+    X, y = _data(600)
+    est = nd.fit_incremental(cls(hidden_layer_sizes=(10,), random_state=0), da.from_array(X, chunks=(100, 3)),
+                             da.from_array(y, chunks=75), epochs=3, random_state=7,
+                             classes=[0, 1, 2])
+    by_hand = cls(hidden_layer_sizes=(10,), random_state=0)
+    rng = np.random.default_rng(7)
+    for _ in range(3):
+        order = rng.permutation(6)
+        assert sorted(order) == list(range(6))
+        for i in order:
+            by_hand.partial_fit(X[100 * i:100 * (i + 1)], y[100 * i:100 * (i + 1)],
+                                classes=[0, 1, 2])
+    for a, b in zip(est.coefs_ + est.intercepts_, by_hand.coefs_ + by_hand.intercepts_):
+        np.testing.assert_array_equal(a, b)
+    # a different seed gives a different chunk order, so different weights
+    other = nd.fit_incremental(cls(hidden_layer_sizes=(10,), random_state=0), da.from_array(X, chunks=100), y,
+                               epochs=3, random_state=8, classes=[0, 1, 2])
+    assert not np.array_equal(other.coefs_[0], est.coefs_[0])
+
+
+def test_fit_incremental_sequential_equals_fit_by_hand(client):
+    X, y = _data(400)
+    dX = da.from_array(X, chunks=100)
+    model = nd.fit_incremental(_sequential("float64"), dX, y, epochs=2, shuffle=False,
+                               batch_size=25)
+    by_hand = _sequential("float64")
+    for _ in range(2):
+        for i in range(4):
+            by_hand.fit(X[100 * i:100 * (i + 1)], y[100 * i:100 * (i + 1)], epochs=1,
+                        batch_size=25)
+    for a, b in zip(model.get_weights(), by_hand.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_incremental_local_scheduler_computes_one_chunk_per_call():
+    X, y = _data(400)
+    calls = []
+
+    def chunk(i):
+        calls.append(i)
+        return X[100 * i:100 * (i + 1)]
+    dX = da.concatenate([da.from_delayed(dask.delayed(chunk, pure=False)(i), (100, 8), float)
+                         for i in range(4)])
+    with dask.config.set(scheduler="sync"):
+        nd.fit_incremental(SkMLPClassifier(hidden_layer_sizes=(5,), random_state=0), dX, y, epochs=2,
+                           random_state=0, classes=[0, 1, 2])
+    assert len(calls) == 8 and sorted(calls) == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+def test_fit_incremental_bad_input():
+    X, y = _data(100)
+    with pytest.raises(TypeError, match="no partial_fit"):
+        nd.fit_incremental(object(), da.from_array(X), y)
+    with pytest.raises(ValueError, match="y has shape"):
+        nd.fit_incremental(SkMLPClassifier(), da.from_array(X), y[:50])
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        nd.fit_incremental(SkMLPClassifier(), da.from_array(X), y, epochs=0)
+    with pytest.raises(ValueError, match="columns; expected 8"):
+        nd.fit_incremental(_sequential(), da.from_array(X[:, :3]), y)
+
+
+# ---------------------------------------------------------------- threads and searches
+
+def _threads_in_fit():
+    """(nncore's own thread count and the BLAS's, seen from inside a fit, the
+    caps in force) in the process that runs it."""
+    seen = []
+
+    class Probe(nncore.Callback):
+        def on_epoch_end(self, model, logs):
+            seen.append((nncore.blas.own_threads(), nncore.blas.num_threads()))
+    model = nncore.Sequential([nncore.Dense(64, 256, "relu"), nncore.Dense(256, 10, "softmax")],
+                              loss="cross_entropy", seed=0)
+    rng = np.random.default_rng(0)
+    model.fit(rng.normal(size=(512, 64)), rng.integers(0, 10, 512), epochs=1,
+              callbacks=[Probe()])
+    return seen[0], nncore.blas.default_threads(), nncore.blas.caps()
+
+
+def test_dask_workers_run_nncore_on_one_thread(client):
+    # Dask's nanny sets OMP_NUM_THREADS=1 etc. before spawning a worker
+    # (distributed.nanny.pre-spawn-environ); nncore takes it as a cap
+    assert dask.config.get("distributed.nanny.pre-spawn-environ")["OMP_NUM_THREADS"] == 1
+    results = [client.submit(_threads_in_fit, pure=False, workers=[w]).result()
+               for w in client.scheduler_info()["workers"]]
+    assert len(results) == 2
+    for (own, blas), default, caps in results:
+        assert caps["OMP_NUM_THREADS"] == 1
+        assert default == own == 1
+        assert blas in (1, None)
+
+
+def test_loky_workers_run_nncore_on_one_thread():
+    joblib = pytest.importorskip("joblib")
+    with joblib.parallel_config(backend="loky"):
+        results = joblib.Parallel(n_jobs=2)(joblib.delayed(_threads_in_fit)() for _ in range(2))
+    # joblib gives each of n_jobs loky workers cpu_count // n_jobs threads (OMP_NUM_THREADS
+    # and friends in the worker's environment, threadpoolctl limits): nncore keeps to them
+    share = max(1, joblib.cpu_count() // 2)
+    for (own, blas), default, caps in results:
+        assert caps["OMP_NUM_THREADS"] == share
+        assert own == default <= share
+        assert blas in (None,) + tuple(range(1, share + 1))
+
+
+def _search(cls, backend, search="grid", pipeline=False):
+    import joblib
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X, y = _data(300)
+    est = cls(hidden_layer_sizes=(8,), max_iter=15, random_state=0)
+    grid = {"alpha": [1e-4, 1e-1], "learning_rate_init": [1e-3, 1e-2]}
+    if pipeline:
+        est = make_pipeline(StandardScaler(), est)
+        grid = {f"{type(est.steps[-1][1]).__name__.lower()}__{k}": v for k, v in grid.items()}
+    searcher = (GridSearchCV(est, grid, cv=3, n_jobs=-1) if search == "grid" else
+                RandomizedSearchCV(est, grid, n_iter=3, cv=3, n_jobs=-1, random_state=0))
+    with warnings.catch_warnings(), joblib.parallel_config(backend=backend):
+        warnings.simplefilter("ignore")
+        searcher.fit(X, y)
+    return searcher
+
+
+def _same_search(a, b):
+    assert a.best_params_ == b.best_params_
+    for key in ("mean_test_score", "std_test_score", "split0_test_score", "split2_test_score"):
+        np.testing.assert_array_equal(a.cv_results_[key], b.cv_results_[key])
+
+
+@pytest.mark.parametrize("search,pipeline", [("grid", False), ("random", True)])
+@pytest.mark.parametrize("cls", CLASSIFIERS)
+def test_search_on_dask_same_as_loky(client, cls, search, pipeline):
+    _same_search(_search(cls, "dask", search, pipeline), _search(cls, "loky", search, pipeline))
