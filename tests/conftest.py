@@ -1,6 +1,15 @@
 """Shared fixtures and the dtype-aware comparison helper."""
+import os
+
 import numpy as np
 import pytest
+
+# Child Pythons the tests start (CLI runs, crash and memory probes, fresh-process
+# unpickling) must import the nncore under test — CI's installed wheel — not the
+# unbuilt source tree that `python -c`/`-m` would find first when started from
+# the checkout (the current directory heads sys.path). PYTHONSAFEPATH (Python
+# >= 3.11) keeps the current directory and the script's folder off sys.path.
+os.environ["PYTHONSAFEPATH"] = "1"
 
 #: (rtol, atol) per dtype: a few ulps of the dtype, so float32 is ~1e-5 relative.
 TOLERANCES = {
