@@ -22,6 +22,19 @@ from .training import DivergenceError, History
 from . import plot  # imports matplotlib only when a plot is drawn
 from .gradient_check import gradcheck
 
+# The faces onto optional packages load on first use — `nncore.onnx.export(...)`
+# works without `import nncore.onnx` — so `import nncore` imports none of
+# scikit-learn, Dask or ONNX (PEP 562).
+_FACES = ("sklearn", "dask", "onnx")
+
+
+def __getattr__(name):
+    if name in _FACES:
+        import importlib
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 __all__ = ["Dense", "Sequential", "SGD", "Adam", "History", "Callback", "EarlyStopping",
            "DivergenceError", "losses", "activations", "schedules", "callbacks", "datasets", "blas",

@@ -229,6 +229,22 @@ def class_labels(values):
     return [str(label) for label in labels], np.array([index[v] for v in text], np.intp)
 
 
+def refuse_continuous(classes, column):
+    """UsageError when the labels are numbers that are not all whole (what
+    scikit-learn's type_of_target calls "continuous"): a regression target
+    given to a classifier, or a missing (empty) label."""
+    if "" in classes:
+        raise UsageError(f"target column {column!r} has empty cells; every row needs a label")
+    try:
+        numbers = np.array(classes, np.float64)
+    except ValueError:
+        return
+    if not np.all(numbers == np.round(numbers)):
+        raise UsageError(f"target column {column!r} holds continuous values (e.g. "
+                         f"{classes[0]}, {classes[-1]}), not class labels: for regression "
+                         "use --loss mse (or mae)")
+
+
 def encode(values, classes, column):
     """Class indices of `values` under the model's `classes`."""
     index = {label: i for i, label in enumerate(classes)}
@@ -285,13 +301,23 @@ def is_classifier(model):
 
 # ---------------------------------------------------------------- commands
 
+def refuse_overwriting(data, output):
+    """UsageError when writing `output` would destroy the input file `data`."""
+    if output and os.path.exists(output) and os.path.samefile(data, output):
+        raise UsageError(f"the output {output!r} is the data file itself; writing it would "
+                         "destroy the data: choose another -o")
+
+
 def cmd_train(args):
     import nncore
     from nncore.callbacks import ProgressBar
     X, raw_y, features = read_data(args.data, args.target)
+    refuse_overwriting(args.data, args.output)
+    refuse_overwriting(args.data, sidecar_path(args.output))
     classes = None
     if args.loss in CLASSIFIERS:
         classes, y = class_labels(raw_y)
+        refuse_continuous(classes, args.target)
         if len(classes) < 2:
             raise UsageError(f"target column {args.target!r} holds one class only "
                              f"({classes[0]!r}); a classifier needs at least two")
@@ -354,6 +380,7 @@ def table(rows):
 def cmd_predict(args):
     model, info = load_model(args.model)
     X, _, _ = read_data(args.data, None, info["features"] if info else None)
+    refuse_overwriting(args.data, args.output)
     if X.shape[1] != model.n_features:
         raise UsageError(f"{args.data} has {X.shape[1]} feature columns; the model in "
                          f"{args.model} takes {model.n_features}")

@@ -22,8 +22,23 @@ def load_digits(scale: bool = True) -> tuple[NDArray[np.float64], NDArray[np.int
 
 def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
                      seed: int | None = 0) -> tuple[Any, Any, Any, Any]:
-    """A seeded random split: (X_train, X_test, y_train, y_test)."""
+    """A seeded random split of the rows: (X_train, X_test, y_train, y_test).
+
+    X, y: arrays (or array-likes) with the same number of rows; test_fraction:
+    the share of rows held out, 0 < test_fraction < 1, rounded to a row count
+    that leaves at least one row on each side. Raises ValueError otherwise."""
+    X, y = np.asarray(X), np.asarray(y)
+    if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
+        raise ValueError(f"X and y must have the same number of rows; got shapes {X.shape} "
+                         f"and {y.shape}")
+    if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(
+            test_fraction, (int, float, np.integer, np.floating)) or not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got "
+                         f"{test_fraction!r}")
+    n_test = int(round(len(X) * float(test_fraction)))
+    if not 0 < n_test < len(X):
+        raise ValueError(f"test_fraction={test_fraction!r} of {len(X)} rows leaves no row for "
+                         "the training or the test set; use more rows or another fraction")
     order = np.random.default_rng(seed).permutation(len(X))
-    n_test = int(round(len(X) * test_fraction))
     test, train = order[:n_test], order[n_test:]
     return X[train], X[test], y[train], y[test]

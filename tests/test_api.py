@@ -1,6 +1,8 @@
 """The public API contract of DESIGN.md: Sequential, fit/History, predict,
 evaluate, weights, seeding, SGD.update, and parity of the two backends."""
 import inspect
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -508,3 +510,33 @@ def test_engine_interfaces_agree():
     for name in _public_methods(compiled):
         assert (inspect.signature(getattr(compiled, name))
                 == inspect.signature(getattr(reference, name))), name
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 0, 1, 2.5, float("nan"), True, "0.2", 1e-6])
+def test_train_test_split_refuses_bad_fractions(fraction):
+    X, y = nncore.load_digits()
+    with pytest.raises(ValueError, match="test_fraction"):
+        nncore.datasets.train_test_split(X, y, fraction)
+
+
+def test_train_test_split_refuses_mismatched_rows_and_takes_lists():
+    X, y = nncore.load_digits()
+    for a, b in ((X[:100], y), (X, y[:100])):
+        with pytest.raises(ValueError, match="same number of rows"):
+            nncore.datasets.train_test_split(a, b)
+    X_train, X_test, y_train, y_test = nncore.datasets.train_test_split(X[:50].tolist(),
+                                                                        y[:50].tolist())
+    assert X_train.shape == (40, 64) and X_test.shape == (10, 64) and len(y_train) == 40
+
+
+def test_faces_load_on_first_use_only():
+    code = ("import sys, nncore\n"
+            "assert not {'sklearn', 'dask', 'onnx'} & set(sys.modules)\n"
+            "assert callable(nncore.onnx.export) and 'onnx' in sys.modules\n"
+            "assert 'sklearn' not in sys.modules\n"
+            "try:\n    nncore.no_such_name\nexcept AttributeError:\n    pass\n"
+            "else:\n    raise SystemExit('no AttributeError')\n")
+    pytest.importorskip("onnx")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr

@@ -400,3 +400,33 @@ def test_predict_into_a_closed_pipe_is_quiet(tmp_path):
     finally:
         child.kill()
     assert err == b"" and child.returncode == 1
+
+
+def test_output_over_the_data_file_is_refused(flowers, tmp_path):
+    """train -o DATA (or predict -o DATA) would replace the data with the output."""
+    before = flowers.read_bytes()
+    result = run("train", flowers, "--target", "species", "-q", "--epochs", "1", "-o", flowers)
+    assert result.returncode == 2 and "is the data file itself" in result.stderr, result.stderr
+    assert flowers.read_bytes() == before
+    model = tmp_path / "m.npz"
+    assert run("train", flowers, "--target", "species", "-q", "--epochs", "1",
+               "-o", model).returncode == 0
+    result = run("predict", model, flowers, "-o", flowers)
+    assert result.returncode == 2 and "is the data file itself" in result.stderr, result.stderr
+    assert flowers.read_bytes() == before
+
+
+def test_continuous_or_missing_targets_are_refused_by_a_classifier(tmp_path):
+    X, _ = blobs(40)
+    reg = write_csv(tmp_path / "reg.csv", ["a", "b", "y"],
+                    [[a, b, f"{a + 0.5 * b:.3f}"] for a, b in X])
+    result = run("train", reg, "--target", "y", "-q", "--epochs", "1", "-o", tmp_path / "m.npz")
+    assert result.returncode == 2 and "--loss mse" in result.stderr, result.stderr
+    assert run("train", reg, "--target", "y", "--loss", "mse", "-q", "--epochs", "1",
+               "-o", tmp_path / "m.npz").returncode == 0
+    gaps = write_csv(tmp_path / "gaps.csv", ["a", "b", "label"],
+                     [[a, b, "" if i == 3 else ("no" if a > 1 else "yes")]
+                      for i, (a, b) in enumerate(X)])
+    result = run("train", gaps, "--target", "label", "-q", "--epochs", "1",
+                 "-o", tmp_path / "g.npz")
+    assert result.returncode == 2 and "empty cells" in result.stderr, result.stderr
