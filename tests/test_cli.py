@@ -235,10 +235,20 @@ def test_bench_runs_the_report(monkeypatch, tmp_path):
     assert os.path.basename(cli.report_path()) == "report.py"
 
 
-def test_report_path_finds_this_checkout():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    monkey = cli.report_path()
-    assert monkey == os.path.join(root, "benchmarks", "report.py") and os.path.isfile(monkey)
+def test_bench_finds_the_report_of_the_checkout_or_says_there_is_none():
+    """From a source checkout (an editable install) `nncore bench` runs that
+    checkout's benchmarks/report.py; from an installed wheel, which ships no
+    benchmarks, it says so in one line and exits 2."""
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(cli.__file__)))
+    if os.path.samefile(package_root, checkout):
+        assert cli.report_path() == os.path.join(checkout, "benchmarks", "report.py")
+        assert os.path.isfile(cli.report_path())
+    else:
+        assert not os.path.isfile(cli.report_path())
+        result = run("bench", "--only", "W2")
+        assert result.returncode == 2 and "source checkout" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
 
 
 def test_help_texts():
