@@ -63,3 +63,13 @@ cdef inline bint ready_matrix(object X, int typenum, Py_ssize_t n_features,
     else:
         ok = False
     return ok
+
+
+cdef inline bint rows_in_range(const Py_ssize_t* rows, Py_ssize_t n,
+                               Py_ssize_t limit) noexcept nogil:
+    """Every one of the n row indices lies in [0, limit) (branch-free scan)."""
+    cdef Py_ssize_t i
+    cdef bint ok = True
+    for i in range(n):
+        ok &= 0 <= rows[i] < limit
+    return ok

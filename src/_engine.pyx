@@ -29,7 +29,7 @@ from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr
                      csr_backward)
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
-from _checks cimport all_finite, ready_matrix
+from _checks cimport all_finite, ready_matrix, rows_in_range
 from libc.math cimport isfinite
 
 cnp.import_array()
@@ -540,11 +540,10 @@ cdef int check_rows(cnp.ndarray orders, Py_ssize_t n) except -1:
     """The batch orders (validated intp, C-contiguous) index rows of X: each
     must lie in [0, n). O(size), against an epoch's O(size · parameters)."""
     cdef const Py_ssize_t* o = <const Py_ssize_t*> cnp.PyArray_DATA(orders)
-    cdef Py_ssize_t i, size = cnp.PyArray_SIZE(orders)
-    cdef bint ok = True
+    cdef Py_ssize_t size = cnp.PyArray_SIZE(orders)
+    cdef bint ok
     with nogil:
-        for i in range(size):
-            ok &= 0 <= o[i] < n
+        ok = rows_in_range(o, size, n)
     if not ok:
         raise ValueError(f"orders: row indices outside 0..{n - 1}")
     return 0

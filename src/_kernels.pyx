@@ -26,7 +26,7 @@ from _layer cimport (dense_forward as _dense_forward, dense_backward as _dense_b
                      csr_forward as _csr_forward, csr_backward as _csr_backward)
 from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
-from _checks cimport all_finite, ready_matrix
+from _checks cimport all_finite, ready_matrix, rows_in_range
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 cnp.import_array()
@@ -72,11 +72,9 @@ cdef int code(str name, int value, int count) except -1:
 cdef int in_range(const Py_ssize_t* rows, Py_ssize_t n, Py_ssize_t limit,
                   str name) except -1:
     """Row indices the kernel dereferences: each must be in [0, limit)."""
-    cdef Py_ssize_t i
-    cdef bint ok = True
+    cdef bint ok
     with nogil:
-        for i in range(n):
-            ok &= 0 <= rows[i] < limit
+        ok = rows_in_range(rows, n, limit)
     if not ok:
         raise ValueError(f"{name} holds row indices outside 0..{limit - 1}")
     return 0
