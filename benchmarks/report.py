@@ -39,22 +39,31 @@ def run_suites(only, json_path):
         sys.exit(code)
 
 
+def epoch_products(w, dtype=np.float32):
+    """[(name, trans_a, trans_b, A, B, C)]: every product of a training step of
+    workload w — forward X·W, dW = Xᵀ·dZ and (past the first layer)
+    dX = dZ·Wᵀ per layer — on preallocated random arrays of `dtype`."""
+    b = w.batch_size or w.n_samples
+    rng = np.random.default_rng(0)
+    calls = []
+    for i, (a, c) in enumerate(zip(w.sizes, w.sizes[1:])):
+        X, W = rng.random((b, a), dtype), rng.random((a, c), dtype)
+        dZ, out = rng.random((b, c), dtype), np.empty((b, c), dtype)
+        dX, dW = np.empty((b, a), dtype), np.empty((a, c), dtype)
+        calls.append((f"{a}→{c} X·W", False, False, X, W, out))
+        calls.append((f"{a}→{c} Xᵀ·dZ", True, False, X, dZ, dW))
+        if i:
+            calls.append((f"{a}→{c} dZ·Wᵀ", False, True, dZ, W, dX))
+    return calls
+
+
 def gemm_seconds_per_epoch(w):
     """Time of one epoch's GEMMs alone (forward, dX, dW of every layer), run
     through nncore's GEMM (its own kernels or the BLAS, as in training) on
     preallocated float32 arrays."""
     from nncore import _kernels, blas
     b = w.batch_size or w.n_samples
-    rng = np.random.default_rng(0)
-    calls = []
-    for i, (a, c) in enumerate(zip(w.sizes, w.sizes[1:])):
-        X, W = rng.random((b, a), np.float32), rng.random((a, c), np.float32)
-        dZ, out = rng.random((b, c), np.float32), np.empty((b, c), np.float32)
-        dX, dW = np.empty((b, a), np.float32), np.empty((a, c), np.float32)
-        calls.append((False, False, X, W, out))
-        calls.append((True, False, X, dZ, dW))
-        if i:
-            calls.append((False, True, dZ, W, dX))
+    calls = [call[1:] for call in epoch_products(w)]
     steps = -(-w.n_samples // b)
     reps = max(3, int(2e8 / max(1, w.train_flops_per_sample() * b)))
 

@@ -1,117 +1,269 @@
-/* The large products on AVX-512 CPUs: the tile kernel of _tile_gemm.h over
- * packed blocks of B, on nncore's own threads (_pool.h).
+/* The large products on AVX-512 CPUs: a packed, register-tiled GEMM on
+ * nncore's own threads (_pool.h), laid out as in GotoBLAS/BLIS.
  *
- * Why: NumPy's and SciPy's OpenBLAS (0.3.30-0.3.34) identify the dev machine's
- * AMD Zen 5 as Haswell and run 8-lane AVX2 kernels there (OpenBLAS issue
- * #6029). The 16-lane tile kernel is faster even single-threaded on mid-sized
- * products; split over two threads, a W3 epoch's products ran at 364 GFLOP/s
- * where that OpenBLAS gives 194 (benchmarks/report.py's pure-GEMM column,
- * default vs NNCORE_SIMD=none).
+ * Why: the products of the larger networks (W3, W4 and their gradients) are
+ * most of a training step. NumPy's OpenBLAS runs its AVX-512 (SkylakeX)
+ * kernels on some AVX-512 CPUs and 8-lane AVX2 ones on others (it identifies
+ * AMD Zen 5 as Haswell, OpenBLAS issue #6029); this kernel runs 16-lane code
+ * wherever AVX-512 is, and sums every element of C in an order that does not
+ * depend on the thread count.
  *
- * How: C's columns are split between the threads (its rows, when C is too
- * narrow to split); each thread walks its share in blocks of NC columns × KC
- * of k, copies the block of op(B) into its own buffer as contiguous panels of
- * one tile width (so the kernel reads B at unit stride, and Bᵀ costs nothing
- * more than B), and runs the kernel over MC rows at a time, so the B panel
- * stays in L1 and the A block in L2. Every element of C is summed in the same
- * order whatever the thread count — KC-long runs of k, in order — so results
- * are bit-identical across n_threads.
+ * How (row-major C(m×n) := alpha·op(A)·op(B) + beta·C):
+ *   for each block of NC columns of C (jc)
+ *     for each block of KC of k (pc): pack op(B)[pc:+kc, jc:+nc] into panels
+ *                                     NR = NV·W columns wide (W lanes per zmm)
+ *       for each block of MC rows (ic): pack op(A)[ic:+mc, pc:+kc] into
+ *                                       panels MR rows tall
+ *         for each B panel, for each A panel: the MR×NR micro-kernel.
+ * Packed panels are read at unit stride whatever the transposes (Bᵀ and Aᵀ
+ * cost a differently strided copy, no slow path); their rows and columns past
+ * m and n are zeros, so the micro-kernel always runs a whole tile and only its
+ * stores are cut to the edge of C. The micro-kernel keeps the MR×NR tile of C
+ * in MR·NV zmm accumulators (24 of 32 for NV = 2, MR = 12), loads NV vectors
+ * of the B panel per step of k and broadcasts MR values of the A panel into
+ * fused multiply-adds. The B panel (kc·NR elements, 32 KiB) stays in L1 while
+ * the A panels stream from the MC×KC block in L2; the B block stays in L2/L3.
+ * C's products with at most W columns use NV = 1 and MR = 24 (half the work
+ * of a two-vector tile is not wasted on zeros).
+ *
+ * Determinism: each element of C is accumulated over k in KC-long runs, in
+ * order, each run's sum in one register lane from zero (a fixed K-blocking,
+ * not tied to threads); run 0 gives alpha·sum + beta·C (C not read when
+ * beta = 0), run r > 0 gives C + alpha·sum. Threads split C's grid of blocks
+ * (columns in whole panels, or rows in whole panels when C is too narrow),
+ * never k, and tile shape and position do not change the order of a lane's
+ * operations, so results are bit-identical across thread counts.
  */
 #ifndef NNCORE_BIG_GEMM_H
 #define NNCORE_BIG_GEMM_H
 #include <stdlib.h>
 #include "_simd.h"
 #include "_pool.h"
-#include "_tile_gemm.h"
 
-#define NNCORE_KC 256
-#define NNCORE_NC 256
-#define NNCORE_MC 128
+/* k per block (fixed per element type: it decides the order of the sums);
+ * a B panel of KC rows is 32 KiB for floats and 16 KiB for doubles. */
+#define NNCORE_KC_F 256
+#define NNCORE_KC_D 128
+/* Rows of the micro-kernel for one- and two-vector-wide tiles. */
+#define NNCORE_MR1 24
+#define NNCORE_MR2 12
+/* Rows of A per packed block (a multiple of both MRs). */
+#define NNCORE_MC 192
+/* Columns of B per packed block, in vectors (1024 floats / 512 doubles). */
+#define NNCORE_NC_VECTORS 64
+/* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
+ * (MC × KC), both at most this size for either element type. */
+#define NNCORE_PACK_B_BYTES (NNCORE_KC_F * NNCORE_NC_VECTORS * 64)
+#define NNCORE_PACK_BYTES (NNCORE_PACK_B_BYTES + NNCORE_MC * NNCORE_KC_F * 4)
 
-/* Per-part packing buffers, NNCORE_KC × NNCORE_NC doubles each, made on
- * first use; a job owns them while it holds nncore_pool.run. */
+/* Per-part packing buffers, made on first use; a job owns them while it holds
+ * nncore_pool.run. */
 static void* nncore_pack[NNCORE_MAX_THREADS];
 
 #if NNCORE_X86_SIMD
-#define NNCORE_DEFINE_BIG(T, NAME, KERNEL, LANES)                                       \
-    typedef struct {                                                                    \
-        int trans_a, trans_b;                                                           \
-        ptrdiff_t m, n, k, lda, ldb, ldc;                                               \
-        T alpha, beta;                                                                  \
-        const T* A;                                                                     \
-        const T* B;                                                                     \
-        T* C;                                                                           \
-    } NAME##_job;                                                                       \
-                                                                                        \
-    static void NAME##_part(void* arg, int part, int parts) {                           \
-        const NAME##_job* g = (const NAME##_job*) arg;                                  \
-        const ptrdiff_t panel = 2 * LANES;                                              \
-        ptrdiff_t i_lo = 0, i_hi = g->m, j_lo = 0, j_hi = g->n;                         \
-        T* buf = (T*) nncore_pack[part];                                                \
-        if (g->n >= parts * panel) { /* split columns, in whole panels */               \
-            ptrdiff_t per = ((g->n + panel - 1) / panel + parts - 1) / parts * panel;   \
-            j_lo = part * per;                                                          \
-            j_hi = j_lo + per < g->n ? j_lo + per : g->n;                               \
-        } else {                                                                        \
-            ptrdiff_t per = (g->m + parts - 1) / parts;                                 \
-            i_lo = part * per;                                                          \
-            i_hi = i_lo + per < g->m ? i_lo + per : g->m;                               \
-        }                                                                               \
-        for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NNCORE_NC) {                         \
-            ptrdiff_t nc = jc + NNCORE_NC < j_hi ? NNCORE_NC : j_hi - jc;               \
-            for (ptrdiff_t pc = 0; pc < g->k; pc += NNCORE_KC) {                        \
-                ptrdiff_t kc = pc + NNCORE_KC < g->k ? NNCORE_KC : g->k - pc;           \
-                /* panel q holds op(B)[pc:pc+kc, jc+q·panel : +panel], row-major */     \
-                for (ptrdiff_t q = 0; q * panel < nc; q++) {                            \
-                    ptrdiff_t w = nc - q * panel < panel ? nc - q * panel : panel;      \
-                    T* dst = buf + q * panel * kc;                                      \
-                    for (ptrdiff_t p = 0; p < kc; p++)                                  \
-                        for (ptrdiff_t j = 0; j < w; j++)                               \
-                            dst[p * w + j] = g->trans_b                                 \
-                                ? g->B[(jc + q * panel + j) * g->ldb + pc + p]          \
-                                : g->B[(pc + p) * g->ldb + jc + q * panel + j];         \
-                }                                                                       \
-                for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_MC) {                 \
-                    ptrdiff_t mc = ic + NNCORE_MC < i_hi ? NNCORE_MC : i_hi - ic;       \
-                    const T* a = g->trans_a ? g->A + pc * g->lda + ic                   \
-                                            : g->A + ic * g->lda + pc;                  \
-                    for (ptrdiff_t q = 0; q * panel < nc; q++) {                        \
-                        ptrdiff_t w = nc - q * panel < panel ? nc - q * panel : panel;  \
-                        KERNEL(g->trans_a, mc, w, kc, g->alpha, a, g->lda,              \
-                               buf + q * panel * kc, w, pc ? (T) 1 : g->beta,           \
-                               g->C + ic * g->ldc + jc + q * panel, g->ldc);            \
-                    }                                                                   \
-                }                                                                       \
-            }                                                                           \
-        }                                                                               \
-    }                                                                                   \
-                                                                                        \
-    /* C := alpha·op(A)·op(B) + beta·C; 0 (C untouched) when not handled here:   \
-     * no AVX-512, or a buffer could not be allocated. */                         \
-    static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,     \
-                    T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,       \
-                    T beta, T* C, ptrdiff_t ldc) {                                       \
-        NAME##_job job = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C}; \
-        int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads                \
-                                                        : NNCORE_MAX_THREADS;           \
-        if (nncore_simd_isa() != NNCORE_AVX512)                                         \
-            return 0;                                                                   \
-        for (int part = 0; part < parts; part++) {                                      \
-            if (nncore_pack[part] == NULL) {                                            \
-                pthread_mutex_lock(&nncore_pool.run);                                   \
-                if (nncore_pack[part] == NULL)                                          \
-                    nncore_pack[part] = malloc(sizeof(double) * NNCORE_KC * NNCORE_NC); \
-                pthread_mutex_unlock(&nncore_pool.run);                                 \
-            }                                                                           \
-            if (nncore_pack[part] == NULL)                                              \
-                return 0;                                                               \
-        }                                                                               \
-        nncore_parallel(NAME##_part, &job, parts);                                      \
-        return 1;                                                                       \
+#include <immintrin.h>
+
+/* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
+ * G the suffix of its NNCORE_BIG_OFFSETS_ and _GATHER_ (F, D), KC k per block. */
+#define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, NAME)                                         \
+    typedef struct {                                                                       \
+        int trans_a, trans_b, nv, mr;                                                      \
+        ptrdiff_t m, n, k, lda, ldb, ldc;                                                  \
+        T alpha, beta;                                                                     \
+        const T* A;                                                                        \
+        const T* B;                                                                        \
+        T* C;                                                                              \
+    } NAME##_job;                                                                          \
+                                                                                           \
+    /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
+     * panel (kc × NV·W, row-major); a a packed A panel, MR rows of KC (ROWS) or kc       \
+     * rows of MR (!ROWS). `first`: the first run of k (C := alpha·ab + beta·C, C not     \
+     * read when beta = 0), else C := C + alpha·ab. Lanes past `cols` are masked off. */  \
+    static inline __attribute__((always_inline, target("avx512f"))) void NAME##_tile(    \
+        const int MR, const int NV, const int ROWS, ptrdiff_t kc, const T* a, const T* b,  \
+        T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols) {             \
+        V acc[NNCORE_MR1][2];                                                              \
+        for (int r = 0; r < MR; r++)                                                       \
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_##X();                 \
+        for (int r = 0; r < rows; r++) /* C's tile is stored after the loop */             \
+            _mm_prefetch((const char*) (C + r * ldc), _MM_HINT_T0);                        \
+        for (ptrdiff_t p = 0; p < kc; p++) {                                               \
+            V b0 = _mm512_load_##X(b + p * NV * W);                                        \
+            V b1 = NV > 1 ? _mm512_load_##X(b + p * NV * W + W) : b0;                      \
+            for (int r = 0; r < MR; r++) {                                                 \
+                V ar = _mm512_set1_##X(ROWS ? a[r * KC + p] : a[p * MR + r]);              \
+                acc[r][0] = _mm512_fmadd_##X(ar, b0, acc[r][0]);                           \
+                if (NV > 1) acc[r][1] = _mm512_fmadd_##X(ar, b1, acc[r][1]);               \
+            }                                                                              \
+        }                                                                                  \
+        for (int r = 0; r < MR && r < rows; r++) {                                         \
+            for (int v = 0; v < NV && v * W < cols; v++) {                                 \
+                T* c = C + r * ldc + v * W;                                                \
+                __mmask16 keep = cols - v * W >= W ? (__mmask16) ((1u << W) - 1)           \
+                                                   : (__mmask16) ((1u << (cols - v * W)) - 1); \
+                V out;                                                                     \
+                if (!first)                                                                \
+                    out = _mm512_fmadd_##X(_mm512_set1_##X(alpha), acc[r][v],              \
+                                           _mm512_maskz_loadu_##X(keep, c));               \
+                else {                                                                     \
+                    out = _mm512_mul_##X(_mm512_set1_##X(alpha), acc[r][v]);               \
+                    if (beta != 0)                                                         \
+                        out = _mm512_fmadd_##X(_mm512_set1_##X(beta),                      \
+                                               _mm512_maskz_loadu_##X(keep, c), out);      \
+                }                                                                          \
+                _mm512_mask_storeu_##X(c, keep, out);                                      \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* The micro-kernels: two tile shapes × two A panel layouts, each its own function   \
+     * (so that the compiler gives each loop all 32 zmm registers). */                     \
+    typedef void (*NAME##_kernel)(ptrdiff_t, const T*, const T*, T, T, int, T*,           \
+                                  ptrdiff_t, int, int);                                    \
+    NNCORE_BIG_KERNEL(T, NAME, wide_rows, NNCORE_MR2, 2, 1)                                \
+    NNCORE_BIG_KERNEL(T, NAME, wide_cols, NNCORE_MR2, 2, 0)                                \
+    NNCORE_BIG_KERNEL(T, NAME, narrow_rows, NNCORE_MR1, 1, 1)                              \
+    NNCORE_BIG_KERNEL(T, NAME, narrow_cols, NNCORE_MR1, 1, 0)                              \
+                                                                                           \
+    /* Packs op(B)[p0:+kc, j0:+nc] into row-major panels nr columns wide (zeros past     \
+     * nc). Bᵀ (B stored n×k) is gathered W rows at a time. */                             \
+    static __attribute__((target("avx512f"))) void NAME##_pack_b(                          \
+        const NAME##_job* g, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0, ptrdiff_t nc,      \
+        ptrdiff_t nr, T* dst) {                                                            \
+        for (ptrdiff_t q = 0; q < nc; q += nr, dst += nr * kc) {                           \
+            for (ptrdiff_t v = 0; v < nr; v += W) {                                        \
+                ptrdiff_t w = nc - q - v < W ? nc - q - v : W;                             \
+                __mmask16 keep = w <= 0 ? 0 : (__mmask16) ((1u << w) - 1);                 \
+                if (!g->trans_b) {                                                         \
+                    const T* src = g->B + p0 * g->ldb + j0 + q + v;                        \
+                    for (ptrdiff_t p = 0; p < kc; p++)                                     \
+                        _mm512_store_##X(dst + p * nr + v,                                 \
+                                         _mm512_maskz_loadu_##X(keep, src + p * g->ldb));  \
+                } else {                                                                   \
+                    const T* src = g->B + (j0 + q + v) * g->ldb + p0;                      \
+                    __m512i rows = NNCORE_BIG_OFFSETS_##G(g->ldb);                         \
+                    for (ptrdiff_t p = 0; p < kc; p++)                                     \
+                        _mm512_store_##X(dst + p * nr + v,                                 \
+                                         NNCORE_BIG_GATHER_##G(keep, rows, src + p));      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* Packs op(A)[i0:+mc, p0:+kc] into panels of mr rows, each MR·KC elements: rows of  \
+     * KC (k contiguous) from A, kc rows of mr (the panel's rows contiguous) from Aᵀ,     \
+     * so that both are plain copies. Rows past mc are zeros. */                           \
+    static void NAME##_pack_a(const NAME##_job* g, ptrdiff_t i0, ptrdiff_t mc,             \
+                              ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t mr, T* dst) {          \
+        for (ptrdiff_t s = 0; s < mc; s += mr, dst += mr * KC) {                           \
+            ptrdiff_t h = mc - s < mr ? mc - s : mr;                                       \
+            if (g->trans_a) {                                                              \
+                for (ptrdiff_t p = 0; p < kc; p++) {                                       \
+                    const T* src = g->A + (p0 + p) * g->lda + i0 + s;                      \
+                    for (ptrdiff_t r = 0; r < mr; r++) dst[p * mr + r] = r < h ? src[r] : 0; \
+                }                                                                          \
+            } else {                                                                       \
+                for (ptrdiff_t r = 0; r < mr; r++) {                                       \
+                    const T* src = g->A + (i0 + s + r) * g->lda + p0;                      \
+                    for (ptrdiff_t p = 0; p < kc; p++) dst[r * KC + p] = r < h ? src[p] : 0; \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* The tiles of one packed A block × one packed B block. */                           \
+    static void NAME##_blocks(const NAME##_job* g, const T* pa, const T* pb, ptrdiff_t mc, \
+                              ptrdiff_t nc, ptrdiff_t kc, int first, T* C) {               \
+        const ptrdiff_t nr = g->nv * W, mr = g->mr;                                        \
+        NAME##_kernel kernel = g->nv == 2 ? (g->trans_a ? NAME##_wide_cols                 \
+                                                        : NAME##_wide_rows)                \
+                                          : (g->trans_a ? NAME##_narrow_cols               \
+                                                        : NAME##_narrow_rows);             \
+        for (ptrdiff_t q = 0; q < nc; q += nr) {                                           \
+            int cols = (int) (nc - q < nr ? nc - q : nr);                                  \
+            for (ptrdiff_t s = 0; s < mc; s += mr)                                         \
+                kernel(kc, pa + s * KC, pb + q * kc, g->alpha, g->beta, first,             \
+                       C + s * g->ldc + q, g->ldc, (int) (mc - s < mr ? mc - s : mr), cols); \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    static void NAME##_part(void* arg, int part, int parts) {                              \
+        const NAME##_job* g = (const NAME##_job*) arg;                                     \
+        const ptrdiff_t nr = g->nv * W, mr = g->mr, NC = NNCORE_NC_VECTORS * W;            \
+        ptrdiff_t i_lo = 0, i_hi = g->m, j_lo = 0, j_hi = g->n;                            \
+        T* pb = (T*) nncore_pack[part];                                                    \
+        T* pa = (T*) ((char*) nncore_pack[part] + NNCORE_PACK_B_BYTES);                    \
+        if (g->n >= parts * nr) { /* split columns, in whole panels */                     \
+            ptrdiff_t per = ((g->n + nr - 1) / nr + parts - 1) / parts * nr;              \
+            j_lo = part * per;                                                             \
+            j_hi = j_lo + per < g->n ? j_lo + per : g->n;                                  \
+        } else { /* split rows, in whole panels */                                         \
+            ptrdiff_t per = ((g->m + mr - 1) / mr + parts - 1) / parts * mr;               \
+            i_lo = part * per;                                                             \
+            i_hi = i_lo + per < g->m ? i_lo + per : g->m;                                  \
+        }                                                                                  \
+        for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NC) {                                   \
+            ptrdiff_t nc = jc + NC < j_hi ? NC : j_hi - jc;                                \
+            for (ptrdiff_t pc = 0; pc < g->k; pc += KC) {                                  \
+                ptrdiff_t kc = pc + KC < g->k ? KC : g->k - pc;                            \
+                NAME##_pack_b(g, pc, kc, jc, nc, nr, pb);                                  \
+                for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_MC) {                    \
+                    ptrdiff_t mc = ic + NNCORE_MC < i_hi ? NNCORE_MC : i_hi - ic;          \
+                    NAME##_pack_a(g, ic, mc, pc, kc, mr, pa);                              \
+                    NAME##_blocks(g, pa, pb, mc, nc, kc, pc == 0,                          \
+                                  g->C + ic * g->ldc + jc);                                \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1; 0 (C untouched) when not handled        \
+     * here: no AVX-512, or a buffer could not be allocated. */                           \
+    static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,        \
+                    T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,          \
+                    T beta, T* C, ptrdiff_t ldc) {                                          \
+        int nv = n <= W ? 1 : 2;                                                           \
+        NAME##_job job = {trans_a, trans_b, nv, nv == 1 ? NNCORE_MR1 : NNCORE_MR2,         \
+                          m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};                   \
+        int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads                   \
+                                                        : NNCORE_MAX_THREADS;              \
+        if (nncore_simd_isa() != NNCORE_AVX512)                                            \
+            return 0;                                                                      \
+        for (int part = 0; part < parts; part++) {                                         \
+            if (nncore_pack[part] == NULL) {                                               \
+                pthread_mutex_lock(&nncore_pool.run);                                      \
+                if (nncore_pack[part] == NULL)                                             \
+                    nncore_pack[part] = aligned_alloc(64, NNCORE_PACK_BYTES);              \
+                pthread_mutex_unlock(&nncore_pool.run);                                    \
+            }                                                                              \
+            if (nncore_pack[part] == NULL)                                                 \
+                return 0;                                                                  \
+        }                                                                                  \
+        nncore_parallel(NAME##_part, &job, parts);                                         \
+        return 1;                                                                          \
     }
 
-NNCORE_DEFINE_BIG(float, nncore_big_gemm_f, nncore_tile_f_avx512, 16)
-NNCORE_DEFINE_BIG(double, nncore_big_gemm_d, nncore_tile_d_avx512, 8)
+/* One micro-kernel: NAME_SUFFIX(kc, a, b, alpha, beta, first, C, ldc, rows, cols). */
+#define NNCORE_BIG_KERNEL(T, NAME, SUFFIX, MR, NV, ROWS)                                   \
+    static __attribute__((noinline, target("avx512f"))) void NAME##_##SUFFIX(              \
+        ptrdiff_t kc, const T* a, const T* b, T alpha, T beta, int first, T* C,            \
+        ptrdiff_t ldc, int rows, int cols) {                                               \
+        NAME##_tile(MR, NV, ROWS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);       \
+    }
+/* Gathers of W elements ld apart: the offsets (float: 32-bit, so only for
+ * 15·ld < 2^31; double: 64-bit) and the masked gather. */
+#define NNCORE_BIG_OFFSETS_F(ld) _mm512_mullo_epi32(                                      \
+    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),               \
+    _mm512_set1_epi32((int) (ld)))
+#define NNCORE_BIG_OFFSETS_D(ld) _mm512_setr_epi64(0, (ld), 2 * (ld), 3 * (ld), 4 * (ld),  \
+                                                   5 * (ld), 6 * (ld), 7 * (ld))
+#define NNCORE_BIG_GATHER_F(keep, offsets, base) \
+    _mm512_mask_i32gather_ps(_mm512_setzero_ps(), keep, offsets, base, 4)
+#define NNCORE_BIG_GATHER_D(keep, offsets, base) \
+    _mm512_mask_i64gather_pd(_mm512_setzero_pd(), keep, offsets, base, 8)
+
+NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, nncore_big_gemm_f)
+NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, nncore_big_gemm_d)
 #else
 static int nncore_big_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              float alpha, const float* A, ptrdiff_t lda, const float* B,
