@@ -83,19 +83,28 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         const int MR, const int NV, const int ROWS, ptrdiff_t kc, const T* a, const T* b,  \
         T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols) {             \
         V acc[NNCORE_MR1][2];                                                              \
+        _Pragma("GCC unroll 32")                                                           \
         for (int r = 0; r < MR; r++)                                                       \
             for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_##X();                 \
-        for (int r = 0; r < rows; r++) /* C's tile is stored after the loop */             \
-            _mm_prefetch((const char*) (C + r * ldc), _MM_HINT_T0);                        \
         for (ptrdiff_t p = 0; p < kc; p++) {                                               \
+            if (p == 0) /* fetch C's tile (stored after the loop) meanwhile: to L2 */      \
+                for (int r = 0; r < rows; r++)                                             \
+                    for (int v = 0; v < NV; v++)                                           \
+                        _mm_prefetch((const char*) (C + r * ldc + v * W), _MM_HINT_T1);    \
+            if (p == kc - 16) /* then to L1 */                                             \
+                for (int r = 0; r < rows; r++)                                             \
+                    for (int v = 0; v < NV; v++)                                           \
+                        _mm_prefetch((const char*) (C + r * ldc + v * W), _MM_HINT_T0);    \
             V b0 = _mm512_load_##X(b + p * NV * W);                                        \
             V b1 = NV > 1 ? _mm512_load_##X(b + p * NV * W + W) : b0;                      \
+            _Pragma("GCC unroll 32") /* acc must stay in registers */                     \
             for (int r = 0; r < MR; r++) {                                                 \
                 V ar = _mm512_set1_##X(ROWS ? a[r * KC + p] : a[p * MR + r]);              \
                 acc[r][0] = _mm512_fmadd_##X(ar, b0, acc[r][0]);                           \
                 if (NV > 1) acc[r][1] = _mm512_fmadd_##X(ar, b1, acc[r][1]);               \
             }                                                                              \
         }                                                                                  \
+        _Pragma("GCC unroll 32")                                                           \
         for (int r = 0; r < MR && r < rows; r++) {                                         \
             for (int v = 0; v < NV && v * W < cols; v++) {                                 \
                 T* c = C + r * ldc + v * W;                                                \
@@ -126,35 +135,34 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
     NNCORE_BIG_KERNEL(T, NAME, narrow_cols, NNCORE_MR1, 1, 0)                              \
                                                                                            \
     /* Packs op(B)[p0:+kc, j0:+nc] into row-major panels nr columns wide (zeros past     \
-     * nc). Bᵀ (B stored n×k) is gathered W rows at a time. */                             \
+     * nc): B a row of k at a time, Bᵀ (B stored n×k) gathered W rows at a time. */       \
     static __attribute__((target("avx512f"))) void NAME##_pack_b(                          \
         const NAME##_job* g, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0, ptrdiff_t nc,      \
         ptrdiff_t nr, T* dst) {                                                            \
-        for (ptrdiff_t q = 0; q < nc; q += nr, dst += nr * kc) {                           \
-            for (ptrdiff_t v = 0; v < nr; v += W) {                                        \
-                ptrdiff_t w = nc - q - v < W ? nc - q - v : W;                             \
+        ptrdiff_t wide = (nc + nr - 1) / nr * nr; /* nc rounded up to whole panels */      \
+        for (ptrdiff_t p = 0; p < (g->trans_b ? 1 : kc); p++) /* B: along its rows */      \
+            for (ptrdiff_t j = 0; j < wide; j += W) {                                      \
+                ptrdiff_t w = nc - j < W ? nc - j : W;                                     \
+                T* out = dst + j / nr * nr * kc + j % nr + p * nr;                         \
                 __mmask16 keep = w <= 0 ? 0 : (__mmask16) ((1u << w) - 1);                 \
-                if (!g->trans_b) {                                                         \
-                    const T* src = g->B + p0 * g->ldb + j0 + q + v;                        \
-                    for (ptrdiff_t p = 0; p < kc; p++)                                     \
-                        _mm512_store_##X(dst + p * nr + v,                                 \
-                                         _mm512_maskz_loadu_##X(keep, src + p * g->ldb));  \
-                } else {                                                                   \
-                    const T* src = g->B + (j0 + q + v) * g->ldb + p0;                      \
+                if (g->trans_b) { /* Bᵀ: W rows of B at a time, each along k */            \
+                    const T* src = g->B + (j0 + j) * g->ldb + p0;                          \
                     __m512i rows = NNCORE_BIG_OFFSETS_##G(g->ldb);                         \
-                    for (ptrdiff_t p = 0; p < kc; p++)                                     \
-                        _mm512_store_##X(dst + p * nr + v,                                 \
-                                         NNCORE_BIG_GATHER_##G(keep, rows, src + p));      \
-                }                                                                          \
+                    for (ptrdiff_t q = 0; q < kc; q++)                                     \
+                        _mm512_store_##X(out + q * nr,                                     \
+                                         NNCORE_BIG_GATHER_##G(keep, rows, src + q));      \
+                } else                                                                     \
+                    _mm512_store_##X(out, _mm512_maskz_loadu_##X(                          \
+                                              keep, g->B + (p0 + p) * g->ldb + j0 + j));   \
             }                                                                              \
-        }                                                                                  \
     }                                                                                      \
                                                                                            \
     /* Packs op(A)[i0:+mc, p0:+kc] into panels of mr rows, each MR·KC elements: rows of  \
      * KC (k contiguous) from A, kc rows of mr (the panel's rows contiguous) from Aᵀ,     \
      * so that both are plain copies. Rows past mc are zeros. */                           \
-    static void NAME##_pack_a(const NAME##_job* g, ptrdiff_t i0, ptrdiff_t mc,             \
-                              ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t mr, T* dst) {          \
+    static __attribute__((target("avx512f"))) void NAME##_pack_a(                          \
+        const NAME##_job* g, ptrdiff_t i0, ptrdiff_t mc, ptrdiff_t p0, ptrdiff_t kc,       \
+        ptrdiff_t mr, T* dst) {                                                            \
         for (ptrdiff_t s = 0; s < mc; s += mr, dst += mr * KC) {                           \
             ptrdiff_t h = mc - s < mr ? mc - s : mr;                                       \
             if (g->trans_a) {                                                              \
