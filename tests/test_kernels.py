@@ -177,6 +177,69 @@ def test_gemm_threads(assert_close, rng, dtype, m, n, k, trans_a, trans_b):
             np.testing.assert_array_equal(C, results[0])
 
 
+#: products on the large-product kernel (src/_big_gemm.h) with every tail: C's
+#: columns ending in a full, a partly filled and a lone vector of a panel, for
+#: 16-lane floats and 8-lane doubles (33, 45, 16, 17), narrow C (n ≤ one
+#: vector: the 24-row tile; 7, 10), fewer rows than a tile (2, 13), rows past
+#: one packed block (200 > 192), columns past one (1100 > 1024 floats, 512
+#: doubles), k below one block, across two or three (k per block: 256 floats,
+#: 128 doubles) and many (3001), and m = 1 with Aᵀ (m = 1 with A is a GEMV).
+BIG_KERNEL_SHAPES = [(70, 33, 120), (37, 45, 300), (13, 7, 3001), (200, 10, 300),
+                     (25, 1100, 20), (2, 600, 500), (1, 700, 400), (97, 16, 200),
+                     (24, 17, 700)]
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("alpha,beta", ALPHA_BETA, ids=lambda v: f"{v}")
+@pytest.mark.parametrize("trans_b", [False, True], ids=["B", "Bt"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("m,n,k", BIG_KERNEL_SHAPES,
+                         ids=[f"{m}x{n}x{k}" for m, n, k in BIG_KERNEL_SHAPES])
+def test_big_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
+    """The packed, register-tiled large-product kernel against float64 NumPy:
+    every transpose case, alpha and beta (beta = 0 ignores a NaN-filled C)."""
+    assert m * n * k > K.TILE_GEMM and gemm_path(m, n, k, trans_a, trans_b) != "loop"
+    A = randn(rng, (k, m) if trans_a else (m, k), dtype)
+    B = randn(rng, (n, k) if trans_b else (k, n), dtype)
+    C0 = maybe_garbage(rng, (m, n), dtype, beta)
+    opA, opB = (f64(A.T) if trans_a else f64(A)), (f64(B.T) if trans_b else f64(B))
+    C = C0.copy()
+    K.gemm(trans_a, trans_b, alpha, A, B, beta, C)
+    expected, scale = axpby_ref(alpha, opA @ opB, np.abs(opA) @ np.abs(opB), beta, C0)
+    assert_close(C, expected, dtype, scale)
+
+
+#: C split over threads by columns (wide), by rows (narrow or too few panels;
+#: with 5 threads some get no rows at all), with ragged last shares.
+SPLIT_SHAPES = [(300, 600, 300), (700, 20, 40), (1000, 10, 100), (129, 257, 300),
+                (5, 70, 3000)]
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("trans_b", [False, True], ids=["B", "Bt"])
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("m,n,k", SPLIT_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in SPLIT_SHAPES])
+def test_big_gemm_bit_identical_across_threads(rng, dtype, m, n, k, trans_a, trans_b,
+                                               monkeypatch):
+    """The large-product kernel on 1, 2, 3 and 5 threads gives bit-identical C
+    (threads split C, never k, and k is blocked the same way for every count).
+    The machine's caps are lifted so that 5 threads run on any machine."""
+    from nncore import blas
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    A = randn(rng, (k, m) if trans_a else (m, k), dtype)
+    B = randn(rng, (n, k) if trans_b else (k, n), dtype)
+    C0 = randn(rng, (m, n), dtype)
+    results = []
+    for n_threads in (1, 2, 3, 5):
+        C = C0.copy()
+        with blas.threads(n_threads) as used:
+            assert used == n_threads
+            K.gemm(trans_a, trans_b, 0.75, A, B, -0.5, C)
+        results.append(C)
+    for C in results[1:]:
+        np.testing.assert_array_equal(C, results[0])
+
+
 def test_gemm_shapes_cover_every_path():
     """The shape list exercises the loop, tile, GEMV and BLAS paths."""
     assert {gemm_path(*s, t) for s in GEMM_SHAPES for t in (False, True)} == {
