@@ -76,11 +76,12 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
     } NAME##_job;                                                                          \
                                                                                            \
     /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
-     * panel (kc × NV·W, row-major); a a packed A panel, MR rows of KC (ROWS) or kc       \
-     * rows of MR (!ROWS). `first`: the first run of k (C := alpha·ab + beta·C, C not     \
+     * panel (kc × NV·W, row-major); a holds op(A)'s panel, element (r, p) at            \
+     * a[r·ars + p·aps]. `first`: the first run of k (C := alpha·ab + beta·C, C not       \
      * read when beta = 0), else C := C + alpha·ab. Lanes past `cols` are masked off. */  \
     static inline __attribute__((always_inline, target("avx512f"))) void NAME##_tile(    \
-        const int MR, const int NV, const int ROWS, ptrdiff_t kc, const T* a, const T* b,  \
+        const int MR, const int NV, ptrdiff_t ars, ptrdiff_t aps, ptrdiff_t kc,            \
+        const T* a, const T* b,                                                            \
         T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols) {             \
         V acc[NNCORE_MR1][2];                                                              \
         _Pragma("GCC unroll 32")                                                           \
@@ -99,7 +100,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
             V b1 = NV > 1 ? _mm512_load_##X(b + p * NV * W + W) : b0;                      \
             _Pragma("GCC unroll 32") /* acc must stay in registers */                     \
             for (int r = 0; r < MR; r++) {                                                 \
-                V ar = _mm512_set1_##X(ROWS ? a[r * KC + p] : a[p * MR + r]);              \
+                V ar = _mm512_set1_##X(a[r * ars + p * aps]);                              \
                 acc[r][0] = _mm512_fmadd_##X(ar, b0, acc[r][0]);                           \
                 if (NV > 1) acc[r][1] = _mm512_fmadd_##X(ar, b1, acc[r][1]);               \
             }                                                                              \
@@ -125,14 +126,18 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* The micro-kernels: two tile shapes × two A panel layouts, each its own function   \
-     * (so that the compiler gives each loop all 32 zmm registers). */                     \
-    typedef void (*NAME##_kernel)(ptrdiff_t, const T*, const T*, T, T, int, T*,           \
-                                  ptrdiff_t, int, int);                                    \
-    NNCORE_BIG_KERNEL(T, NAME, wide_rows, NNCORE_MR2, 2, 1)                                \
-    NNCORE_BIG_KERNEL(T, NAME, wide_cols, NNCORE_MR2, 2, 0)                                \
-    NNCORE_BIG_KERNEL(T, NAME, narrow_rows, NNCORE_MR1, 1, 1)                              \
-    NNCORE_BIG_KERNEL(T, NAME, narrow_cols, NNCORE_MR1, 1, 0)                              \
+    /* The micro-kernels, each its own function (so that the compiler gives each loop    \
+     * all 32 zmm registers): two tile shapes × A's panel read along rows of k — packed   \
+     * (ars = KC, a constant: the rows' offsets are immediates) or A itself (ars = lda)  \
+     * — or along columns (aps = MR packed, lda for Aᵀ itself). */                       \
+    typedef void (*NAME##_kernel)(ptrdiff_t, const T*, ptrdiff_t, ptrdiff_t, const T*, T,  \
+                                  T, int, T*, ptrdiff_t, int, int);                        \
+    NNCORE_BIG_KERNEL(T, NAME, wide_rows, NNCORE_MR2, 2, KC, 1)                            \
+    NNCORE_BIG_KERNEL(T, NAME, wide_rows_direct, NNCORE_MR2, 2, ars, 1)                    \
+    NNCORE_BIG_KERNEL(T, NAME, wide_cols, NNCORE_MR2, 2, 1, aps)                           \
+    NNCORE_BIG_KERNEL(T, NAME, narrow_rows, NNCORE_MR1, 1, KC, 1)                          \
+    NNCORE_BIG_KERNEL(T, NAME, narrow_rows_direct, NNCORE_MR2, 1, ars, 1)                  \
+    NNCORE_BIG_KERNEL(T, NAME, narrow_cols, NNCORE_MR1, 1, 1, aps)                         \
                                                                                            \
     /* Packs op(B)[p0:+kc, j0:+nc] into row-major panels nr columns wide (zeros past     \
      * nc): B a row of k at a time, Bᵀ (B stored n×k) gathered W rows at a time. */       \
@@ -179,19 +184,38 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* The tiles of one packed A block × one packed B block. */                           \
-    static void NAME##_blocks(const NAME##_job* g, const T* pa, const T* pb, ptrdiff_t mc, \
-                              ptrdiff_t nc, ptrdiff_t kc, int first, T* C) {               \
+    /* The tiles of one block of A (mc × kc) × one packed B block (kc × nc). A is       \
+     * packed unless `direct` (then nc ≤ one panel): the kernels then read op(A) where it  \
+     * is, 12 rows at a time along rows of A, but for a last panel of fewer rows, which   \
+     * is packed (zeros past m) so that no kernel reads past A. */                        \
+    static void NAME##_blocks(const NAME##_job* g, int direct, ptrdiff_t ic, ptrdiff_t pc, \
+                              T* pa, const T* pb, ptrdiff_t mc, ptrdiff_t nc,              \
+                              ptrdiff_t kc, T* C) {                                        \
         const ptrdiff_t nr = g->nv * W, mr = g->mr;                                        \
-        NAME##_kernel kernel = g->nv == 2 ? (g->trans_a ? NAME##_wide_cols                 \
-                                                        : NAME##_wide_rows)                \
-                                          : (g->trans_a ? NAME##_narrow_cols               \
-                                                        : NAME##_narrow_rows);             \
+        NAME##_kernel packed = g->nv == 2 ? (g->trans_a ? NAME##_wide_cols : NAME##_wide_rows) \
+                                          : (g->trans_a ? NAME##_narrow_cols : NAME##_narrow_rows); \
+        NAME##_kernel kernel = !direct ? packed : g->trans_a ? packed                      \
+                             : g->nv == 2 ? NAME##_wide_rows_direct : NAME##_narrow_rows_direct; \
+        const T* a = !direct ? pa : g->trans_a ? g->A + pc * g->lda + ic                   \
+                                               : g->A + ic * g->lda + pc;                  \
+        ptrdiff_t ars = direct && !g->trans_a ? g->lda : KC;  /* rows of A */              \
+        ptrdiff_t aps = direct && g->trans_a ? g->lda : mr;   /* rows of Aᵀ */             \
+        ptrdiff_t step = direct && !g->trans_a ? NNCORE_MR2 : mr;  /* rows per tile */     \
         for (ptrdiff_t q = 0; q < nc; q += nr) {                                           \
             int cols = (int) (nc - q < nr ? nc - q : nr);                                  \
-            for (ptrdiff_t s = 0; s < mc; s += mr)                                         \
-                kernel(kc, pa + s * KC, pb + q * kc, g->alpha, g->beta, first,             \
-                       C + s * g->ldc + q, g->ldc, (int) (mc - s < mr ? mc - s : mr), cols); \
+            for (ptrdiff_t s = 0; s < mc; s += step) {                                     \
+                int rows = (int) (mc - s < step ? mc - s : step);                          \
+                T* c = C + s * g->ldc + q;                                                 \
+                if (!direct || rows == step)                                               \
+                    kernel(kc, a + (direct ? s * (g->trans_a ? 1 : g->lda) : s * KC), ars, \
+                           aps, pb + q * kc, g->alpha, g->beta, pc == 0, c, g->ldc, rows,  \
+                           cols);                                                          \
+                else {                                                                     \
+                    NAME##_pack_a(g, ic + s, rows, pc, kc, mr, pa);                        \
+                    packed(kc, pa, KC, mr, pb + q * kc, g->alpha, g->beta, pc == 0, c,     \
+                           g->ldc, rows, cols);                                            \
+                }                                                                          \
+            }                                                                              \
         }                                                                                  \
     }                                                                                      \
                                                                                            \
@@ -210,6 +234,10 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
             i_lo = part * per;                                                             \
             i_hi = i_lo + per < g->m ? i_lo + per : g->m;                                  \
         }                                                                                  \
+        /* A panel meets one B panel only when this part's columns fit in one: packing  \
+         * it would then cost more than it saves. (Either way the sums are the same,   \
+         * in the same order.) */                                                      \
+        int direct = j_hi - j_lo <= nr;                                                    \
         for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NC) {                                   \
             ptrdiff_t nc = jc + NC < j_hi ? NC : j_hi - jc;                                \
             for (ptrdiff_t pc = 0; pc < g->k; pc += KC) {                                  \
@@ -217,8 +245,9 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
                 NAME##_pack_b(g, pc, kc, jc, nc, nr, pb);                                  \
                 for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_MC) {                    \
                     ptrdiff_t mc = ic + NNCORE_MC < i_hi ? NNCORE_MC : i_hi - ic;          \
-                    NAME##_pack_a(g, ic, mc, pc, kc, mr, pa);                              \
-                    NAME##_blocks(g, pa, pb, mc, nc, kc, pc == 0,                          \
+                    if (!direct)                                                           \
+                        NAME##_pack_a(g, ic, mc, pc, kc, mr, pa);                          \
+                    NAME##_blocks(g, direct, ic, pc, pa, pb, mc, nc, kc,                   \
                                   g->C + ic * g->ldc + jc);                                \
                 }                                                                          \
             }                                                                              \
@@ -252,11 +281,12 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
     }
 
 /* One micro-kernel: NAME_SUFFIX(kc, a, b, alpha, beta, first, C, ldc, rows, cols). */
-#define NNCORE_BIG_KERNEL(T, NAME, SUFFIX, MR, NV, ROWS)                                   \
+#define NNCORE_BIG_KERNEL(T, NAME, SUFFIX, MR, NV, ARS, APS)                               \
     static __attribute__((noinline, target("avx512f"))) void NAME##_##SUFFIX(              \
-        ptrdiff_t kc, const T* a, const T* b, T alpha, T beta, int first, T* C,            \
-        ptrdiff_t ldc, int rows, int cols) {                                               \
-        NAME##_tile(MR, NV, ROWS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);       \
+        ptrdiff_t kc, const T* a, ptrdiff_t ars, ptrdiff_t aps, const T* b, T alpha,       \
+        T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols) {                      \
+        (void) ars, (void) aps;                                                            \
+        NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);   \
     }
 /* Gathers of W elements ld apart: the offsets (float: 32-bit, so only for
  * 15·ld < 2^31; double: 64-bit) and the masked gather. */
