@@ -43,7 +43,7 @@
 /* k per block (fixed per element type: it decides the order of the sums);
  * a B panel of KC rows is 32 KiB for floats and 16 KiB for doubles. */
 #define NNCORE_KC_F 256
-#define NNCORE_KC_D 128
+#define NNCORE_KC_D 256
 /* Rows of the micro-kernel for one- and two-vector-wide tiles. */
 #define NNCORE_MR1 24
 #define NNCORE_MR2 12
@@ -52,9 +52,11 @@
 /* Columns of B per packed block, in vectors (1024 floats / 512 doubles). */
 #define NNCORE_NC_VECTORS 64
 /* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
- * (MC × KC), both at most this size for either element type. */
-#define NNCORE_PACK_B_BYTES (NNCORE_KC_F * NNCORE_NC_VECTORS * 64)
-#define NNCORE_PACK_BYTES (NNCORE_PACK_B_BYTES + NNCORE_MC * NNCORE_KC_F * 4)
+ * (MC × KC), each sized for the larger of the two element types. */
+#define NNCORE_BIG_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define NNCORE_PACK_B_BYTES (NNCORE_BIG_MAX(NNCORE_KC_F, NNCORE_KC_D) * NNCORE_NC_VECTORS * 64)
+#define NNCORE_PACK_BYTES \
+    (NNCORE_PACK_B_BYTES + NNCORE_MC * NNCORE_BIG_MAX(NNCORE_KC_F * 4, NNCORE_KC_D * 8))
 
 /* Per-part packing buffers, made on first use; a job owns them while it holds
  * nncore_pool.run. */
@@ -164,22 +166,32 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
                                                                                            \
     /* Packs op(A)[i0:+mc, p0:+kc] into panels of mr rows, each MR·KC elements: rows of  \
      * KC (k contiguous) from A, kc rows of mr (the panel's rows contiguous) from Aᵀ,     \
-     * so that both are plain copies. Rows past mc are zeros. */                           \
+     * so that both are copies of W contiguous elements at a time, along A's rows (for   \
+     * Aᵀ a row of A at a time across all panels). Rows past mc are zeros. */             \
     static __attribute__((target("avx512f"))) void NAME##_pack_a(                          \
         const NAME##_job* g, ptrdiff_t i0, ptrdiff_t mc, ptrdiff_t p0, ptrdiff_t kc,       \
         ptrdiff_t mr, T* dst) {                                                            \
-        for (ptrdiff_t s = 0; s < mc; s += mr, dst += mr * KC) {                           \
-            ptrdiff_t h = mc - s < mr ? mc - s : mr;                                       \
-            if (g->trans_a) {                                                              \
-                for (ptrdiff_t p = 0; p < kc; p++) {                                       \
-                    const T* src = g->A + (p0 + p) * g->lda + i0 + s;                      \
-                    for (ptrdiff_t r = 0; r < mr; r++) dst[p * mr + r] = r < h ? src[r] : 0; \
+        const __mmask16 all = (__mmask16) ((1u << W) - 1);                                 \
+        for (ptrdiff_t p = 0; p < kc && g->trans_a; p++) {                                 \
+            const T* src = g->A + (p0 + p) * g->lda + i0;                                  \
+            for (ptrdiff_t s = 0; s < mc; s += mr)                                         \
+                for (ptrdiff_t r = 0; r < mr; r += W) {                                    \
+                    ptrdiff_t left = mc - s - r, room = mr - r;                            \
+                    __mmask16 keep = left <= 0 ? 0 : left >= W ? all                       \
+                                                 : (__mmask16) ((1u << left) - 1);         \
+                    __mmask16 fill = room >= W ? all : (__mmask16) ((1u << room) - 1);     \
+                    _mm512_mask_storeu_##X(dst + s * KC + p * mr + r, fill,                \
+                                           _mm512_maskz_loadu_##X(keep, src + s + r));     \
                 }                                                                          \
-            } else {                                                                       \
-                for (ptrdiff_t r = 0; r < mr; r++) {                                       \
-                    const T* src = g->A + (i0 + s + r) * g->lda + p0;                      \
-                    for (ptrdiff_t p = 0; p < kc; p++) dst[r * KC + p] = r < h ? src[p] : 0; \
-                }                                                                          \
+        }                                                                                  \
+        for (ptrdiff_t r = 0; r < (mc + mr - 1) / mr * mr && !g->trans_a; r++) {          \
+            T* out = dst + r / mr * mr * KC + r % mr * KC; /* panel r / mr, row r % mr */ \
+            const T* src = g->A + (i0 + r) * g->lda + p0;                                  \
+            for (ptrdiff_t p = 0; p < kc; p += W) {                                        \
+                ptrdiff_t left = r < mc ? kc - p : 0;                                      \
+                __mmask16 keep = left <= 0 ? 0 : left >= W ? all                           \
+                                             : (__mmask16) ((1u << left) - 1);             \
+                _mm512_mask_storeu_##X(out + p, all, _mm512_maskz_loadu_##X(keep, src + p)); \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
