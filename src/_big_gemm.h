@@ -6,7 +6,8 @@
  * kernels on some AVX-512 CPUs and 8-lane AVX2 ones on others (it identifies
  * AMD Zen 5 as Haswell, OpenBLAS issue #6029); this kernel runs 16-lane code
  * wherever AVX-512 is, and sums every element of C in an order that does not
- * depend on the thread count.
+ * depend on the thread count. Measured against OpenBLAS's SkylakeX kernels
+ * (Intel family 6 model 167; figures in benchmarks/gemm.py's table).
  *
  * How (row-major C(m×n) := alpha·op(A)·op(B) + beta·C):
  *   for each block of NC columns of C (jc)
@@ -14,17 +15,23 @@
  *                                     NR = NV·W columns wide (W lanes per zmm)
  *       for each block of MC rows (ic): pack op(A)[ic:+mc, pc:+kc] into
  *                                       panels MR rows tall
- *         for each B panel, for each A panel: the MR×NR micro-kernel.
+ *         for each A panel, for each B panel: the MR×NR micro-kernel.
  * Packed panels are read at unit stride whatever the transposes (Bᵀ and Aᵀ
  * cost a differently strided copy, no slow path); their rows and columns past
  * m and n are zeros, so the micro-kernel always runs a whole tile and only its
  * stores are cut to the edge of C. The micro-kernel keeps the MR×NR tile of C
  * in MR·NV zmm accumulators (24 of 32 for NV = 2, MR = 12), loads NV vectors
  * of the B panel per step of k and broadcasts MR values of the A panel into
- * fused multiply-adds. The B panel (kc·NR elements, 32 KiB) stays in L1 while
- * the A panels stream from the MC×KC block in L2; the B block stays in L2/L3.
- * C's products with at most W columns use NV = 1 and MR = 24 (half the work
- * of a two-vector tile is not wasted on zeros).
+ * fused multiply-adds. The A panel (MR·KC elements, 9 KiB floats, 12 KiB
+ * doubles) stays in L1 while the B panels stream from the KC×NC block in L2
+ * (768 KiB floats, 512 KiB doubles); KC is small enough for an A panel and
+ * the B panel being read to share L1 (measured: KC 192 floats 0.95-0.99 of
+ * OpenBLAS at 2048³-class shapes, 256 0.85-0.9, 384 0.8). C's products with
+ * at most W columns use NV = 1 and MR = 24 (half the work of a two-vector
+ * tile is not wasted on zeros). When a thread's share of C's columns fits in
+ * one panel, each A panel would be used once: A is then read where it is
+ * (12 rows at a time), not packed (1000×100·100×10 float32: 0.7 → 1.0 of
+ * OpenBLAS).
  *
  * Determinism: each element of C is accumulated over k in KC-long runs, in
  * order, each run's sum in one register lane from zero (a fixed K-blocking,
@@ -40,10 +47,9 @@
 #include "_simd.h"
 #include "_pool.h"
 
-/* k per block (fixed per element type: it decides the order of the sums);
- * a B panel of KC rows is 32 KiB for floats and 16 KiB for doubles. */
-#define NNCORE_KC_F 256
-#define NNCORE_KC_D 256
+/* k per block (fixed per element type: it decides the order of the sums). */
+#define NNCORE_KC_F 192
+#define NNCORE_KC_D 128
 /* Rows of the micro-kernel for one- and two-vector-wide tiles. */
 #define NNCORE_MR1 24
 #define NNCORE_MR2 12
@@ -213,10 +219,10 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         ptrdiff_t ars = direct && !g->trans_a ? g->lda : KC;  /* rows of A */              \
         ptrdiff_t aps = direct && g->trans_a ? g->lda : mr;   /* rows of Aᵀ */             \
         ptrdiff_t step = direct && !g->trans_a ? NNCORE_MR2 : mr;  /* rows per tile */     \
-        for (ptrdiff_t q = 0; q < nc; q += nr) {                                           \
-            int cols = (int) (nc - q < nr ? nc - q : nr);                                  \
-            for (ptrdiff_t s = 0; s < mc; s += step) {                                     \
-                int rows = (int) (mc - s < step ? mc - s : step);                          \
+        for (ptrdiff_t s = 0; s < mc; s += step) {                                         \
+            int rows = (int) (mc - s < step ? mc - s : step);                              \
+            for (ptrdiff_t q = 0; q < nc; q += nr) {                                       \
+                int cols = (int) (nc - q < nr ? nc - q : nr);                              \
                 T* c = C + s * g->ldc + q;                                                 \
                 if (!direct || rows == step)                                               \
                     kernel(kc, a + (direct ? s * (g->trans_a ? 1 : g->lda) : s * KC), ars, \
