@@ -105,8 +105,17 @@ cdef enum:
     # (Zen 5; OpenBLAS running its Haswell kernels on 2 threads; interleaved
     # calls from Python): 32×32×64 1.7 µs against 3.0, 128×128×10 2.5 against
     # 4.6; even around 1M multiply-adds, and at 4M the tile kernel alone is
-    # 0.8x the two BLAS threads. Past this size AVX-512 CPUs run the tile
-    # kernel threaded over packed blocks (_big_gemm.h), others the BLAS.
+    # 0.8x the two BLAS threads. Past this size AVX-512 CPUs run the packed,
+    # threaded kernel of _big_gemm.h, others the BLAS. Rechecked on an Intel
+    # AVX-512 CPU (family 6 model 167, OpenBLAS 0.3.31 running its SkylakeX
+    # kernels; one thread, CPU time, alternating calls, medians): lowering
+    # this to 4096 (the packed kernel from there on) made every product in
+    # 32×32×64 … 200×40×30 10-25% slower (packing does not pay off there),
+    # and raising it to 20M made the packed kernel's shapes up to 0.3x
+    # slower (256×128×128 Aᵀ·B, and nothing threads). The rule stays a
+    # function of the shape alone: the two kernels sum k in different runs,
+    # so a rule that looked at the thread count would break bit-identity
+    # across n_threads.
     TILE_GEMM = 262144
     # Columns of C the direct loop keeps in registers at a time (4 SSE2
     # vectors of floats; the baseline build has 16).
