@@ -72,7 +72,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
 #include <immintrin.h>
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
- * G the suffix of its NNCORE_BIG_OFFSETS_ and _GATHER_ (F, D), KC k per block. */
+ * G the suffix of its nncore_big_transpose_ (F, D), KC k per block. */
 #define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, NAME)                                         \
     typedef struct {                                                                       \
         int trans_a, trans_b, nv, mr;                                                      \
@@ -148,7 +148,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
     NNCORE_BIG_KERNEL(T, NAME, narrow_cols, NNCORE_MR1, 1, 1, aps)                         \
                                                                                            \
     /* Packs op(B)[p0:+kc, j0:+nc] into row-major panels nr columns wide (zeros past     \
-     * nc): B a row of k at a time, Bᵀ (B stored n×k) gathered W rows at a time. */       \
+     * nc): B a row of k at a time, Bᵀ (B stored n×k) W×W blocks transposed in registers. */ \
     static __attribute__((target("avx512f"))) void NAME##_pack_b(                          \
         const NAME##_job* g, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0, ptrdiff_t nc,      \
         ptrdiff_t nr, T* dst) {                                                            \
@@ -158,12 +158,19 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
                 ptrdiff_t w = nc - j < W ? nc - j : W;                                     \
                 T* out = dst + j / nr * nr * kc + j % nr + p * nr;                         \
                 __mmask16 keep = w <= 0 ? 0 : (__mmask16) ((1u << w) - 1);                 \
-                if (g->trans_b) { /* Bᵀ: W rows of B at a time, each along k */            \
+                if (g->trans_b) { /* Bᵀ: W rows of B (zeros past nc) × W of k at a time */  \
                     const T* src = g->B + (j0 + j) * g->ldb + p0;                          \
-                    __m512i rows = NNCORE_BIG_OFFSETS_##G(g->ldb);                         \
-                    for (ptrdiff_t q = 0; q < kc; q++)                                     \
-                        _mm512_store_##X(out + q * nr,                                     \
-                                         NNCORE_BIG_GATHER_##G(keep, rows, src + q));      \
+                    for (ptrdiff_t q = 0; q < kc; q += W) {                                \
+                        __mmask16 along = kc - q >= W ? (__mmask16) ((1u << W) - 1)        \
+                                                      : (__mmask16) ((1u << (kc - q)) - 1); \
+                        V r[W];                                                            \
+                        for (int i = 0; i < W; i++)                                        \
+                            r[i] = i < w ? _mm512_maskz_loadu_##X(along, src + i * g->ldb + q) \
+                                         : _mm512_setzero_##X();                           \
+                        nncore_big_transpose_##G(r);                                       \
+                        for (int c = 0; c < W && c < kc - q; c++)                          \
+                            _mm512_store_##X(out + (q + c) * nr, r[c]);                    \
+                    }                                                                      \
                 } else                                                                     \
                     _mm512_store_##X(out, _mm512_maskz_loadu_##X(                          \
                                               keep, g->B + (p0 + p) * g->ldb + j0 + j));   \
@@ -306,17 +313,55 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         (void) ars, (void) aps;                                                            \
         NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);   \
     }
-/* Gathers of W elements ld apart: the offsets (float: 32-bit, so only for
- * 15·ld < 2^31; double: 64-bit) and the masked gather. */
-#define NNCORE_BIG_OFFSETS_F(ld) _mm512_mullo_epi32(                                      \
-    _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),               \
-    _mm512_set1_epi32((int) (ld)))
-#define NNCORE_BIG_OFFSETS_D(ld) _mm512_setr_epi64(0, (ld), 2 * (ld), 3 * (ld), 4 * (ld),  \
-                                                   5 * (ld), 6 * (ld), 7 * (ld))
-#define NNCORE_BIG_GATHER_F(keep, offsets, base) \
-    _mm512_mask_i32gather_ps(_mm512_setzero_ps(), keep, offsets, base, 4)
-#define NNCORE_BIG_GATHER_D(keep, offsets, base) \
-    _mm512_mask_i64gather_pd(_mm512_setzero_pd(), keep, offsets, base, 8)
+/* Transposes the W×W block in r (r[i] = row i) in place, 16 floats or 8 doubles:
+ * pairs of rows interleaved, then pairs of pairs, then 128-bit lanes. */
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_transpose_F(
+    __m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+        r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+        r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
+    }
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_transpose_D(
+    __m512d r[8]) {
+    __m512d t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; h++) {
+        u[4 * h] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0x88);
+        u[4 * h + 1] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0x88);
+        u[4 * h + 2] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0xdd);
+        u[4 * h + 3] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f64x2(u[i], u[4 + i], 0x88);
+        r[4 + i] = _mm512_shuffle_f64x2(u[i], u[4 + i], 0xdd);
+    }
+}
 
 NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, nncore_big_gemm_f)
 NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, nncore_big_gemm_d)
