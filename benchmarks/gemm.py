@@ -1,6 +1,6 @@
 """nncore's GEMM against numpy.dot (NumPy's BLAS) shape by shape, side by side.
 
-    python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15]
+    python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15] [--clock wall]
 
 For each product of a W3 and a W4 training step (forward X·W, dW = Xᵀ·dZ,
 dX = dZ·Wᵀ per layer: benchmarks/report.py's epoch_products), a 2048³ product
@@ -9,7 +9,9 @@ and 1000×100·100×10), at each thread count (nncore.blas.threads, which sets
 NumPy's OpenBLAS and nncore's own kernels alike): the two are timed in
 alternating rounds in one process, and the table gives the median GFLOP/s of
 each, nncore's path for the shape (benchmarks/scaling.py's gemm_path) and the
-ratio of the medians. --quick runs a few rounds on smaller batches (W4 at
+ratio of the medians. --clock thread --threads 1 times CPU time of the
+calling thread instead of wall time (time.thread_time): on a machine shared
+with other work, time spent descheduled is then not counted. --quick runs a few rounds on smaller batches (W4 at
 batch 64, no 2048³) to check that everything runs in well under a minute;
 its figures are rough.
 """
@@ -55,7 +57,7 @@ def gflops(seconds, m, n, k):
     return 2.0 * m * n * k / seconds / 1e9
 
 
-def measure(ta, tb, A, B, C, rounds):
+def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter):
     """(nncore seconds, numpy.dot seconds) per call: medians over alternating rounds."""
     m, n = C.shape
     k = A.shape[0] if ta else A.shape[1]
@@ -75,9 +77,9 @@ def measure(ta, tb, A, B, C, rounds):
     warm_up(theirs, 0.1)
     for _ in range(rounds):
         for run in (ours, theirs):
-            start = time.perf_counter()
+            start = clock()
             run()
-            times[run].append((time.perf_counter() - start) / reps)
+            times[run].append((clock() - start) / reps)
     return statistics.median(times[ours]), statistics.median(times[theirs])
 
 
@@ -86,19 +88,25 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small and few: a check that it runs")
     parser.add_argument("--threads", default="1,2", help="comma-separated thread counts")
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per shape")
+    parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
+                        help="wall time, or the calling thread's CPU time (only with --threads 1)")
     args = parser.parse_args()
+    threads = [int(t) for t in args.threads.split(",")]
+    if args.clock == "thread" and threads != [1]:
+        parser.error("--clock thread measures one thread: use it with --threads 1")
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
     rounds = 3 if args.quick else args.rounds
     info = blas.info()
     print(f"nncore SIMD {info['simd']}, BLAS: {info['blas']}'s OpenBLAS {info['version']}; "
-          f"GFLOP/s, median of {rounds} alternating rounds\n")
+          f"GFLOP/s ({args.clock} time), median of {rounds} alternating rounds\n")
     print("| product | dtype | m×n×k | path | threads | nncore | numpy.dot | nncore/numpy |")
     print("|---|---|---|---|---|---|---|---|")
-    for n_threads in (int(t) for t in args.threads.split(",")):
+    for n_threads in threads:
         with blas.threads(n_threads) as used:
             for label, ta, tb, A, B, C in shapes(args.quick):
                 m, n = C.shape
                 k = A.shape[0] if ta else A.shape[1]
-                ours, theirs = measure(ta, tb, A, B, C, rounds)
+                ours, theirs = measure(ta, tb, A, B, C, rounds, clock)
                 print(f"| {label} | {C.dtype} | {m}×{n}×{k} | {gemm_path(ta, tb, m, n, k)} "
                       f"| {used} | {gflops(ours, m, n, k):.1f} | {gflops(theirs, m, n, k):.1f} "
                       f"| {theirs / ours:.2f} |", flush=True)
