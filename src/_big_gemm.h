@@ -30,8 +30,8 @@
  * at most W columns use NV = 1 and MR = 24 (half the work of a two-vector
  * tile is not wasted on zeros). When a thread's share of C's columns fits in
  * one panel, each A panel would be used once: A is then read where it is
- * (12 rows at a time), not packed (1000×100·100×10 float32: 0.7 → 1.0 of
- * OpenBLAS).
+ * (8 or 12 rows a tile), not packed (1000×100·100×10: float32 0.7 → 1.0,
+ * float64 0.72 → 0.95 of OpenBLAS).
  *
  * Determinism: each element of C is accumulated over k in KC-long runs, in
  * order, each run's sum in one register lane from zero (a fixed K-blocking,
@@ -53,6 +53,10 @@
 /* Rows of the micro-kernel for one- and two-vector-wide tiles. */
 #define NNCORE_MR1 24
 #define NNCORE_MR2 12
+/* Rows of the tiles that read A in place along its rows (one pointer a row;
+ * more would spill them, and a two-vector tile's B vectors, to the stack). */
+#define NNCORE_MR1_DIRECT 12
+#define NNCORE_MR2_DIRECT 8
 /* Rows of A per packed block (a multiple of both MRs). */
 #define NNCORE_MC 192
 /* Columns of B per packed block, in vectors (1024 floats / 512 doubles). */
@@ -141,10 +145,10 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
     typedef void (*NAME##_kernel)(ptrdiff_t, const T*, ptrdiff_t, ptrdiff_t, const T*, T,  \
                                   T, int, T*, ptrdiff_t, int, int);                        \
     NNCORE_BIG_KERNEL(T, NAME, wide_rows, NNCORE_MR2, 2, KC, 1)                            \
-    NNCORE_BIG_KERNEL(T, NAME, wide_rows_direct, NNCORE_MR2, 2, ars, 1)                    \
+    NNCORE_BIG_KERNEL(T, NAME, wide_rows_direct, NNCORE_MR2_DIRECT, 2, ars, 1)             \
     NNCORE_BIG_KERNEL(T, NAME, wide_cols, NNCORE_MR2, 2, 1, aps)                           \
     NNCORE_BIG_KERNEL(T, NAME, narrow_rows, NNCORE_MR1, 1, KC, 1)                          \
-    NNCORE_BIG_KERNEL(T, NAME, narrow_rows_direct, NNCORE_MR2, 1, ars, 1)                  \
+    NNCORE_BIG_KERNEL(T, NAME, narrow_rows_direct, NNCORE_MR1_DIRECT, 1, ars, 1)           \
     NNCORE_BIG_KERNEL(T, NAME, narrow_cols, NNCORE_MR1, 1, 1, aps)                         \
                                                                                            \
     /* Packs op(B)[p0:+kc, j0:+nc] into row-major panels nr columns wide (zeros past     \
@@ -211,8 +215,8 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
                                                                                            \
     /* The tiles of one block of A (mc × kc) × one packed B block (kc × nc). A is       \
      * packed unless `direct` (then nc ≤ one panel): the kernels then read op(A) where it  \
-     * is, 12 rows at a time along rows of A, but for a last panel of fewer rows, which   \
-     * is packed (zeros past m) so that no kernel reads past A. */                        \
+     * is, 8 or 12 rows at a time along rows of A, but for a last panel of fewer rows,  \
+     * which is packed (zeros past m) so that no kernel reads past A. */                  \
     static void NAME##_blocks(const NAME##_job* g, int direct, ptrdiff_t ic, ptrdiff_t pc, \
                               T* pa, const T* pb, ptrdiff_t mc, ptrdiff_t nc,              \
                               ptrdiff_t kc, T* C) {                                        \
@@ -225,7 +229,8 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
                                                : g->A + ic * g->lda + pc;                  \
         ptrdiff_t ars = direct && !g->trans_a ? g->lda : KC;  /* rows of A */              \
         ptrdiff_t aps = direct && g->trans_a ? g->lda : mr;   /* rows of Aᵀ */             \
-        ptrdiff_t step = direct && !g->trans_a ? NNCORE_MR2 : mr;  /* rows per tile */     \
+        ptrdiff_t step = !direct || g->trans_a ? mr /* rows per tile */                    \
+                         : g->nv == 2 ? NNCORE_MR2_DIRECT : NNCORE_MR1_DIRECT;             \
         for (ptrdiff_t s = 0; s < mc; s += step) {                                         \
             int rows = (int) (mc - s < step ? mc - s : step);                              \
             for (ptrdiff_t q = 0; q < nc; q += nr) {                                       \
