@@ -71,7 +71,7 @@ from sklearn.utils.validation import validate_data  # noqa: E402
 
 from . import _engine  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
-from .blas import default_threads, threads as blas_threads  # noqa: E402
+from .blas import threads as blas_threads  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
 from .validation import as_input  # noqa: E402
@@ -105,7 +105,14 @@ class _Net:
         self.layout = np.array(rows, dtype=np.intp)
         self.params = np.empty(off, dtype)
         self.loss = LOSSES[_OUTPUT_LOSS[out_activation]]
-        for W, b, view_W, view_b in zip(coefs, intercepts, self.coefs(), self.intercepts()):
+        self.activations = (activation, out_activation)
+        # the views, made once: holds() recognises them by identity
+        self._coefs = tuple(self.params[w:w + n_in * n_out].reshape(n_in, n_out)
+                            for n_in, n_out, _, w, _ in self.layout)
+        self._intercepts = tuple(self.params[b:b + n_out] for _, n_out, _, _, b in self.layout)
+        self._views = (*self._coefs, *self._intercepts)
+        self._shapes = tuple(v.shape for v in self._views)
+        for W, b, view_W, view_b in zip(coefs, intercepts, self._coefs, self._intercepts):
             view_W[...] = W
             view_b[...] = b
         self.network = _engine.Network(self.params, self.layout)
@@ -113,11 +120,23 @@ class _Net:
         self.work = None
 
     def coefs(self):
-        return [self.params[w:w + n_in * n_out].reshape(n_in, n_out)
-                for n_in, n_out, _, w, _ in self.layout]
+        """A new list of the per-layer W views (n_in × n_out) into the vector."""
+        return list(self._coefs)
 
     def intercepts(self):
-        return [self.params[b:b + n_out] for _, n_out, _, _, b in self.layout]
+        """A new list of the per-layer b views (n_out,) into the vector."""
+        return list(self._intercepts)
+
+    def holds(self, coefs, intercepts):
+        """Whether coefs and intercepts are this vector's own views — the same
+        objects, with the shapes and dtype they were made with — so that the
+        vector holds their current values, whatever was written into them in
+        place. O(layers); a list whose items were replaced, or a view reshaped
+        or re-typed in place, does not count."""
+        arrays = (*coefs, *intercepts)
+        return (len(coefs) == len(self._coefs) and len(arrays) == len(self._views)
+                and all(a is v and a.shape == shape and a.dtype == self.params.dtype
+                        for a, v, shape in zip(arrays, self._views, self._shapes)))
 
     def sklearn_order(self):
         """perm with params[perm] == scikit-learn's packed vector (_pack: every W
@@ -190,28 +209,63 @@ class _EngineMLP:
     _nncore_constraints = {"n_threads": [None, Interval(Integral, 1, None, closed="left")]}
 
     def _threads(self):
-        return blas_threads(default_threads() if self.n_threads is None else self.n_threads)
+        return blas_threads(self.n_threads)
 
     def _net(self, dtype, bind=False):
         """A _Net over a copy of coefs_/intercepts_ in dtype. bind: coefs_ and
         intercepts_ become views into its vector, so training continues from
-        whatever was assigned to them and every epoch is visible in them."""
+        whatever was assigned to them and every epoch is visible in them; the
+        _Net is kept (self._engine_net) for predict while they stay its views."""
         net = _Net(self.coefs_, self.intercepts_, self.activation, self.out_activation_, dtype)
         if bind:
             self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
+            self._engine_net = net
         return net
+
+    def _predict_net(self, dtype):
+        """The _Net predict runs in dtype: the kept one while coefs_/intercepts_
+        are still its views and the activations are unchanged (its vector then
+        holds their values, in-place edits included: nothing to copy), else a
+        new one over a copy of them. Never writes into a kept vector, so
+        concurrent predicts from several threads stay correct."""
+        net = self.__dict__.get("_engine_net")
+        if (net is not None and net.params.dtype == dtype
+                and net.activations == (self.activation, self.out_activation_)
+                and net.holds(self.coefs_, self.intercepts_)):
+            return net
+        return self._net(dtype)
 
     def _forward_pass_fast(self, X, check_input=True):
         """The network's outputs on X (n_samples × n_outputs), output activation
-        applied, computed by the engine; X dense or CSR/CSC. As in scikit-learn
-        the result has the dtype of X and the weights combined, and non-finite
-        outputs are returned, not raised."""
+        applied, computed by the engine in one call; X dense or CSR/CSC. As in
+        scikit-learn the result has the dtype of X and the weights combined,
+        and non-finite outputs are returned, not raised."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         dtype = np.result_type(X.dtype, self.coefs_[0].dtype)
-        net = self._net(dtype)
+        net = self._predict_net(dtype)
         with self._threads():
             return net.forward(_as_engine_input(X, dtype))
+
+    def __getstate__(self):
+        # the kept _Net (compiled engine object, buffers) is not pickled:
+        # coefs_/intercepts_ pickle as plain arrays and __setstate__ rebinds them
+        state = super().__getstate__()
+        state.pop("_engine_net", None)
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # a fitted model's unpickled coefs_/intercepts_ (referenced by nothing
+        # else yet) become the views of a kept _Net again, as after fit
+        if not hasattr(self, "coefs_") or not hasattr(self, "out_activation_"):
+            return
+        dtypes = {np.asarray(a).dtype for a in (*self.coefs_, *self.intercepts_)}
+        if len(dtypes) == 1 and dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
+            try:
+                self._net(dtypes.pop(), bind=True)
+            except (ValueError, KeyError):
+                pass  # weights or parameters made invalid before pickling: predict says so
 
     # ------------------------------------------------------------ stochastic solvers
 
@@ -336,9 +390,11 @@ class _EngineMLP:
             warnings.warn("Training interrupted by user.")
 
         if early_stopping:
-            # restore best weights
-            self.coefs_ = self._best_coefs
-            self.intercepts_ = self._best_intercepts
+            # restore best weights (into the vector coefs_/intercepts_ are views
+            # of, so predict runs it as it is)
+            for view, best in zip(self.coefs_ + self.intercepts_,
+                                  self._best_coefs + self._best_intercepts):
+                view[...] = best
 
     def _engine_optimizer(self):
         """nncore's optimizer in scikit-learn's form, for its hyper() tuple, with
@@ -416,6 +472,18 @@ class MLPClassifier(_EngineMLP, _SkMLPClassifier):
 
     _parameter_constraints = {**_SkMLPClassifier._parameter_constraints,
                               **_EngineMLP._nncore_constraints}
+
+    def _predict(self, X, check_input=True):
+        # scikit-learn's _predict (the outputs, decoded by LabelBinarizer.
+        # inverse_transform) with the multiclass decode done directly: there
+        # inverse_transform returns classes_[argmax of each row] (the first
+        # maximum on ties; NumPy's argmax takes a NaN as the maximum), which
+        # classes_.take gives without its ~60 µs of checks on 1,000 rows.
+        binarizer = self._label_binarizer
+        if binarizer.y_type_ != "multiclass" or binarizer.sparse_input_:
+            return super()._predict(X, check_input=check_input)
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        return binarizer.classes_.take(y_pred.argmax(axis=1))
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",
