@@ -94,7 +94,6 @@ class _Net:
     views into the vector (scikit-learn's coefs_/intercepts_ layout)."""
 
     def __init__(self, coefs, intercepts, activation, out_activation, dtype):
-        _check_weights(coefs, intercepts)
         rows, off = [], 0
         last = len(coefs) - 1
         for i, W in enumerate(coefs):
@@ -170,7 +169,7 @@ class _Net:
             orders, batch, self.grads, state, self.work, self.loss, optimizer.hyper(),
             optimizer.current_lr, progress, loss_out, metric_out, alpha=alpha,
             stop_nonfinite=False)
-        return float(loss_out[0])
+        return loss_out[0]   # NumPy float64, as scikit-learn's loss_ and loss_curve_
 
     def loss_grad(self, X, Y, sample_weight, alpha):
         """(loss, gradient in the engine's layout) of the whole data set at the
@@ -179,24 +178,22 @@ class _Net:
             self.grads = np.empty(self.params.shape[0], self.params.dtype)
         sw = _empty(self.params.dtype) if sample_weight is None else sample_weight
         loss = self.network.loss_and_gradient(X, Y, sw, self.loss, alpha, self.grads)
-        return loss, self.grads
+        return np.float64(loss), self.grads   # NumPy float64, as scikit-learn's loss_
 
 
-def _check_weights(coefs, intercepts):
-    """coefs_/intercepts_ (which users may assign) must chain: the engine trusts
-    the layer shapes it is given. ValueError otherwise."""
-    coefs, intercepts = list(coefs), list(intercepts)
-    if not coefs or len(coefs) != len(intercepts):
-        raise ValueError(f"coefs_ and intercepts_ must be lists of the same non-zero length "
-                         f"(one per layer), got {len(coefs)} and {len(intercepts)}")
-    for i, (W, b) in enumerate(zip(coefs, intercepts)):
-        W, b = np.asarray(W), np.asarray(b)
-        if W.ndim != 2 or b.shape != (W.shape[1],) or 0 in W.shape:
-            raise ValueError(f"coefs_[{i}] has shape {W.shape} and intercepts_[{i}] {b.shape}; "
-                             "expected (fan_in, fan_out) and (fan_out,)")
-        if i and W.shape[0] != np.shape(coefs[i - 1])[1]:
-            raise ValueError(f"coefs_[{i}] has {W.shape[0]} rows but layer {i - 1} has "
-                             f"{np.shape(coefs[i - 1])[1]} outputs")
+def _check_weights(coefs, intercepts, units):
+    """coefs_/intercepts_, which users may assign, against the layer widths
+    units (n_features_in_, the hidden layers, n_outputs_): the engine trusts
+    the shapes it is given. ValueError naming both attributes, their shapes
+    and the expected ones otherwise."""
+    got_W = [np.shape(W) for W in coefs]
+    got_b = [np.shape(b) for b in intercepts]
+    want_W = list(zip(units[:-1], units[1:]))
+    want_b = [(width,) for width in units[1:]]
+    if got_W != want_W or got_b != want_b or 0 in units:
+        raise ValueError(f"coefs_ and intercepts_ do not fit this model: their shapes are "
+                         f"{got_W} and {got_b}, expected {want_W} and {want_b} (layer widths "
+                         f"{list(units)}: n_features_in_, the hidden layers, n_outputs_)")
 
 
 def _empty(dtype):
@@ -211,11 +208,25 @@ class _EngineMLP:
     def _threads(self):
         return blas_threads(self.n_threads)
 
-    def _net(self, dtype, bind=False):
-        """A _Net over a copy of coefs_/intercepts_ in dtype. bind: coefs_ and
-        intercepts_ become views into its vector, so training continues from
-        whatever was assigned to them and every epoch is visible in them; the
-        _Net is kept (self._engine_net) for predict while they stay its views."""
+    def _units(self):
+        """The layer widths of the fitted model: n_features_in_, those of its
+        hidden layers (read from coefs_, or intercepts_ when coefs_[i] is not a
+        matrix; None if neither tells), n_outputs_."""
+        hidden = [np.shape(W)[1] if np.ndim(W) == 2 else
+                  np.shape(b)[0] if np.ndim(b) == 1 else None
+                  for W, b in zip(self.coefs_[:self.n_layers_ - 2],
+                                  self.intercepts_[:self.n_layers_ - 2])]
+        hidden += [None] * (self.n_layers_ - 2 - len(hidden))
+        return [self.n_features_in_, *hidden, self.n_outputs_]
+
+    def _net(self, dtype, units=None, bind=False):
+        """A _Net over a copy of coefs_/intercepts_ in dtype, after checking
+        that they have the layer widths units (default: _units()). bind: coefs_
+        and intercepts_ become views into its vector, so training continues
+        from whatever was assigned to them and every epoch is visible in them;
+        the _Net is kept (self._engine_net) for predict while they stay its
+        views."""
+        _check_weights(self.coefs_, self.intercepts_, self._units() if units is None else units)
         net = _Net(self.coefs_, self.intercepts_, self.activation, self.out_activation_, dtype)
         if bind:
             self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
@@ -242,7 +253,7 @@ class _EngineMLP:
         and non-finite outputs are returned, not raised."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        dtype = np.result_type(X.dtype, self.coefs_[0].dtype)
+        dtype = np.result_type(X.dtype, self._weights_dtype())
         net = self._predict_net(dtype)
         with self._threads():
             return net.forward(_as_engine_input(X, dtype))
@@ -260,12 +271,10 @@ class _EngineMLP:
         # else yet) become the views of a kept _Net again, as after fit
         if not hasattr(self, "coefs_") or not hasattr(self, "out_activation_"):
             return
-        dtypes = {np.asarray(a).dtype for a in (*self.coefs_, *self.intercepts_)}
-        if len(dtypes) == 1 and dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
-            try:
-                self._net(dtypes.pop(), bind=True)
-            except (ValueError, KeyError):
-                pass  # weights or parameters made invalid before pickling: predict says so
+        try:
+            self._net(self._weights_dtype(), bind=True)
+        except (ValueError, KeyError):
+            pass  # weights or parameters made invalid before pickling: predict says so
 
     # ------------------------------------------------------------ stochastic solvers
 
@@ -322,8 +331,8 @@ class _EngineMLP:
                               "sample size. It is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
-        dtype = X_train.dtype
-        net = self._net(dtype, bind=True)
+        dtype = self._weights_dtype()
+        net = self._net(dtype, layer_units, bind=True)
         X_train = _as_engine_input(X_train, dtype)
         Y_train = np.ascontiguousarray(y_train, dtype=dtype)
         sw_train = (None if sample_weight_train is None
@@ -396,6 +405,16 @@ class _EngineMLP:
                                   self._best_coefs + self._best_intercepts):
                 view[...] = best
 
+    def _weights_dtype(self):
+        """The dtype training runs in: that of the weights, which the first fit
+        makes X's and later partial_fit or warm-started fit calls keep (X is
+        converted to it), as scikit-learn's weights keep their dtype. float64
+        for assigned weights of mixed or non-float dtypes."""
+        dtypes = {np.asarray(a).dtype for a in (*self.coefs_, *self.intercepts_)}
+        if len(dtypes) == 1 and dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
+            return dtypes.pop()
+        return np.dtype(np.float64)
+
     def _engine_optimizer(self):
         """nncore's optimizer in scikit-learn's form, for its hyper() tuple, with
         the hyper-parameters of scikit-learn's optimizer object (which, as in
@@ -426,9 +445,9 @@ class _EngineMLP:
             self._intercept_indptr.append((start, end))
             start = end
 
-        dtype = X.dtype
+        dtype = self._weights_dtype()
         packed = _pack(self.coefs_, self.intercepts_)
-        net = self._net(dtype, bind=True)
+        net = self._net(dtype, layer_units, bind=True)
         perm = net.sklearn_order()   # net.params[perm] is scikit-learn's packed vector
         X = _as_engine_input(X, dtype)
         Y = np.ascontiguousarray(y, dtype=dtype)
