@@ -30,6 +30,7 @@ and _stochastic_optimizers.py (the algorithm reproduced here).
 """
 import re
 import warnings
+from itertools import pairwise
 
 import numpy as np
 
@@ -188,7 +189,7 @@ def _check_weights(coefs, intercepts, units):
     and the expected ones otherwise."""
     got_W = [np.shape(W) for W in coefs]
     got_b = [np.shape(b) for b in intercepts]
-    want_W = list(zip(units[:-1], units[1:]))
+    want_W = list(pairwise(units))
     want_b = [(width,) for width in units[1:]]
     if got_W != want_W or got_b != want_b or 0 in units:
         raise ValueError(f"coefs_ and intercepts_ do not fit this model: their shapes are "
@@ -494,15 +495,22 @@ class MLPClassifier(_EngineMLP, _SkMLPClassifier):
 
     def _predict(self, X, check_input=True):
         # scikit-learn's _predict (the outputs, decoded by LabelBinarizer.
-        # inverse_transform) with the multiclass decode done directly: there
-        # inverse_transform returns classes_[argmax of each row] (the first
-        # maximum on ties; NumPy's argmax takes a NaN as the maximum), which
-        # classes_.take gives without its ~60 µs of checks on 1,000 rows.
+        # inverse_transform) with the multiclass and binary decodes done
+        # directly, without inverse_transform's ~60 µs of checks on 1,000 rows.
+        # Its results there: multiclass, classes_[argmax of each row] (the
+        # first maximum on ties; NumPy's argmax takes a NaN as the maximum);
+        # binary (two classes, one output), classes_[output > threshold] with
+        # threshold (pos_label + neg_label) / 2 = 0.5 (a NaN is not above it).
         binarizer = self._label_binarizer
-        if binarizer.y_type_ != "multiclass" or binarizer.sparse_input_:
+        kind = binarizer.y_type_
+        if binarizer.sparse_input_ or not (
+                kind == "multiclass" or kind == "binary" and len(binarizer.classes_) == 2):
             return super()._predict(X, check_input=check_input)
         y_pred = self._forward_pass_fast(X, check_input=check_input)
-        return binarizer.classes_.take(y_pred.argmax(axis=1))
+        if kind == "multiclass":
+            return binarizer.classes_.take(y_pred.argmax(axis=1))
+        threshold = (binarizer.pos_label + binarizer.neg_label) / 2.0
+        return binarizer.classes_.take((y_pred.ravel() > threshold).astype(np.intp))
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",

@@ -8,11 +8,11 @@ import io
 import pickle
 import re
 import subprocess
-import threading
 import sys
 import tempfile
 import textwrap
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -480,37 +480,33 @@ def test_concurrent_predicts_give_the_same_results():
     X, y = data("multiclass", n=400)
     est = nk.MLPClassifier(**SMALL).fit(X, y)
     expected = est.predict_proba(X)
-    results, errors = [], []
-
-    def work():
-        try:
-            for _ in range(20):
-                results.append(est.predict_proba(X))
-        except Exception as exc:   # pragma: no cover - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors and len(results) == 80
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: est.predict_proba(X), range(80)))
     for r in results:
         np.testing.assert_array_equal(r, expected)
 
 
-def test_multiclass_labels_decoded_like_label_binarizer():
-    # ties (first maximum wins) and NaN outputs (taken as the maximum by argmax)
-    X, y = data("multiclass")
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_labels_decoded_like_label_binarizer(task):
+    # multiclass: ties (the first maximum wins) and NaN outputs (argmax takes
+    # NaN as the maximum); binary: outputs of exactly 0.5 and NaN (not above
+    # the threshold): the same labels as LabelBinarizer.inverse_transform
+    X, y = data(task)
     names = np.array(["b", "a", "c"], dtype=object)[y]
     est = nk.MLPClassifier(**SMALL).fit(X, names)
-    for fill in (0.0, np.nan):
-        est.coefs_ = [np.full_like(c, fill) for c in est.coefs_]
-        est.intercepts_ = [np.full_like(b, fill) for b in est.intercepts_]
-        got = est.predict(X)
-        assert got.dtype == est.classes_.dtype
-        np.testing.assert_array_equal(
-            got, est._label_binarizer.inverse_transform(est.predict_proba(X)))
+    for fill in (None, 0.0, np.nan):   # None: the trained weights
+        if fill is not None:
+            est.coefs_ = [np.full_like(c, fill) for c in est.coefs_]
+            est.intercepts_ = [np.full_like(b, fill) for b in est.intercepts_]
+        for rows in (X, X.astype(np.float32)):
+            got = est.predict(rows)
+            outputs = est._forward_pass_fast(rows)
+            expected = est._label_binarizer.inverse_transform(
+                outputs.ravel() if task == "binary" else outputs)
+            assert got.dtype == expected.dtype == est.classes_.dtype
+            np.testing.assert_array_equal(got, expected)
+    if task == "binary":
+        return
     est.coefs_ = [np.zeros_like(c) for c in est.coefs_]
     est.intercepts_ = [np.zeros_like(b) for b in est.intercepts_]
     est.intercepts_[-1] = np.array([0.0, 1.0, 1.0])  # a tie between the last two classes
