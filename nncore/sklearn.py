@@ -262,9 +262,9 @@ class _EngineMLP:
     def __getstate__(self):
         # the kept _Net (compiled engine object, buffers) is not pickled:
         # coefs_/intercepts_ pickle as plain arrays and __setstate__ rebinds them
-        state = super().__getstate__()
-        state.pop("_engine_net", None)
-        return state
+        # (a new dict: BaseEstimator's is the instance's own __dict__ on Python 3.11+)
+        return {name: value for name, value in super().__getstate__().items()
+                if name != "_engine_net"}
 
     def __setstate__(self, state):
         super().__setstate__(state)

@@ -434,7 +434,7 @@ def test_predict_runs_the_trained_network_without_copying_it(params, monkeypatch
     again = pickle.loads(pickle.dumps(est))   # unpickling builds one, predicts build none
     assert len(built) == 1
     for _ in range(3):
-        again.predict(X)
+        again.predict(X), est.predict(X)      # (pickling left est as it was)
     assert len(built) == 1
     np.testing.assert_allclose(again.predict_proba(X), numpy_outputs(est, X), rtol=1e-12)
     reg = nk.MLPRegressor(**SMALL).fit(X, y.astype(float))
