@@ -221,31 +221,31 @@ class _EngineMLP:
         return [self.n_features_in_, *hidden, self.n_outputs_]
 
     def _net(self, dtype, units=None, bind=False):
-        """A _Net over a copy of coefs_/intercepts_ in dtype, after checking
-        that they have the layer widths units (default: _units()). bind: coefs_
-        and intercepts_ become views into its vector, so training continues
-        from whatever was assigned to them and every epoch is visible in them;
-        the _Net is kept (self._engine_net) for predict while they stay its
-        views."""
+        """The _Net to run in dtype. The kept one (self._engine_net) while
+        coefs_/intercepts_ are still its views and the activations unchanged:
+        its vector then holds their values, in-place edits included, so there
+        is nothing to copy, and training goes on in place (arrays a caller
+        holds follow it, as scikit-learn's do). Else a new _Net over a copy of
+        them, after checking that they have the layer widths units (default:
+        _units()) — units given are checked in either case. bind: the new
+        _Net is kept and coefs_/intercepts_ become its views, so training
+        continues from whatever was assigned to them and every epoch is
+        visible in them. Predict only reads a kept vector, so concurrent
+        predicts from several threads stay correct."""
+        net = self.__dict__.get("_engine_net")
+        kept = (net is not None and net.params.dtype == dtype
+                and net.activations == (self.activation, self.out_activation_)
+                and net.holds(self.coefs_, self.intercepts_))
+        if kept and units is None:
+            return net
         _check_weights(self.coefs_, self.intercepts_, self._units() if units is None else units)
+        if kept:
+            return net
         net = _Net(self.coefs_, self.intercepts_, self.activation, self.out_activation_, dtype)
         if bind:
             self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
             self._engine_net = net
         return net
-
-    def _predict_net(self, dtype):
-        """The _Net predict runs in dtype: the kept one while coefs_/intercepts_
-        are still its views and the activations are unchanged (its vector then
-        holds their values, in-place edits included: nothing to copy), else a
-        new one over a copy of them. Never writes into a kept vector, so
-        concurrent predicts from several threads stay correct."""
-        net = self.__dict__.get("_engine_net")
-        if (net is not None and net.params.dtype == dtype
-                and net.activations == (self.activation, self.out_activation_)
-                and net.holds(self.coefs_, self.intercepts_)):
-            return net
-        return self._net(dtype)
 
     def _forward_pass_fast(self, X, check_input=True):
         """The network's outputs on X (n_samples × n_outputs), output activation
@@ -255,7 +255,7 @@ class _EngineMLP:
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         dtype = np.result_type(X.dtype, self._weights_dtype())
-        net = self._predict_net(dtype)
+        net = self._net(dtype)
         with self._threads():
             return net.forward(_as_engine_input(X, dtype))
 

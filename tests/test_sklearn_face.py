@@ -476,6 +476,24 @@ def test_predict_follows_every_change_to_the_weights():
     check()
 
 
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_training_goes_on_in_the_arrays_a_caller_holds_like_sklearn(how):
+    # scikit-learn updates coefs_/intercepts_ in place: references taken
+    # before partial_fit (or a warm-started fit) see the new weights
+    X, y = data("multiclass")
+    for est in pair("multiclass", **SMALL, solver="sgd", warm_start=how == "warm_start"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            (est.partial_fit(X, y, classes=np.unique(y)) if how == "partial_fit"
+             else est.fit(X, y))
+            coefs, first_W, last_b = est.coefs_, est.coefs_[0], est.intercepts_[-1]
+            before = first_W.copy()
+            est.partial_fit(X, y) if how == "partial_fit" else est.fit(X, y)
+        assert est.coefs_ is coefs and est.coefs_[0] is first_W
+        assert est.intercepts_[-1] is last_b
+        assert not np.array_equal(first_W, before)
+
+
 def test_concurrent_predicts_give_the_same_results():
     X, y = data("multiclass", n=400)
     est = nk.MLPClassifier(**SMALL).fit(X, y)
