@@ -34,6 +34,8 @@ THREADED_ROWS = 64
 # a model file restores the pool, so its size is bounded.
 MAX_POOL_SIZE = 1 << 10
 MAX_SEED_WORDS = 1 << 10   # entropy, and spawn key, of up to 32768 bits
+# How both backends' OVERFLOW message starts (predict/evaluate on non-finite outputs).
+NOT_FINITE = reference.OVERFLOW.split(":")[0]
 
 
 class Sequential:
@@ -598,16 +600,20 @@ class Sequential:
         """Network outputs, (n_samples, out_features): probabilities for softmax
         and sigmoid outputs, 0/1 for a step output. X: an array or a
         scipy.sparse matrix (read as CSR, in chunks of rows, never densified)."""
-        # Fast path: fewer than THREADED_ROWS rows already C-contiguous, of the
-        # model's dtype and shape, finite — checked in C (None otherwise).
-        out = self._net.predict_ready(X, THREADED_ROWS)
-        if out is not None:
-            return out
-        X = as_input(X, self.dtype, self._n_features)
-        if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
-            return self._net.predict(X)
-        with blas_threads(self.n_threads):
-            return self._net.predict(X)
+        try:
+            # Fast path: fewer than THREADED_ROWS rows already C-contiguous, of the
+            # model's dtype and shape, finite — checked in C (None otherwise).
+            out = self._net.predict_ready(X, THREADED_ROWS)
+            if out is not None:
+                return out
+            X = as_input(X, self.dtype, self._n_features)
+            if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
+                return self._net.predict(X)
+            with blas_threads(self.n_threads):
+                return self._net.predict(X)
+        except ValueError as err:
+            self._blame_non_finite_weights(err)
+            raise
 
     def to_onnx(self, path=None, **kwargs):
         """Export as an ONNX graph to `path` and return the onnx.ModelProto:
@@ -623,10 +629,32 @@ class Sequential:
         bias of the predictions, positive when they are too low)."""
         X = as_input(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
-        with blas_threads(self.n_threads):
-            loss, metric = self._net.evaluate(X, Y, self._loss_code)
+        try:
+            with blas_threads(self.n_threads):
+                loss, metric = self._net.evaluate(X, Y, self._loss_code)
+        except ValueError as err:
+            self._blame_non_finite_weights(err)
+            raise
         return {"loss": float(loss), ("accuracy" if self._loss_code in CLASSIFICATION
                                       else "mean_error"): float(metric)}
+
+    def _blame_non_finite_weights(self, err: ValueError) -> None:
+        """Raise, from `err` (the engine's "outputs are not finite"), a ValueError
+        naming the first NaN/inf weight when the weights hold one: layer.W and
+        layer.b are live views, so one can be written in place (set_weights
+        and assignment refuse it), and the engine's message would blame the
+        inputs. Returns when the weights are finite or `err` is another error."""
+        if not str(err).startswith(NOT_FINITE) or np.isfinite(self._params).all():
+            return
+        for i, layer in enumerate(self.layers):
+            for name, a in (("W", layer.W), ("b", layer.b)):
+                bad = np.argwhere(~np.isfinite(a))
+                if bad.size:
+                    first = tuple(int(j) for j in bad[0])
+                    raise ValueError(
+                        f"{NOT_FINITE}: the weights hold NaN or infinity ({name} of layer "
+                        f"{i}, at {first}), written into layer.{name} in place; restore "
+                        "them with set_weights, load or reset()") from err
 
     # ------------------------------------------------------------ description
 
@@ -770,6 +798,10 @@ def _words(value, limit):
 
 
 def _check_callbacks(callbacks, early_stopping):
+    if isinstance(callbacks, Callback) or callable(getattr(callbacks, "on_epoch_end", None)):
+        raise TypeError(f"callbacks must be a list of callbacks, got one "
+                        f"{type(callbacks).__name__}; pass callbacks=[{type(callbacks).__name__}"
+                        "(...)]")
     callbacks = [] if callbacks is None else list(callbacks)
     if early_stopping is not None:
         callbacks.append(early_stopping)

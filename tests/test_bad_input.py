@@ -3,7 +3,7 @@ and the conversions that must work do work."""
 import numpy as np
 import pytest
 
-from nncore import SGD, Dense, Sequential, losses
+from nncore import SGD, Callback, Dense, EarlyStopping, Sequential, losses
 
 BACKENDS = ("cython", "numpy")
 N = 10
@@ -404,3 +404,28 @@ def test_one_sample_and_one_feature():
     model = Sequential([Dense(1, 1, "sigmoid")], loss="binary_cross_entropy", seed=0)
     model.fit([[0.5]], [1], epochs=2, batch_size=1)
     assert model.predict([[0.5]]).shape == (1, 1)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_weight_written_in_place_is_named(backend, value):
+    """layer.W / layer.b are live views, so a NaN or inf can be written into
+    them in place (set_weights and assignment refuse it); predict and evaluate
+    then say the weights are at fault, and which layer — not that the
+    inputs overflowed the forward pass, which sent users scaling their data."""
+    model = classifier(backend)
+    model.layers[1].b[2] = value
+    for call in (lambda: model.predict(X_GOOD), lambda: model.evaluate(X_GOOD, Y_LABELS)):
+        with pytest.raises(ValueError, match=r"not finite: the weights hold NaN or infinity "
+                                             r"\(b of layer 1, at \(2,\)\)") as err:
+            call()
+        assert "scale the inputs" not in str(err.value)
+
+
+@pytest.mark.parametrize("callback", [EarlyStopping(), Callback()])
+def test_a_single_callback_not_in_a_list_is_named(callback):
+    """callbacks= takes a list; one callback passed bare used to fail with
+    "'EarlyStopping' object is not iterable"."""
+    with pytest.raises(TypeError, match=r"callbacks must be a list of callbacks, got one "
+                                        rf"{type(callback).__name__}; pass callbacks=\["):
+        classifier().fit(X_GOOD, Y_LABELS, callbacks=callback)
