@@ -152,6 +152,9 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                     logs = {"loss": float(losses[0]), name: float(metrics[0]), "lr": lr}
                     if validation is not None:
                         val_loss, val_metric = model._net.evaluate(*validation, model._loss_code)
+                        if model._perceptron:  # "errors" as the rule counts them, not mse's metric
+                            val_metric = np.count_nonzero(
+                                (model._net.predict(validation[0]) != validation[1]).any(axis=1))
                         logs.update({"val_loss": float(val_loss), f"val_{name}": float(val_metric)})
                     history.record([epoch], {k: [v] for k, v in logs.items()})
                     logs["epoch"] = epoch
