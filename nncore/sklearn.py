@@ -29,6 +29,7 @@ Reference: scikit-learn 1.9.1, sklearn/neural_network/_multilayer_perceptron.py
 and _stochastic_optimizers.py (the algorithm reproduced here).
 """
 import re
+import threading
 import warnings
 from itertools import pairwise
 
@@ -201,6 +202,11 @@ def _empty(dtype):
     return np.zeros(0, dtype)
 
 
+# ids of the estimators being fitted now (their _fit is running), under _FITTING_LOCK
+_FITTING: set[int] = set()
+_FITTING_LOCK = threading.Lock()
+
+
 class _EngineMLP:
     """The hot path shared by both estimators (mixed in before scikit-learn's class)."""
 
@@ -208,6 +214,23 @@ class _EngineMLP:
 
     def _threads(self):
         return blas_threads(self.n_threads)
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        """scikit-learn's _fit (under fit and partial_fit), refused with
+        RuntimeError while another thread fits this estimator, as
+        Sequential.fit is: two fits would train one weight vector in turns
+        (scikit-learn's own estimator does not check)."""
+        with _FITTING_LOCK:
+            if id(self) in _FITTING:
+                raise RuntimeError(f"this {type(self).__name__} is already being fitted in "
+                                   "another thread; concurrent fits would overwrite each "
+                                   "other's weights (fit a clone instead)")
+            _FITTING.add(id(self))
+        try:
+            return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
+        finally:
+            with _FITTING_LOCK:
+                _FITTING.discard(id(self))
 
     def _units(self):
         """The layer widths of the fitted model: n_features_in_, those of its

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
@@ -502,6 +503,45 @@ def test_concurrent_predicts_give_the_same_results():
         results = list(pool.map(lambda _: est.predict_proba(X), range(80)))
     for r in results:
         np.testing.assert_array_equal(r, expected)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_a_second_concurrent_fit_of_one_estimator_is_refused(solver):
+    """fit/partial_fit from a second thread while one runs raise RuntimeError,
+    as Sequential.fit does (scikit-learn's estimator does not check: three
+    threads fitting one with max_iter=30 ended with n_iter_ == 78 and weights
+    no single fit gives); the estimator fits normally afterwards."""
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**dict(SMALL, solver=solver))
+    inside, release = threading.Event(), threading.Event()
+    name = "_fit_lbfgs" if solver == "lbfgs" else "_fit_stochastic"
+    original = getattr(est, name)
+
+    def paused(*args, **kwargs):
+        if not inside.is_set():     # the first fit waits inside; any other goes on
+            inside.set()
+            release.wait(60)
+        return original(*args, **kwargs)
+
+    setattr(est, name, paused)      # an instance attribute: only this estimator waits
+    first = threading.Thread(target=est.fit, args=(X, y))
+    first.start()
+    try:
+        assert inside.wait(60)
+        calls = [lambda: est.fit(X, y)] + ([lambda: est.partial_fit(X, y)]
+                                          if solver == "adam" else [])
+        for call in calls:
+            with pytest.raises(RuntimeError, match="already being fitted in another thread"):
+                call()
+    finally:
+        release.set()
+        first.join(60)
+    delattr(est, name)
+    expected = nk.MLPClassifier(**dict(SMALL, solver=solver)).fit(X, y)
+    est.fit(X, y)                   # the lock was released
+    for a, b in zip(est.coefs_, expected.coefs_):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass"])
