@@ -513,7 +513,7 @@ def test_a_second_concurrent_fit_of_one_estimator_is_refused(solver):
     threads fitting one with max_iter=30 ended with n_iter_ == 78 and weights
     no single fit gives); the estimator fits normally afterwards."""
     X, y = data("multiclass")
-    est = nk.MLPClassifier(**dict(SMALL, solver=solver))
+    est = nk.MLPClassifier(**SMALL, solver=solver)
     inside, release = threading.Event(), threading.Event()
     name = "_fit_lbfgs" if solver == "lbfgs" else "_fit_stochastic"
     original = getattr(est, name)
@@ -538,7 +538,7 @@ def test_a_second_concurrent_fit_of_one_estimator_is_refused(solver):
         release.set()
         first.join(60)
     delattr(est, name)
-    expected = nk.MLPClassifier(**dict(SMALL, solver=solver)).fit(X, y)
+    expected = nk.MLPClassifier(**SMALL, solver=solver).fit(X, y)
     est.fit(X, y)                   # the lock was released
     for a, b in zip(est.coefs_, expected.coefs_):
         np.testing.assert_array_equal(a, b)
