@@ -194,16 +194,35 @@ def _meta(model):
         "steps": int(model._steps), "epoch": int(model._epoch),
         "rng": model.rng.bit_generator.state,
         "history": None if model.history is None else {
-            "epoch": [int(e) for e in model.history.epoch],
-            "values": {k: [float(v) for v in column]
+            "epoch": _history_numbers("history.epoch", model.history.epoch, int),
+            "values": {k: _history_numbers(f"history.history[{k!r}]", column, float)
                        for k, column in model.history.history.items()},
-            "runs": [float(v) for v in model.history.runs]},
+            "runs": _history_numbers("history.runs", model.history.runs, float)},
     }
     if model.history is not None and model.history.restored_epoch is not None:
         meta["history"]["restored_epoch"] = int(model.history.restored_epoch)
     if sequence is not None:
         meta["seed_sequence"] = sequence
     return meta
+
+
+def _history_numbers(name, values, kind):
+    """[kind(v) for v in values]; a ValueError naming the History field and the
+    value when one is not a number of that kind (the lists are the user's to
+    change, and float("x") would say nothing about where "x" came from)."""
+    try:
+        items = list(values)
+    except TypeError:
+        raise ValueError(f"cannot save this model: model.{name} is {values!r}; expected a "
+                         "list of numbers") from None
+    out = []
+    for v in items:
+        if not isinstance(v, numbers.Real) or (
+                kind is int and not isinstance(v, numbers.Integral)):
+            raise ValueError(f"cannot save this model: model.{name} holds {v!r}; expected "
+                             f"{'integers' if kind is int else 'numbers'}")
+        out.append(kind(v))
+    return out
 
 
 def _seed_meta(model):
