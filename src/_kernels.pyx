@@ -27,7 +27,8 @@ from _layer cimport (dense_forward as _dense_forward, dense_backward as _dense_b
 from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
 from _checks cimport all_finite, ready_matrix, rows_in_range
-from _bf16 cimport bf16_available, bf16_gemm as _bf16_gemm, bf16_round_array
+from _bf16 cimport (bf16_available as _bf16_available, bf16_gemm as _bf16_gemm,
+                   bf16_round_array)
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 cnp.import_array()
@@ -110,10 +111,16 @@ cdef int bf16_ready(bint bf16, bint is_double) except -1:
     """bf16 products need float32 arrays and a CPU with AVX512_BF16."""
     if bf16 and is_double:
         raise ValueError("bf16 products take float32 arrays, got float64")
-    if bf16 and not bf16_available():
+    if bf16 and not _bf16_available():
         raise RuntimeError("bf16 products need a CPU with AVX512_BF16 (and AVX-512 not "
                            "capped by NNCORE_SIMD); this one has none")
     return 0
+
+
+def bf16_available():
+    """True when the bf16 products (src/_bf16_gemm.h) can run here: a CPU with
+    AVX512_BF16, AVX-512 not capped by NNCORE_SIMD."""
+    return bool(_bf16_available())
 
 
 def bf16_gemm(bint trans_a, bint trans_b, double alpha, const float[:, ::1] A not None,
