@@ -4,6 +4,8 @@ from cython cimport floating
 from _blas cimport gemm
 
 cdef extern from "_bf16_gemm.h" nogil:
+    # k per block: each block's float32 sum is added to C in turn.
+    int BF16_KC "NNCORE_BF16_KC"
     # C := alpha·(op(A)·op(B) with bf16 operands, float32 sums) + beta·C,
     # row-major float32; 0 = not run (no AVX512_BF16, or no memory).
     int bf16_gemm "nncore_bf16_gemm" (int trans_a, int trans_b, Py_ssize_t m,
@@ -11,6 +13,11 @@ cdef extern from "_bf16_gemm.h" nogil:
         const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
     # 1 when this CPU (and NNCORE_SIMD) lets bf16_gemm run.
     int bf16_available "nncore_bf16_available" ()
+    # 1 when the AMX tile unit can run them (and NNCORE_AMX is not 0).
+    int amx_available "nncore_amx_available" ()
+    # The kernel bf16_gemm uses: 1 AMX, 0 vdpbf16ps, -1 not chosen yet
+    # (its first call picks AMX where amx_available).
+    int bf16_use_amx "nncore_bf16_use_amx"
     # out[i] := the bfloat16 bits of x[i], rounded to nearest even (subnormals → ±0).
     void bf16_round_array "nncore_bf16_round_array" (const float* x, Py_ssize_t n,
                                                      unsigned short* out)

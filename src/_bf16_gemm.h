@@ -1,5 +1,6 @@
 /* Products of the mixed_bfloat16 policy: bfloat16 operands, float32
- * accumulation, through AVX512_BF16's vdpbf16ps.
+ * accumulation, through the AMX tile unit (TDPBF16PS) where the CPU has it
+ * (Intel Sapphire Rapids and later), else AVX512_BF16's vdpbf16ps.
  *
  * C(m×n) := alpha·(op(A)·op(B) in bf16, accumulated in float32) + beta·C, all
  * row-major float32 arrays; op(A) = Aᵀ (A stored k×m) when trans_a, op(B) = Bᵀ
@@ -14,9 +15,9 @@
  *    the values the forward pass used: each operand is, in effect, rounded
  *    once per step.
  *  - a product of two bf16 values (8-bit significands) is exact in float32;
- *    vdpbf16ps adds the two products of a k-pair to the float32 accumulator
- *    one after the other (odd k first), with round-to-nearest-even, denormal
- *    results flushed to zero (it ignores MXCSR).
+ *    vdpbf16ps and TDPBF16PS add the products of each k-pair to a float32
+ *    accumulator in k order, rounding to nearest even, denormal results
+ *    flushed to zero (they ignore MXCSR).
  *  - k is summed in blocks of NNCORE_BF16_KC, in order: a block's sum S_b
  *    ends in C as C := alpha·S_b + beta·C for the first block, C := alpha·S_b
  *    + C for the others (so with k ≤ KC, C := alpha·S + beta·C exactly).
@@ -25,12 +26,16 @@
  * nncore's threads (_pool.h) in whole NR-wide panels (its rows when C is too
  * narrow); each thread walks its share in NC × KC blocks of op(B), packs each
  * into NR-wide panels of k-pairs (one 32-bit word = the bf16 of k = 2p in the
- * low half, 2p + 1 in the high half: vdpbf16ps's layout), packs MC × KC
- * blocks of op(A) the same way into MR-high panels, and runs the MR × NR
- * register-tile kernel over them. Tails are zero-padded in the packed
- * panels and masked when C is written. Every element of C sees the same
- * operations in the same order whatever the thread count, so results are
- * bit-identical across n_threads.
+ * low half, 2p + 1 in the high half: the layout of vdpbf16ps and of AMX's B
+ * tiles), packs MC × KC blocks of op(A) — into MR-high panels of k-pairs for
+ * the MR × NR register-tile kernel of vdpbf16ps, or into 32-row panels with
+ * each row's k-pairs contiguous (AMX's A tiles) for the AMX kernel, which
+ * keeps a 32 × 32 block of C in four 16 × 16 tiles — and runs the kernel
+ * over them. Tails are zero-padded in the packed panels and masked when C is
+ * written. Every element of C sees the same operations in the same order
+ * whatever the thread count, so results are bit-identical across n_threads
+ * (the two kernels may differ from each other in the last bits: NNCORE_AMX=0
+ * in the environment makes the compiled engine use vdpbf16ps).
  *
  * nncore_bf16_gemm returns 0, leaving C untouched, when it cannot run: no
  * AVX512_BF16 (or AVX-512 capped by NNCORE_SIMD), or no memory for the
@@ -47,10 +52,12 @@
 
 #define NNCORE_BF16_MR 12    /* rows of the register tile */
 #define NNCORE_BF16_NR 32    /* columns of the register tile: two zmm of floats */
-#define NNCORE_BF16_KC 384   /* k per block (even): an NR panel is 24 KiB, in L1 */
-#define NNCORE_BF16_MC 120   /* rows of op(A) per block (a multiple of MR) */
-#define NNCORE_BF16_NC 2048  /* columns of op(B) per block (a multiple of NR): op(A) is
-                                packed once per NC columns */
+#define NNCORE_BF16_KC 512   /* k per block (even): an A and a B panel fit L1 together */
+#define NNCORE_BF16_MC 96    /* rows of op(A) per block (a multiple of MR and AMX_MR) */
+#define NNCORE_BF16_NC 256   /* columns of op(B) per block (a multiple of NR): 256 KiB
+                                packed, in L2; op(A) is packed once per NC columns */
+#define NNCORE_AMX_MR 32     /* rows of the AMX kernel's C block (two 16-row tiles) */
+#define NNCORE_AMX_PAIRS 16  /* k-pairs per AMX tile step (a tile row is 64 bytes) */
 /* Below this many multiply-adds a product runs on one thread. */
 #define NNCORE_BF16_THREADED 262144
 
@@ -69,6 +76,8 @@ static inline uint16_t nncore_bf16_round(float x) {
 #if NNCORE_X86_SIMD
 #include <cpuid.h>
 #include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 /* 1 when the products can run here: AVX-512 (F, BW, VL) allowed by NNCORE_SIMD
  * and AVX512_BF16 (CPUID leaf 7, sub-leaf 1, EAX bit 5). */
@@ -83,6 +92,27 @@ static int nncore_bf16_available(void) {
     }
     return ok;
 }
+
+/* 1 when the AMX tile unit runs the products: AMX-TILE and AMX-BF16 (CPUID
+ * leaf 7 EDX bits 24, 22), the kernel's permission to use tile data
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, asked once per process; fork() children
+ * inherit it) and NNCORE_AMX not set to 0. Without it, vdpbf16ps runs them. */
+static int nncore_amx_available(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        unsigned int a = 0, b = 0, c = 0, d = 0;
+        const char* off = getenv("NNCORE_AMX");
+        ok = nncore_bf16_available() && __get_cpuid_count(7, 0, &a, &b, &c, &d)
+             && (d & (1u << 24)) && (d & (1u << 22)) && !(off != NULL && strcmp(off, "0") == 0)
+             && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */,
+                        18 /* XFEATURE_XTILEDATA */) == 0;
+    }
+    return ok;
+}
+
+/* Which kernel the products use: 1 AMX, 0 vdpbf16ps (set once from
+ * nncore_amx_available; nncore._kernels.bf16_kernel switches it for tests). */
+static int nncore_bf16_use_amx = -1;
 
 /* nncore_bf16_round on 16 floats: the bf16 bits in the high half of each
  * 32-bit lane, the low half zero. */
@@ -180,6 +210,119 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
     }
 }
 
+/* The AMX layout of op(A): row r's k-pairs contiguous,
+ * dst[r·stride + p] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16 for
+ * r < rows and 2p < kc; zero for p up to stride (a multiple of 16) and for
+ * rows ≤ r < height. x as in nncore_bf16_pack. */
+__attribute__((target("avx512f,avx512bw")))
+static void nncore_bf16_pack_rows(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+                                  ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t height,
+                                  ptrdiff_t stride, uint32_t* dst) {
+    /* words 4t+1 and 4t+3 of two vectors of rounded floats: the bf16 of
+     * elements 2t and 2t+1 */
+    const __m512i pick = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39,
+                                          37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13,
+                                          11, 9, 7, 5, 3, 1);
+    const __m512i index = _mm512_mullo_epi32(
+        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
+        _mm512_set1_epi32((int) ld));
+    for (ptrdiff_t r = 0; r < height; r++) {
+        uint32_t* d = dst + r * stride;
+        for (ptrdiff_t p = 0; p < stride; p += 16) {
+            const ptrdiff_t left = r < rows ? kc - 2 * p : 0;   /* values of k left */
+            __m512i word = _mm512_setzero_si512();
+            if (left > 0 && !k_major) {
+                const float* s = X + (r0 + r) * ld + k0 + 2 * p;
+                const __m512i lo = nncore_bf16_round16(
+                    _mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
+                const __m512i hi = nncore_bf16_round16(
+                    _mm512_maskz_loadu_ps(nncore_bf16_mask(left - 16), s + 16));
+                word = _mm512_permutex2var_epi16(lo, pick, hi);
+            } else if (left > 0) {
+                const float* s = X + (k0 + 2 * p) * ld + r0 + r;
+                const __m512 e = _mm512_mask_i32gather_ps(
+                    _mm512_setzero_ps(), nncore_bf16_mask((left + 1) / 2), index, s, 4);
+                const __m512 o = _mm512_mask_i32gather_ps(
+                    _mm512_setzero_ps(), nncore_bf16_mask(left / 2), index, s + ld, 4);
+                word = _mm512_or_si512(_mm512_srli_epi32(nncore_bf16_round16(e), 16),
+                                       nncore_bf16_round16(o));
+            }
+            _mm512_storeu_si512(d + p, word);
+        }
+    }
+}
+
+/* The AMX tile configuration: palette 1; tiles 0-3 hold C (16 rows × 16
+ * floats), 4-5 the A rows 0-15 and 16-31 (16 rows × 16 k-pairs), 6-7 the B
+ * columns 0-15 and 16-31 (16 k-pairs × 16 columns); 64 bytes per row each. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} nncore_tile_config;
+
+__attribute__((target("amx-tile")))
+static void nncore_amx_begin(void) {
+    nncore_tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    __asm__ volatile("" ::: "memory");
+    _tile_loadconfig(&cfg);
+}
+
+__attribute__((target("amx-tile")))
+static void nncore_amx_end(void) { _tile_release(); }
+
+/* C(mr×nr, mr ≤ 32, nr ≤ 32) := alpha·Σ a·b + beta·C over steps·16 k-pairs
+ * of a 32-row A panel in the row layout (row stride a_stride words) and an
+ * NR-wide B panel (as for nncore_bf16_kernel), by TDPBF16PS on four C tiles
+ * (beta = 0: C is not read). The tiles are configured (nncore_amx_begin). */
+__attribute__((target("amx-tile,amx-bf16,avx512f")))
+static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, ptrdiff_t a_stride,
+                              const uint32_t* b, float alpha, float beta, float* C,
+                              ptrdiff_t ldc, ptrdiff_t mr, ptrdiff_t nr) {
+    float acc[NNCORE_AMX_MR * NNCORE_BF16_NR] __attribute__((aligned(64)));
+    const long sa = 4 * a_stride, sb = 4 * NNCORE_BF16_NR;
+    __asm__ volatile("" ::: "memory");   /* the packed panels are written */
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (ptrdiff_t s = 0; s < steps; s++) {
+        const uint32_t* as = a + s * NNCORE_AMX_PAIRS;
+        const uint32_t* bs = b + s * NNCORE_AMX_PAIRS * NNCORE_BF16_NR;
+        _tile_loadd(4, as, sa);
+        _tile_loadd(5, as + 16 * a_stride, sa);
+        _tile_loadd(6, bs, sb);
+        _tile_loadd(7, bs + 16, sb);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, acc, sb);
+    _tile_stored(1, acc + 16, sb);
+    _tile_stored(2, acc + 16 * NNCORE_BF16_NR, sb);
+    _tile_stored(3, acc + 16 * NNCORE_BF16_NR + 16, sb);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __mmask16 m0 = nncore_bf16_mask(nr), m1 = nncore_bf16_mask(nr - 16);
+    for (ptrdiff_t i = 0; i < mr; i++) {
+        float* ci = C + i * ldc;
+        __m512 v0 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NNCORE_BF16_NR));
+        __m512 v1 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NNCORE_BF16_NR + 16));
+        if (beta != 0) {
+            v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
+            v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, v0);
+        _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    }
+}
+
 /* out[i] := nncore_bf16_round(x[i]) for i < n, 16 at a time where the
  * products can run (the packing's rounding), one by one elsewhere. */
 __attribute__((target("avx512f,avx512bw,avx512vl")))
@@ -222,6 +365,7 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
     ptrdiff_t i_lo = 0, i_hi = g->m, j_lo = 0, j_hi = g->n;
     uint32_t* bbuf = nncore_bf16_buf[part];
     uint32_t* abuf = bbuf + NNCORE_BF16_BBUF;
+    const int amx = nncore_bf16_use_amx;
     if (g->n >= parts * NR) { /* split columns, in whole panels */
         ptrdiff_t per = ((g->n + NR - 1) / NR + parts - 1) / parts * NR;
         j_lo = part * per < g->n ? part * per : g->n;
@@ -231,19 +375,43 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
         i_lo = part * per < g->m ? part * per : g->m;
         i_hi = i_lo + per < g->m ? i_lo + per : g->m;
     }
+    if (amx && i_lo < i_hi && j_lo < j_hi)
+        nncore_amx_begin();
     for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NNCORE_BF16_NC) {
         const ptrdiff_t nc = jc + NNCORE_BF16_NC < j_hi ? NNCORE_BF16_NC : j_hi - jc;
         for (ptrdiff_t pc = 0; pc < g->k; pc += NNCORE_BF16_KC) {
             const ptrdiff_t kc = pc + NNCORE_BF16_KC < g->k ? NNCORE_BF16_KC : g->k - pc;
-            const ptrdiff_t pairs = (kc + 1) / 2;
+            /* k-pairs per panel: AMX takes whole tile steps (zero-padded) */
+            const ptrdiff_t pairs = amx ? ((kc + 1) / 2 + NNCORE_AMX_PAIRS - 1)
+                                          / NNCORE_AMX_PAIRS * NNCORE_AMX_PAIRS
+                                        : (kc + 1) / 2;
             /* op(B)[k, j] is B[k·ldb + j] (k-major) or, transposed, B[j·ldb + k] */
-            for (ptrdiff_t q = 0; q * NR < nc; q++)
+            for (ptrdiff_t q = 0; q * NR < nc; q++) {
+                uint32_t* panel = bbuf + q * NR * pairs;
                 nncore_bf16_pack(g->B, g->ldb, !g->trans_b, jc + q * NR,
-                                 nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR,
-                                 bbuf + q * NR * pairs);
+                                 nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR, panel);
+                memset(panel + (kc + 1) / 2 * NR, 0,
+                       sizeof(uint32_t) * (pairs - (kc + 1) / 2) * NR);
+            }
             for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_BF16_MC) {
                 const ptrdiff_t mc = ic + NNCORE_BF16_MC < i_hi ? NNCORE_BF16_MC : i_hi - ic;
                 /* op(A)[i, k] is A[i·lda + k] or, transposed, A[k·lda + i] (k-major) */
+                if (amx) {
+                    const ptrdiff_t AMR = NNCORE_AMX_MR;
+                    for (ptrdiff_t s = 0; s * AMR < mc; s++)
+                        nncore_bf16_pack_rows(g->A, g->lda, g->trans_a, ic + s * AMR,
+                                              mc - s * AMR < AMR ? mc - s * AMR : AMR, pc, kc,
+                                              AMR, pairs, abuf + s * AMR * pairs);
+                    for (ptrdiff_t q = 0; q * NR < nc; q++)
+                        for (ptrdiff_t s = 0; s * AMR < mc; s++)
+                            nncore_amx_kernel(pairs / NNCORE_AMX_PAIRS, abuf + s * AMR * pairs,
+                                              pairs, bbuf + q * NR * pairs, g->alpha,
+                                              pc ? 1.0f : g->beta,
+                                              g->C + (ic + s * AMR) * g->ldc + jc + q * NR,
+                                              g->ldc, mc - s * AMR < AMR ? mc - s * AMR : AMR,
+                                              nc - q * NR < NR ? nc - q * NR : NR);
+                    continue;
+                }
                 for (ptrdiff_t s = 0; s * MR < mc; s++)
                     nncore_bf16_pack(g->A, g->lda, g->trans_a, ic + s * MR,
                                      mc - s * MR < MR ? mc - s * MR : MR, pc, kc, MR,
@@ -258,6 +426,8 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
             }
         }
     }
+    if (amx && i_lo < i_hi && j_lo < j_hi)
+        nncore_amx_end();
 }
 
 static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
@@ -267,6 +437,8 @@ static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
     if (!nncore_bf16_available())
         return 0;
+    if (nncore_bf16_use_amx < 0)
+        nncore_bf16_use_amx = nncore_amx_available();
     if (m == 0 || n == 0)
         return 1;
     if (k == 0) { /* C := beta·C (beta = 0: C is not read) */

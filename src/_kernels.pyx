@@ -28,7 +28,7 @@ from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
 from _checks cimport all_finite, ready_matrix, rows_in_range
 from _bf16 cimport (bf16_available as _bf16_available, bf16_gemm as _bf16_gemm,
-                   bf16_round_array)
+                   bf16_round_array, amx_available, bf16_use_amx, BF16_KC as _BF16_KC)
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 cnp.import_array()
@@ -88,6 +88,8 @@ SMALL_GEMM = _SMALL_GEMM
 #: elements)
 TILE_GEMM = _TILE_GEMM
 TILE_TRANSPOSE = _TILE_TRANSPOSE
+#: the bf16 products sum k in blocks of this many, adding each block's sum to C
+BF16_KC = _BF16_KC
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
@@ -121,6 +123,25 @@ def bf16_available():
     """True when the bf16 products (src/_bf16_gemm.h) can run here: a CPU with
     AVX512_BF16, AVX-512 not capped by NNCORE_SIMD."""
     return bool(_bf16_available())
+
+
+def bf16_kernel(str kernel=None):
+    """The kernel this module's bf16 products use — "amx" (the AMX tile unit,
+    TDPBF16PS) or "avx512" (vdpbf16ps) — after switching to `kernel` if given
+    (tests run both on one CPU; the engine picks AMX where the CPU has it and
+    NNCORE_AMX is not 0). ValueError for an unknown name, RuntimeError for
+    "amx" on a CPU (or kernel) without it."""
+    global bf16_use_amx
+    bf16_ready(True, False)
+    if kernel is not None:
+        if kernel not in ("amx", "avx512"):
+            raise ValueError(f"unknown bf16 kernel {kernel!r}; expected 'amx' or 'avx512'")
+        if kernel == "amx" and not amx_available():
+            raise RuntimeError("this CPU (or kernel, or NNCORE_AMX=0) gives no AMX tiles")
+        bf16_use_amx = kernel == "amx"
+    elif bf16_use_amx < 0:
+        bf16_use_amx = amx_available()
+    return "amx" if bf16_use_amx else "avx512"
 
 
 def bf16_gemm(bint trans_a, bint trans_b, double alpha, const float[:, ::1] A not None,

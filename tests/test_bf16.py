@@ -20,6 +20,35 @@ from nncore.bfloat16 import MIXED_BFLOAT16, gemm_bf16, round_bf16, round_bf16_bi
 HAS_BF16 = K.bf16_available()
 needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="CPU without AVX512_BF16 "
                                 "(or NNCORE_SIMD caps AVX-512)")
+
+
+def kernels():
+    """The bf16 kernels this CPU can run: "amx" (TDPBF16PS) where it has the
+    tile unit, and "avx512" (vdpbf16ps)."""
+    if not HAS_BF16:
+        return ["avx512"]
+    default = K.bf16_kernel()
+    found = ["avx512"]
+    try:
+        K.bf16_kernel("amx")
+        found.insert(0, "amx")
+    except RuntimeError:
+        pass
+    K.bf16_kernel(default)
+    return found
+
+
+KERNELS = kernels()
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    """Runs the test with each bf16 kernel of nncore._kernels, then restores
+    the default."""
+    default = K.bf16_kernel()
+    K.bf16_kernel(request.param)
+    yield request.param
+    K.bf16_kernel(default)
 U = 2.0 ** -24   # float32's unit roundoff
 
 
@@ -149,7 +178,7 @@ def gemm_bound(trans_a, trans_b, alpha, A, B, beta, C0):
     T = (a.T if trans_a else a) @ (b.T if trans_b else b)
     k = a.shape[0] if trans_a else a.shape[1]
     gamma = k * U / (1 - k * U)
-    blocks = -(-k // 384)
+    blocks = -(-k // K.BF16_KC)
     rest = abs(alpha) * T + (abs(beta) * np.abs(C0.astype(np.float64)) if beta else 0)
     return 2 * gamma * abs(alpha) * T + (2 + 2 * blocks) * U * rest + 2 * k * 2.0 ** -126
 
@@ -161,7 +190,8 @@ def operands(rng, m, n, k, trans_a, trans_b):
 
 
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 2), (11, 31, 1), (12, 32, 2), (13, 33, 17),
-          (25, 65, 383), (7, 10, 385), (37, 97, 769), (128, 256, 64), (3, 600, 5)]
+          (33, 65, 511), (7, 10, 513), (37, 97, 1025), (128, 256, 64), (3, 600, 5),
+          (100, 300, 33)]
 
 
 @needs_bf16
@@ -169,7 +199,7 @@ SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 2), (11, 31, 1), (12, 32, 2), (13, 33, 17
 @pytest.mark.parametrize("trans_a", [False, True])
 @pytest.mark.parametrize("trans_b", [False, True])
 @pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.3, 1.0), (2.0, 0.5)])
-def test_gemm_matches_twin(m, n, k, trans_a, trans_b, alpha, beta):
+def test_gemm_matches_twin(kernel, m, n, k, trans_a, trans_b, alpha, beta):
     rng = np.random.default_rng(m * 1000 + n * 10 + k)
     A, B = operands(rng, m, n, k, trans_a, trans_b)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
@@ -184,7 +214,7 @@ def test_gemm_matches_twin(m, n, k, trans_a, trans_b, alpha, beta):
 
 
 @needs_bf16
-def test_gemm_products_are_bf16():
+def test_gemm_products_are_bf16(kernel):
     """The operands really are rounded: 1 + 2⁻⁹ is 1 in bfloat16, so the
     product is k·1, not k·(1 + 2⁻⁹)² as in float32."""
     A = np.full((3, 4), 1 + 2 ** -9, np.float32)
@@ -194,7 +224,7 @@ def test_gemm_products_are_bf16():
 
 
 @needs_bf16
-def test_gemm_special_values():
+def test_gemm_special_values(kernel):
     """inf and NaN propagate as IEEE sums do (inf·0 = NaN); k = 0 gives beta·C."""
     A = np.array([[np.inf, 1.0], [np.nan, 1.0], [1.0, 2.0]], np.float32)
     B = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
@@ -224,7 +254,7 @@ def test_gemm_refuses_bad_shapes():
     (300, 10, 900, False, True),     # too narrow: rows split
     (513, 130, 97, True, False),
 ])
-def test_gemm_bit_identical_across_threads(m, n, k, trans_a, trans_b):
+def test_gemm_bit_identical_across_threads(kernel, m, n, k, trans_a, trans_b):
     rng = np.random.default_rng(1)
     A, B = operands(rng, m, n, k, trans_a, trans_b)
     C0 = rng.standard_normal((m, n)).astype(np.float32)
@@ -242,7 +272,7 @@ def test_gemm_bit_identical_across_threads(m, n, k, trans_a, trans_b):
 
 @needs_bf16
 @pytest.mark.parametrize("n, n_in, n_out", [(1, 3, 2), (17, 33, 40), (64, 100, 10)])
-def test_dense_kernels_match_twins(n, n_in, n_out):
+def test_dense_kernels_match_twins(kernel, n, n_in, n_out):
     """The layer kernels with bf16=True against layers.dense_forward/backward
     with bf16=True (tolerance as in gemm_bound, from the products' T)."""
     rng = np.random.default_rng(n)
@@ -424,3 +454,32 @@ def test_refusals(backend):
         nncore.reference.Network(np.zeros(2), np.array([[1, 1, 0, 0, 1]], np.intp), bf16=True)
     with pytest.raises(ValueError, match="float32 parameters"):
         nncore._engine.Network(np.zeros(2), np.array([[1, 1, 0, 0, 1]], np.intp), bf16=True)
+
+
+@needs_bf16
+def test_engine_without_amx():
+    """NNCORE_AMX=0 makes the engine use vdpbf16ps (where AMX would be the
+    default): it then trains on the NumPy twin's trajectory too."""
+    code = """
+        import numpy as np, nncore
+        from nncore import _kernels as K
+        assert K.bf16_kernel() == "avx512"
+        X, y = nncore.load_digits()
+        runs = []
+        for backend in ("cython", "numpy"):
+            m = nncore.Sequential([nncore.Dense(64, 32, "relu"), nncore.Dense(32, 10, "softmax")],
+                                  loss="cross_entropy", optimizer=nncore.SGD(lr=0.1), seed=0,
+                                  dtype="mixed_bfloat16", backend=backend)
+            runs.append(m.fit(X[:400], y[:400], epochs=1).history["loss"][0])
+        assert abs(runs[0] - runs[1]) <= 1e-4 * runs[1], runs
+        print("ok")
+        """
+    result = run_python(code, NNCORE_AMX="0")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+@needs_bf16
+def test_kernel_switch_refuses_unknown_names():
+    with pytest.raises(ValueError, match="unknown bf16 kernel"):
+        K.bf16_kernel("fp8")
+    assert K.bf16_kernel() in KERNELS
