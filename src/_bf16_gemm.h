@@ -135,40 +135,97 @@ static inline __mmask16 nncore_bf16_mask(ptrdiff_t count) {
                        : count <= 0 ? (__mmask16) 0 : (__mmask16) ((1u << count) - 1);
 }
 
-/* Packs rows r0 … r0+rows−1 and k = k0 … k0+kc−1 of a matrix X addressed as
- * x(r, k) = X[k·ld + r] (k_major) or X[r·ld + k]:
+/* 16 k-pairs of one row, k contiguous from s (`left` values of k there; the
+ * missing ones count as 0): word t = bf16(s[2t]) | bf16(s[2t+1]) << 16. */
+__attribute__((target("avx512f,avx512bw")))
+static inline __m512i nncore_bf16_row_pairs(const float* s, ptrdiff_t left) {
+    /* words 4t+1 and 4t+3 of the two rounded halves: the bf16 of 2t, 2t+1 */
+    const __m512i pick = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39,
+                                          37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13,
+                                          11, 9, 7, 5, 3, 1);
+    const __m512i lo = nncore_bf16_round16(_mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
+    const __m512i hi = nncore_bf16_round16(
+        _mm512_maskz_loadu_ps(nncore_bf16_mask(left - 16), s + 16));
+    return _mm512_permutex2var_epi16(lo, pick, hi);
+}
+
+/* One k-pair of 16 consecutive rows r (contiguous from s, the next k at
+ * s + ld; rows outside mask and a missing odd k count as 0). */
+__attribute__((target("avx512f")))
+static inline __m512i nncore_bf16_col_pairs(const float* s, ptrdiff_t ld, __mmask16 m,
+                                            int odd) {
+    const __m512i e = nncore_bf16_round16(_mm512_maskz_loadu_ps(m, s));
+    const __m512i o = odd ? nncore_bf16_round16(_mm512_maskz_loadu_ps(m, s + ld))
+                          : _mm512_setzero_si512();
+    return _mm512_or_si512(_mm512_srli_epi32(e, 16), o);
+}
+
+/* v[j][i] := v[i][j] for a 16 × 16 block of 32-bit words. */
+__attribute__((target("avx512f")))
+static inline void nncore_transpose16(__m512i v[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            t[8 * i + j] = _mm512_shuffle_i32x4(u[8 * i + j], u[8 * i + j + 4], 0x88);
+            t[8 * i + j + 4] = _mm512_shuffle_i32x4(u[8 * i + j], u[8 * i + j + 4], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        v[j] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0x88);
+        v[j + 8] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+
+/* The k-pairs of rows r0 … r0+rows−1, k = k0 … k0+kc−1 of a matrix X
+ * addressed as x(r, k) = X[k·ld + r] (k_major) or X[r·ld + k], in 16 × 16
+ * blocks (row r + j, pair p + t): block[t][j] when pair_major, else
+ * block[j][t] (a block read the other way is transposed in registers). */
+__attribute__((target("avx512f,avx512bw")))
+static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+                                     ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t r,
+                                     ptrdiff_t p, int pair_major, __m512i v[16]) {
+    if (k_major) {   /* rows contiguous: one pair of 16 rows per vector */
+        for (int t = 0; t < 16; t++)
+            v[t] = 2 * (p + t) < kc && r < rows
+                ? nncore_bf16_col_pairs(X + (k0 + 2 * (p + t)) * ld + r0 + r, ld,
+                                        nncore_bf16_mask(rows - r), 2 * (p + t) + 1 < kc)
+                : _mm512_setzero_si512();
+    } else {         /* k contiguous: 16 pairs of one row per vector */
+        for (int j = 0; j < 16; j++)
+            v[j] = r + j < rows && 2 * p < kc
+                ? nncore_bf16_row_pairs(X + (r0 + r + j) * ld + k0 + 2 * p, kc - 2 * p)
+                : _mm512_setzero_si512();
+    }
+    if (pair_major != k_major)
+        nncore_transpose16(v);
+}
+
+/* Packs rows r0 … r0+rows−1 and k = k0 … k0+kc−1 of X (addressed as in
+ * nncore_bf16_block) pair by pair, for vdpbf16ps's A panels and every B panel:
  * dst[p·width + r] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16,
  * zero for rows ≤ r < width and for the k past kc (odd kc). */
-__attribute__((target("avx512f")))
+__attribute__((target("avx512f,avx512bw")))
 static void nncore_bf16_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
                              ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t width,
                              uint32_t* dst) {
     const ptrdiff_t pairs = (kc + 1) / 2;
-    __m512i index = _mm512_setzero_si512();
-    if (!k_major)
-        index = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4,
-                                                    3, 2, 1, 0), _mm512_set1_epi32((int) ld));
-    for (ptrdiff_t p = 0; p < pairs; p++) {
-        const int odd = 2 * p + 1 < kc;
+    __m512i v[16];
+    for (ptrdiff_t p = 0; p < pairs; p += 16)
         for (ptrdiff_t r = 0; r < width; r += 16) {
-            const __mmask16 m = nncore_bf16_mask(rows - r);
-            __m512 e, o = _mm512_setzero_ps();
-            if (k_major) {
-                const float* s = X + (k0 + 2 * p) * ld + r0 + r;
-                e = _mm512_maskz_loadu_ps(m, s);
-                if (odd)
-                    o = _mm512_maskz_loadu_ps(m, s + ld);
-            } else {
-                const float* s = X + (r0 + r) * ld + k0 + 2 * p;
-                e = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, s, 4);
-                if (odd)
-                    o = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, index, s + 1, 4);
-            }
-            const __m512i word = _mm512_or_si512(_mm512_srli_epi32(nncore_bf16_round16(e), 16),
-                                                 nncore_bf16_round16(o));
-            _mm512_mask_storeu_epi32(dst + p * width + r, nncore_bf16_mask(width - r), word);
+            nncore_bf16_block(X, ld, k_major, r0, rows, k0, kc, r, p, 1, v);
+            for (ptrdiff_t t = 0; t < 16 && p + t < pairs; t++)
+                _mm512_mask_storeu_epi32(dst + (p + t) * width + r,
+                                         nncore_bf16_mask(width - r), v[t]);
         }
-    }
 }
 
 /* C(mr×nr, mr ≤ MR, nr ≤ NR) := alpha·Σ_p a[p]·b[p] + beta·C over `pairs`
@@ -212,44 +269,19 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
 
 /* The AMX layout of op(A): row r's k-pairs contiguous,
  * dst[r·stride + p] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16 for
- * r < rows and 2p < kc; zero for p up to stride (a multiple of 16) and for
- * rows ≤ r < height. x as in nncore_bf16_pack. */
+ * r < rows and 2p < kc; zero for p up to stride and for rows ≤ r < height
+ * (both multiples of 16). x as in nncore_bf16_block. */
 __attribute__((target("avx512f,avx512bw")))
 static void nncore_bf16_pack_rows(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
                                   ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t height,
                                   ptrdiff_t stride, uint32_t* dst) {
-    /* words 4t+1 and 4t+3 of two vectors of rounded floats: the bf16 of
-     * elements 2t and 2t+1 */
-    const __m512i pick = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39,
-                                          37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13,
-                                          11, 9, 7, 5, 3, 1);
-    const __m512i index = _mm512_mullo_epi32(
-        _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0),
-        _mm512_set1_epi32((int) ld));
-    for (ptrdiff_t r = 0; r < height; r++) {
-        uint32_t* d = dst + r * stride;
+    __m512i v[16];
+    for (ptrdiff_t r = 0; r < height; r += 16)
         for (ptrdiff_t p = 0; p < stride; p += 16) {
-            const ptrdiff_t left = r < rows ? kc - 2 * p : 0;   /* values of k left */
-            __m512i word = _mm512_setzero_si512();
-            if (left > 0 && !k_major) {
-                const float* s = X + (r0 + r) * ld + k0 + 2 * p;
-                const __m512i lo = nncore_bf16_round16(
-                    _mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
-                const __m512i hi = nncore_bf16_round16(
-                    _mm512_maskz_loadu_ps(nncore_bf16_mask(left - 16), s + 16));
-                word = _mm512_permutex2var_epi16(lo, pick, hi);
-            } else if (left > 0) {
-                const float* s = X + (k0 + 2 * p) * ld + r0 + r;
-                const __m512 e = _mm512_mask_i32gather_ps(
-                    _mm512_setzero_ps(), nncore_bf16_mask((left + 1) / 2), index, s, 4);
-                const __m512 o = _mm512_mask_i32gather_ps(
-                    _mm512_setzero_ps(), nncore_bf16_mask(left / 2), index, s + ld, 4);
-                word = _mm512_or_si512(_mm512_srli_epi32(nncore_bf16_round16(e), 16),
-                                       nncore_bf16_round16(o));
-            }
-            _mm512_storeu_si512(d + p, word);
+            nncore_bf16_block(X, ld, k_major, r0, rows, k0, kc, r, p, 0, v);
+            for (int j = 0; j < 16; j++)
+                _mm512_storeu_si512(dst + (r + j) * stride + p, v[j]);
         }
-    }
 }
 
 /* The AMX tile configuration: palette 1; tiles 0-3 hold C (16 rows × 16
