@@ -24,7 +24,6 @@ from .validation import (as_input, as_matrix, as_param, as_targets, as_weights, 
                          positive_int)
 
 BACKENDS = {"cython": _engine, "numpy": reference}
-DTYPES = {"float32": np.float32, "float64": np.float64}
 # dtype policies (Keras's names): policy -> (variable dtype, compute dtype)
 POLICIES = {"float32": ("float32", "float32"), "float64": ("float64", "float64"),
             MIXED_BFLOAT16: ("float32", "bfloat16")}
