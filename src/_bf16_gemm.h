@@ -497,6 +497,8 @@ static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
 }
 #else
 static int nncore_bf16_available(void) { return 0; }
+static int nncore_amx_available(void) { return 0; }
+static int nncore_bf16_use_amx = 0;
 static void nncore_bf16_round_array(const float* x, ptrdiff_t n, uint16_t* out) {
     for (ptrdiff_t i = 0; i < n; i++)
         out[i] = nncore_bf16_round(x[i]);
