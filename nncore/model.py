@@ -17,13 +17,16 @@ from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOG_LOSS, LOSSES, POISSON, REQUIRED_OUTPUT
 from . import training
 from .blas import threads as blas_threads
+from .bfloat16 import MIXED_BFLOAT16
 from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Adam, Optimizer, _check_number
 from .validation import (as_input, as_matrix, as_param, as_targets, as_weights, is_sparse,
                          positive_int)
 
 BACKENDS = {"cython": _engine, "numpy": reference}
-DTYPES = {"float32": np.float32, "float64": np.float64}
+# dtype policies (Keras's names): policy -> (variable dtype, compute dtype)
+POLICIES = {"float32": ("float32", "float32"), "float64": ("float64", "float64"),
+            MIXED_BFLOAT16: ("float32", "bfloat16")}
 # GEMM dimensions are C ints in the BLAS interface.
 INT_MAX = 2 ** 31 - 1
 # predict() on fewer rows than this leaves the BLAS thread count alone (reading
@@ -60,7 +63,17 @@ class Sequential:
     None (fresh entropy, drawn once: reset() and save() keep it), an integer
     >= 0, a sequence of them, or a numpy.random.SeedSequence. A Generator or
     BitGenerator is refused (TypeError): reset() could not restart it.
-    dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
+    dtype: "float32", "float64", or the policy "mixed_bfloat16" (Keras's name):
+    float32 weights, optimizer state, activations, element-wise work and loss,
+    while every Dense product — X·W forward, dZ·Wᵀ and Xᵀ·dZ backward — takes
+    its operands rounded to bfloat16 (nearest, ties to even) and sums in
+    float32 (see nncore.bfloat16 and README, "Mixed precision"). The compiled
+    backend needs a CPU with AVX512_BF16 (RuntimeError here otherwise); the
+    numpy backend emulates the same rounding anywhere. Dense input only (a
+    scipy.sparse X is refused), not for a single step layer (perceptron).
+    model.dtype is then float32, model.dtype_policy "mixed_bfloat16" and
+    model.compute_dtype "bfloat16".
+    backend: "cython" or "numpy" (the reference).
     n_threads: threads for the BLAS and nncore's own threaded products during
     fit/evaluate/predict — a preference, not a command. Each call uses the
     smallest of n_threads (None: no preference, the default), the
@@ -90,9 +103,11 @@ class Sequential:
             key = dtype if isinstance(dtype, str) or dtype is None else np.dtype(dtype).name
         except (TypeError, ValueError):
             key = None
-        if key not in DTYPES:
-            raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32' or 'float64'")
-        self._dtype = np.dtype(DTYPES[key])
+        if key not in POLICIES:
+            raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32', 'float64' or "
+                             f"the policy {MIXED_BFLOAT16!r}")
+        self._dtype_policy = key
+        self._dtype = np.dtype(POLICIES[key][0])
         self.backend = backend
         self.n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
         self.seed = seed
@@ -104,7 +119,7 @@ class Sequential:
 
     def __repr__(self):
         return (f"Sequential({self.layers}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
-                f"dtype={self.dtype.name!r}, backend={self.backend!r})")
+                f"dtype={self.dtype_policy!r}, backend={self.backend!r})")
 
     # ------------------------------------------------------------ settings
     # Each constructor argument that is not structure can be reassigned: the
@@ -159,7 +174,7 @@ class Sequential:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self._backend = backend
         if hasattr(self, "_net"):
-            self._net = BACKENDS[backend].Network(self._params, self._layout)
+            self._net = self._network()
 
     @property
     def n_threads(self):
@@ -208,8 +223,17 @@ class Sequential:
         # one step layer: the perceptron rule; step among several: untrainable
         self._perceptron = len(self.layers) == 1 and bool(step[0])
         self._trainable = self._perceptron or not step.any()
-        self._net = BACKENDS[self.backend].Network(self._params, self._layout)
+        if self._perceptron and self._bf16:
+            raise ValueError(f"dtype={MIXED_BFLOAT16!r} applies to Dense layers trained by "
+                             "gradient descent; a single step layer is trained by the "
+                             "perceptron rule, in float32 or float64: use one of those")
+        self._net = self._network()
         self._buffers = {}
+
+    def _network(self):
+        """The backend's Network over the parameter vector (bf16 products under
+        the mixed_bfloat16 policy)."""
+        return BACKENDS[self.backend].Network(self._params, self._layout, bf16=self._bf16)
 
     # The structure is compiled once into the backend's Network: read-only.
     @property
@@ -219,7 +243,25 @@ class Sequential:
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of the weights, optimizer state and inputs (float32 under
+        the mixed_bfloat16 policy; Keras's variable_dtype)."""
         return self._dtype
+
+    @property
+    def dtype_policy(self) -> str:
+        """The dtype argument's policy name: "float32", "float64" or
+        "mixed_bfloat16" (Keras's dtype_policy.name)."""
+        return self._dtype_policy
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the Dense products take their operands in: "bfloat16"
+        under mixed_bfloat16, else the model's dtype (Keras's compute_dtype)."""
+        return POLICIES[self._dtype_policy][1]
+
+    @property
+    def _bf16(self):
+        return self._dtype_policy == MIXED_BFLOAT16
 
     @property
     def n_features(self) -> int:
@@ -575,6 +617,7 @@ class Sequential:
 
     def __setstate__(self, state):
         state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
+        state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
@@ -584,7 +627,7 @@ class Sequential:
             layer._W, layer._b, layer._owner = None, None, None
             layer._bind(self, self._params[w:w + n_in * n_out].reshape(n_in, n_out),
                         self._params[b:b + n_out], copy=False)
-        self._net = BACKENDS[self.backend].Network(self._params, self._layout)
+        self._net = self._network()
 
     def __copy__(self):
         """A copy shares nothing with the original (a model whose weights were
@@ -659,7 +702,8 @@ class Sequential:
             [f'Model: "Sequential" (input shape (None, {self.n_features}))', "_" * sum(widths),
              line(head), rule] + [line(r) for r in rows]
             + [rule, f"Total params: {total:,} ({_bytes(total * self.dtype.itemsize)}, "
-                     f"{self.dtype.name})",
+                     f"{self.dtype.name})" + (f"; products in {self.compute_dtype}"
+                                              if self._bf16 else ""),
                f"Loss: {self.loss}    Optimizer: {self.optimizer!r}"])
         if print_fn is None:
             return text
