@@ -100,7 +100,7 @@ class Sequential:
         self.history = None
         self.stop_training = False
         self._fitting = threading.Lock()
-        self._fit_thread = None   # the thread inside fit (to tell re-entry from concurrency)
+        self._fit_thread: int | None = None   # the thread inside fit (re-entry vs concurrency)
         self._build()
 
     def __repr__(self):
