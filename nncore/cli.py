@@ -239,7 +239,10 @@ def class_labels(values):
 
 
 def _number(text):
-    """text as an int (exact, however long) or a float; None if not a number."""
+    """text as an int (exact, however long) or a float; None if not a number
+    (digits grouped with "_", which Python's int() takes, are text)."""
+    if "_" in text:
+        return None
     try:
         return int(text)
     except ValueError:

@@ -392,6 +392,18 @@ def test_class_labels_sort_numerically_when_numbers():
     assert classes == ["a", "b", "c"] and index.tolist() == [1, 0, 2, 0]
 
 
+def test_class_labels_read_numbers_as_numbers():
+    classes, index = cli.class_labels(np.array(["1", "1.0", "01", " 0", "+1", "1e0", "2.50"]))
+    assert classes == ["0", "1", "2.5"] and index.tolist() == [1, 1, 1, 0, 1, 1, 2]
+    big = ["12345678901234567891", "12345678901234567890"]   # distinct, beyond float64
+    assert cli.class_labels(np.array(big))[0] == sorted(big)
+    assert cli.class_labels(np.array(["1_0", "10"]))[0] == ["10", "1_0"]   # "1_0" is text
+    assert cli.class_labels(np.array([0.0, 1.0, 1.0]))[0] == ["0", "1"]   # float .npz targets
+    assert cli.encode(np.array(["1.0", "0", "01"]), ["0", "1"], "y").tolist() == [1, 0, 1]
+    # a sidecar written before labels were read as numbers keeps exact matching
+    assert cli.encode(np.array(["1.0", "01"]), ["0", "01", "1", "1.0"], "y").tolist() == [3, 1]
+
+
 def test_predict_into_a_closed_pipe_is_quiet(tmp_path):
     """`nncore predict ... | head -1`: when the reader goes away, no error line and
     no traceback (Python's documented BrokenPipeError idiom), exit status 1."""
