@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from . import _engine, reference
+from . import _engine, _kernels, reference
 from .activations import ACTIVATIONS, STEP
 from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOG_LOSS, LOSSES, POISSON, REQUIRED_OUTPUT
@@ -115,6 +115,7 @@ class Sequential:
         self.history = None
         self.stop_training = False
         self._fitting = threading.Lock()
+        self._fit_thread: int | None = None   # the thread inside fit (re-entry vs concurrency)
         self._build()
 
     def __repr__(self):
@@ -295,6 +296,30 @@ class Sequential:
             layer.W[...] = checked[2 * i]
             layer.b[...] = checked[2 * i + 1]
 
+    def _nonfinite_parameter(self):
+        """None when every weight and bias is finite; else the first that is
+        not, e.g. "layer 0's W[2, 3] = nan"."""
+        if _kernels.all_finite_array(self._params):
+            return None
+        i = int(np.flatnonzero(~np.isfinite(self._params))[0])
+        for l, (n_in, n_out, _, w, b) in enumerate(self._layout):
+            if i < b + n_out:
+                name = (f"W[{(i - w) // n_out}, {(i - w) % n_out}]" if i < b else f"b[{i - b}]")
+                return f"layer {l}'s {name} = {self._params[i]}"
+
+    def _outputs_error(self, exc):
+        """The error for a backend's ValueError from predict/evaluate: when
+        the parameters are not finite, one saying so (the backend can only
+        see that the outputs are not); else exc itself."""
+        where = self._nonfinite_parameter()
+        if where is None:
+            return exc
+        return ValueError(f"the model's parameters are not finite — {where} — so neither are "
+                          "its outputs. They were written in place (layer.W and layer.b are "
+                          "live views; set_weights refuses non-finite values), e.g. by a "
+                          "callback during fit; model.reset() re-initialises, set_weights() "
+                          "puts finite ones back.")
+
     # ------------------------------------------------------------ training
 
     def fit(self, X, y, epochs: int = 1, batch_size: int | None = None, shuffle: bool = True, *,
@@ -359,8 +384,15 @@ class Sequential:
             raise ValueError(f"batch of {batch} rows; the BLAS takes at most {INT_MAX} rows "
                              "per product: pass a smaller batch_size")
         if not self._fitting.acquire(blocking=False):
+            if self._fit_thread == threading.get_ident():
+                raise RuntimeError(
+                    "fit was called on this model from inside its own fit (a callback's hook "
+                    "runs inside fit): re-entrant fit is not allowed, it would train the "
+                    "weights the running fit is updating. Set model.stop_training = True and "
+                    "call fit again once it returns, or fit a copy (copy.deepcopy(model))")
             raise RuntimeError("this model is already being fitted in another thread; "
                                "concurrent fits would overwrite each other's weights")
+        self._fit_thread = threading.get_ident()
         try:
             with blas_threads(self.n_threads):
                 args = ((X, Y, weights), epochs, batch, shuffle and batch < n, validation,
@@ -369,6 +401,7 @@ class Sequential:
                     return training.run(self, *args)
                 return self._best_of(n_init, args, early_stopping, validation is not None)
         finally:
+            self._fit_thread = None
             self._fitting.release()
 
     def _best_of(self, n_init, args, early_stopping, validated):
@@ -613,6 +646,7 @@ class Sequential:
         state = self.__dict__.copy()
         for key in ("_net", "_fitting", "_buffers"):
             state.pop(key)
+        state["_fit_thread"] = None   # a copy taken during fit is not being fitted
         return state
 
     def __setstate__(self, state):
@@ -622,6 +656,7 @@ class Sequential:
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()
+        self._fit_thread = None
         self._buffers = {}
         for layer, (n_in, n_out, _, w, b) in zip(self._layers, self._layout):
             layer._W, layer._b, layer._owner = None, None, None
@@ -643,14 +678,20 @@ class Sequential:
         scipy.sparse matrix (read as CSR, in chunks of rows, never densified)."""
         # Fast path: fewer than THREADED_ROWS rows already C-contiguous, of the
         # model's dtype and shape, finite — checked in C (None otherwise).
-        out = self._net.predict_ready(X, THREADED_ROWS)
+        try:
+            out = self._net.predict_ready(X, THREADED_ROWS)
+        except ValueError as exc:   # outputs not finite
+            raise self._outputs_error(exc) from None
         if out is not None:
             return out
         X = as_input(X, self.dtype, self._n_features)
-        if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
-            return self._net.predict(X)
-        with blas_threads(self.n_threads):
-            return self._net.predict(X)
+        try:
+            if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
+                return self._net.predict(X)
+            with blas_threads(self.n_threads):
+                return self._net.predict(X)
+        except ValueError as exc:
+            raise self._outputs_error(exc) from None
 
     def to_onnx(self, path=None, **kwargs):
         """Export as an ONNX graph to `path` and return the onnx.ModelProto:
@@ -666,8 +707,11 @@ class Sequential:
         bias of the predictions, positive when they are too low)."""
         X = as_input(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
-        with blas_threads(self.n_threads):
-            loss, metric = self._net.evaluate(X, Y, self._loss_code)
+        try:
+            with blas_threads(self.n_threads):
+                loss, metric = self._net.evaluate(X, Y, self._loss_code)
+        except ValueError as exc:   # the loss is not finite
+            raise self._outputs_error(exc) from None
         return {"loss": float(loss), ("accuracy" if self._loss_code in CLASSIFICATION
                                       else "mean_error"): float(metric)}
 
