@@ -6,8 +6,9 @@ prints the ratios.
 Cases: the 8×8 digits with the default parameters (adam, 100 relu units,
 batch 200, up to 200 epochs with tol stopping); a 20,000 × 100 synthetic
 10-class set with sgd, adam (10 epochs each, no early stop) and lbfgs (50
-iterations); predict on 1,000 rows of that set. NNCORE_BENCH_SKLEARN_ROWS
-shrinks the synthetic set (e.g. 500) to check that the suite runs.
+iterations); predict on 1,000 rows of that set, in float64 and in float32
+(X float32 from the fit on). NNCORE_BENCH_SKLEARN_ROWS shrinks the synthetic
+set (e.g. 500) to check that the suite runs.
 """
 import os
 import warnings
@@ -81,17 +82,24 @@ def test_sklearn_fit(benchmark, case, implementation):
 
 
 @pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
-def test_sklearn_predict(benchmark, implementation):
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_sklearn_predict(benchmark, dtype, implementation):
+    # float32: X float32 from the start, so both keep the model and the
+    # outputs in float32
     X, y = synthetic()
+    X = X.astype(dtype)
     est = IMPLEMENTATIONS[implementation](max_iter=2, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         est.fit(X, y)
+    assert est.coefs_[0].dtype == est.predict_proba(X[:2]).dtype == dtype
     rows = X[:1000]
     run = lambda: est.predict(rows)   # noqa: E731
     warm_up(run)
-    benchmark.group = "sklearn face: predict 1,000 rows"
-    benchmark.extra_info.update(suite="sklearn", workload="sklearn-predict",
+    suffix = "" if dtype == "float64" else f", {dtype}"
+    benchmark.group = f"sklearn face: predict 1,000 rows{suffix}"
+    benchmark.extra_info.update(suite="sklearn",
+                                workload="sklearn-predict" + ("" if not suffix else "-" + dtype),
                                 implementation=implementation,
-                                description="predict 1,000 rows, 100-100-10")
+                                description=f"predict 1,000 rows, 100-100-10{suffix}")
     benchmark.pedantic(run, rounds=200, iterations=5, warmup_rounds=10)

@@ -2,8 +2,8 @@
 the cost of the progress display on W3."""
 import pytest
 
-from workloads import (IMPLEMENTATIONS, WORKLOADS, available, nncore_model, scaled, trainer,
-                       warm_up)
+from workloads import (BF16_IMPLEMENTATIONS, BF16_WORKLOADS, IMPLEMENTATIONS, WORKLOADS,
+                       available, nncore_model, scaled, trainer, warm_up)
 
 ROUNDS = {"W1": scaled(15), "W2": scaled(15), "W3": 3, "W4": 3}
 
@@ -17,6 +17,23 @@ def test_train(benchmark, workload, implementation):
     run = trainer(w, implementation)
     warm_up(run)
     benchmark.group = f"train {workload}: {w.description}"
+    benchmark.extra_info.update(workload=workload, implementation=implementation,
+                                per_call=w.throughput(1.0), unit=w.unit)
+    benchmark.pedantic(run, rounds=ROUNDS[workload], iterations=1)
+
+
+@pytest.mark.parametrize("implementation", BF16_IMPLEMENTATIONS)
+@pytest.mark.parametrize("workload", BF16_WORKLOADS)
+def test_train_bf16(benchmark, workload, implementation):
+    """The bf16 rows: nncore's mixed_bfloat16 policy and PyTorch's bf16
+    autocast (report.py sets them beside nncore's float32 row)."""
+    if not available(implementation):
+        pytest.skip(f"{implementation} cannot run here (package missing, cannot compile, or "
+                    "no AVX512_BF16)")
+    w = WORKLOADS[workload]
+    run = trainer(w, implementation)
+    warm_up(run)
+    benchmark.group = f"train {workload} bf16: {w.description}"
     benchmark.extra_info.update(workload=workload, implementation=implementation,
                                 per_call=w.throughput(1.0), unit=w.unit)
     benchmark.pedantic(run, rounds=ROUNDS[workload], iterations=1)

@@ -11,6 +11,12 @@ implementation, the best peer and nncore's ratio to it, and the GFLOP/s
 nncore's compiled engine reaches next to the pure-GEMM GFLOP/s of the same
 matrix shapes (the ceiling set by the BLAS). --quick (NNCORE_BENCH_SCALE=0.02)
 only checks that everything runs: its figures mean nothing.
+
+The bf16 table (W3, W4): nncore's dtype="mixed_bfloat16" beside its float32
+engine and PyTorch's bf16 autocast (eager and torch.compile), with the bf16
+GEMM peak at 2048³ (nncore's bf16 kernel and torch's bf16 matmul) among the
+machine lines: `python benchmarks/report.py --only W3,W4` runs both tables for
+those workloads (`--only bf16`: the bf16 rows alone, without the float32 ratio).
 """
 import argparse
 import importlib
@@ -25,7 +31,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from workloads import WORKLOADS, warm_up  # noqa: E402
+from workloads import BF16_WORKLOADS, WORKLOADS, warm_up  # noqa: E402
 
 
 def run_suites(only, json_path):
@@ -98,10 +104,46 @@ def machine(gemm_size=2048):
                   for p in threadpool_info()
                   if p.get("user_api") == "blas" and "numpy" in (p.get("filepath") or "")]
     peak, who = gemm_peak(gemm_size)
+    bf16 = bf16_gemm_peak(gemm_size)
     return [("CPU", f"{cpu} ({os.cpu_count()} logical CPUs)"),
             ("NumPy's BLAS (core type detected)", "; ".join(numpy_blas) or "not seen"),
             ("nncore SIMD level", blas.info()["simd"]),
-            (f"float32 GEMM peak at {gemm_size}³", f"{peak:.1f} GFLOP/s ({who})")]
+            (f"float32 GEMM peak at {gemm_size}³", f"{peak:.1f} GFLOP/s ({who})"),
+            (f"bf16 GEMM peak at {gemm_size}³ (bf16 operands, float32 sums)",
+             " vs ".join(f"{k} {v:.1f} GFLOP/s" for k, v in bf16.items()) or "none ran")]
+
+
+def bf16_gemm_peak(size):
+    """{which: GFLOP/s} of a size³ product with bf16 operands: nncore's kernel
+    (src/_bf16_gemm.h, rounding float32 operands as it packs them, as in
+    training; default threads) where the CPU has AVX512_BF16, and torch's
+    bfloat16 matmul (operands already bf16) when torch is installed."""
+    from nncore import _kernels, blas
+    rng = np.random.default_rng(0)
+    A, B = rng.random((size, size), np.float32), rng.random((size, size), np.float32)
+    C = np.empty((size, size), np.float32)
+    products = {}
+    if _kernels.bf16_available():
+        products["nncore bf16"] = lambda: _kernels.bf16_gemm(False, False, 1.0, A, B, 0.0, C)
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    if torch is not None:
+        tA, tB = torch.from_numpy(A).bfloat16(), torch.from_numpy(B).bfloat16()
+        products["torch bf16 matmul"] = lambda: torch.matmul(tA, tB)
+    best = {}
+    for who, product in products.items():
+        time.sleep(0.5)
+        with blas.threads(blas.default_threads()):
+            warm_up(product)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                product()
+                times.append(time.perf_counter() - start)
+        best[who] = 2.0 * size ** 3 / min(times) / 1e9
+    return best
 
 
 def gemm_peak(size):
@@ -179,9 +221,45 @@ def tables(data):
         lines.append("| median latency | " + " | ".join(cells) + " |")
     if len(lines) == 2:   # no workload ran (e.g. --only bench_sklearn): no empty table
         lines = []
+    bf16 = bf16_table(medians)
+    if bf16:
+        lines += ["", bf16] if lines else [bf16]
     sk = sklearn_table(data)
     if sk:
         lines += ["", sk] if lines else [sk]
+    return "\n".join(lines)
+
+
+# The bf16 rows' columns: nncore's policy on both backends, then the peers.
+BF16_COLUMNS = {"cython_bf16": "nncore mixed_bfloat16", "cython": "nncore float32",
+                "numpy_bf16": "NumPy reference bf16"}
+BF16_PEERS = {"torch_bf16": "PyTorch bf16 autocast",
+              "torch_compile_bf16": "torch.compile bf16 autocast"}
+
+
+def bf16_table(medians):
+    """nncore's mixed_bfloat16 rows beside its float32 engine and PyTorch's bf16
+    autocast: nncore bf16 / float32 (issue #13's target ≥ 1.6x) and nncore bf16
+    / the better autocast peer (targets W3 ≥ 1.3x, W4 ≥ 1.0x)."""
+    names = [n for n in BF16_WORKLOADS
+             if any((n, impl) in medians for impl in ("cython_bf16", *BF16_PEERS))]
+    if not names:
+        return ""
+    lines = ["| workload (bf16 products) | " + " | ".join(BF16_COLUMNS.values()) + " | "
+             + " | ".join(BF16_PEERS.values()) + " | bf16 / float32 | best autocast peer | "
+             "nncore bf16 / best |",
+             "|---|" + "---|" * (len(BF16_COLUMNS) + len(BF16_PEERS) + 3)]
+    for name in names:
+        w = WORKLOADS[name]
+        cells = [f"{name} {w.description}"]
+        cells += [fmt(w.throughput(medians[(name, impl)]), w.unit) if (name, impl) in medians
+                  else "—" for impl in (*BF16_COLUMNS, *BF16_PEERS)]
+        ours = medians.get((name, "cython_bf16"))
+        f32 = medians.get((name, "cython"))
+        cells.append(f"{f32 / ours:.2f}x" if ours and f32 else "—")
+        peers = {BF16_PEERS[p]: medians[(name, p)] for p in BF16_PEERS if (name, p) in medians}
+        cells += best_peer(peers, ours) if ours else ["—", "—"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

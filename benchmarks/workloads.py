@@ -11,6 +11,12 @@ whole call jitted: `jax.lax.scan` over batches inside one jitted function) and
 scikit-learn; each is skipped when its package is missing (`pip install
 "nncore[bench]"` installs them) or, for torch.compile, when compiling fails.
 
+The bf16 rows (W3, W4; BF16_IMPLEMENTATIONS): nncore's dtype="mixed_bfloat16"
+(both backends) against PyTorch under torch.autocast("cpu",
+dtype=torch.bfloat16), eager and torch.compile — float32 weights and
+optimizer in all of them, bf16 products. nncore's compiled rows need a CPU
+with AVX512_BF16 (skipped elsewhere).
+
 NNCORE_BENCH_SCALE (default 1) scales the samples per epoch, the epochs per
 call and the rounds, for a quick check that everything runs (e.g. 0.02).
 """
@@ -26,6 +32,8 @@ import numpy as np
 import nncore
 
 IMPLEMENTATIONS = ["cython", "numpy", "torch", "torch_compile", "jax", "sklearn"]
+BF16_IMPLEMENTATIONS = ["cython_bf16", "numpy_bf16", "torch_bf16", "torch_compile_bf16"]
+BF16_WORKLOADS = ["W3", "W4"]
 SCALE = float(os.environ.get("NNCORE_BENCH_SCALE", "1"))
 
 
@@ -47,7 +55,12 @@ def warm_up(run, seconds=0.5):
 
 def available(implementation):
     """Whether an implementation can run here: its package is installed (the
-    peers are optional) and, for torch.compile, compiling works."""
+    peers are optional), for torch.compile, compiling works, and for nncore's
+    compiled bf16 rows, the CPU has AVX512_BF16."""
+    if implementation == "cython_bf16":
+        from nncore import _kernels
+        return _kernels.bf16_available()
+    implementation = implementation.removesuffix("_bf16")
     module = {"torch": "torch", "torch_compile": "torch", "jax": "jax",
               "sklearn": "sklearn"}.get(implementation)
     if module is not None and importlib.util.find_spec(module) is None:
@@ -132,16 +145,19 @@ def nncore_model(w, backend, seed=0, dtype="float32"):
                              dtype=dtype, backend=backend)
 
 
-def nncore_trainer(w, backend):
+def nncore_trainer(w, backend, dtype="float32"):
     X, y = w.data()
-    model = nncore_model(w, backend)
+    model = nncore_model(w, backend, dtype=dtype)
     return lambda: model.fit(X, y, epochs=w.epochs_per_call, batch_size=w.batch_size)
 
 
-def torch_trainer(w, compiled=False):
+def torch_trainer(w, compiled=False, autocast=False):
     """PyTorch eager, or with the forward pass and loss under torch.compile
     (AOTAutograd compiles the backward too; the graphs for the full and the
-    last, shorter batch are compiled during the warm-up, outside the timing)."""
+    last, shorter batch are compiled during the warm-up, outside the timing).
+    autocast: forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)
+    (PyTorch's mixed precision: the Linear products in bf16, float32 weights;
+    the backward runs in the dtypes autocast chose)."""
     import torch
     X, y = w.data()
     X = torch.from_numpy(X)
@@ -163,6 +179,12 @@ def torch_trainer(w, compiled=False):
     opt = torch.optim.SGD(net.parameters(), lr=w.lr)
     n, batch = len(X), w.batch_size or len(X)
     objective = lambda xb, yb: loss_fn(net(xb), yb)  # noqa: E731
+    if autocast:
+        plain = objective
+
+        def objective(xb, yb):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return plain(xb, yb)
     if compiled:
         objective = torch.compile(objective, dynamic=False)
 
@@ -305,6 +327,11 @@ def predict_row(implementation):
 
 
 def trainer(workload, implementation):
+    if implementation in ("cython_bf16", "numpy_bf16"):
+        return nncore_trainer(workload, implementation.removesuffix("_bf16"), "mixed_bfloat16")
+    if implementation in ("torch_bf16", "torch_compile_bf16"):
+        return torch_trainer(workload, compiled=implementation == "torch_compile_bf16",
+                             autocast=True)
     if implementation in ("cython", "numpy"):
         return nncore_trainer(workload, implementation)
     if implementation == "torch_compile":

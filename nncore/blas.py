@@ -130,10 +130,13 @@ def info():
     BLAS the engine calls (the last three None when it cannot be seen),
     "reason": why that BLAS (for "scipy": why not NumPy's), "simd": the vector
     instructions of nncore's own kernels ("avx512", "avx2" or "none"), which
-    run the small products and the softmax's exp, and "caps": caps()."""
+    run the small products and the softmax's exp, "bf16": whether the compiled
+    engine can run dtype="mixed_bfloat16" here (AVX512_BF16, src/_bf16_gemm.h),
+    and "caps": caps()."""
     return {"blas": NAME, "filepath": getattr(_LIB, "filepath", None),
             "version": getattr(_LIB, "version", None), "num_threads": num_threads(),
-            "reason": _REASON, "simd": _kernels.simd(), "caps": caps()}
+            "reason": _REASON, "simd": _kernels.simd(), "bf16": _kernels.bf16_available(),
+            "caps": caps()}
 
 
 def num_threads():

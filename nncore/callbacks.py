@@ -4,8 +4,12 @@ built-in ones — EarlyStopping and the progress display.
 A callback implements any of on_train_begin(model, logs), on_epoch_end(model,
 logs) and on_train_end(model, logs). on_epoch_end's logs hold the epoch's
 History values ("loss", "accuracy" or "mean_error", "val_loss", ..., plus
-"epoch", counted from 0 over the model's life, and "lr"). Setting
-model.stop_training = True ends training after the current epoch.
+"epoch", counted from 0 over the model's life as History.epoch and Keras's
+hooks count it, and "lr"). Setting model.stop_training = True ends training
+after the current epoch. A hook must not call fit on the model it is
+training (RuntimeError: re-entrant fit); a hook that makes the weights NaN or
+infinite stops training with a DivergenceError naming it, and the hooks after
+it are skipped for that epoch.
 
 on_train_end runs however training ends — normally, by DivergenceError,
 KeyboardInterrupt or any exception (one raised by a callback included) —

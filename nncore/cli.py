@@ -3,7 +3,7 @@
     nncore train DATA --target COL [--hidden 64,32 ...] -o model.npz
     nncore predict model.npz DATA [-o out.csv] [--proba]
     nncore evaluate model.npz DATA [--target COL]
-    nncore export model.npz model.onnx
+    nncore export model.npz -o model.onnx
     nncore info | nncore bench | nncore demo
 
 DATA is a CSV file with a header row, or an .npz file holding the features as
@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
+import math
 import os
 import sys
 import time
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -116,12 +119,13 @@ def layer_sizes(text):
 
 # ---------------------------------------------------------------- data
 
-def read_data(path, target=None, features=None):
+def read_data(path, target=None, features=None, hint=""):
     """(X float64 (n, d), y (n,) raw values or None, feature names) from DATA.
 
     CSV: the header names the columns; features are `features` (when given,
     e.g. from a model's JSON), else every column but the target. npz: the
-    features are the array "X", the target the array named `target`."""
+    features are the array "X", the target the array named `target`.
+    hint: appended to the error of a non-numeric feature column."""
     if not os.path.isfile(path):
         raise UsageError(f"data file {path!r} not found")
     if path.lower().endswith(".npz"):
@@ -139,7 +143,7 @@ def read_data(path, target=None, features=None):
         if missing:
             raise UsageError(f"{path} lacks the feature column(s) {', '.join(missing)} the "
                              f"model was trained on")
-    X = np.column_stack([_numeric(cells[:, names.index(name)], name, path)
+    X = np.column_stack([_numeric(cells[:, names.index(name)], name, path, hint)
                          for name in features])
     y = cells[:, names.index(target)] if target is not None else None
     return X, y, list(features)
@@ -216,17 +220,63 @@ def _read_npz(path, target):
 
 
 def class_labels(values):
-    """The sorted distinct labels as strings (numerically sorted when all are
-    numbers), and each value's index among them."""
+    """The sorted distinct labels as strings, and each value's index among them.
+
+    Labels are read as numbers when every one is a number (as pandas and
+    NumPy read such a column): 1, 1.0, 01 and +1 are one class, written in its
+    shortest form, "1" (1.5 stays "1.5"), and classes sort numerically.
+    Otherwise they are text, stripped of surrounding spaces, sorted as text."""
     text = np.char.strip(np.asarray(values).astype(str))
-    labels = np.unique(text)
+    distinct, inverse = np.unique(text, return_inverse=True)
+    numbers = [_number(label) for label in distinct.tolist()]
+    if any(number is None for number in numbers):
+        return [str(label) for label in distinct], inverse.astype(np.intp)
+    names = [_number_text(number) for number in numbers]
+    order = sorted(set(zip(names, numbers)), key=lambda pair: _sort_key(pair[1]))
+    classes = list(dict.fromkeys(name for name, _ in order))
+    index = {name: i for i, name in enumerate(classes)}
+    return classes, np.array([index[name] for name in names], np.intp)[inverse]
+
+
+def _number(text):
+    """text as an int (exact, however long) or a float; None if not a number
+    (digits grouped with "_", which Python's int() takes, are text)."""
+    if "_" in text:
+        return None
     try:
-        order = np.argsort(labels.astype(np.float64), kind="stable")
+        return int(text)
     except ValueError:
-        order = np.arange(labels.shape[0])
-    labels = labels[order]
-    index = {label: i for i, label in enumerate(labels)}
-    return [str(label) for label in labels], np.array([index[v] for v in text], np.intp)
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _number_text(number):
+    """The class name of a numeric label: whole numbers without a fraction
+    ("1" for 1, 1.0 and 01), others as Python writes the float ("1.5")."""
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    return str(number)
+
+
+def _sort_key(number):
+    """Numeric order, NaN last (it is refused as a label later)."""
+    nan = isinstance(number, float) and math.isnan(number)
+    return (nan, 0 if nan else number)
+
+
+def label_text(values, classes):
+    """The stripped text of each label, in the form `classes` were written:
+    numbers in their shortest form when every class is one (1.0 -> "1")."""
+    text = np.char.strip(np.asarray(values).astype(str))
+    numeric = all(_number(c) is not None and _number_text(_number(c)) == c for c in classes)
+    if not numeric:   # text classes, or a sidecar written before labels were read as numbers
+        return text
+    distinct, inverse = np.unique(text, return_inverse=True)
+    names = [_number_text(n) if (n := _number(v)) is not None else v for v in distinct.tolist()]
+    return np.array(names, dtype=object)[inverse]
 
 
 def refuse_continuous(classes, column):
@@ -246,9 +296,10 @@ def refuse_continuous(classes, column):
 
 
 def encode(values, classes, column):
-    """Class indices of `values` under the model's `classes`."""
+    """Class indices of `values` under the model's `classes` (numeric labels
+    matched as numbers: 1.0 is class "1")."""
     index = {label: i for i, label in enumerate(classes)}
-    text = np.char.strip(np.asarray(values).astype(str))
+    text = label_text(values, classes)
     unknown = sorted(set(text.tolist()) - set(index))
     if unknown:
         raise UsageError(f"target column {column!r} holds label(s) the model was not trained "
@@ -262,9 +313,20 @@ def sidecar_path(model_path):
     return f"{model_path}.json"
 
 
+def no_sidecar(model_path):
+    """What a missing "<model>.json" means, appended to the errors it causes."""
+    return (f" — {sidecar_path(model_path)} was not found: `nncore train ... -o {model_path}` "
+            "writes it beside the model (feature and target columns, class labels; keep "
+            "the two files together). Without it every column of DATA is a feature and "
+            "classes are the indices 0..k−1")
+
+
 def load_model(path):
     """(model, description from "<model>.json" or None)."""
     import nncore
+    if path.endswith(".json") and os.path.isfile(path[:-len(".json")]):
+        raise UsageError(f"{path} is the JSON description `nncore train` writes beside a model, "
+                         f"not the model: pass {path[:-len('.json')]}")
     if not os.path.isfile(path):
         raise UsageError(f"model file {path!r} not found")
     model = nncore.load(path)
@@ -379,11 +441,12 @@ def table(rows):
 
 def cmd_predict(args):
     model, info = load_model(args.model)
-    X, _, _ = read_data(args.data, None, info["features"] if info else None)
+    hint = "" if info else no_sidecar(args.model)
+    X, _, _ = read_data(args.data, None, info["features"] if info else None, hint)
     refuse_overwriting(args.data, args.output)
     if X.shape[1] != model.n_features:
         raise UsageError(f"{args.data} has {X.shape[1]} feature columns; the model in "
-                         f"{args.model} takes {model.n_features}")
+                         f"{args.model} takes {model.n_features}{hint}")
     out = model.predict(X)
     digits = 9 if out.dtype == np.float32 else 17
     if is_classifier(model):
@@ -415,21 +478,28 @@ def cmd_predict(args):
 def cmd_evaluate(args):
     model, info = load_model(args.model)
     target = args.target or (info["target"] if info else None)
+    hint = "" if info else no_sidecar(args.model)
     if target is None:
-        raise UsageError(f"pass --target: {args.model} has no {sidecar_path(args.model)} "
-                         "naming the target column")
-    X, raw_y, _ = read_data(args.data, target, info["features"] if info else None)
+        raise UsageError(f"pass --target, the target column{hint}")
+    X, raw_y, _ = read_data(args.data, target, info["features"] if info else None, hint)
     if X.shape[1] != model.n_features:
         raise UsageError(f"{args.data} has {X.shape[1]} feature columns besides the target; "
-                         f"the model in {args.model} takes {model.n_features}")
+                         f"the model in {args.model} takes {model.n_features}{hint}")
     if info is not None and info["classes"] is not None:
         y = encode(raw_y, info["classes"], target)
     else:
-        y = _numeric(raw_y, target, args.data)
+        y = _numeric(raw_y, target, args.data, hint)
     print(table([(os.path.basename(args.data), model.evaluate(X, y), X.shape[0])]))
 
 
 def cmd_export(args):
+    if args.output is None and args.output_positional is None:
+        raise UsageError("give the ONNX file to write: -o OUT.onnx (see nncore export --help)")
+    if None not in (args.output, args.output_positional) \
+            and args.output != args.output_positional:
+        raise UsageError(f"two outputs given, -o {args.output} and {args.output_positional}; "
+                         "give one (-o OUT.onnx)")
+    args.output = args.output or args.output_positional
     model, info = load_model(args.model)
     if not hasattr(model, "to_onnx"):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "
@@ -495,7 +565,10 @@ def build_parser(prog="nncore"):
     p.add_argument("data", metavar="DATA", help="training data: a .csv with a header, or .npz")
     p.add_argument("--target", required=True, metavar="COL",
                    help="the column (CSV) or array (.npz) holding the target; every other "
-                   "CSV column is a feature")
+                   "CSV column is a feature. Class labels (cross_entropy, "
+                   "binary_cross_entropy) are read as numbers when every label is a number "
+                   "(1, 1.0 and 01 are one class, named 1; classes sort numerically), "
+                   "otherwise as text (surrounding spaces stripped; sorted as text)")
     p.add_argument("--hidden", type=layer_sizes, default=[64], metavar="SIZES",
                    help="hidden layer sizes, comma-separated, e.g. 64,32; 'none' for no "
                    "hidden layer (default: 64)")
@@ -558,7 +631,10 @@ def build_parser(prog="nncore"):
                        description="Convert a saved model to ONNX (needs the onnx extra: "
                        "pip install \"nncore-cpu[onnx]\").")
     p.add_argument("model", metavar="MODEL", help="a model saved by nncore train or model.save")
-    p.add_argument("output", metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("-o", "--output", metavar="OUT.onnx", default=None,
+                   help="the ONNX file to write (required: this, or OUT.onnx after MODEL)")
+    p.add_argument("output_positional", nargs="?", metavar="OUT.onnx", default=None,
+                   help="the same as -o OUT.onnx (the older form, still accepted)")
     p.set_defaults(run=cmd_export)
 
     p = sub.add_parser("info", help="version, BLAS, SIMD and threads",
@@ -582,20 +658,46 @@ def build_parser(prog="nncore"):
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "nncore") -> int:
-    """Run the command line; returns the exit status (0, 2 for a user error)."""
+    """Run the command line; returns the exit status (0, 2 for a user error,
+    1 when standard output is a pipe its reader closed, 130 on Ctrl-C).
+    Warnings print as "nncore COMMAND: warning: ..." lines on stderr while it
+    runs (the previous warnings.showwarning is restored on return)."""
     argv = sys.argv[1:] if argv is None else list(argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     where = f"{prog} {command}" if command in COMMANDS else prog
+    with warnings.catch_warnings():   # restores showwarning: nothing global changes
+        warnings.showwarning = functools.partial(show_warning, where)
+        return run(argv, prog, where)
+
+
+def show_warning(where, message, category, filename, lineno, file=None, line=None):
+    """warnings.showwarning for the command line: one line, "WHERE: warning:
+    MESSAGE", on stderr — no category, source path or code line (those
+    address a programmer, not the user of a command)."""
+    text = " ".join(f"{where}: warning: {message}".split())
     try:
-        if argv[:1] == ["demo"]:
-            from .__main__ import demo
-            return demo(argv[1:], prog=f"{prog} demo") or 0
-        args = build_parser(prog).parse_args(argv)
-        return args.run(args) or 0
+        print(text, file=sys.stderr if file is None else file, flush=True)
+    except OSError:   # stderr gone: as warnings.showwarning, say nothing
+        pass
+
+
+def run(argv, prog, where):
+    try:
+        try:
+            if argv[:1] == ["demo"]:
+                from .__main__ import demo
+                return demo(argv[1:], prog=f"{prog} demo") or 0
+            args = build_parser(prog).parse_args(argv)
+            return args.run(args) or 0
+        finally:
+            # inside the try, as Python's docs advise: a reader that went away
+            # (`| head`) raises BrokenPipeError here, not at the exit's flush
+            sys.stdout.flush()
     except UsageError as exc:
         message = f"{exc.prog or where}: error: {exc}"
     except BrokenPipeError:  # `nncore predict ... | head`: the reader has all it wants
-        # (Python's documented idiom: point stdout at devnull so the exit flush is quiet)
+        # (Python's documented idiom, "Note on SIGPIPE" in the signal module's docs:
+        # point stdout at devnull so the exit flush is quiet, and exit 1)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except (ValueError, TypeError, OSError, ImportError) as exc:

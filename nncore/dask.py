@@ -43,11 +43,19 @@ def predict(model, X):
     found on the calling process when the graph is built. Each chunk's result
     equals model.predict on that chunk in one process.
 
+    Empty input follows scikit-learn and model.predict, which refuse 0 rows:
+    a dask.array with no rows at all raises ValueError here, before anything
+    is scheduled. An empty chunk inside a non-empty array (what filtering
+    leaves) gives an empty piece of the result, as dask-ml's ParallelPostFit
+    does (wrappers._predict returns its empty meta for a 0-row partition). A
+    dataframe's length is unknown until it is computed, so an entirely empty
+    dataframe gives an empty result (as in dask-ml).
+
     Raises ValueError (before anything is scheduled) for a dask.array with
-    unknown chunk sizes (call X.compute_chunk_sizes(), or build it with
-    dataframe.to_dask_array(lengths=True)), X not 2-D, or a number of columns
-    other than the model's; TypeError for non-numeric data or a model without
-    the method.
+    no rows or unknown chunk sizes (call X.compute_chunk_sizes(), or build it
+    with dataframe.to_dask_array(lengths=True)), X not 2-D, or a number of
+    columns other than the model's; TypeError for non-numeric data or a model
+    without the method.
     """
     return _map_method(model, X, "predict")
 
@@ -140,6 +148,9 @@ def _check_array(X, n_features, name="X"):
                          "dataframe.to_dask_array(lengths=True)")
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers (int, bool or float)")
+    if X.shape[0] == 0:  # as model.predict / scikit-learn's check_array (empty chunks are fine)
+        raise ValueError(f"{name} has no rows, shape {X.shape}; expected at least one sample "
+                         "(model.predict refuses 0 rows too)")
     if X.shape[1] == 0:
         raise ValueError(f"{name} has no columns")
     if n_features is not None and X.shape[1] != n_features:

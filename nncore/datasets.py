@@ -13,7 +13,11 @@ from numpy.typing import NDArray
 
 def load_digits(scale: bool = True) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """(X, y): X (1797, 64) float64 pixel values — divided by 16 into [0, 1] when
-    scale — and y (1797,) int64 labels 0..9."""
+    scale — and y (1797,) int64 labels 0..9.
+
+    scale: True or False (a NumPy bool too); anything else raises TypeError —
+    a truthy string such as "no" would otherwise silently mean True."""
+    _check_flag("scale", scale)
     with resources.files("nncore").joinpath("data/digits.npz").open("rb") as f:
         data = np.load(f)
         X, y = data["X"].astype(np.float64), data["y"].astype(np.int64)
@@ -26,7 +30,12 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
 
     X, y: arrays (or array-likes) with the same number of rows; test_fraction:
     the share of rows held out, 0 < test_fraction < 1, rounded to a row count
-    that leaves at least one row on each side. Raises ValueError otherwise."""
+    that leaves at least one row on each side; seed: an integer >= 0, None
+    (fresh entropy) or what numpy.random.default_rng takes besides — not a
+    bool (True would silently mean 1), as Sequential's seed. Raises ValueError
+    for mismatched rows or a bad fraction, TypeError for a bool seed."""
+    if isinstance(seed, (bool, np.bool_)):
+        raise TypeError(f"seed must be an integer >= 0 or None, got {seed!r}")
     X, y = np.asarray(X), np.asarray(y)
     if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
         raise ValueError(f"X and y must have the same number of rows; got shapes {X.shape} "
@@ -42,3 +51,10 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
     order = np.random.default_rng(seed).permutation(len(X))
     test, train = order[:n_test], order[n_test:]
     return X[train], X[test], y[train], y[test]
+
+
+def _check_flag(name, value):
+    """TypeError unless value is a bool (Python's or NumPy's)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} "
+                        f"({type(value).__name__})")

@@ -187,23 +187,44 @@ def _meta(model):
         "format": FORMAT, "version": VERSION,
         "layers": [{"in": l.in_features, "out": l.out_features, "activation": l.activation}
                    for l in model.layers],
-        "loss": model.loss, "dtype": model.dtype.name, "backend": model.backend,
+        # the dtype policy: "float32", "float64" or "mixed_bfloat16" (float32
+        # arrays; a reader that predates the policy refuses the file)
+        "loss": model.loss, "dtype": model.dtype_policy, "backend": model.backend,
         "seed": seed,
         "n_threads": None if model.n_threads is None else int(model.n_threads),
         "optimizer": _optimizer_meta(model.optimizer), "alpha": float(model.alpha),
         "steps": int(model._steps), "epoch": int(model._epoch),
         "rng": model.rng.bit_generator.state,
         "history": None if model.history is None else {
-            "epoch": [int(e) for e in model.history.epoch],
-            "values": {k: [float(v) for v in column]
+            "epoch": _history_numbers("history.epoch", model.history.epoch, int),
+            "values": {k: _history_numbers(f"history.history[{k!r}]", column, float)
                        for k, column in model.history.history.items()},
-            "runs": [float(v) for v in model.history.runs]},
+            "runs": _history_numbers("history.runs", model.history.runs, float)},
     }
     if model.history is not None and model.history.restored_epoch is not None:
         meta["history"]["restored_epoch"] = int(model.history.restored_epoch)
     if sequence is not None:
         meta["seed_sequence"] = sequence
     return meta
+
+
+def _history_numbers(name, values, kind):
+    """[kind(v) for v in values]; a ValueError naming the History field and the
+    value when one is not a number of that kind (the lists are the user's to
+    change, and float("x") would say nothing about where "x" came from)."""
+    try:
+        items = list(values)
+    except TypeError:
+        raise ValueError(f"cannot save this model: model.{name} is {values!r}; expected a "
+                         "list of numbers") from None
+    out = []
+    for v in items:
+        if not isinstance(v, numbers.Real) or (
+                kind is int and not isinstance(v, numbers.Integral)):
+            raise ValueError(f"cannot save this model: model.{name} holds {v!r}; expected "
+                             f"{'integers' if kind is int else 'numbers'}")
+        out.append(kind(v))
+    return out
 
 
 def _seed_meta(model):
@@ -282,7 +303,7 @@ def load(path):
 
 def _load(path):
     from .layers import Dense
-    from .model import Sequential  # model imports this module for save()
+    from .model import POLICIES, Sequential  # model imports this module for save()
 
     try:
         archive = zipfile.ZipFile(path)
@@ -297,7 +318,7 @@ def _load(path):
             raw = _read(archive, members["meta"], "meta", np.uint8, range(MAX_META_BYTES + 1))
             meta = _parse_meta(raw.tobytes())
             spec = _spec(meta, _declared_params(meta))   # (the arrays must then match it)
-            dtype = spec["dtype"]
+            dtype = POLICIES[spec["dtype"]][0]
             params = _read(archive, members["params"], "params", dtype, (spec["n_params"],))
             state = _read(archive, members["state"], "state", dtype, spec["state_sizes"])
         except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
@@ -308,7 +329,7 @@ def _load(path):
     _check_array("state", state, spec["state_sizes"], dtype)
     try:
         model = Sequential([Dense(*layer) for layer in spec["layers"]], loss=spec["loss"],
-                           optimizer=spec["optimizer"], seed=spec["seed"], dtype=dtype,
+                           optimizer=spec["optimizer"], seed=spec["seed"], dtype=spec["dtype"],
                            backend=spec["backend"], n_threads=spec["n_threads"],
                            alpha=spec["alpha"])
     except (TypeError, ValueError) as exc:
@@ -419,7 +440,7 @@ def _spec(meta, n_params):
     arrays hold, which the layers must account for exactly."""
     from .activations import ACTIVATIONS
     from .losses import LOSSES
-    from .model import BACKENDS, DTYPES, _seed_sequence_of
+    from .model import BACKENDS, POLICIES, _seed_sequence_of
 
     declared = _declared_params(meta)
     if declared != n_params:
@@ -428,7 +449,7 @@ def _spec(meta, n_params):
     layers = [(layer["in"], layer["out"], _choice(layer, "activation", tuple(ACTIVATIONS)))
               for layer in meta["layers"]]   # (Dense and Sequential check the rest)
     spec = {"layers": layers, "n_params": n_params,
-            "dtype": _choice(meta, "dtype", tuple(DTYPES)),
+            "dtype": _choice(meta, "dtype", tuple(POLICIES)),
             "loss": _choice(meta, "loss", tuple(LOSSES)),
             "backend": _choice(meta, "backend", tuple(BACKENDS)),
             # a preference (None: none); each call caps it (nncore.blas.default_threads)

@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .activations import ACTIVATIONS, RELU, LEAKY_RELU, activate, backward
+from .bfloat16 import round_bf16
 from .validation import as_param, layer_width
 
 
@@ -114,8 +115,11 @@ class Dense:
 
 # -------------------------------------------------------- the kernels' twins
 
-def dense_forward(X, W, b, act, out):
-    """out := f(X·W + b)."""
+def dense_forward(X, W, b, act, out, bf16=False):
+    """out := f(X·W + b); with bf16, X and W rounded to bfloat16 first and the
+    product summed in float32 (nncore.bfloat16)."""
+    if bf16:
+        X, W = round_bf16(X), round_bf16(W)
     np.matmul(X, W, out=out)
     out += b
     return activate(out, act)
@@ -132,22 +136,25 @@ def l2_gradient(W, coef, gW):
     np.multiply(W, gW.dtype.type(coef), out=gW)
 
 
-def dense_backward(X, dZ, W, prev_act, dX, gW, gb, alpha, beta, beta_b=None):
+def dense_backward(X, dZ, W, prev_act, dX, gW, gb, alpha, beta, beta_b=None, bf16=False):
     """dX := (dZ·Wᵀ) ⊙ f'_prev(X) unless dX is None; gW := α·Xᵀ·dZ + β·gW;
-    gb := α·Σ dZ + β_b·gb (β_b: β by default; sums in float64)."""
+    gb := α·Σ dZ + β_b·gb (β_b: β by default; sums in float64). With bf16 the
+    two products take X, dZ and W rounded to bfloat16 (sums in float32); the
+    activation derivative and Σ dZ use the float32 values."""
     beta_b = beta if beta_b is None else beta_b
+    Xp, dZp = (round_bf16(X), round_bf16(dZ)) if bf16 else (X, dZ)
     if dX is not None:
-        np.matmul(dZ, W.T, out=dX)
+        np.matmul(dZp, round_bf16(W).T if bf16 else W.T, out=dX)
         backward(dX, X, prev_act)
     dt = gW.dtype.type
     if beta == 0:
-        np.matmul(X.T, dZ, out=gW)
+        np.matmul(Xp.T, dZp, out=gW)
         if alpha != 1:
             gW *= dt(alpha)
     else:
         if beta != 1:
             gW *= dt(beta)
-        gW += dt(alpha) * (X.T @ dZ)
+        gW += dt(alpha) * (Xp.T @ dZp)
     sums = dZ.sum(axis=0, dtype=np.float64)
     gb[...] = alpha * sums + (beta_b * gb if beta_b != 0 else 0)
 

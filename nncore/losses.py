@@ -41,6 +41,10 @@ REQUIRED_OUTPUT = {CROSS_ENTROPY: ("softmax",), BINARY_CROSS_ENTROPY: ("sigmoid"
                    LOG_LOSS: ("softmax", "sigmoid"), POISSON: ("exp",)}
 #: probabilities are clipped to [EPS, 1 − EPS] before a log in the public functions
 EPS = 1e-15
+#: how far a row of cross_entropy's y_pred may sum from 1: √ of float32's machine
+#: epsilon (scikit-learn's log_loss uses √eps of the input's dtype), so float32
+#: softmax outputs pass after a trip through float64 or a list
+PROBABILITY_SUM_TOL = float(np.sqrt(np.finfo(np.float32).eps))
 
 
 def _pair(y_true, y_pred):
@@ -93,17 +97,35 @@ def mae(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     """Mean over examples of −Σₖ yₖ·log pₖ.
 
-    y_pred: class probabilities, (n, classes), or (classes,) for one example.
-    y_true: one-hot / probability rows of the same shape, or integer labels (n,).
+    y_pred: class probabilities, (n, classes), or (classes,) for one example:
+    each row a distribution — values in [0, 1] summing to 1 within
+    PROBABILITY_SUM_TOL (what Sequential.predict gives for a softmax output,
+    in either dtype). Logits or unnormalised scores raise ValueError instead
+    of a meaningless number; scikit-learn's log_loss also refuses values
+    outside [0, 1] (it only warns on rows not summing to 1).
+    y_true: one-hot / probability rows of the same shape with values in
+    [0, 1] (the targets fit takes for cross_entropy), or integer labels (n,).
+    Raises TypeError for non-numeric input, ValueError for NaN/inf, mismatched
+    shapes, labels out of range or the values above.
     """
     p = _as_float(y_pred, "y_pred")
     if p.ndim == 1:
         p = p[None, :]
     if p.ndim != 2 or p.size == 0:
         raise ValueError(f"y_pred has shape {p.shape}; expected (n, classes) probabilities")
+    _check_probabilities(p, "y_pred")
+    sums = p.sum(axis=1)
+    off = np.flatnonzero(np.abs(sums - 1) > PROBABILITY_SUM_TOL)
+    if off.size:
+        raise ValueError(f"y_pred's rows must each sum to 1 (class probabilities, e.g. a "
+                         f"softmax output); row {off[0]} sums to {sums[off[0]]:.9g} "
+                         f"({off.size} of {p.shape[0]} rows are off by more than "
+                         f"{PROBABILITY_SUM_TOL:.2g}). For logits apply a softmax first "
+                         "(nncore.activations.softmax)")
     t = np.asarray(y_true)
     if t.shape == p.shape or (t.ndim == 1 and p.shape == (1, t.size)):
         t = _as_float(t, "y_true").reshape(p.shape)
+        _check_probabilities(t, "y_true")
     elif t.ndim == 1 and t.shape[0] == p.shape[0]:
         t = one_hot(t, p.shape[1], "y_true")
     else:
@@ -113,10 +135,26 @@ def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
 
 
 def binary_cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
-    """Mean over all elements of −[y·log p + (1−y)·log(1−p)], p = probability of 1."""
+    """Mean over all elements of −[y·log p + (1−y)·log(1−p)], p = probability of 1.
+
+    y_pred: probabilities in [0, 1]; y_true: 0/1 labels or probabilities in
+    [0, 1]; the same shape ((n,) and (n, 1) are interchangeable). Values
+    outside [0, 1] raise ValueError (as scikit-learn's log_loss does)."""
     t, p = _pair(y_true, y_pred)
+    _check_probabilities(p, "y_pred")
+    _check_probabilities(t, "y_true")
     p = np.clip(p, EPS, 1 - EPS)
     return float(np.mean(-(t * np.log(p) + (1 - t) * np.log1p(-p))))
+
+
+def _check_probabilities(a, name):
+    """ValueError unless every value of a (finite, float64) is in [0, 1]."""
+    low, high = a.min(), a.max()
+    if low < 0 or high > 1:
+        bad = np.argwhere((a < 0) | (a > 1))[0]
+        where = tuple(int(i) for i in bad) if a.ndim > 1 else int(bad[0])
+        raise ValueError(f"{name} holds values in [{low:g}, {high:g}] (first outside at index "
+                         f"{where}: {a[tuple(bad)]:g}); expected probabilities in [0, 1]")
 
 
 def one_hot(labels, classes, name="y"):

@@ -11,19 +11,22 @@ import warnings
 
 import numpy as np
 
-from . import _engine, reference
+from . import _engine, _kernels, reference
 from .activations import ACTIVATIONS, STEP
 from .layers import Dense
 from .losses import CLASSIFICATION, CROSS_ENTROPY, LOG_LOSS, LOSSES, POISSON, REQUIRED_OUTPUT
 from . import training
 from .blas import threads as blas_threads
+from .bfloat16 import MIXED_BFLOAT16
 from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Adam, Optimizer, _check_number
 from .validation import (as_input, as_matrix, as_param, as_targets, as_weights, is_sparse,
                          positive_int)
 
 BACKENDS = {"cython": _engine, "numpy": reference}
-DTYPES = {"float32": np.float32, "float64": np.float64}
+# dtype policies (Keras's names): policy -> (variable dtype, compute dtype)
+POLICIES = {"float32": ("float32", "float32"), "float64": ("float64", "float64"),
+            MIXED_BFLOAT16: ("float32", "bfloat16")}
 # GEMM dimensions are C ints in the BLAS interface.
 INT_MAX = 2 ** 31 - 1
 # predict() on fewer rows than this leaves the BLAS thread count alone (reading
@@ -60,7 +63,17 @@ class Sequential:
     None (fresh entropy, drawn once: reset() and save() keep it), an integer
     >= 0, a sequence of them, or a numpy.random.SeedSequence. A Generator or
     BitGenerator is refused (TypeError): reset() could not restart it.
-    dtype: "float32" or "float64". backend: "cython" or "numpy" (the reference).
+    dtype: "float32", "float64", or the policy "mixed_bfloat16" (Keras's name):
+    float32 weights, optimizer state, activations, element-wise work and loss,
+    while every Dense product — X·W forward, dZ·Wᵀ and Xᵀ·dZ backward — takes
+    its operands rounded to bfloat16 (nearest, ties to even) and sums in
+    float32 (see nncore.bfloat16 and README, "Mixed precision"). The compiled
+    backend needs a CPU with AVX512_BF16 (RuntimeError here otherwise); the
+    numpy backend emulates the same rounding anywhere. Dense input only (a
+    scipy.sparse X is refused), not for a single step layer (perceptron).
+    model.dtype is then float32, model.dtype_policy "mixed_bfloat16" and
+    model.compute_dtype "bfloat16".
+    backend: "cython" or "numpy" (the reference).
     n_threads: threads for the BLAS and nncore's own threaded products during
     fit/evaluate/predict — a preference, not a command. Each call uses the
     smallest of n_threads (None: no preference, the default), the
@@ -90,9 +103,11 @@ class Sequential:
             key = dtype if isinstance(dtype, str) or dtype is None else np.dtype(dtype).name
         except (TypeError, ValueError):
             key = None
-        if key not in DTYPES:
-            raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32' or 'float64'")
-        self._dtype = np.dtype(DTYPES[key])
+        if key not in POLICIES:
+            raise ValueError(f"unsupported dtype {dtype!r}; expected 'float32', 'float64' or "
+                             f"the policy {MIXED_BFLOAT16!r}")
+        self._dtype_policy = key
+        self._dtype = np.dtype(POLICIES[key][0])
         self.backend = backend
         self.n_threads = None if n_threads is None else positive_int("n_threads", n_threads)
         self.seed = seed
@@ -100,11 +115,12 @@ class Sequential:
         self.history = None
         self.stop_training = False
         self._fitting = threading.Lock()
+        self._fit_thread: int | None = None   # the thread inside fit (re-entry vs concurrency)
         self._build()
 
     def __repr__(self):
         return (f"Sequential({self.layers}, loss={self.loss!r}, optimizer={self.optimizer!r}, "
-                f"dtype={self.dtype.name!r}, backend={self.backend!r})")
+                f"dtype={self.dtype_policy!r}, backend={self.backend!r})")
 
     # ------------------------------------------------------------ settings
     # Each constructor argument that is not structure can be reassigned: the
@@ -159,7 +175,7 @@ class Sequential:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
         self._backend = backend
         if hasattr(self, "_net"):
-            self._net = BACKENDS[backend].Network(self._params, self._layout)
+            self._net = self._network()
 
     @property
     def n_threads(self):
@@ -208,8 +224,17 @@ class Sequential:
         # one step layer: the perceptron rule; step among several: untrainable
         self._perceptron = len(self.layers) == 1 and bool(step[0])
         self._trainable = self._perceptron or not step.any()
-        self._net = BACKENDS[self.backend].Network(self._params, self._layout)
+        if self._perceptron and self._bf16:
+            raise ValueError(f"dtype={MIXED_BFLOAT16!r} applies to Dense layers trained by "
+                             "gradient descent; a single step layer is trained by the "
+                             "perceptron rule, in float32 or float64: use one of those")
+        self._net = self._network()
         self._buffers = {}
+
+    def _network(self):
+        """The backend's Network over the parameter vector (bf16 products under
+        the mixed_bfloat16 policy)."""
+        return BACKENDS[self.backend].Network(self._params, self._layout, bf16=self._bf16)
 
     # The structure is compiled once into the backend's Network: read-only.
     @property
@@ -219,7 +244,25 @@ class Sequential:
 
     @property
     def dtype(self) -> np.dtype:
+        """The dtype of the weights, optimizer state and inputs (float32 under
+        the mixed_bfloat16 policy; Keras's variable_dtype)."""
         return self._dtype
+
+    @property
+    def dtype_policy(self) -> str:
+        """The dtype argument's policy name: "float32", "float64" or
+        "mixed_bfloat16" (Keras's dtype_policy.name)."""
+        return self._dtype_policy
+
+    @property
+    def compute_dtype(self) -> str:
+        """The dtype the Dense products take their operands in: "bfloat16"
+        under mixed_bfloat16, else the model's dtype (Keras's compute_dtype)."""
+        return POLICIES[self._dtype_policy][1]
+
+    @property
+    def _bf16(self):
+        return self._dtype_policy == MIXED_BFLOAT16
 
     @property
     def n_features(self) -> int:
@@ -252,6 +295,30 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             layer.W[...] = checked[2 * i]
             layer.b[...] = checked[2 * i + 1]
+
+    def _nonfinite_parameter(self):
+        """None when every weight and bias is finite; else the first that is
+        not, e.g. "layer 0's W[2, 3] = nan"."""
+        if _kernels.all_finite_array(self._params):
+            return None
+        i = int(np.flatnonzero(~np.isfinite(self._params))[0])
+        for l, (n_in, n_out, _, w, b) in enumerate(self._layout):
+            if i < b + n_out:
+                name = (f"W[{(i - w) // n_out}, {(i - w) % n_out}]" if i < b else f"b[{i - b}]")
+                return f"layer {l}'s {name} = {self._params[i]}"
+
+    def _outputs_error(self, exc):
+        """The error for a backend's ValueError from predict/evaluate: when
+        the parameters are not finite, one saying so (the backend can only
+        see that the outputs are not); else exc itself."""
+        where = self._nonfinite_parameter()
+        if where is None:
+            return exc
+        return ValueError(f"the model's parameters are not finite — {where} — so neither are "
+                          "its outputs. They were written in place (layer.W and layer.b are "
+                          "live views; set_weights refuses non-finite values), e.g. by a "
+                          "callback during fit; model.reset() re-initialises, set_weights() "
+                          "puts finite ones back.")
 
     # ------------------------------------------------------------ training
 
@@ -317,8 +384,15 @@ class Sequential:
             raise ValueError(f"batch of {batch} rows; the BLAS takes at most {INT_MAX} rows "
                              "per product: pass a smaller batch_size")
         if not self._fitting.acquire(blocking=False):
+            if self._fit_thread == threading.get_ident():
+                raise RuntimeError(
+                    "fit was called on this model from inside its own fit (a callback's hook "
+                    "runs inside fit): re-entrant fit is not allowed, it would train the "
+                    "weights the running fit is updating. Set model.stop_training = True and "
+                    "call fit again once it returns, or fit a copy (copy.deepcopy(model))")
             raise RuntimeError("this model is already being fitted in another thread; "
                                "concurrent fits would overwrite each other's weights")
+        self._fit_thread = threading.get_ident()
         try:
             with blas_threads(self.n_threads):
                 args = ((X, Y, weights), epochs, batch, shuffle and batch < n, validation,
@@ -327,6 +401,7 @@ class Sequential:
                     return training.run(self, *args)
                 return self._best_of(n_init, args, early_stopping, validation is not None)
         finally:
+            self._fit_thread = None
             self._fitting.release()
 
     def _best_of(self, n_init, args, early_stopping, validated):
@@ -571,20 +646,23 @@ class Sequential:
         state = self.__dict__.copy()
         for key in ("_net", "_fitting", "_buffers"):
             state.pop(key)
+        state["_fit_thread"] = None   # a copy taken during fit is not being fitted
         return state
 
     def __setstate__(self, state):
         state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
+        state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()
+        self._fit_thread = None
         self._buffers = {}
         for layer, (n_in, n_out, _, w, b) in zip(self._layers, self._layout):
             layer._W, layer._b, layer._owner = None, None, None
             layer._bind(self, self._params[w:w + n_in * n_out].reshape(n_in, n_out),
                         self._params[b:b + n_out], copy=False)
-        self._net = BACKENDS[self.backend].Network(self._params, self._layout)
+        self._net = self._network()
 
     def __copy__(self):
         """A copy shares nothing with the original (a model whose weights were
@@ -600,14 +678,20 @@ class Sequential:
         scipy.sparse matrix (read as CSR, in chunks of rows, never densified)."""
         # Fast path: fewer than THREADED_ROWS rows already C-contiguous, of the
         # model's dtype and shape, finite — checked in C (None otherwise).
-        out = self._net.predict_ready(X, THREADED_ROWS)
+        try:
+            out = self._net.predict_ready(X, THREADED_ROWS)
+        except ValueError as exc:   # outputs not finite
+            raise self._outputs_error(exc) from None
         if out is not None:
             return out
         X = as_input(X, self.dtype, self._n_features)
-        if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
-            return self._net.predict(X)
-        with blas_threads(self.n_threads):
-            return self._net.predict(X)
+        try:
+            if X.shape[0] < THREADED_ROWS:  # too small for BLAS threads: skip the pool calls
+                return self._net.predict(X)
+            with blas_threads(self.n_threads):
+                return self._net.predict(X)
+        except ValueError as exc:
+            raise self._outputs_error(exc) from None
 
     def to_onnx(self, path=None, **kwargs):
         """Export as an ONNX graph to `path` and return the onnx.ModelProto:
@@ -623,8 +707,11 @@ class Sequential:
         bias of the predictions, positive when they are too low)."""
         X = as_input(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
-        with blas_threads(self.n_threads):
-            loss, metric = self._net.evaluate(X, Y, self._loss_code)
+        try:
+            with blas_threads(self.n_threads):
+                loss, metric = self._net.evaluate(X, Y, self._loss_code)
+        except ValueError as exc:   # the loss is not finite
+            raise self._outputs_error(exc) from None
         return {"loss": float(loss), ("accuracy" if self._loss_code in CLASSIFICATION
                                       else "mean_error"): float(metric)}
 
@@ -659,7 +746,8 @@ class Sequential:
             [f'Model: "Sequential" (input shape (None, {self.n_features}))', "_" * sum(widths),
              line(head), rule] + [line(r) for r in rows]
             + [rule, f"Total params: {total:,} ({_bytes(total * self.dtype.itemsize)}, "
-                     f"{self.dtype.name})",
+                     f"{self.dtype.name})" + (f"; products in {self.compute_dtype}"
+                                              if self._bf16 else ""),
                f"Loss: {self.loss}    Optimizer: {self.optimizer!r}"])
         if print_fn is None:
             return text
@@ -770,6 +858,10 @@ def _words(value, limit):
 
 
 def _check_callbacks(callbacks, early_stopping):
+    if isinstance(callbacks, Callback) or callable(getattr(callbacks, "on_epoch_end", None)):
+        raise TypeError(f"callbacks must be a list of callbacks, got one "
+                        f"{type(callbacks).__name__}; pass callbacks=[{type(callbacks).__name__}"
+                        "(...)]")
     callbacks = [] if callbacks is None else list(callbacks)
     if early_stopping is not None:
         callbacks.append(early_stopping)

@@ -205,7 +205,22 @@ def _label_array(classes: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------- the models
 
 def _sequential_layers(model: Any) -> list[Layer]:
-    return [(layer.W, layer.b, layer.activation) for layer in model.layers]
+    layers = [(layer.W, layer.b, layer.activation) for layer in model.layers]
+    _check_finite([(f"{name} of layer {i}", a) for i, (W, b, _) in enumerate(layers)
+                   for name, a in (("W", W), ("b", b))])
+    return layers
+
+
+def _check_finite(named: list[tuple[str, np.ndarray]]) -> None:
+    """ValueError naming the first array of `named` that holds NaN or inf (written
+    in place: set_weights, save and predict refuse such weights too), so that
+    export never writes a graph whose every output is NaN."""
+    for name, a in named:
+        bad = np.argwhere(~np.isfinite(a))
+        if bad.size:
+            first = tuple(int(i) for i in bad[0])
+            raise ValueError(f"{name} holds NaN or infinity (first at {first}); expected "
+                             "finite weights — nothing was written")
 
 
 def _estimator_layers(est: Any) -> tuple[list[Layer], str]:
@@ -218,7 +233,10 @@ def _estimator_layers(est: Any) -> tuple[list[Layer], str]:
     hidden = SKLEARN_ACTIVATIONS.get(est.activation, est.activation)
     out = SKLEARN_ACTIVATIONS.get(est.out_activation_, est.out_activation_)
     acts = [hidden] * (len(coefs) - 1) + [out]
-    return [(np.asarray(W), np.asarray(b), a) for W, b, a in zip(coefs, intercepts, acts)], out
+    layers = [(np.asarray(W), np.asarray(b), a) for W, b, a in zip(coefs, intercepts, acts)]
+    _check_finite([(f"{name}[{i}]", a) for i, (W, b, _) in enumerate(layers)
+                   for name, a in (("coefs_", W), ("intercepts_", b))])
+    return layers, out
 
 
 def _is_estimator(model: Any) -> bool:
@@ -241,8 +259,9 @@ def export(model: Any, path: str | os.PathLike[str] | None = None, *, opset: int
     The input dtype is the model's (float32 or float64; for estimators, the
     dtype of coefs_). Raises TypeError for anything else than those models or
     a non-bool zipmap; ValueError for an unfitted estimator, an opset out of
-    range, coefs_ of another dtype, a classifier whose output layer is not
-    softmax or sigmoid, or classes_ that are neither integers nor strings.
+    range, weights holding NaN or infinity, coefs_ of another dtype, a
+    classifier whose output layer is not softmax or sigmoid, or classes_ that
+    are neither integers nor strings.
     """
     from . import __version__
     from .model import Sequential

@@ -98,9 +98,10 @@ def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: 
     and scatter the samples (X, y) on top.
 
     model: a fitted nncore Sequential with 2 inputs. X: (n_samples, 2)
-    array-like; y: (n,) class labels or (n, classes) one-hot rows (colours of
-    the points), or None. The grid spans X's range plus 5 % on every side,
-    `resolution` points per axis. The predicted class of a grid point is the
+    array-like; y: (n,) class indices 0..k-1 (numbers, as the model's
+    classes) or (n, classes) one-hot rows (colours of the points), or None.
+    The grid spans X's range plus 5 % on every side, `resolution` points per
+    axis. The predicted class of a grid point is the
     argmax of model.predict for several outputs, and output > 0.5 for a single
     output (sigmoid, step, or a regression onto 0/1). The regions are a
     filled contour (Axes.contourf) with levels -0.5, 0.5, ..., k - 0.5 for k
@@ -108,7 +109,8 @@ def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: 
 
     Returns the Axes. Raises ValueError when the model or X does not have
     exactly 2 features (a decision boundary over more inputs needs a
-    projection this function does not guess), ImportError without matplotlib.
+    projection this function does not guess) or y holds other than integer
+    class indices (strings, fractions), ImportError without matplotlib.
     """
     if getattr(model, "n_features", None) is None or not hasattr(model, "predict"):
         raise TypeError(f"model must be an nncore Sequential, got {type(model).__name__}")
@@ -124,22 +126,28 @@ def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: 
     if resolution < 2:
         raise ValueError(f"resolution must be >= 2, got {resolution}")
     plt = _pyplot()
-    if ax is None:
-        _, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
     low, high = X.min(axis=0), X.max(axis=0)
     pad = 0.05 * np.where(high > low, high - low, 1.0)
     xs, ys = (np.linspace(low[i] - pad[i], high[i] + pad[i], resolution) for i in (0, 1))
     xx, yy = np.meshgrid(xs, ys)
     classes, k = predicted_classes(model, np.column_stack([xx.ravel(), yy.ravel()]))
-    ax.contourf(xx, yy, classes.reshape(xx.shape), levels=np.arange(k + 1) - 0.5,
-                cmap="tab10", vmin=-0.5, vmax=9.5, alpha=0.3)
     colours = None
     if y is not None:
         labels = np.asarray(y)
         colours = labels.argmax(axis=1) if labels.ndim == 2 and labels.shape[1] > 1 \
             else labels.reshape(-1)
+        expected = f"expected the class indices 0..{k - 1} the regions are coloured by"
+        if colours.dtype.kind not in "biuf":
+            raise ValueError(f"y holds {colours.dtype} values; {expected}")
+        if colours.dtype.kind == "f" and not (np.isfinite(colours).all()
+                                               and (colours == np.round(colours)).all()):
+            raise ValueError(f"y holds non-integer values; {expected}")
         if colours.shape[0] != X.shape[0]:
             raise ValueError(f"y has {colours.shape[0]} labels for {X.shape[0]} samples")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
+    ax.contourf(xx, yy, classes.reshape(xx.shape), levels=np.arange(k + 1) - 0.5,
+                cmap="tab10", vmin=-0.5, vmax=9.5, alpha=0.3)
     ax.scatter(X[:, 0], X[:, 1], c=colours, cmap="tab10" if colours is not None else None,
                vmin=-0.5 if colours is not None else None,
                vmax=9.5 if colours is not None else None, edgecolors="k", s=20)

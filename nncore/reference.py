@@ -20,18 +20,26 @@ from .perceptron import perceptron_epoch
 
 # Rows per chunk in loss_and_gradient (the compiled engine's GRAD_CHUNK).
 GRAD_CHUNK = 1024
+BF16_SPARSE = ("dtype='mixed_bfloat16' runs the Dense products on dense input only; pass X "
+               "as a dense array (e.g. X.toarray()) or use dtype='float32' for sparse input")
 OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
             "the inputs or the weights are too large; scale the inputs (e.g. standardise X)")
 
 
 class Network:
     """NumPy twin of nncore._engine.Network: a model's layer structure and its
-    flat parameter vector, updated in place by training."""
+    flat parameter vector, updated in place by training. bf16=True (float32
+    parameters): the Dense products take bfloat16-rounded operands with float32
+    sums (nncore.bfloat16), as the compiled engine's do."""
 
-    def __init__(self, params, layout):
+    def __init__(self, params, layout, bf16=False):
+        if bf16 and params.dtype != np.float32:
+            raise ValueError(f"bfloat16 products need float32 parameters (the mixed_bfloat16 "
+                             f"policy keeps float32 weights), got {params.dtype}")
         self.params = params
         self.layout = [tuple(int(v) for v in row) for row in layout]
         self.layers = _layers(params, self.layout)
+        self.bf16 = bool(bf16)
 
     def workspace_size(self, batch, sparse=False):
         """Elements of the training workspace (the compiled engine's layout:
@@ -49,6 +57,7 @@ class Network:
         when a batch's loss was not finite; 2 when the epoch's last update
         made the parameters non-finite (never 1 or 2 without stop_nonfinite)."""
         layers, params = self.layers, self.params
+        self._dense_only(X)
         n, size = X.shape[0], params.shape[0]
         folded = hyper[0] in (SGD_KIND, SGD_SKLEARN_KIND) and hyper[1] == 0 and hyper[3] == 0
         if grads.shape[0] == 0:
@@ -110,6 +119,7 @@ class Network:
         n = X.shape[0]
         if n == 0:
             raise ValueError("X: expected at least one row")
+        self._dense_only(X)
         rows = min(n, GRAD_CHUNK)
         acts, dbuf, _ = self._workspace(np.empty(self.workspace_size(rows), self.params.dtype),
                                         rows)
@@ -126,6 +136,11 @@ class Network:
                 self._backward(X[start:stop], acts, dbuf, grad_out, alpha / denom if c == 0
                                else 0.0, c > 0, None)
             return (total + _penalty(self.layers, alpha)) / denom
+
+    def _dense_only(self, X):
+        """The bf16 products are for dense X (the compiled engine's message)."""
+        if self.bf16 and _is_sparse(X):
+            raise ValueError(BF16_SPARSE)
 
     def _workspace(self, work, batch):
         """Views of work as the compiled engine lays it out: each layer's
@@ -144,8 +159,11 @@ class Network:
         layers, nb, last = self.layers, xb.shape[0], len(self.layers) - 1
         inp = xb
         for l, (n_in, n_out, act, W, b) in enumerate(layers):
-            first = csr_forward if l == 0 and _is_sparse(xb) else dense_forward
-            inp = first(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
+            if l == 0 and _is_sparse(xb):
+                inp = csr_forward(inp, W, b, act if l < last else LINEAR, acts[l][:nb])
+            else:
+                inp = dense_forward(inp, W, b, act if l < last else LINEAR, acts[l][:nb],
+                                    self.bf16)
         k = layers[last][1]
         dZ = dbuf[0][:nb * k].reshape(nb, k)
         return output_loss(acts[last][:nb], yb, dZ, layers[last][2], loss, wb, denom)
@@ -170,7 +188,8 @@ class Network:
                 if l == 0 and _is_sparse(xb):
                     csr_backward(xb, dZ, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
                 else:
-                    dense_backward(inp, dZ, W, prev, dX, W, b, -lr, 1 - dt(lr) * dt(decay), 1)
+                    dense_backward(inp, dZ, W, prev, dX, W, b, -lr, 1 - dt(lr) * dt(decay), 1,
+                                   self.bf16)
             else:
                 if decay:
                     l2_gradient(W, decay, gW)
@@ -178,7 +197,8 @@ class Network:
                 if l == 0 and _is_sparse(xb):
                     csr_backward(xb, dZ, gW, gb, 1, beta, 1 if accumulate else 0)
                 else:
-                    dense_backward(inp, dZ, W, prev, dX, gW, gb, 1, beta, 1 if accumulate else 0)
+                    dense_backward(inp, dZ, W, prev, dX, gW, gb, 1, beta, 1 if accumulate else 0,
+                                   self.bf16)
                 if step is not None:
                     hyper, lr, t, state, n_state, _ = step
                     sl = slice(layout[l][3], layout[l][4] + n_out)
@@ -203,12 +223,16 @@ class Network:
     def forward(self, X, out, logits=False):
         """out := the network's outputs on X (the output layer's pre-activation
         if logits)."""
+        self._dense_only(X)
         inp = X
         for l, (n_in, n_out, act, W, b) in enumerate(self.layers):
             last = l == len(self.layers) - 1
             dst = out if last else np.empty((X.shape[0], n_out), self.params.dtype)
-            first = csr_forward if l == 0 and _is_sparse(X) else dense_forward
-            inp = first(inp, W, b, LINEAR if (last and logits) else act, dst)
+            act = LINEAR if (last and logits) else act
+            if l == 0 and _is_sparse(X):
+                inp = csr_forward(inp, W, b, act, dst)
+            else:
+                inp = dense_forward(inp, W, b, act, dst, self.bf16)
 
     def predict(self, X):
         """A new (n×n_out) array of the network's outputs on X; ValueError when

@@ -29,7 +29,9 @@ Reference: scikit-learn 1.9.1, sklearn/neural_network/_multilayer_perceptron.py
 and _stochastic_optimizers.py (the algorithm reproduced here).
 """
 import re
+import threading
 import warnings
+from itertools import pairwise
 
 import numpy as np
 
@@ -71,7 +73,7 @@ from sklearn.utils.validation import validate_data  # noqa: E402
 
 from . import _engine  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
-from .blas import default_threads, threads as blas_threads  # noqa: E402
+from .blas import threads as blas_threads  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
 from .validation import as_input  # noqa: E402
@@ -94,7 +96,6 @@ class _Net:
     views into the vector (scikit-learn's coefs_/intercepts_ layout)."""
 
     def __init__(self, coefs, intercepts, activation, out_activation, dtype):
-        _check_weights(coefs, intercepts)
         rows, off = [], 0
         last = len(coefs) - 1
         for i, W in enumerate(coefs):
@@ -105,7 +106,14 @@ class _Net:
         self.layout = np.array(rows, dtype=np.intp)
         self.params = np.empty(off, dtype)
         self.loss = LOSSES[_OUTPUT_LOSS[out_activation]]
-        for W, b, view_W, view_b in zip(coefs, intercepts, self.coefs(), self.intercepts()):
+        self.activations = (activation, out_activation)
+        # the views, made once: holds() recognises them by identity
+        self._coefs = tuple(self.params[w:w + n_in * n_out].reshape(n_in, n_out)
+                            for n_in, n_out, _, w, _ in self.layout)
+        self._intercepts = tuple(self.params[b:b + n_out] for _, n_out, _, _, b in self.layout)
+        self._views = (*self._coefs, *self._intercepts)
+        self._shapes = tuple(v.shape for v in self._views)
+        for W, b, view_W, view_b in zip(coefs, intercepts, self._coefs, self._intercepts):
             view_W[...] = W
             view_b[...] = b
         self.network = _engine.Network(self.params, self.layout)
@@ -113,11 +121,23 @@ class _Net:
         self.work = None
 
     def coefs(self):
-        return [self.params[w:w + n_in * n_out].reshape(n_in, n_out)
-                for n_in, n_out, _, w, _ in self.layout]
+        """A new list of the per-layer W views (n_in × n_out) into the vector."""
+        return list(self._coefs)
 
     def intercepts(self):
-        return [self.params[b:b + n_out] for _, n_out, _, _, b in self.layout]
+        """A new list of the per-layer b views (n_out,) into the vector."""
+        return list(self._intercepts)
+
+    def holds(self, coefs, intercepts):
+        """Whether coefs and intercepts are this vector's own views — the same
+        objects, with the shapes and dtype they were made with — so that the
+        vector holds their current values, whatever was written into them in
+        place. O(layers); a list whose items were replaced, or a view reshaped
+        or re-typed in place, does not count."""
+        arrays = (*coefs, *intercepts)
+        return (len(coefs) == len(self._coefs) and len(arrays) == len(self._views)
+                and all(a is v and a.shape == shape and a.dtype == self.params.dtype
+                        for a, v, shape in zip(arrays, self._views, self._shapes)))
 
     def sklearn_order(self):
         """perm with params[perm] == scikit-learn's packed vector (_pack: every W
@@ -151,7 +171,7 @@ class _Net:
             orders, batch, self.grads, state, self.work, self.loss, optimizer.hyper(),
             optimizer.current_lr, progress, loss_out, metric_out, alpha=alpha,
             stop_nonfinite=False)
-        return float(loss_out[0])
+        return loss_out[0]   # NumPy float64, as scikit-learn's loss_ and loss_curve_
 
     def loss_grad(self, X, Y, sample_weight, alpha):
         """(loss, gradient in the engine's layout) of the whole data set at the
@@ -160,28 +180,31 @@ class _Net:
             self.grads = np.empty(self.params.shape[0], self.params.dtype)
         sw = _empty(self.params.dtype) if sample_weight is None else sample_weight
         loss = self.network.loss_and_gradient(X, Y, sw, self.loss, alpha, self.grads)
-        return loss, self.grads
+        return np.float64(loss), self.grads   # NumPy float64, as scikit-learn's loss_
 
 
-def _check_weights(coefs, intercepts):
-    """coefs_/intercepts_ (which users may assign) must chain: the engine trusts
-    the layer shapes it is given. ValueError otherwise."""
-    coefs, intercepts = list(coefs), list(intercepts)
-    if not coefs or len(coefs) != len(intercepts):
-        raise ValueError(f"coefs_ and intercepts_ must be lists of the same non-zero length "
-                         f"(one per layer), got {len(coefs)} and {len(intercepts)}")
-    for i, (W, b) in enumerate(zip(coefs, intercepts)):
-        W, b = np.asarray(W), np.asarray(b)
-        if W.ndim != 2 or b.shape != (W.shape[1],) or 0 in W.shape:
-            raise ValueError(f"coefs_[{i}] has shape {W.shape} and intercepts_[{i}] {b.shape}; "
-                             "expected (fan_in, fan_out) and (fan_out,)")
-        if i and W.shape[0] != np.shape(coefs[i - 1])[1]:
-            raise ValueError(f"coefs_[{i}] has {W.shape[0]} rows but layer {i - 1} has "
-                             f"{np.shape(coefs[i - 1])[1]} outputs")
+def _check_weights(coefs, intercepts, units):
+    """coefs_/intercepts_, which users may assign, against the layer widths
+    units (n_features_in_, the hidden layers, n_outputs_): the engine trusts
+    the shapes it is given. ValueError naming both attributes, their shapes
+    and the expected ones otherwise."""
+    got_W = [np.shape(W) for W in coefs]
+    got_b = [np.shape(b) for b in intercepts]
+    want_W = list(pairwise(units))
+    want_b = [(width,) for width in units[1:]]
+    if got_W != want_W or got_b != want_b or 0 in units:
+        raise ValueError(f"coefs_ and intercepts_ do not fit this model: their shapes are "
+                         f"{got_W} and {got_b}, expected {want_W} and {want_b} (layer widths "
+                         f"{list(units)}: n_features_in_, the hidden layers, n_outputs_)")
 
 
 def _empty(dtype):
     return np.zeros(0, dtype)
+
+
+# ids of the estimators being fitted now (their _fit is running), under _FITTING_LOCK
+_FITTING: set[int] = set()
+_FITTING_LOCK = threading.Lock()
 
 
 class _EngineMLP:
@@ -190,28 +213,92 @@ class _EngineMLP:
     _nncore_constraints = {"n_threads": [None, Interval(Integral, 1, None, closed="left")]}
 
     def _threads(self):
-        return blas_threads(default_threads() if self.n_threads is None else self.n_threads)
+        return blas_threads(self.n_threads)
 
-    def _net(self, dtype, bind=False):
-        """A _Net over a copy of coefs_/intercepts_ in dtype. bind: coefs_ and
-        intercepts_ become views into its vector, so training continues from
-        whatever was assigned to them and every epoch is visible in them."""
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        """scikit-learn's _fit (under fit and partial_fit), refused with
+        RuntimeError while another thread fits this estimator, as
+        Sequential.fit is: two fits would train one weight vector in turns
+        (scikit-learn's own estimator does not check)."""
+        with _FITTING_LOCK:
+            if id(self) in _FITTING:
+                raise RuntimeError(f"this {type(self).__name__} is already being fitted in "
+                                   "another thread; concurrent fits would overwrite each "
+                                   "other's weights (fit a clone instead)")
+            _FITTING.add(id(self))
+        try:
+            return super()._fit(X, y, sample_weight=sample_weight, incremental=incremental)
+        finally:
+            with _FITTING_LOCK:
+                _FITTING.discard(id(self))
+
+    def _units(self):
+        """The layer widths of the fitted model: n_features_in_, those of its
+        hidden layers (read from coefs_, or intercepts_ when coefs_[i] is not a
+        matrix; None if neither tells), n_outputs_."""
+        hidden = [np.shape(W)[1] if np.ndim(W) == 2 else
+                  np.shape(b)[0] if np.ndim(b) == 1 else None
+                  for W, b in zip(self.coefs_[:self.n_layers_ - 2],
+                                  self.intercepts_[:self.n_layers_ - 2])]
+        hidden += [None] * (self.n_layers_ - 2 - len(hidden))
+        return [self.n_features_in_, *hidden, self.n_outputs_]
+
+    def _net(self, dtype, units=None, bind=False):
+        """The _Net to run in dtype. The kept one (self._engine_net) while
+        coefs_/intercepts_ are still its views and the activations unchanged:
+        its vector then holds their values, in-place edits included, so there
+        is nothing to copy, and training goes on in place (arrays a caller
+        holds follow it, as scikit-learn's do). Else a new _Net over a copy of
+        them, after checking that they have the layer widths units (default:
+        _units()) — units given are checked in either case. bind: the new
+        _Net is kept and coefs_/intercepts_ become its views, so training
+        continues from whatever was assigned to them and every epoch is
+        visible in them. Predict only reads a kept vector, so concurrent
+        predicts from several threads stay correct."""
+        net = self.__dict__.get("_engine_net")
+        kept = (net is not None and net.params.dtype == dtype
+                and net.activations == (self.activation, self.out_activation_)
+                and net.holds(self.coefs_, self.intercepts_))
+        if kept and units is None:
+            return net
+        _check_weights(self.coefs_, self.intercepts_, self._units() if units is None else units)
+        if kept:
+            return net
         net = _Net(self.coefs_, self.intercepts_, self.activation, self.out_activation_, dtype)
         if bind:
             self.coefs_, self.intercepts_ = net.coefs(), net.intercepts()
+            self._engine_net = net
         return net
 
     def _forward_pass_fast(self, X, check_input=True):
         """The network's outputs on X (n_samples × n_outputs), output activation
-        applied, computed by the engine; X dense or CSR/CSC. As in scikit-learn
-        the result has the dtype of X and the weights combined, and non-finite
-        outputs are returned, not raised."""
+        applied, computed by the engine in one call; X dense or CSR/CSC. As in
+        scikit-learn the result has the dtype of X and the weights combined,
+        and non-finite outputs are returned, not raised."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        dtype = np.result_type(X.dtype, self.coefs_[0].dtype)
+        dtype = np.result_type(X.dtype, self._weights_dtype())
         net = self._net(dtype)
         with self._threads():
             return net.forward(_as_engine_input(X, dtype))
+
+    def __getstate__(self):
+        # the kept _Net (compiled engine object, buffers) is not pickled:
+        # coefs_/intercepts_ pickle as plain arrays and __setstate__ rebinds them
+        # (a new dict: BaseEstimator's is the instance's own __dict__ on Python 3.11+)
+        return {name: value for name, value in super().__getstate__().items()
+                if name != "_engine_net"}
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # a fitted model's unpickled coefs_/intercepts_ (referenced by nothing
+        # else yet) become the views of a kept _Net again, as after fit
+        if not hasattr(self, "coefs_") or not hasattr(self, "out_activation_"):
+            return
+        try:
+            self._net(self._weights_dtype(), bind=True)
+        except (ValueError, KeyError):
+            pass  # weights or parameters made invalid before pickling: predict says so
 
     # ------------------------------------------------------------ stochastic solvers
 
@@ -268,8 +355,8 @@ class _EngineMLP:
                               "sample size. It is going to be clipped")
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
-        dtype = X_train.dtype
-        net = self._net(dtype, bind=True)
+        dtype = self._weights_dtype()
+        net = self._net(dtype, layer_units, bind=True)
         X_train = _as_engine_input(X_train, dtype)
         Y_train = np.ascontiguousarray(y_train, dtype=dtype)
         sw_train = (None if sample_weight_train is None
@@ -336,9 +423,21 @@ class _EngineMLP:
             warnings.warn("Training interrupted by user.")
 
         if early_stopping:
-            # restore best weights
-            self.coefs_ = self._best_coefs
-            self.intercepts_ = self._best_intercepts
+            # restore best weights (into the vector coefs_/intercepts_ are views
+            # of, so predict runs it as it is)
+            for view, best in zip(self.coefs_ + self.intercepts_,
+                                  self._best_coefs + self._best_intercepts):
+                view[...] = best
+
+    def _weights_dtype(self):
+        """The dtype training runs in: that of the weights, which the first fit
+        makes X's and later partial_fit or warm-started fit calls keep (X is
+        converted to it), as scikit-learn's weights keep their dtype. float64
+        for assigned weights of mixed or non-float dtypes."""
+        dtypes = {np.asarray(a).dtype for a in (*self.coefs_, *self.intercepts_)}
+        if len(dtypes) == 1 and dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
+            return dtypes.pop()
+        return np.dtype(np.float64)
 
     def _engine_optimizer(self):
         """nncore's optimizer in scikit-learn's form, for its hyper() tuple, with
@@ -370,9 +469,9 @@ class _EngineMLP:
             self._intercept_indptr.append((start, end))
             start = end
 
-        dtype = X.dtype
+        dtype = self._weights_dtype()
         packed = _pack(self.coefs_, self.intercepts_)
-        net = self._net(dtype, bind=True)
+        net = self._net(dtype, layer_units, bind=True)
         perm = net.sklearn_order()   # net.params[perm] is scikit-learn's packed vector
         X = _as_engine_input(X, dtype)
         Y = np.ascontiguousarray(y, dtype=dtype)
@@ -416,6 +515,25 @@ class MLPClassifier(_EngineMLP, _SkMLPClassifier):
 
     _parameter_constraints = {**_SkMLPClassifier._parameter_constraints,
                               **_EngineMLP._nncore_constraints}
+
+    def _predict(self, X, check_input=True):
+        # scikit-learn's _predict (the outputs, decoded by LabelBinarizer.
+        # inverse_transform) with the multiclass and binary decodes done
+        # directly, without inverse_transform's ~60 µs of checks on 1,000 rows.
+        # Its results there: multiclass, classes_[argmax of each row] (the
+        # first maximum on ties; NumPy's argmax takes a NaN as the maximum);
+        # binary (two classes, one output), classes_[output > threshold] with
+        # threshold (pos_label + neg_label) / 2 = 0.5 (a NaN is not above it).
+        binarizer = self._label_binarizer
+        kind = binarizer.y_type_
+        if binarizer.sparse_input_ or not (
+                kind == "multiclass" or kind == "binary" and len(binarizer.classes_) == 2):
+            return super()._predict(X, check_input=check_input)
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if kind == "multiclass":
+            return binarizer.classes_.take(y_pred.argmax(axis=1))
+        threshold = (binarizer.pos_label + binarizer.neg_label) / 2.0
+        return binarizer.classes_.take((y_pred.ravel() > threshold).astype(np.intp))
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
                  alpha=0.0001, batch_size="auto", learning_rate="constant",

@@ -26,11 +26,23 @@ class DivergenceError(ValueError):
     and its optimizer state (momentum, Adam moments) starts afresh.
     before_update: the loss was already not finite with the weights the fit
     started from, before any update, so the learning rate is not the cause
-    (inputs or weights too large, or weights not finite)."""
+    (inputs or weights too large, or weights not finite).
+    source: None when training made the loss diverge; otherwise the model's
+    parameters were not finite before a batch was trained on them, and source
+    says which parameter and where it became so (the weights fit started from,
+    or a callback's hook, named) — not the learning rate: no update ran on them
+    and the optimizer state is kept.
 
-    def __init__(self, epoch, batch, lr, before_update=False, restored_epoch=None):
+    Numbering: epoch, batch and restored_epoch are 0-based indices — epoch
+    and restored_epoch in the numbering of History.epoch (counted over the
+    model's life, like Keras's History.epoch). The message counts from 1, like
+    the progress display, the learning-curve plots, the command line and
+    Keras's logs ("Epoch 1/10"): err.epoch == 15 reads "epoch 16"."""
+
+    def __init__(self, epoch, batch, lr, before_update=False, restored_epoch=None, source=None):
         self.epoch, self.batch, self.lr, self.before_update = epoch, batch, lr, before_update
-        super().__init__(epoch, batch, lr, before_update, restored_epoch)  # pickles
+        self.source = source
+        super().__init__(epoch, batch, lr, before_update, restored_epoch, source)  # pickles
 
     @property
     def restored_epoch(self):
@@ -38,20 +50,27 @@ class DivergenceError(ValueError):
 
     @restored_epoch.setter
     def restored_epoch(self, epoch):
-        self.args = self.args[:4] + (epoch,)
+        self.args = self.args[:4] + (epoch,) + self.args[5:]
 
     def __str__(self):
+        epoch, batch = self.epoch + 1, self.batch + 1   # counted from 1 (see the docstring)
+        kept = ("the model keeps its last finite weights, which may be huge: model.reset() "
+                "starts over." if self.restored_epoch is None else
+                f"the best weights were restored, from epoch {self.restored_epoch + 1} "
+                "(EarlyStopping's restore_best_weights).")
+        if self.source is not None:
+            kept = ("the model keeps them: model.reset() re-initialises, set_weights() puts "
+                    "finite ones back." if self.restored_epoch is None else kept)
+            return (f"training stopped before epoch {epoch}: the model's parameters are not "
+                    f"finite — {self.source}. No update ran on them, so the learning rate is "
+                    f"not the cause; {kept}")
         if self.before_update:
-            return (f"training could not start at epoch {self.epoch}, batch {self.batch}: the "
+            return (f"training could not start at epoch {epoch}, batch {batch}: the "
                     "loss is already NaN or infinite with the weights fit started from, before "
                     "any update, so the learning rate is not the cause. The forward pass "
                     "overflows: scale the inputs (e.g. standardise X), or check that the "
-                    "weights are finite and not huge (model.reset() starts over).")
-        kept = ("the model keeps its last finite weights, which may be huge: model.reset() "
-                "starts over." if self.restored_epoch is None else
-                f"the best weights were restored, from epoch {self.restored_epoch} "
-                "(EarlyStopping's restore_best_weights).")
-        return (f"training diverged at epoch {self.epoch}, batch {self.batch}: the loss became "
+                    "weights are not huge (model.reset() starts over).")
+        return (f"training diverged at epoch {epoch}, batch {batch}: the loss became "
                 f"NaN or infinite with learning rate {self.lr:g}. Lower the learning rate, or "
                 f"scale the inputs (e.g. standardise X); {kept}")
 
@@ -116,11 +135,20 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     model.stop_training = False
     first_epoch, started, error = model._epoch, [], None
     done = 0
+    # NaN/inf parameters are caught before they are trained on, with where they came from
+    nonfinite = _nonfinite(model, "in the weights fit started from (layer.W and layer.b are "
+                           "live views of them; set_weights refuses non-finite values)")
     try:
         for cb in callbacks:
             cb.on_train_begin(model, {})
             started.append(cb)
+            nonfinite = nonfinite or _nonfinite(model, f"set by {type(cb).__name__}"
+                                                ".on_train_begin")
         while done < epochs and not model.stop_training:
+            if nonfinite:
+                raise DivergenceError(model._epoch, 0, opt.current_lr,
+                                      before_update=model._epoch == first_epoch,
+                                      source=nonfinite)
             count = min(block, epochs - done)
             block_orders = orders[:count * n].reshape(-1, n)
             for row in block_orders:  # the draws of rng.permutation(n), without allocating
@@ -152,12 +180,19 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                     logs = {"loss": float(losses[0]), name: float(metrics[0]), "lr": lr}
                     if validation is not None:
                         val_loss, val_metric = model._net.evaluate(*validation, model._loss_code)
+                        if model._perceptron:  # "errors" as the rule counts them, not mse's metric
+                            val_metric = np.count_nonzero(
+                                (model._net.predict(validation[0]) != validation[1]).any(axis=1))
                         logs.update({"val_loss": float(val_loss), f"val_{name}": float(val_metric)})
                     history.record([epoch], {k: [v] for k, v in logs.items()})
                     logs["epoch"] = epoch
                     opt.schedule.end(epoch, logs)
                     for cb in callbacks:
                         cb.on_epoch_end(model, logs)
+                        nonfinite = _nonfinite(model, f"set by {type(cb).__name__}"
+                                               f".on_epoch_end after epoch {epoch + 1}")
+                        if nonfinite:  # the later hooks would take them for this epoch's
+                            break      # weights (EarlyStopping would keep them as its best)
                 elif completed:  # a block with nothing to do between epochs: in bulk
                     history.record(range(epoch, epoch + completed),
                                    {"loss": losses[:completed].tolist(),
@@ -167,6 +202,8 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                 model._steps = 0
                 raise DivergenceError(model._epoch, int(progress[1]), lr, before_update=bool(
                     status == 1 and model._epoch == first_epoch and progress[1] == 0))
+        if nonfinite:   # set by the last epoch's callbacks: fit never returns such a model
+            raise DivergenceError(model._epoch, 0, opt.current_lr, source=nonfinite)
     except BaseException as exc:
         error = exc
         raise
@@ -181,6 +218,12 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             "hidden layer, e.g. Dense(n, 4, 'sigmoid') + Dense(4, 1, 'sigmoid'), and train "
             "by gradient descent.", stacklevel=3)
     return history
+
+
+def _nonfinite(model, how):
+    """None when every parameter is finite, else "<which parameter> <how>"."""
+    where = model._nonfinite_parameter()
+    return None if where is None else f"{where}, {how}"
 
 
 def end_training(model, callbacks, error):

@@ -79,6 +79,9 @@ cdef extern from "_big_gemm.h" nogil:
     int get_threads "nncore_get_threads" ()
     # src/_pool.h: fork handlers (once per module) and debug counters.
     void pool_init "nncore_pool_init" ()
+    # Around every call into the BLAS, so that fork() waits for it to end.
+    void blas_enter "nncore_blas_enter" ()
+    void blas_leave "nncore_blas_leave" ()
     int pool_helpers "nncore_pool_helpers" ()
     long pool_woken "nncore_pool_woken" (int part)
 
@@ -180,6 +183,7 @@ cdef inline void gemv(bint trans, int rows, int cols, floating alpha,
     cdef char t = b'T' if trans else b'N'
     cdef int one = 1
     cdef int64_t r64 = rows, c64 = cols, ld64 = ldm, one64 = 1
+    blas_enter()
     if floating is float:
         if sgemv64 != NULL:
             sgemv64(&t, &r64, &c64, &alpha, <float*> M, &ld64, <float*> x, &one64,
@@ -194,6 +198,28 @@ cdef inline void gemv(bint trans, int rows, int cols, floating alpha,
         else:
             dgemv(&t, &rows, &cols, &alpha, <double*> M, &ldm, <double*> x, &one,
                   &beta, y, &one)
+    blas_leave()
+
+
+cdef inline void _blas_gemm(char ta, char tb, int m, int n, int k, floating alpha,
+                            const floating* A, int lda, const floating* B, int ldb,
+                            floating beta, floating* C, int ldc) noexcept nogil:
+    """The BLAS's GEMM for the row-major product gemm() describes."""
+    cdef int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc
+    if floating is float:
+        if sgemm64 != NULL:
+            sgemm64(&ta, &tb, &n64, &m64, &k64, &alpha, <float*> B, &ldb64, <float*> A,
+                    &lda64, &beta, C, &ldc64)
+        else:
+            sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
+                  &beta, C, &ldc)
+    else:
+        if dgemm64 != NULL:
+            dgemm64(&ta, &tb, &n64, &m64, &k64, &alpha, <double*> B, &ldb64, <double*> A,
+                    &lda64, &beta, C, &ldc64)
+        else:
+            dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
+                  &beta, C, &ldc)
 
 
 cdef inline int tile_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n,
@@ -215,7 +241,6 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
     threaded kernel (AVX-512 CPUs), else the BLAS."""
     cdef char ta = b'T' if trans_b else b'N'
     cdef char tb = b'T' if trans_a else b'N'
-    cdef int64_t m64 = m, n64 = n, k64 = k, lda64 = lda, ldb64 = ldb, ldc64 = ldc
     if m == 0 or n == 0:
         return
     if <long long> m * n * k <= SMALL_GEMM:
@@ -234,17 +259,8 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
           if floating is float else
           big_gemm_d(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)):
         pass
-    elif floating is float:
-        if sgemm64 != NULL:
-            sgemm64(&ta, &tb, &n64, &m64, &k64, &alpha, <float*> B, &ldb64, <float*> A,
-                    &lda64, &beta, C, &ldc64)
-        else:
-            sgemm(&ta, &tb, &n, &m, &k, &alpha, <float*> B, &ldb, <float*> A, &lda,
-                  &beta, C, &ldc)
     else:
-        if dgemm64 != NULL:
-            dgemm64(&ta, &tb, &n64, &m64, &k64, &alpha, <double*> B, &ldb64, <double*> A,
-                    &lda64, &beta, C, &ldc64)
-        else:
-            dgemm(&ta, &tb, &n, &m, &k, &alpha, <double*> B, &ldb, <double*> A, &lda,
-                  &beta, C, &ldc)
+        blas_enter()
+        _blas_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+        blas_leave()
+

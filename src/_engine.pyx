@@ -30,6 +30,7 @@ from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
 from _checks cimport all_finite, ready_matrix, rows_in_range
+from _bf16 cimport bf16_available
 from libc.math cimport isfinite
 
 cnp.import_array()
@@ -53,6 +54,13 @@ cdef enum:
     GRAD_CHUNK = 1024
 
 
+BF16_MISSING = (
+    "dtype='mixed_bfloat16' needs a CPU with AVX512_BF16 (the vdpbf16ps instruction; "
+    "Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later) and AVX-512 "
+    "not capped by NNCORE_SIMD; this one has none, so use dtype='float32', or "
+    "backend='numpy', which emulates the same rounding")
+BF16_SPARSE = ("dtype='mixed_bfloat16' runs the Dense products on dense input only; pass X "
+               "as a dense array (e.g. X.toarray()) or use dtype='float32' for sparse input")
 OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
             "the inputs or the weights are too large; scale the inputs (e.g. standardise X)")
 
@@ -69,6 +77,7 @@ cdef struct Net:
     Py_ssize_t max_width     # widest layer output
     Py_ssize_t n_in, n_out   # network input and output widths
     Py_ssize_t n_params      # length of the flat parameter vector
+    bint bf16                # mixed_bfloat16: products in bf16 (src/_bf16_gemm.h)
 
 
 cdef struct Input:
@@ -171,7 +180,7 @@ cdef void first_forward(Net* net, const floating* params, const Input* X, Py_ssi
                     params + L.w, params + L.b, L.n_out, act, out)
     else:
         dense_forward(dense_rows(X, params, L.n_in), n, L.n_in, params + L.w, params + L.b,
-                      L.n_out, act, out)
+                      L.n_out, act, out, net.bf16)
 
 
 cdef int forward_loss(Net* net, const floating* params, const Input* X, const floating* Y,
@@ -195,7 +204,7 @@ cdef int forward_loss(Net* net, const floating* params, const Input* X, const fl
             first_forward(net, params, X, n, L.act if l < last else LINEAR, A)
         else:
             dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
-                          L.act if l < last else LINEAR, A + a_off)
+                          L.act if l < last else LINEAR, A + a_off, net.bf16)
         work_done[0] += <double> n * L.n_in * L.n_out
         inp = A + a_off
         a_off += batch * L.n_out
@@ -250,7 +259,7 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
             dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
                            net.layers[l - 1].act if l > 0 else LINEAR,
                            dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b,
-                           acc)
+                           acc, net.bf16)
         work_done[0] += <double> n * L.n_in * L.n_out * (2 if l > 0 else 1)
         swap = dZ
         dZ = dX
@@ -442,7 +451,7 @@ cdef void forward_rows(Net* net, const floating* params, const Input* X,
             first_forward(net, params, X, n, last_act if l == last else L.act, dst)
         else:
             dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
-                          last_act if l == last else L.act, dst)
+                          last_act if l == last else L.act, dst, net.bf16)
         inp = dst
 
 
@@ -530,6 +539,16 @@ cdef int check_layout(cnp.ndarray params, const Py_ssize_t[:, ::1] layout) excep
     return 0
 
 
+cdef int check_bf16(cnp.ndarray params, bint bf16) except -1:
+    """bf16 products need float32 parameters and a CPU with AVX512_BF16."""
+    if bf16 and params.dtype != np.float32:
+        raise ValueError(f"bfloat16 products need float32 parameters (the mixed_bfloat16 "
+                         f"policy keeps float32 weights), got {params.dtype}")
+    if bf16 and not bf16_available():
+        raise RuntimeError(BF16_MISSING)
+    return 0
+
+
 cdef int check_loss(int loss) except -1:
     if not MSE <= loss <= POISSON:
         raise ValueError(f"loss code {loss} is not one of {MSE}..{POISSON}")
@@ -560,6 +579,9 @@ cdef class Network:
 
     Methods trust their arguments — C-contiguous arrays of the parameters'
     dtype with consistent shapes — which nncore.model validates beforehand.
+    bf16=True (float32 parameters only): every Dense product — X·W, dZ·Wᵀ,
+    Xᵀ·dZ — takes bfloat16 operands with float32 sums (the mixed_bfloat16
+    policy, src/_bf16_gemm.h); RuntimeError on a CPU without AVX512_BF16.
     """
     cdef Net net
     cdef cnp.ndarray params
@@ -567,9 +589,11 @@ cdef class Network:
     cdef bint is_double
     cdef int typenum
 
-    def __cinit__(self, cnp.ndarray params not None, const Py_ssize_t[:, ::1] layout not None):
+    def __cinit__(self, cnp.ndarray params not None, const Py_ssize_t[:, ::1] layout not None,
+                  bint bf16=False):
         cdef Py_ssize_t l, n = layout.shape[0]
         check_layout(params, layout)
+        check_bf16(params, bf16)
         self.net.layers = <Layer*> malloc(n * sizeof(Layer))
         if self.net.layers == NULL:
             raise MemoryError()
@@ -585,6 +609,7 @@ cdef class Network:
         self.net.n_in = self.net.layers[0].n_in
         self.net.n_out = self.net.layers[n - 1].n_out
         self.net.n_params = params.shape[0]
+        self.net.bf16 = bf16
         self.params = params
         self.p = data(params)
         self.is_double = params.dtype == np.float64
@@ -601,6 +626,8 @@ cdef class Network:
         cdef cnp.ndarray values, indices, indptr
         cdef Py_ssize_t n
         out.rows, out.first = NULL, 0
+        if self.net.bf16 and getattr(X, "format", None) == "csr":
+            raise ValueError(BF16_SPARSE)
         if isinstance(X, cnp.ndarray):
             expect(X, self.typenum, -1, self.net.n_in, "X")
             out.sparse, out.x, out.indices, out.indptr = False, data(X), NULL, NULL

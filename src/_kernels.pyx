@@ -27,6 +27,8 @@ from _layer cimport (dense_forward as _dense_forward, dense_backward as _dense_b
 from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
 from _checks cimport all_finite, ready_matrix, rows_in_range
+from _bf16 cimport (bf16_available as _bf16_available, bf16_gemm as _bf16_gemm,
+                   bf16_round_array, amx_available, bf16_use_amx, BF16_KC as _BF16_KC)
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 cnp.import_array()
@@ -86,6 +88,8 @@ SMALL_GEMM = _SMALL_GEMM
 #: elements)
 TILE_GEMM = _TILE_GEMM
 TILE_TRANSPOSE = _TILE_TRANSPOSE
+#: the bf16 products sum k in blocks of this many, adding each block's sum to C
+BF16_KC = _BF16_KC
 
 
 def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
@@ -103,6 +107,70 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not 
         _gemm(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
               &A[0, 0], <int> A.shape[1], &B[0, 0], <int> B.shape[1], <floating> beta,
               &C[0, 0], <int> C.shape[1])
+
+
+cdef int bf16_ready(bint bf16, bint is_double) except -1:
+    """bf16 products need float32 arrays and a CPU with AVX512_BF16."""
+    if bf16 and is_double:
+        raise ValueError("bf16 products take float32 arrays, got float64")
+    if bf16 and not _bf16_available():
+        raise RuntimeError("bf16 products need a CPU with AVX512_BF16 (and AVX-512 not "
+                           "capped by NNCORE_SIMD); this one has none")
+    return 0
+
+
+def bf16_available():
+    """True when the bf16 products (src/_bf16_gemm.h) can run here: a CPU with
+    AVX512_BF16, AVX-512 not capped by NNCORE_SIMD."""
+    return bool(_bf16_available())
+
+
+def bf16_kernel(str kernel=None):
+    """The kernel this module's bf16 products use — "amx" (the AMX tile unit,
+    TDPBF16PS) or "avx512" (vdpbf16ps) — after switching to `kernel` if given
+    (tests run both on one CPU; the engine picks AMX where the CPU has it and
+    NNCORE_AMX is not 0). ValueError for an unknown name, RuntimeError for
+    "amx" on a CPU (or kernel) without it."""
+    global bf16_use_amx
+    bf16_ready(True, False)
+    if kernel is not None:
+        if kernel not in ("amx", "avx512"):
+            raise ValueError(f"unknown bf16 kernel {kernel!r}; expected 'amx' or 'avx512'")
+        if kernel == "amx" and not amx_available():
+            raise RuntimeError("this CPU (or kernel, or NNCORE_AMX=0) gives no AMX tiles")
+        bf16_use_amx = kernel == "amx"
+    elif bf16_use_amx < 0:
+        bf16_use_amx = amx_available()
+    return "amx" if bf16_use_amx else "avx512"
+
+
+def bf16_gemm(bint trans_a, bint trans_b, double alpha, const float[:, ::1] A not None,
+              const float[:, ::1] B not None, double beta, float[:, ::1] C not None):
+    """C := alpha·(op(A)·op(B) with bf16 operands, float32 sums) + beta·C in place
+    (src/_bf16_gemm.h; twin: nncore.bfloat16.gemm_bf16). RuntimeError without
+    AVX512_BF16."""
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
+    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    cdef int done
+    shape("op(A)", A.shape[1] if trans_a else A.shape[0], k, m, k)
+    shape("op(B)", B.shape[1] if trans_b else B.shape[0], B.shape[0] if trans_b else B.shape[1],
+          k, n)
+    bf16_ready(True, False)
+    with nogil:
+        done = _bf16_gemm(trans_a, trans_b, m, n, k, <float> alpha, &A[0, 0], A.shape[1],
+                          &B[0, 0], B.shape[1], <float> beta, &C[0, 0], C.shape[1])
+    if not done:
+        raise MemoryError("no memory for the bf16 packing buffers")
+
+
+def round_bf16_bits(const float[::1] x not None, unsigned short[::1] out not None):
+    """out := the bfloat16 bits of x, rounded to nearest, ties to even (float32
+    subnormals to a zero of their sign, NaN to a quiet NaN): the packing's
+    rounding, 16 lanes at a time on CPUs with AVX512_BF16 (twin:
+    nncore.bfloat16.round_bf16_bits)."""
+    length("out", out.shape[0], x.shape[0])
+    if x.shape[0]:
+        bf16_round_array(&x[0], x.shape[0], &out[0])
 
 
 cdef extern from "_simd.h" nogil:
@@ -170,8 +238,10 @@ def output_loss(floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
 
 
 def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W not None,
-                  const floating[::1] b not None, int act, floating[:, ::1] A not None):
-    """A := f(X·W + b)."""
+                  const floating[::1] b not None, int act, floating[:, ::1] A not None,
+                  bint bf16=False):
+    """A := f(X·W + b); the product with bf16 operands and float32 sums if bf16."""
+    bf16_ready(bf16, floating is double)
     length("rows of W", W.shape[0], X.shape[1])
     length("b", b.shape[0], W.shape[1])
     shape("A", A.shape[0], A.shape[1], X.shape[0], W.shape[1])
@@ -181,16 +251,17 @@ def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W no
         c_int(name, size)
     with nogil:
         _dense_forward(&X[0, 0], X.shape[0], X.shape[1], &W[0, 0], &b[0], W.shape[1],
-                       act, &A[0, 0])
+                       act, &A[0, 0], bf16)
 
 
 def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ not None,
                    floating[:, ::1] W not None, int prev_act, floating[:, ::1] dX,
                    floating[:, ::1] gW not None, floating[::1] gb not None,
-                   double alpha, double beta, beta_b=None):
+                   double alpha, double beta, beta_b=None, bint bf16=False):
     """dX := (dZ·Wᵀ) ⊙ f'_prev(X) (unless None); gW := alpha·Xᵀ·dZ + beta·gW;
     gb := alpha·Σ dZ + beta_b·gb (beta_b: beta by default). gW/gb may be W/b
-    themselves (folded SGD)."""
+    themselves (folded SGD). bf16: both products with bf16 operands and
+    float32 sums."""
     cdef floating bb = <floating> (beta if beta_b is None else beta_b)
     cdef floating* dx = NULL
     cdef double[::1] acc
@@ -199,6 +270,7 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ 
     shape("gW", gW.shape[0], gW.shape[1], W.shape[0], W.shape[1])
     length("gb", gb.shape[0], W.shape[1])
     code("activation", prev_act, N_ACTIVATIONS)
+    bf16_ready(bf16, floating is double)
     for name, size in (("rows of X", X.shape[0]), ("in_features", W.shape[0]),
                        ("out_features", W.shape[1])):
         c_int(name, size)
@@ -209,7 +281,7 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ 
     with nogil:
         _dense_backward(&X[0, 0], &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
                         &W[0, 0], prev_act, dx, &gW[0, 0], &gb[0], <floating> alpha,
-                        <floating> beta, bb, &acc[0])
+                        <floating> beta, bb, &acc[0], bf16)
 
 
 def csr_forward(const floating[::1] data not None, const Py_ssize_t[::1] indices not None,

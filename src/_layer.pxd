@@ -8,16 +8,17 @@
 # (alpha/D)·W): l2_gradient writes the penalty's gradient into gW, and the GEMM
 # then adds onto it (β = 1, β_b = 0); folded SGD shrinks W by β = 1 − lr·alpha/D.
 from cython cimport floating
-from _blas cimport gemm
+from _bf16 cimport product
 from _activation cimport bias_activation, activation_backward
 
 
 cdef inline void dense_forward(const floating* X, Py_ssize_t n, Py_ssize_t n_in,
                                const floating* W, const floating* b, Py_ssize_t n_out,
-                               int act, floating* A_out) noexcept nogil:
-    """A_out(n×n_out) := f(X(n×n_in)·W(n_in×n_out) + b)."""
-    gemm(False, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X, <int> n_in,
-         W, <int> n_out, <floating> 0, A_out, <int> n_out)
+                               int act, floating* A_out, bint bf16) noexcept nogil:
+    """A_out(n×n_out) := f(X(n×n_in)·W(n_in×n_out) + b); the product in bf16
+    with float32 sums when bf16 (src/_bf16_gemm.h)."""
+    product(bf16, False, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X,
+            <int> n_in, W, <int> n_out, <floating> 0, A_out, <int> n_out)
     bias_activation(A_out, b, n, n_out, act)
 
 
@@ -57,15 +58,16 @@ cdef inline void dense_backward(const floating* X, const floating* dZ, Py_ssize_
                                 Py_ssize_t n_in, Py_ssize_t n_out, floating* W,
                                 int prev_act, floating* dX_out, floating* gW,
                                 floating* gb, floating alpha, floating beta,
-                                floating beta_b, double* acc) noexcept nogil:
+                                floating beta_b, double* acc, bint bf16) noexcept nogil:
     """dX_out := (dZ·Wᵀ) ⊙ f'_prev(X) unless dX_out is NULL (first layer), then
-    gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta_b·gb (gW may be W)."""
+    gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta_b·gb (gW may be W);
+    both products in bf16 with float32 sums when bf16."""
     if dX_out != NULL:
-        gemm(False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
-             <int> n_out, W, <int> n_out, <floating> 0, dX_out, <int> n_in)
+        product(bf16, False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
+                <int> n_out, W, <int> n_out, <floating> 0, dX_out, <int> n_in)
         activation_backward(dX_out, X, n, n_in, prev_act)
-    gemm(True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
-         <int> n_out, beta, gW, <int> n_out)
+    product(bf16, True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
+            <int> n_out, beta, gW, <int> n_out)
     column_sums(dZ, n, n_out, acc, alpha, beta_b, gb)
 
 

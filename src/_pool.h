@@ -18,6 +18,16 @@
  * the pool before the fork (so no other thread holds one mid-job), release
  * them in the parent, and give the child fresh locks and no helpers: threads
  * do not survive fork, and the child starts its own on first use.
+ *
+ * The same handlers also make fork() wait for nncore's calls into the BLAS
+ * (nncore_blas_enter / nncore_blas_leave around each one, src/_blas.pxd).
+ * OpenBLAS's own prepare handler shuts its server threads down by joining
+ * them, and hangs if another thread is inside a multi-threaded OpenBLAS call
+ * at that moment. Handlers registered later run first, and ours are
+ * registered after the BLAS is loaded (at import of a compiled module, which
+ * loads SciPy's BLAS; nncore.blas runs after NumPy's is loaded), so OpenBLAS
+ * only ever sees idle threads from nncore. BLAS calls made outside nncore
+ * are not covered.
  */
 #ifndef NNCORE_POOL_H
 #define NNCORE_POOL_H
@@ -52,6 +62,31 @@ static struct {
     atomic_long woken[NNCORE_MAX_THREADS]; /* debug: jobs each helper woke for */
 } nncore_pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_MUTEX_INITIALIZER};
 
+/* Calls into the BLAS in flight, and fork()s waiting for them to end: a
+ * fork waits until no call is in flight and no call starts until it is done. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int calls;
+    int forks;
+} nncore_blas_gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+/* Around every call into the BLAS (uncontended: two mutex round trips). */
+static void nncore_blas_enter(void) {
+    pthread_mutex_lock(&nncore_blas_gate.lock);
+    while (nncore_blas_gate.forks)
+        pthread_cond_wait(&nncore_blas_gate.changed, &nncore_blas_gate.lock);
+    nncore_blas_gate.calls++;
+    pthread_mutex_unlock(&nncore_blas_gate.lock);
+}
+
+static void nncore_blas_leave(void) {
+    pthread_mutex_lock(&nncore_blas_gate.lock);
+    if (--nncore_blas_gate.calls == 0 && nncore_blas_gate.forks)
+        pthread_cond_broadcast(&nncore_blas_gate.changed);
+    pthread_mutex_unlock(&nncore_blas_gate.lock);
+}
+
 /* Threads a job may use (set by nncore.blas.threads for each call). */
 static int nncore_threads = 1;
 
@@ -78,6 +113,11 @@ static void* nncore_helper(void* data) {
 }
 
 static void nncore_pool_prepare(void) {
+    pthread_mutex_lock(&nncore_blas_gate.lock);
+    nncore_blas_gate.forks++;
+    while (nncore_blas_gate.calls)
+        pthread_cond_wait(&nncore_blas_gate.changed, &nncore_blas_gate.lock);
+    pthread_mutex_unlock(&nncore_blas_gate.lock);
     pthread_mutex_lock(&nncore_pool.run);
     pthread_mutex_lock(&nncore_pool.lock);
 }
@@ -85,6 +125,10 @@ static void nncore_pool_prepare(void) {
 static void nncore_pool_parent(void) {
     pthread_mutex_unlock(&nncore_pool.lock);
     pthread_mutex_unlock(&nncore_pool.run);
+    pthread_mutex_lock(&nncore_blas_gate.lock);
+    nncore_blas_gate.forks--;
+    pthread_cond_broadcast(&nncore_blas_gate.changed);
+    pthread_mutex_unlock(&nncore_blas_gate.lock);
 }
 
 /* In the child: the helpers did not come along; the locks were held by the
@@ -96,6 +140,10 @@ static void nncore_pool_child(void) {
     nncore_pool.lock = fresh;
     nncore_pool.helpers = 0;
     atomic_store(&nncore_pool.pending, 0);
+    nncore_blas_gate.lock = fresh;
+    nncore_blas_gate.changed = fresh_cond;
+    nncore_blas_gate.calls = 0;
+    nncore_blas_gate.forks = 0;
     for (int part = 0; part < NNCORE_MAX_THREADS; part++) {
         nncore_pool.wake[part] = fresh_cond;
         atomic_store(&nncore_pool.posted[part], 0);

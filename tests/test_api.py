@@ -529,6 +529,27 @@ def test_train_test_split_refuses_mismatched_rows_and_takes_lists():
     assert X_train.shape == (40, 64) and X_test.shape == (10, 64) and len(y_train) == 40
 
 
+@pytest.mark.parametrize("scale", ["no", "False", 0, 1, None, [], 1.0])
+def test_load_digits_refuses_a_scale_that_is_not_a_bool(scale):
+    """scale="no" is truthy: it used to scale silently. Only bools are taken."""
+    with pytest.raises(TypeError, match="scale must be True or False"):
+        nncore.load_digits(scale=scale)
+
+
+def test_load_digits_takes_python_and_numpy_bools():
+    raw, y = nncore.load_digits(scale=np.bool_(False))
+    scaled, _ = nncore.load_digits(scale=True)
+    assert raw.max() == 16 and scaled.max() == 1 and np.array_equal(raw / 16, scaled)
+
+
+@pytest.mark.parametrize("seed", [True, False, np.bool_(True)])
+def test_train_test_split_refuses_a_bool_seed(seed):
+    """seed=True would silently be seed 1 (Sequential refuses bools too)."""
+    X, y = nncore.load_digits()
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        nncore.datasets.train_test_split(X, y, seed=seed)
+
+
 def test_faces_load_on_first_use_only():
     code = ("import sys, nncore\n"
             "assert not {'sklearn', 'dask', 'onnx'} & set(sys.modules)\n"

@@ -3,7 +3,7 @@ and the conversions that must work do work."""
 import numpy as np
 import pytest
 
-from nncore import SGD, Dense, Sequential, losses
+from nncore import SGD, Callback, Dense, EarlyStopping, Sequential, losses
 
 BACKENDS = ("cython", "numpy")
 N = 10
@@ -330,6 +330,21 @@ def test_step_cannot_train_but_predicts(backend):
     (losses.cross_entropy, [1], np.zeros((1, 1, 3)), ValueError, "expected \\(n, classes\\)"),
     (losses.cross_entropy, ["a"], [[0.2, 0.3, 0.5]], TypeError, "integer class labels"),
     (losses.one_hot, [[0, 1]], 3, ValueError, r"shape \(1, 2\)"),
+    # not probabilities: the public helpers refuse them (the model's kernels work on logits)
+    (losses.cross_entropy, [1], [[-0.2, 0.7, 0.5]], ValueError,
+     r"y_pred holds values in \[-0.2, 0.7\] \(first outside at index \(0, 0\)"),
+    (losses.cross_entropy, [1], [[0.0, 1.5, -0.5]], ValueError, "expected probabilities"),
+    (losses.cross_entropy, [0, 1], [[2.0, 1.0, 0.1], [0.2, 0.3, 0.5]], ValueError,
+     "expected probabilities in \\[0, 1\\]"),  # logits
+    (losses.cross_entropy, [0, 1], [[0.2, 0.3, 0.5], [0.2, 0.3, 0.4]], ValueError,
+     r"rows must each sum to 1.*row 1 sums to 0.9 \(1 of 2 rows"),
+    (losses.cross_entropy, [[0, 2, 0]], [[0.2, 0.3, 0.5]], ValueError,
+     r"y_true holds values in \[0, 2\]"),
+    (losses.cross_entropy, [[0, -1, 0]], [[0.2, 0.3, 0.5]], ValueError, "y_true holds values"),
+    (losses.binary_cross_entropy, [1, 0], [1.2, 0.1], ValueError,
+     r"y_pred holds values in \[0.1, 1.2\] \(first outside at index 0: 1.2\)"),
+    (losses.binary_cross_entropy, [1, 0], [-3.0, 0.1], ValueError, "expected probabilities"),
+    (losses.binary_cross_entropy, [2, 0], [0.9, 0.1], ValueError, "y_true holds values"),
 ])
 def test_bad_loss_function_input(fn, y_true, y_pred, error, match):
     with pytest.raises(error, match=match):
@@ -404,3 +419,30 @@ def test_one_sample_and_one_feature():
     model = Sequential([Dense(1, 1, "sigmoid")], loss="binary_cross_entropy", seed=0)
     model.fit([[0.5]], [1], epochs=2, batch_size=1)
     assert model.predict([[0.5]]).shape == (1, 1)
+
+
+def test_loss_functions_take_real_probabilities():
+    """What the checks must let through: float32 softmax outputs of a model
+    (rows off 1 by rounding), as arrays and as lists; probability targets;
+    exact 0 and 1; a single example; the worked example −ln .57."""
+    rng = np.random.default_rng(0)
+    model = Sequential([Dense(5, 300, "softmax")], loss="cross_entropy", seed=0)
+    X = rng.normal(size=(64, 5)) * 3
+    P = model.predict(X)
+    assert P.dtype == np.float32
+    labels = rng.integers(0, 300, 64)
+    expected = model.evaluate(X, labels)["loss"]
+    for p in (P, P.tolist(), P.astype(np.float64)):
+        assert losses.cross_entropy(labels, p) == pytest.approx(expected, rel=1e-4)
+    assert losses.cross_entropy([0, 1, 0], [0.23, 0.57, 0.20]) == pytest.approx(-np.log(0.57))
+    assert losses.cross_entropy([[0.5, 0.5, 0.0]], [[1.0, 0.0, 0.0]]) > 10   # clipped log 0
+    assert losses.binary_cross_entropy([0.25, 1.0], [0.0, 1.0]) > 1
+
+
+@pytest.mark.parametrize("callback", [EarlyStopping(), Callback()])
+def test_a_single_callback_not_in_a_list_is_named(callback):
+    """callbacks= takes a list; one callback passed bare used to fail with
+    "'EarlyStopping' object is not iterable"."""
+    with pytest.raises(TypeError, match=r"callbacks must be a list of callbacks, got one "
+                                        rf"{type(callback).__name__}; pass callbacks=\["):
+        classifier().fit(X_GOOD, Y_LABELS, callbacks=callback)

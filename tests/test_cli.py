@@ -392,6 +392,18 @@ def test_class_labels_sort_numerically_when_numbers():
     assert classes == ["a", "b", "c"] and index.tolist() == [1, 0, 2, 0]
 
 
+def test_class_labels_read_numbers_as_numbers():
+    classes, index = cli.class_labels(np.array(["1", "1.0", "01", " 0", "+1", "1e0", "2.50"]))
+    assert classes == ["0", "1", "2.5"] and index.tolist() == [1, 1, 1, 0, 1, 1, 2]
+    big = ["12345678901234567891", "12345678901234567890"]   # distinct, beyond float64
+    assert cli.class_labels(np.array(big))[0] == sorted(big)
+    assert cli.class_labels(np.array(["1_0", "10"]))[0] == ["10", "1_0"]   # "1_0" is text
+    assert cli.class_labels(np.array([0.0, 1.0, 1.0]))[0] == ["0", "1"]   # float .npz targets
+    assert cli.encode(np.array(["1.0", "0", "01"]), ["0", "1"], "y").tolist() == [1, 0, 1]
+    # a sidecar written before labels were read as numbers keeps exact matching
+    assert cli.encode(np.array(["1.0", "01"]), ["0", "01", "1", "1.0"], "y").tolist() == [3, 1]
+
+
 def test_predict_into_a_closed_pipe_is_quiet(tmp_path):
     """`nncore predict ... | head -1`: when the reader goes away, no error line and
     no traceback (Python's documented BrokenPipeError idiom), exit status 1."""
@@ -440,3 +452,128 @@ def test_continuous_or_missing_targets_are_refused_by_a_classifier(tmp_path):
     result = run("train", gaps, "--target", "label", "-q", "--epochs", "1",
                  "-o", tmp_path / "g.npz")
     assert result.returncode == 2 and "empty cells" in result.stderr, result.stderr
+
+
+def closed_pipe_run(*args):
+    """Run `python -m nncore ARGS` with stdout a pipe nobody reads (what `| head`
+    leaves once head exits) and Python's default buffering (no
+    PYTHONUNBUFFERED, which would write — and fail — at once): (status, stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    read_end, write_end = os.pipe()
+    try:
+        child = subprocess.Popen([sys.executable, "-m", "nncore", *map(str, args)],
+                                 stdout=write_end, stderr=subprocess.PIPE, env=env)
+    finally:
+        os.close(write_end)
+        os.close(read_end)   # no reader left: the child's first write to stdout fails
+    try:
+        _, err = child.communicate(timeout=300)
+    finally:
+        child.kill()
+    return child.returncode, err.decode()
+
+
+def test_small_outputs_into_a_closed_pipe_are_quiet(tmp_path, flowers):
+    """With buffered stdout a small output is written only when flushed: the
+    flush happens inside main (Python's documented idiom), so the closed pipe
+    is handled there — no "Exception ignored ... BrokenPipeError" at exit
+    (status 120 before) — and every command exits 1 quietly."""
+    model = tmp_path / "m.npz"
+    assert run("train", flowers, "--target", "species", "--epochs", "2", "-q",
+               "-o", model).returncode == 0
+    for args in (("predict", model, flowers), ("evaluate", model, flowers), ("info",),
+                 ("train", "--help"), ("--version",)):
+        status, err = closed_pipe_run(*args)
+        assert (status, err) == (1, ""), args
+
+
+def test_warnings_are_one_line_on_stderr(tmp_path):
+    """A warning during a command prints as "nncore train: warning: ..." — no
+    category, no source path, no code line — and only while main runs."""
+    X, _ = blobs(40)
+    labels = ["rare"] + ["x", "y"] * 19 + ["x"]   # one row of 'rare': held out with --seed 2
+    data = write_csv(tmp_path / "rare.csv", ["a", "b", "label"],
+                     [[f"{a:.4f}", f"{b:.4f}", c] for (a, b), c in zip(X, labels)])
+    order = np.random.default_rng(2).permutation(40)
+    assert 0 in order[20:]   # cmd_train's split with --seed 2 holds row 0 out
+    result = run("train", data, "--target", "label", "--validation-split", "0.5", "--seed", "2",
+                 "-q", "--epochs", "2", "-o", tmp_path / "m.npz")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(   # run() is python -m nncore
+        "python -m nncore train: warning: the validation rows of validation_data hold classes "
+        "never seen")
+    assert "UserWarning" not in result.stderr and ".py" not in result.stderr
+
+
+def test_the_warning_format_is_not_changed_globally():
+    code = ("import warnings; show = warnings.showwarning\n"
+            "import nncore.cli\n"
+            "assert warnings.showwarning is show, 'changed on import'\n"
+            "assert nncore.cli.main(['info']) == 0\n"
+            "assert warnings.showwarning is show, 'changed by main'\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_export_takes_dash_o_like_the_other_commands(tmp_path):
+    pytest.importorskip("onnx")
+    model = nncore.Sequential([nncore.Dense(2, 3, "softmax")], loss="cross_entropy", seed=0)
+    model.save(tmp_path / "m.npz")
+    for args, out in ((["-o", tmp_path / "a.onnx"], "a.onnx"),
+                      (["--output", tmp_path / "b.onnx"], "b.onnx"),
+                      ([tmp_path / "c.onnx"], "c.onnx"),   # the form that shipped first
+                      ([tmp_path / "d.onnx", "-o", tmp_path / "d.onnx"], "d.onnx")):
+        result = run("export", tmp_path / "m.npz", *args)
+        assert result.returncode == 0 and (tmp_path / out).is_file(), result.stderr
+    for args, message in (([], "give the ONNX file to write: -o OUT.onnx"),
+                          ([tmp_path / "e.onnx", "-o", tmp_path / "f.onnx"],
+                           "two outputs given")):
+        result = run("export", tmp_path / "m.npz", *args)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "-o OUT.onnx, --output OUT.onnx" in run("export", "--help").stdout
+
+
+def test_numeric_labels_are_read_as_numbers(tmp_path):
+    """1, 1.0, 01 and +1 are one class ("1"), 0 and 0.0 another; predict writes
+    them so, evaluate matches 1.0 to class 1; --help says how labels are read."""
+    X, y = blobs(60)
+    spellings = {0: ["0", "0.0", " 0"], 1: ["1", "1.0", "01", "+1"], 2: ["2", "2.00", "2e0"]}
+    cells = [spellings[c][i % len(spellings[c])] for i, c in enumerate(y)]
+    data = write_csv(tmp_path / "d.csv", ["a", "b", "label"],
+                     [[f"{a:.4f}", f"{b:.4f}", c] for (a, b), c in zip(X, cells)])
+    model = tmp_path / "m.npz"
+    result = run("train", data, "--target", "label", "-q", "--epochs", "30", "--lr", "0.05",
+                 "--seed", "0", "-o", model)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "m.npz.json").read_text())["classes"] == ["0", "1", "2"]
+    predicted = read_rows_of(run("predict", model, data, "--proba").stdout)
+    assert predicted[0] == ["prediction", "proba_0", "proba_1", "proba_2"]
+    assert {row[0] for row in predicted[1:]} <= {"0", "1", "2"}
+    result = run("evaluate", model, data)
+    assert result.returncode == 0, result.stderr
+    accuracy = float(result.stdout.splitlines()[1].split()[2])
+    assert accuracy > 0.9   # the labels were learnt as 3 classes, not 10 spellings
+    help_text = " ".join(run("train", "--help").stdout.split())
+    assert "read as numbers when every label is a number (1, 1.0 and 01 are one class" in help_text
+
+
+def read_rows_of(text):
+    return list(csv.reader(text.splitlines()))
+
+
+def test_a_missing_json_sidecar_is_named_with_how_it_is_made(tmp_path, flowers):
+    model = tmp_path / "m.npz"
+    assert run("train", flowers, "--target", "species", "--epochs", "2", "-q",
+               "-o", model).returncode == 0
+    (tmp_path / "m.npz.json").rename(tmp_path / "elsewhere.json")
+    for args in (("predict", model, flowers), ("evaluate", model, flowers),
+                 ("evaluate", model, flowers, "--target", "species")):
+        result = run(*args)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert f"{model}.json was not found: `nncore train ... -o {model}` writes it" \
+            in result.stderr, result.stderr
+    (tmp_path / "elsewhere.json").rename(tmp_path / "m.npz.json")
+    result = run("predict", tmp_path / "m.npz.json", flowers)
+    assert result.returncode == 2 and f"not the model: pass {model}" in result.stderr

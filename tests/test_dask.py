@@ -203,6 +203,21 @@ def test_bad_input_errors_before_scheduling():
         nd.predict_proba(model, _untouchable((40, 8), None))
 
 
+def test_zero_rows_are_refused_as_by_model_predict():
+    """A 0-row dask.array raises before scheduling, as model.predict and
+    scikit-learn refuse 0 rows; an empty chunk among others stays fine
+    (test_empty_chunk)."""
+    model = _sequential()
+    with pytest.raises(ValueError, match="X is empty"):
+        model.predict(np.zeros((0, 8)))
+    for method in (nd.predict, lambda m, X: nd.fit_incremental(m, X, np.zeros(0))):
+        with pytest.raises(ValueError, match=r"X has no rows, shape \(0, 8\); expected at "
+                                             "least one sample"):
+            method(model, _untouchable((0, 8), None))
+    with pytest.raises(ValueError, match="X has no rows"):
+        nd.predict(model, da.zeros((0, 8), chunks=(10, 8)))
+
+
 def test_dataframe_bad_columns():
     dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
     import pandas as pd

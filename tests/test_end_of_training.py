@@ -96,7 +96,7 @@ def test_divergence_restores_the_best_weights(backend):
     assert stop.best_epoch == int(np.argmin(val)) == 4 and stop.restored_epoch == 4
     assert model.evaluate(X[160:], y[160:])["loss"] == pytest.approx(min(val), rel=1e-9)
     assert err.restored_epoch == 4
-    assert "the best weights were restored, from epoch 4" in str(err)
+    assert "the best weights were restored, from epoch 5 " in str(err)   # counted from 1
     assert "may be huge" not in str(err)
 
 
@@ -263,9 +263,12 @@ def test_non_finite_weights_are_reported_before_any_update(backend):
     model = small_model(backend)
     model.fit(X, y, epochs=1)
     model.layers[0].W[0, 0] = np.nan          # the views are writable
-    with pytest.raises(DivergenceError, match="before any update") as info:
+    with pytest.raises(DivergenceError, match="parameters are not finite") as info:
         model.fit(X, y, epochs=2, batch_size=8)
-    assert info.value.epoch == 1
+    err = info.value
+    assert err.epoch == 1 and err.before_update and "Lower the learning rate" not in str(err)
+    assert err.source.startswith("layer 0's W[0, 0] = nan, in the weights fit started from")
+    assert "training stopped before epoch 2:" in str(err)
 
 
 @ignore_overflow
@@ -324,3 +327,101 @@ def test_no_warning_when_every_validation_class_is_seen(loss):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         model.fit(X, target, epochs=1, validation_split=0.2)
+
+
+# --------------------------------------------- non-finite parameters: said as such, and where from
+
+class Poison(Callback):
+    """Writes `value` into layer 0's W[1, 2] from hook `where` (on_epoch_end:
+    after the epoch with History index `epoch`)."""
+
+    def __init__(self, where="epoch", epoch=1, value=np.nan):
+        self.where, self.epoch, self.value = where, epoch, value
+
+    def on_train_begin(self, model, logs):
+        if self.where == "begin":
+            model.layers[0].W[1, 2] = self.value
+
+    def on_epoch_end(self, model, logs):
+        if self.where == "epoch" and logs["epoch"] == self.epoch:
+            model.layers[0].W[1, 2] = self.value
+
+
+def poisoned_model(backend):
+    X, y = small_fit_args()
+    return Sequential([Dense(4, 6, "tanh"), Dense(6, 3, "softmax")], loss="cross_entropy",
+                      optimizer=SGD(0.1), seed=0, backend=backend), X, y
+
+
+def test_nan_weights_from_a_callback_are_named_not_blamed_on_the_rate(backend):
+    """A callback writes NaN into a weight after the 2nd epoch: fit stops before
+    the 3rd, names the parameter and the callback, does not blame the rate;
+    predict and evaluate afterwards say the parameters are not finite (not that
+    the forward pass overflowed)."""
+    model, X, y = poisoned_model(backend)
+    ends = Ends()
+    with pytest.raises(DivergenceError) as info:
+        model.fit(X, y, epochs=5, batch_size=8, callbacks=[Poison(), ends])
+    err = info.value
+    assert (err.epoch, err.batch, err.before_update) == (2, 0, False)
+    assert err.source == "layer 0's W[1, 2] = nan, set by Poison.on_epoch_end after epoch 2"
+    message = str(err)
+    assert message.startswith("training stopped before epoch 3: the model's parameters are "
+                              "not finite — layer 0's W[1, 2] = nan, set by Poison")
+    assert "learning rate is not the cause" in message and "overflow" not in message
+    assert "Lower the learning rate" not in message
+    assert ends.ends[0][0]["status"] == "diverged" and model.history.epoch == [0, 1]
+    for call in (lambda: model.predict(X), lambda: model.predict(X[:1]),
+                 lambda: model.predict(np.repeat(X, 20, axis=0)), lambda: model.evaluate(X, y)):
+        with pytest.raises(ValueError, match=r"the model's parameters are not finite — layer "
+                                             r"0's W\[1, 2\] = nan — so neither are its "
+                                             "outputs") as refused:
+            call()
+        assert "overflow" not in str(refused.value)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_non_finite_weights_from_the_last_epoch_or_on_train_begin_still_raise(backend, value):
+    """fit never returns normally with non-finite parameters: not when the last
+    epoch's callback wrote them (no batch would see them), nor on_train_begin."""
+    model, X, y = poisoned_model(backend)
+    with pytest.raises(DivergenceError, match="set by Poison.on_epoch_end after epoch 3"):
+        model.fit(X, y, epochs=3, batch_size=8, callbacks=[Poison(epoch=2, value=value)])
+    model, X, y = poisoned_model(backend)
+    with pytest.raises(DivergenceError) as info:
+        model.fit(X, y, epochs=3, callbacks=[Poison("begin", value=value)])
+    assert info.value.source == f"layer 0's W[1, 2] = {value}, set by Poison.on_train_begin"
+    assert info.value.before_update and info.value.epoch == 0
+
+
+def test_non_finite_weights_from_a_callback_and_early_stopping_restore(backend):
+    """With EarlyStopping(restore_best_weights) the best finite weights come
+    back, and the message says so (in 1-based epochs). The poisoning callback
+    runs before EarlyStopping's hook, which is then skipped for that epoch:
+    it must not keep the non-finite weights as its best."""
+    model, X, y = poisoned_model(backend)
+    stop = EarlyStopping(monitor="loss", patience=10)
+    with pytest.raises(DivergenceError) as info:
+        model.fit(X, y, epochs=5, batch_size=8, callbacks=[Poison()], early_stopping=stop)
+    err = info.value
+    assert err.restored_epoch == stop.best_epoch == model.history.restored_epoch
+    assert f"the best weights were restored, from epoch {err.restored_epoch + 1}" in str(err)
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+
+
+@ignore_overflow
+def test_divergence_messages_count_epochs_and_batches_from_1(backend):
+    """The attributes are 0-based, in History.epoch's numbering (Keras's); the
+    message counts from 1, like the progress lines, the plots and the CLI: the
+    README's doubling rate diverges in the 16th epoch (History index 15), at its
+    5th batch, after epoch 5 (History index 4) had the best validation loss."""
+    stop = EarlyStopping(patience=50)
+    model, X, y, err = exploding_fit(backend, early_stopping=stop)
+    assert (err.epoch, err.batch, err.restored_epoch) == (15, 4, 4)
+    assert model.history.epoch == list(range(15)) and model.history.restored_epoch == 4
+    assert str(err).startswith("training diverged at epoch 16, batch 5: ")
+    assert "the best weights were restored, from epoch 5 " in str(err)
+    model = Sequential([Dense(3, 1)], loss="mse", dtype="float32", backend=backend, seed=0)
+    with pytest.raises(DivergenceError) as info:
+        model.fit(np.full((4, 3), 1e30), np.zeros(4))
+    assert info.value.epoch == 0 and "could not start at epoch 1, batch 1:" in str(info.value)

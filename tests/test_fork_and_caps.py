@@ -110,23 +110,23 @@ sys.exit(1 if hung or failed else 0)
 """
 
 
-@pytest.mark.parametrize("n_threads, cpu0", [(1, False), (2, False), (None, True)],
-                         ids=["n_threads=1", "n_threads=2", "default-on-cpu0"])
-def test_children_forked_during_a_fit_do_not_hang(n_threads, cpu0):
+@pytest.mark.parametrize("n_threads, cpu0, simd", [(1, False, None), (2, False, None),
+                                                   (2, False, "avx2"), (None, True, None)],
+                         ids=["n_threads=1", "n_threads=2", "n_threads=2-openblas",
+                              "default-on-cpu0"])
+def test_children_forked_during_a_fit_do_not_hang(n_threads, cpu0, simd):
     """20 fork()s while a background thread fits and predicts (with n_threads
     1, 2, and the default in a process pinned to CPU 0 as `taskset -c 0`
     would): every child fits and predicts a small model, finds the BLAS
     thread count the parent had outside nncore's calls, and exits 0 within
     20 s. Before the fork handlers were registered at import, a child forked
     while the single-thread pool's job lock was held waited on it forever; a
-    child forked during a call kept that call's BLAS count for good."""
-    if n_threads == 2 and nncore.blas.info()["simd"] != "avx512":
-        pytest.skip("the products run in OpenBLAS here (no AVX-512 kernels), and a fork() "
-                    "while another thread is inside a 2-thread OpenBLAS call deadlocks in "
-                    "OpenBLAS's own at-fork handler (blas_thread_shutdown_ joins its busy "
-                    "server thread): an OpenBLAS limitation outside nncore's pool, seen "
-                    "with NNCORE_BLAS=scipy NNCORE_SIMD=avx2; see README 'Threads'")
-    proc = run_python(FORK_SCRIPT.format(n_threads=n_threads, cpu0=cpu0), timeout=600)
+    child forked during a call kept that call's BLAS count for good.
+    NNCORE_SIMD=avx2 sends the large products to the 2-thread OpenBLAS: before
+    fork() waited for nncore's BLAS calls (src/_pool.h), the parent hung in
+    OpenBLAS's own at-fork handler, which joins its busy server threads."""
+    proc = run_python(FORK_SCRIPT.format(n_threads=n_threads, cpu0=cpu0), timeout=240,
+                      env={"NNCORE_SIMD": simd} if simd else None)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

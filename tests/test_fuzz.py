@@ -965,8 +965,20 @@ def test_loss_functions_fuzz(data, tmp_dir):
             assert np.isfinite(result), f"{fn.__name__} not finite for moderate inputs"
     elif t is not None and p is not None and t.shape == p.shape and t.size \
             and np.isfinite(t).all() and np.isfinite(p).all() and (
-                fn is not losses.cross_entropy or p.ndim == 2):
+                fn is not losses.cross_entropy or p.ndim == 2) \
+            and not not_probabilities(fn, t, p):
         raise AssertionError(f"{fn.__name__} refused same-shaped finite arrays: {result}")
+
+
+def not_probabilities(fn, t, p):
+    """Whether the cross-entropies may refuse: y_true or y_pred outside [0, 1],
+    or (cross_entropy) a y_pred row not summing to 1."""
+    if fn not in (losses.cross_entropy, losses.binary_cross_entropy):
+        return False
+    if min(t.min(), p.min()) < 0 or max(t.max(), p.max()) > 1:
+        return True
+    return fn is losses.cross_entropy and bool(
+        np.any(np.abs(p.astype(np.float64).sum(axis=-1) - 1) > losses.PROBABILITY_SUM_TOL))
 
 
 # ============================================================ layouts: success and equality

@@ -2,12 +2,13 @@
 with, and no way of handing it arrays corrupts its weights: layers belong to
 one live model, the structure is read-only, set_weights and SGD.update copy
 aliased inputs, overflowing weights are refused, concurrent fits are refused."""
+import copy
 import threading
 
 import numpy as np
 import pytest
 
-from nncore import SGD, Dense, Sequential
+from nncore import SGD, Callback, Dense, Sequential
 
 
 def small_model(**kwargs):
@@ -97,3 +98,26 @@ def test_concurrent_fit_is_refused():
         pausing.go_on.set()
         worker.join()
     model.fit(X, y)  # free again
+
+
+def test_re_entrant_fit_from_a_callback_is_refused_as_such():
+    """fit called from a callback inside fit on the same model, same thread:
+    the error says re-entrant fit is not allowed (not "another thread"); the
+    outer fit ends by the usual contract and the model can be fitted after."""
+    model = Sequential([Dense(4, 8, "relu"), Dense(8, 1)], seed=0)
+    X, y = np.random.default_rng(0).random((50, 4)), np.zeros(50)
+    ends = []
+
+    class FitsAgain(Callback):
+        def on_epoch_end(self, model, logs):
+            model.fit(X, y)
+
+        def on_train_end(self, model, logs):
+            ends.append(logs["status"])
+
+    with pytest.raises(RuntimeError, match="re-entrant fit is not allowed") as info:
+        model.fit(X, y, epochs=3, callbacks=[FitsAgain()])
+    assert "another thread" not in str(info.value) and ends == ["error"]
+    assert len(model.history.epoch) == 1
+    model.fit(X, y)  # free again
+    copy.deepcopy(model).fit(X, y)

@@ -120,6 +120,21 @@ def test_opset_choice_and_bad_arguments(tmp_path):
     assert not (tmp_path / "x.onnx").exists()
 
 
+
+@pytest.mark.parametrize("value", [np.nan, -np.inf])
+def test_non_finite_weights_are_refused(value, tmp_path):
+    """A NaN or inf written into layer.W / layer.b in place (set_weights
+    refuses them, save and predict too) used to export silently to a graph
+    whose every output is NaN; export refuses it, naming the layer, and
+    writes nothing."""
+    model = nncore.Sequential([nncore.Dense(2, 3, "tanh"), nncore.Dense(3, 2, "softmax")],
+                              loss="cross_entropy", seed=0)
+    model.layers[1].W[2, 0] = value
+    with pytest.raises(ValueError, match=r"W of layer 1 holds NaN or infinity \(first at "
+                                         r"\(2, 0\)\); .*nothing was written"):
+        nnonnx.export(model, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
 def test_import_nncore_imports_no_onnx_package(tmp_path):
     code = ("import sys, nncore, nncore.model\n"
             "bad = [m for m in ('onnx', 'onnxruntime', 'skl2onnx') if m in sys.modules]\n"
@@ -303,3 +318,16 @@ def test_pipeline_through_skl2onnx(mod, kind, rng):
         hidden_layer_sizes=(8,), max_iter=80, random_state=0)), X, yr)
     (got,) = run(skl2onnx.to_onnx(rpipe, X[:1]), {"X": X})
     np.testing.assert_allclose(got.ravel(), rpipe.predict(X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("mod", estimator_modules())
+def test_estimator_with_non_finite_coefs_is_refused(mod, tmp_path, rng):
+    """The same for a fitted estimator whose coefs_/intercepts_ were edited."""
+    X, y = classification_data("multiclass", rng)
+    est = fit_quietly(mod.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0),
+                      X, y)
+    est.intercepts_[0][1] = np.nan
+    with pytest.raises(ValueError, match=r"intercepts_\[0\] holds NaN or infinity \(first at "
+                                         r"\(1,\)\)"):
+        nnonnx.export(est, tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()

@@ -76,3 +76,28 @@ def test_perceptron_refuses_what_it_cannot_learn():
     deep = Sequential([Dense(2, 3, "step"), Dense(3, 1, "step")], loss="mse", seed=0)
     with pytest.raises(ValueError, match="gradient is zero"):
         deep.fit(GATES, [0, 1, 1, 0])
+
+
+class _ValErrorsAfterEachEpoch(nncore.Callback):
+    """Counts, after every epoch, the validation examples the model gets wrong."""
+
+    def __init__(self, Xv, Yv):
+        self.Xv, self.Yv, self.counts = Xv, np.asarray(Yv).reshape(len(Xv), -1), []
+
+    def on_epoch_end(self, model, logs):
+        self.counts.append(int((model.predict(self.Xv) != self.Yv).any(axis=1).sum()))
+
+
+@pytest.mark.filterwarnings("ignore:the perceptron rule still misclassified")
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n_out, y", [(1, [0, 0, 0, 1]), (2, [[0, 1], [1, 1], [0, 0], [1, 0]])])
+def test_validation_errors_count_misclassified_examples(backend, n_out, y):
+    """"val_errors" counts the validation examples with a wrong output, as
+    "errors" does for the training ones; it used to be mse's mean_error (the
+    signed mean of y − ŷ: -0.5 "errors" on the gates)."""
+    model = perceptron(n_out=n_out, backend=backend)
+    watch = _ValErrorsAfterEachEpoch(GATES, y)
+    history = model.fit(GATES, y, epochs=4, validation_data=(GATES, y), callbacks=[watch],
+                        shuffle=False)
+    assert history.history["val_errors"] == watch.counts
+    assert max(watch.counts) > 0

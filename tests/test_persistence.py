@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pickle
+import re
 import stat
 import subprocess
 import sys
@@ -883,3 +884,21 @@ def test_encrypted_members_are_refused(saved):
     path.write_bytes(bytes(data_))
     with pytest.raises(ValueError, match="encrypted|password"):
         nncore.load(path)
+
+
+@pytest.mark.parametrize("field, value", [("loss", "garbage"), ("accuracy", None),
+                                          ("loss", [0.5]), ("epoch", 1.5)])
+def test_save_names_a_history_value_that_is_not_a_number(saved, tmp_path, field, value):
+    """History's lists are plain lists the user can change; a value that is not a
+    number is refused by save naming the field and the value (it used to be
+    float()'s bare "could not convert string to float: 'garbage'"), and the
+    previous file stays."""
+    m, path = saved
+    before = path.read_bytes()
+    column = m.history.epoch if field == "epoch" else m.history.history[field]
+    column.append(value)
+    where = "history.epoch" if field == "epoch" else rf"history.history\['{field}'\]"
+    with pytest.raises(ValueError, match=rf"cannot save this model: model\.{where} holds "
+                                         rf"{re.escape(repr(value))}; expected"):
+        m.save(path)
+    assert path.read_bytes() == before and temporaries(tmp_path) == []

@@ -217,3 +217,17 @@ def test_readme_image_script(tmp_path):
     assert os.path.exists(os.path.join(ROOT, "docs", "learning_curves.png"))
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         assert "docs/learning_curves.png" in f.read()
+
+
+@pytest.mark.parametrize("y, match", [
+    (np.array(["a", "b"] * 100), r"y holds <U1 values"),
+    (np.arange(200) % 3 + 0.5, r"y holds non-integer values"),
+])
+def test_decision_boundary_names_labels_it_cannot_colour(y, match):
+    """The points are coloured by class index, as the regions are; labels that
+    are not class indices (strings: the model knows classes 0..k-1 only) used
+    to reach matplotlib and fail with "'c' argument must be a color"."""
+    model, _ = trained(epochs=2, patience=0, val=False)
+    X, _ = blobs()
+    with pytest.raises(ValueError, match=match + r".*class indices 0\.\.2"):
+        nncore.plot.decision_boundary(model, X, y)

@@ -6,11 +6,14 @@ optional-dependency rules (import nncore never imports scikit-learn; a missing
 or unsupported scikit-learn gives an ImportError saying what to install)."""
 import io
 import pickle
+import re
 import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import redirect_stdout
 
 import numpy as np
@@ -339,17 +342,233 @@ def test_divergence_same_as_sklearn():
 
 
 def test_assigned_weights_of_the_wrong_shape_are_an_error_not_a_crash():
-    X, y = data("multiclass")
+    # scikit-learn fails in NumPy (a matmul or broadcast message about the
+    # operands) or, for a last layer of the wrong width, predicts silently; here
+    # a ValueError names coefs_/intercepts_, their shapes and the expected ones
+    X, y = data("multiclass")   # 6 features, 3 classes, hidden (7, 5)
     est = nk.MLPClassifier(**SMALL, solver="sgd").partial_fit(X, y, classes=np.unique(y))
     good_W, good_b = [c.copy() for c in est.coefs_], [b.copy() for b in est.intercepts_]
-    for coefs, intercepts, match in [
-            (good_W[:1] + [np.zeros((6, 5))] + good_W[2:], good_b, "rows but layer 0"),
-            (good_W, good_b[:1] + [np.zeros(1)] + good_b[2:], "expected"),
-            (good_W[:2], good_b, "same non-zero length")]:
+    expected = re.escape("expected [(6, 7), (7, 5), (5, 3)] and [(7,), (5,), (3,)]")
+    for coefs, intercepts in [
+            (good_W[:1] + [np.zeros((6, 5))] + good_W[2:], good_b),   # breaks the chain
+            (good_W, good_b[:1] + [np.zeros(1)] + good_b[2:]),        # bias of another width
+            (good_W[:2], good_b),                                     # a layer missing
+            ([np.zeros((4, 7))] + good_W[1:], good_b),                # not X's 6 features
+            (good_W[:2] + [np.zeros((5, 4))], good_b[:2] + [np.zeros(4)]),   # 4 outputs, not 3
+            ([np.zeros(6)] + good_W[1:], good_b)]:                    # not a matrix
         est.coefs_, est.intercepts_ = coefs, intercepts
-        for call in (lambda: est.predict(X), lambda: est.partial_fit(X, y)):
-            with pytest.raises(ValueError, match=match):
+        for call in (lambda: est.predict(X), lambda: est.predict_proba(X),
+                     lambda: est.partial_fit(X, y)):
+            with pytest.raises(ValueError, match="coefs_ and intercepts_ do not fit") as err:
                 call()
+            assert re.search(expected, str(err.value)) and "X" not in str(err.value)
+    # partial_fit checks against the fit's layer widths: hidden_layer_sizes changed since
+    est.coefs_, est.intercepts_ = good_W, good_b
+    est.set_params(hidden_layer_sizes=(7, 4))
+    with pytest.raises(ValueError, match=re.escape("expected [(6, 7), (7, 4), (4, 3)]")):
+        est.partial_fit(X, y)
+
+
+@pytest.mark.parametrize("first, then", [(np.float64, np.float32), (np.float32, np.float64)])
+def test_later_calls_keep_the_weights_dtype_like_sklearn(first, then):
+    # scikit-learn's weights keep the dtype of the first fit's X through later
+    # partial_fit and warm-started fit calls on X of another float dtype
+    X, y = data("multiclass")
+    params = dict(SMALL, solver="sgd", learning_rate_init=0.05)
+    ref, ours = pair("multiclass", **params)
+    for est in (ref, ours):
+        est.partial_fit(X.astype(first), y, classes=np.unique(y))
+        est.partial_fit(X.astype(then), y)
+    assert [a.dtype for a in ours.coefs_ + ours.intercepts_] == \
+        [a.dtype for a in ref.coefs_ + ref.intercepts_] == [np.dtype(first)] * 6
+    # float64 weights: the same model (float32 X widens exactly); float32
+    # weights: X rounded to float32 where scikit-learn computes in float64
+    assert model_diff(ours, ref) <= (RTOL if first is np.float64 else 1e-4)
+    assert ours.predict_proba(X.astype(then)).dtype == ref.predict_proba(X.astype(then)).dtype
+    ref, ours = pair("multiclass", warm_start=True, **params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            est.fit(X.astype(first), y)
+            est.fit(X.astype(then), y)
+    assert [a.dtype for a in ours.coefs_] == [a.dtype for a in ref.coefs_]
+    assert model_diff(ours, ref) <= (RTOL if first is np.float64 else 1e-4)
+
+
+@pytest.mark.parametrize("params", [dict(solver="sgd"), dict(solver="adam"),
+                                    dict(solver="adam", early_stopping=True),
+                                    dict(solver="lbfgs")])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_loss_attribute_types_like_sklearn(params, dtype):
+    X, y = data("multiclass")
+    ref, ours = fit_both("multiclass", X.astype(dtype), y, **{**SMALL, **params})
+    for name in ("loss_", "best_loss_", "best_validation_score_"):
+        assert type(getattr(ours, name, None)) is type(getattr(ref, name, None)), name
+    for name in ("loss_curve_", "validation_scores_"):
+        assert ([type(v) for v in getattr(ours, name, None) or []]
+                == [type(v) for v in getattr(ref, name, None) or []]), name
+
+
+def numpy_outputs(est, X):
+    """scikit-learn's own NumPy forward pass over est's current attributes."""
+    base = sk.MLPClassifier if isinstance(est, nk.MLPClassifier) else sk.MLPRegressor
+    return base._forward_pass_fast(est, X)
+
+
+def count_nets(monkeypatch):
+    """A list that grows by one for every _Net built from now on."""
+    built, real = [], nk._Net
+    monkeypatch.setattr(nk, "_Net", lambda *args: built.append(1) or real(*args))
+    return built
+
+
+@pytest.mark.parametrize("params", [dict(solver="adam"), dict(solver="lbfgs"),
+                                    dict(solver="sgd", early_stopping=True)])
+def test_predict_runs_the_trained_network_without_copying_it(params, monkeypatch):
+    X, y = data("multiclass", n=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = nk.MLPClassifier(**{**SMALL, **params}).fit(X, y)
+    built = count_nets(monkeypatch)
+    for _ in range(3):
+        est.predict(X), est.predict_proba(X), est.predict_log_proba(X), est.score(X, y)
+    again = pickle.loads(pickle.dumps(est))   # unpickling builds one, predicts build none
+    assert len(built) == 1
+    for _ in range(3):
+        again.predict(X), est.predict(X)      # (pickling left est as it was)
+    assert len(built) == 1
+    np.testing.assert_allclose(again.predict_proba(X), numpy_outputs(est, X), rtol=1e-12)
+    reg = nk.MLPRegressor(**SMALL).fit(X, y.astype(float))
+    built.clear()
+    reg.predict(X), reg.score(X, y.astype(float))
+    assert not built
+
+
+def test_predict_follows_every_change_to_the_weights():
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**SMALL, solver="adam").fit(X, y)
+    rng = np.random.RandomState(1)
+
+    def check():
+        expected = numpy_outputs(est, X)
+        np.testing.assert_allclose(est.predict_proba(X), expected, rtol=1e-12, atol=1e-15)
+        np.testing.assert_array_equal(est.predict(X), est.classes_[expected.argmax(axis=1)])
+
+    check()
+    est.coefs_[0] *= 3.0                                  # in place
+    check()
+    est.intercepts_[1][...] = rng.randn(5)                # in place, through a slice
+    check()
+    est.coefs_[2] = rng.randn(5, 3)                       # an item of the list replaced
+    check()
+    mine = [rng.randn(*c.shape) for c in est.coefs_]
+    est.coefs_ = mine                                     # the list replaced
+    check()
+    mine[1] += 1.0                                        # the assigned arrays edited in place
+    check()
+    est.set_params(activation="tanh")                     # the hidden activation changed
+    check()
+    est.coefs_[0].shape = (6, 7)                          # (no-op reshape: still the same)
+    check()
+    est = pickle.loads(pickle.dumps(est))
+    est.coefs_[1] -= 0.5                                  # in place after unpickling
+    check()
+    est.coefs_[0] = est.coefs_[0].astype(np.float32)     # another dtype for one layer
+    check()
+
+
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+def test_training_goes_on_in_the_arrays_a_caller_holds_like_sklearn(how):
+    # scikit-learn updates coefs_/intercepts_ in place: references taken
+    # before partial_fit (or a warm-started fit) see the new weights
+    X, y = data("multiclass")
+    for est in pair("multiclass", **SMALL, solver="sgd", warm_start=how == "warm_start"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            (est.partial_fit(X, y, classes=np.unique(y)) if how == "partial_fit"
+             else est.fit(X, y))
+            coefs, first_W, last_b = est.coefs_, est.coefs_[0], est.intercepts_[-1]
+            before = first_W.copy()
+            est.partial_fit(X, y) if how == "partial_fit" else est.fit(X, y)
+        assert est.coefs_ is coefs and est.coefs_[0] is first_W
+        assert est.intercepts_[-1] is last_b
+        assert not np.array_equal(first_W, before)
+
+
+def test_concurrent_predicts_give_the_same_results():
+    X, y = data("multiclass", n=400)
+    est = nk.MLPClassifier(**SMALL).fit(X, y)
+    expected = est.predict_proba(X)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: est.predict_proba(X), range(80)))
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_a_second_concurrent_fit_of_one_estimator_is_refused(solver):
+    """fit/partial_fit from a second thread while one runs raise RuntimeError,
+    as Sequential.fit does (scikit-learn's estimator does not check: three
+    threads fitting one with max_iter=30 ended with n_iter_ == 78 and weights
+    no single fit gives); the estimator fits normally afterwards."""
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**SMALL, solver=solver)
+    inside, release = threading.Event(), threading.Event()
+    name = "_fit_lbfgs" if solver == "lbfgs" else "_fit_stochastic"
+    original = getattr(est, name)
+
+    def paused(*args, **kwargs):
+        if not inside.is_set():     # the first fit waits inside; any other goes on
+            inside.set()
+            release.wait(60)
+        return original(*args, **kwargs)
+
+    setattr(est, name, paused)      # an instance attribute: only this estimator waits
+    first = threading.Thread(target=est.fit, args=(X, y))
+    first.start()
+    try:
+        assert inside.wait(60)
+        calls = [lambda: est.fit(X, y)] + ([lambda: est.partial_fit(X, y)]
+                                          if solver == "adam" else [])
+        for call in calls:
+            with pytest.raises(RuntimeError, match="already being fitted in another thread"):
+                call()
+    finally:
+        release.set()
+        first.join(60)
+    delattr(est, name)
+    expected = nk.MLPClassifier(**SMALL, solver=solver).fit(X, y)
+    est.fit(X, y)                   # the lock was released
+    for a, b in zip(est.coefs_, expected.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_labels_decoded_like_label_binarizer(task):
+    # multiclass: ties (the first maximum wins) and NaN outputs (argmax takes
+    # NaN as the maximum); binary: outputs of exactly 0.5 and NaN (not above
+    # the threshold): the same labels as LabelBinarizer.inverse_transform
+    X, y = data(task)
+    names = np.array(["b", "a", "c"], dtype=object)[y]
+    est = nk.MLPClassifier(**SMALL).fit(X, names)
+    for fill in (None, 0.0, np.nan):   # None: the trained weights
+        if fill is not None:
+            est.coefs_ = [np.full_like(c, fill) for c in est.coefs_]
+            est.intercepts_ = [np.full_like(b, fill) for b in est.intercepts_]
+        for rows in (X, X.astype(np.float32)):
+            got = est.predict(rows)
+            outputs = est._forward_pass_fast(rows)
+            expected = est._label_binarizer.inverse_transform(
+                outputs.ravel() if task == "binary" else outputs)
+            assert got.dtype == expected.dtype == est.classes_.dtype
+            np.testing.assert_array_equal(got, expected)
+    if task == "binary":
+        return
+    est.coefs_ = [np.zeros_like(c) for c in est.coefs_]
+    est.intercepts_ = [np.zeros_like(b) for b in est.intercepts_]
+    est.intercepts_[-1] = np.array([0.0, 1.0, 1.0])  # a tie between the last two classes
+    assert (est.predict(X) == est.classes_[1]).all()
 
 
 def test_invalid_parameters_raise_at_fit_like_sklearn():

@@ -659,7 +659,7 @@ def diverge(backend, lr=DIVERGING_LR):
 def test_divergence_error(backend):
     model, err = diverge(backend)
     assert isinstance(err, ValueError)
-    assert f"epoch {err.epoch}, batch {err.batch}" in str(err)
+    assert f"epoch {err.epoch + 1}, batch {err.batch + 1}:" in str(err)   # counted from 1
     assert "learning rate 5000" in str(err) and err.lr == DIVERGING_LR
     assert model.history.epoch == list(range(err.epoch))
     assert np.isfinite(model.predict(diverging_data()[0])).all()

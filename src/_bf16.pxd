@@ -1,0 +1,36 @@
+# Header-only: the products of the mixed_bfloat16 policy (src/_bf16_gemm.h),
+# and `product`, the one call site that picks them over the float32 gemm.
+from cython cimport floating
+from _blas cimport gemm
+
+cdef extern from "_bf16_gemm.h" nogil:
+    # k per block: each block's float32 sum is added to C in turn.
+    int BF16_KC "NNCORE_BF16_KC"
+    # C := alpha·(op(A)·op(B) with bf16 operands, float32 sums) + beta·C,
+    # row-major float32; 0 = not run (no AVX512_BF16, or no memory).
+    int bf16_gemm "nncore_bf16_gemm" (int trans_a, int trans_b, Py_ssize_t m,
+        Py_ssize_t n, Py_ssize_t k, float alpha, const float* A, Py_ssize_t lda,
+        const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
+    # 1 when this CPU (and NNCORE_SIMD) lets bf16_gemm run.
+    int bf16_available "nncore_bf16_available" ()
+    # 1 when the AMX tile unit can run them (and NNCORE_AMX is not 0).
+    int amx_available "nncore_amx_available" ()
+    # The kernel bf16_gemm uses: 1 AMX, 0 vdpbf16ps, -1 not chosen yet
+    # (its first call picks AMX where amx_available).
+    int bf16_use_amx "nncore_bf16_use_amx"
+    # out[i] := the bfloat16 bits of x[i], rounded to nearest even (subnormals → ±0).
+    void bf16_round_array "nncore_bf16_round_array" (const float* x, Py_ssize_t n,
+                                                     unsigned short* out)
+
+
+cdef inline void product(bint bf16, bint trans_a, bint trans_b, int m, int n, int k,
+                         floating alpha, const floating* A, int lda, const floating* B,
+                         int ldb, floating beta, floating* C, int ldc) noexcept nogil:
+    """C := alpha·op(A)·op(B) + beta·C, row-major: with bf16 operands and
+    float32 accumulation when bf16 (float32 arrays; Network checked
+    bf16_available when it was made), else through gemm. A bf16 product
+    that cannot get its packing buffers (out of memory) runs in float32."""
+    if floating is float:
+        if bf16 and bf16_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
+            return
+    gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)

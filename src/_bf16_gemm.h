@@ -1,0 +1,510 @@
+/* Products of the mixed_bfloat16 policy: bfloat16 operands, float32
+ * accumulation, through the AMX tile unit (TDPBF16PS) where the CPU has it
+ * (Intel Sapphire Rapids and later), else AVX512_BF16's vdpbf16ps.
+ *
+ * C(m×n) := alpha·(op(A)·op(B) in bf16, accumulated in float32) + beta·C, all
+ * row-major float32 arrays; op(A) = Aᵀ (A stored k×m) when trans_a, op(B) = Bᵀ
+ * (B stored n×k) when trans_b.
+ *
+ * Numerics (the NumPy twin, nncore.bfloat16, emulates them):
+ *  - each operand element is rounded float32 → bfloat16 to nearest, ties to
+ *    even (nncore_bf16_round below), as it is packed; a float32 subnormal
+ *    becomes a zero of its sign (vdpbf16ps treats bf16 subnormals as zero
+ *    anyway), a NaN stays a (quiet) NaN, a value past bf16's largest rounds
+ *    to ±inf. Rounding is idempotent, so packing W again for dX = dZ·Wᵀ gives
+ *    the values the forward pass used: each operand is, in effect, rounded
+ *    once per step.
+ *  - a product of two bf16 values (8-bit significands) is exact in float32;
+ *    vdpbf16ps and TDPBF16PS add the products of each k-pair to a float32
+ *    accumulator in k order, rounding to nearest even, denormal results
+ *    flushed to zero (they ignore MXCSR).
+ *  - k is summed in blocks of NNCORE_BF16_KC, in order: a block's sum S_b
+ *    ends in C as C := alpha·S_b + beta·C for the first block, C := alpha·S_b
+ *    + C for the others (so with k ≤ KC, C := alpha·S + beta·C exactly).
+ *
+ * How (Goto's blocking, like _big_gemm.h): C's columns are split between
+ * nncore's threads (_pool.h) in whole NR-wide panels (its rows when C is too
+ * narrow); each thread walks its share in NC × KC blocks of op(B), packs each
+ * into NR-wide panels of k-pairs (one 32-bit word = the bf16 of k = 2p in the
+ * low half, 2p + 1 in the high half: the layout of vdpbf16ps and of AMX's B
+ * tiles), packs MC × KC blocks of op(A) — into MR-high panels of k-pairs for
+ * the MR × NR register-tile kernel of vdpbf16ps, or into 32-row panels with
+ * each row's k-pairs contiguous (AMX's A tiles) for the AMX kernel, which
+ * keeps a 32 × 32 block of C in four 16 × 16 tiles — and runs the kernel
+ * over them. Tails are zero-padded in the packed panels and masked when C is
+ * written. Every element of C sees the same operations in the same order
+ * whatever the thread count, so results are bit-identical across n_threads
+ * (the two kernels may differ from each other in the last bits: NNCORE_AMX=0
+ * in the environment makes the compiled engine use vdpbf16ps).
+ *
+ * nncore_bf16_gemm returns 0, leaving C untouched, when it cannot run: no
+ * AVX512_BF16 (or AVX-512 capped by NNCORE_SIMD), or no memory for the
+ * packing buffers. nncore_bf16_available says which in advance.
+ */
+#ifndef NNCORE_BF16_GEMM_H
+#define NNCORE_BF16_GEMM_H
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include "_simd.h"
+#include "_pool.h"
+
+#define NNCORE_BF16_MR 12    /* rows of the register tile */
+#define NNCORE_BF16_NR 32    /* columns of the register tile: two zmm of floats */
+#define NNCORE_BF16_KC 512   /* k per block (even): an A and a B panel fit L1 together */
+#define NNCORE_BF16_MC 96    /* rows of op(A) per block (a multiple of MR and AMX_MR) */
+#define NNCORE_BF16_NC 256   /* columns of op(B) per block (a multiple of NR): 256 KiB
+                                packed, in L2; op(A) is packed once per NC columns */
+#define NNCORE_AMX_MR 32     /* rows of the AMX kernel's C block (two 16-row tiles) */
+#define NNCORE_AMX_PAIRS 16  /* k-pairs per AMX tile step (a tile row is 64 bytes) */
+/* Below this many multiply-adds a product runs on one thread. */
+#define NNCORE_BF16_THREADED 262144
+
+/* float32 → bfloat16 bits, round to nearest, ties to even; subnormals → ±0,
+ * NaN → quiet NaN (the twin: nncore.bfloat16.round_bf16). */
+static inline uint16_t nncore_bf16_round(float x) {
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x007fffffu))
+        return (uint16_t) ((u >> 16) | 0x0040u);
+    if ((u & 0x7f800000u) == 0)
+        return (uint16_t) ((u >> 16) & 0x8000u);
+    return (uint16_t) ((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+#if NNCORE_X86_SIMD
+#include <cpuid.h>
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* 1 when the products can run here: AVX-512 (F, BW, VL) allowed by NNCORE_SIMD
+ * and AVX512_BF16 (CPUID leaf 7, sub-leaf 1, EAX bit 5). */
+static int nncore_bf16_available(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        unsigned int a = 0, b = 0, c = 0, d = 0;
+        int bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+        __builtin_cpu_init();
+        ok = bf16 && nncore_simd_isa() == NNCORE_AVX512 && __builtin_cpu_supports("avx512bw")
+             && __builtin_cpu_supports("avx512vl");
+    }
+    return ok;
+}
+
+/* 1 when the AMX tile unit runs the products: AMX-TILE and AMX-BF16 (CPUID
+ * leaf 7 EDX bits 24, 22), the kernel's permission to use tile data
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, asked once per process; fork() children
+ * inherit it) and NNCORE_AMX not set to 0. Without it, vdpbf16ps runs them. */
+static int nncore_amx_available(void) {
+    static int ok = -1;
+    if (ok < 0) {
+        unsigned int a = 0, b = 0, c = 0, d = 0;
+        const char* off = getenv("NNCORE_AMX");
+        ok = nncore_bf16_available() && __get_cpuid_count(7, 0, &a, &b, &c, &d)
+             && (d & (1u << 24)) && (d & (1u << 22)) && !(off != NULL && strcmp(off, "0") == 0)
+             && syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */,
+                        18 /* XFEATURE_XTILEDATA */) == 0;
+    }
+    return ok;
+}
+
+/* Which kernel the products use: 1 AMX, 0 vdpbf16ps (set once from
+ * nncore_amx_available; nncore._kernels.bf16_kernel switches it for tests). */
+static int nncore_bf16_use_amx = -1;
+
+/* nncore_bf16_round on 16 floats: the bf16 bits in the high half of each
+ * 32-bit lane, the low half zero. */
+__attribute__((target("avx512f")))
+static inline __m512i nncore_bf16_round16(__m512 x) {
+    const __m512i u = _mm512_castps_si512(x);
+    const __m512i expo = _mm512_and_si512(u, _mm512_set1_epi32(0x7f800000));
+    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(
+        _mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16),
+                                                    _mm512_set1_epi32(1))));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q),
+                              _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
+    r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(expo, _mm512_setzero_si512()),
+                              _mm512_and_si512(u, _mm512_set1_epi32((int) 0x80000000u)));
+    return _mm512_and_si512(r, _mm512_set1_epi32((int) 0xffff0000u));
+}
+
+static inline __mmask16 nncore_bf16_mask(ptrdiff_t count) {
+    return count >= 16 ? (__mmask16) 0xffff
+                       : count <= 0 ? (__mmask16) 0 : (__mmask16) ((1u << count) - 1);
+}
+
+/* 16 k-pairs of one row, k contiguous from s (`left` values of k there; the
+ * missing ones count as 0): word t = bf16(s[2t]) | bf16(s[2t+1]) << 16. */
+__attribute__((target("avx512f,avx512bw")))
+static inline __m512i nncore_bf16_row_pairs(const float* s, ptrdiff_t left) {
+    /* words 4t+1 and 4t+3 of the two rounded halves: the bf16 of 2t, 2t+1 */
+    const __m512i pick = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39,
+                                          37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13,
+                                          11, 9, 7, 5, 3, 1);
+    const __m512i lo = nncore_bf16_round16(_mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
+    const __m512i hi = nncore_bf16_round16(
+        _mm512_maskz_loadu_ps(nncore_bf16_mask(left - 16), s + 16));
+    return _mm512_permutex2var_epi16(lo, pick, hi);
+}
+
+/* One k-pair of 16 consecutive rows r (contiguous from s, the next k at
+ * s + ld; rows outside mask and a missing odd k count as 0). */
+__attribute__((target("avx512f")))
+static inline __m512i nncore_bf16_col_pairs(const float* s, ptrdiff_t ld, __mmask16 m,
+                                            int odd) {
+    const __m512i e = nncore_bf16_round16(_mm512_maskz_loadu_ps(m, s));
+    const __m512i o = odd ? nncore_bf16_round16(_mm512_maskz_loadu_ps(m, s + ld))
+                          : _mm512_setzero_si512();
+    return _mm512_or_si512(_mm512_srli_epi32(e, 16), o);
+}
+
+/* v[j][i] := v[i][j] for a 16 × 16 block of 32-bit words. */
+__attribute__((target("avx512f")))
+static inline void nncore_transpose16(__m512i v[16]) {
+    __m512i t[16], u[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_epi32(v[2 * i], v[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_epi32(v[2 * i], v[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        u[4 * i] = _mm512_unpacklo_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 1] = _mm512_unpackhi_epi64(t[4 * i], t[4 * i + 2]);
+        u[4 * i + 2] = _mm512_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]);
+        u[4 * i + 3] = _mm512_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]);
+    }
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 4; j++) {
+            t[8 * i + j] = _mm512_shuffle_i32x4(u[8 * i + j], u[8 * i + j + 4], 0x88);
+            t[8 * i + j + 4] = _mm512_shuffle_i32x4(u[8 * i + j], u[8 * i + j + 4], 0xdd);
+        }
+    for (int j = 0; j < 8; j++) {
+        v[j] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0x88);
+        v[j + 8] = _mm512_shuffle_i32x4(t[j], t[j + 8], 0xdd);
+    }
+}
+
+/* The k-pairs of rows r0 … r0+rows−1, k = k0 … k0+kc−1 of a matrix X
+ * addressed as x(r, k) = X[k·ld + r] (k_major) or X[r·ld + k], in 16 × 16
+ * blocks (row r + j, pair p + t): block[t][j] when pair_major, else
+ * block[j][t] (a block read the other way is transposed in registers). */
+__attribute__((target("avx512f,avx512bw")))
+static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+                                     ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t r,
+                                     ptrdiff_t p, int pair_major, __m512i v[16]) {
+    if (k_major) {   /* rows contiguous: one pair of 16 rows per vector */
+        for (int t = 0; t < 16; t++)
+            v[t] = 2 * (p + t) < kc && r < rows
+                ? nncore_bf16_col_pairs(X + (k0 + 2 * (p + t)) * ld + r0 + r, ld,
+                                        nncore_bf16_mask(rows - r), 2 * (p + t) + 1 < kc)
+                : _mm512_setzero_si512();
+    } else {         /* k contiguous: 16 pairs of one row per vector */
+        for (int j = 0; j < 16; j++)
+            v[j] = r + j < rows && 2 * p < kc
+                ? nncore_bf16_row_pairs(X + (r0 + r + j) * ld + k0 + 2 * p, kc - 2 * p)
+                : _mm512_setzero_si512();
+    }
+    if (pair_major != k_major)
+        nncore_transpose16(v);
+}
+
+/* Packs rows r0 … r0+rows−1 and k = k0 … k0+kc−1 of X (addressed as in
+ * nncore_bf16_block) pair by pair, for vdpbf16ps's A panels and every B panel:
+ * dst[p·width + r] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16,
+ * zero for rows ≤ r < width and for the k past kc (odd kc). */
+__attribute__((target("avx512f,avx512bw")))
+static void nncore_bf16_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+                             ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t width,
+                             uint32_t* dst) {
+    const ptrdiff_t pairs = (kc + 1) / 2;
+    __m512i v[16];
+    for (ptrdiff_t p = 0; p < pairs; p += 16)
+        for (ptrdiff_t r = 0; r < width; r += 16) {
+            nncore_bf16_block(X, ld, k_major, r0, rows, k0, kc, r, p, 1, v);
+            for (ptrdiff_t t = 0; t < 16 && p + t < pairs; t++)
+                _mm512_mask_storeu_epi32(dst + (p + t) * width + r,
+                                         nncore_bf16_mask(width - r), v[t]);
+        }
+}
+
+/* C(mr×nr, mr ≤ MR, nr ≤ NR) := alpha·Σ_p a[p]·b[p] + beta·C over `pairs`
+ * k-pairs of an MR-high A panel and an NR-wide B panel (beta = 0: C is not
+ * read). */
+__attribute__((target("avx512f,avx512bf16")))
+static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_t* b,
+                               float alpha, float beta, float* C, ptrdiff_t ldc, ptrdiff_t mr,
+                               ptrdiff_t nr) {
+    __m512 c[NNCORE_BF16_MR][2];
+#pragma GCC unroll 12
+    for (int i = 0; i < NNCORE_BF16_MR; i++)
+        c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (ptrdiff_t p = 0; p < pairs; p++) {
+        const __m512bh b0 = (__m512bh) _mm512_loadu_si512(b + p * NNCORE_BF16_NR);
+        const __m512bh b1 = (__m512bh) _mm512_loadu_si512(b + p * NNCORE_BF16_NR + 16);
+        const uint32_t* ap = a + p * NNCORE_BF16_MR;
+#pragma GCC unroll 12
+        for (int i = 0; i < NNCORE_BF16_MR; i++) {
+            const __m512bh ai = (__m512bh) _mm512_set1_epi32((int) ap[i]);
+            c[i][0] = _mm512_dpbf16_ps(c[i][0], ai, b0);
+            c[i][1] = _mm512_dpbf16_ps(c[i][1], ai, b1);
+        }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __mmask16 m0 = nncore_bf16_mask(nr), m1 = nncore_bf16_mask(nr - 16);
+#pragma GCC unroll 12
+    for (int i = 0; i < NNCORE_BF16_MR; i++) {
+        if (i < mr) {
+            float* ci = C + i * ldc;
+            __m512 v0 = _mm512_mul_ps(va, c[i][0]), v1 = _mm512_mul_ps(va, c[i][1]);
+            if (beta != 0) {
+                v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
+                v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
+            }
+            _mm512_mask_storeu_ps(ci, m0, v0);
+            _mm512_mask_storeu_ps(ci + 16, m1, v1);
+        }
+    }
+}
+
+/* The AMX layout of op(A): row r's k-pairs contiguous,
+ * dst[r·stride + p] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16 for
+ * r < rows and 2p < kc; zero for p up to stride and for rows ≤ r < height
+ * (both multiples of 16). x as in nncore_bf16_block. */
+__attribute__((target("avx512f,avx512bw")))
+static void nncore_bf16_pack_rows(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+                                  ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t height,
+                                  ptrdiff_t stride, uint32_t* dst) {
+    __m512i v[16];
+    for (ptrdiff_t r = 0; r < height; r += 16)
+        for (ptrdiff_t p = 0; p < stride; p += 16) {
+            nncore_bf16_block(X, ld, k_major, r0, rows, k0, kc, r, p, 0, v);
+            for (int j = 0; j < 16; j++)
+                _mm512_storeu_si512(dst + (r + j) * stride + p, v[j]);
+        }
+}
+
+/* The AMX tile configuration: palette 1; tiles 0-3 hold C (16 rows × 16
+ * floats), 4-5 the A rows 0-15 and 16-31 (16 rows × 16 k-pairs), 6-7 the B
+ * columns 0-15 and 16-31 (16 k-pairs × 16 columns); 64 bytes per row each. */
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} nncore_tile_config;
+
+__attribute__((target("amx-tile")))
+static void nncore_amx_begin(void) {
+    nncore_tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.colsb[t] = 64;
+        cfg.rows[t] = 16;
+    }
+    __asm__ volatile("" ::: "memory");
+    _tile_loadconfig(&cfg);
+}
+
+__attribute__((target("amx-tile")))
+static void nncore_amx_end(void) { _tile_release(); }
+
+/* C(mr×nr, mr ≤ 32, nr ≤ 32) := alpha·Σ a·b + beta·C over steps·16 k-pairs
+ * of a 32-row A panel in the row layout (row stride a_stride words) and an
+ * NR-wide B panel (as for nncore_bf16_kernel), by TDPBF16PS on four C tiles
+ * (beta = 0: C is not read). The tiles are configured (nncore_amx_begin). */
+__attribute__((target("amx-tile,amx-bf16,avx512f")))
+static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, ptrdiff_t a_stride,
+                              const uint32_t* b, float alpha, float beta, float* C,
+                              ptrdiff_t ldc, ptrdiff_t mr, ptrdiff_t nr) {
+    float acc[NNCORE_AMX_MR * NNCORE_BF16_NR] __attribute__((aligned(64)));
+    const long sa = 4 * a_stride, sb = 4 * NNCORE_BF16_NR;
+    __asm__ volatile("" ::: "memory");   /* the packed panels are written */
+    _tile_zero(0);
+    _tile_zero(1);
+    _tile_zero(2);
+    _tile_zero(3);
+    for (ptrdiff_t s = 0; s < steps; s++) {
+        const uint32_t* as = a + s * NNCORE_AMX_PAIRS;
+        const uint32_t* bs = b + s * NNCORE_AMX_PAIRS * NNCORE_BF16_NR;
+        _tile_loadd(4, as, sa);
+        _tile_loadd(5, as + 16 * a_stride, sa);
+        _tile_loadd(6, bs, sb);
+        _tile_loadd(7, bs + 16, sb);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, acc, sb);
+    _tile_stored(1, acc + 16, sb);
+    _tile_stored(2, acc + 16 * NNCORE_BF16_NR, sb);
+    _tile_stored(3, acc + 16 * NNCORE_BF16_NR + 16, sb);
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __mmask16 m0 = nncore_bf16_mask(nr), m1 = nncore_bf16_mask(nr - 16);
+    for (ptrdiff_t i = 0; i < mr; i++) {
+        float* ci = C + i * ldc;
+        __m512 v0 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NNCORE_BF16_NR));
+        __m512 v1 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NNCORE_BF16_NR + 16));
+        if (beta != 0) {
+            v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
+            v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
+        }
+        _mm512_mask_storeu_ps(ci, m0, v0);
+        _mm512_mask_storeu_ps(ci + 16, m1, v1);
+    }
+}
+
+/* out[i] := nncore_bf16_round(x[i]) for i < n, 16 at a time where the
+ * products can run (the packing's rounding), one by one elsewhere. */
+__attribute__((target("avx512f,avx512bw,avx512vl")))
+static void nncore_bf16_round_avx512(const float* x, ptrdiff_t n, uint16_t* out) {
+    for (ptrdiff_t i = 0; i < n; i += 16) {
+        const __mmask16 m = nncore_bf16_mask(n - i);
+        const __m512i r = _mm512_srli_epi32(
+            nncore_bf16_round16(_mm512_maskz_loadu_ps(m, x + i)), 16);
+        _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(r));
+    }
+}
+
+static void nncore_bf16_round_array(const float* x, ptrdiff_t n, uint16_t* out) {
+    if (nncore_bf16_available()) {
+        nncore_bf16_round_avx512(x, n, out);
+        return;
+    }
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = nncore_bf16_round(x[i]);
+}
+
+typedef struct {
+    int trans_a, trans_b;
+    ptrdiff_t m, n, k, lda, ldb, ldc;
+    float alpha, beta;
+    const float* A;
+    const float* B;
+    float* C;
+} nncore_bf16_job;
+
+/* Per-part packing buffers (a B block, then an A block), made on first use;
+ * a job owns them while it holds nncore_pool.run. */
+#define NNCORE_BF16_BBUF ((NNCORE_BF16_KC / 2) * NNCORE_BF16_NC)
+#define NNCORE_BF16_ABUF ((NNCORE_BF16_KC / 2) * NNCORE_BF16_MC)
+static uint32_t* nncore_bf16_buf[NNCORE_MAX_THREADS];
+
+static void nncore_bf16_part(void* arg, int part, int parts) {
+    const nncore_bf16_job* g = (const nncore_bf16_job*) arg;
+    const ptrdiff_t NR = NNCORE_BF16_NR, MR = NNCORE_BF16_MR;
+    ptrdiff_t i_lo = 0, i_hi = g->m, j_lo = 0, j_hi = g->n;
+    uint32_t* bbuf = nncore_bf16_buf[part];
+    uint32_t* abuf = bbuf + NNCORE_BF16_BBUF;
+    const int amx = nncore_bf16_use_amx;
+    if (g->n >= parts * NR) { /* split columns, in whole panels */
+        ptrdiff_t per = ((g->n + NR - 1) / NR + parts - 1) / parts * NR;
+        j_lo = part * per < g->n ? part * per : g->n;
+        j_hi = j_lo + per < g->n ? j_lo + per : g->n;
+    } else {
+        ptrdiff_t per = (g->m + parts - 1) / parts;
+        i_lo = part * per < g->m ? part * per : g->m;
+        i_hi = i_lo + per < g->m ? i_lo + per : g->m;
+    }
+    if (amx && i_lo < i_hi && j_lo < j_hi)
+        nncore_amx_begin();
+    for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NNCORE_BF16_NC) {
+        const ptrdiff_t nc = jc + NNCORE_BF16_NC < j_hi ? NNCORE_BF16_NC : j_hi - jc;
+        for (ptrdiff_t pc = 0; pc < g->k; pc += NNCORE_BF16_KC) {
+            const ptrdiff_t kc = pc + NNCORE_BF16_KC < g->k ? NNCORE_BF16_KC : g->k - pc;
+            /* k-pairs per panel: AMX takes whole tile steps (zero-padded) */
+            const ptrdiff_t pairs = amx ? ((kc + 1) / 2 + NNCORE_AMX_PAIRS - 1)
+                                          / NNCORE_AMX_PAIRS * NNCORE_AMX_PAIRS
+                                        : (kc + 1) / 2;
+            /* op(B)[k, j] is B[k·ldb + j] (k-major) or, transposed, B[j·ldb + k] */
+            for (ptrdiff_t q = 0; q * NR < nc; q++) {
+                uint32_t* panel = bbuf + q * NR * pairs;
+                nncore_bf16_pack(g->B, g->ldb, !g->trans_b, jc + q * NR,
+                                 nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR, panel);
+                memset(panel + (kc + 1) / 2 * NR, 0,
+                       sizeof(uint32_t) * (pairs - (kc + 1) / 2) * NR);
+            }
+            for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_BF16_MC) {
+                const ptrdiff_t mc = ic + NNCORE_BF16_MC < i_hi ? NNCORE_BF16_MC : i_hi - ic;
+                /* op(A)[i, k] is A[i·lda + k] or, transposed, A[k·lda + i] (k-major) */
+                if (amx) {
+                    const ptrdiff_t AMR = NNCORE_AMX_MR;
+                    for (ptrdiff_t s = 0; s * AMR < mc; s++)
+                        nncore_bf16_pack_rows(g->A, g->lda, g->trans_a, ic + s * AMR,
+                                              mc - s * AMR < AMR ? mc - s * AMR : AMR, pc, kc,
+                                              AMR, pairs, abuf + s * AMR * pairs);
+                    for (ptrdiff_t q = 0; q * NR < nc; q++)
+                        for (ptrdiff_t s = 0; s * AMR < mc; s++)
+                            nncore_amx_kernel(pairs / NNCORE_AMX_PAIRS, abuf + s * AMR * pairs,
+                                              pairs, bbuf + q * NR * pairs, g->alpha,
+                                              pc ? 1.0f : g->beta,
+                                              g->C + (ic + s * AMR) * g->ldc + jc + q * NR,
+                                              g->ldc, mc - s * AMR < AMR ? mc - s * AMR : AMR,
+                                              nc - q * NR < NR ? nc - q * NR : NR);
+                    continue;
+                }
+                for (ptrdiff_t s = 0; s * MR < mc; s++)
+                    nncore_bf16_pack(g->A, g->lda, g->trans_a, ic + s * MR,
+                                     mc - s * MR < MR ? mc - s * MR : MR, pc, kc, MR,
+                                     abuf + s * MR * pairs);
+                for (ptrdiff_t q = 0; q * NR < nc; q++)
+                    for (ptrdiff_t s = 0; s * MR < mc; s++)
+                        nncore_bf16_kernel(pairs, abuf + s * MR * pairs, bbuf + q * NR * pairs,
+                                           g->alpha, pc ? 1.0f : g->beta,
+                                           g->C + (ic + s * MR) * g->ldc + jc + q * NR, g->ldc,
+                                           mc - s * MR < MR ? mc - s * MR : MR,
+                                           nc - q * NR < NR ? nc - q * NR : NR);
+            }
+        }
+    }
+    if (amx && i_lo < i_hi && j_lo < j_hi)
+        nncore_amx_end();
+}
+
+static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                            float alpha, const float* A, ptrdiff_t lda, const float* B,
+                            ptrdiff_t ldb, float beta, float* C, ptrdiff_t ldc) {
+    nncore_bf16_job job = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};
+    int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
+    if (!nncore_bf16_available())
+        return 0;
+    if (nncore_bf16_use_amx < 0)
+        nncore_bf16_use_amx = nncore_amx_available();
+    if (m == 0 || n == 0)
+        return 1;
+    if (k == 0) { /* C := beta·C (beta = 0: C is not read) */
+        for (ptrdiff_t i = 0; i < m; i++)
+            for (ptrdiff_t j = 0; j < n; j++)
+                C[i * ldc + j] = beta != 0 ? beta * C[i * ldc + j] : 0.0f;
+        return 1;
+    }
+    if ((double) m * n * k < NNCORE_BF16_THREADED)
+        parts = 1;
+    for (int part = 0; part < parts; part++) {
+        if (nncore_bf16_buf[part] == NULL) {
+            pthread_mutex_lock(&nncore_pool.run);
+            if (nncore_bf16_buf[part] == NULL)
+                nncore_bf16_buf[part] = (uint32_t*) malloc(
+                    sizeof(uint32_t) * (NNCORE_BF16_BBUF + NNCORE_BF16_ABUF));
+            pthread_mutex_unlock(&nncore_pool.run);
+        }
+        if (nncore_bf16_buf[part] == NULL)
+            return 0;
+    }
+    nncore_parallel(nncore_bf16_part, &job, parts);
+    return 1;
+}
+#else
+static int nncore_bf16_available(void) { return 0; }
+static int nncore_amx_available(void) { return 0; }
+static int nncore_bf16_use_amx = 0;
+static void nncore_bf16_round_array(const float* x, ptrdiff_t n, uint16_t* out) {
+    for (ptrdiff_t i = 0; i < n; i++)
+        out[i] = nncore_bf16_round(x[i]);
+}
+static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                            float alpha, const float* A, ptrdiff_t lda, const float* B,
+                            ptrdiff_t ldb, float beta, float* C, ptrdiff_t ldc) { return 0; }
+#endif
+#endif

@@ -1,0 +1,484 @@
+"""The mixed_bfloat16 policy: bf16 rounding against an exact emulation, the
+compiled bf16 GEMM (src/_bf16_gemm.h) against its NumPy twin
+(nncore.bfloat16), bit-identity across thread counts, training parity between
+the two backends, gradients against float32's, and the public API around it."""
+import copy
+import json
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+import zipfile
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import scipy.sparse
+
+import nncore
+from nncore import Dense, Sequential, layers
+from nncore import _kernels as K
+from nncore.bfloat16 import MIXED_BFLOAT16, gemm_bf16, round_bf16, round_bf16_bits
+
+HAS_BF16 = K.bf16_available()
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="CPU without AVX512_BF16 "
+                                "(or NNCORE_SIMD caps AVX-512)")
+
+
+def kernels():
+    """The bf16 kernels this CPU can run: "amx" (TDPBF16PS) where it has the
+    tile unit, and "avx512" (vdpbf16ps)."""
+    if not HAS_BF16:
+        return ["avx512"]
+    default = K.bf16_kernel()
+    found = ["avx512"]
+    try:
+        K.bf16_kernel("amx")
+        found.insert(0, "amx")
+    except RuntimeError:
+        pass
+    K.bf16_kernel(default)
+    return found
+
+
+KERNELS = kernels()
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request):
+    """Runs the test with each bf16 kernel of nncore._kernels, then restores
+    the default."""
+    default = K.bf16_kernel()
+    K.bf16_kernel(request.param)
+    yield request.param
+    K.bf16_kernel(default)
+U = 2.0 ** -24   # float32's unit roundoff
+
+
+# ------------------------------------------------------------ rounding
+
+def exact_bf16_bits(x):
+    """The bfloat16 nearest to float32 x, ties to even, found with exact
+    rational arithmetic (no bit tricks): the policy's rounding, with float32
+    subnormals flushed to a zero of their sign and NaN made quiet."""
+    u = int(np.float32(x).view(np.uint32))
+    sign, expo, frac = u >> 31, (u >> 23) & 0xFF, u & 0x7FFFFF
+    if expo == 0xFF:
+        return (u >> 16) | (0x40 if frac else 0)
+    if expo == 0:
+        return sign << 15
+
+    def value(bits):   # a positive bf16 pattern as an exact Fraction (inf as 2**128)
+        e, f = (bits >> 7) & 0xFF, bits & 0x7F
+        return Fraction(2) ** 128 if e == 0xFF else Fraction(128 + f, 128) * Fraction(2) ** (e - 127)
+
+    mag = Fraction(1 + Fraction(frac, 2 ** 23)) * Fraction(2) ** (expo - 127)
+    low = (u & 0x7FFFFFFF) >> 16        # the bf16 at or below |x|
+    below, above = mag - value(low), value(low + 1) - mag
+    up = above < below or (above == below and low % 2 == 1)
+    return (sign << 15) | (low + 1 if up else low)
+
+
+def rounding_cases():
+    rng = np.random.default_rng(7)
+    bits = rng.integers(0, 2 ** 32, 3000, dtype=np.uint64).astype(np.uint32)
+    top = rng.integers(0, 2 ** 16, 200, dtype=np.uint64).astype(np.uint32) << 16
+    special = np.array([
+        0x00000000, 0x80000000,             # ±0
+        0x7F800000, 0xFF800000,             # ±inf
+        0x7FC00000, 0xFFC00001, 0x7F800001, 0x7FA00000, 0x7F80FFFF,   # quiet/signalling NaN
+        0x00000001, 0x807FFFFF, 0x00400000,  # subnormals
+        0x00800000, 0x80800000,             # smallest normals
+        0x7F7FFFFF, 0x7F7F8000, 0x7F7F7FFF,  # past bf16's largest: inf; tie; just below
+        0x3F808000, 0x3F818000,             # ties: to the even below, to the even above
+        0x3F807FFF, 0x3F808001, 0xBF808000, 0xBF818000,
+    ], dtype=np.uint32)
+    cases = np.concatenate([bits, top | 0x8000, top | 0x7FFF, top | 0x8001, special])
+    return cases.view(np.float32)
+
+
+def test_twin_rounding_is_exact():
+    x = rounding_cases()
+    with np.errstate(invalid="ignore"):
+        got = round_bf16_bits(x)
+    want = np.array([exact_bf16_bits(v) for v in x], dtype=np.uint16)
+    assert np.array_equal(got, want), x[got != want][:5]
+
+
+def test_round_bf16_values():
+    """round_bf16 gives the bf16 values as float32 (low 16 bits zero)."""
+    x = np.array([1.0, 1 + 2 ** -8, 1 + 3 * 2 ** -8, -0.0, 3.4e38, 1e-40], np.float32)
+    r = round_bf16(x)
+    assert r.dtype == np.float32
+    assert r.tolist() == [1.0, 1.0, 1 + 2 ** -6, -0.0, np.inf, 0.0]
+    assert np.signbit(r[3])
+
+
+@needs_bf16
+def test_kernel_rounding_is_exact():
+    """The packing's AVX-512 rounding, lane by lane and over a masked tail."""
+    x = rounding_cases()
+    out = np.empty(x.shape, np.uint16)
+    K.round_bf16_bits(x, out)
+    want = np.array([exact_bf16_bits(v) for v in x], dtype=np.uint16)
+    assert np.array_equal(out, want)
+
+
+def run_python(code, **env):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False,
+                          capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, **env))
+
+
+def test_without_avx512_bf16(tmp_path):
+    """Where the products cannot run (NNCORE_SIMD=avx2 stands in for a CPU
+    without AVX512_BF16): the scalar rounding is still exact, the compiled
+    backend refuses the policy at construction — and loading such a model —
+    with a RuntimeError naming the missing feature, and the numpy backend
+    emulates it."""
+    x = rounding_cases()
+    np.save(tmp_path / "x.npy", x)
+    want = np.array([exact_bf16_bits(v) for v in x], dtype=np.uint16)
+    np.save(tmp_path / "want.npy", want)
+    Sequential([Dense(3, 2)], dtype=MIXED_BFLOAT16, backend="numpy", seed=0).save(
+        tmp_path / "m.npz")
+    code = f"""
+        import numpy as np, nncore, pytest
+        from nncore import _kernels as K
+        assert not K.bf16_available()
+        x = np.load({str(tmp_path / "x.npy")!r}); out = np.empty(x.shape, np.uint16)
+        K.round_bf16_bits(x, out)
+        assert np.array_equal(out, np.load({str(tmp_path / "want.npy")!r}))
+        with pytest.raises(RuntimeError, match="AVX512_BF16"):
+            nncore.Sequential([nncore.Dense(3, 2)], dtype="mixed_bfloat16")
+        with pytest.raises(RuntimeError, match="AVX512_BF16"):
+            K.bf16_gemm(False, False, 1.0, np.ones((2, 2), np.float32),
+                        np.ones((2, 2), np.float32), 0.0, np.ones((2, 2), np.float32))
+        m = nncore.load({str(tmp_path / "m.npz")!r})
+        assert m.dtype_policy == "mixed_bfloat16" and m.backend == "numpy"
+        with pytest.raises(RuntimeError, match="AVX512_BF16"):
+            m.backend = "cython"
+        print("ok")
+        """
+    result = run_python(code, NNCORE_SIMD="avx2")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+# ------------------------------------------------------------ the GEMM
+
+def gemm_bound(trans_a, trans_b, alpha, A, B, beta, C0):
+    """|kernel − twin| ≤ this, elementwise. Both sum the same exact products
+    (bf16 × bf16 is exact in float32) in float32, in different orders: each
+    differs from the exact sum S by at most γ_k·T, T = |a|·|b| (Higham,
+    "Accuracy and Stability of Numerical Algorithms", 2nd ed., §3.1, γ_k =
+    k·u/(1 − k·u)), so from each other by 2·γ_k·|alpha|·T. Scaling by alpha,
+    adding beta·C0 and the kernel's one extra rounding per KC block of k add
+    at most (2 + 2·blocks)·u·(|alpha|·T + |beta·C0|); vdpbf16ps's
+    flush-to-zero of subnormal results adds at most 2·k·2⁻¹²⁶ (≈ 0 here)."""
+    a, b = np.abs(round_bf16(A)).astype(np.float64), np.abs(round_bf16(B)).astype(np.float64)
+    T = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    k = a.shape[0] if trans_a else a.shape[1]
+    gamma = k * U / (1 - k * U)
+    blocks = -(-k // K.BF16_KC)
+    rest = abs(alpha) * T + (abs(beta) * np.abs(C0.astype(np.float64)) if beta else 0)
+    return 2 * gamma * abs(alpha) * T + (2 + 2 * blocks) * U * rest + 2 * k * 2.0 ** -126
+
+
+def operands(rng, m, n, k, trans_a, trans_b):
+    A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
+    B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
+    return A, B
+
+
+SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 2), (11, 31, 1), (12, 32, 2), (13, 33, 17),
+          (33, 65, 511), (7, 10, 513), (37, 97, 1025), (128, 256, 64), (3, 600, 5),
+          (100, 300, 33)]
+
+
+@needs_bf16
+@pytest.mark.parametrize("m, n, k", SHAPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("alpha, beta", [(1.0, 0.0), (-0.3, 1.0), (2.0, 0.5)])
+def test_gemm_matches_twin(kernel, m, n, k, trans_a, trans_b, alpha, beta):
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    A, B = operands(rng, m, n, k, trans_a, trans_b)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    C, R = C0.copy(), C0.copy()
+    if beta == 0:
+        C[...] = np.nan   # beta = 0 must not read C
+    K.bf16_gemm(trans_a, trans_b, alpha, A, B, beta, C)
+    gemm_bf16(trans_a, trans_b, alpha, A, B, beta, R)
+    bound = gemm_bound(trans_a, trans_b, alpha, A, B, beta, C0)
+    err = np.abs(C.astype(np.float64) - R)
+    assert (err <= bound).all(), (err - bound).max()
+
+
+@needs_bf16
+def test_gemm_products_are_bf16(kernel):
+    """The operands really are rounded: 1 + 2⁻⁹ is 1 in bfloat16, so the
+    product is k·1, not k·(1 + 2⁻⁹)² as in float32."""
+    A = np.full((3, 4), 1 + 2 ** -9, np.float32)
+    C = np.empty((3, 5), np.float32)
+    K.bf16_gemm(False, False, 1.0, A, A.T.copy()[:4, :1].repeat(5, 1), 0.0, C)
+    assert (C == 4.0).all()
+
+
+@needs_bf16
+def test_gemm_special_values(kernel):
+    """inf and NaN propagate as IEEE sums do (inf·0 = NaN); k = 0 gives beta·C."""
+    A = np.array([[np.inf, 1.0], [np.nan, 1.0], [1.0, 2.0]], np.float32)
+    B = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
+    C = np.zeros((3, 2), np.float32)
+    K.bf16_gemm(False, False, 1.0, A, B, 0.0, C)
+    assert C[0, 0] == np.inf and np.isnan(C[0, 1]) and np.isnan(C[1]).all()
+    assert C[2].tolist() == [3.0, 2.0]
+    C = np.full((2, 3), 2.0, np.float32)
+    K.bf16_gemm(False, False, 1.0, np.empty((2, 0), np.float32), np.empty((0, 3), np.float32),
+                0.5, C)
+    assert (C == 1.0).all()
+
+
+@needs_bf16
+def test_gemm_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="op\\(A\\)"):
+        K.bf16_gemm(False, False, 1.0, np.ones((2, 3), np.float32), np.ones((3, 4), np.float32),
+                    0.0, np.ones((3, 4), np.float32))
+    with pytest.raises(ValueError, match="float32"):
+        K.dense_forward(np.ones((2, 3)), np.ones((3, 4)), np.ones(4), 0, np.ones((2, 4)),
+                        bf16=True)
+
+
+@needs_bf16
+@pytest.mark.parametrize("m, n, k, trans_a, trans_b", [
+    (300, 200, 500, False, False),   # columns split between the threads
+    (300, 10, 900, False, True),     # too narrow: rows split
+    (513, 130, 97, True, False),
+])
+def test_gemm_bit_identical_across_threads(kernel, m, n, k, trans_a, trans_b):
+    rng = np.random.default_rng(1)
+    A, B = operands(rng, m, n, k, trans_a, trans_b)
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            K.use_threads(threads)
+            C = C0.copy()
+            K.bf16_gemm(trans_a, trans_b, -0.7, A, B, 1.0, C)
+            results.append(C)
+    finally:
+        K.use_threads(1)
+    assert all(r.tobytes() == results[0].tobytes() for r in results[1:])
+
+
+@needs_bf16
+@pytest.mark.parametrize("n, n_in, n_out", [(1, 3, 2), (17, 33, 40), (64, 100, 10)])
+def test_dense_kernels_match_twins(kernel, n, n_in, n_out):
+    """The layer kernels with bf16=True against layers.dense_forward/backward
+    with bf16=True (tolerance as in gemm_bound, from the products' T)."""
+    rng = np.random.default_rng(n)
+    X = rng.standard_normal((n, n_in)).astype(np.float32)
+    W = rng.standard_normal((n_in, n_out)).astype(np.float32)
+    b = rng.standard_normal(n_out).astype(np.float32)
+    dZ = rng.standard_normal((n, n_out)).astype(np.float32)
+    outs = []
+    for mod in (K, layers):
+        A = np.empty((n, n_out), np.float32)
+        mod.dense_forward(X, W, b, 0, A, bf16=True)   # linear
+        dX, gW, gb = (np.empty((n, n_in), np.float32), np.empty((n_in, n_out), np.float32),
+                      np.empty(n_out, np.float32))
+        mod.dense_backward(X, dZ, W, 0, dX, gW, gb, 1.0, 0.0, bf16=True)
+        outs.append((A, dX, gW, gb))
+    bounds = (gemm_bound(False, False, 1, X, W, 0, None) + 4 * U * np.abs(b),
+              gemm_bound(False, True, 1, dZ, W, 0, None),
+              gemm_bound(True, False, 1, X, dZ, 0, None), 1e-5 * (1 + np.abs(outs[1][3])))
+    for got, want, bound in zip(outs[0], outs[1], bounds):
+        assert (np.abs(got.astype(np.float64) - want) <= bound).all()
+
+
+# ------------------------------------------------------------ training
+
+def digits_model(backend, dtype=MIXED_BFLOAT16, optimizer=None, n_threads=None):
+    return Sequential([Dense(64, 48, "relu"), Dense(48, 32, "tanh"),
+                       Dense(32, 10, "softmax")], loss="cross_entropy",
+                      optimizer=optimizer or nncore.SGD(lr=0.05, momentum=0.9), seed=3,
+                      dtype=dtype, backend=backend, n_threads=n_threads)
+
+
+def flat(model):
+    return np.concatenate([w.ravel() for w in model.get_weights()])
+
+
+@needs_bf16
+@pytest.mark.parametrize("optimizer", [nncore.SGD(lr=0.1), nncore.SGD(lr=0.05, momentum=0.9),
+                                       nncore.Adam(lr=0.003)], ids=repr)
+@pytest.mark.parametrize("epochs, batch_size, tolerance", [(1, None, 1e-4), (4, 32, 1e-2)])
+def test_training_parity_engine_vs_reference(optimizer, epochs, batch_size, tolerance):
+    """Same seed, same batch order: the engine and the NumPy twin follow the
+    same bf16 trajectory. They add the same float32 products in different
+    orders, so now and then a value lands on the other side of a bf16
+    rounding boundary (a relative step of 2⁻⁸) and the runs drift apart a
+    little: after one full-batch step the weights differ by ~1e-6 of the
+    step's change (measured: ≤ 5e-6), after 4 epochs of 19 batches by ~1e-3
+    of the total change (measured ≤ 2.2e-3); losses agree to 2e-3 and the
+    predicted classes all but never differ."""
+    X, y = nncore.load_digits()
+    X, y = X[:600], y[:600]
+    models = [digits_model(b, optimizer=copy.deepcopy(optimizer)) for b in ("cython", "numpy")]
+    start = flat(models[0])
+    losses = [m.fit(X, y, epochs=epochs, batch_size=batch_size).history["loss"]
+              for m in models]
+    np.testing.assert_allclose(losses[0], losses[1], rtol=2e-3)
+    w = [flat(m) for m in models]
+    assert np.linalg.norm(w[0] - w[1]) <= tolerance * np.linalg.norm(w[1] - start)
+    p = [m.predict(X).argmax(axis=1) for m in models]
+    assert (p[0] == p[1]).mean() >= 0.99
+
+
+@needs_bf16
+def test_training_bit_identical_across_threads():
+    """W3-shaped products (threaded past NNCORE_BF16_THREADED multiply-adds):
+    n_threads=1 and 2 end on the same bits."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((512, 200)).astype(np.float32)
+    y = rng.integers(0, 10, 512)
+    weights = []
+    for threads in (1, 2):
+        m = Sequential([Dense(200, 160, "relu"), Dense(160, 10, "softmax")],
+                       loss="cross_entropy", optimizer=nncore.Adam(lr=1e-3), seed=1,
+                       dtype=MIXED_BFLOAT16, n_threads=threads)
+        m.fit(X, y, epochs=2, batch_size=128)
+        weights.append(np.concatenate([w.ravel() for w in m.get_weights()]))
+    assert weights[0].tobytes() == weights[1].tobytes()
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_gradient_approximates_float32(backend):
+    """At the same weights, the bf16 products' gradient is the float32
+    gradient up to bf16's relative precision (2⁻⁸ per operand, a few of them
+    compounding through the layers): relative error well under 5%, and
+    pointing the same way (cosine > 0.999)."""
+    if backend == "cython" and not HAS_BF16:
+        pytest.skip("CPU without AVX512_BF16")
+    X, y = nncore.load_digits()
+    ref = digits_model("numpy", dtype="float32")
+    bf = digits_model(backend)
+    bf.set_weights(ref.get_weights())
+    v32, g32 = ref.loss_and_gradient(X, y)
+    v16, g16 = bf.loss_and_gradient(X, y)
+    assert g16.dtype == np.float32
+    assert abs(v16 - v32) <= 1e-2 * abs(v32)
+    assert np.linalg.norm(g16 - g32) <= 0.05 * np.linalg.norm(g32)
+    assert g16 @ g32 / (np.linalg.norm(g16) * np.linalg.norm(g32)) > 0.999
+    # and bf16 really is in use: not the float32 gradient to float32 precision
+    assert np.linalg.norm(g16 - g32) > 1e-5 * np.linalg.norm(g32)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_accuracy_close_to_float32(backend):
+    if backend == "cython" and not HAS_BF16:
+        pytest.skip("CPU without AVX512_BF16")
+    X, y = nncore.load_digits()
+    acc = {}
+    for dtype in ("float32", MIXED_BFLOAT16):
+        m = digits_model(backend if dtype != "float32" else "numpy", dtype=dtype)
+        m.fit(X[:1400], y[:1400], epochs=8, batch_size=32)
+        acc[dtype] = m.evaluate(X[1400:], y[1400:])["accuracy"]
+    assert acc["float32"] > 0.9
+    assert abs(acc[MIXED_BFLOAT16] - acc["float32"]) <= 0.02
+
+
+# ------------------------------------------------------------ API
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_policy_attributes(backend):
+    if backend == "cython" and not HAS_BF16:
+        pytest.skip("CPU without AVX512_BF16")
+    m = digits_model(backend)
+    assert m.dtype == np.float32 and m.dtype_policy == MIXED_BFLOAT16
+    assert m.compute_dtype == "bfloat16"
+    assert "dtype='mixed_bfloat16'" in repr(m)
+    assert "products in bfloat16" in m.summary(print_fn=None)
+    assert all(w.dtype == np.float32 for w in m.get_weights())
+    plain = digits_model(backend, dtype="float64")
+    assert (plain.dtype_policy, plain.compute_dtype) == ("float64", "float64")
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_save_load_round_trip(tmp_path, backend):
+    """The file keeps the policy; the loaded model continues on the very same
+    trajectory as the original."""
+    if backend == "cython" and not HAS_BF16:
+        pytest.skip("CPU without AVX512_BF16")
+    X, y = nncore.load_digits()
+    m = digits_model(backend)
+    m.fit(X[:300], y[:300], epochs=1, batch_size=32)
+    m.save(tmp_path / "m.npz")
+    loaded = nncore.load(tmp_path / "m.npz")
+    assert loaded.dtype_policy == MIXED_BFLOAT16 and loaded.dtype == np.float32
+    clone = pickle.loads(pickle.dumps(m))
+    assert clone.dtype_policy == MIXED_BFLOAT16
+    for model in (m, loaded, clone):
+        model.fit(X[:300], y[:300], epochs=1, batch_size=32)
+    for a, b, c in zip(m.get_weights(), loaded.get_weights(), clone.get_weights()):
+        assert a.tobytes() == b.tobytes() == c.tobytes()
+
+
+def test_float32_files_unchanged(tmp_path):
+    """A float32 model's file still says dtype "float32" (readable by older
+    nncore); only the new policy writes its own name."""
+    Sequential([Dense(3, 2)], seed=0, backend="numpy").save(tmp_path / "a.npz")
+    with zipfile.ZipFile(tmp_path / "a.npz") as z:
+        meta = json.loads(np.load(z.open("meta.npy")).tobytes())
+    assert meta["dtype"] == "float32"
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_refusals(backend):
+    if backend == "cython" and not HAS_BF16:
+        pytest.skip("CPU without AVX512_BF16")
+    with pytest.raises(ValueError, match="perceptron"):
+        Sequential([Dense(2, 1, "step")], dtype=MIXED_BFLOAT16, backend=backend)
+    with pytest.raises(ValueError, match="unsupported dtype 'bfloat16'.*mixed_bfloat16"):
+        Sequential([Dense(2, 1)], dtype="bfloat16", backend=backend)
+    m = digits_model(backend)
+    X, y = nncore.load_digits()
+    Xs = scipy.sparse.csr_matrix(X[:50])
+    for call in (lambda: m.fit(Xs, y[:50]), lambda: m.predict(Xs),
+                 lambda: m.evaluate(Xs, y[:50]), lambda: m.loss_and_gradient(Xs, y[:50])):
+        with pytest.raises(ValueError, match="dense input only"):
+            call()
+    with pytest.raises(ValueError, match="float32 parameters"):
+        nncore.reference.Network(np.zeros(2), np.array([[1, 1, 0, 0, 1]], np.intp), bf16=True)
+    with pytest.raises(ValueError, match="float32 parameters"):
+        nncore._engine.Network(np.zeros(2), np.array([[1, 1, 0, 0, 1]], np.intp), bf16=True)
+
+
+@needs_bf16
+def test_engine_without_amx():
+    """NNCORE_AMX=0 makes the engine use vdpbf16ps (where AMX would be the
+    default): it then trains on the NumPy twin's trajectory too."""
+    code = """
+        import numpy as np, nncore
+        from nncore import _kernels as K
+        assert K.bf16_kernel() == "avx512"
+        X, y = nncore.load_digits()
+        runs = []
+        for backend in ("cython", "numpy"):
+            m = nncore.Sequential([nncore.Dense(64, 32, "relu"), nncore.Dense(32, 10, "softmax")],
+                                  loss="cross_entropy", optimizer=nncore.SGD(lr=0.1), seed=0,
+                                  dtype="mixed_bfloat16", backend=backend)
+            runs.append(m.fit(X[:400], y[:400], epochs=1).history["loss"][0])
+        assert abs(runs[0] - runs[1]) <= 1e-4 * runs[1], runs
+        print("ok")
+        """
+    result = run_python(code, NNCORE_AMX="0")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+@needs_bf16
+def test_kernel_switch_refuses_unknown_names():
+    with pytest.raises(ValueError, match="unknown bf16 kernel"):
+        K.bf16_kernel("fp8")
+    assert K.bf16_kernel() in KERNELS
