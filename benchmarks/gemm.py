@@ -6,13 +6,13 @@ For each product of a W3 and a W4 training step (forward X·W, dW = Xᵀ·dZ,
 dX = dZ·Wᵀ per layer: benchmarks/report.py's epoch_products), a 2048³ product
 and the scikit-learn face's float64/float32 predict shapes (1000×100·100×100
 and 1000×100·100×10), at each thread count (nncore.blas.threads, which sets
-NumPy's OpenBLAS and nncore's own kernels alike): the two are timed in
-alternating rounds in one process, and the table gives the median GFLOP/s of
+NumPy's OpenBLAS and nncore's own kernels alike): the two are timed in one
+process, each in its own block of rounds after a pause, and the table gives the median GFLOP/s of
 each, nncore's path for the shape (benchmarks/scaling.py's gemm_path) and the
 ratio of the medians. --clock thread --threads 1 times CPU time of the
 calling thread instead of wall time (time.thread_time): on a machine shared
-with other work, time spent descheduled is then not counted. --quick runs a few rounds on smaller batches (W4 at
-batch 64, no 2048³) to check that everything runs in well under a minute;
+with other work, time spent descheduled is then not counted. --quick runs a
+few rounds on smaller batches (W4 at batch 64, no 2048³) to check that everything runs in well under a minute;
 its figures are rough.
 """
 import argparse
@@ -31,6 +31,9 @@ from scaling import gemm_path  # noqa: E402
 from workloads import WORKLOADS, warm_up  # noqa: E402
 
 from nncore import _kernels, blas  # noqa: E402
+
+#: seconds between the two libraries' blocks of rounds
+PAUSE = 0.3
 
 
 def shapes(quick):
@@ -58,7 +61,12 @@ def gflops(seconds, m, n, k):
 
 
 def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter):
-    """(nncore seconds, numpy.dot seconds) per call: medians over alternating rounds."""
+    """(nncore seconds, numpy.dot seconds) per call: the median of `rounds`
+    rounds each, nncore's rounds as one block and NumPy's as another after a
+    pause. Alternating single rounds would time each library against the
+    other's spinning threads (OpenBLAS's keep polling for a while after a call,
+    nncore's helpers ~0.1 ms): on 2 threads, whichever ran second lost half
+    its speed. A training run uses one pool at a time, like these blocks."""
     m, n = C.shape
     k = A.shape[0] if ta else A.shape[1]
     opA, opB = (A.T if ta else A), (B.T if tb else B)
@@ -72,15 +80,17 @@ def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter):
         for _ in range(reps):
             np.dot(opA, opB, out=C)
 
-    times = {ours: [], theirs: []}
-    warm_up(ours, 0.1)
-    warm_up(theirs, 0.1)
-    for _ in range(rounds):
-        for run in (ours, theirs):
+    medians = []
+    for run in (ours, theirs):
+        time.sleep(PAUSE)   # the other pool's threads go back to sleep
+        warm_up(run, 0.1)
+        times = []
+        for _ in range(rounds):
             start = clock()
             run()
-            times[run].append((clock() - start) / reps)
-    return statistics.median(times[ours]), statistics.median(times[theirs])
+            times.append((clock() - start) / reps)
+        medians.append(statistics.median(times))
+    return tuple(medians)
 
 
 def main():
