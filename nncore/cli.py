@@ -443,7 +443,8 @@ def cmd_predict(args):
     model, info = load_model(args.model)
     hint = "" if info else no_sidecar(args.model)
     X, _, _ = read_data(args.data, None, info["features"] if info else None, hint)
-    refuse_overwriting(args.data, args.output)
+    output = None if args.output == "-" else args.output   # '-': standard output
+    refuse_overwriting(args.data, output)
     if X.shape[1] != model.n_features:
         raise UsageError(f"{args.data} has {X.shape[1]} feature columns; the model in "
                          f"{args.model} takes {model.n_features}{hint}")
@@ -465,13 +466,13 @@ def cmd_predict(args):
         header = (["prediction"] if out.shape[1] == 1
                   else [f"prediction_{i}" for i in range(out.shape[1])])
         body = ([f"{v:.{digits}g}" for v in row] for row in out)
-    f = open(args.output, "w", newline="", encoding="utf-8") if args.output else sys.stdout
+    f = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
     try:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(body)
     finally:
-        if args.output:
+        if output:
             f.close()
 
 
@@ -612,7 +613,7 @@ def build_parser(prog="nncore"):
     p.add_argument("data", metavar="DATA", help="rows to predict: a .csv with a header, or "
                    ".npz with 'X'; columns the model was not trained on are ignored")
     p.add_argument("-o", "--output", metavar="OUT.csv", default=None,
-                   help="write the CSV here (default: standard output)")
+                   help="write the CSV here (default, or '-': standard output)")
     p.add_argument("--proba", action="store_true",
                    help="add the class probabilities, columns proba_<label> (classifiers)")
     p.set_defaults(run=cmd_predict)

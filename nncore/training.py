@@ -130,7 +130,7 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     orders = model._buffer("orders", block * n if shuffled else 0, np.intp)
     losses, metrics = np.empty(block), np.empty(block)
     progress = np.zeros(3, np.int64)
-    name = metric_name(model)
+    name, loss_at_start = metric_name(model), model.loss
     history = History()
     model.stop_training = False
     first_epoch, started, error = model._epoch, [], None
@@ -149,6 +149,12 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                 raise DivergenceError(model._epoch, 0, opt.current_lr,
                                       before_update=model._epoch == first_epoch,
                                       source=nonfinite)
+            if metric_name(model) != name:
+                raise ValueError(
+                    f"the loss was changed from {loss_at_start!r} to {model.loss!r} during fit: "
+                    f"History records {name!r} for this fit, and {model.loss!r} would record "
+                    f"{metric_name(model)!r}; change the loss between fits, or during fit only "
+                    "to a loss of the same kind (classification or regression)")
             count = min(block, epochs - done)
             block_orders = orders[:count * n].reshape(-1, n)
             for row in block_orders:  # the draws of rng.permutation(n), without allocating

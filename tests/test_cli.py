@@ -385,6 +385,18 @@ def test_predict_proba_on_a_regressor_is_an_error(tmp_path):
     assert "--proba needs a classifier" in result.stderr
 
 
+def test_predict_dash_output_is_standard_output(tmp_path):
+    """-o - writes to standard output (the Unix convention), not a file named '-'."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(5, 2)), y=rng.normal(size=5))
+    run("train", tmp_path / "d.npz", "--target", "y", "--loss", "mse", "--epochs", "1", "-q",
+        "-o", tmp_path / "r.npz")
+    result = run("predict", tmp_path / "r.npz", tmp_path / "d.npz", "-o", "-", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == "prediction" and len(result.stdout.splitlines()) == 6
+    assert not (tmp_path / "-").exists()
+
+
 def test_class_labels_sort_numerically_when_numbers():
     classes, index = cli.class_labels(np.array(["10", "2", "2", "1.5"]))
     assert classes == ["1.5", "2", "10"] and index.tolist() == [2, 1, 1, 0]

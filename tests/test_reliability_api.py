@@ -702,3 +702,30 @@ def test_nan_weight_is_an_error_on_both_backends(act):
             m.predict(X)
         with pytest.raises(ValueError, match="not finite"):
             m.evaluate(X, Y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_loss_of_another_kind_from_a_callback_is_refused(backend):
+    """A callback that switches a classification loss to a regression loss (or
+    back) mid-fit would record the new metric under the old History key
+    (mse's signed mean error as "accuracy"): refused with the epochs done kept;
+    a loss of the same kind is used from the next epoch."""
+    rng = np.random.default_rng(0)
+    Xc, yc = rng.random((40, 3)), rng.integers(0, 2, 40)
+
+    class Switch(nncore.Callback):
+        def __init__(self, to):
+            self.to = to
+
+        def on_epoch_end(self, model, logs):
+            model.loss = self.to
+
+    m = Sequential([Dense(3, 4, "tanh"), Dense(4, 2, "softmax")], loss="cross_entropy",
+                   seed=0, backend=backend)
+    with pytest.raises(ValueError, match="'cross_entropy' to 'mse' during fit"):
+        m.fit(Xc, yc, epochs=3, callbacks=[Switch("mse")])
+    assert m.history.history["accuracy"] and len(m.history.epoch) == 1
+    assert all((0 <= a <= 1) for a in m.history.history["accuracy"])
+    m = model(SGD(0.01), backend)
+    history = m.fit(X, Y, epochs=3, callbacks=[Switch("mae")])
+    assert list(history.history) == ["loss", "mean_error", "lr"] and len(history.epoch) == 3
