@@ -113,12 +113,31 @@ def machine(gemm_size=2048):
              " vs ".join(f"{k} {v:.1f} GFLOP/s" for k, v in bf16.items()) or "none ran")]
 
 
+def best_gflops(products, flops):
+    """{which: GFLOP/s} of each product (flops floating-point operations a call):
+    its best of 3 calls at the default thread count, after a pause (the other
+    pool's threads go back to sleep) and a warm-up."""
+    from nncore import blas
+    best = {}
+    for who, product in products.items():
+        time.sleep(0.5)
+        with blas.threads(blas.default_threads()):
+            warm_up(product)
+            times = []
+            for _ in range(3):
+                start = time.perf_counter()
+                product()
+                times.append(time.perf_counter() - start)
+        best[who] = flops / min(times) / 1e9
+    return best
+
+
 def bf16_gemm_peak(size):
     """{which: GFLOP/s} of a size³ product with bf16 operands: nncore's kernel
     (src/_bf16_gemm.h, rounding float32 operands as it packs them, as in
     training; default threads) where the CPU has AVX512_BF16, and torch's
     bfloat16 matmul (operands already bf16) when torch is installed."""
-    from nncore import _kernels, blas
+    from nncore import _kernels
     rng = np.random.default_rng(0)
     A, B = rng.random((size, size), np.float32), rng.random((size, size), np.float32)
     C = np.empty((size, size), np.float32)
@@ -132,40 +151,18 @@ def bf16_gemm_peak(size):
     if torch is not None:
         tA, tB = torch.from_numpy(A).bfloat16(), torch.from_numpy(B).bfloat16()
         products["torch bf16 matmul"] = lambda: torch.matmul(tA, tB)
-    best = {}
-    for who, product in products.items():
-        time.sleep(0.5)
-        with blas.threads(blas.default_threads()):
-            warm_up(product)
-            times = []
-            for _ in range(3):
-                start = time.perf_counter()
-                product()
-                times.append(time.perf_counter() - start)
-        best[who] = 2.0 * size ** 3 / min(times) / 1e9
-    return best
+    return best_gflops(products, 2.0 * size ** 3)
 
 
 def gemm_peak(size):
     """(GFLOP/s, which) of the best float32 size³ GEMM: nncore's GEMM (as in
     training, default threads) or numpy.dot, best of 3 after a warm-up each."""
-    from nncore import _kernels, blas
+    from nncore import _kernels
     rng = np.random.default_rng(0)
     A, B = rng.random((size, size), np.float32), rng.random((size, size), np.float32)
     C = np.empty((size, size), np.float32)
-    flops = 2.0 * size ** 3
-    best = {}
-    for who, product in [("nncore", lambda: _kernels.gemm(False, False, 1.0, A, B, 0.0, C)),
-                         ("numpy.dot", lambda: np.dot(A, B, out=C))]:
-        time.sleep(0.5)
-        with blas.threads(blas.default_threads()):
-            warm_up(product)
-            times = []
-            for _ in range(3):
-                start = time.perf_counter()
-                product()
-                times.append(time.perf_counter() - start)
-        best[who] = flops / min(times) / 1e9
+    best = best_gflops({"nncore": lambda: _kernels.gemm(False, False, 1.0, A, B, 0.0, C),
+                        "numpy.dot": lambda: np.dot(A, B, out=C)}, 2.0 * size ** 3)
     who = max(best, key=best.get)
     return best[who], " vs ".join(f"{k} {v:.1f}" for k, v in best.items())
 
