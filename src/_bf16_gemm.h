@@ -228,6 +228,22 @@ static void nncore_bf16_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_
         }
 }
 
+/* One row of a C tile: ci[0..31] := alpha·(v0 | v1) + beta·ci under the
+ * column masks m0, m1 (beta = 0: ci is not read). */
+__attribute__((always_inline, target("avx512f")))
+static inline void nncore_bf16_store_row(float* ci, __m512 v0, __m512 v1, __m512 va,
+                                         __m512 vb, float beta, __mmask16 m0,
+                                         __mmask16 m1) {
+    v0 = _mm512_mul_ps(va, v0);
+    v1 = _mm512_mul_ps(va, v1);
+    if (beta != 0) {
+        v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
+        v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
+    }
+    _mm512_mask_storeu_ps(ci, m0, v0);
+    _mm512_mask_storeu_ps(ci + 16, m1, v1);
+}
+
 /* C(mr×nr, mr ≤ MR, nr ≤ NR) := alpha·Σ_p a[p]·b[p] + beta·C over `pairs`
  * k-pairs of an MR-high A panel and an NR-wide B panel (beta = 0: C is not
  * read). */
@@ -254,16 +270,8 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
     const __mmask16 m0 = nncore_bf16_mask(nr), m1 = nncore_bf16_mask(nr - 16);
 #pragma GCC unroll 12
     for (int i = 0; i < NNCORE_BF16_MR; i++) {
-        if (i < mr) {
-            float* ci = C + i * ldc;
-            __m512 v0 = _mm512_mul_ps(va, c[i][0]), v1 = _mm512_mul_ps(va, c[i][1]);
-            if (beta != 0) {
-                v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
-                v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
-            }
-            _mm512_mask_storeu_ps(ci, m0, v0);
-            _mm512_mask_storeu_ps(ci + 16, m1, v1);
-        }
+        if (i < mr)
+            nncore_bf16_store_row(C + i * ldc, c[i][0], c[i][1], va, vb, beta, m0, m1);
     }
 }
 
@@ -342,17 +350,10 @@ static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, ptrdiff_t a_st
     _tile_stored(3, acc + 16 * NNCORE_BF16_NR + 16, sb);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const __mmask16 m0 = nncore_bf16_mask(nr), m1 = nncore_bf16_mask(nr - 16);
-    for (ptrdiff_t i = 0; i < mr; i++) {
-        float* ci = C + i * ldc;
-        __m512 v0 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NNCORE_BF16_NR));
-        __m512 v1 = _mm512_mul_ps(va, _mm512_load_ps(acc + i * NNCORE_BF16_NR + 16));
-        if (beta != 0) {
-            v0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m0, ci), v0);
-            v1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m1, ci + 16), v1);
-        }
-        _mm512_mask_storeu_ps(ci, m0, v0);
-        _mm512_mask_storeu_ps(ci + 16, m1, v1);
-    }
+    for (ptrdiff_t i = 0; i < mr; i++)
+        nncore_bf16_store_row(C + i * ldc, _mm512_load_ps(acc + i * NNCORE_BF16_NR),
+                              _mm512_load_ps(acc + i * NNCORE_BF16_NR + 16), va, vb, beta,
+                              m0, m1);
 }
 
 /* out[i] := nncore_bf16_round(x[i]) for i < n, 16 at a time where the
