@@ -12,7 +12,8 @@ draws from ``random_state``, factor 2 for 'logistic'), ``partial_fit`` and
 ``warm_start``, the non-finite-weights error, ``score`` and the fitted
 attributes — is scikit-learn's code, so the estimators behave as scikit-learn's
 do. The Python left here per epoch is what scikit-learn's loop does per epoch:
-draw the batch order (``sklearn.utils.shuffle`` with the same RandomState),
+draw the batch order (the draws of ``sklearn.utils.shuffle``, from the same
+RandomState),
 read the epoch's loss, apply ``tol``/``n_iter_no_change``, the 'adaptive' and
 'invscaling' learning rates, the early-stopping score, and ``verbose`` lines.
 Each epoch's batches run in the compiled engine (nncore._engine) without the
@@ -65,7 +66,6 @@ from sklearn.neural_network._multilayer_perceptron import _pack  # noqa: E402
 from sklearn.neural_network._stochastic_optimizers import (  # noqa: E402
     AdamOptimizer, SGDOptimizer)
 from sklearn.base import is_classifier  # noqa: E402
-from sklearn.utils import shuffle  # noqa: E402
 from sklearn.utils._param_validation import Interval  # noqa: E402
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict  # noqa: E402
 from sklearn.utils.optimize import _check_optimize_result  # noqa: E402
@@ -371,9 +371,13 @@ class _EngineMLP:
             self.n_iter_ = 0
             for it in range(self.max_iter):
                 if self.shuffle:
-                    # Only shuffle the sample indices instead of X and y to
-                    # reduce the memory footprint; the engine gathers the batches.
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    # scikit-learn's shuffle(sample_idx, random_state=...) is
+                    # resample(): sample_idx[p] for p = arange(n) shuffled by
+                    # RandomState.shuffle. Its Fisher-Yates swaps depend only on
+                    # n and the draws, so shuffling sample_idx in place gives the
+                    # same order from the same draws, without resample's ~0.15 ms
+                    # of checks and copies per epoch. The engine gathers the batches.
+                    self._random_state.shuffle(sample_idx)
                 # sgd: the schedule's rate; Adam: its base rate (the engine computes
                 # the per-step rate from it, as scikit-learn's AdamOptimizer does)
                 optimizer.current_lr = (self._optimizer.learning_rate_init if self.solver == "adam"
