@@ -114,50 +114,39 @@ static int nncore_amx_available(void) {
  * nncore_amx_available; nncore._kernels.bf16_kernel switches it for tests). */
 static int nncore_bf16_use_amx = -1;
 
-/* nncore_bf16_round on 16 floats: the bf16 bits in the high half of each
- * 32-bit lane, the low half zero. */
-__attribute__((target("avx512f")))
-static inline __m512i nncore_bf16_round16(__m512 x) {
-    const __m512i u = _mm512_castps_si512(x);
-    const __m512i expo = _mm512_and_si512(u, _mm512_set1_epi32(0x7f800000));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(
-        _mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16),
-                                                    _mm512_set1_epi32(1))));
-    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q),
-                              _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
-    r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(expo, _mm512_setzero_si512()),
-                              _mm512_and_si512(u, _mm512_set1_epi32((int) 0x80000000u)));
-    return _mm512_and_si512(r, _mm512_set1_epi32((int) 0xffff0000u));
-}
-
 static inline __mmask16 nncore_bf16_mask(ptrdiff_t count) {
     return count >= 16 ? (__mmask16) 0xffff
                        : count <= 0 ? (__mmask16) 0 : (__mmask16) ((1u << count) - 1);
 }
 
+/* The rounding is AVX512_BF16's VCVTNE2PS2BF16, which is nncore_bf16_round
+ * bit for bit: round to nearest even, a subnormal input taken as a zero of
+ * its sign, a NaN made quiet (its top 16 bits with bit 6 set), whatever
+ * MXCSR says (Intel SDM, VCVTNE2PS2BF16; checked on all 2³² float32 bit
+ * patterns, also with MXCSR's DAZ, FTZ and round-toward-zero set). */
+
 /* 16 k-pairs of one row, k contiguous from s (`left` values of k there; the
  * missing ones count as 0): word t = bf16(s[2t]) | bf16(s[2t+1]) << 16. */
-__attribute__((target("avx512f,avx512bw")))
+__attribute__((target("avx512f,avx512bf16")))
 static inline __m512i nncore_bf16_row_pairs(const float* s, ptrdiff_t left) {
-    /* words 4t+1 and 4t+3 of the two rounded halves: the bf16 of 2t, 2t+1 */
-    const __m512i pick = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39,
-                                          37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13,
-                                          11, 9, 7, 5, 3, 1);
-    const __m512i lo = nncore_bf16_round16(_mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
-    const __m512i hi = nncore_bf16_round16(
-        _mm512_maskz_loadu_ps(nncore_bf16_mask(left - 16), s + 16));
-    return _mm512_permutex2var_epi16(lo, pick, hi);
+    return (__m512i) _mm512_cvtne2ps_pbh(
+        _mm512_maskz_loadu_ps(nncore_bf16_mask(left - 16), s + 16),
+        _mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
 }
 
 /* One k-pair of 16 consecutive rows r (contiguous from s, the next k at
  * s + ld; rows outside mask and a missing odd k count as 0). */
-__attribute__((target("avx512f")))
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
 static inline __m512i nncore_bf16_col_pairs(const float* s, ptrdiff_t ld, __mmask16 m,
                                             int odd) {
-    const __m512i e = nncore_bf16_round16(_mm512_maskz_loadu_ps(m, s));
-    const __m512i o = odd ? nncore_bf16_round16(_mm512_maskz_loadu_ps(m, s + ld))
-                          : _mm512_setzero_si512();
-    return _mm512_or_si512(_mm512_srli_epi32(e, 16), o);
+    /* bf16 halves 0-15 hold the even k of rows 0-15, 16-31 the odd k:
+     * interleave them (half 2r := r, 2r + 1 := 16 + r) */
+    const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25,
+                                           9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2,
+                                           17, 1, 16, 0);
+    const __m512 o = odd ? _mm512_maskz_loadu_ps(m, s + ld) : _mm512_setzero_ps();
+    return _mm512_permutexvar_epi16(
+        pairs, (__m512i) _mm512_cvtne2ps_pbh(o, _mm512_maskz_loadu_ps(m, s)));
 }
 
 /* v[j][i] := v[i][j] for a 16 × 16 block of 32-bit words. */
@@ -189,7 +178,7 @@ static inline void nncore_transpose16(__m512i v[16]) {
  * addressed as x(r, k) = X[k·ld + r] (k_major) or X[r·ld + k], in 16 × 16
  * blocks (row r + j, pair p + t): block[t][j] when pair_major, else
  * block[j][t] (a block read the other way is transposed in registers). */
-__attribute__((target("avx512f,avx512bw")))
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
 static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
                                      ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t r,
                                      ptrdiff_t p, int pair_major, __m512i v[16]) {
@@ -213,7 +202,7 @@ static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, int k_major, 
  * nncore_bf16_block) pair by pair, for vdpbf16ps's A panels and every B panel:
  * dst[p·width + r] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16,
  * zero for rows ≤ r < width and for the k past kc (odd kc). */
-__attribute__((target("avx512f,avx512bw")))
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
 static void nncore_bf16_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
                              ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t width,
                              uint32_t* dst) {
@@ -358,13 +347,12 @@ static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, ptrdiff_t a_st
 
 /* out[i] := nncore_bf16_round(x[i]) for i < n, 16 at a time where the
  * products can run (the packing's rounding), one by one elsewhere. */
-__attribute__((target("avx512f,avx512bw,avx512vl")))
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 static void nncore_bf16_round_avx512(const float* x, ptrdiff_t n, uint16_t* out) {
     for (ptrdiff_t i = 0; i < n; i += 16) {
         const __mmask16 m = nncore_bf16_mask(n - i);
-        const __m512i r = _mm512_srli_epi32(
-            nncore_bf16_round16(_mm512_maskz_loadu_ps(m, x + i)), 16);
-        _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(r));
+        _mm256_mask_storeu_epi16(out + i, m,
+                                 (__m256i) _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
 
