@@ -58,6 +58,8 @@
                                 packed, in L2; op(A) is packed once per NC columns */
 #define NNCORE_AMX_MR 32     /* rows of the AMX kernel's C block (two 16-row tiles) */
 #define NNCORE_AMX_PAIRS 16  /* k-pairs per AMX tile step (a tile row is 64 bytes) */
+#define NNCORE_AMX_TILE 256  /* words (bf16 pairs or floats) per AMX tile: 16 × 16 */
+#define NNCORE_AMX_ABLOCK (1 << 20) /* bytes of packed op(A) kept in L2 (of 2 MiB) */
 /* Below this many multiply-adds a product runs on one thread. */
 #define NNCORE_BF16_THREADED 262144
 
@@ -264,20 +266,25 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
     }
 }
 
-/* The AMX layout of op(A): row r's k-pairs contiguous,
- * dst[r·stride + p] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16 for
- * r < rows and 2p < kc; zero for p up to stride and for rows ≤ r < height
- * (both multiples of 16). x as in nncore_bf16_block. */
-__attribute__((target("avx512f,avx512bw")))
-static void nncore_bf16_pack_rows(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
-                                  ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t height,
-                                  ptrdiff_t stride, uint32_t* dst) {
+/* The AMX layout of a panel of 32 rows r0 … r0+rows−1 (rows ≤ 32) of X
+ * (addressed as in nncore_bf16_block; rows of op(A), or columns of op(B)),
+ * all k = 0 … kc−1, zero-padded to steps · 32: per tile step s (32 k), two
+ * tiles of 16 × 16 words, 1 KiB each, one after the other, so that the kernel
+ * streams each panel through once. Tile h of step s holds, at row j, column t,
+ *   for op(A) (pair_major 0): the k-pair 16s + t of row 16h + j (A tiles);
+ *   for op(B) (pair_major 1): row 16h + t of the k-pair 16s + j (B tiles).
+ * The pair word of row r, pair p: bf16(x(r, 2p)) | bf16(x(r, 2p+1)) << 16. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void nncore_amx_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+                            ptrdiff_t rows, ptrdiff_t kc, ptrdiff_t steps, int pair_major,
+                            uint32_t* dst) {
     __m512i v[16];
-    for (ptrdiff_t r = 0; r < height; r += 16)
-        for (ptrdiff_t p = 0; p < stride; p += 16) {
-            nncore_bf16_block(X, ld, k_major, r0, rows, k0, kc, r, p, 0, v);
+    for (ptrdiff_t s = 0; s < steps; s++)
+        for (int h = 0; h < 2; h++) {
+            nncore_bf16_block(X, ld, k_major, r0, rows, 0, kc, 16 * h, NNCORE_AMX_PAIRS * s,
+                              pair_major, v);
             for (int j = 0; j < 16; j++)
-                _mm512_storeu_si512(dst + (r + j) * stride + p, v[j]);
+                _mm512_store_si512(dst + (2 * s + h) * NNCORE_AMX_TILE + 16 * j, v[j]);
         }
 }
 
@@ -306,37 +313,46 @@ static void nncore_amx_begin(void) {
 __attribute__((target("amx-tile")))
 static void nncore_amx_end(void) { _tile_release(); }
 
-/* C(mr×nr, mr ≤ 32, nr ≤ 32) := alpha·Σ a·b + beta·C over steps·16 k-pairs
- * of a 32-row A panel in the row layout (row stride a_stride words) and an
- * NR-wide B panel (as for nncore_bf16_kernel), by TDPBF16PS on four C tiles
- * (beta = 0: C is not read). The tiles are configured (nncore_amx_begin). */
+/* C(mr×nr, mr ≤ 32, nr ≤ 32) := alpha·S + beta·C, S = Σ a·b over steps · 32
+ * k of an A panel and a B panel in the AMX layout (nncore_amx_pack), summed
+ * by TDPBF16PS in four C tiles, which stay in the tile registers for the whole
+ * k (beta = 0: C is not read). A full block with alpha = 1, beta = 0 is
+ * stored from the tiles straight into C (the same values: 1·S = S). The tiles
+ * are configured (nncore_amx_begin). */
 __attribute__((target("amx-tile,amx-bf16,avx512f")))
-static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, ptrdiff_t a_stride,
-                              const uint32_t* b, float alpha, float beta, float* C,
-                              ptrdiff_t ldc, ptrdiff_t mr, ptrdiff_t nr) {
+static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, const uint32_t* b,
+                              float alpha, float beta, float* C, ptrdiff_t ldc, ptrdiff_t mr,
+                              ptrdiff_t nr) {
     float acc[NNCORE_AMX_MR * NNCORE_BF16_NR] __attribute__((aligned(64)));
-    const long sa = 4 * a_stride, sb = 4 * NNCORE_BF16_NR;
+    const long row = 64, sc = 4 * ldc, sacc = 4 * NNCORE_BF16_NR;
     __asm__ volatile("" ::: "memory");   /* the packed panels are written */
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
     for (ptrdiff_t s = 0; s < steps; s++) {
-        const uint32_t* as = a + s * NNCORE_AMX_PAIRS;
-        const uint32_t* bs = b + s * NNCORE_AMX_PAIRS * NNCORE_BF16_NR;
-        _tile_loadd(4, as, sa);
-        _tile_loadd(5, as + 16 * a_stride, sa);
-        _tile_loadd(6, bs, sb);
-        _tile_loadd(7, bs + 16, sb);
+        const uint32_t* as = a + 2 * s * NNCORE_AMX_TILE;
+        const uint32_t* bs = b + 2 * s * NNCORE_AMX_TILE;
+        _tile_loadd(4, as, row);
+        _tile_loadd(6, bs, row);
         _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, bs + NNCORE_AMX_TILE, row);
         _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, as + NNCORE_AMX_TILE, row);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
     }
-    _tile_stored(0, acc, sb);
-    _tile_stored(1, acc + 16, sb);
-    _tile_stored(2, acc + 16 * NNCORE_BF16_NR, sb);
-    _tile_stored(3, acc + 16 * NNCORE_BF16_NR + 16, sb);
+    if (alpha == 1.0f && beta == 0.0f && mr == NNCORE_AMX_MR && nr == NNCORE_BF16_NR) {
+        _tile_stored(0, C, sc);
+        _tile_stored(1, C + 16, sc);
+        _tile_stored(2, C + 16 * ldc, sc);
+        _tile_stored(3, C + 16 * ldc + 16, sc);
+        return;
+    }
+    _tile_stored(0, acc, sacc);
+    _tile_stored(1, acc + 16, sacc);
+    _tile_stored(2, acc + 16 * NNCORE_BF16_NR, sacc);
+    _tile_stored(3, acc + 16 * NNCORE_BF16_NR + 16, sacc);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const __mmask16 m0 = nncore_bf16_mask(nr), m1 = nncore_bf16_mask(nr - 16);
     for (ptrdiff_t i = 0; i < mr; i++)
@@ -386,7 +402,6 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
     ptrdiff_t i_lo = 0, i_hi = g->m, j_lo = 0, j_hi = g->n;
     uint32_t* bbuf = nncore_bf16_buf[part];
     uint32_t* abuf = bbuf + NNCORE_BF16_BBUF;
-    const int amx = nncore_bf16_use_amx;
     if (g->n >= parts * NR) { /* split columns, in whole panels */
         ptrdiff_t per = ((g->n + NR - 1) / NR + parts - 1) / parts * NR;
         j_lo = part * per < g->n ? part * per : g->n;
@@ -396,43 +411,19 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
         i_lo = part * per < g->m ? part * per : g->m;
         i_hi = i_lo + per < g->m ? i_lo + per : g->m;
     }
-    if (amx && i_lo < i_hi && j_lo < j_hi)
-        nncore_amx_begin();
     for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NNCORE_BF16_NC) {
         const ptrdiff_t nc = jc + NNCORE_BF16_NC < j_hi ? NNCORE_BF16_NC : j_hi - jc;
         for (ptrdiff_t pc = 0; pc < g->k; pc += NNCORE_BF16_KC) {
             const ptrdiff_t kc = pc + NNCORE_BF16_KC < g->k ? NNCORE_BF16_KC : g->k - pc;
-            /* k-pairs per panel: AMX takes whole tile steps (zero-padded) */
-            const ptrdiff_t pairs = amx ? ((kc + 1) / 2 + NNCORE_AMX_PAIRS - 1)
-                                          / NNCORE_AMX_PAIRS * NNCORE_AMX_PAIRS
-                                        : (kc + 1) / 2;
+            const ptrdiff_t pairs = (kc + 1) / 2;
             /* op(B)[k, j] is B[k·ldb + j] (k-major) or, transposed, B[j·ldb + k] */
-            for (ptrdiff_t q = 0; q * NR < nc; q++) {
-                uint32_t* panel = bbuf + q * NR * pairs;
+            for (ptrdiff_t q = 0; q * NR < nc; q++)
                 nncore_bf16_pack(g->B, g->ldb, !g->trans_b, jc + q * NR,
-                                 nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR, panel);
-                memset(panel + (kc + 1) / 2 * NR, 0,
-                       sizeof(uint32_t) * (pairs - (kc + 1) / 2) * NR);
-            }
+                                 nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR,
+                                 bbuf + q * NR * pairs);
             for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_BF16_MC) {
                 const ptrdiff_t mc = ic + NNCORE_BF16_MC < i_hi ? NNCORE_BF16_MC : i_hi - ic;
                 /* op(A)[i, k] is A[i·lda + k] or, transposed, A[k·lda + i] (k-major) */
-                if (amx) {
-                    const ptrdiff_t AMR = NNCORE_AMX_MR;
-                    for (ptrdiff_t s = 0; s * AMR < mc; s++)
-                        nncore_bf16_pack_rows(g->A, g->lda, g->trans_a, ic + s * AMR,
-                                              mc - s * AMR < AMR ? mc - s * AMR : AMR, pc, kc,
-                                              AMR, pairs, abuf + s * AMR * pairs);
-                    for (ptrdiff_t q = 0; q * NR < nc; q++)
-                        for (ptrdiff_t s = 0; s * AMR < mc; s++)
-                            nncore_amx_kernel(pairs / NNCORE_AMX_PAIRS, abuf + s * AMR * pairs,
-                                              pairs, bbuf + q * NR * pairs, g->alpha,
-                                              pc ? 1.0f : g->beta,
-                                              g->C + (ic + s * AMR) * g->ldc + jc + q * NR,
-                                              g->ldc, mc - s * AMR < AMR ? mc - s * AMR : AMR,
-                                              nc - q * NR < NR ? nc - q * NR : NR);
-                    continue;
-                }
                 for (ptrdiff_t s = 0; s * MR < mc; s++)
                     nncore_bf16_pack(g->A, g->lda, g->trans_a, ic + s * MR,
                                      mc - s * MR < MR ? mc - s * MR : MR, pc, kc, MR,
@@ -447,8 +438,79 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
             }
         }
     }
-    if (amx && i_lo < i_hi && j_lo < j_hi)
-        nncore_amx_end();
+}
+
+/* [*lo, *hi): part's share of count items, in contiguous runs. */
+static inline void nncore_bf16_share(ptrdiff_t count, int part, int parts, ptrdiff_t* lo,
+                                     ptrdiff_t* hi) {
+    const ptrdiff_t per = (count + parts - 1) / parts;
+    *lo = part * per < count ? part * per : count;
+    *hi = *lo + per < count ? *lo + per : count;
+}
+
+/* The packed panels of the AMX products (grown, never shrunk, under
+ * nncore_pool.run; 64-byte aligned), and their size in words. */
+static uint32_t* nncore_amx_buf;
+static size_t nncore_amx_words;
+
+/* An AMX product: op(A) and op(B) packed once (nncore_amx_pack) into shared
+ * buffers, then multiplied; `packed` counts the parts done packing. */
+typedef struct {
+    nncore_bf16_job g;
+    ptrdiff_t steps;     /* tile steps of 32 k */
+    atomic_int packed;
+} nncore_amx_job;
+
+static void nncore_amx_part(void* arg, int part, int parts) {
+    nncore_amx_job* job = (nncore_amx_job*) arg;
+    const nncore_bf16_job* g = &job->g;
+    const ptrdiff_t NR = NNCORE_BF16_NR, MR = NNCORE_AMX_MR, steps = job->steps;
+    const ptrdiff_t panel = 2 * steps * NNCORE_AMX_TILE;   /* words per packed panel */
+    const ptrdiff_t row_panels = (g->m + MR - 1) / MR, col_panels = (g->n + NR - 1) / NR;
+    ptrdiff_t lo, hi, s_lo = 0, s_hi = row_panels, q_lo = 0, q_hi = col_panels;
+    /* the buffer is at least this big while the job holds nncore_pool.run */
+    uint32_t* const a = nncore_amx_buf;
+    uint32_t* const b = a + row_panels * panel;
+    int spins = 0;
+    /* each part packs its share of the panels of op(A) (op(A)[i, k] is
+     * A[i·lda + k] or, transposed, A[k·lda + i]) and of op(B) (op(B)[k, j]
+     * is B[k·ldb + j] or, transposed, B[j·ldb + k]) */
+    nncore_bf16_share(row_panels, part, parts, &lo, &hi);
+    for (ptrdiff_t s = lo; s < hi; s++)
+        nncore_amx_pack(g->A, g->lda, g->trans_a, s * MR, g->m - s * MR < MR ? g->m - s * MR : MR,
+                        g->k, steps, 0, a + s * panel);
+    nncore_bf16_share(col_panels, part, parts, &lo, &hi);
+    for (ptrdiff_t q = lo; q < hi; q++)
+        nncore_amx_pack(g->B, g->ldb, !g->trans_b, q * NR, g->n - q * NR < NR ? g->n - q * NR : NR,
+                        g->k, steps, 1, b + q * panel);
+    /* C's columns are split in whole panels (its rows when C is too narrow):
+     * the same panels as packed, so a part's B panels are in its own cache */
+    if (g->n >= parts * NR)
+        nncore_bf16_share(col_panels, part, parts, &q_lo, &q_hi);
+    else
+        nncore_bf16_share(row_panels, part, parts, &s_lo, &s_hi);
+    /* wait for the other parts' panels */
+    atomic_fetch_add(&job->packed, 1);
+    while (atomic_load(&job->packed) < parts) {
+        if (spins++ < NNCORE_SPINS)
+            NNCORE_PAUSE();
+        else
+            sched_yield();
+    }
+    if (s_lo >= s_hi || q_lo >= q_hi)
+        return;
+    nncore_amx_begin();
+    /* A panels in blocks of about NNCORE_AMX_ABLOCK bytes, kept in L2 while
+     * every B panel of the part runs against them */
+    const ptrdiff_t block = NNCORE_AMX_ABLOCK / (4 * panel) > 1 ? NNCORE_AMX_ABLOCK / (4 * panel) : 1;
+    for (ptrdiff_t sb = s_lo; sb < s_hi; sb += block)
+        for (ptrdiff_t q = q_lo; q < q_hi; q++)
+            for (ptrdiff_t s = sb; s < sb + block && s < s_hi; s++)
+                nncore_amx_kernel(steps, a + s * panel, b + q * panel, g->alpha,
+                                  g->beta, g->C + s * MR * g->ldc + q * NR, g->ldc,
+                                  g->m - s * MR < MR ? g->m - s * MR : MR,
+                                  g->n - q * NR < NR ? g->n - q * NR : NR);
+    nncore_amx_end();
 }
 
 static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
@@ -470,6 +532,29 @@ static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     }
     if ((double) m * n * k < NNCORE_BF16_THREADED)
         parts = 1;
+    if (nncore_bf16_use_amx) {
+        nncore_amx_job amx = {job, (k + 2 * NNCORE_AMX_PAIRS - 1) / (2 * NNCORE_AMX_PAIRS)};
+        const size_t words = (size_t) ((m + NNCORE_AMX_MR - 1) / NNCORE_AMX_MR
+                                       + (n + NNCORE_BF16_NR - 1) / NNCORE_BF16_NR)
+                             * 2 * amx.steps * NNCORE_AMX_TILE;
+        int ok = 1;
+        pthread_mutex_lock(&nncore_pool.run);
+        if (words > nncore_amx_words) {
+            void* grown = NULL;
+            ok = posix_memalign(&grown, 64, words * sizeof(uint32_t)) == 0;
+            if (ok) {
+                free(nncore_amx_buf);
+                nncore_amx_buf = (uint32_t*) grown;
+                nncore_amx_words = words;
+            }
+        }
+        pthread_mutex_unlock(&nncore_pool.run);
+        if (!ok)
+            return 0;
+        atomic_init(&amx.packed, 0);
+        nncore_parallel(nncore_amx_part, &amx, parts);
+        return 1;
+    }
     for (int part = 0; part < parts; part++) {
         if (nncore_bf16_buf[part] == NULL) {
             pthread_mutex_lock(&nncore_pool.run);
