@@ -268,7 +268,8 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
 
 /* The AMX layout of a panel of 32 rows r0 … r0+rows−1 (rows ≤ 32) of X
  * (addressed as in nncore_bf16_block; rows of op(A), or columns of op(B)),
- * all k = 0 … kc−1, zero-padded to steps · 32: per tile step s (32 k), two
+ * k = 0 … kc−1, zero-padded to whole tile steps (its steps s0 … s1−1
+ * here): per tile step s (32 k), two
  * tiles of 16 × 16 words, 1 KiB each, one after the other, so that the kernel
  * streams each panel through once. Tile h of step s holds, at row j, column t,
  *   for op(A) (pair_major 0): the k-pair 16s + t of row 16h + j (A tiles);
@@ -276,16 +277,31 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
  * The pair word of row r, pair p: bf16(x(r, 2p)) | bf16(x(r, 2p+1)) << 16. */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
 static void nncore_amx_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
-                            ptrdiff_t rows, ptrdiff_t kc, ptrdiff_t steps, int pair_major,
-                            uint32_t* dst) {
+                            ptrdiff_t rows, ptrdiff_t kc, ptrdiff_t s0, ptrdiff_t s1,
+                            int pair_major, uint32_t* dst) {
     __m512i v[16];
-    for (ptrdiff_t s = 0; s < steps; s++)
+    for (ptrdiff_t s = s0; s < s1; s++)
         for (int h = 0; h < 2; h++) {
             nncore_bf16_block(X, ld, k_major, r0, rows, 0, kc, 16 * h, NNCORE_AMX_PAIRS * s,
                               pair_major, v);
             for (int j = 0; j < 16; j++)
                 _mm512_store_si512(dst + (2 * s + h) * NNCORE_AMX_TILE + 16 * j, v[j]);
         }
+}
+
+/* Packs panels lo … hi−1 of the `rows` rows of X (as in nncore_amx_pack)
+ * into dst (panel q at q · steps · 512 words). Where X is k-major (one k
+ * of consecutive rows contiguous), step by step across the panels, so that
+ * each run of rows is read in order; else panel by panel. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void nncore_amx_pack_panels(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t rows,
+                                   ptrdiff_t kc, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t steps,
+                                   int pair_major, uint32_t* dst) {
+    const ptrdiff_t R = NNCORE_AMX_MR, panel = 2 * steps * NNCORE_AMX_TILE;
+    for (ptrdiff_t s = 0; s < steps; s = k_major ? s + 1 : steps)
+        for (ptrdiff_t q = lo; q < hi; q++)
+            nncore_amx_pack(X, ld, k_major, q * R, rows - q * R < R ? rows - q * R : R, kc,
+                            s, k_major ? s + 1 : steps, pair_major, dst + q * panel);
 }
 
 /* The AMX tile configuration: palette 1; tiles 0-3 hold C (16 rows × 16
@@ -476,13 +492,9 @@ static void nncore_amx_part(void* arg, int part, int parts) {
      * A[i·lda + k] or, transposed, A[k·lda + i]) and of op(B) (op(B)[k, j]
      * is B[k·ldb + j] or, transposed, B[j·ldb + k]) */
     nncore_bf16_share(row_panels, part, parts, &lo, &hi);
-    for (ptrdiff_t s = lo; s < hi; s++)
-        nncore_amx_pack(g->A, g->lda, g->trans_a, s * MR, g->m - s * MR < MR ? g->m - s * MR : MR,
-                        g->k, steps, 0, a + s * panel);
+    nncore_amx_pack_panels(g->A, g->lda, g->trans_a, g->m, g->k, lo, hi, steps, 0, a);
     nncore_bf16_share(col_panels, part, parts, &lo, &hi);
-    for (ptrdiff_t q = lo; q < hi; q++)
-        nncore_amx_pack(g->B, g->ldb, !g->trans_b, q * NR, g->n - q * NR < NR ? g->n - q * NR : NR,
-                        g->k, steps, 1, b + q * panel);
+    nncore_amx_pack_panels(g->B, g->ldb, !g->trans_b, g->n, g->k, lo, hi, steps, 1, b);
     /* C's columns are split in whole panels (its rows when C is too narrow):
      * the same panels as packed, so a part's B panels are in its own cache */
     if (g->n >= parts * NR)
