@@ -280,6 +280,27 @@ static void nncore_amx_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t
                             ptrdiff_t rows, ptrdiff_t kc, ptrdiff_t s0, ptrdiff_t s1,
                             int pair_major, uint32_t* dst) {
     __m512i v[16];
+    if (pair_major == k_major) {   /* one vector of X's layout per tile row */
+        for (ptrdiff_t s = s0; s < s1; s++)
+            for (ptrdiff_t h = 0; h < 2; h++) {
+                uint32_t* t = dst + (2 * s + h) * NNCORE_AMX_TILE;
+                const ptrdiff_t k = 2 * NNCORE_AMX_PAIRS * s, r = 16 * h;
+                if (k_major) {   /* tile row j: k-pair 16s + j of rows r … r + 15 */
+                    const __mmask16 m = nncore_bf16_mask(rows - r);
+                    for (ptrdiff_t j = 0; j < 16; j++)
+                        _mm512_store_si512(t + 16 * j, k + 2 * j < kc && r < rows
+                            ? nncore_bf16_col_pairs(X + (k + 2 * j) * ld + r0 + r, ld, m,
+                                                    k + 2 * j + 1 < kc)
+                            : _mm512_setzero_si512());
+                } else {         /* tile row j: k-pairs 16s … 16s + 15 of row r + j */
+                    for (ptrdiff_t j = 0; j < 16; j++)
+                        _mm512_store_si512(t + 16 * j, r + j < rows
+                            ? nncore_bf16_row_pairs(X + (r0 + r + j) * ld + k, kc - k)
+                            : _mm512_setzero_si512());
+                }
+            }
+        return;
+    }
     for (ptrdiff_t s = s0; s < s1; s++)
         for (int h = 0; h < 2; h++) {
             nncore_bf16_block(X, ld, k_major, r0, rows, 0, kc, 16 * h, NNCORE_AMX_PAIRS * s,
@@ -334,11 +355,14 @@ static void nncore_amx_end(void) { _tile_release(); }
  * by TDPBF16PS in four C tiles, which stay in the tile registers for the whole
  * k (beta = 0: C is not read). A full block with alpha = 1, beta = 0 is
  * stored from the tiles straight into C (the same values: 1·S = S). The tiles
- * are configured (nncore_amx_begin). */
+ * are configured (nncore_amx_begin). Step s also prefetches into L2 the
+ * bytes [s·pa_step, (s+1)·pa_step) from pa and [s·pb_step, (s+1)·pb_step)
+ * from pb (panels the next calls use; steps of whole 64-byte lines). */
 __attribute__((target("amx-tile,amx-bf16,avx512f")))
 static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, const uint32_t* b,
                               float alpha, float beta, float* C, ptrdiff_t ldc, ptrdiff_t mr,
-                              ptrdiff_t nr) {
+                              ptrdiff_t nr, const char* pa, ptrdiff_t pa_step, const char* pb,
+                              ptrdiff_t pb_step) {
     float acc[NNCORE_AMX_MR * NNCORE_BF16_NR] __attribute__((aligned(64)));
     const long row = 64, sc = 4 * ldc, sacc = 4 * NNCORE_BF16_NR;
     __asm__ volatile("" ::: "memory");   /* the packed panels are written */
@@ -357,6 +381,10 @@ static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, const uint32_t
         _tile_loadd(5, as + NNCORE_AMX_TILE, row);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
+        for (ptrdiff_t l = 0; l < pa_step; l += 64)
+            _mm_prefetch(pa + s * pa_step + l, _MM_HINT_T1);
+        for (ptrdiff_t l = 0; l < pb_step; l += 64)
+            _mm_prefetch(pb + s * pb_step + l, _MM_HINT_T1);
     }
     if (alpha == 1.0f && beta == 0.0f && mr == NNCORE_AMX_MR && nr == NNCORE_BF16_NR) {
         _tile_stored(0, C, sc);
@@ -515,13 +543,28 @@ static void nncore_amx_part(void* arg, int part, int parts) {
     /* A panels in blocks of about NNCORE_AMX_ABLOCK bytes, kept in L2 while
      * every B panel of the part runs against them */
     const ptrdiff_t block = NNCORE_AMX_ABLOCK / (4 * panel) > 1 ? NNCORE_AMX_ABLOCK / (4 * panel) : 1;
-    for (ptrdiff_t sb = s_lo; sb < s_hi; sb += block)
+    const ptrdiff_t bytes = 4 * panel, nq = q_hi - q_lo;
+    for (ptrdiff_t sb = s_lo; sb < s_hi; sb += block) {
+        const ptrdiff_t rows = sb + block < s_hi ? block : s_hi - sb;
+        /* while this block runs, the next A block comes into L2 (spread over
+         * all its calls), and while B panel q runs against it, panel q + 1
+         * (spread over the block's panels) */
+        const ptrdiff_t next = sb + block < s_hi ? (s_hi - sb - block < block ? s_hi - sb - block : block) : 0;
+        const ptrdiff_t pa_step = (next * bytes + nq * rows * steps * 64 - 1) / (nq * rows * steps * 64) * 64;
+        const ptrdiff_t pb_step = (bytes + rows * steps * 64 - 1) / (rows * steps * 64) * 64;
         for (ptrdiff_t q = q_lo; q < q_hi; q++)
-            for (ptrdiff_t s = sb; s < sb + block && s < s_hi; s++)
+            for (ptrdiff_t s = sb; s < sb + rows; s++) {
+                const ptrdiff_t call = (q - q_lo) * rows + (s - sb);
                 nncore_amx_kernel(steps, a + s * panel, b + q * panel, g->alpha,
                                   g->beta, g->C + s * MR * g->ldc + q * NR, g->ldc,
                                   g->m - s * MR < MR ? g->m - s * MR : MR,
-                                  g->n - q * NR < NR ? g->n - q * NR : NR);
+                                  g->n - q * NR < NR ? g->n - q * NR : NR,
+                                  (const char*) (a + (sb + block) * panel) + call * steps * pa_step,
+                                  next ? pa_step : 0,
+                                  (const char*) (b + (q + 1 < q_hi ? q + 1 : q_lo) * panel)
+                                      + (s - sb) * steps * pb_step, pb_step);
+            }
+    }
     nncore_amx_end();
 }
 
