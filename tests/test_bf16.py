@@ -275,7 +275,7 @@ def test_gemm_refuses_bad_shapes():
 @pytest.mark.parametrize("m, n, k, trans_a, trans_b", [
     (300, 200, 500, False, False),   # columns split between the threads
     (300, 10, 900, False, True),     # too narrow: rows split
-    (513, 130, 97, True, False),
+    (513, 130, 97, True, False),     # AMX: a small op(A), packed by each thread for itself
     (700, 40, 1100, False, False),   # rows split, AMX: two blocks of A panels
     (600, 300, 1100, True, True),    # columns split, two blocks
 ])
