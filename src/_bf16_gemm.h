@@ -77,7 +77,7 @@
 #define NNCORE_AMX_PAIRS 16  /* k-pairs per AMX tile step (a tile row is 64 bytes) */
 #define NNCORE_AMX_TILE 256  /* words (bf16 pairs or floats) per AMX tile: 16 × 16 */
 #define NNCORE_AMX_PAGE (1 << 21)    /* alignment of the packed panels: a huge page */
-#define NNCORE_AMX_PRIVATE (1 << 18) /* bytes of packed op(A) each part packs for itself */
+#define NNCORE_AMX_PRIVATE (1 << 18) /* bytes of a packed operand each part packs for itself */
 #define NNCORE_AMX_ABLOCK (1 << 19) /* bytes of packed op(A) kept in L2 (of 2 MiB; 256 KiB to
                                        1.5 MiB tried, 512 KiB best at 2048³ and on W4) */
 /* Below this many multiply-adds a product runs on one thread. */
@@ -524,6 +524,7 @@ typedef struct {
     nncore_bf16_job g;
     ptrdiff_t steps;     /* tile steps of 32 k */
     int private_a;       /* each part packs all of op(A) into its own copy */
+    int private_b;       /* each part packs all of op(B) into its own copy */
     atomic_int packed;
 } nncore_amx_job;
 
@@ -534,10 +535,12 @@ static void nncore_amx_part(void* arg, int part, int parts) {
     const ptrdiff_t panel = 2 * steps * NNCORE_AMX_TILE;   /* words per packed panel */
     const ptrdiff_t row_panels = (g->m + MR - 1) / MR, col_panels = (g->n + NR - 1) / NR;
     ptrdiff_t lo, hi, s_lo = 0, s_hi = row_panels, q_lo = 0, q_hi = col_panels;
-    /* the buffer (B panels, then one copy of the A panels, or one per part)
-     * is at least this big while the job holds nncore_pool.run */
-    uint32_t* const b = nncore_amx_buf;
-    uint32_t* const a = b + (col_panels + (job->private_a ? part * row_panels : 0)) * panel;
+    /* the buffer (one copy of the B panels, or one per part, then the same
+     * for the A panels) is at least this big while the job holds
+     * nncore_pool.run */
+    uint32_t* const b = nncore_amx_buf + (job->private_b ? part * col_panels : 0) * panel;
+    uint32_t* const a = nncore_amx_buf + ((job->private_b ? parts : 1) * col_panels
+                                          + (job->private_a ? part * row_panels : 0)) * panel;
     int spins = 0;
     /* each part packs its share of the panels of op(A) (op(A)[i, k] is
      * A[i·lda + k] or, transposed, A[k·lda + i]) — all of them, into its own
@@ -548,18 +551,21 @@ static void nncore_amx_part(void* arg, int part, int parts) {
     else
         nncore_bf16_share(row_panels, part, parts, &lo, &hi);
     nncore_amx_pack_panels(g->A, g->lda, g->trans_a, g->m, g->k, lo, hi, steps, 0, a);
-    nncore_bf16_share(col_panels, part, parts, &lo, &hi);
+    if (job->private_b)
+        lo = 0, hi = col_panels;
+    else
+        nncore_bf16_share(col_panels, part, parts, &lo, &hi);
     nncore_amx_pack_panels(g->B, g->ldb, !g->trans_b, g->n, g->k, lo, hi, steps, 1, b);
     /* C's columns are split in whole panels (its rows when C is too narrow):
-     * the same panels as packed, so a part's B panels are in its own cache,
-     * and with private_a it needs no other part's panels */
+     * the same panels as packed, so a part's B panels (A panels) are in its
+     * own cache, and with private_a (private_b) it needs no other part's */
     if (g->n >= parts * NR)
         nncore_bf16_share(col_panels, part, parts, &q_lo, &q_hi);
     else
         nncore_bf16_share(row_panels, part, parts, &s_lo, &s_hi);
     /* wait for the other parts' panels */
     atomic_fetch_add(&job->packed, 1);
-    while (!job->private_a && atomic_load(&job->packed) < parts) {
+    while (!job->private_a && !job->private_b && atomic_load(&job->packed) < parts) {
         if (spins++ < NNCORE_SPINS)
             NNCORE_PAUSE();
         else
@@ -619,12 +625,15 @@ static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
         nncore_amx_job amx = {job, (k + 2 * NNCORE_AMX_PAIRS - 1) / (2 * NNCORE_AMX_PAIRS)};
         const size_t panel = 2 * amx.steps * NNCORE_AMX_TILE;
         const size_t a_words = (size_t) (m + NNCORE_AMX_MR - 1) / NNCORE_AMX_MR * panel;
-        /* a small op(A) is packed by every part for itself (C's columns
-         * split): cheaper than the other parts' packed panels crossing
-         * between cores, and no waiting */
+        const size_t b_words = (size_t) (n + NNCORE_BF16_NR - 1) / NNCORE_BF16_NR * panel;
+        /* a small op(A) (C's columns split) or op(B) (rows split) is packed
+         * by every part for itself: cheaper than the other parts' packed
+         * panels crossing between cores, and no waiting */
         amx.private_a = parts > 1 && n >= parts * NNCORE_BF16_NR
                         && a_words * sizeof(uint32_t) <= NNCORE_AMX_PRIVATE;
-        const size_t words = (size_t) (n + NNCORE_BF16_NR - 1) / NNCORE_BF16_NR * panel
+        amx.private_b = parts > 1 && n < parts * NNCORE_BF16_NR
+                        && b_words * sizeof(uint32_t) <= NNCORE_AMX_PRIVATE;
+        const size_t words = (amx.private_b ? parts : 1) * b_words
                              + (amx.private_a ? parts : 1) * a_words;
         int ok = 1;
         pthread_mutex_lock(&nncore_pool.run);
