@@ -641,9 +641,11 @@ static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
             void* grown = NULL;
             ok = posix_memalign(&grown, NNCORE_AMX_PAGE, words * sizeof(uint32_t)) == 0;
             if (ok) {
+#ifdef MADV_HUGEPAGE
                 /* a big buffer in 2 MiB pages where the kernel gives them
                  * (fewer TLB misses on the streamed panels); a hint only */
                 madvise(grown, words * sizeof(uint32_t), MADV_HUGEPAGE);
+#endif
                 free(nncore_amx_buf);
                 nncore_amx_buf = (uint32_t*) grown;
                 nncore_amx_words = words;
