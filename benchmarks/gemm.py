@@ -1,6 +1,6 @@
 """nncore's GEMM against numpy.dot (NumPy's BLAS) shape by shape, side by side.
 
-    python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15] [--clock wall]
+    python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15] [--clock wall] [--bf16]
 
 For each product of a W3 and a W4 training step (forward X·W, dW = Xᵀ·dZ,
 dX = dZ·Wᵀ per layer: benchmarks/report.py's epoch_products), a 2048³ product
@@ -14,6 +14,14 @@ calling thread instead of wall time (time.thread_time): on a machine shared
 with other work, time spent descheduled is then not counted. --quick runs a
 few rounds on smaller batches (W4 at batch 64, no 2048³) to check that everything runs in well under a minute;
 its figures are rough.
+
+--bf16 times the products of the mixed_bfloat16 policy instead: nncore's
+_kernels.bf16_gemm (src/_bf16_gemm.h: float32 operands rounded to bf16 as
+they are packed, float32 sums) against PyTorch's bfloat16 matmul (oneDNN; its
+operands already bf16, made once outside the timing; torch.set_num_threads
+set to the same count), on the W3 and W4 products and 2048³ (the predict
+shapes are left out: float64 has no bf16 path). Needs a CPU with AVX512_BF16
+and torch installed.
 """
 import argparse
 import dataclasses
@@ -36,8 +44,9 @@ from nncore import _kernels, blas  # noqa: E402
 PAUSE = 0.3
 
 
-def shapes(quick):
-    """[(label, trans_a, trans_b, A, B, C)] of every product to time."""
+def shapes(quick, bf16=False):
+    """[(label, trans_a, trans_b, A, B, C)] of every product to time (without
+    the predict shapes when bf16)."""
     rng = np.random.default_rng(0)
     out = []
     for name in ("W3", "W4"):
@@ -48,6 +57,8 @@ def shapes(quick):
     if not quick:
         A, B = rng.random((2048, 2048), np.float32), rng.random((2048, 2048), np.float32)
         out.append(("2048³", False, False, A, B, np.empty((2048, 2048), np.float32)))
+    if bf16:
+        return out
     for dtype in (np.float64, np.float32):
         for n in (100, 10):
             A, B = rng.random((1000, 100), dtype), rng.random((100, n), dtype)
@@ -60,8 +71,23 @@ def gflops(seconds, m, n, k):
     return 2.0 * m * n * k / seconds / 1e9
 
 
-def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter):
-    """(nncore seconds, numpy.dot seconds) per call: the median of `rounds`
+def peers(ta, tb, A, B, C, bf16):
+    """(nncore's call, the peer's call) for one product: nncore's GEMM and
+    numpy.dot, or with bf16 nncore's bf16 GEMM and torch's bfloat16 matmul."""
+    opA, opB = (A.T if ta else A), (B.T if tb else B)
+    if not bf16:
+        return (lambda: _kernels.gemm(ta, tb, 1.0, A, B, 0.0, C),
+                lambda: np.dot(opA, opB, out=C))
+    import torch
+    tA, tB = torch.from_numpy(A).bfloat16(), torch.from_numpy(B).bfloat16()
+    tA, tB = (tA.t() if ta else tA), (tB.t() if tb else tB)
+    return (lambda: _kernels.bf16_gemm(ta, tb, 1.0, A, B, 0.0, C),
+            lambda: torch.matmul(tA, tB))
+
+
+def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter, bf16=False):
+    """(nncore seconds, peer seconds) per call (peer: numpy.dot, or torch's
+    bf16 matmul with bf16): the median of `rounds`
     rounds each, nncore's rounds as one block and NumPy's as another after a
     pause. Alternating single rounds would time each library against the
     other's spinning threads (OpenBLAS's keep polling for a while after a call,
@@ -69,16 +95,17 @@ def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter):
     its speed. A training run uses one pool at a time, like these blocks."""
     m, n = C.shape
     k = A.shape[0] if ta else A.shape[1]
-    opA, opB = (A.T if ta else A), (B.T if tb else B)
-    reps = max(1, int(0.01 * 50e9 / (2.0 * m * n * k)))  # ~10 ms per round at 50 GFLOP/s
+    speed = 500e9 if bf16 else 50e9
+    reps = max(1, int(0.01 * speed / (2.0 * m * n * k)))  # ~10 ms per round
+    our_call, their_call = peers(ta, tb, A, B, C, bf16)
 
     def ours():
         for _ in range(reps):
-            _kernels.gemm(ta, tb, 1.0, A, B, 0.0, C)
+            our_call()
 
     def theirs():
         for _ in range(reps):
-            np.dot(opA, opB, out=C)
+            their_call()
 
     medians = []
     for run in (ours, theirs):
@@ -100,6 +127,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds per shape")
     parser.add_argument("--clock", choices=["wall", "thread"], default="wall",
                         help="wall time, or the calling thread's CPU time (only with --threads 1)")
+    parser.add_argument("--bf16", action="store_true",
+                        help="bf16 products (nncore's bf16_gemm) against torch's bf16 matmul")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     if args.clock == "thread" and threads != [1]:
@@ -107,17 +136,29 @@ def main():
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     rounds = 3 if args.quick else args.rounds
     info = blas.info()
-    print(f"nncore SIMD {info['simd']}, BLAS: {info['blas']}'s OpenBLAS {info['version']}; "
-          f"GFLOP/s ({args.clock} time), median of {rounds} alternating rounds\n")
-    print("| product | dtype | m×n×k | path | threads | nncore | numpy.dot | nncore/numpy |")
+    if args.bf16:
+        if not _kernels.bf16_available():
+            parser.error("--bf16 needs a CPU with AVX512_BF16")
+        import torch
+        peer = "torch bf16"
+        print(f"nncore bf16 kernel {_kernels.bf16_kernel()}, torch {torch.__version__}; "
+              f"GFLOP/s ({args.clock} time), median of {rounds} rounds\n")
+    else:
+        peer = "numpy.dot"
+        print(f"nncore SIMD {info['simd']}, BLAS: {info['blas']}'s OpenBLAS {info['version']}; "
+              f"GFLOP/s ({args.clock} time), median of {rounds} alternating rounds\n")
+    print(f"| product | dtype | m×n×k | path | threads | nncore | {peer} | nncore/{peer} |")
     print("|---|---|---|---|---|---|---|---|")
     for n_threads in threads:
         with blas.threads(n_threads) as used:
-            for label, ta, tb, A, B, C in shapes(args.quick):
+            if args.bf16:
+                torch.set_num_threads(used)
+            for label, ta, tb, A, B, C in shapes(args.quick, args.bf16):
                 m, n = C.shape
                 k = A.shape[0] if ta else A.shape[1]
-                ours, theirs = measure(ta, tb, A, B, C, rounds, clock)
-                print(f"| {label} | {C.dtype} | {m}×{n}×{k} | {gemm_path(ta, tb, m, n, k)} "
+                ours, theirs = measure(ta, tb, A, B, C, rounds, clock, args.bf16)
+                path = "bf16" if args.bf16 else gemm_path(ta, tb, m, n, k)
+                print(f"| {label} | {'bfloat16' if args.bf16 else C.dtype} | {m}×{n}×{k} | {path} "
                       f"| {used} | {gflops(ours, m, n, k):.1f} | {gflops(theirs, m, n, k):.1f} "
                       f"| {theirs / ours:.2f} |", flush=True)
 

@@ -4,7 +4,8 @@ from cython cimport floating
 from _blas cimport gemm
 
 cdef extern from "_bf16_gemm.h" nogil:
-    # k per block: each block's float32 sum is added to C in turn.
+    # vdpbf16ps's k per block: each block's float32 sum is added to C in turn
+    # (AMX sums the whole k in its tiles).
     int BF16_KC "NNCORE_BF16_KC"
     # C := alpha·(op(A)·op(B) with bf16 operands, float32 sums) + beta·C,
     # row-major float32; 0 = not run (no AVX512_BF16, or no memory).

@@ -15,27 +15,44 @@
  *    the values the forward pass used: each operand is, in effect, rounded
  *    once per step.
  *  - a product of two bf16 values (8-bit significands) is exact in float32;
- *    vdpbf16ps and TDPBF16PS add the products of each k-pair to a float32
- *    accumulator in k order, rounding to nearest even, denormal results
- *    flushed to zero (they ignore MXCSR).
- *  - k is summed in blocks of NNCORE_BF16_KC, in order: a block's sum S_b
- *    ends in C as C := alpha·S_b + beta·C for the first block, C := alpha·S_b
- *    + C for the others (so with k ≤ KC, C := alpha·S + beta·C exactly).
+ *    vdpbf16ps adds the products of each k-pair to a float32 accumulator in
+ *    k order, rounding to nearest even (measured: bit for bit the sequential
+ *    float32 sum), TDPBF16PS does so in k order too but its additions are not
+ *    IEEE-exact (measured on the Sapphire Rapids-class Xeon this was written
+ *    on: ~15% of the sums of 3 products differ by 1-3 units in the last place
+ *    from the correctly rounded sequential sum, as if bits shifted out when
+ *    aligning a small product were dropped; over random operands with
+ *    exponents spread over ±9 binades its error from the exact sum stayed
+ *    within 0.61·γ_k·Σ|a·b|, as the sequential sum's did); both flush
+ *    denormal results to zero and ignore MXCSR.
+ *  - vdpbf16ps sums k in blocks of NNCORE_BF16_KC, in order: a block's sum
+ *    S_b ends in C as C := alpha·S_b + beta·C for the first block, C :=
+ *    alpha·S_b + C for the others (so with k ≤ KC, C := alpha·S + beta·C).
+ *    AMX keeps each sum in its tile for the whole k: C := alpha·S + beta·C.
  *
- * How (Goto's blocking, like _big_gemm.h): C's columns are split between
- * nncore's threads (_pool.h) in whole NR-wide panels (its rows when C is too
- * narrow); each thread walks its share in NC × KC blocks of op(B), packs each
- * into NR-wide panels of k-pairs (one 32-bit word = the bf16 of k = 2p in the
- * low half, 2p + 1 in the high half: the layout of vdpbf16ps and of AMX's B
- * tiles), packs MC × KC blocks of op(A) — into MR-high panels of k-pairs for
- * the MR × NR register-tile kernel of vdpbf16ps, or into 32-row panels with
- * each row's k-pairs contiguous (AMX's A tiles) for the AMX kernel, which
- * keeps a 32 × 32 block of C in four 16 × 16 tiles — and runs the kernel
- * over them. Tails are zero-padded in the packed panels and masked when C is
- * written. Every element of C sees the same operations in the same order
- * whatever the thread count, so results are bit-identical across n_threads
- * (the two kernels may differ from each other in the last bits: NNCORE_AMX=0
- * in the environment makes the compiled engine use vdpbf16ps).
+ * How. C's columns are split between nncore's threads (_pool.h) in whole
+ * 32-wide panels (its rows, in whole panels, when C is too narrow). A k-pair
+ * is one 32-bit word: the bf16 of k = 2p in the low half, 2p + 1 in the high
+ * half (the layout of vdpbf16ps and of AMX's tiles).
+ *  - AMX: every part packs its share of the 32-row panels of op(A) and of
+ *    the 32-column panels of op(B), the whole k each, into one buffer shared
+ *    by all parts (each element rounded once per product), tile by tile
+ *    (1 KiB each, in the order the kernel loads them); the parts wait for
+ *    each other, then each runs the kernel — a 32 × 32 block of C in four
+ *    16 × 16 tiles (all eight tile registers: two A, two B, four C), for the
+ *    whole k — over its blocks of C, A panels in blocks of NNCORE_AMX_ABLOCK
+ *    bytes kept in L2 while each of its B panels runs against them; the
+ *    kernel prefetches the next B panel and the next A block into L2.
+ *  - vdpbf16ps (Goto's blocking, like _big_gemm.h): each thread walks its
+ *    share in NC × KC blocks of op(B), packs each into NR-wide panels of
+ *    k-pairs, packs MC × KC blocks of op(A) into MR-high panels, and runs
+ *    the MR × NR register-tile kernel over them.
+ * Tails are zero-padded in the packed panels and masked when C is written.
+ * Every element of C sees the same operations in the same order whatever the
+ * thread count (the blocking depends on the shape only), so results are
+ * bit-identical across n_threads (the two kernels may differ from each other
+ * in the last bits: NNCORE_AMX=0 in the environment makes the compiled
+ * engine use vdpbf16ps).
  *
  * nncore_bf16_gemm returns 0, leaving C untouched, when it cannot run: no
  * AVX512_BF16 (or AVX-512 capped by NNCORE_SIMD), or no memory for the
@@ -52,12 +69,17 @@
 
 #define NNCORE_BF16_MR 12    /* rows of the register tile */
 #define NNCORE_BF16_NR 32    /* columns of the register tile: two zmm of floats */
-#define NNCORE_BF16_KC 512   /* k per block (even): an A and a B panel fit L1 together */
+#define NNCORE_BF16_KC 512   /* vdpbf16ps's k per block (even): an A and a B panel fit L1 */
 #define NNCORE_BF16_MC 96    /* rows of op(A) per block (a multiple of MR and AMX_MR) */
 #define NNCORE_BF16_NC 256   /* columns of op(B) per block (a multiple of NR): 256 KiB
                                 packed, in L2; op(A) is packed once per NC columns */
 #define NNCORE_AMX_MR 32     /* rows of the AMX kernel's C block (two 16-row tiles) */
 #define NNCORE_AMX_PAIRS 16  /* k-pairs per AMX tile step (a tile row is 64 bytes) */
+#define NNCORE_AMX_TILE 256  /* words (bf16 pairs or floats) per AMX tile: 16 × 16 */
+#define NNCORE_AMX_PAGE (1 << 21)    /* alignment of the packed panels: a huge page */
+#define NNCORE_AMX_PRIVATE (1 << 18) /* bytes of a packed operand each part packs for itself */
+#define NNCORE_AMX_ABLOCK (1 << 19) /* bytes of packed op(A) kept in L2 (of 2 MiB; 256 KiB to
+                                       1.5 MiB tried, 512 KiB best at 2048³ and on W4) */
 /* Below this many multiply-adds a product runs on one thread. */
 #define NNCORE_BF16_THREADED 262144
 
@@ -76,6 +98,7 @@ static inline uint16_t nncore_bf16_round(float x) {
 #if NNCORE_X86_SIMD
 #include <cpuid.h>
 #include <immintrin.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -114,50 +137,39 @@ static int nncore_amx_available(void) {
  * nncore_amx_available; nncore._kernels.bf16_kernel switches it for tests). */
 static int nncore_bf16_use_amx = -1;
 
-/* nncore_bf16_round on 16 floats: the bf16 bits in the high half of each
- * 32-bit lane, the low half zero. */
-__attribute__((target("avx512f")))
-static inline __m512i nncore_bf16_round16(__m512 x) {
-    const __m512i u = _mm512_castps_si512(x);
-    const __m512i expo = _mm512_and_si512(u, _mm512_set1_epi32(0x7f800000));
-    __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(
-        _mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16),
-                                                    _mm512_set1_epi32(1))));
-    r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q),
-                              _mm512_or_si512(u, _mm512_set1_epi32(0x00400000)));
-    r = _mm512_mask_mov_epi32(r, _mm512_cmpeq_epi32_mask(expo, _mm512_setzero_si512()),
-                              _mm512_and_si512(u, _mm512_set1_epi32((int) 0x80000000u)));
-    return _mm512_and_si512(r, _mm512_set1_epi32((int) 0xffff0000u));
-}
-
 static inline __mmask16 nncore_bf16_mask(ptrdiff_t count) {
     return count >= 16 ? (__mmask16) 0xffff
                        : count <= 0 ? (__mmask16) 0 : (__mmask16) ((1u << count) - 1);
 }
 
+/* The rounding is AVX512_BF16's VCVTNE2PS2BF16, which is nncore_bf16_round
+ * bit for bit: round to nearest even, a subnormal input taken as a zero of
+ * its sign, a NaN made quiet (its top 16 bits with bit 6 set), whatever
+ * MXCSR says (Intel SDM, VCVTNE2PS2BF16; checked on all 2³² float32 bit
+ * patterns, also with MXCSR's DAZ, FTZ and round-toward-zero set). */
+
 /* 16 k-pairs of one row, k contiguous from s (`left` values of k there; the
  * missing ones count as 0): word t = bf16(s[2t]) | bf16(s[2t+1]) << 16. */
-__attribute__((target("avx512f,avx512bw")))
+__attribute__((target("avx512f,avx512bf16")))
 static inline __m512i nncore_bf16_row_pairs(const float* s, ptrdiff_t left) {
-    /* words 4t+1 and 4t+3 of the two rounded halves: the bf16 of 2t, 2t+1 */
-    const __m512i pick = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39,
-                                          37, 35, 33, 31, 29, 27, 25, 23, 21, 19, 17, 15, 13,
-                                          11, 9, 7, 5, 3, 1);
-    const __m512i lo = nncore_bf16_round16(_mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
-    const __m512i hi = nncore_bf16_round16(
-        _mm512_maskz_loadu_ps(nncore_bf16_mask(left - 16), s + 16));
-    return _mm512_permutex2var_epi16(lo, pick, hi);
+    return (__m512i) _mm512_cvtne2ps_pbh(
+        _mm512_maskz_loadu_ps(nncore_bf16_mask(left - 16), s + 16),
+        _mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
 }
 
 /* One k-pair of 16 consecutive rows r (contiguous from s, the next k at
  * s + ld; rows outside mask and a missing odd k count as 0). */
-__attribute__((target("avx512f")))
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
 static inline __m512i nncore_bf16_col_pairs(const float* s, ptrdiff_t ld, __mmask16 m,
                                             int odd) {
-    const __m512i e = nncore_bf16_round16(_mm512_maskz_loadu_ps(m, s));
-    const __m512i o = odd ? nncore_bf16_round16(_mm512_maskz_loadu_ps(m, s + ld))
-                          : _mm512_setzero_si512();
-    return _mm512_or_si512(_mm512_srli_epi32(e, 16), o);
+    /* bf16 halves 0-15 hold the even k of rows 0-15, 16-31 the odd k:
+     * interleave them (half 2r := r, 2r + 1 := 16 + r) */
+    const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25,
+                                           9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2,
+                                           17, 1, 16, 0);
+    const __m512 o = odd ? _mm512_maskz_loadu_ps(m, s + ld) : _mm512_setzero_ps();
+    return _mm512_permutexvar_epi16(
+        pairs, (__m512i) _mm512_cvtne2ps_pbh(o, _mm512_maskz_loadu_ps(m, s)));
 }
 
 /* v[j][i] := v[i][j] for a 16 × 16 block of 32-bit words. */
@@ -189,7 +201,7 @@ static inline void nncore_transpose16(__m512i v[16]) {
  * addressed as x(r, k) = X[k·ld + r] (k_major) or X[r·ld + k], in 16 × 16
  * blocks (row r + j, pair p + t): block[t][j] when pair_major, else
  * block[j][t] (a block read the other way is transposed in registers). */
-__attribute__((target("avx512f,avx512bw")))
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
 static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
                                      ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t r,
                                      ptrdiff_t p, int pair_major, __m512i v[16]) {
@@ -213,7 +225,7 @@ static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, int k_major, 
  * nncore_bf16_block) pair by pair, for vdpbf16ps's A panels and every B panel:
  * dst[p·width + r] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16,
  * zero for rows ≤ r < width and for the k past kc (odd kc). */
-__attribute__((target("avx512f,avx512bw")))
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
 static void nncore_bf16_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
                              ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t width,
                              uint32_t* dst) {
@@ -275,21 +287,63 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
     }
 }
 
-/* The AMX layout of op(A): row r's k-pairs contiguous,
- * dst[r·stride + p] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16 for
- * r < rows and 2p < kc; zero for p up to stride and for rows ≤ r < height
- * (both multiples of 16). x as in nncore_bf16_block. */
-__attribute__((target("avx512f,avx512bw")))
-static void nncore_bf16_pack_rows(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
-                                  ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t height,
-                                  ptrdiff_t stride, uint32_t* dst) {
+/* The AMX layout of a panel of 32 rows r0 … r0+rows−1 (rows ≤ 32) of X
+ * (addressed as in nncore_bf16_block; rows of op(A), or columns of op(B)),
+ * k = 0 … kc−1, zero-padded to whole tile steps (its steps s0 … s1−1
+ * here): per tile step s (32 k), two
+ * tiles of 16 × 16 words, 1 KiB each, one after the other, so that the kernel
+ * streams each panel through once. Tile h of step s holds, at row j, column t,
+ *   for op(A) (pair_major 0): the k-pair 16s + t of row 16h + j (A tiles);
+ *   for op(B) (pair_major 1): row 16h + t of the k-pair 16s + j (B tiles).
+ * The pair word of row r, pair p: bf16(x(r, 2p)) | bf16(x(r, 2p+1)) << 16. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void nncore_amx_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+                            ptrdiff_t rows, ptrdiff_t kc, ptrdiff_t s0, ptrdiff_t s1,
+                            int pair_major, uint32_t* dst) {
     __m512i v[16];
-    for (ptrdiff_t r = 0; r < height; r += 16)
-        for (ptrdiff_t p = 0; p < stride; p += 16) {
-            nncore_bf16_block(X, ld, k_major, r0, rows, k0, kc, r, p, 0, v);
+    if (pair_major == k_major) {   /* one vector of X's layout per tile row */
+        for (ptrdiff_t s = s0; s < s1; s++)
+            for (ptrdiff_t h = 0; h < 2; h++) {
+                uint32_t* t = dst + (2 * s + h) * NNCORE_AMX_TILE;
+                const ptrdiff_t k = 2 * NNCORE_AMX_PAIRS * s, r = 16 * h;
+                if (k_major) {   /* tile row j: k-pair 16s + j of rows r … r + 15 */
+                    const __mmask16 m = nncore_bf16_mask(rows - r);
+                    for (ptrdiff_t j = 0; j < 16; j++)
+                        _mm512_store_si512(t + 16 * j, k + 2 * j < kc && r < rows
+                            ? nncore_bf16_col_pairs(X + (k + 2 * j) * ld + r0 + r, ld, m,
+                                                    k + 2 * j + 1 < kc)
+                            : _mm512_setzero_si512());
+                } else {         /* tile row j: k-pairs 16s … 16s + 15 of row r + j */
+                    for (ptrdiff_t j = 0; j < 16; j++)
+                        _mm512_store_si512(t + 16 * j, r + j < rows
+                            ? nncore_bf16_row_pairs(X + (r0 + r + j) * ld + k, kc - k)
+                            : _mm512_setzero_si512());
+                }
+            }
+        return;
+    }
+    for (ptrdiff_t s = s0; s < s1; s++)
+        for (int h = 0; h < 2; h++) {
+            nncore_bf16_block(X, ld, k_major, r0, rows, 0, kc, 16 * h, NNCORE_AMX_PAIRS * s,
+                              pair_major, v);
             for (int j = 0; j < 16; j++)
-                _mm512_storeu_si512(dst + (r + j) * stride + p, v[j]);
+                _mm512_store_si512(dst + (2 * s + h) * NNCORE_AMX_TILE + 16 * j, v[j]);
         }
+}
+
+/* Packs panels lo … hi−1 of the `rows` rows of X (as in nncore_amx_pack)
+ * into dst (panel q at q · steps · 512 words). Where X is k-major (one k
+ * of consecutive rows contiguous), step by step across the panels, so that
+ * each run of rows is read in order; else panel by panel. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void nncore_amx_pack_panels(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t rows,
+                                   ptrdiff_t kc, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t steps,
+                                   int pair_major, uint32_t* dst) {
+    const ptrdiff_t R = NNCORE_AMX_MR, panel = 2 * steps * NNCORE_AMX_TILE;
+    for (ptrdiff_t s = 0; s < steps; s = k_major ? s + 1 : steps)
+        for (ptrdiff_t q = lo; q < hi; q++)
+            nncore_amx_pack(X, ld, k_major, q * R, rows - q * R < R ? rows - q * R : R, kc,
+                            s, k_major ? s + 1 : steps, pair_major, dst + q * panel);
 }
 
 /* The AMX tile configuration: palette 1; tiles 0-3 hold C (16 rows × 16
@@ -317,37 +371,61 @@ static void nncore_amx_begin(void) {
 __attribute__((target("amx-tile")))
 static void nncore_amx_end(void) { _tile_release(); }
 
-/* C(mr×nr, mr ≤ 32, nr ≤ 32) := alpha·Σ a·b + beta·C over steps·16 k-pairs
- * of a 32-row A panel in the row layout (row stride a_stride words) and an
- * NR-wide B panel (as for nncore_bf16_kernel), by TDPBF16PS on four C tiles
- * (beta = 0: C is not read). The tiles are configured (nncore_amx_begin). */
+/* C(mr×nr, mr ≤ 32, nr ≤ 32) := alpha·S + beta·C, S = Σ a·b over steps · 32
+ * k of an A panel and a B panel in the AMX layout (nncore_amx_pack), summed
+ * by TDPBF16PS in four C tiles, which stay in the tile registers for the whole
+ * k (beta = 0: C is not read). A full block with alpha = 1, beta = 0 is
+ * stored from the tiles straight into C (the same values: 1·S = S). The tiles
+ * are configured (nncore_amx_begin). Step s also prefetches into L2 the
+ * bytes [s·pa_step, (s+1)·pa_step) from pa and [s·pb_step, (s+1)·pb_step)
+ * from pb (panels the next calls use; steps of whole 64-byte lines), and
+ * the steps together fetch into L1 the next call's block of C: pc_rows rows
+ * of pc_cols floats from pc (none when pc_rows is 0: the part passes 0 when
+ * beta = 0 — C is then only written, and fetching it measured 5-10% slower). */
 __attribute__((target("amx-tile,amx-bf16,avx512f")))
-static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, ptrdiff_t a_stride,
-                              const uint32_t* b, float alpha, float beta, float* C,
-                              ptrdiff_t ldc, ptrdiff_t mr, ptrdiff_t nr) {
+static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, const uint32_t* b,
+                              float alpha, float beta, float* C, ptrdiff_t ldc, ptrdiff_t mr,
+                              ptrdiff_t nr, const char* pa, ptrdiff_t pa_step, const char* pb,
+                              ptrdiff_t pb_step, const float* pc, ptrdiff_t pc_rows,
+                              ptrdiff_t pc_cols) {
     float acc[NNCORE_AMX_MR * NNCORE_BF16_NR] __attribute__((aligned(64)));
-    const long sa = 4 * a_stride, sb = 4 * NNCORE_BF16_NR;
+    const long row = 64, sc = 4 * ldc, sacc = 4 * NNCORE_BF16_NR;
     __asm__ volatile("" ::: "memory");   /* the packed panels are written */
     _tile_zero(0);
     _tile_zero(1);
     _tile_zero(2);
     _tile_zero(3);
     for (ptrdiff_t s = 0; s < steps; s++) {
-        const uint32_t* as = a + s * NNCORE_AMX_PAIRS;
-        const uint32_t* bs = b + s * NNCORE_AMX_PAIRS * NNCORE_BF16_NR;
-        _tile_loadd(4, as, sa);
-        _tile_loadd(5, as + 16 * a_stride, sa);
-        _tile_loadd(6, bs, sb);
-        _tile_loadd(7, bs + 16, sb);
+        const uint32_t* as = a + 2 * s * NNCORE_AMX_TILE;
+        const uint32_t* bs = b + 2 * s * NNCORE_AMX_TILE;
+        _tile_loadd(4, as, row);
+        _tile_loadd(6, bs, row);
         _tile_dpbf16ps(0, 4, 6);
+        _tile_loadd(7, bs + NNCORE_AMX_TILE, row);
         _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, as + NNCORE_AMX_TILE, row);
         _tile_dpbf16ps(2, 5, 6);
         _tile_dpbf16ps(3, 5, 7);
+        for (ptrdiff_t l = 0; l < pa_step; l += 64)
+            _mm_prefetch(pa + s * pa_step + l, _MM_HINT_T1);
+        for (ptrdiff_t l = 0; l < pb_step; l += 64)
+            _mm_prefetch(pb + s * pb_step + l, _MM_HINT_T1);
+        for (ptrdiff_t r = s * pc_rows / steps; r < (s + 1) * pc_rows / steps; r++) {
+            _mm_prefetch((const char*) (pc + r * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char*) (pc + r * ldc + pc_cols - 1), _MM_HINT_T0);
+        }
     }
-    _tile_stored(0, acc, sb);
-    _tile_stored(1, acc + 16, sb);
-    _tile_stored(2, acc + 16 * NNCORE_BF16_NR, sb);
-    _tile_stored(3, acc + 16 * NNCORE_BF16_NR + 16, sb);
+    if (alpha == 1.0f && beta == 0.0f && mr == NNCORE_AMX_MR && nr == NNCORE_BF16_NR) {
+        _tile_stored(0, C, sc);
+        _tile_stored(1, C + 16, sc);
+        _tile_stored(2, C + 16 * ldc, sc);
+        _tile_stored(3, C + 16 * ldc + 16, sc);
+        return;
+    }
+    _tile_stored(0, acc, sacc);
+    _tile_stored(1, acc + 16, sacc);
+    _tile_stored(2, acc + 16 * NNCORE_BF16_NR, sacc);
+    _tile_stored(3, acc + 16 * NNCORE_BF16_NR + 16, sacc);
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
     const __mmask16 m0 = nncore_bf16_mask(nr), m1 = nncore_bf16_mask(nr - 16);
     for (ptrdiff_t i = 0; i < mr; i++)
@@ -358,13 +436,12 @@ static void nncore_amx_kernel(ptrdiff_t steps, const uint32_t* a, ptrdiff_t a_st
 
 /* out[i] := nncore_bf16_round(x[i]) for i < n, 16 at a time where the
  * products can run (the packing's rounding), one by one elsewhere. */
-__attribute__((target("avx512f,avx512bw,avx512vl")))
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
 static void nncore_bf16_round_avx512(const float* x, ptrdiff_t n, uint16_t* out) {
     for (ptrdiff_t i = 0; i < n; i += 16) {
         const __mmask16 m = nncore_bf16_mask(n - i);
-        const __m512i r = _mm512_srli_epi32(
-            nncore_bf16_round16(_mm512_maskz_loadu_ps(m, x + i)), 16);
-        _mm256_mask_storeu_epi16(out + i, m, _mm512_cvtepi32_epi16(r));
+        _mm256_mask_storeu_epi16(out + i, m,
+                                 (__m256i) _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + i)));
     }
 }
 
@@ -398,7 +475,6 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
     ptrdiff_t i_lo = 0, i_hi = g->m, j_lo = 0, j_hi = g->n;
     uint32_t* bbuf = nncore_bf16_buf[part];
     uint32_t* abuf = bbuf + NNCORE_BF16_BBUF;
-    const int amx = nncore_bf16_use_amx;
     if (g->n >= parts * NR) { /* split columns, in whole panels */
         ptrdiff_t per = ((g->n + NR - 1) / NR + parts - 1) / parts * NR;
         j_lo = part * per < g->n ? part * per : g->n;
@@ -408,43 +484,19 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
         i_lo = part * per < g->m ? part * per : g->m;
         i_hi = i_lo + per < g->m ? i_lo + per : g->m;
     }
-    if (amx && i_lo < i_hi && j_lo < j_hi)
-        nncore_amx_begin();
     for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NNCORE_BF16_NC) {
         const ptrdiff_t nc = jc + NNCORE_BF16_NC < j_hi ? NNCORE_BF16_NC : j_hi - jc;
         for (ptrdiff_t pc = 0; pc < g->k; pc += NNCORE_BF16_KC) {
             const ptrdiff_t kc = pc + NNCORE_BF16_KC < g->k ? NNCORE_BF16_KC : g->k - pc;
-            /* k-pairs per panel: AMX takes whole tile steps (zero-padded) */
-            const ptrdiff_t pairs = amx ? ((kc + 1) / 2 + NNCORE_AMX_PAIRS - 1)
-                                          / NNCORE_AMX_PAIRS * NNCORE_AMX_PAIRS
-                                        : (kc + 1) / 2;
+            const ptrdiff_t pairs = (kc + 1) / 2;
             /* op(B)[k, j] is B[k·ldb + j] (k-major) or, transposed, B[j·ldb + k] */
-            for (ptrdiff_t q = 0; q * NR < nc; q++) {
-                uint32_t* panel = bbuf + q * NR * pairs;
+            for (ptrdiff_t q = 0; q * NR < nc; q++)
                 nncore_bf16_pack(g->B, g->ldb, !g->trans_b, jc + q * NR,
-                                 nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR, panel);
-                memset(panel + (kc + 1) / 2 * NR, 0,
-                       sizeof(uint32_t) * (pairs - (kc + 1) / 2) * NR);
-            }
+                                 nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR,
+                                 bbuf + q * NR * pairs);
             for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_BF16_MC) {
                 const ptrdiff_t mc = ic + NNCORE_BF16_MC < i_hi ? NNCORE_BF16_MC : i_hi - ic;
                 /* op(A)[i, k] is A[i·lda + k] or, transposed, A[k·lda + i] (k-major) */
-                if (amx) {
-                    const ptrdiff_t AMR = NNCORE_AMX_MR;
-                    for (ptrdiff_t s = 0; s * AMR < mc; s++)
-                        nncore_bf16_pack_rows(g->A, g->lda, g->trans_a, ic + s * AMR,
-                                              mc - s * AMR < AMR ? mc - s * AMR : AMR, pc, kc,
-                                              AMR, pairs, abuf + s * AMR * pairs);
-                    for (ptrdiff_t q = 0; q * NR < nc; q++)
-                        for (ptrdiff_t s = 0; s * AMR < mc; s++)
-                            nncore_amx_kernel(pairs / NNCORE_AMX_PAIRS, abuf + s * AMR * pairs,
-                                              pairs, bbuf + q * NR * pairs, g->alpha,
-                                              pc ? 1.0f : g->beta,
-                                              g->C + (ic + s * AMR) * g->ldc + jc + q * NR,
-                                              g->ldc, mc - s * AMR < AMR ? mc - s * AMR : AMR,
-                                              nc - q * NR < NR ? nc - q * NR : NR);
-                    continue;
-                }
                 for (ptrdiff_t s = 0; s * MR < mc; s++)
                     nncore_bf16_pack(g->A, g->lda, g->trans_a, ic + s * MR,
                                      mc - s * MR < MR ? mc - s * MR : MR, pc, kc, MR,
@@ -459,8 +511,110 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
             }
         }
     }
-    if (amx && i_lo < i_hi && j_lo < j_hi)
-        nncore_amx_end();
+}
+
+/* [*lo, *hi): part's share of count items, in contiguous runs. */
+static inline void nncore_bf16_share(ptrdiff_t count, int part, int parts, ptrdiff_t* lo,
+                                     ptrdiff_t* hi) {
+    const ptrdiff_t per = (count + parts - 1) / parts;
+    *lo = part * per < count ? part * per : count;
+    *hi = *lo + per < count ? *lo + per : count;
+}
+
+/* The packed panels of the AMX products (grown, never shrunk, under
+ * nncore_pool.run; 64-byte aligned), and their size in words. */
+static uint32_t* nncore_amx_buf;
+static size_t nncore_amx_words;
+
+/* An AMX product: op(A) and op(B) packed once (nncore_amx_pack) into shared
+ * buffers, then multiplied; `packed` counts the parts done packing. */
+typedef struct {
+    nncore_bf16_job g;
+    ptrdiff_t steps;     /* tile steps of 32 k */
+    int private_a;       /* each part packs all of op(A) into its own copy */
+    int private_b;       /* each part packs all of op(B) into its own copy */
+    atomic_int packed;
+} nncore_amx_job;
+
+static void nncore_amx_part(void* arg, int part, int parts) {
+    nncore_amx_job* job = (nncore_amx_job*) arg;
+    const nncore_bf16_job* g = &job->g;
+    const ptrdiff_t NR = NNCORE_BF16_NR, MR = NNCORE_AMX_MR, steps = job->steps;
+    const ptrdiff_t panel = 2 * steps * NNCORE_AMX_TILE;   /* words per packed panel */
+    const ptrdiff_t row_panels = (g->m + MR - 1) / MR, col_panels = (g->n + NR - 1) / NR;
+    ptrdiff_t lo, hi, s_lo = 0, s_hi = row_panels, q_lo = 0, q_hi = col_panels;
+    /* the buffer (one copy of the B panels, or one per part, then the same
+     * for the A panels) is at least this big while the job holds
+     * nncore_pool.run */
+    uint32_t* const b = nncore_amx_buf + (job->private_b ? part * col_panels : 0) * panel;
+    uint32_t* const a = nncore_amx_buf + ((job->private_b ? parts : 1) * col_panels
+                                          + (job->private_a ? part * row_panels : 0)) * panel;
+    int spins = 0;
+    /* each part packs its share of the panels of op(A) (op(A)[i, k] is
+     * A[i·lda + k] or, transposed, A[k·lda + i]) — all of them, into its own
+     * copy, when private_a — and of op(B) (op(B)[k, j] is B[k·ldb + j] or,
+     * transposed, B[j·ldb + k]) */
+    if (job->private_a)
+        lo = 0, hi = row_panels;
+    else
+        nncore_bf16_share(row_panels, part, parts, &lo, &hi);
+    nncore_amx_pack_panels(g->A, g->lda, g->trans_a, g->m, g->k, lo, hi, steps, 0, a);
+    if (job->private_b)
+        lo = 0, hi = col_panels;
+    else
+        nncore_bf16_share(col_panels, part, parts, &lo, &hi);
+    nncore_amx_pack_panels(g->B, g->ldb, !g->trans_b, g->n, g->k, lo, hi, steps, 1, b);
+    /* C's columns are split in whole panels (its rows when C is too narrow):
+     * the same panels as packed, so a part's B panels (A panels) are in its
+     * own cache, and with private_a (private_b) it needs no other part's */
+    if (g->n >= parts * NR)
+        nncore_bf16_share(col_panels, part, parts, &q_lo, &q_hi);
+    else
+        nncore_bf16_share(row_panels, part, parts, &s_lo, &s_hi);
+    /* wait for the other parts' panels */
+    atomic_fetch_add(&job->packed, 1);
+    while (!job->private_a && !job->private_b && atomic_load(&job->packed) < parts) {
+        if (spins++ < NNCORE_SPINS)
+            NNCORE_PAUSE();
+        else
+            sched_yield();
+    }
+    if (s_lo >= s_hi || q_lo >= q_hi)
+        return;
+    nncore_amx_begin();
+    /* A panels in blocks of about NNCORE_AMX_ABLOCK bytes, kept in L2 while
+     * every B panel of the part runs against them */
+    const ptrdiff_t block = NNCORE_AMX_ABLOCK / (4 * panel) > 1 ? NNCORE_AMX_ABLOCK / (4 * panel) : 1;
+    const ptrdiff_t bytes = 4 * panel, nq = q_hi - q_lo;
+    for (ptrdiff_t sb = s_lo; sb < s_hi; sb += block) {
+        const ptrdiff_t rows = sb + block < s_hi ? block : s_hi - sb;
+        /* while this block runs, the next A block comes into L2 (spread over
+         * all its calls), and while B panel q runs against it, panel q + 1
+         * (spread over the block's panels) */
+        const ptrdiff_t next = sb + block < s_hi ? (s_hi - sb - block < block ? s_hi - sb - block : block) : 0;
+        const ptrdiff_t pa_step = (next * bytes + nq * rows * steps * 64 - 1) / (nq * rows * steps * 64) * 64;
+        const ptrdiff_t pb_step = (bytes + rows * steps * 64 - 1) / (rows * steps * 64) * 64;
+        for (ptrdiff_t q = q_lo; q < q_hi; q++)
+            for (ptrdiff_t s = sb; s < sb + rows; s++) {
+                const ptrdiff_t call = (q - q_lo) * rows + (s - sb);
+                /* the next call's block of C: (s + 1, q), else (sb, q + 1) */
+                const ptrdiff_t cs = s + 1 < sb + rows ? s + 1 : sb;
+                const ptrdiff_t cq = s + 1 < sb + rows ? q : q + 1;
+                nncore_amx_kernel(steps, a + s * panel, b + q * panel, g->alpha,
+                                  g->beta, g->C + s * MR * g->ldc + q * NR, g->ldc,
+                                  g->m - s * MR < MR ? g->m - s * MR : MR,
+                                  g->n - q * NR < NR ? g->n - q * NR : NR,
+                                  (const char*) (a + (sb + block) * panel) + call * steps * pa_step,
+                                  next ? pa_step : 0,
+                                  (const char*) (b + (q + 1 < q_hi ? q + 1 : q_lo) * panel)
+                                      + (s - sb) * steps * pb_step, pb_step,
+                                  g->C + cs * MR * g->ldc + cq * NR,
+                                  cq < q_hi && g->beta != 0.0f
+                                      ? (g->m - cs * MR < MR ? g->m - cs * MR : MR) : 0,
+                                  g->n - cq * NR < NR ? g->n - cq * NR : NR);
+            }
+    }
+    nncore_amx_end();
 }
 
 static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
@@ -482,6 +636,43 @@ static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     }
     if ((double) m * n * k < NNCORE_BF16_THREADED)
         parts = 1;
+    if (nncore_bf16_use_amx) {
+        nncore_amx_job amx = {job, (k + 2 * NNCORE_AMX_PAIRS - 1) / (2 * NNCORE_AMX_PAIRS)};
+        const size_t panel = 2 * amx.steps * NNCORE_AMX_TILE;
+        const size_t a_words = (size_t) (m + NNCORE_AMX_MR - 1) / NNCORE_AMX_MR * panel;
+        const size_t b_words = (size_t) (n + NNCORE_BF16_NR - 1) / NNCORE_BF16_NR * panel;
+        /* a small op(A) (C's columns split) or op(B) (rows split) is packed
+         * by every part for itself: cheaper than the other parts' packed
+         * panels crossing between cores, and no waiting */
+        amx.private_a = parts > 1 && n >= parts * NNCORE_BF16_NR
+                        && a_words * sizeof(uint32_t) <= NNCORE_AMX_PRIVATE;
+        amx.private_b = parts > 1 && n < parts * NNCORE_BF16_NR
+                        && b_words * sizeof(uint32_t) <= NNCORE_AMX_PRIVATE;
+        const size_t words = (amx.private_b ? parts : 1) * b_words
+                             + (amx.private_a ? parts : 1) * a_words;
+        int ok = 1;
+        pthread_mutex_lock(&nncore_pool.run);
+        if (words > nncore_amx_words) {
+            void* grown = NULL;
+            ok = posix_memalign(&grown, NNCORE_AMX_PAGE, words * sizeof(uint32_t)) == 0;
+            if (ok) {
+#ifdef MADV_HUGEPAGE
+                /* a big buffer in 2 MiB pages where the kernel gives them
+                 * (fewer TLB misses on the streamed panels); a hint only */
+                madvise(grown, words * sizeof(uint32_t), MADV_HUGEPAGE);
+#endif
+                free(nncore_amx_buf);
+                nncore_amx_buf = (uint32_t*) grown;
+                nncore_amx_words = words;
+            }
+        }
+        pthread_mutex_unlock(&nncore_pool.run);
+        if (!ok)
+            return 0;
+        atomic_init(&amx.packed, 0);
+        nncore_parallel(nncore_amx_part, &amx, parts);
+        return 1;
+    }
     for (int part = 0; part < parts; part++) {
         if (nncore_bf16_buf[part] == NULL) {
             pthread_mutex_lock(&nncore_pool.run);

@@ -88,7 +88,8 @@ SMALL_GEMM = _SMALL_GEMM
 #: elements)
 TILE_GEMM = _TILE_GEMM
 TILE_TRANSPOSE = _TILE_TRANSPOSE
-#: the bf16 products sum k in blocks of this many, adding each block's sum to C
+#: the vdpbf16ps kernel's bf16 products sum k in blocks of this many, adding each
+#: block's sum to C (the AMX kernel sums the whole k in its tiles)
 BF16_KC = _BF16_KC
 
 

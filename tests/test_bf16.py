@@ -173,14 +173,15 @@ def gemm_bound(trans_a, trans_b, alpha, A, B, beta, C0):
     differs from the exact sum S by at most γ_k·T, T = |a|·|b| (Higham,
     "Accuracy and Stability of Numerical Algorithms", 2nd ed., §3.1, γ_k =
     k·u/(1 − k·u)), so from each other by 2·γ_k·|alpha|·T. Scaling by alpha,
-    adding beta·C0 and the kernel's one extra rounding per KC block of k add
-    at most (2 + 2·blocks)·u·(|alpha|·T + |beta·C0|); vdpbf16ps's
-    flush-to-zero of subnormal results adds at most 2·k·2⁻¹²⁶ (≈ 0 here)."""
+    adding beta·C0 and, for vdpbf16ps, its one extra rounding per KC block of
+    k add at most (2 + 2·blocks)·u·(|alpha|·T + |beta·C0|) (AMX sums the
+    whole k in one accumulator: one block); the flush-to-zero of subnormal
+    results adds at most 2·k·2⁻¹²⁶ (≈ 0 here)."""
     a, b = np.abs(round_bf16(A)).astype(np.float64), np.abs(round_bf16(B)).astype(np.float64)
     T = (a.T if trans_a else a) @ (b.T if trans_b else b)
     k = a.shape[0] if trans_a else a.shape[1]
     gamma = k * U / (1 - k * U)
-    blocks = -(-k // K.BF16_KC)
+    blocks = 1 if K.bf16_kernel() == "amx" else -(-k // K.BF16_KC)
     rest = abs(alpha) * T + (abs(beta) * np.abs(C0.astype(np.float64)) if beta else 0)
     return 2 * gamma * abs(alpha) * T + (2 + 2 * blocks) * U * rest + 2 * k * 2.0 ** -126
 
@@ -193,7 +194,8 @@ def operands(rng, m, n, k, trans_a, trans_b):
 
 SHAPES = [(1, 1, 1), (1, 7, 3), (5, 1, 2), (11, 31, 1), (12, 32, 2), (13, 33, 17),
           (33, 65, 511), (7, 10, 513), (37, 97, 1025), (128, 256, 64), (3, 600, 5),
-          (100, 300, 33)]
+          (100, 300, 33),
+          (530, 70, 1100)]   # AMX: two blocks of A panels (17 panels of 35 tile steps)
 
 
 @needs_bf16
@@ -213,6 +215,25 @@ def test_gemm_matches_twin(kernel, m, n, k, trans_a, trans_b, alpha, beta):
     bound = gemm_bound(trans_a, trans_b, alpha, A, B, beta, C0)
     err = np.abs(C.astype(np.float64) - R)
     assert (err <= bound).all(), (err - bound).max()
+
+
+@needs_bf16
+@pytest.mark.parametrize("m, n", [(32, 32), (33, 40)])
+def test_gemm_k_blocks(kernel, m, n):
+    """How k is summed: AMX keeps each C element's sum in its tile for the
+    whole k; vdpbf16ps adds the sum of each block of BF16_KC k to C. k = 1024:
+    products 1 for k < 512, then 2⁻²² (= 2⁻¹¹·2⁻¹¹, exact in bf16). Added one
+    by one to 512 (float32 spacing 2⁻¹⁴ there) each is lost, whatever the
+    rounding of the additions (round to nearest or toward zero: AMX's
+    TDPBF16PS is not IEEE-exact in its additions, see src/_bf16_gemm.h):
+    C = 512; summed as their own block first, they make 2⁻¹³, and C = 512 + 2⁻¹³.
+    Full 32 × 32 blocks (stored straight from the tiles) and tails alike."""
+    assert K.BF16_KC == 512
+    row = np.r_[np.ones(512), np.full(512, 2.0 ** -11)].astype(np.float32)
+    A, B = np.tile(row, (m, 1)), np.tile(row[:, None], (1, n))
+    C = np.full((m, n), np.nan, np.float32)
+    K.bf16_gemm(False, False, 1.0, A, B, 0.0, C)
+    assert (C == (512.0 if kernel == "amx" else 512.0 + 2.0 ** -13)).all()
 
 
 @needs_bf16
@@ -254,7 +275,9 @@ def test_gemm_refuses_bad_shapes():
 @pytest.mark.parametrize("m, n, k, trans_a, trans_b", [
     (300, 200, 500, False, False),   # columns split between the threads
     (300, 10, 900, False, True),     # too narrow: rows split
-    (513, 130, 97, True, False),
+    (513, 130, 97, True, False),     # AMX: a small op(A), packed by each thread for itself
+    (700, 40, 1100, False, False),   # rows split, AMX: two blocks of A panels
+    (600, 300, 1100, True, True),    # columns split, two blocks
 ])
 def test_gemm_bit_identical_across_threads(kernel, m, n, k, trans_a, trans_b):
     rng = np.random.default_rng(1)
