@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include "_simd.h"
 #include "_pool.h"
+#include "_tile_gemm.h" /* nncore_transpose_F, _D */
 
 /* k per block (fixed per element type: it decides the order of the sums). */
 #define NNCORE_KC_F 192
@@ -61,6 +62,30 @@
 #define NNCORE_MC 192
 /* Columns of B per packed block, in vectors (1024 floats / 512 doubles). */
 #define NNCORE_NC_VECTORS 64
+/* Least work per thread, in vector multiply-adds (m·n·k / lanes: 2,097,152
+ * float32 or 1,048,576 float64 multiply-adds, ~20-30 µs of one thread's
+ * work): a product gets min(threads, m·n·k / lanes / this) parts, so smaller
+ * ones run on the calling thread and wake no helper. A function of the shape
+ * alone, and the split never changes an element's sums (see Determinism), so
+ * results stay bit-identical across thread counts. Measured on a 2-vCPU Intel
+ * AVX-512 VM (family 6 model 167), shared with other jobs (2-thread wall
+ * times there swing 2x from run to run; these are the runs where the second
+ * core was free, i.e. process CPU time > wall time):
+ *   - products timed back to back (the helper still spinning): 2 threads
+ *     1.3-1.6x faster from 0.9M float64 multiply-adds up;
+ *   - in a fit, products come ~100 µs apart and a helper has often gone to
+ *     sleep: the digits face (float64, 200×100×64 and 64×100×200 products,
+ *     1.28M multiply-adds) fit in 430 ms on 2 threads against 320 ms on one
+ *     when every product above the tile kernel was split (~45 µs lost per
+ *     split product: wake-up and cross-core traffic); unsplit, 2 threads =
+ *     1 thread. The same network in float32 and in float64 with 400 hidden
+ *     units (5.1M): split 0.45-1.0x of one thread, never faster;
+ *   - W3 (float32; 128×128×256-class products of 4.2M, and 25.7M): splitting
+ *     the 4.2M products too made the fit 120 ms against 128 ms with only the
+ *     25.7M ones split, 138 ms with none.
+ * Measure again with a quiet machine (benchmarks/gemm.py, the fits above). */
+static double nncore_minw(void) { const char* s = getenv("NNCORE_MINWORK"); return s ? atof(s) : 131072; }
+#define NNCORE_MIN_FMAS_PER_THREAD nncore_minw()
 /* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
  * (MC × KC), each sized for the larger of the two element types. */
 #define NNCORE_BIG_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -76,7 +101,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
 #include <immintrin.h>
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
- * G the suffix of its nncore_big_transpose_ (F, D), KC k per block. */
+ * G the suffix of its nncore_transpose_ (F, D), KC k per block. */
 #define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, NAME)                                         \
     typedef struct {                                                                       \
         int trans_a, trans_b, nv, mr;                                                      \
@@ -171,7 +196,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
                         for (int i = 0; i < W; i++)                                        \
                             r[i] = i < w ? _mm512_maskz_loadu_##X(along, src + i * g->ldb + q) \
                                          : _mm512_setzero_##X();                           \
-                        nncore_big_transpose_##G(r);                                       \
+                        nncore_transpose_##G(r);                                       \
                         for (int c = 0; c < W && c < kc - q; c++)                          \
                             _mm512_store_##X(out + (q + c) * nr, r[c]);                    \
                     }                                                                      \
@@ -292,8 +317,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         int nv = n <= W ? 1 : 2;                                                           \
         NAME##_job job = {trans_a, trans_b, nv, nv == 1 ? NNCORE_MR1 : NNCORE_MR2,         \
                           m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};                   \
-        int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads                   \
-                                                        : NNCORE_MAX_THREADS;              \
+        int parts = nncore_parts((double) m * n * k / W, NNCORE_MIN_FMAS_PER_THREAD);         \
         if (nncore_simd_isa() != NNCORE_AVX512)                                            \
             return 0;                                                                      \
         for (int part = 0; part < parts; part++) {                                         \
@@ -318,56 +342,6 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         (void) ars, (void) aps;                                                            \
         NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);   \
     }
-/* Transposes the W×W block in r (r[i] = row i) in place, 16 floats or 8 doubles:
- * pairs of rows interleaved, then pairs of pairs, then 128-bit lanes. */
-static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_transpose_F(
-    __m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
-        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
-        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
-        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
-        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
-        r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
-        r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
-    }
-}
-
-static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_transpose_D(
-    __m512d r[8]) {
-    __m512d t[8], u[8];
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
-    }
-    for (int h = 0; h < 2; h++) {
-        u[4 * h] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0x88);
-        u[4 * h + 1] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0x88);
-        u[4 * h + 2] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0xdd);
-        u[4 * h + 3] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_f64x2(u[i], u[4 + i], 0x88);
-        r[4 + i] = _mm512_shuffle_f64x2(u[i], u[4 + i], 0xdd);
-    }
-}
-
 NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, nncore_big_gemm_f)
 NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, nncore_big_gemm_d)
 #else
