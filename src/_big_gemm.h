@@ -62,30 +62,33 @@
 #define NNCORE_MC 192
 /* Columns of B per packed block, in vectors (1024 floats / 512 doubles). */
 #define NNCORE_NC_VECTORS 64
-/* Least work per thread, in vector multiply-adds (m·n·k / lanes: 2,097,152
- * float32 or 1,048,576 float64 multiply-adds, ~20-30 µs of one thread's
- * work): a product gets min(threads, m·n·k / lanes / this) parts, so smaller
+/* Least work per thread, in vector multiply-adds (m·n·k / lanes: 4,194,304
+ * float32 or 2,097,152 float64 multiply-adds, ~65 µs of one thread's work
+ * here): a product gets min(threads, m·n·k / lanes / this) parts, so smaller
  * ones run on the calling thread and wake no helper. A function of the shape
  * alone, and the split never changes an element's sums (see Determinism), so
  * results stay bit-identical across thread counts. Measured on a 2-vCPU Intel
- * AVX-512 VM (family 6 model 167), shared with other jobs (2-thread wall
- * times there swing 2x from run to run; these are the runs where the second
- * core was free, i.e. process CPU time > wall time):
+ * AVX-512 VM (family 6 model 167) shared with other jobs, whole fits at 1
+ * and 2 threads interleaved, from the runs where the second core was free
+ * (process CPU time > wall time; under contention every split lost, up to 2x):
  *   - products timed back to back (the helper still spinning): 2 threads
  *     1.3-1.6x faster from 0.9M float64 multiply-adds up;
- *   - in a fit, products come ~100 µs apart and a helper has often gone to
- *     sleep: the digits face (float64, 200×100×64 and 64×100×200 products,
- *     1.28M multiply-adds) fit in 430 ms on 2 threads against 320 ms on one
- *     when every product above the tile kernel was split (~45 µs lost per
- *     split product: wake-up and cross-core traffic); unsplit, 2 threads =
- *     1 thread. The same network in float32 and in float64 with 400 hidden
- *     units (5.1M): split 0.45-1.0x of one thread, never faster;
- *   - W3 (float32; 128×128×256-class products of 4.2M, and 25.7M): splitting
- *     the 4.2M products too made the fit 120 ms against 128 ms with only the
- *     25.7M ones split, 138 ms with none.
- * Measure again with a quiet machine (benchmarks/gemm.py, the fits above). */
-static double nncore_minw(void) { const char* s = getenv("NNCORE_MINWORK"); return s ? atof(s) : 131072; }
-#define NNCORE_MIN_FMAS_PER_THREAD nncore_minw()
+ *   - but in a fit the products come tens of µs apart, after serial passes:
+ *     the digits face (float64, 200×100×64 and 64×100×200 products of 1.28M)
+ *     fit in 430 ms on 2 threads against 320 ms on one when every product
+ *     above the tile kernel was split, 44 ms against 58 ms for 20 epochs of
+ *     Sequential; the same 64-400-10 network (5.1M products) split: float32
+ *     117 ms, float64 159 ms against 101 and 136 ms on one thread;
+ *   - W3 (float32, batch 128: products of 4.2M and 25.7M): 119-123 ms a
+ *     15,360-row epoch with both split, 130 ms with only the 25.7M ones,
+ *     140 ms with none.
+ * 131072 (splitting W3's 4.2M and the 5.1M products too) lost 15-20% on
+ * the 64-400-10 fits; with 262144 a product needs 8.4M float32 (4.2M
+ * float64) multiply-adds for two threads: W3's 25.7M products are split, and
+ * no measured fit lost. The price: W3 ~7% below splitting everything. Re-measure
+ * on a quiet machine (benchmarks/gemm.py, benchmarks/report.py --only W3 and
+ * the digits face fit). */
+#define NNCORE_MIN_FMAS_PER_THREAD 262144
 /* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
  * (MC × KC), each sized for the larger of the two element types. */
 #define NNCORE_BIG_MAX(a, b) ((a) > (b) ? (a) : (b))

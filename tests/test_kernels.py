@@ -147,6 +147,33 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
     assert_close(C, expected, dtype, scale)
 
 
+#: narrow Aᵀ·B on the tile path (the weight gradient of a layer with at most 16
+#: outputs): on AVX-512 C is computed transposed (src/_tile_gemm.h, one
+#: instantiation per n ≤ 16, NV = 4, 3, 2 or 1 vectors along m). Every n from 1
+#: to 16 and, per n, m ending in a full tile, a partial one, a lone partial
+#: vector (m = n + 1) and for float64 n > 8 two transposed blocks; k = 2 … 2348.
+NARROW_SHAPES = ([(n + 1, n, 300 + 4096 // (n * n + n)) for n in range(1, 17)]
+                 + [(97, n, 60) for n in range(1, 17)]
+                 + [(128, 10, 128), (64, 16, 129), (65, 12, 200), (256, 1, 600),
+                    (33, 4, 1000), (16, 8, 1500), (100, 10, 200), (4096, 1, 2)])
+
+
+@pytest.mark.parametrize("alpha,beta", ALPHA_BETA, ids=lambda v: f"{v}")
+@pytest.mark.parametrize("m,n,k", NARROW_SHAPES,
+                         ids=[f"{m}x{n}x{k}" for m, n, k in NARROW_SHAPES])
+def test_gemm_narrow_at_b(assert_close, rng, dtype, m, n, k, alpha, beta):
+    """C := alpha·Aᵀ·B + beta·C for C at most 16 columns wide (every n, every
+    tail of m) on the tile path, against float64 NumPy; beta = 0 ignores C."""
+    assert SMALL_GEMM < m * n * k <= K.TILE_GEMM
+    A, B = randn(rng, (k, m), dtype), randn(rng, (k, n), dtype)
+    C0 = maybe_garbage(rng, (m, n), dtype, beta)
+    C = C0.copy()
+    K.gemm(True, False, alpha, A, B, beta, C)
+    expected, scale = axpby_ref(alpha, f64(A.T) @ f64(B), np.abs(f64(A.T)) @ np.abs(f64(B)),
+                                beta, C0)
+    assert_close(C, expected, dtype, scale)
+
+
 #: products above the tile kernel's range, on nncore's own threads on AVX-512
 #: CPUs: C split by columns (wide), by rows (narrow), with partial panels, k and
 #: n beyond one packed block (256), and Bᵀ of any size.
@@ -210,9 +237,11 @@ def test_big_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, be
 
 
 #: C split over threads by columns (wide), by rows (narrow or too few panels;
-#: with 5 threads some get no rows at all), with ragged last shares.
-SPLIT_SHAPES = [(300, 600, 300), (700, 20, 40), (1000, 10, 100), (129, 257, 300),
-                (5, 70, 3000)]
+#: with 5 threads some get no rows at all), with ragged last shares; each big
+#: enough (≥ 21M multiply-adds) for 5 threads to be used (src/_big_gemm.h,
+#: NNCORE_MIN_FMAS_PER_THREAD).
+SPLIT_SHAPES = [(300, 600, 300), (700, 20, 1600), (1000, 10, 2200), (129, 257, 700),
+                (5, 70, 60000)]
 
 
 @pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
@@ -234,16 +263,48 @@ def test_big_gemm_bit_identical_across_threads(rng, dtype, m, n, k, trans_a, tra
         C = C0.copy()
         with blas.threads(n_threads) as used:
             assert used == n_threads
+            before = helper_jobs()
             K.gemm(trans_a, trans_b, 0.75, A, B, -0.5, C)
+            assert helper_jobs()[:n_threads - 1] == [j + 1 for j in before[:n_threads - 1]]
         results.append(C)
     for C in results[1:]:
         np.testing.assert_array_equal(C, results[0])
 
 
-def test_gemm_shapes_cover_every_path():
-    """The shape list exercises the loop, tile, GEMV and BLAS paths."""
-    assert {gemm_path(*s, t) for s in GEMM_SHAPES for t in (False, True)} == {
-        "loop", "tile", "gemv", "blas"}
+def helper_jobs():
+    """Jobs each helper thread of the pool has woken up for, helpers 1 … 63
+    (0 for helpers not started yet)."""
+    woken = K.pool_state()["woken"]
+    return woken + [0] * (63 - len(woken))
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("m,n,k,trans_a,parts", [
+    (200, 100, 64, False, (1, 1)),    # the digits face's products: one thread
+    (64, 100, 200, True, (1, 1)),
+    (128, 128, 256, False, (1, 2)),   # W3's middle layer (float32, float64)
+    (128, 256, 784, False, (2, 2)),   # W3's first layer: both threads
+    (256, 256, 128, True, (2, 2)),
+])
+def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkeypatch,
+                                                m, n, k, trans_a, parts):
+    """On 2 threads, a product above the tile kernel's range gets one part per
+    262,144 vector multiply-adds (m·n·k / lanes; NNCORE_MIN_FMAS_PER_THREAD),
+    at most 2: below that the helper thread is not woken (waking it for every
+    product cost the digits face a third of its fit time), above it is, once
+    per product."""
+    from nncore import blas
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    A = randn(rng, (k, m) if trans_a else (m, k), dtype)
+    B, C = randn(rng, (k, n), dtype), np.empty((m, n), dtype)
+    with blas.threads(2) as used:
+        assert used == 2
+        before = helper_jobs()[0]
+        K.gemm(trans_a, False, 1.0, A, B, 0.0, C)
+        woken = helper_jobs()[0] - before
+    assert woken == parts[dtype == np.float64] - 1
+    opA = f64(A.T) if trans_a else f64(A)
+    assert_close(C, opA @ f64(B), dtype, np.abs(opA) @ np.abs(f64(B)))
 
 
 # ------------------------------------------------------------------ exp
