@@ -168,10 +168,23 @@ cdef inline void bias_activation(floating* Z, const floating* b, Py_ssize_t n,
 
 
 cdef inline void activation_backward(floating* dA, const floating* A, Py_ssize_t n,
-                                     Py_ssize_t k, int act) noexcept nogil:
-    """dA := dA ⊙ f'(Z) in place, with f' taken from the output A = f(Z)."""
-    cdef Py_ssize_t i
-    if act == LINEAR:
+                                     Py_ssize_t k, int act, double* sums) noexcept nogil:
+    """dA := dA ⊙ f'(Z) in place, with f' taken from the output A = f(Z); unless
+    sums is NULL, also sums[j] := Σᵢ dA[i, j] of the result (k doubles), each
+    row added while it is still in L1 — the bias gradient's sums of the layer
+    below, fused into this pass: the same sums in the same order (row by row,
+    in double) as _layer.pxd's column_sums, so the same bits."""
+    cdef Py_ssize_t i, j
+    cdef floating* d
+    if sums != NULL:
+        for j in range(k):
+            sums[j] = 0
+    elif act == LINEAR:
         return
     for i in range(n):
-        backward_row(dA + i * k, A + i * k, k, act)
+        d = dA + i * k
+        if act != LINEAR:
+            backward_row(d, A + i * k, k, act)
+        if sums != NULL:
+            for j in range(k):
+                sums[j] += d[j]

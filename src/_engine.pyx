@@ -219,7 +219,9 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
                   floating beta_b, floating decay, bint folded, const floating* before,
                   double* work_done, double* acc) except -1 nogil:
     """Backpropagates the delta that forward_loss left in work, last layer
-    first: per layer gW := alpha·Xᵀ·dZ + beta·gW (after gW := decay·W when
+    first (acc: 2·max_width doubles of scratch for the bias gradients' sums,
+    each layer's summed in the pass above it that makes its dZ):
+    per layer gW := alpha·Xᵀ·dZ + beta·gW (after gW := decay·W when
     decay ≠ 0: the L2 penalty's gradient), gb := alpha·Σ dZ + beta_b·gb, into
     the flat vector gW (grads; or the parameters themselves when folded:
     plain SGD, W ← beta·W − lr·Xᵀ·dZ). dX is computed inside dense_backward
@@ -234,6 +236,9 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
     cdef floating* dZ = work + activations_size(net, batch)
     cdef floating* dX = dZ + batch * net.max_width
     cdef floating* swap
+    cdef double* sums = acc
+    cdef double* sums_below = acc + net.max_width
+    cdef double* sums_swap
     cdef const floating* inp
     cdef Py_ssize_t a_off = activations_size(net, batch) - batch * net.layers[last].n_out
     for l in range(last, -1, -1):
@@ -254,16 +259,20 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
             l2_gradient(params + L.w, L.n_in * L.n_out, decay, gW + L.w)
         if l == 0 and X.sparse:
             csr_backward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n, dZ,
-                         L.n_in, L.n_out, gW + L.w, gW + L.b, alpha, beta, beta_b, acc)
+                         L.n_in, L.n_out, gW + L.w, gW + L.b, alpha, beta, beta_b, sums,
+                         l < last)
         else:
             dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
                            net.layers[l - 1].act if l > 0 else LINEAR,
                            dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b,
-                           acc, net.bf16)
+                           sums, l < last, sums_below, net.bf16)
         work_done[0] += <double> n * L.n_in * L.n_out * (2 if l > 0 else 1)
         swap = dZ
         dZ = dX
         dX = swap
+        sums_swap = sums
+        sums = sums_below
+        sums_below = sums_swap
     return 0
 
 
@@ -732,7 +741,7 @@ cdef class Network:
                2 * p_size if opt.h.kind == ADAM or opt.h.kind == ADAM_SKLEARN
                else p_size if opt.h.momentum else 0, -1, "state")
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
-        cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
+        cdef double* acc = <double*> malloc(2 * self.net.max_width * sizeof(double))
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grads)
@@ -788,7 +797,7 @@ cdef class Network:
         cdef size_t item = 8 if self.is_double else 4
         cdef void* work = malloc((activations_size(&self.net, rows)
                                   + 2 * rows * self.net.max_width) * item)
-        cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
+        cdef double* acc = <double*> malloc(2 * self.net.max_width * sizeof(double))
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grad_out)

@@ -198,12 +198,18 @@ def bias_activation(floating[:, ::1] Z not None, const floating[::1] b not None,
 
 
 def activation_backward(floating[:, ::1] dA not None, const floating[:, ::1] A not None,
-                        int act):
-    """dA := dA ⊙ f'(Z) in place, f' expressed through A = f(Z)."""
+                        int act, double[::1] sums=None):
+    """dA := dA ⊙ f'(Z) in place, f' expressed through A = f(Z); sums (float64,
+    one per column of dA), when given, := the column sums of the result, summed
+    in the same pass (the engine's fused bias-gradient sums)."""
+    cdef double* s = NULL
     shape("A", A.shape[0], A.shape[1], dA.shape[0], dA.shape[1])
     code("activation", act, N_ACTIVATIONS)
+    if sums is not None:
+        length("sums", sums.shape[0], dA.shape[1])
+        s = &sums[0] if sums.shape[0] else NULL
     with nogil:
-        _activation_backward(&dA[0, 0], &A[0, 0], dA.shape[0], dA.shape[1], act)
+        _activation_backward(&dA[0, 0], &A[0, 0], dA.shape[0], dA.shape[1], act, s)
 
 
 def output_loss(floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
@@ -281,7 +287,7 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ 
     with nogil:
         _dense_backward(&X[0, 0], &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
                         &W[0, 0], prev_act, dx, &gW[0, 0], &gb[0], <floating> alpha,
-                        <floating> beta, bb, &acc[0], bf16)
+                        <floating> beta, bb, &acc[0], False, NULL, bf16)
 
 
 def csr_forward(const floating[::1] data not None, const Py_ssize_t[::1] indices not None,
@@ -311,7 +317,7 @@ def csr_backward(const floating[::1] data not None, const Py_ssize_t[::1] indice
     with nogil:
         _csr_backward(d, ix, &indptr[0], r, 0, dZ.shape[0], &dZ[0, 0], gW.shape[0], gW.shape[1],
                       &gW[0, 0], &gb[0], <floating> alpha, <floating> beta, <floating> beta_b,
-                      &acc[0])
+                      &acc[0], False)
 
 
 def l2_penalty(const floating[::1] W not None):

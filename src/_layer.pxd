@@ -2,6 +2,7 @@
 #   forward:  A := f(X·W + b)                 (GEMM, then bias + f in one pass)
 #   backward: dX := (dZ·Wᵀ) ⊙ f'_prev(X)       (before W changes; X = f_prev(·))
 #             gW := α·Xᵀ·dZ + β·gW,  gb := α·Σᵢ dZ[i, :] + β_b·gb
+# (Σᵢ dX[i, :], the next layer's Σ dZ, is summed in the f'_prev pass.)
 # Plain SGD calls backward with gW = W, gb = b, α = −lr, β = β_b = 1: the update
 # is folded into the dW GEMM and no gradient is ever written.
 # L2 penalty on the weights (scikit-learn's MLP: ½·alpha·‖W‖²/D, gradient
@@ -23,18 +24,23 @@ cdef inline void dense_forward(const floating* X, Py_ssize_t n, Py_ssize_t n_in,
 
 
 cdef inline void column_sums(const floating* dZ, Py_ssize_t n, Py_ssize_t k,
-                             double* acc, floating alpha, floating beta,
-                             floating* out) noexcept nogil:
-    """out := alpha·Σᵢ dZ[i, :] + beta·out, summed row by row in double (a fixed
-    order, so the result never depends on threads); acc is k doubles of scratch."""
+                             double* sums) noexcept nogil:
+    """sums := Σᵢ dZ[i, :], summed row by row in double (a fixed order, so the
+    result never depends on threads)."""
     cdef Py_ssize_t i, j
     for j in range(k):
-        acc[j] = 0
+        sums[j] = 0
     for i in range(n):
         for j in range(k):
-            acc[j] += dZ[i * k + j]
+            sums[j] += dZ[i * k + j]
+
+
+cdef inline void bias_gradient(const double* sums, Py_ssize_t k, floating alpha,
+                               floating beta, floating* out) noexcept nogil:
+    """out := alpha·sums + beta·out (out not read when beta = 0)."""
+    cdef Py_ssize_t j
     for j in range(k):
-        out[j] = <floating> (alpha * acc[j] + (beta * out[j] if beta != 0 else 0))
+        out[j] = <floating> (alpha * sums[j] + (beta * out[j] if beta != 0 else 0))
 
 
 cdef inline double l2_penalty(const floating* W, Py_ssize_t size) noexcept nogil:
@@ -58,17 +64,24 @@ cdef inline void dense_backward(const floating* X, const floating* dZ, Py_ssize_
                                 Py_ssize_t n_in, Py_ssize_t n_out, floating* W,
                                 int prev_act, floating* dX_out, floating* gW,
                                 floating* gb, floating alpha, floating beta,
-                                floating beta_b, double* acc, bint bf16) noexcept nogil:
+                                floating beta_b, double* sums, bint summed,
+                                double* sums_below, bint bf16) noexcept nogil:
     """dX_out := (dZ·Wᵀ) ⊙ f'_prev(X) unless dX_out is NULL (first layer), then
     gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta_b·gb (gW may be W);
-    both products in bf16 with float32 sums when bf16."""
+    both products in bf16 with float32 sums when bf16. sums (n_out doubles):
+    Σᵢ dZ[i, :] already when summed (the layer above's fused pass), else
+    scratch for it; sums_below (n_in doubles, or NULL): receives Σᵢ dX_out[i, :],
+    summed in the activation-derivative pass (the layer below then passes it
+    as its sums, summed)."""
     if dX_out != NULL:
         product(bf16, False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
                 <int> n_out, W, <int> n_out, <floating> 0, dX_out, <int> n_in)
-        activation_backward(dX_out, X, n, n_in, prev_act)
+        activation_backward(dX_out, X, n, n_in, prev_act, sums_below)
     product(bf16, True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
             <int> n_out, beta, gW, <int> n_out)
-    column_sums(dZ, n, n_out, acc, alpha, beta_b, gb)
+    if not summed:
+        column_sums(dZ, n, n_out, sums)
+    bias_gradient(sums, n_out, alpha, beta_b, gb)
 
 
 # The first layer on sparse input: X is n rows of a CSR matrix (values data,
@@ -109,9 +122,10 @@ cdef inline void csr_backward(const floating* data, const Py_ssize_t* indices,
                               Py_ssize_t first, Py_ssize_t n, const floating* dZ,
                               Py_ssize_t n_in, Py_ssize_t n_out, floating* gW, floating* gb,
                               floating alpha, floating beta, floating beta_b,
-                              double* acc) noexcept nogil:
+                              double* sums, bint summed) noexcept nogil:
     """gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta_b·gb for the n CSR
-    rows of X selected by rows/first (the first layer: no dX); gW may be W."""
+    rows of X selected by rows/first (the first layer: no dX); gW may be W.
+    sums: Σᵢ dZ[i, :] when summed, else scratch (as in dense_backward)."""
     cdef Py_ssize_t i, j, p, r, size = n_in * n_out
     cdef floating c
     cdef floating* g
@@ -130,4 +144,6 @@ cdef inline void csr_backward(const floating* data, const Py_ssize_t* indices,
             g = gW + indices[p] * n_out
             for j in range(n_out):
                 g[j] += c * d[j]
-    column_sums(dZ, n, n_out, acc, alpha, beta_b, gb)
+    if not summed:
+        column_sums(dZ, n, n_out, sums)
+    bias_gradient(sums, n_out, alpha, beta_b, gb)

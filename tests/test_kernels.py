@@ -438,6 +438,35 @@ def test_activation_backward(assert_close, rng, dtype, shape, act):
     assert_close(dA, twin, dtype, scale)
 
 
+@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
+@pytest.mark.parametrize("shape", BLOCKS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_activation_backward_sums(rng, dtype, shape, act):
+    """With sums, the same pass also leaves the column sums of the result
+    (float64, row by row): bit-identical to the result summed afterwards in
+    that order, the sums the engine's bias gradient used to take in a pass of
+    its own, and within the dtype's rounding of the NumPy twin's sums; earlier
+    contents of sums are overwritten."""
+    A, dA0 = activation_output(rng, shape, act, dtype), randn(rng, shape, dtype)
+    dA, plain = dA0.copy(), dA0.copy()
+    sums = np.full(shape[1], np.nan)
+    assert K.activation_backward(dA, A, act, sums) is None
+    K.activation_backward(plain, A, act)
+    np.testing.assert_array_equal(dA, plain)
+    in_order = np.zeros(shape[1])
+    for row in f64(plain):
+        in_order += row
+    np.testing.assert_array_equal(sums, in_order)
+    twin = activations.backward(dA0.copy(), A, act).sum(axis=0, dtype=np.float64)
+    scale = jvp_scale(np.abs(f64(dA0)), f64(A), act).sum(axis=0)  # the terms' magnitude
+    assert np.all(np.abs(sums - twin) <= 8 * np.finfo(dtype).eps * scale + 1e-300)
+
+
+def test_activation_backward_sums_length():
+    """sums must hold one value per column."""
+    with pytest.raises(ValueError, match="sums"):
+        K.activation_backward(np.ones((2, 3)), np.ones((2, 3)), 0, np.zeros(2))
+
+
 # ------------------------------------------------------------ output loss
 
 #: (loss code, output activation code): mse and mae with every activation, and
