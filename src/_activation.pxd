@@ -17,6 +17,13 @@ from cython cimport floating
 cdef extern from "_fast_exp.h" nogil:
     void exp_nonpositive_f "nncore_exp_nonpositive_f" (float* x, Py_ssize_t n)
 
+cdef extern from "_relu_sums.h" nogil:
+    # relu's backward pass (+ column sums), compiled per instruction set.
+    void relu_sums_f "nncore_relu_sums_f" (float* d, const float* a, Py_ssize_t n,
+                                           Py_ssize_t k, double* sums)
+    void relu_sums_d "nncore_relu_sums_d" (double* d, const double* a, Py_ssize_t n,
+                                           Py_ssize_t k, double* sums)
+
 # Codes shared with nncore/activations.py (ACTIVATIONS maps names to these).
 cdef enum:
     LINEAR = 0
@@ -176,6 +183,12 @@ cdef inline void activation_backward(floating* dA, const floating* A, Py_ssize_t
     in double) as _layer.pxd's column_sums, so the same bits."""
     cdef Py_ssize_t i, j
     cdef floating* d
+    if act == RELU:  # the hidden layers' usual case: vectorised (_relu_sums.h)
+        if floating is float:
+            relu_sums_f(dA, A, n, k, sums)
+        else:
+            relu_sums_d(dA, A, n, k, sums)
+        return
     if sums != NULL:
         for j in range(k):
             sums[j] = 0
