@@ -17,12 +17,17 @@ from cython cimport floating
 cdef extern from "_fast_exp.h" nogil:
     void exp_nonpositive_f "nncore_exp_nonpositive_f" (float* x, Py_ssize_t n)
 
-cdef extern from "_relu_sums.h" nogil:
-    # relu's backward pass (+ column sums), compiled per instruction set.
-    void relu_sums_f "nncore_relu_sums_f" (float* d, const float* a, Py_ssize_t n,
-                                           Py_ssize_t k, double* sums)
-    void relu_sums_d "nncore_relu_sums_d" (double* d, const double* a, Py_ssize_t n,
-                                           Py_ssize_t k, double* sums)
+cdef extern from "_relu.h" nogil:
+    # relu's forward (bias + relu) and backward (+ column sums) passes, compiled
+    # per instruction set.
+    void bias_relu_f "nncore_bias_relu_f" (float* z, const float* b, Py_ssize_t n,
+                                           Py_ssize_t k)
+    void bias_relu_d "nncore_bias_relu_d" (double* z, const double* b, Py_ssize_t n,
+                                           Py_ssize_t k)
+    void relu_backward_f "nncore_relu_backward_f" (float* d, const float* a, Py_ssize_t n,
+                                                   Py_ssize_t k, double* sums)
+    void relu_backward_d "nncore_relu_backward_d" (double* d, const double* a, Py_ssize_t n,
+                                                   Py_ssize_t k, double* sums)
 
 # Codes shared with nncore/activations.py (ACTIVATIONS maps names to these).
 cdef enum:
@@ -167,6 +172,12 @@ cdef inline void bias_activation(floating* Z, const floating* b, Py_ssize_t n,
     row so each row is activated while it still sits in L1."""
     cdef Py_ssize_t i, j
     cdef floating* z
+    if act == RELU:  # the hidden layers' usual case: vectorised (_relu.h)
+        if floating is float:
+            bias_relu_f(Z, b, n, k)
+        else:
+            bias_relu_d(Z, b, n, k)
+        return
     for i in range(n):
         z = Z + i * k
         for j in range(k):
@@ -183,11 +194,11 @@ cdef inline void activation_backward(floating* dA, const floating* A, Py_ssize_t
     in double) as _layer.pxd's column_sums, so the same bits."""
     cdef Py_ssize_t i, j
     cdef floating* d
-    if act == RELU:  # the hidden layers' usual case: vectorised (_relu_sums.h)
+    if act == RELU:  # the hidden layers' usual case: vectorised (_relu.h)
         if floating is float:
-            relu_sums_f(dA, A, n, k, sums)
+            relu_backward_f(dA, A, n, k, sums)
         else:
-            relu_sums_d(dA, A, n, k, sums)
+            relu_backward_d(dA, A, n, k, sums)
         return
     if sums != NULL:
         for j in range(k):

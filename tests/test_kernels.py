@@ -374,6 +374,52 @@ def test_every_instruction_set(isa, tmp_path):
     assert out[0] in (isa, "none") and float(out[1]) <= 1.0
 
 
+SAME_BITS_CHECK = """
+import hashlib
+import numpy as np
+from nncore import _kernels as K
+from nncore.activations import RELU
+rng = np.random.default_rng(0)
+relu, narrow = hashlib.sha256(), hashlib.sha256()
+for dtype in (np.float32, np.float64):
+    for n, k in [(1, 1), (5, 13), (37, 100), (3, 1031)]:
+        Z = rng.standard_normal((n, k)).astype(dtype)
+        Z[rng.random((n, k)) < 0.1] = 0
+        Z.flat[::7] = np.nan
+        b, dA, sums = rng.standard_normal(k).astype(dtype), Z * 3 - 1, np.empty(k)
+        K.bias_activation(Z, b, RELU)
+        K.activation_backward(dA, Z, RELU, sums)
+        relu.update(Z.tobytes() + dA.tobytes() + sums.tobytes())
+    for m, n, k in [(128, 10, 128), (97, 16, 60), (17, 3, 300)]:
+        A, B = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        C = rng.standard_normal((m, n)).astype(dtype)
+        K.gemm(True, False, 0.5, A, B, -1.0, C)
+        narrow.update(C.tobytes())
+print(relu.hexdigest(), narrow.hexdigest())
+"""
+
+
+def test_same_bits_on_every_instruction_set(tmp_path):
+    """relu's forward and backward passes (with the fused column sums) give the
+    same bits in their AVX-512, AVX2 and portable variants, NaN included; the
+    narrow Aᵀ·B kernel (AVX-512) the same bits as the AVX2 tile loop."""
+    import os
+    import subprocess
+    import sys
+    out = {}
+    for isa in ("default", "avx2", "none"):
+        env = dict(os.environ)
+        env.pop("NNCORE_SIMD", None)
+        if isa != "default":
+            env["NNCORE_SIMD"] = isa
+        run = subprocess.run([sys.executable, "-c", SAME_BITS_CHECK], env=env,
+                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert run.returncode == 0, run.stderr
+        out[isa] = run.stdout.split()
+    assert out["default"][0] == out["avx2"][0] == out["none"][0]
+    assert out["default"][1] == out["avx2"][1]
+
+
 def test_unknown_simd_setting_warns(tmp_path):
     """A mistyped NNCORE_SIMD is not silently taken for "no cap"."""
     import os
