@@ -100,6 +100,28 @@
  * nncore_pool.run. */
 static void* nncore_pack[NNCORE_MAX_THREADS];
 
+#define NNCORE_AROW(g, r) ((g)->arows != NULL ? (g)->arows[r] : (r))
+
+/* 1 when this CPU runs the large-product kernel (AVX-512) and every part a job
+ * on the threads in force may use has its packing buffers (made here on first
+ * use); 0 when not, or when one cannot be allocated. */
+static int nncore_big_ready(void) {
+    int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
+    if (nncore_simd_isa() != NNCORE_AVX512)
+        return 0;
+    for (int part = 0; part < parts; part++) {
+        if (nncore_pack[part] == NULL) {
+            pthread_mutex_lock(&nncore_pool.run);
+            if (nncore_pack[part] == NULL)
+                nncore_pack[part] = aligned_alloc(64, NNCORE_PACK_BYTES);
+            pthread_mutex_unlock(&nncore_pool.run);
+        }
+        if (nncore_pack[part] == NULL)
+            return 0;
+    }
+    return 1;
+}
+
 #if NNCORE_X86_SIMD
 #include <immintrin.h>
 
@@ -113,6 +135,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         const T* A;                                                                        \
         const T* B;                                                                        \
         T* C;                                                                              \
+        const ptrdiff_t* arows; /* A's row r is row arows[r] of A (NULL: r) */             \
     } NAME##_job;                                                                          \
                                                                                            \
     /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
@@ -218,7 +241,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         ptrdiff_t mr, T* dst) {                                                            \
         const __mmask16 all = (__mmask16) ((1u << W) - 1);                                 \
         for (ptrdiff_t p = 0; p < kc && g->trans_a; p++) {                                 \
-            const T* src = g->A + (p0 + p) * g->lda + i0;                                  \
+            const T* src = g->A + NNCORE_AROW(g, p0 + p) * g->lda + i0;                    \
             for (ptrdiff_t s = 0; s < mc; s += mr)                                         \
                 for (ptrdiff_t r = 0; r < mr; r += W) {                                    \
                     ptrdiff_t left = mc - s - r, room = mr - r;                            \
@@ -231,7 +254,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         }                                                                                  \
         for (ptrdiff_t r = 0; r < (mc + mr - 1) / mr * mr && !g->trans_a; r++) {          \
             T* out = dst + r / mr * mr * KC + r % mr * KC; /* panel r / mr, row r % mr */ \
-            const T* src = g->A + (i0 + r) * g->lda + p0;                                  \
+            const T* src = r < mc ? g->A + NNCORE_AROW(g, i0 + r) * g->lda + p0 : g->A;    \
             for (ptrdiff_t p = 0; p < kc; p += W) {                                        \
                 ptrdiff_t left = r < mc ? kc - p : 0;                                      \
                 __mmask16 keep = left <= 0 ? 0 : left >= W ? all                           \
@@ -295,7 +318,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         /* A panel meets one B panel only when this part's columns fit in one: packing  \
          * it would then cost more than it saves. (Either way the sums are the same,   \
          * in the same order.) */                                                      \
-        int direct = j_hi - j_lo <= nr;                                                    \
+        int direct = j_hi - j_lo <= nr && g->arows == NULL;                                \
         for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NC) {                                   \
             ptrdiff_t nc = jc + NC < j_hi ? NC : j_hi - jc;                                \
             for (ptrdiff_t pc = 0; pc < g->k; pc += KC) {                                  \
@@ -312,29 +335,28 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1; 0 (C untouched) when not handled        \
-     * here: no AVX-512, or a buffer could not be allocated. */                           \
+    /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1, A's rows taken as rows arows[0],       \
+     * arows[1], … of A (op(A)'s rows, or its k index for Aᵀ: a shuffled batch read where \
+     * it is) or in order when arows is NULL; 0 (C untouched) when not handled here: no   \
+     * AVX-512, or no memory for the packing buffers. */                                 \
+    static int NAME##_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,  \
+                           ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,   \
+                           const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {       \
+        int nv = n <= W ? 1 : 2;                                                           \
+        NAME##_job job = {trans_a, trans_b, nv, nv == 1 ? NNCORE_MR1 : NNCORE_MR2,         \
+                          m, n, k, lda, ldb, ldc, alpha, beta, A, B, C, arows};            \
+        int parts = nncore_parts((double) m * n * k / W, NNCORE_MIN_FMAS_PER_THREAD);      \
+        if (!nncore_big_ready())                                                           \
+            return 0;                                                                      \
+        nncore_parallel(NAME##_part, &job, parts);                                         \
+        return 1;                                                                          \
+    }                                                                                      \
+                                                                                           \
     static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,        \
                     T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,          \
                     T beta, T* C, ptrdiff_t ldc) {                                          \
-        int nv = n <= W ? 1 : 2;                                                           \
-        NAME##_job job = {trans_a, trans_b, nv, nv == 1 ? NNCORE_MR1 : NNCORE_MR2,         \
-                          m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};                   \
-        int parts = nncore_parts((double) m * n * k / W, NNCORE_MIN_FMAS_PER_THREAD);         \
-        if (nncore_simd_isa() != NNCORE_AVX512)                                            \
-            return 0;                                                                      \
-        for (int part = 0; part < parts; part++) {                                         \
-            if (nncore_pack[part] == NULL) {                                               \
-                pthread_mutex_lock(&nncore_pool.run);                                      \
-                if (nncore_pack[part] == NULL)                                             \
-                    nncore_pack[part] = aligned_alloc(64, NNCORE_PACK_BYTES);              \
-                pthread_mutex_unlock(&nncore_pool.run);                                    \
-            }                                                                              \
-            if (nncore_pack[part] == NULL)                                                 \
-                return 0;                                                                  \
-        }                                                                                  \
-        nncore_parallel(NAME##_part, &job, parts);                                         \
-        return 1;                                                                          \
+        return NAME##_rows(NULL, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta,   \
+                           C, ldc);                                                        \
     }
 
 /* One micro-kernel: NAME_SUFFIX(kc, a, b, alpha, beta, first, C, ldc, rows, cols). */
@@ -354,6 +376,14 @@ static int nncore_big_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
 static int nncore_big_gemm_d(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              double alpha, const double* A, ptrdiff_t lda, const double* B,
                              ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc) { return 0; }
+static int nncore_big_gemm_f_rows(const ptrdiff_t* arows, int trans_a, int trans_b,
+                                  ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                                  const float* A, ptrdiff_t lda, const float* B, ptrdiff_t ldb,
+                                  float beta, float* C, ptrdiff_t ldc) { return 0; }
+static int nncore_big_gemm_d_rows(const ptrdiff_t* arows, int trans_a, int trans_b,
+                                  ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                                  const double* A, ptrdiff_t lda, const double* B, ptrdiff_t ldb,
+                                  double beta, double* C, ptrdiff_t ldc) { return 0; }
 #endif
 
 /* Sets the threads nncore's own parallel kernels may use (a model's n_threads). */

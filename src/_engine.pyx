@@ -23,7 +23,8 @@ cimport numpy as cnp
 import numpy as np
 
 from _activation cimport LINEAR, EXP
-from _blas cimport set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state
+from _blas cimport (set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state,
+                   rows_in_place)
 from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
@@ -82,9 +83,11 @@ cdef struct Net:
 
 cdef struct Input:
     # The rows the first layer reads: dense — x holds row-major n×n_in values
-    # and the block starts at row `first`; or sparse — x, indices, indptr are
-    # a CSR matrix (values in the parameters' dtype, intp indices) whose rows
-    # rows[i] (or first + i when rows is NULL) form the block.
+    # and the block starts at row `first`, or, when rows is not NULL (a
+    # shuffled batch read in place: run_epochs), is rows rows[i] of that;
+    # or sparse — x, indices, indptr are a CSR matrix (values in the
+    # parameters' dtype, intp indices) whose rows rows[i] (or first + i when
+    # rows is NULL) form the block.
     bint sparse
     const void* x
     const Py_ssize_t* indices
@@ -179,8 +182,8 @@ cdef void first_forward(Net* net, const floating* params, const Input* X, Py_ssi
         csr_forward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n,
                     params + L.w, params + L.b, L.n_out, act, out)
     else:
-        dense_forward(dense_rows(X, params, L.n_in), n, L.n_in, params + L.w, params + L.b,
-                      L.n_out, act, out, net.bf16)
+        dense_forward(dense_rows(X, params, L.n_in), X.rows, n, L.n_in, params + L.w,
+                      params + L.b, L.n_out, act, out, net.bf16)
 
 
 cdef int forward_loss(Net* net, const floating* params, const Input* X, const floating* Y,
@@ -203,7 +206,7 @@ cdef int forward_loss(Net* net, const floating* params, const Input* X, const fl
         if l == 0:
             first_forward(net, params, X, n, L.act if l < last else LINEAR, A)
         else:
-            dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
+            dense_forward(inp, NULL, n, L.n_in, params + L.w, params + L.b, L.n_out,
                           L.act if l < last else LINEAR, A + a_off, net.bf16)
         work_done[0] += <double> n * L.n_in * L.n_out
         inp = A + a_off
@@ -262,7 +265,8 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
                          L.n_in, L.n_out, gW + L.w, gW + L.b, alpha, beta, beta_b, sums,
                          l < last)
         else:
-            dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
+            dense_backward(inp, X.rows if l == 0 else NULL, dZ, n, L.n_in, L.n_out,
+                           params + L.w,
                            net.layers[l - 1].act if l > 0 else LINEAR,
                            dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b,
                            sums, l < last, sums_below, net.bf16)
@@ -348,8 +352,11 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
     its first poll comes before anything changes, so every batch boundary is
     a check point) with the parameters and optimizer state of a whole number
     of steps, and an epoch whose last step completed is counted in done.
-    A shuffled batch of dense X is gathered into work; sparse X is read in
-    place (the first layer takes the row indices). Without stop_nonfinite,
+    A shuffled batch of dense X is gathered into work, unless the first
+    layer's two products (X·W, Xᵀ·dZ) run on the large-product kernel, which
+    then reads X's rows in place (_blas.pxd's rows_in_place: the same bits
+    without the copy, ~6 % of a W3 fit); sparse X is read in place (the first
+    layer takes the row indices). Without stop_nonfinite,
     training goes on through non-finite costs and weights (scikit-learn's
     behaviour) and returns 0; bad_batch then names the first such batch (its
     index within its epoch), or stays -1."""
@@ -372,9 +379,14 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                 order = orders + epoch * n + start
                 if X.sparse:
                     xb.rows = order
+                elif not net.bf16 and rows_in_place(<int> nb, <int> net.layers[0].n_out,
+                                                    <int> net.n_in):
+                    xb.x = X.x       # the first layer's products read X's rows in place
+                    xb.rows = order
                 else:
                     gather_rows(dense_rows(X, params, net.n_in), order, nb, net.n_in, Xb)
                     xb.x = Xb
+                    xb.rows = NULL
                 gather_rows(Y, order, nb, net.n_out, Yb)
                 if sw != NULL:
                     gather_rows(sw, order, nb, 1, Wb)
@@ -459,7 +471,7 @@ cdef void forward_rows(Net* net, const floating* params, const Input* X,
         if l == 0:
             first_forward(net, params, X, n, last_act if l == last else L.act, dst)
         else:
-            dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
+            dense_forward(inp, NULL, n, L.n_in, params + L.w, params + L.b, L.n_out,
                           last_act if l == last else L.act, dst, net.bf16)
         inp = dst
 

@@ -13,7 +13,8 @@ import numpy as np
 from cython cimport floating
 cimport numpy as cnp
 
-from _blas cimport (gemm as _gemm, set_ilp64_blas, set_threads, pool_init,
+from _blas cimport (gemm as _gemm, gemm_rows as _gemm_rows, rows_in_place,
+                    set_ilp64_blas, set_threads, pool_init,
                     pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
 from _activation cimport (SIGMOID, SOFTMAX, EXP, bias_activation as _bias_activation,
@@ -107,6 +108,33 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not 
         _gemm(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
               &A[0, 0], <int> A.shape[1], &B[0, 0], <int> B.shape[1], <floating> beta,
               &C[0, 0], <int> C.shape[1])
+
+
+def gemm_rows(const Py_ssize_t[::1] rows not None, bint trans_a, double alpha,
+              const floating[:, ::1] A not None, const floating[:, ::1] B not None,
+              double beta, floating[:, ::1] C not None):
+    """C := alpha·op(A[rows])·B + beta·C, reading A's rows where they lie (the
+    engine's shuffled first-layer batches): op(A[rows]) is A[rows] (m = rows)
+    or A[rows].T (k = rows) when trans_a. Returns True, or False with C
+    untouched when nncore's large-product kernel does not take the product
+    (too small, m = 1, not AVX-512: the engine then gathers the rows)."""
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1], k = B.shape[0], i
+    cdef Py_ssize_t width = A.shape[1]
+    length("rows", rows.shape[0], k if trans_a else m)
+    shape("B", B.shape[0], B.shape[1], k, n)
+    length("columns of A", width, m if trans_a else k)
+    for i in range(rows.shape[0]):
+        if not 0 <= rows[i] < A.shape[0]:
+            raise ValueError(f"rows[{i}] = {rows[i]}: expected a row of A (0 … {A.shape[0] - 1})")
+    for name, size in (("rows of A", A.shape[0]), ("rows of C", m), ("columns of C", n),
+                       ("the inner dimension", k)):
+        c_int(name, size)
+    if m == 0 or n == 0 or k == 0 or not rows_in_place(<int> m, <int> n, <int> k):
+        return False
+    with nogil:
+        _gemm_rows(&rows[0], trans_a, <int> m, <int> n, <int> k, <floating> alpha,
+                   &A[0, 0], <int> width, &B[0, 0], <int> n, <floating> beta, &C[0, 0], <int> n)
+    return True
 
 
 cdef int bf16_ready(bint bf16, bint is_double) except -1:
@@ -256,7 +284,7 @@ def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W no
                        ("out_features", W.shape[1])):
         c_int(name, size)
     with nogil:
-        _dense_forward(&X[0, 0], X.shape[0], X.shape[1], &W[0, 0], &b[0], W.shape[1],
+        _dense_forward(&X[0, 0], NULL, X.shape[0], X.shape[1], &W[0, 0], &b[0], W.shape[1],
                        act, &A[0, 0], bf16)
 
 
@@ -285,7 +313,7 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ 
         dx = &dX[0, 0]
     acc = np.empty(max(W.shape[1], 1))
     with nogil:
-        _dense_backward(&X[0, 0], &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
+        _dense_backward(&X[0, 0], NULL, &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
                         &W[0, 0], prev_act, dx, &gW[0, 0], &gb[0], <floating> alpha,
                         <floating> beta, bb, &acc[0], False, NULL, bf16)
 

@@ -147,6 +147,69 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
     assert_close(C, expected, dtype, scale)
 
 
+#: shuffled first-layer batches read in place: C's width in one panel (where
+#: the kernel would read A in place, "direct"), several panels, ragged m and k,
+#: Aᵀ·B with rows as its k index; and products the kernel does not take.
+ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (5, 700, 100)]
+
+
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("m,n,k", ROWS_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in ROWS_SHAPES])
+def test_gemm_rows_same_bits_as_gathered(rng, dtype, m, n, k, trans_a):
+    """gemm_rows reads op(A)'s rows (A's rows; for Aᵀ its k index) through an
+    index where they lie: the bits of gemm on the gathered rows, or False and
+    C untouched where the large-product kernel does not take the product."""
+    taken = K.simd() == "avx512" and m > 1 and m * n * k > K.TILE_GEMM
+    A = randn(rng, (3 * k if trans_a else 3 * m, m if trans_a else k), dtype)
+    rows = rng.permutation(A.shape[0])[:k if trans_a else m].astype(np.intp)
+    B, C0 = randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
+    C, gathered = C0.copy(), C0.copy()
+    assert K.gemm_rows(rows, trans_a, -0.5, A, B, 0.75, C) is taken
+    if taken:
+        K.gemm(trans_a, False, -0.5, np.ascontiguousarray(A[rows]), B, 0.75, gathered)
+    np.testing.assert_array_equal(C, gathered)
+
+
+def test_gemm_rows_bad_rows():
+    A, B, C = np.ones((4, 3)), np.ones((3, 2)), np.ones((2, 2))
+    with pytest.raises(ValueError, match="rows"):
+        K.gemm_rows(np.array([0, 4]), False, 1.0, A, B, 0.0, C)
+    with pytest.raises(ValueError, match="rows"):
+        K.gemm_rows(np.array([0]), False, 1.0, A, B, 0.0, C)
+
+
+@pytest.mark.parametrize("sizes,n,batch", [((784, 256, 10), 300, 128),
+                                           ((64, 100, 10), 205, 200)])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_shuffled_fit_reads_rows_in_place(dtype, sizes, n, batch, optimizer):
+    """A shuffled fit (its first layer's products reading X's rows in place
+    where the large-product kernel takes them — every batch of the 784-wide
+    net; the 205-row one's last batch of 5 is gathered) gives the bits of fits
+    on the same batches gathered beforehand: X[order] visited in order."""
+    import copy
+    from nncore import SGD, Adam, Dense, Sequential
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], n)
+
+    def model():
+        return Sequential([Dense(sizes[0], sizes[1], "relu"), Dense(sizes[1], sizes[2], "softmax")],
+                          loss="cross_entropy", seed=3, dtype=dtype, n_threads=1,
+                          optimizer=SGD(lr=0.05) if optimizer == "sgd" else Adam(lr=1e-3))
+    shuffled, in_order = model(), model()
+    draws = copy.deepcopy(shuffled.rng)
+    orders = []
+    for _ in range(2):
+        order = np.arange(n)
+        draws.shuffle(order)
+        orders.append(order)
+    shuffled.fit(X, y, epochs=2, batch_size=batch)
+    for order in orders:
+        in_order.fit(X[order], y[order], epochs=1, batch_size=batch, shuffle=False)
+    for a, b in zip(shuffled.get_weights(), in_order.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 #: narrow Aᵀ·B on the tile path (the weight gradient of a layer with at most 16
 #: outputs): on AVX-512 C is computed transposed (src/_tile_gemm.h, one
 #: instantiation per n ≤ 16, NV = 4, 3, 2 or 1 vectors along m). Every n from 1
