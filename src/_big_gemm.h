@@ -101,6 +101,16 @@
 static void* nncore_pack[NNCORE_MAX_THREADS];
 
 #define NNCORE_AROW(g, r) ((g)->arows != NULL ? (g)->arows[r] : (r))
+/* Rows of A by index ahead of the one packed whose [from, from + count) are
+ * prefetched (scattered rows: each would otherwise wait on memory). */
+#define NNCORE_AHEAD 4
+#define NNCORE_PREFETCH_AROW(T, g, r, rows, from, count)                                    \
+    if ((g)->arows != NULL && (r) + NNCORE_AHEAD < (rows)) {                               \
+        const char* ahead = (const char*) ((g)->A + (g)->arows[(r) + NNCORE_AHEAD] * (g)->lda \
+                                           + (from));                                      \
+        for (ptrdiff_t c = 0; c < (count) * (ptrdiff_t) sizeof(T); c += 64)                \
+            _mm_prefetch(ahead + c, _MM_HINT_T0);                                          \
+    }
 
 /* 1 when this CPU runs the large-product kernel (AVX-512) and every part a job
  * on the threads in force may use has its packing buffers (made here on first
@@ -242,6 +252,7 @@ static int nncore_big_ready(void) {
         const __mmask16 all = (__mmask16) ((1u << W) - 1);                                 \
         for (ptrdiff_t p = 0; p < kc && g->trans_a; p++) {                                 \
             const T* src = g->A + NNCORE_AROW(g, p0 + p) * g->lda + i0;                    \
+            NNCORE_PREFETCH_AROW(T, g, p0 + p, g->k, i0, mc)                               \
             for (ptrdiff_t s = 0; s < mc; s += mr)                                         \
                 for (ptrdiff_t r = 0; r < mr; r += W) {                                    \
                     ptrdiff_t left = mc - s - r, room = mr - r;                            \
@@ -255,6 +266,7 @@ static int nncore_big_ready(void) {
         for (ptrdiff_t r = 0; r < (mc + mr - 1) / mr * mr && !g->trans_a; r++) {          \
             T* out = dst + r / mr * mr * KC + r % mr * KC; /* panel r / mr, row r % mr */ \
             const T* src = r < mc ? g->A + NNCORE_AROW(g, i0 + r) * g->lda + p0 : g->A;    \
+            NNCORE_PREFETCH_AROW(T, g, i0 + r, i0 + mc, p0, kc)                            \
             for (ptrdiff_t p = 0; p < kc; p += W) {                                        \
                 ptrdiff_t left = r < mc ? kc - p : 0;                                      \
                 __mmask16 keep = left <= 0 ? 0 : left >= W ? all                           \
