@@ -276,7 +276,6 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         blas_leave()
 
 
-
 cdef inline bint rows_in_place(int m, int n, int k) noexcept nogil:
     """Whether gemm_rows takes C(m×n) = op(A)·B with inner size k: where gemm()
     itself would run nncore's large-product kernel (more than TILE_GEMM
