@@ -62,33 +62,32 @@
 #define NNCORE_MC 192
 /* Columns of B per packed block, in vectors (1024 floats / 512 doubles). */
 #define NNCORE_NC_VECTORS 64
-/* Least work per thread, in vector multiply-adds (m·n·k / lanes: 4,194,304
- * float32 or 2,097,152 float64 multiply-adds, ~65 µs of one thread's work
+/* Least work per thread, in vector multiply-adds (m·n·k / lanes: 8,388,608
+ * float32 or 4,194,304 float64 multiply-adds, ~130 µs of one thread's work
  * here): a product gets min(threads, m·n·k / lanes / this) parts, so smaller
  * ones run on the calling thread and wake no helper. A function of the shape
  * alone, and the split never changes an element's sums (see Determinism), so
  * results stay bit-identical across thread counts. Measured on a 2-vCPU Intel
  * AVX-512 VM (family 6 model 167) shared with other jobs, whole fits at 1
- * and 2 threads interleaved, from the runs where the second core was free
+ * and 2 threads interleaved, from runs where the second core was free
  * (process CPU time > wall time; under contention every split lost, up to 2x):
  *   - products timed back to back (the helper still spinning): 2 threads
  *     1.3-1.6x faster from 0.9M float64 multiply-adds up;
- *   - but in a fit the products come tens of µs apart, after serial passes:
- *     the digits face (float64, 200×100×64 and 64×100×200 products of 1.28M)
- *     fit in 430 ms on 2 threads against 320 ms on one when every product
- *     above the tile kernel was split, 44 ms against 58 ms for 20 epochs of
- *     Sequential; the same 64-400-10 network (5.1M products) split: float32
- *     117 ms, float64 159 ms against 101 and 136 ms on one thread;
- *   - W3 (float32, batch 128: products of 4.2M and 25.7M): 119-123 ms a
- *     15,360-row epoch with both split, 130 ms with only the 25.7M ones,
- *     140 ms with none.
- * 131072 (splitting W3's 4.2M and the 5.1M products too) lost 15-20% on
- * the 64-400-10 fits; with 262144 a product needs 8.4M float32 (4.2M
- * float64) multiply-adds for two threads: W3's 25.7M products are split, and
- * no measured fit lost. The price: W3 ~7% below splitting everything. Re-measure
- * on a quiet machine (benchmarks/gemm.py, benchmarks/report.py --only W3 and
- * the digits face fit). */
-#define NNCORE_MIN_FMAS_PER_THREAD 262144
+ *   - in a fit the products come after serial passes (an Adam update, the
+ *     next batch), the helper has often gone to sleep, and what it wrote is
+ *     read next on the other core: splitting the digits face's 1.28M float64
+ *     products (200×100×64, 64×100×200) made its fit 430 ms against 320 ms
+ *     on one thread (Sequential 64-100-10, Adam: 52 against 38 ms); the
+ *     64-400-10 network's 5.1M products: float32 104-122 ms against 97,
+ *     float64 142-153 ms against 131-133 (this value: 88-98 and 130 ms);
+ *   - W3 (float32, SGD, batch 128; 15,360 rows): 97-103 ms with its 4.2M
+ *     products split too, 108 ms with only the 25.7M ones (this value), 137
+ *     ms with none, 134-138 ms on one thread.
+ * No per-thread share that keeps every one of these fits from losing also
+ * splits W3's 4.2M products (a k ≥ 128 condition did not separate them
+ * either): the ~6 % W3 leaves on the table needs helpers that cost nothing
+ * when late (work taken from a shared counter) rather than a lower value. */
+#define NNCORE_MIN_FMAS_PER_THREAD 524288
 /* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
  * (MC × KC), each sized for the larger of the two element types. */
 #define NNCORE_BIG_MAX(a, b) ((a) > (b) ? (a) : (b))

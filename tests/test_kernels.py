@@ -301,10 +301,10 @@ def test_big_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, be
 
 #: C split over threads by columns (wide), by rows (narrow or too few panels;
 #: with 5 threads some get no rows at all), with ragged last shares; each big
-#: enough (≥ 21M multiply-adds) for 5 threads to be used (src/_big_gemm.h,
+#: enough (≥ 42M multiply-adds) for 5 threads to be used (src/_big_gemm.h,
 #: NNCORE_MIN_FMAS_PER_THREAD).
-SPLIT_SHAPES = [(300, 600, 300), (700, 20, 1600), (1000, 10, 2200), (129, 257, 700),
-                (5, 70, 60000)]
+SPLIT_SHAPES = [(300, 600, 300), (700, 20, 3200), (1000, 10, 4400), (129, 257, 1400),
+                (5, 70, 120000)]
 
 
 @pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
@@ -345,14 +345,15 @@ def helper_jobs():
 @pytest.mark.parametrize("m,n,k,trans_a,parts", [
     (200, 100, 64, False, (1, 1)),    # the digits face's products: one thread
     (64, 100, 200, True, (1, 1)),
-    (128, 128, 256, False, (1, 2)),   # W3's middle layer (float32, float64)
+    (128, 128, 256, False, (1, 1)),   # W3's middle layer
+    (200, 400, 64, False, (1, 1)),    # 64-400-10 at batch 200 (5.1M)
     (128, 256, 784, False, (2, 2)),   # W3's first layer: both threads
-    (256, 256, 128, True, (2, 2)),
+    (256, 512, 128, True, (2, 2)),    # 16.8M
 ])
 def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkeypatch,
                                                 m, n, k, trans_a, parts):
     """On 2 threads, a product above the tile kernel's range gets one part per
-    262,144 vector multiply-adds (m·n·k / lanes; NNCORE_MIN_FMAS_PER_THREAD),
+    524,288 vector multiply-adds (m·n·k / lanes; NNCORE_MIN_FMAS_PER_THREAD),
     at most 2: below that the helper thread is not woken (waking it for every
     product cost the digits face a third of its fit time), above it is, once
     per product."""
