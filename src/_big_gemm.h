@@ -231,7 +231,7 @@ static int nncore_big_ready(void) {
                         for (int i = 0; i < W; i++)                                        \
                             r[i] = i < w ? _mm512_maskz_loadu_##X(along, src + i * g->ldb + q) \
                                          : _mm512_setzero_##X();                           \
-                        nncore_transpose_##G(r);                                       \
+                        nncore_transpose_##G(r);                                           \
                         for (int c = 0; c < W && c < kc - q; c++)                          \
                             _mm512_store_##X(out + (q + c) * nr, r[c]);                    \
                     }                                                                      \

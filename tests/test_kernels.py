@@ -187,6 +187,7 @@ def test_shuffled_fit_reads_rows_in_place(dtype, sizes, n, batch, optimizer):
     net; the 205-row one's last batch of 5 is gathered) gives the bits of fits
     on the same batches gathered beforehand: X[order] visited in order."""
     import copy
+
     from nncore import SGD, Adam, Dense, Sequential
     rng = np.random.default_rng(1)
     X = rng.standard_normal((n, sizes[0])).astype(dtype)
@@ -476,7 +477,7 @@ def test_same_bits_on_every_instruction_set(tmp_path):
         env.pop("NNCORE_SIMD", None)
         if isa != "default":
             env["NNCORE_SIMD"] = isa
-        run = subprocess.run([sys.executable, "-c", SAME_BITS_CHECK], env=env,
+        run = subprocess.run([sys.executable, "-c", SAME_BITS_CHECK], env=env, check=False,
                              capture_output=True, text=True, cwd=tmp_path, timeout=120)
         assert run.returncode == 0, run.stderr
         out[isa] = run.stdout.split()
