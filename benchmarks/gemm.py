@@ -3,7 +3,8 @@
     python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15] [--clock wall] [--bf16]
 
 For each product of a W3 and a W4 training step (forward X·W, dW = Xᵀ·dZ,
-dX = dZ·Wᵀ per layer: benchmarks/report.py's epoch_products), a 2048³ product
+dX = dZ·Wᵀ per layer: benchmarks/report.py's epoch_products) and of the
+scikit-learn face's default fit on the digits (float64, 64-100-10, batch 200), a 2048³ product
 and the scikit-learn face's float64/float32 predict shapes (1000×100·100×100
 and 1000×100·100×10), at each thread count (nncore.blas.threads, which sets
 NumPy's OpenBLAS and nncore's own kernels alike): the two are timed in one
@@ -54,6 +55,9 @@ def shapes(quick, bf16=False):
         if quick and name == "W4":
             w = dataclasses.replace(w, batch_size=64)
         out += [(f"{name} {label}", *call) for label, *call in epoch_products(w)]
+    # the scikit-learn face's default fit on the digits: 64-100-10, batch 200, float64
+    face = dataclasses.replace(WORKLOADS["W2"], sizes=(64, 100, 10), batch_size=200)
+    out += [(f"digits face {label}", *call) for label, *call in epoch_products(face, np.float64)]
     if not quick:
         A, B = rng.random((2048, 2048), np.float32), rng.random((2048, 2048), np.float32)
         out.append(("2048³", False, False, A, B, np.empty((2048, 2048), np.float32)))

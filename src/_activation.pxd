@@ -17,6 +17,18 @@ from cython cimport floating
 cdef extern from "_fast_exp.h" nogil:
     void exp_nonpositive_f "nncore_exp_nonpositive_f" (float* x, Py_ssize_t n)
 
+cdef extern from "_relu.h" nogil:
+    # relu's forward (bias + relu) and backward (+ column sums) passes, compiled
+    # per instruction set.
+    void bias_relu_f "nncore_bias_relu_f" (float* z, const float* b, Py_ssize_t n,
+                                           Py_ssize_t k)
+    void bias_relu_d "nncore_bias_relu_d" (double* z, const double* b, Py_ssize_t n,
+                                           Py_ssize_t k)
+    void relu_backward_f "nncore_relu_backward_f" (float* d, const float* a, Py_ssize_t n,
+                                                   Py_ssize_t k, double* sums)
+    void relu_backward_d "nncore_relu_backward_d" (double* d, const double* a, Py_ssize_t n,
+                                                   Py_ssize_t k, double* sums)
+
 # Codes shared with nncore/activations.py (ACTIVATIONS maps names to these).
 cdef enum:
     LINEAR = 0
@@ -160,6 +172,12 @@ cdef inline void bias_activation(floating* Z, const floating* b, Py_ssize_t n,
     row so each row is activated while it still sits in L1."""
     cdef Py_ssize_t i, j
     cdef floating* z
+    if act == RELU:  # the hidden layers' usual case: vectorised (_relu.h)
+        if floating is float:
+            bias_relu_f(Z, b, n, k)
+        else:
+            bias_relu_d(Z, b, n, k)
+        return
     for i in range(n):
         z = Z + i * k
         for j in range(k):
@@ -168,10 +186,29 @@ cdef inline void bias_activation(floating* Z, const floating* b, Py_ssize_t n,
 
 
 cdef inline void activation_backward(floating* dA, const floating* A, Py_ssize_t n,
-                                     Py_ssize_t k, int act) noexcept nogil:
-    """dA := dA ⊙ f'(Z) in place, with f' taken from the output A = f(Z)."""
-    cdef Py_ssize_t i
-    if act == LINEAR:
+                                     Py_ssize_t k, int act, double* sums) noexcept nogil:
+    """dA := dA ⊙ f'(Z) in place, with f' taken from the output A = f(Z); unless
+    sums is NULL, also sums[j] := Σᵢ dA[i, j] of the result (k doubles), each
+    row added while it is still in L1 — the bias gradient's sums of the layer
+    below, fused into this pass: the same sums in the same order (row by row,
+    in double) as _layer.pxd's column_sums, so the same bits."""
+    cdef Py_ssize_t i, j
+    cdef floating* d
+    if act == RELU:  # the hidden layers' usual case: vectorised (_relu.h)
+        if floating is float:
+            relu_backward_f(dA, A, n, k, sums)
+        else:
+            relu_backward_d(dA, A, n, k, sums)
+        return
+    if sums != NULL:
+        for j in range(k):
+            sums[j] = 0
+    elif act == LINEAR:
         return
     for i in range(n):
-        backward_row(dA + i * k, A + i * k, k, act)
+        d = dA + i * k
+        if act != LINEAR:
+            backward_row(d, A + i * k, k, act)
+        if sums != NULL:
+            for j in range(k):
+                sums[j] += d[j]

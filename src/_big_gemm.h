@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include "_simd.h"
 #include "_pool.h"
+#include "_tile_gemm.h" /* nncore_transpose_F, _D */
 
 /* k per block (fixed per element type: it decides the order of the sums). */
 #define NNCORE_KC_F 192
@@ -61,6 +62,32 @@
 #define NNCORE_MC 192
 /* Columns of B per packed block, in vectors (1024 floats / 512 doubles). */
 #define NNCORE_NC_VECTORS 64
+/* Least work per thread, in vector multiply-adds (m·n·k / lanes: 8,388,608
+ * float32 or 4,194,304 float64 multiply-adds, ~130 µs of one thread's work
+ * here): a product gets min(threads, m·n·k / lanes / this) parts, so smaller
+ * ones run on the calling thread and wake no helper. A function of the shape
+ * alone, and the split never changes an element's sums (see Determinism), so
+ * results stay bit-identical across thread counts. Measured on a 2-vCPU Intel
+ * AVX-512 VM (family 6 model 167) shared with other jobs, whole fits at 1
+ * and 2 threads interleaved, from runs where the second core was free
+ * (process CPU time > wall time; under contention every split lost, up to 2x):
+ *   - products timed back to back (the helper still spinning): 2 threads
+ *     1.3-1.6x faster from 0.9M float64 multiply-adds up;
+ *   - in a fit the products come after serial passes (an Adam update, the
+ *     next batch), the helper has often gone to sleep, and what it wrote is
+ *     read next on the other core: splitting the digits face's 1.28M float64
+ *     products (200×100×64, 64×100×200) made its fit 430 ms against 320 ms
+ *     on one thread (Sequential 64-100-10, Adam: 52 against 38 ms); the
+ *     64-400-10 network's 5.1M products: float32 104-122 ms against 97,
+ *     float64 142-153 ms against 131-133 (this value: 88-98 and 130 ms);
+ *   - W3 (float32, SGD, batch 128; 15,360 rows): 97-103 ms with its 4.2M
+ *     products split too, 108 ms with only the 25.7M ones (this value), 137
+ *     ms with none, 134-138 ms on one thread.
+ * No per-thread share that keeps every one of these fits from losing also
+ * splits W3's 4.2M products (a k ≥ 128 condition did not separate them
+ * either): the ~6 % W3 leaves on the table needs helpers that cost nothing
+ * when late (work taken from a shared counter) rather than a lower value. */
+#define NNCORE_MIN_FMAS_PER_THREAD 524288
 /* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
  * (MC × KC), each sized for the larger of the two element types. */
 #define NNCORE_BIG_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -72,11 +99,43 @@
  * nncore_pool.run. */
 static void* nncore_pack[NNCORE_MAX_THREADS];
 
+#define NNCORE_AROW(g, r) ((g)->arows != NULL ? (g)->arows[r] : (r))
+/* Rows of A by index ahead of the one packed whose [from, from + count) are
+ * prefetched (scattered rows: each would otherwise wait on memory). */
+#define NNCORE_AHEAD 4
+#define NNCORE_PREFETCH_AROW(T, g, r, rows, from, count)                                    \
+    if ((g)->arows != NULL && (r) + NNCORE_AHEAD < (rows)) {                               \
+        const char* ahead = (const char*) ((g)->A + (g)->arows[(r) + NNCORE_AHEAD] * (g)->lda \
+                                           + (from));                                      \
+        for (ptrdiff_t c = 0; c < (count) * (ptrdiff_t) sizeof(T); c += 64)                \
+            _mm_prefetch(ahead + c, _MM_HINT_T0);                                          \
+    }
+
+/* 1 when this CPU runs the large-product kernel (AVX-512) and every part a job
+ * on the threads in force may use has its packing buffers (made here on first
+ * use); 0 when not, or when one cannot be allocated. */
+static int nncore_big_ready(void) {
+    int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
+    if (nncore_simd_isa() != NNCORE_AVX512)
+        return 0;
+    for (int part = 0; part < parts; part++) {
+        if (nncore_pack[part] == NULL) {
+            pthread_mutex_lock(&nncore_pool.run);
+            if (nncore_pack[part] == NULL)
+                nncore_pack[part] = aligned_alloc(64, NNCORE_PACK_BYTES);
+            pthread_mutex_unlock(&nncore_pool.run);
+        }
+        if (nncore_pack[part] == NULL)
+            return 0;
+    }
+    return 1;
+}
+
 #if NNCORE_X86_SIMD
 #include <immintrin.h>
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
- * G the suffix of its nncore_big_transpose_ (F, D), KC k per block. */
+ * G the suffix of its nncore_transpose_ (F, D), KC k per block. */
 #define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, NAME)                                         \
     typedef struct {                                                                       \
         int trans_a, trans_b, nv, mr;                                                      \
@@ -85,6 +144,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         const T* A;                                                                        \
         const T* B;                                                                        \
         T* C;                                                                              \
+        const ptrdiff_t* arows; /* A's row r is row arows[r] of A (NULL: r) */             \
     } NAME##_job;                                                                          \
                                                                                            \
     /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
@@ -171,7 +231,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
                         for (int i = 0; i < W; i++)                                        \
                             r[i] = i < w ? _mm512_maskz_loadu_##X(along, src + i * g->ldb + q) \
                                          : _mm512_setzero_##X();                           \
-                        nncore_big_transpose_##G(r);                                       \
+                        nncore_transpose_##G(r);                                           \
                         for (int c = 0; c < W && c < kc - q; c++)                          \
                             _mm512_store_##X(out + (q + c) * nr, r[c]);                    \
                     }                                                                      \
@@ -190,7 +250,8 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         ptrdiff_t mr, T* dst) {                                                            \
         const __mmask16 all = (__mmask16) ((1u << W) - 1);                                 \
         for (ptrdiff_t p = 0; p < kc && g->trans_a; p++) {                                 \
-            const T* src = g->A + (p0 + p) * g->lda + i0;                                  \
+            const T* src = g->A + NNCORE_AROW(g, p0 + p) * g->lda + i0;                    \
+            NNCORE_PREFETCH_AROW(T, g, p0 + p, g->k, i0, mc)                               \
             for (ptrdiff_t s = 0; s < mc; s += mr)                                         \
                 for (ptrdiff_t r = 0; r < mr; r += W) {                                    \
                     ptrdiff_t left = mc - s - r, room = mr - r;                            \
@@ -203,7 +264,8 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         }                                                                                  \
         for (ptrdiff_t r = 0; r < (mc + mr - 1) / mr * mr && !g->trans_a; r++) {          \
             T* out = dst + r / mr * mr * KC + r % mr * KC; /* panel r / mr, row r % mr */ \
-            const T* src = g->A + (i0 + r) * g->lda + p0;                                  \
+            const T* src = r < mc ? g->A + NNCORE_AROW(g, i0 + r) * g->lda + p0 : g->A;    \
+            NNCORE_PREFETCH_AROW(T, g, i0 + r, i0 + mc, p0, kc)                            \
             for (ptrdiff_t p = 0; p < kc; p += W) {                                        \
                 ptrdiff_t left = r < mc ? kc - p : 0;                                      \
                 __mmask16 keep = left <= 0 ? 0 : left >= W ? all                           \
@@ -267,7 +329,7 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         /* A panel meets one B panel only when this part's columns fit in one: packing  \
          * it would then cost more than it saves. (Either way the sums are the same,   \
          * in the same order.) */                                                      \
-        int direct = j_hi - j_lo <= nr;                                                    \
+        int direct = j_hi - j_lo <= nr && g->arows == NULL;                                \
         for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NC) {                                   \
             ptrdiff_t nc = jc + NC < j_hi ? NC : j_hi - jc;                                \
             for (ptrdiff_t pc = 0; pc < g->k; pc += KC) {                                  \
@@ -284,30 +346,28 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1; 0 (C untouched) when not handled        \
-     * here: no AVX-512, or a buffer could not be allocated. */                           \
+    /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1, A's rows taken as rows arows[0],       \
+     * arows[1], … of A (op(A)'s rows, or its k index for Aᵀ: a shuffled batch read where \
+     * it is) or in order when arows is NULL; 0 (C untouched) when not handled here: no   \
+     * AVX-512, or no memory for the packing buffers. */                                 \
+    static int NAME##_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,  \
+                           ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,   \
+                           const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {       \
+        int nv = n <= W ? 1 : 2;                                                           \
+        NAME##_job job = {trans_a, trans_b, nv, nv == 1 ? NNCORE_MR1 : NNCORE_MR2,         \
+                          m, n, k, lda, ldb, ldc, alpha, beta, A, B, C, arows};            \
+        int parts = nncore_parts((double) m * n * k / W, NNCORE_MIN_FMAS_PER_THREAD);      \
+        if (!nncore_big_ready())                                                           \
+            return 0;                                                                      \
+        nncore_parallel(NAME##_part, &job, parts);                                         \
+        return 1;                                                                          \
+    }                                                                                      \
+                                                                                           \
     static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,        \
                     T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,          \
                     T beta, T* C, ptrdiff_t ldc) {                                          \
-        int nv = n <= W ? 1 : 2;                                                           \
-        NAME##_job job = {trans_a, trans_b, nv, nv == 1 ? NNCORE_MR1 : NNCORE_MR2,         \
-                          m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};                   \
-        int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads                   \
-                                                        : NNCORE_MAX_THREADS;              \
-        if (nncore_simd_isa() != NNCORE_AVX512)                                            \
-            return 0;                                                                      \
-        for (int part = 0; part < parts; part++) {                                         \
-            if (nncore_pack[part] == NULL) {                                               \
-                pthread_mutex_lock(&nncore_pool.run);                                      \
-                if (nncore_pack[part] == NULL)                                             \
-                    nncore_pack[part] = aligned_alloc(64, NNCORE_PACK_BYTES);              \
-                pthread_mutex_unlock(&nncore_pool.run);                                    \
-            }                                                                              \
-            if (nncore_pack[part] == NULL)                                                 \
-                return 0;                                                                  \
-        }                                                                                  \
-        nncore_parallel(NAME##_part, &job, parts);                                         \
-        return 1;                                                                          \
+        return NAME##_rows(NULL, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta,   \
+                           C, ldc);                                                        \
     }
 
 /* One micro-kernel: NAME_SUFFIX(kc, a, b, alpha, beta, first, C, ldc, rows, cols). */
@@ -318,56 +378,6 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
         (void) ars, (void) aps;                                                            \
         NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);   \
     }
-/* Transposes the W×W block in r (r[i] = row i) in place, 16 floats or 8 doubles:
- * pairs of rows interleaved, then pairs of pairs, then 128-bit lanes. */
-static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_transpose_F(
-    __m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
-        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
-        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
-        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
-        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
-        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
-        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
-        r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
-        r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
-    }
-}
-
-static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_transpose_D(
-    __m512d r[8]) {
-    __m512d t[8], u[8];
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
-    }
-    for (int h = 0; h < 2; h++) {
-        u[4 * h] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0x88);
-        u[4 * h + 1] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0x88);
-        u[4 * h + 2] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0xdd);
-        u[4 * h + 3] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0xdd);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[i] = _mm512_shuffle_f64x2(u[i], u[4 + i], 0x88);
-        r[4 + i] = _mm512_shuffle_f64x2(u[i], u[4 + i], 0xdd);
-    }
-}
-
 NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, nncore_big_gemm_f)
 NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, nncore_big_gemm_d)
 #else
@@ -377,6 +387,14 @@ static int nncore_big_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n,
 static int nncore_big_gemm_d(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              double alpha, const double* A, ptrdiff_t lda, const double* B,
                              ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc) { return 0; }
+static int nncore_big_gemm_f_rows(const ptrdiff_t* arows, int trans_a, int trans_b,
+                                  ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                                  const float* A, ptrdiff_t lda, const float* B, ptrdiff_t ldb,
+                                  float beta, float* C, ptrdiff_t ldc) { return 0; }
+static int nncore_big_gemm_d_rows(const ptrdiff_t* arows, int trans_a, int trans_b,
+                                  ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                                  const double* A, ptrdiff_t lda, const double* B, ptrdiff_t ldb,
+                                  double beta, double* C, ptrdiff_t ldc) { return 0; }
 #endif
 
 /* Sets the threads nncore's own parallel kernels may use (a model's n_threads). */

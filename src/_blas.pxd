@@ -75,6 +75,17 @@ cdef extern from "_big_gemm.h" nogil:
     int big_gemm_d "nncore_big_gemm_d" (int trans_a, int trans_b, Py_ssize_t m,
         Py_ssize_t n, Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda,
         const double* B, Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
+    # The same with A's rows taken as rows arows[0], arows[1], … of A (op(A)'s rows,
+    # or its k index for Aᵀ).
+    int big_gemm_rows_f "nncore_big_gemm_f_rows" (const Py_ssize_t* arows, int trans_a,
+        int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
+        Py_ssize_t lda, const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
+    int big_gemm_rows_d "nncore_big_gemm_d_rows" (const Py_ssize_t* arows, int trans_a,
+        int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
+        const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb, double beta,
+        double* C, Py_ssize_t ldc)
+    # 1 when the kernel runs on this CPU and its buffers for the threads in force exist.
+    int big_ready "nncore_big_ready" ()
     void set_threads "nncore_set_threads" (int n)
     int get_threads "nncore_get_threads" ()
     # src/_pool.h: fork handlers (once per module) and debug counters.
@@ -264,3 +275,22 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         _blas_gemm(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
         blas_leave()
 
+
+cdef inline bint rows_in_place(int m, int n, int k) noexcept nogil:
+    """Whether gemm_rows takes C(m×n) = op(A)·B with inner size k: where gemm()
+    itself would run nncore's large-product kernel (more than TILE_GEMM
+    multiply-adds, m > 1, an AVX-512 CPU) and its packing buffers exist. Then
+    gemm_rows gives the bits gemm() gives on the gathered rows."""
+    return m > 1 and <long long> m * n * k > TILE_GEMM and big_ready()
+
+
+cdef inline void gemm_rows(const Py_ssize_t* rows, bint trans_a, int m, int n, int k,
+                           floating alpha, const floating* A, int lda, const floating* B,
+                           int ldb, floating beta, floating* C, int ldc) noexcept nogil:
+    """gemm(trans_a, False, …) with A's rows read as rows rows[0], rows[1], … of A
+    (op(A)'s rows; for Aᵀ, its k index): a shuffled mini-batch used where it
+    lies, never gathered. Only when rows_in_place(m, n, k)."""
+    if floating is float:
+        big_gemm_rows_f(rows, trans_a, False, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+    else:
+        big_gemm_rows_d(rows, trans_a, False, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)

@@ -23,7 +23,8 @@ cimport numpy as cnp
 import numpy as np
 
 from _activation cimport LINEAR, EXP
-from _blas cimport set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state
+from _blas cimport (set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state,
+                   rows_in_place)
 from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
@@ -82,9 +83,11 @@ cdef struct Net:
 
 cdef struct Input:
     # The rows the first layer reads: dense — x holds row-major n×n_in values
-    # and the block starts at row `first`; or sparse — x, indices, indptr are
-    # a CSR matrix (values in the parameters' dtype, intp indices) whose rows
-    # rows[i] (or first + i when rows is NULL) form the block.
+    # and the block starts at row `first`, or, when rows is not NULL (a
+    # shuffled batch read in place: run_epochs), is rows rows[i] of that;
+    # or sparse — x, indices, indptr are a CSR matrix (values in the
+    # parameters' dtype, intp indices) whose rows rows[i] (or first + i when
+    # rows is NULL) form the block.
     bint sparse
     const void* x
     const Py_ssize_t* indices
@@ -179,8 +182,8 @@ cdef void first_forward(Net* net, const floating* params, const Input* X, Py_ssi
         csr_forward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n,
                     params + L.w, params + L.b, L.n_out, act, out)
     else:
-        dense_forward(dense_rows(X, params, L.n_in), n, L.n_in, params + L.w, params + L.b,
-                      L.n_out, act, out, net.bf16)
+        dense_forward(dense_rows(X, params, L.n_in), X.rows, n, L.n_in, params + L.w,
+                      params + L.b, L.n_out, act, out, net.bf16)
 
 
 cdef int forward_loss(Net* net, const floating* params, const Input* X, const floating* Y,
@@ -203,7 +206,7 @@ cdef int forward_loss(Net* net, const floating* params, const Input* X, const fl
         if l == 0:
             first_forward(net, params, X, n, L.act if l < last else LINEAR, A)
         else:
-            dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
+            dense_forward(inp, NULL, n, L.n_in, params + L.w, params + L.b, L.n_out,
                           L.act if l < last else LINEAR, A + a_off, net.bf16)
         work_done[0] += <double> n * L.n_in * L.n_out
         inp = A + a_off
@@ -219,7 +222,9 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
                   floating beta_b, floating decay, bint folded, const floating* before,
                   double* work_done, double* acc) except -1 nogil:
     """Backpropagates the delta that forward_loss left in work, last layer
-    first: per layer gW := alpha·Xᵀ·dZ + beta·gW (after gW := decay·W when
+    first (acc: 2·max_width doubles of scratch for the bias gradients' sums,
+    each layer's summed in the pass above it that makes its dZ):
+    per layer gW := alpha·Xᵀ·dZ + beta·gW (after gW := decay·W when
     decay ≠ 0: the L2 penalty's gradient), gb := alpha·Σ dZ + beta_b·gb, into
     the flat vector gW (grads; or the parameters themselves when folded:
     plain SGD, W ← beta·W − lr·Xᵀ·dZ). dX is computed inside dense_backward
@@ -234,6 +239,9 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
     cdef floating* dZ = work + activations_size(net, batch)
     cdef floating* dX = dZ + batch * net.max_width
     cdef floating* swap
+    cdef double* sums = acc
+    cdef double* sums_below = acc + net.max_width
+    cdef double* sums_swap
     cdef const floating* inp
     cdef Py_ssize_t a_off = activations_size(net, batch) - batch * net.layers[last].n_out
     for l in range(last, -1, -1):
@@ -254,16 +262,21 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
             l2_gradient(params + L.w, L.n_in * L.n_out, decay, gW + L.w)
         if l == 0 and X.sparse:
             csr_backward(<const floating*> X.x, X.indices, X.indptr, X.rows, X.first, n, dZ,
-                         L.n_in, L.n_out, gW + L.w, gW + L.b, alpha, beta, beta_b, acc)
+                         L.n_in, L.n_out, gW + L.w, gW + L.b, alpha, beta, beta_b, sums,
+                         l < last)
         else:
-            dense_backward(inp, dZ, n, L.n_in, L.n_out, params + L.w,
+            dense_backward(inp, X.rows if l == 0 else NULL, dZ, n, L.n_in, L.n_out,
+                           params + L.w,
                            net.layers[l - 1].act if l > 0 else LINEAR,
                            dX if l > 0 else NULL, gW + L.w, gW + L.b, alpha, beta, beta_b,
-                           acc, net.bf16)
+                           sums, l < last, sums_below, net.bf16)
         work_done[0] += <double> n * L.n_in * L.n_out * (2 if l > 0 else 1)
         swap = dZ
         dZ = dX
         dX = swap
+        sums_swap = sums
+        sums = sums_below
+        sums_below = sums_swap
     return 0
 
 
@@ -339,8 +352,11 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
     its first poll comes before anything changes, so every batch boundary is
     a check point) with the parameters and optimizer state of a whole number
     of steps, and an epoch whose last step completed is counted in done.
-    A shuffled batch of dense X is gathered into work; sparse X is read in
-    place (the first layer takes the row indices). Without stop_nonfinite,
+    A shuffled batch of dense X is gathered into work, unless the first
+    layer's two products (X·W, Xᵀ·dZ) run on the large-product kernel, which
+    then reads X's rows in place (_blas.pxd's rows_in_place: the same bits
+    without the copy, ~6 % of a W3 fit); sparse X is read in place (the first
+    layer takes the row indices). Without stop_nonfinite,
     training goes on through non-finite costs and weights (scikit-learn's
     behaviour) and returns 0; bad_batch then names the first such batch (its
     index within its epoch), or stays -1."""
@@ -363,9 +379,14 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                 order = orders + epoch * n + start
                 if X.sparse:
                     xb.rows = order
+                elif not net.bf16 and rows_in_place(<int> nb, <int> net.layers[0].n_out,
+                                                    <int> net.n_in):
+                    xb.x = X.x       # the first layer's products read X's rows in place
+                    xb.rows = order
                 else:
                     gather_rows(dense_rows(X, params, net.n_in), order, nb, net.n_in, Xb)
                     xb.x = Xb
+                    xb.rows = NULL
                 gather_rows(Y, order, nb, net.n_out, Yb)
                 if sw != NULL:
                     gather_rows(sw, order, nb, 1, Wb)
@@ -450,7 +471,7 @@ cdef void forward_rows(Net* net, const floating* params, const Input* X,
         if l == 0:
             first_forward(net, params, X, n, last_act if l == last else L.act, dst)
         else:
-            dense_forward(inp, n, L.n_in, params + L.w, params + L.b, L.n_out,
+            dense_forward(inp, NULL, n, L.n_in, params + L.w, params + L.b, L.n_out,
                           last_act if l == last else L.act, dst, net.bf16)
         inp = dst
 
@@ -732,7 +753,7 @@ cdef class Network:
                2 * p_size if opt.h.kind == ADAM or opt.h.kind == ADAM_SKLEARN
                else p_size if opt.h.momentum else 0, -1, "state")
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
-        cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
+        cdef double* acc = <double*> malloc(2 * self.net.max_width * sizeof(double))
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grads)
@@ -788,7 +809,7 @@ cdef class Network:
         cdef size_t item = 8 if self.is_double else 4
         cdef void* work = malloc((activations_size(&self.net, rows)
                                   + 2 * rows * self.net.max_width) * item)
-        cdef double* acc = <double*> malloc(self.net.max_width * sizeof(double))
+        cdef double* acc = <double*> malloc(2 * self.net.max_width * sizeof(double))
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grad_out)

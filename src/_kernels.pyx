@@ -13,7 +13,8 @@ import numpy as np
 from cython cimport floating
 cimport numpy as cnp
 
-from _blas cimport (gemm as _gemm, set_ilp64_blas, set_threads, pool_init,
+from _blas cimport (gemm as _gemm, gemm_rows as _gemm_rows, rows_in_place,
+                    set_ilp64_blas, set_threads, pool_init,
                     pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
 from _activation cimport (SIGMOID, SOFTMAX, EXP, bias_activation as _bias_activation,
@@ -110,6 +111,33 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not 
               &C[0, 0], <int> C.shape[1])
 
 
+def gemm_rows(const Py_ssize_t[::1] rows not None, bint trans_a, double alpha,
+              const floating[:, ::1] A not None, const floating[:, ::1] B not None,
+              double beta, floating[:, ::1] C not None):
+    """C := alpha·op(A[rows])·B + beta·C, reading A's rows where they lie (the
+    engine's shuffled first-layer batches): op(A[rows]) is A[rows] (m = rows)
+    or A[rows].T (k = rows) when trans_a. Returns True, or False with C
+    untouched when nncore's large-product kernel does not take the product
+    (too small, m = 1, not AVX-512: the engine then gathers the rows)."""
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1], k = B.shape[0], i
+    cdef Py_ssize_t width = A.shape[1]
+    length("rows", rows.shape[0], k if trans_a else m)
+    shape("B", B.shape[0], B.shape[1], k, n)
+    length("columns of A", width, m if trans_a else k)
+    for i in range(rows.shape[0]):
+        if not 0 <= rows[i] < A.shape[0]:
+            raise ValueError(f"rows[{i}] = {rows[i]}: expected a row of A (0 … {A.shape[0] - 1})")
+    for name, size in (("rows of A", A.shape[0]), ("rows of C", m), ("columns of C", n),
+                       ("the inner dimension", k)):
+        c_int(name, size)
+    if m == 0 or n == 0 or k == 0 or not rows_in_place(<int> m, <int> n, <int> k):
+        return False
+    with nogil:
+        _gemm_rows(&rows[0], trans_a, <int> m, <int> n, <int> k, <floating> alpha,
+                   &A[0, 0], <int> width, &B[0, 0], <int> n, <floating> beta, &C[0, 0], <int> n)
+    return True
+
+
 cdef int bf16_ready(bint bf16, bint is_double) except -1:
     """bf16 products need float32 arrays and a CPU with AVX512_BF16."""
     if bf16 and is_double:
@@ -199,12 +227,18 @@ def bias_activation(floating[:, ::1] Z not None, const floating[::1] b not None,
 
 
 def activation_backward(floating[:, ::1] dA not None, const floating[:, ::1] A not None,
-                        int act):
-    """dA := dA ⊙ f'(Z) in place, f' expressed through A = f(Z)."""
+                        int act, double[::1] sums=None):
+    """dA := dA ⊙ f'(Z) in place, f' expressed through A = f(Z); sums (float64,
+    one per column of dA), when given, := the column sums of the result, summed
+    in the same pass (the engine's fused bias-gradient sums)."""
+    cdef double* s = NULL
     shape("A", A.shape[0], A.shape[1], dA.shape[0], dA.shape[1])
     code("activation", act, N_ACTIVATIONS)
+    if sums is not None:
+        length("sums", sums.shape[0], dA.shape[1])
+        s = &sums[0] if sums.shape[0] else NULL
     with nogil:
-        _activation_backward(&dA[0, 0], &A[0, 0], dA.shape[0], dA.shape[1], act)
+        _activation_backward(&dA[0, 0], &A[0, 0], dA.shape[0], dA.shape[1], act, s)
 
 
 def output_loss(floating[:, ::1] Z not None, const floating[:, ::1] Y not None,
@@ -251,7 +285,7 @@ def dense_forward(const floating[:, ::1] X not None, const floating[:, ::1] W no
                        ("out_features", W.shape[1])):
         c_int(name, size)
     with nogil:
-        _dense_forward(&X[0, 0], X.shape[0], X.shape[1], &W[0, 0], &b[0], W.shape[1],
+        _dense_forward(&X[0, 0], NULL, X.shape[0], X.shape[1], &W[0, 0], &b[0], W.shape[1],
                        act, &A[0, 0], bf16)
 
 
@@ -280,9 +314,9 @@ def dense_backward(const floating[:, ::1] X not None, const floating[:, ::1] dZ 
         dx = &dX[0, 0]
     acc = np.empty(max(W.shape[1], 1))
     with nogil:
-        _dense_backward(&X[0, 0], &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
+        _dense_backward(&X[0, 0], NULL, &dZ[0, 0], X.shape[0], X.shape[1], W.shape[1],
                         &W[0, 0], prev_act, dx, &gW[0, 0], &gb[0], <floating> alpha,
-                        <floating> beta, bb, &acc[0], bf16)
+                        <floating> beta, bb, &acc[0], False, NULL, bf16)
 
 
 def csr_forward(const floating[::1] data not None, const Py_ssize_t[::1] indices not None,
@@ -312,7 +346,7 @@ def csr_backward(const floating[::1] data not None, const Py_ssize_t[::1] indice
     with nogil:
         _csr_backward(d, ix, &indptr[0], r, 0, dZ.shape[0], &dZ[0, 0], gW.shape[0], gW.shape[1],
                       &gW[0, 0], &gb[0], <floating> alpha, <floating> beta, <floating> beta_b,
-                      &acc[0])
+                      &acc[0], False)
 
 
 def l2_penalty(const floating[::1] W not None):

@@ -2,6 +2,7 @@
 #   forward:  A := f(X·W + b)                 (GEMM, then bias + f in one pass)
 #   backward: dX := (dZ·Wᵀ) ⊙ f'_prev(X)       (before W changes; X = f_prev(·))
 #             gW := α·Xᵀ·dZ + β·gW,  gb := α·Σᵢ dZ[i, :] + β_b·gb
+# (Σᵢ dX[i, :], the next layer's Σ dZ, is summed in the f'_prev pass.)
 # Plain SGD calls backward with gW = W, gb = b, α = −lr, β = β_b = 1: the update
 # is folded into the dW GEMM and no gradient is ever written.
 # L2 penalty on the weights (scikit-learn's MLP: ½·alpha·‖W‖²/D, gradient
@@ -9,32 +10,45 @@
 # then adds onto it (β = 1, β_b = 0); folded SGD shrinks W by β = 1 − lr·alpha/D.
 from cython cimport floating
 from _bf16 cimport product
+from _blas cimport gemm_rows
 from _activation cimport bias_activation, activation_backward
 
 
-cdef inline void dense_forward(const floating* X, Py_ssize_t n, Py_ssize_t n_in,
-                               const floating* W, const floating* b, Py_ssize_t n_out,
-                               int act, floating* A_out, bint bf16) noexcept nogil:
+cdef inline void dense_forward(const floating* X, const Py_ssize_t* rows, Py_ssize_t n,
+                               Py_ssize_t n_in, const floating* W, const floating* b,
+                               Py_ssize_t n_out, int act, floating* A_out,
+                               bint bf16) noexcept nogil:
     """A_out(n×n_out) := f(X(n×n_in)·W(n_in×n_out) + b); the product in bf16
-    with float32 sums when bf16 (src/_bf16_gemm.h)."""
-    product(bf16, False, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X,
-            <int> n_in, W, <int> n_out, <floating> 0, A_out, <int> n_out)
+    with float32 sums when bf16 (src/_bf16_gemm.h). rows (or NULL): X's rows
+    are rows[0], rows[1], … of X — only where _blas.pxd's rows_in_place holds
+    for the product (n, n_out, n_in) and not bf16."""
+    if rows != NULL:
+        gemm_rows(rows, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X,
+                  <int> n_in, W, <int> n_out, <floating> 0, A_out, <int> n_out)
+    else:
+        product(bf16, False, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X,
+                <int> n_in, W, <int> n_out, <floating> 0, A_out, <int> n_out)
     bias_activation(A_out, b, n, n_out, act)
 
 
 cdef inline void column_sums(const floating* dZ, Py_ssize_t n, Py_ssize_t k,
-                             double* acc, floating alpha, floating beta,
-                             floating* out) noexcept nogil:
-    """out := alpha·Σᵢ dZ[i, :] + beta·out, summed row by row in double (a fixed
-    order, so the result never depends on threads); acc is k doubles of scratch."""
+                             double* sums) noexcept nogil:
+    """sums := Σᵢ dZ[i, :], summed row by row in double (a fixed order, so the
+    result never depends on threads)."""
     cdef Py_ssize_t i, j
     for j in range(k):
-        acc[j] = 0
+        sums[j] = 0
     for i in range(n):
         for j in range(k):
-            acc[j] += dZ[i * k + j]
+            sums[j] += dZ[i * k + j]
+
+
+cdef inline void bias_gradient(const double* sums, Py_ssize_t k, floating alpha,
+                               floating beta, floating* out) noexcept nogil:
+    """out := alpha·sums + beta·out (out not read when beta = 0)."""
+    cdef Py_ssize_t j
     for j in range(k):
-        out[j] = <floating> (alpha * acc[j] + (beta * out[j] if beta != 0 else 0))
+        out[j] = <floating> (alpha * sums[j] + (beta * out[j] if beta != 0 else 0))
 
 
 cdef inline double l2_penalty(const floating* W, Py_ssize_t size) noexcept nogil:
@@ -54,21 +68,34 @@ cdef inline void l2_gradient(const floating* W, Py_ssize_t size, floating coef,
         gW_out[i] = coef * W[i]
 
 
-cdef inline void dense_backward(const floating* X, const floating* dZ, Py_ssize_t n,
+cdef inline void dense_backward(const floating* X, const Py_ssize_t* rows,
+                                const floating* dZ, Py_ssize_t n,
                                 Py_ssize_t n_in, Py_ssize_t n_out, floating* W,
                                 int prev_act, floating* dX_out, floating* gW,
                                 floating* gb, floating alpha, floating beta,
-                                floating beta_b, double* acc, bint bf16) noexcept nogil:
+                                floating beta_b, double* sums, bint summed,
+                                double* sums_below, bint bf16) noexcept nogil:
     """dX_out := (dZ·Wᵀ) ⊙ f'_prev(X) unless dX_out is NULL (first layer), then
     gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta_b·gb (gW may be W);
-    both products in bf16 with float32 sums when bf16."""
+    both products in bf16 with float32 sums when bf16. sums (n_out doubles):
+    Σᵢ dZ[i, :] already when summed (the layer above's fused pass), else
+    scratch for it; sums_below (n_in doubles, or NULL): receives Σᵢ dX_out[i, :],
+    summed in the activation-derivative pass (the layer below then passes it
+    as its sums, summed). rows (or NULL; first layer only: dX_out NULL): X's
+    rows are rows[0], rows[1], … of X, as in dense_forward."""
     if dX_out != NULL:
         product(bf16, False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
                 <int> n_out, W, <int> n_out, <floating> 0, dX_out, <int> n_in)
-        activation_backward(dX_out, X, n, n_in, prev_act)
-    product(bf16, True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
-            <int> n_out, beta, gW, <int> n_out)
-    column_sums(dZ, n, n_out, acc, alpha, beta_b, gb)
+        activation_backward(dX_out, X, n, n_in, prev_act, sums_below)
+    if rows != NULL:
+        gemm_rows(rows, True, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
+                  <int> n_out, beta, gW, <int> n_out)
+    else:
+        product(bf16, True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in,
+                dZ, <int> n_out, beta, gW, <int> n_out)
+    if not summed:
+        column_sums(dZ, n, n_out, sums)
+    bias_gradient(sums, n_out, alpha, beta_b, gb)
 
 
 # The first layer on sparse input: X is n rows of a CSR matrix (values data,
@@ -109,9 +136,10 @@ cdef inline void csr_backward(const floating* data, const Py_ssize_t* indices,
                               Py_ssize_t first, Py_ssize_t n, const floating* dZ,
                               Py_ssize_t n_in, Py_ssize_t n_out, floating* gW, floating* gb,
                               floating alpha, floating beta, floating beta_b,
-                              double* acc) noexcept nogil:
+                              double* sums, bint summed) noexcept nogil:
     """gW := alpha·Xᵀ·dZ + beta·gW and gb := alpha·Σ dZ + beta_b·gb for the n CSR
-    rows of X selected by rows/first (the first layer: no dX); gW may be W."""
+    rows of X selected by rows/first (the first layer: no dX); gW may be W.
+    sums: Σᵢ dZ[i, :] when summed, else scratch (as in dense_backward)."""
     cdef Py_ssize_t i, j, p, r, size = n_in * n_out
     cdef floating c
     cdef floating* g
@@ -130,4 +158,6 @@ cdef inline void csr_backward(const floating* data, const Py_ssize_t* indices,
             g = gW + indices[p] * n_out
             for j in range(n_out):
                 g[j] += c * d[j]
-    column_sums(dZ, n, n_out, acc, alpha, beta_b, gb)
+    if not summed:
+        column_sums(dZ, n, n_out, sums)
+    bias_gradient(sums, n_out, alpha, beta_b, gb)

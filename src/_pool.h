@@ -193,6 +193,17 @@ static int nncore_pool_grow(int parts) {
     return parts < nncore_pool.helpers + 1 ? parts : nncore_pool.helpers + 1;
 }
 
+/* Parts for a job of `work` units worth splitting only into shares of at least
+ * `per_part` units: work / per_part rounded down, at least 1, at most
+ * nncore_threads and NNCORE_MAX_THREADS. A function of the job's size and the
+ * thread count alone (never of a clock), so a kernel whose element sums do not
+ * depend on the split stays deterministic. */
+static int nncore_parts(double work, double per_part) {
+    double parts = work / per_part;
+    int most = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
+    return parts < 1 ? 1 : parts < most ? (int) parts : most;
+}
+
 /* Run task(arg, part, parts) for every part < parts (at most nncore_threads,
  * at most NNCORE_MAX_THREADS) and wait for all of them. */
 static void nncore_parallel(nncore_task task, void* arg, int parts) {

@@ -101,8 +101,150 @@
                                         _mm256_setr_epi64x(0, 1, 2, 3))
 #include "_tile_gemm_body.h"
 
+/* Transposes the W×W block in r (r[i] = row i) in place, 16 floats or 8 doubles:
+ * pairs of rows interleaved, then pairs of pairs, then 128-bit lanes. */
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_transpose_F(
+    __m512 r[16]) {
+    __m512 t[16];
+    for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 4; i++) {
+        __m512d a = _mm512_castps_pd(t[4 * i]), b = _mm512_castps_pd(t[4 * i + 1]);
+        __m512d c = _mm512_castps_pd(t[4 * i + 2]), d = _mm512_castps_pd(t[4 * i + 3]);
+        r[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+        r[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+        r[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+        r[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0x88);
+        t[4 + i] = _mm512_shuffle_f32x4(r[i], r[4 + i], 0xdd);
+        t[8 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0x88);
+        t[12 + i] = _mm512_shuffle_f32x4(r[8 + i], r[12 + i], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
+        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xdd);
+        r[4 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0x88);
+        r[12 + i] = _mm512_shuffle_f32x4(t[4 + i], t[12 + i], 0xdd);
+    }
+}
+
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_transpose_D(
+    __m512d r[8]) {
+    __m512d t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm512_unpacklo_pd(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_pd(r[2 * i], r[2 * i + 1]);
+    }
+    for (int h = 0; h < 2; h++) {
+        u[4 * h] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0x88);
+        u[4 * h + 1] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0x88);
+        u[4 * h + 2] = _mm512_shuffle_f64x2(t[4 * h], t[4 * h + 2], 0xdd);
+        u[4 * h + 3] = _mm512_shuffle_f64x2(t[4 * h + 1], t[4 * h + 3], 0xdd);
+    }
+    for (int i = 0; i < 4; i++) {
+        r[i] = _mm512_shuffle_f64x2(u[i], u[4 + i], 0x88);
+        r[4 + i] = _mm512_shuffle_f64x2(u[i], u[4 + i], 0xdd);
+    }
+}
+
+/* ---- Narrow Aᵀ·B (AVX-512): C(m×n) := alpha·Aᵀ·B + beta·C with n ≤ 16, A stored
+ * k×m, B k×n: the weight gradient Xᵀ·dZ of a layer with few outputs (W3's
+ * 128→10: 128×10×128). The tile loop above runs such products one vector of
+ * C's n columns wide, so n of 16 (8) lanes work: 0.53x numpy.dot there. Here C
+ * is computed transposed: Cᵀ(n×m) = Bᵀ·A, each vector along m (a row of A,
+ * contiguous) times a broadcast element of B, so every lane works; the J
+ * columns of a tile are a compile-time constant (J = n: one instantiation per
+ * n ≤ 16, so the accumulators stay in registers and B is broadcast from where
+ * it is), NV vectors along m with J·NV ≤ 24 accumulators. The tile is then
+ * transposed in registers (W×W blocks) and stored along C's rows, masked to n
+ * columns and m rows. Each element's sum is the same as the tile loop's —
+ * over k in order from zero, then alpha·sum (+ beta·C) — bit for bit. */
+#define NNCORE_NARROW_MAX 16
+#define NNCORE_DEFINE_NARROW(T, V, W, X, G, NAME)                                         \
+    static inline __attribute__((always_inline, target("avx512f"))) void NAME##_tiles(  \
+        const int J, const int NV, ptrdiff_t m, ptrdiff_t k, T alpha, const T* A,          \
+        ptrdiff_t lda, const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {           \
+        for (ptrdiff_t i0 = 0; i0 < m; i0 += NV * W) {                                     \
+            V acc[24];                                                                     \
+            __mmask16 rows[4];                                                             \
+            _Pragma("GCC unroll 4")                                                        \
+            for (int v = 0; v < NV; v++) {                                                 \
+                ptrdiff_t left = m - i0 - v * W;                                           \
+                rows[v] = left <= 0 ? 0 : left >= W ? (__mmask16) ((1u << W) - 1)          \
+                                                    : (__mmask16) ((1u << left) - 1);      \
+            }                                                                              \
+            _Pragma("GCC unroll 24")                                                       \
+            for (int t = 0; t < J * NV; t++) acc[t] = _mm512_setzero_##X();                \
+            for (ptrdiff_t p = 0; p < k; p++) {                                            \
+                const T* a = A + p * lda + i0;                                             \
+                const T* b = B + p * ldb;                                                  \
+                V av[4];                                                                   \
+                _Pragma("GCC unroll 4")                                                    \
+                for (int v = 0; v < NV; v++) av[v] = _mm512_maskz_loadu_##X(rows[v], a + v * W); \
+                _Pragma("GCC unroll 16")                                                   \
+                for (int j = 0; j < J; j++) {                                              \
+                    V bj = _mm512_set1_##X(b[j]);                                          \
+                    _Pragma("GCC unroll 4")                                                \
+                    for (int v = 0; v < NV; v++)                                           \
+                        acc[j * NV + v] = _mm512_fmadd_##X(av[v], bj, acc[j * NV + v]);    \
+                }                                                                          \
+            }                                                                              \
+            _Pragma("GCC unroll 2")                                                        \
+            for (int j0 = 0; j0 < J; j0 += W) {                                           \
+                __mmask16 cols = J - j0 >= W ? (__mmask16) ((1u << W) - 1)                 \
+                                             : (__mmask16) ((1u << (J - j0)) - 1);         \
+                _Pragma("GCC unroll 4")                                                    \
+                for (int v = 0; v < NV; v++) {                                             \
+                    V r[W];                                                                \
+                    _Pragma("GCC unroll 16")                                               \
+                    for (int t = 0; t < W; t++)                                            \
+                        r[t] = j0 + t < J ? acc[(j0 + t) * NV + v] : _mm512_setzero_##X(); \
+                    nncore_transpose_##G(r);                                               \
+                    for (int l = 0; l < W && i0 + v * W + l < m; l++) {                    \
+                        T* c = C + (i0 + v * W + l) * ldc + j0;                            \
+                        V out = _mm512_mul_##X(_mm512_set1_##X(alpha), r[l]);              \
+                        if (beta != 0)                                                     \
+                            out = _mm512_fmadd_##X(_mm512_set1_##X(beta),                  \
+                                                   _mm512_maskz_loadu_##X(cols, c), out);  \
+                        _mm512_mask_storeu_##X(c, cols, out);                              \
+                    }                                                                      \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    static __attribute__((noinline, target("avx512f"))) void NAME(                         \
+        ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,         \
+        const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {                          \
+        switch (n) { /* NV: at most 24 accumulators, at most 4 vectors */                  \
+        case 1: NAME##_tiles(1, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 2: NAME##_tiles(2, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 3: NAME##_tiles(3, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 4: NAME##_tiles(4, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 5: NAME##_tiles(5, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 6: NAME##_tiles(6, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 7: NAME##_tiles(7, 3, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 8: NAME##_tiles(8, 3, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 9: NAME##_tiles(9, 2, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 10: NAME##_tiles(10, 2, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 11: NAME##_tiles(11, 2, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 12: NAME##_tiles(12, 2, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 13: NAME##_tiles(13, 1, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 14: NAME##_tiles(14, 1, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 15: NAME##_tiles(15, 1, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        default: NAME##_tiles(16, 1, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        }                                                                                  \
+    }
+
+NNCORE_DEFINE_NARROW(float, __m512, 16, ps, F, nncore_narrow_f)
+NNCORE_DEFINE_NARROW(double, __m512d, 8, pd, D, nncore_narrow_d)
+
 /* The entry point per element type: transpose B if asked, pick the ISA. */
-#define NNCORE_DEFINE_TILE(T, NAME, AVX512, AVX2)                                        \
+#define NNCORE_DEFINE_TILE(T, NAME, AVX512, AVX2, NARROW)                                        \
     static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,      \
                     T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,       \
                     T beta, T* C, ptrdiff_t ldc) {                                       \
@@ -110,6 +252,10 @@
         int isa = nncore_simd_isa();                                                     \
         if (isa == NNCORE_GENERIC || (trans_b && n * k > NNCORE_TILE_TRANSPOSE))         \
             return 0;                                                                    \
+        if (isa == NNCORE_AVX512 && trans_a && !trans_b && n <= NNCORE_NARROW_MAX && m > n) { \
+            NARROW(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                        \
+            return 1;                                                                    \
+        }                                                                                \
         if (trans_b) {                                                                   \
             for (ptrdiff_t p = 0; p < k; p++)                                            \
                 for (ptrdiff_t j = 0; j < n; j++) bt[p * n + j] = B[j * ldb + p];        \
@@ -121,8 +267,10 @@
         return 1;                                                                        \
     }
 
-NNCORE_DEFINE_TILE(float, nncore_tile_gemm_f, nncore_tile_f_avx512, nncore_tile_f_avx2)
-NNCORE_DEFINE_TILE(double, nncore_tile_gemm_d, nncore_tile_d_avx512, nncore_tile_d_avx2)
+NNCORE_DEFINE_TILE(float, nncore_tile_gemm_f, nncore_tile_f_avx512, nncore_tile_f_avx2,
+                   nncore_narrow_f)
+NNCORE_DEFINE_TILE(double, nncore_tile_gemm_d, nncore_tile_d_avx512, nncore_tile_d_avx2,
+                   nncore_narrow_d)
 
 #else /* no GCC-compatible x86 compiler: always defer to BLAS */
 static int nncore_tile_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,

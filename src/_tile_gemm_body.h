@@ -25,7 +25,14 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
     const int R, const int NV, const int full, int trans_a, ptrdiff_t i0, ptrdiff_t j0,
     M tail, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,
     T beta, T* C, ptrdiff_t ldc) {
-    V acc[8][2], b[2];
+    V acc[12][2], b[2];
+    /* op(A)'s rows 3g, 3g + 1, 3g + 2 at a[g], a[g] + step, a[g] + 2·step: four
+     * pointers and one stride for up to 12 rows (a pointer a row would not fit
+     * in the general registers with the rest: they were spilled, 1.5x slower). */
+    const T* a[4];
+    const ptrdiff_t step = trans_a ? 1 : lda, next = trans_a ? lda : 1;
+    for (int g = 0; g < (R + 2) / 3; g++)
+        a[g] = trans_a ? A + i0 + 3 * g : A + (i0 + 3 * g) * lda;
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = VZERO();
     for (ptrdiff_t p = 0; p < k; p++) {
@@ -33,9 +40,10 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
         for (int v = 0; v < NV; v++)
             b[v] = (full || v < NV - 1) ? VLOAD(row + v * W) : VLOADM(row + v * W, tail);
         for (int r = 0; r < R; r++) {
-            V a = VSET1(trans_a ? A[p * lda + i0 + r] : A[(i0 + r) * lda + p]);
-            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(a, b[v], acc[r][v]);
+            V ar = VSET1(a[r / 3][(r % 3) * step]);
+            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(ar, b[v], acc[r][v]);
         }
+        for (int g = 0; g < (R + 2) / 3; g++) a[g] += next;
     }
     for (int r = 0; r < R; r++) {
         T* c = C + (i0 + r) * ldc + j0;
@@ -62,7 +70,9 @@ static __attribute__((target(TARGET))) void NAME(
         if (left > W) {
             int full = left >= 2 * W;
             M tail = VMASK(full ? W : (int) (left - W));
-            for (i0 = 0; i0 + 4 <= m; i0 += 4)
+            for (i0 = 0; i0 + 8 <= m; i0 += 8)
+                full ? BLOCK(8, 2, 1, NNCORE_ARGS) : BLOCK(8, 2, 0, NNCORE_ARGS);
+            for (; i0 + 4 <= m; i0 += 4)
                 full ? BLOCK(4, 2, 1, NNCORE_ARGS) : BLOCK(4, 2, 0, NNCORE_ARGS);
             for (; i0 < m; i0++)
                 full ? BLOCK(1, 2, 1, NNCORE_ARGS) : BLOCK(1, 2, 0, NNCORE_ARGS);
@@ -70,7 +80,9 @@ static __attribute__((target(TARGET))) void NAME(
         } else {
             int full = left == W;
             M tail = VMASK((int) left);
-            for (i0 = 0; i0 + 8 <= m; i0 += 8)
+            for (i0 = 0; i0 + 12 <= m; i0 += 12)
+                full ? BLOCK(12, 1, 1, NNCORE_ARGS) : BLOCK(12, 1, 0, NNCORE_ARGS);
+            for (; i0 + 8 <= m; i0 += 8)
                 full ? BLOCK(8, 1, 1, NNCORE_ARGS) : BLOCK(8, 1, 0, NNCORE_ARGS);
             for (; i0 < m; i0++)
                 full ? BLOCK(1, 1, 1, NNCORE_ARGS) : BLOCK(1, 1, 0, NNCORE_ARGS);

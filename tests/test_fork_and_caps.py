@@ -136,14 +136,14 @@ POOL_SCRIPT = """
 import numpy as np
 import nncore
 from nncore import _kernels
-A = np.ones((256, 256), np.float32)
-C = np.empty((256, 256), np.float32)
+A, B = np.ones((512, 256), np.float32), np.ones((256, 512), np.float32)
+C = np.empty((512, 512), np.float32)   # big enough for 8 threads (src/_big_gemm.h)
 _kernels.use_threads(8)          # one job on 8 threads: 7 helpers
-_kernels.gemm(False, False, 1.0, A, A, 0.0, C)
+_kernels.gemm(False, False, 1.0, A, B, 0.0, C)
 assert _kernels.pool_state()["woken"] == [1] * 7, _kernels.pool_state()
 _kernels.use_threads(2)          # then 5 jobs on 2 threads
 for _ in range(5):
-    _kernels.gemm(False, False, 1.0, A, A, 0.0, C)
+    _kernels.gemm(False, False, 1.0, A, B, 0.0, C)
 np.testing.assert_array_equal(C, 256.0)
 print(_kernels.pool_state()["woken"])
 """

@@ -147,6 +147,97 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
     assert_close(C, expected, dtype, scale)
 
 
+#: shuffled first-layer batches read in place: C's width in one panel (where
+#: the kernel would read A in place, "direct"), several panels, ragged m and k,
+#: Aᵀ·B with rows as its k index; and products the kernel does not take.
+ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (5, 700, 100)]
+
+
+@pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
+@pytest.mark.parametrize("m,n,k", ROWS_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in ROWS_SHAPES])
+def test_gemm_rows_same_bits_as_gathered(rng, dtype, m, n, k, trans_a):
+    """gemm_rows reads op(A)'s rows (A's rows; for Aᵀ its k index) through an
+    index where they lie: the bits of gemm on the gathered rows, or False and
+    C untouched where the large-product kernel does not take the product."""
+    taken = K.simd() == "avx512" and m > 1 and m * n * k > K.TILE_GEMM
+    A = randn(rng, (3 * k if trans_a else 3 * m, m if trans_a else k), dtype)
+    rows = rng.permutation(A.shape[0])[:k if trans_a else m].astype(np.intp)
+    B, C0 = randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
+    C, gathered = C0.copy(), C0.copy()
+    assert K.gemm_rows(rows, trans_a, -0.5, A, B, 0.75, C) is taken
+    if taken:
+        K.gemm(trans_a, False, -0.5, np.ascontiguousarray(A[rows]), B, 0.75, gathered)
+    np.testing.assert_array_equal(C, gathered)
+
+
+def test_gemm_rows_bad_rows():
+    A, B, C = np.ones((4, 3)), np.ones((3, 2)), np.ones((2, 2))
+    with pytest.raises(ValueError, match="rows"):
+        K.gemm_rows(np.array([0, 4]), False, 1.0, A, B, 0.0, C)
+    with pytest.raises(ValueError, match="rows"):
+        K.gemm_rows(np.array([0]), False, 1.0, A, B, 0.0, C)
+
+
+@pytest.mark.parametrize("sizes,n,batch", [((784, 256, 10), 300, 128),
+                                           ((64, 100, 10), 205, 200)])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_shuffled_fit_reads_rows_in_place(dtype, sizes, n, batch, optimizer):
+    """A shuffled fit (its first layer's products reading X's rows in place
+    where the large-product kernel takes them — every batch of the 784-wide
+    net; the 205-row one's last batch of 5 is gathered) gives the bits of fits
+    on the same batches gathered beforehand: X[order] visited in order."""
+    import copy
+
+    from nncore import SGD, Adam, Dense, Sequential
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], n)
+
+    def model():
+        return Sequential([Dense(sizes[0], sizes[1], "relu"), Dense(sizes[1], sizes[2], "softmax")],
+                          loss="cross_entropy", seed=3, dtype=dtype, n_threads=1,
+                          optimizer=SGD(lr=0.05) if optimizer == "sgd" else Adam(lr=1e-3))
+    shuffled, in_order = model(), model()
+    draws = copy.deepcopy(shuffled.rng)
+    orders = []
+    for _ in range(2):
+        order = np.arange(n)
+        draws.shuffle(order)
+        orders.append(order)
+    shuffled.fit(X, y, epochs=2, batch_size=batch)
+    for order in orders:
+        in_order.fit(X[order], y[order], epochs=1, batch_size=batch, shuffle=False)
+    for a, b in zip(shuffled.get_weights(), in_order.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+#: narrow Aᵀ·B on the tile path (the weight gradient of a layer with at most 16
+#: outputs): on AVX-512 C is computed transposed (src/_tile_gemm.h, one
+#: instantiation per n ≤ 16, NV = 4, 3, 2 or 1 vectors along m). Every n from 1
+#: to 16 and, per n, m ending in a full tile, a partial one, a lone partial
+#: vector (m = n + 1) and for float64 n > 8 two transposed blocks; k = 2 … 2348.
+NARROW_SHAPES = ([(n + 1, n, 300 + 4096 // (n * n + n)) for n in range(1, 17)]
+                 + [(97, n, 60) for n in range(1, 17)]
+                 + [(128, 10, 128), (64, 16, 129), (65, 12, 200), (256, 1, 600),
+                    (33, 4, 1000), (16, 8, 1500), (100, 10, 200), (4096, 1, 2)])
+
+
+@pytest.mark.parametrize("alpha,beta", ALPHA_BETA, ids=lambda v: f"{v}")
+@pytest.mark.parametrize("m,n,k", NARROW_SHAPES,
+                         ids=[f"{m}x{n}x{k}" for m, n, k in NARROW_SHAPES])
+def test_gemm_narrow_at_b(assert_close, rng, dtype, m, n, k, alpha, beta):
+    """C := alpha·Aᵀ·B + beta·C for C at most 16 columns wide (every n, every
+    tail of m) on the tile path, against float64 NumPy; beta = 0 ignores C."""
+    assert SMALL_GEMM < m * n * k <= K.TILE_GEMM
+    A, B = randn(rng, (k, m), dtype), randn(rng, (k, n), dtype)
+    C0 = maybe_garbage(rng, (m, n), dtype, beta)
+    C = C0.copy()
+    K.gemm(True, False, alpha, A, B, beta, C)
+    expected, scale = axpby_ref(alpha, f64(A.T) @ f64(B), np.abs(f64(A.T)) @ np.abs(f64(B)),
+                                beta, C0)
+    assert_close(C, expected, dtype, scale)
+
+
 #: products above the tile kernel's range, on nncore's own threads on AVX-512
 #: CPUs: C split by columns (wide), by rows (narrow), with partial panels, k and
 #: n beyond one packed block (256), and Bᵀ of any size.
@@ -210,9 +301,11 @@ def test_big_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, be
 
 
 #: C split over threads by columns (wide), by rows (narrow or too few panels;
-#: with 5 threads some get no rows at all), with ragged last shares.
-SPLIT_SHAPES = [(300, 600, 300), (700, 20, 40), (1000, 10, 100), (129, 257, 300),
-                (5, 70, 3000)]
+#: with 5 threads some get no rows at all), with ragged last shares; each big
+#: enough (≥ 42M multiply-adds) for 5 threads to be used (src/_big_gemm.h,
+#: NNCORE_MIN_FMAS_PER_THREAD).
+SPLIT_SHAPES = [(300, 600, 300), (700, 20, 3200), (1000, 10, 4400), (129, 257, 1400),
+                (5, 70, 120000)]
 
 
 @pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
@@ -234,16 +327,49 @@ def test_big_gemm_bit_identical_across_threads(rng, dtype, m, n, k, trans_a, tra
         C = C0.copy()
         with blas.threads(n_threads) as used:
             assert used == n_threads
+            before = helper_jobs()
             K.gemm(trans_a, trans_b, 0.75, A, B, -0.5, C)
+            assert helper_jobs()[:n_threads - 1] == [j + 1 for j in before[:n_threads - 1]]
         results.append(C)
     for C in results[1:]:
         np.testing.assert_array_equal(C, results[0])
 
 
-def test_gemm_shapes_cover_every_path():
-    """The shape list exercises the loop, tile, GEMV and BLAS paths."""
-    assert {gemm_path(*s, t) for s in GEMM_SHAPES for t in (False, True)} == {
-        "loop", "tile", "gemv", "blas"}
+def helper_jobs():
+    """Jobs each helper thread of the pool has woken up for, helpers 1 … 63
+    (0 for helpers not started yet)."""
+    woken = K.pool_state()["woken"]
+    return woken + [0] * (63 - len(woken))
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("m,n,k,trans_a,parts", [
+    (200, 100, 64, False, (1, 1)),    # the digits face's products: one thread
+    (64, 100, 200, True, (1, 1)),
+    (128, 128, 256, False, (1, 1)),   # W3's middle layer
+    (200, 400, 64, False, (1, 1)),    # 64-400-10 at batch 200 (5.1M)
+    (128, 256, 784, False, (2, 2)),   # W3's first layer: both threads
+    (256, 512, 128, True, (2, 2)),    # 16.8M
+])
+def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkeypatch,
+                                                m, n, k, trans_a, parts):
+    """On 2 threads, a product above the tile kernel's range gets one part per
+    524,288 vector multiply-adds (m·n·k / lanes; NNCORE_MIN_FMAS_PER_THREAD),
+    at most 2: below that the helper thread is not woken (waking it for every
+    product cost the digits face a third of its fit time), above it is, once
+    per product."""
+    from nncore import blas
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    A = randn(rng, (k, m) if trans_a else (m, k), dtype)
+    B, C = randn(rng, (k, n), dtype), np.empty((m, n), dtype)
+    with blas.threads(2) as used:
+        assert used == 2
+        before = helper_jobs()[0]
+        K.gemm(trans_a, False, 1.0, A, B, 0.0, C)
+        woken = helper_jobs()[0] - before
+    assert woken == parts[dtype == np.float64] - 1
+    opA = f64(A.T) if trans_a else f64(A)
+    assert_close(C, opA @ f64(B), dtype, np.abs(opA) @ np.abs(f64(B)))
 
 
 # ------------------------------------------------------------------ exp
@@ -313,6 +439,52 @@ def test_every_instruction_set(isa, tmp_path):
     assert out[0] in (isa, "none") and float(out[1]) <= 1.0
 
 
+SAME_BITS_CHECK = """
+import hashlib
+import numpy as np
+from nncore import _kernels as K
+from nncore.activations import RELU
+rng = np.random.default_rng(0)
+relu, narrow = hashlib.sha256(), hashlib.sha256()
+for dtype in (np.float32, np.float64):
+    for n, k in [(1, 1), (5, 13), (37, 100), (3, 1031)]:
+        Z = rng.standard_normal((n, k)).astype(dtype)
+        Z[rng.random((n, k)) < 0.1] = 0
+        Z.flat[::7] = np.nan
+        b, dA, sums = rng.standard_normal(k).astype(dtype), Z * 3 - 1, np.empty(k)
+        K.bias_activation(Z, b, RELU)
+        K.activation_backward(dA, Z, RELU, sums)
+        relu.update(Z.tobytes() + dA.tobytes() + sums.tobytes())
+    for m, n, k in [(128, 10, 128), (97, 16, 60), (17, 3, 300)]:
+        A, B = rng.standard_normal((k, m)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+        C = rng.standard_normal((m, n)).astype(dtype)
+        K.gemm(True, False, 0.5, A, B, -1.0, C)
+        narrow.update(C.tobytes())
+print(relu.hexdigest(), narrow.hexdigest())
+"""
+
+
+def test_same_bits_on_every_instruction_set(tmp_path):
+    """relu's forward and backward passes (with the fused column sums) give the
+    same bits in their AVX-512, AVX2 and portable variants, NaN included; the
+    narrow Aᵀ·B kernel (AVX-512) the same bits as the AVX2 tile loop."""
+    import os
+    import subprocess
+    import sys
+    out = {}
+    for isa in ("default", "avx2", "none"):
+        env = dict(os.environ)
+        env.pop("NNCORE_SIMD", None)
+        if isa != "default":
+            env["NNCORE_SIMD"] = isa
+        run = subprocess.run([sys.executable, "-c", SAME_BITS_CHECK], env=env, check=False,
+                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert run.returncode == 0, run.stderr
+        out[isa] = run.stdout.split()
+    assert out["default"][0] == out["avx2"][0] == out["none"][0]
+    assert out["default"][1] == out["avx2"][1]
+
+
 def test_unknown_simd_setting_warns(tmp_path):
     """A mistyped NNCORE_SIMD is not silently taken for "no cap"."""
     import os
@@ -375,6 +547,35 @@ def test_activation_backward(assert_close, rng, dtype, shape, act):
     assert_close(dA, expected, dtype, scale)
     assert_close(twin, expected, dtype, scale)
     assert_close(dA, twin, dtype, scale)
+
+
+@pytest.mark.parametrize("act", ACT_CODES, ids=ACT_IDS)
+@pytest.mark.parametrize("shape", BLOCKS, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_activation_backward_sums(rng, dtype, shape, act):
+    """With sums, the same pass also leaves the column sums of the result
+    (float64, row by row): bit-identical to the result summed afterwards in
+    that order, the sums the engine's bias gradient used to take in a pass of
+    its own, and within the dtype's rounding of the NumPy twin's sums; earlier
+    contents of sums are overwritten."""
+    A, dA0 = activation_output(rng, shape, act, dtype), randn(rng, shape, dtype)
+    dA, plain = dA0.copy(), dA0.copy()
+    sums = np.full(shape[1], np.nan)
+    assert K.activation_backward(dA, A, act, sums) is None
+    K.activation_backward(plain, A, act)
+    np.testing.assert_array_equal(dA, plain)
+    in_order = np.zeros(shape[1])
+    for row in f64(plain):
+        in_order += row
+    np.testing.assert_array_equal(sums, in_order)
+    twin = activations.backward(dA0.copy(), A, act).sum(axis=0, dtype=np.float64)
+    scale = jvp_scale(np.abs(f64(dA0)), f64(A), act).sum(axis=0)  # the terms' magnitude
+    assert np.all(np.abs(sums - twin) <= 8 * np.finfo(dtype).eps * scale + 1e-300)
+
+
+def test_activation_backward_sums_length():
+    """sums must hold one value per column."""
+    with pytest.raises(ValueError, match="sums"):
+        K.activation_backward(np.ones((2, 3)), np.ones((2, 3)), 0, np.zeros(2))
 
 
 # ------------------------------------------------------------ output loss
