@@ -1,7 +1,7 @@
 # Header-only: the products of the mixed_bfloat16 policy (src/_bf16_gemm.h),
 # and `product`, the one call site that picks them over the float32 gemm.
 from cython cimport floating
-from _blas cimport gemm
+from _blas cimport gemm, gemm_rows
 
 cdef extern from "_bf16_gemm.h" nogil:
     # vdpbf16ps's k per block: each block's float32 sum is added to C in turn
@@ -12,6 +12,12 @@ cdef extern from "_bf16_gemm.h" nogil:
     int bf16_gemm "nncore_bf16_gemm" (int trans_a, int trans_b, Py_ssize_t m,
         Py_ssize_t n, Py_ssize_t k, float alpha, const float* A, Py_ssize_t lda,
         const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
+    # bf16_gemm with A's rows read as rows arows[0], arows[1], … of A (op(A)'s
+    # rows, or its k index when trans_a; NULL: A as it is), through the index
+    # while packing: the bits of bf16_gemm on the gathered rows.
+    int bf16_gemm_rows "nncore_bf16_gemm_rows" (const Py_ssize_t* arows, int trans_a,
+        int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
+        Py_ssize_t lda, const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
     # 1 when this CPU (and NNCORE_SIMD) lets bf16_gemm run.
     int bf16_available "nncore_bf16_available" ()
     # 1 when the AMX tile unit can run them (and NNCORE_AMX is not 0).
@@ -24,14 +30,23 @@ cdef extern from "_bf16_gemm.h" nogil:
                                                      unsigned short* out)
 
 
-cdef inline void product(bint bf16, bint trans_a, bint trans_b, int m, int n, int k,
-                         floating alpha, const floating* A, int lda, const floating* B,
-                         int ldb, floating beta, floating* C, int ldc) noexcept nogil:
+cdef inline void product(bint bf16, const Py_ssize_t* rows, bint trans_a, bint trans_b,
+                         int m, int n, int k, floating alpha, const floating* A, int lda,
+                         const floating* B, int ldb, floating beta, floating* C,
+                         int ldc) noexcept nogil:
     """C := alpha·op(A)·op(B) + beta·C, row-major: with bf16 operands and
     float32 accumulation when bf16 (float32 arrays; Network checked
-    bf16_available when it was made), else through gemm. A bf16 product
-    that cannot get its packing buffers (out of memory) runs in float32."""
+    bf16_available when it was made), else through gemm. rows (or NULL): A's
+    rows are rows[0], rows[1], … of A (op(A)'s rows, or its k index when
+    trans_a), read in place — only with trans_b false and where _blas.pxd's
+    rows_in_place(m, n, k) holds (gemm_rows; the bf16 kernel takes any shape).
+    A bf16 product that cannot get its packing buffers (out of memory) runs
+    in float32."""
     if floating is float:
-        if bf16 and bf16_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc):
+        if bf16 and bf16_gemm_rows(rows, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb,
+                                   beta, C, ldc):
             return
-    gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+    if rows != NULL:
+        gemm_rows(rows, trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+    else:
+        gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)

@@ -157,19 +157,28 @@ static inline __m512i nncore_bf16_row_pairs(const float* s, ptrdiff_t left) {
         _mm512_maskz_loadu_ps(nncore_bf16_mask(left), s));
 }
 
-/* One k-pair of 16 consecutive rows r (contiguous from s, the next k at
- * s + ld; rows outside mask and a missing odd k count as 0). */
+/* One k-pair of 16 consecutive rows r (contiguous from s, the next k's from
+ * s_odd; rows outside mask and a missing odd k — s_odd not read — count as 0). */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static inline __m512i nncore_bf16_col_pairs(const float* s, ptrdiff_t ld, __mmask16 m,
+static inline __m512i nncore_bf16_col_pairs(const float* s, const float* s_odd, __mmask16 m,
                                             int odd) {
     /* bf16 halves 0-15 hold the even k of rows 0-15, 16-31 the odd k:
      * interleave them (half 2r := r, 2r + 1 := 16 + r) */
     const __m512i pairs = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25,
                                            9, 24, 8, 23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2,
                                            17, 1, 16, 0);
-    const __m512 o = odd ? _mm512_maskz_loadu_ps(m, s + ld) : _mm512_setzero_ps();
+    const __m512 o = odd ? _mm512_maskz_loadu_ps(m, s_odd) : _mm512_setzero_ps();
     return _mm512_permutexvar_epi16(
         pairs, (__m512i) _mm512_cvtne2ps_pbh(o, _mm512_maskz_loadu_ps(m, s)));
+}
+
+/* Row i of a row-major matrix X (leading dimension ld) stored as rows idx[0],
+ * idx[1], … of X (idx NULL: as rows 0, 1, …): a shuffled mini-batch read where
+ * it lies, never gathered. The packings take it for op(A) only — A's rows,
+ * or its k index when op(A) = Aᵀ — and read no row outside the product. */
+static inline const float* nncore_bf16_row(const float* X, ptrdiff_t ld, const ptrdiff_t* idx,
+                                           ptrdiff_t i) {
+    return X + (idx != NULL ? idx[i] : i) * ld;
 }
 
 /* v[j][i] := v[i][j] for a 16 × 16 block of 32-bit words. */
@@ -198,23 +207,29 @@ static inline void nncore_transpose16(__m512i v[16]) {
 }
 
 /* The k-pairs of rows r0 … r0+rows−1, k = k0 … k0+kc−1 of a matrix X
- * addressed as x(r, k) = X[k·ld + r] (k_major) or X[r·ld + k], in 16 × 16
+ * addressed as x(r, k) = X[k·ld + r] (k_major) or X[r·ld + k] — X's rows
+ * k or r taken through idx (nncore_bf16_row) — in 16 × 16
  * blocks (row r + j, pair p + t): block[t][j] when pair_major, else
  * block[j][t] (a block read the other way is transposed in registers). */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, const ptrdiff_t* idx,
+                                     int k_major, ptrdiff_t r0,
                                      ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t r,
                                      ptrdiff_t p, int pair_major, __m512i v[16]) {
     if (k_major) {   /* rows contiguous: one pair of 16 rows per vector */
         for (int t = 0; t < 16; t++)
             v[t] = 2 * (p + t) < kc && r < rows
-                ? nncore_bf16_col_pairs(X + (k0 + 2 * (p + t)) * ld + r0 + r, ld,
-                                        nncore_bf16_mask(rows - r), 2 * (p + t) + 1 < kc)
+                ? nncore_bf16_col_pairs(
+                      nncore_bf16_row(X, ld, idx, k0 + 2 * (p + t)) + r0 + r,
+                      2 * (p + t) + 1 < kc
+                          ? nncore_bf16_row(X, ld, idx, k0 + 2 * (p + t) + 1) + r0 + r : NULL,
+                      nncore_bf16_mask(rows - r), 2 * (p + t) + 1 < kc)
                 : _mm512_setzero_si512();
     } else {         /* k contiguous: 16 pairs of one row per vector */
         for (int j = 0; j < 16; j++)
             v[j] = r + j < rows && 2 * p < kc
-                ? nncore_bf16_row_pairs(X + (r0 + r + j) * ld + k0 + 2 * p, kc - 2 * p)
+                ? nncore_bf16_row_pairs(nncore_bf16_row(X, ld, idx, r0 + r + j) + k0 + 2 * p,
+                                        kc - 2 * p)
                 : _mm512_setzero_si512();
     }
     if (pair_major != k_major)
@@ -226,14 +241,15 @@ static inline void nncore_bf16_block(const float* X, ptrdiff_t ld, int k_major, 
  * dst[p·width + r] := bf16(x(r0+r, k0+2p)) | bf16(x(r0+r, k0+2p+1)) << 16,
  * zero for rows ≤ r < width and for the k past kc (odd kc). */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void nncore_bf16_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+static void nncore_bf16_pack(const float* X, ptrdiff_t ld, const ptrdiff_t* idx,
+                             int k_major, ptrdiff_t r0,
                              ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t width,
                              uint32_t* dst) {
     const ptrdiff_t pairs = (kc + 1) / 2;
     __m512i v[16];
     for (ptrdiff_t p = 0; p < pairs; p += 16)
         for (ptrdiff_t r = 0; r < width; r += 16) {
-            nncore_bf16_block(X, ld, k_major, r0, rows, k0, kc, r, p, 1, v);
+            nncore_bf16_block(X, ld, idx, k_major, r0, rows, k0, kc, r, p, 1, v);
             for (ptrdiff_t t = 0; t < 16 && p + t < pairs; t++)
                 _mm512_mask_storeu_epi32(dst + (p + t) * width + r,
                                          nncore_bf16_mask(width - r), v[t]);
@@ -297,7 +313,8 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
  *   for op(B) (pair_major 1): row 16h + t of the k-pair 16s + j (B tiles).
  * The pair word of row r, pair p: bf16(x(r, 2p)) | bf16(x(r, 2p+1)) << 16. */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void nncore_amx_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t r0,
+static void nncore_amx_pack(const float* X, ptrdiff_t ld, const ptrdiff_t* idx,
+                            int k_major, ptrdiff_t r0,
                             ptrdiff_t rows, ptrdiff_t kc, ptrdiff_t s0, ptrdiff_t s1,
                             int pair_major, uint32_t* dst) {
     __m512i v[16];
@@ -310,13 +327,18 @@ static void nncore_amx_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t
                     const __mmask16 m = nncore_bf16_mask(rows - r);
                     for (ptrdiff_t j = 0; j < 16; j++)
                         _mm512_store_si512(t + 16 * j, k + 2 * j < kc && r < rows
-                            ? nncore_bf16_col_pairs(X + (k + 2 * j) * ld + r0 + r, ld, m,
-                                                    k + 2 * j + 1 < kc)
+                            ? nncore_bf16_col_pairs(
+                                  nncore_bf16_row(X, ld, idx, k + 2 * j) + r0 + r,
+                                  k + 2 * j + 1 < kc
+                                      ? nncore_bf16_row(X, ld, idx, k + 2 * j + 1) + r0 + r
+                                      : NULL,
+                                  m, k + 2 * j + 1 < kc)
                             : _mm512_setzero_si512());
                 } else {         /* tile row j: k-pairs 16s … 16s + 15 of row r + j */
                     for (ptrdiff_t j = 0; j < 16; j++)
                         _mm512_store_si512(t + 16 * j, r + j < rows
-                            ? nncore_bf16_row_pairs(X + (r0 + r + j) * ld + k, kc - k)
+                            ? nncore_bf16_row_pairs(nncore_bf16_row(X, ld, idx, r0 + r + j) + k,
+                                                    kc - k)
                             : _mm512_setzero_si512());
                 }
             }
@@ -324,7 +346,7 @@ static void nncore_amx_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t
     }
     for (ptrdiff_t s = s0; s < s1; s++)
         for (int h = 0; h < 2; h++) {
-            nncore_bf16_block(X, ld, k_major, r0, rows, 0, kc, 16 * h, NNCORE_AMX_PAIRS * s,
+            nncore_bf16_block(X, ld, idx, k_major, r0, rows, 0, kc, 16 * h, NNCORE_AMX_PAIRS * s,
                               pair_major, v);
             for (int j = 0; j < 16; j++)
                 _mm512_store_si512(dst + (2 * s + h) * NNCORE_AMX_TILE + 16 * j, v[j]);
@@ -336,13 +358,14 @@ static void nncore_amx_pack(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t
  * of consecutive rows contiguous), step by step across the panels, so that
  * each run of rows is read in order; else panel by panel. */
 __attribute__((target("avx512f,avx512bw,avx512bf16")))
-static void nncore_amx_pack_panels(const float* X, ptrdiff_t ld, int k_major, ptrdiff_t rows,
+static void nncore_amx_pack_panels(const float* X, ptrdiff_t ld, const ptrdiff_t* idx,
+                                   int k_major, ptrdiff_t rows,
                                    ptrdiff_t kc, ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t steps,
                                    int pair_major, uint32_t* dst) {
     const ptrdiff_t R = NNCORE_AMX_MR, panel = 2 * steps * NNCORE_AMX_TILE;
     for (ptrdiff_t s = 0; s < steps; s = k_major ? s + 1 : steps)
         for (ptrdiff_t q = lo; q < hi; q++)
-            nncore_amx_pack(X, ld, k_major, q * R, rows - q * R < R ? rows - q * R : R, kc,
+            nncore_amx_pack(X, ld, idx, k_major, q * R, rows - q * R < R ? rows - q * R : R, kc,
                             s, k_major ? s + 1 : steps, pair_major, dst + q * panel);
 }
 
@@ -461,6 +484,7 @@ typedef struct {
     const float* A;
     const float* B;
     float* C;
+    const ptrdiff_t* arows;  /* A's rows (op(A)'s rows, or k for Aᵀ), or NULL */
 } nncore_bf16_job;
 
 /* Per-part packing buffers (a B block, then an A block), made on first use;
@@ -491,14 +515,14 @@ static void nncore_bf16_part(void* arg, int part, int parts) {
             const ptrdiff_t pairs = (kc + 1) / 2;
             /* op(B)[k, j] is B[k·ldb + j] (k-major) or, transposed, B[j·ldb + k] */
             for (ptrdiff_t q = 0; q * NR < nc; q++)
-                nncore_bf16_pack(g->B, g->ldb, !g->trans_b, jc + q * NR,
+                nncore_bf16_pack(g->B, g->ldb, NULL, !g->trans_b, jc + q * NR,
                                  nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR,
                                  bbuf + q * NR * pairs);
             for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_BF16_MC) {
                 const ptrdiff_t mc = ic + NNCORE_BF16_MC < i_hi ? NNCORE_BF16_MC : i_hi - ic;
                 /* op(A)[i, k] is A[i·lda + k] or, transposed, A[k·lda + i] (k-major) */
                 for (ptrdiff_t s = 0; s * MR < mc; s++)
-                    nncore_bf16_pack(g->A, g->lda, g->trans_a, ic + s * MR,
+                    nncore_bf16_pack(g->A, g->lda, g->arows, g->trans_a, ic + s * MR,
                                      mc - s * MR < MR ? mc - s * MR : MR, pc, kc, MR,
                                      abuf + s * MR * pairs);
                 for (ptrdiff_t q = 0; q * NR < nc; q++)
@@ -558,12 +582,12 @@ static void nncore_amx_part(void* arg, int part, int parts) {
         lo = 0, hi = row_panels;
     else
         nncore_bf16_share(row_panels, part, parts, &lo, &hi);
-    nncore_amx_pack_panels(g->A, g->lda, g->trans_a, g->m, g->k, lo, hi, steps, 0, a);
+    nncore_amx_pack_panels(g->A, g->lda, g->arows, g->trans_a, g->m, g->k, lo, hi, steps, 0, a);
     if (job->private_b)
         lo = 0, hi = col_panels;
     else
         nncore_bf16_share(col_panels, part, parts, &lo, &hi);
-    nncore_amx_pack_panels(g->B, g->ldb, !g->trans_b, g->n, g->k, lo, hi, steps, 1, b);
+    nncore_amx_pack_panels(g->B, g->ldb, NULL, !g->trans_b, g->n, g->k, lo, hi, steps, 1, b);
     /* C's columns are split in whole panels (its rows when C is too narrow):
      * the same panels as packed, so a part's B panels (A panels) are in its
      * own cache, and with private_a (private_b) it needs no other part's */
@@ -617,10 +641,15 @@ static void nncore_amx_part(void* arg, int part, int parts) {
     nncore_amx_end();
 }
 
-static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-                            float alpha, const float* A, ptrdiff_t lda, const float* B,
-                            ptrdiff_t ldb, float beta, float* C, ptrdiff_t ldc) {
-    nncore_bf16_job job = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C};
+/* nncore_bf16_gemm with A's rows taken as rows arows[0], arows[1], … of A
+ * (op(A)'s m rows, or its k index when trans_a; NULL: A as it is): read
+ * through the index while packing, so the bits are those of the product on
+ * the gathered rows. */
+static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,
+                                 ptrdiff_t n, ptrdiff_t k, float alpha, const float* A,
+                                 ptrdiff_t lda, const float* B, ptrdiff_t ldb, float beta,
+                                 float* C, ptrdiff_t ldc) {
+    nncore_bf16_job job = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C, arows};
     int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
     if (!nncore_bf16_available())
         return 0;
@@ -687,6 +716,13 @@ static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, 
     nncore_parallel(nncore_bf16_part, &job, parts);
     return 1;
 }
+
+static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
+                            float alpha, const float* A, ptrdiff_t lda, const float* B,
+                            ptrdiff_t ldb, float beta, float* C, ptrdiff_t ldc) {
+    return nncore_bf16_gemm_rows(NULL, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta,
+                                 C, ldc);
+}
 #else
 static int nncore_bf16_available(void) { return 0; }
 static int nncore_amx_available(void) { return 0; }
@@ -698,5 +734,9 @@ static void nncore_bf16_round_array(const float* x, ptrdiff_t n, uint16_t* out) 
 static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                             float alpha, const float* A, ptrdiff_t lda, const float* B,
                             ptrdiff_t ldb, float beta, float* C, ptrdiff_t ldc) { return 0; }
+static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,
+                                 ptrdiff_t n, ptrdiff_t k, float alpha, const float* A,
+                                 ptrdiff_t lda, const float* B, ptrdiff_t ldb, float beta,
+                                 float* C, ptrdiff_t ldc) { return 0; }
 #endif
 #endif

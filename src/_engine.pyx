@@ -355,7 +355,9 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
     A shuffled batch of dense X is gathered into work, unless the first
     layer's two products (X·W, Xᵀ·dZ) run on the large-product kernel, which
     then reads X's rows in place (_blas.pxd's rows_in_place: the same bits
-    without the copy, ~6 % of a W3 fit); sparse X is read in place (the first
+    without the copy, ~6 % of a W3 fit; in mixed_bfloat16, under the same
+    condition, the bf16 kernel's packing reads them: _bf16.pxd's product);
+    sparse X is read in place (the first
     layer takes the row indices). Without stop_nonfinite,
     training goes on through non-finite costs and weights (scikit-learn's
     behaviour) and returns 0; bad_batch then names the first such batch (its
@@ -379,8 +381,7 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                 order = orders + epoch * n + start
                 if X.sparse:
                     xb.rows = order
-                elif not net.bf16 and rows_in_place(<int> nb, <int> net.layers[0].n_out,
-                                                    <int> net.n_in):
+                elif rows_in_place(<int> nb, <int> net.layers[0].n_out, <int> net.n_in):
                     xb.x = X.x       # the first layer's products read X's rows in place
                     xb.rows = order
                 else:

@@ -28,7 +28,7 @@ from _layer cimport (dense_forward as _dense_forward, dense_backward as _dense_b
 from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
 from _checks cimport all_finite, ready_matrix, rows_in_range
-from _bf16 cimport (bf16_available as _bf16_available, bf16_gemm as _bf16_gemm,
+from _bf16 cimport (bf16_available as _bf16_available, bf16_gemm_rows as _bf16_gemm_rows,
                    bf16_round_array, amx_available, bf16_use_amx, BF16_KC as _BF16_KC)
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
@@ -174,20 +174,34 @@ def bf16_kernel(str kernel=None):
 
 
 def bf16_gemm(bint trans_a, bint trans_b, double alpha, const float[:, ::1] A not None,
-              const float[:, ::1] B not None, double beta, float[:, ::1] C not None):
+              const float[:, ::1] B not None, double beta, float[:, ::1] C not None,
+              const Py_ssize_t[::1] rows=None):
     """C := alpha·(op(A)·op(B) with bf16 operands, float32 sums) + beta·C in place
-    (src/_bf16_gemm.h; twin: nncore.bfloat16.gemm_bf16). RuntimeError without
+    (src/_bf16_gemm.h; twin: nncore.bfloat16.gemm_bf16). With rows (intp), A
+    is A[rows] read where its rows lie (the engine's shuffled first-layer
+    batches): op(A) is A[rows] (m = len(rows)) or A[rows].T (k = len(rows))
+    when trans_a. ValueError for a row outside A, RuntimeError without
     AVX512_BF16."""
-    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
-    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1], i
+    cdef Py_ssize_t a_rows = A.shape[0] if rows is None else rows.shape[0]
+    cdef Py_ssize_t k = a_rows if trans_a else A.shape[1]
+    cdef const Py_ssize_t* index = NULL
     cdef int done
-    shape("op(A)", A.shape[1] if trans_a else A.shape[0], k, m, k)
+    if rows is not None:
+        for i in range(rows.shape[0]):
+            if not 0 <= rows[i] < A.shape[0]:
+                raise ValueError(f"rows[{i}] = {rows[i]}: expected a row of A "
+                                 f"(0 … {A.shape[0] - 1})")
+        if rows.shape[0] > 0:
+            index = &rows[0]
+    shape("op(A)", A.shape[1] if trans_a else a_rows, k, m, k)
     shape("op(B)", B.shape[1] if trans_b else B.shape[0], B.shape[0] if trans_b else B.shape[1],
           k, n)
     bf16_ready(True, False)
     with nogil:
-        done = _bf16_gemm(trans_a, trans_b, m, n, k, <float> alpha, &A[0, 0], A.shape[1],
-                          &B[0, 0], B.shape[1], <float> beta, &C[0, 0], C.shape[1])
+        done = _bf16_gemm_rows(index, trans_a, trans_b, m, n, k, <float> alpha, &A[0, 0],
+                               A.shape[1], &B[0, 0], B.shape[1], <float> beta, &C[0, 0],
+                               C.shape[1])
     if not done:
         raise MemoryError("no memory for the bf16 packing buffers")
 

@@ -10,7 +10,6 @@
 # then adds onto it (β = 1, β_b = 0); folded SGD shrinks W by β = 1 − lr·alpha/D.
 from cython cimport floating
 from _bf16 cimport product
-from _blas cimport gemm_rows
 from _activation cimport bias_activation, activation_backward
 
 
@@ -21,13 +20,10 @@ cdef inline void dense_forward(const floating* X, const Py_ssize_t* rows, Py_ssi
     """A_out(n×n_out) := f(X(n×n_in)·W(n_in×n_out) + b); the product in bf16
     with float32 sums when bf16 (src/_bf16_gemm.h). rows (or NULL): X's rows
     are rows[0], rows[1], … of X — only where _blas.pxd's rows_in_place holds
-    for the product (n, n_out, n_in) and not bf16."""
-    if rows != NULL:
-        gemm_rows(rows, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X,
-                  <int> n_in, W, <int> n_out, <floating> 0, A_out, <int> n_out)
-    else:
-        product(bf16, False, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X,
-                <int> n_in, W, <int> n_out, <floating> 0, A_out, <int> n_out)
+    for the product (n, n_out, n_in); the bf16 kernel reads them while packing
+    (_bf16.pxd's product)."""
+    product(bf16, rows, False, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X,
+            <int> n_in, W, <int> n_out, <floating> 0, A_out, <int> n_out)
     bias_activation(A_out, b, n, n_out, act)
 
 
@@ -84,15 +80,11 @@ cdef inline void dense_backward(const floating* X, const Py_ssize_t* rows,
     as its sums, summed). rows (or NULL; first layer only: dX_out NULL): X's
     rows are rows[0], rows[1], … of X, as in dense_forward."""
     if dX_out != NULL:
-        product(bf16, False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
+        product(bf16, NULL, False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
                 <int> n_out, W, <int> n_out, <floating> 0, dX_out, <int> n_in)
         activation_backward(dX_out, X, n, n_in, prev_act, sums_below)
-    if rows != NULL:
-        gemm_rows(rows, True, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in, dZ,
-                  <int> n_out, beta, gW, <int> n_out)
-    else:
-        product(bf16, True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in,
-                dZ, <int> n_out, beta, gW, <int> n_out)
+    product(bf16, rows, True, False, <int> n_in, <int> n_out, <int> n, alpha, X, <int> n_in,
+            dZ, <int> n_out, beta, gW, <int> n_out)
     if not summed:
         column_sums(dZ, n, n_out, sums)
     bias_gradient(sums, n_out, alpha, beta_b, gb)

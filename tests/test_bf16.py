@@ -217,6 +217,51 @@ def test_gemm_matches_twin(kernel, m, n, k, trans_a, trans_b, alpha, beta):
     assert (err <= bound).all(), (err - bound).max()
 
 
+#: shapes for A's rows read through an index: tails in every direction, odd k
+#: (a lone last k of a pair), k past a vdpbf16ps block (512) and AMX's two
+#: blocks of A panels, W3's first-layer products (128×256×784 and its Aᵀ·dZ).
+ROWS_SHAPES = [(1, 1, 1), (5, 1, 2), (13, 33, 17), (33, 65, 511), (7, 10, 513),
+               (37, 97, 1025), (100, 300, 33), (530, 70, 1100), (128, 256, 784),
+               (784, 256, 128)]
+
+
+@needs_bf16
+@pytest.mark.parametrize("m, n, k", ROWS_SHAPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_gemm_rows_equals_gathered(kernel, m, n, k, trans_a, trans_b, threads):
+    """A's rows read through an index (op(A) = A[rows], or A[rows]ᵀ: the index
+    runs along k) while packing give the bits of the product on A[rows]
+    gathered: shuffled rows of a taller A, a row repeated, on 1 and 2 threads."""
+    rng = np.random.default_rng(m * 1000 + n * 10 + k)
+    picked = k if trans_a else m
+    full = rng.standard_normal((picked + 9, m if trans_a else k)).astype(np.float32)
+    rows = rng.permutation(picked + 9)[:picked].astype(np.intp)
+    rows[picked // 2] = rows[0]
+    B = operands(rng, m, n, k, trans_a, trans_b)[1]
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    C, R = C0.copy(), C0.copy()
+    try:
+        K.use_threads(threads)
+        K.bf16_gemm(trans_a, trans_b, -0.7, full, B, 0.5, C, rows=rows)
+        K.bf16_gemm(trans_a, trans_b, -0.7, full[rows], B, 0.5, R)
+    finally:
+        K.use_threads(1)
+    assert C.tobytes() == R.tobytes()
+
+
+@needs_bf16
+def test_gemm_rows_refuses_bad_rows():
+    A, B, C = (np.ones(s, np.float32) for s in ((4, 3), (3, 2), (2, 2)))
+    with pytest.raises(ValueError, match="rows\\[1\\] = 4"):
+        K.bf16_gemm(False, False, 1.0, A, B, 0.0, C, rows=np.array([0, 4], np.intp))
+    with pytest.raises(ValueError, match="rows\\[0\\] = -1"):
+        K.bf16_gemm(False, False, 1.0, A, B, 0.0, C, rows=np.array([-1, 0], np.intp))
+    with pytest.raises(ValueError, match="op\\(A\\)"):
+        K.bf16_gemm(False, False, 1.0, A, B, 0.0, C, rows=np.array([0], np.intp))
+
+
 @needs_bf16
 @pytest.mark.parametrize("m, n", [(32, 32), (33, 40)])
 def test_gemm_k_blocks(kernel, m, n):
@@ -374,6 +419,51 @@ def test_training_bit_identical_across_threads():
         m.fit(X, y, epochs=2, batch_size=128)
         weights.append(np.concatenate([w.ravel() for w in m.get_weights()]))
     assert weights[0].tobytes() == weights[1].tobytes()
+
+
+SHUFFLED_FIT = """
+    import copy, numpy as np
+    from nncore import SGD, Adam, Dense, Sequential
+    sizes, n, batch, optimizer = {args}
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((n, sizes[0])).astype(np.float32)
+    y = rng.integers(0, sizes[-1], n)
+
+    def model():
+        return Sequential([Dense(sizes[0], sizes[1], "relu"),
+                           Dense(sizes[1], sizes[2], "softmax")],
+                          loss="cross_entropy", seed=3, dtype="mixed_bfloat16", n_threads=1,
+                          optimizer=SGD(lr=0.05) if optimizer == "sgd" else Adam(lr=1e-3))
+    shuffled, in_order = model(), model()
+    draws = copy.deepcopy(shuffled.rng)
+    orders = []
+    for _ in range(2):
+        order = np.arange(n)
+        draws.shuffle(order)
+        orders.append(order)
+    shuffled.fit(X, y, epochs=2, batch_size=batch)
+    for order in orders:
+        in_order.fit(X[order], y[order], epochs=1, batch_size=batch, shuffle=False)
+    for a, b in zip(shuffled.get_weights(), in_order.get_weights()):
+        assert a.tobytes() == b.tobytes()
+    print("ok")
+    """
+
+
+@needs_bf16
+@pytest.mark.parametrize("engine_kernel", KERNELS)
+@pytest.mark.parametrize("sizes, n, batch", [((784, 256, 10), 300, 128),
+                                             ((64, 100, 10), 205, 200)])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_shuffled_fit_reads_rows_in_place(engine_kernel, sizes, n, batch, optimizer):
+    """A shuffled mixed_bfloat16 fit (its first layer's bf16 products reading
+    X's rows through the epoch's order while packing — every batch of the
+    784-wide net; the 205-row one's last batch of 5 is gathered) gives the
+    bits of fits on the same batches gathered beforehand: X[order] visited in
+    order. In a subprocess per engine kernel (NNCORE_AMX=0: vdpbf16ps)."""
+    code = SHUFFLED_FIT.format(args=repr((sizes, n, batch, optimizer)))
+    result = run_python(code, NNCORE_AMX="1" if engine_kernel == "amx" else "0")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 
 
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
