@@ -48,6 +48,9 @@
  *    k-pairs, packs MC × KC blocks of op(A) into MR-high panels, and runs
  *    the MR × NR register-tile kernel over them.
  * Tails are zero-padded in the packed panels and masked when C is written.
+ * nncore_bf16_gemm_rows reads A's rows (op(A)'s rows, or its k for Aᵀ)
+ * through an index as it packs them (a shuffled mini-batch, never gathered):
+ * the packed panels, hence the bits, are those of the gathered A.
  * Every element of C sees the same operations in the same order whatever the
  * thread count (the blocking depends on the shape only), so results are
  * bit-identical across n_threads (the two kernels may differ from each other
