@@ -83,8 +83,19 @@
 #define NNCORE_AMX_PRIVATE (1 << 18) /* bytes of a packed operand each part packs for itself */
 #define NNCORE_AMX_ABLOCK (1 << 19) /* bytes of packed op(A) kept in L2 (of 2 MiB; 256 KiB to
                                        1.5 MiB tried, 512 KiB best at 2048³ and on W4) */
-/* Below this many multiply-adds a product runs on one thread. */
-#define NNCORE_BF16_THREADED 262144
+/* Threads by work, as _big_gemm.h's float rule (NNCORE_MIN_FMAS_PER_THREAD,
+ * ~8.4M float32 multiply-adds a thread): a product gets one part per this many
+ * multiply-adds, so a part is worth the ~50 µs a sleeping helper takes to wake.
+ * AMX multiplies ~4x faster than float32 FMAs here, vdpbf16ps ~0.5x, so
+ * their shares are 4x and 1/2 of float32's. Measured on the Intel Xeon
+ * (family 6 model 167, AMX; quiet report run): with every product above
+ * 262,144 multiply-adds split, W3 mixed_bfloat16 trained at 202.6k
+ * samples/s on 2 threads against ~250-300k on one (its products are 4.2M to
+ * 25.7M multiply-adds: ~10-90 µs each on AMX). A function of the shape and
+ * the kernel only: every part's elements are summed the same way whatever
+ * the split, so results stay bit-identical across thread counts. */
+#define NNCORE_AMX_PER_PART (1 << 25)
+#define NNCORE_VDP_PER_PART (1 << 22)
 
 /* float32 → bfloat16 bits, round to nearest, ties to even; subnormals → ±0,
  * NaN → quiet NaN (the twin: nncore.bfloat16.round_bf16). */
@@ -653,7 +664,7 @@ static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_
                                  ptrdiff_t lda, const float* B, ptrdiff_t ldb, float beta,
                                  float* C, ptrdiff_t ldc) {
     nncore_bf16_job job = {trans_a, trans_b, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C, arows};
-    int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
+    int parts;
     if (!nncore_bf16_available())
         return 0;
     if (nncore_bf16_use_amx < 0)
@@ -666,8 +677,8 @@ static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_
                 C[i * ldc + j] = beta != 0 ? beta * C[i * ldc + j] : 0.0f;
         return 1;
     }
-    if ((double) m * n * k < NNCORE_BF16_THREADED)
-        parts = 1;
+    parts = nncore_parts((double) m * n * k,
+                         nncore_bf16_use_amx ? NNCORE_AMX_PER_PART : NNCORE_VDP_PER_PART);
     if (nncore_bf16_use_amx) {
         nncore_amx_job amx = {job, (k + 2 * NNCORE_AMX_PAIRS - 1) / (2 * NNCORE_AMX_PAIRS)};
         const size_t panel = 2 * amx.steps * NNCORE_AMX_TILE;

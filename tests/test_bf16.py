@@ -186,6 +186,13 @@ def gemm_bound(trans_a, trans_b, alpha, A, B, beta, C0):
     return 2 * gamma * abs(alpha) * T + (2 + 2 * blocks) * U * rest + 2 * k * 2.0 ** -126
 
 
+def helper_jobs():
+    """Jobs each helper thread of _kernels' pool has run, helpers 1 … 63
+    (0 for helpers not started yet)."""
+    woken = K.pool_state()["woken"]
+    return woken + [0] * (63 - len(woken))
+
+
 def operands(rng, m, n, k, trans_a, trans_b):
     A = rng.standard_normal((k, m) if trans_a else (m, k)).astype(np.float32)
     B = rng.standard_normal((n, k) if trans_b else (k, n)).astype(np.float32)
@@ -318,11 +325,13 @@ def test_gemm_refuses_bad_shapes():
 
 @needs_bf16
 @pytest.mark.parametrize("m, n, k, trans_a, trans_b", [
-    (300, 200, 500, False, False),   # columns split between the threads
-    (300, 10, 900, False, True),     # too narrow: rows split
-    (513, 130, 97, True, False),     # AMX: a small op(A), packed by each thread for itself
-    (700, 40, 1100, False, False),   # rows split, AMX: two blocks of A panels
-    (600, 300, 1100, True, True),    # columns split, two blocks
+    # each ≥ 100M multiply-adds, so that both kernels split it into 3 parts
+    # (_bf16_gemm.h's threads by work: one part per 2^25 multiply-adds on AMX)
+    (600, 400, 500, False, False),    # columns split, op(A) packed once and shared
+    (4000, 10, 3000, False, True),    # too narrow: rows split; AMX: op(B) packed by each part
+    (256, 4096, 128, True, False),    # AMX: a small op(A), packed by each thread for itself
+    (2800, 40, 1100, False, False),   # rows split, AMX: several blocks of A panels
+    (600, 300, 1100, True, True),     # columns split, two blocks
 ])
 def test_gemm_bit_identical_across_threads(kernel, m, n, k, trans_a, trans_b):
     rng = np.random.default_rng(1)
@@ -332,12 +341,35 @@ def test_gemm_bit_identical_across_threads(kernel, m, n, k, trans_a, trans_b):
     try:
         for threads in (1, 2, 3):
             K.use_threads(threads)
+            before = helper_jobs()
             C = C0.copy()
             K.bf16_gemm(trans_a, trans_b, -0.7, A, B, 1.0, C)
             results.append(C)
+            # the product really was split: helpers 1 … threads-1 each ran a part
+            woken = [after - b for after, b in zip(helper_jobs(), before)]
+            assert woken[:threads - 1] == [1] * (threads - 1)
     finally:
         K.use_threads(1)
     assert all(r.tobytes() == results[0].tobytes() for r in results[1:])
+
+
+@needs_bf16
+@pytest.mark.parametrize("m, n, k", [(128, 256, 784), (128, 128, 256), (256, 128, 128)])
+def test_small_products_wake_no_helper(kernel, m, n, k):
+    """W3's products (≤ 25.7M multiply-adds) run on the calling thread on 2
+    threads with AMX (waking the helper cost more than it saved); vdpbf16ps,
+    ~8x slower per multiply-add, splits those of 8.4M and more."""
+    rng = np.random.default_rng(2)
+    A, B = operands(rng, m, n, k, False, False)
+    C = np.zeros((m, n), np.float32)
+    try:
+        K.use_threads(2)
+        before = helper_jobs()[0]
+        K.bf16_gemm(False, False, 1.0, A, B, 0.0, C)
+        woken = helper_jobs()[0] - before
+    finally:
+        K.use_threads(1)
+    assert woken == (1 if kernel == "avx512" and m * n * k >= 2 * 2 ** 22 else 0)
 
 
 @needs_bf16
