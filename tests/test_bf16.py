@@ -438,17 +438,18 @@ def test_training_parity_engine_vs_reference(optimizer, epochs, batch_size, tole
 
 @needs_bf16
 def test_training_bit_identical_across_threads():
-    """W3-shaped products (threaded past NNCORE_BF16_THREADED multiply-adds):
-    n_threads=1 and 2 end on the same bits."""
+    """Products large enough to be split on 2 threads by either kernel
+    (256×512×1024: 134M multiply-adds, 4 parts' worth on AMX): n_threads=1
+    and 2 end on the same bits."""
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((512, 200)).astype(np.float32)
+    X = rng.standard_normal((512, 1024)).astype(np.float32)
     y = rng.integers(0, 10, 512)
     weights = []
     for threads in (1, 2):
-        m = Sequential([Dense(200, 160, "relu"), Dense(160, 10, "softmax")],
+        m = Sequential([Dense(1024, 512, "relu"), Dense(512, 10, "softmax")],
                        loss="cross_entropy", optimizer=nncore.Adam(lr=1e-3), seed=1,
                        dtype=MIXED_BFLOAT16, n_threads=threads)
-        m.fit(X, y, epochs=2, batch_size=128)
+        m.fit(X, y, epochs=2, batch_size=256)
         weights.append(np.concatenate([w.ravel() for w in m.get_weights()]))
     assert weights[0].tobytes() == weights[1].tobytes()
 
