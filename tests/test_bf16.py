@@ -455,30 +455,10 @@ def test_training_bit_identical_across_threads():
 
 
 SHUFFLED_FIT = """
-    import copy, numpy as np
-    from nncore import SGD, Adam, Dense, Sequential
-    sizes, n, batch, optimizer = {args}
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((n, sizes[0])).astype(np.float32)
-    y = rng.integers(0, sizes[-1], n)
-
-    def model():
-        return Sequential([Dense(sizes[0], sizes[1], "relu"),
-                           Dense(sizes[1], sizes[2], "softmax")],
-                          loss="cross_entropy", seed=3, dtype="mixed_bfloat16", n_threads=1,
-                          optimizer=SGD(lr=0.05) if optimizer == "sgd" else Adam(lr=1e-3))
-    shuffled, in_order = model(), model()
-    draws = copy.deepcopy(shuffled.rng)
-    orders = []
-    for _ in range(2):
-        order = np.arange(n)
-        draws.shuffle(order)
-        orders.append(order)
-    shuffled.fit(X, y, epochs=2, batch_size=batch)
-    for order in orders:
-        in_order.fit(X[order], y[order], epochs=1, batch_size=batch, shuffle=False)
-    for a, b in zip(shuffled.get_weights(), in_order.get_weights()):
-        assert a.tobytes() == b.tobytes()
+    import sys
+    sys.path.insert(0, {tests!r})
+    from test_kernels import check_shuffled_fit
+    check_shuffled_fit("mixed_bfloat16", *{args})
     print("ok")
     """
 
@@ -494,7 +474,8 @@ def test_shuffled_fit_reads_rows_in_place(engine_kernel, sizes, n, batch, optimi
     784-wide net; the 205-row one's last batch of 5 is gathered) gives the
     bits of fits on the same batches gathered beforehand: X[order] visited in
     order. In a subprocess per engine kernel (NNCORE_AMX=0: vdpbf16ps)."""
-    code = SHUFFLED_FIT.format(args=repr((sizes, n, batch, optimizer)))
+    code = SHUFFLED_FIT.format(tests=os.path.dirname(__file__),
+                               args=repr((sizes, n, batch, optimizer)))
     result = run_python(code, NNCORE_AMX="1" if engine_kernel == "amx" else "0")
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 

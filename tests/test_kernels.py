@@ -186,11 +186,20 @@ def test_shuffled_fit_reads_rows_in_place(dtype, sizes, n, batch, optimizer):
     where the large-product kernel takes them — every batch of the 784-wide
     net; the 205-row one's last batch of 5 is gathered) gives the bits of fits
     on the same batches gathered beforehand: X[order] visited in order."""
+    check_shuffled_fit(dtype, sizes, n, batch, optimizer)
+
+
+def check_shuffled_fit(dtype, sizes, n, batch, optimizer):
+    """Asserts that a shuffled 2-epoch fit of a sizes[0]-sizes[1]-sizes[2]
+    relu/softmax net (dtype: a NumPy dtype or "mixed_bfloat16") ends on the
+    bits of fits on X[order] for the same orders, visited in order. Also run
+    by tests/test_bf16.py in a subprocess per bf16 kernel."""
     import copy
 
     from nncore import SGD, Adam, Dense, Sequential
     rng = np.random.default_rng(1)
-    X = rng.standard_normal((n, sizes[0])).astype(dtype)
+    X = rng.standard_normal((n, sizes[0])).astype(
+        np.float32 if dtype == "mixed_bfloat16" else dtype)
     y = rng.integers(0, sizes[-1], n)
 
     def model():
@@ -208,7 +217,7 @@ def test_shuffled_fit_reads_rows_in_place(dtype, sizes, n, batch, optimizer):
     for order in orders:
         in_order.fit(X[order], y[order], epochs=1, batch_size=batch, shuffle=False)
     for a, b in zip(shuffled.get_weights(), in_order.get_weights()):
-        np.testing.assert_array_equal(a, b)
+        assert a.tobytes() == b.tobytes()
 
 
 #: narrow Aᵀ·B on the tile path (the weight gradient of a layer with at most 16
