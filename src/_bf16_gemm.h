@@ -90,9 +90,11 @@
  * their shares are 4x and 1/2 of float32's. Measured on the Intel Xeon
  * (family 6 model 167, AMX; quiet report run): with every product above
  * 262,144 multiply-adds split, W3 mixed_bfloat16 trained at 202.6k
- * samples/s on 2 threads against ~250-300k on one (its products are 4.2M to
- * 25.7M multiply-adds: ~10-90 µs each on AMX). A function of the shape and
- * the kernel only: every part's elements are summed the same way whatever
+ * samples/s on 2 threads, while a diagnostic timing (not a benchmark) of W3
+ * fits gave ~250-300k on one (its products are 4.2M to
+ * 25.7M multiply-adds: ~10-90 µs each on AMX); with this rule the same
+ * report gave 305.3k (`python benchmarks/report.py --only W3,W4`). A function
+ * of the shape and the kernel only: every part's elements are summed the same way whatever
  * the split, so results stay bit-identical across thread counts. */
 #define NNCORE_AMX_PER_PART (1 << 25)
 #define NNCORE_VDP_PER_PART (1 << 22)
