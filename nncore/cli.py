@@ -406,12 +406,17 @@ def cmd_train(args):
                          "leaves no rows for validation or none for training")
     train, held = order[:cut], order[cut:]
     validation = (X[held], y[held]) if held.shape[0] else None
+    if classes is not None:
+        warn_unseen_classes(classes, y[train], y[held], args.validation_split)
     early = (nncore.EarlyStopping(monitor="val_loss", patience=args.early_stopping)
              if args.early_stopping is not None else None)
     callbacks = [] if args.quiet else [ProgressBar(args.epochs, stream=sys.stderr)]
     start = time.perf_counter()
-    history = model.fit(X[train], y[train], epochs=args.epochs, batch_size=args.batch_size,
-                        validation_data=validation, early_stopping=early, callbacks=callbacks)
+    with warnings.catch_warnings():   # said above with the user's labels, not class indices
+        warnings.filterwarnings("ignore", message=UNSEEN_CLASSES_WARNING)
+        history = model.fit(X[train], y[train], epochs=args.epochs, batch_size=args.batch_size,
+                            validation_data=validation, early_stopping=early,
+                            callbacks=callbacks)
     seconds = time.perf_counter() - start
     model.save(args.output)
     info = {"format": SIDECAR_FORMAT, "version": 1,
@@ -428,6 +433,23 @@ def cmd_train(args):
     print(f"trained {len(history.epoch)} epochs in {seconds:.2f} s{restored}")
     print(table(rows))
     print(f"saved {args.output} (and {sidecar_path(args.output)}: features, target, classes)")
+
+
+# the start of Sequential.fit's warning for validation_data, which names class indices
+UNSEEN_CLASSES_WARNING = "the validation rows of validation_data hold classes never seen"
+
+
+def warn_unseen_classes(classes, y_train, y_held, fraction):
+    """Warn, naming the labels as the data file writes them, when the rows
+    --validation-split holds out show classes the training rows never do
+    (y_train, y_held: class indices into `classes`)."""
+    unseen = np.setdiff1d(y_held, y_train)
+    if unseen.size:
+        warnings.warn(
+            f"the validation rows (--validation-split {fraction}) hold classes never seen in "
+            f"training: {', '.join(repr(classes[i]) for i in unseen)}; the model cannot learn "
+            "them, so validation loss and accuracy mislead (and --early-stopping on them). "
+            "Use more rows, a smaller --validation-split or another --seed.", stacklevel=2)
 
 
 def table(rows):

@@ -513,8 +513,8 @@ def test_warnings_are_one_line_on_stderr(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(   # run() is python -m nncore
-        "python -m nncore train: warning: the validation rows of validation_data hold classes "
-        "never seen")
+        "python -m nncore train: warning: the validation rows (--validation-split 0.5) hold "
+        "classes never seen in training: 'rare';"), lines   # the label, not its class index
     assert "UserWarning" not in result.stderr and ".py" not in result.stderr
 
 
