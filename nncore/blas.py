@@ -14,7 +14,6 @@ import ctypes
 import math
 import os
 import threading
-from contextlib import contextmanager
 
 import numpy
 import scipy
@@ -244,14 +243,24 @@ def caps():
 
 def _process_caps():
     """caps() but the BLAS count."""
+    return {**{name: _env_threads(name) for name in THREAD_VARIABLES}, "affinity": _affinity(),
+            "cgroup": _cgroup()}
+
+
+def _cgroup():
     if not _CGROUP:
         _CGROUP.append(cgroup_cpus())
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        affinity = os.cpu_count()
-    return {**{name: _env_threads(name) for name in THREAD_VARIABLES}, "affinity": affinity,
-            "cgroup": _CGROUP[0]}
+    return _CGROUP[0]
+
+
+if hasattr(os, "sched_getaffinity"):
+    def _affinity():
+        """The CPUs in this process's affinity mask now."""
+        return len(os.sched_getaffinity(0))
+else:  # not on Linux
+    def _affinity():
+        """The CPUs of the machine (no affinity mask to read here)."""
+        return os.cpu_count()
 
 
 def default_threads(n_threads=None):
@@ -285,29 +294,36 @@ def _set_own_threads(n):
         module.use_threads(min(n, 64))  # the kernels' cap (NNCORE_MAX_THREADS)
 
 
-@contextmanager
-def threads(n=None):
-    """Run the block with the engine's BLAS and nncore's own parallel kernels
-    on default_threads(n) threads — n (a preference; None for none) capped by
-    caps() as they are when the block starts — then restore; yields that count.
-    nncore's other loops are serial and sum in a fixed order. The count is
-    process-wide: while calls from several Python threads overlap, the last
-    one to start sets it, and it returns to its value from before the first of
-    them when the last one ends."""
-    limits = _process_caps()
-    with _ACTIVE_LOCK:
-        if _ACTIVE["calls"] == 0:
-            _ACTIVE["saved"] = (_THREADS.get() if _THREADS is not None else None,
-                                _ACTIVE["own"])
-        _ACTIVE["calls"] += 1
-        limits["blas"] = _blas_outside()
-        count = _smallest(limits, n)
-        if _THREADS is not None and _THREADS.get() != count:
-            _THREADS.set(count)
-        _set_own_threads(count)
-    try:
-        yield count
-    finally:
+class _Threads:
+    """The context manager threads() returns (a class, not a generator: fit
+    and the scikit-learn face enter one per call, and it costs a few µs)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        # _smallest(caps(), n), without building the dict of caps()
+        count = self.n
+        for cap in (*map(_env_threads, THREAD_VARIABLES), _affinity(), _cgroup()):
+            if cap is not None and (count is None or cap < count):
+                count = cap
+        with _ACTIVE_LOCK:
+            blas_now = _THREADS.get() if _THREADS is not None else None
+            if _ACTIVE["calls"] == 0:
+                _ACTIVE["saved"] = (blas_now, _ACTIVE["own"])
+            _ACTIVE["calls"] += 1
+            outside = _ACTIVE["saved"][0]  # _blas_outside()
+            if outside is not None and (count is None or outside < count):
+                count = outside
+            count = 1 if count is None else max(1, count)
+            if _THREADS is not None and blas_now != count:
+                _THREADS.set(count)
+            _set_own_threads(count)
+        return count
+
+    def __exit__(self, *exc_info):
         with _ACTIVE_LOCK:
             if _ACTIVE["calls"] == 1:  # restore before the count drops: a child
                 blas_count, own = _ACTIVE["saved"]  # forked meanwhile restores too
@@ -315,6 +331,19 @@ def threads(n=None):
                     _THREADS.set(blas_count)
                 _set_own_threads(own)
             _ACTIVE["calls"] -= 1
+        return False
+
+
+def threads(n=None):
+    """Run the block with the engine's BLAS and nncore's own parallel kernels
+    on default_threads(n) threads — n (a preference; None for none) capped by
+    caps() as they are when the block starts — then restore; yields that count
+    (`with threads(n) as count:`). nncore's other loops are serial and sum in a
+    fixed order. The count is process-wide: while calls from several Python
+    threads overlap, the last one to start sets it, and it returns to its
+    value from before the first of them when the last one ends. Entering and
+    leaving costs a few microseconds (the caps are read each time)."""
+    return _Threads(n)
 
 
 def _after_fork_in_child():
