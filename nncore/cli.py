@@ -31,6 +31,7 @@ import os
 import sys
 import time
 import warnings
+import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -196,6 +197,9 @@ def _is_number(text):
 
 def _read_npz(path, target):
     try:
+        if not zipfile.is_zipfile(path):   # np.load would read a .npy, or try to unpickle
+            raise UsageError(f"{path} is not an .npz file (a zip archive of named arrays, as "
+                             "numpy.savez writes; a .npy file holds one unnamed array)")
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError) as exc:

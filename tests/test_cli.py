@@ -589,3 +589,26 @@ def test_a_missing_json_sidecar_is_named_with_how_it_is_made(tmp_path, flowers):
     (tmp_path / "elsewhere.json").rename(tmp_path / "m.npz.json")
     result = run("predict", tmp_path / "m.npz.json", flowers)
     assert result.returncode == 2 and f"not the model: pass {model}" in result.stderr
+
+
+@pytest.mark.parametrize("content", ["npy", "text"])
+def test_an_npz_name_on_another_file_is_named_as_not_npz(tmp_path, content):
+    """A .npy file (or text) named .npz used to give "'numpy.ndarray' object does
+    not support the context manager protocol" (or numpy's note about pickled
+    data): now it says the file is not an .npz archive."""
+    data = tmp_path / "data.npz"
+    if content == "npy":
+        with open(data, "wb") as f:
+            np.save(f, np.ones((4, 3)))
+    else:
+        data.write_text("a,b\n1,2\n")
+    X, y = blobs(40)
+    np.savez(tmp_path / "good.npz", X=X, y=y)
+    run("train", tmp_path / "good.npz", "--target", "y", "-q", "--epochs", "1",
+        "-o", tmp_path / "m.npz")
+    for args in (("train", data, "--target", "y", "-q", "-o", tmp_path / "m2.npz"),
+                 ("predict", tmp_path / "m.npz", data)):
+        result = run(*args)
+        assert result.returncode == 2, result.stderr
+        assert "data.npz is not an .npz file (a zip archive" in result.stderr, result.stderr
+        assert len(result.stderr.splitlines()) == 1
