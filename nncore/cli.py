@@ -198,8 +198,9 @@ def _is_number(text):
 def _read_npz(path, target):
     try:
         if not zipfile.is_zipfile(path):   # np.load would read a .npy, or try to unpickle
-            raise UsageError(f"{path} is not an .npz file (a zip archive of named arrays, as "
-                             "numpy.savez writes; a .npy file holds one unnamed array)")
+            raise UsageError(f"{path} is not a readable .npz file: not a zip archive of named "
+                             "arrays, as numpy.savez writes (a .npy file holds one unnamed "
+                             "array)")
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError) as exc:

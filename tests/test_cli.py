@@ -595,7 +595,7 @@ def test_a_missing_json_sidecar_is_named_with_how_it_is_made(tmp_path, flowers):
 def test_an_npz_name_on_another_file_is_named_as_not_npz(tmp_path, content):
     """A .npy file (or text) named .npz used to give "'numpy.ndarray' object does
     not support the context manager protocol" (or numpy's note about pickled
-    data): now it says the file is not an .npz archive."""
+    data): now it says the file is not a zip archive, as .npz files are."""
     data = tmp_path / "data.npz"
     if content == "npy":
         with open(data, "wb") as f:
@@ -610,5 +610,6 @@ def test_an_npz_name_on_another_file_is_named_as_not_npz(tmp_path, content):
                  ("predict", tmp_path / "m.npz", data)):
         result = run(*args)
         assert result.returncode == 2, result.stderr
-        assert "data.npz is not an .npz file (a zip archive" in result.stderr, result.stderr
+        assert "data.npz is not a readable .npz file: not a zip archive" in result.stderr, \
+            result.stderr
         assert len(result.stderr.splitlines()) == 1
