@@ -368,11 +368,20 @@ def is_classifier(model):
 
 # ---------------------------------------------------------------- commands
 
-def refuse_overwriting(data, output):
-    """UsageError when writing `output` would destroy the input file `data`."""
-    if output and os.path.exists(output) and os.path.samefile(data, output):
-        raise UsageError(f"the output {output!r} is the data file itself; writing it would "
-                         "destroy the data: choose another -o")
+def refuse_overwriting(data, output, what="data file"):
+    """UsageError when writing `output` would destroy the input file `data`
+    (`what`: how to name it)."""
+    if output and os.path.exists(output) and os.path.exists(data) \
+            and os.path.samefile(data, output):
+        raise UsageError(f"the output {output!r} is the {what} itself; writing it would "
+                         f"destroy it: choose another -o")
+
+
+def refuse_overwriting_model(model, output):
+    """UsageError when writing `output` would destroy the model file or the
+    JSON file beside it."""
+    refuse_overwriting(model, output, "model file")
+    refuse_overwriting(sidecar_path(model), output, "model's JSON file")
 
 
 def cmd_train(args):
@@ -472,6 +481,7 @@ def cmd_predict(args):
     X, _, _ = read_data(args.data, None, info["features"] if info else None, hint)
     output = None if args.output == "-" else args.output   # '-': standard output
     refuse_overwriting(args.data, output)
+    refuse_overwriting_model(args.model, output)
     if X.shape[1] != model.n_features:
         raise UsageError(f"{args.data} has {X.shape[1]} feature columns; the model in "
                          f"{args.model} takes {model.n_features}{hint}")
@@ -528,6 +538,7 @@ def cmd_export(args):
         raise UsageError(f"two outputs given, -o {args.output} and {args.output_positional}; "
                          "give one (-o OUT.onnx)")
     args.output = args.output or args.output_positional
+    refuse_overwriting_model(args.model, args.output)
     model, info = load_model(args.model)
     if not hasattr(model, "to_onnx"):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "

@@ -613,3 +613,21 @@ def test_an_npz_name_on_another_file_is_named_as_not_npz(tmp_path, content):
         assert "data.npz is not a readable .npz file: not a zip archive" in result.stderr, \
             result.stderr
         assert len(result.stderr.splitlines()) == 1
+
+
+def test_output_over_the_model_or_its_json_is_refused(flowers, tmp_path):
+    """`predict m.npz data -o m.npz` used to write the predictions over the
+    model (and `export m.npz -o m.npz` the ONNX graph): the model was lost."""
+    model = tmp_path / "m.npz"
+    run("train", flowers, "--target", "species", "-q", "--epochs", "1", "-o", model)
+    before = model.read_bytes(), (tmp_path / "m.npz.json").read_bytes()
+    for args in (("predict", model, flowers, "-o", model),
+                 ("predict", model, flowers, "-o", tmp_path / "m.npz.json"),
+                 ("predict", model, flowers, "--proba", "-o", tmp_path / "." / "m.npz"),
+                 ("export", model, "-o", model),
+                 ("export", model, tmp_path / "m.npz.json")):
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "is the model" in result.stderr and "choose another -o" in result.stderr
+    assert (model.read_bytes(), (tmp_path / "m.npz.json").read_bytes()) == before
+    assert run("predict", model, flowers, "-o", tmp_path / "p.csv").returncode == 0
