@@ -19,6 +19,7 @@ import numpy
 import scipy
 
 from . import _engine, _kernels
+from .validation import positive_int
 
 ROUTINES = ("sgemm", "dgemm", "sgemv", "dgemv")
 
@@ -264,9 +265,10 @@ else:  # not on Linux
 
 
 def default_threads(n_threads=None):
-    """The threads a call uses now: the smallest of n_threads (a preference;
-    None for none) and every cap in caps(), at least 1."""
-    return _smallest(caps(), n_threads)
+    """The threads a call uses now: the smallest of n_threads (a preference:
+    an integer >= 1, or None for none) and every cap in caps(), at least 1.
+    TypeError/ValueError for another n_threads."""
+    return _smallest(caps(), positive_int("n_threads", n_threads, allow_none=True))
 
 
 def _smallest(limits, n_threads):
@@ -342,8 +344,9 @@ def threads(n=None):
     fixed order. The count is process-wide: while calls from several Python
     threads overlap, the last one to start sets it, and it returns to its
     value from before the first of them when the last one ends. Entering and
-    leaving costs a few microseconds (the caps are read each time)."""
-    return _Threads(n)
+    leaving costs a few microseconds (the caps are read each time).
+    TypeError/ValueError for an n that is neither None nor an integer >= 1."""
+    return _Threads(positive_int("n", n, allow_none=True))
 
 
 def _after_fork_in_child():

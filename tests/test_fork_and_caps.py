@@ -451,3 +451,16 @@ def test_threads_restores_on_an_exception_and_when_nested():
         with block as count:
             assert count == 1
     assert (blas.num_threads(), blas.own_threads()) == before
+
+
+@pytest.mark.parametrize("bad,error", [(2.5, TypeError), ("2", TypeError), (True, TypeError),
+                                       (0, ValueError), (-1, ValueError)])
+def test_a_bad_thread_preference_is_refused_as_by_sequential(bad, error):
+    """default_threads(2.5) returned 2.5 threads and threads("2") failed
+    comparing str with int: both now check n as Sequential's n_threads is."""
+    with pytest.raises(error, match="must be"):
+        blas.default_threads(bad)
+    with pytest.raises(error, match="must be"):
+        blas.threads(bad)
+    with pytest.raises(error, match="n_threads must be"):
+        nncore.Sequential([nncore.Dense(2, 1)], n_threads=bad)
