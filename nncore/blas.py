@@ -268,11 +268,12 @@ def default_threads(n_threads=None):
     """The threads a call uses now: the smallest of n_threads (a preference:
     an integer >= 1, or None for none) and every cap in caps(), at least 1.
     TypeError/ValueError for another n_threads."""
-    return _smallest(caps(), positive_int("n_threads", n_threads, allow_none=True))
+    return _smallest(caps().values(), positive_int("n_threads", n_threads, allow_none=True))
 
 
 def _smallest(limits, n_threads):
-    values = [value for value in limits.values() if value is not None]
+    """The smallest of n_threads and the caps in `limits` (None: no such cap), at least 1."""
+    values = [value for value in limits if value is not None]
     return max(1, min(values + ([] if n_threads is None else [n_threads]), default=1))
 
 
@@ -306,20 +307,14 @@ class _Threads:
         self.n = n
 
     def __enter__(self):
-        # _smallest(caps(), n), without building the dict of caps()
-        count = self.n
-        for cap in (*map(_env_threads, THREAD_VARIABLES), _affinity(), _cgroup()):
-            if cap is not None and (count is None or cap < count):
-                count = cap
+        # the values of caps(), without building its dict
+        limits = (*map(_env_threads, THREAD_VARIABLES), _affinity(), _cgroup())
         with _ACTIVE_LOCK:
             blas_now = _THREADS.get() if _THREADS is not None else None
             if _ACTIVE["calls"] == 0:
                 _ACTIVE["saved"] = (blas_now, _ACTIVE["own"])
             _ACTIVE["calls"] += 1
-            outside = _ACTIVE["saved"][0]  # _blas_outside()
-            if outside is not None and (count is None or outside < count):
-                count = outside
-            count = 1 if count is None else max(1, count)
+            count = _smallest(limits + (_ACTIVE["saved"][0],), self.n)  # + _blas_outside()
             if _THREADS is not None and blas_now != count:
                 _THREADS.set(count)
             _set_own_threads(count)
