@@ -54,7 +54,17 @@ def as_input(X, dtype, n_features, name="X"):
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers")
     csr = X.tocsr()
-    data = _cast_finite(csr.data, dtype, name)
+    try:
+        data = _cast_finite(csr.data, dtype, name)
+    except ValueError:
+        bad = np.flatnonzero(~np.isfinite(csr.data))
+        if not bad.size:   # finite values too large for dtype: that message stands
+            raise
+        k = int(bad[0])   # named by (row, column), not by its index in csr.data
+        row = int(np.searchsorted(csr.indptr, k, side="right")) - 1
+        raise ValueError(f"{name} contains NaN or infinity (first at index ({row}, "
+                         f"{int(csr.indices[k])}), a stored value of the sparse matrix); "
+                         "expected finite values") from None
     indices = np.ascontiguousarray(csr.indices, dtype=np.intp)
     indptr = np.ascontiguousarray(csr.indptr, dtype=np.intp)
     if indices.size and (indices.min() < 0 or indices.max() >= n_features) or (

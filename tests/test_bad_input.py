@@ -446,3 +446,21 @@ def test_a_single_callback_not_in_a_list_is_named(callback):
     with pytest.raises(TypeError, match=r"callbacks must be a list of callbacks, got one "
                                         rf"{type(callback).__name__}; pass callbacks=\["):
         classifier().fit(X_GOOD, Y_LABELS, callbacks=callback)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_finite_sparse_value_is_named_by_row_and_column(backend, fmt):
+    """A NaN stored in a sparse X was reported at its index in the CSR data
+    array ("first at index (1,)"): now by its (row, column)."""
+    sp = pytest.importorskip("scipy.sparse")
+    dense = np.zeros((N, 3))
+    dense[2, 1], dense[5, 0], dense[5, 2] = 1.0, 2.0, np.inf
+    X = sp.csr_matrix(dense).asformat(fmt)
+    for call in (lambda m: m.fit(X, Y_REG), lambda m: m.predict(X)):
+        with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at index "
+                                             r"\(5, 2\), a stored value"):
+            call(regressor(backend))
+    big = sp.csr_matrix(np.where(dense == np.inf, 1e300, dense)).asformat(fmt)
+    with pytest.raises(ValueError, match="too large for float32"):
+        regressor(backend).predict(big)
