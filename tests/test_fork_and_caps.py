@@ -436,10 +436,9 @@ def test_threads_reads_the_caps_as_they_are_when_each_block_starts():
 @needs_two_cpus
 def test_threads_restores_on_an_exception_and_when_nested():
     before = (blas.num_threads(), blas.own_threads())
-    with pytest.raises(ZeroDivisionError):
-        with blas.threads(1) as count:
-            assert count == 1 and (blas.num_threads(), blas.own_threads()) == (1, 1)
-            1 / 0
+    with pytest.raises(ZeroDivisionError), blas.threads(1) as count:
+        assert count == 1 and (blas.num_threads(), blas.own_threads()) == (1, 1)
+        raise ZeroDivisionError
     assert (blas.num_threads(), blas.own_threads()) == before
     with blas.threads(2) as outer:
         with blas.threads(1) as inner:
