@@ -119,7 +119,8 @@ def widths_table(quick, threads):
     batch = 32
     print(f"\n64-H-10, batch {batch}, 1,797 digits, SGD: growth with width (SIMD "
           f"{_kernels.simd()}; direct ≤ {_kernels.SMALL_GEMM:,} multiply-adds < tile ≤ "
-          f"{_kernels.TILE_GEMM:,} < large product/BLAS; paths fwd/dW/dX per layer)\n")
+          f"{_kernels.TILE_GEMM:,} < large product/BLAS; narrow: the tile kernel's Aᵀ·B "
+          f"variant for at most {_kernels.NARROW_MAX} columns; paths fwd/dW/dX per layer)\n")
     print("| H | µs per sample | peak RSS over baseline | paths |")
     print("|---|---|---|---|")
     for h in ((16, 128, 1024) if quick else (16, 32, 64, 128, 256, 512, 1024)):
