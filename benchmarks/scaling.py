@@ -8,9 +8,10 @@ rows:   W3 (784-256-128-10 relu/softmax, batch 128, SGD lr 0.05) on 15,000,
         the peak memory grow by the data alone.
 widths: 64-H-10 relu/softmax, batch 32, on the 1,797 digits (float32), for
         H = 16, 32, …, 1024: the time per sample against the path each product
-        of a training step takes (direct loop, tile kernel, large-product
-        kernel or BLAS; thresholds of src/_blas.pxd), which shows the
-        crossovers between them.
+        of a training step takes (direct loop, tile kernel, the tile
+        kernel's narrow Aᵀ·B variant, large-product kernel or BLAS; thresholds
+        of src/_blas.pxd and src/_tile_gemm.h), which shows the crossovers
+        between them.
 
 Every point runs in its own process (so one point's memory does not inflate
 the next): best-of-3 time of one epoch after a warm-up epoch, and the peak
@@ -78,7 +79,10 @@ def gemm_path(trans_a, trans_b, m, n, k):
         return "direct"
     if (m * n * k <= _kernels.TILE_GEMM and simd != "none"
             and not (trans_b and n * k > _kernels.TILE_TRANSPOSE)):
-        return "tile"
+        # the tile kernel's entry point sends narrow Aᵀ·B to its own kernel
+        narrow = (simd == "avx512" and trans_a and not trans_b and n <= _kernels.NARROW_MAX
+                  and m > n)
+        return "narrow" if narrow else "tile"
     if m == 1 and not trans_a:
         return "gemv"
     return "large" if simd == "avx512" else "BLAS"
@@ -115,7 +119,8 @@ def widths_table(quick, threads):
     batch = 32
     print(f"\n64-H-10, batch {batch}, 1,797 digits, SGD: growth with width (SIMD "
           f"{_kernels.simd()}; direct ≤ {_kernels.SMALL_GEMM:,} multiply-adds < tile ≤ "
-          f"{_kernels.TILE_GEMM:,} < large product/BLAS; paths fwd/dW/dX per layer)\n")
+          f"{_kernels.TILE_GEMM:,} < large product/BLAS; narrow: the tile kernel's Aᵀ·B "
+          f"variant for at most {_kernels.NARROW_MAX} columns; paths fwd/dW/dX per layer)\n")
     print("| H | µs per sample | peak RSS over baseline | paths |")
     print("|---|---|---|---|")
     for h in ((16, 128, 1024) if quick else (16, 32, 64, 128, 256, 512, 1024)):

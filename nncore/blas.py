@@ -14,12 +14,12 @@ import ctypes
 import math
 import os
 import threading
-from contextlib import contextmanager
 
 import numpy
 import scipy
 
 from . import _engine, _kernels
+from .validation import positive_int
 
 ROUTINES = ("sgemm", "dgemm", "sgemv", "dgemv")
 
@@ -244,24 +244,36 @@ def caps():
 
 def _process_caps():
     """caps() but the BLAS count."""
+    return {**{name: _env_threads(name) for name in THREAD_VARIABLES}, "affinity": _affinity(),
+            "cgroup": _cgroup()}
+
+
+def _cgroup():
     if not _CGROUP:
         _CGROUP.append(cgroup_cpus())
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        affinity = os.cpu_count()
-    return {**{name: _env_threads(name) for name in THREAD_VARIABLES}, "affinity": affinity,
-            "cgroup": _CGROUP[0]}
+    return _CGROUP[0]
+
+
+if hasattr(os, "sched_getaffinity"):
+    def _affinity():
+        """The CPUs in this process's affinity mask now."""
+        return len(os.sched_getaffinity(0))
+else:  # not on Linux
+    def _affinity():
+        """The CPUs of the machine (no affinity mask to read here)."""
+        return os.cpu_count()
 
 
 def default_threads(n_threads=None):
-    """The threads a call uses now: the smallest of n_threads (a preference;
-    None for none) and every cap in caps(), at least 1."""
-    return _smallest(caps(), n_threads)
+    """The threads a call uses now: the smallest of n_threads (a preference:
+    an integer >= 1, or None for none) and every cap in caps(), at least 1.
+    TypeError/ValueError for another n_threads."""
+    return _smallest(caps().values(), positive_int("n_threads", n_threads, allow_none=True))
 
 
 def _smallest(limits, n_threads):
-    values = [value for value in limits.values() if value is not None]
+    """The smallest of n_threads and the caps in `limits` (None: no such cap), at least 1."""
+    values = [value for value in limits if value is not None]
     return max(1, min(values + ([] if n_threads is None else [n_threads]), default=1))
 
 
@@ -285,29 +297,30 @@ def _set_own_threads(n):
         module.use_threads(min(n, 64))  # the kernels' cap (NNCORE_MAX_THREADS)
 
 
-@contextmanager
-def threads(n=None):
-    """Run the block with the engine's BLAS and nncore's own parallel kernels
-    on default_threads(n) threads — n (a preference; None for none) capped by
-    caps() as they are when the block starts — then restore; yields that count.
-    nncore's other loops are serial and sum in a fixed order. The count is
-    process-wide: while calls from several Python threads overlap, the last
-    one to start sets it, and it returns to its value from before the first of
-    them when the last one ends."""
-    limits = _process_caps()
-    with _ACTIVE_LOCK:
-        if _ACTIVE["calls"] == 0:
-            _ACTIVE["saved"] = (_THREADS.get() if _THREADS is not None else None,
-                                _ACTIVE["own"])
-        _ACTIVE["calls"] += 1
-        limits["blas"] = _blas_outside()
-        count = _smallest(limits, n)
-        if _THREADS is not None and _THREADS.get() != count:
-            _THREADS.set(count)
-        _set_own_threads(count)
-    try:
-        yield count
-    finally:
+class _Threads:
+    """The context manager threads() returns (a class, not a generator: fit
+    and the scikit-learn face enter one per call, and it costs a few µs)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n):
+        self.n = n
+
+    def __enter__(self):
+        # the values of caps(), without building its dict
+        limits = (*map(_env_threads, THREAD_VARIABLES), _affinity(), _cgroup())
+        with _ACTIVE_LOCK:
+            blas_now = _THREADS.get() if _THREADS is not None else None
+            if _ACTIVE["calls"] == 0:
+                _ACTIVE["saved"] = (blas_now, _ACTIVE["own"])
+            _ACTIVE["calls"] += 1
+            count = _smallest(limits + (_ACTIVE["saved"][0],), self.n)  # + _blas_outside()
+            if _THREADS is not None and blas_now != count:
+                _THREADS.set(count)
+            _set_own_threads(count)
+        return count
+
+    def __exit__(self, *exc_info):
         with _ACTIVE_LOCK:
             if _ACTIVE["calls"] == 1:  # restore before the count drops: a child
                 blas_count, own = _ACTIVE["saved"]  # forked meanwhile restores too
@@ -315,6 +328,20 @@ def threads(n=None):
                     _THREADS.set(blas_count)
                 _set_own_threads(own)
             _ACTIVE["calls"] -= 1
+        return False
+
+
+def threads(n=None):
+    """Run the block with the engine's BLAS and nncore's own parallel kernels
+    on default_threads(n) threads — n (a preference; None for none) capped by
+    caps() as they are when the block starts — then restore; yields that count
+    (`with threads(n) as count:`). nncore's other loops are serial and sum in a
+    fixed order. The count is process-wide: while calls from several Python
+    threads overlap, the last one to start sets it, and it returns to its
+    value from before the first of them when the last one ends. Entering and
+    leaving costs a few microseconds (the caps are read each time).
+    TypeError/ValueError for an n that is neither None nor an integer >= 1."""
+    return _Threads(positive_int("n", n, allow_none=True))
 
 
 def _after_fork_in_child():

@@ -31,6 +31,7 @@ import os
 import sys
 import time
 import warnings
+import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -196,6 +197,10 @@ def _is_number(text):
 
 def _read_npz(path, target):
     try:
+        if not zipfile.is_zipfile(path):   # np.load would read a .npy, or try to unpickle
+            raise UsageError(f"{path} is not a readable .npz file: not a zip archive of named "
+                             "arrays, as numpy.savez writes (a .npy file holds one unnamed "
+                             "array)")
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError) as exc:
@@ -363,11 +368,20 @@ def is_classifier(model):
 
 # ---------------------------------------------------------------- commands
 
-def refuse_overwriting(data, output):
-    """UsageError when writing `output` would destroy the input file `data`."""
-    if output and os.path.exists(output) and os.path.samefile(data, output):
-        raise UsageError(f"the output {output!r} is the data file itself; writing it would "
-                         "destroy the data: choose another -o")
+def refuse_overwriting(data, output, what="data file"):
+    """UsageError when writing `output` would destroy the input file `data`
+    (`what`: how to name it)."""
+    if output and os.path.exists(output) and os.path.exists(data) \
+            and os.path.samefile(data, output):
+        raise UsageError(f"the output {output!r} is the {what} itself; writing it would "
+                         f"destroy it: choose another -o")
+
+
+def refuse_overwriting_model(model, output):
+    """UsageError when writing `output` would destroy the model file or the
+    JSON file beside it."""
+    refuse_overwriting(model, output, "model file")
+    refuse_overwriting(sidecar_path(model), output, "model's JSON file")
 
 
 def cmd_train(args):
@@ -406,12 +420,17 @@ def cmd_train(args):
                          "leaves no rows for validation or none for training")
     train, held = order[:cut], order[cut:]
     validation = (X[held], y[held]) if held.shape[0] else None
+    if classes is not None:
+        warn_unseen_classes(classes, y[train], y[held], args.validation_split)
     early = (nncore.EarlyStopping(monitor="val_loss", patience=args.early_stopping)
              if args.early_stopping is not None else None)
     callbacks = [] if args.quiet else [ProgressBar(args.epochs, stream=sys.stderr)]
     start = time.perf_counter()
-    history = model.fit(X[train], y[train], epochs=args.epochs, batch_size=args.batch_size,
-                        validation_data=validation, early_stopping=early, callbacks=callbacks)
+    with warnings.catch_warnings():   # said above with the user's labels, not class indices
+        warnings.filterwarnings("ignore", message=UNSEEN_CLASSES_WARNING)
+        history = model.fit(X[train], y[train], epochs=args.epochs, batch_size=args.batch_size,
+                            validation_data=validation, early_stopping=early,
+                            callbacks=callbacks)
     seconds = time.perf_counter() - start
     model.save(args.output)
     info = {"format": SIDECAR_FORMAT, "version": 1,
@@ -430,6 +449,23 @@ def cmd_train(args):
     print(f"saved {args.output} (and {sidecar_path(args.output)}: features, target, classes)")
 
 
+# the start of Sequential.fit's warning for validation_data, which names class indices
+UNSEEN_CLASSES_WARNING = "the validation rows of validation_data hold classes never seen"
+
+
+def warn_unseen_classes(classes, y_train, y_held, fraction):
+    """Warn, naming the labels as the data file writes them, when the rows
+    --validation-split holds out show classes the training rows never do
+    (y_train, y_held: class indices into `classes`)."""
+    unseen = np.setdiff1d(y_held, y_train)
+    if unseen.size:
+        warnings.warn(
+            f"the validation rows (--validation-split {fraction}) hold classes never seen in "
+            f"training: {', '.join(repr(classes[i]) for i in unseen)}; the model cannot learn "
+            "them, so validation loss and accuracy mislead (and --early-stopping on them). "
+            "Use more rows, a smaller --validation-split or another --seed.", stacklevel=2)
+
+
 def table(rows):
     """rows of (name, {metric: value}, samples) as aligned text."""
     keys = list(rows[0][1])
@@ -445,6 +481,7 @@ def cmd_predict(args):
     X, _, _ = read_data(args.data, None, info["features"] if info else None, hint)
     output = None if args.output == "-" else args.output   # '-': standard output
     refuse_overwriting(args.data, output)
+    refuse_overwriting_model(args.model, output)
     if X.shape[1] != model.n_features:
         raise UsageError(f"{args.data} has {X.shape[1]} feature columns; the model in "
                          f"{args.model} takes {model.n_features}{hint}")
@@ -501,6 +538,7 @@ def cmd_export(args):
         raise UsageError(f"two outputs given, -o {args.output} and {args.output_positional}; "
                          "give one (-o OUT.onnx)")
     args.output = args.output or args.output_positional
+    refuse_overwriting_model(args.model, args.output)
     model, info = load_model(args.model)
     if not hasattr(model, "to_onnx"):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "

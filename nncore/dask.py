@@ -98,12 +98,20 @@ def _map_method(model, X, method):
                          name=f"nncore-{method}-" + tokenize(model_key.key, X, method))
 
 
-def _apply(block, model, method, tail, dtype):
+def _apply(block, model, method, tail, dtype, block_info=None):
     """One chunk through the model (an empty chunk gives an empty result: the
-    estimators refuse empty input)."""
+    estimators refuse empty input). block_info (from map_blocks): where the
+    chunk lies, named in a ValueError, whose indices count from the chunk."""
     if block.shape[0] == 0:
         return np.empty((0,) + tail, dtype)
-    return np.asarray(getattr(model, method)(block))
+    try:
+        return np.asarray(getattr(model, method)(block))
+    except ValueError as exc:
+        if type(exc) is not ValueError or not block_info or 0 not in block_info:
+            raise
+        start, stop = block_info[0]["array-location"][0]
+        raise ValueError(f"{exc} [in the chunk of rows {start}..{stop - 1} of X; the indices "
+                         f"above count from its first row]") from exc
 
 
 def _n_features(model):

@@ -33,7 +33,8 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
     that leaves at least one row on each side; seed: an integer >= 0, None
     (fresh entropy) or what numpy.random.default_rng takes besides — not a
     bool (True would silently mean 1), as Sequential's seed. Raises ValueError
-    for mismatched rows or a bad fraction, TypeError for a bool seed."""
+    for mismatched rows, a bad fraction or a negative seed, TypeError for a bool
+    seed or one of another type."""
     if isinstance(seed, (bool, np.bool_)):
         raise TypeError(f"seed must be an integer >= 0 or None, got {seed!r}")
     X, y = np.asarray(X), np.asarray(y)
@@ -48,7 +49,12 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
     if not 0 < n_test < len(X):
         raise ValueError(f"test_fraction={test_fraction!r} of {len(X)} rows leaves no row for "
                          "the training or the test set; use more rows or another fraction")
-    order = np.random.default_rng(seed).permutation(len(X))
+    try:
+        rng = np.random.default_rng(seed)
+    except (TypeError, ValueError) as exc:   # numpy's words alone: "expected non-negative integer"
+        raise type(exc)(f"seed must be an integer >= 0, None or what numpy.random.default_rng "
+                        f"takes, got {seed!r} ({exc})") from None
+    order = rng.permutation(len(X))
     test, train = order[:n_test], order[n_test:]
     return X[train], X[test], y[train], y[test]
 

@@ -24,7 +24,11 @@ Sigmoid, tanh → Tanh, softmax → Softmax(axis=-1), leaky_relu → LeakyRelu
 (alpha = nncore's slope 0.01; in float64 graphs Max(z, 0.01·z), because
 LeakyRelu's alpha attribute is a float32 and 0.01 is not one), step →
 Cast(Greater(z, 0)) (1 where z > 0, else 0, as nncore: step(0) = 0), and
-exp (the Poisson output, nncore's and scikit-learn's) → Exp. Operators follow
+exp (the Poisson output, nncore's and scikit-learn's) → Exp. A model of the
+mixed_bfloat16 policy gets float32 input and output, its W stored rounded to
+bfloat16 and each Gemm's input rounded by Cast to bfloat16 and back (ties to
+even, as nncore rounds; onnxruntime keeps bfloat16 subnormals, which nncore
+flushes to zero), so the graph computes the engine's products. Operators follow
 the ONNX specification (https://onnx.ai/onnx/operators/); the default opset
 17 is run by onnxruntime ≥ 1.11.
 
@@ -47,6 +51,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
                       f'pip install "nncore-cpu[onnx]" (original error: {exc})') from exc
 
 from .activations import LEAKY_SLOPE
+from .bfloat16 import MIXED_BFLOAT16, round_bf16
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "export", "register_skl2onnx"]
 
@@ -148,10 +153,15 @@ def _activation(g: Any, z: str, act: str, dtype: np.dtype, output: str | None) -
 
 
 def _network(g: Any, x: str, layers: Sequence[Layer], dtype: np.dtype,
-             output: str | None = None) -> str:
-    """Gemm + activation per layer, from x; returns the last output's name."""
+             output: str | None = None, bf16: bool = False) -> str:
+    """Gemm + activation per layer, from x; returns the last output's name.
+    bf16 (the mixed_bfloat16 policy): each Gemm's input rounded to bfloat16
+    and back (Cast), its W stored rounded, as the engine's products do."""
     for i, (W, b, act) in enumerate(layers):
         last = i == len(layers) - 1
+        if bf16:
+            x = g.op("Cast", [g.op("Cast", [x], to=TensorProto.BFLOAT16)], to=TensorProto.FLOAT)
+            W = round_bf16(W)
         z = g.op("Gemm", [x, g.const(f"W{i}", W.astype(dtype)), g.const(f"b{i}", b.astype(dtype))],
                  output if last and act == "linear" else None)
         x = z if act == "linear" else _activation(g, z, act, dtype, output if last else None)
@@ -280,7 +290,8 @@ def export(model: Any, path: str | os.PathLike[str] | None = None, *, opset: int
         dtype = model.dtype
         x = "input"
         inputs = [helper.make_tensor_value_info(x, PROTO[dtype], ["N", model.n_features])]
-        _network(g, x, _sequential_layers(model), dtype, "output")
+        _network(g, x, _sequential_layers(model), dtype, "output",
+                 bf16=model.dtype_policy == MIXED_BFLOAT16)
         outputs = [helper.make_tensor_value_info("output", PROTO[dtype], ["N", model.n_outputs])]
         graph_name = "nncore_Sequential"
     elif _is_estimator(model):

@@ -107,7 +107,8 @@ class Optimizer:
         does not survive the parameters' dtype (e.g. eps rounding to 0 or beta2
         to 1 in float32).
         """
-        single = isinstance(params, np.ndarray)
+        # a scalar (0-d, a NumPy or Python number) is one parameter, refused below
+        single = isinstance(params, (np.ndarray, np.generic, int, float, complex))
         params = [params] if single else list(params)
         grads = [grads] if single else list(grads)
         if len(params) != len(grads):

@@ -16,6 +16,9 @@ from .schedules import Constant
 # Upper bound on the shuffle orders handed to the backend at once (elements of
 # intp): bounds memory while keeping Python out of the loop for small data.
 ORDER_BLOCK = 1 << 20
+# Upper bound on the epochs of one unshuffled block (their losses and metrics
+# are allocated up front: epochs=10**12 must not ask for 16 TB before training).
+EPOCH_BLOCK = 1 << 16
 
 
 class DivergenceError(ValueError):
@@ -124,7 +127,8 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     n = X.shape[0]
     opt = model.optimizer
     per_epoch = bool(validation or callbacks or not isinstance(opt.schedule, Constant))
-    block = 1 if per_epoch else (max(1, min(epochs, ORDER_BLOCK // n)) if shuffled else epochs)
+    block = 1 if per_epoch else (max(1, min(epochs, ORDER_BLOCK // n)) if shuffled
+                                 else min(epochs, EPOCH_BLOCK))
     work = model._buffer("work", model._net.workspace_size(batch, not isinstance(X, np.ndarray)),
                          model.dtype)
     orders = model._buffer("orders", block * n if shuffled else 0, np.intp)

@@ -54,7 +54,17 @@ def as_input(X, dtype, n_features, name="X"):
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers")
     csr = X.tocsr()
-    data = _cast_finite(csr.data, dtype, name)
+    try:
+        data = _cast_finite(csr.data, dtype, name)
+    except ValueError:
+        bad = np.flatnonzero(~np.isfinite(csr.data))
+        if not bad.size:   # finite values too large for dtype: that message stands
+            raise
+        k = int(bad[0])   # named by (row, column), not by its index in csr.data
+        row = int(np.searchsorted(csr.indptr, k, side="right")) - 1
+        raise ValueError(f"{name} contains NaN or infinity (first at index ({row}, "
+                         f"{int(csr.indices[k])}), a stored value of the sparse matrix); "
+                         "expected finite values") from None
     indices = np.ascontiguousarray(csr.indices, dtype=np.intp)
     indptr = np.ascontiguousarray(csr.indptr, dtype=np.intp)
     if indices.size and (indices.min() < 0 or indices.max() >= n_features) or (
@@ -89,10 +99,25 @@ def _as_real_array(a, name):
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
         raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    if arr.dtype == object and _pandas_numeric(a):
+        # pandas' nullable Int64/Float64/boolean columns convert to object arrays;
+        # as scikit-learn's check_array does, read them as float64 (pd.NA as NaN,
+        # which the finiteness check then names)
+        arr = a.to_numpy(dtype=np.float64, na_value=np.nan)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers "
                         "(int, bool or float)")
     return arr
+
+
+def _pandas_numeric(a):
+    """Whether a is a pandas Series or DataFrame whose columns all hold numbers
+    (NumPy's or pandas' nullable extension dtypes; pandas is not imported)."""
+    if not type(a).__module__.startswith("pandas") or not hasattr(a, "to_numpy"):
+        return False
+    dtypes = getattr(a, "dtypes", None)   # a DataFrame's: a Series of dtypes; a Series's: one
+    dtypes = dtypes.tolist() if hasattr(dtypes, "tolist") else [dtypes]
+    return bool(dtypes) and all(getattr(dt, "kind", "O") in "biuf" for dt in dtypes)
 
 
 def check_finite(arr, name):

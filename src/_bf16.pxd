@@ -8,21 +8,18 @@ cdef extern from "_bf16_gemm.h" nogil:
     # (AMX sums the whole k in its tiles).
     int BF16_KC "NNCORE_BF16_KC"
     # C := alpha·(op(A)·op(B) with bf16 operands, float32 sums) + beta·C,
-    # row-major float32; 0 = not run (no AVX512_BF16, or no memory).
-    int bf16_gemm "nncore_bf16_gemm" (int trans_a, int trans_b, Py_ssize_t m,
-        Py_ssize_t n, Py_ssize_t k, float alpha, const float* A, Py_ssize_t lda,
-        const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
-    # bf16_gemm with A's rows read as rows arows[0], arows[1], … of A (op(A)'s
-    # rows, or its k index when trans_a; NULL: A as it is), through the index
-    # while packing: the bits of bf16_gemm on the gathered rows.
+    # row-major float32, with A's rows read as rows arows[0], arows[1], … of A
+    # (op(A)'s rows, or its k index when trans_a; NULL: A as it is), through
+    # the index while packing: the bits of the product on the gathered rows.
+    # 0 = not run (no AVX512_BF16, or no memory).
     int bf16_gemm_rows "nncore_bf16_gemm_rows" (const Py_ssize_t* arows, int trans_a,
         int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
         Py_ssize_t lda, const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
-    # 1 when this CPU (and NNCORE_SIMD) lets bf16_gemm run.
+    # 1 when this CPU (and NNCORE_SIMD) lets bf16_gemm_rows run.
     int bf16_available "nncore_bf16_available" ()
     # 1 when the AMX tile unit can run them (and NNCORE_AMX is not 0).
     int amx_available "nncore_amx_available" ()
-    # The kernel bf16_gemm uses: 1 AMX, 0 vdpbf16ps, -1 not chosen yet
+    # The kernel bf16_gemm_rows uses: 1 AMX, 0 vdpbf16ps, -1 not chosen yet
     # (its first call picks AMX where amx_available).
     int bf16_use_amx "nncore_bf16_use_amx"
     # out[i] := the bfloat16 bits of x[i], rounded to nearest even (subnormals → ±0).

@@ -57,7 +57,7 @@
  * in the last bits: NNCORE_AMX=0 in the environment makes the compiled
  * engine use vdpbf16ps).
  *
- * nncore_bf16_gemm returns 0, leaving C untouched, when it cannot run: no
+ * nncore_bf16_gemm_rows returns 0, leaving C untouched, when it cannot run: no
  * AVX512_BF16 (or AVX-512 capped by NNCORE_SIMD), or no memory for the
  * packing buffers. nncore_bf16_available says which in advance.
  */
@@ -484,7 +484,8 @@ static void nncore_bf16_round_avx512(const float* x, ptrdiff_t n, uint16_t* out)
     }
 }
 
-static void nncore_bf16_round_array(const float* x, ptrdiff_t n, uint16_t* out) {
+/* (inline: only nncore._kernels calls it, for round_bf16_bits; _engine does not) */
+static inline void nncore_bf16_round_array(const float* x, ptrdiff_t n, uint16_t* out) {
     if (nncore_bf16_available()) {
         nncore_bf16_round_avx512(x, n, out);
         return;
@@ -657,7 +658,8 @@ static void nncore_amx_part(void* arg, int part, int parts) {
     nncore_amx_end();
 }
 
-/* nncore_bf16_gemm with A's rows taken as rows arows[0], arows[1], … of A
+/* C := alpha·(op(A)·op(B) with bf16 operands, float32 sums) + beta·C, with
+ * A's rows taken as rows arows[0], arows[1], … of A
  * (op(A)'s m rows, or its k index when trans_a; NULL: A as it is): read
  * through the index while packing, so the bits are those of the product on
  * the gathered rows. */
@@ -733,23 +735,14 @@ static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_
     return 1;
 }
 
-static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-                            float alpha, const float* A, ptrdiff_t lda, const float* B,
-                            ptrdiff_t ldb, float beta, float* C, ptrdiff_t ldc) {
-    return nncore_bf16_gemm_rows(NULL, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta,
-                                 C, ldc);
-}
 #else
 static int nncore_bf16_available(void) { return 0; }
 static int nncore_amx_available(void) { return 0; }
 static int nncore_bf16_use_amx = 0;
-static void nncore_bf16_round_array(const float* x, ptrdiff_t n, uint16_t* out) {
+static inline void nncore_bf16_round_array(const float* x, ptrdiff_t n, uint16_t* out) {
     for (ptrdiff_t i = 0; i < n; i++)
         out[i] = nncore_bf16_round(x[i]);
 }
-static int nncore_bf16_gemm(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-                            float alpha, const float* A, ptrdiff_t lda, const float* B,
-                            ptrdiff_t ldb, float beta, float* C, ptrdiff_t ldc) { return 0; }
 static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,
                                  ptrdiff_t n, ptrdiff_t k, float alpha, const float* A,
                                  ptrdiff_t lda, const float* B, ptrdiff_t ldb, float beta,

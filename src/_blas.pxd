@@ -65,6 +65,9 @@ cdef extern from "_tile_gemm.h" nogil:
         Py_ssize_t n, Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda,
         const double* B, Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
     int TILE_TRANSPOSE "NNCORE_TILE_TRANSPOSE"
+    # Aᵀ·B with op(B) = B at most this many columns wide and m > n takes the
+    # narrow kernel of _tile_gemm.h on AVX-512 CPUs (its tiles run along m).
+    int NARROW_MAX "NNCORE_NARROW_MAX"
 
 cdef extern from "_big_gemm.h" nogil:
     # The same on packed blocks and nncore's own threads, for AVX-512 CPUs;

@@ -197,7 +197,7 @@ cdef int forward_loss(Net* net, const floating* params, const Input* X, const fl
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
     cdef floating* A = work
-    cdef const floating* inp
+    cdef const floating* inp = NULL   # set by layer 0 before any use
     cdef Py_ssize_t a_off = 0
     for l in range(net.n_layers):
         L = &net.layers[l]
@@ -242,7 +242,7 @@ cdef int backward(Net* net, floating* params, floating* gW, const Input* X, Py_s
     cdef double* sums = acc
     cdef double* sums_below = acc + net.max_width
     cdef double* sums_swap
-    cdef const floating* inp
+    cdef const floating* inp = NULL   # set by layer 0 before any use
     cdef Py_ssize_t a_off = activations_size(net, batch) - batch * net.layers[last].n_out
     for l in range(last, -1, -1):
         L = &net.layers[l]
@@ -464,7 +464,7 @@ cdef void forward_rows(Net* net, const floating* params, const Input* X,
     last_act. buf0/buf1 hold n×max_width each for the hidden layers."""
     cdef int l, last = net.n_layers - 1
     cdef Layer* L
-    cdef const floating* inp
+    cdef const floating* inp = NULL   # set by layer 0 before any use
     cdef floating* dst
     for l in range(net.n_layers):
         L = &net.layers[l]

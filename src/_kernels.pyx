@@ -16,7 +16,8 @@ cimport numpy as cnp
 from _blas cimport (gemm as _gemm, gemm_rows as _gemm_rows, rows_in_place,
                     set_ilp64_blas, set_threads, pool_init,
                     pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
-                    TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE)
+                    TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE,
+                    NARROW_MAX as _NARROW_MAX)
 from _activation cimport (SIGMOID, SOFTMAX, EXP, bias_activation as _bias_activation,
                           activation_backward as _activation_backward,
                           exp_nonpositive as _exp_nonpositive)
@@ -89,6 +90,9 @@ SMALL_GEMM = _SMALL_GEMM
 #: elements)
 TILE_GEMM = _TILE_GEMM
 TILE_TRANSPOSE = _TILE_TRANSPOSE
+#: of those, Aᵀ·B with m > n and n at most NARROW_MAX runs the narrow kernel on
+#: AVX-512 CPUs (tiles along m instead of n)
+NARROW_MAX = _NARROW_MAX
 #: the vdpbf16ps kernel's bf16 products sum k in blocks of this many, adding each
 #: block's sum to C (the AMX kernel sums the whole k in its tiles)
 BF16_KC = _BF16_KC
@@ -339,7 +343,9 @@ def csr_forward(const floating[::1] data not None, const Py_ssize_t[::1] indices
                 floating[:, ::1] A not None):
     """A := f(X[rows]·W + b) for the CSR matrix X = (data, indices, indptr) and
     A.shape[0] of its rows: rows[i], or i when rows is None."""
-    cdef const Py_ssize_t* r = NULL if rows is None else &rows[0]
+    cdef const Py_ssize_t* r = NULL
+    if rows is not None:   # (a conditional expression's temporary drops the const)
+        r = &rows[0]
     cdef const floating* d = &data[0] if data.shape[0] else NULL
     cdef const Py_ssize_t* ix = &indices[0] if indices.shape[0] else NULL
     with nogil:
@@ -353,7 +359,9 @@ def csr_backward(const floating[::1] data not None, const Py_ssize_t[::1] indice
                  floating[::1] gb not None, double alpha, double beta, double beta_b):
     """gW := alpha·X[rows]ᵀ·dZ + beta·gW; gb := alpha·Σ dZ + beta_b·gb, for the
     CSR matrix X = (data, indices, indptr) and dZ.shape[0] of its rows."""
-    cdef const Py_ssize_t* r = NULL if rows is None else &rows[0]
+    cdef const Py_ssize_t* r = NULL
+    if rows is not None:   # (a conditional expression's temporary drops the const)
+        r = &rows[0]
     cdef const floating* d = &data[0] if data.shape[0] else NULL
     cdef const Py_ssize_t* ix = &indices[0] if indices.shape[0] else NULL
     cdef double[::1] acc = np.empty(max(gW.shape[1], 1))

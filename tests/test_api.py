@@ -561,3 +561,19 @@ def test_faces_load_on_first_use_only():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("seed,error", [(-1, ValueError), ("a", TypeError), (1.5, TypeError)])
+def test_train_test_split_names_a_bad_seed(seed, error):
+    """numpy alone says "expected non-negative integer": the error names the seed."""
+    X, y = np.zeros((10, 2)), np.zeros(10)
+    with pytest.raises(error, match=r"seed must be an integer >= 0, None .* got "):
+        nncore.datasets.train_test_split(X, y, seed=seed)
+
+
+@pytest.mark.parametrize("param", [np.float64(1.0), 1.0, 3])
+def test_optimizer_update_on_a_scalar_says_it_needs_an_array(param):
+    """A scalar used to fail with "'numpy.float64' object is not iterable"."""
+    for opt in (nncore.SGD(0.1), nncore.Adam(0.1)):
+        with pytest.raises(TypeError, match=r"params\[0\] must be a floating-point numpy array"):
+            opt.update(param, 1.0)

@@ -446,3 +446,45 @@ def test_a_single_callback_not_in_a_list_is_named(callback):
     with pytest.raises(TypeError, match=r"callbacks must be a list of callbacks, got one "
                                         rf"{type(callback).__name__}; pass callbacks=\["):
         classifier().fit(X_GOOD, Y_LABELS, callbacks=callback)
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_non_finite_sparse_value_is_named_by_row_and_column(backend, fmt):
+    """A NaN stored in a sparse X was reported at its index in the CSR data
+    array ("first at index (1,)"): now by its (row, column)."""
+    sp = pytest.importorskip("scipy.sparse")
+    dense = np.zeros((N, 3))
+    dense[2, 1], dense[5, 0], dense[5, 2] = 1.0, 2.0, np.inf
+    X = sp.csr_matrix(dense).asformat(fmt)
+    for call in (lambda m: m.fit(X, Y_REG), lambda m: m.predict(X)):
+        with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at index "
+                                             r"\(5, 2\), a stored value"):
+            call(regressor(backend))
+    big = sp.csr_matrix(np.where(dense == np.inf, 1e300, dense)).asformat(fmt)
+    with pytest.raises(ValueError, match="too large for float32"):
+        regressor(backend).predict(big)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_pandas_nullable_numeric_columns_are_numbers(backend):
+    """pandas' nullable Float64/Int64/boolean columns become object arrays
+    under np.asarray and were refused as "dtype object"; they are read as
+    numbers (as scikit-learn's check_array does), pd.NA as a missing value
+    named by the finiteness check. Text and categorical columns stay refused."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"a": pd.array(X_GOOD[:, 0], dtype="Float64"),
+                          "b": pd.array(np.arange(N) % 4, dtype="Int64"),
+                          "c": pd.array(np.arange(N) % 2 == 0, dtype="boolean")})
+    plain = frame.to_numpy(dtype=np.float64)
+    labels = pd.Series(pd.array(Y_LABELS, dtype="Int64"))
+    a, b = classifier(backend, "float64"), classifier(backend, "float64")
+    assert a.fit(frame, labels, epochs=2).history == b.fit(plain, Y_LABELS, epochs=2).history
+    np.testing.assert_array_equal(a.predict(frame), b.predict(plain))
+    missing = frame.copy()
+    missing.loc[4, "b"] = pd.NA
+    with pytest.raises(ValueError, match=r"X contains NaN or infinity \(first at index \(4, 1\)"):
+        a.predict(missing)
+    for bad in (frame.assign(c=["x"] * N), frame.assign(c=pd.Categorical(["x", "y"] * (N // 2)))):
+        with pytest.raises(TypeError, match="X has dtype object"):
+            a.predict(bad)

@@ -513,8 +513,8 @@ def test_warnings_are_one_line_on_stderr(tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(   # run() is python -m nncore
-        "python -m nncore train: warning: the validation rows of validation_data hold classes "
-        "never seen")
+        "python -m nncore train: warning: the validation rows (--validation-split 0.5) hold "
+        "classes never seen in training: 'rare';"), lines   # the label, not its class index
     assert "UserWarning" not in result.stderr and ".py" not in result.stderr
 
 
@@ -589,3 +589,45 @@ def test_a_missing_json_sidecar_is_named_with_how_it_is_made(tmp_path, flowers):
     (tmp_path / "elsewhere.json").rename(tmp_path / "m.npz.json")
     result = run("predict", tmp_path / "m.npz.json", flowers)
     assert result.returncode == 2 and f"not the model: pass {model}" in result.stderr
+
+
+@pytest.mark.parametrize("content", ["npy", "text"])
+def test_an_npz_name_on_another_file_is_named_as_not_npz(tmp_path, content):
+    """A .npy file (or text) named .npz used to give "'numpy.ndarray' object does
+    not support the context manager protocol" (or numpy's note about pickled
+    data): now it says the file is not a zip archive, as .npz files are."""
+    data = tmp_path / "data.npz"
+    if content == "npy":
+        with open(data, "wb") as f:
+            np.save(f, np.ones((4, 3)))
+    else:
+        data.write_text("a,b\n1,2\n")
+    X, y = blobs(40)
+    np.savez(tmp_path / "good.npz", X=X, y=y)
+    run("train", tmp_path / "good.npz", "--target", "y", "-q", "--epochs", "1",
+        "-o", tmp_path / "m.npz")
+    for args in (("train", data, "--target", "y", "-q", "-o", tmp_path / "m2.npz"),
+                 ("predict", tmp_path / "m.npz", data)):
+        result = run(*args)
+        assert result.returncode == 2, result.stderr
+        assert "data.npz is not a readable .npz file: not a zip archive" in result.stderr, \
+            result.stderr
+        assert len(result.stderr.splitlines()) == 1
+
+
+def test_output_over_the_model_or_its_json_is_refused(flowers, tmp_path):
+    """`predict m.npz data -o m.npz` used to write the predictions over the
+    model (and `export m.npz -o m.npz` the ONNX graph): the model was lost."""
+    model = tmp_path / "m.npz"
+    run("train", flowers, "--target", "species", "-q", "--epochs", "1", "-o", model)
+    before = model.read_bytes(), (tmp_path / "m.npz.json").read_bytes()
+    for args in (("predict", model, flowers, "-o", model),
+                 ("predict", model, flowers, "-o", tmp_path / "m.npz.json"),
+                 ("predict", model, flowers, "--proba", "-o", tmp_path / "." / "m.npz"),
+                 ("export", model, "-o", model),
+                 ("export", model, tmp_path / "m.npz.json")):
+        result = run(*args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert "is the model" in result.stderr and "choose another -o" in result.stderr
+    assert (model.read_bytes(), (tmp_path / "m.npz.json").read_bytes()) == before
+    assert run("predict", model, flowers, "-o", tmp_path / "p.csv").returncode == 0

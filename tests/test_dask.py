@@ -369,3 +369,16 @@ def _same_search(a, b):
 @pytest.mark.parametrize("cls", CLASSIFIERS)
 def test_search_on_dask_same_as_loky(client, cls, search, pipeline):
     _same_search(_search(cls, "dask", search, pipeline), _search(cls, "loky", search, pipeline))
+
+
+def test_a_bad_chunk_is_named_by_its_rows(client):
+    """A NaN in row 300 of X (chunks of 100 rows) used to be reported at
+    "index (0, 2)" alone, the chunk's own row number: the error now also names
+    the chunk's rows in X."""
+    model = _sequential()
+    X, _ = _data(500)
+    X[300, 2] = np.nan
+    with pytest.raises(ValueError, match=r"first at index \(0, 2\).*\[in the chunk of rows "
+                                         r"300\.\.399 of X; the indices above count from its "
+                                         r"first row\]"):
+        nd.predict(model, da.from_array(X, chunks=(100, 8))).compute()

@@ -395,3 +395,71 @@ def test_lost_thread_control_is_visible():
     quiet = run_python("import warnings; warnings.simplefilter('error'); import nncore",
                        timeout=120)
     assert quiet.returncode == 0, quiet.stderr
+
+
+# -------------------------------------------- blas.threads() reads the caps per block
+
+CHANGING_CAPS_SCRIPT = """
+import json, os
+from nncore import blas
+seen = []
+with blas.threads(2) as count:
+    seen.append(count)
+os.environ["OMP_NUM_THREADS"] = "1"            # changed after import: the next block obeys
+with blas.threads(2) as count:
+    seen.append(count)
+os.environ["OMP_NUM_THREADS"] = "2,1"          # the first number of a list
+with blas.threads(2) as count:
+    seen.append(count)
+os.environ["OPENBLAS_NUM_THREADS"] = "0"       # unparsable or 0: ignored, as OpenBLAS does
+with blas.threads(2) as count:
+    seen.append(count)
+del os.environ["OMP_NUM_THREADS"], os.environ["OPENBLAS_NUM_THREADS"]
+os.sched_setaffinity(0, {0})                   # pinned after import (taskset -p)
+with blas.threads(2) as count:
+    seen.append(count)
+print(json.dumps(seen))
+"""
+
+
+@needs_two_cpus
+def test_threads_reads_the_caps_as_they_are_when_each_block_starts():
+    """blas.threads() is cheap (no generator, the cgroup quota read once) but
+    still reads the environment and the affinity mask at every block: a change
+    made after import takes effect in the next block."""
+    import json
+    proc = run_python(CHANGING_CAPS_SCRIPT, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [2, 1, 2, 2, 1]
+
+
+@needs_two_cpus
+def test_threads_restores_on_an_exception_and_when_nested():
+    before = (blas.num_threads(), blas.own_threads())
+    with pytest.raises(ZeroDivisionError), blas.threads(1) as count:
+        assert count == 1 and (blas.num_threads(), blas.own_threads()) == (1, 1)
+        raise ZeroDivisionError
+    assert (blas.num_threads(), blas.own_threads()) == before
+    with blas.threads(2) as outer:
+        with blas.threads(1) as inner:
+            assert (outer, inner) == (2, 1) and blas.own_threads() == 1
+        assert blas.num_threads() == 1   # the last block to start set it (documented)
+    assert (blas.num_threads(), blas.own_threads()) == before
+    block = blas.threads(1)              # one object, entered twice in turn
+    for _ in range(2):
+        with block as count:
+            assert count == 1
+    assert (blas.num_threads(), blas.own_threads()) == before
+
+
+@pytest.mark.parametrize("bad,error", [(2.5, TypeError), ("2", TypeError), (True, TypeError),
+                                       (0, ValueError), (-1, ValueError)])
+def test_a_bad_thread_preference_is_refused_as_by_sequential(bad, error):
+    """default_threads(2.5) returned 2.5 threads and threads("2") failed
+    comparing str with int: both now check n as Sequential's n_threads is."""
+    with pytest.raises(error, match="must be"):
+        blas.default_threads(bad)
+    with pytest.raises(error, match="must be"):
+        blas.threads(bad)
+    with pytest.raises(error, match="n_threads must be"):
+        nncore.Sequential([nncore.Dense(2, 1)], n_threads=bad)

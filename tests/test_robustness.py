@@ -475,3 +475,52 @@ def test_no_memory_growth_over_many_models():
     gc.collect()
     growth = _rss_mib() - before
     assert growth < 20, f"RSS grew by {growth:.1f} MiB over 300 cycles"
+
+
+# ------------------------------------------------------------ huge epoch counts
+
+HUGE_EPOCHS_SCRIPT = """
+import numpy as np, nncore
+rng = np.random.default_rng(0)
+X, y = rng.random((500, 16), dtype=np.float32), rng.integers(0, 3, 500)
+model = nncore.Sequential([nncore.Dense(16, 3, "softmax")], loss="cross_entropy", seed=0)
+print("training", flush=True)
+model.fit(X, y, epochs=2**63)          # full batch, no callbacks: epochs run in blocks
+"""
+
+
+def test_a_huge_epoch_count_trains_instead_of_failing_to_allocate():
+    """epochs=2**63 (full batch, nothing per epoch) used to fail at once with
+    numpy's "Maximum allowed dimension exceeded" (10**12: a MemoryError for
+    8 TiB): every epoch's loss was allocated before the first. Now it trains,
+    EPOCH_BLOCK epochs at a time, until stopped."""
+    import subprocess
+    import sys
+    proc = subprocess.Popen([sys.executable, "-c", HUGE_EPOCHS_SCRIPT], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = proc.communicate(timeout=8)
+        pytest.fail(f"fit(epochs=2**63) ended (status {proc.returncode}):\n{out}\n{err}")
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+        assert out.startswith("training")
+
+
+def test_epoch_blocks_do_not_change_the_result(monkeypatch):
+    """Full-batch epochs run EPOCH_BLOCK at a time: the same bits as in one block."""
+    from nncore import training
+    rng = np.random.default_rng(1)
+    X, y = rng.random((40, 5)), rng.integers(0, 3, 40)
+
+    def fit():
+        model = Sequential([Dense(5, 4, "tanh"), Dense(4, 3, "softmax")], loss="cross_entropy",
+                           optimizer=Adam(0.01), seed=0, dtype="float64")
+        history = model.fit(X, y, epochs=10)
+        return history.history, model.get_weights()
+
+    whole = fit()
+    monkeypatch.setattr(training, "EPOCH_BLOCK", 3)
+    blocked = fit()
+    assert whole[0] == blocked[0]
+    assert all(np.array_equal(a, b) for a, b in zip(whole[1], blocked[1]))
