@@ -187,7 +187,14 @@ def _check_weights(coefs, intercepts, units):
     """coefs_/intercepts_, which users may assign, against the layer widths
     units (n_features_in_, the hidden layers, n_outputs_): the engine trusts
     the shapes it is given. ValueError naming both attributes, their shapes
-    and the expected ones otherwise."""
+    and the expected ones otherwise; TypeError for an array that is not real
+    numbers (complex would lose its imaginary part, object holds anything)."""
+    for name, arrays in (("coefs_", coefs), ("intercepts_", intercepts)):
+        for i, a in enumerate(arrays):
+            kind = np.asarray(a).dtype.kind
+            if kind not in "biuf":
+                raise TypeError(f"{name}[{i}] has dtype {np.asarray(a).dtype}: expected real "
+                                f"numbers (a float, integer or bool array)")
     got_W = [np.shape(W) for W in coefs]
     got_b = [np.shape(b) for b in intercepts]
     want_W = list(pairwise(units))

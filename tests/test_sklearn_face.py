@@ -369,6 +369,20 @@ def test_assigned_weights_of_the_wrong_shape_are_an_error_not_a_crash():
         est.partial_fit(X, y)
 
 
+@pytest.mark.parametrize("make", [lambda W: W.astype(complex),
+                                  lambda W: W.astype(object),
+                                  lambda W: W.astype(str)])
+def test_assigned_weights_that_are_not_real_numbers_are_a_type_error(make):
+    # complex weights would be cast with their imaginary part dropped (NumPy's
+    # ComplexWarning only), object ones accepted whatever they hold
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**SMALL, solver="sgd").partial_fit(X, y, classes=np.unique(y))
+    est.coefs_[1] = make(est.coefs_[1])
+    for call in (lambda: est.predict(X), lambda: est.partial_fit(X, y)):
+        with pytest.raises(TypeError, match=r"coefs_\[1\] has dtype .*expected real numbers"):
+            call()
+
+
 @pytest.mark.parametrize("first, then", [(np.float64, np.float32), (np.float32, np.float64)])
 def test_later_calls_keep_the_weights_dtype_like_sklearn(first, then):
     # scikit-learn's weights keep the dtype of the first fit's X through later
