@@ -150,7 +150,14 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
 #: shuffled first-layer batches read in place: C's width in one panel (where
 #: the kernel would read A in place, "direct"), several panels, ragged m and k,
 #: Aᵀ·B with rows as its k index; and products the kernel does not take.
-ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (5, 700, 100)]
+ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (5, 700, 100),
+               (300, 120, 129), (2000, 10, 300)]   # (float64 takes these two only)
+
+
+def tile_limit(dtype):
+    """The most multiply-adds src/_blas.pxd gemm gives the tile kernel."""
+    wide = dtype == np.float64 and K.simd() == "avx512"
+    return K.TILE_GEMM_D if wide else K.TILE_GEMM
 
 
 @pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
@@ -159,7 +166,7 @@ def test_gemm_rows_same_bits_as_gathered(rng, dtype, m, n, k, trans_a):
     """gemm_rows reads op(A)'s rows (A's rows; for Aᵀ its k index) through an
     index where they lie: the bits of gemm on the gathered rows, or False and
     C untouched where the large-product kernel does not take the product."""
-    taken = K.simd() == "avx512" and m > 1 and m * n * k > K.TILE_GEMM
+    taken = K.simd() == "avx512" and m > 1 and m * n * k > tile_limit(dtype)
     A = randn(rng, (3 * k if trans_a else 3 * m, m if trans_a else k), dtype)
     rows = rng.permutation(A.shape[0])[:k if trans_a else m].astype(np.intp)
     B, C0 = randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
@@ -220,8 +227,46 @@ def check_shuffled_fit(dtype, sizes, n, batch, optimizer):
         assert a.tobytes() == b.tobytes()
 
 
-#: narrow Aᵀ·B on the tile path (the weight gradient of a layer with at most 16
-#: outputs): on AVX-512 C is computed transposed (src/_tile_gemm.h, one
+#: float64 products the tile kernel takes on AVX-512 (up to 4,194,304 =
+#: TILE_GEMM_D multiply-adds: the digits face's, the 20,000 × 100 set's, k past
+#: one packed block of 128, ragged tails) and products past it (the large kernel).
+WIDE_TILE_SHAPES = [(200, 100, 64, False, "tile"), (64, 100, 200, True, "tile"),
+                    (200, 100, 100, False, "tile"), (100, 100, 200, True, "tile"),
+                    (37, 45, 300, False, "tile"), (300, 33, 129, True, "tile"),
+                    (1000, 40, 100, True, "tile"), (8, 4096, 128, False, "tile"),
+                    (129, 257, 127, False, "large"), (300, 120, 129, True, "large")]
+
+
+@pytest.mark.parametrize("m,n,k,trans_a,path", WIDE_TILE_SHAPES,
+                         ids=[f"{p}-{m}x{n}x{k}{'t' if t else ''}"
+                              for m, n, k, t, p in WIDE_TILE_SHAPES])
+def test_gemm_float64_tile_range(assert_close, rng, m, n, k, trans_a, path):
+    """On AVX-512, float64 products up to 4,194,304 multiply-adds run on the
+    tile kernel (it reads B in place; packing costs more than it saves there):
+    each element of C is summed over all of k in one run, so C's bits are
+    those of the same product computed row-block by row-block (blocks within
+    TILE_GEMM); the large-product kernel sums k in runs of 128, and past the
+    limit gemm() gives its bits (K.large_gemm)."""
+    assert K.TILE_GEMM_D == 4194304 and (m * n * k <= K.TILE_GEMM_D) == (path == "tile")
+    A = randn(rng, (k, m) if trans_a else (m, k), np.float64)
+    B, C0 = randn(rng, (k, n), np.float64), randn(rng, (m, n), np.float64)
+    C, same = C0.copy(), C0.copy()
+    K.gemm(trans_a, False, 0.75, A, B, -0.5, C)
+    opA = f64(A.T) if trans_a else f64(A)
+    assert_close(C, 0.75 * opA @ B - 0.5 * C0, np.float64,
+                 0.75 * np.abs(opA) @ np.abs(B) + 0.5 * np.abs(C0))
+    if K.simd() != "avx512":
+        return
+    if path == "large":
+        assert K.large_gemm(trans_a, False, 0.75, A, B, -0.5, same) is True
+    else:
+        rows = max(1, K.TILE_GEMM // (n * k))
+        for i in range(0, m, rows):
+            part = np.ascontiguousarray(A[:, i:i + rows] if trans_a else A[i:i + rows])
+            K.gemm(trans_a, False, 0.75, part, B, -0.5, same[i:i + rows])
+    np.testing.assert_array_equal(C, same)
+
+
 #: instantiation per n ≤ 16, NV = 4, 3, 2 or 1 vectors along m). Every n from 1
 #: to 16 and, per n, m ending in a full tile, a partial one, a lone partial
 #: vector (m = n + 1) and for float64 n > 8 two transposed blocks; k = 2 … 2348.
@@ -297,14 +342,16 @@ BIG_KERNEL_SHAPES = [(70, 33, 120), (37, 45, 300), (13, 7, 3001), (200, 10, 300)
                          ids=[f"{m}x{n}x{k}" for m, n, k in BIG_KERNEL_SHAPES])
 def test_big_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
     """The packed, register-tiled large-product kernel against float64 NumPy:
-    every transpose case, alpha and beta (beta = 0 ignores a NaN-filled C)."""
+    every transpose case, alpha and beta (beta = 0 ignores a NaN-filled C).
+    Called directly (K.large_gemm): gemm() gives float64 products of these
+    sizes to the tile kernel (K.TILE_GEMM_D)."""
     assert m * n * k > K.TILE_GEMM and gemm_path(m, n, k, trans_a, trans_b) != "loop"
     A = randn(rng, (k, m) if trans_a else (m, k), dtype)
     B = randn(rng, (n, k) if trans_b else (k, n), dtype)
     C0 = maybe_garbage(rng, (m, n), dtype, beta)
     opA, opB = (f64(A.T) if trans_a else f64(A)), (f64(B.T) if trans_b else f64(B))
     C = C0.copy()
-    K.gemm(trans_a, trans_b, alpha, A, B, beta, C)
+    assert K.large_gemm(trans_a, trans_b, alpha, A, B, beta, C) is True
     expected, scale = axpby_ref(alpha, opA @ opB, np.abs(opA) @ np.abs(opB), beta, C0)
     assert_close(C, expected, dtype, scale)
 
