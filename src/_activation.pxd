@@ -16,6 +16,7 @@ from cython cimport floating
 
 cdef extern from "_fast_exp.h" nogil:
     void exp_nonpositive_f "nncore_exp_nonpositive_f" (float* x, Py_ssize_t n)
+    void exp_nonpositive_d "nncore_exp_nonpositive_d" (double* x, Py_ssize_t n)
 
 cdef extern from "_relu.h" nogil:
     # relu's forward (bias + relu) and backward (+ column sums) passes, compiled
@@ -68,13 +69,11 @@ cdef inline floating flog1p(floating x) noexcept nogil:
 
 cdef inline void exp_nonpositive(floating* x, Py_ssize_t n) noexcept nogil:
     """x[i] := exp(x[i]) in place, for x[i] ≤ 0 (a softmax after subtracting the
-    max): vectorised for float (src/_fast_exp.h), libm's exp for double."""
-    cdef Py_ssize_t i
+    max): vectorised (src/_fast_exp.h), within 2 ulp of exp."""
     if floating is float:
         exp_nonpositive_f(x, n)
     else:
-        for i in range(n):
-            x[i] = exp(x[i])
+        exp_nonpositive_d(x, n)
 
 
 cdef inline floating sigmoid(floating x) noexcept nogil:
