@@ -90,21 +90,35 @@ cdef inline floating softplus(floating x) noexcept nogil:
     return (x if x > 0 else 0) + flog1p(fexp(-fabs(x)))
 
 
-cdef inline void softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
-    """z := exp(z − max z) / Σ exp(z − max z), in place."""
+cdef inline void shift_by_max(floating* z, Py_ssize_t k) noexcept nogil:
+    """z := z − max z, in place (a softmax's first step)."""
     cdef Py_ssize_t j
     cdef floating m = z[0]
-    cdef double s = 0
     for j in range(1, k):
         if z[j] > m:
             m = z[j]
     for j in range(k):
         z[j] -= m
-    exp_nonpositive(z, k)
+
+
+cdef inline void normalise_row(floating* z, Py_ssize_t k) noexcept nogil:
+    """z := z / Σ z (summed in double), in place (a softmax's last step)."""
+    cdef Py_ssize_t j
+    cdef double s = 0
     for j in range(k):
         s += z[j]
     for j in range(k):
         z[j] = <floating> (z[j] / s)
+
+
+cdef inline void softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
+    """z := exp(z − max z) / Σ exp(z − max z), in place. (Over a block of rows,
+    shift_by_max per row, one exp_nonpositive over the block, then
+    normalise_row per row gives the same bits, the exps vectorised across
+    rows.)"""
+    shift_by_max(z, k)
+    exp_nonpositive(z, k)
+    normalise_row(z, k)
 
 
 cdef inline void activate_row(floating* z, Py_ssize_t k, int act) noexcept nogil:

@@ -19,7 +19,8 @@ from cython cimport floating
 from libc.math cimport fabs
 from libc.float cimport FLT_EPSILON, DBL_EPSILON
 from _activation cimport (SIGMOID, SOFTMAX, flog, softplus, sigmoid,
-                          exp_nonpositive, activate_row, backward_row)
+                          exp_nonpositive, activate_row, backward_row, shift_by_max,
+                          normalise_row)
 
 # Codes shared with nncore/losses.py (LOSSES maps names to these).
 cdef enum:
@@ -117,6 +118,16 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
     cdef floating e, p, w, scale
     cdef double total = 0, row, signed, hits
     cdef bint softmax = act == SOFTMAX
+    if loss == LOG_LOSS and softmax:
+        # the softmax as softmax_row, but the exps of all rows in one vectorised
+        # call (a call per row of a 10-class output was mostly its tail handling)
+        for i in range(n):
+            z = Z + i * k
+            y = Y + i * k
+            label = argmax(y, k)
+            metric[0] += y[label] > 0 and argmax(z, k) == label
+            shift_by_max(z, k)
+        exp_nonpositive(Z, n * k)
     for i in range(n):
         z = Z + i * k
         y = Y + i * k
@@ -126,9 +137,9 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
         row = 0
         if loss == LOG_LOSS:
             if softmax:
-                label = argmax(y, k)
-                metric[0] += y[label] > 0 and argmax(z, k) == label
-            activate_row(z, k, act)
+                normalise_row(z, k)
+            else:
+                activate_row(z, k, act)
             hits = 0
             for j in range(k):
                 p = clip_probability(z[j])

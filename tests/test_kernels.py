@@ -728,6 +728,19 @@ def test_output_loss(assert_close, rng, dtype, shape, loss, act, with_grad):
         assert_close(dZ_kern, dZ_twin, dtype, ref.dZ_scale)
 
 
+@pytest.mark.parametrize("n,k", [(1, 10), (7, 3), (200, 10), (33, 17)])
+def test_log_loss_softmax_same_bits_as_softmax(rng, dtype, n, k):
+    """scikit-learn's log-loss on a softmax output runs the exps of the whole
+    block in one vectorised call (src/_loss.pxd): its probabilities are the
+    bits of the row-by-row softmax activation (bias_activation)."""
+    Z = randn(rng, (n, k), dtype) * 10
+    Y = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
+    P = Z.copy()
+    K.bias_activation(P, np.zeros(k, dtype), SOFTMAX)
+    K.output_loss(Z, Y, None, SOFTMAX, losses.LOG_LOSS)
+    np.testing.assert_array_equal(Z, P)
+
+
 @pytest.mark.parametrize("loss,act", LOSS_PAIRS[-2:], ids=LOSS_IDS[-2:])
 def test_output_loss_huge_logits(assert_close, dtype, loss, act):
     """The fused classification losses stay finite for logits of ±1e4."""
