@@ -526,14 +526,25 @@ for dtype in (np.float32, np.float64):
         C = rng.standard_normal((m, n)).astype(dtype)
         K.gemm(True, False, 0.5, A, B, -1.0, C)
         narrow.update(C.tobytes())
+    for n in (1, 7, 8, 1031):   # Adam (src/_adam.h): both eps placements, AdamW, L2
+        for eps_outside, decay, decoupled in [(True, 0.0, False), (False, 0.01, True),
+                                              (False, 0.01, False)]:
+            p, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+            m, v = rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
+            g[::5] = 0
+            for t in (1, 2, 50):
+                K.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, decay, decoupled, t,
+                              eps_outside)
+            relu.update(p.tobytes() + m.tobytes() + v.tobytes())
 print(relu.hexdigest(), narrow.hexdigest())
 """
 
 
 def test_same_bits_on_every_instruction_set(tmp_path):
-    """relu's forward and backward passes (with the fused column sums) give the
-    same bits in their AVX-512, AVX2 and portable variants, NaN included; the
-    narrow Aᵀ·B kernel (AVX-512) the same bits as the AVX2 tile loop."""
+    """relu's forward and backward passes (with the fused column sums) and
+    Adam's update give the same bits in their AVX-512, AVX2 and portable
+    variants, NaN included; the narrow Aᵀ·B kernel (AVX-512) the same bits as
+    the AVX2 tile loop."""
     import os
     import subprocess
     import sys
