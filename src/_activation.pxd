@@ -90,15 +90,23 @@ cdef inline floating softplus(floating x) noexcept nogil:
     return (x if x > 0 else 0) + flog1p(fexp(-fabs(x)))
 
 
+cdef inline void shift_by(floating* z, Py_ssize_t k, floating m) noexcept nogil:
+    """z := z − m, in place."""
+    cdef Py_ssize_t j
+    for j in range(k):
+        z[j] -= m
+
+
 cdef inline void shift_by_max(floating* z, Py_ssize_t k) noexcept nogil:
-    """z := z − max z, in place (a softmax's first step)."""
+    """z := z − max z, in place (a softmax's first step; the max is the first
+    largest value, as z[argmax] of _loss.pxd is when no z is NaN — with a NaN
+    the softmax is NaN either way)."""
     cdef Py_ssize_t j
     cdef floating m = z[0]
     for j in range(1, k):
         if z[j] > m:
             m = z[j]
-    for j in range(k):
-        z[j] -= m
+    shift_by(z, k, m)
 
 
 cdef inline void normalise_row(floating* z, Py_ssize_t k) noexcept nogil:
