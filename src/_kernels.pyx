@@ -125,8 +125,8 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not 
 
 def large_gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
                const floating[:, ::1] B not None, double beta, floating[:, ::1] C not None):
-    """gemm() on the large-product kernel (src/_big_gemm.h) whatever the size,
-    where gemm() would route by size: for tests and benchmarks of that kernel.
+    """gemm() always on the large-product kernel (src/_big_gemm.h), whatever the
+    size (gemm() routes by size): for tests and benchmarks of that kernel.
     Returns True, or False with C untouched when the kernel does not run here
     (no AVX-512, no memory for its buffers). k = 0 gives C := beta·C."""
     cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
@@ -166,7 +166,7 @@ def gemm_rows(const Py_ssize_t[::1] rows not None, bint trans_a, double alpha,
                        ("the inner dimension", k)):
         c_int(name, size)
     if m == 0 or n == 0 or k == 0 or not rows_in_place(<int> m, <int> n, <int> k,
-                                                                 floating is double):
+                                                       floating is double):
         return False
     with nogil:
         _gemm_rows(&rows[0], trans_a, <int> m, <int> n, <int> k, <floating> alpha,
