@@ -4,7 +4,8 @@
 
 For each product of a W3 and a W4 training step (forward X·W, dW = Xᵀ·dZ,
 dX = dZ·Wᵀ per layer: benchmarks/report.py's epoch_products) and of the
-scikit-learn face's default fit on the digits (float64, 64-100-10, batch 200), a 2048³ product
+scikit-learn face's default fit on the digits (float64, 64-100-10, batch 200) and on
+benchmarks/bench_sklearn.py's 20,000 × 100 synthetic set (float64, 100-100-10), a 2048³ product
 and the scikit-learn face's float64/float32 predict shapes (1000×100·100×100
 and 1000×100·100×10), at each thread count (nncore.blas.threads, which sets
 NumPy's OpenBLAS and nncore's own kernels alike): the two are timed in one
@@ -61,6 +62,10 @@ def shapes(quick, bf16=False):
         face = dataclasses.replace(WORKLOADS["W2"], sizes=(64, 100, 10), batch_size=200)
         out += [(f"digits face {label}", *call)
                 for label, *call in epoch_products(face, np.float64)]
+        # benchmarks/bench_sklearn.py's 20,000 × 100 synthetic set: 100-100-10
+        synthetic = dataclasses.replace(face, sizes=(100, 100, 10))
+        out += [(f"synthetic face {label}", *call)
+                for label, *call in epoch_products(synthetic, np.float64)]
     if not quick:
         A, B = rng.random((2048, 2048), np.float32), rng.random((2048, 2048), np.float32)
         out.append(("2048³", False, False, A, B, np.empty((2048, 2048), np.float32)))
@@ -164,7 +169,7 @@ def main():
                 m, n = C.shape
                 k = A.shape[0] if ta else A.shape[1]
                 ours, theirs = measure(ta, tb, A, B, C, rounds, clock, args.bf16)
-                path = "bf16" if args.bf16 else gemm_path(ta, tb, m, n, k)
+                path = "bf16" if args.bf16 else gemm_path(ta, tb, m, n, k, C.dtype)
                 print(f"| {label} | {'bfloat16' if args.bf16 else C.dtype} | {m}×{n}×{k} | {path} "
                       f"| {used} | {gflops(ours, m, n, k):.1f} | {gflops(theirs, m, n, k):.1f} "
                       f"| {theirs / ours:.2f} |", flush=True)

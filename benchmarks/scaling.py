@@ -70,14 +70,15 @@ def measure(sizes, n, batch, lr, epochs, threads):
     return float(out[0]), int(out[1]), int(out[2]), int(out[3])
 
 
-def gemm_path(trans_a, trans_b, m, n, k):
-    """The path nncore's GEMM takes for C(m×n) = op(A)·op(B) with inner size k:
-    the routing of gemm() in src/_blas.pxd, on this CPU's SIMD level."""
+def gemm_path(trans_a, trans_b, m, n, k, dtype="float32"):
+    """The path nncore's GEMM takes for C(m×n) = op(A)·op(B) with inner size k
+    in dtype: the routing of gemm() in src/_blas.pxd, on this CPU's SIMD level."""
     from nncore import _kernels
     simd = _kernels.simd()
+    wide = str(dtype) == "float64" and simd == "avx512"
     if m * n * k <= _kernels.SMALL_GEMM:
         return "direct"
-    if (m * n * k <= _kernels.TILE_GEMM and simd != "none"
+    if (m * n * k <= (_kernels.TILE_GEMM_D if wide else _kernels.TILE_GEMM) and simd != "none"
             and not (trans_b and n * k > _kernels.TILE_TRANSPOSE)):
         # the tile kernel's entry point sends narrow Aᵀ·B to its own kernel
         narrow = (simd == "avx512" and trans_a and not trans_b and n <= _kernels.NARROW_MAX

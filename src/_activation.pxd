@@ -16,6 +16,7 @@ from cython cimport floating
 
 cdef extern from "_fast_exp.h" nogil:
     void exp_nonpositive_f "nncore_exp_nonpositive_f" (float* x, Py_ssize_t n)
+    void exp_nonpositive_d "nncore_exp_nonpositive_d" (double* x, Py_ssize_t n)
 
 cdef extern from "_relu.h" nogil:
     # relu's forward (bias + relu) and backward (+ column sums) passes, compiled
@@ -68,13 +69,11 @@ cdef inline floating flog1p(floating x) noexcept nogil:
 
 cdef inline void exp_nonpositive(floating* x, Py_ssize_t n) noexcept nogil:
     """x[i] := exp(x[i]) in place, for x[i] ≤ 0 (a softmax after subtracting the
-    max): vectorised for float (src/_fast_exp.h), libm's exp for double."""
-    cdef Py_ssize_t i
+    max): vectorised (src/_fast_exp.h), within 2 ulp of exp."""
     if floating is float:
         exp_nonpositive_f(x, n)
     else:
-        for i in range(n):
-            x[i] = exp(x[i])
+        exp_nonpositive_d(x, n)
 
 
 cdef inline floating sigmoid(floating x) noexcept nogil:
@@ -91,21 +90,43 @@ cdef inline floating softplus(floating x) noexcept nogil:
     return (x if x > 0 else 0) + flog1p(fexp(-fabs(x)))
 
 
-cdef inline void softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
-    """z := exp(z − max z) / Σ exp(z − max z), in place."""
+cdef inline void shift_by(floating* z, Py_ssize_t k, floating m) noexcept nogil:
+    """z := z − m, in place."""
+    cdef Py_ssize_t j
+    for j in range(k):
+        z[j] -= m
+
+
+cdef inline void shift_by_max(floating* z, Py_ssize_t k) noexcept nogil:
+    """z := z − max z, in place (a softmax's first step; the max is the first
+    largest value, as z[argmax] of _loss.pxd is when no z is NaN — with a NaN
+    the softmax is NaN either way)."""
     cdef Py_ssize_t j
     cdef floating m = z[0]
-    cdef double s = 0
     for j in range(1, k):
         if z[j] > m:
             m = z[j]
-    for j in range(k):
-        z[j] -= m
-    exp_nonpositive(z, k)
+    shift_by(z, k, m)
+
+
+cdef inline void normalise_row(floating* z, Py_ssize_t k) noexcept nogil:
+    """z := z / Σ z (summed in double), in place (a softmax's last step)."""
+    cdef Py_ssize_t j
+    cdef double s = 0
     for j in range(k):
         s += z[j]
     for j in range(k):
         z[j] = <floating> (z[j] / s)
+
+
+cdef inline void softmax_row(floating* z, Py_ssize_t k) noexcept nogil:
+    """z := exp(z − max z) / Σ exp(z − max z), in place. (Over a block of rows,
+    shift_by_max per row, one exp_nonpositive over the block, then
+    normalise_row per row gives the same bits, the exps vectorised across
+    rows.)"""
+    shift_by_max(z, k)
+    exp_nonpositive(z, k)
+    normalise_row(z, k)
 
 
 cdef inline void activate_row(floating* z, Py_ssize_t k, int act) noexcept nogil:

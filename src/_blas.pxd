@@ -69,6 +69,10 @@ cdef extern from "_tile_gemm.h" nogil:
     # narrow kernel of _tile_gemm.h on AVX-512 CPUs (its tiles run along m).
     int NARROW_MAX "NNCORE_NARROW_MAX"
 
+cdef extern from "_simd.h" nogil:
+    int simd_isa "nncore_simd_isa" ()
+    int AVX512 "NNCORE_AVX512"
+
 cdef extern from "_big_gemm.h" nogil:
     # The same on packed blocks and nncore's own threads, for AVX-512 CPUs;
     # 0 = not handled (no AVX-512, or no memory for the packing buffers).
@@ -134,6 +138,20 @@ cdef enum:
     # so a rule that looked at the thread count would break bit-identity
     # across n_threads.
     TILE_GEMM = 262144
+    # float64 products on AVX-512 CPUs use the tile kernel up to this many
+    # multiply-adds (the packed kernel's one-thread range, NNCORE_MIN_FMAS_PER_THREAD
+    # vector multiply-adds: it would not split them either). The tile kernel
+    # reads B where it is, 2 vectors × 8 rows of C in registers, and each
+    # element sums all of k in one run; packing both operands costs more than
+    # it saves at these sizes. Measured one thread, CPU time, operands hot,
+    # GFLOP/s tile / packed (Intel family 6 model 167): the digits face's
+    # 200×100×64 81 / 62 and Aᵀ·B 64×100×200 75 / 49; 200×100×100 82 / 63,
+    # Aᵀ·B 100×100×200 70 / 52; 256×128×128 81 / 74, Aᵀ·B 400×100×100 70 / 56,
+    # 1000×40×100 Aᵀ·B 68 / 42, 8×4096×128 30 / 17; the packed kernel only wins
+    # past this size (Aᵀ·B 784×100×200 54 / 50, 256×256×512 69 / 53). float32
+    # products keep TILE_GEMM: its packed kernel runs 16 lanes and wins sooner.
+    # A function of the shape and dtype alone (bit-identity across n_threads).
+    TILE_GEMM_D = 4194304
     # Columns of C the direct loop keeps in registers at a time (4 SSE2
     # vectors of floats; the baseline build has 16).
     SMALL_BLOCK = 16
@@ -246,6 +264,13 @@ cdef inline int tile_gemm(bint trans_a, bint trans_b, Py_ssize_t m, Py_ssize_t n
         return tile_gemm_d(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
 
 
+cdef inline long long tile_limit(bint is_double) noexcept nogil:
+    """The most multiply-adds gemm() gives the tile kernel: TILE_GEMM, or
+    TILE_GEMM_D for float64 on AVX-512 CPUs (where the packed kernel would
+    otherwise take it; elsewhere that is the BLAS)."""
+    return TILE_GEMM_D if is_double and simd_isa() == AVX512 else TILE_GEMM
+
+
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
                       floating alpha, const floating* A, int lda,
                       const floating* B, int ldb, floating beta,
@@ -259,7 +284,7 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         return
     if <long long> m * n * k <= SMALL_GEMM:
         _small_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
-    elif (<long long> m * n * k <= TILE_GEMM
+    elif (<long long> m * n * k <= tile_limit(sizeof(floating) == sizeof(double))
           and tile_gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)):
         pass
     elif m == 1 and not trans_a:
@@ -279,12 +304,13 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
         blas_leave()
 
 
-cdef inline bint rows_in_place(int m, int n, int k) noexcept nogil:
-    """Whether gemm_rows takes C(m×n) = op(A)·B with inner size k: where gemm()
-    itself would run nncore's large-product kernel (more than TILE_GEMM
-    multiply-adds, m > 1, an AVX-512 CPU) and its packing buffers exist. Then
-    gemm_rows gives the bits gemm() gives on the gathered rows."""
-    return m > 1 and <long long> m * n * k > TILE_GEMM and big_ready()
+cdef inline bint rows_in_place(int m, int n, int k, bint is_double) noexcept nogil:
+    """Whether gemm_rows takes C(m×n) = op(A)·B with inner size k (float64 when
+    is_double): where gemm() itself would run nncore's large-product kernel
+    (more than tile_limit multiply-adds, m > 1, an AVX-512 CPU) and its packing
+    buffers exist. Then gemm_rows gives the bits gemm() gives on the gathered
+    rows."""
+    return m > 1 and <long long> m * n * k > tile_limit(is_double) and big_ready()
 
 
 cdef inline void gemm_rows(const Py_ssize_t* rows, bint trans_a, int m, int n, int k,

@@ -381,7 +381,8 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
                 order = orders + epoch * n + start
                 if X.sparse:
                     xb.rows = order
-                elif rows_in_place(<int> nb, <int> net.layers[0].n_out, <int> net.n_in):
+                elif rows_in_place(<int> nb, <int> net.layers[0].n_out, <int> net.n_in,
+                                   floating is double):
                     xb.x = X.x       # the first layer's products read X's rows in place
                     xb.rows = order
                 else:

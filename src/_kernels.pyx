@@ -17,7 +17,8 @@ from _blas cimport (gemm as _gemm, gemm_rows as _gemm_rows, rows_in_place,
                     set_ilp64_blas, set_threads, pool_init,
                     pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE,
-                    NARROW_MAX as _NARROW_MAX)
+                    NARROW_MAX as _NARROW_MAX, TILE_GEMM_D as _TILE_GEMM_D, big_gemm_f,
+                    big_gemm_d)
 from _activation cimport (SIGMOID, SOFTMAX, EXP, bias_activation as _bias_activation,
                           activation_backward as _activation_backward,
                           exp_nonpositive as _exp_nonpositive)
@@ -89,6 +90,8 @@ SMALL_GEMM = _SMALL_GEMM
 #: with AVX-512 or AVX2+FMA (for op(B) = Bᵀ, when B has at most TILE_TRANSPOSE
 #: elements)
 TILE_GEMM = _TILE_GEMM
+#: float64 products on AVX-512 CPUs use it up to this many
+TILE_GEMM_D = _TILE_GEMM_D
 TILE_TRANSPOSE = _TILE_TRANSPOSE
 #: of those, Aᵀ·B with m > n and n at most NARROW_MAX runs the narrow kernel on
 #: AVX-512 CPUs (tiles along m instead of n)
@@ -98,9 +101,9 @@ NARROW_MAX = _NARROW_MAX
 BF16_KC = _BF16_KC
 
 
-def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
-         const floating[:, ::1] B not None, double beta, floating[:, ::1] C not None):
-    """C := alpha·op(A)·op(B) + beta·C in place (op = transpose when trans_*)."""
+cdef int product_shapes(bint trans_a, bint trans_b, const floating[:, ::1] A,
+                        const floating[:, ::1] B, floating[:, ::1] C) except -1:
+    """Checks that op(A)·op(B) fits C and every size fits a C int."""
     cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
     cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
     shape("op(A)", A.shape[1] if trans_a else A.shape[0], k, m, k)
@@ -109,10 +112,42 @@ def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not 
     for name, size in (("rows of C", m), ("columns of C", n), ("the inner dimension", k),
                        ("columns of A", A.shape[1]), ("columns of B", B.shape[1])):
         c_int(name, size)
+    return 0
+
+
+def gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
+         const floating[:, ::1] B not None, double beta, floating[:, ::1] C not None):
+    """C := alpha·op(A)·op(B) + beta·C in place (op = transpose when trans_*)."""
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
+    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    product_shapes(trans_a, trans_b, A, B, C)
     with nogil:
         _gemm(trans_a, trans_b, <int> m, <int> n, <int> k, <floating> alpha,
               &A[0, 0], <int> A.shape[1], &B[0, 0], <int> B.shape[1], <floating> beta,
               &C[0, 0], <int> C.shape[1])
+
+
+def large_gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] A not None,
+               const floating[:, ::1] B not None, double beta, floating[:, ::1] C not None):
+    """gemm() always on the large-product kernel (src/_big_gemm.h), whatever the
+    size (gemm() routes by size): for tests and benchmarks of that kernel.
+    Returns True, or False with C untouched when the kernel does not run here
+    (no AVX-512, no memory for its buffers). k = 0 gives C := beta·C."""
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1]
+    cdef Py_ssize_t k = A.shape[0] if trans_a else A.shape[1]
+    cdef int done
+    product_shapes(trans_a, trans_b, A, B, C)
+    if m == 0 or n == 0 or k == 0:
+        gemm(trans_a, trans_b, alpha, A, B, beta, C)
+        return True
+    with nogil:
+        if floating is float:
+            done = big_gemm_f(trans_a, trans_b, m, n, k, <float> alpha, &A[0, 0], A.shape[1],
+                              &B[0, 0], B.shape[1], <float> beta, &C[0, 0], n)
+        else:
+            done = big_gemm_d(trans_a, trans_b, m, n, k, alpha, &A[0, 0], A.shape[1],
+                              &B[0, 0], B.shape[1], beta, &C[0, 0], n)
+    return done != 0
 
 
 def gemm_rows(const Py_ssize_t[::1] rows not None, bint trans_a, double alpha,
@@ -134,7 +169,8 @@ def gemm_rows(const Py_ssize_t[::1] rows not None, bint trans_a, double alpha,
     for name, size in (("rows of A", A.shape[0]), ("rows of C", m), ("columns of C", n),
                        ("the inner dimension", k)):
         c_int(name, size)
-    if m == 0 or n == 0 or k == 0 or not rows_in_place(<int> m, <int> n, <int> k):
+    if m == 0 or n == 0 or k == 0 or not rows_in_place(<int> m, <int> n, <int> k,
+                                                       floating is double):
         return False
     with nogil:
         _gemm_rows(&rows[0], trans_a, <int> m, <int> n, <int> k, <floating> alpha,

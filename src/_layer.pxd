@@ -48,11 +48,22 @@ cdef inline void bias_gradient(const double* sums, Py_ssize_t k, floating alpha,
 
 
 cdef inline double l2_penalty(const floating* W, Py_ssize_t size) noexcept nogil:
-    """Σ W², accumulated in double."""
-    cdef Py_ssize_t i
+    """Σ W², accumulated in double: element i in running sum i mod 8, the 8
+    sums then added in order (a fixed order on every CPU). One running sum was
+    a chain of dependent adds, 4 cycles an element: ~1.4 % of the digits
+    face's Adam fit (perf), more than the Adam update's arithmetic."""
+    cdef Py_ssize_t i, j, whole = size - size % 8
+    cdef double part[8]
     cdef double total = 0
-    for i in range(size):
-        total += <double> W[i] * W[i]
+    for j in range(8):
+        part[j] = 0
+    for i in range(0, whole, 8):
+        for j in range(8):
+            part[j] += <double> W[i + j] * W[i + j]
+    for j in range(size - whole):
+        part[j] += <double> W[whole + j] * W[whole + j]
+    for j in range(8):
+        total += part[j]
     return total
 
 

@@ -19,7 +19,8 @@ from cython cimport floating
 from libc.math cimport fabs
 from libc.float cimport FLT_EPSILON, DBL_EPSILON
 from _activation cimport (SIGMOID, SOFTMAX, flog, softplus, sigmoid,
-                          exp_nonpositive, activate_row, backward_row)
+                          exp_nonpositive, activate_row, backward_row, shift_by,
+                          normalise_row)
 
 # Codes shared with nncore/losses.py (LOSSES maps names to these).
 cdef enum:
@@ -110,13 +111,24 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
       poisson, exp        ℓ = Σⱼ [xlogy(y, y/ŷ) − y + ŷ]          dZ ∝ ŷ − y
     with dZ = wᵢ·(…)/denom. The squared error's delta is not divided by k
     (MLP._backprop's), so for k > 1 it is the gradient of k·ℓ."""
-    cdef Py_ssize_t i, j, label
+    cdef Py_ssize_t i, j, label, top
     cdef floating* z
     cdef floating* d
     cdef const floating* y
     cdef floating e, p, w, scale
     cdef double total = 0, row, signed, hits
     cdef bint softmax = act == SOFTMAX
+    if loss == LOG_LOSS and softmax:
+        # the softmax as softmax_row, but the exps of all rows in one vectorised
+        # call (a call per row of a 10-class output was mostly its tail handling)
+        for i in range(n):
+            z = Z + i * k
+            y = Y + i * k
+            label = argmax(y, k)
+            top = argmax(z, k)
+            metric[0] += y[label] > 0 and top == label
+            shift_by(z, k, z[top])   # softmax_row's shift_by_max, its max found once
+        exp_nonpositive(Z, n * k)
     for i in range(n):
         z = Z + i * k
         y = Y + i * k
@@ -126,9 +138,9 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
         row = 0
         if loss == LOG_LOSS:
             if softmax:
-                label = argmax(y, k)
-                metric[0] += y[label] > 0 and argmax(z, k) == label
-            activate_row(z, k, act)
+                normalise_row(z, k)
+            else:
+                activate_row(z, k, act)
             hits = 0
             for j in range(k):
                 p = clip_probability(z[j])

@@ -10,6 +10,16 @@
 from libc.math cimport sqrt, pow, isfinite
 from cython cimport floating
 
+cdef extern from "_adam.h" nogil:
+    # adam_update's loop, per instruction set (see there)
+    void adam_f "nncore_adam_f" (float* p, const float* g, float* m, float* v, Py_ssize_t n,
+                                 float beta1, float beta2, float eps, float weight_decay,
+                                 int decoupled, float shrink, float step, float root2)
+    void adam_d "nncore_adam_d" (double* p, const double* g, double* m, double* v,
+                                 Py_ssize_t n, double beta1, double beta2, double eps,
+                                 double weight_decay, int decoupled, double shrink,
+                                 double step, double root2)
+
 # Codes shared with nncore/optimizers.py (each class's KIND).
 cdef enum:
     SGD = 0
@@ -55,23 +65,17 @@ cdef inline void adam_update(floating* p, const floating* g, floating* m, floati
     decoupled: AdamW); m := β₁m + (1−β₁)g'; v := β₂v + (1−β₂)g'²;
     p := p − lr/(1−β₁ᵗ) · m / (√v/√(1−β₂ᵗ) + eps) (PyTorch's), or with
     eps_outside (scikit-learn's AdamOptimizer, the paper's Algorithm 1 with its
-    "efficient" step): lr_t = lr·√(1−β₂ᵗ)/(1−β₁ᵗ); p := p − lr_t·m/(√v + eps)."""
-    cdef Py_ssize_t i
-    cdef floating d
+    "efficient" step): lr_t = lr·√(1−β₂ᵗ)/(1−β₁ᵗ); p := p − lr_t·m/(√v + eps).
+    The loop is src/_adam.h's, vectorised per instruction set."""
     cdef floating step = <floating> (
         lr * sqrt(1 - pow(beta2, <double> t)) / (1 - pow(beta1, <double> t)) if eps_outside
         else lr / (1 - pow(beta1, <double> t)))
     cdef floating root2 = 1 if eps_outside else <floating> sqrt(1 - pow(beta2, <double> t))
     cdef floating shrink = 1 - lr * weight_decay
-    for i in range(n):
-        d = g[i]
-        if decoupled:
-            p[i] *= shrink
-        else:
-            d = d + weight_decay * p[i]
-        m[i] = beta1 * m[i] + (1 - beta1) * d
-        v[i] = beta2 * v[i] + (1 - beta2) * d * d
-        p[i] -= step * m[i] / (sqrt(v[i]) / root2 + eps)
+    if floating is float:
+        adam_f(p, g, m, v, n, beta1, beta2, eps, weight_decay, decoupled, shrink, step, root2)
+    else:
+        adam_d(p, g, m, v, n, beta1, beta2, eps, weight_decay, decoupled, shrink, step, root2)
 
 
 cdef inline void optimizer_update(Hyper* h, floating* p, const floating* g, floating* state,

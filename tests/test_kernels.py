@@ -150,7 +150,14 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
 #: shuffled first-layer batches read in place: C's width in one panel (where
 #: the kernel would read A in place, "direct"), several panels, ragged m and k,
 #: Aᵀ·B with rows as its k index; and products the kernel does not take.
-ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (5, 700, 100)]
+ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (5, 700, 100),
+               (300, 120, 129), (2000, 10, 300)]   # (float64 takes these two only)
+
+
+def tile_limit(dtype):
+    """The most multiply-adds src/_blas.pxd gemm gives the tile kernel."""
+    wide = dtype == np.float64 and K.simd() == "avx512"
+    return K.TILE_GEMM_D if wide else K.TILE_GEMM
 
 
 @pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
@@ -159,7 +166,7 @@ def test_gemm_rows_same_bits_as_gathered(rng, dtype, m, n, k, trans_a):
     """gemm_rows reads op(A)'s rows (A's rows; for Aᵀ its k index) through an
     index where they lie: the bits of gemm on the gathered rows, or False and
     C untouched where the large-product kernel does not take the product."""
-    taken = K.simd() == "avx512" and m > 1 and m * n * k > K.TILE_GEMM
+    taken = K.simd() == "avx512" and m > 1 and m * n * k > tile_limit(dtype)
     A = randn(rng, (3 * k if trans_a else 3 * m, m if trans_a else k), dtype)
     rows = rng.permutation(A.shape[0])[:k if trans_a else m].astype(np.intp)
     B, C0 = randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
@@ -220,8 +227,46 @@ def check_shuffled_fit(dtype, sizes, n, batch, optimizer):
         assert a.tobytes() == b.tobytes()
 
 
-#: narrow Aᵀ·B on the tile path (the weight gradient of a layer with at most 16
-#: outputs): on AVX-512 C is computed transposed (src/_tile_gemm.h, one
+#: float64 products the tile kernel takes on AVX-512 (up to 4,194,304 =
+#: TILE_GEMM_D multiply-adds: the digits face's, the 20,000 × 100 set's, k past
+#: one packed block of 128, ragged tails) and products past it (the large kernel).
+WIDE_TILE_SHAPES = [(200, 100, 64, False, "tile"), (64, 100, 200, True, "tile"),
+                    (200, 100, 100, False, "tile"), (100, 100, 200, True, "tile"),
+                    (37, 45, 300, False, "tile"), (300, 33, 129, True, "tile"),
+                    (1000, 40, 100, True, "tile"), (8, 4096, 128, False, "tile"),
+                    (129, 257, 127, False, "large"), (300, 120, 129, True, "large")]
+
+
+@pytest.mark.parametrize("m,n,k,trans_a,path", WIDE_TILE_SHAPES,
+                         ids=[f"{p}-{m}x{n}x{k}{'t' if t else ''}"
+                              for m, n, k, t, p in WIDE_TILE_SHAPES])
+def test_gemm_float64_tile_range(assert_close, rng, m, n, k, trans_a, path):
+    """On AVX-512, float64 products up to 4,194,304 multiply-adds run on the
+    tile kernel (it reads B in place; packing costs more than it saves there):
+    each element of C is summed over all of k in one run, so C's bits are
+    those of the same product computed row-block by row-block (blocks within
+    TILE_GEMM); the large-product kernel sums k in runs of 128, and past the
+    limit gemm() gives its bits (K.large_gemm)."""
+    assert K.TILE_GEMM_D == 4194304 and (m * n * k <= K.TILE_GEMM_D) == (path == "tile")
+    A = randn(rng, (k, m) if trans_a else (m, k), np.float64)
+    B, C0 = randn(rng, (k, n), np.float64), randn(rng, (m, n), np.float64)
+    C, same = C0.copy(), C0.copy()
+    K.gemm(trans_a, False, 0.75, A, B, -0.5, C)
+    opA = f64(A.T) if trans_a else f64(A)
+    assert_close(C, 0.75 * opA @ B - 0.5 * C0, np.float64,
+                 0.75 * np.abs(opA) @ np.abs(B) + 0.5 * np.abs(C0))
+    if K.simd() != "avx512":
+        return
+    if path == "large":
+        assert K.large_gemm(trans_a, False, 0.75, A, B, -0.5, same) is True
+    else:
+        rows = max(1, K.TILE_GEMM // (n * k))
+        for i in range(0, m, rows):
+            part = np.ascontiguousarray(A[:, i:i + rows] if trans_a else A[i:i + rows])
+            K.gemm(trans_a, False, 0.75, part, B, -0.5, same[i:i + rows])
+    np.testing.assert_array_equal(C, same)
+
+
 #: instantiation per n ≤ 16, NV = 4, 3, 2 or 1 vectors along m). Every n from 1
 #: to 16 and, per n, m ending in a full tile, a partial one, a lone partial
 #: vector (m = n + 1) and for float64 n > 8 two transposed blocks; k = 2 … 2348.
@@ -297,14 +342,16 @@ BIG_KERNEL_SHAPES = [(70, 33, 120), (37, 45, 300), (13, 7, 3001), (200, 10, 300)
                          ids=[f"{m}x{n}x{k}" for m, n, k in BIG_KERNEL_SHAPES])
 def test_big_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
     """The packed, register-tiled large-product kernel against float64 NumPy:
-    every transpose case, alpha and beta (beta = 0 ignores a NaN-filled C)."""
+    every transpose case, alpha and beta (beta = 0 ignores a NaN-filled C).
+    Called directly (K.large_gemm): gemm() gives float64 products of these
+    sizes to the tile kernel (K.TILE_GEMM_D)."""
     assert m * n * k > K.TILE_GEMM and gemm_path(m, n, k, trans_a, trans_b) != "loop"
     A = randn(rng, (k, m) if trans_a else (m, k), dtype)
     B = randn(rng, (n, k) if trans_b else (k, n), dtype)
     C0 = maybe_garbage(rng, (m, n), dtype, beta)
     opA, opB = (f64(A.T) if trans_a else f64(A)), (f64(B.T) if trans_b else f64(B))
     C = C0.copy()
-    K.gemm(trans_a, trans_b, alpha, A, B, beta, C)
+    assert K.large_gemm(trans_a, trans_b, alpha, A, B, beta, C) is True
     expected, scale = axpby_ref(alpha, opA @ opB, np.abs(opA) @ np.abs(opB), beta, C0)
     assert_close(C, expected, dtype, scale)
 
@@ -385,15 +432,19 @@ def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkey
 
 @pytest.mark.parametrize("size", [1, 10, 16, 17, 1000])
 def test_exp_nonpositive(rng, dtype, size):
-    """exp over values ≤ 0, written in place: within 2 ulp of double exp for
-    float32 (the vectorised polynomial), 1 ulp for float64 (libm); below −88
-    float32 results may be flushed to 0 (true values are under 1.2e-38)."""
+    """exp over values ≤ 0, written in place (the vectorised polynomials):
+    within 2 ulp of exp — of double exp for float32, of long double exp for
+    float64 (where it is wider than double); results whose true values are
+    below the smallest normal number (x < −88 in float32, −708.4 in float64)
+    may be flushed to 0."""
     x = -np.abs(rng.standard_normal(size) * 30).astype(dtype)
     x[::7] = -np.abs(rng.standard_normal(x[::7].size) * 0.3).astype(dtype)
+    if dtype == np.float64:
+        x[::5] = -rng.random(x[::5].size) * 720   # down past the last normal result
     out = x.copy()
     assert K.exp_nonpositive(out) is None
-    expected = np.exp(f64(x))
-    ulp = np.spacing(expected.astype(dtype)).astype(np.float64)
+    expected = np.exp(x.astype(np.longdouble) if dtype == np.float64 else f64(x))
+    ulp = np.spacing(expected.astype(dtype)).astype(expected.dtype)
     normal = expected > np.finfo(dtype).tiny
     assert np.all(np.abs(out - expected)[normal] <= 2 * ulp[normal])
     assert np.all(out[~normal] <= np.finfo(dtype).tiny)
@@ -405,6 +456,10 @@ def test_exp_nonpositive_special_values(dtype):
     K.exp_nonpositive(x)
     np.testing.assert_array_equal(x[:4], [1, 1, 0, 0])
     assert np.isnan(x[4]) and 0 <= x[5] < 1e-38 and x[6] == 1
+    if dtype == np.float64:   # the end of the normal range, and −1e300
+        x = np.array([-708.0, -709.5, -1e300])
+        K.exp_nonpositive(x)
+        assert abs(x[0] / np.exp(-708.0) - 1) < 5e-16 and 0 <= x[1] < 2.3e-308 and x[2] == 0
 
 
 SIMD_CHECK = """
@@ -422,10 +477,12 @@ for dtype in (np.float32, np.float64):
                 ref = 0.5 * ((A.T if ta else A).astype(float) @ (B.T if tb else B)) - C
                 K.gemm(ta, tb, 0.5, A, B, -1.0, C)
                 worst = max(worst, np.max(np.abs(C - ref)) / np.finfo(dtype).eps / k)
-x = -np.abs(rng.standard_normal(1001) * 20).astype(np.float32)
-e = x.copy()
-K.exp_nonpositive(e)
-worst = max(worst, np.max(np.abs(e - np.exp(x.astype(float))) / np.spacing(np.exp(x))) / 2)
+for dtype in (np.float32, np.float64):
+    x = -np.abs(rng.standard_normal(1001) * 20).astype(dtype)
+    e = x.copy()
+    K.exp_nonpositive(e)
+    exact = np.exp(x.astype(np.longdouble))
+    worst = max(worst, np.max(np.abs(e - exact) / np.spacing(np.exp(x)).astype(exact.dtype)) / 2)
 print(K.simd(), worst)
 """
 
@@ -469,14 +526,25 @@ for dtype in (np.float32, np.float64):
         C = rng.standard_normal((m, n)).astype(dtype)
         K.gemm(True, False, 0.5, A, B, -1.0, C)
         narrow.update(C.tobytes())
+    for n in (1, 7, 8, 1031):   # Adam (src/_adam.h): both eps placements, AdamW, L2
+        for eps_outside, decay, decoupled in [(True, 0.0, False), (False, 0.01, True),
+                                              (False, 0.01, False)]:
+            p, g = rng.standard_normal(n).astype(dtype), rng.standard_normal(n).astype(dtype)
+            m, v = rng.standard_normal(n).astype(dtype), rng.random(n).astype(dtype)
+            g[::5] = 0
+            for t in (1, 2, 50):
+                K.adam_update(p, g, m, v, 1e-3, 0.9, 0.999, 1e-8, decay, decoupled, t,
+                              eps_outside)
+            relu.update(p.tobytes() + m.tobytes() + v.tobytes())
 print(relu.hexdigest(), narrow.hexdigest())
 """
 
 
 def test_same_bits_on_every_instruction_set(tmp_path):
-    """relu's forward and backward passes (with the fused column sums) give the
-    same bits in their AVX-512, AVX2 and portable variants, NaN included; the
-    narrow Aᵀ·B kernel (AVX-512) the same bits as the AVX2 tile loop."""
+    """relu's forward and backward passes (with the fused column sums) and
+    Adam's update give the same bits in their AVX-512, AVX2 and portable
+    variants, NaN included; the narrow Aᵀ·B kernel (AVX-512) the same bits as
+    the AVX2 tile loop."""
     import os
     import subprocess
     import sys
@@ -669,6 +737,19 @@ def test_output_loss(assert_close, rng, dtype, shape, loss, act, with_grad):
     assert_close(Z_kern, Z_twin, dtype)
     if with_grad:
         assert_close(dZ_kern, dZ_twin, dtype, ref.dZ_scale)
+
+
+@pytest.mark.parametrize("n,k", [(1, 10), (7, 3), (200, 10), (33, 17)])
+def test_log_loss_softmax_same_bits_as_softmax(rng, dtype, n, k):
+    """scikit-learn's log-loss on a softmax output runs the exps of the whole
+    block in one vectorised call (src/_loss.pxd): its probabilities are the
+    bits of the row-by-row softmax activation (bias_activation)."""
+    Z = randn(rng, (n, k), dtype) * 10
+    Y = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
+    P = Z.copy()
+    K.bias_activation(P, np.zeros(k, dtype), SOFTMAX)
+    K.output_loss(Z, Y, None, SOFTMAX, losses.LOG_LOSS)
+    np.testing.assert_array_equal(Z, P)
 
 
 @pytest.mark.parametrize("loss,act", LOSS_PAIRS[-2:], ids=LOSS_IDS[-2:])
