@@ -8,6 +8,8 @@ and every subtraction by an addition), which rounding errors are proportional to
 """
 from types import SimpleNamespace
 
+import time
+
 import numpy as np
 import pytest
 
@@ -378,21 +380,69 @@ def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkey
                                                 m, n, k, trans_a, parts):
     """On 2 threads, a product above the tile kernel's range gets one part per
     524,288 vector multiply-adds (m·n·k / lanes; NNCORE_MIN_FMAS_PER_THREAD),
-    at most 2: below that the helper thread is not woken (waking it for every
-    product cost the digits face a third of its fit time), above it is, once
-    per product."""
+    at most 2: below that a sleeping helper thread is not woken (waking it for
+    every product cost the digits face a third of its fit time), above it is,
+    once per product. (Between 131,072 and 524,288 a helper that is awake
+    takes part: test_big_gemm_w3_products_use_an_awake_helper.)"""
     from nncore import blas
     monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
     A = randn(rng, (k, m) if trans_a else (m, k), dtype)
     B, C = randn(rng, (k, n), dtype), np.empty((m, n), dtype)
     with blas.threads(2) as used:
         assert used == 2
+        time.sleep(0.1)  # the helper has stopped spinning and sleeps
         before = helper_jobs()[0]
         K.gemm(trans_a, False, 1.0, A, B, 0.0, C)
         woken = helper_jobs()[0] - before
     assert woken == parts[dtype == np.float64] - 1
     opA = f64(A.T) if trans_a else f64(A)
     assert_close(C, opA @ f64(B), dtype, np.abs(opA) @ np.abs(f64(B)))
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("m,n,k,trans_a,trans_b,split", [
+    (128, 128, 256, False, False, (True, True)),   # W3's 256→128 X·W (4.2M)
+    (256, 128, 128, True, False, (True, True)),    # its Xᵀ·dZ
+    (128, 256, 128, False, True, (True, True)),    # its dZ·Wᵀ
+    (200, 400, 64, False, False, (True, True)),    # 64-400-10 at batch 200 (5.1M)
+    (200, 100, 64, False, False, (False, False)),  # the digits face's (1.28M): alone
+])
+def test_big_gemm_w3_products_use_an_awake_helper(rng, dtype, monkeypatch,
+                                                  m, n, k, trans_a, trans_b, split):
+    """On 2 threads, products of 131,072 to 524,288 vector multiply-adds
+    (NNCORE_MIN_FMAS_AWAKE: W3's 4.2M float32 ones) are shared with the helper
+    when it is awake — spinning right after a product that used it — and done
+    by the caller alone when it sleeps (no helper is woken for them). Whoever
+    computes C's units, the bits are those of one thread."""
+    from nncore import blas
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    A = randn(rng, (k, m) if trans_a else (m, k), dtype)
+    B = randn(rng, (n, k) if trans_b else (k, n), dtype)
+    C, expected = np.empty((m, n), dtype), np.empty((m, n), dtype)
+    big_A, big_B = randn(rng, (256, 512), dtype), randn(rng, (512, 512), dtype)
+    big_C = np.empty((256, 512), dtype)  # 67M multiply-adds: wakes the helper
+    with blas.threads(1):
+        K.gemm(trans_a, trans_b, 1.0, A, B, 0.0, expected)
+    with blas.threads(2) as used:
+        assert used == 2
+        shared = 0
+        for _ in range(1000):  # on a busy machine the helper may not have run yet
+            K.gemm(False, False, 1.0, big_A, big_B, 0.0, big_C)
+            before = helper_jobs()[0]
+            K.gemm(trans_a, trans_b, 1.0, A, B, 0.0, C)
+            shared += helper_jobs()[0] - before
+            np.testing.assert_array_equal(C, expected)
+            if shared >= 3:
+                break
+        time.sleep(0.1)  # the helper has stopped spinning and sleeps
+        before = helper_jobs()[0]
+        K.gemm(trans_a, trans_b, 1.0, A, B, 0.0, C)
+        assert helper_jobs()[0] == before
+        np.testing.assert_array_equal(C, expected)
+    if split[dtype == np.float64]:
+        assert shared >= 1
+    else:
+        assert shared == 0
 
 
 # ------------------------------------------------------------------ exp
