@@ -87,8 +87,8 @@
  *     ms with none, 134-138 ms on one thread.
  * No per-thread share that keeps every one of these fits from losing also
  * splits W3's 4.2M products (a k ≥ 128 condition did not separate them
- * either): the ~6 % W3 leaves on the table needs helpers that cost nothing
- * when late (work taken from a shared counter) rather than a lower value. */
+ * either): those are split only onto helpers that are awake
+ * (NNCORE_MIN_FMAS_AWAKE), with units of C taken from a shared counter. */
 #define NNCORE_MIN_FMAS_PER_THREAD 524288
 /* Least work per thread, in vector multiply-adds, for a product split between
  * the caller and helpers that are awake (spinning after a recent job): no
