@@ -318,8 +318,10 @@ static void nncore_parallel(nncore_task task, void* arg, int parts) {
         nncore_pool_post(parts, 1);
     }
     task(arg, 0, parts);
-    if (parts > 1) /* every helper joins: the gate stays open until they have */
+    if (parts > 1) { /* every helper joins: the gate stays open until they have */
         nncore_pool_wait(parts - 1);
+        atomic_fetch_or(&nncore_pool.gate, NNCORE_GATE_CLOSED);
+    }
     pthread_mutex_unlock(&nncore_pool.run);
 }
 
