@@ -87,17 +87,24 @@
  *     ms with none, 134-138 ms on one thread.
  * No per-thread share that keeps every one of these fits from losing also
  * splits W3's 4.2M products (a k ≥ 128 condition did not separate them
- * either): those are split only onto helpers that are awake
- * (NNCORE_MIN_FMAS_AWAKE), with units of C taken from a shared counter. */
+ * either): float32 ones are split only onto helpers that are awake
+ * (NNCORE_MIN_FMAS_AWAKE_F), with units of C taken from a shared counter. */
 #define NNCORE_MIN_FMAS_PER_THREAD 524288
 /* Least work per thread, in vector multiply-adds, for a product split between
  * the caller and helpers that are awake (spinning after a recent job): no
  * sleeping helper is woken for it, and the caller takes every unit a helper
- * does not (_pool.h nncore_parallel_units), so a split costs nothing when
- * the other core is busy or its helper asleep. 131,072: W3's 4.2M float32
- * products (128×128×256 and its gradients, 262,144 vector multiply-adds)
- * get 2 parts. */
-#define NNCORE_MIN_FMAS_AWAKE 131072
+ * does not (_pool.h nncore_parallel_units), so a split costs little when the
+ * other core is busy or its helper asleep. Float32 131,072: W3's 4.2M
+ * products (128×128×256 and its gradients, 262,144 vector multiply-adds) get
+ * 2 parts. Measured here (a shared machine, load 3.5-4 on 2 cores: minima of
+ * 400 runs of a training step's products back to back, 2 threads): W3
+ * 559-673 µs against 767-805 with only its 25.7M products split (1 thread
+ * ~1,000); the 64-400-10 network's (batch 200) float32 267-286 against
+ * 275-282 µs, but its float64 564-591 against 522-553 µs (its 5.1M products
+ * split; 549-572 with only the k = 200 one): float64 keeps 524,288, no
+ * awake-only range. */
+#define NNCORE_MIN_FMAS_AWAKE_F 131072
+#define NNCORE_MIN_FMAS_AWAKE_D NNCORE_MIN_FMAS_PER_THREAD
 /* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
  * (MC × KC), each sized for the larger of the two element types. */
 #define NNCORE_BIG_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -146,7 +153,7 @@ static int nncore_big_ready(void) {
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
  * G the suffix of its nncore_transpose_ (F, D), KC k per block. */
-#define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, NAME)                                         \
+#define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, AWAKE, NAME)                                  \
     typedef struct {                                                                       \
         int trans_a, trans_b, nv, mr;                                                      \
         ptrdiff_t m, n, k, lda, ldb, ldc;                                                  \
@@ -374,8 +381,8 @@ static int nncore_big_ready(void) {
                           A, B, C, arows, 0, 0, 1};                                        \
         double work = (double) m * n * k / W;                                              \
         int parts = nncore_parts(work, NNCORE_MIN_FMAS_PER_THREAD);                        \
-        if (parts == 1 && nncore_parts(work, NNCORE_MIN_FMAS_AWAKE) > 1) {                 \
-            parts = nncore_parts(work, NNCORE_MIN_FMAS_AWAKE);                             \
+        if (parts == 1 && nncore_parts(work, AWAKE) > 1) {                                 \
+            parts = nncore_parts(work, AWAKE);                                             \
             wake = 0; /* only a helper that is awake */                                    \
         }                                                                                  \
         if (!nncore_big_ready())                                                           \
@@ -412,8 +419,8 @@ static int nncore_big_ready(void) {
         (void) ars, (void) aps;                                                            \
         NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);   \
     }
-NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, nncore_big_gemm_f)
-NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, nncore_big_gemm_d)
+NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, NNCORE_MIN_FMAS_AWAKE_F, nncore_big_gemm_f)
+NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, NNCORE_MIN_FMAS_AWAKE_D, nncore_big_gemm_d)
 #else
 static int nncore_big_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              float alpha, const float* A, ptrdiff_t lda, const float* B,

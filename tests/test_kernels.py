@@ -382,8 +382,8 @@ def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkey
     524,288 vector multiply-adds (m·n·k / lanes; NNCORE_MIN_FMAS_PER_THREAD),
     at most 2: below that a sleeping helper thread is not woken (waking it for
     every product cost the digits face a third of its fit time), above it is,
-    once per product. (Between 131,072 and 524,288 a helper that is awake
-    takes part: test_big_gemm_w3_products_use_an_awake_helper.)"""
+    once per product. (In float32, between 131,072 and 524,288 a helper that
+    is awake takes part: test_big_gemm_w3_products_use_an_awake_helper.)"""
     from nncore import blas
     monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
     A = randn(rng, (k, m) if trans_a else (m, k), dtype)
@@ -401,19 +401,20 @@ def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkey
 
 @pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
 @pytest.mark.parametrize("m,n,k,trans_a,trans_b,split", [
-    (128, 128, 256, False, False, (True, True)),   # W3's 256→128 X·W (4.2M)
-    (256, 128, 128, True, False, (True, True)),    # its Xᵀ·dZ
-    (128, 256, 128, False, True, (True, True)),    # its dZ·Wᵀ
-    (200, 400, 64, False, False, (True, True)),    # 64-400-10 at batch 200 (5.1M)
+    (128, 128, 256, False, False, (True, False)),  # W3's 256→128 X·W (4.2M)
+    (256, 128, 128, True, False, (True, False)),   # its Xᵀ·dZ
+    (128, 256, 128, False, True, (True, False)),   # its dZ·Wᵀ
+    (200, 400, 64, False, False, (True, False)),   # 64-400-10 at batch 200 (5.1M)
     (200, 100, 64, False, False, (False, False)),  # the digits face's (1.28M): alone
 ])
 def test_big_gemm_w3_products_use_an_awake_helper(rng, dtype, monkeypatch,
                                                   m, n, k, trans_a, trans_b, split):
-    """On 2 threads, products of 131,072 to 524,288 vector multiply-adds
-    (NNCORE_MIN_FMAS_AWAKE: W3's 4.2M float32 ones) are shared with the helper
-    when it is awake — spinning right after a product that used it — and done
-    by the caller alone when it sleeps (no helper is woken for them). Whoever
-    computes C's units, the bits are those of one thread."""
+    """On 2 threads, float32 products of 131,072 to 524,288 vector
+    multiply-adds (NNCORE_MIN_FMAS_AWAKE_F: W3's 4.2M ones) are shared with the
+    helper when it is awake — spinning right after a product that used it — and
+    done by the caller alone when it sleeps (no helper is woken for them);
+    float64 ones below 524,288 are never shared. Whoever computes C's units,
+    the bits are those of one thread."""
     from nncore import blas
     monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
     A = randn(rng, (k, m) if trans_a else (m, k), dtype)
