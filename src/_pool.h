@@ -297,12 +297,15 @@ static void nncore_pool_wait(int helpers) {
 }
 
 /* Parts a job may use: at most `parts`, nncore_threads, NNCORE_MAX_THREADS and
- * the helpers that could be started (+ 1); the caller holds nncore_pool.run. */
-static int nncore_pool_parts(int parts) {
+ * the helpers running (+ 1), after starting those missing when `grow`; the
+ * caller holds nncore_pool.run. */
+static int nncore_pool_parts(int parts, int grow) {
     if (parts > nncore_threads) parts = nncore_threads;
     if (parts > NNCORE_MAX_THREADS) parts = NNCORE_MAX_THREADS;
     if (parts < 1) parts = 1;
-    return parts > 1 ? nncore_pool_grow(parts) : 1;
+    if (parts > 1 && grow)
+        return nncore_pool_grow(parts);
+    return parts < nncore_pool.helpers + 1 ? parts : nncore_pool.helpers + 1;
 }
 
 /* Run task(arg, part, parts) for every part < parts (at most nncore_threads,
@@ -310,7 +313,7 @@ static int nncore_pool_parts(int parts) {
 static void nncore_parallel(nncore_task task, void* arg, int parts) {
     nncore_pool_init();
     pthread_mutex_lock(&nncore_pool.run);
-    parts = nncore_pool_parts(parts);
+    parts = nncore_pool_parts(parts, 1);
     if (parts > 1) {
         nncore_pool.task = task;
         nncore_pool.arg = arg;
@@ -329,12 +332,13 @@ static void nncore_parallel(nncore_task task, void* arg, int parts) {
  * (slot 0) and helpers 1 … parts − 1 (slots 1 …; parts at most nncore_threads
  * and NNCORE_MAX_THREADS), each taking the next unit left, and return when all
  * units are done; helpers that had not joined by then are not waited for.
- * wake = 0: sleeping helpers are not woken (the caller may do every unit). */
+ * wake = 0: sleeping helpers are not woken, nor new ones started (the caller
+ * may do every unit). */
 static void nncore_parallel_units(nncore_unit_task task, void* arg, long units, int parts,
                                   int wake) {
     nncore_pool_init();
     pthread_mutex_lock(&nncore_pool.run);
-    parts = nncore_pool_parts(units < parts ? (int) units : parts);
+    parts = nncore_pool_parts(units < parts ? (int) units : parts, wake);
     nncore_pool.task = NULL;
     nncore_pool.unit_task = task;
     nncore_pool.arg = arg;
