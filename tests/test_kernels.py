@@ -446,6 +446,29 @@ def test_big_gemm_w3_products_use_an_awake_helper(rng, dtype, monkeypatch,
         assert shared == 0
 
 
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+def test_big_gemm_awake_only_product_starts_no_helper():
+    """In a fresh process on 2 threads, a W3-sized float32 product (shared only
+    with awake helpers) starts no helper thread; a 16.8M one then does."""
+    import subprocess
+    import sys
+    code = """
+import numpy as np
+from nncore import _kernels as K, blas
+blas._smallest = lambda limits, n_threads: n_threads
+rng = np.random.default_rng(0)
+with blas.threads(2):
+    for m, n, k in ((128, 128, 256), (256, 512, 128)):
+        A, B = rng.random((m, k), np.float32), rng.random((k, n), np.float32)
+        K.gemm(False, False, 1.0, A, B, 0.0, np.empty((m, n), np.float32))
+        print(K.pool_state()["helpers"])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["0", "1"]
+
+
 # ------------------------------------------------------------------ exp
 
 @pytest.mark.parametrize("size", [1, 10, 16, 17, 1000])
