@@ -36,10 +36,12 @@
  * Determinism: each element of C is accumulated over k in KC-long runs, in
  * order, each run's sum in one register lane from zero (a fixed K-blocking,
  * not tied to threads); run 0 gives alpha·sum + beta·C (C not read when
- * beta = 0), run r > 0 gives C + alpha·sum. Threads split C's grid of blocks
- * (columns in whole panels, or rows in whole panels when C is too narrow),
- * never k, and tile shape and position do not change the order of a lane's
- * operations, so results are bit-identical across thread counts.
+ * beta = 0), run r > 0 gives C + alpha·sum. A product on several threads is
+ * cut into units of C (columns in whole panels, or rows in whole panels when
+ * C is too narrow), never of k, which the threads take from a shared counter
+ * (_pool.h nncore_parallel_units); tile shape and position do not change the
+ * order of a lane's operations, so results are bit-identical across thread
+ * counts and whichever thread computes a unit.
  */
 #ifndef NNCORE_BIG_GEMM_H
 #define NNCORE_BIG_GEMM_H
@@ -85,9 +87,26 @@
  *     ms with none, 134-138 ms on one thread.
  * No per-thread share that keeps every one of these fits from losing also
  * splits W3's 4.2M products (a k ≥ 128 condition did not separate them
- * either): the ~6 % W3 leaves on the table needs helpers that cost nothing
- * when late (work taken from a shared counter) rather than a lower value. */
+ * either): float32 ones are split only onto helpers that are awake
+ * (NNCORE_MIN_FMAS_AWAKE_F), with units of C taken from a shared counter. */
 #define NNCORE_MIN_FMAS_PER_THREAD 524288
+/* Least work per thread, in vector multiply-adds, for a product split between
+ * the caller and helpers that are awake (spinning after a recent job): no
+ * sleeping helper is woken for it, and the caller takes every unit a helper
+ * does not (_pool.h nncore_parallel_units), so a split costs little when the
+ * other core is busy or its helper asleep. Float32 131,072: W3's 4.2M
+ * products (128×128×256 and its gradients, 262,144 vector multiply-adds) get
+ * 2 parts. Measured here (a shared machine, load 3.5-4 on 2 cores: minima of
+ * 400 runs of a training step's products back to back, 2 threads): W3
+ * 559-673 µs against 767-805 with only its 25.7M products split (1 thread
+ * ~1,000); the 64-400-10 network's (batch 200) float32 267-286 against
+ * 275-282 µs, but its float64 564-591 against 522-553 µs (its 5.1M products
+ * split; 549-572 with only the k = 200 one): float64 keeps 524,288, no
+ * awake-only range. Whole W3 fits (SGD, 15,360 rows, batch 128, min of 5) in
+ * a quiet minute: 112-115 ms on 2 threads against 128 ms with only the 25.7M
+ * products split (160 ms on one thread). */
+#define NNCORE_MIN_FMAS_AWAKE_F 131072
+#define NNCORE_MIN_FMAS_AWAKE_D NNCORE_MIN_FMAS_PER_THREAD
 /* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
  * (MC × KC), each sized for the larger of the two element types. */
 #define NNCORE_BIG_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -136,7 +155,7 @@ static int nncore_big_ready(void) {
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
  * G the suffix of its nncore_transpose_ (F, D), KC k per block. */
-#define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, NAME)                                         \
+#define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, AWAKE, NAME)                                  \
     typedef struct {                                                                       \
         int trans_a, trans_b, nv, mr;                                                      \
         ptrdiff_t m, n, k, lda, ldb, ldc;                                                  \
@@ -145,6 +164,9 @@ static int nncore_big_ready(void) {
         const T* B;                                                                        \
         T* C;                                                                              \
         const ptrdiff_t* arows; /* A's row r is row arows[r] of A (NULL: r) */             \
+        int by_cols;            /* units: C's columns (1) or rows (0), in whole panels */  \
+        ptrdiff_t panels;       /* panels along that side */                               \
+        long units;                                                                        \
     } NAME##_job;                                                                          \
                                                                                            \
     /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
@@ -311,22 +333,24 @@ static int nncore_big_ready(void) {
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    static void NAME##_part(void* arg, int part, int parts) {                              \
+    /* One unit of C: its share `unit` of the panels along C's columns or rows (the     \
+     * shares as even as whole panels allow), with slot's packing buffers. */          \
+    static void NAME##_unit(void* arg, long unit, int slot) {                              \
         const NAME##_job* g = (const NAME##_job*) arg;                                     \
         const ptrdiff_t nr = g->nv * W, mr = g->mr, NC = NNCORE_NC_VECTORS * W;            \
+        const ptrdiff_t lo = unit * g->panels / g->units;                                  \
+        const ptrdiff_t hi = (unit + 1) * g->panels / g->units;                            \
         ptrdiff_t i_lo = 0, i_hi = g->m, j_lo = 0, j_hi = g->n;                            \
-        T* pb = (T*) nncore_pack[part];                                                    \
-        T* pa = (T*) ((char*) nncore_pack[part] + NNCORE_PACK_B_BYTES);                    \
-        if (g->n >= parts * nr) { /* split columns, in whole panels */                     \
-            ptrdiff_t per = ((g->n + nr - 1) / nr + parts - 1) / parts * nr;              \
-            j_lo = part * per;                                                             \
-            j_hi = j_lo + per < g->n ? j_lo + per : g->n;                                  \
-        } else { /* split rows, in whole panels */                                         \
-            ptrdiff_t per = ((g->m + mr - 1) / mr + parts - 1) / parts * mr;               \
-            i_lo = part * per;                                                             \
-            i_hi = i_lo + per < g->m ? i_lo + per : g->m;                                  \
+        T* pb = (T*) nncore_pack[slot];                                                    \
+        T* pa = (T*) ((char*) nncore_pack[slot] + NNCORE_PACK_B_BYTES);                    \
+        if (g->by_cols) {                                                                  \
+            j_lo = lo * nr;                                                                \
+            j_hi = hi * nr < g->n ? hi * nr : g->n;                                        \
+        } else {                                                                           \
+            i_lo = lo * mr;                                                                \
+            i_hi = hi * mr < g->m ? hi * mr : g->m;                                        \
         }                                                                                  \
-        /* A panel meets one B panel only when this part's columns fit in one: packing  \
+        /* A panel meets one B panel only when this unit's columns fit in one: packing  \
          * it would then cost more than it saves. (Either way the sums are the same,   \
          * in the same order.) */                                                      \
         int direct = j_hi - j_lo <= nr && g->arows == NULL;                                \
@@ -353,13 +377,32 @@ static int nncore_big_ready(void) {
     static int NAME##_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,  \
                            ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,   \
                            const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {       \
-        int nv = n <= W ? 1 : 2;                                                           \
-        NAME##_job job = {trans_a, trans_b, nv, nv == 1 ? NNCORE_MR1 : NNCORE_MR2,         \
-                          m, n, k, lda, ldb, ldc, alpha, beta, A, B, C, arows};            \
-        int parts = nncore_parts((double) m * n * k / W, NNCORE_MIN_FMAS_PER_THREAD);      \
+        int nv = n <= W ? 1 : 2, mr = nv == 1 ? NNCORE_MR1 : NNCORE_MR2, wake = 1;        \
+        ptrdiff_t nr = nv * W, NC = NNCORE_NC_VECTORS * W;                                 \
+        NAME##_job job = {trans_a, trans_b, nv, mr, m, n, k, lda, ldb, ldc, alpha, beta,   \
+                          A, B, C, arows, 0, 0, 1};                                        \
+        double work = (double) m * n * k / W;                                              \
+        int parts = nncore_parts(work, NNCORE_MIN_FMAS_PER_THREAD);                        \
+        if (parts == 1 && nncore_parts(work, AWAKE) > 1) {                                 \
+            parts = nncore_parts(work, AWAKE);                                             \
+            wake = 0; /* only a helper that is awake */                                    \
+        }                                                                                  \
         if (!nncore_big_ready())                                                           \
             return 0;                                                                      \
-        nncore_parallel(NAME##_part, &job, parts);                                         \
+        if (parts > 1) {                                                                   \
+            job.by_cols = n >= parts * nr;                                                 \
+            job.panels = job.by_cols ? (n + nr - 1) / nr : (m + mr - 1) / mr;              \
+            /* whole blocks of NC columns where there are enough (A is packed once per  \
+             * block of C's columns, as on one thread), at least one unit a part */       \
+            job.units = job.by_cols ? ((n + NC - 1) / NC + parts - 1) / parts * parts     \
+                                    : parts;                                               \
+            if (job.units > job.panels)                                                    \
+                job.units = job.panels;                                                    \
+        } else {                                                                           \
+            job.by_cols = 1;                                                               \
+            job.panels = (n + nr - 1) / nr;                                                \
+        }                                                                                  \
+        nncore_parallel_units(NAME##_unit, &job, job.units, parts, wake);                 \
         return 1;                                                                          \
     }                                                                                      \
                                                                                            \
@@ -378,8 +421,8 @@ static int nncore_big_ready(void) {
         (void) ars, (void) aps;                                                            \
         NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);   \
     }
-NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, nncore_big_gemm_f)
-NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, nncore_big_gemm_d)
+NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, NNCORE_MIN_FMAS_AWAKE_F, nncore_big_gemm_f)
+NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, NNCORE_MIN_FMAS_AWAKE_D, nncore_big_gemm_d)
 #else
 static int nncore_big_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              float alpha, const float* A, ptrdiff_t lda, const float* B,

@@ -8,6 +8,8 @@ and every subtraction by an addition), which rounding errors are proportional to
 """
 from types import SimpleNamespace
 
+import time
+
 import numpy as np
 import pytest
 
@@ -385,10 +387,24 @@ def test_big_gemm_bit_identical_across_threads(rng, dtype, m, n, k, trans_a, tra
             assert used == n_threads
             before = helper_jobs()
             K.gemm(trans_a, trans_b, 0.75, A, B, -0.5, C)
-            assert helper_jobs()[:n_threads - 1] == [j + 1 for j in before[:n_threads - 1]]
+            helpers = big_gemm_units(m, n, dtype, n_threads) - 1
+            assert helper_jobs()[:n_threads - 1] == [j + (p < helpers)
+                                                     for p, j in enumerate(before[:n_threads - 1])]
         results.append(C)
     for C in results[1:]:
         np.testing.assert_array_equal(C, results[0])
+
+
+def big_gemm_units(m, n, dtype, n_threads):
+    """Threads the large-product kernel uses for a product with C m×n on
+    n_threads threads when its size allows them all: one a unit of C's panels
+    (src/_big_gemm.h: NR = 1 or 2 vectors, MR = 24 or 12 rows; columns when
+    there are n_threads panels of them, else rows), at most one a panel."""
+    lanes = 16 if np.dtype(dtype) == np.float32 else 8
+    nv = 1 if n <= lanes else 2
+    nr, mr = nv * lanes, (24 if nv == 1 else 12)
+    panels = -(-n // nr) if n >= n_threads * nr else -(-m // mr)
+    return min(n_threads, panels)
 
 
 def helper_jobs():
@@ -411,21 +427,93 @@ def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkey
                                                 m, n, k, trans_a, parts):
     """On 2 threads, a product above the tile kernel's range gets one part per
     524,288 vector multiply-adds (m·n·k / lanes; NNCORE_MIN_FMAS_PER_THREAD),
-    at most 2: below that the helper thread is not woken (waking it for every
-    product cost the digits face a third of its fit time), above it is, once
-    per product."""
+    at most 2: below that a sleeping helper thread is not woken (waking it for
+    every product cost the digits face a third of its fit time), above it is,
+    once per product. (In float32, between 131,072 and 524,288 a helper that
+    is awake takes part: test_big_gemm_w3_products_use_an_awake_helper.)"""
     from nncore import blas
     monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
     A = randn(rng, (k, m) if trans_a else (m, k), dtype)
     B, C = randn(rng, (k, n), dtype), np.empty((m, n), dtype)
     with blas.threads(2) as used:
         assert used == 2
+        time.sleep(0.1)  # the helper has stopped spinning and sleeps
         before = helper_jobs()[0]
         K.gemm(trans_a, False, 1.0, A, B, 0.0, C)
         woken = helper_jobs()[0] - before
     assert woken == parts[dtype == np.float64] - 1
     opA = f64(A.T) if trans_a else f64(A)
     assert_close(C, opA @ f64(B), dtype, np.abs(opA) @ np.abs(f64(B)))
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("m,n,k,trans_a,trans_b,split", [
+    (128, 128, 256, False, False, (True, False)),  # W3's 256→128 X·W (4.2M)
+    (256, 128, 128, True, False, (True, False)),   # its Xᵀ·dZ
+    (128, 256, 128, False, True, (True, False)),   # its dZ·Wᵀ
+    (200, 400, 64, False, False, (True, False)),   # 64-400-10 at batch 200 (5.1M)
+    (200, 100, 64, False, False, (False, False)),  # the digits face's (1.28M): alone
+])
+def test_big_gemm_w3_products_use_an_awake_helper(rng, dtype, monkeypatch,
+                                                  m, n, k, trans_a, trans_b, split):
+    """On 2 threads, float32 products of 131,072 to 524,288 vector
+    multiply-adds (NNCORE_MIN_FMAS_AWAKE_F: W3's 4.2M ones) are shared with the
+    helper when it is awake — spinning right after a product that used it — and
+    done by the caller alone when it sleeps (no helper is woken for them);
+    float64 ones below 524,288 are never shared. Whoever computes C's units,
+    the bits are those of one thread."""
+    from nncore import blas
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    A = randn(rng, (k, m) if trans_a else (m, k), dtype)
+    B = randn(rng, (n, k) if trans_b else (k, n), dtype)
+    C, expected = np.empty((m, n), dtype), np.empty((m, n), dtype)
+    big_A, big_B = randn(rng, (256, 512), dtype), randn(rng, (512, 512), dtype)
+    big_C = np.empty((256, 512), dtype)  # 67M multiply-adds: wakes the helper
+    with blas.threads(1):
+        K.gemm(trans_a, trans_b, 1.0, A, B, 0.0, expected)
+    with blas.threads(2) as used:
+        assert used == 2
+        shared = 0
+        for _ in range(1000):  # on a busy machine the helper may not have run yet
+            K.gemm(False, False, 1.0, big_A, big_B, 0.0, big_C)
+            before = helper_jobs()[0]
+            K.gemm(trans_a, trans_b, 1.0, A, B, 0.0, C)
+            shared += helper_jobs()[0] - before
+            np.testing.assert_array_equal(C, expected)
+            if shared >= 3:
+                break
+        time.sleep(0.1)  # the helper has stopped spinning and sleeps
+        before = helper_jobs()[0]
+        K.gemm(trans_a, trans_b, 1.0, A, B, 0.0, C)
+        assert helper_jobs()[0] == before
+        np.testing.assert_array_equal(C, expected)
+    if split[dtype == np.float64]:
+        assert shared >= 1
+    else:
+        assert shared == 0
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+def test_big_gemm_awake_only_product_starts_no_helper():
+    """In a fresh process on 2 threads, a W3-sized float32 product (shared only
+    with awake helpers) starts no helper thread; a 16.8M one then does."""
+    import subprocess
+    import sys
+    code = """
+import numpy as np
+from nncore import _kernels as K, blas
+blas._smallest = lambda limits, n_threads: n_threads
+rng = np.random.default_rng(0)
+with blas.threads(2):
+    for m, n, k in ((128, 128, 256), (256, 512, 128)):
+        A, B = rng.random((m, k), np.float32), rng.random((k, n), np.float32)
+        K.gemm(False, False, 1.0, A, B, 0.0, np.empty((m, n), np.float32))
+        print(K.pool_state()["helpers"])
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["0", "1"]
 
 
 # ------------------------------------------------------------------ exp

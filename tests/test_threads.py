@@ -213,6 +213,60 @@ def test_own_threaded_products_bit_identical_across_n_threads(dtype, monkeypatch
             np.testing.assert_array_equal(a, b)
 
 
+#: products of every kind interleaved on 2 and 3 threads with pauses between
+#: them, so that helpers are awake, asleep, woken late or descheduled (3
+#: threads on 2 cores) when jobs arrive: src/_pool.h's units jobs (the large
+#: kernel; W3-sized ones only onto awake helpers) and parts jobs (the bf16
+#: kernel) on the same helper threads.
+POOL_STRESS = r"""
+import random, time
+import numpy as np
+from nncore import _kernels as K, blas
+blas._smallest = lambda limits, n_threads: n_threads  # 3 threads on any machine
+rng, pick = np.random.default_rng(0), random.Random(0)
+shapes = [(128, 128, 256, False, False), (256, 128, 128, True, False),
+          (128, 256, 128, False, True), (256, 512, 128, True, False),
+          (300, 600, 300, False, True), (700, 20, 3200, True, True), (5, 70, 120000, False, False)]
+cases = []
+for dtype in (np.float32, np.float64):
+    for m, n, k, ta, tb in shapes:
+        A = rng.standard_normal((k, m) if ta else (m, k)).astype(dtype)
+        B = rng.standard_normal((n, k) if tb else (k, n)).astype(dtype)
+        expected = np.empty((m, n), dtype)
+        with blas.threads(1):
+            K.gemm(ta, tb, 1.0, A, B, 0.0, expected)
+        cases.append((K.gemm, ta, tb, A, B, expected))
+        if K.bf16_available() and dtype == np.float32 and m * n * k > 10 ** 7:
+            expected = np.empty((m, n), dtype)
+            with blas.threads(1):
+                K.bf16_gemm(ta, tb, 1.0, A, B, 0.0, expected)
+            cases.append((K.bf16_gemm, ta, tb, A, B, expected))
+for i in range(800):
+    gemm, ta, tb, A, B, expected = pick.choice(cases)
+    C = np.full_like(expected, np.nan)
+    with blas.threads(pick.choice((2, 3))):
+        time.sleep(pick.choice((0, 0, 0, 1e-5, 1e-4, 1e-3)))
+        gemm(ta, tb, 1.0, A, B, 0.0, C)
+    assert np.array_equal(C, expected), (i, A.shape, B.shape, ta, tb)
+print("ok")
+"""
+
+
+@pytest.mark.skipif(nncore._kernels.simd() != "avx512",
+                    reason="nncore's own threaded products run on AVX-512 CPUs only")
+def test_pool_jobs_of_every_kind_interleaved():
+    """800 products drawn at random (the large kernel's units jobs, W3-sized
+    ones shared only with awake helpers, the bf16 kernel's parts jobs where
+    the CPU has it) on 2 and 3 threads with random pauses between them: each
+    gives the bits of one thread, and none hangs (a subprocess with a
+    timeout)."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", POOL_STRESS], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
 def test_threaded_products_work_in_a_forked_child():
     """nncore's helper threads do not survive fork(): a child of a process that
     used them makes its own and finishes (no hang), with the parent's result."""
