@@ -180,6 +180,8 @@ def tables(data):
         info = bench["extra_info"]
         if info.get("suite") == "sklearn":   # bench_sklearn.py: its own table
             continue
+        if "implementation" not in info:   # e.g. bench_threads.py: pytest-benchmark's table only
+            continue
         key = (info.get("workload", "predict"), info["implementation"])
         medians[key] = bench["stats"]["median"]
     lines = []
