@@ -182,7 +182,7 @@ static int nncore_big_ready(void) {
          * slice j of step s is packed, row_done[i] = s + 1 once row unit i of step s    \
          * has been multiplied (steps s = jc block · ksteps + pc block, in order). */     \
         int shared;                                                                        \
-        long ksteps, steps, slices, rows;                                                  \
+        long ksteps, slices, rows;                                                         \
         atomic_long slice_done[NNCORE_SHARE_SLICES], row_done[NNCORE_SHARE_ROWS];          \
     } NAME##_job;                                                                          \
                                                                                            \
@@ -251,17 +251,15 @@ static int nncore_big_ready(void) {
     NNCORE_BIG_KERNEL(T, NAME, narrow_cols, NNCORE_MR1, 1, 1, aps)                         \
                                                                                            \
     /* Packs op(B)[p0:+kc, j0:+nc] into row-major panels nr columns wide (zeros past     \
-     * nc), each panel ld rows of k apart (ld = kc, or the whole block's kc when this    \
-     * packs some of its rows): B a row of k at a time, Bᵀ (B stored n×k) W×W blocks    \
-     * transposed in registers. */                                                       \
+     * nc): B a row of k at a time, Bᵀ (B stored n×k) W×W blocks transposed in registers. */ \
     static __attribute__((target("avx512f"))) void NAME##_pack_b(                          \
         const NAME##_job* g, ptrdiff_t p0, ptrdiff_t kc, ptrdiff_t j0, ptrdiff_t nc,      \
-        ptrdiff_t nr, T* dst, ptrdiff_t ld) {                                              \
+        ptrdiff_t nr, T* dst) {                                                            \
         ptrdiff_t wide = (nc + nr - 1) / nr * nr; /* nc rounded up to whole panels */      \
         for (ptrdiff_t p = 0; p < (g->trans_b ? 1 : kc); p++) /* B: along its rows */      \
             for (ptrdiff_t j = 0; j < wide; j += W) {                                      \
                 ptrdiff_t w = nc - j < W ? nc - j : W;                                     \
-                T* out = dst + j / nr * nr * ld + j % nr + p * nr;                         \
+                T* out = dst + j / nr * nr * kc + j % nr + p * nr;                         \
                 __mmask16 keep = w <= 0 ? 0 : (__mmask16) ((1u << w) - 1);                 \
                 if (g->trans_b) { /* Bᵀ: W rows of B (zeros past nc) × W of k at a time */  \
                     const T* src = g->B + (j0 + j) * g->ldb + p0;                          \
@@ -377,7 +375,7 @@ static int nncore_big_ready(void) {
             ptrdiff_t nc = jc + NC < j_hi ? NC : j_hi - jc;                                \
             for (ptrdiff_t pc = 0; pc < g->k; pc += KC) {                                  \
                 ptrdiff_t kc = pc + KC < g->k ? KC : g->k - pc;                            \
-                NAME##_pack_b(g, pc, kc, jc, nc, nr, pb, kc);                              \
+                NAME##_pack_b(g, pc, kc, jc, nc, nr, pb);                                  \
                 for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_MC) {                    \
                     ptrdiff_t mc = ic + NNCORE_MC < i_hi ? NNCORE_MC : i_hi - ic;          \
                     if (!direct)                                                           \
@@ -389,42 +387,30 @@ static int nncore_big_ready(void) {
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* One unit of a shared-B product: of step s (block jc of NC columns, block pc of      \
-     * KC of k), a B slice j (packed into the shared buffer s % 2) or a row unit i (its    \
-     * rows of C against the whole packed block, A packed in the slot's buffer). In        \
-     * order: step 0's slices, then for each step half its row units, the next step's      \
-     * slices (packed while the step's last rows are multiplied, so that no thread         \
-     * waits for them at the next step), the step's other row units. Each waits only       \
-     * for units before it, which other threads have taken: a row unit for the step's      \
-     * slices and for its own rows' last step (C's runs of k stay in order); a slice       \
-     * for its own last step and for every row unit of step s − 2 (the last reader of      \
-     * its buffer). */                                                                     \
+    /* One unit of a shared-B product: unit u is step s = u / (slices + rows) (block jc  \
+     * of NC columns, block pc of KC of k), and within it B slice j (packed into the     \
+     * shared buffer s % 2) or row unit i (its rows of C against the whole packed block, \
+     * A packed in the slot's buffer). Each waits only for units before it, which other \
+     * threads have taken: a row unit for the step's slices and for its own rows' last  \
+     * step (C's runs of k stay in order); a slice for its own last step and for every  \
+     * row unit of step s − 2 (the last reader of its buffer). */                         \
     static void NAME##_shared_unit(void* arg, long unit, int slot) {                      \
         NAME##_job* g = (NAME##_job*) arg;                                                 \
         const ptrdiff_t nr = g->nv * W, mr = g->mr, NC = NNCORE_NC_VECTORS * W;            \
-        const long per = g->slices + g->rows, v = unit - g->slices, half = g->rows / 2;    \
-        long s = v < 0 ? 0 : v / per, u = v < 0 ? unit : g->slices + v % per;             \
-        if (v >= 0 && s < g->steps - 1 && u >= g->slices + half) { /* past half the rows */ \
-            if (u < 2 * g->slices + half) /* the next step's slices */                     \
-                s++, u -= g->slices + half;                                                \
-            else                                                                           \
-                u -= g->slices;                                                            \
-        }                                                                                  \
+        const long s = unit / (g->slices + g->rows), u = unit % (g->slices + g->rows);    \
         const ptrdiff_t jc = s / g->ksteps * NC, pc = s % g->ksteps * KC;                  \
         const ptrdiff_t nc = jc + NC < g->n ? NC : g->n - jc;                              \
         const ptrdiff_t kc = pc + KC < g->k ? KC : g->k - pc;                              \
         T* pb = (T*) nncore_pack_shared[s % 2];                                            \
-        if (u < g->slices) { /* B: some of the block's rows of k; Bᵀ: some panels */     \
-            const ptrdiff_t along = g->trans_b ? (nc + nr - 1) / nr : kc;                  \
-            const ptrdiff_t lo = u * along / g->slices, hi = (u + 1) * along / g->slices;  \
+        if (u < g->slices) {                                                               \
+            const ptrdiff_t panels = (nc + nr - 1) / nr;                                   \
+            const ptrdiff_t lo = u * panels / g->slices, hi = (u + 1) * panels / g->slices; \
             nncore_pool_await(&g->slice_done[u], s);                                       \
             for (long i = 0; i < g->rows; i++)                                             \
                 nncore_pool_await(&g->row_done[i], s - 1);                                 \
-            if (hi > lo && g->trans_b)                                                     \
-                NAME##_pack_b(g, pc, kc, jc + lo * nr, (hi * nr < nc ? hi * nr : nc) - lo * nr, \
-                              nr, pb + lo * nr * kc, kc);                                  \
-            else if (hi > lo)                                                              \
-                NAME##_pack_b(g, pc + lo, hi - lo, jc, nc, nr, pb + lo * nr, kc);          \
+            if (hi > lo)                                                                   \
+                NAME##_pack_b(g, pc, kc, jc + lo * nr,                                     \
+                              (hi * nr < nc ? hi * nr : nc) - lo * nr, nr, pb + lo * nr * kc); \
             atomic_store_explicit(&g->slice_done[u], s + 1, memory_order_release);         \
         } else {                                                                           \
             const long i = u - g->slices, panels = (g->m + mr - 1) / mr;                   \
@@ -471,8 +457,7 @@ static int nncore_big_ready(void) {
             job.slices = 4 * parts < NNCORE_SHARE_SLICES ? 4 * parts : NNCORE_SHARE_SLICES; \
             job.rows = (panels + per - 1) / per < parts ? parts : (panels + per - 1) / per; \
             job.rows = job.rows < NNCORE_SHARE_ROWS ? job.rows : NNCORE_SHARE_ROWS;        \
-            job.steps = (n + NC - 1) / NC * job.ksteps;                                    \
-            job.units = job.steps * (job.slices + job.rows);                               \
+            job.units = (n + NC - 1) / NC * job.ksteps * (job.slices + job.rows);          \
         } else if (parts > 1) {                                                            \
             job.by_cols = n >= parts * nr;                                                 \
             job.panels = job.by_cols ? (n + nr - 1) / nr : (m + mr - 1) / mr;              \
