@@ -117,14 +117,6 @@
 /* Per-part packing buffers, made on first use; a job owns them while it holds
  * nncore_pool.run. */
 static void* nncore_pack[NNCORE_MAX_THREADS];
-/* The B blocks a product on several threads packs together (see "Shared B"):
- * two, so that the next block is packed while the last is still read. */
-static void* nncore_pack_shared[2];
-/* Shared B: most slices of a B block and row units of C a step is cut into,
- * and C's rows per row unit (in panels of MR rows: 96 rows for MR = 12). */
-#define NNCORE_SHARE_SLICES 64
-#define NNCORE_SHARE_ROWS 256
-#define NNCORE_SHARE_ROW_PANELS 8
 
 #define NNCORE_AROW(g, r) ((g)->arows != NULL ? (g)->arows[r] : (r))
 /* Rows of A by index ahead of the one packed whose [from, from + count) are
@@ -145,16 +137,14 @@ static int nncore_big_ready(void) {
     int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
     if (nncore_simd_isa() != NNCORE_AVX512)
         return 0;
-    for (int part = 0; part < parts + (parts > 1 ? 2 : 0); part++) {
-        void** buffer = part < parts ? &nncore_pack[part] : &nncore_pack_shared[part - parts];
-        size_t bytes = part < parts ? NNCORE_PACK_BYTES : NNCORE_PACK_B_BYTES;
-        if (*buffer == NULL) {
+    for (int part = 0; part < parts; part++) {
+        if (nncore_pack[part] == NULL) {
             pthread_mutex_lock(&nncore_pool.run);
-            if (*buffer == NULL)
-                *buffer = aligned_alloc(64, bytes);
+            if (nncore_pack[part] == NULL)
+                nncore_pack[part] = aligned_alloc(64, NNCORE_PACK_BYTES);
             pthread_mutex_unlock(&nncore_pool.run);
         }
-        if (*buffer == NULL)
+        if (nncore_pack[part] == NULL)
             return 0;
     }
     return 1;
@@ -177,13 +167,6 @@ static int nncore_big_ready(void) {
         int by_cols;            /* units: C's columns (1) or rows (0), in whole panels */  \
         ptrdiff_t panels;       /* panels along that side */                               \
         long units;                                                                        \
-        /* shared B (0: units of C as above): steps of k per block of NC columns, B     \
-         * slices and row units per step, and what is done: slice_done[j] = s + 1 once  \
-         * slice j of step s is packed, row_done[i] = s + 1 once row unit i of step s    \
-         * has been multiplied (steps s = jc block · ksteps + pc block, in order). */     \
-        int shared;                                                                        \
-        long ksteps, slices, rows;                                                         \
-        atomic_long slice_done[NNCORE_SHARE_SLICES], row_done[NNCORE_SHARE_ROWS];          \
     } NAME##_job;                                                                          \
                                                                                            \
     /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
@@ -387,49 +370,6 @@ static int nncore_big_ready(void) {
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* One unit of a shared-B product: unit u is step s = u / (slices + rows) (block jc  \
-     * of NC columns, block pc of KC of k), and within it B slice j (packed into the     \
-     * shared buffer s % 2) or row unit i (its rows of C against the whole packed block, \
-     * A packed in the slot's buffer). Each waits only for units before it, which other \
-     * threads have taken: a row unit for the step's slices and for its own rows' last  \
-     * step (C's runs of k stay in order); a slice for its own last step and for every  \
-     * row unit of step s − 2 (the last reader of its buffer). */                         \
-    static void NAME##_shared_unit(void* arg, long unit, int slot) {                      \
-        NAME##_job* g = (NAME##_job*) arg;                                                 \
-        const ptrdiff_t nr = g->nv * W, mr = g->mr, NC = NNCORE_NC_VECTORS * W;            \
-        const long s = unit / (g->slices + g->rows), u = unit % (g->slices + g->rows);    \
-        const ptrdiff_t jc = s / g->ksteps * NC, pc = s % g->ksteps * KC;                  \
-        const ptrdiff_t nc = jc + NC < g->n ? NC : g->n - jc;                              \
-        const ptrdiff_t kc = pc + KC < g->k ? KC : g->k - pc;                              \
-        T* pb = (T*) nncore_pack_shared[s % 2];                                            \
-        if (u < g->slices) {                                                               \
-            const ptrdiff_t panels = (nc + nr - 1) / nr;                                   \
-            const ptrdiff_t lo = u * panels / g->slices, hi = (u + 1) * panels / g->slices; \
-            nncore_pool_await(&g->slice_done[u], s);                                       \
-            for (long i = 0; i < g->rows; i++)                                             \
-                nncore_pool_await(&g->row_done[i], s - 1);                                 \
-            if (hi > lo)                                                                   \
-                NAME##_pack_b(g, pc, kc, jc + lo * nr,                                     \
-                              (hi * nr < nc ? hi * nr : nc) - lo * nr, nr, pb + lo * nr * kc); \
-            atomic_store_explicit(&g->slice_done[u], s + 1, memory_order_release);         \
-        } else {                                                                           \
-            const long i = u - g->slices, panels = (g->m + mr - 1) / mr;                   \
-            const ptrdiff_t i_lo = i * panels / g->rows * mr;                              \
-            const ptrdiff_t i_hi = (i + 1) * panels / g->rows * mr < g->m                  \
-                                   ? (i + 1) * panels / g->rows * mr : g->m;               \
-            T* pa = (T*) ((char*) nncore_pack[slot] + NNCORE_PACK_B_BYTES);                \
-            for (long j = 0; j < g->slices; j++)                                           \
-                nncore_pool_await(&g->slice_done[j], s + 1);                               \
-            nncore_pool_await(&g->row_done[i], s);                                         \
-            for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_MC) {                        \
-                ptrdiff_t mc = ic + NNCORE_MC < i_hi ? NNCORE_MC : i_hi - ic;              \
-                NAME##_pack_a(g, ic, mc, pc, kc, mr, pa);                                  \
-                NAME##_blocks(g, 0, ic, pc, pa, pb, mc, nc, kc, g->C + ic * g->ldc + jc);  \
-            }                                                                              \
-            atomic_store_explicit(&g->row_done[i], s + 1, memory_order_release);           \
-        }                                                                                  \
-    }                                                                                      \
-                                                                                           \
     /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1, A's rows taken as rows arows[0],       \
      * arows[1], … of A (op(A)'s rows, or its k index for Aᵀ: a shuffled batch read where \
      * it is) or in order when arows is NULL; 0 (C untouched) when not handled here: no   \
@@ -449,16 +389,7 @@ static int nncore_big_ready(void) {
         }                                                                                  \
         if (!nncore_big_ready())                                                           \
             return 0;                                                                      \
-        if (parts > 1 && m >= parts * NNCORE_MC && n >= NC / 2) {                        \
-            /* shared B: every step's block packed once, by all, into one buffer */      \
-            long panels = (m + mr - 1) / mr, per = NNCORE_SHARE_ROW_PANELS;                \
-            job.shared = 1;                                                                \
-            job.ksteps = (k + KC - 1) / KC;                                                \
-            job.slices = 4 * parts < NNCORE_SHARE_SLICES ? 4 * parts : NNCORE_SHARE_SLICES; \
-            job.rows = (panels + per - 1) / per < parts ? parts : (panels + per - 1) / per; \
-            job.rows = job.rows < NNCORE_SHARE_ROWS ? job.rows : NNCORE_SHARE_ROWS;        \
-            job.units = (n + NC - 1) / NC * job.ksteps * (job.slices + job.rows);          \
-        } else if (parts > 1) {                                                            \
+        if (parts > 1) {                                                                   \
             job.by_cols = n >= parts * nr;                                                 \
             job.panels = job.by_cols ? (n + nr - 1) / nr : (m + mr - 1) / mr;              \
             /* whole blocks of NC columns where there are enough (A is packed once per  \
@@ -471,8 +402,7 @@ static int nncore_big_ready(void) {
             job.by_cols = 1;                                                               \
             job.panels = (n + nr - 1) / nr;                                                \
         }                                                                                  \
-        nncore_parallel_units(job.shared ? NAME##_shared_unit : NAME##_unit, &job, job.units, \
-                              parts, wake);                                                \
+        nncore_parallel_units(NAME##_unit, &job, job.units, parts, wake);                 \
         return 1;                                                                          \
     }                                                                                      \
                                                                                            \

@@ -21,9 +21,6 @@
  * to sleeping ones: for products only worth splitting when no helper has to
  * be woken (~50 µs here). Which thread computes a unit is left to timing, so
  * a kernel using this must compute each unit the same way whoever runs it.
- * A unit may wait for units numbered before it (nncore_pool_await): they are
- * taken, and each thread finishes its unit before it takes the next, so the
- * lowest unit not done waits for nothing and no job can deadlock.
  *
  * Helpers are started on first use and never stopped. After a job they spin
  * for a short while (the next product of a training step comes within
@@ -301,19 +298,6 @@ static void nncore_pool_post(int parts, int wake) {
 static void nncore_pool_wait(int helpers) {
     int spins = 0;
     while (atomic_load(&nncore_pool.left) < helpers) {
-        if (spins++ < NNCORE_SPINS)
-            NNCORE_PAUSE();
-        else
-            sched_yield();
-    }
-}
-
-/* Waits until *word ≥ at_least (set by another thread of the same job with a
- * release store or fetch-add; acquire here): for units that depend on units
- * taken earlier from the counter, which their threads are already doing. */
-static void nncore_pool_await(atomic_long* word, long at_least) {
-    int spins = 0;
-    while (atomic_load_explicit(word, memory_order_acquire) < at_least) {
         if (spins++ < NNCORE_SPINS)
             NNCORE_PAUSE();
         else
