@@ -430,6 +430,29 @@ def test_big_gemm_split_packs_least(m, n, parts, split):
     assert K.large_gemm_split(m, n, np.float32, parts) == split
 
 
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("m,n,k", [(784, 256, 128), (1568, 256, 128), (128, 256, 784)])
+def test_gemm_rows_bit_identical_across_threads(rng, dtype, m, n, k, monkeypatch):
+    """W3's first-layer weight gradient as the engine computes it (Xᵀ·dZ with
+    the shuffled batch read in place, rows as Aᵀ's k index; cut by rows on
+    several threads, K.large_gemm_split) and its forward X·W (by columns): on
+    1, 2, 3 and 5 threads, the bits of gemm on the gathered rows on one."""
+    from nncore import blas
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    for trans_a in (True, False):
+        A = randn(rng, (3 * k, m) if trans_a else (3 * m, k), dtype)
+        rows = rng.permutation(A.shape[0])[:k if trans_a else m].astype(np.intp)
+        B, C0 = randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
+        expected = C0.copy()
+        with blas.threads(1):
+            K.gemm(trans_a, False, -0.5, np.ascontiguousarray(A[rows]), B, 0.75, expected)
+        for n_threads in (1, 2, 3, 5):
+            C = C0.copy()
+            with blas.threads(n_threads):
+                assert K.gemm_rows(rows, trans_a, -0.5, A, B, 0.75, C) is True
+            np.testing.assert_array_equal(C, expected)
+
+
 def test_big_gemm_split_bad_input():
     with pytest.raises(TypeError, match="float32 or float64"):
         K.large_gemm_split(10, 10, np.int32, 2)
