@@ -108,10 +108,11 @@ def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter, bf16=False):
     pause; "cores" is the process's CPU time over the wall time of that
     block's rounds (time.process_time: every thread of the process, spinning
     included), so that a 2-thread row run while the other core was busy
-    (cores well under 2) can be told from one that had both. Alternating single rounds would time each library against the
-    other's spinning threads (OpenBLAS's keep polling for a while after a call,
-    nncore's helpers ~0.1 ms): on 2 threads, whichever ran second lost half
-    its speed. A training run uses one pool at a time, like these blocks."""
+    (cores well under 2) can be told from one that had both. Alternating
+    single rounds would time each library against the other's spinning
+    threads (OpenBLAS's keep polling for a while after a call, nncore's
+    helpers ~0.1 ms): on 2 threads, whichever ran second lost half its speed.
+    A training run uses one pool at a time, like these blocks."""
     m, n = C.shape
     k = A.shape[0] if ta else A.shape[1]
     speed = 500e9 if bf16 else 50e9

@@ -162,12 +162,11 @@ def large_gemm_split(Py_ssize_t m, Py_ssize_t n, dtype, int parts):
     nncore_big_units. A function of the shape alone; for tests."""
     cdef int by_cols = 0
     cdef long units
-    itemsize = np.dtype(dtype).itemsize
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
     if m < 1 or n < 1 or parts < 2:
         raise ValueError(f"need m, n ≥ 1 and parts ≥ 2, got m={m}, n={n}, parts={parts}")
-    units = big_gemm_units(m, n, 64 // itemsize, parts, 1, &by_cols)
+    units = big_gemm_units(m, n, 64 // np.dtype(dtype).itemsize, parts, 1, &by_cols)
     return ("columns" if by_cols else "rows", units)
 
 
