@@ -15,7 +15,11 @@ ratio of the medians. --clock thread --threads 1 times CPU time of the
 calling thread instead of wall time (time.thread_time): on a machine shared
 with other work, time spent descheduled is then not counted. --quick runs a
 few rounds on smaller batches (W4 at batch 64, no 2048³) to check that everything runs in well under a minute;
-its figures are rough.
+its figures are rough. The last column, the cores each library's block of
+rounds used (process CPU time / wall time), tells a 2-thread row measured
+with the second core busy (well under 2: the wall-clock figure is then
+contention, not speed; both libraries' own threads spin while they wait, so
+a figure near 2 does not prove the other core was free).
 
 --bf16 times the products of the mixed_bfloat16 policy instead: nncore's
 _kernels.bf16_gemm (src/_bf16_gemm.h: float32 operands rounded to bf16 as
@@ -98,13 +102,17 @@ def peers(ta, tb, A, B, C, bf16):
 
 
 def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter, bf16=False):
-    """(nncore seconds, peer seconds) per call (peer: numpy.dot, or torch's
-    bf16 matmul with bf16): the median of `rounds`
+    """((nncore seconds, peer seconds) per call, (nncore cores, peer cores))
+    (peer: numpy.dot, or torch's bf16 matmul with bf16): the median of `rounds`
     rounds each, nncore's rounds as one block and NumPy's as another after a
-    pause. Alternating single rounds would time each library against the
-    other's spinning threads (OpenBLAS's keep polling for a while after a call,
-    nncore's helpers ~0.1 ms): on 2 threads, whichever ran second lost half
-    its speed. A training run uses one pool at a time, like these blocks."""
+    pause; "cores" is the process's CPU time over the wall time of that
+    block's rounds (time.process_time: every thread of the process, spinning
+    included), so that a 2-thread row run while the other core was busy
+    (cores well under 2) can be told from one that had both. Alternating
+    single rounds would time each library against the other's spinning
+    threads (OpenBLAS's keep polling for a while after a call, nncore's
+    helpers ~0.1 ms): on 2 threads, whichever ran second lost half its speed.
+    A training run uses one pool at a time, like these blocks."""
     m, n = C.shape
     k = A.shape[0] if ta else A.shape[1]
     speed = 500e9 if bf16 else 50e9
@@ -119,17 +127,19 @@ def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter, bf16=False):
         for _ in range(reps):
             their_call()
 
-    medians = []
+    medians, cores = [], []
     for run in (ours, theirs):
         time.sleep(PAUSE)   # the other pool's threads go back to sleep
         warm_up(run, 0.1)
         times = []
+        wall, cpu = time.perf_counter(), time.process_time()
         for _ in range(rounds):
             start = clock()
             run()
             times.append((clock() - start) / reps)
+        cores.append((time.process_time() - cpu) / (time.perf_counter() - wall))
         medians.append(statistics.median(times))
-    return tuple(medians)
+    return tuple(medians), tuple(cores)
 
 
 def main():
@@ -159,8 +169,9 @@ def main():
         peer = "numpy.dot"
         print(f"nncore SIMD {info['simd']}, BLAS: {info['blas']}'s OpenBLAS {info['version']}; "
               f"GFLOP/s ({args.clock} time), median of {rounds} alternating rounds\n")
-    print(f"| product | dtype | m×n×k | path | threads | nncore | {peer} | nncore/{peer} |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| product | dtype | m×n×k | path | threads | nncore | {peer} | nncore/{peer} "
+          "| cores nncore/peer |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for n_threads in threads:
         with blas.threads(n_threads) as used:
             if args.bf16:
@@ -168,11 +179,11 @@ def main():
             for label, ta, tb, A, B, C in shapes(args.quick, args.bf16):
                 m, n = C.shape
                 k = A.shape[0] if ta else A.shape[1]
-                ours, theirs = measure(ta, tb, A, B, C, rounds, clock, args.bf16)
+                (ours, theirs), cores = measure(ta, tb, A, B, C, rounds, clock, args.bf16)
                 path = "bf16" if args.bf16 else gemm_path(ta, tb, m, n, k, C.dtype)
                 print(f"| {label} | {'bfloat16' if args.bf16 else C.dtype} | {m}×{n}×{k} | {path} "
                       f"| {used} | {gflops(ours, m, n, k):.1f} | {gflops(theirs, m, n, k):.1f} "
-                      f"| {theirs / ours:.2f} |", flush=True)
+                      f"| {theirs / ours:.2f} | {cores[0]:.2f}/{cores[1]:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

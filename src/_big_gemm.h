@@ -38,7 +38,8 @@
  * not tied to threads); run 0 gives alpha·sum + beta·C (C not read when
  * beta = 0), run r > 0 gives C + alpha·sum. A product on several threads is
  * cut into units of C (columns in whole panels, or rows in whole panels when
- * C is too narrow), never of k, which the threads take from a shared counter
+ * C is too narrow or rows pack less: nncore_big_units), never of k, which the
+ * threads take from a shared counter
  * (_pool.h nncore_parallel_units); tile shape and position do not change the
  * order of a lane's operations, so results are bit-identical across thread
  * counts and whichever thread computes a unit.
@@ -148,6 +149,37 @@ static int nncore_big_ready(void) {
             return 0;
     }
     return 1;
+}
+
+/* How a product with C m×n is cut for `parts` ≥ 2 threads (vectors of `lanes`
+ * elements; in_place_a: A's rows in order, not through a row index): returns
+ * the units and sets *by_cols, 1 when they are columns of C, 0 rows (both in
+ * whole panels: NR = 1 or 2 vectors, MR = 24 or 12 rows; at most one unit a
+ * panel). By columns: whole blocks of NC columns where there are enough (A is
+ * then packed once per block of C's columns, as on one thread), at least one
+ * unit a part; each unit past the blocks packs A once more (m·k elements),
+ * unless every unit is a single panel (those read A in place). By rows: one
+ * unit a part, each packing all of B (k·n: parts − 1 more copies). Columns if
+ * there are a part's panels of them and they pack no more than rows would.
+ * W4's products (n = 2048 = 2·NC) and 2048³ on 2 threads: by columns, one
+ * block each, nothing packed twice. W3's 784×256×128 Aᵀ·dZ on 2 threads: by
+ * rows (25k elements of B packed again instead of 100k of A); measured on the
+ * shared 2-vCPU VM (load 2.5-3.8, process CPU/wall 0.5-1.2, best of 7 rounds
+ * in 6 alternating runs): best 164-223 GFLOP/s against 95-173 by columns,
+ * median GFLOP per CPU-second ~157 against ~150. A function of the shape and
+ * the thread count alone; the cut never changes an element's sums. */
+static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int in_place_a,
+                             int* by_cols) {
+    ptrdiff_t nr = (n <= lanes ? 1 : 2) * lanes, mr = n <= lanes ? NNCORE_MR1 : NNCORE_MR2;
+    ptrdiff_t blocks = (n + NNCORE_NC_VECTORS * lanes - 1) / (NNCORE_NC_VECTORS * lanes);
+    ptrdiff_t col_panels = (n + nr - 1) / nr, row_panels = (m + mr - 1) / mr;
+    ptrdiff_t cols = (blocks + parts - 1) / parts * parts;
+    cols = cols < col_panels ? cols : col_panels;
+    double more_a = cols == col_panels && in_place_a ? 0 : (double) (cols - blocks) * m;
+    *by_cols = n >= parts * nr && more_a <= (double) (parts - 1) * n;
+    if (*by_cols)
+        return cols;
+    return parts < row_panels ? parts : row_panels;
 }
 
 #if NNCORE_X86_SIMD
@@ -378,7 +410,7 @@ static int nncore_big_ready(void) {
                            ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,   \
                            const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {       \
         int nv = n <= W ? 1 : 2, mr = nv == 1 ? NNCORE_MR1 : NNCORE_MR2, wake = 1;        \
-        ptrdiff_t nr = nv * W, NC = NNCORE_NC_VECTORS * W;                                 \
+        ptrdiff_t nr = nv * W;                                                             \
         NAME##_job job = {trans_a, trans_b, nv, mr, m, n, k, lda, ldb, ldc, alpha, beta,   \
                           A, B, C, arows, 0, 0, 1};                                        \
         double work = (double) m * n * k / W;                                              \
@@ -390,14 +422,8 @@ static int nncore_big_ready(void) {
         if (!nncore_big_ready())                                                           \
             return 0;                                                                      \
         if (parts > 1) {                                                                   \
-            job.by_cols = n >= parts * nr;                                                 \
+            job.units = nncore_big_units(m, n, W, parts, arows == NULL, &job.by_cols);     \
             job.panels = job.by_cols ? (n + nr - 1) / nr : (m + mr - 1) / mr;              \
-            /* whole blocks of NC columns where there are enough (A is packed once per  \
-             * block of C's columns, as on one thread), at least one unit a part */       \
-            job.units = job.by_cols ? ((n + NC - 1) / NC + parts - 1) / parts * parts     \
-                                    : parts;                                               \
-            if (job.units > job.panels)                                                    \
-                job.units = job.panels;                                                    \
         } else {                                                                           \
             job.by_cols = 1;                                                               \
             job.panels = (n + nr - 1) / nr;                                                \

@@ -150,6 +150,26 @@ def large_gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] 
     return done != 0
 
 
+cdef extern from "_big_gemm.h" nogil:
+    long big_gemm_units "nncore_big_units" (Py_ssize_t m, Py_ssize_t n, int lanes, int parts,
+                                            int in_place_a, int* by_cols)
+
+
+def large_gemm_split(Py_ssize_t m, Py_ssize_t n, dtype, int parts):
+    """How the large-product kernel cuts a product with C m×n of `dtype`
+    (float32 or float64) among `parts` ≥ 2 threads, A's rows in order:
+    ("columns" or "rows", units of C it is cut into), src/_big_gemm.h
+    nncore_big_units. A function of the shape alone; for tests."""
+    cdef int by_cols = 0
+    cdef long units
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    if m < 1 or n < 1 or parts < 2:
+        raise ValueError(f"need m, n ≥ 1 and parts ≥ 2, got m={m}, n={n}, parts={parts}")
+    units = big_gemm_units(m, n, 64 // np.dtype(dtype).itemsize, parts, 1, &by_cols)
+    return ("columns" if by_cols else "rows", units)
+
+
 def gemm_rows(const Py_ssize_t[::1] rows not None, bint trans_a, double alpha,
               const floating[:, ::1] A not None, const floating[:, ::1] B not None,
               double beta, floating[:, ::1] C not None):

@@ -363,7 +363,7 @@ def test_big_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, be
 #: enough (≥ 42M multiply-adds) for 5 threads to be used (src/_big_gemm.h,
 #: NNCORE_MIN_FMAS_PER_THREAD).
 SPLIT_SHAPES = [(300, 600, 300), (700, 20, 3200), (1000, 10, 4400), (129, 257, 1400),
-                (5, 70, 120000)]
+                (5, 70, 120000), (1568, 256, 128)]
 
 
 @pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
@@ -398,13 +398,66 @@ def test_big_gemm_bit_identical_across_threads(rng, dtype, m, n, k, trans_a, tra
 def big_gemm_units(m, n, dtype, n_threads):
     """Threads the large-product kernel uses for a product with C m×n on
     n_threads threads when its size allows them all: one a unit of C's panels
-    (src/_big_gemm.h: NR = 1 or 2 vectors, MR = 24 or 12 rows; columns when
-    there are n_threads panels of them, else rows), at most one a panel."""
+    (src/_big_gemm.h: NR = 1 or 2 vectors, MR = 24 or 12 rows; columns or rows
+    as K.large_gemm_split says), at most one a panel."""
     lanes = 16 if np.dtype(dtype) == np.float32 else 8
     nv = 1 if n <= lanes else 2
     nr, mr = nv * lanes, (24 if nv == 1 else 12)
-    panels = -(-n // nr) if n >= n_threads * nr else -(-m // mr)
+    if n_threads == 1:
+        return 1
+    panels = -(-n // nr) if K.large_gemm_split(m, n, dtype, n_threads)[0] == "columns" \
+        else -(-m // mr)
     return min(n_threads, panels)
+
+
+@pytest.mark.parametrize("m,n,parts,split", [
+    # W4's products and 2048³: one block of 1024 columns a thread, nothing packed twice
+    (512, 2048, 2, ("columns", 2)), (2048, 2048, 2, ("columns", 2)),
+    # W3's Aᵀ·dZ products: rows (B, k×256 or k×128, packed again instead of A)
+    (784, 256, 2, ("rows", 2)), (256, 128, 2, ("rows", 2)), (1568, 256, 5, ("rows", 5)),
+    # W3's X·W and dZ·Wᵀ: columns (A packed again, but it is the smaller)
+    (128, 256, 2, ("columns", 2)), (128, 128, 2, ("columns", 2)),
+    # each column unit a single panel reads A in place: columns whatever m
+    (4000, 64, 2, ("columns", 2)),
+    # too few column panels for the parts: rows
+    (700, 20, 2, ("rows", 2)), (128, 128, 5, ("rows", 5)), (5, 70, 3, ("rows", 1)),
+])
+def test_big_gemm_split_packs_least(m, n, parts, split):
+    """How the large-product kernel cuts C among threads (src/_big_gemm.h
+    nncore_big_units, float32): by columns unless rows pack less — each
+    column unit past C's blocks of 1024 columns packs A (m·k) again, each row
+    unit all of B (k·n)."""
+    assert K.large_gemm_split(m, n, np.float32, parts) == split
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("m,n,k", [(784, 256, 128), (1568, 256, 128), (128, 256, 784)])
+def test_gemm_rows_bit_identical_across_threads(rng, dtype, m, n, k, monkeypatch):
+    """W3's first-layer weight gradient as the engine computes it (Xᵀ·dZ with
+    the shuffled batch read in place, rows as Aᵀ's k index; cut by rows on
+    several threads, K.large_gemm_split) and its forward X·W (by columns): on
+    1, 2, 3 and 5 threads, the bits of gemm on the gathered rows on one."""
+    from nncore import blas
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    for trans_a in (True, False):
+        A = randn(rng, (3 * k, m) if trans_a else (3 * m, k), dtype)
+        rows = rng.permutation(A.shape[0])[:k if trans_a else m].astype(np.intp)
+        B, C0 = randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
+        expected = C0.copy()
+        with blas.threads(1):
+            K.gemm(trans_a, False, -0.5, np.ascontiguousarray(A[rows]), B, 0.75, expected)
+        for n_threads in (1, 2, 3, 5):
+            C = C0.copy()
+            with blas.threads(n_threads):
+                assert K.gemm_rows(rows, trans_a, -0.5, A, B, 0.75, C) is True
+            np.testing.assert_array_equal(C, expected)
+
+
+def test_big_gemm_split_bad_input():
+    with pytest.raises(TypeError, match="float32 or float64"):
+        K.large_gemm_split(10, 10, np.int32, 2)
+    with pytest.raises(ValueError, match="parts ≥ 2"):
+        K.large_gemm_split(10, 10, np.float32, 1)
 
 
 def helper_jobs():
