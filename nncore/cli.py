@@ -387,7 +387,10 @@ def refuse_overwriting_model(model, output):
 def cmd_train(args):
     import nncore
     from nncore.callbacks import ProgressBar
-    X, raw_y, features = read_data(args.data, args.target)
+    X, raw_y, features = read_data(args.data, args.target,
+                                   hint=f"; every column but the target (--target "
+                                   f"{args.target!r}) is a feature, and features must be "
+                                   "numbers: encode or drop this column")
     refuse_overwriting(args.data, args.output)
     refuse_overwriting(args.data, sidecar_path(args.output))
     classes = None

@@ -324,7 +324,8 @@ ERRORS = [
     (["train", "{t}/flowers.csv", "--target", "species", "--optimizer", "rmsprop"],
      "argument --optimizer: invalid choice: 'rmsprop'"),
     (["train", "{t}/text.csv", "--target", "species"],
-     "column 'width' of {t}/text.csv is not numeric: data row 1 holds 'abc'"),
+     "column 'width' of {t}/text.csv is not numeric: data row 1 holds 'abc'; every column "
+     "but the target (--target 'species') is a feature, and features must be numbers"),
     (["train", "{t}/flowers.csv", "--target", "species", "--loss", "mse"],
      "--loss mse needs a numeric target"),
     (["train", "{t}/one.csv", "--target", "label"], "holds one class only ('x')"),
