@@ -334,7 +334,9 @@ class Sequential:
         batch_size: None = the whole data set per step (full-batch gradient
         descent), 1 = online, k = mini-batches of k (the last one may be
         smaller). shuffle: draw a new row order every epoch from the model's
-        generator (ignored for full batches, where order cannot matter).
+        generator (ignored for full batches, where order cannot matter; the
+        perceptron rule takes one example at a time whatever batch_size says,
+        so it shuffles whenever shuffle is True).
         validation_data=(Xv, yv), or validation_split=f to hold out the last
         fraction f of the rows (taken before any shuffling): History then has
         val_loss and val_accuracy/val_mean_error per epoch; with a
@@ -395,7 +397,9 @@ class Sequential:
         self._fit_thread = threading.get_ident()
         try:
             with blas_threads(self.n_threads):
-                args = ((X, Y, weights), epochs, batch, shuffle and batch < n, validation,
+                # the perceptron rule goes one example at a time: its order always matters
+                shuffled = shuffle and (batch < n or self._perceptron)
+                args = ((X, Y, weights), epochs, batch, shuffled, validation,
                         callbacks)
                 if n_init == 1:
                     return training.run(self, *args)

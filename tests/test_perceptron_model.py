@@ -53,6 +53,37 @@ def test_backends_agree():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.filterwarnings("ignore:the perceptron rule still misclassified")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shuffle_draws_orders_whatever_the_batch_size(backend):
+    """The rule takes one example at a time, so the order matters even with
+    batch_size=None (the default, "full batch" for gradient descent, where
+    shuffling is skipped as pointless): shuffle=True shuffles, and batch_size,
+    which the rule does not use, changes nothing (it used to: None meant no
+    shuffling, any batch_size < n shuffled)."""
+    X, y = nncore.load_digits()
+    sel = (y == 3) | (y == 5)
+    X, t = X[sel], (y[sel] == 5).astype(float)
+    runs = {}
+    for batch_size, shuffle in [(None, True), (1, True), (50, True), (None, False), (7, False)]:
+        model = perceptron(64, 1, backend, lr=0.5)
+        model.fit(X, t, epochs=3, batch_size=batch_size, shuffle=shuffle)
+        runs[batch_size, shuffle] = model.get_weights()[0]
+    np.testing.assert_array_equal(runs[None, True], runs[1, True])
+    np.testing.assert_array_equal(runs[None, True], runs[50, True])
+    np.testing.assert_array_equal(runs[None, False], runs[7, False])
+    assert not np.array_equal(runs[None, True], runs[None, False])
+    # the shuffled orders are the model generator's permutations, epoch by epoch
+    by_hand = perceptron(64, 1, backend, lr=0.5)
+    rng = np.random.default_rng(by_hand._seed_sequence)
+    for layer in by_hand.layers:   # the initialisation's draws come first
+        layer.initialize(rng)
+    for _ in range(3):
+        order = rng.permutation(len(t))
+        by_hand.fit(X[order], t[order], epochs=1, shuffle=False)
+    np.testing.assert_array_equal(runs[None, True], by_hand.get_weights()[0])
+
+
 @pytest.mark.parametrize("pair", [(0, 1), (3, 5)])
 def test_converges_on_separable_digits(pair):
     """Two classes of the bundled digits are linearly separable: some epoch
