@@ -374,6 +374,7 @@ class Sequential:
         Y = self._targets(y, X.shape[0])
         if self._perceptron:
             _check_perceptron(Y, sample_weight, class_weight)
+            _warn_perceptron_ignores(self.optimizer, self.alpha)
         weights = self._row_weights(Y, sample_weight, class_weight)
         (X, Y, weights), validation = self._split(X, Y, weights, validation_data,
                                                   validation_split)
@@ -930,6 +931,26 @@ def _weights_in(weights, dtype):
                       f"underflow to 0 in {dtype.name}: those rows will not be trained",
                       stacklevel=4)
     return cast
+
+
+def _warn_perceptron_ignores(optimizer, alpha):
+    """UserWarning naming what the perceptron rule does not use: it takes the
+    optimizer's learning rate (schedule included) and nothing else."""
+    unused = []
+    if isinstance(optimizer, Adam):
+        unused.append("Adam's moments (its update rule)")
+    elif optimizer.momentum:
+        unused.append(f"momentum={optimizer.momentum:g}")
+    if optimizer.weight_decay:
+        unused.append(f"weight_decay={optimizer.weight_decay:g}")
+    if alpha:
+        unused.append(f"alpha={alpha:g}")
+    if unused:
+        warnings.warn(f"the perceptron rule (w ← w + lr·(y − ŷ)·x, one example at a time) uses "
+                      f"only the optimizer's learning rate: {', '.join(unused)} "
+                      f"{'has' if len(unused) == 1 else 'have'} no effect on this single step "
+                      "layer. Use nncore.SGD(lr) to say so, or a hidden layer with sigmoid "
+                      "outputs for gradient descent, which uses them.", stacklevel=3)
 
 
 def _check_perceptron(Y, sample_weight, class_weight):

@@ -109,6 +109,36 @@ def test_perceptron_refuses_what_it_cannot_learn():
         deep.fit(GATES, [0, 1, 1, 0])
 
 
+@pytest.mark.parametrize("optimizer, alpha, named", [
+    (nncore.Adam(0.5), 0.0, "Adam's moments"),
+    (SGD(0.5, momentum=0.9), 0.0, "momentum=0.9"),
+    (SGD(0.5, momentum=0.5, nesterov=True, weight_decay=0.01), 0.0,
+     "momentum=0.5, weight_decay=0.01 have no effect"),
+    (SGD(0.5), 1e-3, "alpha=0.001 has no effect"),
+])
+def test_what_the_rule_does_not_use_is_named(optimizer, alpha, named):
+    """The rule uses the learning rate only: momentum, Adam, weight decay and
+    alpha used to be ignored without a word (the weights are those of plain
+    SGD(lr)); fit says so, and trains as it did."""
+    X, y = nncore.load_digits()
+    sel = (y == 0) | (y == 1)
+    X, t = X[sel], (y[sel] == 1).astype(float)
+    model = Sequential([Dense(64, 1, "step")], loss="mse", optimizer=optimizer, seed=0,
+                       alpha=alpha)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, t, epochs=2)
+    said = [w for w in caught if "uses only the optimizer's learning rate" in str(w.message)]
+    assert len(said) == 1 and named in str(said[0].message), [str(w.message) for w in caught]
+    assert said[0].category is UserWarning and said[0].filename == __file__
+    plain = perceptron(64, 1, lr=0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")      # plain SGD(lr): nothing to say
+        plain.fit(X, t, epochs=2)
+    assert not [w for w in caught if "learning rate" in str(w.message)]
+    np.testing.assert_array_equal(model.get_weights()[0], plain.get_weights()[0])
+
+
 class _ValErrorsAfterEachEpoch(nncore.Callback):
     """Counts, after every epoch, the validation examples the model gets wrong."""
 
