@@ -370,6 +370,10 @@ class Sequential:
                 "everywhere, so gradient descent cannot train it; use sigmoid (its smooth "
                 "version) for training — a step layer can still be used for predict(), and "
                 "a network of a single step layer is trained by the perceptron rule")
+        if self._perceptron and is_sparse(X):
+            raise TypeError("the perceptron rule (a single step layer) trains on dense rows; "
+                            "pass X.toarray() (predict, and gradient descent on deeper "
+                            "networks, take sparse X)")
         X = (as_matrix if self._perceptron else as_input)(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
         if self._perceptron:

@@ -95,6 +95,9 @@ def _cast_finite(arr, dtype, name):
 def _as_real_array(a, name):
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} is a string; expected a numeric array")
+    if is_sparse(a):   # np.asarray would make it a 0-d object array ("dtype object")
+        raise TypeError(f"{name} is a scipy.sparse {type(a).__name__}; expected a dense array "
+                        f"here (only X is read in sparse form): pass {name}.toarray()")
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
