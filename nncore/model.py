@@ -518,7 +518,7 @@ class Sequential:
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a pair (X_val, y_val)") from None
             Xv = as_input(Xv, self.dtype, self._n_features, name="validation X")
-            Yv = self._targets(yv, Xv.shape[0])
+            Yv = self._targets(yv, Xv.shape[0], "validation y", "validation X")
             self._warn_unseen_classes(Y, Yv, "validation_data")
             return (X, Y, weights), (Xv, Yv)
         if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
@@ -588,21 +588,22 @@ class Sequential:
             base = self._buffers["arange"] = np.arange(n, dtype=np.intp)
         return base
 
-    def _targets(self, y, n):
+    def _targets(self, y, n, name="y", x_name="X"):
         classes = self._loss_code == CROSS_ENTROPY or (
             self._loss_code == LOG_LOSS and self.layers[-1].activation == "softmax")
         if not classes and self.layers[-1].activation == "softmax" and _are_labels(y, n):
             raise ValueError(
-                f"y holds {n} class labels (shape ({n},)) but loss {self.loss!r} compares "
+                f"{name} holds {n} class labels (shape ({n},)) but loss {self.loss!r} compares "
                 f"targets shaped like the {self.n_outputs} softmax outputs; for class labels "
                 "use loss='cross_entropy' (or pass one-hot rows of shape "
                 f"({n}, {self.n_outputs}))")
-        Y = as_targets(y, n, self.n_outputs, classes, self.dtype)
+        Y = as_targets(y, n, self.n_outputs, classes, self.dtype, name, x_name)
         if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
-            raise ValueError(f"y holds values in [{Y.min():g}, {Y.max():g}]; loss {self.loss!r} "
-                             "expects targets in [0, 1] (one-hot rows or 0/1 labels)")
+            raise ValueError(f"{name} holds values in [{Y.min():g}, {Y.max():g}]; loss "
+                             f"{self.loss!r} expects targets in [0, 1] (one-hot rows or 0/1 "
+                             "labels)")
         if self._loss_code == POISSON and Y.min() < 0:
-            raise ValueError(f"y holds values down to {Y.min():g}; loss 'poisson' expects "
+            raise ValueError(f"{name} holds values down to {Y.min():g}; loss 'poisson' expects "
                              "counts or rates >= 0")
         return Y
 

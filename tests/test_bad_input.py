@@ -468,6 +468,24 @@ def test_non_finite_sparse_value_is_named_by_row_and_column(backend, fmt):
         regressor(backend).predict(big)
 
 
+@pytest.mark.parametrize("make, y_val, message", [
+    (regressor, Y_REG[:4], r"^validation y has 4 rows but validation X has 5 samples"),
+    (classifier, np.array([0, 1, 2, 3, 0]), r"^validation y holds labels in 0\.\.3; expected 0\.\.2"),
+    (classifier, np.array([0, 1.5, 2, 1, 0]), r"^validation y holds non-integer labels"),
+    (classifier, np.eye(4)[:5], r"^validation y has 4 rows but validation X"),
+    (classifier, np.full((5, 3), 2.0), r"^validation y holds values in \[2, 2\]"),
+    (binary, np.array([0, 1, 2, 1, 0]), r"^validation y holds values in \[0, 2\]"),
+    (regressor, np.array([0, 1, np.nan, 1, 0]), r"^validation y contains NaN"),
+    (regressor, np.zeros((5, 2)), r"^validation y has shape \(5, 2\)"),
+])
+def test_validation_targets_are_named_as_such(make, y_val, message):
+    """A bad y in validation_data was reported as "y ... but X has 5 samples",
+    which reads as the training y (whose rows are fine)."""
+    with pytest.raises(ValueError, match=message):
+        make().fit(X_GOOD, {regressor: Y_REG, classifier: Y_LABELS, binary: Y_BINARY}[make],
+                   validation_data=(X_GOOD[:5], y_val))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sparse_where_only_dense_is_read_is_named(backend):
     """Only X may be sparse (and not for the perceptron rule); a sparse y,
