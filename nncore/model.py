@@ -456,11 +456,16 @@ class Sequential:
         return best[2]
 
     def _snapshot(self):
+        # the schedule's running state too (ReduceOnPlateau's rate, best value, counts):
+        # each n_init run starts from it, and the kept run's goes on with the model
+        schedule = self.optimizer.schedule
         return (self._params.copy(), self._state.copy(), self._steps, self._epoch,
-                self.optimizer.current_lr)
+                self.optimizer.current_lr, schedule, schedule.state_dict())
 
     def _restore(self, snapshot):
-        params, state, self._steps, self._epoch, self.optimizer.current_lr = snapshot
+        params, state, self._steps, self._epoch, self.optimizer.current_lr, schedule, \
+            running = snapshot
+        schedule.load_state_dict(running)
         self._params[...] = params
         self._state = state.copy()
 
