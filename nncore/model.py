@@ -149,7 +149,8 @@ class Sequential:
         """The nncore.SGD or nncore.Adam that fit uses. Its hyper-parameters may
         be changed in place (the next epoch uses them). Assigning another
         optimizer starts its state afresh — zero momentum and moments, step
-        count 0 — as a new torch.optim optimizer does."""
+        count 0, its schedule reset (ReduceOnPlateau's running state) — as a
+        new torch.optim optimizer and scheduler do."""
         return self._optimizer
 
     @optimizer.setter
@@ -162,6 +163,11 @@ class Sequential:
         if optimizer is not getattr(self, "_optimizer", optimizer):
             self._state = np.zeros(0, self.dtype)
             self._steps = 0
+        if optimizer is not getattr(self, "_optimizer", None):
+            # its schedule's running state too (ReduceOnPlateau's rate and best value):
+            # what another model's training left there is not this model's
+            optimizer.schedule.reset()
+            optimizer.current_lr = optimizer.schedule.start(0)
         self._optimizer = optimizer
 
     @property

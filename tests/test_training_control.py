@@ -839,6 +839,32 @@ def test_n_init_runs_each_start_from_the_schedules_state(backend):
     assert model.fit(*make_data(), epochs=1, batch_size=8).history["lr"] == [state["lr"]]
 
 
+@pytest.mark.parametrize("share", ["schedule", "optimizer"])
+def test_a_schedule_another_model_trained_with_starts_afresh(backend, share):
+    """A ReduceOnPlateau (or the optimizer holding it) reused for a new model
+    used to carry the first model's reduced rate and best value into it, so
+    the new model trained unlike a fresh one, and unlike itself after reset()
+    ("the state right after construction"). Assigning it to model.optimizer
+    starts it afresh the same way."""
+    def plateau():
+        return schedules.ReduceOnPlateau(0.5, monitor="loss", patience=0, factor=0.5,
+                                         threshold=0.5)
+    shared = plateau()
+    first_opt = SGD(shared)
+    make_model(backend=backend, optimizer=first_opt).fit(*make_data(), epochs=4, batch_size=8)
+    assert shared.lr < 0.5
+    second = make_model(backend=backend,
+                        optimizer=first_opt if share == "optimizer" else SGD(shared))
+    fresh = make_model(backend=backend, optimizer=SGD(plateau()))
+    want = fresh.fit(*make_data(), epochs=3, batch_size=8).history
+    assert second.fit(*make_data(), epochs=3, batch_size=8).history == want
+    second.reset()
+    assert second.fit(*make_data(), epochs=3, batch_size=8).history == want
+    third = make_model(backend=backend)
+    third.optimizer = first_opt if share == "optimizer" else SGD(shared)
+    assert third.fit(*make_data(), epochs=3, batch_size=8).history == want
+
+
 # ------------------------------------------------------------ 12. mean error
 
 @pytest.mark.parametrize("loss", REGRESSION)
