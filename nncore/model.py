@@ -955,15 +955,15 @@ def _warn_perceptron_ignores(optimizer, alpha):
     unused = []
     if isinstance(optimizer, Adam):
         unused.append("Adam's moments (its update rule)")
-    elif optimizer.momentum:
+    elif getattr(optimizer, "momentum", 0):
         unused.append(f"momentum={optimizer.momentum:g}")
-    if optimizer.weight_decay:
+    if getattr(optimizer, "weight_decay", 0):
         unused.append(f"weight_decay={optimizer.weight_decay:g}")
     if alpha:
         unused.append(f"alpha={alpha:g}")
     if unused:
-        warnings.warn(f"the perceptron rule (w ← w + lr·(y − ŷ)·x, one example at a time) uses "
-                      f"only the optimizer's learning rate: {', '.join(unused)} "
+        warnings.warn(f"the perceptron rule (w ← w + lr·(y − ŷ)·x, one example at a time) "
+                      f"uses only the optimizer's learning rate: {', '.join(unused)} "
                       f"{'has' if len(unused) == 1 else 'have'} no effect on this single step "
                       "layer. Use nncore.SGD(lr) to say so, or a hidden layer with sigmoid "
                       "outputs for gradient descent, which uses them.", stacklevel=3)

@@ -470,7 +470,8 @@ def test_non_finite_sparse_value_is_named_by_row_and_column(backend, fmt):
 
 @pytest.mark.parametrize("make, y_val, message", [
     (regressor, Y_REG[:4], r"^validation y has 4 rows but validation X has 5 samples"),
-    (classifier, np.array([0, 1, 2, 3, 0]), r"^validation y holds labels in 0\.\.3; expected 0\.\.2"),
+    (classifier, np.array([0, 1, 2, 3, 0]),
+     r"^validation y holds labels in 0\.\.3; expected 0\.\.2"),
     (classifier, np.array([0, 1.5, 2, 1, 0]), r"^validation y holds non-integer labels"),
     (classifier, np.eye(4)[:5], r"^validation y has 4 rows but validation X"),
     (classifier, np.full((5, 3), 2.0), r"^validation y holds values in \[2, 2\]"),
