@@ -387,7 +387,10 @@ def refuse_overwriting_model(model, output):
 def cmd_train(args):
     import nncore
     from nncore.callbacks import ProgressBar
-    X, raw_y, features = read_data(args.data, args.target)
+    X, raw_y, features = read_data(args.data, args.target,
+                                   hint=f"; every column but the target (--target "
+                                   f"{args.target!r}) is a feature, and features must be "
+                                   "numbers: encode or drop this column")
     refuse_overwriting(args.data, args.output)
     refuse_overwriting(args.data, sidecar_path(args.output))
     classes = None
@@ -544,10 +547,14 @@ def cmd_export(args):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "
                          "version with it")
     model.to_onnx(args.output)
+    classes = info["classes"] if info else None
+    if classes and model.n_outputs == 1:   # binary_cross_entropy: one sigmoid output
+        meaning = (f" (the probability of class {classes[1]}; below 0.5 the prediction is "
+                   f"{classes[0]})")
+    else:
+        meaning = f" (probabilities of classes {', '.join(classes)})" if classes else ""
     print(f"wrote {args.output}: input {model.dtype.name}[N, {model.n_features}] -> output "
-          f"{model.dtype.name}[N, {model.n_outputs}]"
-          + (f" (probabilities of classes {', '.join(info['classes'])})"
-             if info and info["classes"] else ""))
+          f"{model.dtype.name}[N, {model.n_outputs}]" + meaning)
 
 
 def cmd_info(args):

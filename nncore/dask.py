@@ -186,7 +186,9 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
     - estimator.fit(X_i, y_i, epochs=1, **fit_params) for an nncore.Sequential
       (e.g. batch_size=32; fit continues from the current weights).
     Only one chunk of X and y is in memory at a time (plus the previous one
-    while it is released).
+    while it is released). An empty chunk (what filtering leaves after
+    compute_chunk_sizes()) is skipped, as predict() gives it an empty result;
+    it keeps its place in the chunk order, so the order is the same.
 
     X: 2-D dask.array (n_samples, n_features) of real numbers with known
     chunk sizes; column chunks are merged. y: a dask.array (n_samples,) or
@@ -220,6 +222,8 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
     for _ in range(epochs):
         order = rng.permutation(n_chunks) if shuffle else range(n_chunks)
         for i in order:
+            if X.chunks[0][i] == 0:   # nothing to learn from (estimators refuse 0 rows)
+                continue
             X_i, y_i = dask.compute(X.blocks[i], y.blocks[i])
             if incremental:
                 estimator.partial_fit(X_i, y_i, **fit_params)

@@ -10,6 +10,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .validation import is_sparse
+
 
 def load_digits(scale: bool = True) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
     """(X, y): X (1797, 64) float64 pixel values — divided by 16 into [0, 1] when
@@ -28,7 +30,9 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
                      seed: int | None = 0) -> tuple[Any, Any, Any, Any]:
     """A seeded random split of the rows: (X_train, X_test, y_train, y_test).
 
-    X, y: arrays (or array-likes) with the same number of rows; test_fraction:
+    X, y: arrays (or array-likes) with the same number of rows — X may be a
+    scipy.sparse matrix or array (what Sequential.fit takes), split as CSR
+    without densifying; test_fraction:
     the share of rows held out, 0 < test_fraction < 1, rounded to a row count
     that leaves at least one row on each side; seed: an integer >= 0, None
     (fresh entropy) or what numpy.random.default_rng takes besides — not a
@@ -37,24 +41,26 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
     seed or one of another type."""
     if isinstance(seed, (bool, np.bool_)):
         raise TypeError(f"seed must be an integer >= 0 or None, got {seed!r}")
-    X, y = np.asarray(X), np.asarray(y)
-    if X.ndim == 0 or y.ndim == 0 or len(X) != len(y):
+    # a sparse X as CSR (COO has no row indexing); np.asarray would make it a 0-d object
+    X = X.tocsr() if is_sparse(X) else np.asarray(X)
+    y = np.asarray(y)
+    if X.ndim == 0 or y.ndim == 0 or X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must have the same number of rows; got shapes {X.shape} "
                          f"and {y.shape}")
     if isinstance(test_fraction, (bool, np.bool_)) or not isinstance(
             test_fraction, (int, float, np.integer, np.floating)) or not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be a number strictly between 0 and 1, got "
                          f"{test_fraction!r}")
-    n_test = int(round(len(X) * float(test_fraction)))
-    if not 0 < n_test < len(X):
-        raise ValueError(f"test_fraction={test_fraction!r} of {len(X)} rows leaves no row for "
-                         "the training or the test set; use more rows or another fraction")
+    n_test = int(round(X.shape[0] * float(test_fraction)))
+    if not 0 < n_test < X.shape[0]:
+        raise ValueError(f"test_fraction={test_fraction!r} of {X.shape[0]} rows leaves no row "
+                         "for the training or the test set; use more rows or another fraction")
     try:
         rng = np.random.default_rng(seed)
     except (TypeError, ValueError) as exc:   # numpy's words alone: "expected non-negative integer"
         raise type(exc)(f"seed must be an integer >= 0, None or what numpy.random.default_rng "
                         f"takes, got {seed!r} ({exc})") from None
-    order = rng.permutation(len(X))
+    order = rng.permutation(X.shape[0])
     test, train = order[:n_test], order[n_test:]
     return X[train], X[test], y[train], y[test]
 

@@ -327,6 +327,7 @@ def _load(path):
                              f"{exc})") from None
     _check_array("params", params, (spec["n_params"],), dtype)
     _check_array("state", state, spec["state_sizes"], dtype)
+    running = spec["optimizer"].schedule.state_dict()   # the model resets it: put it back
     try:
         model = Sequential([Dense(*layer) for layer in spec["layers"]], loss=spec["loss"],
                            optimizer=spec["optimizer"], seed=spec["seed"], dtype=spec["dtype"],
@@ -337,6 +338,7 @@ def _load(path):
     model._params[...] = params
     model._state = state
     model._steps, model._epoch = spec["steps"], spec["epoch"]
+    model.optimizer.schedule.load_state_dict(running)
     model.optimizer.current_lr = spec["current_lr"]
     model.rng.bit_generator.state = spec["rng"]
     model.history = _history(meta.get("history"), model)

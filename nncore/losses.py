@@ -63,6 +63,9 @@ def _pair(y_true, y_pred):
 
 
 def _as_float(a, name):
+    if type(a).__module__.startswith("scipy.sparse"):   # np.asarray: a 0-d object array
+        raise TypeError(f"{name} is a scipy.sparse {type(a).__name__}; expected a dense "
+                        f"array: pass {name}.toarray()")
     try:
         arr = np.asarray(a)
     except Exception as exc:  # ragged lists and the like

@@ -149,7 +149,8 @@ class Sequential:
         """The nncore.SGD or nncore.Adam that fit uses. Its hyper-parameters may
         be changed in place (the next epoch uses them). Assigning another
         optimizer starts its state afresh — zero momentum and moments, step
-        count 0 — as a new torch.optim optimizer does."""
+        count 0, its schedule reset (ReduceOnPlateau's running state) — as a
+        new torch.optim optimizer and scheduler do."""
         return self._optimizer
 
     @optimizer.setter
@@ -162,6 +163,11 @@ class Sequential:
         if optimizer is not getattr(self, "_optimizer", optimizer):
             self._state = np.zeros(0, self.dtype)
             self._steps = 0
+        if optimizer is not getattr(self, "_optimizer", None):
+            # its schedule's running state too (ReduceOnPlateau's rate and best value):
+            # what another model's training left there is not this model's
+            optimizer.schedule.reset()
+            optimizer.current_lr = optimizer.schedule.start(0)
         self._optimizer = optimizer
 
     @property
@@ -334,7 +340,9 @@ class Sequential:
         batch_size: None = the whole data set per step (full-batch gradient
         descent), 1 = online, k = mini-batches of k (the last one may be
         smaller). shuffle: draw a new row order every epoch from the model's
-        generator (ignored for full batches, where order cannot matter).
+        generator (ignored for full batches, where order cannot matter; the
+        perceptron rule takes one example at a time whatever batch_size says,
+        so it shuffles whenever shuffle is True).
         validation_data=(Xv, yv), or validation_split=f to hold out the last
         fraction f of the rows (taken before any shuffling): History then has
         val_loss and val_accuracy/val_mean_error per epoch; with a
@@ -368,10 +376,15 @@ class Sequential:
                 "everywhere, so gradient descent cannot train it; use sigmoid (its smooth "
                 "version) for training — a step layer can still be used for predict(), and "
                 "a network of a single step layer is trained by the perceptron rule")
+        if self._perceptron and is_sparse(X):
+            raise TypeError("the perceptron rule (a single step layer) trains on dense rows; "
+                            "pass X.toarray() (predict, and gradient descent on deeper "
+                            "networks, take sparse X)")
         X = (as_matrix if self._perceptron else as_input)(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
         if self._perceptron:
             _check_perceptron(Y, sample_weight, class_weight)
+            _warn_perceptron_ignores(self.optimizer, self.alpha)
         weights = self._row_weights(Y, sample_weight, class_weight)
         (X, Y, weights), validation = self._split(X, Y, weights, validation_data,
                                                   validation_split)
@@ -395,7 +408,9 @@ class Sequential:
         self._fit_thread = threading.get_ident()
         try:
             with blas_threads(self.n_threads):
-                args = ((X, Y, weights), epochs, batch, shuffle and batch < n, validation,
+                # the perceptron rule goes one example at a time: its order always matters
+                shuffled = shuffle and (batch < n or self._perceptron)
+                args = ((X, Y, weights), epochs, batch, shuffled, validation,
                         callbacks)
                 if n_init == 1:
                     return training.run(self, *args)
@@ -447,11 +462,16 @@ class Sequential:
         return best[2]
 
     def _snapshot(self):
+        # the schedule's running state too (ReduceOnPlateau's rate, best value, counts):
+        # each n_init run starts from it, and the kept run's goes on with the model
+        schedule = self.optimizer.schedule
         return (self._params.copy(), self._state.copy(), self._steps, self._epoch,
-                self.optimizer.current_lr)
+                self.optimizer.current_lr, schedule, schedule.state_dict())
 
     def _restore(self, snapshot):
-        params, state, self._steps, self._epoch, self.optimizer.current_lr = snapshot
+        params, state, self._steps, self._epoch, self.optimizer.current_lr, schedule, \
+            running = snapshot
+        schedule.load_state_dict(running)
         self._params[...] = params
         self._state = state.copy()
 
@@ -509,7 +529,7 @@ class Sequential:
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a pair (X_val, y_val)") from None
             Xv = as_input(Xv, self.dtype, self._n_features, name="validation X")
-            Yv = self._targets(yv, Xv.shape[0])
+            Yv = self._targets(yv, Xv.shape[0], "validation y", "validation X")
             self._warn_unseen_classes(Y, Yv, "validation_data")
             return (X, Y, weights), (Xv, Yv)
         if isinstance(validation_split, (bool, np.bool_)) or not isinstance(
@@ -579,21 +599,22 @@ class Sequential:
             base = self._buffers["arange"] = np.arange(n, dtype=np.intp)
         return base
 
-    def _targets(self, y, n):
+    def _targets(self, y, n, name="y", x_name="X"):
         classes = self._loss_code == CROSS_ENTROPY or (
             self._loss_code == LOG_LOSS and self.layers[-1].activation == "softmax")
         if not classes and self.layers[-1].activation == "softmax" and _are_labels(y, n):
             raise ValueError(
-                f"y holds {n} class labels (shape ({n},)) but loss {self.loss!r} compares "
+                f"{name} holds {n} class labels (shape ({n},)) but loss {self.loss!r} compares "
                 f"targets shaped like the {self.n_outputs} softmax outputs; for class labels "
                 "use loss='cross_entropy' (or pass one-hot rows of shape "
                 f"({n}, {self.n_outputs}))")
-        Y = as_targets(y, n, self.n_outputs, classes, self.dtype)
+        Y = as_targets(y, n, self.n_outputs, classes, self.dtype, name, x_name)
         if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
-            raise ValueError(f"y holds values in [{Y.min():g}, {Y.max():g}]; loss {self.loss!r} "
-                             "expects targets in [0, 1] (one-hot rows or 0/1 labels)")
+            raise ValueError(f"{name} holds values in [{Y.min():g}, {Y.max():g}]; loss "
+                             f"{self.loss!r} expects targets in [0, 1] (one-hot rows or 0/1 "
+                             "labels)")
         if self._loss_code == POISSON and Y.min() < 0:
-            raise ValueError(f"y holds values down to {Y.min():g}; loss 'poisson' expects "
+            raise ValueError(f"{name} holds values down to {Y.min():g}; loss 'poisson' expects "
                              "counts or rates >= 0")
         return Y
 
@@ -926,6 +947,26 @@ def _weights_in(weights, dtype):
                       f"underflow to 0 in {dtype.name}: those rows will not be trained",
                       stacklevel=4)
     return cast
+
+
+def _warn_perceptron_ignores(optimizer, alpha):
+    """UserWarning naming what the perceptron rule does not use: it takes the
+    optimizer's learning rate (schedule included) and nothing else."""
+    unused = []
+    if isinstance(optimizer, Adam):
+        unused.append("Adam's moments (its update rule)")
+    elif getattr(optimizer, "momentum", 0):
+        unused.append(f"momentum={optimizer.momentum:g}")
+    if getattr(optimizer, "weight_decay", 0):
+        unused.append(f"weight_decay={optimizer.weight_decay:g}")
+    if alpha:
+        unused.append(f"alpha={alpha:g}")
+    if unused:
+        warnings.warn(f"the perceptron rule (w ← w + lr·(y − ŷ)·x, one example at a time) "
+                      f"uses only the optimizer's learning rate: {', '.join(unused)} "
+                      f"{'has' if len(unused) == 1 else 'have'} no effect on this single step "
+                      "layer. Use nncore.SGD(lr) to say so, or a hidden layer with sigmoid "
+                      "outputs for gradient descent, which uses them.", stacklevel=3)
 
 
 def _check_perceptron(Y, sample_weight, class_weight):

@@ -95,6 +95,9 @@ def _cast_finite(arr, dtype, name):
 def _as_real_array(a, name):
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} is a string; expected a numeric array")
+    if is_sparse(a):   # np.asarray would make it a 0-d object array ("dtype object")
+        raise TypeError(f"{name} is a scipy.sparse {type(a).__name__}; expected a dense array "
+                        f"here (only X is read in sparse form): pass {name}.toarray()")
     try:
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
@@ -133,27 +136,30 @@ def check_finite(arr, name):
                          "expected finite values")
 
 
-def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any) -> np.ndarray:
+def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any,
+               name: str = "y", x_name: str = "X") -> np.ndarray:
     """y as a C-contiguous (n, outputs) array of `dtype`.
 
     classes: True for cross-entropy (integer labels (n,) become one-hot rows),
     False for regression and binary targets ((n,) means one output).
+    name, x_name: what the errors call y and the X it goes with.
     """
-    arr = _as_real_array(y, "y")
+    arr = _as_real_array(y, name)
     if arr.ndim == 0 or arr.shape[0] != n:
         got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} rows"
-        raise ValueError(f"y has {got} but X has {n} samples; expected one target per sample")
+        raise ValueError(f"{name} has {got} but {x_name} has {n} samples; expected one target "
+                         "per sample")
     if classes and arr.ndim == 1:
         from .losses import one_hot
-        return np.ascontiguousarray(one_hot(arr, outputs), dtype=dtype)
+        return np.ascontiguousarray(one_hot(arr, outputs, name), dtype=dtype)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] != outputs:
         expect = (f"integer labels ({n},) or one-hot rows ({n}, {outputs})" if classes
                   else f"({n},) or ({n}, {outputs})" if outputs == 1 else f"({n}, {outputs})")
-        raise ValueError(f"y has shape {np.shape(y)}; expected {expect} to match the "
+        raise ValueError(f"{name} has shape {np.shape(y)}; expected {expect} to match the "
                          f"{outputs} output(s) of the last layer")
-    return _cast_finite(arr, dtype, "y")
+    return _cast_finite(arr, dtype, name)
 
 
 #: sizes reach the BLAS and the kernels' loops as C ints

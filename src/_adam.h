@@ -36,12 +36,12 @@
         p[i] = p[i] - step * m[i] / ((SCALED ? sqrt(v[i]) / root2 : sqrt(v[i])) + eps);    \
     }
 
-#define NNCORE_DEFINE_ADAM(T, SUFFIX, ISA, ATTRIBUTES)                                     \
+/* One variant (see NNCORE_PER_ISA in _simd.h). */
+#define NNCORE_DEFINE_ADAM(NAME, ATTRIBUTES, T)                                            \
     ATTRIBUTES __attribute__((optimize("fp-contract=off"))) static void                    \
-    nncore_adam_##SUFFIX##_##ISA(T* restrict p, const T* restrict g, T* restrict m,        \
-                                 T* restrict v, ptrdiff_t n, T beta1, T beta2, T eps,      \
-                                 T weight_decay, int decoupled, T shrink, T step,          \
-                                 T root2) {                                                \
+    NAME(T* restrict p, const T* restrict g, T* restrict m, T* restrict v, ptrdiff_t n,    \
+         T beta1, T beta2, T eps, T weight_decay, int decoupled, T shrink, T step,         \
+         T root2) {                                                                        \
         if (root2 == 1) {                                                                  \
             NNCORE_ADAM_LOOP(T, 0)                                                         \
         } else {                                                                           \
@@ -49,32 +49,13 @@
         }                                                                                  \
     }
 
-#define NNCORE_ADAM_PARAMS(T)                                                              \
-    (T* p, const T* g, T* m, T* v, ptrdiff_t n, T beta1, T beta2, T eps, T weight_decay,   \
-     int decoupled, T shrink, T step, T root2)
-#define NNCORE_ADAM_ARGS (p, g, m, v, n, beta1, beta2, eps, weight_decay, decoupled, shrink, step, root2)
-
-#if NNCORE_X86_SIMD
+/* The entry point nncore_adam_SUFFIX runs the variant for this CPU. */
 #define NNCORE_DEFINE_ADAM_ENTRY(T, SUFFIX)                                                \
-    NNCORE_DEFINE_ADAM(T, SUFFIX, generic, )                                               \
-    NNCORE_DEFINE_ADAM(T, SUFFIX, avx2, __attribute__((target("avx2,fma"))))               \
-    NNCORE_DEFINE_ADAM(T, SUFFIX, avx512, __attribute__((target("avx512f"))))              \
-    static void nncore_adam_##SUFFIX NNCORE_ADAM_PARAMS(T) {                               \
-        int isa = nncore_simd_isa();                                                       \
-        if (isa == NNCORE_AVX512)                                                          \
-            nncore_adam_##SUFFIX##_avx512 NNCORE_ADAM_ARGS;                                \
-        else if (isa == NNCORE_AVX2)                                                       \
-            nncore_adam_##SUFFIX##_avx2 NNCORE_ADAM_ARGS;                                  \
-        else                                                                               \
-            nncore_adam_##SUFFIX##_generic NNCORE_ADAM_ARGS;                               \
-    }
-#else
-#define NNCORE_DEFINE_ADAM_ENTRY(T, SUFFIX)                                                \
-    NNCORE_DEFINE_ADAM(T, SUFFIX, generic, )                                               \
-    static void nncore_adam_##SUFFIX NNCORE_ADAM_PARAMS(T) {                               \
-        nncore_adam_##SUFFIX##_generic NNCORE_ADAM_ARGS;                                   \
-    }
-#endif
+    NNCORE_PER_ISA(NNCORE_DEFINE_ADAM, nncore_adam_##SUFFIX,                               \
+                   (T* p, const T* g, T* m, T* v, ptrdiff_t n, T beta1, T beta2, T eps,    \
+                    T weight_decay, int decoupled, T shrink, T step, T root2),             \
+                   (p, g, m, v, n, beta1, beta2, eps, weight_decay, decoupled, shrink,     \
+                    step, root2), T)
 
 NNCORE_DEFINE_ADAM_ENTRY(float, f)
 NNCORE_DEFINE_ADAM_ENTRY(double, d)

@@ -106,7 +106,7 @@ cdef extern from "_big_gemm.h" nogil:
 
 cdef inline dict pool_state():
     """{"threads": this module's own-kernel thread count, "helpers": helper
-    threads running, "woken": [jobs helper 1, 2, … woke up for]}."""
+    threads running, "woken": [jobs posted to helper 1, 2, … since start or fork]}."""
     cdef int helpers = pool_helpers()
     return {"threads": get_threads(), "helpers": helpers,
             "woken": [pool_woken(part) for part in range(1, helpers + 1)]}

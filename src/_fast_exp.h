@@ -98,9 +98,9 @@ static inline __attribute__((always_inline)) void nncore_exp_lanes_d(double* x) 
     memcpy(x, &v, sizeof v);
 }
 
-/* x[i] := exp(x[i]) for i < count, every x[i] ≤ 0; one copy per instruction set
- * and element type (LANES elements of T at a time through KERNEL). */
-#define NNCORE_DEFINE_EXP(NAME, T, LANES, KERNEL, ATTRIBUTES)                   \
+/* x[i] := exp(x[i]) for i < count, every x[i] ≤ 0: one variant (see
+ * NNCORE_PER_ISA in _simd.h), LANES elements of T at a time through KERNEL. */
+#define NNCORE_DEFINE_EXP(NAME, ATTRIBUTES, T, LANES, KERNEL)                   \
     ATTRIBUTES static void NAME(T* x, ptrdiff_t count) {                        \
         T tail[LANES];                                                          \
         ptrdiff_t i = 0;                                                        \
@@ -113,33 +113,12 @@ static inline __attribute__((always_inline)) void nncore_exp_lanes_d(double* x) 
             memcpy(x + i, tail, (size_t) (count - i) * sizeof(T));              \
         }                                                                       \
     }
-#define NNCORE_DEFINE_EXPS(SUFFIX, T, LANES, KERNEL)                            \
-    NNCORE_DEFINE_EXP(nncore_exp_##SUFFIX##_generic, T, LANES, KERNEL, )        \
-    NNCORE_DEFINE_EXP_SIMD(SUFFIX, T, LANES, KERNEL)                            \
-    static void nncore_exp_nonpositive_##SUFFIX(T* x, ptrdiff_t count) {        \
-        NNCORE_EXP_DISPATCH(SUFFIX, x, count)                                   \
-        nncore_exp_##SUFFIX##_generic(x, count);                                \
-    }
-#if NNCORE_X86_SIMD
-#define NNCORE_DEFINE_EXP_SIMD(SUFFIX, T, LANES, KERNEL)                        \
-    NNCORE_DEFINE_EXP(nncore_exp_##SUFFIX##_avx2, T, LANES, KERNEL,             \
-                      __attribute__((target("avx2,fma"))))                      \
-    NNCORE_DEFINE_EXP(nncore_exp_##SUFFIX##_avx512, T, LANES, KERNEL,           \
-                      __attribute__((target("avx512f"))))
-#define NNCORE_EXP_DISPATCH(SUFFIX, x, count)                                   \
-    int isa = nncore_simd_isa();                                                \
-    if (isa == NNCORE_AVX512)                                                   \
-        nncore_exp_##SUFFIX##_avx512(x, count);                                 \
-    else if (isa == NNCORE_AVX2)                                                \
-        nncore_exp_##SUFFIX##_avx2(x, count);                                   \
-    else
-#else
-#define NNCORE_DEFINE_EXP_SIMD(SUFFIX, T, LANES, KERNEL)
-#define NNCORE_EXP_DISPATCH(SUFFIX, x, count)
-#endif
 
-NNCORE_DEFINE_EXPS(f, float, NNCORE_EXP_LANES, nncore_exp_lanes)
-NNCORE_DEFINE_EXPS(d, double, NNCORE_EXP_LANES_D, nncore_exp_lanes_d)
+/* The entry points nncore_exp_nonpositive_f / _d run the variant for this CPU. */
+NNCORE_PER_ISA(NNCORE_DEFINE_EXP, nncore_exp_nonpositive_f, (float* x, ptrdiff_t count),
+               (x, count), float, NNCORE_EXP_LANES, nncore_exp_lanes)
+NNCORE_PER_ISA(NNCORE_DEFINE_EXP, nncore_exp_nonpositive_d, (double* x, ptrdiff_t count),
+               (x, count), double, NNCORE_EXP_LANES_D, nncore_exp_lanes_d)
 #else
 static void nncore_exp_nonpositive_f(float* x, ptrdiff_t count) {
     for (ptrdiff_t i = 0; i < count; i++) x[i] = expf(x[i]);

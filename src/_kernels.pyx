@@ -518,7 +518,7 @@ def use_threads(int n):
 
 def pool_state():
     """This module's thread count and helper pool: {"threads", "helpers",
-    "woken": jobs each helper woke up for} (for tests and nncore.blas)."""
+    "woken": jobs posted to each helper} (for tests and nncore.blas)."""
     return _pool_state()
 
 

@@ -22,9 +22,10 @@
 #include <stddef.h>
 #include "_simd.h"
 
-#define NNCORE_DEFINE_RELU(T, SUFFIX, ISA, ATTRIBUTES)                                     \
-    ATTRIBUTES static void nncore_bias_relu_##SUFFIX##_##ISA(                              \
-        T* restrict z, const T* restrict b, ptrdiff_t n, ptrdiff_t k) {                    \
+/* One variant of each pass (see NNCORE_PER_ISA in _simd.h). */
+#define NNCORE_DEFINE_BIAS_RELU(NAME, ATTRIBUTES, T)                                       \
+    ATTRIBUTES static void NAME(T* restrict z, const T* restrict b, ptrdiff_t n,           \
+                                ptrdiff_t k) {                                             \
         for (ptrdiff_t i = 0; i < n; i++) {                                                \
             T* restrict zi = z + i * k;                                                    \
             for (ptrdiff_t j = 0; j < k; j++) {                                            \
@@ -32,10 +33,10 @@
                 zi[j] = !(v <= 0) ? v : 0;                                                 \
             }                                                                              \
         }                                                                                  \
-    }                                                                                      \
-    ATTRIBUTES static void nncore_relu_backward_##SUFFIX##_##ISA(                          \
-        T* restrict d, const T* restrict a, ptrdiff_t n, ptrdiff_t k,                      \
-        double* restrict sums) {                                                           \
+    }
+#define NNCORE_DEFINE_RELU_BACKWARD(NAME, ATTRIBUTES, T)                                   \
+    ATTRIBUTES static void NAME(T* restrict d, const T* restrict a, ptrdiff_t n,           \
+                                ptrdiff_t k, double* restrict sums) {                      \
         if (sums != NULL)                                                                  \
             for (ptrdiff_t j = 0; j < k; j++) sums[j] = 0;                                 \
         for (ptrdiff_t i = 0; i < n; i++) {                                                \
@@ -48,35 +49,14 @@
         }                                                                                  \
     }
 
-#if NNCORE_X86_SIMD
-/* The entry point NAME_SUFFIX(ARGS) runs the variant for this CPU. */
-#define NNCORE_RELU_ENTRY(NAME, SUFFIX, PARAMS, ARGS)                                      \
-    static void NAME##_##SUFFIX PARAMS {                                                   \
-        int isa = nncore_simd_isa();                                                       \
-        if (isa == NNCORE_AVX512)                                                          \
-            NAME##_##SUFFIX##_avx512 ARGS;                                                 \
-        else if (isa == NNCORE_AVX2)                                                       \
-            NAME##_##SUFFIX##_avx2 ARGS;                                                   \
-        else                                                                               \
-            NAME##_##SUFFIX##_generic ARGS;                                                \
-    }
-#define NNCORE_DEFINE_RELU_ISAS(T, SUFFIX)                                                 \
-    NNCORE_DEFINE_RELU(T, SUFFIX, generic, )                                               \
-    NNCORE_DEFINE_RELU(T, SUFFIX, avx2, __attribute__((target("avx2,fma"))))               \
-    NNCORE_DEFINE_RELU(T, SUFFIX, avx512, __attribute__((target("avx512f"))))
-#else
-#define NNCORE_RELU_ENTRY(NAME, SUFFIX, PARAMS, ARGS)                                      \
-    static void NAME##_##SUFFIX PARAMS { NAME##_##SUFFIX##_generic ARGS; }
-#define NNCORE_DEFINE_RELU_ISAS(T, SUFFIX) NNCORE_DEFINE_RELU(T, SUFFIX, generic, )
-#endif
-
+/* The entry points nncore_bias_relu_SUFFIX and nncore_relu_backward_SUFFIX run
+ * the variant for this CPU. */
 #define NNCORE_DEFINE_RELU_ENTRIES(T, SUFFIX)                                              \
-    NNCORE_DEFINE_RELU_ISAS(T, SUFFIX)                                                     \
-    NNCORE_RELU_ENTRY(nncore_bias_relu, SUFFIX,                                            \
-                      (T* z, const T* b, ptrdiff_t n, ptrdiff_t k), (z, b, n, k))          \
-    NNCORE_RELU_ENTRY(nncore_relu_backward, SUFFIX,                                        \
-                      (T* d, const T* a, ptrdiff_t n, ptrdiff_t k, double* sums),          \
-                      (d, a, n, k, sums))
+    NNCORE_PER_ISA(NNCORE_DEFINE_BIAS_RELU, nncore_bias_relu_##SUFFIX,                     \
+                   (T* z, const T* b, ptrdiff_t n, ptrdiff_t k), (z, b, n, k), T)          \
+    NNCORE_PER_ISA(NNCORE_DEFINE_RELU_BACKWARD, nncore_relu_backward_##SUFFIX,             \
+                   (T* d, const T* a, ptrdiff_t n, ptrdiff_t k, double* sums),             \
+                   (d, a, n, k, sums), T)
 
 NNCORE_DEFINE_RELU_ENTRIES(float, f)
 NNCORE_DEFINE_RELU_ENTRIES(double, d)

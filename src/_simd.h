@@ -1,5 +1,5 @@
 /* Which vector instruction set the hand-vectorised kernels (_tile_gemm.h,
- * _fast_exp.h) use: the widest this CPU and OS support, checked once per
+ * _fast_exp.h, _relu.h, _adam.h) use: the widest this CPU and OS support, checked once per
  * compiled module. They are compiled for each set through function attributes,
  * so the build needs no -march and the wheel runs on any x86-64 (and builds,
  * without them, elsewhere).
@@ -38,5 +38,36 @@ static int nncore_simd_isa(void) {
 #else
 #define NNCORE_X86_SIMD 0
 static int nncore_simd_isa(void) { return NNCORE_GENERIC; }
+#endif
+
+/* One function compiled once per instruction set, and its entry point.
+ *
+ *   NNCORE_PER_ISA(DEFINE, NAME, PARAMS, ARGS, ...)
+ *
+ * expands DEFINE(NAME_generic, , ...), DEFINE(NAME_avx2, <target avx2,fma>, ...)
+ * and DEFINE(NAME_avx512, <target avx512f>, ...) — DEFINE(FUNCTION, ATTRIBUTES,
+ * ...) writes `ATTRIBUTES static void FUNCTION(...) {...}`, the extra arguments
+ * passed through (an element type, say) — then `static void NAME PARAMS`, which
+ * runs the variant nncore_simd_isa() picks with ARGS. Off x86 (or without GCC's
+ * target attributes) only the generic variant is compiled and NAME calls it.
+ * Used by _relu.h, _adam.h and _fast_exp.h. */
+#if NNCORE_X86_SIMD
+#define NNCORE_PER_ISA(DEFINE, NAME, PARAMS, ARGS, ...)                                    \
+    DEFINE(NAME##_generic, , __VA_ARGS__)                                                  \
+    DEFINE(NAME##_avx2, __attribute__((target("avx2,fma"))), __VA_ARGS__)                  \
+    DEFINE(NAME##_avx512, __attribute__((target("avx512f"))), __VA_ARGS__)                 \
+    static void NAME PARAMS {                                                              \
+        int isa = nncore_simd_isa();                                                       \
+        if (isa == NNCORE_AVX512)                                                          \
+            NAME##_avx512 ARGS;                                                            \
+        else if (isa == NNCORE_AVX2)                                                       \
+            NAME##_avx2 ARGS;                                                              \
+        else                                                                               \
+            NAME##_generic ARGS;                                                           \
+    }
+#else
+#define NNCORE_PER_ISA(DEFINE, NAME, PARAMS, ARGS, ...)                                    \
+    DEFINE(NAME##_generic, , __VA_ARGS__)                                                  \
+    static void NAME PARAMS { NAME##_generic ARGS; }
 #endif
 #endif

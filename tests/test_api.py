@@ -529,6 +529,26 @@ def test_train_test_split_refuses_mismatched_rows_and_takes_lists():
     assert X_train.shape == (40, 64) and X_test.shape == (10, 64) and len(y_train) == 40
 
 
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+def test_train_test_split_takes_sparse_X_as_fit_does(fmt):
+    """fit takes a scipy.sparse X; the split helper refused it as "X and y must
+    have the same number of rows; got shapes () and (1797,)" (np.asarray of a
+    sparse matrix is a 0-d object array). It splits the rows as CSR, the same
+    rows as for the dense X, never densified."""
+    sp = pytest.importorskip("scipy.sparse")
+    X, y = nncore.load_digits()
+    dense = nncore.datasets.train_test_split(X, y, seed=3)
+    sparse = nncore.datasets.train_test_split(sp.csr_matrix(X).asformat(fmt), y, seed=3)
+    for d, s in zip(dense[:2], sparse[:2]):
+        assert sp.issparse(s) and s.format == "csr"
+        np.testing.assert_array_equal(s.toarray(), d)
+    np.testing.assert_array_equal(sparse[2], dense[2])
+    np.testing.assert_array_equal(sparse[3], dense[3])
+    with pytest.raises(ValueError, match=r"same number of rows; got shapes \(1797, 64\) and "
+                                         r"\(100,\)"):
+        nncore.datasets.train_test_split(sp.csr_matrix(X), y[:100])
+
+
 @pytest.mark.parametrize("scale", ["no", "False", 0, 1, None, [], 1.0])
 def test_load_digits_refuses_a_scale_that_is_not_a_bool(scale):
     """scale="no" is truthy: it used to scale silently. Only bools are taken."""

@@ -1,5 +1,7 @@
 """Bad input gets a ValueError/TypeError naming what is wrong, never a crash;
 and the conversions that must work do work."""
+import re
+
 import numpy as np
 import pytest
 
@@ -464,6 +466,55 @@ def test_non_finite_sparse_value_is_named_by_row_and_column(backend, fmt):
     big = sp.csr_matrix(np.where(dense == np.inf, 1e300, dense)).asformat(fmt)
     with pytest.raises(ValueError, match="too large for float32"):
         regressor(backend).predict(big)
+
+
+@pytest.mark.parametrize("make, y_val, message", [
+    (regressor, Y_REG[:4], r"^validation y has 4 rows but validation X has 5 samples"),
+    (classifier, np.array([0, 1, 2, 3, 0]),
+     r"^validation y holds labels in 0\.\.3; expected 0\.\.2"),
+    (classifier, np.array([0, 1.5, 2, 1, 0]), r"^validation y holds non-integer labels"),
+    (classifier, np.eye(4)[:5], r"^validation y has 4 rows but validation X"),
+    (classifier, np.full((5, 3), 2.0), r"^validation y holds values in \[2, 2\]"),
+    (binary, np.array([0, 1, 2, 1, 0]), r"^validation y holds values in \[0, 2\]"),
+    (regressor, np.array([0, 1, np.nan, 1, 0]), r"^validation y contains NaN"),
+    (regressor, np.zeros((5, 2)), r"^validation y has shape \(5, 2\)"),
+])
+def test_validation_targets_are_named_as_such(make, y_val, message):
+    """A bad y in validation_data was reported as "y ... but X has 5 samples",
+    which reads as the training y (whose rows are fine)."""
+    with pytest.raises(ValueError, match=message):
+        make().fit(X_GOOD, {regressor: Y_REG, classifier: Y_LABELS, binary: Y_BINARY}[make],
+                   validation_data=(X_GOOD[:5], y_val))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_where_only_dense_is_read_is_named(backend):
+    """Only X may be sparse (and not for the perceptron rule); a sparse y,
+    sample_weight, weight or loss argument was refused as "has dtype object"
+    (np.asarray makes a 0-d object array of it), which names no cause."""
+    sp = pytest.importorskip("scipy.sparse")
+    dense_y = np.eye(3)[Y_LABELS]
+    model = classifier(backend)
+    calls = {
+        "y": lambda: model.fit(X_GOOD, sp.csr_matrix(dense_y)),
+        "sample_weight": lambda: model.fit(X_GOOD, Y_LABELS,
+                                           sample_weight=sp.csr_matrix(np.ones((1, N)))),
+        "weights[0] (W of layer 0)": lambda: model.set_weights(
+            [sp.csr_matrix(model.layers[0].W)] + model.get_weights()[1:]),
+        "W": lambda: setattr(model.layers[0], "W", sp.csr_array(model.layers[0].W)),
+        "y_true": lambda: losses.mse(sp.csr_matrix(dense_y), dense_y),
+        "y_pred": lambda: losses.cross_entropy(Y_LABELS, sp.coo_matrix(dense_y)),
+    }
+    for name, call in calls.items():
+        with pytest.raises(TypeError, match=rf"^{re.escape(name)} is a scipy.sparse "
+                                            r"\w+; expected a dense array.*\.toarray\(\)"):
+            call()
+    neuron = Sequential([Dense(X_GOOD.shape[1], 1, "step")], optimizer=SGD(1.0), seed=0,
+                        backend=backend)
+    with pytest.raises(TypeError, match=r"perceptron rule .* trains on dense rows; pass "
+                                        r"X\.toarray\(\)"):
+        neuron.fit(sp.csr_matrix(X_GOOD), (Y_LABELS == 1).astype(float))
+    assert neuron.predict(sp.csr_matrix(X_GOOD)).shape == (N, 1)   # predict takes it
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

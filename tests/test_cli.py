@@ -190,6 +190,24 @@ def test_export_onnx(tmp_path, flowers):
     np.testing.assert_allclose(out, model.predict(X), atol=1e-5)
 
 
+def test_export_of_a_binary_model_says_what_its_one_output_is(tmp_path):
+    """A binary_cross_entropy model has one sigmoid output; export said
+    "output float32[N, 1] (probabilities of classes no, yes)"."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    X, y = blobs()
+    keep = y < 2
+    write_csv(tmp_path / "b.csv", ["f1", "f2", "ok"],
+              [[a, b, ["no", "yes"][c]] for (a, b), c in zip(X[keep], y[keep])])
+    run("train", tmp_path / "b.csv", "--target", "ok", "--loss", "binary_cross_entropy",
+        "--epochs", "2", "-q", "-o", tmp_path / "b.npz")
+    result = run("export", tmp_path / "b.npz", "-o", tmp_path / "b.onnx")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.rstrip().endswith(
+        "-> output float32[N, 1] (the probability of class yes; below 0.5 the prediction "
+        "is no)"), result.stdout
+
+
 def test_export_without_onnx_support_is_a_clear_error(tmp_path):
     nncore.Sequential([nncore.Dense(2, 1)]).save(tmp_path / "m.npz")
     code = ("import sys; sys.modules['onnx'] = None\n"
@@ -324,7 +342,8 @@ ERRORS = [
     (["train", "{t}/flowers.csv", "--target", "species", "--optimizer", "rmsprop"],
      "argument --optimizer: invalid choice: 'rmsprop'"),
     (["train", "{t}/text.csv", "--target", "species"],
-     "column 'width' of {t}/text.csv is not numeric: data row 1 holds 'abc'"),
+     "column 'width' of {t}/text.csv is not numeric: data row 1 holds 'abc'; every column "
+     "but the target (--target 'species') is a feature, and features must be numbers"),
     (["train", "{t}/flowers.csv", "--target", "species", "--loss", "mse"],
      "--loss mse needs a numeric target"),
     (["train", "{t}/one.csv", "--target", "label"], "holds one class only ('x')"),

@@ -269,6 +269,35 @@ def test_fit_incremental_sequential_equals_fit_by_hand(client):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("cls", [None] + CLASSIFIERS)
+def test_fit_incremental_skips_empty_chunks(client, cls):
+    """Filtering then compute_chunk_sizes() leaves 0-row chunks: training skips
+    them (the estimators refuse 0 rows) with the chunk order otherwise the same."""
+    X, y = _data(400)
+    keep = (np.arange(400) < 200) | (np.arange(400) >= 300)   # chunk 2 filtered away
+    dX = da.from_array(X, chunks=100)[da.from_array(keep, chunks=100)].compute_chunk_sizes()
+    assert dX.chunks[0] == (100, 100, 0, 100)
+    kept, ky = X[keep], y[keep]
+    make = (lambda: _sequential("float64")) if cls is None else (
+        lambda: cls(hidden_layer_sizes=(10,), random_state=0))
+    extra = {"batch_size": 25} if cls is None else {"classes": [0, 1, 2]}
+    est = nd.fit_incremental(make(), dX, ky, epochs=2, random_state=3, **extra)
+    by_hand, starts = make(), np.cumsum((0,) + dX.chunks[0])
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        for i in rng.permutation(len(dX.chunks[0])):
+            if starts[i] < starts[i + 1]:
+                rows = slice(starts[i], starts[i + 1])
+                if cls is None:
+                    by_hand.fit(kept[rows], ky[rows], epochs=1, batch_size=25)
+                else:
+                    by_hand.partial_fit(kept[rows], ky[rows], classes=[0, 1, 2])
+    got = est.get_weights() if cls is None else est.coefs_ + est.intercepts_
+    want = by_hand.get_weights() if cls is None else by_hand.coefs_ + by_hand.intercepts_
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_fit_incremental_local_scheduler_computes_one_chunk_per_call():
     X, y = _data(400)
     calls = []

@@ -53,6 +53,37 @@ def test_backends_agree():
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.filterwarnings("ignore:the perceptron rule still misclassified")
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_shuffle_draws_orders_whatever_the_batch_size(backend):
+    """The rule takes one example at a time, so the order matters even with
+    batch_size=None (the default, "full batch" for gradient descent, where
+    shuffling is skipped as pointless): shuffle=True shuffles, and batch_size,
+    which the rule does not use, changes nothing (it used to: None meant no
+    shuffling, any batch_size < n shuffled)."""
+    X, y = nncore.load_digits()
+    sel = (y == 3) | (y == 5)
+    X, t = X[sel], (y[sel] == 5).astype(float)
+    runs = {}
+    for batch_size, shuffle in [(None, True), (1, True), (50, True), (None, False), (7, False)]:
+        model = perceptron(64, 1, backend, lr=0.5)
+        model.fit(X, t, epochs=3, batch_size=batch_size, shuffle=shuffle)
+        runs[batch_size, shuffle] = model.get_weights()[0]
+    np.testing.assert_array_equal(runs[None, True], runs[1, True])
+    np.testing.assert_array_equal(runs[None, True], runs[50, True])
+    np.testing.assert_array_equal(runs[None, False], runs[7, False])
+    assert not np.array_equal(runs[None, True], runs[None, False])
+    # the shuffled orders are the model generator's permutations, epoch by epoch
+    by_hand = perceptron(64, 1, backend, lr=0.5)
+    rng = np.random.default_rng(by_hand._seed_sequence)
+    for layer in by_hand.layers:   # the initialisation's draws come first
+        layer.initialize(rng)
+    for _ in range(3):
+        order = rng.permutation(len(t))
+        by_hand.fit(X[order], t[order], epochs=1, shuffle=False)
+    np.testing.assert_array_equal(runs[None, True], by_hand.get_weights()[0])
+
+
 @pytest.mark.parametrize("pair", [(0, 1), (3, 5)])
 def test_converges_on_separable_digits(pair):
     """Two classes of the bundled digits are linearly separable: some epoch
@@ -76,6 +107,36 @@ def test_perceptron_refuses_what_it_cannot_learn():
     deep = Sequential([Dense(2, 3, "step"), Dense(3, 1, "step")], loss="mse", seed=0)
     with pytest.raises(ValueError, match="gradient is zero"):
         deep.fit(GATES, [0, 1, 1, 0])
+
+
+@pytest.mark.parametrize("optimizer, alpha, named", [
+    (nncore.Adam(0.5), 0.0, "Adam's moments"),
+    (SGD(0.5, momentum=0.9), 0.0, "momentum=0.9"),
+    (SGD(0.5, momentum=0.5, nesterov=True, weight_decay=0.01), 0.0,
+     "momentum=0.5, weight_decay=0.01 have no effect"),
+    (SGD(0.5), 1e-3, "alpha=0.001 has no effect"),
+])
+def test_what_the_rule_does_not_use_is_named(optimizer, alpha, named):
+    """The rule uses the learning rate only: momentum, Adam, weight decay and
+    alpha used to be ignored without a word (the weights are those of plain
+    SGD(lr)); fit says so, and trains as it did."""
+    X, y = nncore.load_digits()
+    sel = (y == 0) | (y == 1)
+    X, t = X[sel], (y[sel] == 1).astype(float)
+    model = Sequential([Dense(64, 1, "step")], loss="mse", optimizer=optimizer, seed=0,
+                       alpha=alpha)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.fit(X, t, epochs=2)
+    said = [w for w in caught if "uses only the optimizer's learning rate" in str(w.message)]
+    assert len(said) == 1 and named in str(said[0].message), [str(w.message) for w in caught]
+    assert said[0].category is UserWarning and said[0].filename == __file__
+    plain = perceptron(64, 1, lr=0.5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")      # plain SGD(lr): nothing to say
+        plain.fit(X, t, epochs=2)
+    assert not [w for w in caught if "learning rate" in str(w.message)]
+    np.testing.assert_array_equal(model.get_weights()[0], plain.get_weights()[0])
 
 
 class _ValErrorsAfterEachEpoch(nncore.Callback):

@@ -456,8 +456,8 @@ def test_schedule_attribute_giving_a_negative_rate_is_refused(attr, value):
     that makes the rate negative (gradient ascent, silently, before) is
     refused when the rate is asked for."""
     opt = SGD(nncore.schedules.Exponential(0.1, gamma=0.9))
+    m = model(opt)   # (building a model starts the schedule: it would refuse it there)
     setattr(opt.schedule, attr, value)
-    m = model(opt)
     with pytest.raises(ValueError, match="negative learning rate"):
         m.fit(X, Y, epochs=2)
     assert m._epoch <= 1

@@ -808,6 +808,63 @@ def test_n_init_maximises_a_monitored_accuracy(restore):
     assert score(history.history["accuracy"]) == max(history.runs)
 
 
+class ScheduleRecorder(Callback):
+    """Each run's rates and the schedule's running state when it ends."""
+
+    def __init__(self):
+        self.runs = []
+
+    def on_train_end(self, model, logs):
+        self.runs.append((model.history.history["lr"], model.optimizer.schedule.state_dict(),
+                          model.optimizer.current_lr))
+
+
+def test_n_init_runs_each_start_from_the_schedules_state(backend):
+    """A ReduceOnPlateau's running state (its rate, best value and counts) is
+    part of where each run starts: every run used to begin at the rate the
+    runs before it had reduced to, and the model kept the last run's state,
+    not the kept run's (so a further fit went on at another rate)."""
+    plateau = schedules.ReduceOnPlateau(0.5, monitor="loss", patience=0, factor=0.5,
+                                        threshold=0.5)   # every epoch is a bad one: lr halves
+    model = make_model(backend=backend, optimizer=SGD(plateau))
+    model.fit(*make_data(), epochs=1, batch_size=8)     # a state that is not the initial one
+    start = plateau.state_dict()
+    recorder = ScheduleRecorder()
+    history = model.fit(*make_data(), epochs=3, batch_size=8, n_init=3, callbacks=[recorder])
+    assert start["lr"] == 0.5 and start["best"] < float("inf")   # the first epoch set best
+    assert [lrs for lrs, _, _ in recorder.runs] == [[0.5, 0.25, 0.125]] * 3
+    kept = history.runs.index(min(history.runs))
+    _, state, current_lr = recorder.runs[kept]
+    assert plateau.state_dict() == state and model.optimizer.current_lr == current_lr
+    assert model.fit(*make_data(), epochs=1, batch_size=8).history["lr"] == [state["lr"]]
+
+
+@pytest.mark.parametrize("share", ["schedule", "optimizer"])
+def test_a_schedule_another_model_trained_with_starts_afresh(backend, share):
+    """A ReduceOnPlateau (or the optimizer holding it) reused for a new model
+    used to carry the first model's reduced rate and best value into it, so
+    the new model trained unlike a fresh one, and unlike itself after reset()
+    ("the state right after construction"). Assigning it to model.optimizer
+    starts it afresh the same way."""
+    def plateau():
+        return schedules.ReduceOnPlateau(0.5, monitor="loss", patience=0, factor=0.5,
+                                         threshold=0.5)
+    shared = plateau()
+    first_opt = SGD(shared)
+    make_model(backend=backend, optimizer=first_opt).fit(*make_data(), epochs=4, batch_size=8)
+    assert shared.lr < 0.5
+    second = make_model(backend=backend,
+                        optimizer=first_opt if share == "optimizer" else SGD(shared))
+    fresh = make_model(backend=backend, optimizer=SGD(plateau()))
+    want = fresh.fit(*make_data(), epochs=3, batch_size=8).history
+    assert second.fit(*make_data(), epochs=3, batch_size=8).history == want
+    second.reset()
+    assert second.fit(*make_data(), epochs=3, batch_size=8).history == want
+    third = make_model(backend=backend)
+    third.optimizer = first_opt if share == "optimizer" else SGD(shared)
+    assert third.fit(*make_data(), epochs=3, batch_size=8).history == want
+
+
 # ------------------------------------------------------------ 12. mean error
 
 @pytest.mark.parametrize("loss", REGRESSION)
