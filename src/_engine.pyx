@@ -24,7 +24,7 @@ import numpy as np
 
 from _activation cimport LINEAR, EXP
 from _blas cimport (set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state,
-                   rows_in_place)
+                   rows_in_place, tile_rouse)
 from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
@@ -371,6 +371,7 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
     cdef Input xb = X[0]     # the batch's rows
     cdef double total, metric, step_loss, work_done = 0
     for epoch in range(n_epochs):
+        tile_rouse()  # helpers awake for the tile kernel's shared products
         total = 0
         metric = 0
         start = 0

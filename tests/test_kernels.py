@@ -153,7 +153,10 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
 #: the kernel would read A in place, "direct"), several panels, ragged m and k,
 #: Aᵀ·B with rows as its k index; and products the kernel does not take.
 ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (5, 700, 100),
-               (300, 120, 129), (2000, 10, 300)]   # (float64 takes these two only)
+               (300, 120, 129), (2000, 10, 300),   # (float64's packed kernel: these two only)
+               # the tile kernel: every kind of tile (1-row tails, masked columns,
+               # narrow Aᵀ·B), the float64 split range (200×100×100), too small
+               (13, 37, 29), (40, 10, 30), (33, 20, 17), (200, 100, 100), (1, 9, 7)]
 
 
 def tile_limit(dtype):
@@ -167,8 +170,11 @@ def tile_limit(dtype):
 def test_gemm_rows_same_bits_as_gathered(rng, dtype, m, n, k, trans_a):
     """gemm_rows reads op(A)'s rows (A's rows; for Aᵀ its k index) through an
     index where they lie: the bits of gemm on the gathered rows, or False and
-    C untouched where the large-product kernel does not take the product."""
-    taken = K.simd() == "avx512" and m > 1 and m * n * k > tile_limit(dtype)
+    C untouched where neither the tile kernel nor the large-product kernel
+    takes the product."""
+    size = m * n * k
+    taken = (size > 4096 and K.simd() != "none" if size <= tile_limit(dtype)
+             else K.simd() == "avx512" and m > 1)
     A = randn(rng, (3 * k if trans_a else 3 * m, m if trans_a else k), dtype)
     rows = rng.permutation(A.shape[0])[:k if trans_a else m].astype(np.intp)
     B, C0 = randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)
@@ -448,11 +454,15 @@ def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkey
 
 @pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
 @pytest.mark.parametrize("m,n,k,trans_a,trans_b,split", [
-    (128, 128, 256, False, False, (True, False)),  # W3's 256→128 X·W (4.2M)
-    (256, 128, 128, True, False, (True, False)),   # its Xᵀ·dZ
-    (128, 256, 128, False, True, (True, False)),   # its dZ·Wᵀ
+    (128, 128, 256, False, False, (True, True)),   # W3's 256→128 X·W (4.2M; float64:
+    (256, 128, 128, True, False, (True, True)),    # its Xᵀ·dZ           the tile kernel)
+    (128, 256, 128, False, True, (True, False)),   # its dZ·Wᵀ (float64: Bᵀ too big for
+                                                   # the tile kernel, the packed one)
     (200, 400, 64, False, False, (True, False)),   # 64-400-10 at batch 200 (5.1M)
-    (200, 100, 64, False, False, (False, False)),  # the digits face's (1.28M): alone
+    (200, 100, 64, False, False, (False, True)),   # the digits face's (1.28M): float64
+    (64, 100, 200, True, False, (False, True)),    # on the tile kernel, split by rows
+    (600, 64, 32, False, True, (False, True)),     # of C (_tile_gemm.h)
+    (200, 10, 100, False, False, (False, False)),  # 0.2M: alone
 ])
 def test_big_gemm_w3_products_use_an_awake_helper(rng, dtype, monkeypatch,
                                                   m, n, k, trans_a, trans_b, split):
@@ -460,7 +470,8 @@ def test_big_gemm_w3_products_use_an_awake_helper(rng, dtype, monkeypatch,
     multiply-adds (NNCORE_MIN_FMAS_AWAKE_F: W3's 4.2M ones) are shared with the
     helper when it is awake — spinning right after a product that used it — and
     done by the caller alone when it sleeps (no helper is woken for them);
-    float64 ones below 524,288 are never shared. Whoever computes C's units,
+    so are float64 ones of 1,048,576 to 4,194,304 multiply-adds on the tile
+    kernel (_tile_gemm.h NNCORE_TILE_PER_THREAD). Whoever computes C's units,
     the bits are those of one thread."""
     from nncore import blas
     monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)

@@ -213,6 +213,28 @@ def test_own_threaded_products_bit_identical_across_n_threads(dtype, monkeypatch
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.skipif(nncore._kernels.simd() != "avx512",
+                    reason="the tile kernel's split range is float64 on AVX-512 CPUs")
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_face_sized_fits_bit_identical_across_n_threads(dtype, monkeypatch):
+    """The scikit-learn face's shapes (100-100-10 and 64-100-10 at batch 200,
+    shuffled: the first layer reads X's rows in place): its float64 products of
+    1,048,576 multiply-adds and more are shared with awake helpers
+    (src/_tile_gemm.h, rows of C as units; the engine wakes the helpers each
+    epoch), and n_threads 1, 2 and 3 give bit-identical weights."""
+    monkeypatch.setattr(nncore.blas, "_smallest", lambda limits, n_threads: n_threads)
+    for n_in in (100, 64):
+        X, y = data(1000, n_in, 10)
+        runs = []
+        for n_threads in (1, 2, 3):
+            model = classifier((n_in, 100, 10), "cython", dtype, seed=3, n_threads=n_threads)
+            model.fit(X, y, epochs=3, batch_size=200)
+            runs.append(model.get_weights())
+        for other in runs[1:]:
+            for a, b in zip(other, runs[0]):
+                np.testing.assert_array_equal(a, b)
+
+
 #: products of every kind interleaved on 2 and 3 threads with pauses between
 #: them, so that helpers are awake, asleep, woken late or descheduled (3
 #: threads on 2 cores) when jobs arrive: src/_pool.h's units jobs (the large
@@ -226,7 +248,9 @@ blas._smallest = lambda limits, n_threads: n_threads  # 3 threads on any machine
 rng, pick = np.random.default_rng(0), random.Random(0)
 shapes = [(128, 128, 256, False, False), (256, 128, 128, True, False),
           (128, 256, 128, False, True), (256, 512, 128, True, False),
-          (300, 600, 300, False, True), (700, 20, 3200, True, True), (5, 70, 120000, False, False)]
+          (300, 600, 300, False, True), (700, 20, 3200, True, True), (5, 70, 120000, False, False),
+          # float64: the tile kernel's products shared with awake helpers only
+          (200, 100, 100, False, False), (100, 100, 200, True, False), (600, 64, 32, False, True)]
 cases = []
 for dtype in (np.float32, np.float64):
     for m, n, k, ta, tb in shapes:
