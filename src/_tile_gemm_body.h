@@ -16,13 +16,18 @@
  * stored once. The columns past n in the last block are masked off, so any n
  * works.
  */
+#ifndef NNCORE_TILE_AHEAD
+/* Steps ahead the Aᵀ loop with rows given prefetches its row of A. */
+#define NNCORE_TILE_AHEAD 8
+#endif
 #define NNCORE_FN2(a, b) a##b
 #define NNCORE_FN(a, b) NNCORE_FN2(a, b)
 #define BLOCK NNCORE_FN(NAME, _block)
 
 /* One R-row × NV-vector tile at (i0, j0). The last vector's columns are
- * masked with `tail` unless `full`. R, NV, full and IX (1: rows given) are
- * constants at every call, so the loops unroll and acc lives in registers. */
+ * masked with `tail` unless `full`. R, NV, full and IX (0: no rows; rows
+ * given: 1 for A, 2 for Aᵀ) are constants at every call, so the loops unroll
+ * and acc lives in registers. */
 static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
     const int R, const int NV, const int full, const int IX, int trans_a,
     const ptrdiff_t* rows, ptrdiff_t i0, ptrdiff_t j0, M tail, ptrdiff_t k, T alpha,
@@ -36,7 +41,7 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
     const T* a[4];
     const T* ar[12];
     const ptrdiff_t step = trans_a ? 1 : lda, next = trans_a ? lda : 1;
-    if (IX && !trans_a)
+    if (IX == 1)
         for (int r = 0; r < R; r++) ar[r] = A + rows[i0 + r] * lda;
     else if (!IX)
         for (int g = 0; g < (R + 2) / 3; g++)
@@ -45,11 +50,13 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
         for (int v = 0; v < NV; v++) acc[r][v] = VZERO();
     for (ptrdiff_t p = 0; p < k; p++) {
         const T* row = B + p * ldb + j0;
-        const T* at = IX && trans_a ? A + rows[p] * lda + i0 : A;
+        const T* at = IX == 2 ? A + rows[p] * lda + i0 : A;
+        if (IX == 2 && p + NNCORE_TILE_AHEAD < k) /* scattered rows: no stride to prefetch */
+            __builtin_prefetch(A + rows[p + NNCORE_TILE_AHEAD] * lda + i0);
         for (int v = 0; v < NV; v++)
             b[v] = (full || v < NV - 1) ? VLOAD(row + v * W) : VLOADM(row + v * W, tail);
         for (int r = 0; r < R; r++) {
-            V av = VSET1(!IX ? a[r / 3][(r % 3) * step] : trans_a ? at[r] : ar[r][p]);
+            V av = VSET1(!IX ? a[r / 3][(r % 3) * step] : IX == 2 ? at[r] : ar[r][p]);
             for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, b[v], acc[r][v]);
         }
         if (!IX)
@@ -70,7 +77,7 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
     }
 }
 
-/* The tiles of C for one value of IX (a constant: the rows-given loop is a
+/* The tiles of C for one value of IX (a constant: each rows-given loop is a
  * separate copy, the plain one unchanged). */
 static inline __attribute__((always_inline, target(TARGET))) void NNCORE_FN(NAME, _ix)(
     const int IX, int trans_a, const ptrdiff_t* rows, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
@@ -108,7 +115,9 @@ static inline __attribute__((always_inline, target(TARGET))) void NNCORE_FN(NAME
 static __attribute__((target(TARGET))) void NAME(
     int trans_a, const ptrdiff_t* rows, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha,
     const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {
-    if (rows != NULL)
+    if (rows != NULL && trans_a)
+        NNCORE_FN(NAME, _ix)(2, trans_a, rows, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    else if (rows != NULL)
         NNCORE_FN(NAME, _ix)(1, trans_a, rows, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
     else
         NNCORE_FN(NAME, _ix)(0, trans_a, rows, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
