@@ -64,15 +64,6 @@ cdef extern from "_tile_gemm.h" nogil:
     int tile_gemm_d "nncore_tile_gemm_d" (int trans_a, int trans_b, Py_ssize_t m,
         Py_ssize_t n, Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda,
         const double* B, Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
-    # The same with op(A)'s rows read as rows[0], rows[1], … of A (its k index for
-    # Aᵀ; op(B) = B only): the bits of the call on the gathered rows.
-    int tile_gemm_rows_f "nncore_tile_gemm_f_rows" (const Py_ssize_t* rows, int trans_a,
-        int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
-        Py_ssize_t lda, const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc)
-    int tile_gemm_rows_d "nncore_tile_gemm_d_rows" (const Py_ssize_t* rows, int trans_a,
-        int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
-        const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb, double beta,
-        double* C, Py_ssize_t ldc)
     # Wakes the helpers the tile kernel's split products may use, without waiting
     # (they take part only while awake; who computes never changes the bits).
     void tile_rouse "nncore_tile_rouse" ()
@@ -84,7 +75,6 @@ cdef extern from "_tile_gemm.h" nogil:
 cdef extern from "_simd.h" nogil:
     int simd_isa "nncore_simd_isa" ()
     int AVX512 "NNCORE_AVX512"
-    int GENERIC "NNCORE_GENERIC"
 
 cdef extern from "_big_gemm.h" nogil:
     # The same on packed blocks and nncore's own threads, for AVX-512 CPUs;
@@ -319,15 +309,11 @@ cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,
 
 cdef inline bint rows_in_place(int m, int n, int k, bint is_double) noexcept nogil:
     """Whether gemm_rows takes C(m×n) = op(A)·B with inner size k (float64 when
-    is_double): where gemm() itself would run the tile kernel (more than
-    SMALL_GEMM and at most tile_limit multiply-adds, AVX2 or AVX-512) or nncore's
-    large-product kernel (more than tile_limit, m > 1, an AVX-512 CPU, its
-    packing buffers there). Then gemm_rows gives the bits gemm() gives on the
-    gathered rows."""
-    cdef long long size = <long long> m * n * k
-    if size <= tile_limit(is_double):
-        return size > SMALL_GEMM and simd_isa() != GENERIC
-    return m > 1 and big_ready()
+    is_double): where gemm() itself would run nncore's large-product kernel
+    (more than tile_limit multiply-adds, m > 1, an AVX-512 CPU) and its packing
+    buffers exist. Then gemm_rows gives the bits gemm() gives on the gathered
+    rows."""
+    return m > 1 and <long long> m * n * k > tile_limit(is_double) and big_ready()
 
 
 cdef inline void gemm_rows(const Py_ssize_t* rows, bint trans_a, int m, int n, int k,
@@ -336,14 +322,7 @@ cdef inline void gemm_rows(const Py_ssize_t* rows, bint trans_a, int m, int n, i
     """gemm(trans_a, False, …) with A's rows read as rows rows[0], rows[1], … of A
     (op(A)'s rows; for Aᵀ, its k index): a shuffled mini-batch used where it
     lies, never gathered. Only when rows_in_place(m, n, k)."""
-    if <long long> m * n * k <= tile_limit(sizeof(floating) == sizeof(double)):
-        if floating is float:
-            tile_gemm_rows_f(rows, trans_a, False, m, n, k, alpha, A, lda, B, ldb, beta, C,
-                             ldc)
-        else:
-            tile_gemm_rows_d(rows, trans_a, False, m, n, k, alpha, A, lda, B, ldb, beta, C,
-                             ldc)
-    elif floating is float:
+    if floating is float:
         big_gemm_rows_f(rows, trans_a, False, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
     else:
         big_gemm_rows_d(rows, trans_a, False, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)

@@ -156,9 +156,8 @@ def gemm_rows(const Py_ssize_t[::1] rows not None, bint trans_a, double alpha,
     """C := alpha·op(A[rows])·B + beta·C, reading A's rows where they lie (the
     engine's shuffled first-layer batches): op(A[rows]) is A[rows] (m = rows)
     or A[rows].T (k = rows) when trans_a. Returns True, or False with C
-    untouched when neither the tile kernel (more than 4,096 multiply-adds up
-    to TILE_GEMM, or TILE_GEMM_D for float64 on AVX-512; AVX2 or AVX-512) nor nncore's large-product kernel (past
-    that, m > 1, AVX-512) takes the product: the engine then gathers the rows."""
+    untouched when nncore's large-product kernel does not take the product
+    (too small, m = 1, not AVX-512: the engine then gathers the rows)."""
     cdef Py_ssize_t m = C.shape[0], n = C.shape[1], k = B.shape[0], i
     cdef Py_ssize_t width = A.shape[1]
     length("rows", rows.shape[0], k if trans_a else m)

@@ -16,10 +16,8 @@
  * the kernel needs B's rows to be contiguous along n. nncore_tile_gemm_*
  * returns 0, leaving C untouched, when it does not handle a call: no AVX2 on
  * this CPU (or NNCORE_SIMD=none), no GCC-compatible compiler, or a Bᵀ too big
- * for the buffer. nncore_tile_gemm_*_rows(rows, …) is the same with op(A)'s
- * rows read as rows rows[0], rows[1], … of A (its k index for Aᵀ; op(B) = B
- * only): the bits of the same call on the gathered rows. Products from
- * 1,048,576 multiply-adds are shared with awake helpers (see below).
+ * for the buffer. Products from 1,048,576 multiply-adds are shared with awake
+ * helpers (see below).
  */
 #ifndef NNCORE_TILE_GEMM_H
 #define NNCORE_TILE_GEMM_H
@@ -166,14 +164,12 @@ static inline __attribute__((always_inline, target("avx512f"))) void nncore_tran
  * it is), NV vectors along m with J·NV ≤ 24 accumulators. The tile is then
  * transposed in registers (W×W blocks) and stored along C's rows, masked to n
  * columns and m rows. Each element's sum is the same as the tile loop's —
- * over k in order from zero, then alpha·sum (+ beta·C) — bit for bit. With
- * `arows` (not NULL) step p reads row arows[p] of A (a shuffled batch in place). */
+ * over k in order from zero, then alpha·sum (+ beta·C) — bit for bit. */
 #define NNCORE_NARROW_MAX 16
 #define NNCORE_DEFINE_NARROW(T, V, W, X, G, NAME)                                         \
     static inline __attribute__((always_inline, target("avx512f"))) void NAME##_tiles(  \
-        const int J, const int NV, const ptrdiff_t* arows, ptrdiff_t m, ptrdiff_t k,       \
-        T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb, T beta, T* C,       \
-        ptrdiff_t ldc) {                                                                   \
+        const int J, const int NV, ptrdiff_t m, ptrdiff_t k, T alpha, const T* A,          \
+        ptrdiff_t lda, const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {           \
         for (ptrdiff_t i0 = 0; i0 < m; i0 += NV * W) {                                     \
             V acc[24];                                                                     \
             __mmask16 rows[4];                                                             \
@@ -186,7 +182,7 @@ static inline __attribute__((always_inline, target("avx512f"))) void nncore_tran
             _Pragma("GCC unroll 24")                                                       \
             for (int t = 0; t < J * NV; t++) acc[t] = _mm512_setzero_##X();                \
             for (ptrdiff_t p = 0; p < k; p++) {                                            \
-                const T* a = A + (arows != NULL ? arows[p] : p) * lda + i0;                \
+                const T* a = A + p * lda + i0;                                             \
                 const T* b = B + p * ldb;                                                  \
                 V av[4];                                                                   \
                 _Pragma("GCC unroll 4")                                                    \
@@ -224,25 +220,25 @@ static inline __attribute__((always_inline, target("avx512f"))) void nncore_tran
     }                                                                                      \
                                                                                            \
     static __attribute__((noinline, target("avx512f"))) void NAME(                         \
-        const ptrdiff_t* rows, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* A,  \
-        ptrdiff_t lda, const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {           \
+        ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,         \
+        const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {                          \
         switch (n) { /* NV: at most 24 accumulators, at most 4 vectors */                  \
-        case 1: NAME##_tiles(1, 4, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 2: NAME##_tiles(2, 4, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 3: NAME##_tiles(3, 4, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 4: NAME##_tiles(4, 4, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 5: NAME##_tiles(5, 4, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 6: NAME##_tiles(6, 4, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 7: NAME##_tiles(7, 3, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 8: NAME##_tiles(8, 3, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 9: NAME##_tiles(9, 2, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 10: NAME##_tiles(10, 2, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 11: NAME##_tiles(11, 2, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 12: NAME##_tiles(12, 2, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 13: NAME##_tiles(13, 1, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 14: NAME##_tiles(14, 1, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        case 15: NAME##_tiles(15, 1, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
-        default: NAME##_tiles(16, 1, rows, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break; \
+        case 1: NAME##_tiles(1, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 2: NAME##_tiles(2, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 3: NAME##_tiles(3, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 4: NAME##_tiles(4, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 5: NAME##_tiles(5, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 6: NAME##_tiles(6, 4, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 7: NAME##_tiles(7, 3, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 8: NAME##_tiles(8, 3, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 9: NAME##_tiles(9, 2, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;      \
+        case 10: NAME##_tiles(10, 2, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 11: NAME##_tiles(11, 2, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 12: NAME##_tiles(12, 2, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 13: NAME##_tiles(13, 1, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 14: NAME##_tiles(14, 1, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        case 15: NAME##_tiles(15, 1, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
+        default: NAME##_tiles(16, 1, m, k, alpha, A, lda, B, ldb, beta, C, ldc); break;    \
         }                                                                                  \
     }
 
@@ -279,12 +275,11 @@ static void nncore_tile_rouse(void) {
 /* The entry point per element type: transpose B if asked, pick the ISA, split
  * between awake threads. */
 #define NNCORE_DEFINE_TILE(T, NAME, AVX512, AVX2, NARROW)                                 \
-    typedef void (*NAME##_fn)(int, const ptrdiff_t*, ptrdiff_t, ptrdiff_t, ptrdiff_t, T,  \
-                              const T*, ptrdiff_t, const T*, ptrdiff_t, T, T*, ptrdiff_t); \
+    typedef void (*NAME##_fn)(int, ptrdiff_t, ptrdiff_t, ptrdiff_t, T, const T*, ptrdiff_t, \
+                              const T*, ptrdiff_t, T, T*, ptrdiff_t);                     \
     typedef struct {                                                                     \
         NAME##_fn fn;                                                                    \
         int trans_a;                                                                     \
-        const ptrdiff_t* rows;                                                           \
         ptrdiff_t m, n, k, lda, ldb, ldc;                                                \
         T alpha, beta;                                                                   \
         const T* A;                                                                      \
@@ -296,22 +291,21 @@ static void nncore_tile_rouse(void) {
     static void NAME##_unit(void* arg, long unit, int slot) {                            \
         const NAME##_job* g = (const NAME##_job*) arg;                                   \
         ptrdiff_t lo = unit * NNCORE_TILE_UNIT_ROWS, hi = lo + NNCORE_TILE_UNIT_ROWS;    \
-        const T* A = g->trans_a ? g->A + lo : g->rows != NULL ? g->A : g->A + lo * g->lda; \
         (void) slot;                                                                     \
-        g->fn(g->trans_a, g->rows != NULL && !g->trans_a ? g->rows + lo : g->rows,       \
-              (hi < g->m ? hi : g->m) - lo, g->n, g->k, g->alpha, A, g->lda, g->B, g->ldb, \
-              g->beta, g->C + lo * g->ldc, g->ldc);                                      \
+        g->fn(g->trans_a, (hi < g->m ? hi : g->m) - lo, g->n, g->k, g->alpha,            \
+              g->trans_a ? g->A + lo : g->A + lo * g->lda, g->lda, g->B, g->ldb, g->beta, \
+              g->C + lo * g->ldc, g->ldc);                                               \
     }                                                                                    \
                                                                                          \
-    static int NAME##_rows(const ptrdiff_t* rows, int trans_a, int trans_b, ptrdiff_t m,  \
-                           ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,  \
-                           const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {      \
+    static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,     \
+                    T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,       \
+                    T beta, T* C, ptrdiff_t ldc) {                                       \
         T bt[NNCORE_TILE_TRANSPOSE];                                                     \
         int isa = nncore_simd_isa();                                                     \
-        if (isa == NNCORE_GENERIC || (trans_b && (rows != NULL || n * k > NNCORE_TILE_TRANSPOSE))) \
+        if (isa == NNCORE_GENERIC || (trans_b && n * k > NNCORE_TILE_TRANSPOSE))         \
             return 0;                                                                    \
         if (isa == NNCORE_AVX512 && trans_a && !trans_b && n <= NNCORE_NARROW_MAX && m > n) { \
-            NARROW(rows, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                  \
+            NARROW(m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                        \
             return 1;                                                                    \
         }                                                                                \
         if (trans_b) {                                                                   \
@@ -323,21 +317,14 @@ static void nncore_tile_rouse(void) {
         NAME##_fn fn = isa == NNCORE_AVX512 ? AVX512 : AVX2;                             \
         int parts = nncore_parts((double) m * n * k, NNCORE_TILE_PER_THREAD);            \
         if (parts > 1 && m > NNCORE_TILE_UNIT_ROWS) {                                    \
-            NAME##_job job = {fn, trans_a, rows, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C}; \
+            NAME##_job job = {fn, trans_a, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C}; \
             nncore_parallel_units(NAME##_unit, &job,                                     \
                                   (m + NNCORE_TILE_UNIT_ROWS - 1) / NNCORE_TILE_UNIT_ROWS, \
                                   parts, 0);                                             \
         } else {                                                                         \
-            fn(trans_a, rows, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);             \
+            fn(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                   \
         }                                                                                \
         return 1;                                                                        \
-    }                                                                                    \
-                                                                                         \
-    static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,     \
-                    T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,       \
-                    T beta, T* C, ptrdiff_t ldc) {                                       \
-        return NAME##_rows(NULL, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, \
-                           C, ldc);                                                      \
     }
 
 NNCORE_DEFINE_TILE(float, nncore_tile_gemm_f, nncore_tile_f_avx512, nncore_tile_f_avx2,
@@ -352,16 +339,6 @@ static int nncore_tile_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n
 static int nncore_tile_gemm_d(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                               double alpha, const double* A, ptrdiff_t lda, const double* B,
                               ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc) { return 0; }
-static int nncore_tile_gemm_f_rows(const ptrdiff_t* rows, int trans_a, int trans_b,
-                                   ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
-                                   const float* A, ptrdiff_t lda, const float* B, ptrdiff_t ldb,
-                                   float beta, float* C, ptrdiff_t ldc) { return 0; }
-static int nncore_tile_gemm_d_rows(const ptrdiff_t* rows, int trans_a, int trans_b,
-                                   ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
-                                   const double* A, ptrdiff_t lda, const double* B,
-                                   ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc) {
-    return 0;
-}
 static void nncore_tile_rouse(void) {}
 #endif
 #endif

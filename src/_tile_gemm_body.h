@@ -7,60 +7,43 @@
  * and undefines them afterwards.
  *
  * NAME computes C(m×n) := alpha·op(A)·B + beta·C, row-major, op(A) = Aᵀ (A
- * stored k×m) when trans_a; with `rows` (not NULL) op(A)'s rows are rows[0],
- * rows[1], … of A (its k index for Aᵀ: a shuffled batch read where it lies),
- * each element summed in the same order as on the gathered rows. C is cut into column blocks of two vectors (rows
+ * stored k×m) when trans_a. C is cut into column blocks of two vectors (rows
  * taken 4 at a time: 8 accumulators) or, for the last block when at most one
  * vector of columns is left, one vector (rows 8 at a time); a block's tile of C
  * stays in registers while k is streamed, so each element of C is loaded and
  * stored once. The columns past n in the last block are masked off, so any n
  * works.
  */
-#ifndef NNCORE_TILE_AHEAD
-/* Steps ahead the Aᵀ loop with rows given prefetches its row of A. */
-#define NNCORE_TILE_AHEAD 8
-#endif
 #define NNCORE_FN2(a, b) a##b
 #define NNCORE_FN(a, b) NNCORE_FN2(a, b)
 #define BLOCK NNCORE_FN(NAME, _block)
 
 /* One R-row × NV-vector tile at (i0, j0). The last vector's columns are
- * masked with `tail` unless `full`. R, NV, full and IX (0: no rows; rows
- * given: 1 for A, 2 for Aᵀ) are constants at every call, so the loops unroll
- * and acc lives in registers. */
+ * masked with `tail` unless `full`. R, NV and full are constants at every
+ * call, so the loops unroll and acc lives in registers. */
 static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
-    const int R, const int NV, const int full, const int IX, int trans_a,
-    const ptrdiff_t* rows, ptrdiff_t i0, ptrdiff_t j0, M tail, ptrdiff_t k, T alpha,
-    const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {
+    const int R, const int NV, const int full, int trans_a, ptrdiff_t i0, ptrdiff_t j0,
+    M tail, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,
+    T beta, T* C, ptrdiff_t ldc) {
     V acc[12][2], b[2];
     /* op(A)'s rows 3g, 3g + 1, 3g + 2 at a[g], a[g] + step, a[g] + 2·step: four
      * pointers and one stride for up to 12 rows (a pointer a row would not fit
-     * in the general registers with the rest: they were spilled, 1.5x slower).
-     * Rows given (IX): for Aᵀ one pointer a step p (row rows[p] of A); for A a
-     * pointer a row, in ar (read from the stack when spilled). */
+     * in the general registers with the rest: they were spilled, 1.5x slower). */
     const T* a[4];
-    const T* ar[12];
     const ptrdiff_t step = trans_a ? 1 : lda, next = trans_a ? lda : 1;
-    if (IX == 1)
-        for (int r = 0; r < R; r++) ar[r] = A + rows[i0 + r] * lda;
-    else if (!IX)
-        for (int g = 0; g < (R + 2) / 3; g++)
-            a[g] = trans_a ? A + i0 + 3 * g : A + (i0 + 3 * g) * lda;
+    for (int g = 0; g < (R + 2) / 3; g++)
+        a[g] = trans_a ? A + i0 + 3 * g : A + (i0 + 3 * g) * lda;
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = VZERO();
     for (ptrdiff_t p = 0; p < k; p++) {
         const T* row = B + p * ldb + j0;
-        const T* at = IX == 2 ? A + rows[p] * lda + i0 : A;
-        if (IX == 2 && p + NNCORE_TILE_AHEAD < k) /* scattered rows: no stride to prefetch */
-            __builtin_prefetch(A + rows[p + NNCORE_TILE_AHEAD] * lda + i0);
         for (int v = 0; v < NV; v++)
             b[v] = (full || v < NV - 1) ? VLOAD(row + v * W) : VLOADM(row + v * W, tail);
         for (int r = 0; r < R; r++) {
-            V av = VSET1(!IX ? a[r / 3][(r % 3) * step] : IX == 2 ? at[r] : ar[r][p]);
-            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(av, b[v], acc[r][v]);
+            V ar = VSET1(a[r / 3][(r % 3) * step]);
+            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(ar, b[v], acc[r][v]);
         }
-        if (!IX)
-            for (int g = 0; g < (R + 2) / 3; g++) a[g] += next;
+        for (int g = 0; g < (R + 2) / 3; g++) a[g] += next;
     }
     for (int r = 0; r < R; r++) {
         T* c = C + (i0 + r) * ldc + j0;
@@ -77,13 +60,10 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
     }
 }
 
-/* The tiles of C for one value of IX (a constant: each rows-given loop is a
- * separate copy, the plain one unchanged). */
-static inline __attribute__((always_inline, target(TARGET))) void NNCORE_FN(NAME, _ix)(
-    const int IX, int trans_a, const ptrdiff_t* rows, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
-    T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb, T beta, T* C,
-    ptrdiff_t ldc) {
-#define NNCORE_ARGS IX, trans_a, rows, i0, j0, tail, k, alpha, A, lda, B, ldb, beta, C, ldc
+static __attribute__((target(TARGET))) void NAME(
+    int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,
+    const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {
+#define NNCORE_ARGS trans_a, i0, j0, tail, k, alpha, A, lda, B, ldb, beta, C, ldc
     ptrdiff_t i0, j0 = 0;
     while (j0 < n) {
         ptrdiff_t left = n - j0;
@@ -110,17 +90,6 @@ static inline __attribute__((always_inline, target(TARGET))) void NNCORE_FN(NAME
         }
     }
 #undef NNCORE_ARGS
-}
-
-static __attribute__((target(TARGET))) void NAME(
-    int trans_a, const ptrdiff_t* rows, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha,
-    const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {
-    if (rows != NULL && trans_a)
-        NNCORE_FN(NAME, _ix)(2, trans_a, rows, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-    else if (rows != NULL)
-        NNCORE_FN(NAME, _ix)(1, trans_a, rows, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
-    else
-        NNCORE_FN(NAME, _ix)(0, trans_a, rows, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 #undef BLOCK

@@ -153,10 +153,7 @@ def test_gemm(assert_close, rng, dtype, m, n, k, trans_a, trans_b, alpha, beta):
 #: the kernel would read A in place, "direct"), several panels, ragged m and k,
 #: Aᵀ·B with rows as its k index; and products the kernel does not take.
 ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (5, 700, 100),
-               (300, 120, 129), (2000, 10, 300),   # (float64's packed kernel: these two only)
-               # the tile kernel: every kind of tile (1-row tails, masked columns,
-               # narrow Aᵀ·B), the float64 split range (200×100×100), too small
-               (13, 37, 29), (40, 10, 30), (33, 20, 17), (200, 100, 100), (1, 9, 7)]
+               (300, 120, 129), (2000, 10, 300)]   # (float64 takes these two only)
 
 
 def tile_limit(dtype):
@@ -170,11 +167,8 @@ def tile_limit(dtype):
 def test_gemm_rows_same_bits_as_gathered(rng, dtype, m, n, k, trans_a):
     """gemm_rows reads op(A)'s rows (A's rows; for Aᵀ its k index) through an
     index where they lie: the bits of gemm on the gathered rows, or False and
-    C untouched where neither the tile kernel nor the large-product kernel
-    takes the product."""
-    size = m * n * k
-    taken = (size > 4096 and K.simd() != "none" if size <= tile_limit(dtype)
-             else K.simd() == "avx512" and m > 1)
+    C untouched where the large-product kernel does not take the product."""
+    taken = K.simd() == "avx512" and m > 1 and m * n * k > tile_limit(dtype)
     A = randn(rng, (3 * k if trans_a else 3 * m, m if trans_a else k), dtype)
     rows = rng.permutation(A.shape[0])[:k if trans_a else m].astype(np.intp)
     B, C0 = randn(rng, (k, n), dtype), randn(rng, (m, n), dtype)

@@ -218,7 +218,7 @@ def test_own_threaded_products_bit_identical_across_n_threads(dtype, monkeypatch
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_face_sized_fits_bit_identical_across_n_threads(dtype, monkeypatch):
     """The scikit-learn face's shapes (100-100-10 and 64-100-10 at batch 200,
-    shuffled: the first layer reads X's rows in place): its float64 products of
+    shuffled batches): its float64 products of
     1,048,576 multiply-adds and more are shared with awake helpers
     (src/_tile_gemm.h, rows of C as units; the engine wakes the helpers each
     epoch), and n_threads 1, 2 and 3 give bit-identical weights."""
