@@ -509,6 +509,8 @@ cdef int forward_chunks(Net* net, const floating* params, const Input* X,
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
     cdef double work_done = 0
     cdef Input chunk = X[0]
+    if n > CHUNK:
+        tile_rouse()  # awake for the later chunks' shared products
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         chunk.first = start
