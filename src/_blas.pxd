@@ -67,6 +67,9 @@ cdef extern from "_tile_gemm.h" nogil:
     # Wakes the helpers the tile kernel's split products may use, without waiting
     # (they take part only while awake; who computes never changes the bits).
     void tile_rouse "nncore_tile_rouse" ()
+    # Products of at least twice this many multiply-adds on the tile kernel are
+    # shared with awake helpers.
+    long long TILE_PER_THREAD "NNCORE_TILE_PER_THREAD"
     int TILE_TRANSPOSE "NNCORE_TILE_TRANSPOSE"
     # Aᵀ·B with op(B) = B at most this many columns wide and m > n takes the
     # narrow kernel of _tile_gemm.h on AVX-512 CPUs (its tiles run along m).
@@ -272,6 +275,13 @@ cdef inline long long tile_limit(bint is_double) noexcept nogil:
     TILE_GEMM_D for float64 on AVX-512 CPUs (where the packed kernel would
     otherwise take it; elsewhere that is the BLAS)."""
     return TILE_GEMM_D if is_double and simd_isa() == AVX512 else TILE_GEMM
+
+
+cdef inline bint tile_shared(long long size, bint is_double) noexcept nogil:
+    """Whether gemm() gives a product of `size` multiply-adds to the tile kernel
+    in a size it shares with awake helpers (float64 on AVX-512 CPUs, 1,048,576
+    to TILE_GEMM_D): where waking the helpers ahead (tile_rouse) can pay."""
+    return 2 * TILE_PER_THREAD <= size <= tile_limit(is_double)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,

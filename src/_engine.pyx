@@ -24,7 +24,7 @@ import numpy as np
 
 from _activation cimport LINEAR, EXP
 from _blas cimport (set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state,
-                   rows_in_place, tile_rouse)
+                   rows_in_place, tile_rouse, tile_shared)
 from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
@@ -327,6 +327,17 @@ cdef int train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
     return 0
 
 
+cdef bint shares_products(Net* net, Py_ssize_t rows, bint is_double) noexcept nogil:
+    """Whether a layer's product on `rows` rows is one the tile kernel shares
+    with awake helpers (_blas.pxd tile_shared): then the epoch or prediction
+    wakes them first (tile_rouse), else it leaves them asleep."""
+    cdef int l
+    for l in range(net.n_layers):
+        if tile_shared(<long long> rows * net.layers[l].n_in * net.layers[l].n_out, is_double):
+            return True
+    return False
+
+
 cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
                       Py_ssize_t width, floating* out) noexcept nogil:
     """out[i, :] := src[rows[i], :] for i < n."""
@@ -370,8 +381,10 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
     cdef const Py_ssize_t* order
     cdef Input xb = X[0]     # the batch's rows
     cdef double total, metric, step_loss, work_done = 0
+    cdef bint rouse = shares_products(net, batch, floating is double)
     for epoch in range(n_epochs):
-        tile_rouse()  # helpers awake for the tile kernel's shared products
+        if rouse:
+            tile_rouse()  # helpers awake for the tile kernel's shared products
         total = 0
         metric = 0
         start = 0
@@ -509,7 +522,7 @@ cdef int forward_chunks(Net* net, const floating* params, const Input* X,
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
     cdef double work_done = 0
     cdef Input chunk = X[0]
-    if n > CHUNK:
+    if n > CHUNK and shares_products(net, CHUNK, floating is double):
         tile_rouse()  # awake for the later chunks' shared products
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK

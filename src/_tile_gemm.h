@@ -255,15 +255,16 @@ NNCORE_DEFINE_NARROW(double, __m512d, 8, pd, D, nncore_narrow_d)
  * takes its unit, so the bits do not depend on the thread count, on load, or
  * on whether a helper was awake. (The narrow Aᵀ·B kernel is not split.) On
  * AVX-512 CPUs this is the float64 range 1,048,576 … 4,194,304 (_blas.pxd's
- * TILE_GEMM_D); float32 products above 262,144 go to the packed kernel, so its
- * tile range never splits. */
+ * TILE_GEMM_D); float32 products above 262,144 go to the packed kernel, and on
+ * other CPUs every product above 262,144 to the BLAS, so these never split. */
 #define NNCORE_TILE_PER_THREAD 524288
 #define NNCORE_TILE_UNIT_ROWS 24
 
 /* Wakes the helpers a product may use (nncore_threads − 1) without waiting for
  * them: they then spin for a while (_pool.h NNCORE_SPIN_NS) and take part in
- * the split products that follow. The engine calls it once an epoch and once
- * a prediction; it changes who computes a unit, never the results. */
+ * the split products that follow. The engine calls it once an epoch, and once
+ * a prediction of more than one chunk, of networks with such products
+ * (_blas.pxd tile_shared); it changes who computes a unit, never the results. */
 static void nncore_tile_nothing(void* arg, long unit, int slot) {
     (void) arg, (void) unit, (void) slot;
 }

@@ -235,6 +235,39 @@ def test_face_sized_fits_bit_identical_across_n_threads(dtype, monkeypatch):
                 np.testing.assert_array_equal(a, b)
 
 
+ROUSE_CHECK = r"""
+import numpy as np
+import nncore
+from nncore import Dense, Sequential, SGD, _engine
+nncore.blas._smallest = lambda limits, n_threads: n_threads  # 2 threads on any machine
+rng = np.random.default_rng(0)
+def fit(n_in, hidden, batch, dtype):
+    X, y = rng.random((400, n_in)), rng.integers(0, 10, 400)
+    model = Sequential([Dense(n_in, hidden, "relu"), Dense(hidden, 10, "softmax")],
+                       loss="cross_entropy", dtype=dtype, seed=0, optimizer=SGD(lr=0.01),
+                       n_threads=2)
+    model.fit(X, y, epochs=2, batch_size=batch)
+    model.predict(np.vstack([X, X]))
+    return _engine.pool_state()["helpers"]
+print(fit(64, 32, 32, "float64"), fit(100, 100, 200, "float32"), fit(100, 100, 200, "float64"))
+"""
+
+
+@pytest.mark.skipif(nncore._kernels.simd() != "avx512",
+                    reason="the tile kernel's split range is float64 on AVX-512 CPUs")
+def test_only_fits_with_shared_products_wake_helpers():
+    """In a fresh process on 2 threads, fitting (and predicting with) networks
+    whose products all stay on one thread — a small float64 one, and the face's
+    shapes in float32 — starts no helper; the face's shapes in float64
+    (200×100×100 products, shared with awake helpers) wake one each epoch."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", ROUSE_CHECK], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["0", "0", "1"]
+
+
 #: products of every kind interleaved on 2 and 3 threads with pauses between
 #: them, so that helpers are awake, asleep, woken late or descheduled (3
 #: threads on 2 cores) when jobs arrive: src/_pool.h's units jobs (the large
