@@ -24,7 +24,7 @@ import numpy as np
 
 from _activation cimport LINEAR, EXP
 from _blas cimport (set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state,
-                   rows_in_place, tile_rouse, tile_shared)
+                   rows_in_place, tile_predict, tile_shared)
 from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
@@ -329,8 +329,7 @@ cdef int train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
 
 cdef bint shares_products(Net* net, Py_ssize_t rows, bint is_double) noexcept nogil:
     """Whether a layer's product on `rows` rows is one the tile kernel shares
-    with awake helpers (_blas.pxd tile_shared): then the epoch or prediction
-    wakes them first (tile_rouse), else it leaves them asleep."""
+    with awake helpers in a prediction (_blas.pxd tile_shared)."""
     cdef int l
     for l in range(net.n_layers):
         if tile_shared(<long long> rows * net.layers[l].n_in * net.layers[l].n_out, is_double):
@@ -381,10 +380,7 @@ cdef int run_epochs(Net* net, Optimizer* opt, const Input* X, const floating* Y,
     cdef const Py_ssize_t* order
     cdef Input xb = X[0]     # the batch's rows
     cdef double total, metric, step_loss, work_done = 0
-    cdef bint rouse = shares_products(net, batch, floating is double)
     for epoch in range(n_epochs):
-        if rouse:
-            tile_rouse()  # helpers awake for the tile kernel's shared products
         total = 0
         metric = 0
         start = 0
@@ -522,15 +518,22 @@ cdef int forward_chunks(Net* net, const floating* params, const Input* X,
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
     cdef double work_done = 0
     cdef Input chunk = X[0]
-    if n > CHUNK and shares_products(net, CHUNK, floating is double):
-        tile_rouse()  # awake for the later chunks' shared products
+    # more than one chunk with products shared with awake helpers: wake them
+    # (without waiting) for the later chunks
+    cdef bint shared = n > CHUNK and shares_products(net, CHUNK, floating is double)
+    if shared:
+        tile_predict(1)
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         chunk.first = start
         forward_rows(net, params, &chunk, min(CHUNK, n - start), last_act,
                      buf, buf + rows * net.max_width, out + start * net.n_out)
         if poll_signals(&work_done, <double> min(CHUNK, n - start) * net.n_params) < 0:
+            if shared:
+                tile_predict(0)
             return -1
+    if shared:
+        tile_predict(0)
     return 0
 
 

@@ -448,15 +448,11 @@ def test_big_gemm_small_products_wake_no_helper(assert_close, rng, dtype, monkey
 
 @pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
 @pytest.mark.parametrize("m,n,k,trans_a,trans_b,split", [
-    (128, 128, 256, False, False, (True, True)),   # W3's 256→128 X·W (4.2M; float64:
-    (256, 128, 128, True, False, (True, True)),    # its Xᵀ·dZ           the tile kernel)
-    (128, 256, 128, False, True, (True, False)),   # its dZ·Wᵀ (float64: Bᵀ too big for
-                                                   # the tile kernel, the packed one)
+    (128, 128, 256, False, False, (True, False)),  # W3's 256→128 X·W (4.2M)
+    (256, 128, 128, True, False, (True, False)),   # its Xᵀ·dZ
+    (128, 256, 128, False, True, (True, False)),   # its dZ·Wᵀ
     (200, 400, 64, False, False, (True, False)),   # 64-400-10 at batch 200 (5.1M)
-    (200, 100, 64, False, False, (False, True)),   # the digits face's (1.28M): float64
-    (64, 100, 200, True, False, (False, True)),    # on the tile kernel, split by rows
-    (600, 64, 32, False, True, (False, True)),     # of C (_tile_gemm.h)
-    (200, 10, 100, False, False, (False, False)),  # 0.2M: alone
+    (200, 100, 64, False, False, (False, False)),  # the digits face's (1.28M): alone
 ])
 def test_big_gemm_w3_products_use_an_awake_helper(rng, dtype, monkeypatch,
                                                   m, n, k, trans_a, trans_b, split):
@@ -464,8 +460,7 @@ def test_big_gemm_w3_products_use_an_awake_helper(rng, dtype, monkeypatch,
     multiply-adds (NNCORE_MIN_FMAS_AWAKE_F: W3's 4.2M ones) are shared with the
     helper when it is awake — spinning right after a product that used it — and
     done by the caller alone when it sleeps (no helper is woken for them);
-    so are float64 ones of 1,048,576 to 4,194,304 multiply-adds on the tile
-    kernel (_tile_gemm.h NNCORE_TILE_PER_THREAD). Whoever computes C's units,
+    float64 ones below 524,288 are never shared. Whoever computes C's units,
     the bits are those of one thread."""
     from nncore import blas
     monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
