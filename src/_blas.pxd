@@ -69,6 +69,8 @@ cdef extern from "_tile_gemm.h" nogil:
     # helpers, which starting one wakes without waiting (who computes never
     # changes the bits).
     void tile_predict "nncore_tile_predict" (int on)
+    # Wakes those helpers (without waiting; for a caller about to predict).
+    void tile_wake "nncore_tile_wake" ()
     long long TILE_PER_THREAD "NNCORE_TILE_PER_THREAD"
     int TILE_TRANSPOSE "NNCORE_TILE_TRANSPOSE"
     # Aᵀ·B with op(B) = B at most this many columns wide and m > n takes the

@@ -24,7 +24,7 @@ import numpy as np
 
 from _activation cimport LINEAR, EXP
 from _blas cimport (set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state,
-                   rows_in_place, tile_predict, tile_shared)
+                   rows_in_place, tile_predict, tile_shared, tile_wake)
 from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
@@ -1002,6 +1002,18 @@ cdef class Network:
         x.sparse, x.x, x.indices, x.indptr, x.rows, x.first = (
             False, cnp.PyArray_DATA(<cnp.ndarray> X), NULL, NULL, NULL, 0)
         return self.predict_checked(&x, (<cnp.ndarray> X).shape[0])
+
+    def wake_helpers(self, Py_ssize_t rows):
+        """Wakes the helper threads, without waiting for them, when a
+        prediction of `rows` rows shares products with them (more than one
+        chunk of a float64 network with products of 1,048,576 to 4,194,304
+        multiply-adds: src/_tile_gemm.h): for a caller that validates its
+        input first, so that they are awake when the products come. Call it
+        under the thread count of the prediction (nncore.blas.threads). It
+        changes which thread computes a product's rows, never the results."""
+        if rows > CHUNK and shares_products(&self.net, CHUNK, self.is_double):
+            with nogil:
+                tile_wake()
 
     def evaluate(self, object X, cnp.ndarray Y not None, int loss):
         """(mean loss, metric) of the network on X (dense or CSR), Y: the metric

@@ -278,13 +278,19 @@ static void nncore_tile_nothing(void* arg, long unit, int slot) {
     (void) arg, (void) unit, (void) slot;
 }
 
-/* Starts (on = 1) or ends (on = 0) a prediction on this thread. Starting one
- * wakes the helpers a product may use (nncore_threads − 1) without waiting for
+/* Wakes the helpers a product may use (nncore_threads − 1) without waiting for
  * them, so that they spin (_pool.h NNCORE_SPIN_NS) and take part in the shared
  * products that follow; it changes who computes a unit, never the results. */
-static void nncore_tile_predict(int on) {
-    if (on && nncore_threads > 1)
+static void nncore_tile_wake(void) {
+    if (nncore_threads > 1)
         nncore_parallel_units(nncore_tile_nothing, NULL, nncore_threads, nncore_threads, 1);
+}
+
+/* Starts (on = 1: wakes the helpers too) or ends (on = 0) a prediction on this
+ * thread. */
+static void nncore_tile_predict(int on) {
+    if (on)
+        nncore_tile_wake();
     nncore_tile_predicting = on;
 }
 
@@ -356,6 +362,7 @@ static int nncore_tile_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n
 static int nncore_tile_gemm_d(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                               double alpha, const double* A, ptrdiff_t lda, const double* B,
                               ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc) { return 0; }
+static void nncore_tile_wake(void) {}
 static void nncore_tile_predict(int on) { (void) on; }
 #endif
 #endif
