@@ -288,7 +288,8 @@ class _EngineMLP:
         with self._threads():
             if check_input:
                 kept = self.__dict__.get("_engine_net")
-                if kept is not None and getattr(X, "ndim", 0) == 2:
+                if (kept is not None and getattr(X, "ndim", 0) == 2
+                        and isinstance(X.shape[0], Integral)):   # (dask: NaN rows)
                     kept.network.wake_helpers(X.shape[0])
                 X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
             dtype = np.result_type(X.dtype, self._weights_dtype())
