@@ -8,7 +8,11 @@ batch 200, up to 200 epochs with tol stopping); a 20,000 × 100 synthetic
 10-class set with sgd, adam (10 epochs each, no early stop) and lbfgs (50
 iterations); predict on 1,000 rows of that set, in float64 and in float32
 (X float32 from the fit on). NNCORE_BENCH_SKLEARN_ROWS shrinks the synthetic
-set (e.g. 500) to check that the suite runs.
+set (e.g. 500) to check that the suite runs. NNCORE_BENCH_SKLEARN_THREADS
+sets nncore's n_threads (default: none given, i.e. the cores this process may
+use): run the suite with 1 and without it to see what the second core gives
+(float64 products of 1M-4.2M multiply-adds are shared with an awake helper,
+src/_tile_gemm.h).
 """
 import os
 import warnings
@@ -25,8 +29,17 @@ from nncore import sklearn as nk  # noqa: E402
 from workloads import warm_up  # noqa: E402
 
 ROWS = int(os.environ.get("NNCORE_BENCH_SKLEARN_ROWS", "20000"))
+THREADS = os.environ.get("NNCORE_BENCH_SKLEARN_THREADS")
 EPOCHS = 10
-IMPLEMENTATIONS = {"sklearn": sk.MLPClassifier, "nncore": nk.MLPClassifier}
+
+
+def nncore_mlp(**params):
+    """nncore.sklearn's MLPClassifier, on NNCORE_BENCH_SKLEARN_THREADS threads
+    when set."""
+    return nk.MLPClassifier(**params, n_threads=int(THREADS) if THREADS else None)
+
+
+IMPLEMENTATIONS = {"sklearn": sk.MLPClassifier, "nncore": nncore_mlp}
 
 
 def digits():

@@ -250,6 +250,10 @@ class Network:
         twin)."""
         return None
 
+    def wake_helpers(self, rows):
+        """Nothing: the NumPy backend has no helper threads (see the compiled
+        twin)."""
+
     def evaluate(self, X, Y, loss):
         """(mean loss, metric) of the network on X, Y (see the compiled twin)."""
         Z = np.empty((X.shape[0], self.layout[-1][1]), X.dtype)

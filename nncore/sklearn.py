@@ -281,12 +281,19 @@ class _EngineMLP:
         """The network's outputs on X (n_samples × n_outputs), output activation
         applied, computed by the engine in one call; X dense or CSR/CSC. As in
         scikit-learn the result has the dtype of X and the weights combined,
-        and non-finite outputs are returned, not raised."""
-        if check_input:
-            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        dtype = np.result_type(X.dtype, self._weights_dtype())
-        net = self._net(dtype)
+        and non-finite outputs are returned, not raised. The engine's helper
+        threads are woken before X is validated (when its products are shared
+        with them: Network.wake_helpers), so that they are awake when the
+        products come; that never changes the outputs."""
         with self._threads():
+            if check_input:
+                kept = self.__dict__.get("_engine_net")
+                if (kept is not None and getattr(X, "ndim", 0) == 2
+                        and isinstance(X.shape[0], Integral)):   # (dask: NaN rows)
+                    kept.network.wake_helpers(X.shape[0])
+                X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+            dtype = np.result_type(X.dtype, self._weights_dtype())
+            net = self._net(dtype)
             return net.forward(_as_engine_input(X, dtype))
 
     def __getstate__(self):

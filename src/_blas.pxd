@@ -64,6 +64,14 @@ cdef extern from "_tile_gemm.h" nogil:
     int tile_gemm_d "nncore_tile_gemm_d" (int trans_a, int trans_b, Py_ssize_t m,
         Py_ssize_t n, Py_ssize_t k, double alpha, const double* A, Py_ssize_t lda,
         const double* B, Py_ssize_t ldb, double beta, double* C, Py_ssize_t ldc)
+    # Starts (1) or ends (0) a prediction on this thread: its products of at least
+    # 2·TILE_PER_THREAD multiply-adds on the tile kernel are shared with awake
+    # helpers, which starting one wakes without waiting (who computes never
+    # changes the bits).
+    void tile_predict "nncore_tile_predict" (int on)
+    # Wakes those helpers (without waiting; for a caller about to predict).
+    void tile_wake "nncore_tile_wake" ()
+    long long TILE_PER_THREAD "NNCORE_TILE_PER_THREAD"
     int TILE_TRANSPOSE "NNCORE_TILE_TRANSPOSE"
     # Aᵀ·B with op(B) = B at most this many columns wide and m > n takes the
     # narrow kernel of _tile_gemm.h on AVX-512 CPUs (its tiles run along m).
@@ -269,6 +277,13 @@ cdef inline long long tile_limit(bint is_double) noexcept nogil:
     TILE_GEMM_D for float64 on AVX-512 CPUs (where the packed kernel would
     otherwise take it; elsewhere that is the BLAS)."""
     return TILE_GEMM_D if is_double and simd_isa() == AVX512 else TILE_GEMM
+
+
+cdef inline bint tile_shared(long long size, bint is_double) noexcept nogil:
+    """Whether gemm() gives a product of `size` multiply-adds to the tile kernel
+    in a size it shares with awake helpers in a prediction (float64 on AVX-512
+    CPUs, 1,048,576 to TILE_GEMM_D): where waking the helpers ahead can pay."""
+    return 2 * TILE_PER_THREAD <= size <= tile_limit(is_double)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,

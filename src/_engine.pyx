@@ -24,7 +24,7 @@ import numpy as np
 
 from _activation cimport LINEAR, EXP
 from _blas cimport (set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state,
-                   rows_in_place)
+                   rows_in_place, tile_predict, tile_shared, tile_wake)
 from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
@@ -327,6 +327,16 @@ cdef int train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
     return 0
 
 
+cdef bint shares_products(Net* net, Py_ssize_t rows, bint is_double) noexcept nogil:
+    """Whether a layer's product on `rows` rows is one the tile kernel shares
+    with awake helpers in a prediction (_blas.pxd tile_shared)."""
+    cdef int l
+    for l in range(net.n_layers):
+        if tile_shared(<long long> rows * net.layers[l].n_in * net.layers[l].n_out, is_double):
+            return True
+    return False
+
+
 cdef void gather_rows(const floating* src, const Py_ssize_t* rows, Py_ssize_t n,
                       Py_ssize_t width, floating* out) noexcept nogil:
     """out[i, :] := src[rows[i], :] for i < n."""
@@ -508,13 +518,22 @@ cdef int forward_chunks(Net* net, const floating* params, const Input* X,
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
     cdef double work_done = 0
     cdef Input chunk = X[0]
+    # more than one chunk with products shared with awake helpers: wake them
+    # (without waiting) for the later chunks
+    cdef bint shared = n > CHUNK and shares_products(net, CHUNK, floating is double)
+    if shared:
+        tile_predict(1)
     for c in range((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         chunk.first = start
         forward_rows(net, params, &chunk, min(CHUNK, n - start), last_act,
                      buf, buf + rows * net.max_width, out + start * net.n_out)
         if poll_signals(&work_done, <double> min(CHUNK, n - start) * net.n_params) < 0:
+            if shared:
+                tile_predict(0)
             return -1
+    if shared:
+        tile_predict(0)
     return 0
 
 
@@ -983,6 +1002,18 @@ cdef class Network:
         x.sparse, x.x, x.indices, x.indptr, x.rows, x.first = (
             False, cnp.PyArray_DATA(<cnp.ndarray> X), NULL, NULL, NULL, 0)
         return self.predict_checked(&x, (<cnp.ndarray> X).shape[0])
+
+    def wake_helpers(self, Py_ssize_t rows):
+        """Wakes the helper threads, without waiting for them, when a
+        prediction of `rows` rows shares products with them (more than one
+        chunk of a float64 network with products of 1,048,576 to 4,194,304
+        multiply-adds: src/_tile_gemm.h): for a caller that validates its
+        input first, so that they are awake when the products come. Call it
+        under the thread count of the prediction (nncore.blas.threads). It
+        changes which thread computes a product's rows, never the results."""
+        if rows > CHUNK and shares_products(&self.net, CHUNK, self.is_double):
+            with nogil:
+                tile_wake()
 
     def evaluate(self, object X, cnp.ndarray Y not None, int loss):
         """(mean loss, metric) of the network on X (dense or CSR), Y: the metric

@@ -16,12 +16,14 @@
  * the kernel needs B's rows to be contiguous along n. nncore_tile_gemm_*
  * returns 0, leaving C untouched, when it does not handle a call: no AVX2 on
  * this CPU (or NNCORE_SIMD=none), no GCC-compatible compiler, or a Bᵀ too big
- * for the buffer.
+ * for the buffer. In predictions, products from 1,048,576 multiply-adds are
+ * shared with awake helpers (see below).
  */
 #ifndef NNCORE_TILE_GEMM_H
 #define NNCORE_TILE_GEMM_H
 #include <stddef.h>
 #include "_simd.h"
+#include "_pool.h"
 
 /* Elements of Bᵀ copied to the stack for trans_b (16 KiB of floats). */
 #define NNCORE_TILE_TRANSPOSE 4096
@@ -243,9 +245,81 @@ static inline __attribute__((always_inline, target("avx512f"))) void nncore_tran
 NNCORE_DEFINE_NARROW(float, __m512, 16, ps, F, nncore_narrow_f)
 NNCORE_DEFINE_NARROW(double, __m512d, 8, pd, D, nncore_narrow_d)
 
-/* The entry point per element type: transpose B if asked, pick the ISA. */
-#define NNCORE_DEFINE_TILE(T, NAME, AVX512, AVX2, NARROW)                                        \
-    static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,      \
+/* ---- Sharing a product with an awake helper (_pool.h nncore_parallel_units),
+ * in predictions only. While this thread runs one (nncore_tile_predicting, set
+ * by nncore_tile_predict around the engine's forward_chunks), a product of at
+ * least 2·NNCORE_TILE_PER_THREAD multiply-adds on more than one thread is cut
+ * into units of NNCORE_TILE_UNIT_ROWS rows of C (a multiple of the 4-, 8- and
+ * 12-row tiles, so a unit tiles as the whole would) taken by the caller and by
+ * helpers that are awake — never a sleeping one (wake = 0): a wake-up (~50 µs
+ * here) costs more than such a product. Every element of C is computed by the
+ * same code, summing k in the same order, whichever thread takes its unit, so
+ * the bits do not depend on the thread count, on load, or on whether a helper
+ * was awake. (The narrow Aᵀ·B kernel is not split.) On AVX-512 CPUs this is
+ * the float64 range 1,048,576 … 4,194,304 (_blas.pxd's TILE_GEMM_D); float32
+ * products above 262,144 go to the packed kernel, and on other CPUs every
+ * product above 262,144 to the BLAS, so these never split.
+ *
+ * Measured on the 2-vCPU Intel model 167 VM in quiet minutes (load ~1), float64:
+ * a 1,000-row prediction of the face's 100-100-10 network (256-row chunks:
+ * 256×100×100 products) 0.300 ms on 2 threads against 0.363 on one (main: 0.386
+ * and 0.404); one training step's products back to back (batch 200) 105-111 µs
+ * against 126-130. But whole fits lost: the digits face (adam, 64-100-10)
+ * 323 ms on 2 threads against 290 on one, 20,000×100 sgd 204 against 199, adam
+ * 226 against 224 — in a training step the other passes (bias and activation,
+ * gradients, the optimizer) then read on one core what the other wrote. Hence
+ * predictions only. */
+#define NNCORE_TILE_PER_THREAD 524288
+#define NNCORE_TILE_UNIT_ROWS 24
+
+static _Thread_local int nncore_tile_predicting = 0;
+
+static void nncore_tile_nothing(void* arg, long unit, int slot) {
+    (void) arg, (void) unit, (void) slot;
+}
+
+/* Wakes the helpers a product may use (nncore_threads − 1) without waiting for
+ * them, so that they spin (_pool.h NNCORE_SPIN_NS) and take part in the shared
+ * products that follow; it changes who computes a unit, never the results. */
+static void nncore_tile_wake(void) {
+    if (nncore_threads > 1)
+        nncore_parallel_units(nncore_tile_nothing, NULL, nncore_threads, nncore_threads, 1);
+}
+
+/* Starts (on = 1: wakes the helpers too) or ends (on = 0) a prediction on this
+ * thread. */
+static void nncore_tile_predict(int on) {
+    if (on)
+        nncore_tile_wake();
+    nncore_tile_predicting = on;
+}
+
+/* The entry point per element type: transpose B if asked, pick the ISA, split
+ * between awake threads. */
+#define NNCORE_DEFINE_TILE(T, NAME, AVX512, AVX2, NARROW)                                 \
+    typedef void (*NAME##_fn)(int, ptrdiff_t, ptrdiff_t, ptrdiff_t, T, const T*, ptrdiff_t, \
+                              const T*, ptrdiff_t, T, T*, ptrdiff_t);                     \
+    typedef struct {                                                                     \
+        NAME##_fn fn;                                                                    \
+        int trans_a;                                                                     \
+        ptrdiff_t m, n, k, lda, ldb, ldc;                                                \
+        T alpha, beta;                                                                   \
+        const T* A;                                                                      \
+        const T* B;                                                                      \
+        T* C;                                                                            \
+    } NAME##_job;                                                                        \
+                                                                                         \
+    /* Rows unit·NNCORE_TILE_UNIT_ROWS … of C. */                                        \
+    static void NAME##_unit(void* arg, long unit, int slot) {                            \
+        const NAME##_job* g = (const NAME##_job*) arg;                                   \
+        ptrdiff_t lo = unit * NNCORE_TILE_UNIT_ROWS, hi = lo + NNCORE_TILE_UNIT_ROWS;    \
+        (void) slot;                                                                     \
+        g->fn(g->trans_a, (hi < g->m ? hi : g->m) - lo, g->n, g->k, g->alpha,            \
+              g->trans_a ? g->A + lo : g->A + lo * g->lda, g->lda, g->B, g->ldb, g->beta, \
+              g->C + lo * g->ldc, g->ldc);                                               \
+    }                                                                                    \
+                                                                                         \
+    static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,     \
                     T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,       \
                     T beta, T* C, ptrdiff_t ldc) {                                       \
         T bt[NNCORE_TILE_TRANSPOSE];                                                     \
@@ -262,8 +336,17 @@ NNCORE_DEFINE_NARROW(double, __m512d, 8, pd, D, nncore_narrow_d)
             B = bt;                                                                      \
             ldb = n;                                                                     \
         }                                                                                \
-        (isa == NNCORE_AVX512 ? AVX512 : AVX2)(trans_a, m, n, k, alpha, A, lda, B, ldb,  \
-                                               beta, C, ldc);                            \
+        NAME##_fn fn = isa == NNCORE_AVX512 ? AVX512 : AVX2;                             \
+        int parts = nncore_tile_predicting                                               \
+                    ? nncore_parts((double) m * n * k, NNCORE_TILE_PER_THREAD) : 1;      \
+        if (parts > 1 && m > NNCORE_TILE_UNIT_ROWS) {                                    \
+            NAME##_job job = {fn, trans_a, m, n, k, lda, ldb, ldc, alpha, beta, A, B, C}; \
+            nncore_parallel_units(NAME##_unit, &job,                                     \
+                                  (m + NNCORE_TILE_UNIT_ROWS - 1) / NNCORE_TILE_UNIT_ROWS, \
+                                  parts, 0);                                             \
+        } else {                                                                         \
+            fn(trans_a, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                   \
+        }                                                                                \
         return 1;                                                                        \
     }
 
@@ -279,5 +362,7 @@ static int nncore_tile_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n
 static int nncore_tile_gemm_d(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                               double alpha, const double* A, ptrdiff_t lda, const double* B,
                               ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc) { return 0; }
+static void nncore_tile_wake(void) {}
+static void nncore_tile_predict(int on) { (void) on; }
 #endif
 #endif

@@ -613,6 +613,65 @@ def test_n_threads_changes_nothing():
     assert nk.MLPClassifier(n_threads=2).get_params()["n_threads"] == 2
 
 
+WAKE_CHECK = r"""
+import numpy as np
+import nncore
+from nncore import _engine, sklearn as nk
+nncore.blas._smallest = lambda limits, n_threads: n_threads  # 2 threads on any machine
+rng = np.random.default_rng(0)
+X, y = rng.standard_normal((1000, 100)), rng.integers(0, 10, 1000)
+est = nk.MLPClassifier(max_iter=1, random_state=0, n_threads=2).fit(X, y)
+network = est._engine_net.network
+seen = [_engine.pool_state()["helpers"]]
+with nncore.blas.threads(2):
+    network.wake_helpers(256)      # one chunk: nothing to share
+    seen.append(_engine.pool_state()["helpers"])
+    network.wake_helpers(257)
+    seen.append(_engine.pool_state()["helpers"])
+print(*seen)
+"""
+
+
+def test_predict_wakes_helpers_before_validation():
+    """predict on more than one chunk of a float64 network whose products the
+    engine shares with awake helpers wakes them (Network.wake_helpers) before
+    scikit-learn's validate_data, so they are awake when the products come;
+    the outputs are those of one thread (bit for bit on AVX-512 CPUs, where
+    nncore's own kernels run every product; elsewhere the BLAS's threads may
+    round differently). wake_helpers itself (a fresh process on 2 threads): no
+    helper after the fit (training shares no tile-kernel product) nor for one
+    chunk, one for two chunks (AVX-512 CPUs only: the shared products are
+    float64 on the tile kernel there)."""
+    from nncore import _kernels
+    avx512 = _kernels.simd() == "avx512"
+    X, y = data("multiclass", n=600, n_features=100)
+    two = nk.MLPClassifier(max_iter=2, random_state=0, n_threads=2).fit(X, y)
+    expected = two.set_params(n_threads=1).predict_proba(X)
+    two.set_params(n_threads=2)
+    net, calls = two._engine_net, []
+    network = net.network
+
+    class Spy:
+        def __getattr__(self, name):
+            return getattr(network, name)
+
+        def wake_helpers(self, rows):
+            calls.append(rows)
+            network.wake_helpers(rows)
+
+    net.network = Spy()
+    for _ in range(20):
+        if avx512:
+            np.testing.assert_array_equal(two.predict_proba(X), expected)
+        else:
+            np.testing.assert_allclose(two.predict_proba(X), expected, rtol=1e-12)
+    assert calls == [600] * 20
+    done = subprocess.run([sys.executable, "-c", WAKE_CHECK], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == (["0", "0", "1"] if avx512 else ["0", "0", "0"])
+
+
 # ---------------------------------------------------------------- the estimator contract
 
 @parametrize_with_checks([nk.MLPClassifier(max_iter=100), nk.MLPRegressor(max_iter=100)])

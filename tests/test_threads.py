@@ -213,6 +213,81 @@ def test_own_threaded_products_bit_identical_across_n_threads(dtype, monkeypatch
             np.testing.assert_array_equal(a, b)
 
 
+PREDICT_SHARED = r"""
+import sys
+import numpy as np
+import nncore
+from nncore import Dense, Sequential, _engine
+nncore.blas._smallest = lambda limits, n_threads: n_threads  # 3 threads on any machine
+rng = np.random.default_rng(0)
+posted = 0
+for n_in, rows in ((100, 1000), (64, 700), (100, 300)):
+    X = rng.standard_normal((rows, n_in))
+    models = [Sequential([Dense(n_in, 100, "relu"), Dense(100, 10, "softmax")],
+                         loss="cross_entropy", dtype="float64", seed=1, n_threads=t)
+              for t in (1, 2, 3)]
+    expected = models[0].predict(X)
+    for _ in range(100):
+        for model in models[1:]:
+            before = sum(_engine.pool_state()["woken"])
+            out = model.predict(X)
+            posted += sum(_engine.pool_state()["woken"]) - before - (model.n_threads - 1)
+            assert np.array_equal(out, expected), (n_in, rows, model.n_threads)
+print("posted", posted > 0)
+"""
+
+
+@pytest.mark.skipif(nncore._kernels.simd() != "avx512",
+                    reason="the tile kernel's shared range is float64 on AVX-512 CPUs")
+def test_predictions_share_products_bit_identical_across_n_threads():
+    """A float64 prediction over more than one 256-row chunk of the face's
+    shapes (256×100×100 and 256×64×100 products) shares them with awake helpers
+    (src/_tile_gemm.h, rows of C as units; forward_chunks wakes the helpers
+    first): outputs bit-identical on 1, 2 and 3 threads, 100 times each, and at
+    least one product posted to a helper beyond the wake-ups (a subprocess, so
+    the pool's counters start from zero)."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", PREDICT_SHARED], capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["posted", "True"]
+
+
+ROUSE_CHECK = r"""
+import numpy as np
+import nncore
+from nncore import Dense, Sequential, SGD, _engine
+nncore.blas._smallest = lambda limits, n_threads: n_threads  # 2 threads on any machine
+rng = np.random.default_rng(0)
+def fit(n_in, hidden, batch, dtype):
+    X, y = rng.random((400, n_in)), rng.integers(0, 10, 400)
+    model = Sequential([Dense(n_in, hidden, "relu"), Dense(hidden, 10, "softmax")],
+                       loss="cross_entropy", dtype=dtype, seed=0, optimizer=SGD(lr=0.01),
+                       n_threads=2)
+    model.fit(X, y, epochs=2, batch_size=batch)
+    fitted = _engine.pool_state()["helpers"]
+    model.predict(np.vstack([X, X]))
+    return f"{fitted}{_engine.pool_state()['helpers']}"
+print(fit(64, 32, 32, "float64"), fit(100, 100, 200, "float32"), fit(100, 100, 200, "float64"))
+"""
+
+
+@pytest.mark.skipif(nncore._kernels.simd() != "avx512",
+                    reason="the tile kernel's shared range is float64 on AVX-512 CPUs")
+def test_only_predictions_with_shared_products_wake_helpers():
+    """In a fresh process on 2 threads: fits of a small float64 network and of
+    the face's shapes (float32 and float64) start no helper (training products
+    are never shared on the tile kernel: that lost); an 800-row prediction
+    starts one only for the float64 face shapes."""
+    import subprocess
+    import sys
+    done = subprocess.run([sys.executable, "-c", ROUSE_CHECK], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["00", "00", "01"]
+
+
 #: products of every kind interleaved on 2 and 3 threads with pauses between
 #: them, so that helpers are awake, asleep, woken late or descheduled (3
 #: threads on 2 cores) when jobs arrive: src/_pool.h's units jobs (the large
