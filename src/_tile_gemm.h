@@ -288,7 +288,7 @@ static void nncore_tile_wake(void) {
 
 /* Starts (on = 1: wakes the helpers too) or ends (on = 0) a prediction on this
  * thread. */
-static void nncore_tile_predict(int on) {
+static inline void nncore_tile_predict(int on) {
     if (on)
         nncore_tile_wake();
     nncore_tile_predicting = on;
@@ -363,6 +363,6 @@ static int nncore_tile_gemm_d(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n
                               double alpha, const double* A, ptrdiff_t lda, const double* B,
                               ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc) { return 0; }
 static void nncore_tile_wake(void) {}
-static void nncore_tile_predict(int on) { (void) on; }
+static inline void nncore_tile_predict(int on) { (void) on; }
 #endif
 #endif
