@@ -517,6 +517,7 @@ cdef int forward_chunks(Net* net, const floating* params, const Input* X,
     2·min(n, CHUNK)·max_width elements. Polls for Ctrl-C between chunks."""
     cdef Py_ssize_t c, start, rows = min(n, CHUNK)
     cdef double work_done = 0
+    cdef int status = 0
     cdef Input chunk = X[0]
     # more than one chunk with products shared with awake helpers: wake them
     # (without waiting) for the later chunks
@@ -528,13 +529,12 @@ cdef int forward_chunks(Net* net, const floating* params, const Input* X,
         chunk.first = start
         forward_rows(net, params, &chunk, min(CHUNK, n - start), last_act,
                      buf, buf + rows * net.max_width, out + start * net.n_out)
-        if poll_signals(&work_done, <double> min(CHUNK, n - start) * net.n_params) < 0:
-            if shared:
-                tile_predict(0)
-            return -1
+        status = poll_signals(&work_done, <double> min(CHUNK, n - start) * net.n_params)
+        if status < 0:
+            break
     if shared:
         tile_predict(0)
-    return 0
+    return status
 
 
 cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
