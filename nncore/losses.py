@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .activations import SIGMOID, SOFTMAX, activate, backward
+from .validation import is_sparse
 
 #: name -> code shared with the compiled kernels (src/_loss.pxd).
 LOSSES = {"mse": 0, "mae": 1, "cross_entropy": 2, "binary_cross_entropy": 3,
@@ -63,7 +64,7 @@ def _pair(y_true, y_pred):
 
 
 def _as_float(a, name):
-    if type(a).__module__.startswith("scipy.sparse"):   # np.asarray: a 0-d object array
+    if is_sparse(a):   # np.asarray would make it a 0-d object array
         raise TypeError(f"{name} is a scipy.sparse {type(a).__name__}; expected a dense "
                         f"array: pass {name}.toarray()")
     try:
