@@ -380,6 +380,10 @@ class _EngineMLP:
         if self._optimizer_state is None or self._optimizer_state.shape[0] != n_state:
             self._optimizer_state = np.zeros(n_state, dtype)
         state = self._optimizer_state = self._optimizer_state.astype(dtype, copy=False)
+        # the kind of the optimizer object, not self.solver: as in scikit-learn,
+        # partial_fit goes on with the optimizer of the first call even when
+        # set_params changed the solver since (sgd <-> adam)
+        adam = isinstance(self._optimizer, AdamOptimizer)
         progress = np.array([0, -1, getattr(self._optimizer, "t", 0)], np.int64)
         try:
             self.n_iter_ = 0
@@ -394,13 +398,13 @@ class _EngineMLP:
                     self._random_state.shuffle(sample_idx)
                 # sgd: the schedule's rate; Adam: its base rate (the engine computes
                 # the per-step rate from it, as scikit-learn's AdamOptimizer does)
-                optimizer.current_lr = (self._optimizer.learning_rate_init if self.solver == "adam"
+                optimizer.current_lr = (self._optimizer.learning_rate_init if adam
                                         else self._optimizer.learning_rate)
                 with self._threads():
                     self.loss_ = net.epoch(X_train, Y_train, sw_train,
                                            sample_idx if self.shuffle else None, batch_size,
                                            optimizer, self.alpha, state, progress)
-                if self.solver == "adam":
+                if adam:
                     self._optimizer.t = int(progress[2])
                 self.n_iter_ += 1
                 self.t_ += n_samples
@@ -460,9 +464,10 @@ class _EngineMLP:
     def _engine_optimizer(self):
         """nncore's optimizer in scikit-learn's form, for its hyper() tuple, with
         the hyper-parameters of scikit-learn's optimizer object (which, as in
-        scikit-learn, partial_fit keeps from its first call)."""
+        scikit-learn, partial_fit keeps from its first call: its kind too, when
+        set_params changed the solver since)."""
         opt = self._optimizer
-        if self.solver == "sgd":
+        if isinstance(opt, SGDOptimizer):
             return SGD(lr=opt.learning_rate_init, momentum=opt.momentum,
                        nesterov=opt.nesterov and opt.momentum > 0, form="sklearn")
         return Adam(lr=opt.learning_rate_init, beta1=opt.beta_1, beta2=opt.beta_2,

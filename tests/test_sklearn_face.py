@@ -197,6 +197,24 @@ def test_same_model_warm_start_and_partial_fit(task):
         assert_same_model(ours, ref)
 
 
+@pytest.mark.parametrize("first, then", [("adam", "sgd"), ("sgd", "adam")])
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_partial_fit_after_the_solver_changed_keeps_the_first_optimizer(task, first, then):
+    # scikit-learn keeps its optimizer object across partial_fit calls, even when
+    # set_params changed the solver since: its kind (Adam or SGD) goes on
+    X, y = data(task)
+    ref, ours = pair(task, **dict(SMALL, solver=first, learning_rate_init=0.05))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            est.fit(X, y)
+            est.set_params(solver=then)
+            for _ in range(2):
+                est.partial_fit(X, y)
+    assert type(ours._optimizer) is type(ref._optimizer)
+    assert_same_model(ours, ref)
+
+
 def test_assigned_coefs_are_where_training_continues():
     X, y = data("multiclass")
     ref, ours = pair("multiclass", **SMALL, solver="sgd", learning_rate_init=0.05)
