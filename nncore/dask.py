@@ -36,7 +36,9 @@ def predict(model, X):
     (outputs (n, out_features) of the model's dtype), an nncore.sklearn
     estimator, a scikit-learn Pipeline ending in one. X: a 2-D dask.array
     (n_samples, n_features) of real numbers, chunked by rows (column chunks are
-    merged into one), or a dask.dataframe with numeric columns only.
+    merged into one), or a dask.dataframe with numeric columns only (NumPy
+    int/bool/float, pandas nullable Int64/Float64/boolean, pyarrow-backed
+    numbers).
     Returns a lazy dask.array whose row chunks are X's (for a dataframe, one
     chunk per partition, of unknown length: NaN until computed); its
     dtype and trailing shape are those of model.predict on one row of zeros,
@@ -53,7 +55,8 @@ def predict(model, X):
 
     Raises ValueError (before anything is scheduled) for a dask.array with
     no rows or unknown chunk sizes (call X.compute_chunk_sizes(), or build it
-    with dataframe.to_dask_array(lengths=True)), X not 2-D, or a number of
+    with dataframe.to_dask_array(lengths=True)), X not 2-D (a dask Series
+    included), or a number of
     columns other than the model's; TypeError for non-numeric data or a model
     without the method.
     """
@@ -124,14 +127,22 @@ def _n_features(model):
 
 
 def _is_dataframe(X):
+    """A dask DataFrame or Series (a Series is then refused as 1-D by _check_dataframe)."""
     return type(X).__module__.startswith("dask.dataframe") and hasattr(X, "dtypes") \
         and hasattr(X, "to_dask_array")
 
 
 def _check_dataframe(X, n_features):
-    """ValueError/TypeError unless X's columns are numeric and as many as the model's."""
+    """ValueError/TypeError unless X is a DataFrame (not a Series) whose columns
+    are numeric and as many as the model's. Numeric: NumPy int, bool and float
+    columns, and pandas' nullable (Int64, Float64, boolean) and pyarrow-backed
+    (double[pyarrow], ...) ones, which model.predict and scikit-learn read as
+    numbers too (their kind is "i", "u", "b" or "f")."""
+    if getattr(X, "ndim", 2) != 2:
+        raise ValueError(f"X is a 1-D dask {type(X).__name__}; expected a 2-D DataFrame "
+                         "(n_samples, n_features): pass X.to_frame() for one feature")
     bad = [f"{col!r} ({dt})" for col, dt in X.dtypes.items()
-           if not (isinstance(dt, np.dtype) and dt.kind in "biuf")]
+           if getattr(dt, "kind", "O") not in "biuf"]
     if bad:
         raise TypeError(f"X has non-numeric columns: {', '.join(bad)}; expected int, bool or "
                         "float columns only (encode or drop the others)")
@@ -194,7 +205,8 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
     chunk sizes; column chunks are merged. y: a dask.array (n_samples,) or
     (n_samples, n_outputs), or a NumPy array, rechunked to X's row chunks.
     random_state: None, an int, a numpy SeedSequence or Generator.
-    Raises ValueError/TypeError as predict() does for X, ValueError when y's
+    Raises ValueError/TypeError as predict() does for X (TypeError for a dask
+    DataFrame: pass X.to_dask_array(lengths=True)), ValueError when y's
     length differs from X's, TypeError when the estimator can do neither.
     """
     from .validation import positive_int
@@ -206,6 +218,9 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
         raise TypeError(f"{type(estimator).__name__} has no partial_fit(); expected an "
                         "estimator with partial_fit (nncore.sklearn's, with solver 'sgd' or "
                         "'adam') or an nncore.Sequential")
+    if _is_dataframe(X):
+        raise TypeError(f"X is a dask {type(X).__name__}; fit_incremental takes a dask.array "
+                        "with known chunk sizes: pass X.to_dask_array(lengths=True)")
     X = _check_array(X, _n_features(estimator))
     if not isinstance(y, da.Array):
         y = np.asarray(y)

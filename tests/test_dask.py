@@ -231,6 +231,50 @@ def test_dataframe_bad_columns():
         nd.predict(model, dd.from_pandas(pd.DataFrame(np.zeros((6, 3))), npartitions=2))
 
 
+
+def test_dataframe_nullable_and_pyarrow_columns_are_numbers(client):
+    """pandas' nullable and pyarrow-backed numeric columns (what read_parquet /
+    read_csv give with dtype_backend) are numbers, as model.predict and
+    scikit-learn read them: the same predictions as from float64 columns."""
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    X, y = _data(60)
+    frame = pd.DataFrame(X, columns=list("abcdefgh"))
+    seq = _sequential("float64")
+    face = _classifier(SkMLPClassifier, frame, y)
+    dtypes = ["Float64", {**dict.fromkeys("abcdefg", "Float64"), "h": "Int64"}]
+    try:
+        import pyarrow  # noqa: F401
+        dtypes.append("double[pyarrow]")
+    except ImportError:
+        pass
+    for dtype in dtypes:
+        ddf = dd.from_pandas(frame.round() if isinstance(dtype, dict) else frame,
+                             npartitions=3).astype(dtype)
+        expected = frame.round() if isinstance(dtype, dict) else frame
+        # (float64; products blocked by the chunk's row count: rounding only)
+        np.testing.assert_allclose(nd.predict(seq, ddf).compute(), seq.predict(expected.values),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(nd.predict_proba(face, ddf).compute(),
+                                   face.predict_proba(expected), rtol=1e-12)
+    # a missing value is NaN to the model, named by its check
+    with pytest.raises(ValueError, match="NaN"):
+        nd.predict(seq, dd.from_pandas(frame.astype("Float64").mask(frame > 2),
+                                       npartitions=3)).compute()
+
+
+def test_dask_series_and_fit_incremental_on_a_dataframe_are_named():
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    X, y = _data(40)
+    ddf = dd.from_pandas(pd.DataFrame(X, columns=list("abcdefgh")), npartitions=2)
+    with pytest.raises(ValueError, match=r"1-D dask Series.*X.to_frame\(\)"):
+        nd.predict(_sequential(), ddf["a"])
+    with pytest.raises(TypeError, match=r"fit_incremental takes a dask.array.*"
+                                        r"X.to_dask_array\(lengths=True\)"):
+        nd.fit_incremental(_sequential(), ddf, y)
+
+
 # ---------------------------------------------------------------- fit_incremental
 
 @pytest.mark.parametrize("cls", CLASSIFIERS)
