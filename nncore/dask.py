@@ -204,10 +204,13 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
     X: 2-D dask.array (n_samples, n_features) of real numbers with known
     chunk sizes; column chunks are merged. y: a dask.array (n_samples,) or
     (n_samples, n_outputs), or a NumPy array, rechunked to X's row chunks.
+    sample_weight (in fit_params): None or one weight per row of X, a NumPy
+    or dask array (n_samples,), rechunked as y is, so that each chunk's rows
+    are trained with their own weights.
     random_state: None, an int, a numpy SeedSequence or Generator.
     Raises ValueError/TypeError as predict() does for X (TypeError for a dask
-    DataFrame: pass X.to_dask_array(lengths=True)), ValueError when y's
-    length differs from X's, TypeError when the estimator can do neither.
+    DataFrame: pass X.to_dask_array(lengths=True)), ValueError when y's or
+    sample_weight's length differs from X's, TypeError when the estimator can do neither.
     """
     from .validation import positive_int
     epochs = positive_int("epochs", epochs)
@@ -228,8 +231,15 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
         raise ValueError(f"y has shape {y.shape}; expected ({X.shape[0]},) or "
                          f"({X.shape[0]}, n_outputs) with known chunk sizes, one target per "
                          "row of X")
-    y = y.rechunk((X.chunks[0],) + ((-1,) if y.ndim == 2 else ())) if isinstance(y, da.Array) \
-        else da.from_array(y, chunks=(X.chunks[0],) + y.shape[1:])
+    y = _row_chunks(y, X.chunks[0])
+    weights = fit_params.pop("sample_weight", None)
+    if weights is not None:
+        if not isinstance(weights, da.Array):
+            weights = np.asarray(weights)
+        if weights.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight has shape {weights.shape}; expected "
+                             f"({X.shape[0]},) with known chunk sizes, one weight per row of X")
+        weights = _row_chunks(weights, X.chunks[0])
     if incremental and classes is not None:
         fit_params["classes"] = classes
     rng = np.random.default_rng(random_state)
@@ -239,12 +249,23 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
         for i in order:
             if X.chunks[0][i] == 0:   # nothing to learn from (estimators refuse 0 rows)
                 continue
-            X_i, y_i = dask.compute(X.blocks[i], y.blocks[i])
+            X_i, y_i, w_i = dask.compute(X.blocks[i], y.blocks[i],
+                                         None if weights is None else weights.blocks[i])
+            if w_i is not None:
+                fit_params["sample_weight"] = w_i
             if incremental:
                 estimator.partial_fit(X_i, y_i, **fit_params)
             else:
                 estimator.fit(X_i, y_i, epochs=1, **fit_params)
     return estimator
+
+
+def _row_chunks(a, row_chunks):
+    """a (a NumPy or dask array of len(X) rows) as a dask.array in X's row
+    chunks (its columns in one chunk)."""
+    if isinstance(a, da.Array):
+        return a.rechunk((row_chunks,) + ((-1,) if a.ndim == 2 else ()))
+    return da.from_array(a, chunks=(row_chunks,) + a.shape[1:])
 
 
 def _is_sequential(model):

@@ -314,6 +314,36 @@ def test_fit_incremental_sequential_equals_fit_by_hand(client):
 
 
 @pytest.mark.parametrize("cls", [None] + CLASSIFIERS)
+def test_fit_incremental_sample_weight_goes_with_each_chunks_rows(client, cls):
+    """sample_weight, one weight per row of X (NumPy or dask, chunked unlike X),
+    is split as y is: each chunk is trained with its own rows' weights."""
+    X, y = _data(400)
+    w = np.random.default_rng(1).uniform(0.1, 3.0, 400)
+    make = (lambda: _sequential("float64")) if cls is None else (
+        lambda: cls(hidden_layer_sizes=(10,), random_state=0))
+    extra = {"batch_size": 25} if cls is None else {"classes": [0, 1, 2]}
+    by_hand = make()
+    rng = np.random.default_rng(4)
+    for _ in range(2):
+        for i in rng.permutation(4):
+            rows = slice(100 * i, 100 * (i + 1))
+            if cls is None:
+                by_hand.fit(X[rows], y[rows], epochs=1, sample_weight=w[rows], **extra)
+            else:
+                by_hand.partial_fit(X[rows], y[rows], sample_weight=w[rows], **extra)
+    for weights in (w, da.from_array(w, chunks=150)):
+        est = nd.fit_incremental(make(), da.from_array(X, chunks=100), y, epochs=2,
+                                 random_state=4, sample_weight=weights, **extra)
+        got = est.get_weights() if cls is None else est.coefs_ + est.intercepts_
+        want = by_hand.get_weights() if cls is None else by_hand.coefs_ + by_hand.intercepts_
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(100,\); expected \(400,\)"):
+        nd.fit_incremental(make(), da.from_array(X, chunks=100), y, sample_weight=w[:100],
+                           **extra)
+
+
+@pytest.mark.parametrize("cls", [None] + CLASSIFIERS)
 def test_fit_incremental_skips_empty_chunks(client, cls):
     """Filtering then compute_chunk_sizes() leaves 0-row chunks: training skips
     them (the estimators refuse 0 rows) with the chunk order otherwise the same."""
