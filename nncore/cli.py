@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import functools
 import json
 import math
@@ -384,6 +385,30 @@ def refuse_overwriting_model(model, output):
     refuse_overwriting(sidecar_path(model), output, "model's JSON file")
 
 
+def write_file(path, write, binary=False):
+    """Call write(f) on a new temporary file beside `path`, then rename it over
+    `path` (io.save's way): a write that does not finish (Ctrl-C, a full disk,
+    an error) leaves the previous file as it was and no partial one, instead
+    of a truncated file that reads as complete. Text files are UTF-8 with
+    newline="" (what the csv module wants)."""
+    from .io import _temp_file
+    target = os.path.realpath(path)   # through a symlink, as open() writes
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    fd, tmp = _temp_file(target, path)
+    try:
+        with (os.fdopen(fd, "wb") if binary
+              else os.fdopen(fd, "w", newline="", encoding="utf-8")) as f:
+            write(f)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def cmd_train(args):
     import nncore
     from nncore.callbacks import ProgressBar
@@ -506,14 +531,14 @@ def cmd_predict(args):
         header = (["prediction"] if out.shape[1] == 1
                   else [f"prediction_{i}" for i in range(out.shape[1])])
         body = ([f"{v:.{digits}g}" for v in row] for row in out)
-    f = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
+    def write(f):
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(body)
-    finally:
-        if output:
-            f.close()
+    if output:
+        write_file(output, write)
+    else:
+        write(sys.stdout)
 
 
 def cmd_evaluate(args):
@@ -546,7 +571,8 @@ def cmd_export(args):
     if not hasattr(model, "to_onnx"):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "
                          "version with it")
-    model.to_onnx(args.output)
+    graph = model.to_onnx()
+    write_file(args.output, lambda f: f.write(graph.SerializeToString()), binary=True)
     classes = info["classes"] if info else None
     if classes and model.n_outputs == 1:   # binary_cross_entropy: one sigmoid output
         meaning = (f" (the probability of class {classes[1]}; below 0.5 the prediction is "

@@ -650,3 +650,69 @@ def test_output_over_the_model_or_its_json_is_refused(flowers, tmp_path):
         assert "is the model" in result.stderr and "choose another -o" in result.stderr
     assert (model.read_bytes(), (tmp_path / "m.npz.json").read_bytes()) == before
     assert run("predict", model, flowers, "-o", tmp_path / "p.csv").returncode == 0
+
+
+class _WriterStoppedAfter:
+    """csv.writer's stand-in: writes `rows` rows for real, then raises `exc`
+    (Ctrl-C or a full disk in the middle of writing the predictions)."""
+
+    def __init__(self, exc, rows):
+        self.exc, self.rows = exc, rows
+
+    def __call__(self, f, **kw):
+        real = _real_csv_writer(f, **kw)
+        exc, rows = self.exc, self.rows
+
+        class Writer:
+            writerow = real.writerow
+
+            def writerows(self, body):
+                for i, row in enumerate(body):
+                    if i == rows:
+                        raise exc
+                    real.writerow(row)
+        return Writer()
+
+
+_real_csv_writer = csv.writer
+
+
+@pytest.mark.parametrize("exc, status, said", [
+    (KeyboardInterrupt(), 130, "nncore predict: interrupted"),
+    (OSError(28, "No space left on device"), 2, "No space left on device")])
+def test_a_write_that_does_not_finish_leaves_the_previous_output(tmp_path, flowers, monkeypatch,
+                                                                 capsys, exc, status, said):
+    """predict -o writes a temporary file and renames it: stopped half-way, the
+    previous output is untouched and no partial file is left (before, the
+    output was truncated to the rows written so far: a complete-looking CSV)."""
+    assert run("train", flowers, "--target", "species", "--epochs", "2", "-q",
+               "-o", tmp_path / "m.npz").returncode == 0
+    out = tmp_path / "out.csv"
+    out.write_text("previous\n")
+    monkeypatch.setattr(csv, "writer", _WriterStoppedAfter(exc, rows=5))
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(flowers), "-o", str(out)]) == status
+    assert said in capsys.readouterr().err
+    assert out.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flowers.csv", "m.npz", "m.npz.json",
+                                                        "out.csv"]
+    monkeypatch.setattr(csv, "writer", _real_csv_writer)   # and a finished write replaces it
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(flowers), "-o", str(out)]) == 0
+    assert len(read_rows(out)) == 241
+
+
+def test_write_file_keeps_the_previous_file_when_writing_fails(tmp_path):
+    """The writer behind predict -o and export: binary and text, a failure
+    half-way leaves the previous bytes and no temporary file."""
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"old")
+
+    def half(f):
+        f.write(b"new, half")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        cli.write_file(str(path), half, binary=True)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["m.onnx"]
+    cli.write_file(str(path), lambda f: f.write(b"new"), binary=True)
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["m.onnx"]
+    with pytest.raises(IsADirectoryError):
+        cli.write_file(str(tmp_path), lambda f: f.write("x"))
