@@ -176,24 +176,31 @@ def _read_csv(path):
 
 def _numeric(column, name, path, hint=""):
     """A column of CSV cells as float64; UsageError naming the first cell that
-    is not a number."""
+    is not a number (digits grouped with "_", which Python's float() takes,
+    are text, as for labels: "5_1" is not 51) or that is NaN or infinite
+    ("nan", "inf", 1e400), by its column and data row."""
     column = np.asarray(column)
     if column.dtype.kind in "biuf":
         return column.astype(np.float64)
+    text = column.astype(str)
     try:
-        return np.char.strip(column.astype(str)).astype(np.float64)
+        if np.any(np.char.find(text, "_") >= 0):
+            raise ValueError("'_' in a cell")
+        values = np.char.strip(text).astype(np.float64)
     except ValueError:
-        row, cell = next((i, c) for i, c in enumerate(column, 1) if not _is_number(c))
+        row, cell = next((i, c) for i, c in enumerate(text, 1) if not _is_number(c))
         raise UsageError(f"column {name!r} of {path} is not numeric: data row {row} holds "
                          f"{str(cell)!r}{hint}") from None
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise UsageError(f"column {name!r} of {path} contains NaN or infinity: data row "
+                         f"{bad[0] + 1} holds {str(text[bad[0]])!r}; expected finite numbers "
+                         "(fill in or drop missing values)")
+    return values
 
 
 def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return _number(text.strip()) is not None
 
 
 def _read_npz(path, target):
@@ -307,6 +314,8 @@ def encode(values, classes, column):
     index = {label: i for i, label in enumerate(classes)}
     text = label_text(values, classes)
     unknown = sorted(set(text.tolist()) - set(index))
+    if "" in unknown:   # as train says it (refuse_continuous)
+        raise UsageError(f"target column {column!r} has empty cells; every row needs a label")
     if unknown:
         raise UsageError(f"target column {column!r} holds label(s) the model was not trained "
                          f"on: {', '.join(unknown[:5])}; known: {', '.join(classes)}")

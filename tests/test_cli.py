@@ -324,6 +324,12 @@ def files(tmp_path, flowers):
     np.savez(tmp_path / "noX.npz", A=np.zeros((3, 2)))
     write_csv(tmp_path / "nan.csv", ["length", "width", "species"],
               [["nan", "1", "setosa"], ["2", "3", "virginica"]])
+    write_csv(tmp_path / "grouped.csv", ["length", "width", "species"],
+              [["1.5", "2", "setosa"], ["2", "5_1", "virginica"]])
+    write_csv(tmp_path / "huge.csv", ["length", "width", "species"],
+              [["1.5", "2", "setosa"], ["1e400", "3", "virginica"]])
+    write_csv(tmp_path / "no_label.csv", ["length", "width", "species"],
+              [["1.5", "2", "setosa"], ["2", "3", ""]])
     return tmp_path
 
 
@@ -353,7 +359,14 @@ ERRORS = [
     (["train", "{t}/empty.csv", "--target", "label"], "is empty"),
     (["train", "{t}/junk.npz", "--target", "y"], "is not a readable .npz file"),
     (["train", "{t}/noX.npz", "--target", "y"], "has no array 'X'"),
-    (["train", "{t}/nan.csv", "--target", "species"], "contains NaN or infinity"),
+    (["train", "{t}/nan.csv", "--target", "species"],
+     "column 'length' of {t}/nan.csv contains NaN or infinity: data row 1 holds 'nan'"),
+    (["train", "{t}/grouped.csv", "--target", "species"],   # not 51, as Python's float() reads it
+     "column 'width' of {t}/grouped.csv is not numeric: data row 2 holds '5_1'"),
+    (["predict", "{t}/m.npz", "{t}/huge.csv"],
+     "column 'length' of {t}/huge.csv contains NaN or infinity: data row 2 holds '1e400'"),
+    (["evaluate", "{t}/m.npz", "{t}/no_label.csv"],
+     "target column 'species' has empty cells; every row needs a label"),
     (["train", "{t}/flowers.csv", "--target", "species", "--validation-split", "0.001"],
      "leaves no rows for validation"),
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "--lr", "1e30",
