@@ -729,3 +729,39 @@ def test_write_file_keeps_the_previous_file_when_writing_fails(tmp_path):
     assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["m.onnx"]
     with pytest.raises(IsADirectoryError):
         cli.write_file(str(tmp_path), lambda f: f.write("x"))
+
+
+def test_ctrl_c_during_training_exits_130_quietly_and_writes_nothing(tmp_path):
+    """SIGINT to `nncore train` once training runs: exit status 130, one
+    "interrupted" line, no traceback, no model or JSON file written."""
+    import signal
+    import threading
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(4000, 20)), y=rng.integers(0, 3, 4000))
+    proc = subprocess.Popen([sys.executable, "-m", "nncore", "train", str(tmp_path / "d.npz"),
+                             "--target", "y", "--epochs", "1000000", "-o",
+                             str(tmp_path / "m.npz")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    err, started = [], threading.Event()
+
+    def read():   # the progress bar on stderr says the epochs are running
+        while chunk := proc.stderr.read1(4096):
+            err.append(chunk)
+            if b"epoch" in b"".join(err):
+                started.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(120), b"".join(err)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    reader.join(10)
+    stderr = b"".join(err).decode()
+    assert proc.returncode == 130, stderr
+    assert stderr.rstrip().endswith("nncore train: interrupted")
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert sorted(os.listdir(tmp_path)) == ["d.npz"]
