@@ -592,6 +592,17 @@ class MLPRegressor(_EngineMLP, _SkMLPRegressor):
     _parameter_constraints = {**_SkMLPRegressor._parameter_constraints,
                               **_EngineMLP._nncore_constraints}
 
+    def _validate_input(self, X, y, incremental, reset):
+        # scikit-learn's check converts only object targets to float (y_numeric);
+        # text targets reach its loss, where NumPy's subtraction raises a
+        # TypeError (UFuncTypeError). The engine's float conversion would parse
+        # numeric strings ("1.5") and train on them: refused with the same type.
+        X, y = super()._validate_input(X, y, incremental, reset)
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"y has dtype {y.dtype}; expected numbers (MLPRegressor's "
+                            "targets are real values: convert text with y.astype(float))")
+        return X, y
+
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
                  learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,

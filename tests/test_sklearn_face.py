@@ -295,6 +295,20 @@ def test_labels_of_any_type_and_containers():
         ours.predict(X)
 
 
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_regressor_text_targets_are_a_type_error_like_sklearn(solver):
+    # numeric text ("1.5") is not read as numbers: scikit-learn's loss fails on it
+    X, y = data("regression")
+    for est in pair("regression", solver=solver, **SMALL):
+        with pytest.raises(TypeError):
+            est.fit(X, y.astype(str))
+    with pytest.raises(TypeError, match="y has dtype <U.*expected numbers"):
+        nk.MLPRegressor(solver=solver, **SMALL).fit(X, y.astype(str))
+    with pytest.raises(TypeError, match="expected numbers"):
+        nk.MLPRegressor(**SMALL).partial_fit(X, y.astype(str))
+
+
 def test_verbose_lines_same_as_sklearn():
     X, y = data("multiclass")
     outputs = []
