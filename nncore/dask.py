@@ -113,8 +113,14 @@ def _apply(block, model, method, tail, dtype, block_info=None):
         if type(exc) is not ValueError or not block_info or 0 not in block_info:
             raise
         start, stop = block_info[0]["array-location"][0]
-        raise ValueError(f"{exc} [in the chunk of rows {start}..{stop - 1} of X; the indices "
-                         f"above count from its first row]") from exc
+        raise _in_chunk(exc, start, stop) from exc
+
+
+def _in_chunk(exc, start, stop):
+    """A ValueError saying exc's message and which rows of X (start..stop − 1)
+    the chunk it came from holds: the model's indices count from the chunk."""
+    return ValueError(f"{exc} [in the chunk of rows {start}..{stop - 1} of X; the indices "
+                      f"above count from its first row]")
 
 
 def _n_features(model):
@@ -208,6 +214,8 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
     or dask array (n_samples,), rechunked as y is, so that each chunk's rows
     are trained with their own weights.
     random_state: None, an int, a numpy SeedSequence or Generator.
+    A ValueError of the estimator on a chunk (a NaN, an unknown label) is
+    raised with the rows of X that chunk holds, as predict() names them.
     Raises ValueError/TypeError as predict() does for X (TypeError for a dask
     DataFrame: pass X.to_dask_array(lengths=True)), ValueError when y's or
     sample_weight's length differs from X's, TypeError when the estimator can do neither.
@@ -244,6 +252,7 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
         fit_params["classes"] = classes
     rng = np.random.default_rng(random_state)
     n_chunks = len(X.chunks[0])
+    starts = np.cumsum((0,) + X.chunks[0])
     for _ in range(epochs):
         order = rng.permutation(n_chunks) if shuffle else range(n_chunks)
         for i in order:
@@ -253,10 +262,15 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
                                          None if weights is None else weights.blocks[i])
             if w_i is not None:
                 fit_params["sample_weight"] = w_i
-            if incremental:
-                estimator.partial_fit(X_i, y_i, **fit_params)
-            else:
-                estimator.fit(X_i, y_i, epochs=1, **fit_params)
+            try:
+                if incremental:
+                    estimator.partial_fit(X_i, y_i, **fit_params)
+                else:
+                    estimator.fit(X_i, y_i, epochs=1, **fit_params)
+            except ValueError as exc:   # the model's own check of the chunk (NaN, labels)
+                if type(exc) is not ValueError:
+                    raise
+                raise _in_chunk(exc, starts[i], starts[i + 1]) from exc
     return estimator
 
 

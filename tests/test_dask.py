@@ -485,3 +485,15 @@ def test_a_bad_chunk_is_named_by_its_rows(client):
                                          r"300\.\.399 of X; the indices above count from its "
                                          r"first row\]"):
         nd.predict(model, da.from_array(X, chunks=(100, 8))).compute()
+
+
+@pytest.mark.parametrize("cls", [None] + CLASSIFIERS)
+def test_fit_incremental_names_the_rows_of_a_bad_chunk(client, cls):
+    """A chunk the estimator refuses (a NaN in row 250) is named by its rows in
+    X, as predict() names them, not only by the chunk's own row number."""
+    X, y = _data(400)
+    X[250, 2] = np.nan
+    est = _sequential("float64") if cls is None else cls(hidden_layer_sizes=(5,))
+    extra = {} if cls is None else {"classes": [0, 1, 2]}
+    with pytest.raises(ValueError, match=r"NaN.*\[in the chunk of rows 200\.\.299 of X"):
+        nd.fit_incremental(est, da.from_array(X, chunks=100), y, shuffle=False, **extra)
