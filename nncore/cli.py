@@ -121,6 +121,23 @@ def layer_sizes(text):
 
 # ---------------------------------------------------------------- data
 
+def check_file(path, what, expected):
+    """UsageError unless `path` is a regular file: "not found", or what it is
+    instead (a directory, "-" for standard input, a device or pipe, which are
+    not read)."""
+    if os.path.isfile(path):
+        return
+    if path == "-" and not os.path.exists(path):
+        raise UsageError(f"{what} '-': standard input is not read; give the path of a "
+                         f"{expected}")
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path!r} is a directory; expected a {expected}")
+    if os.path.exists(path):
+        raise UsageError(f"{what} {path!r} is not a regular file (a device, pipe or "
+                         f"socket); expected a {expected}")
+    raise UsageError(f"{what} {path!r} not found")
+
+
 def read_data(path, target=None, features=None, hint=""):
     """(X float64 (n, d), y (n,) raw values or None, feature names) from DATA.
 
@@ -128,8 +145,7 @@ def read_data(path, target=None, features=None, hint=""):
     e.g. from a model's JSON), else every column but the target. npz: the
     features are the array "X", the target the array named `target`.
     hint: appended to the error of a non-numeric feature column."""
-    if not os.path.isfile(path):
-        raise UsageError(f"data file {path!r} not found")
+    check_file(path, "data file", ".csv or .npz file")
     if path.lower().endswith(".npz"):
         return _read_npz(path, target)
     names, cells = _read_csv(path)
@@ -342,8 +358,7 @@ def load_model(path):
     if path.endswith(".json") and os.path.isfile(path[:-len(".json")]):
         raise UsageError(f"{path} is the JSON description `nncore train` writes beside a model, "
                          f"not the model: pass {path[:-len('.json')]}")
-    if not os.path.isfile(path):
-        raise UsageError(f"model file {path!r} not found")
+    check_file(path, "model file", ".npz model")
     model = nncore.load(path)
     side = sidecar_path(path)
     if not os.path.isfile(side):

@@ -374,6 +374,11 @@ ERRORS = [
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "-o", "{t}/no/dir/m.npz"],
      "{t}/no/dir' does not exist"),
     (["predict", "{t}/missing.npz", "{t}/flowers.csv"], "model file '{t}/missing.npz' not found"),
+    (["predict", "{t}/m.npz", "{t}"], "data file '{t}' is a directory; expected a .csv or "
+     ".npz file"),
+    (["predict", "{t}/m.npz", "/dev/null"], "data file '/dev/null' is not a regular file"),
+    (["train", "-", "--target", "y"], "data file '-': standard input is not read"),
+    (["predict", "{t}", "{t}/flowers.csv"], "model file '{t}' is a directory"),
     (["predict", "{t}/junk_model.npz", "{t}/flowers.csv"], "nncore predict: error:"),
     (["predict", "{t}/py.npz", "{t}/three.csv"],
      "{t}/three.csv has 3 feature columns; the model in {t}/py.npz takes 2"),
