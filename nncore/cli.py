@@ -419,6 +419,8 @@ def write_file(path, write, binary=False):
     target = os.path.realpath(path)   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if os.path.exists(target) and not os.access(target, os.W_OK):   # as open(path, "w")
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
     fd, tmp = _temp_file(target, path)
     try:
         with (os.fdopen(fd, "wb") if binary

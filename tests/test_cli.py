@@ -770,3 +770,17 @@ def test_ctrl_c_during_training_exits_130_quietly_and_writes_nothing(tmp_path):
     assert stderr.rstrip().endswith("nncore train: interrupted")
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
     assert sorted(os.listdir(tmp_path)) == ["d.npz"]
+
+
+def test_write_file_refuses_a_file_open_would_refuse(tmp_path, monkeypatch):
+    """Renaming over a read-only file would succeed where open(path, "w") fails:
+    write_file refuses it as open does (checked through os.access, which also
+    holds for root, for whom every file is writable)."""
+    path = tmp_path / "out.csv"
+    path.write_text("kept\n")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(path)
+                        else real_access(p, mode))
+    with pytest.raises(PermissionError):
+        cli.write_file(str(path), lambda f: f.write("new"))
+    assert path.read_text() == "kept\n" and os.listdir(tmp_path) == ["out.csv"]
