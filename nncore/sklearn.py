@@ -593,11 +593,15 @@ class MLPRegressor(_EngineMLP, _SkMLPRegressor):
                               **_EngineMLP._nncore_constraints}
 
     def _validate_input(self, X, y, incremental, reset):
+        # Sparse targets: refused by name (a ValueError, as scikit-learn's failure).
         # scikit-learn's check converts only object targets to float (y_numeric);
         # text targets reach its loss, where NumPy's subtraction raises a
         # TypeError (UFuncTypeError). The engine's float conversion would parse
         # numeric strings ("1.5") and train on them: refused with the same type.
         X, y = super()._validate_input(X, y, incremental, reset)
+        if sp.issparse(y):   # scikit-learn fails later, in its loss (a LinAlgError, a ValueError)
+            raise ValueError(f"y is a scipy.sparse {type(y).__name__}; MLPRegressor takes "
+                             "dense targets: pass y.toarray()")
         if y.dtype.kind not in "biuf":
             raise TypeError(f"y has dtype {y.dtype}; expected numbers (MLPRegressor's "
                             "targets are real values: convert text with y.astype(float))")

@@ -309,6 +309,16 @@ def test_regressor_text_targets_are_a_type_error_like_sklearn(solver):
         nk.MLPRegressor(**SMALL).partial_fit(X, y.astype(str))
 
 
+
+def test_regressor_sparse_targets_are_a_value_error_like_sklearn():
+    X, y = data("multioutput")
+    for est in pair("regression", **SMALL):   # scikit-learn: numpy's LinAlgError, a ValueError
+        with pytest.raises(ValueError):
+            est.fit(X, sp.csr_matrix(y))
+    with pytest.raises(ValueError, match=r"y is a scipy.sparse csr_matrix.*y.toarray\(\)"):
+        nk.MLPRegressor(**SMALL).fit(X, sp.csr_matrix(y))
+
+
 def test_verbose_lines_same_as_sklearn():
     X, y = data("multiclass")
     outputs = []
