@@ -196,8 +196,13 @@ def _numeric(column, name, path, hint=""):
     are text, as for labels: "5_1" is not 51) or that is NaN or infinite
     ("nan", "inf", 1e400), by its column and data row."""
     column = np.asarray(column)
-    if column.dtype.kind in "biuf":
-        return column.astype(np.float64)
+    if column.dtype.kind in "biuf":   # an .npz array
+        values = column.astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise UsageError(f"array {name!r} of {path} contains NaN or infinity (first at "
+                             f"row {bad[0]}, counting from 0); expected finite numbers")
+        return values
     text = column.astype(str)
     try:
         if np.any(np.char.find(text, "_") >= 0):
@@ -245,7 +250,13 @@ def _read_npz(path, target):
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise UsageError(f"target array {target!r} of {path} has shape {y.shape}; "
                              f"expected ({X.shape[0]},), one value per row of X")
-    return X.astype(np.float64), y, [f"x{i}" for i in range(X.shape[1])]
+    X = X.astype(np.float64)
+    bad = np.argwhere(~np.isfinite(X))
+    if bad.size:   # named here: fit would count from the shuffled training rows
+        raise UsageError(f"array 'X' of {path} contains NaN or infinity (first at row "
+                         f"{bad[0][0]}, column {bad[0][1]}, counting from 0); expected finite "
+                         "values")
+    return X, y, [f"x{i}" for i in range(X.shape[1])]
 
 
 def class_labels(values):
@@ -314,6 +325,8 @@ def refuse_continuous(classes, column):
     given to a classifier, or a missing (empty) label."""
     if "" in classes:
         raise UsageError(f"target column {column!r} has empty cells; every row needs a label")
+    if "nan" in (c.lower() for c in classes):   # read as a number: not a class
+        raise UsageError(f"target column {column!r} holds NaN; every row needs a label")
     try:
         numbers = np.array(classes, np.float64)
     except ValueError:

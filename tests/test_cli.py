@@ -330,6 +330,10 @@ def files(tmp_path, flowers):
               [["1.5", "2", "setosa"], ["1e400", "3", "virginica"]])
     write_csv(tmp_path / "no_label.csv", ["length", "width", "species"],
               [["1.5", "2", "setosa"], ["2", "3", ""]])
+    X, y = blobs(50)
+    X[7, 1] = np.inf
+    np.savez(tmp_path / "xinf.npz", X=X, y=y)
+    np.savez(tmp_path / "ynan.npz", X=blobs(50)[0], y=np.where(np.arange(50) == 4, np.nan, y))
     return tmp_path
 
 
@@ -367,6 +371,13 @@ ERRORS = [
      "column 'length' of {t}/huge.csv contains NaN or infinity: data row 2 holds '1e400'"),
     (["evaluate", "{t}/m.npz", "{t}/no_label.csv"],
      "target column 'species' has empty cells; every row needs a label"),
+    # .npz rows named as in the file (fit would count from the shuffled training rows)
+    (["train", "{t}/xinf.npz", "--target", "y"], "array 'X' of {t}/xinf.npz contains NaN or "
+     "infinity (first at row 7, column 1, counting from 0)"),
+    (["train", "{t}/ynan.npz", "--target", "y", "--loss", "mse"], "array 'y' of "
+     "{t}/ynan.npz contains NaN or infinity (first at row 4, counting from 0)"),
+    (["train", "{t}/ynan.npz", "--target", "y"],   # was "holds continuous values (e.g. 0, nan)"
+     "target column 'y' holds NaN; every row needs a label"),
     (["train", "{t}/flowers.csv", "--target", "species", "--validation-split", "0.001"],
      "leaves no rows for validation"),
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "--lr", "1e30",
