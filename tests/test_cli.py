@@ -754,11 +754,14 @@ def test_ctrl_c_during_training_exits_130_quietly_and_writes_nothing(tmp_path):
     import threading
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "d.npz", X=rng.normal(size=(4000, 20)), y=rng.integers(0, 3, 4000))
-    proc = subprocess.Popen([sys.executable, "-m", "nncore", "train", str(tmp_path / "d.npz"),
+    # `python -m nncore train ...`, with Python's own SIGINT handler even when this
+    # process was started with SIGINT ignored (a child would inherit that)
+    start = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "runpy.run_module('nncore', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", start, "train", str(tmp_path / "d.npz"),
                              "--target", "y", "--epochs", "1000000", "-o",
                              str(tmp_path / "m.npz")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     err, started = [], threading.Event()
 
     def read():   # the progress bar on stderr says the epochs are running
