@@ -80,7 +80,7 @@ def _map_method(model, X, method):
     # what one row gives: the output's dtype and trailing shape (dask needs them as meta)
     if frame:  # partitions reach the model as pandas frames (its feature-name checks run)
         _check_dataframe(X, n_features)
-        row = X._meta.reindex([0]).fillna(0).astype(X.dtypes.to_dict())
+        row = _zero_row(X)
     else:
         X = _check_array(X, n_features)
         row = np.zeros((1, X.shape[1]), X.dtype)
@@ -121,6 +121,16 @@ def _in_chunk(exc, start, stop):
     the chunk it came from holds: the model's indices count from the chunk."""
     return ValueError(f"{exc} [in the chunk of rows {start}..{stop - 1} of X; the indices "
                       f"above count from its first row]")
+
+
+def _zero_row(X):
+    """One pandas row of zeros (False in bool columns) with X's columns and
+    dtypes: what the model is probed with. (0 cannot become a pyarrow bool,
+    so bool columns start from False.)"""
+    import pandas as pd
+    return pd.DataFrame({col: pd.Series([False if getattr(dt, "kind", "") == "b" else 0]
+                                        ).astype(dt)
+                         for col, dt in X.dtypes.items()})
 
 
 def _n_features(model):

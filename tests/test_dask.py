@@ -242,16 +242,20 @@ def test_dataframe_nullable_and_pyarrow_columns_are_numbers(client):
     frame = pd.DataFrame(X, columns=list("abcdefgh"))
     seq = _sequential("float64")
     face = _classifier(SkMLPClassifier, frame, y)
-    dtypes = ["Float64", {**dict.fromkeys("abcdefg", "Float64"), "h": "Int64"}]
+    dtypes = ["Float64", {**dict.fromkeys("abcdefg", "Float64"), "h": "Int64"},
+              {**dict.fromkeys("abcdefg", "float64"), "h": "boolean"}]
     try:
         import pyarrow  # noqa: F401
-        dtypes.append("double[pyarrow]")
+        dtypes += ["double[pyarrow]", {**dict.fromkeys("abcdefg", "int64[pyarrow]"),
+                                       "h": "bool[pyarrow]"}]
     except ImportError:
         pass
     for dtype in dtypes:
-        ddf = dd.from_pandas(frame.round() if isinstance(dtype, dict) else frame,
-                             npartitions=3).astype(dtype)
-        expected = frame.round() if isinstance(dtype, dict) else frame
+        # integer columns hold whole numbers; a bool column, X > 0
+        expected = frame.round() if isinstance(dtype, dict) else frame.copy()
+        if isinstance(dtype, dict) and "bool" in dtype["h"]:
+            expected["h"] = (frame["h"] > 0).astype(float)
+        ddf = dd.from_pandas(expected, npartitions=3).astype(dtype)
         # (float64; products blocked by the chunk's row count: rounding only)
         np.testing.assert_allclose(nd.predict(seq, ddf).compute(), seq.predict(expected.values),
                                    rtol=1e-12)
