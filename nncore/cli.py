@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import errno
 import functools
 import json
 import math
@@ -120,6 +121,23 @@ def layer_sizes(text):
 
 # ---------------------------------------------------------------- data
 
+def check_file(path, what, expected):
+    """UsageError unless `path` is a regular file: "not found", or what it is
+    instead (a directory, "-" for standard input, a device or pipe, which are
+    not read)."""
+    if os.path.isfile(path):
+        return
+    if path == "-" and not os.path.exists(path):
+        raise UsageError(f"{what} '-': standard input is not read; give the path of a "
+                         f"{expected}")
+    if os.path.isdir(path):
+        raise UsageError(f"{what} {path!r} is a directory; expected a {expected}")
+    if os.path.exists(path):
+        raise UsageError(f"{what} {path!r} is not a regular file (a device, pipe or "
+                         f"socket); expected a {expected}")
+    raise UsageError(f"{what} {path!r} not found")
+
+
 def read_data(path, target=None, features=None, hint=""):
     """(X float64 (n, d), y (n,) raw values or None, feature names) from DATA.
 
@@ -127,8 +145,7 @@ def read_data(path, target=None, features=None, hint=""):
     e.g. from a model's JSON), else every column but the target. npz: the
     features are the array "X", the target the array named `target`.
     hint: appended to the error of a non-numeric feature column."""
-    if not os.path.isfile(path):
-        raise UsageError(f"data file {path!r} not found")
+    check_file(path, "data file", ".csv or .npz file")
     if path.lower().endswith(".npz"):
         return _read_npz(path, target)
     names, cells = _read_csv(path)
@@ -175,24 +192,36 @@ def _read_csv(path):
 
 def _numeric(column, name, path, hint=""):
     """A column of CSV cells as float64; UsageError naming the first cell that
-    is not a number."""
+    is not a number (digits grouped with "_", which Python's float() takes,
+    are text, as for labels: "5_1" is not 51) or that is NaN or infinite
+    ("nan", "inf", 1e400), by its column and data row."""
     column = np.asarray(column)
-    if column.dtype.kind in "biuf":
-        return column.astype(np.float64)
+    if column.dtype.kind in "biuf":   # an .npz array
+        values = column.astype(np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise UsageError(f"array {name!r} of {path} contains NaN or infinity (first at "
+                             f"row {bad[0]}, counting from 0); expected finite numbers")
+        return values
+    text = column.astype(str)
     try:
-        return np.char.strip(column.astype(str)).astype(np.float64)
+        if np.any(np.char.find(text, "_") >= 0):
+            raise ValueError("'_' in a cell")
+        values = np.char.strip(text).astype(np.float64)
     except ValueError:
-        row, cell = next((i, c) for i, c in enumerate(column, 1) if not _is_number(c))
+        row, cell = next((i, c) for i, c in enumerate(text, 1) if not _is_number(c))
         raise UsageError(f"column {name!r} of {path} is not numeric: data row {row} holds "
                          f"{str(cell)!r}{hint}") from None
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        raise UsageError(f"column {name!r} of {path} contains NaN or infinity: data row "
+                         f"{bad[0] + 1} holds {str(text[bad[0]])!r}; expected finite numbers "
+                         "(fill in or drop missing values)")
+    return values
 
 
 def _is_number(text):
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+    return _number(text.strip()) is not None
 
 
 def _read_npz(path, target):
@@ -221,7 +250,13 @@ def _read_npz(path, target):
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise UsageError(f"target array {target!r} of {path} has shape {y.shape}; "
                              f"expected ({X.shape[0]},), one value per row of X")
-    return X.astype(np.float64), y, [f"x{i}" for i in range(X.shape[1])]
+    X = X.astype(np.float64)
+    bad = np.argwhere(~np.isfinite(X))
+    if bad.size:   # named here: fit would count from the shuffled training rows
+        raise UsageError(f"array 'X' of {path} contains NaN or infinity (first at row "
+                         f"{bad[0][0]}, column {bad[0][1]}, counting from 0); expected finite "
+                         "values")
+    return X, y, [f"x{i}" for i in range(X.shape[1])]
 
 
 def class_labels(values):
@@ -290,6 +325,8 @@ def refuse_continuous(classes, column):
     given to a classifier, or a missing (empty) label."""
     if "" in classes:
         raise UsageError(f"target column {column!r} has empty cells; every row needs a label")
+    if "nan" in (c.lower() for c in classes):   # read as a number: not a class
+        raise UsageError(f"target column {column!r} holds NaN; every row needs a label")
     try:
         numbers = np.array(classes, np.float64)
     except ValueError:
@@ -306,6 +343,8 @@ def encode(values, classes, column):
     index = {label: i for i, label in enumerate(classes)}
     text = label_text(values, classes)
     unknown = sorted(set(text.tolist()) - set(index))
+    if "" in unknown:   # as train says it (refuse_continuous)
+        raise UsageError(f"target column {column!r} has empty cells; every row needs a label")
     if unknown:
         raise UsageError(f"target column {column!r} holds label(s) the model was not trained "
                          f"on: {', '.join(unknown[:5])}; known: {', '.join(classes)}")
@@ -332,8 +371,7 @@ def load_model(path):
     if path.endswith(".json") and os.path.isfile(path[:-len(".json")]):
         raise UsageError(f"{path} is the JSON description `nncore train` writes beside a model, "
                          f"not the model: pass {path[:-len('.json')]}")
-    if not os.path.isfile(path):
-        raise UsageError(f"model file {path!r} not found")
+    check_file(path, "model file", ".npz model")
     model = nncore.load(path)
     side = sidecar_path(path)
     if not os.path.isfile(side):
@@ -382,6 +420,32 @@ def refuse_overwriting_model(model, output):
     JSON file beside it."""
     refuse_overwriting(model, output, "model file")
     refuse_overwriting(sidecar_path(model), output, "model's JSON file")
+
+
+def write_file(path, write, binary=False):
+    """Call write(f) on a new temporary file beside `path`, then rename it over
+    `path` (io.save's way): a write that does not finish (Ctrl-C, a full disk,
+    an error) leaves the previous file as it was and no partial one, instead
+    of a truncated file that reads as complete. Text files are UTF-8 with
+    newline="" (what the csv module wants)."""
+    from .io import _temp_file
+    target = os.path.realpath(path)   # through a symlink, as open() writes
+    if os.path.isdir(target):
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
+    if os.path.exists(target) and not os.access(target, os.W_OK):   # as open(path, "w")
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+    fd, tmp = _temp_file(target, path)
+    try:
+        with (os.fdopen(fd, "wb") if binary
+              else os.fdopen(fd, "w", newline="", encoding="utf-8")) as f:
+            write(f)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def cmd_train(args):
@@ -506,14 +570,14 @@ def cmd_predict(args):
         header = (["prediction"] if out.shape[1] == 1
                   else [f"prediction_{i}" for i in range(out.shape[1])])
         body = ([f"{v:.{digits}g}" for v in row] for row in out)
-    f = open(output, "w", newline="", encoding="utf-8") if output else sys.stdout
-    try:
+    def write(f):
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(body)
-    finally:
-        if output:
-            f.close()
+    if output:
+        write_file(output, write)
+    else:
+        write(sys.stdout)
 
 
 def cmd_evaluate(args):
@@ -546,7 +610,8 @@ def cmd_export(args):
     if not hasattr(model, "to_onnx"):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "
                          "version with it")
-    model.to_onnx(args.output)
+    graph = model.to_onnx()
+    write_file(args.output, lambda f: f.write(graph.SerializeToString()), binary=True)
     classes = info["classes"] if info else None
     if classes and model.n_outputs == 1:   # binary_cross_entropy: one sigmoid output
         meaning = (f" (the probability of class {classes[1]}; below 0.5 the prediction is "

@@ -36,7 +36,9 @@ def predict(model, X):
     (outputs (n, out_features) of the model's dtype), an nncore.sklearn
     estimator, a scikit-learn Pipeline ending in one. X: a 2-D dask.array
     (n_samples, n_features) of real numbers, chunked by rows (column chunks are
-    merged into one), or a dask.dataframe with numeric columns only.
+    merged into one), or a dask.dataframe with numeric columns only (NumPy
+    int/bool/float, pandas nullable Int64/Float64/boolean, pyarrow-backed
+    numbers).
     Returns a lazy dask.array whose row chunks are X's (for a dataframe, one
     chunk per partition, of unknown length: NaN until computed); its
     dtype and trailing shape are those of model.predict on one row of zeros,
@@ -53,7 +55,8 @@ def predict(model, X):
 
     Raises ValueError (before anything is scheduled) for a dask.array with
     no rows or unknown chunk sizes (call X.compute_chunk_sizes(), or build it
-    with dataframe.to_dask_array(lengths=True)), X not 2-D, or a number of
+    with dataframe.to_dask_array(lengths=True)), X not 2-D (a dask Series
+    included), or a number of
     columns other than the model's; TypeError for non-numeric data or a model
     without the method.
     """
@@ -77,7 +80,7 @@ def _map_method(model, X, method):
     # what one row gives: the output's dtype and trailing shape (dask needs them as meta)
     if frame:  # partitions reach the model as pandas frames (its feature-name checks run)
         _check_dataframe(X, n_features)
-        row = X._meta.reindex([0]).fillna(0).astype(X.dtypes.to_dict())
+        row = _zero_row(X)
     else:
         X = _check_array(X, n_features)
         row = np.zeros((1, X.shape[1]), X.dtype)
@@ -110,8 +113,24 @@ def _apply(block, model, method, tail, dtype, block_info=None):
         if type(exc) is not ValueError or not block_info or 0 not in block_info:
             raise
         start, stop = block_info[0]["array-location"][0]
-        raise ValueError(f"{exc} [in the chunk of rows {start}..{stop - 1} of X; the indices "
-                         f"above count from its first row]") from exc
+        raise _in_chunk(exc, start, stop) from exc
+
+
+def _in_chunk(exc, start, stop):
+    """A ValueError saying exc's message and which rows of X (start..stop − 1)
+    the chunk it came from holds: the model's indices count from the chunk."""
+    return ValueError(f"{exc} [in the chunk of rows {start}..{stop - 1} of X; the indices "
+                      f"above count from its first row]")
+
+
+def _zero_row(X):
+    """One pandas row of zeros (False in bool columns) with X's columns and
+    dtypes: what the model is probed with. (0 cannot become a pyarrow bool,
+    so bool columns start from False.)"""
+    import pandas as pd
+    return pd.DataFrame({col: pd.Series([False if getattr(dt, "kind", "") == "b" else 0]
+                                        ).astype(dt)
+                         for col, dt in X.dtypes.items()})
 
 
 def _n_features(model):
@@ -124,14 +143,22 @@ def _n_features(model):
 
 
 def _is_dataframe(X):
+    """A dask DataFrame or Series (a Series is then refused as 1-D by _check_dataframe)."""
     return type(X).__module__.startswith("dask.dataframe") and hasattr(X, "dtypes") \
         and hasattr(X, "to_dask_array")
 
 
 def _check_dataframe(X, n_features):
-    """ValueError/TypeError unless X's columns are numeric and as many as the model's."""
+    """ValueError/TypeError unless X is a DataFrame (not a Series) whose columns
+    are numeric and as many as the model's. Numeric: NumPy int, bool and float
+    columns, and pandas' nullable (Int64, Float64, boolean) and pyarrow-backed
+    (double[pyarrow], ...) ones, which model.predict and scikit-learn read as
+    numbers too (their kind is "i", "u", "b" or "f")."""
+    if getattr(X, "ndim", 2) != 2:
+        raise ValueError(f"X is a 1-D dask {type(X).__name__}; expected a 2-D DataFrame "
+                         "(n_samples, n_features): pass X.to_frame() for one feature")
     bad = [f"{col!r} ({dt})" for col, dt in X.dtypes.items()
-           if not (isinstance(dt, np.dtype) and dt.kind in "biuf")]
+           if getattr(dt, "kind", "O") not in "biuf"]
     if bad:
         raise TypeError(f"X has non-numeric columns: {', '.join(bad)}; expected int, bool or "
                         "float columns only (encode or drop the others)")
@@ -193,9 +220,15 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
     X: 2-D dask.array (n_samples, n_features) of real numbers with known
     chunk sizes; column chunks are merged. y: a dask.array (n_samples,) or
     (n_samples, n_outputs), or a NumPy array, rechunked to X's row chunks.
+    sample_weight (in fit_params): None or one weight per row of X, a NumPy
+    or dask array (n_samples,), rechunked as y is, so that each chunk's rows
+    are trained with their own weights.
     random_state: None, an int, a numpy SeedSequence or Generator.
-    Raises ValueError/TypeError as predict() does for X, ValueError when y's
-    length differs from X's, TypeError when the estimator can do neither.
+    A ValueError of the estimator on a chunk (a NaN, an unknown label) is
+    raised with the rows of X that chunk holds, as predict() names them.
+    Raises ValueError/TypeError as predict() does for X (TypeError for a dask
+    DataFrame: pass X.to_dask_array(lengths=True)), ValueError when y's or
+    sample_weight's length differs from X's, TypeError when the estimator can do neither.
     """
     from .validation import positive_int
     epochs = positive_int("epochs", epochs)
@@ -206,6 +239,9 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
         raise TypeError(f"{type(estimator).__name__} has no partial_fit(); expected an "
                         "estimator with partial_fit (nncore.sklearn's, with solver 'sgd' or "
                         "'adam') or an nncore.Sequential")
+    if _is_dataframe(X):
+        raise TypeError(f"X is a dask {type(X).__name__}; fit_incremental takes a dask.array "
+                        "with known chunk sizes: pass X.to_dask_array(lengths=True)")
     X = _check_array(X, _n_features(estimator))
     if not isinstance(y, da.Array):
         y = np.asarray(y)
@@ -213,23 +249,47 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
         raise ValueError(f"y has shape {y.shape}; expected ({X.shape[0]},) or "
                          f"({X.shape[0]}, n_outputs) with known chunk sizes, one target per "
                          "row of X")
-    y = y.rechunk((X.chunks[0],) + ((-1,) if y.ndim == 2 else ())) if isinstance(y, da.Array) \
-        else da.from_array(y, chunks=(X.chunks[0],) + y.shape[1:])
+    y = _row_chunks(y, X.chunks[0])
+    weights = fit_params.pop("sample_weight", None)
+    if weights is not None:
+        if not isinstance(weights, da.Array):
+            weights = np.asarray(weights)
+        if weights.shape != (X.shape[0],):
+            raise ValueError(f"sample_weight has shape {weights.shape}; expected "
+                             f"({X.shape[0]},) with known chunk sizes, one weight per row of X")
+        weights = _row_chunks(weights, X.chunks[0])
     if incremental and classes is not None:
         fit_params["classes"] = classes
     rng = np.random.default_rng(random_state)
     n_chunks = len(X.chunks[0])
+    starts = np.cumsum((0,) + X.chunks[0])
     for _ in range(epochs):
         order = rng.permutation(n_chunks) if shuffle else range(n_chunks)
         for i in order:
             if X.chunks[0][i] == 0:   # nothing to learn from (estimators refuse 0 rows)
                 continue
-            X_i, y_i = dask.compute(X.blocks[i], y.blocks[i])
-            if incremental:
-                estimator.partial_fit(X_i, y_i, **fit_params)
-            else:
-                estimator.fit(X_i, y_i, epochs=1, **fit_params)
+            X_i, y_i, w_i = dask.compute(X.blocks[i], y.blocks[i],
+                                         None if weights is None else weights.blocks[i])
+            if w_i is not None:
+                fit_params["sample_weight"] = w_i
+            try:
+                if incremental:
+                    estimator.partial_fit(X_i, y_i, **fit_params)
+                else:
+                    estimator.fit(X_i, y_i, epochs=1, **fit_params)
+            except ValueError as exc:   # the model's own check of the chunk (NaN, labels)
+                if type(exc) is not ValueError:
+                    raise
+                raise _in_chunk(exc, starts[i], starts[i + 1]) from exc
     return estimator
+
+
+def _row_chunks(a, row_chunks):
+    """a (a NumPy or dask array of len(X) rows) as a dask.array in X's row
+    chunks (its columns in one chunk)."""
+    if isinstance(a, da.Array):
+        return a.rechunk((row_chunks,) + ((-1,) if a.ndim == 2 else ()))
+    return da.from_array(a, chunks=(row_chunks,) + a.shape[1:])
 
 
 def _is_sequential(model):

@@ -201,12 +201,20 @@ def _classifier_outputs(g: Any, y: str, kind: str, classes: np.ndarray, dtype: n
 
 def _label_array(classes: np.ndarray) -> np.ndarray:
     """classes_ as ONNX label values: int64 for integer, bool or integral
-    float classes (as skl2onnx), strings for str classes."""
+    float classes (as skl2onnx), strings for str classes. ValueError for
+    integers outside int64's range (uint64 classes from 2**63 would wrap to
+    negative labels)."""
     classes = np.asarray(classes)
     if classes.dtype.kind in "OUS":
         return np.array([str(c).encode("utf-8") for c in classes], dtype=object)
     integral = classes.dtype.kind == "f" and bool(np.all(classes == np.round(classes)))
     if classes.dtype.kind in "biu" or integral:
+        # compared as Python ints (exact for every integer dtype; a float is integral here)
+        beyond = [c for c in classes.tolist() if not -2**63 <= int(c) < 2**63]
+        if beyond:
+            raise ValueError(f"classes_ hold {beyond[0]!r}, outside int64's range "
+                             f"[-2**63, 2**63); ONNX labels are int64 or strings: fit on "
+                             f"smaller integers or on string labels")
         return classes.astype(np.int64)
     raise ValueError(f"classes_ {classes!r} are neither integers nor strings; ONNX labels "
                      "are int64 or string: fit on integer or string labels")

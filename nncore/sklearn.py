@@ -380,6 +380,10 @@ class _EngineMLP:
         if self._optimizer_state is None or self._optimizer_state.shape[0] != n_state:
             self._optimizer_state = np.zeros(n_state, dtype)
         state = self._optimizer_state = self._optimizer_state.astype(dtype, copy=False)
+        # the kind of the optimizer object, not self.solver: as in scikit-learn,
+        # partial_fit goes on with the optimizer of the first call even when
+        # set_params changed the solver since (sgd <-> adam)
+        adam = isinstance(self._optimizer, AdamOptimizer)
         progress = np.array([0, -1, getattr(self._optimizer, "t", 0)], np.int64)
         try:
             self.n_iter_ = 0
@@ -394,13 +398,13 @@ class _EngineMLP:
                     self._random_state.shuffle(sample_idx)
                 # sgd: the schedule's rate; Adam: its base rate (the engine computes
                 # the per-step rate from it, as scikit-learn's AdamOptimizer does)
-                optimizer.current_lr = (self._optimizer.learning_rate_init if self.solver == "adam"
+                optimizer.current_lr = (self._optimizer.learning_rate_init if adam
                                         else self._optimizer.learning_rate)
                 with self._threads():
                     self.loss_ = net.epoch(X_train, Y_train, sw_train,
                                            sample_idx if self.shuffle else None, batch_size,
                                            optimizer, self.alpha, state, progress)
-                if self.solver == "adam":
+                if adam:
                     self._optimizer.t = int(progress[2])
                 self.n_iter_ += 1
                 self.t_ += n_samples
@@ -460,9 +464,10 @@ class _EngineMLP:
     def _engine_optimizer(self):
         """nncore's optimizer in scikit-learn's form, for its hyper() tuple, with
         the hyper-parameters of scikit-learn's optimizer object (which, as in
-        scikit-learn, partial_fit keeps from its first call)."""
+        scikit-learn, partial_fit keeps from its first call: its kind too, when
+        set_params changed the solver since)."""
         opt = self._optimizer
-        if self.solver == "sgd":
+        if isinstance(opt, SGDOptimizer):
             return SGD(lr=opt.learning_rate_init, momentum=opt.momentum,
                        nesterov=opt.nesterov and opt.momentum > 0, form="sklearn")
         return Adam(lr=opt.learning_rate_init, beta1=opt.beta_1, beta2=opt.beta_2,
@@ -586,6 +591,21 @@ class MLPRegressor(_EngineMLP, _SkMLPRegressor):
 
     _parameter_constraints = {**_SkMLPRegressor._parameter_constraints,
                               **_EngineMLP._nncore_constraints}
+
+    def _validate_input(self, X, y, incremental, reset):
+        # Sparse targets: refused by name (a ValueError, as scikit-learn's failure).
+        # scikit-learn's check converts only object targets to float (y_numeric);
+        # text targets reach its loss, where NumPy's subtraction raises a
+        # TypeError (UFuncTypeError). The engine's float conversion would parse
+        # numeric strings ("1.5") and train on them: refused with the same type.
+        X, y = super()._validate_input(X, y, incremental, reset)
+        if sp.issparse(y):   # scikit-learn fails later, in its loss (a LinAlgError, a ValueError)
+            raise ValueError(f"y is a scipy.sparse {type(y).__name__}; MLPRegressor takes "
+                             "dense targets: pass y.toarray()")
+        if y.dtype.kind not in "biuf":
+            raise TypeError(f"y has dtype {y.dtype}; expected numbers (MLPRegressor's "
+                            "targets are real values: convert text with y.astype(float))")
+        return X, y
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",

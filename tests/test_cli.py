@@ -324,6 +324,16 @@ def files(tmp_path, flowers):
     np.savez(tmp_path / "noX.npz", A=np.zeros((3, 2)))
     write_csv(tmp_path / "nan.csv", ["length", "width", "species"],
               [["nan", "1", "setosa"], ["2", "3", "virginica"]])
+    write_csv(tmp_path / "grouped.csv", ["length", "width", "species"],
+              [["1.5", "2", "setosa"], ["2", "5_1", "virginica"]])
+    write_csv(tmp_path / "huge.csv", ["length", "width", "species"],
+              [["1.5", "2", "setosa"], ["1e400", "3", "virginica"]])
+    write_csv(tmp_path / "no_label.csv", ["length", "width", "species"],
+              [["1.5", "2", "setosa"], ["2", "3", ""]])
+    X, y = blobs(50)
+    X[7, 1] = np.inf
+    np.savez(tmp_path / "xinf.npz", X=X, y=y)
+    np.savez(tmp_path / "ynan.npz", X=blobs(50)[0], y=np.where(np.arange(50) == 4, np.nan, y))
     return tmp_path
 
 
@@ -353,7 +363,21 @@ ERRORS = [
     (["train", "{t}/empty.csv", "--target", "label"], "is empty"),
     (["train", "{t}/junk.npz", "--target", "y"], "is not a readable .npz file"),
     (["train", "{t}/noX.npz", "--target", "y"], "has no array 'X'"),
-    (["train", "{t}/nan.csv", "--target", "species"], "contains NaN or infinity"),
+    (["train", "{t}/nan.csv", "--target", "species"],
+     "column 'length' of {t}/nan.csv contains NaN or infinity: data row 1 holds 'nan'"),
+    (["train", "{t}/grouped.csv", "--target", "species"],   # not 51, as Python's float() reads it
+     "column 'width' of {t}/grouped.csv is not numeric: data row 2 holds '5_1'"),
+    (["predict", "{t}/m.npz", "{t}/huge.csv"],
+     "column 'length' of {t}/huge.csv contains NaN or infinity: data row 2 holds '1e400'"),
+    (["evaluate", "{t}/m.npz", "{t}/no_label.csv"],
+     "target column 'species' has empty cells; every row needs a label"),
+    # .npz rows named as in the file (fit would count from the shuffled training rows)
+    (["train", "{t}/xinf.npz", "--target", "y"], "array 'X' of {t}/xinf.npz contains NaN or "
+     "infinity (first at row 7, column 1, counting from 0)"),
+    (["train", "{t}/ynan.npz", "--target", "y", "--loss", "mse"], "array 'y' of "
+     "{t}/ynan.npz contains NaN or infinity (first at row 4, counting from 0)"),
+    (["train", "{t}/ynan.npz", "--target", "y"],   # was "holds continuous values (e.g. 0, nan)"
+     "target column 'y' holds NaN; every row needs a label"),
     (["train", "{t}/flowers.csv", "--target", "species", "--validation-split", "0.001"],
      "leaves no rows for validation"),
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "--lr", "1e30",
@@ -361,6 +385,11 @@ ERRORS = [
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "-o", "{t}/no/dir/m.npz"],
      "{t}/no/dir' does not exist"),
     (["predict", "{t}/missing.npz", "{t}/flowers.csv"], "model file '{t}/missing.npz' not found"),
+    (["predict", "{t}/m.npz", "{t}"], "data file '{t}' is a directory; expected a .csv or "
+     ".npz file"),
+    (["predict", "{t}/m.npz", "/dev/null"], "data file '/dev/null' is not a regular file"),
+    (["train", "-", "--target", "y"], "data file '-': standard input is not read"),
+    (["predict", "{t}", "{t}/flowers.csv"], "model file '{t}' is a directory"),
     (["predict", "{t}/junk_model.npz", "{t}/flowers.csv"], "nncore predict: error:"),
     (["predict", "{t}/py.npz", "{t}/three.csv"],
      "{t}/three.csv has 3 feature columns; the model in {t}/py.npz takes 2"),
@@ -650,3 +679,122 @@ def test_output_over_the_model_or_its_json_is_refused(flowers, tmp_path):
         assert "is the model" in result.stderr and "choose another -o" in result.stderr
     assert (model.read_bytes(), (tmp_path / "m.npz.json").read_bytes()) == before
     assert run("predict", model, flowers, "-o", tmp_path / "p.csv").returncode == 0
+
+
+class _WriterStoppedAfter:
+    """csv.writer's stand-in: writes `rows` rows for real, then raises `exc`
+    (Ctrl-C or a full disk in the middle of writing the predictions)."""
+
+    def __init__(self, exc, rows):
+        self.exc, self.rows = exc, rows
+
+    def __call__(self, f, **kw):
+        real = _real_csv_writer(f, **kw)
+        exc, rows = self.exc, self.rows
+
+        class Writer:
+            writerow = real.writerow
+
+            def writerows(self, body):
+                for i, row in enumerate(body):
+                    if i == rows:
+                        raise exc
+                    real.writerow(row)
+        return Writer()
+
+
+_real_csv_writer = csv.writer
+
+
+@pytest.mark.parametrize("exc, status, said", [
+    (KeyboardInterrupt(), 130, "nncore predict: interrupted"),
+    (OSError(28, "No space left on device"), 2, "No space left on device")])
+def test_a_write_that_does_not_finish_leaves_the_previous_output(tmp_path, flowers, monkeypatch,
+                                                                 capsys, exc, status, said):
+    """predict -o writes a temporary file and renames it: stopped half-way, the
+    previous output is untouched and no partial file is left (before, the
+    output was truncated to the rows written so far: a complete-looking CSV)."""
+    assert run("train", flowers, "--target", "species", "--epochs", "2", "-q",
+               "-o", tmp_path / "m.npz").returncode == 0
+    out = tmp_path / "out.csv"
+    out.write_text("previous\n")
+    monkeypatch.setattr(csv, "writer", _WriterStoppedAfter(exc, rows=5))
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(flowers), "-o", str(out)]) == status
+    assert said in capsys.readouterr().err
+    assert out.read_text() == "previous\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["flowers.csv", "m.npz", "m.npz.json",
+                                                        "out.csv"]
+    monkeypatch.setattr(csv, "writer", _real_csv_writer)   # and a finished write replaces it
+    assert cli.main(["predict", str(tmp_path / "m.npz"), str(flowers), "-o", str(out)]) == 0
+    assert len(read_rows(out)) == 241
+
+
+def test_write_file_keeps_the_previous_file_when_writing_fails(tmp_path):
+    """The writer behind predict -o and export: binary and text, a failure
+    half-way leaves the previous bytes and no temporary file."""
+    path = tmp_path / "m.onnx"
+    path.write_bytes(b"old")
+
+    def half(f):
+        f.write(b"new, half")
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        cli.write_file(str(path), half, binary=True)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["m.onnx"]
+    cli.write_file(str(path), lambda f: f.write(b"new"), binary=True)
+    assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["m.onnx"]
+    with pytest.raises(IsADirectoryError):
+        cli.write_file(str(tmp_path), lambda f: f.write("x"))
+
+
+def test_ctrl_c_during_training_exits_130_quietly_and_writes_nothing(tmp_path):
+    """SIGINT to `nncore train` once training runs: exit status 130, one
+    "interrupted" line, no traceback, no model or JSON file written."""
+    import signal
+    import threading
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", X=rng.normal(size=(4000, 20)), y=rng.integers(0, 3, 4000))
+    # `python -m nncore train ...`, with Python's own SIGINT handler even when this
+    # process was started with SIGINT ignored (a child would inherit that)
+    start = ("import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+             "runpy.run_module('nncore', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", start, "train", str(tmp_path / "d.npz"),
+                             "--target", "y", "--epochs", "1000000", "-o",
+                             str(tmp_path / "m.npz")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    err, started = [], threading.Event()
+
+    def read():   # the progress bar on stderr says the epochs are running
+        while chunk := proc.stderr.read1(4096):
+            err.append(chunk)
+            if b"epoch" in b"".join(err):
+                started.set()
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert started.wait(120), b"".join(err)
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    reader.join(10)
+    stderr = b"".join(err).decode()
+    assert proc.returncode == 130, stderr
+    assert stderr.rstrip().endswith("nncore train: interrupted")
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr
+    assert sorted(os.listdir(tmp_path)) == ["d.npz"]
+
+
+def test_write_file_refuses_a_file_open_would_refuse(tmp_path, monkeypatch):
+    """Renaming over a read-only file would succeed where open(path, "w") fails:
+    write_file refuses it as open does (checked through os.access, which also
+    holds for root, for whom every file is writable)."""
+    path = tmp_path / "out.csv"
+    path.write_text("kept\n")
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if os.fspath(p) == str(path)
+                        else real_access(p, mode))
+    with pytest.raises(PermissionError):
+        cli.write_file(str(path), lambda f: f.write("new"))
+    assert path.read_text() == "kept\n" and os.listdir(tmp_path) == ["out.csv"]

@@ -231,6 +231,54 @@ def test_dataframe_bad_columns():
         nd.predict(model, dd.from_pandas(pd.DataFrame(np.zeros((6, 3))), npartitions=2))
 
 
+
+def test_dataframe_nullable_and_pyarrow_columns_are_numbers(client):
+    """pandas' nullable and pyarrow-backed numeric columns (what read_parquet /
+    read_csv give with dtype_backend) are numbers, as model.predict and
+    scikit-learn read them: the same predictions as from float64 columns."""
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    X, y = _data(60)
+    frame = pd.DataFrame(X, columns=list("abcdefgh"))
+    seq = _sequential("float64")
+    face = _classifier(SkMLPClassifier, frame, y)
+    dtypes = ["Float64", {**dict.fromkeys("abcdefg", "Float64"), "h": "Int64"},
+              {**dict.fromkeys("abcdefg", "float64"), "h": "boolean"}]
+    try:
+        import pyarrow  # noqa: F401
+        dtypes += ["double[pyarrow]", {**dict.fromkeys("abcdefg", "int64[pyarrow]"),
+                                       "h": "bool[pyarrow]"}]
+    except ImportError:
+        pass
+    for dtype in dtypes:
+        # integer columns hold whole numbers; a bool column, X > 0
+        expected = frame.round() if isinstance(dtype, dict) else frame.copy()
+        if isinstance(dtype, dict) and "bool" in dtype["h"]:
+            expected["h"] = (frame["h"] > 0).astype(float)
+        ddf = dd.from_pandas(expected, npartitions=3).astype(dtype)
+        # (float64; products blocked by the chunk's row count: rounding only)
+        np.testing.assert_allclose(nd.predict(seq, ddf).compute(), seq.predict(expected.values),
+                                   rtol=1e-12)
+        np.testing.assert_allclose(nd.predict_proba(face, ddf).compute(),
+                                   face.predict_proba(expected), rtol=1e-12)
+    # a missing value is NaN to the model, named by its check
+    with pytest.raises(ValueError, match="NaN"):
+        nd.predict(seq, dd.from_pandas(frame.astype("Float64").mask(frame > 2),
+                                       npartitions=3)).compute()
+
+
+def test_dask_series_and_fit_incremental_on_a_dataframe_are_named():
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    X, y = _data(40)
+    ddf = dd.from_pandas(pd.DataFrame(X, columns=list("abcdefgh")), npartitions=2)
+    with pytest.raises(ValueError, match=r"1-D dask Series.*X.to_frame\(\)"):
+        nd.predict(_sequential(), ddf["a"])
+    with pytest.raises(TypeError, match=r"fit_incremental takes a dask.array.*"
+                                        r"X.to_dask_array\(lengths=True\)"):
+        nd.fit_incremental(_sequential(), ddf, y)
+
+
 # ---------------------------------------------------------------- fit_incremental
 
 @pytest.mark.parametrize("cls", CLASSIFIERS)
@@ -267,6 +315,36 @@ def test_fit_incremental_sequential_equals_fit_by_hand(client):
                         batch_size=25)
     for a, b in zip(model.get_weights(), by_hand.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("cls", [None] + CLASSIFIERS)
+def test_fit_incremental_sample_weight_goes_with_each_chunks_rows(client, cls):
+    """sample_weight, one weight per row of X (NumPy or dask, chunked unlike X),
+    is split as y is: each chunk is trained with its own rows' weights."""
+    X, y = _data(400)
+    w = np.random.default_rng(1).uniform(0.1, 3.0, 400)
+    make = (lambda: _sequential("float64")) if cls is None else (
+        lambda: cls(hidden_layer_sizes=(10,), random_state=0))
+    extra = {"batch_size": 25} if cls is None else {"classes": [0, 1, 2]}
+    by_hand = make()
+    rng = np.random.default_rng(4)
+    for _ in range(2):
+        for i in rng.permutation(4):
+            rows = slice(100 * i, 100 * (i + 1))
+            if cls is None:
+                by_hand.fit(X[rows], y[rows], epochs=1, sample_weight=w[rows], **extra)
+            else:
+                by_hand.partial_fit(X[rows], y[rows], sample_weight=w[rows], **extra)
+    for weights in (w, da.from_array(w, chunks=150)):
+        est = nd.fit_incremental(make(), da.from_array(X, chunks=100), y, epochs=2,
+                                 random_state=4, sample_weight=weights, **extra)
+        got = est.get_weights() if cls is None else est.coefs_ + est.intercepts_
+        want = by_hand.get_weights() if cls is None else by_hand.coefs_ + by_hand.intercepts_
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=r"sample_weight has shape \(100,\); expected \(400,\)"):
+        nd.fit_incremental(make(), da.from_array(X, chunks=100), y, sample_weight=w[:100],
+                           **extra)
 
 
 @pytest.mark.parametrize("cls", [None] + CLASSIFIERS)
@@ -411,3 +489,15 @@ def test_a_bad_chunk_is_named_by_its_rows(client):
                                          r"300\.\.399 of X; the indices above count from its "
                                          r"first row\]"):
         nd.predict(model, da.from_array(X, chunks=(100, 8))).compute()
+
+
+@pytest.mark.parametrize("cls", [None] + CLASSIFIERS)
+def test_fit_incremental_names_the_rows_of_a_bad_chunk(client, cls):
+    """A chunk the estimator refuses (a NaN in row 250) is named by its rows in
+    X, as predict() names them, not only by the chunk's own row number."""
+    X, y = _data(400)
+    X[250, 2] = np.nan
+    est = _sequential("float64") if cls is None else cls(hidden_layer_sizes=(5,))
+    extra = {} if cls is None else {"classes": [0, 1, 2]}
+    with pytest.raises(ValueError, match=r"NaN.*\[in the chunk of rows 200\.\.299 of X"):
+        nd.fit_incremental(est, da.from_array(X, chunks=100), y, shuffle=False, **extra)

@@ -271,6 +271,17 @@ def test_unfitted_estimator_and_unusable_classes_are_refused(rng):
     clf.classes_ = np.array([0.5, 1.5])   # ONNX labels are int64 or strings
     with pytest.raises(ValueError, match="neither integers nor strings"):
         nnonnx.export(clf)
+    # integers beyond int64 would wrap (2**63 as -2**63): refused, not written
+    fit_quietly(clf, X, np.array([0, 2**63], np.uint64)[(y > 1).astype(int)])
+    with pytest.raises(ValueError, match="outside int64's range"):
+        nnonnx.export(clf)
+    for classes in (np.array([0.0, 1e19]), np.array([-1e19, 0.0])):   # (assigned)
+        clf.classes_ = classes
+        with pytest.raises(ValueError, match="outside int64's range"):
+            nnonnx.export(clf)
+    fit_quietly(clf, X, np.array([0, 2**63 - 1], np.uint64)[(y > 1).astype(int)])   # exact
+    label, _ = run(nnonnx.export(clf, zipmap=False), {"X": X})
+    np.testing.assert_array_equal(label, clf.predict(X).astype(np.int64))
 
 
 # ----------------------------------------------------------------- skl2onnx

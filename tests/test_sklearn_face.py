@@ -197,6 +197,24 @@ def test_same_model_warm_start_and_partial_fit(task):
         assert_same_model(ours, ref)
 
 
+@pytest.mark.parametrize("first, then", [("adam", "sgd"), ("sgd", "adam")])
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_partial_fit_after_the_solver_changed_keeps_the_first_optimizer(task, first, then):
+    # scikit-learn keeps its optimizer object across partial_fit calls, even when
+    # set_params changed the solver since: its kind (Adam or SGD) goes on
+    X, y = data(task)
+    ref, ours = pair(task, **dict(SMALL, solver=first, learning_rate_init=0.05))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            est.fit(X, y)
+            est.set_params(solver=then)
+            for _ in range(2):
+                est.partial_fit(X, y)
+    assert type(ours._optimizer) is type(ref._optimizer)
+    assert_same_model(ours, ref)
+
+
 def test_assigned_coefs_are_where_training_continues():
     X, y = data("multiclass")
     ref, ours = pair("multiclass", **SMALL, solver="sgd", learning_rate_init=0.05)
@@ -275,6 +293,30 @@ def test_labels_of_any_type_and_containers():
     np.testing.assert_array_equal(ours.feature_names_in_, frame.columns)
     with pytest.warns(UserWarning, match="feature names"):
         ours.predict(X)
+
+
+
+@pytest.mark.parametrize("solver", ["adam", "lbfgs"])
+def test_regressor_text_targets_are_a_type_error_like_sklearn(solver):
+    # numeric text ("1.5") is not read as numbers: scikit-learn's loss fails on it
+    X, y = data("regression")
+    for est in pair("regression", solver=solver, **SMALL):
+        with pytest.raises(TypeError):
+            est.fit(X, y.astype(str))
+    with pytest.raises(TypeError, match="y has dtype <U.*expected numbers"):
+        nk.MLPRegressor(solver=solver, **SMALL).fit(X, y.astype(str))
+    with pytest.raises(TypeError, match="expected numbers"):
+        nk.MLPRegressor(**SMALL).partial_fit(X, y.astype(str))
+
+
+
+def test_regressor_sparse_targets_are_a_value_error_like_sklearn():
+    X, y = data("multioutput")
+    for est in pair("regression", **SMALL):   # scikit-learn: numpy's LinAlgError, a ValueError
+        with pytest.raises(ValueError):
+            est.fit(X, sp.csr_matrix(y))
+    with pytest.raises(ValueError, match=r"y is a scipy.sparse csr_matrix.*y.toarray\(\)"):
+        nk.MLPRegressor(**SMALL).fit(X, sp.csr_matrix(y))
 
 
 def test_verbose_lines_same_as_sklearn():
