@@ -75,7 +75,10 @@ def save(model, path):
 
     Raises ValueError (nothing written) when the model holds something the
     file cannot represent — e.g. a user-defined optimizer or schedule class —
-    and FileNotFoundError naming `path` when its folder does not exist.
+    or when `path` is a FIFO, a device or a socket (the atomic rename would
+    replace it with a regular file: /dev/null would stop being a device);
+    IsADirectoryError for a folder, FileNotFoundError naming `path` when its
+    folder does not exist.
     """
     meta = _meta(model)
     data = json.dumps(meta, allow_nan=True).encode("utf-8")
@@ -93,6 +96,11 @@ def save(model, path):
     target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)
+    kind = _special_file(target)
+    if kind:   # the rename would put a regular file in place of /dev/null, a FIFO, ...
+        raise ValueError(f"cannot save to {os.fsdecode(user_path)!r}: it is {kind}, not a "
+                         "regular file, and save replaces the file at its path (write to a "
+                         "file, then copy it there)")
     fd, tmp = _temp_file(target, user_path)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -107,6 +115,20 @@ def save(model, path):
         except FileNotFoundError:
             pass
         raise
+
+
+def _special_file(path):
+    """'a FIFO', 'a character device', ... when `path` (symlinks followed) is
+    neither a regular file nor a directory; None otherwise (or when missing)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None   # missing, or unreadable: the open that follows says why
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None
 
 
 def _temp_file(target, user_path):
@@ -290,10 +312,15 @@ def load(path):
 
     Raises FileNotFoundError when there is no file, ValueError for anything
     else wrong with it (not a zip, tampered, truncated, sizes that do not match
-    the architecture, values out of range); loading never allocates more than
+    the architecture, values out of range, not a regular file: a FIFO is
+    refused before it is opened, which would block); loading never allocates more than
     the architecture the file declares and its arrays hold.
     """
     path = os.fsdecode(os.fspath(path))
+    kind = _special_file(path)
+    if kind:   # zipfile would block opening a FIFO, or read a device
+        raise ValueError(f"not a readable nncore model file: {path!r} is {kind}, not a "
+                         "regular file")
     try:
         return _load(path)
     except (MemoryError, OverflowError, RecursionError) as exc:

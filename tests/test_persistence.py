@@ -902,3 +902,38 @@ def test_save_names_a_history_value_that_is_not_a_number(saved, tmp_path, field,
                                          rf"{re.escape(repr(value))}; expected"):
         m.save(path)
     assert path.read_bytes() == before and temporaries(tmp_path) == []
+
+
+LOAD_A_FIFO = """
+import os, sys
+import nncore
+try:
+    nncore.load(sys.argv[1])
+except ValueError as exc:
+    print("ValueError:", exc)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_by_save_and_load(saved, tmp_path):
+    """save replaced a FIFO (or /dev/null, or a symlink to a device) with a
+    regular file by its atomic rename; load blocked for ever opening a FIFO
+    no one writes to. Both now refuse a path that is not a regular file, and
+    leave it as it was. (load runs in a subprocess: before, it hung.)"""
+    m, _ = saved
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.npz"
+    link.symlink_to(fifo)
+    for path in (fifo, link, str(fifo)):
+        with pytest.raises(ValueError, match=r"is a FIFO, not a regular file"):
+            m.save(path)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert temporaries(tmp_path) == []
+    for path in (fifo, link):
+        done = subprocess.run([sys.executable, "-c", LOAD_A_FIFO, str(path)],
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("ValueError: not a readable nncore model file: ") \
+            and "is a FIFO, not a regular file" in done.stdout
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
