@@ -611,8 +611,10 @@ class Sequential:
         Y = as_targets(y, n, self.n_outputs, classes, self.dtype, name, x_name)
         if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"{name} holds values in [{Y.min():g}, {Y.max():g}]; loss "
-                             f"{self.loss!r} expects targets in [0, 1] (one-hot rows or 0/1 "
-                             "labels)")
+                             f"{self.loss!r} expects targets in [0, 1] ("
+                             + ("one-hot or probability rows, or integer class labels of "
+                                f"shape ({n},)" if classes else "0/1 labels or probabilities")
+                             + ")")
         if self._loss_code == POISSON and Y.min() < 0:
             raise ValueError(f"{name} holds values down to {Y.min():g}; loss 'poisson' expects "
                              "counts or rates >= 0")

@@ -539,3 +539,19 @@ def test_pandas_nullable_numeric_columns_are_numbers(backend):
     for bad in (frame.assign(c=["x"] * N), frame.assign(c=pd.Categorical(["x", "y"] * (N // 2)))):
         with pytest.raises(TypeError, match="X has dtype object"):
             a.predict(bad)
+
+
+@pytest.mark.parametrize("loss, out, y, expected", [
+    ("cross_entropy", "softmax", [[2, 0], [0, 1]],
+     r"expects targets in \[0, 1\] \(one-hot or probability rows, or integer class labels "
+     r"of shape \(2,\)\)$"),
+    ("binary_cross_entropy", "sigmoid", [[2, 0], [0, 1]],
+     r"expects targets in \[0, 1\] \(0/1 labels or probabilities\)$"),
+])
+def test_targets_out_of_range_say_what_this_loss_takes(loss, out, y, expected):
+    """The message offered "one-hot rows or 0/1 labels" to either loss: one-hot
+    rows are not binary cross-entropy's targets, and cross-entropy takes
+    integer labels, not 0/1 ones."""
+    model = Sequential([Dense(2, 2, out)], loss=loss, seed=0)
+    with pytest.raises(ValueError, match=expected):
+        model.fit(np.eye(2), y)
