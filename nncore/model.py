@@ -450,9 +450,10 @@ class Sequential:
                 raise
             values = history.history.get(key) or history.history[key[4:]]
             sign = -1 if maximised(key, early_stopping.mode if early_stopping else "auto") else 1
-            best_epoch = min(values, key=lambda v: sign * v)
-            final = best_epoch if early_stopping and early_stopping.restore_best_weights \
-                else values[-1]
+            # the value of the weights the run ends with: early stopping's best epoch when
+            # it restored that (with min_delta > 0 not always the lowest value logged)
+            final = early_stopping.best if early_stopping and \
+                early_stopping.restored_epoch is not None else values[-1]
             finals.append(final)
             if best is None or sign * final < sign * best[0]:
                 best = (final, self._snapshot(), history)

@@ -808,6 +808,20 @@ def test_n_init_maximises_a_monitored_accuracy(restore):
     assert score(history.history["accuracy"]) == max(history.runs)
 
 
+def test_n_init_ranks_restored_runs_by_the_value_of_the_weights_kept():
+    """With min_delta > 0 early stopping restores its best epoch, which need not
+    be the lowest value logged: min_delta=1e9 keeps each run's first epoch. The
+    runs were ranked (and History.runs filled) by the lowest value logged, so a
+    run could be kept for a loss its restored weights never had."""
+    es = EarlyStopping(monitor="loss", patience=100, min_delta=1e9)
+    model, history, recorder = n_init_fit(early_stopping=es)
+    firsts = [h["loss"][0] for h, _ in recorder.runs]
+    assert all(h["loss"][-1] < h["loss"][0] for h, _ in recorder.runs)   # min() is not first
+    assert history.runs == firsts
+    assert history.history["loss"][0] == min(firsts)
+    assert history.restored_epoch == es.restored_epoch == 0
+
+
 class ScheduleRecorder(Callback):
     """Each run's rates and the schedule's running state when it ends."""
 
