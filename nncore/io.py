@@ -29,6 +29,7 @@ left by a writer that was killed (its pid is gone, or it is older than
 STALE_SECONDS) is removed by the next save to the same path.
 """
 import errno
+import io
 import json
 import math
 import numbers
@@ -73,12 +74,18 @@ STALE_SECONDS = 15 * 60
 def save(model, path):
     """Write `model` to `path` (an .npz file) atomically; see the module docstring.
 
+    path: a file path (str, bytes, os.PathLike); or a binary file object
+    (open(..., "wb"), io.BytesIO), which is written in place from its current
+    position (no temporary file, no rename: flushing and closing it are the
+    caller's), as numpy.savez and torch.save write one.
+
     Raises ValueError (nothing written) when the model holds something the
     file cannot represent — e.g. a user-defined optimizer or schedule class —
     or when `path` is a FIFO, a device or a socket (the atomic rename would
     replace it with a regular file: /dev/null would stop being a device);
     IsADirectoryError for a folder, FileNotFoundError naming `path` when its
-    folder does not exist.
+    folder does not exist, TypeError for a file object open in text mode or a
+    path of another type.
     """
     meta = _meta(model)
     data = json.dumps(meta, allow_nan=True).encode("utf-8")
@@ -92,7 +99,10 @@ def save(model, path):
         _history(meta["history"], model)
     except ValueError as exc:
         raise ValueError(f"cannot save this model, load() would refuse it: {exc}") from None
-    user_path = os.fspath(path)
+    if _file_object(path, "write", "wb"):   # the caller's stream: written in place, no rename
+        _write(path, data, model)
+        return
+    user_path = _path(path)
     target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)
@@ -104,8 +114,7 @@ def save(model, path):
     fd, tmp = _temp_file(target, user_path)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.frombuffer(data, np.uint8), params=model._params,
-                     state=model._state)
+            _write(f, data, model)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -115,6 +124,30 @@ def save(model, path):
         except FileNotFoundError:
             pass
         raise
+
+
+def _write(f, data, model):
+    np.savez(f, meta=np.frombuffer(data, np.uint8), params=model._params, state=model._state)
+
+
+def _file_object(obj, method, mode):
+    """True for an open binary file object (one with `method`, not a path);
+    TypeError for one opened in text mode."""
+    if isinstance(obj, (str, bytes, os.PathLike)) or not hasattr(obj, method):
+        return False
+    if isinstance(obj, io.TextIOBase):
+        raise TypeError(f"the file object is open in text mode; a model file is binary: "
+                        f"open it with mode {mode!r}")
+    return True
+
+
+def _path(path):
+    """os.fspath(path), with a TypeError that says what is accepted."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a file path (str, bytes or os.PathLike) or a binary "
+                        f"file object, got {type(path).__name__}") from None
 
 
 def _special_file(path):
@@ -310,17 +343,26 @@ def _schedule_meta(schedule):
 def load(path):
     """The model saved at `path`, validated before any kernel sees it.
 
+    path: a file path (str, bytes, os.PathLike), or a seekable binary file
+    object (open(..., "rb"), io.BytesIO) holding what save wrote.
+
     Raises FileNotFoundError when there is no file, ValueError for anything
     else wrong with it (not a zip, tampered, truncated, sizes that do not match
     the architecture, values out of range, not a regular file: a FIFO is
     refused before it is opened, which would block); loading never allocates more than
     the architecture the file declares and its arrays hold.
     """
-    path = os.fsdecode(os.fspath(path))
+    if _file_object(path, "read", "rb"):   # zipfile seeks in it: it must be seekable
+        return _load_guarded(path)
+    path = os.fsdecode(_path(path))
     kind = _special_file(path)
     if kind:   # zipfile would block opening a FIFO, or read a device
         raise ValueError(f"not a readable nncore model file: {path!r} is {kind}, not a "
                          "regular file")
+    return _load_guarded(path)
+
+
+def _load_guarded(path):
     try:
         return _load(path)
     except (MemoryError, OverflowError, RecursionError) as exc:

@@ -658,7 +658,8 @@ class Sequential:
         History, generator — to one .npz file (see nncore.io); nncore.load
         reads it back, in any state the model is in. The write is atomic: a
         crash never leaves a half file. A symlink's target is written; the
-        file keeps its permissions (a new one: 0o666 & ~umask). Raises
+        file keeps its permissions (a new one: 0o666 & ~umask). path may also be
+        a binary file object (written in place, not atomically). Raises
         ValueError (nothing written) for what a file cannot hold, e.g. an
         optimizer class of your own; FileNotFoundError if the folder is missing."""
         from . import io

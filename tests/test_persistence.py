@@ -937,3 +937,43 @@ def test_a_fifo_is_refused_by_save_and_load(saved, tmp_path):
         assert done.stdout.startswith("ValueError: not a readable nncore model file: ") \
             and "is a FIFO, not a regular file" in done.stdout
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_save_and_load_take_binary_file_objects(saved, tmp_path):
+    """save(io.BytesIO()) and load(open(path, "rb")) failed with os.fspath's
+    TypeError (numpy.savez/load and torch.save/load take file objects). A
+    model written to a stream and read back continues training bit for bit as
+    the original does; text-mode files and other objects get a TypeError that
+    says what is accepted."""
+    m, _ = saved
+    X, y = data()
+    stream = io.BytesIO()
+    m.save(stream)
+    assert stream.tell() > 0 and not temporaries(tmp_path)
+    restored = nncore.load(stream)
+    m.save(tmp_path / "m.npz")
+    assert (tmp_path / "m.npz").read_bytes() == stream.getvalue()
+    with open(tmp_path / "m.npz", "rb") as f:
+        from_file = nncore.load(f)
+    with open(tmp_path / "again.npz", "wb") as f:
+        m.save(f)
+    assert (tmp_path / "again.npz").read_bytes() == stream.getvalue()
+    for copy_ in (restored, from_file):
+        copy_.fit(X, y, epochs=2, batch_size=7)
+    m.fit(X, y, epochs=2, batch_size=7)
+    for copy_ in (restored, from_file):
+        for a, b in zip(copy_.get_weights(), m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with open(tmp_path / "text.npz", "w") as f:
+        with pytest.raises(TypeError, match=r"text mode.*open it with mode 'wb'"):
+            m.save(f)
+    with open(tmp_path / "m.npz") as f:
+        with pytest.raises(TypeError, match=r"text mode.*open it with mode 'rb'"):
+            nncore.load(f)
+    with pytest.raises(TypeError, match=r"a file path \(str, bytes or os.PathLike\) or a "
+                                        r"binary file object, got int"):
+        m.save(3)
+    with pytest.raises(TypeError, match="got NoneType"):
+        nncore.load(None)
+    with pytest.raises(ValueError, match="not a readable nncore model file"):
+        nncore.load(io.BytesIO(b"not a zip"))
