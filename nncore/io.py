@@ -135,7 +135,8 @@ def _file_object(obj, method, mode):
     TypeError for one opened in text mode."""
     if isinstance(obj, (str, bytes, os.PathLike)) or not hasattr(obj, method):
         return False
-    if isinstance(obj, io.TextIOBase):
+    mode_of = getattr(obj, "mode", None)   # (a tempfile wrapper is no TextIOBase)
+    if isinstance(obj, io.TextIOBase) or (isinstance(mode_of, str) and "b" not in mode_of):
         raise TypeError(f"the file object is open in text mode; a model file is binary: "
                         f"open it with mode {mode!r}")
     return True

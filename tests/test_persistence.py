@@ -970,6 +970,16 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
     with open(tmp_path / "m.npz") as f:
         with pytest.raises(TypeError, match=r"text mode.*open it with mode 'rb'"):
             nncore.load(f)
+    import tempfile
+    with tempfile.NamedTemporaryFile("w+", dir=tmp_path) as f:
+        with pytest.raises(TypeError, match=r"text mode"):
+            m.save(f)
+    with tempfile.TemporaryFile(dir=tmp_path) as f:   # binary ("w+b")
+        m.save(f)
+        f.seek(0)
+        now = io.BytesIO()
+        m.save(now)
+        assert f.read() == now.getvalue()
     with pytest.raises(TypeError, match=r"a file path \(str, bytes or os.PathLike\) or a "
                                         r"binary file object, got int"):
         m.save(3)
