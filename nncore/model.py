@@ -355,7 +355,8 @@ class Sequential:
         X may be a scipy.sparse matrix: the first layer then reads its rows in
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
-        or "balanced" (classification losses); the cost is Σ wᵢ·lossᵢ / n.
+        or "balanced" (classification losses; counted over the rows trained on,
+        without validation_split's); the cost is Σ wᵢ·lossᵢ / n.
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
         monitored value (early stopping's, else val_loss, else loss) is best.
@@ -385,7 +386,8 @@ class Sequential:
         if self._perceptron:
             _check_perceptron(Y, sample_weight, class_weight)
             _warn_perceptron_ignores(self.optimizer, self.alpha)
-        weights = self._row_weights(Y, sample_weight, class_weight)
+        weights = self._row_weights(Y, sample_weight, class_weight,
+                                    _training_rows(X.shape[0], validation_data, validation_split))
         (X, Y, weights), validation = self._split(X, Y, weights, validation_data,
                                                   validation_split)
         callbacks = _check_callbacks(callbacks, early_stopping)
@@ -500,9 +502,10 @@ class Sequential:
             self._state = np.zeros(size, self.dtype)
         return grads, self._state
 
-    def _row_weights(self, Y, sample_weight, class_weight):
+    def _row_weights(self, Y, sample_weight, class_weight, trained=None):
         """Per-row weights (model dtype) from sample_weight × class_weight, or an
-        empty array when neither is given."""
+        empty array when neither is given. "balanced" counts the classes of the
+        first `trained` rows (all by default): those validation_split trains on."""
         n = Y.shape[0]
         weights = None if sample_weight is None else as_weights(sample_weight, n, "sample_weight")
         if class_weight is not None:
@@ -511,7 +514,7 @@ class Sequential:
                 raise ValueError("class_weight needs a classification loss (cross_entropy, or "
                                  "binary_cross_entropy with one output); use sample_weight")
             labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(np.intp)
-            per_class = _class_weights(class_weight, labels, max(Y.shape[1], 2))
+            per_class = _class_weights(class_weight, labels[:trained], max(Y.shape[1], 2))
             weights = per_class[labels] if weights is None else weights * per_class[labels]
         if weights is None:
             return np.zeros(0, self.dtype)
@@ -539,7 +542,7 @@ class Sequential:
                              f"{validation_split!r}")
         if not validation_split:
             return (X, Y, weights), None
-        cut = int(X.shape[0] * (1 - validation_split))
+        cut = _training_rows(X.shape[0], None, validation_split)
         if cut == X.shape[0] or cut == 0:
             raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
                              "no rows for validation or none for training")
@@ -898,6 +901,15 @@ def _check_callbacks(callbacks, early_stopping):
                             "(e.g. EarlyStopping(), not the class) or an object with "
                             "on_train_begin/on_epoch_end/on_train_end(model, logs)")
     return callbacks
+
+
+def _training_rows(n, validation_data, validation_split):
+    """The number of leading rows fit trains on: those validation_split leaves
+    (a valid fraction without validation_data), else all n."""
+    if validation_data is None and isinstance(validation_split, (int, float, np.number)) \
+            and not isinstance(validation_split, (bool, np.bool_)) and 0 < validation_split < 1:
+        return int(n * (1 - validation_split))
+    return n
 
 
 def _class_weights(class_weight, labels, classes):

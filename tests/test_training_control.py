@@ -593,6 +593,24 @@ def test_balanced_class_weight():
                          rtol=1e-12, atol=1e-14)
 
 
+def test_balanced_class_weight_counts_the_rows_validation_split_trains_on():
+    """With validation_split, "balanced" counted the classes of every row, the
+    held-out ones included, so the rows trained on were not balanced: it is
+    now computed from the training rows, as class_weight="balanced" on those
+    rows alone gives (the held-out rows here are all of class 0)."""
+    model, X, y, labels = weight_case("cross_entropy")
+    labels = labels.copy()
+    labels[-8:] = 0
+    cut = N - 8                      # validation_split=0.25 holds out the last 8 of 30 rows
+    assert int(N * (1 - 0.25)) == cut
+    counts = np.bincount(labels[:cut], minlength=3)
+    assert np.bincount(labels, minlength=3)[0] != counts[0]
+    expected = fit_weights(weight_case("cross_entropy")[0], X[:cut], labels[:cut],
+                           sample_weight=cut / (3 * counts[labels[:cut]]))
+    split = fit_weights(model, X, labels, class_weight="balanced", validation_split=0.25)
+    assert_weights_equal(split, expected, rtol=1e-12, atol=1e-14)
+
+
 def test_class_weight_multiplies_sample_weight():
     model, X, y, labels = weight_case("cross_entropy")
     w = np.random.default_rng(3).uniform(0.5, 2.0, N)
