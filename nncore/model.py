@@ -900,7 +900,18 @@ def _check_callbacks(callbacks, early_stopping):
             raise TypeError(f"{cb!r} is not a callback: expected an instance of nncore.Callback "
                             "(e.g. EarlyStopping(), not the class) or an object with "
                             "on_train_begin/on_epoch_end/on_train_end(model, logs)")
+        uncalled = [hook for hook in KERAS_ONLY_HOOKS if callable(getattr(cb, hook, None))]
+        if uncalled:   # a Keras habit that would otherwise do nothing, silently
+            warnings.warn(f"{type(cb).__name__} defines {', '.join(uncalled)}, which fit never "
+                          "calls: its hooks are on_train_begin, on_epoch_end and on_train_end "
+                          "(the epochs run compiled; there is no per-batch or epoch-start hook "
+                          "— do epoch-start work in the previous on_epoch_end)", stacklevel=3)
     return callbacks
+
+
+#: Keras training hooks nncore has no counterpart of (see nncore.callbacks)
+KERAS_ONLY_HOOKS = ("on_epoch_begin", "on_batch_begin", "on_batch_end", "on_train_batch_begin",
+                    "on_train_batch_end")
 
 
 def _training_rows(n, validation_data, validation_split):

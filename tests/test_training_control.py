@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -916,3 +917,35 @@ def test_mean_error_metric(backend, loss):
 def test_callback_class_instead_of_instance_is_refused():
     with pytest.raises(TypeError, match="not the class"):
         make_model().fit(*make_data(), callbacks=[EarlyStopping])
+
+
+def test_keras_hooks_fit_never_calls_are_named():
+    """A Keras-style on_epoch_begin / on_train_batch_end was silently never
+    called (fit calls on_train_begin, on_epoch_end and on_train_end only): fit
+    now warns, naming them, and trains as before; a callback with only nncore's
+    hooks gives no warning."""
+    class KerasHabits(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_epoch_begin(self, model, logs):
+            self.calls.append("epoch_begin")
+
+        def on_train_batch_end(self, model, logs):
+            self.calls.append("batch_end")
+
+        def on_epoch_end(self, model, logs):
+            self.calls.append("epoch_end")
+
+    model, data = make_model(), make_data()
+    cb = KerasHabits()
+    with pytest.warns(UserWarning, match=r"^KerasHabits defines on_epoch_begin, "
+                      r"on_train_batch_end, which fit never calls: its hooks are "
+                      r"on_train_begin, on_epoch_end and on_train_end") as record:
+        model.fit(*data, epochs=2, callbacks=[cb])
+    assert record[0].filename == __file__   # points at the fit call
+    assert cb.calls == ["epoch_end", "epoch_end"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_model().fit(*data, epochs=2, callbacks=[Callback()],
+                         early_stopping=EarlyStopping(patience=1))
