@@ -345,7 +345,9 @@ def load(path):
     """The model saved at `path`, validated before any kernel sees it.
 
     path: a file path (str, bytes, os.PathLike), or a seekable binary file
-    object (open(..., "rb"), io.BytesIO) holding what save wrote.
+    object (open(..., "rb"), io.BytesIO) positioned where what save wrote
+    begins. A file or stream with other data before the model (e.g. a second
+    model saved after a first) is refused: zipfile would read the last model.
 
     Raises FileNotFoundError when there is no file, ValueError for anything
     else wrong with it (not a zip, tampered, truncated, sizes that do not match
@@ -376,6 +378,7 @@ def _load(path):
     from .model import POLICIES, Sequential  # model imports this module for save()
 
     try:
+        start = path.tell() if hasattr(path, "read") else 0   # where the model must begin
         archive = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise
@@ -384,7 +387,7 @@ def _load(path):
                          f"{exc})") from None
     with archive:
         try:
-            members = _members(archive)
+            members = _members(archive, start)
             raw = _read(archive, members["meta"], "meta", np.uint8, range(MAX_META_BYTES + 1))
             meta = _parse_meta(raw.tobytes())
             spec = _spec(meta, _declared_params(meta))   # (the arrays must then match it)
@@ -415,14 +418,27 @@ def _load(path):
     return model
 
 
-def _members(archive):
-    """{array name: ZipInfo}, refusing anything but exactly the three members."""
+def _members(archive, start):
+    """{array name: ZipInfo}, refusing anything but exactly the three members,
+    and a zip that does not begin at `start` (zipfile reads the last archive of
+    a file or stream: with two models written one after the other it would
+    return the second)."""
     infos = archive.infolist()
     names = [info.filename for info in infos]
     expected = sorted(f"{name}.npy" for name in ARRAYS)
     if sorted(names) != expected:
         shown = names if len(names) <= 10 else names[:10] + ["..."]
         raise ValueError(f"not an nncore model file: it holds {shown}, expected {expected}")
+    first = min(info.header_offset for info in infos)
+    if first < start:
+        raise ValueError(f"the stream is at byte {start}, past the start of the model in it "
+                         f"(byte {first}): seek it there first, e.g. stream.seek(0) after "
+                         "model.save(stream)")
+    if first > start:
+        raise ValueError(f"not a single nncore model file: the model found begins at byte "
+                         f"{first}, not at {start} where reading started — the bytes before it "
+                         "are something else (two models written into one file or stream? "
+                         "each needs its own file, or seek the stream to the one wanted)")
     return {info.filename[:-4]: info for info in infos}
 
 

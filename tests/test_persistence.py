@@ -950,6 +950,10 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
     stream = io.BytesIO()
     m.save(stream)
     assert stream.tell() > 0 and not temporaries(tmp_path)
+    with pytest.raises(ValueError, match=rf"^the stream is at byte {stream.tell()}, past the "
+                       r"start of the model in it \(byte 0\): seek it there first"):
+        nncore.load(stream)
+    stream.seek(0)
     restored = nncore.load(stream)
     m.save(tmp_path / "m.npz")
     assert (tmp_path / "m.npz").read_bytes() == stream.getvalue()
@@ -987,3 +991,33 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
         nncore.load(None)
     with pytest.raises(ValueError, match="not a readable nncore model file"):
         nncore.load(io.BytesIO(b"not a zip"))
+
+
+def test_two_models_in_one_file_or_stream_are_refused_not_swapped(saved, tmp_path):
+    """zipfile reads the last archive of a file: two models saved one after the
+    other into a stream (or `cat a.npz b.npz`) loaded silently as the second
+    model from the start of the first. Loading now refuses a model that does
+    not begin where reading starts; seeking to the second loads it."""
+    a, path = saved
+    b = model(optimizer="adam-cosine")
+    stream = io.BytesIO()
+    a.save(stream)
+    second = stream.tell()
+    b.save(stream)
+    (tmp_path / "both.npz").write_bytes(stream.getvalue())
+    for source in (stream, tmp_path / "both.npz"):
+        if source is stream:
+            stream.seek(0)
+        with pytest.raises(ValueError, match=rf"^not a single nncore model file: the model "
+                           rf"found begins at byte {second}, not at 0"):
+            nncore.load(source)
+    stream.seek(second)
+    loaded = nncore.load(stream)
+    assert isinstance(loaded.optimizer, Adam)
+    for x, y in zip(loaded.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)
+    stream = io.BytesIO(b"header")   # a model after other data, read from its position
+    stream.seek(0, 2)
+    a.save(stream)
+    stream.seek(6)
+    assert isinstance(nncore.load(stream), Sequential)
