@@ -352,8 +352,8 @@ def load(path):
     Raises FileNotFoundError when there is no file, ValueError for anything
     else wrong with it (not a zip, tampered, truncated, sizes that do not match
     the architecture, values out of range, not a regular file: a FIFO is
-    refused before it is opened, which would block); loading never allocates more than
-    the architecture the file declares and its arrays hold.
+    refused before it is opened, which would block); loading never allocates
+    more than the architecture the file declares and its arrays hold.
     """
     if _file_object(path, "read", "rb"):   # zipfile seeks in it: it must be seekable
         return _load_guarded(path)

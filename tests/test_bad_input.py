@@ -543,8 +543,8 @@ def test_pandas_nullable_numeric_columns_are_numbers(backend):
 
 @pytest.mark.parametrize("loss, out, y, expected", [
     ("cross_entropy", "softmax", [[2, 0], [0, 1]],
-     r"expects targets in \[0, 1\] \(one-hot or probability rows, or integer class labels "
-     r"of shape \(2,\)\)$"),
+     (r"expects targets in \[0, 1\] \(one-hot or probability rows, or integer class labels "
+      r"of shape \(2,\)\)$")),
     ("binary_cross_entropy", "sigmoid", [[2, 0], [0, 1]],
      r"expects targets in \[0, 1\] \(0/1 labels or probabilities\)$"),
 ])

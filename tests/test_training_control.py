@@ -599,7 +599,7 @@ def test_balanced_class_weight_counts_the_rows_validation_split_trains_on():
     held-out ones included, so the rows trained on were not balanced: it is
     now computed from the training rows, as class_weight="balanced" on those
     rows alone gives (the held-out rows here are all of class 0)."""
-    model, X, y, labels = weight_case("cross_entropy")
+    model, X, _, labels = weight_case("cross_entropy")
     labels = labels.copy()
     labels[-8:] = 0
     cut = N - 8                      # validation_split=0.25 holds out the last 8 of 30 rows
@@ -833,7 +833,7 @@ def test_n_init_ranks_restored_runs_by_the_value_of_the_weights_kept():
     runs were ranked (and History.runs filled) by the lowest value logged, so a
     run could be kept for a loss its restored weights never had."""
     es = EarlyStopping(monitor="loss", patience=100, min_delta=1e9)
-    model, history, recorder = n_init_fit(early_stopping=es)
+    _, history, recorder = n_init_fit(early_stopping=es)
     firsts = [h["loss"][0] for h, _ in recorder.runs]
     assert all(h["loss"][-1] < h["loss"][0] for h, _ in recorder.runs)   # min() is not first
     assert history.runs == firsts
