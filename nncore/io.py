@@ -103,6 +103,8 @@ def save(model, path):
         _write(path, data, model)
         return
     user_path = _path(path)
+    if not user_path:   # realpath("") is the working folder: say what open("") says
+        raise FileNotFoundError(errno.ENOENT, "cannot save: the path is empty", user_path)
     target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)

@@ -757,6 +757,9 @@ def test_save_into_a_missing_folder_names_the_path(saved, tmp_path):
     with pytest.raises(IsADirectoryError) as info:
         m.save(tmp_path)
     assert info.value.filename == str(tmp_path)
+    for empty in ("", b""):   # was IsADirectoryError: realpath("") is the working folder
+        with pytest.raises(FileNotFoundError, match="cannot save: the path is empty"):
+            m.save(empty)
     assert temporaries(tmp_path) == []
 
 
