@@ -893,7 +893,13 @@ def _check_callbacks(callbacks, early_stopping):
     callbacks = [] if callbacks is None else list(callbacks)
     if early_stopping is not None:
         callbacks.append(early_stopping)
-    for cb in callbacks:
+    for i, cb in enumerate(callbacks):
+        if any(cb is other for other in callbacks[:i]):
+            raise ValueError(
+                f"the same {type(cb).__name__} object is passed twice ("
+                + ("as early_stopping and in callbacks" if cb is early_stopping else
+                   "twice in callbacks") + "): its hooks would run twice per epoch — an "
+                "EarlyStopping would count every epoch twice and stop early. Pass it once")
         if isinstance(cb, type) or not isinstance(cb, Callback) and not all(
                 callable(getattr(cb, hook, None))
                 for hook in ("on_train_begin", "on_epoch_end", "on_train_end")):

@@ -949,3 +949,20 @@ def test_keras_hooks_fit_never_calls_are_named():
         warnings.simplefilter("error")
         make_model().fit(*data, epochs=2, callbacks=[Callback()],
                          early_stopping=EarlyStopping(patience=1))
+
+
+def test_a_callback_passed_twice_is_refused():
+    """The same EarlyStopping as early_stopping= and in callbacks= (Keras users
+    put it in callbacks) ran its hook twice per epoch: the second call saw no
+    improvement, so with patience=1 fit stopped after epoch 1 while the loss
+    was falling. A callback object given twice is now refused, before training."""
+    model, data = make_model(), make_data()
+    es = EarlyStopping(monitor="loss", patience=1)
+    with pytest.raises(ValueError, match=r"^the same EarlyStopping object is passed twice "
+                       r"\(as early_stopping and in callbacks\): its hooks would run twice"):
+        model.fit(*data, epochs=5, early_stopping=es, callbacks=[es])
+    cb = Callback()
+    with pytest.raises(ValueError, match=r"Callback object is passed twice \(twice in "):
+        model.fit(*data, epochs=5, callbacks=[cb, Callback(), cb])
+    assert model.history is None and model.fit(*data, epochs=5, early_stopping=es).epoch == \
+        [0, 1, 2, 3, 4]   # nothing trained before; once, es does not stop a falling loss
