@@ -357,7 +357,12 @@ def load(path):
     refused before it is opened, which would block); loading never allocates
     more than the architecture the file declares and its arrays hold.
     """
-    if _file_object(path, "read", "rb"):   # zipfile seeks in it: it must be seekable
+    if _file_object(path, "read", "rb"):
+        seekable = getattr(path, "seekable", None)
+        if seekable is not None and not seekable():   # zipfile reads from the end
+            raise ValueError("the file object is not seekable (a pipe or socket?): a model "
+                             "file is a zip, read from its end; read it into "
+                             "io.BytesIO(f.read()) first")
         return _load_guarded(path)
     path = os.fsdecode(_path(path))
     kind = _special_file(path)

@@ -994,6 +994,12 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
         nncore.load(None)
     with pytest.raises(ValueError, match="not a readable nncore model file"):
         nncore.load(io.BytesIO(b"not a zip"))
+    read, write = os.pipe()   # a pipe: save streams into it; load needs to seek
+    with os.fdopen(write, "wb") as w:
+        w.write(stream.getvalue())
+    with os.fdopen(read, "rb") as r, \
+            pytest.raises(ValueError, match=r"not seekable .* io.BytesIO\(f.read\(\)\)"):
+        nncore.load(r)
 
 
 def test_two_models_in_one_file_or_stream_are_refused_not_swapped(saved, tmp_path):
