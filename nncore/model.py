@@ -8,6 +8,7 @@ reference (nncore.reference), which share one interface.
 """
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -168,6 +169,7 @@ class Sequential:
             # what another model's training left there is not this model's
             optimizer.schedule.reset()
             optimizer.current_lr = optimizer.schedule.start(0)
+            _claim_schedule(self, optimizer.schedule)
         self._optimizer = optimizer
 
     @property
@@ -391,6 +393,7 @@ class Sequential:
         (X, Y, weights), validation = self._split(X, Y, weights, validation_data,
                                                   validation_split)
         callbacks = _check_callbacks(callbacks, early_stopping)
+        _claim_schedule(self, self.optimizer.schedule, check=True)
         if verbose:
             callbacks.append(ProgressBar(epochs))
         n = X.shape[0]
@@ -489,6 +492,7 @@ class Sequential:
         self._steps = self._epoch = 0
         self.optimizer.schedule.reset()
         self.optimizer.current_lr = self.optimizer.schedule.start(0)
+        _claim_schedule(self, self.optimizer.schedule)
         self.history = None
 
     def _optimizer_buffers(self):
@@ -913,6 +917,33 @@ def _check_callbacks(callbacks, early_stopping):
                           "(the epochs run compiled; there is no per-batch or epoch-start hook "
                           "— do epoch-start work in the previous on_epoch_end)", stacklevel=3)
     return callbacks
+
+
+#: schedule -> weak reference to the model whose running state it holds (the last to
+#: be built with it, be assigned it, or train it); only stateful schedules are checked
+_SCHEDULE_TRAINER = weakref.WeakKeyDictionary()
+
+
+def _claim_schedule(model, schedule, check=False):
+    """Record `model` as the holder of a stateful schedule's running state; with
+    check, first refuse one another live model holds (ReduceOnPlateau's rate and
+    best value would be that model's: two models sharing one optimizer)."""
+    if not schedule.state_dict():
+        return   # a function of the epoch alone: sharing it is harmless
+    try:
+        holder = _SCHEDULE_TRAINER.get(schedule)
+        other = holder() if holder is not None else None
+        if check and other is not None and other is not model:
+            raise ValueError(
+                f"this model's optimizer has a {type(schedule).__name__} whose running state "
+                "(rate, best value, counts) belongs to another live model, built with or "
+                "trained by the same optimizer object since this one: training on would "
+                "start from that model's state. Give each model its own optimizer "
+                "(model.optimizer = copy.deepcopy(model.optimizer)), or model.reset() to start "
+                "this model afresh")
+        _SCHEDULE_TRAINER[schedule] = weakref.ref(model)
+    except TypeError:   # an unhashable schedule of the user's: not tracked
+        pass
 
 
 #: Keras training hooks nncore has no counterpart of (see nncore.callbacks)

@@ -966,3 +966,42 @@ def test_a_callback_passed_twice_is_refused():
         model.fit(*data, epochs=5, callbacks=[cb, Callback(), cb])
     assert model.history is None and model.fit(*data, epochs=5, early_stopping=es).epoch == \
         [0, 1, 2, 3, 4]   # nothing trained before; once, es does not stop a falling loss
+
+
+def test_a_plateau_schedule_shared_by_two_live_models_is_refused(backend):
+    """Two models built with one optimizer holding a ReduceOnPlateau shared its
+    running state: the second trained at the rate the first had reduced to
+    ([0.125, ...] where a fresh model starts at 0.5), silently. The model that
+    does not hold the state now refuses to train on it; its own optimizer
+    (a deep copy) or reset() lets it train as a fresh model does. Stateless
+    schedules and constant rates may still be shared."""
+    def plateau():
+        return schedules.ReduceOnPlateau(0.5, monitor="loss", patience=0, factor=0.5,
+                                         threshold=0.5)
+    data = make_data()
+    want = make_model(backend=backend, optimizer=SGD(plateau())).fit(
+        *data, epochs=3, batch_size=8).history["lr"]
+    assert want[-1] < want[0]
+    opt = SGD(plateau())
+    first = make_model(backend=backend, optimizer=opt)
+    second = make_model(backend=backend, optimizer=opt)   # holds the state now
+    with pytest.raises(ValueError, match=r"^this model's optimizer has a ReduceOnPlateau whose "
+                       r"running state .* belongs to another live model"):
+        first.fit(*data, epochs=3, batch_size=8)
+    assert first.history is None and opt.schedule.lr == 0.5   # refused before training
+    assert second.fit(*data, epochs=3, batch_size=8).history["lr"] == want
+    with pytest.raises(ValueError, match="another live model"):
+        first.fit(*data, epochs=3, batch_size=8)
+    import copy
+    first.optimizer = copy.deepcopy(first.optimizer)
+    assert first.fit(*data, epochs=3, batch_size=8).history["lr"] == want
+    third = make_model(backend=backend, optimizer=second.optimizer)
+    with pytest.raises(ValueError, match="another live model"):
+        second.fit(*data, epochs=1, batch_size=8)
+    second.reset()
+    assert second.fit(*data, epochs=3, batch_size=8).history["lr"] == want
+    with pytest.raises(ValueError, match="another live model"):
+        third.fit(*data, epochs=1, batch_size=8)
+    shared = SGD(schedules.StepDecay(0.5, step_size=1, gamma=0.5))
+    a, b = make_model(optimizer=shared), make_model(optimizer=shared)
+    assert a.fit(*data, epochs=2).history["lr"] == b.fit(*data, epochs=2).history["lr"]
