@@ -14,7 +14,7 @@ same (tests/test_kernels.py checks every activation on NaN and ±inf).
 from __future__ import annotations
 
 import numpy as np
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
 
 #: name -> code shared with the compiled kernels (src/_activation.pxd).
 ACTIVATIONS = {
@@ -32,20 +32,37 @@ LINEAR, STEP, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, EXP = range(8)
 LEAKY_SLOPE = 0.01
 
 
-def sigmoid(z: NDArray[np.floating], out: NDArray[np.floating] | None = None
-            ) -> NDArray[np.floating]:
-    """1 / (1 + e^-z), stable for large |z| (never evaluates e^{+large})."""
+def _real(z, out):
+    """z as a float array when no `out` is given (the public call: lists, ints
+    and bools are read as float64, float32/float64 keep their dtype); as is
+    when it is (the kernels' twin, in place on the engine's arrays)."""
+    if out is not None:
+        return z
+    z = np.asarray(z)
+    if z.dtype.kind not in "biuf":
+        raise TypeError(f"z has dtype {z.dtype}; expected real numbers")
+    return z if z.dtype.kind == "f" else z.astype(np.float64)
+
+
+def sigmoid(z: ArrayLike, out: NDArray[np.floating] | None = None) -> NDArray[np.floating]:
+    """1 / (1 + e^-z) element-wise, stable for large |z| (never evaluates
+    e^{+large}). z: any shape; integers are read as float64."""
+    z = _real(z, out)
     e = np.exp(-np.abs(z))
     pos = z >= 0
     return np.divide(np.where(pos, 1, e), 1 + e, out=out)
 
 
-def softmax(z: NDArray[np.floating], out: NDArray[np.floating] | None = None
-            ) -> NDArray[np.floating]:
-    """Row-wise softmax, max-subtracted so it cannot overflow."""
-    out = np.subtract(z, z.max(axis=1, keepdims=True), out=out)
+def softmax(z: ArrayLike, out: NDArray[np.floating] | None = None) -> NDArray[np.floating]:
+    """Softmax over the last axis — each row of (n, classes) logits, or one
+    (classes,) vector — max-subtracted so it cannot overflow. Integers are read
+    as float64; float32/float64 keep their dtype."""
+    z = _real(z, out)
+    if z.ndim == 0:
+        raise ValueError("z is a single number; expected (classes,) or (n, classes) logits")
+    out = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
-    out /= out.sum(axis=1, keepdims=True, dtype=np.float64).astype(out.dtype, copy=False)
+    out /= out.sum(axis=-1, keepdims=True, dtype=np.float64).astype(out.dtype, copy=False)
     return out
 
 

@@ -2,7 +2,8 @@
 built-in ones — EarlyStopping and the progress display.
 
 A callback implements any of on_train_begin(model, logs), on_epoch_end(model,
-logs) and on_train_end(model, logs). on_epoch_end's logs hold the epoch's
+logs) and on_train_end(model, logs) (fit warns about Keras hooks it never calls:
+on_epoch_begin and the per-batch ones). on_epoch_end's logs hold the epoch's
 History values ("loss", "accuracy" or "mean_error", "val_loss", ..., plus
 "epoch", counted from 0 over the model's life as History.epoch and Keras's
 hooks count it, and "lr"). Setting model.stop_training = True ends training

@@ -29,6 +29,7 @@ left by a writer that was killed (its pid is gone, or it is older than
 STALE_SECONDS) is removed by the next save to the same path.
 """
 import errno
+import io
 import json
 import math
 import numbers
@@ -73,9 +74,18 @@ STALE_SECONDS = 15 * 60
 def save(model, path):
     """Write `model` to `path` (an .npz file) atomically; see the module docstring.
 
+    path: a file path (str, bytes, os.PathLike); or a binary file object
+    (open(..., "wb"), io.BytesIO), which is written in place from its current
+    position (no temporary file, no rename: flushing and closing it are the
+    caller's), as numpy.savez and torch.save write one.
+
     Raises ValueError (nothing written) when the model holds something the
     file cannot represent — e.g. a user-defined optimizer or schedule class —
-    and FileNotFoundError naming `path` when its folder does not exist.
+    or when `path` is a FIFO, a device or a socket (the atomic rename would
+    replace it with a regular file: /dev/null would stop being a device);
+    IsADirectoryError for a folder, FileNotFoundError naming `path` when its
+    folder does not exist, TypeError for a file object open in text mode or a
+    path of another type.
     """
     meta = _meta(model)
     data = json.dumps(meta, allow_nan=True).encode("utf-8")
@@ -89,15 +99,24 @@ def save(model, path):
         _history(meta["history"], model)
     except ValueError as exc:
         raise ValueError(f"cannot save this model, load() would refuse it: {exc}") from None
-    user_path = os.fspath(path)
+    if _file_object(path, "write", "wb"):   # the caller's stream: written in place, no rename
+        _write(path, data, model)
+        return
+    user_path = _path(path)
+    if not user_path:   # realpath("") is the working folder: say what open("") says
+        raise FileNotFoundError(errno.ENOENT, "cannot save: the path is empty", user_path)
     target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)
+    kind = _special_file(target)
+    if kind:   # the rename would put a regular file in place of /dev/null, a FIFO, ...
+        raise ValueError(f"cannot save to {os.fsdecode(user_path)!r}: it is {kind}, not a "
+                         "regular file, and save replaces the file at its path (write to a "
+                         "file, then copy it there)")
     fd, tmp = _temp_file(target, user_path)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, meta=np.frombuffer(data, np.uint8), params=model._params,
-                     state=model._state)
+            _write(f, data, model)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -107,6 +126,45 @@ def save(model, path):
         except FileNotFoundError:
             pass
         raise
+
+
+def _write(f, data, model):
+    np.savez(f, meta=np.frombuffer(data, np.uint8), params=model._params, state=model._state)
+
+
+def _file_object(obj, method, mode):
+    """True for an open binary file object (one with `method`, not a path);
+    TypeError for one opened in text mode."""
+    if isinstance(obj, (str, bytes, os.PathLike)) or not hasattr(obj, method):
+        return False
+    mode_of = getattr(obj, "mode", None)   # (a tempfile wrapper is no TextIOBase)
+    if isinstance(obj, io.TextIOBase) or (isinstance(mode_of, str) and "b" not in mode_of):
+        raise TypeError(f"the file object is open in text mode; a model file is binary: "
+                        f"open it with mode {mode!r}")
+    return True
+
+
+def _path(path):
+    """os.fspath(path), with a TypeError that says what is accepted."""
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise TypeError(f"path must be a file path (str, bytes or os.PathLike) or a binary "
+                        f"file object, got {type(path).__name__}") from None
+
+
+def _special_file(path):
+    """'a FIFO', 'a character device', ... when `path` (symlinks followed) is
+    neither a regular file nor a directory; None otherwise (or when missing)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return None   # missing, or unreadable: the open that follows says why
+    for test, kind in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return None
 
 
 def _temp_file(target, user_path):
@@ -288,12 +346,33 @@ def _schedule_meta(schedule):
 def load(path):
     """The model saved at `path`, validated before any kernel sees it.
 
+    path: a file path (str, bytes, os.PathLike), or a seekable binary file
+    object (open(..., "rb"), io.BytesIO) positioned where what save wrote
+    begins. A file or stream with other data before the model (e.g. a second
+    model saved after a first) is refused: zipfile would read the last model.
+
     Raises FileNotFoundError when there is no file, ValueError for anything
     else wrong with it (not a zip, tampered, truncated, sizes that do not match
-    the architecture, values out of range); loading never allocates more than
-    the architecture the file declares and its arrays hold.
+    the architecture, values out of range, not a regular file: a FIFO is
+    refused before it is opened, which would block); loading never allocates
+    more than the architecture the file declares and its arrays hold.
     """
-    path = os.fsdecode(os.fspath(path))
+    if _file_object(path, "read", "rb"):
+        seekable = getattr(path, "seekable", None)
+        if seekable is not None and not seekable():   # zipfile reads from the end
+            raise ValueError("the file object is not seekable (a pipe or socket?): a model "
+                             "file is a zip, read from its end; read it into "
+                             "io.BytesIO(f.read()) first")
+        return _load_guarded(path)
+    path = os.fsdecode(_path(path))
+    kind = _special_file(path)
+    if kind:   # zipfile would block opening a FIFO, or read a device
+        raise ValueError(f"not a readable nncore model file: {path!r} is {kind}, not a "
+                         "regular file")
+    return _load_guarded(path)
+
+
+def _load_guarded(path):
     try:
         return _load(path)
     except (MemoryError, OverflowError, RecursionError) as exc:
@@ -306,6 +385,7 @@ def _load(path):
     from .model import POLICIES, Sequential  # model imports this module for save()
 
     try:
+        start = path.tell() if hasattr(path, "read") else 0   # where the model must begin
         archive = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise
@@ -314,7 +394,7 @@ def _load(path):
                          f"{exc})") from None
     with archive:
         try:
-            members = _members(archive)
+            members = _members(archive, start)
             raw = _read(archive, members["meta"], "meta", np.uint8, range(MAX_META_BYTES + 1))
             meta = _parse_meta(raw.tobytes())
             spec = _spec(meta, _declared_params(meta))   # (the arrays must then match it)
@@ -345,14 +425,27 @@ def _load(path):
     return model
 
 
-def _members(archive):
-    """{array name: ZipInfo}, refusing anything but exactly the three members."""
+def _members(archive, start):
+    """{array name: ZipInfo}, refusing anything but exactly the three members,
+    and a zip that does not begin at `start` (zipfile reads the last archive of
+    a file or stream: with two models written one after the other it would
+    return the second)."""
     infos = archive.infolist()
     names = [info.filename for info in infos]
     expected = sorted(f"{name}.npy" for name in ARRAYS)
     if sorted(names) != expected:
         shown = names if len(names) <= 10 else names[:10] + ["..."]
         raise ValueError(f"not an nncore model file: it holds {shown}, expected {expected}")
+    first = min(info.header_offset for info in infos)
+    if first < start:
+        raise ValueError(f"the stream is at byte {start}, past the start of the model in it "
+                         f"(byte {first}): seek it there first, e.g. stream.seek(0) after "
+                         "model.save(stream)")
+    if first > start:
+        raise ValueError(f"not a single nncore model file: the model found begins at byte "
+                         f"{first}, not at {start} where reading started — the bytes before it "
+                         "are something else (two models written into one file or stream? "
+                         "each needs its own file, or seek the stream to the one wanted)")
     return {info.filename[:-4]: info for info in infos}
 
 

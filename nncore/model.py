@@ -8,6 +8,7 @@ reference (nncore.reference), which share one interface.
 """
 import threading
 import warnings
+import weakref
 
 import numpy as np
 
@@ -168,6 +169,7 @@ class Sequential:
             # what another model's training left there is not this model's
             optimizer.schedule.reset()
             optimizer.current_lr = optimizer.schedule.start(0)
+            _claim_schedule(self, optimizer.schedule)
         self._optimizer = optimizer
 
     @property
@@ -355,7 +357,8 @@ class Sequential:
         X may be a scipy.sparse matrix: the first layer then reads its rows in
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
-        or "balanced" (classification losses); the cost is Σ wᵢ·lossᵢ / n.
+        or "balanced" (classification losses; counted over the rows trained on,
+        without validation_split's); the cost is Σ wᵢ·lossᵢ / n.
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
         monitored value (early stopping's, else val_loss, else loss) is best.
@@ -385,10 +388,12 @@ class Sequential:
         if self._perceptron:
             _check_perceptron(Y, sample_weight, class_weight)
             _warn_perceptron_ignores(self.optimizer, self.alpha)
-        weights = self._row_weights(Y, sample_weight, class_weight)
+        weights = self._row_weights(Y, sample_weight, class_weight,
+                                    _training_rows(X.shape[0], validation_data, validation_split))
         (X, Y, weights), validation = self._split(X, Y, weights, validation_data,
                                                   validation_split)
         callbacks = _check_callbacks(callbacks, early_stopping)
+        _claim_schedule(self, self.optimizer.schedule, check=True)
         if verbose:
             callbacks.append(ProgressBar(epochs))
         n = X.shape[0]
@@ -450,9 +455,10 @@ class Sequential:
                 raise
             values = history.history.get(key) or history.history[key[4:]]
             sign = -1 if maximised(key, early_stopping.mode if early_stopping else "auto") else 1
-            best_epoch = min(values, key=lambda v: sign * v)
-            final = best_epoch if early_stopping and early_stopping.restore_best_weights \
-                else values[-1]
+            # the value of the weights the run ends with: early stopping's best epoch when
+            # it restored that (with min_delta > 0 not always the lowest value logged)
+            final = early_stopping.best if early_stopping and \
+                early_stopping.restored_epoch is not None else values[-1]
             finals.append(final)
             if best is None or sign * final < sign * best[0]:
                 best = (final, self._snapshot(), history)
@@ -486,6 +492,7 @@ class Sequential:
         self._steps = self._epoch = 0
         self.optimizer.schedule.reset()
         self.optimizer.current_lr = self.optimizer.schedule.start(0)
+        _claim_schedule(self, self.optimizer.schedule)
         self.history = None
 
     def _optimizer_buffers(self):
@@ -499,9 +506,10 @@ class Sequential:
             self._state = np.zeros(size, self.dtype)
         return grads, self._state
 
-    def _row_weights(self, Y, sample_weight, class_weight):
+    def _row_weights(self, Y, sample_weight, class_weight, trained=None):
         """Per-row weights (model dtype) from sample_weight × class_weight, or an
-        empty array when neither is given."""
+        empty array when neither is given. "balanced" counts the classes of the
+        first `trained` rows (all by default): those validation_split trains on."""
         n = Y.shape[0]
         weights = None if sample_weight is None else as_weights(sample_weight, n, "sample_weight")
         if class_weight is not None:
@@ -510,7 +518,7 @@ class Sequential:
                 raise ValueError("class_weight needs a classification loss (cross_entropy, or "
                                  "binary_cross_entropy with one output); use sample_weight")
             labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(np.intp)
-            per_class = _class_weights(class_weight, labels, max(Y.shape[1], 2))
+            per_class = _class_weights(class_weight, labels[:trained], max(Y.shape[1], 2))
             weights = per_class[labels] if weights is None else weights * per_class[labels]
         if weights is None:
             return np.zeros(0, self.dtype)
@@ -538,7 +546,7 @@ class Sequential:
                              f"{validation_split!r}")
         if not validation_split:
             return (X, Y, weights), None
-        cut = int(X.shape[0] * (1 - validation_split))
+        cut = _training_rows(X.shape[0], None, validation_split)
         if cut == X.shape[0] or cut == 0:
             raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
                              "no rows for validation or none for training")
@@ -611,8 +619,10 @@ class Sequential:
         Y = as_targets(y, n, self.n_outputs, classes, self.dtype, name, x_name)
         if self._loss_code in CLASSIFICATION and (Y.min() < 0 or Y.max() > 1):
             raise ValueError(f"{name} holds values in [{Y.min():g}, {Y.max():g}]; loss "
-                             f"{self.loss!r} expects targets in [0, 1] (one-hot rows or 0/1 "
-                             "labels)")
+                             f"{self.loss!r} expects targets in [0, 1] ("
+                             + ("one-hot or probability rows, or integer class labels of "
+                                f"shape ({n},)" if classes else "0/1 labels or probabilities")
+                             + ")")
         if self._loss_code == POISSON and Y.min() < 0:
             raise ValueError(f"{name} holds values down to {Y.min():g}; loss 'poisson' expects "
                              "counts or rates >= 0")
@@ -655,7 +665,8 @@ class Sequential:
         History, generator — to one .npz file (see nncore.io); nncore.load
         reads it back, in any state the model is in. The write is atomic: a
         crash never leaves a half file. A symlink's target is written; the
-        file keeps its permissions (a new one: 0o666 & ~umask). Raises
+        file keeps its permissions (a new one: 0o666 & ~umask). path may also be
+        a binary file object (written in place, not atomically). Raises
         ValueError (nothing written) for what a file cannot hold, e.g. an
         optimizer class of your own; FileNotFoundError if the folder is missing."""
         from . import io
@@ -886,14 +897,67 @@ def _check_callbacks(callbacks, early_stopping):
     callbacks = [] if callbacks is None else list(callbacks)
     if early_stopping is not None:
         callbacks.append(early_stopping)
-    for cb in callbacks:
+    for i, cb in enumerate(callbacks):
+        if any(cb is other for other in callbacks[:i]):
+            raise ValueError(
+                f"the same {type(cb).__name__} object is passed twice ("
+                + ("as early_stopping and in callbacks" if cb is early_stopping else
+                   "twice in callbacks") + "): its hooks would run twice per epoch — an "
+                "EarlyStopping would count every epoch twice and stop early. Pass it once")
         if isinstance(cb, type) or not isinstance(cb, Callback) and not all(
                 callable(getattr(cb, hook, None))
                 for hook in ("on_train_begin", "on_epoch_end", "on_train_end")):
             raise TypeError(f"{cb!r} is not a callback: expected an instance of nncore.Callback "
                             "(e.g. EarlyStopping(), not the class) or an object with "
                             "on_train_begin/on_epoch_end/on_train_end(model, logs)")
+        uncalled = [hook for hook in KERAS_ONLY_HOOKS if callable(getattr(cb, hook, None))]
+        if uncalled:   # a Keras habit that would otherwise do nothing, silently
+            warnings.warn(f"{type(cb).__name__} defines {', '.join(uncalled)}, which fit never "
+                          "calls: its hooks are on_train_begin, on_epoch_end and on_train_end "
+                          "(the epochs run compiled; there is no per-batch or epoch-start hook "
+                          "— do epoch-start work in the previous on_epoch_end)", stacklevel=3)
     return callbacks
+
+
+#: schedule -> weak reference to the model whose running state it holds (the last to
+#: be built with it, be assigned it, or train it); only stateful schedules are checked
+_SCHEDULE_TRAINER = weakref.WeakKeyDictionary()
+
+
+def _claim_schedule(model, schedule, check=False):
+    """Record `model` as the holder of a stateful schedule's running state; with
+    check, first refuse one another live model holds (ReduceOnPlateau's rate and
+    best value would be that model's: two models sharing one optimizer)."""
+    if not schedule.state_dict():
+        return   # a function of the epoch alone: sharing it is harmless
+    try:
+        holder = _SCHEDULE_TRAINER.get(schedule)
+        other = holder() if holder is not None else None
+        if check and other is not None and other is not model:
+            raise ValueError(
+                f"this model's optimizer has a {type(schedule).__name__} whose running state "
+                "(rate, best value, counts) belongs to another live model, built with or "
+                "trained by the same optimizer object since this one: training on would "
+                "start from that model's state. Give each model its own optimizer "
+                "(model.optimizer = copy.deepcopy(model.optimizer)), or model.reset() to start "
+                "this model afresh")
+        _SCHEDULE_TRAINER[schedule] = weakref.ref(model)
+    except TypeError:   # an unhashable schedule of the user's: not tracked
+        pass
+
+
+#: Keras training hooks nncore has no counterpart of (see nncore.callbacks)
+KERAS_ONLY_HOOKS = ("on_epoch_begin", "on_batch_begin", "on_batch_end", "on_train_batch_begin",
+                    "on_train_batch_end")
+
+
+def _training_rows(n, validation_data, validation_split):
+    """The number of leading rows fit trains on: those validation_split leaves
+    (a valid fraction without validation_data), else all n."""
+    if validation_data is None and isinstance(validation_split, (int, float, np.number)) \
+            and not isinstance(validation_split, (bool, np.bool_)) and 0 < validation_split < 1:
+        return int(n * (1 - validation_split))
+    return n
 
 
 def _class_weights(class_weight, labels, classes):

@@ -189,7 +189,16 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                 if per_epoch and completed:  # one epoch: the hooks that need Python
                     logs = {"loss": float(losses[0]), name: float(metrics[0]), "lr": lr}
                     if validation is not None:
-                        val_loss, val_metric = model._net.evaluate(*validation, model._loss_code)
+                        try:
+                            val_loss, val_metric = model._net.evaluate(*validation,
+                                                                       model._loss_code)
+                        except ValueError as exc:   # outputs not finite: say on which rows
+                            error = model._outputs_error(exc)
+                            raise ValueError(
+                                f"validation after epoch {epoch + 1}: {error}" + (
+                                    "" if error is not exc else " (the validation rows "
+                                    "overflow; the training batches' losses were finite)")
+                            ) from None
                         if model._perceptron:  # "errors" as the rule counts them, not mse's metric
                             val_metric = np.count_nonzero(
                                 (model._net.predict(validation[0]) != validation[1]).any(axis=1))

@@ -597,3 +597,28 @@ def test_optimizer_update_on_a_scalar_says_it_needs_an_array(param):
     for opt in (nncore.SGD(0.1), nncore.Adam(0.1)):
         with pytest.raises(TypeError, match=r"params\[0\] must be a floating-point numpy array"):
             opt.update(param, 1.0)
+
+
+def test_softmax_and_sigmoid_take_the_logits_cross_entropy_points_to():
+    """cross_entropy's error for logits says to apply nncore.activations.softmax
+    first, and takes one example as a (classes,) vector. softmax raised numpy's
+    AxisError on such a vector, AttributeError on a list and a casting error on
+    integers (sigmoid: TypeError on a list); now they take any real array-like."""
+    from nncore.activations import sigmoid, softmax
+    logits = [[2.0, 1.0, 0.1], [0.0, 0.0, 3.0]]
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(softmax(logits), expected, rtol=1e-15)
+    np.testing.assert_allclose(softmax(np.array(logits)), expected, rtol=1e-15)
+    np.testing.assert_allclose(softmax(logits[0]), expected[0], rtol=1e-15)
+    np.testing.assert_array_equal(softmax(np.array([[2, 1, 0]])), softmax([[2.0, 1.0, 0.0]]))
+    assert softmax(np.array(logits, np.float32)).dtype == np.float32
+    with pytest.raises(ValueError, match="expected probabilities"):
+        losses.cross_entropy([0], logits[0])
+    assert losses.cross_entropy([0], softmax(logits[0])) == pytest.approx(-np.log(expected[0, 0]))
+    np.testing.assert_allclose(sigmoid([0, 1, -1]), 1 / (1 + np.exp(-np.array([0., 1, -1]))),
+                               rtol=1e-15)
+    assert sigmoid(np.array([1, 2], np.int32)).dtype == np.float64
+    with pytest.raises(TypeError, match="expected real numbers"):
+        softmax([["a", "b"]])
+    with pytest.raises(ValueError, match=r"expected \(classes,\) or \(n, classes\) logits"):
+        softmax(3.0)

@@ -539,3 +539,40 @@ def test_pandas_nullable_numeric_columns_are_numbers(backend):
     for bad in (frame.assign(c=["x"] * N), frame.assign(c=pd.Categorical(["x", "y"] * (N // 2)))):
         with pytest.raises(TypeError, match="X has dtype object"):
             a.predict(bad)
+
+
+@pytest.mark.parametrize("loss, out, y, expected", [
+    ("cross_entropy", "softmax", [[2, 0], [0, 1]],
+     (r"expects targets in \[0, 1\] \(one-hot or probability rows, or integer class labels "
+      r"of shape \(2,\)\)$")),
+    ("binary_cross_entropy", "sigmoid", [[2, 0], [0, 1]],
+     r"expects targets in \[0, 1\] \(0/1 labels or probabilities\)$"),
+])
+def test_targets_out_of_range_say_what_this_loss_takes(loss, out, y, expected):
+    """The message offered "one-hot rows or 0/1 labels" to either loss: one-hot
+    rows are not binary cross-entropy's targets, and cross-entropy takes
+    integer labels, not 0/1 ones."""
+    model = Sequential([Dense(2, 2, out)], loss=loss, seed=0)
+    with pytest.raises(ValueError, match=expected):
+        model.fit(np.eye(2), y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("split", [False, True])
+def test_validation_rows_that_overflow_are_named_as_such(backend, split):
+    """Finite validation rows can still overflow a float32 forward pass (mse has
+    no fused log-sum-exp to keep the loss finite). fit raised the message
+    predict/evaluate give — "scale the inputs" — in the middle of training,
+    with nothing saying they were the validation rows, not the training X."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 4)), rng.normal(size=(40, 2))
+    model = Sequential([Dense(4, 8, "relu"), Dense(8, 2)], loss="mse", seed=0, backend=backend)
+    if split:
+        X[30:] *= 1e37
+        kwargs = {"validation_split": 0.25}
+    else:
+        kwargs = {"validation_data": (X * 1e37, y)}
+    with pytest.raises(ValueError, match=r"^validation after epoch 1: the network's outputs "
+                       r"are not finite.*\(the validation rows overflow; the training "
+                       r"batches' losses were finite\)$"):
+        model.fit(X, y, epochs=3, batch_size=10, **kwargs)

@@ -757,6 +757,9 @@ def test_save_into_a_missing_folder_names_the_path(saved, tmp_path):
     with pytest.raises(IsADirectoryError) as info:
         m.save(tmp_path)
     assert info.value.filename == str(tmp_path)
+    for empty in ("", b""):   # was IsADirectoryError: realpath("") is the working folder
+        with pytest.raises(FileNotFoundError, match="cannot save: the path is empty"):
+            m.save(empty)
     assert temporaries(tmp_path) == []
 
 
@@ -902,3 +905,128 @@ def test_save_names_a_history_value_that_is_not_a_number(saved, tmp_path, field,
                                          rf"{re.escape(repr(value))}; expected"):
         m.save(path)
     assert path.read_bytes() == before and temporaries(tmp_path) == []
+
+
+LOAD_A_FIFO = """
+import os, sys
+import nncore
+try:
+    nncore.load(sys.argv[1])
+except ValueError as exc:
+    print("ValueError:", exc)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_fifo_is_refused_by_save_and_load(saved, tmp_path):
+    """save replaced a FIFO (or /dev/null, or a symlink to a device) with a
+    regular file by its atomic rename; load blocked for ever opening a FIFO
+    no one writes to. Both now refuse a path that is not a regular file, and
+    leave it as it was. (load runs in a subprocess: before, it hung.)"""
+    m, _ = saved
+    fifo = tmp_path / "pipe.npz"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.npz"
+    link.symlink_to(fifo)
+    for path in (fifo, link, str(fifo)):
+        with pytest.raises(ValueError, match=r"is a FIFO, not a regular file"):
+            m.save(path)
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert temporaries(tmp_path) == []
+    for path in (fifo, link):
+        done = subprocess.run([sys.executable, "-c", LOAD_A_FIFO, str(path)],
+                              capture_output=True, text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith("ValueError: not a readable nncore model file: ") \
+            and "is a FIFO, not a regular file" in done.stdout
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_save_and_load_take_binary_file_objects(saved, tmp_path):
+    """save(io.BytesIO()) and load(open(path, "rb")) failed with os.fspath's
+    TypeError (numpy.savez/load and torch.save/load take file objects). A
+    model written to a stream and read back continues training bit for bit as
+    the original does; text-mode files and other objects get a TypeError that
+    says what is accepted."""
+    m, _ = saved
+    X, y = data()
+    stream = io.BytesIO()
+    m.save(stream)
+    assert stream.tell() > 0 and not temporaries(tmp_path)
+    with pytest.raises(ValueError, match=rf"^the stream is at byte {stream.tell()}, past the "
+                       r"start of the model in it \(byte 0\): seek it there first"):
+        nncore.load(stream)
+    stream.seek(0)
+    restored = nncore.load(stream)
+    m.save(tmp_path / "m.npz")
+    assert (tmp_path / "m.npz").read_bytes() == stream.getvalue()
+    with open(tmp_path / "m.npz", "rb") as f:
+        from_file = nncore.load(f)
+    with open(tmp_path / "again.npz", "wb") as f:
+        m.save(f)
+    assert (tmp_path / "again.npz").read_bytes() == stream.getvalue()
+    for copy_ in (restored, from_file):
+        copy_.fit(X, y, epochs=2, batch_size=7)
+    m.fit(X, y, epochs=2, batch_size=7)
+    for copy_ in (restored, from_file):
+        for a, b in zip(copy_.get_weights(), m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with open(tmp_path / "text.npz", "w") as f, \
+            pytest.raises(TypeError, match=r"text mode.*open it with mode 'wb'"):
+        m.save(f)
+    with open(tmp_path / "m.npz") as f, \
+            pytest.raises(TypeError, match=r"text mode.*open it with mode 'rb'"):
+        nncore.load(f)
+    import tempfile
+    with tempfile.NamedTemporaryFile("w+", dir=tmp_path) as f, \
+            pytest.raises(TypeError, match=r"text mode"):
+        m.save(f)
+    with tempfile.TemporaryFile(dir=tmp_path) as f:   # binary ("w+b")
+        m.save(f)
+        f.seek(0)
+        now = io.BytesIO()
+        m.save(now)
+        assert f.read() == now.getvalue()
+    with pytest.raises(TypeError, match=r"a file path \(str, bytes or os.PathLike\) or a "
+                                        r"binary file object, got int"):
+        m.save(3)
+    with pytest.raises(TypeError, match="got NoneType"):
+        nncore.load(None)
+    with pytest.raises(ValueError, match="not a readable nncore model file"):
+        nncore.load(io.BytesIO(b"not a zip"))
+    read, write = os.pipe()   # a pipe: save streams into it; load needs to seek
+    with os.fdopen(write, "wb") as w:
+        w.write(stream.getvalue())
+    with os.fdopen(read, "rb") as r, \
+            pytest.raises(ValueError, match=r"not seekable .* io.BytesIO\(f.read\(\)\)"):
+        nncore.load(r)
+
+
+def test_two_models_in_one_file_or_stream_are_refused_not_swapped(saved, tmp_path):
+    """zipfile reads the last archive of a file: two models saved one after the
+    other into a stream (or `cat a.npz b.npz`) loaded silently as the second
+    model from the start of the first. Loading now refuses a model that does
+    not begin where reading starts; seeking to the second loads it."""
+    a, _ = saved
+    b = model(optimizer="adam-cosine")
+    stream = io.BytesIO()
+    a.save(stream)
+    second = stream.tell()
+    b.save(stream)
+    (tmp_path / "both.npz").write_bytes(stream.getvalue())
+    for source in (stream, tmp_path / "both.npz"):
+        if source is stream:
+            stream.seek(0)
+        with pytest.raises(ValueError, match=rf"^not a single nncore model file: the model "
+                           rf"found begins at byte {second}, not at 0"):
+            nncore.load(source)
+    stream.seek(second)
+    loaded = nncore.load(stream)
+    assert isinstance(loaded.optimizer, Adam)
+    for x, y in zip(loaded.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)
+    stream = io.BytesIO(b"header")   # a model after other data, read from its position
+    stream.seek(0, 2)
+    a.save(stream)
+    stream.seek(6)
+    assert isinstance(nncore.load(stream), Sequential)

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -593,6 +594,24 @@ def test_balanced_class_weight():
                          rtol=1e-12, atol=1e-14)
 
 
+def test_balanced_class_weight_counts_the_rows_validation_split_trains_on():
+    """With validation_split, "balanced" counted the classes of every row, the
+    held-out ones included, so the rows trained on were not balanced: it is
+    now computed from the training rows, as class_weight="balanced" on those
+    rows alone gives (the held-out rows here are all of class 0)."""
+    model, X, _, labels = weight_case("cross_entropy")
+    labels = labels.copy()
+    labels[-8:] = 0
+    cut = N - 8                      # validation_split=0.25 holds out the last 8 of 30 rows
+    assert int(N * (1 - 0.25)) == cut
+    counts = np.bincount(labels[:cut], minlength=3)
+    assert np.bincount(labels, minlength=3)[0] != counts[0]
+    expected = fit_weights(weight_case("cross_entropy")[0], X[:cut], labels[:cut],
+                           sample_weight=cut / (3 * counts[labels[:cut]]))
+    split = fit_weights(model, X, labels, class_weight="balanced", validation_split=0.25)
+    assert_weights_equal(split, expected, rtol=1e-12, atol=1e-14)
+
+
 def test_class_weight_multiplies_sample_weight():
     model, X, y, labels = weight_case("cross_entropy")
     w = np.random.default_rng(3).uniform(0.5, 2.0, N)
@@ -808,6 +827,20 @@ def test_n_init_maximises_a_monitored_accuracy(restore):
     assert score(history.history["accuracy"]) == max(history.runs)
 
 
+def test_n_init_ranks_restored_runs_by_the_value_of_the_weights_kept():
+    """With min_delta > 0 early stopping restores its best epoch, which need not
+    be the lowest value logged: min_delta=1e9 keeps each run's first epoch. The
+    runs were ranked (and History.runs filled) by the lowest value logged, so a
+    run could be kept for a loss its restored weights never had."""
+    es = EarlyStopping(monitor="loss", patience=100, min_delta=1e9)
+    _, history, recorder = n_init_fit(early_stopping=es)
+    firsts = [h["loss"][0] for h, _ in recorder.runs]
+    assert all(h["loss"][-1] < h["loss"][0] for h, _ in recorder.runs)   # min() is not first
+    assert history.runs == firsts
+    assert history.history["loss"][0] == min(firsts)
+    assert history.restored_epoch == es.restored_epoch == 0
+
+
 class ScheduleRecorder(Callback):
     """Each run's rates and the schedule's running state when it ends."""
 
@@ -884,3 +917,91 @@ def test_mean_error_metric(backend, loss):
 def test_callback_class_instead_of_instance_is_refused():
     with pytest.raises(TypeError, match="not the class"):
         make_model().fit(*make_data(), callbacks=[EarlyStopping])
+
+
+def test_keras_hooks_fit_never_calls_are_named():
+    """A Keras-style on_epoch_begin / on_train_batch_end was silently never
+    called (fit calls on_train_begin, on_epoch_end and on_train_end only): fit
+    now warns, naming them, and trains as before; a callback with only nncore's
+    hooks gives no warning."""
+    class KerasHabits(Callback):
+        def __init__(self):
+            self.calls = []
+
+        def on_epoch_begin(self, model, logs):
+            self.calls.append("epoch_begin")
+
+        def on_train_batch_end(self, model, logs):
+            self.calls.append("batch_end")
+
+        def on_epoch_end(self, model, logs):
+            self.calls.append("epoch_end")
+
+    model, data = make_model(), make_data()
+    cb = KerasHabits()
+    with pytest.warns(UserWarning, match=r"^KerasHabits defines on_epoch_begin, "
+                      r"on_train_batch_end, which fit never calls: its hooks are "
+                      r"on_train_begin, on_epoch_end and on_train_end") as record:
+        model.fit(*data, epochs=2, callbacks=[cb])
+    assert record[0].filename == __file__   # points at the fit call
+    assert cb.calls == ["epoch_end", "epoch_end"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_model().fit(*data, epochs=2, callbacks=[Callback()],
+                         early_stopping=EarlyStopping(patience=1))
+
+
+def test_a_callback_passed_twice_is_refused():
+    """The same EarlyStopping as early_stopping= and in callbacks= (Keras users
+    put it in callbacks) ran its hook twice per epoch: the second call saw no
+    improvement, so with patience=1 fit stopped after epoch 1 while the loss
+    was falling. A callback object given twice is now refused, before training."""
+    model, data = make_model(), make_data()
+    es = EarlyStopping(monitor="loss", patience=1)
+    with pytest.raises(ValueError, match=r"^the same EarlyStopping object is passed twice "
+                       r"\(as early_stopping and in callbacks\): its hooks would run twice"):
+        model.fit(*data, epochs=5, early_stopping=es, callbacks=[es])
+    cb = Callback()
+    with pytest.raises(ValueError, match=r"Callback object is passed twice \(twice in "):
+        model.fit(*data, epochs=5, callbacks=[cb, Callback(), cb])
+    assert model.history is None and model.fit(*data, epochs=5, early_stopping=es).epoch == \
+        [0, 1, 2, 3, 4]   # nothing trained before; once, es does not stop a falling loss
+
+
+def test_a_plateau_schedule_shared_by_two_live_models_is_refused(backend):
+    """Two models built with one optimizer holding a ReduceOnPlateau shared its
+    running state: the second trained at the rate the first had reduced to
+    ([0.125, ...] where a fresh model starts at 0.5), silently. The model that
+    does not hold the state now refuses to train on it; its own optimizer
+    (a deep copy) or reset() lets it train as a fresh model does. Stateless
+    schedules and constant rates may still be shared."""
+    def plateau():
+        return schedules.ReduceOnPlateau(0.5, monitor="loss", patience=0, factor=0.5,
+                                         threshold=0.5)
+    data = make_data()
+    want = make_model(backend=backend, optimizer=SGD(plateau())).fit(
+        *data, epochs=3, batch_size=8).history["lr"]
+    assert want[-1] < want[0]
+    opt = SGD(plateau())
+    first = make_model(backend=backend, optimizer=opt)
+    second = make_model(backend=backend, optimizer=opt)   # holds the state now
+    with pytest.raises(ValueError, match=r"^this model's optimizer has a ReduceOnPlateau whose "
+                       r"running state .* belongs to another live model"):
+        first.fit(*data, epochs=3, batch_size=8)
+    assert first.history is None and opt.schedule.lr == 0.5   # refused before training
+    assert second.fit(*data, epochs=3, batch_size=8).history["lr"] == want
+    with pytest.raises(ValueError, match="another live model"):
+        first.fit(*data, epochs=3, batch_size=8)
+    import copy
+    first.optimizer = copy.deepcopy(first.optimizer)
+    assert first.fit(*data, epochs=3, batch_size=8).history["lr"] == want
+    third = make_model(backend=backend, optimizer=second.optimizer)
+    with pytest.raises(ValueError, match="another live model"):
+        second.fit(*data, epochs=1, batch_size=8)
+    second.reset()
+    assert second.fit(*data, epochs=3, batch_size=8).history["lr"] == want
+    with pytest.raises(ValueError, match="another live model"):
+        third.fit(*data, epochs=1, batch_size=8)
+    shared = SGD(schedules.StepDecay(0.5, step_size=1, gamma=0.5))
+    a, b = make_model(optimizer=shared), make_model(optimizer=shared)
+    assert a.fit(*data, epochs=2).history["lr"] == b.fit(*data, epochs=2).history["lr"]
