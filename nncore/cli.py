@@ -423,29 +423,16 @@ def refuse_overwriting_model(model, output):
 
 
 def write_file(path, write, binary=False):
-    """Call write(f) on a new temporary file beside `path`, then rename it over
-    `path` (io.save's way): a write that does not finish (Ctrl-C, a full disk,
-    an error) leaves the previous file as it was and no partial one, instead
-    of a truncated file that reads as complete. Text files are UTF-8 with
+    """Call write(f) on a file that replaces `path` only once written whole
+    (nncore.io._replace_file, save's way). Text files are UTF-8 with
     newline="" (what the csv module wants)."""
-    from .io import _temp_file
+    from .io import _replace_file
     target = os.path.realpath(path)   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     if os.path.exists(target) and not os.access(target, os.W_OK):   # as open(path, "w")
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-    fd, tmp = _temp_file(target, path)
-    try:
-        with (os.fdopen(fd, "wb") if binary
-              else os.fdopen(fd, "w", newline="", encoding="utf-8")) as f:
-            write(f)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    _replace_file(target, path, write, text=not binary)
 
 
 def cmd_train(args):

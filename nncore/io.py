@@ -113,10 +113,21 @@ def save(model, path):
         raise ValueError(f"cannot save to {os.fsdecode(user_path)!r}: it is {kind}, not a "
                          "regular file, and save replaces the file at its path (write to a "
                          "file, then copy it there)")
+    _replace_file(target, user_path, lambda f: _write(f, data, model))
+
+
+def _replace_file(target, user_path, write, text=False):
+    """Call write(f) on a new temporary file beside `target` (a resolved path;
+    user_path names it in errors), flush it to disk, then rename it over
+    `target`: a write that does not finish (Ctrl-C, a full disk, an error)
+    leaves the previous file as it was and no partial one, instead of a
+    truncated file that reads as complete. Binary, or UTF-8 text with
+    newline="" (what the csv module wants) when text."""
     fd, tmp = _temp_file(target, user_path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            _write(f, data, model)
+        with (os.fdopen(fd, "w", newline="", encoding="utf-8") if text
+              else os.fdopen(fd, "wb")) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
