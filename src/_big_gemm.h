@@ -51,6 +51,13 @@
 #include "_pool.h"
 #include "_tile_gemm.h" /* nncore_transpose_F, _D */
 
+/* What the tile store does after the product (the _fused entry points): nothing; add
+ * the bias b[j] to column j; add it, then relu. Applied in registers to the last run of
+ * k, on whichever thread computes the tile, instead of a separate pass over C. */
+#define NNCORE_BIG_PLAIN 0
+#define NNCORE_BIG_BIAS 1
+#define NNCORE_BIG_BIAS_RELU 2
+
 /* k per block (fixed per element type: it decides the order of the sums). */
 #define NNCORE_KC_F 192
 #define NNCORE_KC_D 128
@@ -196,6 +203,8 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         const T* B;                                                                        \
         T* C;                                                                              \
         const ptrdiff_t* arows; /* A's row r is row arows[r] of A (NULL: r) */             \
+        const T* bias;          /* the epilogue's b (n), or NULL */                        \
+        int epilogue;           /* NNCORE_BIG_PLAIN, _BIAS or _BIAS_RELU */                \
         int by_cols;            /* units: C's columns (1) or rows (0), in whole panels */  \
         ptrdiff_t panels;       /* panels along that side */                               \
         long units;                                                                        \
@@ -204,11 +213,14 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
     /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
      * panel (kc × NV·W, row-major); a holds op(A)'s panel, element (r, p) at            \
      * a[r·ars + p·aps]. `first`: the first run of k (C := alpha·ab + beta·C, C not       \
-     * read when beta = 0), else C := C + alpha·ab. Lanes past `cols` are masked off. */  \
+     * read when beta = 0), else C := C + alpha·ab. Lanes past `cols` are masked off.    \
+     * epilogue (the last run of k only; else NNCORE_BIG_PLAIN): that element, rounded to \
+     * T, then + bias[j] (_BIAS), then relu (_BIAS_RELU), before the one store. */       \
     static inline __attribute__((always_inline, target("avx512f"))) void NAME##_tile(    \
         const int MR, const int NV, ptrdiff_t ars, ptrdiff_t aps, ptrdiff_t kc,            \
         const T* a, const T* b,                                                            \
-        T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols) {             \
+        T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols,               \
+        const T* bias, int epilogue) {                                                     \
         V acc[NNCORE_MR1][2];                                                              \
         _Pragma("GCC unroll 32")                                                           \
         for (int r = 0; r < MR; r++)                                                       \
@@ -247,6 +259,16 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                         out = _mm512_fmadd_##X(_mm512_set1_##X(beta),                      \
                                                _mm512_maskz_loadu_##X(keep, c), out);      \
                 }                                                                          \
+                if (epilogue != NNCORE_BIG_PLAIN) {                                        \
+                    /* out is the element rounded to T: keep the compiler from fusing     \
+                     * alpha·acc + b into one FMA (one rounding, other bits). */         \
+                    __asm__("" : "+v"(out));                                               \
+                    out = _mm512_add_##X(out, _mm512_maskz_loadu_##X(keep, bias + v * W)); \
+                    if (epilogue == NNCORE_BIG_BIAS_RELU) /* !(z <= 0) ? z : 0 (NaN kept) */ \
+                        out = _mm512_maskz_mov_##X(                                        \
+                            (__mmask16) ~_mm512_cmp_##X##_mask(out, _mm512_setzero_##X(),  \
+                                                               _CMP_LE_OQ), out);          \
+                }                                                                          \
                 _mm512_mask_storeu_##X(c, keep, out);                                      \
             }                                                                              \
         }                                                                                  \
@@ -257,7 +279,7 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
      * (ars = KC, a constant: the rows' offsets are immediates) or A itself (ars = lda)  \
      * — or along columns (aps = MR packed, lda for Aᵀ itself). */                       \
     typedef void (*NAME##_kernel)(ptrdiff_t, const T*, ptrdiff_t, ptrdiff_t, const T*, T,  \
-                                  T, int, T*, ptrdiff_t, int, int);                        \
+                                  T, int, T*, ptrdiff_t, int, int, const T*, int);         \
     NNCORE_BIG_KERNEL(T, NAME, wide_rows, NNCORE_MR2, 2, KC, 1)                            \
     NNCORE_BIG_KERNEL(T, NAME, wide_rows_direct, NNCORE_MR2_DIRECT, 2, ars, 1)             \
     NNCORE_BIG_KERNEL(T, NAME, wide_cols, NNCORE_MR2, 2, 1, aps)                           \
@@ -335,8 +357,11 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
      * which is packed (zeros past m) so that no kernel reads past A. */                  \
     static void NAME##_blocks(const NAME##_job* g, int direct, ptrdiff_t ic, ptrdiff_t pc, \
                               T* pa, const T* pb, ptrdiff_t mc, ptrdiff_t nc,              \
-                              ptrdiff_t kc, T* C) {                                        \
+                              ptrdiff_t kc, ptrdiff_t jc) {                                \
         const ptrdiff_t nr = g->nv * W, mr = g->mr;                                        \
+        T* C = g->C + ic * g->ldc + jc;                                                    \
+        int epilogue = pc + kc == g->k ? g->epilogue : NNCORE_BIG_PLAIN; /* last run */    \
+        const T* bias = epilogue != NNCORE_BIG_PLAIN ? g->bias + jc : NULL;                \
         NAME##_kernel packed = g->nv == 2 ? (g->trans_a ? NAME##_wide_cols : NAME##_wide_rows) \
                                           : (g->trans_a ? NAME##_narrow_cols : NAME##_narrow_rows); \
         NAME##_kernel kernel = !direct ? packed : g->trans_a ? packed                      \
@@ -355,11 +380,11 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                 if (!direct || rows == step)                                               \
                     kernel(kc, a + (direct ? s * (g->trans_a ? 1 : g->lda) : s * KC), ars, \
                            aps, pb + q * kc, g->alpha, g->beta, pc == 0, c, g->ldc, rows,  \
-                           cols);                                                          \
+                           cols, bias != NULL ? bias + q : NULL, epilogue);              \
                 else {                                                                     \
                     NAME##_pack_a(g, ic + s, rows, pc, kc, mr, pa);                        \
                     packed(kc, pa, KC, mr, pb + q * kc, g->alpha, g->beta, pc == 0, c,     \
-                           g->ldc, rows, cols);                                            \
+                           g->ldc, rows, cols, bias != NULL ? bias + q : NULL, epilogue); \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -395,24 +420,29 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                     ptrdiff_t mc = ic + NNCORE_MC < i_hi ? NNCORE_MC : i_hi - ic;          \
                     if (!direct)                                                           \
                         NAME##_pack_a(g, ic, mc, pc, kc, mr, pa);                          \
-                    NAME##_blocks(g, direct, ic, pc, pa, pb, mc, nc, kc,                   \
-                                  g->C + ic * g->ldc + jc);                                \
+                    NAME##_blocks(g, direct, ic, pc, pa, pb, mc, nc, kc, jc);              \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1, A's rows taken as rows arows[0],       \
+    /* C := f(alpha·op(A)·op(B) + beta·C + b) for k ≥ 1, A's rows taken as rows arows[0], \
      * arows[1], … of A (op(A)'s rows, or its k index for Aᵀ: a shuffled batch read where \
      * it is) or in order when arows is NULL; 0 (C untouched) when not handled here: no   \
-     * AVX-512, or no memory for the packing buffers. */                                 \
-    static int NAME##_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,  \
-                           ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,   \
-                           const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {       \
+     * AVX-512, or no memory for the packing buffers. epilogue NNCORE_BIG_PLAIN: no b,   \
+     * no f (bias unused); _BIAS: + bias[j] on each element of column j, rounded to T    \
+     * first; _BIAS_RELU: then relu, !(z <= 0) ? z : 0 — the bits of the product, then   \
+     * _relu.h's bias + relu pass, applied by whichever thread stores the tile. */       \
+    static int NAME##_fused(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m, \
+                            ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,  \
+                            const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc,        \
+                            const T* bias, int epilogue) {                                 \
         int nv = n <= W ? 1 : 2, mr = nv == 1 ? NNCORE_MR1 : NNCORE_MR2, wake = 1;        \
         ptrdiff_t nr = nv * W;                                                             \
         NAME##_job job = {trans_a, trans_b, nv, mr, m, n, k, lda, ldb, ldc, alpha, beta,   \
-                          A, B, C, arows, 0, 0, 1};                                        \
+                          A, B, C, arows,                                                  \
+                          epilogue != NNCORE_BIG_PLAIN ? bias : NULL,                      \
+                          bias != NULL ? epilogue : NNCORE_BIG_PLAIN, 0, 0, 1};            \
         double work = (double) m * n * k / W;                                              \
         int parts = nncore_parts(work, NNCORE_MIN_FMAS_PER_THREAD);                        \
         if (parts == 1 && nncore_parts(work, AWAKE) > 1) {                                 \
@@ -432,6 +462,13 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         return 1;                                                                          \
     }                                                                                      \
                                                                                            \
+    static int NAME##_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,  \
+                           ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,   \
+                           const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {       \
+        return NAME##_fused(arows, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, \
+                            C, ldc, NULL, NNCORE_BIG_PLAIN);                               \
+    }                                                                                      \
+                                                                                           \
     static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,        \
                     T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,          \
                     T beta, T* C, ptrdiff_t ldc) {                                          \
@@ -439,13 +476,16 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                            C, ldc);                                                        \
     }
 
-/* One micro-kernel: NAME_SUFFIX(kc, a, b, alpha, beta, first, C, ldc, rows, cols). */
+/* One micro-kernel: NAME_SUFFIX(kc, a, ars, aps, b, alpha, beta, first, C, ldc, rows,
+ * cols, bias, epilogue). */
 #define NNCORE_BIG_KERNEL(T, NAME, SUFFIX, MR, NV, ARS, APS)                               \
     static __attribute__((noinline, target("avx512f"))) void NAME##_##SUFFIX(              \
         ptrdiff_t kc, const T* a, ptrdiff_t ars, ptrdiff_t aps, const T* b, T alpha,       \
-        T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols) {                      \
+        T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols, const T* bias,         \
+        int epilogue) {                                                                    \
         (void) ars, (void) aps;                                                            \
-        NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);   \
+        NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols,    \
+                    bias, epilogue);                                                       \
     }
 NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, NNCORE_MIN_FMAS_AWAKE_F, nncore_big_gemm_f)
 NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, NNCORE_MIN_FMAS_AWAKE_D, nncore_big_gemm_d)
@@ -464,6 +504,16 @@ static int nncore_big_gemm_d_rows(const ptrdiff_t* arows, int trans_a, int trans
                                   ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
                                   const double* A, ptrdiff_t lda, const double* B, ptrdiff_t ldb,
                                   double beta, double* C, ptrdiff_t ldc) { return 0; }
+static int nncore_big_gemm_f_fused(const ptrdiff_t* arows, int trans_a, int trans_b,
+                                   ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                                   const float* A, ptrdiff_t lda, const float* B, ptrdiff_t ldb,
+                                   float beta, float* C, ptrdiff_t ldc, const float* bias,
+                                   int epilogue) { return 0; }
+static int nncore_big_gemm_d_fused(const ptrdiff_t* arows, int trans_a, int trans_b,
+                                   ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                                   const double* A, ptrdiff_t lda, const double* B,
+                                   ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc,
+                                   const double* bias, int epilogue) { return 0; }
 #endif
 
 /* Sets the threads nncore's own parallel kernels may use (a model's n_threads). */
