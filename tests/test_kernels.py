@@ -187,6 +187,68 @@ def test_gemm_rows_bad_rows():
         K.gemm_rows(np.array([0]), False, 1.0, A, B, 0.0, C)
 
 
+#: the large kernel's bias + activation epilogue: W3's and W4's forward products,
+#: C's width in one panel (A read in place) and not a multiple of 16 or 8, ragged
+#: m (tiles of 12 and 24 rows), k over several KC runs with a partial last one,
+#: k = 1 (float32 only), and products split over threads by columns and by rows.
+EPILOGUE_SHAPES = [(128, 256, 784), (128, 128, 256), (97, 33, 300), (65, 7, 3001),
+                   (300, 1000, 1), (13, 1000, 400), (1568, 256, 128), (129, 257, 1400),
+                   (40, 17, 9000)]
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("m,n,k", EPILOGUE_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in
+                                                        EPILOGUE_SHAPES])
+def test_gemm_bias_epilogue_same_bits_as_separate_pass(rng, dtype, m, n, k, relu, monkeypatch):
+    """A := f(X·W + b) with b and f (relu, linear) applied in the large
+    kernel's tile store, by whichever thread stores the tile (1, 2 and 3
+    threads; A's rows in order and through a row index), has the bits of
+    gemm() followed by the separate bias_activation pass — NaN, ±inf and
+    zeros included — or is refused (False, C untouched) exactly where the
+    large kernel does not take the product. dense_forward routes relu and
+    linear layers there and gives the same bits."""
+    from nncore import blas
+    from nncore.activations import RELU
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    act = RELU if relu else 0
+    taken = K.simd() == "avx512" and m * n * k > tile_limit(dtype)
+    X = randn(rng, (m + 5, k), dtype, zeros=True)
+    X[1] = 0                          # a row of exact zeros: A = b there
+    X[2, k // 2] = np.nan             # a row of NaN
+    W, b = randn(rng, (k, n), dtype), randn(rng, n, dtype, zeros=True)
+    b[:3] = [np.inf, -np.inf, -0.0][:min(3, n)]
+    rows = rng.permutation(m + 5)[:m].astype(np.intp)
+    for index in (None, rows):
+        Xg = np.ascontiguousarray(X[:m] if index is None else X[index])
+        expected = np.empty((m, n), dtype)
+        K.gemm(False, False, 1.0, Xg, W, 0.0, expected)
+        K.bias_activation(expected, b, act)
+        for n_threads in (1, 2, 3):
+            C = np.full((m, n), 7.0, dtype)
+            with blas.threads(n_threads):
+                done = K.gemm_bias_epilogue(Xg if index is None else X, W, b, relu, C,
+                                            rows=index)
+            assert done is taken
+            np.testing.assert_array_equal(C.view(f"u{C.itemsize}"),
+                                          (expected if taken else np.full_like(C, 7.0))
+                                          .view(f"u{C.itemsize}"))
+    A = np.full((m, n), 7.0, dtype)
+    K.dense_forward(np.ascontiguousarray(X[:m]), W, b, act, A)
+    K.gemm(False, False, 1.0, np.ascontiguousarray(X[:m]), W, 0.0, expected)
+    K.bias_activation(expected, b, act)
+    np.testing.assert_array_equal(A.view(f"u{A.itemsize}"), expected.view(f"u{A.itemsize}"))
+
+
+def test_gemm_bias_epilogue_bad_arguments():
+    X, W, C = np.ones((4, 3)), np.ones((3, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="b"):
+        K.gemm_bias_epilogue(X, W, np.ones(3), True, C)
+    with pytest.raises(ValueError, match="rows"):
+        K.gemm_bias_epilogue(X, W, np.ones(2), True, C, rows=np.array([0, 1, 2, 4]))
+    with pytest.raises(ValueError, match="rows"):
+        K.gemm_bias_epilogue(X, W, np.ones(2), True, C, rows=np.array([0, 1]))
+
+
 @pytest.mark.parametrize("sizes,n,batch", [((784, 256, 10), 300, 128),
                                            ((64, 100, 10), 205, 200)])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
