@@ -239,6 +239,68 @@ def test_gemm_bias_epilogue_same_bits_as_separate_pass(rng, dtype, m, n, k, relu
     np.testing.assert_array_equal(A.view(f"u{A.itemsize}"), expected.view(f"u{A.itemsize}"))
 
 
+#: dX = dZ·Wᵀ shapes for the relu-derivative epilogue: W3's 256←128 (128×256×128) and
+#: W4's, tails in m, n and k, k over several KC runs, and products a thread count
+#: would otherwise cut by rows (1568×256, 2000×40: with the sums, by columns only).
+RELU_BACKWARD_SHAPES = [(128, 256, 128), (512, 2048, 2048), (97, 33, 300), (65, 7, 3001),
+                        (1568, 256, 128), (2000, 40, 300), (40, 17, 9000), (129, 257, 1400)]
+
+
+@pytest.mark.parametrize("with_sums", [False, True], ids=["no-sums", "sums"])
+@pytest.mark.parametrize("m,n,k", RELU_BACKWARD_SHAPES,
+                         ids=[f"{m}x{n}x{k}" for m, n, k in RELU_BACKWARD_SHAPES])
+def test_gemm_relu_backward_epilogue_same_bits_as_separate_pass(rng, dtype, m, n, k,
+                                                                 with_sums, monkeypatch):
+    """dX := (dZ·Wᵀ) ⊙ relu'(A) with relu' (and the column sums of the result,
+    the bias gradient of the layer below) applied in the large kernel's tile
+    store, on 1, 2, 3 and 5 threads, has the bits of gemm() followed by the
+    separate activation_backward pass (its sums row by row in double) — NaN
+    and zero activations included — or is refused (False, dX and sums
+    untouched) exactly where the large kernel does not take the product.
+    dense_backward routes a relu layer below there, with the same bits."""
+    from nncore import blas
+    from nncore.activations import RELU
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    taken = K.simd() == "avx512" and m * n * k > tile_limit(dtype)
+    dZ, W = randn(rng, (m, k), dtype), randn(rng, (n, k), dtype)
+    A = np.maximum(randn(rng, (m, n), dtype, zeros=True), dtype(0))
+    A[0, :min(3, n)] = np.nan
+    A[-1] = -0.0
+    expected, expected_sums = np.empty((m, n), dtype), np.full(n, 5.0)
+    K.gemm(False, True, 1.0, dZ, W, 0.0, expected)
+    K.activation_backward(expected, A, RELU, expected_sums if with_sums else None)
+    # repeated: threads adding to the same sums (a split by rows) differ only sometimes
+    for n_threads in [1] + [2, 3, 5] * (8 if m * n * k < 10 ** 8 else 1):
+        dX, sums = np.full((m, n), 7.0, dtype), np.full(n, 3.0)
+        with blas.threads(n_threads):
+            done = K.gemm_relu_backward_epilogue(dZ, W, A, dX, sums if with_sums else None)
+        assert done is taken
+        if not taken:
+            expected, expected_sums = np.full_like(dX, 7.0), np.full(n, 3.0)
+        np.testing.assert_array_equal(dX.view(f"u{dX.itemsize}"),
+                                      expected.view(f"u{dX.itemsize}"))
+        if with_sums:
+            np.testing.assert_array_equal(sums.view(np.uint64), expected_sums.view(np.uint64))
+    if with_sums:
+        return
+    dX, gW, gb = np.empty((m, n), dtype), np.zeros((n, k), dtype), np.zeros(k, dtype)
+    K.dense_backward(A, dZ, W.copy(), RELU, dX, gW, gb, 1.0, 0.0)
+    reference = np.empty((m, n), dtype)
+    K.gemm(False, True, 1.0, dZ, W, 0.0, reference)
+    K.activation_backward(reference, A, RELU)
+    np.testing.assert_array_equal(dX.view(f"u{dX.itemsize}"), reference.view(f"u{dX.itemsize}"))
+
+
+def test_gemm_relu_backward_epilogue_bad_arguments():
+    dZ, W, A, dX = np.ones((4, 3)), np.ones((2, 3)), np.ones((4, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="sums"):
+        K.gemm_relu_backward_epilogue(dZ, W, A, dX, np.ones(3))
+    with pytest.raises(ValueError, match="A"):
+        K.gemm_relu_backward_epilogue(dZ, W, np.ones((4, 3)), dX)
+    with pytest.raises(ValueError, match="W"):
+        K.gemm_relu_backward_epilogue(dZ, np.ones((3, 3)), A, dX)
+
+
 def test_gemm_bias_epilogue_bad_arguments():
     X, W, C = np.ones((4, 3)), np.ones((3, 2)), np.ones((4, 2))
     with pytest.raises(ValueError, match="b"):
