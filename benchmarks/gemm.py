@@ -1,6 +1,7 @@
 """nncore's GEMM against numpy.dot (NumPy's BLAS) shape by shape, side by side.
 
-    python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15] [--clock wall] [--bf16 | --epilogue]
+    python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15] [--clock wall]
+                              [--bf16 | --epilogue]
 
 For each product of a W3 and a W4 training step (forward X·W, dW = Xᵀ·dZ,
 dX = dZ·Wᵀ per layer: benchmarks/report.py's epoch_products) and of the

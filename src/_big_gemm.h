@@ -197,7 +197,7 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
 #include <immintrin.h>
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
- * G the suffix of its nncore_transpose_ (F, D), KC k per block. */
+ * G the suffix of its nncore_transpose_ and nncore_big_add_row_ (F, D), KC k per block. */
 #define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, AWAKE, NAME)                                  \
     /* The tile store's epilogue (NNCORE_BIG_*), its pointers at the tile's (0, 0). */    \
     typedef struct {                                                                       \
@@ -220,7 +220,6 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         ptrdiff_t panels;       /* panels along that side */                               \
         long units;                                                                        \
     } NAME##_job;                                                                          \
-                                                                                           \
                                                                                            \
     /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
      * panel (kc × NV·W, row-major); a holds op(A)'s panel, element (r, p) at            \
@@ -462,7 +461,8 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
      * row stride ldc) the layer's relu output, and unless sums is NULL sums[j] := Σᵢ     \
      * C[i, j] of the result in double, row by row — the bits of the product, then        \
      * nncore_relu_backward (a product with sums is then cut only along C's columns, so   \
-     * each column's rows are added by one thread, in order). Unused pointers may be      \
+     * each column's rows are added by one thread, in order). bias (for _BIAS and        \
+     * _BIAS_RELU) and act (for _RELU_BACKWARD) must be given; unused pointers may be     \
      * NULL. Applied by whichever thread stores the tile. */                              \
     static int NAME##_fused(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m, \
                             ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,  \
