@@ -197,7 +197,7 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
 #include <immintrin.h>
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
- * G the suffix of its nncore_transpose_ and nncore_big_add_row_ (F, D), KC k per block. */
+ * G the suffix of its nncore_transpose_ and nncore_big_sums_ (F, D), KC k per block. */
 #define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, AWAKE, NAME)                                  \
     /* The tile store's epilogue (NNCORE_BIG_*), its pointers at the tile's (0, 0). */    \
     typedef struct {                                                                       \
@@ -254,6 +254,13 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                 if (NV > 1) acc[r][1] = _mm512_fmadd_##X(ar, b1, acc[r][1]);               \
             }                                                                              \
         }                                                                                  \
+        /* the column sums of the tile's rows, kept in registers meanwhile (2 zmm of       \
+         * doubles a vector of floats) and added row by row, in order */                  \
+        double* sums = e->kind == NNCORE_BIG_RELU_BACKWARD ? e->sums : NULL;               \
+        __m512d part[2][2] = {{_mm512_setzero_pd(), _mm512_setzero_pd()},                  \
+                              {_mm512_setzero_pd(), _mm512_setzero_pd()}};                 \
+        for (int v = 0; v < NV && sums != NULL; v++)                                       \
+            nncore_big_sums_load_##G(part[v], sums + v * W, cols - v * W);                 \
         _Pragma("GCC unroll 32")                                                           \
         for (int r = 0; r < MR && r < rows; r++) {                                         \
             for (int v = 0; v < NV && v * W < cols; v++) {                                 \
@@ -287,12 +294,14 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                         _mm512_maskz_mov_##X(                                              \
                             (__mmask16) ~_mm512_cmp_##X##_mask(act, zero, _CMP_LE_OQ), act), \
                         _mm512_cmp_##X##_mask(act, zero, _CMP_GT_OQ), out);                \
-                    if (e->sums != NULL)                                                   \
-                        nncore_big_add_row_##G(e->sums + v * W, out, keep);                \
+                    if (sums != NULL)                                                      \
+                        nncore_big_sums_add_##G(part[v], out);                             \
                 }                                                                          \
                 _mm512_mask_storeu_##X(c, keep, out);                                      \
             }                                                                              \
         }                                                                                  \
+        for (int v = 0; v < NV && sums != NULL; v++)                                       \
+            nncore_big_sums_store_##G(part[v], sums + v * W, cols - v * W);                \
     }                                                                                      \
                                                                                            \
     /* The micro-kernels, each its own function (so that the compiler gives each loop    \
@@ -524,19 +533,39 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols, e); \
     }
 
-/* sums[j] += (double) v[j] for the lanes in keep (one row of a tile, in double). */
-static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_add_row_F(
-    double* sums, __m512 v, __mmask16 keep) {
-    __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-    __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-    __mmask8 klo = (__mmask8) keep, khi = (__mmask8) (keep >> 8);
-    _mm512_mask_storeu_pd(sums, klo, _mm512_add_pd(_mm512_maskz_loadu_pd(klo, sums), lo));
-    _mm512_mask_storeu_pd(sums + 8, khi, _mm512_add_pd(_mm512_maskz_loadu_pd(khi, sums + 8), hi));
+/* A tile's column sums in double, one vector of T at a time: part[0] (and part[1],
+ * float's upper 8 lanes) := sums, part += (double) row, sums := part, for the vector's
+ * first `cols` lanes (all when cols ≥ its lanes, none when cols ≤ 0). */
+static inline __mmask8 nncore_big_lanes8(ptrdiff_t cols) {
+    return cols >= 8 ? (__mmask8) 0xff : cols <= 0 ? (__mmask8) 0 : (__mmask8) ((1u << cols) - 1);
 }
-static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_add_row_D(
-    double* sums, __m512d v, __mmask16 keep) {
-    _mm512_mask_storeu_pd(sums, (__mmask8) keep,
-                          _mm512_add_pd(_mm512_maskz_loadu_pd((__mmask8) keep, sums), v));
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_load_F(
+    __m512d part[2], const double* sums, ptrdiff_t cols) {
+    part[0] = _mm512_maskz_loadu_pd(nncore_big_lanes8(cols), sums);
+    part[1] = _mm512_maskz_loadu_pd(nncore_big_lanes8(cols - 8), sums + 8);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_add_F(
+    __m512d part[2], __m512 row) {
+    part[0] = _mm512_add_pd(part[0], _mm512_cvtps_pd(_mm512_castps512_ps256(row)));
+    part[1] = _mm512_add_pd(part[1], _mm512_cvtps_pd(_mm256_castpd_ps(
+                                         _mm512_extractf64x4_pd(_mm512_castps_pd(row), 1))));
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_store_F(
+    const __m512d part[2], double* sums, ptrdiff_t cols) {
+    _mm512_mask_storeu_pd(sums, nncore_big_lanes8(cols), part[0]);
+    _mm512_mask_storeu_pd(sums + 8, nncore_big_lanes8(cols - 8), part[1]);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_load_D(
+    __m512d part[2], const double* sums, ptrdiff_t cols) {
+    part[0] = _mm512_maskz_loadu_pd(nncore_big_lanes8(cols), sums);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_add_D(
+    __m512d part[2], __m512d row) {
+    part[0] = _mm512_add_pd(part[0], row);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_store_D(
+    const __m512d part[2], double* sums, ptrdiff_t cols) {
+    _mm512_mask_storeu_pd(sums, nncore_big_lanes8(cols), part[0]);
 }
 NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, NNCORE_MIN_FMAS_AWAKE_F, nncore_big_gemm_f)
 NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, NNCORE_MIN_FMAS_AWAKE_D, nncore_big_gemm_d)
