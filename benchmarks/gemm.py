@@ -35,8 +35,8 @@ layer, the product with its element-wise pass in the large kernel's tile
 store (forward X·W then + b and relu: _kernels.gemm_bias_epilogue; dX = dZ·Wᵀ
 then ⊙ relu' and the column sums: _kernels.gemm_relu_backward_epilogue, as
 the engine runs them) against the same product followed by the separate pass
-(gemm, then bias_activation / activation_backward): the same bits, so the
-ratio is what the fusion saves.
+(gemm, then bias_activation / activation_backward), in alternating rounds:
+the same bits, so the ratio is what the fusion saves.
 """
 import argparse
 import dataclasses
@@ -147,7 +147,7 @@ def epilogue_shapes(quick):
     return list(labels.values())
 
 
-def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter, bf16=False, calls=None):
+def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter, bf16=False):
     """((nncore seconds, peer seconds) per call, (nncore cores, peer cores))
     (peer: numpy.dot, or torch's bf16 matmul with bf16): the median of `rounds`
     rounds each, nncore's rounds as one block and NumPy's as another after a
@@ -158,13 +158,12 @@ def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter, bf16=False, calls=
     single rounds would time each library against the other's spinning
     threads (OpenBLAS's keep polling for a while after a call, nncore's
     helpers ~0.1 ms): on 2 threads, whichever ran second lost half its speed.
-    A training run uses one pool at a time, like these blocks. calls: (nncore's
-    call, the peer's call) to time instead (then A, B are unused; C gives m×n)."""
+    A training run uses one pool at a time, like these blocks."""
     m, n = C.shape
     k = A.shape[0] if ta else A.shape[1]
     speed = 500e9 if bf16 else 50e9
     reps = max(1, int(0.01 * speed / (2.0 * m * n * k)))  # ~10 ms per round
-    our_call, their_call = calls or peers(ta, tb, A, B, C, bf16)
+    our_call, their_call = peers(ta, tb, A, B, C, bf16)
 
     def ours():
         for _ in range(reps):
@@ -240,22 +239,34 @@ def main():
 
 
 def epilogue(threads, rounds, clock, clock_name, quick):
-    """The --epilogue table: fused against separate, per product and thread count."""
+    """The --epilogue table: fused against separate, per product and thread count.
+    Both are nncore on the same pool, so their rounds alternate (single rounds,
+    the order flipped every round): drift in the machine's load then hits both."""
     print(f"nncore SIMD {blas.info()['simd']}; GFLOP/s of the product ({clock_name} time, "
-          f"element-wise pass included), median of {rounds} rounds\n")
+          f"element-wise pass included), median of {rounds} alternating rounds\n")
     print("| product + pass | m×n×k | threads | fused | separate | fused speed-up "
-          "| cores fused/separate |")
+          "| cores |")
     print("|---|---|---|---|---|---|---|")
     for n_threads in threads:
         with blas.threads(n_threads) as used:
             for label, fused, separate, m, n, k in epilogue_shapes(quick):
-                A = np.empty((m, k), np.float32)
-                (ours, theirs), cores = measure(False, False, A, None, np.empty((m, n)), rounds,
-                                                clock, calls=(fused, separate))
+                reps = max(1, int(0.01 * 50e9 / (2.0 * m * n * k)))  # ~10 ms per round
+                calls = {"fused": fused, "separate": separate}
+                times = {name: [] for name in calls}
+                for call in calls.values():
+                    warm_up(call, 0.1)
+                wall, cpu = time.perf_counter(), time.process_time()
+                for r in range(rounds):
+                    for name in (("fused", "separate") if r % 2 else ("separate", "fused")):
+                        start = clock()
+                        for _ in range(reps):
+                            calls[name]()
+                        times[name].append((clock() - start) / reps)
+                cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
+                ours, theirs = (statistics.median(times[name]) for name in ("fused", "separate"))
                 print(f"| {label} | {m}×{n}×{k} | {used} | {gflops(ours, m, n, k):.1f} "
                       f"| {gflops(theirs, m, n, k):.1f} | {theirs / ours:.3f} "
-                      f"| {cores[0]:.2f}/{cores[1]:.2f} |", flush=True)
-
+                      f"| {cores:.2f} |", flush=True)
 
 if __name__ == "__main__":
     main()
