@@ -1,6 +1,7 @@
 """nncore's GEMM against numpy.dot (NumPy's BLAS) shape by shape, side by side.
 
-    python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15] [--clock wall] [--bf16]
+    python benchmarks/gemm.py [--quick] [--threads 1,2] [--rounds 15] [--clock wall]
+                              [--bf16 | --epilogue]
 
 For each product of a W3 and a W4 training step (forward X·W, dW = Xᵀ·dZ,
 dX = dZ·Wᵀ per layer: benchmarks/report.py's epoch_products) and of the
@@ -28,6 +29,14 @@ operands already bf16, made once outside the timing; torch.set_num_threads
 set to the same count), on the W3 and W4 products and 2048³ (the predict
 shapes are left out: float64 has no bf16 path). Needs a CPU with AVX512_BF16
 and torch installed.
+
+--epilogue times, for the W3 and W4 products that feed or come from a relu
+layer, the product with its element-wise pass in the large kernel's tile
+store (forward X·W then + b and relu: _kernels.gemm_bias_epilogue; dX = dZ·Wᵀ
+then ⊙ relu' and the column sums: _kernels.gemm_relu_backward_epilogue, as
+the engine runs them) against the same product followed by the separate pass
+(gemm, then bias_activation / activation_backward), in alternating rounds:
+the same bits, so the ratio is what the fusion saves.
 """
 import argparse
 import dataclasses
@@ -101,6 +110,43 @@ def peers(ta, tb, A, B, C, bf16):
             lambda: torch.matmul(tA, tB))
 
 
+def epilogue_shapes(quick):
+    """[(label, fused call, separate call, m, n, k)] of the float32 W3 and W4
+    products whose result a relu layer's forward pass or derivative follows."""
+    from nncore.activations import RELU
+    rng = np.random.default_rng(0)
+    out = []
+    for name in ("W3", "W4"):
+        w = WORKLOADS[name]
+        batch = 64 if quick and name == "W4" else w.batch_size
+        hidden = list(zip(w.sizes, w.sizes[1:]))[:-1]   # layers with relu outputs
+        for a, c in hidden:      # forward: A := relu(X·W + b)
+            X, W = rng.random((batch, a), np.float32), rng.random((a, c), np.float32) - 0.5
+            b, C = rng.random(c, np.float32) - 0.5, np.empty((batch, c), np.float32)
+            out.append((f"{name} {a}→{c} relu(X·W + b)",
+                        lambda X=X, W=W, b=b, C=C: _kernels.gemm_bias_epilogue(X, W, b, True, C),
+                        lambda X=X, W=W, b=b, C=C: (_kernels.gemm(False, False, 1.0, X, W, 0.0,
+                                                                  C),
+                                                    _kernels.bias_activation(C, b, RELU)),
+                        batch, c, a))
+        for (a, c), (_, d) in zip(hidden, list(zip(w.sizes, w.sizes[1:]))[1:]):
+            # backward through layer c→d into the relu layer a→c: dX := (dZ·Wᵀ) ⊙ relu'(A)
+            dZ, W = rng.random((batch, d), np.float32) - 0.5, rng.random((c, d), np.float32)
+            A = np.maximum(rng.random((batch, c), np.float32) - 0.5, 0)
+            dX, sums = np.empty((batch, c), np.float32), np.empty(c)
+            out.append((f"{name} {c}←{d} (dZ·Wᵀ) ⊙ relu' + Σ",
+                        lambda dZ=dZ, W=W, A=A, dX=dX, sums=sums:
+                            _kernels.gemm_relu_backward_epilogue(dZ, W, A, dX, sums),
+                        lambda dZ=dZ, W=W, A=A, dX=dX, sums=sums: (
+                            _kernels.gemm(False, True, 1.0, dZ, W, 0.0, dX),
+                            _kernels.activation_backward(dX, A, RELU, sums)),
+                        batch, c, d))
+    # only where the large kernel runs (else the fused call is refused: nothing to
+    # time), and each label once (W4's two hidden layers have the same shapes)
+    labels = {row[0]: row for row in out if row[3] * row[4] * row[5] > _kernels.TILE_GEMM}
+    return list(labels.values())
+
+
 def measure(ta, tb, A, B, C, rounds, clock=time.perf_counter, bf16=False):
     """((nncore seconds, peer seconds) per call, (nncore cores, peer cores))
     (peer: numpy.dot, or torch's bf16 matmul with bf16): the median of `rounds`
@@ -151,6 +197,9 @@ def main():
                         help="wall time, or the calling thread's CPU time (only with --threads 1)")
     parser.add_argument("--bf16", action="store_true",
                         help="bf16 products (nncore's bf16_gemm) against torch's bf16 matmul")
+    parser.add_argument("--epilogue", action="store_true",
+                        help="relu layers' products with their pass fused into the large "
+                             "kernel against the product, then the separate pass")
     args = parser.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
     if args.clock == "thread" and threads != [1]:
@@ -158,6 +207,9 @@ def main():
     clock = time.thread_time if args.clock == "thread" else time.perf_counter
     rounds = 3 if args.quick else args.rounds
     info = blas.info()
+    if args.epilogue:
+        epilogue(threads, rounds, clock, args.clock, args.quick)
+        return
     if args.bf16:
         if not _kernels.bf16_available():
             parser.error("--bf16 needs a CPU with AVX512_BF16")
@@ -185,6 +237,36 @@ def main():
                       f"| {used} | {gflops(ours, m, n, k):.1f} | {gflops(theirs, m, n, k):.1f} "
                       f"| {theirs / ours:.2f} | {cores[0]:.2f}/{cores[1]:.2f} |", flush=True)
 
+
+def epilogue(threads, rounds, clock, clock_name, quick):
+    """The --epilogue table: fused against separate, per product and thread count.
+    Both are nncore on the same pool, so their rounds alternate (single rounds,
+    the order flipped every round): drift in the machine's load then hits both."""
+    print(f"nncore SIMD {blas.info()['simd']}; GFLOP/s of the product ({clock_name} time, "
+          f"element-wise pass included), median of {rounds} alternating rounds\n")
+    print("| product + pass | m×n×k | threads | fused | separate | fused speed-up "
+          "| cores |")
+    print("|---|---|---|---|---|---|---|")
+    for n_threads in threads:
+        with blas.threads(n_threads) as used:
+            for label, fused, separate, m, n, k in epilogue_shapes(quick):
+                reps = max(1, int(0.01 * 50e9 / (2.0 * m * n * k)))  # ~10 ms per round
+                calls = {"fused": fused, "separate": separate}
+                times = {name: [] for name in calls}
+                for call in calls.values():
+                    warm_up(call, 0.1)
+                wall, cpu = time.perf_counter(), time.process_time()
+                for r in range(rounds):
+                    for name in (("fused", "separate") if r % 2 else ("separate", "fused")):
+                        start = clock()
+                        for _ in range(reps):
+                            calls[name]()
+                        times[name].append((clock() - start) / reps)
+                cores = (time.process_time() - cpu) / (time.perf_counter() - wall)
+                ours, theirs = (statistics.median(times[name]) for name in ("fused", "separate"))
+                print(f"| {label} | {m}×{n}×{k} | {used} | {gflops(ours, m, n, k):.1f} "
+                      f"| {gflops(theirs, m, n, k):.1f} | {theirs / ours:.3f} "
+                      f"| {cores:.2f} |", flush=True)
 
 if __name__ == "__main__":
     main()

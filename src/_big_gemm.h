@@ -51,6 +51,17 @@
 #include "_pool.h"
 #include "_tile_gemm.h" /* nncore_transpose_F, _D */
 
+/* What the tile store does after the product (the _fused entry points), to each
+ * element of C rounded to its type: nothing; add the bias b[j] to column j; add it,
+ * then relu (a forward pass); multiply by relu's derivative [a > 0] taken from the
+ * activations a (C ⊙ relu'(a): a backward pass) and sum each column of the result.
+ * Applied in registers to the last run of k, on whichever thread computes the tile,
+ * instead of a separate pass over C afterwards. */
+#define NNCORE_BIG_PLAIN 0
+#define NNCORE_BIG_BIAS 1
+#define NNCORE_BIG_BIAS_RELU 2
+#define NNCORE_BIG_RELU_BACKWARD 3
+
 /* k per block (fixed per element type: it decides the order of the sums). */
 #define NNCORE_KC_F 192
 #define NNCORE_KC_D 128
@@ -186,8 +197,16 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
 #include <immintrin.h>
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
- * G the suffix of its nncore_transpose_ (F, D), KC k per block. */
+ * G the suffix of its nncore_transpose_ and nncore_big_sums_ (F, D), KC k per block. */
 #define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, AWAKE, NAME)                                  \
+    /* The tile store's epilogue (NNCORE_BIG_*), its pointers at the tile's (0, 0). */    \
+    typedef struct {                                                                       \
+        int kind;                                                                          \
+        const T* bias; /* _BIAS, _BIAS_RELU: b[j] of the tile's column j */                \
+        const T* act;  /* _RELU_BACKWARD: the activations, laid out as C (ldc) */          \
+        double* sums;  /* _RELU_BACKWARD: column sums, each row added in order (or NULL) */ \
+    } NAME##_epilogue;                                                                     \
+                                                                                           \
     typedef struct {                                                                       \
         int trans_a, trans_b, nv, mr;                                                      \
         ptrdiff_t m, n, k, lda, ldb, ldc;                                                  \
@@ -196,6 +215,7 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         const T* B;                                                                        \
         T* C;                                                                              \
         const ptrdiff_t* arows; /* A's row r is row arows[r] of A (NULL: r) */             \
+        NAME##_epilogue epi;    /* pointers at C's (0, 0) */                               \
         int by_cols;            /* units: C's columns (1) or rows (0), in whole panels */  \
         ptrdiff_t panels;       /* panels along that side */                               \
         long units;                                                                        \
@@ -204,11 +224,14 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
     /* C[0:rows, 0:cols] gets its part of the MR × NV·W tile a · b: b is a packed B       \
      * panel (kc × NV·W, row-major); a holds op(A)'s panel, element (r, p) at            \
      * a[r·ars + p·aps]. `first`: the first run of k (C := alpha·ab + beta·C, C not       \
-     * read when beta = 0), else C := C + alpha·ab. Lanes past `cols` are masked off. */  \
+     * read when beta = 0), else C := C + alpha·ab. Lanes past `cols` are masked off.    \
+     * e (the last run of k only; else kind NNCORE_BIG_PLAIN): applied to that element,   \
+     * rounded to T, before the one store. */                                             \
     static inline __attribute__((always_inline, target("avx512f"))) void NAME##_tile(    \
         const int MR, const int NV, ptrdiff_t ars, ptrdiff_t aps, ptrdiff_t kc,            \
         const T* a, const T* b,                                                            \
-        T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols) {             \
+        T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols,               \
+        const NAME##_epilogue* e) {                                                        \
         V acc[NNCORE_MR1][2];                                                              \
         _Pragma("GCC unroll 32")                                                           \
         for (int r = 0; r < MR; r++)                                                       \
@@ -231,6 +254,13 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                 if (NV > 1) acc[r][1] = _mm512_fmadd_##X(ar, b1, acc[r][1]);               \
             }                                                                              \
         }                                                                                  \
+        /* the column sums of the tile's rows, kept in registers meanwhile (2 zmm of       \
+         * doubles a vector of floats) and added row by row, in order */                  \
+        double* sums = e->kind == NNCORE_BIG_RELU_BACKWARD ? e->sums : NULL;               \
+        __m512d part[2][2] = {{_mm512_setzero_pd(), _mm512_setzero_pd()},                  \
+                              {_mm512_setzero_pd(), _mm512_setzero_pd()}};                 \
+        for (int v = 0; v < NV && sums != NULL; v++)                                       \
+            nncore_big_sums_load_##G(part[v], sums + v * W, cols - v * W);                 \
         _Pragma("GCC unroll 32")                                                           \
         for (int r = 0; r < MR && r < rows; r++) {                                         \
             for (int v = 0; v < NV && v * W < cols; v++) {                                 \
@@ -247,9 +277,31 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                         out = _mm512_fmadd_##X(_mm512_set1_##X(beta),                      \
                                                _mm512_maskz_loadu_##X(keep, c), out);      \
                 }                                                                          \
+                if (e->kind == NNCORE_BIG_BIAS || e->kind == NNCORE_BIG_BIAS_RELU) {       \
+                    /* out is the element rounded to T: keep the compiler from fusing     \
+                     * alpha·acc + b into one FMA (one rounding, other bits). */         \
+                    __asm__("" : "+v"(out));                                               \
+                    out = _mm512_add_##X(out, _mm512_maskz_loadu_##X(keep, e->bias + v * W)); \
+                    if (e->kind == NNCORE_BIG_BIAS_RELU) /* !(z <= 0) ? z : 0 (NaN kept) */ \
+                        out = _mm512_maskz_mov_##X(                                        \
+                            (__mmask16) ~_mm512_cmp_##X##_mask(out, _mm512_setzero_##X(),  \
+                                                               _CMP_LE_OQ), out);          \
+                } else if (e->kind == NNCORE_BIG_RELU_BACKWARD) {                          \
+                    /* a > 0 ? d : (a <= 0 ? 0 : a), a NaN activation giving NaN */       \
+                    V act = _mm512_maskz_loadu_##X(keep, e->act + r * ldc + v * W);        \
+                    V zero = _mm512_setzero_##X();                                         \
+                    out = _mm512_mask_mov_##X(                                             \
+                        _mm512_maskz_mov_##X(                                              \
+                            (__mmask16) ~_mm512_cmp_##X##_mask(act, zero, _CMP_LE_OQ), act), \
+                        _mm512_cmp_##X##_mask(act, zero, _CMP_GT_OQ), out);                \
+                    if (sums != NULL)                                                      \
+                        nncore_big_sums_add_##G(part[v], out);                             \
+                }                                                                          \
                 _mm512_mask_storeu_##X(c, keep, out);                                      \
             }                                                                              \
         }                                                                                  \
+        for (int v = 0; v < NV && sums != NULL; v++)                                       \
+            nncore_big_sums_store_##G(part[v], sums + v * W, cols - v * W);                \
     }                                                                                      \
                                                                                            \
     /* The micro-kernels, each its own function (so that the compiler gives each loop    \
@@ -257,7 +309,7 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
      * (ars = KC, a constant: the rows' offsets are immediates) or A itself (ars = lda)  \
      * — or along columns (aps = MR packed, lda for Aᵀ itself). */                       \
     typedef void (*NAME##_kernel)(ptrdiff_t, const T*, ptrdiff_t, ptrdiff_t, const T*, T,  \
-                                  T, int, T*, ptrdiff_t, int, int);                        \
+                                  T, int, T*, ptrdiff_t, int, int, const NAME##_epilogue*); \
     NNCORE_BIG_KERNEL(T, NAME, wide_rows, NNCORE_MR2, 2, KC, 1)                            \
     NNCORE_BIG_KERNEL(T, NAME, wide_rows_direct, NNCORE_MR2_DIRECT, 2, ars, 1)             \
     NNCORE_BIG_KERNEL(T, NAME, wide_cols, NNCORE_MR2, 2, 1, aps)                           \
@@ -335,8 +387,10 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
      * which is packed (zeros past m) so that no kernel reads past A. */                  \
     static void NAME##_blocks(const NAME##_job* g, int direct, ptrdiff_t ic, ptrdiff_t pc, \
                               T* pa, const T* pb, ptrdiff_t mc, ptrdiff_t nc,              \
-                              ptrdiff_t kc, T* C) {                                        \
+                              ptrdiff_t kc, ptrdiff_t jc) {                                \
         const ptrdiff_t nr = g->nv * W, mr = g->mr;                                        \
+        T* C = g->C + ic * g->ldc + jc;                                                    \
+        NAME##_epilogue e = {pc + kc == g->k ? g->epi.kind : NNCORE_BIG_PLAIN}; /* last run */ \
         NAME##_kernel packed = g->nv == 2 ? (g->trans_a ? NAME##_wide_cols : NAME##_wide_rows) \
                                           : (g->trans_a ? NAME##_narrow_cols : NAME##_narrow_rows); \
         NAME##_kernel kernel = !direct ? packed : g->trans_a ? packed                      \
@@ -352,14 +406,19 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
             for (ptrdiff_t q = 0; q < nc; q += nr) {                                       \
                 int cols = (int) (nc - q < nr ? nc - q : nr);                              \
                 T* c = C + s * g->ldc + q;                                                 \
+                if (e.kind != NNCORE_BIG_PLAIN) { /* NULL stays NULL */                    \
+                    e.bias = g->epi.bias != NULL ? g->epi.bias + jc + q : NULL;            \
+                    e.act = g->epi.act != NULL ? g->epi.act + (ic + s) * g->ldc + jc + q : NULL; \
+                    e.sums = g->epi.sums != NULL ? g->epi.sums + jc + q : NULL;            \
+                }                                                                          \
                 if (!direct || rows == step)                                               \
                     kernel(kc, a + (direct ? s * (g->trans_a ? 1 : g->lda) : s * KC), ars, \
                            aps, pb + q * kc, g->alpha, g->beta, pc == 0, c, g->ldc, rows,  \
-                           cols);                                                          \
+                           cols, &e);                                                      \
                 else {                                                                     \
                     NAME##_pack_a(g, ic + s, rows, pc, kc, mr, pa);                        \
                     packed(kc, pa, KC, mr, pb + q * kc, g->alpha, g->beta, pc == 0, c,     \
-                           g->ldc, rows, cols);                                            \
+                           g->ldc, rows, cols, &e);                                        \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -395,24 +454,35 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                     ptrdiff_t mc = ic + NNCORE_MC < i_hi ? NNCORE_MC : i_hi - ic;          \
                     if (!direct)                                                           \
                         NAME##_pack_a(g, ic, mc, pc, kc, mr, pa);                          \
-                    NAME##_blocks(g, direct, ic, pc, pa, pb, mc, nc, kc,                   \
-                                  g->C + ic * g->ldc + jc);                                \
+                    NAME##_blocks(g, direct, ic, pc, pa, pb, mc, nc, kc, jc);              \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
     }                                                                                      \
                                                                                            \
-    /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1, A's rows taken as rows arows[0],       \
-     * arows[1], … of A (op(A)'s rows, or its k index for Aᵀ: a shuffled batch read where \
-     * it is) or in order when arows is NULL; 0 (C untouched) when not handled here: no   \
-     * AVX-512, or no memory for the packing buffers. */                                 \
-    static int NAME##_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,  \
-                           ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,   \
-                           const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {       \
+    /* C := alpha·op(A)·op(B) + beta·C for k ≥ 1, then the epilogue (NNCORE_BIG_*) on    \
+     * each element, A's rows taken as rows arows[0], arows[1], … of A (op(A)'s rows, or  \
+     * its k index for Aᵀ: a shuffled batch read where it is) or in order when arows is  \
+     * NULL; 0 (C untouched) when not handled here: no AVX-512, or no memory for the      \
+     * packing buffers. epilogue _BIAS: + bias[j] on each element of column j, rounded to \
+     * T first; _BIAS_RELU: then relu, !(z <= 0) ? z : 0 — the bits of the product, then  \
+     * _relu.h's nncore_bias_relu pass. _RELU_BACKWARD: C := C ⊙ relu'(act), act (m×n,   \
+     * row stride ldc) the layer's relu output, and unless sums is NULL sums[j] := Σᵢ     \
+     * C[i, j] of the result in double, row by row — the bits of the product, then        \
+     * nncore_relu_backward (a product with sums is then cut only along C's columns, so   \
+     * each column's rows are added by one thread, in order). bias (for _BIAS and        \
+     * _BIAS_RELU) and act (for _RELU_BACKWARD) must be given; unused pointers may be     \
+     * NULL. Applied by whichever thread stores the tile. */                              \
+    static int NAME##_fused(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m, \
+                            ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,  \
+                            const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc,        \
+                            int epilogue, const T* bias, const T* act, double* sums) {     \
         int nv = n <= W ? 1 : 2, mr = nv == 1 ? NNCORE_MR1 : NNCORE_MR2, wake = 1;        \
         ptrdiff_t nr = nv * W;                                                             \
+        int summed = epilogue == NNCORE_BIG_RELU_BACKWARD && sums != NULL;                 \
         NAME##_job job = {trans_a, trans_b, nv, mr, m, n, k, lda, ldb, ldc, alpha, beta,   \
-                          A, B, C, arows, 0, 0, 1};                                        \
+                          A, B, C, arows, {epilogue, bias, act, summed ? sums : NULL},     \
+                          0, 0, 1};                                                        \
         double work = (double) m * n * k / W;                                              \
         int parts = nncore_parts(work, NNCORE_MIN_FMAS_PER_THREAD);                        \
         if (parts == 1 && nncore_parts(work, AWAKE) > 1) {                                 \
@@ -423,13 +493,26 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
             return 0;                                                                      \
         if (parts > 1) {                                                                   \
             job.units = nncore_big_units(m, n, W, parts, arows == NULL, &job.by_cols);     \
+            if (summed && !job.by_cols) { /* each column's sums on one thread */          \
+                job.by_cols = 1;                                                           \
+                job.units = parts < (n + nr - 1) / nr ? parts : (n + nr - 1) / nr;         \
+            }                                                                              \
             job.panels = job.by_cols ? (n + nr - 1) / nr : (m + mr - 1) / mr;              \
         } else {                                                                           \
             job.by_cols = 1;                                                               \
             job.panels = (n + nr - 1) / nr;                                                \
         }                                                                                  \
+        for (ptrdiff_t j = 0; j < n && summed; j++)                                        \
+            sums[j] = 0;                                                                   \
         nncore_parallel_units(NAME##_unit, &job, job.units, parts, wake);                 \
         return 1;                                                                          \
+    }                                                                                      \
+                                                                                           \
+    static int NAME##_rows(const ptrdiff_t* arows, int trans_a, int trans_b, ptrdiff_t m,  \
+                           ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,   \
+                           const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {       \
+        return NAME##_fused(arows, trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, \
+                            C, ldc, NNCORE_BIG_PLAIN, NULL, NULL, NULL);                   \
     }                                                                                      \
                                                                                            \
     static int NAME(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,        \
@@ -439,14 +522,51 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                            C, ldc);                                                        \
     }
 
-/* One micro-kernel: NAME_SUFFIX(kc, a, b, alpha, beta, first, C, ldc, rows, cols). */
+/* One micro-kernel: NAME_SUFFIX(kc, a, ars, aps, b, alpha, beta, first, C, ldc, rows,
+ * cols, e). */
 #define NNCORE_BIG_KERNEL(T, NAME, SUFFIX, MR, NV, ARS, APS)                               \
     static __attribute__((noinline, target("avx512f"))) void NAME##_##SUFFIX(              \
         ptrdiff_t kc, const T* a, ptrdiff_t ars, ptrdiff_t aps, const T* b, T alpha,       \
-        T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols) {                      \
+        T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols,                        \
+        const NAME##_epilogue* e) {                                                        \
         (void) ars, (void) aps;                                                            \
-        NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols);   \
+        NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols, e); \
     }
+
+/* A tile's column sums in double, one vector of T at a time: part[0] (and part[1],
+ * float's upper 8 lanes) := sums, part += (double) row, sums := part, for the vector's
+ * first `cols` lanes (all when cols ≥ its lanes, none when cols ≤ 0). */
+static inline __mmask8 nncore_big_lanes8(ptrdiff_t cols) {
+    return cols >= 8 ? (__mmask8) 0xff : cols <= 0 ? (__mmask8) 0 : (__mmask8) ((1u << cols) - 1);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_load_F(
+    __m512d part[2], const double* sums, ptrdiff_t cols) {
+    part[0] = _mm512_maskz_loadu_pd(nncore_big_lanes8(cols), sums);
+    part[1] = _mm512_maskz_loadu_pd(nncore_big_lanes8(cols - 8), sums + 8);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_add_F(
+    __m512d part[2], __m512 row) {
+    part[0] = _mm512_add_pd(part[0], _mm512_cvtps_pd(_mm512_castps512_ps256(row)));
+    part[1] = _mm512_add_pd(part[1], _mm512_cvtps_pd(_mm256_castpd_ps(
+                                         _mm512_extractf64x4_pd(_mm512_castps_pd(row), 1))));
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_store_F(
+    const __m512d part[2], double* sums, ptrdiff_t cols) {
+    _mm512_mask_storeu_pd(sums, nncore_big_lanes8(cols), part[0]);
+    _mm512_mask_storeu_pd(sums + 8, nncore_big_lanes8(cols - 8), part[1]);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_load_D(
+    __m512d part[2], const double* sums, ptrdiff_t cols) {
+    part[0] = _mm512_maskz_loadu_pd(nncore_big_lanes8(cols), sums);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_add_D(
+    __m512d part[2], __m512d row) {
+    part[0] = _mm512_add_pd(part[0], row);
+}
+static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_sums_store_D(
+    const __m512d part[2], double* sums, ptrdiff_t cols) {
+    _mm512_mask_storeu_pd(sums, nncore_big_lanes8(cols), part[0]);
+}
 NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, NNCORE_MIN_FMAS_AWAKE_F, nncore_big_gemm_f)
 NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, NNCORE_MIN_FMAS_AWAKE_D, nncore_big_gemm_d)
 #else
@@ -464,6 +584,21 @@ static int nncore_big_gemm_d_rows(const ptrdiff_t* arows, int trans_a, int trans
                                   ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
                                   const double* A, ptrdiff_t lda, const double* B, ptrdiff_t ldb,
                                   double beta, double* C, ptrdiff_t ldc) { return 0; }
+static int nncore_big_gemm_f_fused(const ptrdiff_t* arows, int trans_a, int trans_b,
+                                   ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, float alpha,
+                                   const float* A, ptrdiff_t lda, const float* B, ptrdiff_t ldb,
+                                   float beta, float* C, ptrdiff_t ldc, int epilogue,
+                                   const float* bias, const float* act, double* sums) {
+    return 0;
+}
+static int nncore_big_gemm_d_fused(const ptrdiff_t* arows, int trans_a, int trans_b,
+                                   ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, double alpha,
+                                   const double* A, ptrdiff_t lda, const double* B,
+                                   ptrdiff_t ldb, double beta, double* C, ptrdiff_t ldc,
+                                   int epilogue, const double* bias, const double* act,
+                                   double* sums) {
+    return 0;
+}
 #endif
 
 /* Sets the threads nncore's own parallel kernels may use (a model's n_threads). */

@@ -99,6 +99,24 @@ cdef extern from "_big_gemm.h" nogil:
         int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
         const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb, double beta,
         double* C, Py_ssize_t ldc)
+    # The same with an epilogue in the tile store, applied once to each element of C
+    # (rounded to its dtype) on the last run of k: BIG_BIAS adds bias[j] to column j,
+    # BIG_BIAS_RELU then takes relu (!(z <= 0) ? z : 0); BIG_RELU_BACKWARD multiplies
+    # by relu'(act) (act laid out as C) and, unless sums is NULL, sums each column of
+    # the result in double, row by row; BIG_PLAIN nothing.
+    int big_gemm_fused_f "nncore_big_gemm_f_fused" (const Py_ssize_t* arows, int trans_a,
+        int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, float alpha, const float* A,
+        Py_ssize_t lda, const float* B, Py_ssize_t ldb, float beta, float* C, Py_ssize_t ldc,
+        int epilogue, const float* bias, const float* act, double* sums)
+    int big_gemm_fused_d "nncore_big_gemm_d_fused" (const Py_ssize_t* arows, int trans_a,
+        int trans_b, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, double alpha,
+        const double* A, Py_ssize_t lda, const double* B, Py_ssize_t ldb, double beta,
+        double* C, Py_ssize_t ldc, int epilogue, const double* bias, const double* act,
+        double* sums)
+    int BIG_PLAIN "NNCORE_BIG_PLAIN"
+    int BIG_BIAS "NNCORE_BIG_BIAS"
+    int BIG_BIAS_RELU "NNCORE_BIG_BIAS_RELU"
+    int BIG_RELU_BACKWARD "NNCORE_BIG_RELU_BACKWARD"
     # 1 when the kernel runs on this CPU and its buffers for the threads in force exist.
     int big_ready "nncore_big_ready" ()
     void set_threads "nncore_set_threads" (int n)
@@ -338,3 +356,27 @@ cdef inline void gemm_rows(const Py_ssize_t* rows, bint trans_a, int m, int n, i
         big_gemm_rows_f(rows, trans_a, False, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
     else:
         big_gemm_rows_d(rows, trans_a, False, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+
+
+cdef inline bint gemm_epilogue(const Py_ssize_t* rows, bint trans_b, int m, int n, int k,
+                               const floating* A, int lda, const floating* B, int ldb,
+                               floating* C, int ldc, int epilogue, const floating* bias,
+                               const floating* act, double* sums) noexcept nogil:
+    """C := A·op(B), then the epilogue on each element in registers as its tile
+    is stored, by whichever thread computes it: BIG_BIAS + bias[j] on column j,
+    BIG_BIAS_RELU then relu (a forward pass, _activation.pxd's bias_activation);
+    BIG_RELU_BACKWARD C ⊙ relu'(act) (act m×n, row stride ldc), and unless sums
+    is NULL sums[j] := Σᵢ C[i, j] of the result in double, row by row (a
+    backward pass, activation_backward). A's rows read through rows (or in
+    order when NULL), as gemm_rows. Only where gemm() would run the
+    large-product kernel (rows_in_place(m, n, k)); then the bits are those of
+    gemm() followed by that pass, and True is returned. False, with C (and
+    sums) untouched, elsewhere."""
+    if not rows_in_place(m, n, k, floating is double):
+        return False
+    if floating is float:
+        return big_gemm_fused_f(rows, False, trans_b, m, n, k, 1, A, lda, B, ldb, 0, C, ldc,
+                                epilogue, bias, act, sums)
+    else:
+        return big_gemm_fused_d(rows, False, trans_b, m, n, k, 1, A, lda, B, ldb, 0, C, ldc,
+                                epilogue, bias, act, sums)

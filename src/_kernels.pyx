@@ -18,7 +18,8 @@ from _blas cimport (gemm as _gemm, gemm_rows as _gemm_rows, rows_in_place,
                     pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE,
                     NARROW_MAX as _NARROW_MAX, TILE_GEMM_D as _TILE_GEMM_D, big_gemm_f,
-                    big_gemm_d)
+                    big_gemm_d, gemm_epilogue as _gemm_epilogue, BIG_BIAS,
+                    BIG_BIAS_RELU, BIG_RELU_BACKWARD)
 from _activation cimport (SIGMOID, SOFTMAX, EXP, bias_activation as _bias_activation,
                           activation_backward as _activation_backward,
                           exp_nonpositive as _exp_nonpositive)
@@ -196,6 +197,69 @@ def gemm_rows(const Py_ssize_t[::1] rows not None, bint trans_a, double alpha,
         _gemm_rows(&rows[0], trans_a, <int> m, <int> n, <int> k, <floating> alpha,
                    &A[0, 0], <int> width, &B[0, 0], <int> n, <floating> beta, &C[0, 0], <int> n)
     return True
+
+
+def gemm_bias_epilogue(const floating[:, ::1] A not None, const floating[:, ::1] B not None,
+                       const floating[::1] b not None, bint relu, floating[:, ::1] C not None,
+                       const Py_ssize_t[::1] rows=None):
+    """C := A·B + b, then relu when relu, with b and relu applied in the tile
+    store of nncore's large-product kernel (src/_big_gemm.h's epilogue), as
+    dense_forward does; A's rows are A[rows] when rows is given (read where
+    they lie). Returns True, or False with C untouched when that kernel does
+    not take the product (too small, m = 1, not AVX-512). For tests: the bits
+    equal gemm() then bias_activation."""
+    cdef Py_ssize_t m = C.shape[0], n = C.shape[1], k = B.shape[0], i
+    cdef bint done
+    shape("B", B.shape[0], B.shape[1], k, n)
+    length("b", b.shape[0], n)
+    length("columns of A", A.shape[1], k)
+    if rows is None:
+        length("rows of A", A.shape[0], m)
+    else:
+        length("rows", rows.shape[0], m)
+        for i in range(m):
+            if not 0 <= rows[i] < A.shape[0]:
+                raise ValueError(f"rows[{i}] = {rows[i]}: expected a row of A "
+                                 f"(0 … {A.shape[0] - 1})")
+    for name, size in (("rows of A", A.shape[0]), ("rows of C", m), ("columns of C", n),
+                       ("the inner dimension", k)):
+        c_int(name, size)
+    if m == 0 or n == 0 or k == 0:
+        return False
+    with nogil:
+        done = _gemm_epilogue(&rows[0] if rows is not None else NULL, False, <int> m,
+                              <int> n, <int> k, &A[0, 0], <int> k, &B[0, 0], <int> n,
+                              &C[0, 0], <int> n, BIG_BIAS_RELU if relu else BIG_BIAS, &b[0],
+                              NULL, NULL)
+    return done
+
+
+def gemm_relu_backward_epilogue(const floating[:, ::1] dZ not None,
+                                const floating[:, ::1] W not None,
+                                const floating[:, ::1] A not None, floating[:, ::1] dX not None,
+                                double[::1] sums=None):
+    """dX := (dZ·Wᵀ) ⊙ relu'(A), A the relu layer's output, with relu' applied in
+    the tile store of nncore's large-product kernel as dense_backward does;
+    sums (float64, one per column of dX), when given, := the column sums of the
+    result, added there too, row by row. Returns True, or False with dX and
+    sums untouched when that kernel does not take the product. For tests: the
+    bits equal gemm() then activation_backward(dX, A, RELU, sums)."""
+    cdef Py_ssize_t m = dX.shape[0], n = dX.shape[1], k = dZ.shape[1]
+    cdef bint done
+    shape("W", W.shape[0], W.shape[1], n, k)
+    shape("dZ", dZ.shape[0], dZ.shape[1], m, k)
+    shape("A", A.shape[0], A.shape[1], m, n)
+    if sums is not None:
+        length("sums", sums.shape[0], n)
+    for name, size in (("rows of dX", m), ("columns of dX", n), ("the inner dimension", k)):
+        c_int(name, size)
+    if m == 0 or n == 0 or k == 0:
+        return False
+    with nogil:
+        done = _gemm_epilogue(NULL, True, <int> m, <int> n, <int> k, &dZ[0, 0], <int> k,
+                              &W[0, 0], <int> k, &dX[0, 0], <int> n, BIG_RELU_BACKWARD, NULL,
+                              &A[0, 0], &sums[0] if sums is not None else NULL)
+    return done
 
 
 cdef int bf16_ready(bint bf16, bint is_double) except -1:

@@ -1,6 +1,8 @@
 # Header-only: a dense layer's forward and backward pass on row-major blocks.
-#   forward:  A := f(X·W + b)                 (GEMM, then bias + f in one pass)
+#   forward:  A := f(X·W + b)                 (GEMM, then bias + f in one pass,
+#             or in the large kernel's tile store for relu and linear)
 #   backward: dX := (dZ·Wᵀ) ⊙ f'_prev(X)       (before W changes; X = f_prev(·))
+#             (f'_prev = relu's in the large kernel's tile store)
 #             gW := α·Xᵀ·dZ + β·gW,  gb := α·Σᵢ dZ[i, :] + β_b·gb
 # (Σᵢ dX[i, :], the next layer's Σ dZ, is summed in the f'_prev pass.)
 # Plain SGD calls backward with gW = W, gb = b, α = −lr, β = β_b = 1: the update
@@ -10,7 +12,8 @@
 # then adds onto it (β = 1, β_b = 0); folded SGD shrinks W by β = 1 − lr·alpha/D.
 from cython cimport floating
 from _bf16 cimport product
-from _activation cimport bias_activation, activation_backward
+from _activation cimport bias_activation, activation_backward, LINEAR, RELU
+from _blas cimport gemm_epilogue, BIG_BIAS, BIG_BIAS_RELU, BIG_RELU_BACKWARD
 
 
 cdef inline void dense_forward(const floating* X, const Py_ssize_t* rows, Py_ssize_t n,
@@ -21,7 +24,15 @@ cdef inline void dense_forward(const floating* X, const Py_ssize_t* rows, Py_ssi
     with float32 sums when bf16 (src/_bf16_gemm.h). rows (or NULL): X's rows
     are rows[0], rows[1], … of X — only where _blas.pxd's rows_in_place holds
     for the product (n, n_out, n_in); the bf16 kernel reads them while packing
-    (_bf16.pxd's product)."""
+    (_bf16.pxd's product). Not bf16, relu or linear, and a product the
+    large kernel takes (_blas.pxd's gemm_epilogue): b and f are applied in
+    the kernel's tile store, on every thread that computes a tile, with the
+    bits of the separate pass."""
+    if (not bf16 and (act == RELU or act == LINEAR)
+            and gemm_epilogue(rows, False, <int> n, <int> n_out, <int> n_in, X, <int> n_in,
+                              W, <int> n_out, A_out, <int> n_out,
+                              BIG_BIAS_RELU if act == RELU else BIG_BIAS, b, NULL, NULL)):
+        return
     product(bf16, rows, False, False, <int> n, <int> n_out, <int> n_in, <floating> 1, X,
             <int> n_in, W, <int> n_out, <floating> 0, A_out, <int> n_out)
     bias_activation(A_out, b, n, n_out, act)
@@ -89,8 +100,14 @@ cdef inline void dense_backward(const floating* X, const Py_ssize_t* rows,
     scratch for it; sums_below (n_in doubles, or NULL): receives Σᵢ dX_out[i, :],
     summed in the activation-derivative pass (the layer below then passes it
     as its sums, summed). rows (or NULL; first layer only: dX_out NULL): X's
-    rows are rows[0], rows[1], … of X, as in dense_forward."""
-    if dX_out != NULL:
+    rows are rows[0], rows[1], … of X, as in dense_forward. A relu layer below
+    (not bf16) whose dX product the large kernel takes gets f'_prev and the sums
+    in that kernel's tile store (_blas.pxd's gemm_epilogue), same bits."""
+    if dX_out != NULL and not (
+            not bf16 and prev_act == RELU
+            and gemm_epilogue(NULL, True, <int> n, <int> n_in, <int> n_out, dZ, <int> n_out, W,
+                              <int> n_out, dX_out, <int> n_in, BIG_RELU_BACKWARD, NULL, X,
+                              sums_below)):
         product(bf16, NULL, False, True, <int> n, <int> n_in, <int> n_out, <floating> 1, dZ,
                 <int> n_out, W, <int> n_out, <floating> 0, dX_out, <int> n_in)
         activation_backward(dX_out, X, n, n_in, prev_act, sums_below)

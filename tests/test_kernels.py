@@ -187,6 +187,130 @@ def test_gemm_rows_bad_rows():
         K.gemm_rows(np.array([0]), False, 1.0, A, B, 0.0, C)
 
 
+#: the large kernel's bias + activation epilogue: W3's and W4's forward products,
+#: C's width in one panel (A read in place) and not a multiple of 16 or 8, ragged
+#: m (tiles of 12 and 24 rows), k over several KC runs with a partial last one,
+#: k = 1 (float32 only), and products split over threads by columns and by rows.
+EPILOGUE_SHAPES = [(128, 256, 784), (128, 128, 256), (97, 33, 300), (65, 7, 3001),
+                   (300, 1000, 1), (13, 1000, 400), (1568, 256, 128), (129, 257, 1400),
+                   (40, 17, 9000)]
+
+
+@pytest.mark.parametrize("relu", [False, True], ids=["linear", "relu"])
+@pytest.mark.parametrize("m,n,k", EPILOGUE_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in
+                                                        EPILOGUE_SHAPES])
+def test_gemm_bias_epilogue_same_bits_as_separate_pass(rng, dtype, m, n, k, relu, monkeypatch):
+    """A := f(X·W + b) with b and f (relu, linear) applied in the large
+    kernel's tile store, by whichever thread stores the tile (1, 2 and 3
+    threads; A's rows in order and through a row index), has the bits of
+    gemm() followed by the separate bias_activation pass — NaN, ±inf and
+    zeros included — or is refused (False, C untouched) exactly where the
+    large kernel does not take the product. dense_forward routes relu and
+    linear layers there and gives the same bits."""
+    from nncore import blas
+    from nncore.activations import RELU
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    act = RELU if relu else 0
+    taken = K.simd() == "avx512" and m * n * k > tile_limit(dtype)
+    X = randn(rng, (m + 5, k), dtype, zeros=True)
+    X[1] = 0                          # a row of exact zeros: A = b there
+    X[2, k // 2] = np.nan             # a row of NaN
+    W, b = randn(rng, (k, n), dtype), randn(rng, n, dtype, zeros=True)
+    b[:3] = [np.inf, -np.inf, -0.0][:min(3, n)]
+    rows = rng.permutation(m + 5)[:m].astype(np.intp)
+    for index in (None, rows):
+        Xg = np.ascontiguousarray(X[:m] if index is None else X[index])
+        expected = np.empty((m, n), dtype)
+        K.gemm(False, False, 1.0, Xg, W, 0.0, expected)
+        K.bias_activation(expected, b, act)
+        for n_threads in (1, 2, 3):
+            C = np.full((m, n), 7.0, dtype)
+            with blas.threads(n_threads):
+                done = K.gemm_bias_epilogue(Xg if index is None else X, W, b, relu, C,
+                                            rows=index)
+            assert done is taken
+            np.testing.assert_array_equal(C.view(f"u{C.itemsize}"),
+                                          (expected if taken else np.full_like(C, 7.0))
+                                          .view(f"u{C.itemsize}"))
+    A = np.full((m, n), 7.0, dtype)
+    K.dense_forward(np.ascontiguousarray(X[:m]), W, b, act, A)
+    K.gemm(False, False, 1.0, np.ascontiguousarray(X[:m]), W, 0.0, expected)
+    K.bias_activation(expected, b, act)
+    np.testing.assert_array_equal(A.view(f"u{A.itemsize}"), expected.view(f"u{A.itemsize}"))
+
+
+#: dX = dZ·Wᵀ shapes for the relu-derivative epilogue: W3's 256←128 (128×256×128) and
+#: W4's, tails in m, n and k, k over several KC runs, and products a thread count
+#: would otherwise cut by rows (1568×256, 2000×40: with the sums, by columns only).
+RELU_BACKWARD_SHAPES = [(128, 256, 128), (512, 2048, 2048), (97, 33, 300), (65, 7, 3001),
+                        (1568, 256, 128), (2000, 40, 300), (40, 17, 9000), (129, 257, 1400)]
+
+
+@pytest.mark.parametrize("with_sums", [False, True], ids=["no-sums", "sums"])
+@pytest.mark.parametrize("m,n,k", RELU_BACKWARD_SHAPES,
+                         ids=[f"{m}x{n}x{k}" for m, n, k in RELU_BACKWARD_SHAPES])
+def test_gemm_relu_backward_epilogue_same_bits_as_separate_pass(rng, dtype, m, n, k,
+                                                                 with_sums, monkeypatch):
+    """dX := (dZ·Wᵀ) ⊙ relu'(A) with relu' (and the column sums of the result,
+    the bias gradient of the layer below) applied in the large kernel's tile
+    store, on 1, 2, 3 and 5 threads, has the bits of gemm() followed by the
+    separate activation_backward pass (its sums row by row in double) — NaN
+    and zero activations included — or is refused (False, dX and sums
+    untouched) exactly where the large kernel does not take the product.
+    dense_backward routes a relu layer below there, with the same bits."""
+    from nncore import blas
+    from nncore.activations import RELU
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    taken = K.simd() == "avx512" and m * n * k > tile_limit(dtype)
+    dZ, W = randn(rng, (m, k), dtype), randn(rng, (n, k), dtype)
+    A = np.maximum(randn(rng, (m, n), dtype, zeros=True), dtype(0))
+    A[0, :min(3, n)] = np.nan
+    A[-1] = -0.0
+    expected, expected_sums = np.empty((m, n), dtype), np.full(n, 5.0)
+    K.gemm(False, True, 1.0, dZ, W, 0.0, expected)
+    K.activation_backward(expected, A, RELU, expected_sums if with_sums else None)
+    # repeated: threads adding to the same sums (a split by rows) differ only sometimes
+    for n_threads in [1] + [2, 3, 5] * (8 if m * n * k < 10 ** 8 else 1):
+        dX, sums = np.full((m, n), 7.0, dtype), np.full(n, 3.0)
+        with blas.threads(n_threads):
+            done = K.gemm_relu_backward_epilogue(dZ, W, A, dX, sums if with_sums else None)
+        assert done is taken
+        if not taken:
+            expected, expected_sums = np.full_like(dX, 7.0), np.full(n, 3.0)
+        np.testing.assert_array_equal(dX.view(f"u{dX.itemsize}"),
+                                      expected.view(f"u{dX.itemsize}"))
+        if with_sums:
+            np.testing.assert_array_equal(sums.view(np.uint64), expected_sums.view(np.uint64))
+    if with_sums:
+        return
+    dX, gW, gb = np.empty((m, n), dtype), np.zeros((n, k), dtype), np.zeros(k, dtype)
+    K.dense_backward(A, dZ, W.copy(), RELU, dX, gW, gb, 1.0, 0.0)
+    reference = np.empty((m, n), dtype)
+    K.gemm(False, True, 1.0, dZ, W, 0.0, reference)
+    K.activation_backward(reference, A, RELU)
+    np.testing.assert_array_equal(dX.view(f"u{dX.itemsize}"), reference.view(f"u{dX.itemsize}"))
+
+
+def test_gemm_relu_backward_epilogue_bad_arguments():
+    dZ, W, A, dX = np.ones((4, 3)), np.ones((2, 3)), np.ones((4, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="sums"):
+        K.gemm_relu_backward_epilogue(dZ, W, A, dX, np.ones(3))
+    with pytest.raises(ValueError, match="A"):
+        K.gemm_relu_backward_epilogue(dZ, W, np.ones((4, 3)), dX)
+    with pytest.raises(ValueError, match="W"):
+        K.gemm_relu_backward_epilogue(dZ, np.ones((3, 3)), A, dX)
+
+
+def test_gemm_bias_epilogue_bad_arguments():
+    X, W, C = np.ones((4, 3)), np.ones((3, 2)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="b"):
+        K.gemm_bias_epilogue(X, W, np.ones(3), True, C)
+    with pytest.raises(ValueError, match="rows"):
+        K.gemm_bias_epilogue(X, W, np.ones(2), True, C, rows=np.array([0, 1, 2, 4]))
+    with pytest.raises(ValueError, match="rows"):
+        K.gemm_bias_epilogue(X, W, np.ones(2), True, C, rows=np.array([0, 1]))
+
+
 @pytest.mark.parametrize("sizes,n,batch", [((784, 256, 10), 300, 128),
                                            ((64, 100, 10), 205, 200)])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
