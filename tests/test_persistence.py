@@ -1002,6 +1002,61 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
         nncore.load(r)
 
 
+def test_save_into_any_writable_binary_stream_loads_back(saved, tmp_path):
+    """save wrote into the caller's stream with zipfile, which seeks back to
+    patch each member's header: gzip.open(..., "wb") raised OSError 'Negative
+    seek in write mode'; a file opened "ab" (writes go to the end) got a
+    corrupt model, silently; a longer file opened "r+b" kept its old tail,
+    whose zip directory hid the new model (load: 'Bad CRC-32'). A file object
+    opened for the other direction is a TypeError naming the mode to use."""
+    import gzip
+    m, path = saved
+    expected = io.BytesIO()
+    m.save(expected)
+
+    def same(other):
+        for a, b in zip(other.get_weights(), m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+    with gzip.open(tmp_path / "m.npz.gz", "wb") as f:
+        m.save(f)
+    with gzip.open(tmp_path / "m.npz.gz", "rb") as f:
+        same(nncore.load(f))
+    (tmp_path / "a.npz").write_bytes(b"header")
+    with open(tmp_path / "a.npz", "ab") as f:
+        m.save(f)
+    assert (tmp_path / "a.npz").read_bytes() == b"header" + expected.getvalue()
+    with open(tmp_path / "a.npz", "rb") as f:
+        f.seek(6)
+        same(nncore.load(f))
+    bigger = model()
+    bigger.layers[0].W[...] = 1.0   # a different model, saved first in the file
+    (tmp_path / "r.npz").write_bytes(b"x" * 5 * len(expected.getvalue()))
+    with open(tmp_path / "r.npz", "r+b") as f:
+        m.save(f)
+        assert f.tell() == len(expected.getvalue())
+    assert (tmp_path / "r.npz").read_bytes() == expected.getvalue()
+    bigger.save(tmp_path / "r.npz")
+    with open(tmp_path / "r.npz", "r+b") as f:
+        m.save(f)
+    same(nncore.load(tmp_path / "r.npz"))
+    stream = io.BytesIO(b"y" * 10_000)
+    stream.seek(3)
+    m.save(stream)
+    assert stream.getvalue() == b"yyy" + expected.getvalue()
+    read, write = os.pipe()   # a pipe: written through, read back through BytesIO
+    with os.fdopen(write, "wb") as w, os.fdopen(read, "rb") as r:
+        m.save(w)
+        w.close()
+        same(nncore.load(io.BytesIO(r.read())))
+    with open(path, "rb") as f, \
+            pytest.raises(TypeError, match=r"not open for writing.*open it with mode 'wb'"):
+        m.save(f)
+    with open(tmp_path / "w.npz", "wb") as f, \
+            pytest.raises(TypeError, match=r"not open for reading.*open it with mode 'rb'"):
+        nncore.load(f)
+
+
 def test_two_models_in_one_file_or_stream_are_refused_not_swapped(saved, tmp_path):
     """zipfile reads the last archive of a file: two models saved one after the
     other into a stream (or `cat a.npz b.npz`) loaded silently as the second
