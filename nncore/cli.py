@@ -425,8 +425,15 @@ def refuse_overwriting_model(model, output):
 def write_file(path, write, binary=False):
     """Call write(f) on a file that replaces `path` only once written whole
     (nncore.io._replace_file, save's way). Text files are UTF-8 with
-    newline="" (what the csv module wants)."""
-    from .io import _replace_file
+    newline="" (what the csv module wants). A path that is not a regular file
+    (/dev/stdout, a FIFO, /dev/null) is written through as it is: a rename
+    would replace it by a regular file."""
+    from .io import _replace_file, _special_file
+    if _special_file(path):   # (os.stat follows /dev/stdout to a pipe; realpath cannot)
+        with (open(path, "wb") if binary
+              else open(path, "w", newline="", encoding="utf-8")) as f:
+            write(f)
+        return
     target = os.path.realpath(path)   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)

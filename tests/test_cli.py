@@ -747,6 +747,37 @@ def test_write_file_keeps_the_previous_file_when_writing_fails(tmp_path):
         cli.write_file(str(tmp_path), lambda f: f.write("x"))
 
 
+def test_output_to_a_fifo_or_dev_stdout_is_written_through(tmp_path, flowers):
+    """predict -o renames a temporary file over its target: a FIFO was replaced
+    by a regular file (its reader waited for ever; as root the same befalls
+    /dev/null), and `-o /dev/stdout` with standard output on a pipe failed
+    ('cannot save in /proc/<pid>/fd'). A path that is not a regular file is
+    now opened and written as it is, as any command-line tool writes one."""
+    import stat
+    import threading
+    assert run("train", flowers, "--target", "species", "--epochs", "2", "-q",
+               "-o", tmp_path / "m.npz").returncode == 0
+    expected = run("predict", tmp_path / "m.npz", flowers).stdout
+    assert len(expected.splitlines()) == 241
+    to_stdout = run("predict", tmp_path / "m.npz", flowers, "-o", "/dev/stdout")
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    assert to_stdout.stdout == expected
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    predicted = run("predict", tmp_path / "m.npz", flowers, "-o", fifo, timeout=120)
+    reader.join(30)
+    if reader.is_alive():   # unblock the reader: the FIFO was never opened for writing
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        reader.join(30)
+    assert predicted.returncode == 0, predicted.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got == [expected]
+
+
 def test_ctrl_c_during_training_exits_130_quietly_and_writes_nothing(tmp_path):
     """SIGINT to `nncore train` once training runs: exit status 130, one
     "interrupted" line, no traceback, no model or JSON file written."""
