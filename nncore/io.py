@@ -112,7 +112,8 @@ def save(model, path):
     target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
     if os.path.isdir(target):
         raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)
-    kind = _special_file(target)
+    # (the path itself too: os.stat follows /dev/stdout to a pipe, realpath cannot)
+    kind = _special_file(target) or _special_file(user_path)
     if kind:   # the rename would put a regular file in place of /dev/null, a FIFO, ...
         raise ValueError(f"cannot save to {os.fsdecode(user_path)!r}: it is {kind}, not a "
                          "regular file, and save replaces the file at its path (write to a "

@@ -942,6 +942,23 @@ def test_a_fifo_is_refused_by_save_and_load(saved, tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
+def test_save_to_dev_stdout_on_a_pipe_is_refused_as_a_fifo(saved):
+    """/dev/stdout on a pipe: realpath gives '/proc/<pid>/fd/pipe:[n]', which
+    does not exist, so the FIFO check passed and save failed with
+    "cannot save: the folder '/proc/<pid>/fd' does not exist" (also `nncore
+    train -o /dev/stdout | ...`). The path itself is stat'ed now: refused as a
+    FIFO, as a named one is."""
+    _, path = saved
+    code = ("import sys, nncore\n"
+            "try:\n    nncore.load(sys.argv[1]).save('/dev/stdout')\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    assert done.stdout == ""
+    assert done.stderr.startswith("ValueError cannot save to '/dev/stdout': it is a FIFO, "
+                                  "not a regular file"), done.stderr
+
+
 def test_save_and_load_take_binary_file_objects(saved, tmp_path):
     """save(io.BytesIO()) and load(open(path, "rb")) failed with os.fspath's
     TypeError (numpy.savez/load and torch.save/load take file objects). A
