@@ -156,8 +156,10 @@ def _write_stream(f, data, model):
     buffer = io.BytesIO()
     _write(buffer, data, model)
     view = buffer.getbuffer()
-    while view:   # (a raw stream may take part of it)
+    while view:   # (a raw stream may take part of it; None: a writer that returns nothing)
         written = f.write(view)
+        if written == 0:
+            raise OSError(errno.EIO, "cannot save: the stream took no bytes")
         view = view[len(view) if written is None else written:]
     try:
         end = f.tell()

@@ -1066,6 +1066,22 @@ def test_save_into_any_writable_binary_stream_loads_back(saved, tmp_path):
         m.save(w)
         w.close()
         same(nncore.load(io.BytesIO(r.read())))
+
+    class Raw(io.RawIOBase):   # takes at most `most` bytes a call, as raw streams may
+        def __init__(self, most):
+            self.data, self.most = bytearray(), most
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.data += bytes(b[:self.most])
+            return min(len(b), self.most)
+    raw = Raw(7)
+    m.save(raw)
+    assert bytes(raw.data) == expected.getvalue()
+    with pytest.raises(OSError, match="the stream took no bytes"):   # not a busy loop
+        m.save(Raw(0))
     with open(path, "rb") as f, \
             pytest.raises(TypeError, match=r"not open for writing.*open it with mode 'wb'"):
         m.save(f)
