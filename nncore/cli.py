@@ -178,6 +178,12 @@ def _read_csv(path):
     if not rows:
         raise UsageError(f"{path} is empty; expected a header row and data rows")
     names = [name.strip() for name in rows[0]]
+    other = [sep for sep in ";\t|" if len(names) == 1 and sep in names[0]]
+    if other:   # (Excel in many locales writes ';'): one column named "a;b;label"
+        raise UsageError(f"{path} has one column, named {names[0]!r}: nncore reads "
+                         f"comma-separated values, and this header looks separated by "
+                         f"{other[0]!r}; convert the file (e.g. pandas.read_csv(path, "
+                         f"sep={other[0]!r}).to_csv(new_path, index=False))")
     if len(set(names)) != len(names) or "" in names:
         raise UsageError(f"{path}: the header row must name every column once, got "
                          f"{', '.join(map(repr, names))}")

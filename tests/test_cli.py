@@ -747,6 +747,21 @@ def test_write_file_keeps_the_previous_file_when_writing_fails(tmp_path):
         cli.write_file(str(tmp_path), lambda f: f.write("x"))
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_csv_separated_by_something_else_is_named(tmp_path, sep):
+    """A semicolon CSV (Excel's in many locales) or a TSV read as one column:
+    'column 'label' not in x.csv; its columns are a;b;label'. Now the error
+    names the separator the header seems to use."""
+    X, y = blobs(20)
+    path = tmp_path / "x.csv"
+    path.write_text(sep.join(["a", "b", "label"]) + "\n"
+                    + "".join(f"{a}{sep}{b}{sep}{c}\n" for (a, b), c in zip(X, y)))
+    done = run("train", path, "--target", "label", "-q", "-o", tmp_path / "m.npz")
+    assert done.returncode == 2
+    assert f"looks separated by {sep!r}" in done.stderr, done.stderr
+    assert "nncore reads comma-separated values" in done.stderr
+
+
 def test_output_to_a_fifo_or_dev_stdout_is_written_through(tmp_path, flowers):
     """predict -o renames a temporary file over its target: a FIFO was replaced
     by a regular file (its reader waited for ever; as root the same befalls
