@@ -191,6 +191,10 @@ def _file_object(obj, method, mode):
 
 def _path(path):
     """os.fspath(path), with a TypeError that says what is accepted."""
+    if isinstance(path, (bytes, bytearray, memoryview)) and (
+            bytes(path[:4]) == b"PK\x03\x04" or b"\0" in path):   # a model's bytes, not a path
+        raise TypeError("path is bytes holding a file's contents (a zip), not a path: pass "
+                        "io.BytesIO(data)")
     try:
         return os.fspath(path)
     except TypeError:

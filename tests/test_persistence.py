@@ -1009,6 +1009,8 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
         m.save(3)
     with pytest.raises(TypeError, match="got NoneType"):
         nncore.load(None)
+    with pytest.raises(TypeError, match=r"bytes holding a file's contents.*io.BytesIO\(data\)"):
+        nncore.load(stream.getvalue())   # was ValueError: embedded null byte
     with pytest.raises(ValueError, match="not a readable nncore model file"):
         nncore.load(io.BytesIO(b"not a zip"))
     read, write = os.pipe()   # a pipe: save streams into it; load needs to seek
