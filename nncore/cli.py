@@ -434,15 +434,14 @@ def write_file(path, write, binary=False):
     newline="" (what the csv module wants). A path that is not a regular file
     (/dev/stdout, a FIFO, /dev/null) is written through as it is: a rename
     would replace it by a regular file."""
-    from .io import _replace_file, _special_file
+    from .io import _refuse_folder, _replace_file, _special_file
     if _special_file(path):   # (os.stat follows /dev/stdout to a pipe; realpath cannot)
         with (open(path, "wb") if binary
               else open(path, "w", newline="", encoding="utf-8")) as f:
             write(f)
         return
+    _refuse_folder(path)
     target = os.path.realpath(path)   # through a symlink, as open() writes
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     if os.path.exists(target) and not os.access(target, os.W_OK):   # as open(path, "w")
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
     _replace_file(target, path, write, text=not binary)

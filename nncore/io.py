@@ -109,9 +109,8 @@ def save(model, path):
     user_path = _path(path)
     if not user_path:   # realpath("") is the working folder: say what open("") says
         raise FileNotFoundError(errno.ENOENT, "cannot save: the path is empty", user_path)
+    _refuse_folder(user_path)
     target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)
     # (the path itself too: os.stat follows /dev/stdout to a pipe, realpath cannot)
     kind = _special_file(target) or _special_file(user_path)
     if kind:   # the rename would put a regular file in place of /dev/null, a FIFO, ...
@@ -146,6 +145,16 @@ def _replace_file(target, user_path, write, text=False):
 
 def _write(f, data, model):
     np.savez(f, meta=np.frombuffer(data, np.uint8), params=model._params, state=model._state)
+
+
+def _refuse_folder(user_path):
+    """IsADirectoryError, as open(path, "w") raises, for a folder or a path
+    ending with a separator: realpath drops the separator, so 'results/' would
+    otherwise become a file named results."""
+    if os.fsdecode(user_path).endswith(tuple(filter(None, (os.sep, os.altsep)))) \
+            or os.path.isdir(os.path.realpath(os.fsdecode(user_path))):
+        raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)} (expected the path "
+                                "of a file)", user_path)
 
 
 def _write_stream(f, data, model):

@@ -745,6 +745,9 @@ def test_write_file_keeps_the_previous_file_when_writing_fails(tmp_path):
     assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["m.onnx"]
     with pytest.raises(IsADirectoryError):
         cli.write_file(str(tmp_path), lambda f: f.write("x"))
+    with pytest.raises(IsADirectoryError):   # `-o results/` wrote a file named results
+        cli.write_file(str(tmp_path / "results") + os.sep, lambda f: f.write("x"))
+    assert not (tmp_path / "results").exists()
 
 
 @pytest.mark.parametrize("sep", [";", "\t"])

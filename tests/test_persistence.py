@@ -757,6 +757,10 @@ def test_save_into_a_missing_folder_names_the_path(saved, tmp_path):
     with pytest.raises(IsADirectoryError) as info:
         m.save(tmp_path)
     assert info.value.filename == str(tmp_path)
+    folder = str(tmp_path / "newdir") + os.sep   # was saved as a file named newdir
+    with pytest.raises(IsADirectoryError, match="expected the path of a file"):
+        m.save(folder)
+    assert not os.path.exists(folder.rstrip(os.sep))
     for empty in ("", b""):   # was IsADirectoryError: realpath("") is the working folder
         with pytest.raises(FileNotFoundError, match="cannot save: the path is empty"):
             m.save(empty)
