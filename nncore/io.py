@@ -200,7 +200,7 @@ def _file_object(obj, method, mode):
 
 def _path(path):
     """os.fspath(path), with a TypeError that says what is accepted."""
-    if isinstance(path, (bytes, bytearray, memoryview)) and (
+    if isinstance(path, (bytes, bytearray)) and (
             bytes(path[:4]) == b"PK\x03\x04" or b"\0" in path):   # a model's bytes, not a path
         raise TypeError("path is bytes holding a file's contents (a zip), not a path: pass "
                         "io.BytesIO(data)")

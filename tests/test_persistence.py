@@ -956,8 +956,8 @@ def test_save_to_dev_stdout_on_a_pipe_is_refused_as_a_fifo(saved):
     code = ("import sys, nncore\n"
             "try:\n    nncore.load(sys.argv[1]).save('/dev/stdout')\n"
             "except Exception as exc:\n    print(type(exc).__name__, exc, file=sys.stderr)\n")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, timeout=120, check=False)
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=120, check=False)   # stdout: a pipe
     assert done.stdout == ""
     assert done.stderr.startswith("ValueError cannot save to '/dev/stdout': it is a FIFO, "
                                   "not a regular file"), done.stderr
