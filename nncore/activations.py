@@ -60,6 +60,9 @@ def softmax(z: ArrayLike, out: NDArray[np.floating] | None = None) -> NDArray[np
     z = _real(z, out)
     if z.ndim == 0:
         raise ValueError("z is a single number; expected (classes,) or (n, classes) logits")
+    if z.shape[-1] == 0:   # (rows without classes: max() has nothing to reduce)
+        raise ValueError(f"z has no classes (its last axis has length 0), shape {z.shape}; "
+                         "expected (classes,) or (n, classes) logits")
     out = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True, dtype=np.float64).astype(out.dtype, copy=False)

@@ -178,6 +178,12 @@ def _read_csv(path):
     if not rows:
         raise UsageError(f"{path} is empty; expected a header row and data rows")
     names = [name.strip() for name in rows[0]]
+    other = [sep for sep in ";\t|" if len(names) == 1 and sep in names[0]]
+    if other:   # (Excel in many locales writes ';'): one column named "a;b;label"
+        raise UsageError(f"{path} has one column, named {names[0]!r}: nncore reads "
+                         f"comma-separated values, and this header looks separated by "
+                         f"{other[0]!r}; convert the file (e.g. pandas.read_csv(path, "
+                         f"sep={other[0]!r}).to_csv(new_path, index=False))")
     if len(set(names)) != len(names) or "" in names:
         raise UsageError(f"{path}: the header row must name every column once, got "
                          f"{', '.join(map(repr, names))}")
@@ -425,14 +431,22 @@ def refuse_overwriting_model(model, output):
 def write_file(path, write, binary=False):
     """Call write(f) on a file that replaces `path` only once written whole
     (nncore.io._replace_file, save's way). Text files are UTF-8 with
-    newline="" (what the csv module wants)."""
-    from .io import _replace_file
+    newline="" (what the csv module wants). A path that is not a regular file
+    (/dev/stdout, a FIFO, /dev/null) is written through as it is: a rename
+    would replace it by a regular file. Returns True when it was (a status
+    line then belongs on stderr: the output may be stdout)."""
+    from .io import _refuse_folder, _replace_file, _special_file
+    if _special_file(path):   # (os.stat follows /dev/stdout to a pipe; realpath cannot)
+        with (open(path, "wb") if binary
+              else open(path, "w", newline="", encoding="utf-8")) as f:
+            write(f)
+        return True
+    _refuse_folder(path)
     target = os.path.realpath(path)   # through a symlink, as open() writes
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), path)
     if os.path.exists(target) and not os.access(target, os.W_OK):   # as open(path, "w")
         raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
     _replace_file(target, path, write, text=not binary)
+    return False
 
 
 def cmd_train(args):
@@ -598,7 +612,7 @@ def cmd_export(args):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "
                          "version with it")
     graph = model.to_onnx()
-    write_file(args.output, lambda f: f.write(graph.SerializeToString()), binary=True)
+    through = write_file(args.output, lambda f: f.write(graph.SerializeToString()), binary=True)
     classes = info["classes"] if info else None
     if classes and model.n_outputs == 1:   # binary_cross_entropy: one sigmoid output
         meaning = (f" (the probability of class {classes[1]}; below 0.5 the prediction is "
@@ -606,7 +620,8 @@ def cmd_export(args):
     else:
         meaning = f" (probabilities of classes {', '.join(classes)})" if classes else ""
     print(f"wrote {args.output}: input {model.dtype.name}[N, {model.n_features}] -> output "
-          f"{model.dtype.name}[N, {model.n_outputs}]" + meaning)
+          f"{model.dtype.name}[N, {model.n_outputs}]" + meaning,
+          file=sys.stderr if through else sys.stdout)
 
 
 def cmd_info(args):

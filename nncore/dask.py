@@ -89,10 +89,10 @@ def _map_method(model, X, method):
     model_key = dask.delayed(model, pure=True, name=f"nncore-model-{tokenize(model)}")
     if frame:
         apply = dask.delayed(_apply, pure=True)
-        parts = [da.from_delayed(apply(part, model_key, method, tail, dtype),
+        parts = [da.from_delayed(apply(part, model_key, method, tail, dtype, partition=i),
                                  shape=(np.nan,) + tail, dtype=dtype,
                                  meta=np.empty((0,) + tail, dtype))
-                 for part in X.to_delayed()]
+                 for i, part in enumerate(X.to_delayed())]
         return da.concatenate(parts, axis=0)
     return da.map_blocks(_apply, X, model_key, method, tail, dtype,
                          dtype=dtype, chunks=(X.chunks[0],) + tail,
@@ -101,16 +101,24 @@ def _map_method(model, X, method):
                          name=f"nncore-{method}-" + tokenize(model_key.key, X, method))
 
 
-def _apply(block, model, method, tail, dtype, block_info=None):
+def _apply(block, model, method, tail, dtype, block_info=None, partition=None):
     """One chunk through the model (an empty chunk gives an empty result: the
     estimators refuse empty input). block_info (from map_blocks): where the
-    chunk lies, named in a ValueError, whose indices count from the chunk."""
+    chunk lies; partition: the number of a dataframe's partition (a pandas
+    frame, whose index labels its rows). Either is named in a ValueError, whose
+    indices count from the chunk."""
     if block.shape[0] == 0:
         return np.empty((0,) + tail, dtype)
     try:
         return np.asarray(getattr(model, method)(block))
     except ValueError as exc:
-        if type(exc) is not ValueError or not block_info or 0 not in block_info:
+        if type(exc) is not ValueError:
+            raise
+        if partition is not None:   # (a dataframe's row count is unknown before computing)
+            raise ValueError(f"{exc} [in partition {partition} of X, index {block.index[0]}.."
+                             f"{block.index[-1]}; the indices above count from its first "
+                             "row]") from exc
+        if not block_info or 0 not in block_info:
             raise
         start, stop = block_info[0]["array-location"][0]
         raise _in_chunk(exc, start, stop) from exc
@@ -140,6 +148,11 @@ def _n_features(model):
         if isinstance(value, numbers.Integral):
             return int(value)
     return None
+
+
+#: why a dataframe's to_dask_array() may hold objects (NaN for pd.NA after astype)
+_OBJECT_FRAME = ("a dataframe with nullable or pyarrow columns (Float64, Int64, boolean, "
+                 "double[pyarrow], ...) gives an object array; convert it with")
 
 
 def _is_dataframe(X):
@@ -182,7 +195,10 @@ def _check_array(X, n_features, name="X"):
                          f"call {name}.compute_chunk_sizes() first, or make it with "
                          "dataframe.to_dask_array(lengths=True)")
     if X.dtype.kind not in "biuf":
-        raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers (int, bool or float)")
+        raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers (int, bool or float)"
+                        + (f" ({_OBJECT_FRAME}: {name}.astype('float64')"
+                           ".to_dask_array(lengths=True) on the dataframe)"
+                           if X.dtype.kind == "O" else ""))
     if X.shape[0] == 0:  # as model.predict / scikit-learn's check_array (empty chunks are fine)
         raise ValueError(f"{name} has no rows, shape {X.shape}; expected at least one sample "
                          "(model.predict refuses 0 rows too)")
@@ -240,8 +256,11 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
                         "estimator with partial_fit (nncore.sklearn's, with solver 'sgd' or "
                         "'adam') or an nncore.Sequential")
     if _is_dataframe(X):
+        numpy_columns = all(isinstance(dt, np.dtype) for dt in X.dtypes)
         raise TypeError(f"X is a dask {type(X).__name__}; fit_incremental takes a dask.array "
-                        "with known chunk sizes: pass X.to_dask_array(lengths=True)")
+                        "with known chunk sizes: pass X.to_dask_array(lengths=True)"
+                        + ("" if numpy_columns else
+                           f" — {_OBJECT_FRAME}: X.astype('float64').to_dask_array(lengths=True)"))
     X = _check_array(X, _n_features(estimator))
     if not isinstance(y, da.Array):
         y = np.asarray(y)

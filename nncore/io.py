@@ -75,17 +75,21 @@ def save(model, path):
     """Write `model` to `path` (an .npz file) atomically; see the module docstring.
 
     path: a file path (str, bytes, os.PathLike); or a binary file object
-    (open(..., "wb"), io.BytesIO), which is written in place from its current
-    position (no temporary file, no rename: flushing and closing it are the
-    caller's), as numpy.savez and torch.save write one.
+    (open(..., "wb"), io.BytesIO, gzip.open(..., "wb"), a pipe), which is
+    written in place from its current position (no temporary file, no rename:
+    flushing and closing it are the caller's), as numpy.savez and torch.save
+    write one. The model is built in memory and written in one go (zipfile
+    would seek back into the stream, which gzip and "ab" files cannot do), and
+    what a seekable stream held after it is cut off (a longer file opened
+    "r+b": its old zip directory, read from the end, would hide the model).
 
     Raises ValueError (nothing written) when the model holds something the
     file cannot represent — e.g. a user-defined optimizer or schedule class —
     or when `path` is a FIFO, a device or a socket (the atomic rename would
     replace it with a regular file: /dev/null would stop being a device);
     IsADirectoryError for a folder, FileNotFoundError naming `path` when its
-    folder does not exist, TypeError for a file object open in text mode or a
-    path of another type.
+    folder does not exist, TypeError for a file object open in text mode or
+    not for writing, or a path of another type.
     """
     meta = _meta(model)
     data = json.dumps(meta, allow_nan=True).encode("utf-8")
@@ -100,15 +104,15 @@ def save(model, path):
     except ValueError as exc:
         raise ValueError(f"cannot save this model, load() would refuse it: {exc}") from None
     if _file_object(path, "write", "wb"):   # the caller's stream: written in place, no rename
-        _write(path, data, model)
+        _write_stream(path, data, model)
         return
     user_path = _path(path)
     if not user_path:   # realpath("") is the working folder: say what open("") says
         raise FileNotFoundError(errno.ENOENT, "cannot save: the path is empty", user_path)
+    _refuse_folder(user_path)
     target = os.path.realpath(os.fsdecode(user_path))   # through a symlink, as open() writes
-    if os.path.isdir(target):
-        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), user_path)
-    kind = _special_file(target)
+    # (the path itself too: os.stat follows /dev/stdout to a pipe, realpath cannot)
+    kind = _special_file(target) or _special_file(user_path)
     if kind:   # the rename would put a regular file in place of /dev/null, a FIFO, ...
         raise ValueError(f"cannot save to {os.fsdecode(user_path)!r}: it is {kind}, not a "
                          "regular file, and save replaces the file at its path (write to a "
@@ -143,20 +147,63 @@ def _write(f, data, model):
     np.savez(f, meta=np.frombuffer(data, np.uint8), params=model._params, state=model._state)
 
 
+def _refuse_folder(user_path):
+    """IsADirectoryError, as open(path, "w") raises, for a folder or a path
+    ending with a separator: realpath drops the separator, so 'results/' would
+    otherwise become a file named results."""
+    if os.fsdecode(user_path).endswith(tuple(filter(None, (os.sep, os.altsep)))) \
+            or os.path.isdir(os.path.realpath(os.fsdecode(user_path))):
+        raise IsADirectoryError(errno.EISDIR, f"{os.strerror(errno.EISDIR)} (expected the path "
+                                "of a file)", user_path)
+
+
+def _write_stream(f, data, model):
+    """The model written to the caller's binary stream `f` from its position:
+    built in a BytesIO first (zipfile seeks back to patch each member's header,
+    which a gzip or "ab" stream cannot do: OSError, or a corrupt file written
+    silently), then written whole; a seekable stream's bytes after it are cut."""
+    buffer = io.BytesIO()
+    _write(buffer, data, model)
+    view = buffer.getbuffer()
+    while view:   # (a raw stream may take part of it; None: a writer that returns nothing)
+        written = f.write(view)
+        if written == 0:
+            raise OSError(errno.EIO, "cannot save: the stream took no bytes")
+        view = view[len(view) if written is None else written:]
+    try:
+        end = f.tell()
+        longer = f.seekable() and f.seek(0, io.SEEK_END) > end
+    except (OSError, ValueError):   # gzip, pipes: cannot tell or seek, nothing after
+        return
+    if longer:
+        try:
+            f.truncate(end)
+        finally:
+            f.seek(end)
+
+
 def _file_object(obj, method, mode):
     """True for an open binary file object (one with `method`, not a path);
-    TypeError for one opened in text mode."""
+    TypeError for one opened in text mode or not for `method`."""
     if isinstance(obj, (str, bytes, os.PathLike)) or not hasattr(obj, method):
         return False
     mode_of = getattr(obj, "mode", None)   # (a tempfile wrapper is no TextIOBase)
     if isinstance(obj, io.TextIOBase) or (isinstance(mode_of, str) and "b" not in mode_of):
         raise TypeError(f"the file object is open in text mode; a model file is binary: "
                         f"open it with mode {mode!r}")
+    able, doing = {"write": ("writable", "writing"), "read": ("readable", "reading")}[method]
+    able = getattr(obj, able, None)
+    if callable(able) and not able():   # (closed: its ValueError says so)
+        raise TypeError(f"the file object is not open for {doing}: open it with mode {mode!r}")
     return True
 
 
 def _path(path):
     """os.fspath(path), with a TypeError that says what is accepted."""
+    if isinstance(path, (bytes, bytearray)) and (
+            bytes(path[:4]) == b"PK\x03\x04" or b"\0" in path):   # a model's bytes, not a path
+        raise TypeError("path is bytes holding a file's contents (a zip), not a path: pass "
+                        "io.BytesIO(data)")
     try:
         return os.fspath(path)
     except TypeError:

@@ -24,6 +24,9 @@ BF16_SPARSE = ("dtype='mixed_bfloat16' runs the Dense products on dense input on
                "as a dense array (e.g. X.toarray()) or use dtype='float32' for sparse input")
 OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
             "the inputs or the weights are too large; scale the inputs (e.g. standardise X)")
+# evaluate: the outputs may be finite and the loss not ((y − ŷ)², a softmax's log-sum-exp)
+LOSS_OVERFLOW = ("the loss is not finite: the outputs or the loss overflowed {dtype}, so the "
+                 "inputs or the weights are too large; scale the inputs (e.g. standardise X)")
 
 
 class Network:
@@ -261,7 +264,7 @@ class Network:
             self.forward(X, Z, logits=True)
             total, metric = output_loss(Z, Y, None, self.layout[-1][2], loss)
         if not np.isfinite(total):
-            raise ValueError(OVERFLOW.format(dtype=X.dtype.name))
+            raise ValueError(LOSS_OVERFLOW.format(dtype=X.dtype.name))
         return total / X.shape[0], metric / X.shape[0]
 
 

@@ -64,6 +64,9 @@ BF16_SPARSE = ("dtype='mixed_bfloat16' runs the Dense products on dense input on
                "as a dense array (e.g. X.toarray()) or use dtype='float32' for sparse input")
 OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
             "the inputs or the weights are too large; scale the inputs (e.g. standardise X)")
+# evaluate: the outputs may be finite and the loss not ((y − ŷ)², a softmax's log-sum-exp)
+LOSS_OVERFLOW = ("the loss is not finite: the outputs or the loss overflowed {dtype}, so the "
+                 "inputs or the weights are too large; scale the inputs (e.g. standardise X)")
 
 
 cdef struct Layer:
@@ -1040,7 +1043,7 @@ cdef class Network:
         finally:
             free(buf)
         if not isfinite(total):
-            raise ValueError(OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
+            raise ValueError(LOSS_OVERFLOW.format(dtype=np.dtype(self.params.dtype).name))
         return total / n, metric / n
 
 

@@ -622,3 +622,7 @@ def test_softmax_and_sigmoid_take_the_logits_cross_entropy_points_to():
         softmax([["a", "b"]])
     with pytest.raises(ValueError, match=r"expected \(classes,\) or \(n, classes\) logits"):
         softmax(3.0)
+    for empty in ([], np.zeros((4, 0))):   # was numpy's "zero-size array to reduction ..."
+        with pytest.raises(ValueError, match=r"no classes \(its last axis has length 0\)"):
+            softmax(empty)
+    assert softmax(np.zeros((0, 3))).shape == (0, 3)   # no rows is fine

@@ -558,6 +558,20 @@ def test_targets_out_of_range_say_what_this_loss_takes(loss, out, y, expected):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_evaluate_whose_loss_overflows_does_not_blame_the_outputs(backend):
+    """evaluate said "the network's outputs are not finite: the forward pass
+    overflowed float32" when the outputs were finite (predict returned them)
+    and the loss overflowed: (y − ŷ)² of ŷ = 1e30 in float32."""
+    model = Sequential([Dense(1, 1)], loss="mse", seed=0, backend=backend)
+    model.set_weights([np.ones((1, 1)), np.zeros(1)])
+    X, y = np.array([[1e30]]), np.array([[0.0]])
+    assert np.isfinite(model.predict(X)).all()
+    with pytest.raises(ValueError, match=r"^the loss is not finite: the outputs or the loss "
+                                         r"overflowed float32, .*scale the inputs"):
+        model.evaluate(X, y)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("split", [False, True])
 def test_validation_rows_that_overflow_are_named_as_such(backend, split):
     """Finite validation rows can still overflow a float32 forward pass (mse has
@@ -572,7 +586,7 @@ def test_validation_rows_that_overflow_are_named_as_such(backend, split):
         kwargs = {"validation_split": 0.25}
     else:
         kwargs = {"validation_data": (X * 1e37, y)}
-    with pytest.raises(ValueError, match=r"^validation after epoch 1: the network's outputs "
-                       r"are not finite.*\(the validation rows overflow; the training "
-                       r"batches' losses were finite\)$"):
+    with pytest.raises(ValueError, match=r"^validation after epoch 1: the loss is not "
+                       r"finite: the outputs or the loss overflowed.*\(the validation rows "
+                       r"overflow; the training batches' losses were finite\)$"):
         model.fit(X, y, epochs=3, batch_size=10, **kwargs)

@@ -745,6 +745,73 @@ def test_write_file_keeps_the_previous_file_when_writing_fails(tmp_path):
     assert path.read_bytes() == b"new" and os.listdir(tmp_path) == ["m.onnx"]
     with pytest.raises(IsADirectoryError):
         cli.write_file(str(tmp_path), lambda f: f.write("x"))
+    with pytest.raises(IsADirectoryError):   # `-o results/` wrote a file named results
+        cli.write_file(str(tmp_path / "results") + os.sep, lambda f: f.write("x"))
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_a_csv_separated_by_something_else_is_named(tmp_path, sep):
+    """A semicolon CSV (Excel's in many locales) or a TSV read as one column:
+    'column 'label' not in x.csv; its columns are a;b;label'. Now the error
+    names the separator the header seems to use."""
+    X, y = blobs(20)
+    path = tmp_path / "x.csv"
+    path.write_text(sep.join(["a", "b", "label"]) + "\n"
+                    + "".join(f"{a}{sep}{b}{sep}{c}\n" for (a, b), c in zip(X, y)))
+    done = run("train", path, "--target", "label", "-q", "-o", tmp_path / "m.npz")
+    assert done.returncode == 2
+    assert f"looks separated by {sep!r}" in done.stderr, done.stderr
+    assert "nncore reads comma-separated values" in done.stderr
+
+
+def test_output_to_a_fifo_or_dev_stdout_is_written_through(tmp_path, flowers):
+    """predict -o renames a temporary file over its target: a FIFO was replaced
+    by a regular file (its reader waited for ever; as root the same befalls
+    /dev/null), and `-o /dev/stdout` with standard output on a pipe failed
+    ('cannot save in /proc/<pid>/fd'). A path that is not a regular file is
+    now opened and written as it is, as any command-line tool writes one."""
+    import stat
+    import threading
+    assert run("train", flowers, "--target", "species", "--epochs", "2", "-q",
+               "-o", tmp_path / "m.npz").returncode == 0
+    expected = run("predict", tmp_path / "m.npz", flowers).stdout
+    assert len(expected.splitlines()) == 241
+    to_stdout = run("predict", tmp_path / "m.npz", flowers, "-o", "/dev/stdout")
+    assert to_stdout.returncode == 0, to_stdout.stderr
+    assert to_stdout.stdout == expected
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()), daemon=True)
+    reader.start()
+    predicted = run("predict", tmp_path / "m.npz", flowers, "-o", fifo, timeout=120)
+    reader.join(30)
+    if reader.is_alive():   # unblock the reader: the FIFO was never opened for writing
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        reader.join(30)
+    assert predicted.returncode == 0, predicted.stderr
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert got == [expected]
+
+
+def test_export_to_dev_stdout_writes_the_graph_alone(tmp_path, flowers):
+    """export -o /dev/stdout printed its "wrote ..." line on standard output
+    after the graph, so `nncore export m.npz -o /dev/stdout > m.onnx` was not
+    an ONNX file. The line goes to standard error when the output is written
+    through a device or pipe."""
+    pytest.importorskip("onnx")
+    if not hasattr(nncore.Sequential, "to_onnx"):
+        pytest.skip("Sequential.to_onnx is not in this tree")
+    assert run("train", flowers, "--target", "species", "--epochs", "2", "-q",
+               "-o", tmp_path / "m.npz").returncode == 0
+    assert run("export", tmp_path / "m.npz", "-o", tmp_path / "m.onnx").returncode == 0
+    done = subprocess.run([sys.executable, "-m", "nncore", "export", str(tmp_path / "m.npz"),
+                           "-o", "/dev/stdout"], capture_output=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (tmp_path / "m.onnx").read_bytes()
+    assert done.stderr.decode().startswith("wrote /dev/stdout: input float32[N, 2]")
 
 
 def test_ctrl_c_during_training_exits_130_quietly_and_writes_nothing(tmp_path):

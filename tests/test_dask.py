@@ -279,6 +279,40 @@ def test_dask_series_and_fit_incremental_on_a_dataframe_are_named():
         nd.fit_incremental(_sequential(), ddf, y)
 
 
+def test_a_dataframe_partition_error_and_nullable_columns_for_fit_incremental(client):
+    """A NaN in partition 2 of a dataframe was named 'first at index (1, 0)',
+    counted from that partition's first row with nothing saying so (arrays name
+    their chunk's rows). And fit_incremental's advice for a dataframe,
+    X.to_dask_array(lengths=True), gives an object array for nullable/pyarrow
+    columns, which it then refused as 'X has dtype object': the message now
+    gives the conversion that works, and that conversion trains."""
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    X, y = _data(60)
+    frame = pd.DataFrame(X, columns=list("abcdefgh")).astype("Float64")
+    frame.iloc[41, 2] = pd.NA
+    ddf = dd.from_pandas(frame, npartitions=3)
+    assert ddf.divisions == (0, 20, 40, 59)
+    seq = _sequential("float64")
+    with pytest.raises(ValueError, match=r"first at index \(1, 2\).*\[in partition 2 of X, "
+                                         r"index 40\.\.59; the indices above count from "
+                                         r"its first row\]"):
+        nd.predict(seq, ddf).compute()
+    with pytest.raises(TypeError, match=r"nullable or pyarrow columns.*"
+                                        r"X.astype\('float64'\).to_dask_array\(lengths=True\)"):
+        nd.fit_incremental(seq, ddf, y)
+    with pytest.raises(TypeError, match=r"dtype object.*X.astype\('float64'\)"):
+        nd.fit_incremental(seq, ddf.to_dask_array(lengths=True), y)
+    clean = dd.from_pandas(frame.fillna(0.5), npartitions=3)
+    trained = nd.fit_incremental(_sequential("float64"), clean.astype("float64")
+                                 .to_dask_array(lengths=True), y, shuffle=False)
+    by_hand = _sequential("float64")
+    for a, b in ((0, 20), (20, 40), (40, 60)):
+        by_hand.fit(frame.fillna(0.5).to_numpy("float64")[a:b], y[a:b], epochs=1)
+    for a, b in zip(trained.get_weights(), by_hand.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 # ---------------------------------------------------------------- fit_incremental
 
 @pytest.mark.parametrize("cls", CLASSIFIERS)

@@ -61,3 +61,19 @@ def test_release_build_has_no_debug_information():
         assert ".text" in names and ".dynsym" in names
         debug = [n for n in names if n.startswith(".debug")]
         assert not debug, f"{module.__file__} carries {debug}; release builds use -g0 (setup.py)"
+
+
+def test_every_folder_of_the_package_is_listed_for_setuptools():
+    """nncore/data (digits.npz, no Python) was not in [tool.setuptools]
+    packages: every build (`pip install -v -e .`, the README's first command)
+    printed setuptools' 40-line "Package would be ignored" warning for it."""
+    tomllib = pytest.importorskip("tomllib")   # Python 3.11+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if not os.path.isfile(os.path.join(root, "pyproject.toml")):
+        pytest.skip("not a source checkout")
+    with open(os.path.join(root, "pyproject.toml"), "rb") as f:
+        listed = tomllib.load(f)["tool"]["setuptools"]["packages"]
+    folders = [".".join(os.path.relpath(path, root).split(os.sep))
+               for path, dirs, _ in os.walk(os.path.join(root, "nncore"))
+               if not os.path.basename(path).startswith((".", "__"))]
+    assert sorted(folders) == sorted(listed)

@@ -757,6 +757,10 @@ def test_save_into_a_missing_folder_names_the_path(saved, tmp_path):
     with pytest.raises(IsADirectoryError) as info:
         m.save(tmp_path)
     assert info.value.filename == str(tmp_path)
+    folder = str(tmp_path / "newdir") + os.sep   # was saved as a file named newdir
+    with pytest.raises(IsADirectoryError, match="expected the path of a file"):
+        m.save(folder)
+    assert not os.path.exists(folder.rstrip(os.sep))
     for empty in ("", b""):   # was IsADirectoryError: realpath("") is the working folder
         with pytest.raises(FileNotFoundError, match="cannot save: the path is empty"):
             m.save(empty)
@@ -942,6 +946,23 @@ def test_a_fifo_is_refused_by_save_and_load(saved, tmp_path):
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
 
 
+def test_save_to_dev_stdout_on_a_pipe_is_refused_as_a_fifo(saved):
+    """/dev/stdout on a pipe: realpath gives '/proc/<pid>/fd/pipe:[n]', which
+    does not exist, so the FIFO check passed and save failed with
+    "cannot save: the folder '/proc/<pid>/fd' does not exist" (also `nncore
+    train -o /dev/stdout | ...`). The path itself is stat'ed now: refused as a
+    FIFO, as a named one is."""
+    _, path = saved
+    code = ("import sys, nncore\n"
+            "try:\n    nncore.load(sys.argv[1]).save('/dev/stdout')\n"
+            "except Exception as exc:\n    print(type(exc).__name__, exc, file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=120, check=False)   # stdout: a pipe
+    assert done.stdout == ""
+    assert done.stderr.startswith("ValueError cannot save to '/dev/stdout': it is a FIFO, "
+                                  "not a regular file"), done.stderr
+
+
 def test_save_and_load_take_binary_file_objects(saved, tmp_path):
     """save(io.BytesIO()) and load(open(path, "rb")) failed with os.fspath's
     TypeError (numpy.savez/load and torch.save/load take file objects). A
@@ -992,6 +1013,8 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
         m.save(3)
     with pytest.raises(TypeError, match="got NoneType"):
         nncore.load(None)
+    with pytest.raises(TypeError, match=r"bytes holding a file's contents.*io.BytesIO\(data\)"):
+        nncore.load(stream.getvalue())   # was ValueError: embedded null byte
     with pytest.raises(ValueError, match="not a readable nncore model file"):
         nncore.load(io.BytesIO(b"not a zip"))
     read, write = os.pipe()   # a pipe: save streams into it; load needs to seek
@@ -1000,6 +1023,77 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
     with os.fdopen(read, "rb") as r, \
             pytest.raises(ValueError, match=r"not seekable .* io.BytesIO\(f.read\(\)\)"):
         nncore.load(r)
+
+
+def test_save_into_any_writable_binary_stream_loads_back(saved, tmp_path):
+    """save wrote into the caller's stream with zipfile, which seeks back to
+    patch each member's header: gzip.open(..., "wb") raised OSError 'Negative
+    seek in write mode'; a file opened "ab" (writes go to the end) got a
+    corrupt model, silently; a longer file opened "r+b" kept its old tail,
+    whose zip directory hid the new model (load: 'Bad CRC-32'). A file object
+    opened for the other direction is a TypeError naming the mode to use."""
+    import gzip
+    m, path = saved
+    expected = io.BytesIO()
+    m.save(expected)
+
+    def same(other):
+        for a, b in zip(other.get_weights(), m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+    with gzip.open(tmp_path / "m.npz.gz", "wb") as f:
+        m.save(f)
+    with gzip.open(tmp_path / "m.npz.gz", "rb") as f:
+        same(nncore.load(f))
+    (tmp_path / "a.npz").write_bytes(b"header")
+    with open(tmp_path / "a.npz", "ab") as f:
+        m.save(f)
+    assert (tmp_path / "a.npz").read_bytes() == b"header" + expected.getvalue()
+    with open(tmp_path / "a.npz", "rb") as f:
+        f.seek(6)
+        same(nncore.load(f))
+    bigger = model()
+    bigger.layers[0].W[...] = 1.0   # a different model, saved first in the file
+    (tmp_path / "r.npz").write_bytes(b"x" * 5 * len(expected.getvalue()))
+    with open(tmp_path / "r.npz", "r+b") as f:
+        m.save(f)
+        assert f.tell() == len(expected.getvalue())
+    assert (tmp_path / "r.npz").read_bytes() == expected.getvalue()
+    bigger.save(tmp_path / "r.npz")
+    with open(tmp_path / "r.npz", "r+b") as f:
+        m.save(f)
+    same(nncore.load(tmp_path / "r.npz"))
+    stream = io.BytesIO(b"y" * 10_000)
+    stream.seek(3)
+    m.save(stream)
+    assert stream.getvalue() == b"yyy" + expected.getvalue()
+    read, write = os.pipe()   # a pipe: written through, read back through BytesIO
+    with os.fdopen(write, "wb") as w, os.fdopen(read, "rb") as r:
+        m.save(w)
+        w.close()
+        same(nncore.load(io.BytesIO(r.read())))
+
+    class Raw(io.RawIOBase):   # takes at most `most` bytes a call, as raw streams may
+        def __init__(self, most):
+            self.data, self.most = bytearray(), most
+
+        def writable(self):
+            return True
+
+        def write(self, b):
+            self.data += bytes(b[:self.most])
+            return min(len(b), self.most)
+    raw = Raw(7)
+    m.save(raw)
+    assert bytes(raw.data) == expected.getvalue()
+    with pytest.raises(OSError, match="the stream took no bytes"):   # not a busy loop
+        m.save(Raw(0))
+    with open(path, "rb") as f, \
+            pytest.raises(TypeError, match=r"not open for writing.*open it with mode 'wb'"):
+        m.save(f)
+    with open(tmp_path / "w.npz", "wb") as f, \
+            pytest.raises(TypeError, match=r"not open for reading.*open it with mode 'rb'"):
+        nncore.load(f)
 
 
 def test_two_models_in_one_file_or_stream_are_refused_not_swapped(saved, tmp_path):
