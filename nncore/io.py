@@ -247,6 +247,10 @@ def _temp_file(target, user_path):
         except FileExistsError:
             continue
         except FileNotFoundError:
+            if os.path.isdir(folder):   # /proc, /sys: no new file can be made there
+                raise FileNotFoundError(errno.ENOENT, f"cannot save in {folder!r}: no new "
+                                        "file can be created in this folder", user_path) \
+                    from None
             raise FileNotFoundError(errno.ENOENT, f"cannot save: the folder {folder!r} does "
                                     "not exist", user_path) from None
         except OSError as exc:

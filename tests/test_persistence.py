@@ -767,6 +767,14 @@ def test_save_into_a_missing_folder_names_the_path(saved, tmp_path):
     assert temporaries(tmp_path) == []
 
 
+@pytest.mark.skipif(not os.path.isfile("/proc/version"), reason="needs Linux's /proc")
+def test_save_where_no_file_can_be_created_does_not_say_the_folder_is_missing(saved):
+    m, _ = saved   # procfs answers ENOENT to creating a file in a folder that exists
+    with pytest.raises(FileNotFoundError, match="no new file can be created") as info:
+        m.save("/proc/nncore-model.npz")
+    assert "does not exist" not in str(info.value)
+
+
 KILLED_SAVE = """
 import os, sys, time
 import numpy as np
