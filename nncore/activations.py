@@ -14,6 +14,8 @@ same (tests/test_kernels.py checks every activation on NaN and ±inf).
 from __future__ import annotations
 
 import numpy as np
+from typing import cast
+
 from numpy.typing import ArrayLike, NDArray
 
 #: name -> code shared with the compiled kernels (src/_activation.pxd).
@@ -32,24 +34,24 @@ LINEAR, STEP, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX, EXP = range(8)
 LEAKY_SLOPE = 0.01
 
 
-def _real(z, out):
+def _real(z: ArrayLike, out: NDArray[np.floating] | None) -> NDArray[np.floating]:
     """z as a float array when no `out` is given (the public call: lists, ints
     and bools are read as float64, float32/float64 keep their dtype); as is
     when it is (the kernels' twin, in place on the engine's arrays)."""
     if out is not None:
-        return z
-    z = np.asarray(z)
-    if z.dtype.kind not in "biuf":
-        raise TypeError(f"z has dtype {z.dtype}; expected real numbers")
-    return z if z.dtype.kind == "f" else z.astype(np.float64)
+        return cast("NDArray[np.floating]", z)
+    a = np.asarray(z)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"z has dtype {a.dtype}; expected real numbers")
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
 
 
 def sigmoid(z: ArrayLike, out: NDArray[np.floating] | None = None) -> NDArray[np.floating]:
     """1 / (1 + e^-z) element-wise, stable for large |z| (never evaluates
     e^{+large}). z: any shape; integers are read as float64."""
-    z = _real(z, out)
-    e = np.exp(-np.abs(z))
-    pos = z >= 0
+    x = _real(z, out)
+    e = np.exp(-np.abs(x))
+    pos = x >= 0
     return np.divide(np.where(pos, 1, e), 1 + e, out=out)
 
 
@@ -57,13 +59,13 @@ def softmax(z: ArrayLike, out: NDArray[np.floating] | None = None) -> NDArray[np
     """Softmax over the last axis — each row of (n, classes) logits, or one
     (classes,) vector — max-subtracted so it cannot overflow. Integers are read
     as float64; float32/float64 keep their dtype."""
-    z = _real(z, out)
-    if z.ndim == 0:
+    x = _real(z, out)
+    if x.ndim == 0:
         raise ValueError("z is a single number; expected (classes,) or (n, classes) logits")
-    if z.shape[-1] == 0:   # (rows without classes: max() has nothing to reduce)
-        raise ValueError(f"z has no classes (its last axis has length 0), shape {z.shape}; "
+    if x.shape[-1] == 0:   # (rows without classes: max() has nothing to reduce)
+        raise ValueError(f"z has no classes (its last axis has length 0), shape {x.shape}; "
                          "expected (classes,) or (n, classes) logits")
-    out = np.subtract(z, z.max(axis=-1, keepdims=True), out=out)
+    out = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
     np.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True, dtype=np.float64).astype(out.dtype, copy=False)
     return out

@@ -9,6 +9,7 @@ reference (nncore.reference), which share one interface.
 import threading
 import warnings
 import weakref
+from typing import Any
 
 import numpy as np
 
@@ -921,7 +922,8 @@ def _check_callbacks(callbacks, early_stopping):
 
 #: schedule -> weak reference to the model whose running state it holds (the last to
 #: be built with it, be assigned it, or train it); only stateful schedules are checked
-_SCHEDULE_TRAINER = weakref.WeakKeyDictionary()
+_SCHEDULE_TRAINER: weakref.WeakKeyDictionary[Any, weakref.ref[Any]] = \
+    weakref.WeakKeyDictionary()
 
 
 def _claim_schedule(model, schedule, check=False):
