@@ -119,6 +119,14 @@
  * products split (160 ms on one thread). */
 #define NNCORE_MIN_FMAS_AWAKE_F 131072
 #define NNCORE_MIN_FMAS_AWAKE_D NNCORE_MIN_FMAS_PER_THREAD
+/* The same inside a prediction (_tile_gemm.h's nncore_tile_predicting, set by
+ * the engine's forward_chunks, which wakes the helpers first): float32
+ * products from 2·65,536 vector multiply-adds — the 256-row chunks of a
+ * 100-wide layer, 2.56M — are shared with awake helpers too. Float64 keeps
+ * its rule (its products of that size run on the tile kernel, which has its
+ * own prediction split). */
+#define NNCORE_MIN_FMAS_PREDICT_F 65536
+#define NNCORE_MIN_FMAS_PREDICT_D NNCORE_MIN_FMAS_AWAKE_D
 /* Bytes of one part's packing buffers: the B block (KC × NC), then the A block
  * (MC × KC), each sized for the larger of the two element types. */
 #define NNCORE_BIG_MAX(a, b) ((a) > (b) ? (a) : (b))
@@ -197,8 +205,10 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
 #include <immintrin.h>
 
 /* T element type, V its zmm type, W lanes, X the intrinsics' suffix (ps, pd),
- * G the suffix of its nncore_transpose_ and nncore_big_sums_ (F, D), KC k per block. */
-#define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, AWAKE, NAME)                                  \
+ * G the suffix of its nncore_transpose_ and nncore_big_sums_ (F, D), KC k per block,
+ * AWAKE and PREDICT the least work per thread split onto awake helpers (outside
+ * and inside a prediction). */
+#define NNCORE_DEFINE_BIG(T, V, W, X, G, KC, AWAKE, PREDICT, NAME)                         \
     /* The tile store's epilogue (NNCORE_BIG_*), its pointers at the tile's (0, 0). */    \
     typedef struct {                                                                       \
         int kind;                                                                          \
@@ -485,8 +495,9 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                           0, 0, 1};                                                        \
         double work = (double) m * n * k / W;                                              \
         int parts = nncore_parts(work, NNCORE_MIN_FMAS_PER_THREAD);                        \
-        if (parts == 1 && nncore_parts(work, AWAKE) > 1) {                                 \
-            parts = nncore_parts(work, AWAKE);                                             \
+        double awake = nncore_tile_predicting ? PREDICT : AWAKE;                           \
+        if (parts == 1 && nncore_parts(work, awake) > 1) {                                 \
+            parts = nncore_parts(work, awake);                                             \
             wake = 0; /* only a helper that is awake */                                    \
         }                                                                                  \
         if (!nncore_big_ready())                                                           \
@@ -567,8 +578,10 @@ static inline __attribute__((always_inline, target("avx512f"))) void nncore_big_
     const __m512d part[2], double* sums, ptrdiff_t cols) {
     _mm512_mask_storeu_pd(sums, nncore_big_lanes8(cols), part[0]);
 }
-NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, NNCORE_MIN_FMAS_AWAKE_F, nncore_big_gemm_f)
-NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, NNCORE_MIN_FMAS_AWAKE_D, nncore_big_gemm_d)
+NNCORE_DEFINE_BIG(float, __m512, 16, ps, F, NNCORE_KC_F, NNCORE_MIN_FMAS_AWAKE_F,
+                  NNCORE_MIN_FMAS_PREDICT_F, nncore_big_gemm_f)
+NNCORE_DEFINE_BIG(double, __m512d, 8, pd, D, NNCORE_KC_D, NNCORE_MIN_FMAS_AWAKE_D,
+                  NNCORE_MIN_FMAS_PREDICT_D, nncore_big_gemm_d)
 #else
 static int nncore_big_gemm_f(int trans_a, int trans_b, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k,
                              float alpha, const float* A, ptrdiff_t lda, const float* B,

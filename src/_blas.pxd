@@ -119,6 +119,10 @@ cdef extern from "_big_gemm.h" nogil:
     int BIG_RELU_BACKWARD "NNCORE_BIG_RELU_BACKWARD"
     # 1 when the kernel runs on this CPU and its buffers for the threads in force exist.
     int big_ready "nncore_big_ready" ()
+    # Vector multiply-adds per thread: a split that wakes helpers, and one onto
+    # awake helpers inside a prediction (float32).
+    long long MIN_FMAS_PER_THREAD "NNCORE_MIN_FMAS_PER_THREAD"
+    long long MIN_FMAS_PREDICT_F "NNCORE_MIN_FMAS_PREDICT_F"
     void set_threads "nncore_set_threads" (int n)
     int get_threads "nncore_get_threads" ()
     # src/_pool.h: fork handlers (once per module) and debug counters.
@@ -297,11 +301,16 @@ cdef inline long long tile_limit(bint is_double) noexcept nogil:
     return TILE_GEMM_D if is_double and simd_isa() == AVX512 else TILE_GEMM
 
 
-cdef inline bint tile_shared(long long size, bint is_double) noexcept nogil:
-    """Whether gemm() gives a product of `size` multiply-adds to the tile kernel
-    in a size it shares with awake helpers in a prediction (float64 on AVX-512
-    CPUs, 1,048,576 to TILE_GEMM_D): where waking the helpers ahead can pay."""
-    return 2 * TILE_PER_THREAD <= size <= tile_limit(is_double)
+cdef inline bint prediction_shared(long long size, bint is_double) noexcept nogil:
+    """Whether gemm() shares a product of `size` multiply-adds with awake
+    helpers inside a prediction only, so that waking them ahead can pay: on
+    AVX-512 CPUs, float64 on the tile kernel (1,048,576 to TILE_GEMM_D) and
+    float32 on the large kernel from 2·MIN_FMAS_PREDICT_F vector multiply-adds
+    (2,097,152) until it would wake helpers itself."""
+    if is_double:
+        return 2 * TILE_PER_THREAD <= size <= tile_limit(True)
+    return (simd_isa() == AVX512 and size > TILE_GEMM
+            and 2 * MIN_FMAS_PREDICT_F * 16 <= size < 2 * MIN_FMAS_PER_THREAD * 16)
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,

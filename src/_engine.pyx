@@ -24,7 +24,7 @@ import numpy as np
 
 from _activation cimport LINEAR, EXP
 from _blas cimport (set_ilp64_blas, set_threads, pool_init, pool_state as _pool_state,
-                   rows_in_place, tile_predict, tile_shared, tile_wake)
+                   rows_in_place, tile_predict, prediction_shared, tile_wake)
 from _loss cimport output_loss, weighted_mean, MSE, POISSON
 from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr_forward,
                      csr_backward)
@@ -331,11 +331,15 @@ cdef int train_step(Net* net, Optimizer* opt, floating* params, floating* grads,
 
 
 cdef bint shares_products(Net* net, Py_ssize_t rows, bint is_double) noexcept nogil:
-    """Whether a layer's product on `rows` rows is one the tile kernel shares
-    with awake helpers in a prediction (_blas.pxd tile_shared)."""
+    """Whether a layer's product on `rows` rows is one that gemm() shares
+    with awake helpers only in a prediction (_blas.pxd prediction_shared;
+    mixed_bfloat16 products run on the bf16 kernel, which does not)."""
     cdef int l
+    if net.bf16:
+        return False
     for l in range(net.n_layers):
-        if tile_shared(<long long> rows * net.layers[l].n_in * net.layers[l].n_out, is_double):
+        if prediction_shared(<long long> rows * net.layers[l].n_in * net.layers[l].n_out,
+                             is_double):
             return True
     return False
 
@@ -1009,8 +1013,9 @@ cdef class Network:
     def wake_helpers(self, Py_ssize_t rows):
         """Wakes the helper threads, without waiting for them, when a
         prediction of `rows` rows shares products with them (more than one
-        chunk of a float64 network with products of 1,048,576 to 4,194,304
-        multiply-adds: src/_tile_gemm.h): for a caller that validates its
+        chunk, and products of 1,048,576 to 4,194,304 multiply-adds in
+        float64, src/_tile_gemm.h, or of 2,097,152 to 16,777,215 in float32,
+        src/_big_gemm.h, on AVX-512 CPUs): for a caller that validates its
         input first, so that they are awake when the products come. Call it
         under the thread count of the prediction (nncore.blas.threads). It
         changes which thread computes a product's rows, never the results."""

@@ -221,10 +221,11 @@ from nncore import Dense, Sequential, _engine
 nncore.blas._smallest = lambda limits, n_threads: n_threads  # 3 threads on any machine
 rng = np.random.default_rng(0)
 posted = 0
-for n_in, rows in ((100, 1000), (64, 700), (100, 300)):
+for dtype, n_in, rows in (("float64", 100, 1000), ("float64", 64, 700), ("float64", 100, 300),
+                          ("float32", 100, 1000), ("float32", 128, 600)):
     X = rng.standard_normal((rows, n_in))
     models = [Sequential([Dense(n_in, 100, "relu"), Dense(100, 10, "softmax")],
-                         loss="cross_entropy", dtype="float64", seed=1, n_threads=t)
+                         loss="cross_entropy", dtype=dtype, seed=1, n_threads=t)
               for t in (1, 2, 3)]
     expected = models[0].predict(X)
     for _ in range(100):
@@ -232,20 +233,22 @@ for n_in, rows in ((100, 1000), (64, 700), (100, 300)):
             before = sum(_engine.pool_state()["woken"])
             out = model.predict(X)
             posted += sum(_engine.pool_state()["woken"]) - before - (model.n_threads - 1)
-            assert np.array_equal(out, expected), (n_in, rows, model.n_threads)
+            assert np.array_equal(out, expected), (dtype, n_in, rows, model.n_threads)
 print("posted", posted > 0)
 """
 
 
 @pytest.mark.skipif(nncore._kernels.simd() != "avx512",
-                    reason="the tile kernel's shared range is float64 on AVX-512 CPUs")
+                    reason="the shared ranges are on AVX-512 CPUs")
 def test_predictions_share_products_bit_identical_across_n_threads():
-    """A float64 prediction over more than one 256-row chunk of the face's
-    shapes (256×100×100 and 256×64×100 products) shares them with awake helpers
-    (src/_tile_gemm.h, rows of C as units; forward_chunks wakes the helpers
-    first): outputs bit-identical on 1, 2 and 3 threads, 100 times each, and at
-    least one product posted to a helper beyond the wake-ups (a subprocess, so
-    the pool's counters start from zero)."""
+    """A prediction over more than one 256-row chunk of the face's shapes
+    shares their products with awake helpers (forward_chunks wakes them
+    first): float64 256×100×100 and 256×64×100 on the tile kernel
+    (src/_tile_gemm.h, rows of C as units), float32 256×100×100 and
+    256×128×100 on the large kernel (src/_big_gemm.h's prediction rule).
+    Outputs bit-identical on 1, 2 and 3 threads, 100 times each, and at least
+    one product posted to a helper beyond the wake-ups (a subprocess, so the
+    pool's counters start from zero)."""
     import subprocess
     import sys
     done = subprocess.run([sys.executable, "-c", PREDICT_SHARED], capture_output=True,
@@ -255,6 +258,7 @@ def test_predictions_share_products_bit_identical_across_n_threads():
 
 
 ROUSE_CHECK = r"""
+import sys
 import numpy as np
 import nncore
 from nncore import Dense, Sequential, SGD, _engine
@@ -269,23 +273,28 @@ def fit(n_in, hidden, batch, dtype):
     fitted = _engine.pool_state()["helpers"]
     model.predict(np.vstack([X, X]))
     return f"{fitted}{_engine.pool_state()['helpers']}"
-print(fit(64, 32, 32, "float64"), fit(100, 100, 200, "float32"), fit(100, 100, 200, "float64"))
+print(fit(*map(int, sys.argv[1:4]), sys.argv[4]))
 """
 
 
 @pytest.mark.skipif(nncore._kernels.simd() != "avx512",
-                    reason="the tile kernel's shared range is float64 on AVX-512 CPUs")
+                    reason="the shared ranges are on AVX-512 CPUs")
 def test_only_predictions_with_shared_products_wake_helpers():
-    """In a fresh process on 2 threads: fits of a small float64 network and of
+    """In fresh processes on 2 threads: fits of a small float64 network and of
     the face's shapes (float32 and float64) start no helper (training products
-    are never shared on the tile kernel: that lost); an 800-row prediction
-    starts one only for the float64 face shapes."""
+    of these sizes are never shared: that lost); an 800-row prediction starts
+    one for the face shapes (float32 and float64), not for the small
+    network."""
     import subprocess
     import sys
-    done = subprocess.run([sys.executable, "-c", ROUSE_CHECK], capture_output=True,
-                          text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["00", "00", "01"]
+    seen = []   # each case in its own process: a helper once started stays
+    for case in (("64", "32", "32", "float64"), ("100", "100", "200", "float32"),
+                 ("100", "100", "200", "float64")):
+        done = subprocess.run([sys.executable, "-c", ROUSE_CHECK, *case],
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        seen.append(done.stdout.strip())
+    assert seen == ["00", "01", "01"]
 
 
 #: products of every kind interleaved on 2 and 3 threads with pauses between
