@@ -309,7 +309,7 @@ cdef inline bint prediction_shared(long long size, bint is_double) noexcept nogi
     (2,097,152) until it would wake helpers itself."""
     if is_double:
         return 2 * TILE_PER_THREAD <= size <= tile_limit(True)
-    return (simd_isa() == AVX512 and size > TILE_GEMM
+    return (simd_isa() == AVX512
             and 2 * MIN_FMAS_PREDICT_F * 16 <= size < 2 * MIN_FMAS_PER_THREAD * 16)
 
 
