@@ -216,6 +216,10 @@ def _numeric(column, name, path, hint=""):
         values = np.char.strip(text).astype(np.float64)
     except ValueError:
         row, cell = next((i, c) for i, c in enumerate(text, 1) if not _is_number(c))
+        if not cell.strip():   # a missing value, not a text column
+            raise UsageError(f"column {name!r} of {path} has an empty cell (a missing value) "
+                             f"in data row {row}; expected finite numbers (fill in or drop "
+                             "missing values)") from None
         raise UsageError(f"column {name!r} of {path} is not numeric: data row {row} holds "
                          f"{str(cell)!r}{hint}") from None
     bad = np.flatnonzero(~np.isfinite(values))
@@ -337,6 +341,10 @@ def refuse_continuous(classes, column):
         numbers = np.array(classes, np.float64)
     except ValueError:
         return
+    if not np.all(np.isfinite(numbers)):   # as scikit-learn's "Input contains infinity"
+        raise UsageError(f"target column {column!r} holds infinity "
+                         f"({classes[int(np.argmin(np.isfinite(numbers)))]}), not a class "
+                         "label; every row needs a label")
     if not np.all(numbers == np.round(numbers)):
         raise UsageError(f"target column {column!r} holds continuous values (e.g. "
                          f"{classes[0]}, {classes[-1]}), not class labels: for regression "

@@ -239,7 +239,10 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
     sample_weight (in fit_params): None or one weight per row of X, a NumPy
     or dask array (n_samples,), rechunked as y is, so that each chunk's rows
     are trained with their own weights.
-    random_state: None, an int, a numpy SeedSequence or Generator.
+    random_state: None, an int >= 0, a numpy SeedSequence or Generator
+    (anything else: the TypeError or ValueError numpy.random.default_rng
+    raises, naming random_state). classes: for estimators with partial_fit
+    only; TypeError for an nncore.Sequential, which has no use for it.
     A ValueError of the estimator on a chunk (a NaN, an unknown label) is
     raised with the rows of X that chunk holds, as predict() names them.
     Raises ValueError/TypeError as predict() does for X (TypeError for a dask
@@ -277,9 +280,17 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
             raise ValueError(f"sample_weight has shape {weights.shape}; expected "
                              f"({X.shape[0]},) with known chunk sizes, one weight per row of X")
         weights = _row_chunks(weights, X.chunks[0])
-    if incremental and classes is not None:
+    if classes is not None:
+        if not incremental:
+            raise TypeError(f"classes is passed to partial_fit, and {type(estimator).__name__} "
+                            "has none: an nncore.Sequential learns the class indices "
+                            "0..n_outputs-1 (or one-hot rows) of y; leave classes out")
         fit_params["classes"] = classes
-    rng = np.random.default_rng(random_state)
+    try:
+        rng = np.random.default_rng(random_state)
+    except (TypeError, ValueError) as exc:   # numpy's words alone name no argument
+        raise type(exc)(f"random_state must be None, an integer >= 0, a numpy SeedSequence "
+                        f"or Generator, got {random_state!r} ({exc})") from None
     n_chunks = len(X.chunks[0])
     starts = np.cumsum((0,) + X.chunks[0])
     for _ in range(epochs):

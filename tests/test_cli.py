@@ -865,3 +865,33 @@ def test_write_file_refuses_a_file_open_would_refuse(tmp_path, monkeypatch):
     with pytest.raises(PermissionError):
         cli.write_file(str(path), lambda f: f.write("new"))
     assert path.read_text() == "kept\n" and os.listdir(tmp_path) == ["out.csv"]
+
+
+@pytest.mark.parametrize("cell", ["inf", "-inf", "1e400", "Infinity"])
+def test_an_infinite_label_is_refused_as_nan_is(tmp_path, cell):
+    # pandas reads such a column as float64 and scikit-learn's type_of_target
+    # refuses it ("Input contains infinity"); it is no class
+    X, _ = blobs(40)
+    data = write_csv(tmp_path / "inf.csv", ["a", "b", "label"],
+                     [[a, b, cell if i % 2 else "1"] for i, (a, b) in enumerate(X)])
+    result = run("train", data, "--target", "label", "-q", "--epochs", "1",
+                 "-o", tmp_path / "m.npz")
+    assert result.returncode == 2, result.stdout
+    assert "infinity" in result.stderr and "every row needs a label" in result.stderr, \
+        result.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("cell", ["", "  "])
+def test_an_empty_feature_cell_is_named_a_missing_value(tmp_path, cell):
+    X, y = blobs(40)
+    data = write_csv(tmp_path / "gaps.csv", ["a", "b", "label"],
+                     [[a, cell if i == 4 else b, c] for i, ((a, b), c) in enumerate(zip(X, y))])
+    result = run("train", data, "--target", "label", "-q", "--epochs", "1",
+                 "-o", tmp_path / "m.npz")
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    # a missing value, not a text column to "encode or drop"
+    assert "column 'b'" in lines[0] and "data row 5" in lines[0], lines[0]
+    assert "missing value" in lines[0] and "encode or drop" not in lines[0], lines[0]

@@ -437,6 +437,25 @@ def test_fit_incremental_bad_input():
         nd.fit_incremental(_sequential(), da.from_array(X[:, :3]), y)
 
 
+@pytest.mark.parametrize("random_state", [-1, 1.5, "seed"])
+def test_fit_incremental_names_a_bad_random_state(random_state):
+    # numpy's words alone ("expected non-negative integer") name no argument
+    X, y = _data(100)
+    model = _sequential()
+    before = model.get_weights()
+    with pytest.raises((TypeError, ValueError), match="random_state must be"):
+        nd.fit_incremental(model, da.from_array(X, chunks=50), y, random_state=random_state)
+    assert all((a == b).all() for a, b in zip(before, model.get_weights()))   # nothing ran
+
+
+def test_fit_incremental_refuses_classes_for_a_sequential():
+    # classes is handed to partial_fit; a Sequential has none and would ignore it silently
+    X, y = _data(100)
+    model = _sequential()
+    with pytest.raises(TypeError, match="classes"):
+        nd.fit_incremental(model, da.from_array(X, chunks=50), y, classes=[0, 1, 2])
+
+
 # ---------------------------------------------------------------- threads and searches
 
 def _threads_in_fit():
