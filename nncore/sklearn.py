@@ -374,7 +374,15 @@ class _EngineMLP:
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         dtype = self._weights_dtype()
-        net = self._net(dtype, layer_units, bind=True)
+        # as in scikit-learn, a failure on the weights comes after n_iter_ = 0
+        self.n_iter_ = 0
+        # the layer widths checked are those of the weights (_units()), not
+        # layer_units: scikit-learn's partial_fit and warm-started fit go on
+        # training the network coefs_ hold when hidden_layer_sizes changed since
+        # to other widths. To another number of layers, scikit-learn fails
+        # (AttributeError in its loss); here a ValueError names the widths.
+        net = self._net(dtype, None if len(layer_units) == self.n_layers_ else layer_units,
+                        bind=True)
         X_train = _as_engine_input(X_train, dtype)
         Y_train = np.ascontiguousarray(y_train, dtype=dtype)
         sw_train = (None if sample_weight_train is None
@@ -390,7 +398,6 @@ class _EngineMLP:
         adam = isinstance(self._optimizer, AdamOptimizer)
         progress = np.array([0, -1, getattr(self._optimizer, "t", 0)], np.int64)
         try:
-            self.n_iter_ = 0
             for it in range(self.max_iter):
                 if self.shuffle:
                     # scikit-learn's shuffle(sample_idx, random_state=...) is

@@ -425,11 +425,36 @@ def test_assigned_weights_of_the_wrong_shape_are_an_error_not_a_crash():
             with pytest.raises(ValueError, match="coefs_ and intercepts_ do not fit") as err:
                 call()
             assert re.search(expected, str(err.value)) and "X" not in str(err.value)
-    # partial_fit checks against the fit's layer widths: hidden_layer_sizes changed since
-    est.coefs_, est.intercepts_ = good_W, good_b
-    est.set_params(hidden_layer_sizes=(7, 4))
-    with pytest.raises(ValueError, match=re.escape("expected [(6, 7), (7, 4), (4, 3)]")):
-        est.partial_fit(X, y)
+    # as in scikit-learn, a failing call leaves n_iter_ at 0 (set before the weights are used)
+    assert est.n_iter_ == 0
+
+
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_hidden_layer_sizes_changed_since_trains_the_weights_network_like_sklearn(how, solver):
+    # scikit-learn's partial_fit and warm-started fit go on training the network
+    # coefs_ hold (their widths), whatever hidden_layer_sizes says now
+    X, y = data("multiclass")
+    ref, ours = pair("multiclass", **dict(SMALL, solver=solver, warm_start=how == "warm_start"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            if how == "partial_fit":
+                est.partial_fit(X, y, classes=np.unique(y))
+                est.set_params(hidden_layer_sizes=(7, 4))
+                est.partial_fit(X, y)
+            else:
+                est.fit(X, y)
+                est.set_params(hidden_layer_sizes=(3, 9))
+                est.fit(X, y)
+    assert [W.shape for W in ours.coefs_] == [W.shape for W in ref.coefs_] == \
+        [(6, 7), (7, 5), (5, 3)]
+    assert_same_model(ours, ref)
+    # another number of layers: scikit-learn fails in its loss (AttributeError:
+    # 'NoneType' object has no attribute 'dtype'); here a ValueError names the widths
+    ours.set_params(hidden_layer_sizes=(7,))
+    with pytest.raises(ValueError, match=re.escape("expected [(6, 7), (7, 3)]")):
+        ours.partial_fit(X, y) if how == "partial_fit" else ours.fit(X, y)
 
 
 @pytest.mark.parametrize("make", [lambda W: W.astype(complex),
