@@ -292,6 +292,10 @@ class _EngineMLP:
                         and isinstance(X.shape[0], Integral)):   # (dask: NaN rows)
                     kept.network.wake_helpers(X.shape[0])
                 X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+            # scikit-learn's forward pass reads n_layers_ before the weights: a model
+            # whose fit failed after validating X has neither, and its AttributeError
+            # names n_layers_
+            self.n_layers_  # noqa: B018
             dtype = np.result_type(X.dtype, self._weights_dtype())
             net = self._net(dtype)
             return net.forward(_as_engine_input(X, dtype))
@@ -370,7 +374,15 @@ class _EngineMLP:
             batch_size = int(np.clip(self.batch_size, 1, n_samples))
 
         dtype = self._weights_dtype()
-        net = self._net(dtype, layer_units, bind=True)
+        # as in scikit-learn, a failure on the weights comes after n_iter_ = 0
+        self.n_iter_ = 0
+        # the layer widths checked are those of the weights (_units()), not
+        # layer_units: scikit-learn's partial_fit and warm-started fit go on
+        # training the network coefs_ hold when hidden_layer_sizes changed since
+        # to other widths. To another number of layers, scikit-learn fails
+        # (AttributeError in its loss); here a ValueError names the widths.
+        net = self._net(dtype, None if len(layer_units) == self.n_layers_ else layer_units,
+                        bind=True)
         X_train = _as_engine_input(X_train, dtype)
         Y_train = np.ascontiguousarray(y_train, dtype=dtype)
         sw_train = (None if sample_weight_train is None
@@ -386,7 +398,6 @@ class _EngineMLP:
         adam = isinstance(self._optimizer, AdamOptimizer)
         progress = np.array([0, -1, getattr(self._optimizer, "t", 0)], np.int64)
         try:
-            self.n_iter_ = 0
             for it in range(self.max_iter):
                 if self.shuffle:
                     # scikit-learn's shuffle(sample_idx, random_state=...) is
@@ -513,7 +524,15 @@ class _EngineMLP:
                          **_get_additional_lbfgs_options_dict("iprint", iprint)})
         self.n_iter_ = _check_optimize_result("lbfgs", opt_res, self.max_iter)
         self.loss_ = opt_res.fun
-        net.params[perm] = opt_res.x
+        if dtype == np.float64:
+            net.params[perm] = opt_res.x
+        else:
+            # float32 weights: scipy evaluates the loss at float32 iterates, but
+            # its result opt_res.x is float64 (not rounded to float32), and
+            # scikit-learn's _unpack makes coefs_/intercepts_ float64 slices of
+            # it; so here, through a float64 network bound to them
+            self._unpack(opt_res.x)
+            self._net(np.dtype(np.float64), layer_units, bind=True)
 
 
 def _as_engine_input(X, dtype):
@@ -547,12 +566,14 @@ class MLPClassifier(_EngineMLP, _SkMLPClassifier):
         # first maximum on ties; NumPy's argmax takes a NaN as the maximum);
         # binary (two classes, one output), classes_[output > threshold] with
         # threshold (pos_label + neg_label) / 2 = 0.5 (a NaN is not above it).
+        # As there, the outputs come first (so errors arise in the same order).
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
         binarizer = self._label_binarizer
         kind = binarizer.y_type_
         if binarizer.sparse_input_ or not (
                 kind == "multiclass" or kind == "binary" and len(binarizer.classes_) == 2):
-            return super()._predict(X, check_input=check_input)
-        y_pred = self._forward_pass_fast(X, check_input=check_input)
+            return binarizer.inverse_transform(y_pred.ravel() if self.n_outputs_ == 1
+                                               else y_pred)
         if kind == "multiclass":
             return binarizer.classes_.take(y_pred.argmax(axis=1))
         threshold = (binarizer.pos_label + binarizer.neg_label) / 2.0

@@ -260,9 +260,15 @@ def test_float32_trains_in_float32(solver):
     X32 = X.astype(np.float32)
     ref, ours = fit_both("multiclass", X32, y, solver=solver, learning_rate_init=0.05,
                          **SMALL)
-    assert all(c.dtype == np.float32 for c in ours.coefs_ + ours.intercepts_)
-    assert ours.predict_proba(X32).dtype == np.float32
+    # sgd/adam keep float32 weights; under lbfgs scipy evaluates float32
+    # iterates but returns a float64 result, which scikit-learn's weights take
+    want = np.float64 if solver == "lbfgs" else np.float32
+    assert [c.dtype for c in ours.coefs_ + ours.intercepts_] == \
+        [c.dtype for c in ref.coefs_ + ref.intercepts_] == [np.dtype(want)] * 6
+    assert ours.predict_proba(X32).dtype == ref.predict_proba(X32).dtype == want
     assert model_diff(ours, ref) <= 1e-3     # float32 rounding, amplified over the epochs
+    if solver == "lbfgs":   # the result itself, not rounded to float32
+        assert not all(np.array_equal(c, c.astype(np.float32)) for c in ours.coefs_)
 
 
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
@@ -353,6 +359,21 @@ def test_batch_size_larger_than_data_warns_and_is_clipped():
     assert_same_model(ours, ref)
 
 
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_predict_after_a_failed_fit_raises_like_sklearn(task):
+    # all-zero sample weights fail fit after X was validated (n_features_in_
+    # set, no weights yet): predict then fails on n_layers_, as scikit-learn's
+    X, y = data(task)
+    errors = []
+    for est in pair(task, **SMALL):
+        with pytest.raises(ValueError, match="Sample weights must contain at least one"):
+            est.fit(X, y, sample_weight=np.zeros(len(y)))
+        with pytest.raises(AttributeError) as info:
+            est.predict(X)
+        errors.append(str(info.value))
+    assert errors[1] == errors[0] and "n_layers_" in errors[0]
+
+
 def test_divergence_same_as_sklearn():
     """sgd with a huge rate on large inputs: the weights overflow (Adam's steps
     are bounded by its rate, so it does not diverge like this)."""
@@ -404,11 +425,36 @@ def test_assigned_weights_of_the_wrong_shape_are_an_error_not_a_crash():
             with pytest.raises(ValueError, match="coefs_ and intercepts_ do not fit") as err:
                 call()
             assert re.search(expected, str(err.value)) and "X" not in str(err.value)
-    # partial_fit checks against the fit's layer widths: hidden_layer_sizes changed since
-    est.coefs_, est.intercepts_ = good_W, good_b
-    est.set_params(hidden_layer_sizes=(7, 4))
-    with pytest.raises(ValueError, match=re.escape("expected [(6, 7), (7, 4), (4, 3)]")):
-        est.partial_fit(X, y)
+    # as in scikit-learn, a failing call leaves n_iter_ at 0 (set before the weights are used)
+    assert est.n_iter_ == 0
+
+
+@pytest.mark.parametrize("how", ["partial_fit", "warm_start"])
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_hidden_layer_sizes_changed_since_trains_the_weights_network_like_sklearn(how, solver):
+    # scikit-learn's partial_fit and warm-started fit go on training the network
+    # coefs_ hold (their widths), whatever hidden_layer_sizes says now
+    X, y = data("multiclass")
+    ref, ours = pair("multiclass", **dict(SMALL, solver=solver, warm_start=how == "warm_start"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            if how == "partial_fit":
+                est.partial_fit(X, y, classes=np.unique(y))
+                est.set_params(hidden_layer_sizes=(7, 4))
+                est.partial_fit(X, y)
+            else:
+                est.fit(X, y)
+                est.set_params(hidden_layer_sizes=(3, 9))
+                est.fit(X, y)
+    assert [W.shape for W in ours.coefs_] == [W.shape for W in ref.coefs_] == \
+        [(6, 7), (7, 5), (5, 3)]
+    assert_same_model(ours, ref)
+    # another number of layers: scikit-learn fails in its loss (AttributeError:
+    # 'NoneType' object has no attribute 'dtype'); here a ValueError names the widths
+    ours.set_params(hidden_layer_sizes=(7,))
+    with pytest.raises(ValueError, match=re.escape("expected [(6, 7), (7, 3)]")):
+        ours.partial_fit(X, y) if how == "partial_fit" else ours.fit(X, y)
 
 
 @pytest.mark.parametrize("make", [lambda W: W.astype(complex),
