@@ -552,6 +552,11 @@ class Sequential:
             raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
                              "no rows for validation or none for training")
         w = weights[:cut] if weights.shape[0] else weights
+        if w.shape[0] and not w.any():
+            raise ValueError(f"validation_split={validation_split} holds out every row of "
+                             f"weight > 0: the {cut} rows fit would train on all have weight 0 "
+                             "(sample_weight × class_weight), so nothing would be trained; "
+                             "shuffle the rows before splitting, or pass validation_data")
         self._warn_unseen_classes(Y[:cut], Y[cut:], f"validation_split={validation_split} "
                                   "(the last rows, taken before shuffling)")
 
