@@ -651,7 +651,8 @@ class Sequential:
         np.ravel over get_weights(). params: such a flat vector, copied into the
         weights first (so scipy.optimize.minimize(lambda p:
         model.loss_and_gradient(X, y, params=p), x0, jac=True) trains the
-        model). X, y, sample_weight: as in fit.
+        model). X, y, sample_weight: as in fit. ValueError when the current
+        weights (params not given) are not finite, naming the parameter.
         """
         X = as_input(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
@@ -659,6 +660,8 @@ class Sequential:
         if params is not None:
             flat = as_param(params, "params", self._params.shape, self.dtype)
             self._params[...] = flat
+        elif self._nonfinite_parameter() is not None:   # written through the live views
+            raise self._outputs_error(ValueError())
         grad = np.empty_like(self._params)
         with blas_threads(self.n_threads):
             value = self._net.loss_and_gradient(X, Y, weights, self._loss_code, self.alpha, grad)
