@@ -428,7 +428,8 @@ class Sequential:
     def _best_of(self, n_init, args, early_stopping, validated):
         """n_init runs from the current state and fresh initialisations; keeps
         the best run's weights, optimizer state and History (whose `runs` lists
-        every run's final monitored value). Each run ends with the
+        every run's final monitored value), and early_stopping's attributes as
+        that run left them. Each run ends with the
         end-of-training contract (training.end_training). A run that raises
         (DivergenceError, KeyboardInterrupt, ...) ends the search: the model
         keeps the best of the runs that completed, if any (else the failing
@@ -449,6 +450,7 @@ class Sequential:
             except BaseException as exc:
                 if best is not None:
                     self._restore(best[1])
+                    _restore_stopper(early_stopping, best[3])
                     best[2].runs = finals
                     self.history = best[2]
                     exc.add_note(f"n_init: run {i + 1} of {n_init} raised this; the model keeps "
@@ -462,8 +464,10 @@ class Sequential:
                 early_stopping.restored_epoch is not None else values[-1]
             finals.append(final)
             if best is None or sign * final < sign * best[0]:
-                best = (final, self._snapshot(), history)
+                best = (final, self._snapshot(), history,
+                        None if early_stopping is None else dict(vars(early_stopping)))
         self._restore(best[1])
+        _restore_stopper(early_stopping, best[3])
         best[2].runs = finals
         self.history = best[2]
         return best[2]
@@ -794,6 +798,13 @@ class Sequential:
             return text
         print_fn(text)
         return None
+
+
+def _restore_stopper(early_stopping, attributes):
+    """Put back an EarlyStopping's attributes (best, best_epoch, stopped_epoch,
+    restored_epoch, ...) as the n_init run the model keeps left them."""
+    if early_stopping is not None:
+        vars(early_stopping).update(attributes)
 
 
 def _optimizer_named(name):

@@ -841,6 +841,22 @@ def test_n_init_ranks_restored_runs_by_the_value_of_the_weights_kept():
     assert history.restored_epoch == es.restored_epoch == 0
 
 
+
+def test_n_init_early_stopping_attributes_describe_the_kept_run():
+    """After an n_init fit, EarlyStopping's best, best_epoch, stopped_epoch and
+    restored_epoch are those of the run whose weights the model keeps (they
+    described the last run, whose weights were discarded)."""
+    es = EarlyStopping(monitor="loss", patience=100, min_delta=1e9)
+    model, history, recorder = n_init_fit(early_stopping=es)
+    firsts = [h["loss"][0] for h, _ in recorder.runs]
+    kept = firsts.index(min(firsts))
+    assert kept != len(firsts) - 1, "the case needs a kept run other than the last"
+    assert es.best == history.runs[kept] == min(firsts)
+    assert es.best_epoch == es.restored_epoch == history.restored_epoch == 0
+    assert es.stopped_epoch is None
+    assert all(np.array_equal(a, b) for a, b in zip(es.best_weights, model.get_weights()))
+
+
 class ScheduleRecorder(Callback):
     """Each run's rates and the schedule's running state when it ends."""
 
