@@ -428,7 +428,8 @@ class Sequential:
     def _best_of(self, n_init, args, early_stopping, validated):
         """n_init runs from the current state and fresh initialisations; keeps
         the best run's weights, optimizer state and History (whose `runs` lists
-        every run's final monitored value). Each run ends with the
+        every run's final monitored value), and early_stopping's attributes as
+        that run left them. Each run ends with the
         end-of-training contract (training.end_training). A run that raises
         (DivergenceError, KeyboardInterrupt, ...) ends the search: the model
         keeps the best of the runs that completed, if any (else the failing
@@ -449,6 +450,7 @@ class Sequential:
             except BaseException as exc:
                 if best is not None:
                     self._restore(best[1])
+                    _restore_stopper(early_stopping, best[3])
                     best[2].runs = finals
                     self.history = best[2]
                     exc.add_note(f"n_init: run {i + 1} of {n_init} raised this; the model keeps "
@@ -462,8 +464,10 @@ class Sequential:
                 early_stopping.restored_epoch is not None else values[-1]
             finals.append(final)
             if best is None or sign * final < sign * best[0]:
-                best = (final, self._snapshot(), history)
+                best = (final, self._snapshot(), history,
+                        None if early_stopping is None else dict(vars(early_stopping)))
         self._restore(best[1])
+        _restore_stopper(early_stopping, best[3])
         best[2].runs = finals
         self.history = best[2]
         return best[2]
@@ -552,6 +556,11 @@ class Sequential:
             raise ValueError(f"validation_split={validation_split} of {X.shape[0]} rows leaves "
                              "no rows for validation or none for training")
         w = weights[:cut] if weights.shape[0] else weights
+        if w.shape[0] and not w.any():
+            raise ValueError(f"validation_split={validation_split} holds out every row of "
+                             f"weight > 0: the {cut} rows fit would train on all have weight 0 "
+                             "(sample_weight × class_weight), so nothing would be trained; "
+                             "shuffle the rows before splitting, or pass validation_data")
         self._warn_unseen_classes(Y[:cut], Y[cut:], f"validation_split={validation_split} "
                                   "(the last rows, taken before shuffling)")
 
@@ -646,7 +655,8 @@ class Sequential:
         np.ravel over get_weights(). params: such a flat vector, copied into the
         weights first (so scipy.optimize.minimize(lambda p:
         model.loss_and_gradient(X, y, params=p), x0, jac=True) trains the
-        model). X, y, sample_weight: as in fit.
+        model). X, y, sample_weight: as in fit. ValueError when the current
+        weights (params not given) are not finite, naming the parameter.
         """
         X = as_input(X, self.dtype, self._n_features)
         Y = self._targets(y, X.shape[0])
@@ -654,6 +664,8 @@ class Sequential:
         if params is not None:
             flat = as_param(params, "params", self._params.shape, self.dtype)
             self._params[...] = flat
+        elif self._nonfinite_parameter() is not None:   # written through the live views
+            raise self._outputs_error(ValueError())
         grad = np.empty_like(self._params)
         with blas_threads(self.n_threads):
             value = self._net.loss_and_gradient(X, Y, weights, self._loss_code, self.alpha, grad)
@@ -786,6 +798,13 @@ class Sequential:
             return text
         print_fn(text)
         return None
+
+
+def _restore_stopper(early_stopping, attributes):
+    """Put back an EarlyStopping's attributes (best, best_epoch, stopped_epoch,
+    restored_epoch, ...) as the n_init run the model keeps left them."""
+    if early_stopping is not None:
+        vars(early_stopping).update(attributes)
 
 
 def _optimizer_named(name):

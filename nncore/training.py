@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from .losses import CLASSIFICATION
+from .losses import CLASSIFICATION, WEIGHTED_MEAN
 from .schedules import Constant
 
 # Upper bound on the shuffle orders handed to the backend at once (elements of
@@ -139,6 +139,8 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     model.stop_training = False
     first_epoch, started, error = model._epoch, [], None
     done = 0
+    # scikit-learn's losses divide a batch's cost by its weight: refuse batches weighing 0
+    zero_weights = weights.shape[0] > 0 and not weights.all()
     # NaN/inf parameters are caught before they are trained on, with where they came from
     nonfinite = _nonfinite(model, "in the weights fit started from (layer.W and layer.b are "
                            "live views of them; set_weights refuses non-finite values)")
@@ -164,6 +166,8 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             for row in block_orders:  # the draws of rng.permutation(n), without allocating
                 row[...] = model._arange(n)
                 model.rng.shuffle(row)
+            if zero_weights and model._loss_code in WEIGHTED_MEAN and not model._perceptron:
+                _check_batch_weights(weights, block_orders, batch, model._epoch)
             # A callback may have changed a hyper-parameter or swapped the optimizer:
             # the next block uses them, with the state they now need (new: zeros).
             opt = model.optimizer
@@ -237,6 +241,23 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             "hidden layer, e.g. Dense(n, 4, 'sigmoid') + Dense(4, 1, 'sigmoid'), and train "
             "by gradient descent.", stacklevel=3)
     return history
+
+
+def _check_batch_weights(weights, orders, batch, first_epoch):
+    """ValueError naming the first batch (epochs from first_epoch, in the rows
+    of `orders`, or storage order when it is empty) whose row weights are all
+    0: scikit-learn's losses divide Σ wᵢ·ℓᵢ by Σ wᵢ, which is 0/0 there
+    (scikit-learn's np.average raises ZeroDivisionError)."""
+    starts = np.arange(0, weights.shape[0], batch)
+    for offset, row in enumerate(orders if orders.size else [None]):
+        sums = np.add.reduceat(weights if row is None else weights[row], starts)
+        empty = np.flatnonzero(sums <= 0)
+        if empty.size:
+            raise ValueError(
+                f"epoch {first_epoch + offset + 1}, batch {empty[0] + 1} holds only rows of "
+                f"weight 0 (sample_weight × class_weight): the loss divides the batch's "
+                f"Σ wᵢ·lossᵢ by Σ wᵢ (scikit-learn's convention), which is 0/0 there. Use a "
+                f"larger batch_size, drop the rows of weight 0, or give them a small weight")
 
 
 def _nonfinite(model, how):

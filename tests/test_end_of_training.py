@@ -425,3 +425,19 @@ def test_divergence_messages_count_epochs_and_batches_from_1(backend):
     with pytest.raises(DivergenceError) as info:
         model.fit(np.full((4, 3), 1e30), np.zeros(4))
     assert info.value.epoch == 0 and "could not start at epoch 1, batch 1:" in str(info.value)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_loss_and_gradient_on_non_finite_weights_names_the_parameter(backend, value):
+    """Weights written non-finite through the live views: loss_and_gradient says
+    which parameter, as predict and evaluate do (it returned a NaN cost and
+    gradient, which scipy.optimize would take for a bad step)."""
+    model, X, y = poisoned_model(backend)
+    model.layers[1].b[0] = value
+    with pytest.raises(ValueError, match=r"the model's parameters are not finite — layer "
+                                         rf"1's b\[0\] = {value}"):
+        model.loss_and_gradient(X, y)
+    params = np.concatenate([w.ravel() for w in model.get_weights()])
+    params[-model.layers[1].b.size] = 0.0   # finite parameters passed in replace them
+    cost, grad = model.loss_and_gradient(X, y, params=params)
+    assert np.isfinite(cost) and np.isfinite(grad).all()

@@ -841,6 +841,22 @@ def test_n_init_ranks_restored_runs_by_the_value_of_the_weights_kept():
     assert history.restored_epoch == es.restored_epoch == 0
 
 
+
+def test_n_init_early_stopping_attributes_describe_the_kept_run():
+    """After an n_init fit, EarlyStopping's best, best_epoch, stopped_epoch and
+    restored_epoch are those of the run whose weights the model keeps (they
+    described the last run, whose weights were discarded)."""
+    es = EarlyStopping(monitor="loss", patience=100, min_delta=1e9)
+    model, history, recorder = n_init_fit(early_stopping=es)
+    firsts = [h["loss"][0] for h, _ in recorder.runs]
+    kept = firsts.index(min(firsts))
+    assert kept != len(firsts) - 1, "the case needs a kept run other than the last"
+    assert es.best == history.runs[kept] == min(firsts)
+    assert es.best_epoch == es.restored_epoch == history.restored_epoch == 0
+    assert es.stopped_epoch is None
+    assert all(np.array_equal(a, b) for a, b in zip(es.best_weights, model.get_weights()))
+
+
 class ScheduleRecorder(Callback):
     """Each run's rates and the schedule's running state when it ends."""
 
@@ -1005,3 +1021,56 @@ def test_a_plateau_schedule_shared_by_two_live_models_is_refused(backend):
     shared = SGD(schedules.StepDecay(0.5, step_size=1, gamma=0.5))
     a, b = make_model(optimizer=shared), make_model(optimizer=shared)
     assert a.fit(*data, epochs=2).history["lr"] == b.fit(*data, epochs=2).history["lr"]
+
+
+def test_validation_split_leaving_only_zero_weight_rows_refused():
+    """The weights are checked on the rows fit trains on: when validation_split
+    holds out every weighted row, the training rows all weigh 0 (mse's cost
+    Σ wᵢ·lossᵢ / n is then 0 and nothing would be trained; log_loss's
+    Σ wᵢ·lossᵢ / Σ wᵢ is 0/0) — a ValueError, not a silent no-op or a NaN."""
+    X, y = make_data()
+    weights = np.r_[np.zeros(N - N // 4), np.ones(N // 4)]
+    for loss in ("cross_entropy", "log_loss"):
+        model = Sequential([Dense(X.shape[1], 3, "softmax")], loss=loss, seed=0)
+        before = model.get_weights()
+        with pytest.raises(ValueError, match="validation_split"):
+            model.fit(X, y, sample_weight=weights, validation_split=0.25)
+        assert_weights_equal(model.get_weights(), before, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("loss, out", [("log_loss", "softmax"), ("half_squared_error", "linear")])
+def test_batch_of_zero_weight_rows_with_a_weighted_mean_loss_refused(backend, loss, out):
+    """scikit-learn's losses divide a batch's Σ wᵢ·ℓᵢ by Σ wᵢ: a mini-batch
+    whose rows all weigh 0 has no cost (0/0; scikit-learn's np.average raises
+    ZeroDivisionError there). It was a DivergenceError blaming an overflow in
+    the forward pass; now a ValueError naming the epoch and batch, before that
+    epoch trains. Weights of 0 elsewhere still train."""
+    X, y = make_data()
+    model = Sequential([Dense(X.shape[1], 3, out)], loss=loss, seed=0, backend=backend)
+    targets = y if out == "softmax" else np.eye(3)[y]
+    weights = np.ones(N)
+    weights[10:20] = 0   # the second batch of 10 when not shuffled
+    before = model.get_weights()
+    with pytest.raises(ValueError, match=r"epoch 1, batch 2 .*weight 0") as info:
+        model.fit(X, targets, batch_size=10, shuffle=False, sample_weight=weights)
+    assert not isinstance(info.value, DivergenceError)
+    assert_weights_equal(model.get_weights(), before, rtol=0, atol=0)
+    weights[15] = 1e-3   # one weighted row: that batch has a cost
+    model.fit(X, targets, batch_size=10, shuffle=False, sample_weight=weights, epochs=2)
+    assert np.isfinite(model.history.history["loss"]).all()
+
+
+def test_shuffled_batch_of_zero_weight_rows_refused_before_its_epoch():
+    """With shuffling the batches change every epoch: the epoch whose order
+    makes an all-zero batch is refused before it trains (the earlier epochs
+    are kept, as for any error during fit)."""
+    X, y = make_data()
+    weights = np.zeros(N)
+    weights[::7] = 1.0
+    model = Sequential([Dense(X.shape[1], 3, "softmax")], loss="log_loss", seed=0)
+    with pytest.raises(ValueError, match=r"batch \d+ .*weight 0"):
+        model.fit(X, y, batch_size=2, epochs=3, sample_weight=weights)
+    # the plain losses divide by the batch's rows, not its weights: such batches are fine
+    model = Sequential([Dense(X.shape[1], 3, "softmax")], loss="cross_entropy", seed=0)
+    model.fit(X, y, batch_size=2, epochs=3, sample_weight=weights)
