@@ -110,7 +110,8 @@ def machine(gemm_size=2048):
             ("nncore SIMD level", blas.info()["simd"]),
             (f"float32 GEMM peak at {gemm_size}³", f"{peak:.1f} GFLOP/s ({who})"),
             (f"bf16 GEMM peak at {gemm_size}³ (bf16 operands, float32 sums)",
-             " vs ".join(f"{k} {v:.1f} GFLOP/s" for k, v in bf16.items()) or "none ran")]
+             " vs ".join(f"{k} {v:.1f} GFLOP/s" for k, v in bf16.items())
+             or "not measured: no AVX512_BF16 here")]
 
 
 def best_gflops(products, flops):
@@ -135,15 +136,17 @@ def best_gflops(products, flops):
 def bf16_gemm_peak(size):
     """{which: GFLOP/s} of a size³ product with bf16 operands: nncore's kernel
     (src/_bf16_gemm.h, rounding float32 operands as it packs them, as in
-    training; default threads) where the CPU has AVX512_BF16, and torch's
-    bfloat16 matmul (operands already bf16) when torch is installed."""
+    training; default threads) and torch's bfloat16 matmul (operands already
+    bf16) when torch is installed; {} where the CPU lacks AVX512_BF16 (nothing
+    of nncore's to compare, and torch's bf16 matmul there ran at 0.3 GFLOP/s,
+    minutes at 2048³, on an AVX2 AMD EPYC)."""
     from nncore import _kernels
+    if not _kernels.bf16_available():
+        return {}
     rng = np.random.default_rng(0)
     A, B = rng.random((size, size), np.float32), rng.random((size, size), np.float32)
     C = np.empty((size, size), np.float32)
-    products = {}
-    if _kernels.bf16_available():
-        products["nncore bf16"] = lambda: _kernels.bf16_gemm(False, False, 1.0, A, B, 0.0, C)
+    products = {"nncore bf16": lambda: _kernels.bf16_gemm(False, False, 1.0, A, B, 0.0, C)}
     try:
         import torch
     except ImportError:

@@ -15,7 +15,9 @@ The bf16 rows (W3, W4; BF16_IMPLEMENTATIONS): nncore's dtype="mixed_bfloat16"
 (both backends) against PyTorch under torch.autocast("cpu",
 dtype=torch.bfloat16), eager and torch.compile — float32 weights and
 optimizer in all of them, bf16 products. nncore's compiled rows need a CPU
-with AVX512_BF16 (skipped elsewhere).
+with AVX512_BF16; elsewhere every bf16 row is skipped (the peers would have no
+nncore row to face, and PyTorch's bf16 autocast on an AVX2 CPU takes minutes
+for W4).
 
 NNCORE_BENCH_SCALE (default 1) scales the samples per epoch, the epochs per
 call and the rounds, for a quick check that everything runs (e.g. 0.02).

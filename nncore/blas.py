@@ -10,7 +10,9 @@ wheels, `sgemm_64_` in older ones). Where those are not found (a NumPy built
 on MKL or a system BLAS), or with NNCORE_BLAS=scipy, it uses SciPy's BLAS via
 scipy.linalg.cython_blas. NumPy's OpenBLAS also ran the W3 products ~7% faster.
 """
+import contextlib
 import ctypes
+import functools
 import math
 import os
 import threading
@@ -344,6 +346,50 @@ def threads(n=None):
     return _Threads(positive_int("n", n, allow_none=True))
 
 
+@functools.cache
+def _scipy_thread_count():
+    """_ThreadCount of the OpenBLAS in SciPy's wheel when the engine multiplies
+    with another BLAS (NumPy's); None when the engine calls SciPy's own (then
+    threads() sets its count) or it cannot be found."""
+    import scipy.linalg  # noqa: F401  (loads SciPy's BLAS, which threadpoolctl then sees)
+    if NAME != "numpy":
+        return None
+    libs = [lib for lib in _controllers() if _bundled_by(scipy, lib)]
+    return _thread_count(libs[0]) if len(libs) == 1 else None
+
+
+_SCIPY = {"calls": 0, "saved": None}
+
+
+@contextlib.contextmanager
+def scipy_blas_serial():
+    """Run the block with SciPy's OpenBLAS on one thread, then restore its
+    count, when the engine multiplies with another BLAS (NumPy's); otherwise
+    change nothing. For scipy.optimize around the engine: L-BFGS-B calls
+    SciPy's BLAS between the engine's products, and that pool's idle threads
+    then spin against the engine's (the module docstring). Measured on a
+    2-core AMD EPYC (AVX2), the scikit-learn face's lbfgs fit of a 20,000 × 100
+    set (benchmarks/bench_sklearn.py): 4.9–6.1 s as is, 1.9–2.1 s with SciPy's
+    pool on one thread (diagnostic). Nested and concurrent blocks restore the
+    count from before the first of them."""
+    count = _scipy_thread_count()
+    if count is None:
+        yield
+        return
+    with _ACTIVE_LOCK:
+        if _SCIPY["calls"] == 0:
+            _SCIPY["saved"] = count.get()
+            count.set(1)
+        _SCIPY["calls"] += 1
+    try:
+        yield
+    finally:
+        with _ACTIVE_LOCK:
+            _SCIPY["calls"] -= 1
+            if _SCIPY["calls"] == 0:
+                count.set(_SCIPY["saved"])
+
+
 def _after_fork_in_child():
     """A child of fork() has only the forking thread: calls of other threads
     that were inside threads() will never end there, and the lock may have been
@@ -356,6 +402,9 @@ def _after_fork_in_child():
             _THREADS.set(blas_count)
         _set_own_threads(own)
     _ACTIVE.update(calls=0, saved=None)
+    if _SCIPY["calls"]:
+        _scipy_thread_count().set(_SCIPY["saved"])
+    _SCIPY.update(calls=0, saved=None)
 
 
 if hasattr(os, "register_at_fork"):

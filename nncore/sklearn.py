@@ -73,6 +73,7 @@ from sklearn.utils.validation import validate_data  # noqa: E402
 
 from . import _engine  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
+from .blas import scipy_blas_serial  # noqa: E402
 from .blas import threads as blas_threads  # noqa: E402
 from .losses import LOSSES  # noqa: E402
 from .optimizers import SGD, Adam  # noqa: E402
@@ -517,7 +518,7 @@ class _EngineMLP:
             return loss, grad[perm].astype(np.float64, copy=False)
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
-        with self._threads():
+        with self._threads(), scipy_blas_serial():   # SciPy's pool would spin against ours
             opt_res = scipy.optimize.minimize(
                 loss_grad, packed, method="L-BFGS-B", jac=True,
                 options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol,

@@ -866,3 +866,32 @@ def test_unsupported_sklearn_version_names_the_range():
     """)
     assert out.returncode == 0, out.stderr
     assert "scikit-learn>=1.9,<1.10" in out.stdout and "1.8.2" in out.stdout
+
+
+def test_lbfgs_runs_scipys_blas_on_one_thread_and_restores_its_count(monkeypatch):
+    """scipy.optimize's L-BFGS-B calls SciPy's BLAS between the engine's
+    products (on NumPy's): SciPy's pool runs on one thread during the fit (its
+    idle threads spun against the engine's: lbfgs fits 2.5-3x slower on a
+    2-core AMD EPYC), and its count comes back afterwards."""
+    from nncore import blas
+    count = blas._scipy_thread_count()
+    if count is None:
+        pytest.skip("the engine multiplies with SciPy's BLAS, or SciPy's is not found")
+    before, seen = count.get(), []
+    loss_grad = nk._Net.loss_grad
+
+    def spy(self, *args):
+        seen.append(count.get())
+        return loss_grad(self, *args)
+
+    monkeypatch.setattr(nk._Net, "loss_grad", spy)
+    X, y = make_classification(200, 8, random_state=0)
+    count.set(2)   # two, whatever this machine's default, so the test can fail
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            nk.MLPClassifier(solver="lbfgs", max_iter=5, random_state=0).fit(X, y)
+        assert seen and set(seen) == {1}
+        assert count.get() == 2
+    finally:
+        count.set(before)
