@@ -493,9 +493,15 @@ class Sequential:
         self._state = state.copy()
 
     def reset(self) -> None:
-        """Back to the state right after construction: weights re-drawn from
-        the seed (the same ones), optimizer state, epoch count and History
-        cleared, the shuffling generator restarted."""
+        """Back to the training state right after construction: weights
+        re-drawn from the seed (the same ones), optimizer state, epoch count
+        and History cleared, the shuffling generator restarted. The
+        configuration stays as it is now: the layers' activations, loss, alpha
+        and the optimizer — one assigned after construction
+        (model.optimizer = Adam(...)) included, its state and schedule
+        restarted — as a Keras model re-initialised after
+        model.compile(optimizer=...) keeps the compiled optimizer (and
+        scikit-learn's fit after set_params uses the new parameters)."""
         self.rng = np.random.default_rng(self._seed_sequence)
         for layer in self.layers:
             layer.initialize(self.rng)

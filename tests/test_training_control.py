@@ -321,6 +321,22 @@ def test_reset_restarts_epochs_lr_and_weights(backend):
     assert_weights_equal(used.get_weights(), fresh.get_weights())
 
 
+def test_reset_keeps_an_optimizer_assigned_after_construction():
+    # configuration stays, as Keras's compiled optimizer does over a re-initialisation
+    X, y = make_data()
+    model, expected = make_model(), make_model()
+    model.fit(X, y, epochs=2, batch_size=8)
+    adam = Adam(0.01)
+    model.optimizer = adam
+    model.fit(X, y, epochs=2, batch_size=8)
+    model.reset()
+    assert model.optimizer is adam
+    expected.optimizer = Adam(0.01)
+    assert model.fit(X, y, epochs=3, batch_size=8).history == \
+        expected.fit(X, y, epochs=3, batch_size=8).history
+    assert_weights_equal(model.get_weights(), expected.get_weights())
+
+
 # ------------------------------------------------------------ 4. validation
 
 def metric_of(loss):
