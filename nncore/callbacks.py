@@ -115,15 +115,18 @@ class EarlyStopping(Callback):
 
 
 class ProgressBar(Callback):
-    """verbose=1: one line per epoch with the logged values — a tqdm bar over
-    the epochs when tqdm is installed, plain prints otherwise."""
+    """fit's verbose=1 and 2: one line per epoch with the logged values — with
+    bar=True (verbose=1) a tqdm bar over the epochs when tqdm is installed,
+    plain printed lines otherwise (verbose=2, as Keras's one line per epoch)."""
 
-    def __init__(self, epochs, stream=None):
-        self.epochs, self.stream = epochs, stream or sys.stdout
+    def __init__(self, epochs, stream=None, bar=True):
+        self.epochs, self.stream, self.use_bar = epochs, stream or sys.stdout, bar
 
     def on_train_begin(self, model, logs):
         self.done = 0
         try:
+            if not self.use_bar:
+                raise ImportError
             from tqdm import tqdm
         except ImportError:
             self.bar = None

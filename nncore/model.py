@@ -334,7 +334,7 @@ class Sequential:
     def fit(self, X, y, epochs: int = 1, batch_size: int | None = None, shuffle: bool = True, *,
             validation_data: "tuple[np.typing.ArrayLike, np.typing.ArrayLike] | None" = None,
             validation_split: float = 0.0, early_stopping: "Callback | None" = None,
-            callbacks: "list[Callback] | None" = None, verbose: int = 0,
+            callbacks: "list[Callback] | None" = None, verbose: "int | str" = 0,
             class_weight: "dict[int, float] | str | None" = None,
             sample_weight: "np.typing.ArrayLike | None" = None,
             n_init: int = 1) -> "training.History":
@@ -354,7 +354,11 @@ class Sequential:
         nncore.EarlyStopping; callbacks: objects with on_train_begin /
         on_epoch_end / on_train_end(model, logs); on_train_end runs however
         fit ends, before DivergenceError, KeyboardInterrupt or any exception
-        propagates (see nncore.callbacks); verbose=1 shows progress.
+        propagates (see nncore.callbacks). verbose, as in Keras's Model.fit: 0
+        silent, 1 a progress bar over the epochs (tqdm, the "progress" extra;
+        one line per epoch without it), 2 one line per epoch (no bar: for logs
+        and files), "auto" = 1 (Keras's "auto" is 1 except under a
+        ParameterServerStrategy); ValueError otherwise.
         X may be a scipy.sparse matrix: the first layer then reads its rows in
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
@@ -371,8 +375,10 @@ class Sequential:
         n_init = positive_int("n_init", n_init)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        if verbose not in (0, 1, False, True):
-            raise ValueError(f"verbose must be 0 or 1, got {verbose!r}")
+        if isinstance(verbose, str) and verbose == "auto":
+            verbose = 1
+        if verbose not in (0, 1, 2) or isinstance(verbose, float):
+            raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
         if not self._trainable:
             step = next(i for i, l in enumerate(self.layers) if l.activation == "step")
             raise ValueError(
@@ -396,7 +402,7 @@ class Sequential:
         callbacks = _check_callbacks(callbacks, early_stopping)
         _claim_schedule(self, self.optimizer.schedule, check=True)
         if verbose:
-            callbacks.append(ProgressBar(epochs))
+            callbacks.append(ProgressBar(epochs, bar=verbose == 1))
         n = X.shape[0]
         batch = n if batch_size is None else min(batch_size, n)
         if batch > INT_MAX:
@@ -487,9 +493,15 @@ class Sequential:
         self._state = state.copy()
 
     def reset(self) -> None:
-        """Back to the state right after construction: weights re-drawn from
-        the seed (the same ones), optimizer state, epoch count and History
-        cleared, the shuffling generator restarted."""
+        """Back to the training state right after construction: weights
+        re-drawn from the seed (the same ones), optimizer state, epoch count
+        and History cleared, the shuffling generator restarted. The
+        configuration stays as it is now: the layers' activations, loss, alpha
+        and the optimizer — one assigned after construction
+        (model.optimizer = Adam(...)) included, its state and schedule
+        restarted — as a Keras model re-initialised after
+        model.compile(optimizer=...) keeps the compiled optimizer (and
+        scikit-learn's fit after set_params uses the new parameters)."""
         self.rng = np.random.default_rng(self._seed_sequence)
         for layer in self.layers:
             layer.initialize(self.rng)

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -52,6 +52,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from .activations import LEAKY_SLOPE
 from .bfloat16 import MIXED_BFLOAT16, round_bf16
+from .io import _file_object, _path
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "export", "register_skl2onnx"]
 
@@ -261,13 +262,16 @@ def _is_estimator(model: Any) -> bool:
     return all(hasattr(model, a) for a in ("get_params", "fit", "predict", "activation"))
 
 
-def export(model: Any, path: str | os.PathLike[str] | None = None, *, opset: int | None = None,
+def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *, opset: int | None = None,
            zipmap: bool = True, doc_string: str = "") -> onnx.ModelProto:
     """Write `model` as an ONNX graph to `path` (if given) and return it.
 
     model: an nncore.Sequential, or a fitted scikit-learn-style MLPClassifier
-    or MLPRegressor (nncore.sklearn's or scikit-learn's). path: a file name,
-    or None to only return the onnx.ModelProto. opset: the ai.onnx opset
+    or MLPRegressor (nncore.sklearn's or scikit-learn's). path: what
+    onnx.save takes — a file path (str, bytes, os.PathLike) or a binary file
+    object open for writing (open(..., "wb"), io.BytesIO; written at its
+    position, flushing and closing it are the caller's) — or None to only
+    return the onnx.ModelProto. opset: the ai.onnx opset
     (default DEFAULT_OPSET = 17; 13 up to what the installed onnx knows).
     zipmap: classifiers only — True (skl2onnx's default) makes
     "output_probability" a sequence of {class: probability} maps (ZipMap);
@@ -275,8 +279,9 @@ def export(model: Any, path: str | os.PathLike[str] | None = None, *, opset: int
     with onnx.checker (full check, with shape inference) before it is written.
 
     The input dtype is the model's (float32 or float64; for estimators, the
-    dtype of coefs_). Raises TypeError for anything else than those models or
-    a non-bool zipmap; ValueError for an unfitted estimator, an opset out of
+    dtype of coefs_). Raises TypeError for anything else than those models, a
+    non-bool zipmap, or a path of another type or a file object open in text
+    mode or not for writing (checked before anything is written); ValueError for an unfitted estimator, an opset out of
     range, weights holding NaN or infinity, coefs_ of another dtype, a
     classifier whose output layer is not softmax or sigmoid, or classes_ that
     are neither integers nor strings.
@@ -316,8 +321,8 @@ def export(model: Any, path: str | os.PathLike[str] | None = None, *, opset: int
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="nncore",
                               producer_version=__version__, doc_string=doc_string)
     onnx.checker.check_model(proto, full_check=True)
-    if path is not None:
-        onnx.save_model(proto, os.fspath(path))
+    if path is not None:   # what onnx.save takes: a binary file object, or a path
+        onnx.save_model(proto, path if _file_object(path, "write", "wb") else _path(path))
     return proto
 
 

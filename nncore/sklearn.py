@@ -62,7 +62,6 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier as _SkMLPClassifier  # noqa: E402
 from sklearn.neural_network import MLPRegressor as _SkMLPRegressor  # noqa: E402
-from sklearn.neural_network._multilayer_perceptron import _pack  # noqa: E402
 from sklearn.neural_network._stochastic_optimizers import (  # noqa: E402
     AdamOptimizer, SGDOptimizer)
 from sklearn.base import is_classifier  # noqa: E402
@@ -467,7 +466,14 @@ class _EngineMLP:
         """The dtype training runs in: that of the weights, which the first fit
         makes X's and later partial_fit or warm-started fit calls keep (X is
         converted to it), as scikit-learn's weights keep their dtype. float64
-        for assigned weights of mixed or non-float dtypes."""
+        for assigned weights of mixed or non-float dtypes: then coefs_ and
+        intercepts_ all become float64 (views of one float64 vector). In
+        scikit-learn 1.9 the products of mixed weights are float64 too, but
+        sgd/adam update each array in place in its own dtype (a float32 one
+        stays float32, each update rounded to it) and lbfgs makes them all
+        float64: here all three solvers train the float64 vector. Intercepts
+        assigned as lists (which scikit-learn's sgd/adam leave untrained, and
+        its lbfgs fails on) train as arrays would."""
         dtypes = {np.asarray(a).dtype for a in (*self.coefs_, *self.intercepts_)}
         if len(dtypes) == 1 and dtypes <= {np.dtype(np.float32), np.dtype(np.float64)}:
             return dtypes.pop()
@@ -505,9 +511,11 @@ class _EngineMLP:
             start = end
 
         dtype = self._weights_dtype()
-        packed = _pack(self.coefs_, self.intercepts_)
         net = self._net(dtype, layer_units, bind=True)
         perm = net.sklearn_order()   # net.params[perm] is scikit-learn's packed vector
+        # (read from the bound vector: assigned lists, which scikit-learn's _pack
+        # fails on with AttributeError, train as they do under sgd and adam)
+        packed = net.params[perm]
         X = _as_engine_input(X, dtype)
         Y = np.ascontiguousarray(y, dtype=dtype)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)

@@ -102,6 +102,30 @@ def test_graph_metadata_and_file(tmp_path, rng):
     np.testing.assert_allclose(run(proto, {"input": X})[0], model.predict(X), rtol=0, atol=1e-12)
 
 
+def test_export_writes_to_what_onnx_save_takes(tmp_path):
+    # onnx.save takes a path (str, os.PathLike) or a binary file object
+    import io
+    model = nncore.Sequential([nncore.Dense(3, 2, "sigmoid")], seed=0)
+    expected = model.to_onnx().SerializeToString()
+    buffer = io.BytesIO(b"head")
+    buffer.seek(4)
+    assert model.to_onnx(buffer).SerializeToString() == expected
+    assert buffer.getvalue() == b"head" + expected   # written at the stream's position
+    with open(tmp_path / "f.onnx", "wb") as f:
+        nnonnx.export(model, f)
+    for path in (str(tmp_path / "s.onnx"), tmp_path / "p.onnx", bytes(tmp_path / "b.onnx")):
+        nnonnx.export(model, path)
+    for name in ("f", "s", "p", "b"):
+        assert (tmp_path / f"{name}.onnx").read_bytes() == expected
+    with open(tmp_path / "t.onnx", "w") as f, pytest.raises(TypeError, match="text mode"):
+        nnonnx.export(model, f)
+    with open(tmp_path / "f.onnx", "rb") as f, pytest.raises(TypeError, match="not open for"):
+        nnonnx.export(model, f)
+    with pytest.raises(TypeError, match="binary file object, got int"):
+        nnonnx.export(model, 3)
+    assert (tmp_path / "t.onnx").read_bytes() == b""
+
+
 def test_opset_choice_and_bad_arguments(tmp_path):
     model = nncore.Sequential([nncore.Dense(2, 2, "tanh")], seed=0)
     X = np.ones((3, 2), np.float32)

@@ -254,6 +254,24 @@ def test_lbfgs_max_fun_and_no_partial_fit():
     assert hasattr(nk.MLPClassifier(solver="sgd"), "partial_fit")
 
 
+def test_lbfgs_trains_intercepts_assigned_as_lists():
+    # scikit-learn 1.9's lbfgs fails on them (AttributeError in _pack: a list
+    # has no ravel); its sgd and adam train them, as this face does: lbfgs here
+    # goes on from their values as from arrays (scikit-learn given arrays)
+    X, y = data("regression")
+    ref, ours = pair("regression", solver="lbfgs", hidden_layer_sizes=(7, 5), max_iter=5,
+                     random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            est.fit(X, y)
+            est.set_params(warm_start=True)
+        ours.intercepts_ = [b.tolist() for b in ref.intercepts_]
+        ref.fit(X, y)
+        ours.fit(X, y)
+    assert_same_model(ours, ref, rtol=1e-4)
+
+
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 def test_float32_trains_in_float32(solver):
     X, y = data("multiclass")

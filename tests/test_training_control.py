@@ -321,6 +321,22 @@ def test_reset_restarts_epochs_lr_and_weights(backend):
     assert_weights_equal(used.get_weights(), fresh.get_weights())
 
 
+def test_reset_keeps_an_optimizer_assigned_after_construction():
+    # configuration stays, as Keras's compiled optimizer does over a re-initialisation
+    X, y = make_data()
+    model, expected = make_model(), make_model()
+    model.fit(X, y, epochs=2, batch_size=8)
+    adam = Adam(0.01)
+    model.optimizer = adam
+    model.fit(X, y, epochs=2, batch_size=8)
+    model.reset()
+    assert model.optimizer is adam
+    expected.optimizer = Adam(0.01)
+    assert model.fit(X, y, epochs=3, batch_size=8).history == \
+        expected.fit(X, y, epochs=3, batch_size=8).history
+    assert_weights_equal(model.get_weights(), expected.get_weights())
+
+
 # ------------------------------------------------------------ 4. validation
 
 def metric_of(loss):
@@ -520,7 +536,26 @@ def test_verbose_zero_prints_nothing(capsys):
     assert capsys.readouterr() == ("", "")
 
 
-@pytest.mark.parametrize("verbose", [2, -1, "yes", None, 0.5])
+def test_verbose_2_prints_one_line_per_epoch_even_with_tqdm(capsys, monkeypatch):
+    # Keras's verbose=2: one line per epoch, no progress bar (for logs and files)
+    def no_bar(*args, **kwargs):
+        raise AssertionError("verbose=2 drew a tqdm bar")
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=no_bar))
+    make_model().fit(*make_data(), epochs=3, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" - ")[0] for line in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert all("loss" in line for line in lines)
+
+
+def test_verbose_auto_is_verbose_1(capsys, monkeypatch):
+    # Keras's "auto" is 1 (2 only under a ParameterServerStrategy)
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    make_model().fit(*make_data(), epochs=2, verbose="auto")
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
+@pytest.mark.parametrize("verbose", [3, -1, "yes", "AUTO", None, 0.5, 2.0])
 def test_bad_verbose(verbose):
     with pytest.raises(ValueError, match="verbose"):
         make_model().fit(*make_data(), verbose=verbose)
