@@ -437,6 +437,41 @@ def test_val_monitor_falls_back_to_training_loss(backend):
     assert es.best == history.history["val_loss"][0]
 
 
+class LogsMetric(Callback):
+    """Logs "val_score": the given values, one per epoch (a metric callback)."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def on_epoch_end(self, model, logs):
+        logs["val_score"] = self.values[logs["epoch"]]
+
+
+@pytest.mark.parametrize("mode, values", [
+    ("min", [float("nan"), 3.0, 2.0, 1.0, 0.5, 0.25]),
+    ("max", [float("nan"), 1.0, 2.0, 3.0, 4.0, 5.0]),
+])
+def test_early_stopping_first_value_nan_is_not_the_best(mode, values):
+    """A NaN in the first epoch (a metric undefined at first) counts as an epoch
+    without improvement, as in Keras (best starts at ±inf): the later values
+    improve on it, so training runs on. Before, the NaN became the best and no
+    number ever beat it: stopped after `patience` epochs at the NaN epoch's
+    weights (Keras EarlyStopping; early-stopping-pytorch's fix #28)."""
+    es = EarlyStopping(monitor="val_score", patience=2, mode=mode)
+    history = make_model().fit(*make_data(), epochs=6, callbacks=[LogsMetric(values)],
+                               early_stopping=es)
+    assert history.epoch == list(range(6)) and es.stopped_epoch is None
+    assert es.best == values[-1] and es.best_epoch == 5 and es.restored_epoch == 5
+
+
+def test_early_stopping_all_nan_has_no_best():
+    es = EarlyStopping(monitor="val_score", patience=2)
+    history = make_model().fit(*make_data(), epochs=6,
+                               callbacks=[LogsMetric([float("nan")] * 6)], early_stopping=es)
+    assert len(history.epoch) == 2 and es.stopped_epoch == 1
+    assert es.best is None and es.restored_epoch is None
+
+
 @pytest.mark.parametrize("monitor", ["bogus", "val_acc"])
 def test_unknown_monitor_refused(monitor):
     with pytest.raises(ValueError, match=f"monitors '{monitor}', which is not logged"):
