@@ -56,12 +56,13 @@ class EarlyStopping(Callback):
     from a metric a callback logs) never improves, also as the first value: it
     counts as an epoch without improvement, as in Keras's EarlyStopping, whose
     best starts at ±inf. With no validation data a "val_*" monitor falls back
-    to its training counterpart ("val_loss" to "loss"). restore_best_weights puts back the weights of the best epoch
-    when training ends, however it ends (also on DivergenceError and
-    KeyboardInterrupt: see the module docstring). After fit, `stopped_epoch`
-    is the epoch training stopped at (None when it ran to the end), `best` the
-    best value (None when every value was NaN), `best_epoch` its epoch and `restored_epoch` the epoch whose
-    weights were put back (None when none were), which the model's History
+    to its training counterpart ("val_loss" to "loss"). restore_best_weights
+    puts back the weights of the best epoch when training ends, however it
+    ends (also on DivergenceError and KeyboardInterrupt: see the module
+    docstring). After fit, `stopped_epoch` is the epoch training stopped at
+    (None when it ran to the end), `best` the best value (None when every
+    value was NaN), `best_epoch` its epoch and `restored_epoch` the epoch
+    whose weights were put back (None when none were), which the model's History
     records as `restored_epoch` too.
     """
 
