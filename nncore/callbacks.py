@@ -63,7 +63,7 @@ class EarlyStopping(Callback):
     (None when it ran to the end), `best` the best value (None when every
     value was NaN), `best_epoch` its epoch and `restored_epoch` the epoch
     whose weights were put back (None when none were), which the model's History
-    records as `restored_epoch` too.
+    records as `restored_epoch` too; `last` is the last value seen.
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
@@ -85,11 +85,12 @@ class EarlyStopping(Callback):
         self.best, self.wait, self.stopped_epoch = None, 0, None
         self.best_weights, self.key = None, None
         self.best_epoch = self.restored_epoch = None
+        self.last = None
 
     def on_epoch_end(self, model, logs):
         if self.key is None:
             self.key = self._key(logs)
-        value = logs[self.key]
+        value = self.last = logs[self.key]
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
         # a NaN never improves, not even as the first value: as in Keras, whose best
         # starts at ±inf (a first NaN kept as the best would refuse every later value)
