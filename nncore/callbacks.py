@@ -23,6 +23,7 @@ sets logs["restored_epoch"] to their epoch; a DivergenceError then says so.
 An exception from on_train_end while another is propagating does not mask
 it: it is attached to it as a note (PEP 678).
 """
+import math
 import sys
 
 import numpy as np
@@ -51,15 +52,18 @@ class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for
     `patience` epochs ("stop when the cost stops changing").
 
-    mode "auto" minimises losses and maximises accuracies. With no validation
-    data a "val_*" monitor falls back to its training counterpart ("val_loss"
-    to "loss"). restore_best_weights puts back the weights of the best epoch
-    when training ends, however it ends (also on DivergenceError and
-    KeyboardInterrupt: see the module docstring). After fit, `stopped_epoch`
-    is the epoch training stopped at (None when it ran to the end), `best` the
-    best value, `best_epoch` its epoch and `restored_epoch` the epoch whose
-    weights were put back (None when none were), which the model's History
-    records as `restored_epoch` too.
+    mode "auto" minimises losses and maximises accuracies. A NaN value (say
+    from a metric a callback logs) never improves, also as the first value: it
+    counts as an epoch without improvement, as in Keras's EarlyStopping, whose
+    best starts at ±inf. With no validation data a "val_*" monitor falls back
+    to its training counterpart ("val_loss" to "loss"). restore_best_weights
+    puts back the weights of the best epoch when training ends, however it
+    ends (also on DivergenceError and KeyboardInterrupt: see the module
+    docstring). After fit, `stopped_epoch` is the epoch training stopped at
+    (None when it ran to the end), `best` the best value (None when every
+    value was NaN), `best_epoch` its epoch and `restored_epoch` the epoch
+    whose weights were put back (None when none were), which the model's History
+    records as `restored_epoch` too; `last` is the last value seen.
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
@@ -81,13 +85,17 @@ class EarlyStopping(Callback):
         self.best, self.wait, self.stopped_epoch = None, 0, None
         self.best_weights, self.key = None, None
         self.best_epoch = self.restored_epoch = None
+        self.last = None
 
     def on_epoch_end(self, model, logs):
         if self.key is None:
             self.key = self._key(logs)
-        value = logs[self.key]
+        value = self.last = logs[self.key]
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
-        if self.best is None or sign * (value - self.best) < -self.min_delta:
+        # a NaN never improves, not even as the first value: as in Keras, whose best
+        # starts at ±inf (a first NaN kept as the best would refuse every later value)
+        improved = self.best is None or sign * (value - self.best) < -self.min_delta
+        if improved and not math.isnan(value):
             self.best, self.wait, self.best_epoch = value, 0, logs["epoch"]
             if self.restore_best_weights:
                 self.best_weights = model.get_weights()

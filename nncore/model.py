@@ -462,14 +462,20 @@ class Sequential:
                     exc.add_note(f"n_init: run {i + 1} of {n_init} raised this; the model keeps "
                                  f"the best of the {i} completed run(s) (runs: {finals})")
                 raise
-            values = history.history.get(key) or history.history[key[4:]]
             sign = -1 if maximised(key, early_stopping.mode if early_stopping else "auto") else 1
             # the value of the weights the run ends with: early stopping's best epoch when
-            # it restored that (with min_delta > 0 not always the lowest value logged)
-            final = early_stopping.best if early_stopping and \
-                early_stopping.restored_epoch is not None else values[-1]
+            # it restored that (with min_delta > 0 not always the lowest value logged), else
+            # the last logged — by early stopping, for a value a callback puts in the logs
+            # (History records fit's own values only)
+            if early_stopping and early_stopping.restored_epoch is not None:
+                final = early_stopping.best
+            elif early_stopping:
+                final = early_stopping.last
+            else:
+                final = (history.history.get(key) or history.history[key[4:]])[-1]
             finals.append(final)
-            if best is None or sign * final < sign * best[0]:
+            # a NaN never beats another run's value; any number beats a NaN kept so far
+            if best is None or final == final and not sign * final >= sign * best[0]:
                 best = (final, self._snapshot(), history,
                         None if early_stopping is None else dict(vars(early_stopping)))
         self._restore(best[1])

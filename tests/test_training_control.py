@@ -453,6 +453,41 @@ def test_val_monitor_falls_back_to_training_loss(backend):
     assert es.best == history.history["val_loss"][0]
 
 
+class LogsMetric(Callback):
+    """Logs "val_score": the given values, one per epoch (a metric callback)."""
+
+    def __init__(self, values):
+        self.values = list(values)
+
+    def on_epoch_end(self, model, logs):
+        logs["val_score"] = self.values[logs["epoch"]]
+
+
+@pytest.mark.parametrize("mode, values", [
+    ("min", [float("nan"), 3.0, 2.0, 1.0, 0.5, 0.25]),
+    ("max", [float("nan"), 1.0, 2.0, 3.0, 4.0, 5.0]),
+])
+def test_early_stopping_first_value_nan_is_not_the_best(mode, values):
+    """A NaN in the first epoch (a metric undefined at first) counts as an epoch
+    without improvement, as in Keras (best starts at ±inf): the later values
+    improve on it, so training runs on. Before, the NaN became the best and no
+    number ever beat it: stopped after `patience` epochs at the NaN epoch's
+    weights (Keras EarlyStopping; early-stopping-pytorch's fix #28)."""
+    es = EarlyStopping(monitor="val_score", patience=2, mode=mode)
+    history = make_model().fit(*make_data(), epochs=6, callbacks=[LogsMetric(values)],
+                               early_stopping=es)
+    assert history.epoch == list(range(6)) and es.stopped_epoch is None
+    assert es.best == values[-1] and es.best_epoch == 5 and es.restored_epoch == 5
+
+
+def test_early_stopping_all_nan_has_no_best():
+    es = EarlyStopping(monitor="val_score", patience=2)
+    history = make_model().fit(*make_data(), epochs=6,
+                               callbacks=[LogsMetric([float("nan")] * 6)], early_stopping=es)
+    assert len(history.epoch) == 2 and es.stopped_epoch == 1
+    assert es.best is None and es.restored_epoch is None
+
+
 @pytest.mark.parametrize("monitor", ["bogus", "val_acc"])
 def test_unknown_monitor_refused(monitor):
     with pytest.raises(ValueError, match=f"monitors '{monitor}', which is not logged"):
@@ -890,6 +925,49 @@ def test_n_init_early_stopping_attributes_describe_the_kept_run():
     assert es.best_epoch == es.restored_epoch == history.restored_epoch == 0
     assert es.stopped_epoch is None
     assert all(np.array_equal(a, b) for a, b in zip(es.best_weights, model.get_weights()))
+
+
+class RunMetric(Callback):
+    """Logs "val_score" (a metric History does not record): run r's values are
+    per_run[r], one per epoch; keeps each run's final weights."""
+
+    def __init__(self, per_run):
+        self.per_run, self.run, self.weights = per_run, -1, []
+
+    def on_train_begin(self, model, logs):
+        self.run += 1
+
+    def on_epoch_end(self, model, logs):
+        logs["val_score"] = self.per_run[self.run][logs["epoch"]]
+
+    def on_train_end(self, model, logs):
+        self.weights.append(model.get_weights())
+
+
+@pytest.mark.parametrize("restore", [True, False])
+@pytest.mark.parametrize("per_run, kept", [
+    ([[0.3, 0.2, 0.4], [0.1, 0.5, 0.6], [0.7, 0.8, 0.9]], {True: 1, False: 0}),
+    ([[float("nan")] * 3, [0.5, 0.4, 0.6], [float("nan")] * 3], {True: 1, False: 1}),
+])
+def test_n_init_monitors_a_value_a_callback_logs(per_run, kept, restore):
+    """EarlyStopping may monitor a value a callback puts in the logs (a Keras
+    habit), which History does not record: n_init compares the runs by what
+    early stopping saw (its best when it restored that, else the last value),
+    and a NaN never beats a number. It raised KeyError: 'score' after training,
+    and a first run's NaN would have been kept over the later runs' numbers."""
+    es = EarlyStopping(monitor="val_score", patience=5, restore_best_weights=restore)
+    metric = RunMetric(per_run)
+    model = make_model(optimizer=SGD(0.1))
+    history = model.fit(*make_data(), epochs=3, callbacks=[metric], early_stopping=es,
+                        n_init=3)
+    finals = [min(v) if restore and v[0] == v[0] else v[-1] for v in per_run]
+    np.testing.assert_equal(history.runs, finals)
+    want = kept[restore]
+    assert "val_score" not in history.history and es.last == per_run[want][-1]
+    if not restore:
+        assert_weights_equal(model.get_weights(), metric.weights[want])
+    else:
+        assert es.best == finals[want] and es.restored_epoch == int(np.argmin(per_run[want]))
 
 
 class ScheduleRecorder(Callback):
