@@ -558,17 +558,20 @@ def test_targets_out_of_range_say_what_this_loss_takes(loss, out, y, expected):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_evaluate_whose_loss_overflows_does_not_blame_the_outputs(backend):
-    """evaluate said "the network's outputs are not finite: the forward pass
-    overflowed float32" when the outputs were finite (predict returned them)
-    and the loss overflowed: (y − ŷ)² of ŷ = 1e30 in float32."""
-    model = Sequential([Dense(1, 1)], loss="mse", seed=0, backend=backend)
+@pytest.mark.parametrize("loss", ["mse", "half_squared_error"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_squared_error_of_finite_outputs_does_not_overflow(backend, loss, dtype):
+    """(y − ŷ)² of ŷ = 1e30 overflowed float32 (evaluate raised "the loss is
+    not finite", loss_and_gradient returned inf) where float64 — and
+    scikit-learn, which compares float32 outputs with float64 targets — gives
+    1e60: the squares are taken in double, in the engine and its NumPy twin."""
+    model = Sequential([Dense(1, 1)], loss=loss, seed=0, backend=backend, dtype=dtype)
     model.set_weights([np.ones((1, 1)), np.zeros(1)])
-    X, y = np.array([[1e30]]), np.array([[0.0]])
+    X, y = np.array([[1e30], [-3e38]]), np.array([[0.0], [0.0]])
+    want = (1e60 + np.float64(np.float32(-3e38)) ** 2) / 2 / (2 if loss != "mse" else 1)
     assert np.isfinite(model.predict(X)).all()
-    with pytest.raises(ValueError, match=r"^the loss is not finite: the outputs or the loss "
-                                         r"overflowed float32, .*scale the inputs"):
-        model.evaluate(X, y)
+    np.testing.assert_allclose(model.evaluate(X, y)["loss"], want, rtol=1e-7)
+    np.testing.assert_allclose(model.loss_and_gradient(X, y)[0], want, rtol=1e-7)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
