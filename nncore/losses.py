@@ -227,7 +227,8 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
     else:
         activate(Z, act)
         E = Z - Y
-        rows = (_squared_error(Z, Y) if loss == MSE else np.abs(E)).sum(axis=1, dtype=np.float64) / k
+        terms = _squared_error(Z, Y) if loss == MSE else np.abs(E)
+        rows = terms.sum(axis=1, dtype=np.float64) / k
         metric = -float(E.sum(dtype=np.float64)) / k
         if dZ is not None:
             np.multiply(E if loss == MSE else np.sign(E), Z.dtype.type(2 if loss == MSE else 1)
