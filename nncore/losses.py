@@ -186,6 +186,12 @@ def one_hot(labels, classes, name="y"):
 
 # --------------------------------------------------------- the kernel's twin
 
+def _squared_error(Z, Y):
+    """(Z − Y)² in float64 (the compiled square_error): finite for float32
+    values whose float32 square would overflow, as scikit-learn's loss."""
+    return np.square(Z.astype(np.float64) - Y.astype(np.float64))
+
+
 def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
     """NumPy twin of the fused output kernel: Z := f(Z) in place; dZ :=
     ∂(Σᵢ wᵢ·lossᵢ / denom)/∂Z unless dZ is None (wᵢ: sample_weight, or 1;
@@ -221,7 +227,8 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
     else:
         activate(Z, act)
         E = Z - Y
-        rows = ((E * E) if loss == MSE else np.abs(E)).sum(axis=1, dtype=np.float64) / k
+        terms = _squared_error(Z, Y) if loss == MSE else np.abs(E)
+        rows = terms.sum(axis=1, dtype=np.float64) / k
         metric = -float(E.sum(dtype=np.float64)) / k
         if dZ is not None:
             np.multiply(E if loss == MSE else np.sign(E), Z.dtype.type(2 if loss == MSE else 1)
@@ -258,7 +265,7 @@ def _weighted_mean_loss(Z, Y, dZ, act, loss, sample_weight, denom):
     else:
         E = Z - Y
         if loss == HALF_SQUARED_ERROR:
-            rows = (E * E).sum(axis=1, dtype=np.float64) / (2 * k)
+            rows = _squared_error(Z, Y).sum(axis=1) / (2 * k)
         else:  # poisson
             with np.errstate(divide="ignore", invalid="ignore"):
                 xlogy = np.where(Y != 0, Y * np.log(Y / Z), 0)

@@ -660,7 +660,8 @@ class Sequential:
                           params: "np.typing.ArrayLike | None" = None):
         """The training cost over the whole data set at the current weights and
         its gradient, without changing the weights (one compiled pass over X,
-        in chunks of rows): (float, flat ndarray of the model's dtype).
+        in chunks of rows, the chunks' gradients summed in float64 and the
+        losses accumulated in float64): (float, flat ndarray of the model's dtype).
 
         cost = (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D, D = Σᵢ wᵢ for scikit-learn's
         losses (half_squared_error, log_loss, poisson), else n — the cost a

@@ -128,7 +128,7 @@ class Network:
                                         rows)
         weighted = sample_weight.shape[0] > 0
         denom = _denominator(sample_weight if weighted else None, n, loss)
-        total = 0.0
+        total, summed = 0.0, np.zeros(grad_out.shape, np.float64)
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             for c, start in enumerate(range(0, n, GRAD_CHUNK)):
                 stop = min(start + GRAD_CHUNK, n)
@@ -136,8 +136,11 @@ class Network:
                 t, _ = self._forward_loss(X[start:stop], Y[start:stop], wb, acts, dbuf, loss,
                                           denom)
                 total += t
+                # each chunk's gradient, summed in float64 (as the compiled engine)
                 self._backward(X[start:stop], acts, dbuf, grad_out, alpha / denom if c == 0
-                               else 0.0, c > 0, None)
+                               else 0.0, False, None)
+                summed += grad_out
+            grad_out[...] = summed
             return (total + _penalty(self.layers, alpha)) / denom
 
     def _dense_only(self, X):

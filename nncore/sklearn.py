@@ -520,9 +520,17 @@ class _EngineMLP:
         Y = np.ascontiguousarray(y, dtype=dtype)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
 
+        wide = []   # the float64 twin of a float32 run, made on first need
+
         def loss_grad(x):
             net.params[perm] = x
             loss, grad = net.loss_grad(X, Y, sw, self.alpha)
+            if dtype == np.float32 and not np.isfinite(grad).all():
+                # scikit-learn's float32 run compares float32 outputs with
+                # float64 targets, so its loss and gradient are float64 and
+                # stay finite where float32 ones overflow: redo this step so
+                loss, grad = _wide_loss_grad(wide, net, x, perm, X, y, sample_weight,
+                                             self.alpha)
             return loss, grad[perm].astype(np.float64, copy=False)
 
         iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
@@ -542,6 +550,20 @@ class _EngineMLP:
             # it; so here, through a float64 network bound to them
             self._unpack(opt_res.x)
             self._net(np.dtype(np.float64), layer_units, bind=True)
+
+
+def _wide_loss_grad(wide, net, x, perm, X, y, sample_weight, alpha):
+    """loss_grad of the float32 _Net net at scikit-learn's packed vector x,
+    computed in float64 on the same float32 weights and data: a float64 copy
+    of net (kept in the list wide) and of X, y and sample_weight."""
+    if not wide:
+        wide.append((_Net(net.coefs(), net.intercepts(), *net.activations, np.float64),
+                     _as_engine_input(X, np.float64), np.ascontiguousarray(y, dtype=np.float64),
+                     None if sample_weight is None
+                     else np.ascontiguousarray(sample_weight, dtype=np.float64)))
+    net64, X64, Y64, sw64 = wide[0]
+    net64.params[perm] = x
+    return net64.loss_grad(X64, Y64, sw64, alpha)
 
 
 def _as_engine_input(X, dtype):

@@ -448,14 +448,19 @@ cdef int loss_gradient_rows(Net* net, floating* params, const Input* X, const fl
                             double* value) except -1 nogil:
     """value := the whole data set's cost (Σᵢ wᵢ·lossᵢ + ½·alpha·Σ‖W‖²)/D (D as
     in train_step) at the current parameters, and its gradient into grads,
-    GRAD_CHUNK rows at a time (work: workspace for GRAD_CHUNK-row batches).
+    GRAD_CHUNK rows at a time (work: workspace for GRAD_CHUNK-row batches;
+    acc: 2·max_width doubles of backward's scratch, then, for more than one
+    chunk, n_params doubles in which the chunks' gradients are summed, so that
+    a float32 gradient over 1e6 rows is not ~1000 float32 additions).
     Polls for Ctrl-C between layers (-1: raised; grads then partial)."""
-    cdef Py_ssize_t c, start, nb, rows = min(n, GRAD_CHUNK)
+    cdef Py_ssize_t c, i, start, nb, rows = min(n, GRAD_CHUNK)
+    cdef Py_ssize_t chunks = (n + GRAD_CHUNK - 1) // GRAD_CHUNK
     cdef double metric = 0, total = 0, part, work_done = 0
     cdef double denom = weight_sum(sw, n) if sw != NULL and weighted_mean(loss) else n
     cdef floating decay = <floating> (alpha / denom)
+    cdef double* summed = acc + 2 * net.max_width
     cdef Input chunk = X[0]
-    for c in range((n + GRAD_CHUNK - 1) // GRAD_CHUNK):
+    for c in range(chunks):
         start = c * GRAD_CHUNK
         nb = min(GRAD_CHUNK, n - start)
         chunk.first = start
@@ -463,12 +468,16 @@ cdef int loss_gradient_rows(Net* net, floating* params, const Input* X, const fl
                      sw + start if sw != NULL else NULL, nb, rows, work, loss, denom, &metric,
                      &part, &work_done)
         total += part
-        if c == 0:  # the first chunk writes the gradient (and the penalty's part)
-            backward(net, params, grads, &chunk, nb, rows, work, 1, 1 if decay != 0 else 0, 0,
-                     decay, False, NULL, &work_done, acc)
-        else:       # the others add to it
-            backward(net, params, grads, &chunk, nb, rows, work, 1, 1, 1, 0, False, NULL,
-                     &work_done, acc)
+        # each chunk's gradient (the first's with the penalty's part), summed in double
+        backward(net, params, grads, &chunk, nb, rows, work, 1,
+                 1 if c == 0 and decay != 0 else 0, 0, decay if c == 0 else 0, False, NULL,
+                 &work_done, acc)
+        if chunks > 1:
+            for i in range(net.n_params):
+                summed[i] = grads[i] + (summed[i] if c > 0 else 0)
+    if chunks > 1:
+        for i in range(net.n_params):
+            grads[i] = <floating> summed[i]
     value[0] = (total + penalty(net, params, alpha)) / denom
     return 0
 
@@ -837,7 +846,9 @@ cdef class Network:
         cdef size_t item = 8 if self.is_double else 4
         cdef void* work = malloc((activations_size(&self.net, rows)
                                   + 2 * rows * self.net.max_width) * item)
-        cdef double* acc = <double*> malloc(2 * self.net.max_width * sizeof(double))
+        cdef double* acc = <double*> malloc((2 * self.net.max_width
+                                             + (self.net.n_params if n > rows else 0))
+                                            * sizeof(double))
         cdef void* y = data(Y)
         cdef void* sw = data(sample_weight)
         cdef void* g = data(grad_out)

@@ -8,7 +8,8 @@
 # activation, take dA from the loss and chain it through the activation's
 # derivative. Costs are means of per-example losses; a per-example loss
 # averages over the k outputs for mse, mae and binary cross-entropy and sums
-# over the classes for cross-entropy. Sums accumulate in double.
+# over the classes for cross-entropy. Sums accumulate in double, and squared
+# errors are squared in double (square_error).
 #
 # The weighted-mean losses (half_squared_error, log_loss, poisson) are
 # scikit-learn's MLP losses (sklearn/neural_network/_base.py, 1.9): a batch's
@@ -44,6 +45,14 @@ cdef inline floating clip_probability(floating p) noexcept nogil:
     scikit-learn's log_loss and binary_log_loss, before the log)."""
     cdef floating eps = FLT_EPSILON if floating is float else DBL_EPSILON
     return eps if p < eps else (1 - eps if p > 1 - eps else p)
+
+
+cdef inline double square_error(floating z, floating y) noexcept nogil:
+    """(z − y)² in double: finite for float32 z, y whose float32 square would
+    overflow (|z − y| > 1.8e19), as scikit-learn's loss, which compares float32
+    predictions with float64 targets."""
+    cdef double e = <double> z - <double> y
+    return e * e
 
 
 cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
@@ -159,7 +168,7 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
                 e = z[j] - y[j]
                 signed -= e
                 if loss == HALF_SQUARED_ERROR:
-                    row += e * e
+                    row += square_error(z[j], y[j])
                 else:  # poisson; xlogy(0, ·) = 0
                     row += (y[j] * flog(y[j] / z[j]) if y[j] != 0 else 0) - y[j] + z[j]
             if loss == HALF_SQUARED_ERROR:
@@ -222,7 +231,7 @@ cdef inline double output_loss(floating* Z, const floating* Y, const floating* s
                 e = z[j] - y[j]
                 signed -= e
                 if loss == MSE:
-                    row += e * e
+                    row += square_error(z[j], y[j])
                     if d != NULL:
                         d[j] = 2 * e * inv_nk
                 else:

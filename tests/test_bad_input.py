@@ -558,17 +558,20 @@ def test_targets_out_of_range_say_what_this_loss_takes(loss, out, y, expected):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_evaluate_whose_loss_overflows_does_not_blame_the_outputs(backend):
-    """evaluate said "the network's outputs are not finite: the forward pass
-    overflowed float32" when the outputs were finite (predict returned them)
-    and the loss overflowed: (y − ŷ)² of ŷ = 1e30 in float32."""
-    model = Sequential([Dense(1, 1)], loss="mse", seed=0, backend=backend)
+@pytest.mark.parametrize("loss", ["mse", "half_squared_error"])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_squared_error_of_finite_outputs_does_not_overflow(backend, loss, dtype):
+    """(y − ŷ)² of ŷ = 1e30 overflowed float32 (evaluate raised "the loss is
+    not finite", loss_and_gradient returned inf) where float64 — and
+    scikit-learn, which compares float32 outputs with float64 targets — gives
+    1e60: the squares are taken in double, in the engine and its NumPy twin."""
+    model = Sequential([Dense(1, 1)], loss=loss, seed=0, backend=backend, dtype=dtype)
     model.set_weights([np.ones((1, 1)), np.zeros(1)])
-    X, y = np.array([[1e30]]), np.array([[0.0]])
+    X, y = np.array([[1e30], [-3e38]]), np.array([[0.0], [0.0]])
+    want = (1e60 + np.float64(np.float32(-3e38)) ** 2) / 2 / (2 if loss != "mse" else 1)
     assert np.isfinite(model.predict(X)).all()
-    with pytest.raises(ValueError, match=r"^the loss is not finite: the outputs or the loss "
-                                         r"overflowed float32, .*scale the inputs"):
-        model.evaluate(X, y)
+    np.testing.assert_allclose(model.evaluate(X, y)["loss"], want, rtol=1e-7)
+    np.testing.assert_allclose(model.loss_and_gradient(X, y)[0], want, rtol=1e-7)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -581,11 +584,12 @@ def test_validation_rows_that_overflow_are_named_as_such(backend, split):
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(40, 4)), rng.normal(size=(40, 2))
     model = Sequential([Dense(4, 8, "relu"), Dense(8, 2)], loss="mse", seed=0, backend=backend)
-    if split:
-        X[30:] *= 1e37
+    huge = np.tanh(X) * 3e38   # finite float32; overflows the hidden layer (mse's squares
+    if split:                  # are in double, so outputs of 1e37 no longer overflow the loss)
+        X[30:] = huge[30:]
         kwargs = {"validation_split": 0.25}
     else:
-        kwargs = {"validation_data": (X * 1e37, y)}
+        kwargs = {"validation_data": (huge, y)}
     with pytest.raises(ValueError, match=r"^validation after epoch 1: the loss is not "
                        r"finite: the outputs or the loss overflowed.*\(the validation rows "
                        r"overflow; the training batches' losses were finite\)$"):

@@ -181,8 +181,8 @@ def test_evaluate_on_1e30_float32_inputs(backend, loss):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fit_on_1e30_inputs_is_finite_or_diverges_clearly(backend, loss, dtype):
     """Unscaled inputs of 1e30: fit either ends with finite losses and weights
-    or raises DivergenceError keeping finite weights (float32 mse: the squared
-    error overflows on the first batch, before any update)."""
+    or raises DivergenceError keeping finite weights (float32 mse: its first
+    batch, ~1e60 — squared in double — whose step overflows the weights)."""
     model, X, y = huge_case(loss, backend, dtype)
     finite_or_clear_error(model, X, y, epochs=3)
     if dtype == "float32" and loss == "mse":

@@ -247,6 +247,28 @@ def test_same_model_lbfgs(activation, task):
     assert_same_model(ours, ref, rtol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scikit-learn's overflow warnings
+@pytest.mark.parametrize("scale", [1e20, 1e30])
+@pytest.mark.parametrize("task", ["binary", "regression"])
+def test_lbfgs_on_float32_data_that_overflows_float32_follows_sklearn(task, scale):
+    """float32 X of ~1e20: scikit-learn's lbfgs compares the float32 outputs
+    with float64 targets, so its loss and gradient (~1e40) are finite float64;
+    the face's float32 gradient overflowed, and its loss_ was NaN after 0
+    iterations where scikit-learn's was finite after max_iter. Now such a step
+    is redone in float64 on the same float32 weights: same loss_, n_iter_."""
+    X, y = data(task, n=60)
+    X = X.astype(np.float32) * np.float32(scale)
+    kw = dict(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=5, random_state=0)
+    Est = (sk.MLPClassifier, nk.MLPClassifier) if task == "binary" else (sk.MLPRegressor,
+                                                                          nk.MLPRegressor)
+    ref, ours = Est[0](**kw).fit(X, y), Est[1](**kw).fit(X, y)
+    assert np.isfinite(ours.loss_) and ours.n_iter_ == ref.n_iter_
+    np.testing.assert_allclose(ours.loss_, ref.loss_, rtol=1e-5)
+    for a, b in zip(ours.coefs_ + ours.intercepts_, ref.coefs_ + ref.intercepts_):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
+
+
 def test_lbfgs_max_fun_and_no_partial_fit():
     ref, ours = fit_both("multiclass", solver="lbfgs", max_fun=5, **SMALL)
     assert ours.n_iter_ == ref.n_iter_
