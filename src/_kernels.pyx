@@ -15,7 +15,7 @@ cimport numpy as cnp
 
 from _blas cimport (gemm as _gemm, gemm_rows as _gemm_rows, rows_in_place,
                     set_ilp64_blas, set_threads, pool_init,
-                    pool_state as _pool_state, SMALL_GEMM as _SMALL_GEMM,
+                    pool_state as _pool_state, small_limit,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE,
                     NARROW_MAX as _NARROW_MAX, TILE_GEMM_D as _TILE_GEMM_D, big_gemm_f,
                     big_gemm_d, gemm_epilogue as _gemm_epilogue, BIG_BIAS,
@@ -85,8 +85,10 @@ cdef int in_range(const Py_ssize_t* rows, Py_ssize_t n, Py_ssize_t limit,
         raise ValueError(f"{name} holds row indices outside 0..{limit - 1}")
     return 0
 
-#: products of at most this many multiply-adds take the direct loop, not BLAS
-SMALL_GEMM = _SMALL_GEMM
+#: products of at most this many multiply-adds take the direct loop: 4096, or 0
+#: where nncore's own kernels run AVX2 (the tile kernel takes them: _blas.pxd's
+#: small_limit)
+SMALL_GEMM = small_limit()
 #: products up to this many multiply-adds use the register-tiled kernel on CPUs
 #: with AVX-512 or AVX2+FMA (for op(B) = Bᵀ, when B has at most TILE_TRANSPOSE
 #: elements)

@@ -402,6 +402,32 @@ NARROW_SHAPES = ([(n + 1, n, 300 + 4096 // (n * n + n)) for n in range(1, 17)]
                     (33, 4, 1000), (16, 8, 1500), (100, 10, 200), (4096, 1, 2)])
 
 
+@pytest.mark.skipif(K.simd() != "avx2", reason="the rule of AVX2 CPUs (_blas.pxd's small_limit)")
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("m,n,k", [(4, 8, 2), (2, 8, 4), (4, 1, 8), (8, 1, 4), (1, 32, 64),
+                                   (3, 5, 7), (16, 16, 16)])
+def test_tiny_products_take_the_tile_kernel_on_avx2(dt, m, n, k):
+    """Where nncore's kernels run AVX2, products of at most 4,096 multiply-adds
+    (W1's, a single-row predict's) take the tile kernel, not the SSE2 direct
+    loop (faster there: see small_limit): their bits are those of the same
+    rows inside a product too large for the direct loop, and (FMA) not the
+    direct loop's multiply-then-add."""
+    rng = np.random.default_rng(m * 100 + n * 10 + k)
+    A, B = rng.standard_normal((m, k)).astype(dt), rng.standard_normal((k, n)).astype(dt)
+    assert K.SMALL_GEMM == 0 and m * n * k <= 4096
+    C = np.empty((m, n), dt)
+    K.gemm(False, False, 1.0, A, B, 0.0, C)
+    big = np.vstack([A, rng.standard_normal((4096 // (n * k) + 8, k)).astype(dt)])
+    assert len(big) * n * k > 4096
+    C_big = np.empty((len(big), n), dt)
+    K.gemm(False, False, 1.0, big, B, 0.0, C_big)
+    np.testing.assert_array_equal(C, C_big[:m])
+    direct = np.zeros((m, n), dt)   # the direct loop's order: a·b rounded, then added
+    for p in range(k):
+        direct = direct + A[:, p:p + 1] * B[p]
+    assert not np.array_equal(C, direct)
+
+
 @pytest.mark.parametrize("alpha,beta", ALPHA_BETA, ids=lambda v: f"{v}")
 @pytest.mark.parametrize("m,n,k", NARROW_SHAPES,
                          ids=[f"{m}x{n}x{k}" for m, n, k in NARROW_SHAPES])
