@@ -55,7 +55,8 @@ class EarlyStopping(Callback):
     mode "auto" minimises losses and maximises accuracies. A NaN value (say
     from a metric a callback logs) never improves, also as the first value: it
     counts as an epoch without improvement, as in Keras's EarlyStopping, whose
-    best starts at ±inf. With no validation data a "val_*" monitor falls back
+    best starts at ±inf; as there, training never stops at a fit's first
+    epoch. With no validation data a "val_*" monitor falls back
     to its training counterpart ("val_loss" to "loss"). restore_best_weights
     puts back the weights of the best epoch when training ends, however it
     ends (also on DivergenceError and KeyboardInterrupt: see the module
@@ -90,6 +91,7 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, model, logs):
         if self.key is None:
             self.key = self._key(logs)
+        first = self.last is None   # Keras never stops on a fit's first epoch (epoch > 0)
         value = self.last = logs[self.key]
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
         # a NaN never improves, not even as the first value: as in Keras, whose best
@@ -101,7 +103,7 @@ class EarlyStopping(Callback):
                 self.best_weights = model.get_weights()
         else:
             self.wait += 1
-            if self.wait >= self.patience:
+            if self.wait >= self.patience and not first:
                 self.stopped_epoch = logs["epoch"]
                 model.stop_training = True
 

@@ -521,14 +521,17 @@ class _EngineMLP:
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
 
         wide = []   # the float64 twin of a float32 run, made on first need
+        # scikit-learn's loss and gradient are float64 in a float32 run when
+        # its targets promote them (float64 or integer y; not the classifier's
+        # bool indicators, not float32 y): then its steps stay finite where
+        # float32 ones overflow
+        wide_targets = dtype == np.float32 and np.result_type(y.dtype, dtype) == np.float64
 
         def loss_grad(x):
             net.params[perm] = x
             loss, grad = net.loss_grad(X, Y, sw, self.alpha)
-            if dtype == np.float32 and not np.isfinite(grad).all():
-                # scikit-learn's float32 run compares float32 outputs with
-                # float64 targets, so its loss and gradient are float64 and
-                # stay finite where float32 ones overflow: redo this step so
+            if wide_targets and not np.isfinite(grad).all():
+                # redo this step as scikit-learn takes it, in float64
                 loss, grad = _wide_loss_grad(wide, net, x, perm, X, y, sample_weight,
                                              self.alpha)
             return loss, grad[perm].astype(np.float64, copy=False)

@@ -269,6 +269,18 @@ def test_lbfgs_on_float32_data_that_overflows_float32_follows_sklearn(task, scal
         np.testing.assert_allclose(a, b, rtol=0, atol=1e-4 * np.abs(b).max())
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # scikit-learn's overflow warnings
+def test_lbfgs_on_float32_data_that_overflows_stays_float32_with_float32_targets():
+    """The float64 redo above is scikit-learn's float64 targets' doing: with
+    float32 y its float32 run overflows as the face's does (loss_ NaN, the
+    same n_iter_)."""
+    X, y = data("regression", n=60)
+    X, y = X.astype(np.float32) * np.float32(1e20), y.astype(np.float32)
+    kw = dict(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=5, random_state=0)
+    ref, ours = sk.MLPRegressor(**kw).fit(X, y), nk.MLPRegressor(**kw).fit(X, y)
+    assert np.isnan(ref.loss_) and np.isnan(ours.loss_) and ours.n_iter_ == ref.n_iter_
+
+
 def test_lbfgs_max_fun_and_no_partial_fit():
     ref, ours = fit_both("multiclass", solver="lbfgs", max_fun=5, **SMALL)
     assert ours.n_iter_ == ref.n_iter_

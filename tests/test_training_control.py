@@ -480,6 +480,17 @@ def test_early_stopping_first_value_nan_is_not_the_best(mode, values):
     assert es.best == values[-1] and es.best_epoch == 5 and es.restored_epoch == 5
 
 
+def test_early_stopping_never_stops_on_the_first_epoch():
+    """patience=0 and a NaN first value: no stop at the first epoch (Keras
+    checks `wait >= patience and epoch > 0`), so the numbers after it train on.
+    Before, training stopped after one epoch with no best."""
+    es = EarlyStopping(monitor="val_score", patience=0)
+    values = [float("nan"), 1.0, 0.9, 0.8, 0.7, 0.6]
+    history = make_model().fit(*make_data(), epochs=6, callbacks=[LogsMetric(values)],
+                               early_stopping=es)
+    assert history.epoch == list(range(6)) and es.stopped_epoch is None and es.best == 0.6
+
+
 def test_early_stopping_all_nan_has_no_best():
     es = EarlyStopping(monitor="val_score", patience=2)
     history = make_model().fit(*make_data(), epochs=6,
