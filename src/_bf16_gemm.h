@@ -79,8 +79,8 @@
 #define NNCORE_AMX_MR 32     /* rows of the AMX kernel's C block (two 16-row tiles) */
 #define NNCORE_AMX_PAIRS 16  /* k-pairs per AMX tile step (a tile row is 64 bytes) */
 #define NNCORE_AMX_TILE 256  /* words (bf16 pairs or floats) per AMX tile: 16 × 16 */
-#define NNCORE_AMX_PAGE (1 << 21)    /* alignment of the packed panels: a huge page */
-#define NNCORE_AMX_PRIVATE (1 << 18) /* bytes of a packed operand each part packs for itself */
+#define NNCORE_BF16_PAGE (1 << 21)    /* alignment of the packed panels: a huge page */
+#define NNCORE_BF16_PRIVATE (1 << 18) /* bytes of a packed operand each part packs for itself */
 #define NNCORE_AMX_ABLOCK (1 << 19) /* bytes of packed op(A) kept in L2 (of 2 MiB; 256 KiB to
                                        1.5 MiB tried, 512 KiB best at 2048³ and on W4) */
 /* Threads by work, as _big_gemm.h's float rule (NNCORE_MIN_FMAS_PER_THREAD,
@@ -306,8 +306,8 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
 #pragma GCC unroll 12
         for (int i = 0; i < NNCORE_BF16_MR; i++) {
             const __m512bh ai = (__m512bh) _mm512_set1_epi32((int) ap[i]);
-            c[i][0] = _mm512_dpbf16_ps(c[i][0], ai, b0);
-            c[i][1] = _mm512_dpbf16_ps(c[i][1], ai, b1);
+            c[i][0] = _mm512_dpbf16_ps(c[i][0], b0, ai);
+            c[i][1] = _mm512_dpbf16_ps(c[i][1], b1, ai);
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
@@ -504,54 +504,24 @@ typedef struct {
     const ptrdiff_t* arows;  /* A's rows (op(A)'s rows, or k for Aᵀ), or NULL */
 } nncore_bf16_job;
 
-/* Per-part packing buffers (a B block, then an A block), made on first use;
- * a job owns them while it holds nncore_pool.run. */
-#define NNCORE_BF16_BBUF ((NNCORE_BF16_KC / 2) * NNCORE_BF16_NC)
-#define NNCORE_BF16_ABUF ((NNCORE_BF16_KC / 2) * NNCORE_BF16_MC)
-static uint32_t* nncore_bf16_buf[NNCORE_MAX_THREADS];
-
-static void nncore_bf16_part(void* arg, int part, int parts) {
-    const nncore_bf16_job* g = (const nncore_bf16_job*) arg;
-    const ptrdiff_t NR = NNCORE_BF16_NR, MR = NNCORE_BF16_MR;
-    ptrdiff_t i_lo = 0, i_hi = g->m, j_lo = 0, j_hi = g->n;
-    uint32_t* bbuf = nncore_bf16_buf[part];
-    uint32_t* abuf = bbuf + NNCORE_BF16_BBUF;
-    if (g->n >= parts * NR) { /* split columns, in whole panels */
-        ptrdiff_t per = ((g->n + NR - 1) / NR + parts - 1) / parts * NR;
-        j_lo = part * per < g->n ? part * per : g->n;
-        j_hi = j_lo + per < g->n ? j_lo + per : g->n;
-    } else {
-        ptrdiff_t per = (g->m + parts - 1) / parts;
-        i_lo = part * per < g->m ? part * per : g->m;
-        i_hi = i_lo + per < g->m ? i_lo + per : g->m;
-    }
-    for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NNCORE_BF16_NC) {
-        const ptrdiff_t nc = jc + NNCORE_BF16_NC < j_hi ? NNCORE_BF16_NC : j_hi - jc;
-        for (ptrdiff_t pc = 0; pc < g->k; pc += NNCORE_BF16_KC) {
-            const ptrdiff_t kc = pc + NNCORE_BF16_KC < g->k ? NNCORE_BF16_KC : g->k - pc;
-            const ptrdiff_t pairs = (kc + 1) / 2;
-            /* op(B)[k, j] is B[k·ldb + j] (k-major) or, transposed, B[j·ldb + k] */
-            for (ptrdiff_t q = 0; q * NR < nc; q++)
-                nncore_bf16_pack(g->B, g->ldb, NULL, !g->trans_b, jc + q * NR,
-                                 nc - q * NR < NR ? nc - q * NR : NR, pc, kc, NR,
-                                 bbuf + q * NR * pairs);
-            for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_BF16_MC) {
-                const ptrdiff_t mc = ic + NNCORE_BF16_MC < i_hi ? NNCORE_BF16_MC : i_hi - ic;
-                /* op(A)[i, k] is A[i·lda + k] or, transposed, A[k·lda + i] (k-major) */
-                for (ptrdiff_t s = 0; s * MR < mc; s++)
-                    nncore_bf16_pack(g->A, g->lda, g->arows, g->trans_a, ic + s * MR,
-                                     mc - s * MR < MR ? mc - s * MR : MR, pc, kc, MR,
-                                     abuf + s * MR * pairs);
-                for (ptrdiff_t q = 0; q * NR < nc; q++)
-                    for (ptrdiff_t s = 0; s * MR < mc; s++)
-                        nncore_bf16_kernel(pairs, abuf + s * MR * pairs, bbuf + q * NR * pairs,
-                                           g->alpha, pc ? 1.0f : g->beta,
-                                           g->C + (ic + s * MR) * g->ldc + jc + q * NR, g->ldc,
-                                           mc - s * MR < MR ? mc - s * MR : MR,
-                                           nc - q * NR < NR ? nc - q * NR : NR);
-            }
-        }
-    }
+/* Packs panels lo … hi−1 of the `rows` rows of X (addressed as in
+ * nncore_bf16_block) for vdpbf16ps, each `width` rows wide over k = k0 …
+ * k0+kc−1: panel q at (q − lo) · width · pairs words (pairs = ⌈kc/2⌉), pair
+ * p of its row r at p · width + r (nncore_bf16_pack's layout, so the run of
+ * pairs from p0 is the panel from p0 · width on). Where X is k-major, 32 k
+ * at a time across the panels, so that each run of X's rows is read in
+ * order; else panel by panel. */
+__attribute__((target("avx512f,avx512bw,avx512bf16")))
+static void nncore_vdp_pack_panels(const float* X, ptrdiff_t ld, const ptrdiff_t* idx,
+                                   int k_major, ptrdiff_t rows, ptrdiff_t k0, ptrdiff_t kc,
+                                   ptrdiff_t lo, ptrdiff_t hi, ptrdiff_t width, uint32_t* dst) {
+    const ptrdiff_t panel = (kc + 1) / 2 * width, step = k_major ? 32 : kc;
+    for (ptrdiff_t k = 0; k < kc; k += step)
+        for (ptrdiff_t q = lo; q < hi; q++)
+            nncore_bf16_pack(X, ld, idx, k_major, q * width,
+                             rows - q * width < width ? rows - q * width : width, k0 + k,
+                             kc - k < step ? kc - k : step, width,
+                             dst + (q - lo) * panel + k / 2 * width);
 }
 
 /* [*lo, *hi): part's share of count items, in contiguous runs. */
@@ -562,64 +532,154 @@ static inline void nncore_bf16_share(ptrdiff_t count, int part, int parts, ptrdi
     *hi = *lo + per < count ? *lo + per : count;
 }
 
-/* The packed panels of the AMX products (grown, never shrunk, under
- * nncore_pool.run; 64-byte aligned), and their size in words. */
-static uint32_t* nncore_amx_buf;
-static size_t nncore_amx_words;
+/* The packed panels of the products (grown, never shrunk, under
+ * nncore_pool.run; aligned to NNCORE_BF16_PAGE), and their size in words. */
+static uint32_t* nncore_bf16_packed;
+static size_t nncore_bf16_packed_words;
 
-/* An AMX product: op(A) and op(B) packed once (nncore_amx_pack) into shared
- * buffers, then multiplied; `packed` counts the parts done packing. */
+/* A product whose operands are packed once, whole, into panels shared by its
+ * parts (nncore_bf16_pack_shared), then multiplied by either kernel. */
 typedef struct {
     nncore_bf16_job g;
-    ptrdiff_t steps;     /* tile steps of 32 k */
-    int private_a;       /* each part packs all of op(A) into its own copy */
-    int private_b;       /* each part packs all of op(B) into its own copy */
-    atomic_int packed;
-} nncore_amx_job;
+    int amx;               /* AMX's layout and kernel, else vdpbf16ps's */
+    ptrdiff_t a_rows;      /* rows of op(A) per A panel (NNCORE_AMX_MR, NNCORE_BF16_MR) */
+    ptrdiff_t a_panel;     /* words per packed A panel (the whole k) */
+    ptrdiff_t b_panel;     /* AMX: words per packed B panel (NNCORE_BF16_NR columns) */
+    size_t b_words;        /* words of one copy of the B region */
+    int private_a;         /* each part packs all of op(A) into its own copy */
+    int private_b;         /* each part has its own B region: AMX, all of op(B)
+                              packed; vdpbf16ps (always), its KC × NC blocks */
+    atomic_int packed;     /* parts done packing */
+} nncore_bf16_packed_job;
 
-static void nncore_amx_part(void* arg, int part, int parts) {
-    nncore_amx_job* job = (nncore_amx_job*) arg;
+/* Packs part's share of the panels of op(A) (op(A)[i, k] is A[i·lda + k] or,
+ * transposed, A[k·lda + i]) — all of them, into its own copy, when private_a
+ * — and, for AMX, of op(B) (op(B)[k, j] is B[k·ldb + j] or, transposed,
+ * B[j·ldb + k]; vdpbf16ps packs its blocks of op(B) as it goes), waits for
+ * the other parts' panels where it uses them, and gives
+ * the packed panels and the part's share of C: A panels [s_lo, s_hi) times B
+ * panels [q_lo, q_hi). C's columns are split in whole panels (its rows when C
+ * is too narrow): the same panels as packed, so a part's B panels (A panels)
+ * are in its own cache, and with private_a (private_b) it needs no other
+ * part's. */
+static void nncore_bf16_pack_shared(nncore_bf16_packed_job* job, int part, int parts,
+                                    const uint32_t** a_out, const uint32_t** b_out,
+                                    ptrdiff_t* s_lo, ptrdiff_t* s_hi, ptrdiff_t* q_lo,
+                                    ptrdiff_t* q_hi) {
     const nncore_bf16_job* g = &job->g;
-    const ptrdiff_t NR = NNCORE_BF16_NR, MR = NNCORE_AMX_MR, steps = job->steps;
-    const ptrdiff_t panel = 2 * steps * NNCORE_AMX_TILE;   /* words per packed panel */
+    const ptrdiff_t MR = job->a_rows, NR = NNCORE_BF16_NR;
     const ptrdiff_t row_panels = (g->m + MR - 1) / MR, col_panels = (g->n + NR - 1) / NR;
-    ptrdiff_t lo, hi, s_lo = 0, s_hi = row_panels, q_lo = 0, q_hi = col_panels;
+    ptrdiff_t lo, hi;
+    int spins = 0;
     /* the buffer (one copy of the B panels, or one per part, then the same
      * for the A panels) is at least this big while the job holds
      * nncore_pool.run */
-    uint32_t* const b = nncore_amx_buf + (job->private_b ? part * col_panels : 0) * panel;
-    uint32_t* const a = nncore_amx_buf + ((job->private_b ? parts : 1) * col_panels
-                                          + (job->private_a ? part * row_panels : 0)) * panel;
-    int spins = 0;
-    /* each part packs its share of the panels of op(A) (op(A)[i, k] is
-     * A[i·lda + k] or, transposed, A[k·lda + i]) — all of them, into its own
-     * copy, when private_a — and of op(B) (op(B)[k, j] is B[k·ldb + j] or,
-     * transposed, B[j·ldb + k]) */
+    uint32_t* const b = nncore_bf16_packed + (job->private_b ? part : 0) * job->b_words;
+    uint32_t* const a = nncore_bf16_packed + (job->private_b ? parts : 1) * job->b_words
+                        + (job->private_a ? part * row_panels : 0) * job->a_panel;
     if (job->private_a)
         lo = 0, hi = row_panels;
     else
         nncore_bf16_share(row_panels, part, parts, &lo, &hi);
-    nncore_amx_pack_panels(g->A, g->lda, g->arows, g->trans_a, g->m, g->k, lo, hi, steps, 0, a);
+    if (job->amx)
+        nncore_amx_pack_panels(g->A, g->lda, g->arows, g->trans_a, g->m, g->k, lo, hi,
+                               job->a_panel / (2 * NNCORE_AMX_TILE), 0, a);
+    else
+        nncore_vdp_pack_panels(g->A, g->lda, g->arows, g->trans_a, g->m, 0, g->k, lo, hi, MR,
+                               a + lo * job->a_panel);
     if (job->private_b)
         lo = 0, hi = col_panels;
     else
         nncore_bf16_share(col_panels, part, parts, &lo, &hi);
-    nncore_amx_pack_panels(g->B, g->ldb, NULL, !g->trans_b, g->n, g->k, lo, hi, steps, 1, b);
-    /* C's columns are split in whole panels (its rows when C is too narrow):
-     * the same panels as packed, so a part's B panels (A panels) are in its
-     * own cache, and with private_a (private_b) it needs no other part's */
-    if (g->n >= parts * NR)
-        nncore_bf16_share(col_panels, part, parts, &q_lo, &q_hi);
+    if (job->amx)
+        nncore_amx_pack_panels(g->B, g->ldb, NULL, !g->trans_b, g->n, g->k, lo, hi,
+                               job->b_panel / (2 * NNCORE_AMX_TILE), 1, b);
+    *s_lo = 0, *s_hi = row_panels, *q_lo = 0, *q_hi = col_panels;
+    const int split_columns = g->n >= parts * NR;
+    if (split_columns)
+        nncore_bf16_share(col_panels, part, parts, q_lo, q_hi);
     else
-        nncore_bf16_share(row_panels, part, parts, &s_lo, &s_hi);
-    /* wait for the other parts' panels */
+        nncore_bf16_share(row_panels, part, parts, s_lo, s_hi);
     atomic_fetch_add(&job->packed, 1);
-    while (!job->private_a && !job->private_b && atomic_load(&job->packed) < parts) {
+    while ((split_columns ? !job->private_a : !job->private_b)
+           && atomic_load(&job->packed) < parts) {
         if (spins++ < NNCORE_SPINS)
             NNCORE_PAUSE();
         else
             sched_yield();
     }
+    *a_out = a;
+    *b_out = b;
+}
+
+/* A vdpbf16ps product (Goto's blocking): per block of NC columns and KC of
+ * k, the part packs the block of op(B) into NR-wide panels (in L2), then runs
+ * each B panel (in L1) against each packed A panel of an MC-row block. */
+static void nncore_vdp_part(void* arg, int part, int parts) {
+    nncore_bf16_packed_job* job = (nncore_bf16_packed_job*) arg;
+    const nncore_bf16_job* g = &job->g;
+    const ptrdiff_t MR = NNCORE_BF16_MR, NR = NNCORE_BF16_NR;
+    const ptrdiff_t QB = NNCORE_BF16_NC / NR, SB = NNCORE_BF16_MC / MR, KC = NNCORE_BF16_KC;
+    const uint32_t *a, *bblock;
+    ptrdiff_t s_lo, s_hi, q_lo, q_hi;
+    nncore_bf16_pack_shared(job, part, parts, &a, &bblock, &s_lo, &s_hi, &q_lo, &q_hi);
+    uint32_t* const b = (uint32_t*) bblock;   /* this part's own */
+    for (ptrdiff_t qb = q_lo; qb < q_hi; qb += QB) {
+        const ptrdiff_t qe = qb + QB < q_hi ? qb + QB : q_hi;
+        for (ptrdiff_t pc = 0; pc < g->k; pc += KC) {
+            const ptrdiff_t kc = g->k - pc < KC ? g->k - pc : KC, np = (kc + 1) / 2;
+            nncore_vdp_pack_panels(g->B, g->ldb, NULL, !g->trans_b, g->n, pc, kc, qb, qe, NR, b);
+            for (ptrdiff_t sb = s_lo; sb < s_hi; sb += SB) {
+                const ptrdiff_t se = sb + SB < s_hi ? sb + SB : s_hi;
+                /* the A block used next (the next rows, else the first rows at
+                 * the next k, else those of the next columns), brought into L2
+                 * over this block's calls: each call fetches a share of its
+                 * lines (from packed A in L3 or memory, the first B panel's
+                 * pass over a block stalls without it) */
+                const ptrdiff_t nsb = se < s_hi ? se : s_lo;
+                const ptrdiff_t npc = se < s_hi ? pc : pc + KC < g->k ? pc + KC : 0;
+                const ptrdiff_t nse = nsb + SB < s_hi ? nsb + SB : s_hi;
+                const ptrdiff_t nkc = g->k - npc < KC ? g->k - npc : KC;
+                const ptrdiff_t run = ((nkc + 1) / 2 * MR * 4 + 63) / 64;   /* lines a panel */
+                const ptrdiff_t lines = (nse - nsb) * run, calls = (qe - qb) * (se - sb);
+                for (ptrdiff_t q = qb; q < qe; q++)
+                    for (ptrdiff_t s = sb; s < se; s++) {
+                        const ptrdiff_t call = (q - qb) * (se - sb) + (s - sb);
+                        const ptrdiff_t l0 = call * lines / calls, l1 = (call + 1) * lines / calls;
+                        for (ptrdiff_t l = l0, ps = nsb + l0 / run, o = l0 % run; l < l1; l++) {
+                            _mm_prefetch((const char*) (a + ps * job->a_panel + npc / 2 * MR) + o * 64,
+                                         _MM_HINT_T1);
+                            if (++o == run)
+                                o = 0, ps++;
+                        }
+                        /* the next call's block of C, read when it adds to C */
+                        const ptrdiff_t cs = s + 1 < se ? s + 1 : sb, cq = s + 1 < se ? q : q + 1;
+                        if (cq < qe && (pc || g->beta != 0.0f))
+                            for (ptrdiff_t i = 0; i < MR && cs * MR + i < g->m; i++) {
+                                const char* ci = (const char*) (g->C + (cs * MR + i) * g->ldc + cq * NR);
+                                _mm_prefetch(ci, _MM_HINT_T0);
+                                _mm_prefetch(ci + 64, _MM_HINT_T0);
+                            }
+                        nncore_bf16_kernel(np, a + s * job->a_panel + pc / 2 * MR,
+                                           b + (q - qb) * NR * np, g->alpha,
+                                           pc ? 1.0f : g->beta, g->C + s * MR * g->ldc + q * NR,
+                                           g->ldc, g->m - s * MR < MR ? g->m - s * MR : MR,
+                                           g->n - q * NR < NR ? g->n - q * NR : NR);
+                    }
+            }
+        }
+    }
+}
+
+/* An AMX product: each 32 × 32 block of C for the whole k (nncore_amx_kernel). */
+static void nncore_amx_part(void* arg, int part, int parts) {
+    nncore_bf16_packed_job* job = (nncore_bf16_packed_job*) arg;
+    const nncore_bf16_job* g = &job->g;
+    const ptrdiff_t NR = NNCORE_BF16_NR, MR = NNCORE_AMX_MR, panel = job->a_panel;
+    const ptrdiff_t steps = panel / (2 * NNCORE_AMX_TILE);
+    const uint32_t *a, *b;
+    ptrdiff_t s_lo, s_hi, q_lo, q_hi;
+    nncore_bf16_pack_shared(job, part, parts, &a, &b, &s_lo, &s_hi, &q_lo, &q_hi);
     if (s_lo >= s_hi || q_lo >= q_hi)
         return;
     nncore_amx_begin();
@@ -683,55 +743,50 @@ static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_
     }
     parts = nncore_parts((double) m * n * k,
                          nncore_bf16_use_amx ? NNCORE_AMX_PER_PART : NNCORE_VDP_PER_PART);
-    if (nncore_bf16_use_amx) {
-        nncore_amx_job amx = {job, (k + 2 * NNCORE_AMX_PAIRS - 1) / (2 * NNCORE_AMX_PAIRS)};
-        const size_t panel = 2 * amx.steps * NNCORE_AMX_TILE;
-        const size_t a_words = (size_t) (m + NNCORE_AMX_MR - 1) / NNCORE_AMX_MR * panel;
-        const size_t b_words = (size_t) (n + NNCORE_BF16_NR - 1) / NNCORE_BF16_NR * panel;
-        /* a small op(A) (C's columns split) or op(B) (rows split) is packed
-         * by every part for itself: cheaper than the other parts' packed
-         * panels crossing between cores, and no waiting */
-        amx.private_a = parts > 1 && n >= parts * NNCORE_BF16_NR
-                        && a_words * sizeof(uint32_t) <= NNCORE_AMX_PRIVATE;
-        amx.private_b = parts > 1 && n < parts * NNCORE_BF16_NR
-                        && b_words * sizeof(uint32_t) <= NNCORE_AMX_PRIVATE;
-        const size_t words = (amx.private_b ? parts : 1) * b_words
-                             + (amx.private_a ? parts : 1) * a_words;
-        int ok = 1;
-        pthread_mutex_lock(&nncore_pool.run);
-        if (words > nncore_amx_words) {
-            void* grown = NULL;
-            ok = posix_memalign(&grown, NNCORE_AMX_PAGE, words * sizeof(uint32_t)) == 0;
-            if (ok) {
+    nncore_bf16_packed_job packed = {job, nncore_bf16_use_amx};
+    const ptrdiff_t NR = NNCORE_BF16_NR;
+    if (packed.amx) {   /* whole tile steps of 32 k, panels of two tiles a step */
+        packed.a_rows = NNCORE_AMX_MR;
+        packed.a_panel = packed.b_panel = 2 * NNCORE_AMX_TILE
+                                          * ((k + 2 * NNCORE_AMX_PAIRS - 1) / (2 * NNCORE_AMX_PAIRS));
+        packed.b_words = (size_t) ((n + NR - 1) / NR) * packed.b_panel;
+    } else {            /* k-pairs times the panel's width; op(B) a block at a time */
+        packed.a_rows = NNCORE_BF16_MR;
+        packed.a_panel = (k + 1) / 2 * NNCORE_BF16_MR;
+        packed.b_words = NNCORE_BF16_KC / 2 * NNCORE_BF16_NC;
+    }
+    const size_t a_words = (size_t) ((m + packed.a_rows - 1) / packed.a_rows) * packed.a_panel;
+    /* a small op(A) (C's columns split) or op(B) (rows split) is packed by
+     * every part for itself: cheaper than the other parts' packed panels
+     * crossing between cores, and no waiting */
+    packed.private_a = parts > 1 && n >= parts * NR
+                       && a_words * sizeof(uint32_t) <= NNCORE_BF16_PRIVATE;
+    packed.private_b = packed.amx ? parts > 1 && n < parts * NR
+                                        && packed.b_words * sizeof(uint32_t) <= NNCORE_BF16_PRIVATE
+                                  : 1;
+    const size_t words = (packed.private_b ? parts : 1) * packed.b_words
+                         + (packed.private_a ? parts : 1) * a_words;
+    int ok = 1;
+    pthread_mutex_lock(&nncore_pool.run);
+    if (words > nncore_bf16_packed_words) {
+        void* grown = NULL;
+        ok = posix_memalign(&grown, NNCORE_BF16_PAGE, words * sizeof(uint32_t)) == 0;
+        if (ok) {
 #ifdef MADV_HUGEPAGE
-                /* a big buffer in 2 MiB pages where the kernel gives them
-                 * (fewer TLB misses on the streamed panels); a hint only */
-                madvise(grown, words * sizeof(uint32_t), MADV_HUGEPAGE);
+            /* a big buffer in 2 MiB pages where the kernel gives them
+             * (fewer TLB misses on the streamed panels); a hint only */
+            madvise(grown, words * sizeof(uint32_t), MADV_HUGEPAGE);
 #endif
-                free(nncore_amx_buf);
-                nncore_amx_buf = (uint32_t*) grown;
-                nncore_amx_words = words;
-            }
+            free(nncore_bf16_packed);
+            nncore_bf16_packed = (uint32_t*) grown;
+            nncore_bf16_packed_words = words;
         }
-        pthread_mutex_unlock(&nncore_pool.run);
-        if (!ok)
-            return 0;
-        atomic_init(&amx.packed, 0);
-        nncore_parallel(nncore_amx_part, &amx, parts);
-        return 1;
     }
-    for (int part = 0; part < parts; part++) {
-        if (nncore_bf16_buf[part] == NULL) {
-            pthread_mutex_lock(&nncore_pool.run);
-            if (nncore_bf16_buf[part] == NULL)
-                nncore_bf16_buf[part] = (uint32_t*) malloc(
-                    sizeof(uint32_t) * (NNCORE_BF16_BBUF + NNCORE_BF16_ABUF));
-            pthread_mutex_unlock(&nncore_pool.run);
-        }
-        if (nncore_bf16_buf[part] == NULL)
-            return 0;
-    }
-    nncore_parallel(nncore_bf16_part, &job, parts);
+    pthread_mutex_unlock(&nncore_pool.run);
+    if (!ok)
+        return 0;
+    atomic_init(&packed.packed, 0);
+    nncore_parallel(packed.amx ? nncore_amx_part : nncore_vdp_part, &packed, parts);
     return 1;
 }
 
