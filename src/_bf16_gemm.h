@@ -43,10 +43,20 @@
  *    whole k — over its blocks of C, A panels in blocks of NNCORE_AMX_ABLOCK
  *    bytes kept in L2 while each of its B panels runs against them; the
  *    kernel prefetches the next B panel and the next A block into L2.
- *  - vdpbf16ps (Goto's blocking, like _big_gemm.h): each thread walks its
- *    share in NC × KC blocks of op(B), packs each into NR-wide panels of
- *    k-pairs, packs MC × KC blocks of op(A) into MR-high panels, and runs
- *    the MR × NR register-tile kernel over them.
+ *  - vdpbf16ps (Goto's blocking, like _big_gemm.h): every part packs its
+ *    share of the MR-high panels of op(A), the whole k each, into the shared
+ *    buffer, as AMX does (each element rounded once per product, not once
+ *    per NC columns of C: on the AMD EPYC below, packing op(A) again for
+ *    every 256 columns took ~20% of a 512×2048·2048×2048 product); then each
+ *    part walks its share of C in NC × KC blocks of op(B), packs each block
+ *    into NR-wide panels of k-pairs (in L2, its own), and runs the MR × NR
+ *    register-tile kernel over them and the MC-row blocks of packed op(A),
+ *    prefetching the next A block into L2 and the next tile of C into L1
+ *    (the packed op(A) is read from L3 or memory the first time; without
+ *    the prefetches a product of that size ran ~10% slower). The
+ *    kernel itself runs at the instruction's peak with its operands in
+ *    cache (~465 GFLOP/s on one core of the AMD EPYC, family 26 model 2,
+ *    against 456 for a register-only loop of vdpbf16ps).
  * Tails are zero-padded in the packed panels and masked when C is written.
  * nncore_bf16_gemm_rows reads A's rows (op(A)'s rows, or its k for Aᵀ)
  * through an index as it packs them (a shuffled mini-batch, never gathered):
@@ -86,8 +96,15 @@
 /* Threads by work, as _big_gemm.h's float rule (NNCORE_MIN_FMAS_PER_THREAD,
  * ~8.4M float32 multiply-adds a thread): a product gets one part per this many
  * multiply-adds, so a part is worth the ~50 µs a sleeping helper takes to wake.
- * AMX multiplies ~4x faster than float32 FMAs here, vdpbf16ps ~0.5x, so
- * their shares are 4x and 1/2 of float32's. Measured on the Intel Xeon
+ * AMX multiplies ~4x faster than float32 FMAs on the Intel Xeon below, so
+ * its share is 4x float32's. vdpbf16ps does twice an FMA's multiply-adds:
+ * on AMD Zen 4/5, its main users, at the FMA's rate (AMD EPYC, family 26
+ * model 2: a register-only loop, 456 GFLOP/s a core against 226 for
+ * FMAs), so its share is 2x float32's (on that CPU, W4 mixed_bfloat16
+ * trained at 14.1k samples/s against 13.7k with 1/2 of float32's, W3 at
+ * 274k against 264k, in `python benchmarks/report.py --only W3,W4` runs
+ * minutes apart); on the Intel Xeon, where it retires at ~0.43x the FMA
+ * rate, that leaves W3's 25.7M products on one thread. Measured on the Intel Xeon
  * (family 6 model 167, AMX; quiet report run): with every product above
  * 262,144 multiply-adds split, W3 mixed_bfloat16 trained at 202.6k
  * samples/s on 2 threads, while a diagnostic timing (not a benchmark) of W3
@@ -97,7 +114,7 @@
  * of the shape and the kernel only: every part's elements are summed the same way whatever
  * the split, so results stay bit-identical across thread counts. */
 #define NNCORE_AMX_PER_PART (1 << 25)
-#define NNCORE_VDP_PER_PART (1 << 22)
+#define NNCORE_VDP_PER_PART (1 << 24)
 
 /* float32 → bfloat16 bits, round to nearest, ties to even; subnormals → ±0,
  * NaN → quiet NaN (the twin: nncore.bfloat16.round_bf16). */
