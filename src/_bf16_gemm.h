@@ -97,14 +97,16 @@
  * ~8.4M float32 multiply-adds a thread): a product gets one part per this many
  * multiply-adds, so a part is worth the ~50 µs a sleeping helper takes to wake.
  * AMX multiplies ~4x faster than float32 FMAs on the Intel Xeon below, so
- * its share is 4x float32's. vdpbf16ps does twice an FMA's multiply-adds:
- * on AMD Zen 4/5, its main users, at the FMA's rate (AMD EPYC, family 26
- * model 2: a register-only loop, 456 GFLOP/s a core against 226 for
- * FMAs), so its share is 2x float32's (on that CPU, W4 mixed_bfloat16
- * trained at 14.1k samples/s against 13.7k with 1/2 of float32's, W3 at
- * 274k against 264k, in `python benchmarks/report.py --only W3,W4` runs
- * minutes apart); on the Intel Xeon, where it retires at ~0.43x the FMA
- * rate, that leaves W3's 25.7M products on one thread. Measured on the Intel Xeon
+ * its share is 4x float32's. vdpbf16ps products are split from 4.2M
+ * multiply-adds, as float32's are onto awake helpers (_big_gemm.h's
+ * NNCORE_MIN_FMAS_AWAKE_F), but always (its parts all pack op(A) and wait
+ * for each other): on the AMD EPYC, family 26 model 2 (vdpbf16ps at the
+ * FMA's rate, doing twice its multiply-adds: 456 GFLOP/s a core against
+ * 226 in register-only loops), W3 mixed_bfloat16 fits took 0.150-0.157 s
+ * an epoch with one part per 2^21, 0.162-0.177 per 2^22 (W3's 25.7M products
+ * split, not its 4.2M ones), 0.23-0.26 per 2^24 (none split; diagnostic
+ * timings, rounds alternating in one quiet minute); W4 did not move. On the
+ * Intel Xeon vdpbf16ps retires at ~0.43x the FMA rate. Measured on the Intel Xeon
  * (family 6 model 167, AMX; quiet report run): with every product above
  * 262,144 multiply-adds split, W3 mixed_bfloat16 trained at 202.6k
  * samples/s on 2 threads, while a diagnostic timing (not a benchmark) of W3
@@ -114,7 +116,7 @@
  * of the shape and the kernel only: every part's elements are summed the same way whatever
  * the split, so results stay bit-identical across thread counts. */
 #define NNCORE_AMX_PER_PART (1 << 25)
-#define NNCORE_VDP_PER_PART (1 << 24)
+#define NNCORE_VDP_PER_PART (1 << 21)
 
 /* float32 → bfloat16 bits, round to nearest, ties to even; subnormals → ±0,
  * NaN → quiet NaN (the twin: nncore.bfloat16.round_bf16). */
