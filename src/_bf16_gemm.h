@@ -775,10 +775,14 @@ static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_
         packed.b_words = NNCORE_BF16_KC / 2 * NNCORE_BF16_NC;
     }
     const size_t a_words = (size_t) ((m + packed.a_rows - 1) / packed.a_rows) * packed.a_panel;
-    /* a small op(A) (C's columns split) or op(B) (rows split) is packed by
-     * every part for itself: cheaper than the other parts' packed panels
-     * crossing between cores, and no waiting */
-    packed.private_a = parts > 1 && n >= parts * NR
+    /* AMX: a small op(A) (C's columns split) or op(B) (rows split) is packed
+     * by every part for itself: cheaper than the other parts' packed panels
+     * crossing between cores, and no waiting. Not for vdpbf16ps: on the AMD
+     * EPYC (family 26 model 2), W3 mixed_bfloat16 fits (whose op(A) are all
+     * below NNCORE_BF16_PRIVATE) took a median 0.157-0.165 s an epoch with
+     * op(A) shared against 0.172-0.179 with it private (epochs alternating
+     * in one process, 6 rounds; diagnostic) */
+    packed.private_a = packed.amx && parts > 1 && n >= parts * NR
                        && a_words * sizeof(uint32_t) <= NNCORE_BF16_PRIVATE;
     packed.private_b = packed.amx ? parts > 1 && n < parts * NR
                                         && packed.b_words * sizeof(uint32_t) <= NNCORE_BF16_PRIVATE
