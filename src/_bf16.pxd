@@ -22,6 +22,9 @@ cdef extern from "_bf16_gemm.h" nogil:
     # The kernel bf16_gemm_rows uses: 1 AMX, 0 vdpbf16ps, -1 not chosen yet
     # (its first call picks AMX where amx_available).
     int bf16_use_amx "nncore_bf16_use_amx"
+    # Bytes of packed op(A) a vdpbf16ps product holds at most (larger ones run
+    # in blocks of C's rows); tests lower it.
+    Py_ssize_t bf16_vdp_a_bytes "nncore_vdp_a_bytes"
     # out[i] := the bfloat16 bits of x[i], rounded to nearest even (subnormals → ±0).
     void bf16_round_array "nncore_bf16_round_array" (const float* x, Py_ssize_t n,
                                                      unsigned short* out)

@@ -117,6 +117,13 @@
  * the split, so results stay bit-identical across thread counts. */
 #define NNCORE_AMX_PER_PART (1 << 25)
 #define NNCORE_VDP_PER_PART (1 << 21)
+/* Bytes of packed op(A) a vdpbf16ps product holds at most (a larger one runs
+ * in blocks of C's rows, nncore_bf16_gemm_rows): 64 MiB, so that W3's and
+ * W4's products (2048³: 8 MiB) run whole, and a full-batch product over
+ * 60,000 × 784 rows (94 MB packed) in two blocks. */
+#define NNCORE_VDP_A_BYTES ((ptrdiff_t) 1 << 26)
+/* The limit in force (tests lower it: nncore._kernels.bf16_packed_limit). */
+__attribute__((unused)) static ptrdiff_t nncore_vdp_a_bytes = NNCORE_VDP_A_BYTES;
 
 /* float32 → bfloat16 bits, round to nearest, ties to even; subnormals → ±0,
  * NaN → quiet NaN (the twin: nncore.bfloat16.round_bf16). */
@@ -759,6 +766,27 @@ static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_
             for (ptrdiff_t j = 0; j < n; j++)
                 C[i * ldc + j] = beta != 0 ? beta * C[i * ldc + j] : 0.0f;
         return 1;
+    }
+    if (!nncore_bf16_use_amx) {
+        /* vdpbf16ps packs all of op(A) (its panels' words: pairs × MR each):
+         * past nncore_vdp_a_bytes, the product runs as products of blocks of
+         * C's rows, in whole panels (the same sums: an element's are those of
+         * its row), so the buffer stays bounded. Only the first block can
+         * grow the buffer (the others are no larger), so a block that cannot
+         * get it fails before C is touched. */
+        const ptrdiff_t panel_bytes = 4 * ((k + 1) / 2) * NNCORE_BF16_MR;
+        const ptrdiff_t rows = (nncore_vdp_a_bytes / panel_bytes > 1
+                                ? nncore_vdp_a_bytes / panel_bytes : 1) * NNCORE_BF16_MR;
+        if (m > rows) {
+            for (ptrdiff_t i0 = 0; i0 < m; i0 += rows)
+                if (!nncore_bf16_gemm_rows(
+                        arows != NULL && !trans_a ? arows + i0 : arows, trans_a, trans_b,
+                        m - i0 < rows ? m - i0 : rows, n, k, alpha,
+                        arows != NULL && !trans_a ? A : trans_a ? A + i0 : A + i0 * lda, lda,
+                        B, ldb, beta, C + i0 * ldc, ldc))
+                    return 0;
+            return 1;
+        }
     }
     parts = nncore_parts((double) m * n * k,
                          nncore_bf16_use_amx ? NNCORE_AMX_PER_PART : NNCORE_VDP_PER_PART);

@@ -32,7 +32,8 @@ from _optim cimport sgd_update as _sgd_update, adam_update as _adam_update
 from _perceptron cimport perceptron_epoch as _perceptron_epoch
 from _checks cimport all_finite, ready_matrix, rows_in_range
 from _bf16 cimport (bf16_available as _bf16_available, bf16_gemm_rows as _bf16_gemm_rows,
-                   bf16_round_array, amx_available, bf16_use_amx, BF16_KC as _BF16_KC)
+                   bf16_round_array, amx_available, bf16_use_amx, bf16_vdp_a_bytes,
+                   BF16_KC as _BF16_KC)
 from cpython.pyport cimport PY_SSIZE_T_MAX
 
 cnp.import_array()
@@ -297,6 +298,17 @@ def bf16_kernel(str kernel=None):
     elif bf16_use_amx < 0:
         bf16_use_amx = amx_available()
     return "amx" if bf16_use_amx else "avx512"
+
+
+def bf16_packed_limit(Py_ssize_t limit=0):
+    """The bytes of packed op(A) this module's vdpbf16ps products hold at most
+    (a product past it runs in blocks of C's rows, with the same bits;
+    src/_bf16_gemm.h NNCORE_VDP_A_BYTES), after setting it to `limit` if > 0
+    (for tests)."""
+    global bf16_vdp_a_bytes
+    if limit > 0:
+        bf16_vdp_a_bytes = limit
+    return bf16_vdp_a_bytes
 
 
 def bf16_gemm(bint trans_a, bint trans_b, double alpha, const float[:, ::1] A not None,

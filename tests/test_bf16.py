@@ -373,6 +373,51 @@ def test_w3_products_split_by_the_kernels_rule(kernel, m, n, k):
 
 
 @needs_bf16
+@pytest.mark.parametrize("trans_a, trans_b, indexed", [
+    (False, False, False), (True, True, False), (False, True, True), (True, False, True)])
+@pytest.mark.parametrize("panels", [0, 3])   # a block of op(A): one panel (limit below it), 3
+def test_vdp_product_in_row_blocks_has_the_same_bits(trans_a, trans_b, indexed, panels):
+    """A vdpbf16ps product whose packed op(A) passes the limit runs in blocks
+    of C's rows: the same bits as whole, on 1-3 threads, with a row index and
+    beta ≠ 0 (src/_bf16_gemm.h NNCORE_VDP_A_BYTES)."""
+    m, n, k = 100, 70, 130
+    rng = np.random.default_rng(5)
+    A, B = operands(rng, m, n, k, trans_a, trans_b)
+    rows = None
+    if indexed:   # A's rows (its k for Aᵀ) read through a shuffled index into a taller A
+        taller = rng.standard_normal((3 * A.shape[0], A.shape[1])).astype(np.float32)
+        rows = rng.permutation(taller.shape[0])[:A.shape[0]].astype(np.intp)
+        taller[rows] = A
+        A = taller
+    C0 = rng.standard_normal((m, n)).astype(np.float32)
+    default = K.bf16_kernel()
+    limit = K.bf16_packed_limit()
+    panel_bytes = 4 * ((k + 1) // 2) * 12
+    results = []
+    try:
+        K.bf16_kernel("avx512")
+        for lowered in (False, True):
+            if lowered:
+                K.bf16_packed_limit(max(1, panels * panel_bytes))
+            for threads in (1, 2, 3):
+                K.use_threads(threads)
+                C = C0.copy()
+                K.bf16_gemm(trans_a, trans_b, 0.75, A, B, 0.5, C, rows=rows)
+                results.append(C)
+    finally:
+        K.use_threads(1)
+        K.bf16_packed_limit(limit)
+        K.bf16_kernel(default)
+    assert K.bf16_packed_limit() == limit
+    assert all(r.tobytes() == results[0].tobytes() for r in results[1:])
+    A_used = A[rows] if indexed else A   # and the twin agrees within its bound
+    R = C0.copy()
+    gemm_bf16(trans_a, trans_b, 0.75, A_used, B, 0.5, R)
+    err = np.abs(results[-1].astype(np.float64) - R)
+    assert (err <= gemm_bound(trans_a, trans_b, 0.75, A_used, B, 0.5, C0)).all()
+
+
+@needs_bf16
 @pytest.mark.parametrize("n, n_in, n_out", [(1, 3, 2), (17, 33, 40), (64, 100, 10)])
 def test_dense_kernels_match_twins(kernel, n, n_in, n_out):
     """The layer kernels with bf16=True against layers.dense_forward/backward
