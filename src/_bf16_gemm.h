@@ -332,8 +332,8 @@ static void nncore_bf16_kernel(ptrdiff_t pairs, const uint32_t* a, const uint32_
 #pragma GCC unroll 12
         for (int i = 0; i < NNCORE_BF16_MR; i++) {
             const __m512bh ai = (__m512bh) _mm512_set1_epi32((int) ap[i]);
-            c[i][0] = _mm512_dpbf16_ps(c[i][0], b0, ai);
-            c[i][1] = _mm512_dpbf16_ps(c[i][1], b1, ai);
+            c[i][0] = _mm512_dpbf16_ps(c[i][0], ai, b0);
+            c[i][1] = _mm512_dpbf16_ps(c[i][1], ai, b1);
         }
     }
     const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
