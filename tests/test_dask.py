@@ -157,8 +157,15 @@ def test_predict_dataframe_keeps_feature_names(client):
     ddf = dd.from_pandas(frame, npartitions=3)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "X does not have valid feature names"
-        out = nd.predict_proba(model, ddf)
-        np.testing.assert_array_equal(out.compute(), model.predict_proba(frame))
+        out = nd.predict_proba(model, ddf).compute()
+        # each partition's rows bit for bit; all rows at once within float64's
+        # rounding (scikit-learn's products through OpenBLAS, whose order of
+        # sums may depend on the rows: 1 unit in the last place in one of 1,500
+        # values on an AMD EPYC, Zen 5)
+        parts = [model.predict_proba(ddf.partitions[i].compute())
+                 for i in range(ddf.npartitions)]
+        np.testing.assert_array_equal(out, np.vstack(parts))
+        np.testing.assert_allclose(out, model.predict_proba(frame), rtol=1e-14, atol=1e-15)
     seq = _sequential()
     np.testing.assert_allclose(nd.predict(seq, ddf).compute(), seq.predict(X), rtol=1e-5,
                                atol=1e-6)
