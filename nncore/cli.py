@@ -1,4 +1,5 @@
-"""The `nncore` command line (console script; also `python -m nncore ARGS`).
+"""The `nncore` command line (console script; also `python -m nncore ARGS`
+and `python -m nncore.cli ARGS`).
 
     nncore train DATA --target COL [--hidden 64,32 ...] -o model.npz
     nncore predict model.npz DATA [-o out.csv] [--proba]
@@ -830,3 +831,7 @@ def run(argv, prog, where):
         return 130
     print(" ".join(message.split()), file=sys.stderr)
     return EXIT_USAGE
+
+
+if __name__ == "__main__":   # `python -m nncore.cli ARGS`, as `python -m nncore ARGS`
+    sys.exit(main())

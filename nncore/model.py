@@ -560,6 +560,8 @@ class Sequential:
             except (TypeError, ValueError):
                 raise TypeError("validation_data must be a pair (X_val, y_val)") from None
             Xv = as_input(Xv, self.dtype, self._n_features, name="validation X")
+            if self._bf16 and is_sparse(Xv):   # the backends' refusal, before training
+                raise ValueError(f"validation X: {reference.BF16_SPARSE}")
             Yv = self._targets(yv, Xv.shape[0], "validation y", "validation X")
             self._warn_unseen_classes(Y, Yv, "validation_data")
             return (X, Y, weights), (Xv, Yv)

@@ -627,6 +627,23 @@ def test_refusals(backend):
         nncore._engine.Network(np.zeros(2), np.array([[1, 1, 0, 0, 1]], np.intp), bf16=True)
 
 
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_sparse_validation_data_refused_before_training(backend):
+    """Sparse validation_data is refused by fit before the first epoch, as a
+    wrong-width one is — not after an epoch has changed the weights, with a
+    message blaming an overflow."""
+    if backend == "cython" and not HAS_BF16:
+        pytest.skip("CPU without AVX512_BF16")
+    m = digits_model(backend)
+    X, y = nncore.load_digits()
+    before = [w.copy() for w in m.get_weights()]
+    with pytest.raises(ValueError, match="validation X.*dense input only") as info:
+        m.fit(X[:100], y[:100], epochs=2,
+              validation_data=(scipy.sparse.csr_matrix(X[100:150]), y[100:150]))
+    assert "overflow" not in str(info.value)
+    assert all(np.array_equal(a, b) for a, b in zip(before, m.get_weights()))
+
 @needs_bf16
 def test_engine_without_amx():
     """NNCORE_AMX=0 makes the engine use vdpbf16ps (where AMX would be the

@@ -895,3 +895,15 @@ def test_an_empty_feature_cell_is_named_a_missing_value(tmp_path, cell):
     # a missing value, not a text column to "encode or drop"
     assert "column 'b'" in lines[0] and "data row 5" in lines[0], lines[0]
     assert "missing value" in lines[0] and "encode or drop" not in lines[0], lines[0]
+
+
+def test_python_m_nncore_cli_runs_the_command_line():
+    """`python -m nncore.cli ARGS` is the command line too, never a silent
+    no-op with exit status 0."""
+    result = subprocess.run([sys.executable, "-m", "nncore.cli", "--version"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == f"nncore {nncore.__version__}"
+    assert result.stderr == ""
+    result = subprocess.run([sys.executable, "-m", "nncore.cli", "predict", "no-such.npz", "x.csv"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "error" in result.stderr
