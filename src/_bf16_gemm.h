@@ -569,8 +569,7 @@ typedef struct {
     nncore_bf16_job g;
     int amx;               /* AMX's layout and kernel, else vdpbf16ps's */
     ptrdiff_t a_rows;      /* rows of op(A) per A panel (NNCORE_AMX_MR, NNCORE_BF16_MR) */
-    ptrdiff_t a_panel;     /* words per packed A panel (the whole k) */
-    ptrdiff_t b_panel;     /* AMX: words per packed B panel (NNCORE_BF16_NR columns) */
+    ptrdiff_t a_panel;     /* words per packed A panel (the whole k; AMX: B panels too) */
     size_t b_words;        /* words of one copy of the B region */
     int private_a;         /* each part packs all of op(A) into its own copy */
     int private_b;         /* each part has its own B region: AMX, all of op(B)
@@ -619,7 +618,7 @@ static void nncore_bf16_pack_shared(nncore_bf16_packed_job* job, int part, int p
         nncore_bf16_share(col_panels, part, parts, &lo, &hi);
     if (job->amx)
         nncore_amx_pack_panels(g->B, g->ldb, NULL, !g->trans_b, g->n, g->k, lo, hi,
-                               job->b_panel / (2 * NNCORE_AMX_TILE), 1, b);
+                               job->a_panel / (2 * NNCORE_AMX_TILE), 1, b);
     *s_lo = 0, *s_hi = row_panels, *q_lo = 0, *q_hi = col_panels;
     const int split_columns = g->n >= parts * NR;
     if (split_columns)
@@ -794,9 +793,9 @@ static int nncore_bf16_gemm_rows(const ptrdiff_t* arows, int trans_a, int trans_
     const ptrdiff_t NR = NNCORE_BF16_NR;
     if (packed.amx) {   /* whole tile steps of 32 k, panels of two tiles a step */
         packed.a_rows = NNCORE_AMX_MR;
-        packed.a_panel = packed.b_panel = 2 * NNCORE_AMX_TILE
-                                          * ((k + 2 * NNCORE_AMX_PAIRS - 1) / (2 * NNCORE_AMX_PAIRS));
-        packed.b_words = (size_t) ((n + NR - 1) / NR) * packed.b_panel;
+        packed.a_panel = 2 * NNCORE_AMX_TILE
+                         * ((k + 2 * NNCORE_AMX_PAIRS - 1) / (2 * NNCORE_AMX_PAIRS));
+        packed.b_words = (size_t) ((n + NR - 1) / NR) * packed.a_panel;
     } else {            /* k-pairs times the panel's width; op(B) a block at a time */
         packed.a_rows = NNCORE_BF16_MR;
         packed.a_panel = (k + 1) / 2 * NNCORE_BF16_MR;
