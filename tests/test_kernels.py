@@ -1034,13 +1034,30 @@ def test_output_loss(assert_close, rng, dtype, shape, loss, act, with_grad):
 def test_log_loss_softmax_same_bits_as_softmax(rng, dtype, n, k):
     """scikit-learn's log-loss on a softmax output runs the exps of the whole
     block in one vectorised call (src/_loss.pxd): its probabilities are the
-    bits of the row-by-row softmax activation (bias_activation)."""
+    bits of the softmax activation (bias_activation)."""
     Z = randn(rng, (n, k), dtype) * 10
     Y = np.eye(k, dtype=dtype)[rng.integers(0, k, n)]
     P = Z.copy()
     K.bias_activation(P, np.zeros(k, dtype), SOFTMAX)
     K.output_loss(Z, Y, None, SOFTMAX, losses.LOG_LOSS)
     np.testing.assert_array_equal(Z, P)
+
+
+@pytest.mark.parametrize("n,k", [(2, 1), (5, 3), (300, 10), (33, 17), (9, 40)])
+def test_softmax_block_same_bits_as_each_row(rng, dtype, n, k):
+    """bias_activation's softmax runs the exps of the whole block at once: the
+    same bits as activating each row alone (the exp's tail path then), NaN and
+    ±inf rows included."""
+    Z = randn(rng, (n, k), dtype) * 20
+    Z[1, 0] = np.nan
+    if n > 2:
+        Z[2, -1] = np.inf
+    b = randn(rng, (k,), dtype)
+    rows = Z.copy()
+    for i in range(n):
+        K.bias_activation(rows[i:i + 1], b, SOFTMAX)
+    K.bias_activation(Z, b, SOFTMAX)
+    np.testing.assert_array_equal(Z, rows)
 
 
 @pytest.mark.parametrize("loss,act", LOSS_PAIRS[-2:], ids=LOSS_IDS[-2:])
