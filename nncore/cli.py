@@ -1,7 +1,7 @@
 """The `nncore` command line (console script; also `python -m nncore ARGS`
 and `python -m nncore.cli ARGS`).
 
-    nncore train DATA --target COL [--hidden 64,32 ...] -o model.npz
+    nncore train DATA --target COL [--hidden 64,32 ... --dtype float32] -o model.npz
     nncore predict model.npz DATA [-o out.csv] [--proba]
     nncore evaluate model.npz DATA [--target COL]
     nncore export model.npz -o model.onnx
@@ -43,6 +43,11 @@ SIDECAR_FORMAT = "nncore.cli"
 CLASSIFIERS = {"cross_entropy": "softmax", "binary_cross_entropy": "sigmoid"}
 OUTPUT_ACTIVATION = {"mse": "linear", "mae": "linear", **CLASSIFIERS}
 COMMANDS = ("train", "predict", "evaluate", "export", "info", "bench", "demo")
+# train --dtype: Sequential's dtypes and what each means
+DTYPES = {"float32": "float32 weights and arithmetic",
+          "float64": "float64 weights and arithmetic",
+          "mixed_bfloat16": "float32 weights, products in bfloat16 with float32 sums "
+                            "(needs a CPU with AVX512_BF16)"}
 # Keras's default learning rates (nncore.SGD has no default; Adam's is 0.001)
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
@@ -488,7 +493,11 @@ def cmd_train(args):
     layers.append(nncore.Dense(sizes[-2], sizes[-1], activation=OUTPUT_ACTIVATION[args.loss]))
     lr = DEFAULT_LR[args.optimizer] if args.lr is None else args.lr
     optimizer = nncore.SGD(lr=lr) if args.optimizer == "sgd" else nncore.Adam(lr=lr)
-    model = nncore.Sequential(layers, loss=args.loss, optimizer=optimizer, seed=args.seed)
+    try:
+        model = nncore.Sequential(layers, loss=args.loss, optimizer=optimizer, seed=args.seed,
+                                  dtype=args.dtype)
+    except RuntimeError as exc:   # mixed_bfloat16 on a CPU without AVX512_BF16
+        raise UsageError(f"--dtype {args.dtype}: {exc}") from None
 
     order = np.random.default_rng(args.seed).permutation(X.shape[0])
     cut = X.shape[0] - int(round(X.shape[0] * args.validation_split))
@@ -720,6 +729,10 @@ def build_parser(prog="nncore"):
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help="seed of initialisation, shuffling and the validation split "
                    "(default: random)")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
+                   help="the model's precision (Sequential's dtype): " + "; ".join(
+                       f"{name}: {meaning}" for name, meaning in DTYPES.items())
+                   + " (default: %(default)s)")
     p.add_argument("-o", "--output", default="model.npz", metavar="MODEL",
                    help="where to save the model (default: %(default)s); its features, "
                    "target and classes go to MODEL.json beside it")

@@ -907,3 +907,39 @@ def test_python_m_nncore_cli_runs_the_command_line():
     result = subprocess.run([sys.executable, "-m", "nncore.cli", "predict", "no-such.npz", "x.csv"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "error" in result.stderr
+
+
+@pytest.mark.parametrize("dtype", ["float64", "mixed_bfloat16"])
+def test_train_dtype(tmp_path, flowers, dtype):
+    """--dtype is Sequential's dtype: the saved model keeps it, and predict,
+    evaluate and export use that model. mixed_bfloat16 needs AVX512_BF16 (on
+    a CPU without it: the next test)."""
+    if dtype == "mixed_bfloat16" and not nncore.blas.info()["bf16"]:
+        pytest.skip("this CPU has no AVX512_BF16")
+    model_path = tmp_path / "m.npz"
+    result = run("train", flowers, "--target", "species", "--hidden", "8", "--epochs", "20",
+                 "--lr", "0.01", "--seed", "0", "--dtype", dtype, "-q", "-o", model_path)
+    assert result.returncode == 0, result.stderr
+    model = nncore.load(model_path)
+    assert model.dtype_policy == dtype
+    X = np.array([[float(r[0]), float(r[2])] for r in read_rows(flowers)[1:]])
+    result = run("predict", model_path, flowers, "--proba")
+    assert result.returncode == 0, result.stderr
+    proba = np.array([row[1:] for row in csv.reader(result.stdout.splitlines()[1:])], float)
+    np.testing.assert_allclose(proba, model.predict(X), rtol=1e-6, atol=1e-7)
+    assert run("evaluate", model_path, flowers).returncode == 0
+
+
+def test_train_mixed_bfloat16_without_the_cpu_feature(tmp_path, flowers):
+    """With AVX-512 capped (NNCORE_SIMD=avx2), no CPU runs the bf16 products:
+    a user error naming the option and the missing feature, no traceback, no
+    model written."""
+    result = subprocess.run([sys.executable, "-m", "nncore", "train", str(flowers), "--target",
+                             "species", "--dtype", "mixed_bfloat16", "-q", "-o",
+                             str(tmp_path / "m.npz")], capture_output=True, text=True,
+                            timeout=300, env={**os.environ, "NNCORE_SIMD": "avx2"})
+    assert result.returncode == 2
+    assert " train: error: --dtype mixed_bfloat16: " in result.stderr
+    assert "AVX512_BF16" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m.npz").exists()
