@@ -6,7 +6,10 @@ logs) and on_train_end(model, logs) (fit warns about Keras hooks it never calls:
 on_epoch_begin and the per-batch ones). on_epoch_end's logs hold the epoch's
 History values ("loss", "accuracy" or "mean_error", "val_loss", ..., plus
 "epoch", counted from 0 over the model's life as History.epoch and Keras's
-hooks count it, and "lr"). Setting model.stop_training = True ends training
+hooks count it, and "lr"). A hook may add values to logs (a learning-rate
+logger, a metric of its own): the hooks after it see them, and History records
+every key but "epoch" once all hooks have run, as Keras's History (the last
+callback) does. Setting model.stop_training = True ends training
 after the current epoch. A hook must not call fit on the model it is
 training (RuntimeError: re-entrant fit); a hook that makes the weights NaN or
 infinite stops training with a DivergenceError naming it, and the hooks after

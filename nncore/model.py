@@ -465,8 +465,7 @@ class Sequential:
             sign = -1 if maximised(key, early_stopping.mode if early_stopping else "auto") else 1
             # the value of the weights the run ends with: early stopping's best epoch when
             # it restored that (with min_delta > 0 not always the lowest value logged), else
-            # the last logged — by early stopping, for a value a callback puts in the logs
-            # (History records fit's own values only)
+            # the last it saw (the "val_*" monitor may have fallen back to its training key)
             if early_stopping and early_stopping.restored_epoch is not None:
                 final = early_stopping.best
             elif early_stopping:
