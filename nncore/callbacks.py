@@ -27,6 +27,7 @@ An exception from on_train_end while another is propagating does not mask
 it: it is attached to it as a note (PEP 678).
 """
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -55,7 +56,11 @@ class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for
     `patience` epochs ("stop when the cost stops changing").
 
-    mode "auto" minimises losses and maximises accuracies. A NaN value (say
+    mode "auto" minimises losses and maximises accuracies. The monitored
+    value must be logged at every epoch (ValueError naming it otherwise — not
+    Keras's warning-and-skip: a stopper that silently never stops is worse)
+    and be a real number (TypeError naming it, the epoch and what was logged:
+    None, a str or a bool cannot be ranked). A NaN value (say
     from a metric a callback logs) never improves, also as the first value: it
     counts as an epoch without improvement, as in Keras's EarlyStopping, whose
     best starts at ±inf; as there, training never stops at a fit's first
@@ -94,8 +99,17 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, model, logs):
         if self.key is None:
             self.key = self._key(logs)
+        elif self.key not in logs:   # logged at the first epoch, not at this one
+            self._missing(self.key, logs, f" at epoch {logs['epoch'] + 1} (it was at the "
+                          "first epoch of this fit)")
+        value = logs[self.key]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"EarlyStopping monitors {self.key!r}, but the logs of epoch "
+                            f"{logs['epoch'] + 1} hold {value!r} ({type(value).__name__}) "
+                            "there; expected a real number (a loss or metric) to compare "
+                            "with the best so far")
         first = self.last is None   # Keras never stops on a fit's first epoch (epoch > 0)
-        value = self.last = logs[self.key]
+        self.last = value
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
         # a NaN never improves, not even as the first value: as in Keras, whose best
         # starts at ±inf (a first NaN kept as the best would refuse every later value)
@@ -123,7 +137,10 @@ class EarlyStopping(Callback):
         fallback = self.monitor[4:] if self.monitor.startswith("val_") else None
         if fallback in logs:
             return fallback
-        raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not logged; "
+        self._missing(self.monitor, logs)
+
+    def _missing(self, key, logs, when=""):
+        raise ValueError(f"EarlyStopping monitors {key!r}, which is not logged{when}; "
                          f"available: {sorted(k for k in logs if k not in ('epoch', 'lr'))}")
 
 

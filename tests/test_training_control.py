@@ -505,6 +505,29 @@ def test_unknown_monitor_refused(monitor):
         make_model().fit(*make_data(), early_stopping=EarlyStopping(monitor=monitor))
 
 
+@pytest.mark.parametrize("value", [None, "0.5", True, np.array([0.5, 0.4])])
+def test_early_stopping_refuses_a_monitored_value_that_is_not_a_number(value):
+    """A callback logging None or a str under the monitored key raised a bare
+    TypeError from a comparison (or took a bool for a number)."""
+    es = EarlyStopping(monitor="val_score", patience=5)
+    with pytest.raises(TypeError, match=r"EarlyStopping monitors 'val_score', but the logs of "
+                                        r"epoch 2 hold .* expected a real number"):
+        make_model().fit(*make_data(), epochs=3, callbacks=[LogsMetric([0.5, value, 0.3])],
+                         early_stopping=es)
+
+
+def test_early_stopping_refuses_a_monitored_key_that_stops_being_logged():
+    """Logged at the first epoch, missing at the second: a bare KeyError."""
+    class FirstEpochOnly(Callback):
+        def on_epoch_end(self, model, logs):
+            if logs["epoch"] == 0:
+                logs["val_score"] = 1.0
+
+    with pytest.raises(ValueError, match="monitors 'val_score', which is not logged at epoch 2"):
+        make_model().fit(*make_data(), epochs=3, callbacks=[FirstEpochOnly()],
+                         early_stopping=EarlyStopping(monitor="val_score"))
+
+
 @pytest.mark.parametrize("kwargs, exc", [
     (dict(monitor=3), TypeError), (dict(patience=-1), ValueError),
     (dict(patience=1.5), ValueError), (dict(min_delta=-0.1), ValueError),
