@@ -23,7 +23,7 @@ from .bfloat16 import MIXED_BFLOAT16
 from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Adam, Optimizer, _check_number
 from .validation import (as_input, as_matrix, as_param, as_targets, as_weights, is_sparse,
-                         positive_int)
+                         positive_int, verbosity)
 
 BACKENDS = {"cython": _engine, "numpy": reference}
 # dtype policies (Keras's names): policy -> (variable dtype, compute dtype)
@@ -358,7 +358,9 @@ class Sequential:
         silent, 1 a progress bar over the epochs (tqdm, the "progress" extra;
         one line per epoch without it), 2 one line per epoch (no bar: for logs
         and files), "auto" = 1 (Keras's "auto" is 1 except under a
-        ParameterServerStrategy); ValueError otherwise.
+        ParameterServerStrategy); any integer type and a bool (True = 1) are
+        taken too; ValueError otherwise, floats included (1.0 as well:
+        nncore.validation.verbosity).
         X may be a scipy.sparse matrix: the first layer then reads its rows in
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
@@ -375,10 +377,7 @@ class Sequential:
         n_init = positive_int("n_init", n_init)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        if isinstance(verbose, str) and verbose == "auto":
-            verbose = 1
-        if verbose not in (0, 1, 2) or isinstance(verbose, float):
-            raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+        verbose = verbosity(verbose)
         if not self._trainable:
             step = next(i for i, l in enumerate(self.layers) if l.activation == "step")
             raise ValueError(

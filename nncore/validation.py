@@ -191,6 +191,28 @@ def positive_int(name, value, allow_none=False):
     return value
 
 
+def verbosity(verbose: Any) -> int:
+    """fit's verbose as 0, 1 or 2. Keras's Model.fit takes "auto", 0, 1 or 2;
+    here also any integer type (numpy's included) and a bool (False = 0,
+    True = 1, as Python counts it and scikit-learn's verbose flags are used).
+    Anything else is a ValueError — floats too, whole ones included (1.0,
+    np.float32(1.0), Decimal(1)): a level is not a quantity, and taking 1.0 but
+    not 1.5 would make the rule depend on the value rather than the type."""
+    if isinstance(verbose, str):   # Keras: "auto" is 1 (outside a ParameterServerStrategy)
+        level = 1 if verbose == "auto" else None
+    elif isinstance(verbose, (bool, np.bool_)):
+        level = int(verbose)
+    else:
+        try:
+            level = operator.index(verbose)
+        except TypeError:
+            level = None
+    if level not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1, 2, 'auto' or a bool, got {verbose!r} "
+                         f"({type(verbose).__name__})")
+    return level
+
+
 def as_param(value: Any, name: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:
     """A weight array checked for real dtype, exact shape and finiteness (also
     after conversion to `dtype`, when given)."""

@@ -5,6 +5,7 @@ the mean-error metric.
 
 Models are float64 so trajectories can be compared to ~1e-12; most tests run
 on both backends (the `backend` fixture)."""
+import decimal
 import signal
 import sys
 import threading
@@ -659,10 +660,21 @@ def test_verbose_auto_is_verbose_1(capsys, monkeypatch):
     assert len(capsys.readouterr().out.splitlines()) == 2
 
 
-@pytest.mark.parametrize("verbose", [3, -1, "yes", "AUTO", None, 0.5, 2.0])
+@pytest.mark.parametrize("verbose", [3, -1, "yes", "AUTO", "1", None, 0.5, 2.0, 1.0, 0.0,
+                                     np.float32(1.0), decimal.Decimal(1), np.array([1, 0])])
 def test_bad_verbose(verbose):
-    with pytest.raises(ValueError, match="verbose"):
+    """Floats are refused whatever their value (np.float32(1.0) and Decimal(1)
+    were taken, 1.0 and 2.0 refused)."""
+    with pytest.raises(ValueError, match="verbose must be 0, 1, 2, 'auto' or a bool"):
         make_model().fit(*make_data(), verbose=verbose)
+
+
+@pytest.mark.parametrize("verbose, lines", [(True, 2), (False, 0), (np.True_, 2), (np.int64(2), 2),
+                                            (np.uint8(1), 2), (np.int8(0), 0)])
+def test_verbose_integer_types_and_bools(capsys, monkeypatch, verbose, lines):
+    monkeypatch.setitem(sys.modules, "tqdm", None)   # verbose=1 prints plain lines then
+    make_model().fit(*make_data(), epochs=2, verbose=verbose)
+    assert len(capsys.readouterr().out.splitlines()) == lines
 
 
 # ------------------------------------------------- 8. sample/class weights
