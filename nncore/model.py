@@ -649,7 +649,8 @@ class Sequential:
             raise ValueError(f"{name} holds values in [{Y.min():g}, {Y.max():g}]; loss "
                              f"{self.loss!r} expects targets in [0, 1] ("
                              + ("one-hot or probability rows, or integer class labels of "
-                                f"shape ({n},)" if classes else "0/1 labels or probabilities")
+                                f"shape ({n},) or ({n}, 1)" if classes
+                                else "0/1 labels or probabilities")
                              + ")")
         if self._loss_code == POISSON and Y.min() < 0:
             raise ValueError(f"{name} holds values down to {Y.min():g}; loss 'poisson' expects "
