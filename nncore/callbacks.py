@@ -165,7 +165,9 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, model, logs):
         self.done += 1
-        values = " - ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in ("epoch",))
+        # a value a callback logged may be anything: as Keras's Progbar, shown as str
+        values = " - ".join(f"{k} {v:.4g}" if isinstance(v, numbers.Real) else f"{k} {v}"
+                            for k, v in logs.items() if k not in ("epoch",))
         if self.bar is not None:
             self.bar.set_postfix_str(values, refresh=False)
             self.bar.update(1)

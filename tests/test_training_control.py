@@ -653,6 +653,18 @@ def test_verbose_2_prints_one_line_per_epoch_even_with_tqdm(capsys, monkeypatch)
     assert all("loss" in line for line in lines)
 
 
+def test_progress_shows_values_callbacks_log_that_are_not_numbers(capsys):
+    """A callback's logs["phase"] = "warmup" made verbose=2 raise ValueError
+    ("Unknown format code 'g'"); shown as str, as Keras's Progbar does."""
+    class Phase(Callback):
+        def on_epoch_end(self, model, logs):
+            logs["phase"], logs["note"] = "warmup", None
+
+    make_model().fit(*make_data(), epochs=2, verbose=2, callbacks=[Phase()])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.endswith("phase warmup - note None") for line in lines)
+
+
 def test_verbose_auto_is_verbose_1(capsys, monkeypatch):
     # Keras's "auto" is 1 (2 only under a ParameterServerStrategy)
     monkeypatch.setitem(sys.modules, "tqdm", None)
