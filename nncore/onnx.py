@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -328,7 +328,7 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
             # what onnx.save writes to a file object, without reading its `name` as a path
             # (it does, for the format and external data): a TemporaryFile's name is its
             # descriptor, an int, which os.path refuses
-            path.write(proto.SerializeToString())
+            cast(IO[bytes], path).write(proto.SerializeToString())
         else:
             onnx.save_model(proto, _path(path))
     return proto
