@@ -6,7 +6,10 @@ logs) and on_train_end(model, logs) (fit warns about Keras hooks it never calls:
 on_epoch_begin and the per-batch ones). on_epoch_end's logs hold the epoch's
 History values ("loss", "accuracy" or "mean_error", "val_loss", ..., plus
 "epoch", counted from 0 over the model's life as History.epoch and Keras's
-hooks count it, and "lr"). Setting model.stop_training = True ends training
+hooks count it, and "lr"). A hook may add values to logs (a learning-rate
+logger, a metric of its own): the hooks after it see them, and History records
+every key but "epoch" once all hooks have run, as Keras's History (the last
+callback) does. Setting model.stop_training = True ends training
 after the current epoch. A hook must not call fit on the model it is
 training (RuntimeError: re-entrant fit); a hook that makes the weights NaN or
 infinite stops training with a DivergenceError naming it, and the hooks after
@@ -24,6 +27,7 @@ An exception from on_train_end while another is propagating does not mask
 it: it is attached to it as a note (PEP 678).
 """
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -52,7 +56,11 @@ class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for
     `patience` epochs ("stop when the cost stops changing").
 
-    mode "auto" minimises losses and maximises accuracies. A NaN value (say
+    mode "auto" minimises losses and maximises accuracies. The monitored
+    value must be logged at every epoch (ValueError naming it otherwise — not
+    Keras's warning-and-skip: a stopper that silently never stops is worse)
+    and be a real number (TypeError naming it, the epoch and what was logged:
+    None, a str or a bool cannot be ranked). A NaN value (say
     from a metric a callback logs) never improves, also as the first value: it
     counts as an epoch without improvement, as in Keras's EarlyStopping, whose
     best starts at ±inf; as there, training never stops at a fit's first
@@ -91,8 +99,17 @@ class EarlyStopping(Callback):
     def on_epoch_end(self, model, logs):
         if self.key is None:
             self.key = self._key(logs)
+        elif self.key not in logs:   # logged at the first epoch, not at this one
+            self._missing(self.key, logs, f" at epoch {logs['epoch'] + 1} (it was at the "
+                          "first epoch of this fit)")
+        value = logs[self.key]
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+            raise TypeError(f"EarlyStopping monitors {self.key!r}, but the logs of epoch "
+                            f"{logs['epoch'] + 1} hold {value!r} ({type(value).__name__}) "
+                            "there; expected a real number (a loss or metric) to compare "
+                            "with the best so far")
         first = self.last is None   # Keras never stops on a fit's first epoch (epoch > 0)
-        value = self.last = logs[self.key]
+        self.last = value
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
         # a NaN never improves, not even as the first value: as in Keras, whose best
         # starts at ±inf (a first NaN kept as the best would refuse every later value)
@@ -120,7 +137,10 @@ class EarlyStopping(Callback):
         fallback = self.monitor[4:] if self.monitor.startswith("val_") else None
         if fallback in logs:
             return fallback
-        raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not logged; "
+        self._missing(self.monitor, logs)
+
+    def _missing(self, key, logs, when=""):
+        raise ValueError(f"EarlyStopping monitors {key!r}, which is not logged{when}; "
                          f"available: {sorted(k for k in logs if k not in ('epoch', 'lr'))}")
 
 
@@ -145,7 +165,9 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, model, logs):
         self.done += 1
-        values = " - ".join(f"{k} {v:.4g}" for k, v in logs.items() if k not in ("epoch",))
+        # a value a callback logged may be anything: as Keras's Progbar, shown as str
+        values = " - ".join(f"{k} {v:.4g}" if isinstance(v, numbers.Real) else f"{k} {v}"
+                            for k, v in logs.items() if k not in ("epoch",))
         if self.bar is not None:
             self.bar.set_postfix_str(values, refresh=False)
             self.bar.update(1)

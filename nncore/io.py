@@ -716,8 +716,9 @@ def _rng_state(state):
 def _history(spec, model):
     """The History, with the columns fit records for this model and values in
     their ranges (losses, errors and rates >= 0, accuracies in [0, 1]; only
-    validation columns may be NaN or infinite), epochs increasing and before
-    the model's epoch count."""
+    validation columns may be NaN or infinite) and the columns callbacks
+    logged (any numbers), each one value per epoch, epochs increasing and
+    before the model's epoch count."""
     from .losses import CLASSIFICATION
     from .training import History, metric_name
     if spec is None:
@@ -740,12 +741,13 @@ def _history(spec, model):
               metric: (0, math.inf) if metric == "errors" else evaluated,
               f"val_{metric}": evaluated}
     values = spec["values"]
-    if not isinstance(values, dict) or not set(values) <= set(bounds):
-        raise ValueError(f"corrupt model file: history columns must be among {sorted(bounds)}")
+    if not isinstance(values, dict):
+        raise ValueError("corrupt model file: history values must map columns to lists")
     for key, column in values.items():
         column = _numbers(column, f"history {key!r}")
-        low, high = bounds[key]
-        finite = not key.startswith("val_")
+        # a column fit does not record is a callback's (History keeps every logged key)
+        low, high = bounds.get(key, (-math.inf, math.inf))
+        finite = key in bounds and not key.startswith("val_")
         if len(column) != len(history.epoch) or any(
                 (finite and not math.isfinite(v)) or v < low or v > high for v in column):
             raise ValueError(f"corrupt model file: history {key!r} must hold "

@@ -108,7 +108,9 @@ def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     of a meaningless number; scikit-learn's log_loss also refuses values
     outside [0, 1] (it only warns on rows not summing to 1).
     y_true: one-hot / probability rows of the same shape with values in
-    [0, 1] (the targets fit takes for cross_entropy), or integer labels (n,).
+    [0, 1] (the targets fit takes for cross_entropy), or integer labels (n,)
+    or (n, 1) (a column of labels, as Keras's sparse categorical
+    cross-entropy takes; with one class column, (n, 1) is its probabilities).
     Raises TypeError for non-numeric input, ValueError for NaN/inf, mismatched
     shapes, labels out of range or the values above.
     """
@@ -130,11 +132,12 @@ def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     if t.shape == p.shape or (t.ndim == 1 and p.shape == (1, t.size)):
         t = _as_float(t, "y_true").reshape(p.shape)
         _check_probabilities(t, "y_true")
-    elif t.ndim == 1 and t.shape[0] == p.shape[0]:
+    elif t.shape in ((p.shape[0],), (p.shape[0], 1)):   # (n, 1) with classes > 1 here
         t = one_hot(t, p.shape[1], "y_true")
     else:
         raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}; "
-                         "expected integer labels (n,) or one-hot rows (n, classes)")
+                         "expected integer labels (n,) or (n, 1), or one-hot rows "
+                         "(n, classes)")
     return float(np.mean(-(t * np.log(np.clip(p, EPS, 1))).sum(axis=1)))
 
 
@@ -162,12 +165,17 @@ def _check_probabilities(a, name):
 
 
 def one_hot(labels, classes, name="y"):
-    """(n,) integer labels in 0..classes−1 -> (n, classes) float64 one-hot rows."""
+    """(n,) integer labels in 0..classes−1 -> (n, classes) float64 one-hot rows.
+    A column of labels (n, 1) is taken as (n,) when classes > 1 (Keras's
+    sparse categorical cross-entropy takes both shapes)."""
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iubf":
         raise TypeError(f"{name} has dtype {labels.dtype}; expected integer class labels")
+    if labels.ndim == 2 and labels.shape[1] == 1 and classes > 1:
+        labels = labels[:, 0]
     if labels.ndim != 1:
-        raise ValueError(f"{name} has shape {labels.shape}; expected integer class labels (n,)")
+        raise ValueError(f"{name} has shape {labels.shape}; expected integer class labels (n,)"
+                         + (" or (n, 1)" if classes > 1 else ""))
     if labels.dtype.kind == "f":
         if not np.isfinite(labels).all():
             raise ValueError(f"{name} contains NaN or infinity; expected class labels "

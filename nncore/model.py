@@ -23,7 +23,7 @@ from .bfloat16 import MIXED_BFLOAT16
 from .callbacks import Callback, ProgressBar, maximised
 from .optimizers import SGD, Adam, Optimizer, _check_number
 from .validation import (as_input, as_matrix, as_param, as_targets, as_weights, is_sparse,
-                         positive_int)
+                         positive_int, verbosity)
 
 BACKENDS = {"cython": _engine, "numpy": reference}
 # dtype policies (Keras's names): policy -> (variable dtype, compute dtype)
@@ -358,7 +358,9 @@ class Sequential:
         silent, 1 a progress bar over the epochs (tqdm, the "progress" extra;
         one line per epoch without it), 2 one line per epoch (no bar: for logs
         and files), "auto" = 1 (Keras's "auto" is 1 except under a
-        ParameterServerStrategy); ValueError otherwise.
+        ParameterServerStrategy); any integer type and a bool (True = 1) are
+        taken too; ValueError otherwise, floats included (1.0 as well:
+        nncore.validation.verbosity).
         X may be a scipy.sparse matrix: the first layer then reads its rows in
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
@@ -375,10 +377,7 @@ class Sequential:
         n_init = positive_int("n_init", n_init)
         if not isinstance(shuffle, (bool, np.bool_)):
             raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-        if isinstance(verbose, str) and verbose == "auto":
-            verbose = 1
-        if verbose not in (0, 1, 2) or isinstance(verbose, float):
-            raise ValueError(f"verbose must be 0, 1, 2 or 'auto', got {verbose!r}")
+        verbose = verbosity(verbose)
         if not self._trainable:
             step = next(i for i, l in enumerate(self.layers) if l.activation == "step")
             raise ValueError(
@@ -465,8 +464,7 @@ class Sequential:
             sign = -1 if maximised(key, early_stopping.mode if early_stopping else "auto") else 1
             # the value of the weights the run ends with: early stopping's best epoch when
             # it restored that (with min_delta > 0 not always the lowest value logged), else
-            # the last logged — by early stopping, for a value a callback puts in the logs
-            # (History records fit's own values only)
+            # the last it saw (the "val_*" monitor may have fallen back to its training key)
             if early_stopping and early_stopping.restored_epoch is not None:
                 final = early_stopping.best
             elif early_stopping:
@@ -651,7 +649,8 @@ class Sequential:
             raise ValueError(f"{name} holds values in [{Y.min():g}, {Y.max():g}]; loss "
                              f"{self.loss!r} expects targets in [0, 1] ("
                              + ("one-hot or probability rows, or integer class labels of "
-                                f"shape ({n},)" if classes else "0/1 labels or probabilities")
+                                f"shape ({n},) or ({n}, 1)" if classes
+                                else "0/1 labels or probabilities")
                              + ")")
         if self._loss_code == POISSON and Y.min() < 0:
             raise ValueError(f"{name} holds values down to {Y.min():g}; loss 'poisson' expects "

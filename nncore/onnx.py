@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -268,10 +268,12 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
 
     model: an nncore.Sequential, or a fitted scikit-learn-style MLPClassifier
     or MLPRegressor (nncore.sklearn's or scikit-learn's). path: what
-    onnx.save takes — a file path (str, bytes, os.PathLike) or a binary file
-    object open for writing (open(..., "wb"), io.BytesIO; written at its
-    position, flushing and closing it are the caller's) — or None to only
-    return the onnx.ModelProto. opset: the ai.onnx opset
+    onnx.save takes — a file path (str, bytes, os.PathLike), written by
+    onnx.save (which picks the format by the extension: binary protobuf for
+    .onnx), or a binary file object open for writing (open(..., "wb"),
+    io.BytesIO, tempfile.TemporaryFile; written at its position in binary
+    protobuf whatever its name, flushing and closing it are the caller's) —
+    or None to only return the onnx.ModelProto. opset: the ai.onnx opset
     (default DEFAULT_OPSET = 17; 13 up to what the installed onnx knows).
     zipmap: classifiers only — True (skl2onnx's default) makes
     "output_probability" a sequence of {class: probability} maps (ZipMap);
@@ -321,8 +323,14 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="nncore",
                               producer_version=__version__, doc_string=doc_string)
     onnx.checker.check_model(proto, full_check=True)
-    if path is not None:   # what onnx.save takes: a binary file object, or a path
-        onnx.save_model(proto, path if _file_object(path, "write", "wb") else _path(path))
+    if path is not None:
+        if _file_object(path, "write", "wb"):
+            # what onnx.save writes to a file object, without reading its `name` as a path
+            # (it does, for the format and external data): a TemporaryFile's name is its
+            # descriptor, an int, which os.path refuses
+            cast(IO[bytes], path).write(proto.SerializeToString())
+        else:
+            onnx.save_model(proto, _path(path))
     return proto
 
 

@@ -265,6 +265,13 @@ class Adam(Optimizer):
     form="sklearn" is scikit-learn's AdamOptimizer (its MLP's solver="adam"; the
     step of Kingma & Ba's Algorithm 1 in its "efficient" ordering), where eps
     is added before the bias correction, so it weighs √(1−β₂ᵗ) times as much.
+
+    weight_decay defaults to 0.0 with either value of decoupled — that of
+    torch.optim.Adam (and Keras's Adam, weight_decay=None) — so
+    Adam(decoupled=True) alone steps exactly as Adam: pass the decay, e.g.
+    weight_decay=0.01 for torch.optim.AdamW's default (Keras's AdamW uses
+    0.004). One default for one parameter, whatever decoupled says: switching
+    decoupled on an existing optimizer never changes its weight_decay.
     """
 
     KIND = ADAM_KIND

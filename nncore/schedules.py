@@ -162,6 +162,9 @@ class ReduceOnPlateau(Schedule):
     less, and the count restarts. The first finite value always sets the best.
     As in torch, "rel" thresholds assume positive values: for a negative best,
     best·(1 ∓ threshold) lies on the wrong side of it.
+    end() raises MissingMetricError (a KeyError and a ValueError) when `monitor`
+    is not in the logs, and TypeError naming the schedule and the key when its
+    value is not a real number (None, a str, a bool).
     """
 
     _params = ("monitor", "factor", "patience", "threshold", "threshold_mode", "cooldown",
@@ -233,7 +236,8 @@ class ReduceOnPlateau(Schedule):
                 f"ReduceOnPlateau monitors {self.monitor!r}{hint}, but epoch {epoch} logged "
                 f"only {sorted(logs)}")
         value = logs[self.monitor]
-        value = _real(f"logs[{self.monitor!r}]", value, finite=False)
+        value = _real(f"ReduceOnPlateau's monitored value logs[{self.monitor!r}] at epoch "
+                      f"{epoch}", value, finite=False)
         if self._is_better(value):
             self.best, self.num_bad_epochs = value, 0
         else:

@@ -6,6 +6,7 @@ With nothing to do between epochs (constant learning rate, no validation, no
 callbacks) a whole block of epochs runs in one call without the GIL; otherwise
 the backend is called once per epoch, which costs a few µs per epoch.
 """
+import math
 import warnings
 
 import numpy as np
@@ -82,8 +83,10 @@ class History:
     """What fit() measured, one value per epoch: history["loss"], plus
     "accuracy" (classification losses) or "mean_error" (the signed mean of
     y − ŷ, regression losses), the same with a "val_" prefix when there is
-    validation data, and "lr". epoch lists the epoch numbers (counted over the
-    model's life); runs holds the final monitored value of each of n_init runs.
+    validation data, and "lr" — and, as Keras's History, every other key a
+    callback's on_epoch_end (or a schedule's end) put in the epoch's logs
+    (NaN at epochs whose logs lack it). epoch lists the epoch numbers (counted
+    over the model's life); runs holds the final monitored value of each of n_init runs.
     restored_epoch is the epoch (in the numbering of `epoch`) whose weights
     EarlyStopping(restore_best_weights=True) put back at the end of training,
     None when nothing was restored. plot() draws the learning curves
@@ -108,6 +111,20 @@ class History:
         self.epoch.extend(epochs)
         for key, values in columns.items():
             self.history.setdefault(key, []).extend(values)
+
+    def record_logs(self, epoch, logs):
+        """Append `epoch` with every key of `logs` but "epoch" as the
+        callbacks left it (values they added included), as Keras's
+        History.on_epoch_end does. Unlike Keras, every list keeps one value
+        per epoch: a key missing from some epochs' logs has NaN there."""
+        n = len(self.epoch)
+        for key, values in self.history.items():
+            if key not in logs:
+                values.append(math.nan)
+        for key, value in logs.items():
+            if key != "epoch":
+                self.history.setdefault(key, [math.nan] * n).append(value)
+        self.epoch.append(epoch)
 
 
 def metric_name(model):
@@ -207,15 +224,17 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                             val_metric = np.count_nonzero(
                                 (model._net.predict(validation[0]) != validation[1]).any(axis=1))
                         logs.update({"val_loss": float(val_loss), f"val_{name}": float(val_metric)})
-                    history.record([epoch], {k: [v] for k, v in logs.items()})
                     logs["epoch"] = epoch
-                    opt.schedule.end(epoch, logs)
-                    for cb in callbacks:
-                        cb.on_epoch_end(model, logs)
-                        nonfinite = _nonfinite(model, f"set by {type(cb).__name__}"
-                                               f".on_epoch_end after epoch {epoch + 1}")
-                        if nonfinite:  # the later hooks would take them for this epoch's
-                            break      # weights (EarlyStopping would keep them as its best)
+                    try:
+                        opt.schedule.end(epoch, logs)
+                        for cb in callbacks:
+                            cb.on_epoch_end(model, logs)
+                            nonfinite = _nonfinite(model, f"set by {type(cb).__name__}"
+                                                   f".on_epoch_end after epoch {epoch + 1}")
+                            if nonfinite:  # the later hooks would take them for this epoch's
+                                break      # weights (EarlyStopping would keep them as its best)
+                    finally:   # after the hooks, as Keras's History callback runs last
+                        history.record_logs(epoch, logs)
                 elif completed:  # a block with nothing to do between epochs: in bulk
                     history.record(range(epoch, epoch + completed),
                                    {"loss": losses[:completed].tolist(),

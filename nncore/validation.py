@@ -140,8 +140,11 @@ def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any,
                name: str = "y", x_name: str = "X") -> np.ndarray:
     """y as a C-contiguous (n, outputs) array of `dtype`.
 
-    classes: True for cross-entropy (integer labels (n,) become one-hot rows),
-    False for regression and binary targets ((n,) means one output).
+    classes: True for cross-entropy (integer labels (n,) become one-hot rows;
+    so do labels (n, 1), a DataFrame column, when there are outputs > 1
+    classes — Keras's sparse categorical cross-entropy takes both; with one
+    output (n, 1) is that output's targets), False for regression and binary
+    targets ((n,) means one output).
     name, x_name: what the errors call y and the X it goes with.
     """
     arr = _as_real_array(y, name)
@@ -149,13 +152,14 @@ def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any,
         got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} rows"
         raise ValueError(f"{name} has {got} but {x_name} has {n} samples; expected one target "
                          "per sample")
-    if classes and arr.ndim == 1:
+    if classes and (arr.ndim == 1 or arr.shape[1:] == (1,) and outputs > 1):
         from .losses import one_hot
         return np.ascontiguousarray(one_hot(arr, outputs, name), dtype=dtype)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] != outputs:
-        expect = (f"integer labels ({n},) or one-hot rows ({n}, {outputs})" if classes
+        expect = (f"integer labels ({n},) or ({n}, 1), or one-hot rows ({n}, {outputs})"
+                  if classes
                   else f"({n},) or ({n}, {outputs})" if outputs == 1 else f"({n}, {outputs})")
         raise ValueError(f"{name} has shape {np.shape(y)}; expected {expect} to match the "
                          f"{outputs} output(s) of the last layer")
@@ -189,6 +193,28 @@ def positive_int(name, value, allow_none=False):
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value
+
+
+def verbosity(verbose: Any) -> int:
+    """fit's verbose as 0, 1 or 2. Keras's Model.fit takes "auto", 0, 1 or 2;
+    here also any integer type (numpy's included) and a bool (False = 0,
+    True = 1, as Python counts it and scikit-learn's verbose flags are used).
+    Anything else is a ValueError — floats too, whole ones included (1.0,
+    np.float32(1.0), Decimal(1)): a level is not a quantity, and taking 1.0 but
+    not 1.5 would make the rule depend on the value rather than the type."""
+    if isinstance(verbose, str):   # Keras: "auto" is 1 (outside a ParameterServerStrategy)
+        level = 1 if verbose == "auto" else None
+    elif isinstance(verbose, (bool, np.bool_)):
+        level = int(verbose)
+    else:
+        try:
+            level = operator.index(verbose)
+        except TypeError:
+            level = None
+    if level not in (0, 1, 2):
+        raise ValueError(f"verbose must be 0, 1, 2, 'auto' or a bool, got {verbose!r} "
+                         f"({type(verbose).__name__})")
+    return level
 
 
 def as_param(value: Any, name: str, shape: tuple[int, ...], dtype: Any = None) -> np.ndarray:

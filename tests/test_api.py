@@ -355,10 +355,15 @@ def test_different_seeds_differ(backend):
     lambda y: y.tolist(),
     lambda y: np.eye(3)[y],
     lambda y: np.eye(3, dtype=np.float32)[y],
-], ids=["int64", "int32", "float-labels", "list", "one-hot", "one-hot-f32"])
+    lambda y: y[:, None],
+    lambda y: y.astype(np.float32)[:, None],
+    lambda y: y[:, None].tolist(),
+], ids=["int64", "int32", "float-labels", "list", "one-hot", "one-hot-f32", "column",
+        "float-column", "list-column"])
 def test_labels_and_one_hot_train_identically(backend, labels):
-    """Integer labels (any integer-valued form) and one-hot rows are the same
-    training data."""
+    """Integer labels (any integer-valued form, (n,) or a column (n, 1) as
+    Keras's sparse categorical cross-entropy takes) and one-hot rows are the
+    same training data."""
     X, y = make_data("cross_entropy")
     ref, other = make_model(backend=backend), make_model(backend=backend)
     h_ref = ref.fit(X, y, epochs=3, batch_size=8)

@@ -416,6 +416,44 @@ def test_label_forms_accepted(backend):
         model.evaluate(X_GOOD, y)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("loss", ["cross_entropy", "log_loss"])
+def test_a_column_of_labels_is_taken_everywhere_labels_are(backend, loss):
+    """Labels of shape (n, 1) (a DataFrame column) were refused with a
+    ValueError; with k > 1 softmax outputs they can only be labels, and fit
+    (with validation_data, sample_weight, class_weight), evaluate,
+    loss_and_gradient and losses.cross_entropy take them as (n,)."""
+    def model():
+        return Sequential([Dense(3, 4, "tanh"), Dense(4, 3, "softmax")], loss=loss, seed=0,
+                          backend=backend, dtype="float64")
+    column = Y_LABELS[:, None]
+    weights = np.linspace(0.5, 1.5, len(Y_LABELS))
+    kwargs = dict(epochs=3, batch_size=4, sample_weight=weights)
+    if loss == "cross_entropy":   # (log_loss takes no class_weight)
+        kwargs["class_weight"] = "balanced"
+    ref, got = model(), model()
+    h_ref = ref.fit(X_GOOD, Y_LABELS, validation_data=(X_GOOD, Y_LABELS), **kwargs)
+    h_got = got.fit(X_GOOD, column, validation_data=(X_GOOD, column.astype(float)), **kwargs)
+    assert h_got.history == h_ref.history
+    assert got.evaluate(X_GOOD, column) == ref.evaluate(X_GOOD, Y_LABELS)
+    value, grad = got.loss_and_gradient(X_GOOD, column)
+    assert value == ref.loss_and_gradient(X_GOOD, Y_LABELS)[0]
+    P = got.predict(X_GOOD)
+    assert losses.cross_entropy(column, P) == losses.cross_entropy(Y_LABELS, P)
+    with pytest.raises(ValueError, match="non-integer labels"):
+        got.fit(X_GOOD, column + 0.5)
+    with pytest.raises(ValueError, match=r"labels in 1\.\.3; expected 0\.\.2"):
+        got.evaluate(X_GOOD, column + 1)
+
+
+def test_a_column_of_targets_stays_refused_where_it_is_ambiguous():
+    """binary_cross_entropy with k > 1 sigmoid outputs (multi-label): a
+    column (n, 1) is not one target per output — still refused."""
+    model = Sequential([Dense(3, 2, "sigmoid")], loss="binary_cross_entropy", seed=0)
+    with pytest.raises(ValueError, match=r"expected \(\d+, 2\) to match the 2 output"):
+        model.fit(X_GOOD, Y_BINARY[:, None])
+
+
 def test_one_sample_and_one_feature():
     """The smallest data: one sample with one feature."""
     model = Sequential([Dense(1, 1, "sigmoid")], loss="binary_cross_entropy", seed=0)
@@ -544,7 +582,7 @@ def test_pandas_nullable_numeric_columns_are_numbers(backend):
 @pytest.mark.parametrize("loss, out, y, expected", [
     ("cross_entropy", "softmax", [[2, 0], [0, 1]],
      (r"expects targets in \[0, 1\] \(one-hot or probability rows, or integer class labels "
-      r"of shape \(2,\)\)$")),
+      r"of shape \(2,\) or \(2, 1\)\)$")),
     ("binary_cross_entropy", "sigmoid", [[2, 0], [0, 1]],
      r"expects targets in \[0, 1\] \(0/1 labels or probabilities\)$"),
 ])

@@ -4,6 +4,7 @@ nncore.sklearn's) against predict/predict_proba; pipelines through skl2onnx;
 the ImportError without the onnx package."""
 import subprocess
 import sys
+import tempfile
 import textwrap
 import warnings
 
@@ -124,6 +125,28 @@ def test_export_writes_to_what_onnx_save_takes(tmp_path):
     with pytest.raises(TypeError, match="binary file object, got int"):
         nnonnx.export(model, 3)
     assert (tmp_path / "t.onnx").read_bytes() == b""
+
+
+@pytest.mark.parametrize("make", [
+    lambda tmp: tempfile.TemporaryFile(),          # its name is the descriptor, an int
+    lambda tmp: tempfile.SpooledTemporaryFile(),   # no usable name at all
+    lambda tmp: tempfile.NamedTemporaryFile(dir=tmp, suffix=".json"),   # not read as JSON
+    lambda tmp: __import__("io").BytesIO(),
+], ids=["TemporaryFile", "SpooledTemporaryFile", "NamedTemporaryFile.json", "BytesIO"])
+def test_export_to_a_file_object_onnxruntime_loads(tmp_path, rng, make):
+    """A tempfile.TemporaryFile failed inside onnx.save (os.path.abspath of
+    its int name); every binary file object gets the binary protobuf."""
+    model = nncore.Sequential([nncore.Dense(3, 4, "relu"), nncore.Dense(4, 2, "softmax")],
+                              loss="cross_entropy", seed=0)
+    with make(tmp_path) as f:
+        returned = model.to_onnx(f)
+        f.seek(0)
+        data = f.read()
+    assert data == returned.SerializeToString()
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    X = rng.normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {"input": X})[0], model.predict(X),
+                               rtol=0, atol=ATOL["float32"])
 
 
 def test_opset_choice_and_bad_arguments(tmp_path):

@@ -160,8 +160,10 @@ def test_reduce_on_plateau_missing_key():
     assert issubclass(MissingMetricError, KeyError) and issubclass(MissingMetricError, ValueError)
     with pytest.raises(TypeError, match="mapping"):
         s.end(0, [1.0])
-    with pytest.raises(TypeError, match="val_loss"):
-        s.end(0, {"val_loss": "low"})
+    for value in ("low", None, True):   # the error names the schedule and its key
+        with pytest.raises(TypeError, match=r"ReduceOnPlateau's monitored value "
+                                            r"logs\['val_loss'\] at epoch 0 must be a real"):
+            s.end(0, {"val_loss": value})
 
 
 def test_reset_restores_initial_state():

@@ -5,6 +5,7 @@ the mean-error metric.
 
 Models are float64 so trajectories can be compared to ~1e-12; most tests run
 on both backends (the `backend` fixture)."""
+import decimal
 import signal
 import sys
 import threading
@@ -505,6 +506,29 @@ def test_unknown_monitor_refused(monitor):
         make_model().fit(*make_data(), early_stopping=EarlyStopping(monitor=monitor))
 
 
+@pytest.mark.parametrize("value", [None, "0.5", True, np.array([0.5, 0.4])])
+def test_early_stopping_refuses_a_monitored_value_that_is_not_a_number(value):
+    """A callback logging None or a str under the monitored key raised a bare
+    TypeError from a comparison (or took a bool for a number)."""
+    es = EarlyStopping(monitor="val_score", patience=5)
+    with pytest.raises(TypeError, match=r"EarlyStopping monitors 'val_score', but the logs of "
+                                        r"epoch 2 hold .* expected a real number"):
+        make_model().fit(*make_data(), epochs=3, callbacks=[LogsMetric([0.5, value, 0.3])],
+                         early_stopping=es)
+
+
+def test_early_stopping_refuses_a_monitored_key_that_stops_being_logged():
+    """Logged at the first epoch, missing at the second: a bare KeyError."""
+    class FirstEpochOnly(Callback):
+        def on_epoch_end(self, model, logs):
+            if logs["epoch"] == 0:
+                logs["val_score"] = 1.0
+
+    with pytest.raises(ValueError, match="monitors 'val_score', which is not logged at epoch 2"):
+        make_model().fit(*make_data(), epochs=3, callbacks=[FirstEpochOnly()],
+                         early_stopping=EarlyStopping(monitor="val_score"))
+
+
 @pytest.mark.parametrize("kwargs, exc", [
     (dict(monitor=3), TypeError), (dict(patience=-1), ValueError),
     (dict(patience=1.5), ValueError), (dict(min_delta=-0.1), ValueError),
@@ -535,6 +559,41 @@ def test_callback_stop_training(backend):
     stop = AtEpoch(1, lambda m: setattr(m, "stop_training", True))
     assert model.fit(*make_data(), epochs=10, callbacks=[stop]).epoch == [0, 1]
     assert model.fit(*make_data(), epochs=2).epoch == [2, 3]  # the flag is reset
+
+
+class LogsExtra(Callback):
+    """Writes logs["lr_logged"] (a learning-rate logger) every epoch and
+    logs["odd"] at odd epochs only."""
+
+    def on_epoch_end(self, model, logs):
+        logs["lr_logged"] = model.optimizer.current_lr * 10
+        if logs["epoch"] % 2:
+            logs["odd"] = float(logs["epoch"])
+
+
+class SeesExtra(Callback):
+    def on_epoch_end(self, model, logs):
+        self.seen = logs["lr_logged"]
+
+
+def test_history_records_what_callbacks_log(backend, tmp_path):
+    """As Keras's History (the last callback): every key in an epoch's logs
+    once all hooks ran, those callbacks wrote included (they were lost);
+    later hooks see them; a key some epochs lack is NaN there (one value per
+    epoch); save/load keeps the columns."""
+    sees = SeesExtra()
+    model = make_model(backend=backend)
+    history = model.fit(*make_data(), epochs=4, validation_split=0.25,
+                        callbacks=[LogsExtra(), sees])
+    assert sees.seen == 1.0
+    assert history.history["lr_logged"] == [1.0] * 4
+    np.testing.assert_equal(history.history["odd"], [np.nan, 1.0, np.nan, 3.0])
+    assert "epoch" not in history.history
+    assert {"loss", "accuracy", "val_loss", "val_accuracy", "lr"} <= set(history.history)
+    assert all(len(v) == len(history.epoch) for v in history.history.values())
+    model.save(tmp_path / "m.npz")
+    loaded = nncore.load(tmp_path / "m.npz").history.history
+    np.testing.assert_equal(loaded, history.history)
 
 
 @pytest.mark.parametrize("obj", [object(), print, "callback"])
@@ -594,6 +653,18 @@ def test_verbose_2_prints_one_line_per_epoch_even_with_tqdm(capsys, monkeypatch)
     assert all("loss" in line for line in lines)
 
 
+def test_progress_shows_values_callbacks_log_that_are_not_numbers(capsys):
+    """A callback's logs["phase"] = "warmup" made verbose=2 raise ValueError
+    ("Unknown format code 'g'"); shown as str, as Keras's Progbar does."""
+    class Phase(Callback):
+        def on_epoch_end(self, model, logs):
+            logs["phase"], logs["note"] = "warmup", None
+
+    make_model().fit(*make_data(), epochs=2, verbose=2, callbacks=[Phase()])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and all(line.endswith("phase warmup - note None") for line in lines)
+
+
 def test_verbose_auto_is_verbose_1(capsys, monkeypatch):
     # Keras's "auto" is 1 (2 only under a ParameterServerStrategy)
     monkeypatch.setitem(sys.modules, "tqdm", None)
@@ -601,10 +672,21 @@ def test_verbose_auto_is_verbose_1(capsys, monkeypatch):
     assert len(capsys.readouterr().out.splitlines()) == 2
 
 
-@pytest.mark.parametrize("verbose", [3, -1, "yes", "AUTO", None, 0.5, 2.0])
+@pytest.mark.parametrize("verbose", [3, -1, "yes", "AUTO", "1", None, 0.5, 2.0, 1.0, 0.0,
+                                     np.float32(1.0), decimal.Decimal(1), np.array([1, 0])])
 def test_bad_verbose(verbose):
-    with pytest.raises(ValueError, match="verbose"):
+    """Floats are refused whatever their value (np.float32(1.0) and Decimal(1)
+    were taken, 1.0 and 2.0 refused)."""
+    with pytest.raises(ValueError, match="verbose must be 0, 1, 2, 'auto' or a bool"):
         make_model().fit(*make_data(), verbose=verbose)
+
+
+@pytest.mark.parametrize("verbose, lines", [(True, 2), (False, 0), (np.True_, 2), (np.int64(2), 2),
+                                            (np.uint8(1), 2), (np.int8(0), 0)])
+def test_verbose_integer_types_and_bools(capsys, monkeypatch, verbose, lines):
+    monkeypatch.setitem(sys.modules, "tqdm", None)   # verbose=1 prints plain lines then
+    make_model().fit(*make_data(), epochs=2, verbose=verbose)
+    assert len(capsys.readouterr().out.splitlines()) == lines
 
 
 # ------------------------------------------------- 8. sample/class weights
@@ -962,7 +1044,7 @@ class RunMetric(Callback):
 ])
 def test_n_init_monitors_a_value_a_callback_logs(per_run, kept, restore):
     """EarlyStopping may monitor a value a callback puts in the logs (a Keras
-    habit), which History does not record: n_init compares the runs by what
+    habit), which History records too: n_init compares the runs by what
     early stopping saw (its best when it restored that, else the last value),
     and a NaN never beats a number. It raised KeyError: 'score' after training,
     and a first run's NaN would have been kept over the later runs' numbers."""
@@ -974,7 +1056,8 @@ def test_n_init_monitors_a_value_a_callback_logs(per_run, kept, restore):
     finals = [min(v) if restore and v[0] == v[0] else v[-1] for v in per_run]
     np.testing.assert_equal(history.runs, finals)
     want = kept[restore]
-    assert "val_score" not in history.history and es.last == per_run[want][-1]
+    np.testing.assert_equal(history.history["val_score"], per_run[want])
+    assert es.last == per_run[want][-1]
     if not restore:
         assert_weights_equal(model.get_weights(), metric.weights[want])
     else:
