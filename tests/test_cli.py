@@ -305,6 +305,22 @@ def test_python_m_nncore_without_arguments_runs_the_demo():
     assert "epoch   1" in result.stdout and "speed-up" in result.stdout
 
 
+def test_demo_mixed_bfloat16():
+    """The demo takes every dtype train does: mixed_bfloat16 runs where the CPU
+    has AVX512_BF16 and is a one-line user error (status 2) where it has not
+    (AVX-512 capped by NNCORE_SIMD=avx2)."""
+    argv = [sys.executable, "-m", "nncore", "--epochs", "1", "--dtype", "mixed_bfloat16"]
+    if nncore.blas.info()["bf16"]:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        assert "mixed_bfloat16" in result.stdout and "speed-up" in result.stdout
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NNCORE_SIMD": "avx2"})
+    assert result.returncode == 2
+    assert "demo: error: --dtype mixed_bfloat16: " in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
 @pytest.fixture
 def files(tmp_path, flowers):
     X, y = blobs()
