@@ -907,3 +907,17 @@ def test_python_m_nncore_cli_runs_the_command_line():
     result = subprocess.run([sys.executable, "-m", "nncore.cli", "predict", "no-such.npz", "x.csv"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "error" in result.stderr
+
+
+def test_bench_with_an_only_that_matches_nothing_says_so():
+    """`nncore bench --only W9` ran the real report, whose pytest selected no
+    benchmark and wrote no JSON: the report died with a traceback
+    (FileNotFoundError on bench.json) and status 1. Now a usage error, as
+    argparse's: one line, status 2."""
+    if not os.path.isfile(cli.report_path()):
+        pytest.skip("no benchmarks/report.py (installed without the source checkout)")
+    pytest.importorskip("pytest_benchmark")
+    result = run("bench", "--only", "NoSuchWorkload")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: --only 'NoSuchWorkload' matches no benchmark" in result.stderr
