@@ -437,6 +437,22 @@ def refuse_overwriting_model(model, output):
     refuse_overwriting(sidecar_path(model), output, "model's JSON file")
 
 
+def refuse_missing_folder(output):
+    """UsageError, before any work, when `output` could not be saved: a folder,
+    or a path in a folder that does not exist (save would find it only after
+    training)."""
+    from .io import _refuse_folder
+    try:
+        _refuse_folder(output)
+    except IsADirectoryError:
+        raise UsageError(f"cannot save to {output!r}: it is a folder; expected the path of a "
+                         "file (e.g. -o model.npz)") from None
+    folder = os.path.dirname(os.path.realpath(output))
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot save to {output!r}: the folder {folder!r} does not exist; "
+                         "create it first, or choose another -o")
+
+
 def write_file(path, write, binary=False):
     """Call write(f) on a file that replaces `path` only once written whole
     (nncore.io._replace_file, save's way). Text files are UTF-8 with
@@ -467,6 +483,7 @@ def cmd_train(args):
                                    "numbers: encode or drop this column")
     refuse_overwriting(args.data, args.output)
     refuse_overwriting(args.data, sidecar_path(args.output))
+    refuse_missing_folder(args.output)
     classes = None
     if args.loss in CLASSIFIERS:
         classes, y = class_labels(raw_y)
