@@ -603,8 +603,21 @@ cdef int check_bf16(cnp.ndarray params, bint bf16) except -1:
         raise ValueError(f"bfloat16 products need float32 parameters (the mixed_bfloat16 "
                          f"policy keeps float32 weights), got {params.dtype}")
     if bf16 and not bf16_available():
-        raise RuntimeError(BF16_MISSING)
+        raise RuntimeError(bf16_missing())
     return 0
+
+
+def bf16_missing():
+    """BF16_MISSING, saying so when NNCORE_SIMD caps the kernels below AVX-512
+    (then the CPU may well have AVX512_BF16: "this one has none" misled)."""
+    import os
+    simd = os.environ.get("NNCORE_SIMD", "")
+    if simd in ("avx2", "none"):
+        return BF16_MISSING.replace(
+            "this one has none, so",
+            f"here NNCORE_SIMD={simd} caps nncore's kernels below AVX-512 (unset it if this "
+            "CPU has AVX512_BF16), or")
+    return BF16_MISSING
 
 
 cdef int check_loss(int loss) except -1:
