@@ -661,6 +661,10 @@ def cmd_info(args):
             ("BLAS", f"{b['blas']}'s, {b['version'] or 'version unknown'} "
                      f"({b['filepath'] or 'library not found'})"),
             ("SIMD", f"{b['simd']} (nncore's own kernels)"),
+            ("bf16", {"amx": "AMX tiles (TDPBF16PS) for dtype='mixed_bfloat16'",
+                      "avx512": "vdpbf16ps for dtype='mixed_bfloat16'"}.get(
+                          b.get("bf16_kernel"), "none: dtype='mixed_bfloat16' needs "
+                          "backend='numpy' here")),
             ("threads", f"{b['num_threads']} BLAS threads; {blas.default_threads()} "
                         "cores available to this process")]
     for key, value in rows:
@@ -776,9 +780,10 @@ def build_parser(prog="nncore"):
                    help="the same as -o OUT.onnx (the older form, still accepted)")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("info", help="version, BLAS, SIMD and threads",
+    p = sub.add_parser("info", help="version, BLAS, SIMD, bf16 kernel and threads",
                        description="Print nncore's version, the BLAS the engine calls, the "
-                       "vector instructions of its own kernels and the thread counts.")
+                       "vector instructions of its own kernels, the kernel of its bfloat16 "
+                       "products (dtype='mixed_bfloat16') and the thread counts.")
     p.set_defaults(run=cmd_info)
 
     p = sub.add_parser("bench", help="run the benchmark report (source checkout)",

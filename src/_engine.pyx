@@ -31,7 +31,7 @@ from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
 from _checks cimport all_finite, ready_matrix, rows_in_range
-from _bf16 cimport bf16_available
+from _bf16 cimport bf16_available, amx_available, bf16_use_amx
 from libc.math cimport isfinite
 
 cnp.import_array()
@@ -605,6 +605,19 @@ cdef int check_bf16(cnp.ndarray params, bint bf16) except -1:
     if bf16 and not bf16_available():
         raise RuntimeError(bf16_missing())
     return 0
+
+
+def bf16_kernel():
+    """The kernel the engine's bf16 products (dtype="mixed_bfloat16") run on:
+    "amx" (the AMX tile unit, TDPBF16PS), "avx512" (vdpbf16ps: no AMX, or
+    NNCORE_AMX=0) or None (no AVX512_BF16, or NNCORE_SIMD caps it). The
+    choice the first product makes, made now if none has run yet."""
+    global bf16_use_amx
+    if not bf16_available():
+        return None
+    if bf16_use_amx < 0:
+        bf16_use_amx = amx_available()
+    return "amx" if bf16_use_amx else "avx512"
 
 
 def bf16_missing():

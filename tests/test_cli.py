@@ -229,6 +229,8 @@ def test_info():
     assert fields["SIMD"].startswith(info["simd"])
     assert fields["BLAS"].startswith(info["blas"])
     assert "BLAS threads" in fields["threads"] and "cores" in fields["threads"]
+    assert fields["bf16"].startswith({"amx": "AMX", "avx512": "vdpbf16ps", None: "none"}[
+        info["bf16_kernel"]])
 
 
 def test_bench_outside_a_checkout_says_so(monkeypatch, tmp_path, capsys):
