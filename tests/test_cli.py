@@ -5,8 +5,11 @@ help texts."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -937,3 +940,32 @@ def test_train_refuses_an_output_it_cannot_save_before_training(flowers, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("nncore train: error:") and len(err.strip().splitlines()) == 1, err
     assert fits == []
+
+
+def test_ctrl_c_while_a_csv_column_is_converted_is_not_lost():
+    """Ctrl-C during `nncore train` on a large CSV was lost when it came while a
+    column was being converted to numbers — NumPy's str -> float64 cast
+    swallows a KeyboardInterrupt raised inside it — and the whole training then
+    ran and saved. The conversion (cli._numeric, here on 2 million cells in a
+    loop) now lets it through."""
+    code = textwrap.dedent("""
+        import sys, time
+        import numpy as np
+        from nncore import cli
+        column = np.array([str(float(x)) for x in np.random.default_rng(0).normal(size=2_000_000)])
+        print("ready", flush=True)
+        start = time.monotonic()
+        try:
+            while time.monotonic() - start < 20:
+                cli._numeric(column, "x", "data.csv")
+            print("lost")
+        except KeyboardInterrupt:
+            print("interrupted")
+        """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert out.strip() == "interrupted", (out, err)
