@@ -447,6 +447,8 @@ def refuse_missing_folder(output):
     or a path in a folder that does not exist (save would find it only after
     training)."""
     from .io import _refuse_folder
+    if not output:
+        raise UsageError("-o is empty; expected the path of a file (e.g. -o model.npz)")
     try:
         _refuse_folder(output)
     except IsADirectoryError:

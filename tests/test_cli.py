@@ -928,17 +928,19 @@ def test_bench_with_an_only_that_matches_nothing_says_so():
     assert "error: --only 'NoSuchWorkload' matches no benchmark" in result.stderr
 
 
-@pytest.mark.parametrize("output", ["no/dir/m.npz", "."])
+@pytest.mark.parametrize("output, message", [("no/dir/m.npz", "does not exist"),
+                                             (".", "it is a folder"), ("", "-o is empty")])
 def test_train_refuses_an_output_it_cannot_save_before_training(flowers, tmp_path, monkeypatch,
-                                                                capsys, output):
-    """train -o into a missing folder (or onto a folder) failed only at the
-    save, after the whole training: now before any epoch."""
+                                                                capsys, output, message):
+    """train -o into a missing folder (or onto a folder, or empty) failed only
+    at the save, after the whole training: now before any epoch."""
     fits = []
     monkeypatch.setattr(nncore.Sequential, "fit", lambda *a, **k: fits.append(1))
     assert cli.main(["train", str(flowers), "--target", "species", "-q",
-                     "-o", str(tmp_path / output)]) == 2
+                     "-o", str(tmp_path / output) if output else ""]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nncore train: error:") and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
     assert fits == []
 
 
