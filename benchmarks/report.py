@@ -43,6 +43,7 @@ def run_suites(only, json_path):
     code = pytest.main(args)
     if code not in (0, 5):
         sys.exit(code)
+    return code
 
 
 def epoch_products(w, dtype=np.float32):
@@ -322,7 +323,11 @@ def main():
         WORKLOADS = importlib.reload(workloads).WORKLOADS
     only = [s for s in args.only.split(",") if s]
     json_path = args.json or os.path.join(tempfile.mkdtemp(), "bench.json")
-    run_suites(only, json_path)
+    if run_suites(only, json_path) == 5:
+        # pytest's "no tests collected": nothing to report (a usage error, as argparse's)
+        parser.error(f"--only {args.only!r} matches no benchmark (it selects by the names "
+                     "of the suites' tests, e.g. W1, W2, W3, W4, predict, bf16, "
+                     "bench_sklearn)")
     with open(json_path) as f:
         results = json.load(f)
     print()

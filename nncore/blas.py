@@ -134,11 +134,13 @@ def info():
     instructions of nncore's own kernels ("avx512", "avx2" or "none"), which
     run the small products and the softmax's exp, "bf16": whether the compiled
     engine can run dtype="mixed_bfloat16" here (AVX512_BF16, src/_bf16_gemm.h),
-    and "caps": caps()."""
+    "bf16_kernel": which kernel its products run on ("amx": the AMX tile unit;
+    "avx512": vdpbf16ps, also under NNCORE_AMX=0; None without bf16) — the two
+    may differ in the last bits — and "caps": caps()."""
     return {"blas": NAME, "filepath": getattr(_LIB, "filepath", None),
             "version": getattr(_LIB, "version", None), "num_threads": num_threads(),
             "reason": _REASON, "simd": _kernels.simd(), "bf16": _kernels.bf16_available(),
-            "caps": caps()}
+            "bf16_kernel": _engine.bf16_kernel(), "caps": caps()}
 
 
 def num_threads():

@@ -219,7 +219,12 @@ def _numeric(column, name, path, hint=""):
     try:
         if np.any(np.char.find(text, "_") >= 0):
             raise ValueError("'_' in a cell")
-        values = np.char.strip(text).astype(np.float64)
+        # Python's float() per cell (it strips spaces), not NumPy's str -> float64
+        # cast: that cast gives the same values but swallows a KeyboardInterrupt
+        # raised while it runs (NumPy 2.4), so Ctrl-C while a large CSV was being
+        # converted was lost and the whole training ran; float() lets it through
+        # (and is faster: 0.24 s against 0.55 s a million cells)
+        values = np.fromiter(map(float, text.tolist()), np.float64, count=text.shape[0])
     except ValueError:
         row, cell = next((i, c) for i, c in enumerate(text, 1) if not _is_number(c))
         if not cell.strip():   # a missing value, not a text column
@@ -442,6 +447,24 @@ def refuse_overwriting_model(model, output):
     refuse_overwriting(sidecar_path(model), output, "model's JSON file")
 
 
+def refuse_missing_folder(output):
+    """UsageError, before any work, when `output` could not be saved: a folder,
+    or a path in a folder that does not exist (save would find it only after
+    training)."""
+    from .io import _refuse_folder
+    if not output:
+        raise UsageError("-o is empty; expected the path of a file (e.g. -o model.npz)")
+    try:
+        _refuse_folder(output)
+    except IsADirectoryError:
+        raise UsageError(f"cannot save to {output!r}: it is a folder; expected the path of a "
+                         "file (e.g. -o model.npz)") from None
+    folder = os.path.dirname(os.path.realpath(output))
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot save to {output!r}: the folder {folder!r} does not exist; "
+                         "create it first, or choose another -o")
+
+
 def write_file(path, write, binary=False):
     """Call write(f) on a file that replaces `path` only once written whole
     (nncore.io._replace_file, save's way). Text files are UTF-8 with
@@ -472,6 +495,7 @@ def cmd_train(args):
                                    "numbers: encode or drop this column")
     refuse_overwriting(args.data, args.output)
     refuse_overwriting(args.data, sidecar_path(args.output))
+    refuse_missing_folder(args.output)
     classes = None
     if args.loss in CLASSIFIERS:
         classes, y = class_labels(raw_y)
@@ -653,6 +677,10 @@ def cmd_info(args):
             ("BLAS", f"{b['blas']}'s, {b['version'] or 'version unknown'} "
                      f"({b['filepath'] or 'library not found'})"),
             ("SIMD", f"{b['simd']} (nncore's own kernels)"),
+            ("bf16", {"amx": "AMX tiles (TDPBF16PS) for dtype='mixed_bfloat16'",
+                      "avx512": "vdpbf16ps for dtype='mixed_bfloat16'"}.get(
+                          b.get("bf16_kernel"), "none: dtype='mixed_bfloat16' needs "
+                          "backend='numpy' here")),
             ("threads", f"{b['num_threads']} BLAS threads; {blas.default_threads()} "
                         "cores available to this process")]
     for key, value in rows:
@@ -772,9 +800,10 @@ def build_parser(prog="nncore"):
                    help="the same as -o OUT.onnx (the older form, still accepted)")
     p.set_defaults(run=cmd_export)
 
-    p = sub.add_parser("info", help="version, BLAS, SIMD and threads",
+    p = sub.add_parser("info", help="version, BLAS, SIMD, bf16 kernel and threads",
                        description="Print nncore's version, the BLAS the engine calls, the "
-                       "vector instructions of its own kernels and the thread counts.")
+                       "vector instructions of its own kernels, the kernel of its bfloat16 "
+                       "products (dtype='mixed_bfloat16') and the thread counts.")
     p.set_defaults(run=cmd_info)
 
     p = sub.add_parser("bench", help="run the benchmark report (source checkout)",

@@ -15,6 +15,7 @@ Every input check runs before anything is scheduled. Dask itself is imported
 only here: `import nncore` never imports it.
 """
 import numbers
+import re
 
 import numpy as np
 
@@ -115,9 +116,8 @@ def _apply(block, model, method, tail, dtype, block_info=None, partition=None):
         if type(exc) is not ValueError:
             raise
         if partition is not None:   # (a dataframe's row count is unknown before computing)
-            raise ValueError(f"{exc} [in partition {partition} of X, index {block.index[0]}.."
-                             f"{block.index[-1]}; the indices above count from its first "
-                             "row]") from exc
+            raise ValueError(_where(exc, f"in partition {partition} of X, index "
+                                         f"{block.index[0]}..{block.index[-1]}")) from exc
         if not block_info or 0 not in block_info:
             raise
         start, stop = block_info[0]["array-location"][0]
@@ -127,8 +127,17 @@ def _apply(block, model, method, tail, dtype, block_info=None, partition=None):
 def _in_chunk(exc, start, stop):
     """A ValueError saying exc's message and which rows of X (start..stop − 1)
     the chunk it came from holds: the model's indices count from the chunk."""
-    return ValueError(f"{exc} [in the chunk of rows {start}..{stop - 1} of X; the indices "
-                      f"above count from its first row]")
+    return ValueError(_where(exc, f"in the chunk of rows {start}..{stop - 1} of X"))
+
+
+def _where(exc, place):
+    """exc's message with `place` appended in brackets, and — when the message
+    names an index or row — that those count from the chunk's first row (not
+    said of a message that names none, e.g. "classes must be passed on the
+    first call to partial_fit")."""
+    note = ("; the indices above count from its first row"
+            if re.search(r"\b(index|indices|row|rows)\b", str(exc)) else "")
+    return f"{exc} [{place}{note}]"
 
 
 def _zero_row(X):

@@ -31,7 +31,7 @@ from _layer cimport (dense_forward, dense_backward, l2_penalty, l2_gradient, csr
 from _optim cimport Hyper, optimizer_update, SGD, ADAM, SGD_SKLEARN, ADAM_SKLEARN
 from _perceptron cimport perceptron_epoch
 from _checks cimport all_finite, ready_matrix, rows_in_range
-from _bf16 cimport bf16_available
+from _bf16 cimport bf16_available, amx_available, bf16_use_amx
 from libc.math cimport isfinite
 
 cnp.import_array()
@@ -603,8 +603,34 @@ cdef int check_bf16(cnp.ndarray params, bint bf16) except -1:
         raise ValueError(f"bfloat16 products need float32 parameters (the mixed_bfloat16 "
                          f"policy keeps float32 weights), got {params.dtype}")
     if bf16 and not bf16_available():
-        raise RuntimeError(BF16_MISSING)
+        raise RuntimeError(bf16_missing())
     return 0
+
+
+def bf16_kernel():
+    """The kernel the engine's bf16 products (dtype="mixed_bfloat16") run on:
+    "amx" (the AMX tile unit, TDPBF16PS), "avx512" (vdpbf16ps: no AMX, or
+    NNCORE_AMX=0) or None (no AVX512_BF16, or NNCORE_SIMD caps it). The
+    choice the first product makes, made now if none has run yet."""
+    global bf16_use_amx
+    if not bf16_available():
+        return None
+    if bf16_use_amx < 0:
+        bf16_use_amx = amx_available()
+    return "amx" if bf16_use_amx else "avx512"
+
+
+def bf16_missing():
+    """BF16_MISSING, saying so when NNCORE_SIMD caps the kernels below AVX-512
+    (then the CPU may well have AVX512_BF16: "this one has none" misled)."""
+    import os
+    simd = os.environ.get("NNCORE_SIMD", "")
+    if simd in ("avx2", "none"):
+        return BF16_MISSING.replace(
+            "this one has none, so",
+            f"here NNCORE_SIMD={simd} caps nncore's kernels below AVX-512 (unset it if this "
+            "CPU has AVX512_BF16), or")
+    return BF16_MISSING
 
 
 cdef int check_loss(int loss) except -1:

@@ -131,6 +131,45 @@ def run_python(code, **env):
                           env=dict(os.environ, **env))
 
 
+@needs_bf16
+@pytest.mark.parametrize("amx_env", [None, "0"])
+def test_info_names_the_kernel_the_engine_runs(amx_env):
+    """nncore.blas.info()["bf16_kernel"] says which kernel the engine's bf16
+    products run on — AMX or vdpbf16ps, which may differ in the last bits
+    (NNCORE_AMX=0 picks the latter) — and it is the one predict uses: its
+    output equals _kernels.bf16_gemm forced to that kernel, bit for bit, on a
+    product where the two kernels differ. Before, nothing public said which."""
+    code = """
+        import numpy as np, nncore
+        from nncore import _kernels as K
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(64, 3000)).astype(np.float32)
+        W = rng.normal(size=(3000, 48)).astype(np.float32)
+        model = nncore.Sequential([nncore.Dense(3000, 48)], dtype="mixed_bfloat16", seed=0)
+        model.set_weights([W, np.zeros(48, np.float32)])
+        out = model.predict(X)
+        by = {}
+        for kernel in ("avx512", "amx"):
+            try:
+                K.bf16_kernel(kernel)   # RuntimeError: no AMX here (or NNCORE_AMX=0)
+            except RuntimeError:
+                continue
+            C = np.empty((64, 48), np.float32)
+            K.bf16_gemm(False, False, 1.0, X, W, 0.0, C)
+            by[kernel] = C
+        if len(by) == 2:
+            assert not np.array_equal(by["amx"], by["avx512"])   # the check can tell them apart
+        print(nncore.blas.info()["bf16_kernel"], "amx" in by,
+              np.array_equal(out, by[nncore.blas.info()["bf16_kernel"]]))
+        """
+    result = run_python(code, **({} if amx_env is None else {"NNCORE_AMX": amx_env}))
+    assert result.returncode == 0, result.stderr
+    kernel, amx, same = result.stdout.split()
+    assert kernel == ("amx" if amx == "True" else "avx512") and same == "True"
+    if amx_env == "0":
+        assert kernel == "avx512"
+
+
 def test_without_avx512_bf16(tmp_path):
     """Where the products cannot run (NNCORE_SIMD=avx2 stands in for a CPU
     without AVX512_BF16): the scalar rounding is still exact, the compiled
@@ -150,8 +189,10 @@ def test_without_avx512_bf16(tmp_path):
         x = np.load({str(tmp_path / "x.npy")!r}); out = np.empty(x.shape, np.uint16)
         K.round_bf16_bits(x, out)
         assert np.array_equal(out, np.load({str(tmp_path / "want.npy")!r}))
-        with pytest.raises(RuntimeError, match="AVX512_BF16"):
+        with pytest.raises(RuntimeError, match="AVX512_BF16") as err:
             nncore.Sequential([nncore.Dense(3, 2)], dtype="mixed_bfloat16")
+        # NNCORE_SIMD capped it: said so, not "this one has none" (the CPU may have it)
+        assert "NNCORE_SIMD=avx2 caps" in str(err.value) and "has none" not in str(err.value)
         with pytest.raises(RuntimeError, match="AVX512_BF16"):
             K.bf16_gemm(False, False, 1.0, np.ones((2, 2), np.float32),
                         np.ones((2, 2), np.float32), 0.0, np.ones((2, 2), np.float32))
@@ -159,6 +200,7 @@ def test_without_avx512_bf16(tmp_path):
         assert m.dtype_policy == "mixed_bfloat16" and m.backend == "numpy"
         with pytest.raises(RuntimeError, match="AVX512_BF16"):
             m.backend = "cython"
+        assert nncore.blas.info()["bf16_kernel"] is None
         print("ok")
         """
     result = run_python(code, NNCORE_SIMD="avx2")

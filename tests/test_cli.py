@@ -5,8 +5,11 @@ help texts."""
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
+import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -229,6 +232,8 @@ def test_info():
     assert fields["SIMD"].startswith(info["simd"])
     assert fields["BLAS"].startswith(info["blas"])
     assert "BLAS threads" in fields["threads"] and "cores" in fields["threads"]
+    assert fields["bf16"].startswith({"amx": "AMX", "avx512": "vdpbf16ps", None: "none"}[
+        info["bf16_kernel"]])
 
 
 def test_bench_outside_a_checkout_says_so(monkeypatch, tmp_path, capsys):
@@ -959,3 +964,62 @@ def test_train_mixed_bfloat16_without_the_cpu_feature(tmp_path, flowers):
     assert "AVX512_BF16" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m.npz").exists()
+
+
+def test_bench_with_an_only_that_matches_nothing_says_so():
+    """`nncore bench --only W9` ran the real report, whose pytest selected no
+    benchmark and wrote no JSON: the report died with a traceback
+    (FileNotFoundError on bench.json) and status 1. Now a usage error, as
+    argparse's: one line, status 2."""
+    if not os.path.isfile(cli.report_path()):
+        pytest.skip("no benchmarks/report.py (installed without the source checkout)")
+    pytest.importorskip("pytest_benchmark")
+    result = run("bench", "--only", "NoSuchWorkload")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "error: --only 'NoSuchWorkload' matches no benchmark" in result.stderr
+
+
+@pytest.mark.parametrize("output, message", [("no/dir/m.npz", "does not exist"),
+                                             (".", "it is a folder"), ("", "-o is empty")])
+def test_train_refuses_an_output_it_cannot_save_before_training(flowers, tmp_path, monkeypatch,
+                                                                capsys, output, message):
+    """train -o into a missing folder (or onto a folder, or empty) failed only
+    at the save, after the whole training: now before any epoch."""
+    fits = []
+    monkeypatch.setattr(nncore.Sequential, "fit", lambda *a, **k: fits.append(1))
+    assert cli.main(["train", str(flowers), "--target", "species", "-q",
+                     "-o", str(tmp_path / output) if output else ""]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nncore train: error:") and len(err.strip().splitlines()) == 1, err
+    assert message in err, err
+    assert fits == []
+
+
+def test_ctrl_c_while_a_csv_column_is_converted_is_not_lost():
+    """Ctrl-C during `nncore train` on a large CSV was lost when it came while a
+    column was being converted to numbers — NumPy's str -> float64 cast
+    swallows a KeyboardInterrupt raised inside it — and the whole training then
+    ran and saved. The conversion (cli._numeric, here on 2 million cells in a
+    loop) now lets it through."""
+    code = textwrap.dedent("""
+        import sys, time
+        import numpy as np
+        from nncore import cli
+        column = np.array([str(float(x)) for x in np.random.default_rng(0).normal(size=2_000_000)])
+        print("ready", flush=True)
+        start = time.monotonic()
+        try:
+            while time.monotonic() - start < 20:
+                cli._numeric(column, "x", "data.csv")
+            print("lost")
+        except KeyboardInterrupt:
+            print("interrupted")
+        """)
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(1.0)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=120)
+    assert out.strip() == "interrupted", (out, err)

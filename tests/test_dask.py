@@ -561,3 +561,16 @@ def test_fit_incremental_names_the_rows_of_a_bad_chunk(client, cls):
     extra = {} if cls is None else {"classes": [0, 1, 2]}
     with pytest.raises(ValueError, match=r"NaN.*\[in the chunk of rows 200\.\.299 of X"):
         nd.fit_incremental(est, da.from_array(X, chunks=100), y, shuffle=False, **extra)
+
+
+@pytest.mark.parametrize("cls", CLASSIFIERS)
+def test_an_error_without_indices_is_not_said_to_have_them(cls):
+    """fit_incremental without classes= gets the estimator's "classes must be
+    passed on the first call to partial_fit", which names no index: the chunk's
+    rows were appended with "the indices above count from its first row"
+    anyway. An error naming indices keeps that note (the tests above)."""
+    X, y = _data(200)
+    with pytest.raises(ValueError, match=r"first call to partial_fit\. \[in the chunk of rows "
+                                         r"0\.\.99 of X\]$"):
+        nd.fit_incremental(cls(hidden_layer_sizes=(5,)), da.from_array(X, chunks=100), y,
+                           shuffle=False)

@@ -1,4 +1,6 @@
 """The README's Python examples run as written (in order, one namespace)."""
+import contextlib
+import io
 import pathlib
 import re
 
@@ -33,3 +35,24 @@ def test_every_activation_and_loss_a_model_takes_is_in_the_readme():
     losses = losses[:losses.index("\n### ", 1)]
     assert [a for a in ACTIVATIONS if f"`{a}`" not in activations] == []
     assert [name for name in LOSSES if f"`{name}`" not in losses] == []
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_the_readme_says_what_its_error_examples_print():
+    """A `print(err)  # MESSAGE ... PART ...` comment in a README example gives
+    the message it prints: every piece between the '...' appears in the block's
+    output. The first Divergence example said "epoch 1, batch 4" where it
+    prints "epoch 1, batch 7" (on every NNCORE_SIMD level and both backends)."""
+    if not README.exists():
+        pytest.skip("README.md is not beside the tests (installed elsewhere)")
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    namespace, checked = {}, 0
+    for block in blocks:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            exec(compile(block, str(README), "exec"), namespace)
+        for comment in re.findall(r"^\s*print\(err\)\s*#(.*)$", block, re.M):
+            for piece in filter(None, (p.strip() for p in comment.split("..."))):
+                assert piece in out.getvalue(), (piece, out.getvalue())
+            checked += 1
+    assert checked >= 2
