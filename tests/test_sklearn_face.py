@@ -133,6 +133,54 @@ def test_same_model_as_sklearn(solver, activation, task):
                     else ref.predict_proba(X)) <= RTOL
 
 
+def real_data(name):
+    """scikit-learn's bundled data sets (no download): (task, X, y), X scaled
+    where scikit-learn's MLP needs it, the iris labels as strings."""
+    from sklearn import datasets
+    if name == "breast_cancer":
+        X, y = datasets.load_breast_cancer(return_X_y=True)
+        return "binary", StandardScaler().fit_transform(X), y
+    if name == "iris":
+        iris = datasets.load_iris()
+        return "multiclass", iris.data, iris.target_names[iris.target]
+    if name == "wine":
+        X, y = datasets.load_wine(return_X_y=True)
+        return "multiclass", StandardScaler().fit_transform(X), y
+    if name == "diabetes":
+        X, y = datasets.load_diabetes(return_X_y=True)
+        return "regression", X, y / 100
+    X, Y = datasets.load_linnerud(return_X_y=True)   # 3 exercise counts -> 3 body measures
+    return "multioutput" if name == "linnerud" else "poisson", X / 100, Y / 100
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "iris", "wine", "diabetes", "linnerud",
+                                  "linnerud_poisson"])
+@pytest.mark.parametrize("solver,activation,extra", [
+    ("sgd", "relu", dict(momentum=0.9, early_stopping=True, validation_fraction=0.2)),
+    ("adam", "tanh", dict(batch_size=17, learning_rate_init=0.01)),
+    ("adam", "logistic", dict(alpha=0.1)),
+    ("lbfgs", "relu", dict()),
+])
+def test_same_model_as_sklearn_on_real_data(name, solver, activation, extra):
+    """The same fitted model as scikit-learn's on its own bundled data sets
+    (binary, multiclass with string labels, regression, multi-output, Poisson),
+    early stopping's validation split and scores included."""
+    task, X, y = real_data(name)
+    ref, ours = fit_both(task, X, y, hidden_layer_sizes=(13, 7), solver=solver,
+                         activation=activation, max_iter=15, random_state=3, **extra)
+    assert_same_model(ours, ref)
+    scores = getattr(ref, "validation_scores_", None)   # lbfgs has none, as its loss_curve_
+    assert hasattr(ours, "validation_scores_") == hasattr(ref, "validation_scores_")
+    if scores is not None:
+        assert ours.validation_scores_ == pytest.approx(scores, rel=RTOL)
+    elif hasattr(ref, "validation_scores_"):
+        assert ours.validation_scores_ is None
+    if task in ("binary", "multiclass"):
+        np.testing.assert_array_equal(ours.predict(X), ref.predict(X))
+    else:
+        assert rel_diff(ours.predict(X), ref.predict(X)) <= RTOL
+
+
 @pytest.mark.parametrize("params", [
     dict(solver="sgd", learning_rate="invscaling", power_t=0.3),
     dict(solver="sgd", learning_rate="adaptive", tol=10.0, n_iter_no_change=1, max_iter=12),
