@@ -24,6 +24,7 @@ one line, "nncore <command>: error: ...", on stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import array
 import csv
 import errno
 import functools
@@ -154,36 +155,39 @@ def read_data(path, target=None, features=None, hint=""):
     check_file(path, "data file", ".csv or .npz file")
     if path.lower().endswith(".npz"):
         return _read_npz(path, target)
-    names, cells = _read_csv(path)
-    if target is not None and target not in names:
-        raise UsageError(f"column {target!r} not in {path}; its columns are "
-                         f"{', '.join(names)}")
-    if features is None:
-        features = [name for name in names if name != target]
-        if not features:
-            raise UsageError(f"{path} has no feature columns besides the target {target!r}")
-    else:
-        missing = [name for name in features if name not in names]
-        if missing:
-            raise UsageError(f"{path} lacks the feature column(s) {', '.join(missing)} the "
-                             f"model was trained on")
-    X = np.column_stack([_numeric(cells[:, names.index(name)], name, path, hint)
-                         for name in features])
-    y = cells[:, names.index(target)] if target is not None else None
-    return X, y, list(features)
-
-
-def _read_csv(path):
-    """(header names, (n, columns) array of str cells)."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
-            rows = list(csv.reader(f))
+            rows = (row for row in csv.reader(f) if row)   # blank lines skipped
+            names = _header(path, next(rows, None))
+            if target is not None and target not in names:
+                raise UsageError(f"column {target!r} not in {path}; its columns are "
+                                 f"{', '.join(names)}")
+            if features is None:
+                features = [name for name in names if name != target]
+                if not features:
+                    raise UsageError(f"{path} has no feature columns besides the target "
+                                     f"{target!r}")
+            else:
+                missing = [name for name in features if name not in names]
+                if missing:
+                    raise UsageError(f"{path} lacks the feature column(s) "
+                                     f"{', '.join(missing)} the model was trained on")
+            columns = _CsvColumns(path, names, [names.index(name) for name in features],
+                                  None if target is None else names.index(target))
+            for row in rows:
+                columns.add(row)
     except (UnicodeDecodeError, csv.Error) as exc:
         raise UsageError(f"{path} is not a readable CSV file ({exc})") from None
-    rows = [row for row in rows if row]  # blank lines
-    if not rows:
+    return columns.features(features, hint), columns.target(), list(features)
+
+
+def _header(path, row):
+    """The column names of a CSV's header row (UsageError for an empty file,
+    a header that looks separated by something else, or repeated or empty
+    names)."""
+    if row is None:
         raise UsageError(f"{path} is empty; expected a header row and data rows")
-    names = [name.strip() for name in rows[0]]
+    names = [name.strip() for name in row]
     other = [sep for sep in ";\t|" if len(names) == 1 and sep in names[0]]
     if other:   # (Excel in many locales writes ';'): one column named "a;b;label"
         raise UsageError(f"{path} has one column, named {names[0]!r}: nncore reads "
@@ -193,13 +197,78 @@ def _read_csv(path):
     if len(set(names)) != len(names) or "" in names:
         raise UsageError(f"{path}: the header row must name every column once, got "
                          f"{', '.join(map(repr, names))}")
-    if len(rows) == 1:
-        raise UsageError(f"{path} has a header but no data rows")
-    for line, row in enumerate(rows[1:], 2):
-        if len(row) != len(names):
-            raise UsageError(f"{path}: a data row has {len(row)} fields, the header "
-                             f"{len(names)} (row {line - 1} after the header)")
-    return names, np.array(rows[1:], dtype=str)
+    return names
+
+
+class _CsvColumns:
+    """The feature cells of a CSV converted to float64 as its rows are read,
+    and the target's cells kept as text: memory of the order of X, not of every
+    cell as a string (a 79 MB CSV of 200,000 × 21 peaked at ~820 MB when all
+    its cells were held as text first). Each cell goes through Python's
+    float() (it strips spaces), not NumPy's str → float64 cast, which gives
+    the same values but swallows a KeyboardInterrupt raised while it runs
+    (NumPy 2.4): Ctrl-C while a large CSV was converted was lost. A column's
+    first cell that is not a finite number is remembered for its error."""
+
+    def __init__(self, path, names, feature_index, target_index):
+        self.path, self.width = path, len(names)
+        self.index, self.target_index = feature_index, target_index
+        self.values = [array.array("d") for _ in feature_index]
+        self.bad = [None] * len(feature_index)       # (data row, cell): not a number
+        self.infinite = [None] * len(feature_index)  # (data row, cell): NaN or infinite
+        self.labels = []
+        self.rows = 0
+
+    def add(self, row):
+        self.rows += 1
+        if len(row) != self.width:
+            raise UsageError(f"{self.path}: a data row has {len(row)} fields, the header "
+                             f"{self.width} (row {self.rows} after the header)")
+        for c, i in enumerate(self.index):
+            cell = row[i]
+            try:
+                if "_" in cell:   # digits grouped with "_", which float() takes, are text
+                    raise ValueError(cell)
+                value = float(cell)
+            except ValueError:
+                value = math.nan
+                if self.bad[c] is None:
+                    self.bad[c] = (self.rows, cell)
+            else:
+                if not math.isfinite(value) and self.infinite[c] is None:
+                    self.infinite[c] = (self.rows, cell)
+            self.values[c].append(value)
+        if self.target_index is not None:
+            self.labels.append(row[self.target_index])
+
+    def features(self, names, hint):
+        """X (rows × features) float64; UsageError naming the first column (in
+        the order of `names`) with a cell that is not a finite number."""
+        if self.rows == 0:
+            raise UsageError(f"{self.path} has a header but no data rows")
+        for name, bad, infinite in zip(names, self.bad, self.infinite):
+            if bad is not None:
+                row, cell = bad
+                if not cell.strip():   # a missing value, not a text column
+                    raise UsageError(f"column {name!r} of {self.path} has an empty cell (a "
+                                     f"missing value) in data row {row}; expected finite "
+                                     "numbers (fill in or drop missing values)")
+                raise UsageError(f"column {name!r} of {self.path} is not numeric: data row "
+                                 f"{row} holds {cell!r}{hint}")
+            if infinite is not None:
+                row, cell = infinite
+                raise UsageError(f"column {name!r} of {self.path} contains NaN or infinity: "
+                                 f"data row {row} holds {cell!r}; expected finite numbers "
+                                 "(fill in or drop missing values)")
+        X = np.empty((self.rows, len(self.values)))
+        for c, values in enumerate(self.values):
+            X[:, c] = np.frombuffer(values, np.float64)
+            self.values[c] = None   # freed as X fills
+        return X
+
+    def target(self):
+        """The target's cells (str array), or None without a target."""
+        return None if self.target_index is None else np.array(self.labels, dtype=str)
 
 
 def _numeric(column, name, path, hint=""):
