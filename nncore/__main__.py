@@ -21,7 +21,8 @@ def build(backend, dtype, seed, lr):
 
 
 def demo(argv=None, prog="python -m nncore"):
-    from nncore.cli import DTYPES, Parser, UsageError, non_negative_int, positive_float, positive_int
+    from nncore.cli import (DTYPE_HELP, DTYPES, Parser, UsageError, non_negative_int,
+                            positive_float, positive_int)
     parser = Parser(prog=prog, description="Train a 64-64-10 network on the bundled 8x8 "
                     "digits with the compiled engine and with the NumPy reference, and "
                     "compare accuracy, speed and the final weights.")
@@ -31,10 +32,7 @@ def demo(argv=None, prog="python -m nncore"):
                         help="rows per gradient step (default: %(default)s)")
     parser.add_argument("--lr", type=positive_float, default=0.05,
                         help="SGD learning rate, momentum 0.9 (default: %(default)s)")
-    parser.add_argument("--dtype", default="float32", choices=list(DTYPES),
-                        help="precision of the models (Sequential's dtype): " + "; ".join(
-                            f"{name}: {meaning}" for name, meaning in DTYPES.items())
-                        + " (default: %(default)s)")
+    parser.add_argument("--dtype", default="float32", choices=list(DTYPES), help=DTYPE_HELP)
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="seed of the split, initialisation and shuffling "
                         "(default: %(default)s)")

@@ -49,6 +49,10 @@ DTYPES = {"float32": "float32 weights and arithmetic",
           "float64": "float64 weights and arithmetic",
           "mixed_bfloat16": "float32 weights, products in bfloat16 with float32 sums "
                             "(needs a CPU with AVX512_BF16)"}
+# --dtype's help, for train and demo
+DTYPE_HELP = ("the model's precision (Sequential's dtype): "
+              + "; ".join(f"{name}: {meaning}" for name, meaning in DTYPES.items())
+              + " (default: %(default)s)")
 # Keras's default learning rates (nncore.SGD has no default; Adam's is 0.001)
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
@@ -826,10 +830,7 @@ def build_parser(prog="nncore"):
     p.add_argument("--seed", type=non_negative_int, default=None,
                    help="seed of initialisation, shuffling and the validation split "
                    "(default: random)")
-    p.add_argument("--dtype", default="float32", choices=list(DTYPES),
-                   help="the model's precision (Sequential's dtype): " + "; ".join(
-                       f"{name}: {meaning}" for name, meaning in DTYPES.items())
-                   + " (default: %(default)s)")
+    p.add_argument("--dtype", default="float32", choices=list(DTYPES), help=DTYPE_HELP)
     p.add_argument("-o", "--output", default="model.npz", metavar="MODEL",
                    help="where to save the model (default: %(default)s); its features, "
                    "target and classes go to MODEL.json beside it")

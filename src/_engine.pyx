@@ -20,6 +20,7 @@ from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
 from cython cimport floating
 cimport numpy as cnp
+import os
 import numpy as np
 
 from _activation cimport LINEAR, EXP
@@ -55,11 +56,11 @@ cdef enum:
     GRAD_CHUNK = 1024
 
 
-BF16_MISSING = (
-    "dtype='mixed_bfloat16' needs a CPU with AVX512_BF16 (the vdpbf16ps instruction; "
-    "Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later) and AVX-512 "
-    "not capped by NNCORE_SIMD; this one has none, so use dtype='float32', or "
-    "backend='numpy', which emulates the same rounding")
+# why dtype='mixed_bfloat16' is refused here (bf16_missing() completes it)
+BF16_NEEDS = ("dtype='mixed_bfloat16' needs a CPU with AVX512_BF16 (the vdpbf16ps instruction; "
+              "Intel Cooper Lake / Sapphire Rapids and later, AMD Zen 4 and later) and AVX-512 "
+              "not capped by NNCORE_SIMD; ")
+BF16_INSTEAD = "use dtype='float32', or backend='numpy', which emulates the same rounding"
 BF16_SPARSE = ("dtype='mixed_bfloat16' runs the Dense products on dense input only; pass X "
                "as a dense array (e.g. X.toarray()) or use dtype='float32' for sparse input")
 OVERFLOW = ("the network's outputs are not finite: the forward pass overflowed {dtype}, so "
@@ -621,16 +622,13 @@ def bf16_kernel():
 
 
 def bf16_missing():
-    """BF16_MISSING, saying so when NNCORE_SIMD caps the kernels below AVX-512
-    (then the CPU may well have AVX512_BF16: "this one has none" misled)."""
-    import os
+    """Why dtype='mixed_bfloat16' is refused here: no AVX512_BF16, or — the
+    CPU may well have it — NNCORE_SIMD capping nncore's kernels below AVX-512."""
     simd = os.environ.get("NNCORE_SIMD", "")
     if simd in ("avx2", "none"):
-        return BF16_MISSING.replace(
-            "this one has none, so",
-            f"here NNCORE_SIMD={simd} caps nncore's kernels below AVX-512 (unset it if this "
-            "CPU has AVX512_BF16), or")
-    return BF16_MISSING
+        return (f"{BF16_NEEDS}here NNCORE_SIMD={simd} caps nncore's kernels below AVX-512 "
+                f"(unset it if this CPU has AVX512_BF16), or {BF16_INSTEAD}")
+    return f"{BF16_NEEDS}this one has none, so {BF16_INSTEAD}"
 
 
 cdef int check_loss(int loss) except -1:
