@@ -37,6 +37,7 @@
 #define M __mmask16
 #define W 16
 #define TARGET "avx512f"
+#define ROWS2 8
 #define NAME nncore_tile_f_avx512
 #define VZERO() _mm512_setzero_ps()
 #define VSET1(x) _mm512_set1_ps(x)
@@ -54,6 +55,7 @@
 #define M __mmask8
 #define W 8
 #define TARGET "avx512f"
+#define ROWS2 8
 #define NAME nncore_tile_d_avx512
 #define VZERO() _mm512_setzero_pd()
 #define VSET1(x) _mm512_set1_pd(x)
@@ -72,6 +74,7 @@
 #define M __m256i
 #define W 8
 #define TARGET "avx2,fma"
+#define ROWS2 6 /* 12 accumulators + 2 B vectors + A of AVX2's 16 registers */
 #define NAME nncore_tile_f_avx2
 #define VZERO() _mm256_setzero_ps()
 #define VSET1(x) _mm256_set1_ps(x)
@@ -90,6 +93,7 @@
 #define M __m256i
 #define W 4
 #define TARGET "avx2,fma"
+#define ROWS2 6 /* 12 accumulators + 2 B vectors + A of AVX2's 16 registers */
 #define NAME nncore_tile_d_avx2
 #define VZERO() _mm256_setzero_pd()
 #define VSET1(x) _mm256_set1_pd(x)

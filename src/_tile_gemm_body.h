@@ -2,14 +2,17 @@
  * _tile_gemm.h for each (instruction set, element type). The includer defines
  *   T, V, M, W      element type, vector type, tail-mask type, lanes per vector
  *   TARGET          the function attribute's target string ("avx512f", ...)
+ *   ROWS2           rows of C a two-vector block takes at a time (2·ROWS2
+ *                   accumulators: as many as fit in the set's vector registers
+ *                   with the two B vectors and the A value, or they spill)
  *   NAME            the entry point to define
  *   VZERO VSET1 VLOAD VLOADM VSTORE VSTOREM VFMA VMUL VMASK   vector operations
  * and undefines them afterwards.
  *
  * NAME computes C(m×n) := alpha·op(A)·B + beta·C, row-major, op(A) = Aᵀ (A
  * stored k×m) when trans_a. C is cut into column blocks of two vectors (rows
- * taken 4 at a time: 8 accumulators) or, for the last block when at most one
- * vector of columns is left, one vector (rows 8 at a time); a block's tile of C
+ * taken ROWS2, then 4, at a time) or, for the last block when at most one
+ * vector of columns is left, one vector (rows 12, then 8, at a time); a block's tile of C
  * stays in registers while k is streamed, so each element of C is loaded and
  * stored once. The columns past n in the last block are masked off, so any n
  * works.
@@ -70,8 +73,8 @@ static __attribute__((target(TARGET))) void NAME(
         if (left > W) {
             int full = left >= 2 * W;
             M tail = VMASK(full ? W : (int) (left - W));
-            for (i0 = 0; i0 + 8 <= m; i0 += 8)
-                full ? BLOCK(8, 2, 1, NNCORE_ARGS) : BLOCK(8, 2, 0, NNCORE_ARGS);
+            for (i0 = 0; i0 + ROWS2 <= m; i0 += ROWS2)
+                full ? BLOCK(ROWS2, 2, 1, NNCORE_ARGS) : BLOCK(ROWS2, 2, 0, NNCORE_ARGS);
             for (; i0 + 4 <= m; i0 += 4)
                 full ? BLOCK(4, 2, 1, NNCORE_ARGS) : BLOCK(4, 2, 0, NNCORE_ARGS);
             for (; i0 < m; i0++)
@@ -100,6 +103,7 @@ static __attribute__((target(TARGET))) void NAME(
 #undef M
 #undef W
 #undef TARGET
+#undef ROWS2
 #undef NAME
 #undef VZERO
 #undef VSET1

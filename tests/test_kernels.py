@@ -116,8 +116,8 @@ def gemm_path(m, n, k, trans_a, trans_b=False):
 
 
 #: (m, n, k): every path of src/_blas.pxd gemm, incl. both sides of the thresholds,
-#: and for the tile kernel every kind of block: rows left over after the 4- and
-#: 8-row tiles, and widths that end in a full, a partly masked and a lone vector
+#: and for the tile kernel every kind of block: rows left over after the 8-row
+#: (AVX-512) or 6-row (AVX2), 4-row and 12-row tiles, and widths that end in a full, a partly masked and a lone vector
 #: for both 16-lane (float32 AVX-512) and 8-lane (float64 AVX-512, float32 AVX2)
 #: vectors.
 GEMM_SHAPES = [
