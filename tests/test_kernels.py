@@ -116,14 +116,16 @@ def gemm_path(m, n, k, trans_a, trans_b=False):
 
 
 #: (m, n, k): every path of src/_blas.pxd gemm, incl. both sides of the thresholds,
-#: and for the tile kernel every kind of block: rows left over after the 8-row
-#: (AVX-512) or 6-row (AVX2), 4-row and 12-row tiles, and widths that end in a full, a partly masked and a lone vector
+#: and for the tile kernel every kind of block: rows left over after the
+#: two-vector tiles' 8 (AVX-512) or 6 (AVX2) and 4 rows and the one-vector
+#: tiles' 12 and 8, and widths that end in a full, a partly masked and a lone vector
 #: for both 16-lane (float32 AVX-512) and 8-lane (float64 AVX-512, float32 AVX2)
 #: vectors.
 GEMM_SHAPES = [
     (1, 1, 1), (3, 5, 7), (16, 16, 16), (1, 1, 4096),   # loop (m·n·k <= 4096)
     (16, 16, 17), (33, 32, 65), (7, 48, 100), (64, 64, 64), (33, 17, 65),
-    (9, 530, 3), (32, 10, 32), (13, 1, 400), (5, 40, 50), (11, 3, 200),
+    (9, 530, 3), (32, 10, 32), (13, 1, 400), (5, 40, 50), (11, 3, 200), (12, 17, 40),
+    (11, 20, 30),
     (1, 600, 9), (1, 5, 1000),                           # tile (Bᵀ up to 4096 elements)
     (4, 100, 50),                                        # tile, or BLAS for a big Bᵀ
     (65, 64, 64), (70, 33, 120),                         # BLAS
