@@ -75,10 +75,9 @@ def gemm_path(trans_a, trans_b, m, n, k, dtype="float32"):
     in dtype: the routing of gemm() in src/_blas.pxd, on this CPU's SIMD level."""
     from nncore import _kernels
     simd = _kernels.simd()
-    wide = str(dtype) == "float64" and simd == "avx512"
     if m * n * k <= _kernels.SMALL_GEMM:
         return "direct"
-    if (m * n * k <= (_kernels.TILE_GEMM_D if wide else _kernels.TILE_GEMM) and simd != "none"
+    if (m * n * k <= _kernels.tile_limit(dtype) and simd != "none"
             and not (trans_b and n * k > _kernels.TILE_TRANSPOSE)):
         # the tile kernel's entry point sends narrow Aᵀ·B to its own kernel
         narrow = (simd == "avx512" and trans_a and not trans_b and n <= _kernels.NARROW_MAX
@@ -120,7 +119,7 @@ def widths_table(quick, threads):
     batch = 32
     print(f"\n64-H-10, batch {batch}, 1,797 digits, SGD: growth with width (SIMD "
           f"{_kernels.simd()}; direct ≤ {_kernels.SMALL_GEMM:,} multiply-adds < tile ≤ "
-          f"{_kernels.TILE_GEMM:,} < large product/BLAS; narrow: the tile kernel's Aᵀ·B "
+          f"{_kernels.tile_limit('float32'):,} < large product/BLAS; narrow: the tile kernel's Aᵀ·B "
           f"variant for at most {_kernels.NARROW_MAX} columns; paths fwd/dW/dX per layer)\n")
     print("| H | µs per sample | peak RSS over baseline | paths |")
     print("|---|---|---|---|")

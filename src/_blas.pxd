@@ -183,6 +183,20 @@ cdef enum:
     # products keep TILE_GEMM: its packed kernel runs 16 lanes and wins sooner.
     # A function of the shape and dtype alone (bit-identity across n_threads).
     TILE_GEMM_D = 4194304
+    # On CPUs whose own kernels run AVX2 (no large-product kernel: past the
+    # tile kernel, OpenBLAS on every thread), float32 products up to this many
+    # multiply-adds and float64 ones up to the next take the tile kernel, on
+    # the calling thread. Measured on a 2-vCPU AMD EPYC (Zen 3, AVX2+FMA only;
+    # OpenBLAS 0.3.31 running its Haswell kernels on 2 threads), Sequential
+    # 100-100-10 relu/softmax with Adam, one epoch of 20,000 rows, batch b
+    # (products b×100×100), medians of 3-5 alternating processes, the tile
+    # kernel up to 4,194,304 against TILE_GEMM: float32 b = 64 … 200 (0.64M
+    # to 2M multiply-adds) 37.0 / 56.6, 34.5 / 48.6, 31.4 / 40.5, 31.9 /
+    # 34.1, 25.9 / 29.1 ms; float64 b = 64, 96 (0.64M, 0.96M) 58.1 / 81.5,
+    # 56.5 / 75.8 ms, but b = 128 and 200 (1.28M, 2M) 56.5 / 50.9 and 56.9 /
+    # 46.6 ms: there OpenBLAS's two threads win.
+    TILE_GEMM_AVX2_F = 2097152
+    TILE_GEMM_AVX2_D = 1048576
     # Columns of C the direct loop keeps in registers at a time (4 SSE2
     # vectors of floats; the baseline build has 16).
     SMALL_BLOCK = 16
@@ -312,10 +326,17 @@ cdef inline long long small_limit() noexcept nogil:
 
 
 cdef inline long long tile_limit(bint is_double) noexcept nogil:
-    """The most multiply-adds gemm() gives the tile kernel: TILE_GEMM, or
-    TILE_GEMM_D for float64 on AVX-512 CPUs (where the packed kernel would
-    otherwise take it; elsewhere that is the BLAS)."""
-    return TILE_GEMM_D if is_double and simd_isa() == AVX512 else TILE_GEMM
+    """The most multiply-adds gemm() gives the tile kernel (float64 when
+    is_double): on AVX-512 CPUs TILE_GEMM, or TILE_GEMM_D for float64 (where
+    the packed kernel would otherwise take it); on AVX2 ones TILE_GEMM_AVX2_F
+    or TILE_GEMM_AVX2_D (where the BLAS would); elsewhere TILE_GEMM (there is
+    no tile kernel there: the BLAS takes them all). A function of the CPU's
+    features, the dtype and nothing else."""
+    if simd_isa() == AVX512:
+        return TILE_GEMM_D if is_double else TILE_GEMM
+    if simd_isa() == AVX2:
+        return TILE_GEMM_AVX2_D if is_double else TILE_GEMM_AVX2_F
+    return TILE_GEMM
 
 
 cdef inline bint prediction_shared(long long size, bint is_double) noexcept nogil:
@@ -324,6 +345,8 @@ cdef inline bint prediction_shared(long long size, bint is_double) noexcept nogi
     AVX-512 CPUs, float64 on the tile kernel (1,048,576 to TILE_GEMM_D) and
     float32 on the large kernel from 2·MIN_FMAS_PREDICT_F vector multiply-adds
     (2,097,152) until it would wake helpers itself."""
+    if simd_isa() != AVX512:
+        return False
     if is_double:
         return 2 * TILE_PER_THREAD <= size <= tile_limit(True)
     return (simd_isa() == AVX512

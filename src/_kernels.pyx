@@ -15,7 +15,7 @@ cimport numpy as cnp
 
 from _blas cimport (gemm as _gemm, gemm_rows as _gemm_rows, rows_in_place,
                     set_ilp64_blas, set_threads, pool_init,
-                    pool_state as _pool_state, small_limit,
+                    pool_state as _pool_state, small_limit, tile_limit as _tile_limit,
                     TILE_GEMM as _TILE_GEMM, TILE_TRANSPOSE as _TILE_TRANSPOSE,
                     NARROW_MAX as _NARROW_MAX, TILE_GEMM_D as _TILE_GEMM_D, big_gemm_f,
                     big_gemm_d, gemm_epilogue as _gemm_epilogue, BIG_BIAS,
@@ -96,6 +96,16 @@ SMALL_GEMM = small_limit()
 TILE_GEMM = _TILE_GEMM
 #: float64 products on AVX-512 CPUs use it up to this many
 TILE_GEMM_D = _TILE_GEMM_D
+
+
+def tile_limit(dtype):
+    """The most multiply-adds (m·n·k) a product of `dtype` (float32 or
+    float64) takes the tile kernel with on this CPU, as gemm() routes it
+    (_blas.pxd's tile_limit: TILE_GEMM, TILE_GEMM_D on AVX-512 for float64,
+    2,097,152 / 1,048,576 on AVX2). TypeError for another dtype."""
+    if np.dtype(dtype) not in (np.float32, np.float64):
+        raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+    return _tile_limit(np.dtype(dtype) == np.float64)
 TILE_TRANSPOSE = _TILE_TRANSPOSE
 #: of those, Aᵀ·B with m > n and n at most NARROW_MAX runs the narrow kernel on
 #: AVX-512 CPUs (tiles along m instead of n)

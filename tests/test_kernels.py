@@ -110,7 +110,7 @@ def gemm_path(m, n, k, trans_a, trans_b=False):
     AVX-512, else that shape goes to BLAS/GEMV: both are checked the same way)."""
     if m * n * k <= SMALL_GEMM:
         return "loop"
-    if m * n * k <= K.TILE_GEMM and (not trans_b or n * k <= K.TILE_TRANSPOSE):
+    if m * n * k <= K.tile_limit(np.float32) and (not trans_b or n * k <= K.TILE_TRANSPOSE):
         return "tile"
     return "gemv" if m == 1 and not trans_a else "blas"
 
@@ -128,7 +128,8 @@ GEMM_SHAPES = [
     (11, 20, 30),
     (1, 600, 9), (1, 5, 1000),                           # tile (Bᵀ up to 4096 elements)
     (4, 100, 50),                                        # tile, or BLAS for a big Bᵀ
-    (65, 64, 64), (70, 33, 120),                         # BLAS
+    (65, 64, 64), (70, 33, 120),                         # BLAS (tile on AVX2)
+    (130, 129, 130),                                     # BLAS on AVX2
     (1, 600, 500), (1, 1, 300000),                       # m == 1: GEMV unless trans_a
 ]
 ALPHA_BETA = [(1.0, 0.0), (0.7, 1.0), (-1.5, -0.25)]
@@ -160,8 +161,7 @@ ROWS_SHAPES = [(128, 256, 784), (200, 100, 64), (97, 10, 300), (300, 33, 129), (
 
 def tile_limit(dtype):
     """The most multiply-adds src/_blas.pxd gemm gives the tile kernel."""
-    wide = dtype == np.float64 and K.simd() == "avx512"
-    return K.TILE_GEMM_D if wide else K.TILE_GEMM
+    return K.tile_limit(dtype)
 
 
 @pytest.mark.parametrize("trans_a", [False, True], ids=["A", "At"])
