@@ -349,8 +349,7 @@ cdef inline bint prediction_shared(long long size, bint is_double) noexcept nogi
         return False
     if is_double:
         return 2 * TILE_PER_THREAD <= size <= tile_limit(True)
-    return (simd_isa() == AVX512
-            and 2 * MIN_FMAS_PREDICT_F * 16 <= size < 2 * MIN_FMAS_PER_THREAD * 16)
+    return 2 * MIN_FMAS_PREDICT_F * 16 <= size < 2 * MIN_FMAS_PER_THREAD * 16
 
 
 cdef inline void gemm(bint trans_a, bint trans_b, int m, int n, int k,

@@ -91,8 +91,8 @@ cdef int in_range(const Py_ssize_t* rows, Py_ssize_t n, Py_ssize_t limit,
 #: small_limit)
 SMALL_GEMM = small_limit()
 #: products up to this many multiply-adds use the register-tiled kernel on CPUs
-#: with AVX-512 or AVX2+FMA (for op(B) = Bᵀ, when B has at most TILE_TRANSPOSE
-#: elements)
+#: with AVX-512 (for op(B) = Bᵀ, when B has at most TILE_TRANSPOSE elements);
+#: tile_limit(dtype) gives the limit in force on this CPU (larger on AVX2)
 TILE_GEMM = _TILE_GEMM
 #: float64 products on AVX-512 CPUs use it up to this many
 TILE_GEMM_D = _TILE_GEMM_D
