@@ -26,7 +26,7 @@ from sklearn import neural_network as sk  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 from nncore import sklearn as nk  # noqa: E402
-from workloads import warm_up  # noqa: E402
+from workloads import PASSES, built, case_id, interleaved, warm_up  # noqa: E402
 
 ROWS = int(os.environ.get("NNCORE_BENCH_SKLEARN_ROWS", "20000"))
 THREADS = os.environ.get("NNCORE_BENCH_SKLEARN_THREADS")
@@ -82,16 +82,19 @@ def fit_call(implementation, case):
     return run
 
 
-@pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))
-@pytest.mark.parametrize("case", list(CASES))
-def test_sklearn_fit(benchmark, case, implementation):
-    run = fit_call(implementation, case)
-    run()   # warm: first-call allocations, BLAS start-up
-    benchmark.group = f"sklearn face: fit {case}"
+FITS = interleaved(list(CASES), list(IMPLEMENTATIONS))
+
+
+@pytest.mark.parametrize("case,pass_,implementation", FITS, ids=map(case_id, FITS))
+def test_sklearn_fit(benchmark, case, pass_, implementation):
+    """One pass's fit of one implementation (every implementation once per
+    pass: workloads.interleaved)."""
+    run = built((case, implementation), lambda: fit_call(implementation, case))
+    benchmark.group = f"sklearn face: fit {case}, pass {pass_ + 1} of {PASSES}"
     benchmark.extra_info.update(suite="sklearn", workload=f"sklearn-fit-{case}",
-                                implementation=implementation,
+                                implementation=implementation, pass_index=pass_,
                                 description=CASES[case][2])
-    benchmark.pedantic(run, rounds=3, iterations=1)
+    benchmark.pedantic(run, rounds=1, iterations=1)
 
 
 @pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))

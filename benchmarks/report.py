@@ -3,8 +3,10 @@
     python benchmarks/report.py [--only W2,W3] [--json results.json] [--quick]
     python benchmarks/report.py --only bench_sklearn   # scikit-learn's MLP vs nncore.sklearn
 
-Runs benchmarks/bench_*.py under pytest-benchmark (each implementation as its
-own block of rounds, with a pause between blocks), then prints the machine
+Runs benchmarks/bench_*.py under pytest-benchmark (training and the
+scikit-learn fits in passes: every implementation once per pass as a short
+block of rounds, a pause between blocks; each implementation's figure is its
+median over the passes, workloads.interleaved), then prints the machine
 (CPU model, the core type NumPy's OpenBLAS detected, nncore's SIMD level, the
 float32 GEMM peak at 2048³) and per workload: the throughput of every
 implementation, the best peer and nncore's ratio to it, and the GFLOP/s
@@ -179,16 +181,23 @@ def tiny(w):
     return all(a * c * b <= 4096 for a, c in zip(w.sizes, w.sizes[1:]))
 
 
+def pass_medians(benchmarks, key):
+    """{key(extra_info): median seconds a call} over the given pytest-benchmark
+    entries: the median of the per-pass medians when an implementation ran in
+    several passes (workloads.interleaved), else its one median."""
+    runs = {}
+    for bench in benchmarks:
+        runs.setdefault(key(bench["extra_info"]), []).append(bench["stats"]["median"])
+    return {k: float(np.median(v)) for k, v in runs.items()}
+
+
 def tables(data):
-    medians = {}
-    for bench in data["benchmarks"]:
-        info = bench["extra_info"]
-        if info.get("suite") == "sklearn":   # bench_sklearn.py: its own table
-            continue
-        if "implementation" not in info:   # e.g. bench_threads.py: pytest-benchmark's table only
-            continue
-        key = (info.get("workload", "predict"), info["implementation"])
-        medians[key] = bench["stats"]["median"]
+    # bench_sklearn.py has its own table; entries without an implementation
+    # (e.g. bench_threads.py) only pytest-benchmark's
+    medians = pass_medians(
+        [b for b in data["benchmarks"] if b["extra_info"].get("suite") != "sklearn"
+         and "implementation" in b["extra_info"]],
+        lambda info: (info.get("workload", "predict"), info["implementation"]))
     lines = []
     lines.append("| workload | nncore (cython) | " + " | ".join(PEERS.values())
                  + " | best peer | nncore / best | GFLOP/s (pure GEMM) |")
@@ -270,12 +279,12 @@ def bf16_table(medians):
 def sklearn_table(data):
     """bench_sklearn.py: scikit-learn's MLP and nncore.sklearn's on the same case,
     median seconds per call and the speed-up."""
-    cases = {}
-    for bench in data["benchmarks"]:
-        info = bench["extra_info"]
-        if info.get("suite") == "sklearn":
-            case = cases.setdefault(info["workload"], {"description": info["description"]})
-            case[info["implementation"]] = bench["stats"]["median"]
+    runs = [b for b in data["benchmarks"] if b["extra_info"].get("suite") == "sklearn"]
+    cases = {b["extra_info"]["workload"]: {"description": b["extra_info"]["description"]}
+             for b in runs}
+    medians = pass_medians(runs, lambda info: (info["workload"], info["implementation"]))
+    for (workload, implementation), median in medians.items():
+        cases[workload][implementation] = median
     if not cases:
         return ""
     lines = ["| scikit-learn face | scikit-learn | nncore.sklearn | speed-up |",

@@ -21,6 +21,15 @@ for W4).
 
 NNCORE_BENCH_SCALE (default 1) scales the samples per epoch, the epochs per
 call and the rounds, for a quick check that everything runs (e.g. 0.02).
+
+Passes: the shared VMs these run on have slow periods that last seconds to
+minutes, so a block of rounds of one implementation after another's compares
+periods as much as implementations. The suites therefore run in PASSES passes
+(NNCORE_BENCH_PASSES, default 3): each pass runs every implementation of a
+workload once, as a short block, before the next pass (`interleaved`); a
+trainer is built and compiled once and kept for the workload's passes
+(`built`). benchmarks/report.py takes each implementation's median over the
+passes.
 """
 import dataclasses
 import functools
@@ -39,6 +48,41 @@ BF16_WORKLOADS = ["W3", "W4"]
 SCALE = float(os.environ.get("NNCORE_BENCH_SCALE", "1"))
 
 
+PASSES = int(os.environ.get("NNCORE_BENCH_PASSES", "3"))
+
+
+def interleaved(groups, implementations, passes=PASSES):
+    """[(group, pass, implementation)] in running order: every implementation
+    of a group once per pass, pass after pass, then the next group (pytest
+    runs parametrized cases in this order)."""
+    return [(g, p, i) for g in groups for p in range(passes) for i in implementations]
+
+
+def case_id(case):
+    """A pytest id for an interleaved case: "W3-cython-pass2"."""
+    group, pass_, implementation = case
+    return f"{group}-{implementation}-pass{pass_ + 1}"
+
+
+_built = {}
+
+
+def built(key, make):
+    """The runner make() returns, built and warmed up (warm_up) on first use of
+    key = (group, implementation) and kept while the cases of that group run;
+    runners of other groups are dropped first (their data and models can be
+    hundreds of MB). A later block of short calls (under 0.2 s) warms up for
+    0.2 s first (see warm_up); a longer call is its own warm-up."""
+    for other in [k for k in _built if k[0] != key[0]]:
+        del _built[other]
+    if key not in _built:
+        run = make()
+        _built[key] = (run, warm_up(run))
+    elif _built[key][1] < 0.2:
+        warm_up(_built[key][0], seconds=0.2)
+    return _built[key][0]
+
+
 def scaled(count, least=1):
     """count × NNCORE_BENCH_SCALE, at least `least`."""
     return max(least, int(round(count * SCALE)))
@@ -48,11 +92,14 @@ def warm_up(run, seconds=0.5):
     """Call run() for at least `seconds` (and at least once) before measuring:
     first-call allocations and BLAS start-up, and — measured on the shared VMs
     here — a CPU that idled through the pause between benchmarks runs short
-    calls ~2x slower until it has been busy for a while."""
-    start = time.perf_counter()
+    calls ~2x slower until it has been busy for a while. Returns the seconds
+    of the last call."""
+    start = last = time.perf_counter()
     run()
-    while time.perf_counter() - start < seconds:
+    while (now := time.perf_counter()) - start < seconds:
+        last = now
         run()
+    return time.perf_counter() - last
 
 
 def available(implementation):
