@@ -68,19 +68,17 @@ _built = {}
 
 
 def built(key, make):
-    """The runner make() returns, built and warmed up (warm_up) on first use of
-    key = (group, implementation) and kept while the cases of that group run;
-    runners of other groups are dropped first (their data and models can be
-    hundreds of MB). A later block of short calls (under 0.2 s) warms up for
-    0.2 s first (see warm_up); a longer call is its own warm-up."""
+    """The runner make() returns for key = (group, implementation), built on
+    first use and kept while the cases of that group run (runners of other
+    groups are dropped first: their data and models can be hundreds of MB);
+    warmed up (warm_up) each time it is handed out, since every block follows
+    a pause."""
     for other in [k for k in _built if k[0] != key[0]]:
         del _built[other]
     if key not in _built:
-        run = make()
-        _built[key] = (run, warm_up(run))
-    elif _built[key][1] < 0.2:
-        warm_up(_built[key][0], seconds=0.2)
-    return _built[key][0]
+        _built[key] = make()
+    warm_up(_built[key])
+    return _built[key]
 
 
 def scaled(count, least=1):
@@ -92,14 +90,11 @@ def warm_up(run, seconds=0.5):
     """Call run() for at least `seconds` (and at least once) before measuring:
     first-call allocations and BLAS start-up, and — measured on the shared VMs
     here — a CPU that idled through the pause between benchmarks runs short
-    calls ~2x slower until it has been busy for a while. Returns the seconds
-    of the last call."""
-    start = last = time.perf_counter()
+    calls ~2x slower until it has been busy for a while."""
+    start = time.perf_counter()
     run()
-    while (now := time.perf_counter()) - start < seconds:
-        last = now
+    while time.perf_counter() - start < seconds:
         run()
-    return time.perf_counter() - last
 
 
 def available(implementation):
