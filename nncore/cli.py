@@ -325,21 +325,34 @@ def _read_npz(path, target):
                              "arrays, as numpy.savez writes (a .npy file holds one unnamed "
                              "array)")
         with np.load(path, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+            names = list(data.files)
+            # only X and the target are read: other members (an object array that
+            # cannot be loaded without pickle, a large unrelated array) play no part
+            wanted = [key for key in ("X", target) if key in names]
+            arrays = {}
+            for key in wanted:
+                try:
+                    arrays[key] = data[key]
+                except ValueError as exc:
+                    raise UsageError(f"array {key!r} of {path} cannot be read ({exc})") from None
     except (OSError, ValueError) as exc:
         raise UsageError(f"{path} is not a readable .npz file ({exc})") from None
     if "X" not in arrays:
         raise UsageError(f"{path} has no array 'X' (the features); it holds "
-                         f"{', '.join(arrays) or 'nothing'}")
+                         f"{', '.join(names) or 'nothing'}")
     X = arrays["X"]
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise UsageError(f"array 'X' of {path} must be a 2-D numeric array, got shape "
                          f"{X.shape} dtype {X.dtype}")
     y = None
     if target is not None:
-        if target not in arrays or target == "X":
-            raise UsageError(f"{path} has no target array {target!r}; it holds "
-                             f"{', '.join(arrays)}")
+        others = ", ".join(name for name in names if name != "X") or "nothing else"
+        if target == "X":
+            raise UsageError(f"--target X names the features of {path}; the target is "
+                             f"another of its arrays: {others}")
+        if target not in arrays:
+            raise UsageError(f"{path} has no target array {target!r}; besides X it holds "
+                             f"{others}")
         y = arrays[target]
         if y.ndim != 1 or y.shape[0] != X.shape[0]:
             raise UsageError(f"target array {target!r} of {path} has shape {y.shape}; "

@@ -182,9 +182,14 @@ class Sequential:
     def backend(self, backend):
         if not isinstance(backend, str) or backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected 'cython' or 'numpy'")
-        self._backend = backend
         if hasattr(self, "_net"):
-            self._net = self._network()
+            # built before anything changes: a refusal (the compiled backend's
+            # RuntimeError under mixed_bfloat16 on a CPU without AVX512_BF16)
+            # leaves the model on its backend, still savable and picklable
+            net = BACKENDS[backend].Network(self._params, self._layout, bf16=self._bf16)
+            self._backend, self._net = backend, net
+        else:
+            self._backend = backend
 
     @property
     def n_threads(self):

@@ -586,7 +586,10 @@ class MLPClassifier(_EngineMLP, _SkMLPClassifier):
 
     n_threads : int or None, default=None
         nncore only: threads for the engine's products (None: the cores this
-        process may use). It does not change the result.
+        process may use). The result does not depend on it unless a product
+        reaches OpenBLAS (past the tile kernel's limits on CPUs without
+        AVX-512), whose float32 rounding can depend on its thread count (last
+        bits; README, "Threads, BLAS and determinism").
     """
 
     _parameter_constraints = {**_SkMLPClassifier._parameter_constraints,
@@ -641,7 +644,10 @@ class MLPRegressor(_EngineMLP, _SkMLPRegressor):
 
     n_threads : int or None, default=None
         nncore only: threads for the engine's products (None: the cores this
-        process may use). It does not change the result.
+        process may use). The result does not depend on it unless a product
+        reaches OpenBLAS (past the tile kernel's limits on CPUs without
+        AVX-512), whose float32 rounding can depend on its thread count (last
+        bits; README, "Threads, BLAS and determinism").
     """
 
     _parameter_constraints = {**_SkMLPRegressor._parameter_constraints,

@@ -200,6 +200,12 @@ def test_without_avx512_bf16(tmp_path):
         assert m.dtype_policy == "mixed_bfloat16" and m.backend == "numpy"
         with pytest.raises(RuntimeError, match="AVX512_BF16"):
             m.backend = "cython"
+        # the refused assignment changed nothing: still numpy, still saved and loaded as such
+        assert m.backend == "numpy"
+        import io, pickle
+        buf = io.BytesIO(); m.save(buf); buf.seek(0)
+        assert nncore.load(buf).backend == "numpy"
+        assert pickle.loads(pickle.dumps(m)).backend == "numpy"
         assert nncore.blas.info()["bf16_kernel"] is None
         print("ok")
         """

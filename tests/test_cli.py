@@ -131,6 +131,28 @@ def test_round_trip_npz_regression(tmp_path):
     assert float(line.split()[1]) < 0.01
 
 
+def test_npz_reads_only_x_and_the_target(tmp_path):
+    """Other members of the .npz play no part: an object array beside X and the
+    target (unreadable without pickle) does not make the file unreadable, and
+    `--target X` is named as the features, not as a missing array."""
+    X, y = blobs(60)
+    np.savez(tmp_path / "d.npz", X=X, y=y, notes=np.array(["a", None], dtype=object))
+    result = run("train", tmp_path / "d.npz", "--target", "y", "--epochs", "2", "--seed", "0",
+                 "-q", "-o", tmp_path / "m.npz")
+    assert result.returncode == 0, result.stderr
+    result = run("evaluate", tmp_path / "m.npz", tmp_path / "d.npz", "--target", "y")
+    assert result.returncode == 0, result.stderr
+    result = run("train", tmp_path / "d.npz", "--target", "notes", "-q", "-o", tmp_path / "n.npz")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "array 'notes' of" in result.stderr and "cannot be read" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run("train", tmp_path / "d.npz", "--target", "X", "-q", "-o", tmp_path / "n.npz")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--target X names the features" in result.stderr and "y, notes" in result.stderr
+    result = run("train", tmp_path / "d.npz", "--target", "z", "-q", "-o", tmp_path / "n.npz")
+    assert "has no target array 'z'; besides X it holds y, notes" in result.stderr
+
+
 def test_integer_labels_npz_and_model_saved_from_python(tmp_path):
     """Integer labels in an .npz; a model saved from Python (no JSON beside it)
     predicts class indices and evaluates integer labels."""
