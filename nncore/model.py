@@ -186,10 +186,8 @@ class Sequential:
             # built before anything changes: a refusal (the compiled backend's
             # RuntimeError under mixed_bfloat16 on a CPU without AVX512_BF16)
             # leaves the model on its backend, still savable and picklable
-            net = BACKENDS[backend].Network(self._params, self._layout, bf16=self._bf16)
-            self._backend, self._net = backend, net
-        else:
-            self._backend = backend
+            self._net = self._network(backend)
+        self._backend = backend
 
     @property
     def n_threads(self):
@@ -245,10 +243,11 @@ class Sequential:
         self._net = self._network()
         self._buffers = {}
 
-    def _network(self):
-        """The backend's Network over the parameter vector (bf16 products under
-        the mixed_bfloat16 policy)."""
-        return BACKENDS[self.backend].Network(self._params, self._layout, bf16=self._bf16)
+    def _network(self, backend=None):
+        """The Network of `backend` (default: the model's) over the parameter
+        vector (bf16 products under the mixed_bfloat16 policy)."""
+        return BACKENDS[backend or self.backend].Network(self._params, self._layout,
+                                                         bf16=self._bf16)
 
     # The structure is compiled once into the backend's Network: read-only.
     @property
