@@ -245,6 +245,34 @@ def test_same_model_warm_start_and_partial_fit(task):
         assert_same_model(ours, ref)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_warm_started_early_stopping_restores_a_copy_of_the_best_weights(solver):
+    """scikit-learn ends an early-stopping fit with coefs_ = _best_coefs (the
+    same arrays), so a second warm-started fit trains its saved best weights in
+    place; nncore keeps a copy (README, "What differs"). With scikit-learn's
+    alias undone by hand before the second fit, the two fit the same model;
+    and a second fit that never beats the first's best ends on those weights."""
+    X, y = real_data("iris")[1:]
+    params = dict(hidden_layer_sizes=(6,), solver=solver, random_state=0, max_iter=15,
+                  warm_start=True, early_stopping=True)
+    ref, ours = sk.MLPClassifier(**params), nk.MLPClassifier(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            est.fit(X, y)
+        assert ref.coefs_ is ref._best_coefs        # the scikit-learn behaviour described
+        best = [w.copy() for w in ours.coefs_ + ours.intercepts_]
+        best_score = ours.best_validation_score_
+        ref.coefs_ = [w.copy() for w in ref.coefs_]
+        ref.intercepts_ = [b.copy() for b in ref.intercepts_]
+        for est in (ref, ours):
+            est.fit(X, y)
+    assert_same_model(ours, ref)
+    assert ours.best_validation_score_ == best_score    # (on these data, with both solvers)
+    for w, b in zip(ours.coefs_ + ours.intercepts_, best):
+        np.testing.assert_array_equal(w, b)
+
+
 @pytest.mark.parametrize("first, then", [("adam", "sgd"), ("sgd", "adam")])
 @pytest.mark.parametrize("task", ["multiclass", "regression"])
 def test_partial_fit_after_the_solver_changed_keeps_the_first_optimizer(task, first, then):
