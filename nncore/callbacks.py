@@ -72,7 +72,9 @@ class EarlyStopping(Callback):
     (None when it ran to the end), `best` the best value (None when every
     value was NaN), `best_epoch` its epoch and `restored_epoch` the epoch
     whose weights were put back (None when none were), which the model's History
-    records as `restored_epoch` too; `last` is the last value seen.
+    records as `restored_epoch` too; `last` is the last value seen. Until a
+    fit begins training with it (e.g. after a fit that refused its input or
+    was interrupted before its first epoch) they are all None.
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
@@ -89,8 +91,15 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
         self.restore_best_weights = bool(restore_best_weights)
         self.mode = mode
+        # the results exist before any fit (Keras's EarlyStopping sets them in its
+        # constructor), so reading them after a fit refused or interrupted before
+        # training began is no AttributeError
+        self._start()
 
     def on_train_begin(self, model, logs):
+        self._start()
+
+    def _start(self):
         self.best, self.wait, self.stopped_epoch = None, 0, None
         self.best_weights, self.key = None, None
         self.best_epoch = self.restored_epoch = None
