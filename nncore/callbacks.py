@@ -48,15 +48,19 @@ class Callback:
 
 def maximised(key, mode="auto"):
     """Whether a monitored value improves upwards: mode "max", or "auto" for an
-    accuracy; losses and errors improve downwards."""
-    return mode == "max" or (mode == "auto" and "acc" in key)
+    accuracy or an AUC (a key ending in "auc", as tf.keras's EarlyStopping
+    decides); losses and errors improve downwards. Other higher-is-better
+    values a callback logs (f1, r2, precision, ...) need mode="max"."""
+    return mode == "max" or (mode == "auto" and ("acc" in key or key.lower().endswith("auc")))
 
 
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for
     `patience` epochs ("stop when the cost stops changing").
 
-    mode "auto" minimises losses and maximises accuracies. The monitored
+    mode "auto" minimises losses and maximises accuracies and AUCs (keys
+    containing "acc" or ending in "auc"; anything else higher-is-better needs
+    mode="max"). The monitored
     value must be logged at every epoch (ValueError naming it otherwise — not
     Keras's warning-and-skip: a stopper that silently never stops is worse)
     and be a real number (TypeError naming it, the epoch and what was logged:
