@@ -48,15 +48,19 @@ class Callback:
 
 def maximised(key, mode="auto"):
     """Whether a monitored value improves upwards: mode "max", or "auto" for an
-    accuracy; losses and errors improve downwards."""
-    return mode == "max" or (mode == "auto" and "acc" in key)
+    accuracy or an AUC (a key ending in "auc", as tf.keras's EarlyStopping
+    decides); losses and errors improve downwards. Other higher-is-better
+    values a callback logs (f1, r2, precision, ...) need mode="max"."""
+    return mode == "max" or (mode == "auto" and ("acc" in key or key.lower().endswith("auc")))
 
 
 class EarlyStopping(Callback):
     """Stop when `monitor` has not improved by more than min_delta for
     `patience` epochs ("stop when the cost stops changing").
 
-    mode "auto" minimises losses and maximises accuracies. The monitored
+    mode "auto" minimises losses and maximises accuracies and AUCs (keys
+    containing "acc" or ending in "auc"; anything else higher-is-better needs
+    mode="max"). The monitored
     value must be logged at every epoch (ValueError naming it otherwise — not
     Keras's warning-and-skip: a stopper that silently never stops is worse)
     and be a real number (TypeError naming it, the epoch and what was logged:
@@ -72,7 +76,9 @@ class EarlyStopping(Callback):
     (None when it ran to the end), `best` the best value (None when every
     value was NaN), `best_epoch` its epoch and `restored_epoch` the epoch
     whose weights were put back (None when none were), which the model's History
-    records as `restored_epoch` too; `last` is the last value seen.
+    records as `restored_epoch` too; `last` is the last value seen. Until a
+    fit begins training with it (e.g. after a fit that refused its input or
+    was interrupted before its first epoch) they are all None.
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
@@ -89,8 +95,15 @@ class EarlyStopping(Callback):
         self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
         self.restore_best_weights = bool(restore_best_weights)
         self.mode = mode
+        # the results exist before any fit (Keras's EarlyStopping sets them in its
+        # constructor), so reading them after a fit refused or interrupted before
+        # training began is no AttributeError
+        self._start()
 
     def on_train_begin(self, model, logs):
+        self._start()
+
+    def _start(self):
         self.best, self.wait, self.stopped_epoch = None, 0, None
         self.best_weights, self.key = None, None
         self.best_epoch = self.restored_epoch = None

@@ -1281,3 +1281,36 @@ def test_shuffled_batch_of_zero_weight_rows_refused_before_its_epoch():
     # the plain losses divide by the batch's rows, not its weights: such batches are fine
     model = Sequential([Dense(X.shape[1], 3, "softmax")], loss="cross_entropy", seed=0)
     model.fit(X, y, batch_size=2, epochs=3, sample_weight=weights)
+
+
+def test_early_stopping_results_exist_before_training_begins():
+    """stopped_epoch, best, best_epoch and restored_epoch are readable (None)
+    after a fit that refused its input before training began, as after a
+    Ctrl-C before the first epoch (review27: AttributeError before)."""
+    X, y = nncore.load_digits()
+    X = X[:100].copy()
+    X[0, 0] = np.nan
+    stop = EarlyStopping(monitor="loss")
+    model = Sequential([Dense(64, 10, activation="softmax")], loss="cross_entropy", seed=0)
+    with pytest.raises(ValueError, match="NaN"):
+        model.fit(X, y[:100], epochs=3, early_stopping=stop)
+    assert (stop.stopped_epoch, stop.best, stop.best_epoch, stop.restored_epoch,
+            stop.last) == (None,) * 5
+    assert stop.wait == 0
+
+
+def test_early_stopping_auto_mode_maximises_an_auc_a_callback_logs():
+    """mode="auto" maximises a key ending in "auc", as tf.keras's EarlyStopping
+    does: a steadily rising val_auc neither stops training nor restores the
+    first epoch's weights (review27: it was minimised — stopped at epoch 3
+    and restored epoch 0, the worst)."""
+    class LogAUC(Callback):
+        def on_epoch_end(self, model, logs):
+            logs["val_auc"] = [0.6, 0.7, 0.8, 0.9, 0.95, 0.97][logs["epoch"]]
+
+    X, y = nncore.load_digits()
+    model = Sequential([Dense(64, 10, activation="softmax")], loss="cross_entropy", seed=0)
+    stop = EarlyStopping(monitor="val_auc", patience=2)
+    history = model.fit(X[:200], y[:200], epochs=6, callbacks=[LogAUC()], early_stopping=stop)
+    assert len(history.epoch) == 6 and stop.stopped_epoch is None
+    assert stop.best == 0.97 and stop.restored_epoch == 5
