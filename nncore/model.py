@@ -9,6 +9,7 @@ reference (nncore.reference), which share one interface.
 import threading
 import warnings
 import weakref
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -290,7 +291,15 @@ class Sequential:
         return [a.copy() for layer in self.layers for a in (layer.W, layer.b)]
 
     def set_weights(self, weights):
-        """Replace every W and b from a list shaped like get_weights()."""
+        """Replace every W and b from a list shaped like get_weights(): [W0, b0,
+        W1, b1, ...], W (in_features × out_features) and b (out_features,).
+        TypeError for anything but a sequence or iterable of arrays (a string,
+        a mapping, None); ValueError for a wrong count, shape or non-finite
+        value. Nothing changes unless every array is accepted."""
+        if isinstance(weights, (str, bytes, Mapping)) or not isinstance(weights, Iterable):
+            raise TypeError(f"weights must be a list of arrays as get_weights() returns "
+                            f"([W, b] for each of the {len(self.layers)} layers), got "
+                            f"{type(weights).__name__}")
         weights = list(weights)
         if len(weights) != 2 * len(self.layers):
             raise ValueError(f"got {len(weights)} arrays; expected {2 * len(self.layers)} "

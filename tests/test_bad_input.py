@@ -280,6 +280,10 @@ def _set(i, value):
     (_weights(_set(2, np.full((4, 1), 1e39))), ValueError, "too large for float32"),
     (_weights(_set(0, "W")), TypeError, "is a string"),
     (_weights(_set(0, np.zeros((3, 4), complex))), TypeError, "complex"),
+    (None, TypeError, "weights must be a list of arrays .* got NoneType"),
+    ("Wb1", TypeError, "weights must be a list of arrays .* got str"),
+    ({"W": 1, "b": 2, "W1": 3, "b1": 4}, TypeError, "got dict"),
+    (3.0, TypeError, "got float"),
 ])
 def test_bad_set_weights(weights, error, match):
     """set_weights checks count, shapes and values — all before changing anything."""
