@@ -33,8 +33,10 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
     X, y: arrays (or array-likes) with the same number of rows — X may be a
     scipy.sparse matrix or array (what Sequential.fit takes), split as CSR
     without densifying; test_fraction:
-    the share of rows held out, 0 < test_fraction < 1, rounded to a row count
-    that leaves at least one row on each side; seed: an integer >= 0, None
+    the share of rows held out, 0 < test_fraction < 1, rounded to the nearest
+    row count, which must leave at least one row on each side (ValueError
+    otherwise; scikit-learn's train_test_split rounds the test side up instead,
+    so 0.2 of 2 rows splits there and is refused here); seed: an integer >= 0, None
     (fresh entropy) or what numpy.random.default_rng takes besides — not a
     bool (True would silently mean 1), as Sequential's seed. Raises ValueError
     for mismatched rows, a bad fraction or a negative seed, TypeError for a bool
