@@ -247,8 +247,12 @@ def _estimator_layers(est: Any) -> tuple[list[Layer], str]:
     try:
         coefs, intercepts = est.coefs_, est.intercepts_
     except AttributeError:
-        raise ValueError(f"{type(est).__name__} is not fitted (no coefs_): call fit before "
-                         "exporting it") from None
+        message = f"{type(est).__name__} is not fitted (no coefs_): call fit before exporting it"
+        try:   # scikit-learn's exception for it (a ValueError and an AttributeError)
+            from sklearn.exceptions import NotFittedError
+        except ImportError:
+            raise ValueError(message) from None
+        raise NotFittedError(message) from None
     hidden = SKLEARN_ACTIVATIONS.get(est.activation, est.activation)
     out = SKLEARN_ACTIVATIONS.get(est.out_activation_, est.out_activation_)
     acts = [hidden] * (len(coefs) - 1) + [out]
@@ -283,10 +287,11 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
     The input dtype is the model's (float32 or float64; for estimators, the
     dtype of coefs_). Raises TypeError for anything else than those models, a
     non-bool zipmap, or a path of another type or a file object open in text
-    mode or not for writing (checked before anything is written); ValueError for an unfitted estimator, an opset out of
-    range, weights holding NaN or infinity, coefs_ of another dtype, a
-    classifier whose output layer is not softmax or sigmoid, or classes_ that
-    are neither integers nor strings.
+    mode or not for writing (checked before anything is written); ValueError
+    for an unfitted estimator (scikit-learn's NotFittedError, a ValueError),
+    an opset out of range, weights holding NaN or infinity, coefs_ of another
+    dtype, a classifier whose output layer is not softmax or sigmoid, or
+    classes_ that are neither integers nor strings.
     """
     from . import __version__
     from .model import Sequential

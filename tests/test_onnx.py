@@ -312,7 +312,8 @@ def test_regressor(mod, loss, activation, outputs, dtype, rng):
 
 def test_unfitted_estimator_and_unusable_classes_are_refused(rng):
     sk = pytest.importorskip("sklearn.neural_network")
-    with pytest.raises(ValueError, match="not fitted"):
+    from sklearn.exceptions import NotFittedError   # a ValueError, as scikit-learn raises
+    with pytest.raises(NotFittedError, match="not fitted"):
         nnonnx.export(sk.MLPClassifier())
     X, y = classification_data("binary", rng)
     clf = fit_quietly(sk.MLPClassifier(hidden_layer_sizes=(3,), max_iter=5), X, y)
