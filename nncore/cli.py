@@ -328,9 +328,8 @@ def _read_npz(path, target):
             names = list(data.files)
             # only X and the target are read: other members (an object array that
             # cannot be loaded without pickle, a large unrelated array) play no part
-            wanted = [key for key in ("X", target) if key in names]
             arrays = {}
-            for key in wanted:
+            for key in [key for key in ("X", target) if key in names]:
                 try:
                     arrays[key] = data[key]
                 except ValueError as exc:
