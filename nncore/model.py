@@ -445,9 +445,9 @@ class Sequential:
 
     def _best_of(self, n_init, args, early_stopping, validated):
         """n_init runs from the current state and fresh initialisations; keeps
-        the best run's weights, optimizer state and History (whose `runs` lists
-        every run's final monitored value), and early_stopping's attributes as
-        that run left them. Each run ends with the
+        the best run's weights, optimizer state, shuffling generator and History
+        (whose `runs` lists every run's final monitored value), and
+        early_stopping's attributes as that run left them. Each run ends with the
         end-of-training contract (training.end_training). A run that raises
         (DivergenceError, KeyboardInterrupt, ...) ends the search: the model
         keeps the best of the runs that completed, if any (else the failing
@@ -468,6 +468,7 @@ class Sequential:
             except BaseException as exc:
                 if best is not None:
                     self._restore(best[1])
+                    self.rng.bit_generator.state = best[4]
                     _restore_stopper(early_stopping, best[3])
                     best[2].runs = finals
                     self.history = best[2]
@@ -487,9 +488,13 @@ class Sequential:
             finals.append(final)
             # a NaN never beats another run's value; any number beats a NaN kept so far
             if best is None or final == final and not sign * final >= sign * best[0]:
+                # the generator as the run left it: the kept run goes on shuffling as
+                # it would have, had it been the only one
                 best = (final, self._snapshot(), history,
-                        None if early_stopping is None else dict(vars(early_stopping)))
+                        None if early_stopping is None else dict(vars(early_stopping)),
+                        self.rng.bit_generator.state)
         self._restore(best[1])
+        self.rng.bit_generator.state = best[4]
         _restore_stopper(early_stopping, best[3])
         best[2].runs = finals
         self.history = best[2]

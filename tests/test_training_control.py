@@ -966,6 +966,37 @@ def test_n_init_first_run_is_a_plain_fit(backend):
     assert recorder.runs[0][0] == single.history
 
 
+@pytest.mark.parametrize("kept", [0, 1])
+def test_n_init_keeps_the_kept_runs_shuffling_generator(kept):
+    """The model keeps the kept run's generator, not the last run's: a fit
+    after n_init shuffles as it would after that run (run 0 kept: as after a
+    plain fit). The run kept is picked by a value a callback logs."""
+    class Pick(Callback):
+        def __init__(self):
+            self.states = []
+
+        def on_epoch_end(self, model, logs):
+            logs["pick"] = 0.0 if len(self.states) == kept else 1.0
+
+        def on_train_end(self, model, logs):
+            self.states.append(model.rng.bit_generator.state)
+
+    pick = Pick()
+    model = make_model(optimizer=SGD(0.5))
+    history = model.fit(*make_data(), epochs=3, batch_size=8, n_init=3, callbacks=[pick],
+                        early_stopping=EarlyStopping(monitor="pick", patience=100,
+                                                     restore_best_weights=False))
+    assert history.runs == [0.0 if i == kept else 1.0 for i in range(3)]
+    assert len({str(state) for state in pick.states}) == 3
+    assert model.rng.bit_generator.state == pick.states[kept]
+    if kept == 0:
+        alone = make_model(optimizer=SGD(0.5))
+        alone.fit(*make_data(), epochs=3, batch_size=8)
+        model.fit(*make_data(), epochs=2, batch_size=8)
+        alone.fit(*make_data(), epochs=2, batch_size=8)
+        assert_weights_equal(model.get_weights(), alone.get_weights())
+
+
 def test_n_init_is_deterministic():
     (a, ha, _), (b, hb, _) = n_init_fit(), n_init_fit()
     assert ha.runs == hb.runs and ha.history == hb.history
