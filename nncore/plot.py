@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .validation import is_sparse
+
 # validation metrics the engine logs next to each loss (nncore.training.metric_name)
 METRICS = ("accuracy", "mean_error", "errors")
 
@@ -92,13 +94,13 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
     return {"loss": loss_ax, "metric": metric_ax if metric else None, "lr": lr_ax}
 
 
-def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: Any = None,
+def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = None,
                       resolution: int = 200) -> Any:
     """Colour the plane by the class a model predicts, over two input features,
     and scatter the samples (X, y) on top.
 
     model: a fitted nncore Sequential with 2 inputs. X: (n_samples, 2)
-    array-like; y: (n,) class indices 0..k-1 (numbers, as the model's
+    array-like or scipy.sparse matrix (what fit takes); y: (n,) class indices 0..k-1 (numbers, as the model's
     classes) or (n, classes) one-hot rows (colours of the points), or None.
     The grid spans X's range plus 5 % on every side, `resolution` points per
     axis. The predicted class of a grid point is the
@@ -117,6 +119,8 @@ def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: 
     if model.n_features != 2:
         raise ValueError(f"decision_boundary draws models with 2 input features; this model "
                          f"has {model.n_features}")
+    if is_sparse(X):   # two columns: dense is small (np.asarray cannot convert it)
+        X = X.toarray()
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != 2 or X.shape[0] == 0:
         raise ValueError(f"X has shape {X.shape}; expected (n_samples, 2)")

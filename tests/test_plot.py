@@ -231,3 +231,17 @@ def test_decision_boundary_names_labels_it_cannot_colour(y, match):
     X, _ = blobs()
     with pytest.raises(ValueError, match=match + r".*class indices 0\.\.2"):
         nncore.plot.decision_boundary(model, X, y)
+
+
+def test_decision_boundary_takes_the_sparse_X_a_model_was_fitted_on():
+    """fit and predict take scipy.sparse X; decision_boundary raised numpy's
+    "setting an array element with a sequence" for it."""
+    sparse = pytest.importorskip("scipy.sparse")
+    model, _ = trained(epochs=2, patience=0, val=False)
+    X, y = blobs()
+    dense = nncore.plot.decision_boundary(model, X, y)
+    ax = nncore.plot.decision_boundary(model, sparse.csr_matrix(X), y)
+    (scatter,) = [c for c in ax.collections if not hasattr(c, "levels")]
+    np.testing.assert_array_equal(scatter.get_offsets(), X)
+    (a,), (b,) = ([c for c in axes.collections if hasattr(c, "levels")] for axes in (dense, ax))
+    np.testing.assert_array_equal(a.levels, b.levels)
