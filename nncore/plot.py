@@ -107,7 +107,8 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
     argmax of model.predict for several outputs, and output > 0.5 for a single
     output (sigmoid, step, or a regression onto 0/1). The regions are a
     filled contour (Axes.contourf) with levels -0.5, 0.5, ..., k - 0.5 for k
-    classes, so region i holds the points predicted as class i.
+    classes, so region i holds the points predicted as class i; each class has
+    its own colour (tab10 up to 10 classes, tab20 up to 20, turbo beyond).
 
     Returns the Axes. Raises ValueError when the model or X does not have
     exactly 2 features (a decision boundary over more inputs needs a
@@ -150,14 +151,27 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
             raise ValueError(f"y has {colours.shape[0]} labels for {X.shape[0]} samples")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
+    cmap, top = class_colours(k)
     ax.contourf(xx, yy, classes.reshape(xx.shape), levels=np.arange(k + 1) - 0.5,
-                cmap="tab10", vmin=-0.5, vmax=9.5, alpha=0.3)
-    ax.scatter(X[:, 0], X[:, 1], c=colours, cmap="tab10" if colours is not None else None,
+                cmap=cmap, vmin=-0.5, vmax=top, alpha=0.3)
+    ax.scatter(X[:, 0], X[:, 1], c=colours, cmap=cmap if colours is not None else None,
                vmin=-0.5 if colours is not None else None,
-               vmax=9.5 if colours is not None else None, edgecolors="k", s=20)
+               vmax=top if colours is not None else None, edgecolors="k", s=20)
     ax.set_xlabel("feature 0")
     ax.set_ylabel("feature 1")
     return ax
+
+
+def class_colours(k: int) -> tuple[Any, float]:
+    """(colormap, vmax) giving each of k classes its own colour, class i at
+    value i: tab10 up to 10 classes, tab20 up to 20, then k samples of
+    turbo (tab10 alone gave classes 9, 10, 11, ... one colour)."""
+    if k <= 10:
+        return "tab10", 9.5
+    if k <= 20:
+        return "tab20", 19.5
+    import matplotlib
+    return matplotlib.colormaps["turbo"].resampled(k), k - 0.5
 
 
 def predicted_classes(model: Any, X: ArrayLike) -> tuple[np.ndarray, int]:

@@ -245,3 +245,20 @@ def test_decision_boundary_takes_the_sparse_X_a_model_was_fitted_on():
     np.testing.assert_array_equal(scatter.get_offsets(), X)
     (a,), (b,) = ([c for c in axes.collections if hasattr(c, "levels")] for axes in (dense, ax))
     np.testing.assert_array_equal(a.levels, b.levels)
+
+
+@pytest.mark.parametrize("k", [3, 12, 25])
+def test_decision_boundary_gives_each_class_its_own_colour(k):
+    """Regions and points of k classes get k colours, the point of class i the
+    colour of region i: with tab10 and vmax 9.5 alone, classes 9, 10, 11, ...
+    were one colour."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10 * k, 2)), np.arange(10 * k) % k
+    model = Sequential([Dense(2, k, "softmax")], loss="cross_entropy", seed=0)
+    ax = nncore.plot.decision_boundary(model, X, y, resolution=20)
+    (contour,) = [c for c in ax.collections if hasattr(c, "levels")]
+    (scatter,) = [c for c in ax.collections if not hasattr(c, "levels")]
+    regions = contour.get_facecolor()[:, :3]
+    points = scatter.to_rgba(np.arange(k))[:, :3]
+    assert len({tuple(c) for c in np.round(regions, 6)}) == k
+    np.testing.assert_allclose(points, regions)
