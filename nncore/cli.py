@@ -53,6 +53,11 @@ DTYPES = {"float32": "float32 weights and arithmetic",
 DTYPE_HELP = ("the model's precision (Sequential's dtype): "
               + "; ".join(f"{name}: {meaning}" for name, meaning in DTYPES.items())
               + " (default: %(default)s)")
+# cells pandas.read_csv reads as missing (its default na_values, pandas 2-3; the
+# NaN spellings among them are numbers to float() and refused as NaN)
+MISSING_CELLS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
+                           "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN",
+                           "None", "n/a", "nan", "null"])
 # Keras's default learning rates (nncore.SGD has no default; Adam's is 0.001)
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
@@ -253,9 +258,9 @@ class _CsvColumns:
         for name, bad, infinite in zip(names, self.bad, self.infinite):
             if bad is not None:
                 row, cell = bad
-                if not cell.strip():   # a missing value, not a text column
-                    raise UsageError(f"column {name!r} of {self.path} has an empty cell (a "
-                                     f"missing value) in data row {row}; expected finite "
+                if cell.strip() in MISSING_CELLS:   # a missing value, not a text column
+                    raise UsageError(f"column {name!r} of {self.path} has {_missing(cell)} "
+                                     f"(a missing value) in data row {row}; expected finite "
                                      "numbers (fill in or drop missing values)")
                 raise UsageError(f"column {name!r} of {self.path} is not numeric: data row "
                                  f"{row} holds {cell!r}{hint}")
@@ -300,10 +305,10 @@ def _numeric(column, name, path, hint=""):
         values = np.fromiter(map(float, text.tolist()), np.float64, count=text.shape[0])
     except ValueError:
         row, cell = next((i, c) for i, c in enumerate(text, 1) if not _is_number(c))
-        if not cell.strip():   # a missing value, not a text column
-            raise UsageError(f"column {name!r} of {path} has an empty cell (a missing value) "
-                             f"in data row {row}; expected finite numbers (fill in or drop "
-                             "missing values)") from None
+        if cell.strip() in MISSING_CELLS:   # a missing value, not a text column
+            raise UsageError(f"column {name!r} of {path} has {_missing(cell)} (a missing "
+                             f"value) in data row {row}; expected finite numbers (fill in or "
+                             "drop missing values)") from None
         raise UsageError(f"column {name!r} of {path} is not numeric: data row {row} holds "
                          f"{str(cell)!r}{hint}") from None
     bad = np.flatnonzero(~np.isfinite(values))
@@ -312,6 +317,12 @@ def _numeric(column, name, path, hint=""):
                          f"{bad[0] + 1} holds {str(text[bad[0]])!r}; expected finite numbers "
                          "(fill in or drop missing values)")
     return values
+
+
+def _missing(cell):
+    """How an error names a missing-value cell: "an empty cell", or its marker
+    as pandas reads it ("'NA'", "'#N/A'", "'null'", ...)."""
+    return "an empty cell" if not cell.strip() else f"{cell.strip()!r}"
 
 
 def _is_number(text):

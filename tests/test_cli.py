@@ -925,8 +925,10 @@ def test_an_infinite_label_is_refused_as_nan_is(tmp_path, cell):
     assert not (tmp_path / "m.npz").exists()
 
 
-@pytest.mark.parametrize("cell", ["", "  "])
+@pytest.mark.parametrize("cell", ["", "  ", "NA", "N/A", "#N/A", "null", " None", "<NA>"])
 def test_an_empty_feature_cell_is_named_a_missing_value(tmp_path, cell):
+    # also the markers pandas.read_csv reads as missing (Excel's #N/A, R's NA, ...):
+    # not "not numeric ... encode or drop this column"
     X, y = blobs(40)
     data = write_csv(tmp_path / "gaps.csv", ["a", "b", "label"],
                      [[a, cell if i == 4 else b, c] for i, ((a, b), c) in enumerate(zip(X, y))])
@@ -1079,3 +1081,15 @@ def test_large_csv_memory_is_of_the_order_of_X(tmp_path):
     peak = peak_rss_bytes("train", path, "--target", "label", "--epochs", "1", "--seed", "0",
                           "-q", "-o", tmp_path / "m.npz")
     assert peak - base < 6 * X.nbytes, (peak - base) / X.nbytes
+
+
+@pytest.mark.parametrize("cell", ["NA", "null"])
+def test_a_missing_value_marker_in_a_regression_target_is_named_so(tmp_path, cell):
+    X, _ = blobs(40)
+    data = write_csv(tmp_path / "gaps.csv", ["a", "b", "price"],
+                     [[a, b, cell if i == 6 else a + b] for i, (a, b) in enumerate(X)])
+    result = run("train", data, "--target", "price", "--loss", "mse", "-q", "--epochs", "1",
+                 "-o", tmp_path / "m.npz")
+    assert result.returncode == 2
+    assert f"{cell!r} (a missing value) in data row 7" in result.stderr, result.stderr
+    assert "not numeric" not in result.stderr, result.stderr
