@@ -378,7 +378,9 @@ class Sequential:
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses; counted over the rows trained on,
-        without validation_split's); the cost is Σ wᵢ·lossᵢ / n.
+        without validation_split's); the cost is Σ wᵢ·lossᵢ / n (Σ wᵢ·lossᵢ / Σ wᵢ
+        for half_squared_error, log_loss and poisson); the metric and every
+        validation value are unweighted.
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
         monitored value (early stopping's, else val_loss, else loss) is best.
