@@ -34,7 +34,9 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
 
     history: an nncore History (model.fit's return value, or model.history).
     ax: None (a new figure: loss on the left, the metric on the right), one
-    matplotlib Axes (the loss panel only), or a pair of Axes (loss, metric).
+    matplotlib Axes (the loss panel only), or a pair of Axes (loss, metric):
+    a list, tuple or array of two (plt.subplots(1, 2) or (2, 1), squeezed or
+    not); ValueError for another number of Axes.
 
     x is the epoch number counted from 1 over the model's life
     (History.epoch + 1: the epochs trained when the value was measured).
@@ -63,6 +65,9 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
                                layout="constrained", squeeze=False)
         loss_ax, metric_ax = axes[0, 0], axes[0, 1] if metric else None
     elif isinstance(ax, (list, tuple, np.ndarray)):
+        # an array of Axes as plt.subplots gives it: (2,), (1, 2), (2, 1) are a pair;
+        # a (2, 2) grid is four Axes (its len is 2: its rows were taken as Axes)
+        ax = np.ravel(np.asarray(ax, dtype=object)) if isinstance(ax, np.ndarray) else ax
         if len(ax) != 2:
             raise ValueError(f"ax must be one Axes or a pair (loss, metric), got {len(ax)}")
         loss_ax, metric_ax = ax

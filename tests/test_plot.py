@@ -262,3 +262,17 @@ def test_decision_boundary_gives_each_class_its_own_colour(k):
     points = scatter.to_rgba(np.arange(k))[:, :3]
     assert len({tuple(c) for c in np.round(regions, 6)}) == k
     np.testing.assert_allclose(points, regions)
+
+
+def test_pair_of_axes_in_any_array_shape_and_a_grid_refused():
+    """plt.subplots(1, 2, squeeze=False) and (2, 1) give the pair as 2-D arrays
+    (the first was refused as 1 Axes); a 2x2 grid has len 2, so its rows were
+    taken as Axes: AttributeError 'numpy.ndarray' object has no attribute 'plot'."""
+    _, history = trained(patience=0, epochs=4)
+    for rows, cols in ((1, 2), (2, 1)):
+        _, axes = plt.subplots(rows, cols, squeeze=False)
+        out = history.plot(ax=axes)
+        assert out["loss"] is axes.flat[0] and out["metric"] is axes.flat[1]
+    _, grid = plt.subplots(2, 2)
+    with pytest.raises(ValueError, match="one Axes or a pair .*got 4"):
+        history.plot(ax=grid)
