@@ -118,7 +118,8 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
     Returns the Axes. Raises ValueError when the model or X does not have
     exactly 2 features (a decision boundary over more inputs needs a
     projection this function does not guess) or y holds other than integer
-    class indices (strings, fractions), ImportError without matplotlib.
+    class indices 0..k-1 (strings, fractions, -1/1 labels, classes the model
+    does not have), ImportError without matplotlib.
     """
     if getattr(model, "n_features", None) is None or not hasattr(model, "predict"):
         raise TypeError(f"model must be an nncore Sequential, got {type(model).__name__}")
@@ -154,6 +155,11 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
             raise ValueError(f"y holds non-integer values; {expected}")
         if colours.shape[0] != X.shape[0]:
             raise ValueError(f"y has {colours.shape[0]} labels for {X.shape[0]} samples")
+        if colours.size and (colours.min() < 0 or colours.max() > k - 1):
+            # (a point of class 5 over two regions, or a -1/1 label, drew in a colour no
+            # region has)
+            raise ValueError(f"y holds labels in {colours.min():g}..{colours.max():g}; "
+                             f"{expected}")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
     cmap, top = class_colours(k)

@@ -222,6 +222,8 @@ def test_readme_image_script(tmp_path):
 @pytest.mark.parametrize("y, match", [
     (np.array(["a", "b"] * 100), r"y holds <U1 values"),
     (np.arange(200) % 3 + 0.5, r"y holds non-integer values"),
+    (np.arange(200) % 3 + 3, r"y holds labels in 3\.\.5"),        # classes the model lacks
+    (np.arange(200) % 3 - 1, r"y holds labels in -1\.\.1"),
 ])
 def test_decision_boundary_names_labels_it_cannot_colour(y, match):
     """The points are coloured by class index, as the regions are; labels that
