@@ -77,10 +77,13 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
     restored = getattr(history, "restored_epoch", None)
     panels = [(loss_ax, "loss")] + ([(metric_ax, metric)] if metric_ax is not None and metric
                                     else [])
+    # a line through one point draws nothing: a one-epoch History gets markers
+    marker = "o" if len(x) == 1 else None
     for panel, key in panels:
-        panel.plot(x, values[key], color="C0", label=f"training {key}")
+        panel.plot(x, values[key], color="C0", marker=marker, label=f"training {key}")
         if f"val_{key}" in values:
-            panel.plot(x, values[f"val_{key}"], color="C1", label=f"validation {key}")
+            panel.plot(x, values[f"val_{key}"], color="C1", marker=marker,
+                        label=f"validation {key}")
         if restored is not None:
             panel.axvline(restored + 1, color="0.3", linestyle=":",
                           label=f"restored (epoch {restored + 1})")

@@ -278,3 +278,19 @@ def test_pair_of_axes_in_any_array_shape_and_a_grid_refused():
     _, grid = plt.subplots(2, 2)
     with pytest.raises(ValueError, match="one Axes or a pair .*got 4"):
         history.plot(ax=grid)
+
+
+def test_a_one_epoch_history_is_drawn_with_markers(tmp_path):
+    """A line through a single point is invisible: after fit(epochs=1) (each
+    fit returns its own History) the panels were empty. Markers show it;
+    longer histories stay plain lines."""
+    _, history = trained(patience=0, epochs=1)
+    axes = history.plot()
+    render(axes["loss"].figure, tmp_path)
+    for panel in (axes["loss"], axes["metric"]):
+        lines = [line for line in panel.get_lines() if line.get_label().startswith(
+            ("training", "validation"))]
+        assert len(lines) == 2 and all(line.get_marker() == "o" for line in lines)
+    _, longer = trained(patience=0, epochs=3)
+    assert all(line.get_marker() in (None, "None", "")
+               for line in longer.plot()["loss"].get_lines())
