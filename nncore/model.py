@@ -525,7 +525,17 @@ class Sequential:
         (model.optimizer = Adam(...)) included, its state and schedule
         restarted — as a Keras model re-initialised after
         model.compile(optimizer=...) keeps the compiled optimizer (and
-        scikit-learn's fit after set_params uses the new parameters)."""
+        scikit-learn's fit after set_params uses the new parameters).
+
+        Raises RuntimeError while the model is being fitted (from a
+        callback's hook, or another thread): the running fit would go on with
+        its own step and epoch counts and optimizer state on re-drawn weights."""
+        if self._fit_thread is not None:
+            raise RuntimeError(
+                "reset() was called while this model is being fitted (a callback's hook runs "
+                "inside fit): fit would go on with the step and epoch counts and optimizer "
+                "state of before the reset, on re-drawn weights. Set model.stop_training = "
+                "True and call reset() once fit returns")
         self.rng = np.random.default_rng(self._seed_sequence)
         for layer in self.layers:
             layer.initialize(self.rng)

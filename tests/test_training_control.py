@@ -1345,3 +1345,26 @@ def test_early_stopping_auto_mode_maximises_an_auc_a_callback_logs():
     history = model.fit(X[:200], y[:200], epochs=6, callbacks=[LogAUC()], early_stopping=stop)
     assert len(history.epoch) == 6 and stop.stopped_epoch is None
     assert stop.best == 0.97 and stop.restored_epoch == 5
+
+
+def test_reset_during_fit_is_refused():
+    """reset() from a callback re-drew the weights in place while fit went on
+    with its step and epoch counts and Adam moments (steps 3, epoch 3 where
+    stop, reset, fit again gives 1, 1): refused as a re-entrant fit is, and
+    the model resets normally once fit has returned."""
+    class Reset(Callback):
+        def on_epoch_end(self, model, logs):
+            if logs["epoch"] == 1:
+                model.reset()
+
+    X, y = make_data()
+    model = make_model(optimizer=Adam(lr=0.01))
+    with pytest.raises(RuntimeError, match=r"reset\(\) was called while this model is being "
+                                           r"fitted.*stop_training"):
+        model.fit(X, y, epochs=3, callbacks=[Reset()])
+    assert model.history.epoch == [0, 1] and model._epoch == 2
+    model.reset()
+    model.fit(X, y, epochs=1)
+    fresh = make_model(optimizer=Adam(lr=0.01))
+    fresh.fit(X, y, epochs=1)
+    assert_weights_equal(model.get_weights(), fresh.get_weights())
