@@ -204,8 +204,12 @@ def _header(path, row):
                          f"{other[0]!r}; convert the file (e.g. pandas.read_csv(path, "
                          f"sep={other[0]!r}).to_csv(new_path, index=False))")
     if len(set(names)) != len(names) or "" in names:
+        # DataFrame.to_csv writes the index, unnamed, as the first column by default
+        index = (" (an unnamed first column is usually a pandas index: write the file "
+                 "with DataFrame.to_csv(path, index=False))"
+                 if names[0] == "" and "" not in names[1:] else "")
         raise UsageError(f"{path}: the header row must name every column once, got "
-                         f"{', '.join(map(repr, names))}")
+                         f"{', '.join(map(repr, names))}{index}")
     return names
 
 

@@ -1093,3 +1093,20 @@ def test_a_missing_value_marker_in_a_regression_target_is_named_so(tmp_path, cel
     assert result.returncode == 2
     assert f"{cell!r} (a missing value) in data row 7" in result.stderr, result.stderr
     assert "not numeric" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("header, index", [
+    (["", "a", "b", "label"], True),        # pandas' DataFrame.to_csv(path) writes its index
+    (["a", "a", "b", "label"], False),
+    (["a", "", "b", "label"], False),
+    (["", "a", "", "label"], False),
+])
+def test_a_header_naming_a_column_twice_or_not_at_all_is_refused(tmp_path, header, index):
+    X, y = blobs(20)
+    data = write_csv(tmp_path / "d.csv", header,
+                     [[i, a, b, c] for i, ((a, b), c) in enumerate(zip(X, y))])
+    result = run("train", data, "--target", "label", "-q", "--epochs", "1",
+                 "-o", tmp_path / "m.npz")
+    assert result.returncode == 2 and "must name every column once" in result.stderr
+    assert ("pandas index" in result.stderr and "index=False" in result.stderr) == index, \
+        result.stderr
