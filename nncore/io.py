@@ -188,7 +188,10 @@ def _file_object(obj, method, mode):
     if isinstance(obj, (str, bytes, os.PathLike)) or not hasattr(obj, method):
         return False
     mode_of = getattr(obj, "mode", None)   # (a tempfile wrapper is no TextIOBase)
-    if isinstance(obj, io.TextIOBase) or (isinstance(mode_of, str) and "b" not in mode_of):
+    # (a binary stream's mode need not say "b": a zip member's is "r" or "w")
+    if isinstance(obj, io.TextIOBase) or (isinstance(mode_of, str) and "b" not in mode_of
+                                          and not isinstance(obj, (io.BufferedIOBase,
+                                                                   io.RawIOBase))):
         raise TypeError(f"the file object is open in text mode; a model file is binary: "
                         f"open it with mode {mode!r}")
     able, doing = {"write": ("writable", "writing"), "read": ("readable", "reading")}[method]

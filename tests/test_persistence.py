@@ -1033,6 +1033,28 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
         nncore.load(r)
 
 
+def test_a_zip_or_tar_member_is_a_binary_file_object(saved, tmp_path):
+    """zipfile's member streams are binary with mode "r"/"w" (no "b"): save into
+    ZipFile.open(name, "w") and load from ZipFile.open(name) (a model shipped
+    inside a larger archive) were refused as text mode; tarfile's extractfile
+    (no mode) loads too. Text-mode files stay refused (the test above)."""
+    import tarfile
+    import zipfile
+    m, path = saved
+    with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as bundle:
+        with bundle.open("model.npz", "w") as member:
+            m.save(member)
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as bundle, bundle.open("model.npz") as member:
+        restored = nncore.load(member)
+    with tarfile.open(tmp_path / "bundle.tar", "w") as bundle:
+        bundle.add(path, arcname="model.npz")
+    with tarfile.open(tmp_path / "bundle.tar") as bundle:
+        from_tar = nncore.load(bundle.extractfile("model.npz"))
+    for copy_ in (restored, from_tar):
+        for a, b in zip(copy_.get_weights(), m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_save_into_any_writable_binary_stream_loads_back(saved, tmp_path):
     """save wrote into the caller's stream with zipfile, which seeks back to
     patch each member's header: gzip.open(..., "wb") raised OSError 'Negative
