@@ -679,9 +679,12 @@ def warn_unseen_classes(classes, y_train, y_held, fraction):
 def table(rows):
     """rows of (name, {metric: value}, samples) as aligned text."""
     keys = list(rows[0][1])
-    lines = [f"{'':12s}" + "".join(f"{k:>12s}" for k in keys) + f"{'samples':>10s}"]
+    # the first column as wide as its longest name (evaluate's is the data file's)
+    width = max([12] + [len(name) + 1 for name, _, _ in rows])
+    lines = [" " * width + "".join(f"{k:>12s}" for k in keys) + f"{'samples':>10s}"]
     for name, values, n in rows:
-        lines.append(f"{name:12s}" + "".join(f"{values[k]:12.6g}" for k in keys) + f"{n:10d}")
+        lines.append(f"{name:{width}s}" + "".join(f"{values[k]:12.6g}" for k in keys)
+                     + f"{n:10d}")
     return "\n".join(lines)
 
 

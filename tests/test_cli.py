@@ -1110,3 +1110,16 @@ def test_a_header_naming_a_column_twice_or_not_at_all_is_refused(tmp_path, heade
     assert result.returncode == 2 and "must name every column once" in result.stderr
     assert ("pandas index" in result.stderr and "index=False" in result.stderr) == index, \
         result.stderr
+
+
+def test_tables_stay_aligned_for_long_data_file_names():
+    """evaluate's row is named by the data file: a name longer than the
+    12-character column pushed its numbers out of line with the header."""
+    values = {"loss": 0.0824475, "accuracy": 0.973333}
+    for name in ("iris.csv", "iris_crlf_bom.csv", "a" * 40 + ".csv"):
+        header, row = cli.table([(name, values, 150)]).splitlines()
+        assert len(header) == len(row)
+        assert header.index("loss") + len("loss") == row.index("0.0824475") + len("0.0824475")
+    short = cli.table([("training", values, 120), ("validation", values, 30)])
+    lines = short.splitlines()
+    assert lines[1].startswith("training    ") and len(set(map(len, lines))) == 1
