@@ -652,8 +652,9 @@ def cmd_train(args):
     rows = [("training", model.evaluate(X[train], y[train]), train.shape[0])]
     if validation is not None:
         rows.append(("validation", model.evaluate(*validation), held.shape[0]))
+    # (the best epoch being the last one trained, nothing was put back)
     restored = (f"; early stopping restored epoch {history.restored_epoch + 1}"
-                if history.restored_epoch is not None else "")
+                if history.restored_epoch not in (None, history.epoch[-1]) else "")
     print(f"trained {len(history.epoch)} epochs in {seconds:.2f} s{restored}")
     print(table(rows))
     print(f"saved {args.output} (and {sidecar_path(args.output)}: features, target, classes)")

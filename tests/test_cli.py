@@ -1123,3 +1123,20 @@ def test_tables_stay_aligned_for_long_data_file_names():
     short = cli.table([("training", values, 120), ("validation", values, 30)])
     lines = short.splitlines()
     assert lines[1].startswith("training    ") and len(set(map(len, lines))) == 1
+
+
+def test_train_says_early_stopping_restored_only_an_earlier_epoch(tmp_path, flowers):
+    """With --early-stopping the summary said "early stopping restored epoch 2"
+    after 2 epochs whose last was the best: nothing was restored. It names an
+    earlier epoch only, and then the one History records."""
+    lines = {}
+    for epochs, lr in (("2", "0.001"), ("60", "0.5")):
+        result = run("train", flowers, "--target", "species", "--epochs", epochs, "--lr", lr,
+                     "--validation-split", "0.3", "--early-stopping", "1", "--seed", "0",
+                     "-q", "-o", tmp_path / "m.npz")
+        assert result.returncode == 0, result.stderr
+        lines[epochs] = result.stdout.splitlines()[0]
+    assert lines["2"] == lines["2"].split(";")[0] and "restored" not in lines["2"], lines
+    history = nncore.load(tmp_path / "m.npz").history
+    assert history.restored_epoch is not None and history.restored_epoch < history.epoch[-1]
+    assert lines["60"].endswith(f"; early stopping restored epoch {history.restored_epoch + 1}")
