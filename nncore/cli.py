@@ -185,7 +185,11 @@ def read_data(path, target=None, features=None, hint=""):
                                   None if target is None else names.index(target))
             for row in rows:
                 columns.add(row)
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:   # Excel's "CSV" is the Windows code page, e.g. cp1252
+        raise UsageError(f"{path} is not a readable CSV file ({exc}): nncore reads UTF-8 "
+                         "(with or without a BOM); save it as UTF-8 (Excel: \"CSV UTF-8\"), "
+                         "or convert it, e.g. iconv -f cp1252 -t utf-8") from None
+    except csv.Error as exc:
         raise UsageError(f"{path} is not a readable CSV file ({exc})") from None
     return columns.features(features, hint), columns.target(), list(features)
 

@@ -1140,3 +1140,17 @@ def test_train_says_early_stopping_restored_only_an_earlier_epoch(tmp_path, flow
     history = nncore.load(tmp_path / "m.npz").history
     assert history.restored_epoch is not None and history.restored_epoch < history.epoch[-1]
     assert lines["60"].endswith(f"; early stopping restored epoch {history.restored_epoch + 1}")
+
+
+@pytest.mark.parametrize("data", [
+    "Gr\u00f6\u00dfe,Breite,Art\n1.0,2.0,a\n2.0,1.0,b\n".encode("cp1252"),   # Excel's "CSV"
+    "a\tb\tlabel\n1\t2\tx\n".encode("utf-16"),                               # "Unicode Text"
+])
+def test_a_csv_that_is_not_utf8_is_refused_saying_what_to_do(tmp_path, data):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(data)
+    result = run("train", path, "--target", "Art", "-q", "-o", tmp_path / "m.npz")
+    assert result.returncode == 2
+    assert "is not a readable CSV file" in result.stderr and "reads UTF-8" in result.stderr \
+        and "CSV UTF-8" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
