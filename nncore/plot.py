@@ -88,6 +88,8 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
             panel.axvline(restored + 1, color="0.3", linestyle=":",
                           label=f"restored (epoch {restored + 1})")
         panel.set_xlabel("epoch")
+        # whole epochs only: a few epochs would get ticks at 1.25, 1.5, ...
+        panel.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         panel.set_ylabel(key)
         panel.legend(loc="best")
     lr_ax = None

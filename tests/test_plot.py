@@ -294,3 +294,13 @@ def test_a_one_epoch_history_is_drawn_with_markers(tmp_path):
     _, longer = trained(patience=0, epochs=3)
     assert all(line.get_marker() in (None, "None", "")
                for line in longer.plot()["loss"].get_lines())
+
+
+def test_epoch_ticks_are_whole_numbers():
+    """With a few epochs matplotlib put ticks at 1.25, 1.5, ... on the epoch axis."""
+    _, history = trained(patience=0, epochs=3)
+    axes = history.plot()
+    axes["loss"].figure.canvas.draw()
+    for panel in (axes["loss"], axes["metric"]):
+        ticks = panel.get_xticks()
+        assert len(ticks) and all(float(t).is_integer() for t in ticks), ticks
