@@ -1154,3 +1154,27 @@ def test_two_models_in_one_file_or_stream_are_refused_not_swapped(saved, tmp_pat
     a.save(stream)
     stream.seek(6)
     assert isinstance(nncore.load(stream), Sequential)
+
+
+@pytest.mark.parametrize("stem", ["m" * 246, "\u00e9" * 123])   # 250 bytes with ".npz"
+def test_save_to_the_longest_legal_file_name(saved, tmp_path, stem):
+    """The temporary file is named ".<name>.nncore-tmp-<pid>-<hex>": for a
+    file name near the folder's limit (255 bytes) that was too long, so a
+    name open() can create could not be saved ("File name too long"). Long
+    names get a cut prefix tagged by a hash; a second save replaces the
+    first and its stale temporary is still found and removed."""
+    m, _ = saved
+    path = tmp_path / f"{stem}.npz"
+    assert len(os.fsencode(path.name)) == 250
+    m.save(path)
+    np.testing.assert_array_equal(nncore.load(path).get_weights()[0], m.get_weights()[0])
+    assert temporaries(tmp_path) == []
+    prefix = nncore.io._temp_prefix(str(tmp_path), path.name)
+    assert len(os.fsencode(prefix)) + nncore.io.TEMP_TAIL <= 255
+    other = nncore.io._temp_prefix(str(tmp_path), path.name[:-5] + "x.npz")
+    assert other != prefix   # names sharing a long start: their own temporaries
+    stale = tmp_path / f"{prefix}999999999-deadbeef"   # a writer that is gone
+    stale.write_bytes(b"partial")
+    m.save(path)
+    assert temporaries(tmp_path) == []
+    assert nncore.io._temp_prefix(str(tmp_path), "model.npz") == f".model.npz{nncore.io.TEMP_MARK}"
