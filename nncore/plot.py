@@ -110,8 +110,9 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
     and scatter the samples (X, y) on top.
 
     model: a fitted nncore Sequential with 2 inputs. X: (n_samples, 2)
-    array-like or scipy.sparse matrix (what fit takes); y: (n,) class indices 0..k-1 (numbers, as the model's
-    classes) or (n, classes) one-hot rows (colours of the points), or None.
+    array-like or scipy.sparse matrix (what fit takes); y: (n,) class
+    indices 0..k-1 (numbers, as the model's classes) or (n, classes) one-hot
+    rows (colours of the points), or None.
     The grid spans X's range plus 5 % on every side, `resolution` points per
     axis. The predicted class of a grid point is the
     argmax of model.predict for several outputs, and output > 0.5 for a single
