@@ -553,7 +553,8 @@ def refuse_overwriting_model(model, output):
 
 def refuse_missing_folder(output):
     """UsageError, before any work, when `output` could not be saved: a folder,
-    or a path in a folder that does not exist (save would find it only after
+    a path in a folder that does not exist, or one whose "<output>.json" name
+    is longer than the folder allows (save would find it only after
     training)."""
     from .io import _refuse_folder
     if not output:
@@ -567,6 +568,16 @@ def refuse_missing_folder(output):
     if not os.path.isdir(folder):
         raise UsageError(f"cannot save to {output!r}: the folder {folder!r} does not exist; "
                          "create it first, or choose another -o")
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):   # (no pathconf on Windows)
+        return
+    name = os.path.basename(sidecar_path(os.path.realpath(output)))
+    if len(os.fsencode(name)) > limit:   # found by open() only after training and saving
+        raise UsageError(f"cannot save to {output!r}: the name of the JSON file written beside "
+                         f"it, {name[:40]}... ({len(os.fsencode(name))} bytes), is longer than "
+                         f"the {limit} bytes a file name may have in {folder!r}; choose a "
+                         "shorter -o")
 
 
 def write_file(path, write, binary=False):

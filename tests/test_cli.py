@@ -1154,3 +1154,20 @@ def test_a_csv_that_is_not_utf8_is_refused_saying_what_to_do(tmp_path, data):
     assert "is not a readable CSV file" in result.stderr and "reads UTF-8" in result.stderr \
         and "CSV UTF-8" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_refuses_an_output_whose_json_name_is_too_long_before_training(tmp_path, flowers):
+    """-o with a 252-byte name: the model could be saved, but "<name>.json"
+    (257 bytes) could not — found after the whole training, leaving a model
+    without the JSON that maps its classes back to labels."""
+    output = tmp_path / ("m" * 248 + ".npz")
+    result = run("train", flowers, "--target", "species", "--epochs", "1", "-q",
+                 "-o", output)
+    assert result.returncode == 2
+    assert "JSON file written beside it" in result.stderr and "shorter -o" in result.stderr, \
+        result.stderr
+    assert "trained" not in result.stdout and not output.exists()
+    ok = tmp_path / ("m" * 246 + ".npz")   # 250 bytes, its JSON 255: fine
+    result = run("train", flowers, "--target", "species", "--epochs", "1", "-q", "-o", ok)
+    assert result.returncode == 0, result.stderr
+    assert ok.exists() and (tmp_path / (ok.name + ".json")).exists()
