@@ -201,6 +201,9 @@ def _header(path, row):
     if row is None:
         raise UsageError(f"{path} is empty; expected a header row and data rows")
     names = [name.strip() for name in row]
+    # a second byte-order mark (a BOM file re-encoded or prefixed again): the utf-8-sig
+    # codec takes one off, the other stayed in the first name, invisible in messages
+    names[0] = names[0].lstrip("\ufeff").strip()
     other = [sep for sep in ";\t|" if len(names) == 1 and sep in names[0]]
     if other:   # (Excel in many locales writes ';'): one column named "a;b;label"
         raise UsageError(f"{path} has one column, named {names[0]!r}: nncore reads "

@@ -1171,3 +1171,18 @@ def test_train_refuses_an_output_whose_json_name_is_too_long_before_training(tmp
     result = run("train", flowers, "--target", "species", "--epochs", "1", "-q", "-o", ok)
     assert result.returncode == 0, result.stderr
     assert ok.exists() and (tmp_path / (ok.name + ".json")).exists()
+
+
+def test_a_doubled_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    """A BOM file saved again with a BOM starts with two: the first column was
+    named "\\ufeffspecies" ("column 'species' not in ...; its columns are
+    species, ..." with the mark invisible)."""
+    X, y = blobs(30)
+    plain = write_csv(tmp_path / "p.csv", ["species", "a", "b"],
+                      [[SPECIES[c], a, b] for (a, b), c in zip(X, y)])
+    data = tmp_path / "bom2.csv"
+    data.write_bytes(b"\xef\xbb\xbf" * 2 + plain.read_bytes())
+    result = run("train", data, "--target", "species", "--epochs", "1", "-q",
+                 "-o", tmp_path / "m.npz")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "m.npz.json").read_text())["features"] == ["a", "b"]
