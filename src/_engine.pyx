@@ -637,6 +637,22 @@ cdef int check_loss(int loss) except -1:
     return 0
 
 
+cdef Py_ssize_t check_epoch_buffers(cnp.ndarray loss_out, cnp.ndarray metric_out,
+                                    cnp.ndarray orders, cnp.ndarray progress,
+                                    Py_ssize_t n) except -1:
+    """The buffers of a run of epochs over n rows: loss_out and metric_out
+    (float64, one value an epoch), orders (intp, a permutation of the rows an
+    epoch, or empty for storage order) and progress (int64, 3 values). Returns
+    the number of epochs, len(loss_out)."""
+    expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
+    cdef Py_ssize_t n_epochs = loss_out.shape[0]
+    expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
+    expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
+    check_rows(orders, n)
+    expect(progress, cnp.NPY_INT64, 3, -1, "progress")
+    return n_epochs
+
+
 cdef int check_rows(cnp.ndarray orders, Py_ssize_t n) except -1:
     """The batch orders (validated intp, C-contiguous) index rows of X: each
     must lie in [0, n). O(size), against an epoch's O(size · parameters)."""
@@ -788,12 +804,7 @@ cdef class Network:
         expect(sample_weight, self.typenum, n if cnp.PyArray_SIZE(sample_weight) else 0, -1,
                "sample_weight")
         check_loss(loss)
-        expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
-        n_epochs = loss_out.shape[0]
-        expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
-        expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
-        check_rows(orders, n)
-        expect(progress, cnp.NPY_INT64, 3, -1, "progress")
+        n_epochs = check_epoch_buffers(loss_out, metric_out, orders, progress, n)
         expect(work, self.typenum, -1, -1, "work")
         if not 0 < batch <= min(n, INT_MAX) or work.shape[0] < self.workspace_size(
                 batch, inp.sparse):
@@ -914,12 +925,7 @@ cdef class Network:
         expect(X, self.typenum, -1, self.net.n_in, "X")
         n = X.shape[0]
         expect(Y, self.typenum, n, self.net.n_out, "Y")
-        expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
-        n_epochs = loss_out.shape[0]
-        expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
-        expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
-        check_rows(orders, n)
-        expect(progress, cnp.NPY_INT64, 3, -1, "progress")
+        n_epochs = check_epoch_buffers(loss_out, metric_out, orders, progress, n)
         cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
