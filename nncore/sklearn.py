@@ -387,6 +387,8 @@ class _EngineMLP:
         Y_train = np.ascontiguousarray(y_train, dtype=dtype)
         sw_train = (None if sample_weight_train is None
                     else np.ascontiguousarray(sample_weight_train, dtype=dtype))
+        # (checked on scikit-learn's weights: a float32 cast can make tiny ones 0)
+        zero_weights = sample_weight_train is not None and not sample_weight_train.all()
         optimizer = self._engine_optimizer()
         n_state = optimizer.n_state * net.params.shape[0]
         if self._optimizer_state is None or self._optimizer_state.shape[0] != n_state:
@@ -407,6 +409,9 @@ class _EngineMLP:
                     # same order from the same draws, without resample's ~0.15 ms
                     # of checks and copies per epoch. The engine gathers the batches.
                     self._random_state.shuffle(sample_idx)
+                if zero_weights:
+                    _check_batch_weights(sample_weight_train,
+                                         sample_idx if self.shuffle else None, batch_size)
                 # sgd: the schedule's rate; Adam: its base rate (the engine computes
                 # the per-step rate from it, as scikit-learn's AdamOptimizer does)
                 optimizer.current_lr = (self._optimizer.learning_rate_init if adam
@@ -567,6 +572,18 @@ def _wide_loss_grad(wide, net, x, perm, X, y, sample_weight, alpha):
     net64, X64, Y64, sw64 = wide[0]
     net64.params[perm] = x
     return net64.loss_grad(X64, Y64, sw64, alpha)
+
+
+def _check_batch_weights(sample_weight, order, batch):
+    """ZeroDivisionError, scikit-learn's, when one of the epoch's batches (of
+    `batch` rows of `order`, or of storage order when it is None) has weights
+    that are all zero: scikit-learn's loss is the batch's np.average with those
+    weights, which raises it (the engine would divide by the zero sum and train
+    on NaN). Raised before the epoch, where scikit-learn raises at that batch,
+    after training the ones before it."""
+    w = sample_weight if order is None else sample_weight[order]
+    if not np.add.reduceat(w, np.arange(0, w.shape[0], batch)).all():
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")
 
 
 def _as_engine_input(X, dtype):

@@ -221,6 +221,28 @@ def test_same_model_sample_weight(task, early_stopping):
     assert_same_model(ours, ref)
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_a_batch_of_zero_weights_raises_sklearns_zero_division_error(how, shuffle):
+    # scikit-learn's loss is each batch's np.average: a batch whose sample weights
+    # are all zero raises ZeroDivisionError (the engine trained on NaN and ended in
+    # the non-finite-weights error, which blames large input values)
+    X, y = data("multiclass", n=150)
+    sw = np.ones(X.shape[0])
+    sw[:20] = 0.0
+    if shuffle:   # most rows weightless: some shuffled batch of 4 has no weight
+        sw[:140] = 0.0
+    params = dict(SMALL, solver="sgd", batch_size=20 if not shuffle else 4, shuffle=shuffle)
+    for est in pair("multiclass", **params):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+                if how == "fit":
+                    est.fit(X, y, sample_weight=sw)
+                else:
+                    est.partial_fit(X, y, classes=np.unique(y), sample_weight=sw)
+
+
 @pytest.mark.parametrize("task", ["multiclass", "multilabel", "regression"])
 def test_same_model_warm_start_and_partial_fit(task):
     X, y = data(task)
