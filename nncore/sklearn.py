@@ -220,7 +220,11 @@ class _EngineMLP:
     _nncore_constraints = {"n_threads": [None, Interval(Integral, 1, None, closed="left")]}
 
     def _threads(self):
-        return blas_threads(self.n_threads)
+        # an Integral n_threads as int: scikit-learn's validation of it (Interval
+        # over Integral) takes True as 1, as for its own int parameters, which
+        # blas.threads refuses (TypeError at fit, after validation passed)
+        n = self.n_threads
+        return blas_threads(int(n) if isinstance(n, Integral) else n)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         """scikit-learn's _fit (under fit and partial_fit), refused with

@@ -849,6 +849,12 @@ def test_n_threads_changes_nothing():
     two = nk.MLPClassifier(**SMALL, n_threads=2).fit(X, y)
     assert model_diff(one, two) == 0.0
     assert nk.MLPClassifier(n_threads=2).get_params()["n_threads"] == 2
+    # values scikit-learn's validation accepts as ints (True, as for max_iter, and
+    # NumPy integers) run as those ints (True was a TypeError from blas.threads)
+    for n in (True, np.int64(2)):
+        est = nk.MLPClassifier(**SMALL, n_threads=n).fit(X, y)
+        assert model_diff(est, one) == 0.0
+        assert (est.predict(X) == one.predict(X)).all()
 
 
 WAKE_CHECK = r"""
