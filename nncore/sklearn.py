@@ -397,7 +397,14 @@ class _EngineMLP:
         n_state = optimizer.n_state * net.params.shape[0]
         if self._optimizer_state is None or self._optimizer_state.shape[0] != n_state:
             self._optimizer_state = np.zeros(n_state, dtype)
-        state = self._optimizer_state = self._optimizer_state.astype(dtype, copy=False)
+        state = self._optimizer_state
+        if (type(state) is not np.ndarray or state.dtype != dtype
+                or not state.flags.writeable or not state.flags.c_contiguous):
+            # a fresh array the engine can write in: after joblib.load(...,
+            # mmap_mode="r") the pickled state is a read-only np.memmap, which
+            # the engine (it checks dtype and shape, not writability) crashed on
+            state = np.array(state, dtype=dtype)
+        self._optimizer_state = state
         # the kind of the optimizer object, not self.solver: as in scikit-learn,
         # partial_fit goes on with the optimizer of the first call even when
         # set_params changed the solver since (sgd <-> adam)

@@ -971,6 +971,37 @@ def test_pickle_and_joblib_round_trips_bit_identical(task, tmp_path):
     assert out.stdout.strip() == "ok"
 
 
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_after_joblib_load_with_mmap_mode(solver, tmp_path):
+    # joblib.load(..., mmap_mode="r") gives the pickled optimizer state (momentum
+    # velocities, Adam's moments) as a read-only np.memmap, which the engine wrote
+    # into: a segmentation fault (so the check runs in a fresh process). Training
+    # now goes on as after a plain unpickle. (scikit-learn's own estimator raises
+    # "output array is read-only" there: its coefs_ stay read-only memmaps.)
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**dict(SMALL, solver=solver)).partial_fit(X, y, classes=np.unique(y))
+    joblib.dump(est, tmp_path / "m.joblib")
+    expected = pickle.loads(pickle.dumps(est)).partial_fit(X, y)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    code = textwrap.dedent(f"""
+        import joblib, numpy as np
+        est = joblib.load({str(tmp_path / "m.joblib")!r}, mmap_mode="r")
+        assert isinstance(est._optimizer_state, np.memmap)
+        assert not est._optimizer_state.flags.writeable
+        est.partial_fit(np.load({str(tmp_path / "X.npy")!r}), np.load({str(tmp_path / "y.npy")!r}))
+        np.savez({str(tmp_path / "out.npz")!r}, *est.coefs_, *est.intercepts_)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "ok"
+    got = np.load(tmp_path / "out.npz")
+    for i, a in enumerate(expected.coefs_ + expected.intercepts_):
+        np.testing.assert_array_equal(got[f"arr_{i}"], a)
+
+
 # ---------------------------------------------------------------- optional dependency
 
 def run_python(code):
