@@ -431,8 +431,13 @@ class _EngineMLP:
                     self.loss_ = net.epoch(X_train, Y_train, sw_train,
                                            sample_idx if self.shuffle else None, batch_size,
                                            optimizer, self.alpha, state, progress)
-                if adam:
-                    self._optimizer.t = int(progress[2])
+                if adam and progress[2]:
+                    # the step count and the rate of its last step, as scikit-learn's
+                    # AdamOptimizer._get_updates leaves them
+                    opt = self._optimizer
+                    opt.t = int(progress[2])
+                    opt.learning_rate = (opt.learning_rate_init * np.sqrt(1 - opt.beta_2**opt.t)
+                                         / (1 - opt.beta_1**opt.t))
                 self.n_iter_ += 1
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)

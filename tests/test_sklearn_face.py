@@ -243,6 +243,24 @@ def test_a_batch_of_zero_weights_raises_sklearns_zero_division_error(how, shuffl
                     est.partial_fit(X, y, classes=np.unique(y), sample_weight=sw)
 
 
+def test_adam_optimizer_object_left_as_sklearns():
+    # scikit-learn's AdamOptimizer keeps its step count t and the rate of its last
+    # step in learning_rate (read by users as the current rate); here the engine
+    # steps, and learning_rate stayed learning_rate_init
+    X, y = data("multiclass")
+    ref, ours = pair("multiclass", **dict(SMALL, solver="adam", learning_rate_init=0.01))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            est.fit(X, y)
+    assert ours._optimizer.t == ref._optimizer.t > 0
+    assert ours._optimizer.learning_rate == ref._optimizer.learning_rate != 0.01
+    for est in (ref, ours):
+        est.partial_fit(X, y)
+    assert ours._optimizer.t == ref._optimizer.t
+    assert ours._optimizer.learning_rate == ref._optimizer.learning_rate
+
+
 @pytest.mark.parametrize("task", ["multiclass", "multilabel", "regression"])
 def test_same_model_warm_start_and_partial_fit(task):
     X, y = data(task)
