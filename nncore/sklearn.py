@@ -319,8 +319,12 @@ class _EngineMLP:
             return
         try:
             self._net(self._weights_dtype(), bind=True)
-        except (ValueError, KeyError):
-            pass  # weights or parameters made invalid before pickling: predict says so
+        except Exception:   # noqa: BLE001
+            # weights or fitted attributes made invalid before pickling (coefs_
+            # of complex/object dtype or None, n_layers_ deleted, …): unpickling,
+            # copy.deepcopy and joblib.load succeed as scikit-learn's do, and
+            # predict (which checks the same) says what is wrong
+            pass
 
     # ------------------------------------------------------------ stochastic solvers
 

@@ -4,6 +4,7 @@ scikit-learn estimator contract (parametrize_with_checks with no expected
 failures, clone, Pipeline, GridSearchCV, cross_val_score, pickling), and the
 optional-dependency rules (import nncore never imports scikit-learn; a missing
 or unsupported scikit-learn gives an ImportError saying what to install)."""
+import copy
 import io
 import pickle
 import re
@@ -839,6 +840,43 @@ def test_labels_decoded_like_label_binarizer(task):
     est.intercepts_ = [np.zeros_like(b) for b in est.intercepts_]
     est.intercepts_[-1] = np.array([0.0, 1.0, 1.0])  # a tie between the last two classes
     assert (est.predict(X) == est.classes_[1]).all()
+
+
+def _complex_coefs(est):
+    est.coefs_[1] = est.coefs_[1].astype(complex)
+
+
+def _no_coefs(est):
+    est.coefs_ = None
+
+
+def _no_n_layers(est):
+    del est.n_layers_
+
+
+@pytest.mark.parametrize("spoil", [_complex_coefs, _no_coefs, _no_n_layers])
+def test_a_fitted_model_spoiled_before_pickling_still_unpickles(spoil):
+    # scikit-learn's estimator unpickles (copy.deepcopy, joblib.load) whatever its
+    # fitted attributes hold; rebinding the weights to the engine's vector raised
+    # TypeError/AttributeError out of __setstate__ instead. Predict then does what it
+    # does on the original (nncore refuses complex weights where scikit-learn predicts).
+    X, y = data("multiclass")
+    for est in pair("multiclass", **dict(SMALL, solver="sgd")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        spoil(est)
+        for again in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est)):
+            assert _outcome(again.predict, X) == _outcome(est.predict, X)
+
+
+def _outcome(call, *args):
+    """The type of the exception call(*args) raises, None if it returns."""
+    try:
+        call(*args)
+    except Exception as exc:   # noqa: BLE001
+        return type(exc)
+    return None
 
 
 def test_invalid_parameters_raise_at_fit_like_sklearn():
