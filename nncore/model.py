@@ -736,8 +736,9 @@ class Sequential:
         # compiled engine does not check writability: it crashed), so those two
         # are copied then (the others are only read)
         for key in ("_params", "_state"):
-            value = state[key]
-            if type(value) is not np.ndarray or not value.flags.writeable:
+            value = state.get(key)
+            if isinstance(value, np.ndarray) and (type(value) is not np.ndarray
+                                                  or not value.flags.writeable):
                 setattr(self, key, np.array(value))
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
