@@ -731,6 +731,15 @@ class Sequential:
         state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
         state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
+        # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;
+        # training writes into the vector and the optimizer state in place (the
+        # compiled engine does not check writability: it crashed), so those two
+        # are copied then (the others are only read)
+        for key in ("_params", "_state"):
+            value = state.get(key)
+            if isinstance(value, np.ndarray) and (type(value) is not np.ndarray
+                                                  or not value.flags.writeable):
+                setattr(self, key, np.array(value))
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()

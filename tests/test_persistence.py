@@ -89,6 +89,36 @@ def test_pickle_and_copies(saved, clone):
     twin.fit(X, y, epochs=1, batch_size=8)
 
 
+@pytest.mark.parametrize("optimizer", ["momentum", "adam-cosine"])
+def test_joblib_load_with_mmap_mode_trains(tmp_path, optimizer):
+    """joblib.load(..., mmap_mode="r") gives the weights and optimizer state as
+    read-only memmaps, which training wrote into (a segmentation fault: checked in a
+    fresh process). The loaded model predicts and trains as an unpickled one."""
+    joblib = pytest.importorskip("joblib")
+    X, y = data()
+    m = model(optimizer, dtype="float64")
+    m.fit(X, y, epochs=2, batch_size=8)
+    joblib.dump(m, tmp_path / "m.joblib")
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    twin = pickle.loads(pickle.dumps(m))
+    twin.fit(X, y, epochs=2, batch_size=8)
+    code = f"""if True:
+        import joblib, numpy as np
+        m = joblib.load({str(tmp_path / "m.joblib")!r}, mmap_mode="r")
+        d = np.load({str(tmp_path / "data.npz")!r})
+        m.fit(d["X"], d["y"], epochs=2, batch_size=8)
+        np.savez({str(tmp_path / "out.npz")!r}, *m.get_weights())
+        print("ok")
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "ok"
+    got = np.load(tmp_path / "out.npz")
+    for i, a in enumerate(twin.get_weights()):
+        np.testing.assert_array_equal(got[f"arr_{i}"], a)
+
+
 def test_atomic_write_keeps_previous_file(saved, monkeypatch):
     m, path = saved
     before = path.read_bytes()
