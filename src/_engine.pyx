@@ -569,6 +569,18 @@ cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
     return 0
 
 
+cdef int writable(cnp.ndarray a, str name) except -1:
+    """An array the engine writes into must be writable: a read-only one (say a
+    memory map opened with mode 'r', as joblib.load(..., mmap_mode='r') gives)
+    would crash the process at the first store. Checked at every call that
+    writes, since a flag can change between calls."""
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{name}: the engine writes into this array, but it is read-only "
+                         "(a memory map opened with mode 'r'?); expected a writable array, "
+                         "e.g. a copy (numpy.array(a))")
+    return 0
+
+
 cdef int check_layout(cnp.ndarray params, const Py_ssize_t[:, ::1] layout) except -1:
     """What the loops trust about a Network's structure: the layout nncore.model
     builds (per layer n_in, n_out, activation code, offset of W, offset of b;
@@ -650,6 +662,8 @@ cdef Py_ssize_t check_epoch_buffers(cnp.ndarray loss_out, cnp.ndarray metric_out
     expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
     check_rows(orders, n)
     expect(progress, cnp.NPY_INT64, 3, -1, "progress")
+    for a, name in ((loss_out, "loss_out"), (metric_out, "metric_out"), (progress, "progress")):
+        writable(a, name)
     return n_epochs
 
 
@@ -824,6 +838,9 @@ cdef class Network:
         expect(state, self.typenum,
                2 * p_size if opt.h.kind == ADAM or opt.h.kind == ADAM_SKLEARN
                else p_size if opt.h.momentum else 0, -1, "state")
+        for a, name in ((self.params, "params"), (work, "work"), (grads, "grads"),
+                        (state, "state")):
+            writable(a, name)
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
         cdef double* acc = <double*> malloc(2 * self.net.max_width * sizeof(double))
         cdef void* y = data(Y)
@@ -874,6 +891,7 @@ cdef class Network:
         expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
                "sample_weight")
         expect(grad_out, self.typenum, self.net.n_params, -1, "grad_out")
+        writable(grad_out, "grad_out")
         check_loss(loss)
         if n == 0:
             raise ValueError("X: expected at least one row")
@@ -926,6 +944,7 @@ cdef class Network:
         n = X.shape[0]
         expect(Y, self.typenum, n, self.net.n_out, "Y")
         n_epochs = check_epoch_buffers(loss_out, metric_out, orders, progress, n)
+        writable(self.params, "params")
         cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
@@ -989,6 +1008,7 @@ cdef class Network:
         cdef Input x
         cdef Py_ssize_t n = self.input_of(X, &x)
         expect(out, self.typenum, n, self.net.n_out, "out")
+        writable(out, "out")
         self.forward_checked(&x, n, out, logits)
 
     cdef int forward_checked(self, Input* x, Py_ssize_t n, cnp.ndarray out,
