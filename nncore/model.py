@@ -378,7 +378,9 @@ class Sequential:
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses; counted over the rows trained on,
-        without validation_split's); the cost is Σ wᵢ·lossᵢ / n.
+        without validation_split's); the cost is Σ wᵢ·lossᵢ / n. Validation
+        values are unweighted: validation_split drops the held-out rows'
+        sample_weight (Keras weights its val_loss by them).
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
         monitored value (early stopping's, else val_loss, else loss) is best.
