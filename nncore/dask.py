@@ -261,7 +261,9 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
       estimators; `classes` is passed only when given — scikit-learn
       classifiers need it on their first call), else
     - estimator.fit(X_i, y_i, epochs=1, **fit_params) for an nncore.Sequential
-      (e.g. batch_size=32; fit continues from the current weights).
+      (e.g. batch_size=32; fit continues from the current weights). Each
+      chunk is then one of the model's epochs: a schedule, early_stopping
+      and validation_split see chunks, not passes over X.
     Only one chunk of X and y is in memory at a time (plus the previous one
     while it is released). An empty chunk (what filtering leaves after
     compute_chunk_sizes()) is skipped, as predict() gives it an empty result;
