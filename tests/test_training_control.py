@@ -517,6 +517,16 @@ def test_early_stopping_refuses_a_monitored_value_that_is_not_a_number(value):
                          early_stopping=es)
 
 
+def test_early_stopping_names_a_monitored_integer_too_large_for_a_float():
+    """A Python int beyond float64's range is a Real, and math.isnan raised a bare
+    OverflowError for it, naming nothing."""
+    es = EarlyStopping(monitor="val_score", patience=5)
+    with pytest.raises(ValueError, match=r"EarlyStopping monitors 'val_score', but the logs of "
+                                         r"epoch 2 hold an integer of 1329 bits"):
+        make_model().fit(*make_data(), epochs=3, callbacks=[LogsMetric([0.5, 10 ** 400, 0.3])],
+                         early_stopping=es)
+
+
 def test_early_stopping_refuses_a_monitored_key_that_stops_being_logged():
     """Logged at the first epoch, missing at the second: a bare KeyError."""
     class FirstEpochOnly(Callback):
