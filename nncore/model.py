@@ -1035,10 +1035,20 @@ def _class_weights(class_weight, labels, classes):
                 or not 0 <= c < classes:
             raise ValueError(f"class_weight key {c!r} is not a class; expected 0..{classes - 1}")
         if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, float, np.number)) \
-                or not np.isfinite(w) or w < 0:
+                or not _finite(w) or w < 0:
             raise ValueError(f"class_weight[{c}] = {w!r}; expected a finite number >= 0")
         out[c] = w
     return out
+
+
+def _finite(w):
+    """Whether the number w is finite as a float (a Python int beyond int64, such
+    as 2**70, is a finite weight; np.isfinite cannot take it, and one beyond
+    float64's range is not finite)."""
+    try:
+        return bool(np.isfinite(float(w)))
+    except OverflowError:
+        return False
 
 
 def _weights_in(weights, dtype):
