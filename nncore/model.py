@@ -378,7 +378,9 @@ class Sequential:
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses; counted over the rows trained on,
-        without validation_split's); the cost is Σ wᵢ·lossᵢ / n.
+        without validation_split's); the cost is Σ wᵢ·lossᵢ / n. Validation
+        values are unweighted: validation_split drops the held-out rows'
+        sample_weight (Keras weights its val_loss by them).
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
         monitored value (early stopping's, else val_loss, else loss) is best.
@@ -1042,10 +1044,20 @@ def _class_weights(class_weight, labels, classes):
                 or not 0 <= c < classes:
             raise ValueError(f"class_weight key {c!r} is not a class; expected 0..{classes - 1}")
         if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, float, np.number)) \
-                or not np.isfinite(w) or w < 0:
+                or not _finite(w) or w < 0:
             raise ValueError(f"class_weight[{c}] = {w!r}; expected a finite number >= 0")
         out[c] = w
     return out
+
+
+def _finite(w):
+    """Whether the number w is finite as a float (a Python int beyond int64, such
+    as 2**70, is a finite weight; np.isfinite cannot take it, and one beyond
+    float64's range is not finite)."""
+    try:
+        return bool(np.isfinite(float(w)))
+    except OverflowError:
+        return False
 
 
 def _weights_in(weights, dtype):

@@ -949,6 +949,19 @@ def test_save_names_a_history_value_that_is_not_a_number(saved, tmp_path, field,
     assert path.read_bytes() == before and temporaries(tmp_path) == []
 
 
+def test_save_names_a_history_integer_too_large_for_a_float(saved, tmp_path):
+    """A callback may log a Python int; one beyond float64's range made save raise
+    float()'s bare OverflowError, naming nothing (and its repr may exceed Python's
+    4300-digit limit): a ValueError naming the field, and the previous file stays."""
+    m, path = saved
+    before = path.read_bytes()
+    m.history.history["loss"].append(10 ** 5000)
+    with pytest.raises(ValueError, match=r"model\.history\.history\['loss'\] holds an integer "
+                                         r"of 16610 bits, too large for a float"):
+        m.save(path)
+    assert path.read_bytes() == before and temporaries(tmp_path) == []
+
+
 LOAD_A_FIFO = """
 import os, sys
 import nncore
