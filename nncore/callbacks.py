@@ -64,7 +64,8 @@ class EarlyStopping(Callback):
     value must be logged at every epoch (ValueError naming it otherwise — not
     Keras's warning-and-skip: a stopper that silently never stops is worse)
     and be a real number (TypeError naming it, the epoch and what was logged:
-    None, a str or a bool cannot be ranked). A NaN value (say
+    None, a str or a bool cannot be ranked; ValueError for an integer beyond
+    float64's range). A NaN value (say
     from a metric a callback logs) never improves, also as the first value: it
     counts as an epoch without improvement, as in Keras's EarlyStopping, whose
     best starts at ±inf; as there, training never stops at a fit's first
@@ -121,6 +122,13 @@ class EarlyStopping(Callback):
                             f"{logs['epoch'] + 1} hold {value!r} ({type(value).__name__}) "
                             "there; expected a real number (a loss or metric) to compare "
                             "with the best so far")
+        try:
+            float(value)
+        except OverflowError:   # an int beyond float's range: math.isnan would raise bare
+            raise ValueError(f"EarlyStopping monitors {self.key!r}, but the logs of epoch "
+                             f"{logs['epoch'] + 1} hold an integer of {int(value).bit_length()} "
+                             "bits there, too large for a float; expected a loss or metric "
+                             "within float64's range") from None
         first = self.last is None   # Keras never stops on a fit's first epoch (epoch > 0)
         self.last = value
         sign = -1.0 if maximised(self.key, self.mode) else 1.0

@@ -43,7 +43,10 @@ def predict(model, X):
     Returns a lazy dask.array whose row chunks are X's (for a dataframe, one
     chunk per partition, of unknown length: NaN until computed); its
     dtype and trailing shape are those of model.predict on one row of zeros,
-    found on the calling process when the graph is built. Each chunk's result
+    found on the calling process when the graph is built (when the model
+    refuses zeros with a ValueError — a pipeline taking logs or reciprocals —
+    on X's first row instead, which computes X's first chunk or partition).
+    Each chunk's result
     equals model.predict on that chunk in one process.
 
     Empty input follows scikit-learn and model.predict, which refuse 0 rows:
@@ -85,7 +88,7 @@ def _map_method(model, X, method):
     else:
         X = _check_array(X, n_features)
         row = np.zeros((1, X.shape[1]), X.dtype)
-    probe = np.asarray(getattr(model, method)(row))
+    probe = _probe(getattr(model, method), row, X, frame)
     tail, dtype = probe.shape[1:], probe.dtype
     model_key = dask.delayed(model, pure=True, name=f"nncore-model-{tokenize(model)}")
     if frame:
@@ -100,6 +103,28 @@ def _map_method(model, X, method):
                          drop_axis=[] if tail else [1],
                          meta=np.empty((0,) + tail, dtype),
                          name=f"nncore-{method}-" + tokenize(model_key.key, X, method))
+
+
+def _probe(method, zeros, X, frame):
+    """The model's output on one row, for the result's dtype and trailing
+    shape: on a row of zeros (nothing computed), or — when the model refuses
+    zeros with a ValueError, as a pipeline that takes logs or reciprocals
+    does — on X's first row, computed (the first chunk or partition). If the
+    model refuses that row too, its error is raised, naming the row."""
+    try:
+        with np.errstate(all="ignore"):   # the zeros are ours: no "divide by zero" for them
+            return np.asarray(method(zeros))
+    except ValueError as exc:
+        if type(exc) is not ValueError:
+            raise
+        first = X.head(1, npartitions=-1) if frame else X[:1].compute()
+    try:
+        return np.asarray(method(first))
+    except ValueError as exc:
+        if type(exc) is not ValueError:
+            raise
+        raise ValueError(_where(exc, "in the first row of X, which the model was probed with "
+                                     "after it refused a row of zeros")) from exc
 
 
 def _apply(block, model, method, tail, dtype, block_info=None, partition=None):
@@ -236,7 +261,9 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
       estimators; `classes` is passed only when given — scikit-learn
       classifiers need it on their first call), else
     - estimator.fit(X_i, y_i, epochs=1, **fit_params) for an nncore.Sequential
-      (e.g. batch_size=32; fit continues from the current weights).
+      (e.g. batch_size=32; fit continues from the current weights). Each
+      chunk is then one of the model's epochs: a schedule, early_stopping
+      and validation_split see chunks, not passes over X.
     Only one chunk of X and y is in memory at a time (plus the previous one
     while it is released). An empty chunk (what filtering leaves after
     compute_chunk_sizes()) is skipped, as predict() gives it an empty result;

@@ -369,7 +369,12 @@ def _history_numbers(name, values, kind):
                 kind is int and not isinstance(v, numbers.Integral)):
             raise ValueError(f"cannot save this model: model.{name} holds {v!r}; expected "
                              f"{'integers' if kind is int else 'numbers'}")
-        out.append(kind(v))
+        try:
+            out.append(kind(v))
+        except OverflowError:   # an integer beyond float's range (its repr may be huge)
+            raise ValueError(f"cannot save this model: model.{name} holds an integer of "
+                             f"{int(v).bit_length()} bits, too large for a float; expected "
+                             "numbers within float64's range") from None
     return out
 
 

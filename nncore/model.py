@@ -379,8 +379,9 @@ class Sequential:
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses; counted over the rows trained on,
         without validation_split's); the cost is Σ wᵢ·lossᵢ / n (Σ wᵢ·lossᵢ / Σ wᵢ
-        for half_squared_error, log_loss and poisson); the metric and every
-        validation value are unweighted.
+        for half_squared_error, log_loss and poisson). The metric and the
+        validation values are unweighted: validation_split drops the held-out
+        rows' sample_weight (Keras weights its val_loss by them).
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
         monitored value (early stopping's, else val_loss, else loss) is best.
@@ -748,6 +749,15 @@ class Sequential:
         state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
         state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
+        # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;
+        # training writes into the vector and the optimizer state in place (the
+        # compiled engine does not check writability: it crashed), so those two
+        # are copied then (the others are only read)
+        for key in ("_params", "_state"):
+            value = state.get(key)
+            if isinstance(value, np.ndarray) and (type(value) is not np.ndarray
+                                                  or not value.flags.writeable):
+                setattr(self, key, np.array(value))
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()
@@ -1050,10 +1060,20 @@ def _class_weights(class_weight, labels, classes):
                 or not 0 <= c < classes:
             raise ValueError(f"class_weight key {c!r} is not a class; expected 0..{classes - 1}")
         if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, float, np.number)) \
-                or not np.isfinite(w) or w < 0:
+                or not _finite(w) or w < 0:
             raise ValueError(f"class_weight[{c}] = {w!r}; expected a finite number >= 0")
         out[c] = w
     return out
+
+
+def _finite(w):
+    """Whether the number w is finite as a float (a Python int beyond int64, such
+    as 2**70, is a finite weight; np.isfinite cannot take it, and one beyond
+    float64's range is not finite)."""
+    try:
+        return bool(np.isfinite(float(w)))
+    except OverflowError:
+        return False
 
 
 def _weights_in(weights, dtype):

@@ -162,6 +162,9 @@ class ReduceOnPlateau(Schedule):
     less, and the count restarts. The first finite value always sets the best.
     As in torch, "rel" thresholds assume positive values: for a negative best,
     best·(1 ∓ threshold) lies on the wrong side of it.
+    In fit, end() runs after each epoch before the callbacks' on_epoch_end: it
+    sees the epoch's loss, metric, lr and validation values, not the values a
+    callback logs (unlike Keras's ReduceLROnPlateau, itself a callback).
     end() raises MissingMetricError (a KeyError and a ValueError) when `monitor`
     is not in the logs, and TypeError naming the schedule and the key when its
     value is not a real number (None, a str, a bool).
@@ -231,7 +234,9 @@ class ReduceOnPlateau(Schedule):
                             f"{{'loss': 0.5}}, got {type(logs).__name__}")
         if self.monitor not in logs:
             hint = (" (it needs validation data passed to fit)"
-                    if self.monitor.startswith("val_") else "")
+                    if self.monitor.startswith("val_") else
+                    " (in fit it sees the epoch's loss, metric, lr and val_ values, before "
+                    "any callback's on_epoch_end: not a value a callback logs)")
             raise MissingMetricError(
                 f"ReduceOnPlateau monitors {self.monitor!r}{hint}, but epoch {epoch} logged "
                 f"only {sorted(logs)}")

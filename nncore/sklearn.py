@@ -220,7 +220,11 @@ class _EngineMLP:
     _nncore_constraints = {"n_threads": [None, Interval(Integral, 1, None, closed="left")]}
 
     def _threads(self):
-        return blas_threads(self.n_threads)
+        # an Integral n_threads as int: scikit-learn's validation of it (Interval
+        # over Integral) takes True as 1, as for its own int parameters, which
+        # blas.threads refuses (TypeError at fit, after validation passed)
+        n = self.n_threads
+        return blas_threads(int(n) if isinstance(n, Integral) else n)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         """scikit-learn's _fit (under fit and partial_fit), refused with
@@ -315,8 +319,12 @@ class _EngineMLP:
             return
         try:
             self._net(self._weights_dtype(), bind=True)
-        except (ValueError, KeyError):
-            pass  # weights or parameters made invalid before pickling: predict says so
+        except Exception:   # noqa: BLE001
+            # weights or fitted attributes made invalid before pickling (coefs_
+            # of complex/object dtype or None, n_layers_ deleted, …): unpickling,
+            # copy.deepcopy and joblib.load succeed as scikit-learn's do, and
+            # predict (which checks the same) says what is wrong
+            pass
 
     # ------------------------------------------------------------ stochastic solvers
 
@@ -387,11 +395,20 @@ class _EngineMLP:
         Y_train = np.ascontiguousarray(y_train, dtype=dtype)
         sw_train = (None if sample_weight_train is None
                     else np.ascontiguousarray(sample_weight_train, dtype=dtype))
+        # (checked on scikit-learn's weights: a float32 cast can make tiny ones 0)
+        zero_weights = sample_weight_train is not None and not sample_weight_train.all()
         optimizer = self._engine_optimizer()
         n_state = optimizer.n_state * net.params.shape[0]
         if self._optimizer_state is None or self._optimizer_state.shape[0] != n_state:
             self._optimizer_state = np.zeros(n_state, dtype)
-        state = self._optimizer_state = self._optimizer_state.astype(dtype, copy=False)
+        state = self._optimizer_state
+        if (type(state) is not np.ndarray or state.dtype != dtype
+                or not state.flags.writeable or not state.flags.c_contiguous):
+            # a fresh array the engine can write in: after joblib.load(...,
+            # mmap_mode="r") the pickled state is a read-only np.memmap, which
+            # the engine (it checks dtype and shape, not writability) crashed on
+            state = np.array(state, dtype=dtype)
+        self._optimizer_state = state
         # the kind of the optimizer object, not self.solver: as in scikit-learn,
         # partial_fit goes on with the optimizer of the first call even when
         # set_params changed the solver since (sgd <-> adam)
@@ -407,6 +424,9 @@ class _EngineMLP:
                     # same order from the same draws, without resample's ~0.15 ms
                     # of checks and copies per epoch. The engine gathers the batches.
                     self._random_state.shuffle(sample_idx)
+                if zero_weights:
+                    _check_batch_weights(sample_weight_train,
+                                         sample_idx if self.shuffle else None, batch_size)
                 # sgd: the schedule's rate; Adam: its base rate (the engine computes
                 # the per-step rate from it, as scikit-learn's AdamOptimizer does)
                 optimizer.current_lr = (self._optimizer.learning_rate_init if adam
@@ -415,8 +435,13 @@ class _EngineMLP:
                     self.loss_ = net.epoch(X_train, Y_train, sw_train,
                                            sample_idx if self.shuffle else None, batch_size,
                                            optimizer, self.alpha, state, progress)
-                if adam:
-                    self._optimizer.t = int(progress[2])
+                if adam and progress[2]:
+                    # the step count and the rate of its last step, as scikit-learn's
+                    # AdamOptimizer._get_updates leaves them
+                    opt = self._optimizer
+                    opt.t = int(progress[2])
+                    opt.learning_rate = (opt.learning_rate_init * np.sqrt(1 - opt.beta_2**opt.t)
+                                         / (1 - opt.beta_1**opt.t))
                 self.n_iter_ += 1
                 self.t_ += n_samples
                 self.loss_curve_.append(self.loss_)
@@ -567,6 +592,18 @@ def _wide_loss_grad(wide, net, x, perm, X, y, sample_weight, alpha):
     net64, X64, Y64, sw64 = wide[0]
     net64.params[perm] = x
     return net64.loss_grad(X64, Y64, sw64, alpha)
+
+
+def _check_batch_weights(sample_weight, order, batch):
+    """ZeroDivisionError, scikit-learn's, when one of the epoch's batches (of
+    `batch` rows of `order`, or of storage order when it is None) has weights
+    that are all zero: scikit-learn's loss is the batch's np.average with those
+    weights, which raises it (the engine would divide by the zero sum and train
+    on NaN). Raised before the epoch, where scikit-learn raises at that batch,
+    after training the ones before it."""
+    w = sample_weight if order is None else sample_weight[order]
+    if not np.add.reduceat(w, np.arange(0, w.shape[0], batch)).all():
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")
 
 
 def _as_engine_input(X, dtype):

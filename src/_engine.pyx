@@ -569,6 +569,18 @@ cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
     return 0
 
 
+cdef int writable(cnp.ndarray a, str name) except -1:
+    """An array the engine writes into must be writable: a read-only one (say a
+    memory map opened with mode 'r', as joblib.load(..., mmap_mode='r') gives)
+    would crash the process at the first store. Checked at every call that
+    writes, since a flag can change between calls."""
+    if not cnp.PyArray_ISWRITEABLE(a):
+        raise ValueError(f"{name}: the engine writes into this array, but it is read-only "
+                         "(a memory map opened with mode 'r'?); expected a writable array, "
+                         "e.g. a copy (numpy.array(a))")
+    return 0
+
+
 cdef int check_layout(cnp.ndarray params, const Py_ssize_t[:, ::1] layout) except -1:
     """What the loops trust about a Network's structure: the layout nncore.model
     builds (per layer n_in, n_out, activation code, offset of W, offset of b;
@@ -635,6 +647,24 @@ cdef int check_loss(int loss) except -1:
     if not MSE <= loss <= POISSON:
         raise ValueError(f"loss code {loss} is not one of {MSE}..{POISSON}")
     return 0
+
+
+cdef Py_ssize_t check_epoch_buffers(cnp.ndarray loss_out, cnp.ndarray metric_out,
+                                    cnp.ndarray orders, cnp.ndarray progress,
+                                    Py_ssize_t n) except -1:
+    """The buffers of a run of epochs over n rows: loss_out and metric_out
+    (float64, one value an epoch), orders (intp, a permutation of the rows an
+    epoch, or empty for storage order) and progress (int64, 3 values). Returns
+    the number of epochs, len(loss_out)."""
+    expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
+    cdef Py_ssize_t n_epochs = loss_out.shape[0]
+    expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
+    expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
+    check_rows(orders, n)
+    expect(progress, cnp.NPY_INT64, 3, -1, "progress")
+    for a, name in ((loss_out, "loss_out"), (metric_out, "metric_out"), (progress, "progress")):
+        writable(a, name)
+    return n_epochs
 
 
 cdef int check_rows(cnp.ndarray orders, Py_ssize_t n) except -1:
@@ -788,12 +818,7 @@ cdef class Network:
         expect(sample_weight, self.typenum, n if cnp.PyArray_SIZE(sample_weight) else 0, -1,
                "sample_weight")
         check_loss(loss)
-        expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
-        n_epochs = loss_out.shape[0]
-        expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
-        expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
-        check_rows(orders, n)
-        expect(progress, cnp.NPY_INT64, 3, -1, "progress")
+        n_epochs = check_epoch_buffers(loss_out, metric_out, orders, progress, n)
         expect(work, self.typenum, -1, -1, "work")
         if not 0 < batch <= min(n, INT_MAX) or work.shape[0] < self.workspace_size(
                 batch, inp.sparse):
@@ -813,6 +838,9 @@ cdef class Network:
         expect(state, self.typenum,
                2 * p_size if opt.h.kind == ADAM or opt.h.kind == ADAM_SKLEARN
                else p_size if opt.h.momentum else 0, -1, "state")
+        for a, name in ((self.params, "params"), (work, "work"), (grads, "grads"),
+                        (state, "state")):
+            writable(a, name)
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
         cdef double* acc = <double*> malloc(2 * self.net.max_width * sizeof(double))
         cdef void* y = data(Y)
@@ -863,6 +891,7 @@ cdef class Network:
         expect(sample_weight, self.typenum, n if sample_weight.shape[0] else 0, -1,
                "sample_weight")
         expect(grad_out, self.typenum, self.net.n_params, -1, "grad_out")
+        writable(grad_out, "grad_out")
         check_loss(loss)
         if n == 0:
             raise ValueError("X: expected at least one row")
@@ -914,12 +943,8 @@ cdef class Network:
         expect(X, self.typenum, -1, self.net.n_in, "X")
         n = X.shape[0]
         expect(Y, self.typenum, n, self.net.n_out, "Y")
-        expect(loss_out, cnp.NPY_FLOAT64, -1, -1, "loss_out")
-        n_epochs = loss_out.shape[0]
-        expect(metric_out, cnp.NPY_FLOAT64, n_epochs, -1, "metric_out")
-        expect(orders, cnp.NPY_INTP, n_epochs if cnp.PyArray_SIZE(orders) else 0, n, "orders")
-        check_rows(orders, n)
-        expect(progress, cnp.NPY_INT64, 3, -1, "progress")
+        n_epochs = check_epoch_buffers(loss_out, metric_out, orders, progress, n)
+        writable(self.params, "params")
         cdef void* x = data(X)
         cdef void* y = data(Y)
         cdef const Py_ssize_t* order = <const Py_ssize_t*> data(orders)
@@ -983,6 +1008,7 @@ cdef class Network:
         cdef Input x
         cdef Py_ssize_t n = self.input_of(X, &x)
         expect(out, self.typenum, n, self.net.n_out, "out")
+        writable(out, "out")
         self.forward_checked(&x, n, out, logits)
 
     cdef int forward_checked(self, Input* x, Py_ssize_t n, cnp.ndarray out,
@@ -1087,19 +1113,4 @@ cdef class Network:
         return total / n, metric / n
 
 
-def use_ilp64_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv):
-    """Point this module's products at ILP64 BLAS entry points (addresses), or
-    back at SciPy's BLAS with all zeros. Called by nncore.blas at import."""
-    set_ilp64_blas(sgemm, dgemm, sgemv, dgemv)
-
-
-def use_threads(int n):
-    """Let this module's own parallel kernels (the large products on AVX-512
-    CPUs, src/_big_gemm.h) use n threads. Set by nncore.blas.threads."""
-    set_threads(n)
-
-
-def pool_state():
-    """This module's thread count and helper pool: {"threads", "helpers",
-    "woken": jobs posted to each helper} (for tests and nncore.blas)."""
-    return _pool_state()
+include "_module_threads.pxi"

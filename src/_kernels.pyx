@@ -592,22 +592,7 @@ def is_ready_matrix(object X, cnp.dtype dtype not None, Py_ssize_t n_features):
     return ready_matrix(X, dtype.type_num, n_features, PY_SSIZE_T_MAX)
 
 
-def use_ilp64_blas(size_t sgemm, size_t dgemm, size_t sgemv, size_t dgemv):
-    """Point this module's products at ILP64 BLAS entry points (addresses), or
-    back at SciPy's BLAS with all zeros. Called by nncore.blas at import."""
-    set_ilp64_blas(sgemm, dgemm, sgemv, dgemv)
-
-
-def use_threads(int n):
-    """Let this module's own parallel kernels (the large products on AVX-512
-    CPUs, src/_big_gemm.h) use n threads. Set by nncore.blas.threads."""
-    set_threads(n)
-
-
-def pool_state():
-    """This module's thread count and helper pool: {"threads", "helpers",
-    "woken": jobs posted to each helper} (for tests and nncore.blas)."""
-    return _pool_state()
+include "_module_threads.pxi"
 
 
 def perceptron_epoch(const floating[:, ::1] X not None, const floating[:, ::1] Y not None,

@@ -179,6 +179,41 @@ def test_empty_chunk(client):
     np.testing.assert_allclose(nd.predict(model, dX).compute(), model.predict(X), rtol=1e-6)
 
 
+@needs_face
+def test_a_model_that_refuses_zeros_is_probed_with_the_first_row():
+    # the result's dtype and shape come from one row of zeros; a pipeline taking logs
+    # refuses it ("Input X contains infinity"), though every row of X is valid: probe
+    # with X's first row then (dask-ml's ParallelPostFit needs predict_meta there)
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+    X, y = _data(60)
+    X = np.exp(X)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(8)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        pipe = make_pipeline(FunctionTransformer(np.log), MLPClassifier(
+            hidden_layer_sizes=(12,), max_iter=20, random_state=0)).fit(X, y)
+        fpipe = make_pipeline(FunctionTransformer(np.log), MLPClassifier(
+            hidden_layer_sizes=(12,), max_iter=20, random_state=0)).fit(frame, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # nor a "divide by zero" from the zeros probed
+        for method in ("predict", "predict_proba"):
+            got = getattr(nd, method)(pipe, da.from_array(X, chunks=25))
+            np.testing.assert_array_equal(got.compute(scheduler="sync"),
+                                          getattr(pipe, method)(X))
+        got = nd.predict(fpipe, dd.from_pandas(frame, npartitions=3))
+        np.testing.assert_array_equal(got.compute(scheduler="sync"), fpipe.predict(frame))
+    # a first row the model refuses too: its error, naming the row
+    bad = X.copy()
+    bad[0, 0] = 0.0
+    with pytest.raises(ValueError, match="first row of X, which the model was probed with"), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # log(0) in that row: a warning, then the refusal
+        nd.predict(pipe, da.from_array(bad, chunks=25))
+
+
 # ---------------------------------------------------------------- bad input, nothing scheduled
 
 def _untouchable(shape, chunks):

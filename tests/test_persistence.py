@@ -89,6 +89,36 @@ def test_pickle_and_copies(saved, clone):
     twin.fit(X, y, epochs=1, batch_size=8)
 
 
+@pytest.mark.parametrize("optimizer", ["momentum", "adam-cosine"])
+def test_joblib_load_with_mmap_mode_trains(tmp_path, optimizer):
+    """joblib.load(..., mmap_mode="r") gives the weights and optimizer state as
+    read-only memmaps, which training wrote into (a segmentation fault: checked in a
+    fresh process). The loaded model predicts and trains as an unpickled one."""
+    joblib = pytest.importorskip("joblib")
+    X, y = data()
+    m = model(optimizer, dtype="float64")
+    m.fit(X, y, epochs=2, batch_size=8)
+    joblib.dump(m, tmp_path / "m.joblib")
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    twin = pickle.loads(pickle.dumps(m))
+    twin.fit(X, y, epochs=2, batch_size=8)
+    code = f"""if True:
+        import joblib, numpy as np
+        m = joblib.load({str(tmp_path / "m.joblib")!r}, mmap_mode="r")
+        d = np.load({str(tmp_path / "data.npz")!r})
+        m.fit(d["X"], d["y"], epochs=2, batch_size=8)
+        np.savez({str(tmp_path / "out.npz")!r}, *m.get_weights())
+        print("ok")
+    """
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "ok"
+    got = np.load(tmp_path / "out.npz")
+    for i, a in enumerate(twin.get_weights()):
+        np.testing.assert_array_equal(got[f"arr_{i}"], a)
+
+
 def test_atomic_write_keeps_previous_file(saved, monkeypatch):
     m, path = saved
     before = path.read_bytes()
@@ -915,6 +945,19 @@ def test_save_names_a_history_value_that_is_not_a_number(saved, tmp_path, field,
     where = "history.epoch" if field == "epoch" else rf"history.history\['{field}'\]"
     with pytest.raises(ValueError, match=rf"cannot save this model: model\.{where} holds "
                                          rf"{re.escape(repr(value))}; expected"):
+        m.save(path)
+    assert path.read_bytes() == before and temporaries(tmp_path) == []
+
+
+def test_save_names_a_history_integer_too_large_for_a_float(saved, tmp_path):
+    """A callback may log a Python int; one beyond float64's range made save raise
+    float()'s bare OverflowError, naming nothing (and its repr may exceed Python's
+    4300-digit limit): a ValueError naming the field, and the previous file stays."""
+    m, path = saved
+    before = path.read_bytes()
+    m.history.history["loss"].append(10 ** 5000)
+    with pytest.raises(ValueError, match=r"model\.history\.history\['loss'\] holds an integer "
+                                         r"of 16610 bits, too large for a float"):
         m.save(path)
     assert path.read_bytes() == before and temporaries(tmp_path) == []
 

@@ -231,12 +231,17 @@ def test_kernel_wrappers_refuse_what_their_kernel_would_misread():
 def test_network_checks_every_buffer_it_dereferences():
     """The compiled Network's constructor checks the layout against the
     parameter vector, and its methods check every array (None and 0-d
-    included) and code before the nogil loops read them."""
+    included) and code before the nogil loops read them, and that every array
+    they write into (the parameters included) is writable."""
     got = outcomes("""
         f4 = lambda *s: np.ones(s, np.float32)
         lay = lambda *rows: np.array(rows, np.intp)
         net = E.Network(np.zeros(8, np.float32), lay((3, 2, 0, 0, 6)))
         progress = np.zeros(3, np.int64)
+        def ro(a):   # read-only, as from joblib.load(..., mmap_mode="r")
+            a.flags.writeable = False
+            return a
+        frozen = E.Network(ro(np.zeros(8, np.float32)), lay((3, 2, 0, 0, 6)))
         def train(**kw):
             args = dict(X=f4(4, 3), Y=f4(4, 2), sample_weight=f4(0),
                         orders=np.zeros((0, 4), np.intp), batch=2, grads=f4(8), state=f4(8),
@@ -244,7 +249,8 @@ def test_network_checks_every_buffer_it_dereferences():
                         hyper=(0, 0.9, False, 0.0, 0.0, 0.0, 0.0, False), lr=0.1,
                         progress=progress, loss_out=np.zeros(1), metric_out=np.zeros(1))
             args.update(kw)
-            return net.train_epochs(*args.values())
+            return kw.pop("network", net).train_epochs(
+                *(v for k, v in args.items() if k != "network"))
         CALLS = {
           "layout params too short": lambda: E.Network(np.zeros(3, np.float32),
                                                        lay((3, 2, 0, 0, 6))),
@@ -268,6 +274,18 @@ def test_network_checks_every_buffer_it_dereferences():
           "train kind": lambda: train(hyper=(7, 0.9, False, 0.0, 0.0, 0.0, 0.0, False)),
           "train loss code": lambda: train(loss=11),
           "train big batch": lambda: train(batch=2**31),
+          "train params read-only": lambda: train(network=frozen),
+          "train state read-only": lambda: train(state=ro(f4(8))),
+          "train grads read-only": lambda: train(grads=ro(f4(8))),
+          "train work read-only": lambda: train(work=ro(f4(net.workspace_size(2)))),
+          "train progress read-only": lambda: train(progress=ro(np.zeros(3, np.int64))),
+          "train loss_out read-only": lambda: train(loss_out=ro(np.zeros(1))),
+          "train metric_out read-only": lambda: train(metric_out=ro(np.zeros(1))),
+          "perceptron params read-only": lambda: frozen.perceptron_epochs(f4(4, 3), f4(4, 2),
+              np.zeros((0, 4), np.intp), 0.1, progress, np.zeros(1), np.zeros(1)),
+          "gradient read-only": lambda: net.loss_and_gradient(f4(4, 3), f4(4, 2), f4(0), 0,
+                                                              0.0, ro(f4(8))),
+          "forward out read-only": lambda: net.forward(f4(4, 3), ro(f4(4, 2))),
           "perceptron orders": lambda: net.perceptron_epochs(f4(4, 3), f4(4, 2),
               np.array([[0, 1, 2, 99]], np.intp), 0.1, progress, np.zeros(1), np.zeros(1)),
           "perceptron None": lambda: net.perceptron_epochs(f4(4, 3), f4(4, 2), None, 0.1,
@@ -281,6 +299,11 @@ def test_network_checks_every_buffer_it_dereferences():
     """)
     wrong = {name: o for name, o in got.items() if o[0] not in ("ValueError", "TypeError")}
     assert not wrong, wrong
+    # each read-only array is refused as such (writing into a read-only memory map
+    # would crash the process)
+    unnamed = {name: o for name, o in got.items() if "read-only" in name
+               and not (o[0] == "ValueError" and "read-only" in o[1])}
+    assert not unnamed, unnamed
 
 
 # ---------------------------------------------------- item 1: changes inside fit

@@ -4,6 +4,7 @@ import math
 import numpy as np
 import pytest
 
+import nncore
 from nncore import schedules
 from nncore.schedules import (Constant, Cosine, Exponential, InverseTime, MissingMetricError,
                               ReduceOnPlateau, Schedule, StepDecay, as_schedule)
@@ -158,6 +159,8 @@ def test_reduce_on_plateau_missing_key():
     with pytest.raises(KeyError):
         s.end(0, {"loss": 1.0})
     assert issubclass(MissingMetricError, KeyError) and issubclass(MissingMetricError, ValueError)
+    with pytest.raises(MissingMetricError, match="not a value a callback logs"):
+        ReduceOnPlateau(0.1, monitor="auc").end(0, {"loss": 1.0})
     with pytest.raises(TypeError, match="mapping"):
         s.end(0, [1.0])
     for value in ("low", None, True):   # the error names the schedule and its key
@@ -279,3 +282,17 @@ def test_repr_round_trips(s):
     assert type(clone) is type(s) and repr(clone) == repr(s)
     assert repr(s).startswith(f"{type(s).__name__}(lr=")
     assert isinstance(s, Schedule)
+
+
+def test_reduce_on_plateau_in_fit_says_it_does_not_see_callback_values():
+    # Keras's ReduceLROnPlateau is a callback and sees what earlier callbacks log; nncore's
+    # schedule runs before the callbacks, and the error says so instead of "only logged"
+    class Log(nncore.Callback):
+        def on_epoch_end(self, model, logs):
+            logs["auc"] = 0.5
+
+    rng = np.random.default_rng(0)
+    model = nncore.Sequential([nncore.Dense(3, 2, "softmax")], loss="cross_entropy", seed=0,
+                              optimizer=nncore.SGD(lr=ReduceOnPlateau(0.1, monitor="auc")))
+    with pytest.raises(MissingMetricError, match="before any callback's on_epoch_end"):
+        model.fit(rng.normal(size=(8, 3)), rng.integers(0, 2, 8), epochs=2, callbacks=[Log()])

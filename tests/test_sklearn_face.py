@@ -4,6 +4,7 @@ scikit-learn estimator contract (parametrize_with_checks with no expected
 failures, clone, Pipeline, GridSearchCV, cross_val_score, pickling), and the
 optional-dependency rules (import nncore never imports scikit-learn; a missing
 or unsupported scikit-learn gives an ImportError saying what to install)."""
+import copy
 import io
 import pickle
 import re
@@ -219,6 +220,46 @@ def test_same_model_sample_weight(task, early_stopping):
     ref, ours = fit_both(task, X, y, fit_kw=dict(sample_weight=sw), solver="sgd",
                          learning_rate_init=0.05, early_stopping=early_stopping, **SMALL)
     assert_same_model(ours, ref)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+@pytest.mark.parametrize("how", ["fit", "partial_fit"])
+def test_a_batch_of_zero_weights_raises_sklearns_zero_division_error(how, shuffle):
+    # scikit-learn's loss is each batch's np.average: a batch whose sample weights
+    # are all zero raises ZeroDivisionError (the engine trained on NaN and ended in
+    # the non-finite-weights error, which blames large input values)
+    X, y = data("multiclass", n=150)
+    sw = np.ones(X.shape[0])
+    sw[:20] = 0.0
+    if shuffle:   # most rows weightless: some shuffled batch of 4 has no weight
+        sw[:140] = 0.0
+    params = dict(SMALL, solver="sgd", batch_size=20 if not shuffle else 4, shuffle=shuffle)
+    for est in pair("multiclass", **params):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+                if how == "fit":
+                    est.fit(X, y, sample_weight=sw)
+                else:
+                    est.partial_fit(X, y, classes=np.unique(y), sample_weight=sw)
+
+
+def test_adam_optimizer_object_left_as_sklearns():
+    # scikit-learn's AdamOptimizer keeps its step count t and the rate of its last
+    # step in learning_rate (read by users as the current rate); here the engine
+    # steps, and learning_rate stayed learning_rate_init
+    X, y = data("multiclass")
+    ref, ours = pair("multiclass", **dict(SMALL, solver="adam", learning_rate_init=0.01))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ref, ours):
+            est.fit(X, y)
+    assert ours._optimizer.t == ref._optimizer.t > 0
+    assert ours._optimizer.learning_rate == ref._optimizer.learning_rate != 0.01
+    for est in (ref, ours):
+        est.partial_fit(X, y)
+    assert ours._optimizer.t == ref._optimizer.t
+    assert ours._optimizer.learning_rate == ref._optimizer.learning_rate
 
 
 @pytest.mark.parametrize("task", ["multiclass", "multilabel", "regression"])
@@ -801,6 +842,43 @@ def test_labels_decoded_like_label_binarizer(task):
     assert (est.predict(X) == est.classes_[1]).all()
 
 
+def _complex_coefs(est):
+    est.coefs_[1] = est.coefs_[1].astype(complex)
+
+
+def _no_coefs(est):
+    est.coefs_ = None
+
+
+def _no_n_layers(est):
+    del est.n_layers_
+
+
+@pytest.mark.parametrize("spoil", [_complex_coefs, _no_coefs, _no_n_layers])
+def test_a_fitted_model_spoiled_before_pickling_still_unpickles(spoil):
+    # scikit-learn's estimator unpickles (copy.deepcopy, joblib.load) whatever its
+    # fitted attributes hold; rebinding the weights to the engine's vector raised
+    # TypeError/AttributeError out of __setstate__ instead. Predict then does what it
+    # does on the original (nncore refuses complex weights where scikit-learn predicts).
+    X, y = data("multiclass")
+    for est in pair("multiclass", **dict(SMALL, solver="sgd")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        spoil(est)
+        for again in (pickle.loads(pickle.dumps(est)), copy.deepcopy(est)):
+            assert _outcome(again.predict, X) == _outcome(est.predict, X)
+
+
+def _outcome(call, *args):
+    """The type of the exception call(*args) raises, None if it returns."""
+    try:
+        call(*args)
+    except Exception as exc:   # noqa: BLE001
+        return type(exc)
+    return None
+
+
 def test_invalid_parameters_raise_at_fit_like_sklearn():
     X, y = data("binary")
     for bad in (dict(activation="softplus"), dict(alpha=-1.0), dict(solver="newton"),
@@ -827,6 +905,12 @@ def test_n_threads_changes_nothing():
     two = nk.MLPClassifier(**SMALL, n_threads=2).fit(X, y)
     assert model_diff(one, two) == 0.0
     assert nk.MLPClassifier(n_threads=2).get_params()["n_threads"] == 2
+    # values scikit-learn's validation accepts as ints (True, as for max_iter, and
+    # NumPy integers) run as those ints (True was a TypeError from blas.threads)
+    for n in (True, np.int64(2)):
+        est = nk.MLPClassifier(**SMALL, n_threads=n).fit(X, y)
+        assert model_diff(est, one) == 0.0
+        assert (est.predict(X) == one.predict(X)).all()
 
 
 WAKE_CHECK = r"""
@@ -941,6 +1025,37 @@ def test_pickle_and_joblib_round_trips_bit_identical(task, tmp_path):
                          timeout=120, cwd=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_after_joblib_load_with_mmap_mode(solver, tmp_path):
+    # joblib.load(..., mmap_mode="r") gives the pickled optimizer state (momentum
+    # velocities, Adam's moments) as a read-only np.memmap, which the engine wrote
+    # into: a segmentation fault (so the check runs in a fresh process). Training
+    # now goes on as after a plain unpickle. (scikit-learn's own estimator raises
+    # "output array is read-only" there: its coefs_ stay read-only memmaps.)
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**dict(SMALL, solver=solver)).partial_fit(X, y, classes=np.unique(y))
+    joblib.dump(est, tmp_path / "m.joblib")
+    expected = pickle.loads(pickle.dumps(est)).partial_fit(X, y)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    code = textwrap.dedent(f"""
+        import joblib, numpy as np
+        est = joblib.load({str(tmp_path / "m.joblib")!r}, mmap_mode="r")
+        assert isinstance(est._optimizer_state, np.memmap)
+        assert not est._optimizer_state.flags.writeable
+        est.partial_fit(np.load({str(tmp_path / "X.npy")!r}), np.load({str(tmp_path / "y.npy")!r}))
+        np.savez({str(tmp_path / "out.npz")!r}, *est.coefs_, *est.intercepts_)
+        print("ok")
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=str(tmp_path))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "ok"
+    got = np.load(tmp_path / "out.npz")
+    for i, a in enumerate(expected.coefs_ + expected.intercepts_):
+        np.testing.assert_array_equal(got[f"arr_{i}"], a)
 
 
 # ---------------------------------------------------------------- optional dependency

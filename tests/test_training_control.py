@@ -517,6 +517,16 @@ def test_early_stopping_refuses_a_monitored_value_that_is_not_a_number(value):
                          early_stopping=es)
 
 
+def test_early_stopping_names_a_monitored_integer_too_large_for_a_float():
+    """A Python int beyond float64's range is a Real, and math.isnan raised a bare
+    OverflowError for it, naming nothing."""
+    es = EarlyStopping(monitor="val_score", patience=5)
+    with pytest.raises(ValueError, match=r"EarlyStopping monitors 'val_score', but the logs of "
+                                         r"epoch 2 hold an integer of 1329 bits"):
+        make_model().fit(*make_data(), epochs=3, callbacks=[LogsMetric([0.5, 10 ** 400, 0.3])],
+                         early_stopping=es)
+
+
 def test_early_stopping_refuses_a_monitored_key_that_stops_being_logged():
     """Logged at the first epoch, missing at the second: a bare KeyError."""
     class FirstEpochOnly(Callback):
@@ -795,6 +805,7 @@ def test_class_weight_multiplies_sample_weight():
     (dict(class_weight={"0": 1.0}), ValueError, "not a class"),
     (dict(class_weight={0: -1.0}), ValueError, ">= 0"),
     (dict(class_weight={0: float("inf")}), ValueError, ">= 0"),
+    (dict(class_weight={0: 10 ** 400}), ValueError, ">= 0"),   # was numpy's bare TypeError
     (dict(class_weight="even"), ValueError, "'balanced'"),
     (dict(class_weight=[1.0, 2.0, 3.0]), TypeError, "dict or 'balanced'"),
 ])
@@ -808,6 +819,16 @@ def test_class_weight_needs_a_classification_loss(loss, outputs):
     X, y = make_data(loss, outputs=outputs)
     with pytest.raises(ValueError, match="class_weight needs a classification loss"):
         make_model(loss, outputs=outputs).fit(X, y, class_weight={0: 2.0})
+
+
+def test_class_weight_takes_a_python_int_beyond_int64():
+    """2**70 is a finite weight; np.isfinite could not take the Python int and raised
+    a bare TypeError ("ufunc 'isfinite' not supported for the input types")."""
+    X, y = make_data()
+    small = np.full(len(y), 2.0 ** -70)   # class 0's rows then weigh 1
+    a = make_model().fit(X, y, epochs=2, class_weight={0: 2 ** 70}, sample_weight=small)
+    b = make_model().fit(X, y, epochs=2, class_weight={0: float(2 ** 70)}, sample_weight=small)
+    assert a.history == b.history and np.isfinite(a.history["loss"]).all()
 
 
 def test_class_weight_zeroing_every_row_refused():
