@@ -53,6 +53,11 @@ DTYPES = {"float32": "float32 weights and arithmetic",
 DTYPE_HELP = ("the model's precision (Sequential's dtype): "
               + "; ".join(f"{name}: {meaning}" for name, meaning in DTYPES.items())
               + " (default: %(default)s)")
+# cells pandas.read_csv reads as missing (its default na_values, pandas 2-3; the
+# NaN spellings among them are numbers to float() and refused as NaN)
+MISSING_CELLS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
+                           "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN",
+                           "None", "n/a", "nan", "null"])
 # Keras's default learning rates (nncore.SGD has no default; Adam's is 0.001)
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
@@ -180,7 +185,11 @@ def read_data(path, target=None, features=None, hint=""):
                                   None if target is None else names.index(target))
             for row in rows:
                 columns.add(row)
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except UnicodeDecodeError as exc:   # Excel's "CSV" is the Windows code page, e.g. cp1252
+        raise UsageError(f"{path} is not a readable CSV file ({exc}): nncore reads UTF-8 "
+                         "(with or without a BOM); save it as UTF-8 (Excel: \"CSV UTF-8\"), "
+                         "or convert it, e.g. iconv -f cp1252 -t utf-8") from None
+    except csv.Error as exc:
         raise UsageError(f"{path} is not a readable CSV file ({exc})") from None
     return columns.features(features, hint), columns.target(), list(features)
 
@@ -192,6 +201,9 @@ def _header(path, row):
     if row is None:
         raise UsageError(f"{path} is empty; expected a header row and data rows")
     names = [name.strip() for name in row]
+    # a second byte-order mark (a BOM file re-encoded or prefixed again): the utf-8-sig
+    # codec takes one off, the other stayed in the first name, invisible in messages
+    names[0] = names[0].lstrip("\ufeff").strip()
     other = [sep for sep in ";\t|" if len(names) == 1 and sep in names[0]]
     if other:   # (Excel in many locales writes ';'): one column named "a;b;label"
         raise UsageError(f"{path} has one column, named {names[0]!r}: nncore reads "
@@ -199,8 +211,12 @@ def _header(path, row):
                          f"{other[0]!r}; convert the file (e.g. pandas.read_csv(path, "
                          f"sep={other[0]!r}).to_csv(new_path, index=False))")
     if len(set(names)) != len(names) or "" in names:
+        # DataFrame.to_csv writes the index, unnamed, as the first column by default
+        index = (" (an unnamed first column is usually a pandas index: write the file "
+                 "with DataFrame.to_csv(path, index=False))"
+                 if names[0] == "" and "" not in names[1:] else "")
         raise UsageError(f"{path}: the header row must name every column once, got "
-                         f"{', '.join(map(repr, names))}")
+                         f"{', '.join(map(repr, names))}{index}")
     return names
 
 
@@ -253,9 +269,9 @@ class _CsvColumns:
         for name, bad, infinite in zip(names, self.bad, self.infinite):
             if bad is not None:
                 row, cell = bad
-                if not cell.strip():   # a missing value, not a text column
-                    raise UsageError(f"column {name!r} of {self.path} has an empty cell (a "
-                                     f"missing value) in data row {row}; expected finite "
+                if cell.strip() in MISSING_CELLS:   # a missing value, not a text column
+                    raise UsageError(f"column {name!r} of {self.path} has {_missing(cell)} "
+                                     f"(a missing value) in data row {row}; expected finite "
                                      "numbers (fill in or drop missing values)")
                 raise UsageError(f"column {name!r} of {self.path} is not numeric: data row "
                                  f"{row} holds {cell!r}{hint}")
@@ -300,10 +316,10 @@ def _numeric(column, name, path, hint=""):
         values = np.fromiter(map(float, text.tolist()), np.float64, count=text.shape[0])
     except ValueError:
         row, cell = next((i, c) for i, c in enumerate(text, 1) if not _is_number(c))
-        if not cell.strip():   # a missing value, not a text column
-            raise UsageError(f"column {name!r} of {path} has an empty cell (a missing value) "
-                             f"in data row {row}; expected finite numbers (fill in or drop "
-                             "missing values)") from None
+        if cell.strip() in MISSING_CELLS:   # a missing value, not a text column
+            raise UsageError(f"column {name!r} of {path} has {_missing(cell)} (a missing "
+                             f"value) in data row {row}; expected finite numbers (fill in or "
+                             "drop missing values)") from None
         raise UsageError(f"column {name!r} of {path} is not numeric: data row {row} holds "
                          f"{str(cell)!r}{hint}") from None
     bad = np.flatnonzero(~np.isfinite(values))
@@ -312,6 +328,12 @@ def _numeric(column, name, path, hint=""):
                          f"{bad[0] + 1} holds {str(text[bad[0]])!r}; expected finite numbers "
                          "(fill in or drop missing values)")
     return values
+
+
+def _missing(cell):
+    """How an error names a missing-value cell: "an empty cell", or its marker
+    as pandas reads it ("'NA'", "'#N/A'", "'null'", ...)."""
+    return "an empty cell" if not cell.strip() else f"{cell.strip()!r}"
 
 
 def _is_number(text):
@@ -534,7 +556,8 @@ def refuse_overwriting_model(model, output):
 
 def refuse_missing_folder(output):
     """UsageError, before any work, when `output` could not be saved: a folder,
-    or a path in a folder that does not exist (save would find it only after
+    a path in a folder that does not exist, or one whose "<output>.json" name
+    is longer than the folder allows (save would find it only after
     training)."""
     from .io import _refuse_folder
     if not output:
@@ -548,6 +571,16 @@ def refuse_missing_folder(output):
     if not os.path.isdir(folder):
         raise UsageError(f"cannot save to {output!r}: the folder {folder!r} does not exist; "
                          "create it first, or choose another -o")
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):   # (no pathconf on Windows)
+        return
+    name = os.path.basename(sidecar_path(os.path.realpath(output)))
+    if len(os.fsencode(name)) > limit:   # found by open() only after training and saving
+        raise UsageError(f"cannot save to {output!r}: the name of the JSON file written beside "
+                         f"it, {name[:40]}... ({len(os.fsencode(name))} bytes), is longer than "
+                         f"the {limit} bytes a file name may have in {folder!r}; choose a "
+                         "shorter -o")
 
 
 def write_file(path, write, binary=False):
@@ -637,8 +670,9 @@ def cmd_train(args):
     rows = [("training", model.evaluate(X[train], y[train]), train.shape[0])]
     if validation is not None:
         rows.append(("validation", model.evaluate(*validation), held.shape[0]))
+    # (the best epoch being the last one trained, nothing was put back)
     restored = (f"; early stopping restored epoch {history.restored_epoch + 1}"
-                if history.restored_epoch is not None else "")
+                if history.restored_epoch not in (None, history.epoch[-1]) else "")
     print(f"trained {len(history.epoch)} epochs in {seconds:.2f} s{restored}")
     print(table(rows))
     print(f"saved {args.output} (and {sidecar_path(args.output)}: features, target, classes)")
@@ -664,9 +698,12 @@ def warn_unseen_classes(classes, y_train, y_held, fraction):
 def table(rows):
     """rows of (name, {metric: value}, samples) as aligned text."""
     keys = list(rows[0][1])
-    lines = [f"{'':12s}" + "".join(f"{k:>12s}" for k in keys) + f"{'samples':>10s}"]
+    # the first column as wide as its longest name (evaluate's is the data file's)
+    width = max([12] + [len(name) + 1 for name, _, _ in rows])
+    lines = [" " * width + "".join(f"{k:>12s}" for k in keys) + f"{'samples':>10s}"]
     for name, values, n in rows:
-        lines.append(f"{name:12s}" + "".join(f"{values[k]:12.6g}" for k in keys) + f"{n:10d}")
+        lines.append(f"{name:{width}s}" + "".join(f"{values[k]:12.6g}" for k in keys)
+                     + f"{n:10d}")
     return "\n".join(lines)
 
 

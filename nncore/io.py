@@ -29,6 +29,7 @@ left by a writer that was killed (its pid is gone, or it is older than
 STALE_SECONDS) is removed by the next save to the same path.
 """
 import errno
+import hashlib
 import io
 import json
 import math
@@ -66,6 +67,7 @@ SCHEDULES = {cls.__name__: cls for cls in (schedules.Constant, schedules.StepDec
 # deflate cannot expand more than 1032:1; other zip methods are refused
 DEFLATE_RATIO = 1032
 TEMP_MARK = ".nncore-tmp-"
+TEMP_TAIL = 20 + 1 + 8     # after the mark: a pid (up to 20 digits), "-", 8 hex digits
 STALE_SECONDS = 15 * 60
 
 
@@ -188,7 +190,10 @@ def _file_object(obj, method, mode):
     if isinstance(obj, (str, bytes, os.PathLike)) or not hasattr(obj, method):
         return False
     mode_of = getattr(obj, "mode", None)   # (a tempfile wrapper is no TextIOBase)
-    if isinstance(obj, io.TextIOBase) or (isinstance(mode_of, str) and "b" not in mode_of):
+    # (a binary stream's mode need not say "b": a zip member's is "r" or "w")
+    if isinstance(obj, io.TextIOBase) or (isinstance(mode_of, str) and "b" not in mode_of
+                                          and not isinstance(obj, (io.BufferedIOBase,
+                                                                   io.RawIOBase))):
         raise TypeError(f"the file object is open in text mode; a model file is binary: "
                         f"open it with mode {mode!r}")
     able, doing = {"write": ("writable", "writing"), "read": ("readable", "reading")}[method]
@@ -236,7 +241,7 @@ def _temp_file(target, user_path):
     except OSError as exc:
         raise type(exc)(exc.errno, exc.strerror, user_path) from None
     _remove_stale(folder, name)
-    prefix = f".{name}{TEMP_MARK}{os.getpid()}-"
+    prefix = f"{_temp_prefix(folder, name)}{os.getpid()}-"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) \
         | getattr(os, "O_CLOEXEC", 0)
     while True:
@@ -266,10 +271,31 @@ def _temp_file(target, user_path):
     return fd, tmp
 
 
+def _temp_prefix(folder, name):
+    """'.<name>.nncore-tmp-', how the temporary files of `name` in `folder`
+    begin (the pid, '-' and 8 hex digits follow). A name too long for that
+    within the folder's longest file name (a legal 250-byte name could not be
+    saved: 'File name too long') is cut, and tagged with a hash of the whole
+    name so that other long names sharing its start get their own prefix."""
+    mark = f".{name}{TEMP_MARK}"
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):   # (no pathconf on Windows)
+        limit = 255
+    room = limit - TEMP_TAIL
+    if len(os.fsencode(mark)) <= room:
+        return mark
+    tag = "~" + hashlib.sha256(os.fsencode(name)).hexdigest()[:8]
+    cut = name
+    while cut and len(os.fsencode(f".{cut}{tag}{TEMP_MARK}")) > room:
+        cut = cut[:-1]
+    return f".{cut}{tag}{TEMP_MARK}"
+
+
 def _remove_stale(folder, name):
     """Delete `.<name>.nncore-tmp-<pid>-*` files whose writer is dead or that
     are older than STALE_SECONDS (left by a save that was killed)."""
-    mark = f".{name}{TEMP_MARK}"
+    mark = _temp_prefix(folder, name)
     try:
         entries = list(os.scandir(folder))
     except OSError:

@@ -378,9 +378,10 @@ class Sequential:
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses; counted over the rows trained on,
-        without validation_split's); the cost is Σ wᵢ·lossᵢ / n. Validation
-        values are unweighted: validation_split drops the held-out rows'
-        sample_weight (Keras weights its val_loss by them).
+        without validation_split's); the cost is Σ wᵢ·lossᵢ / n (Σ wᵢ·lossᵢ / Σ wᵢ
+        for half_squared_error, log_loss and poisson). The metric and the
+        validation values are unweighted: validation_split drops the held-out
+        rows' sample_weight (Keras weights its val_loss by them).
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
         monitored value (early stopping's, else val_loss, else loss) is best.
@@ -447,9 +448,9 @@ class Sequential:
 
     def _best_of(self, n_init, args, early_stopping, validated):
         """n_init runs from the current state and fresh initialisations; keeps
-        the best run's weights, optimizer state and History (whose `runs` lists
-        every run's final monitored value), and early_stopping's attributes as
-        that run left them. Each run ends with the
+        the best run's weights, optimizer state, shuffling generator and History
+        (whose `runs` lists every run's final monitored value), and
+        early_stopping's attributes as that run left them. Each run ends with the
         end-of-training contract (training.end_training). A run that raises
         (DivergenceError, KeyboardInterrupt, ...) ends the search: the model
         keeps the best of the runs that completed, if any (else the failing
@@ -470,6 +471,7 @@ class Sequential:
             except BaseException as exc:
                 if best is not None:
                     self._restore(best[1])
+                    self.rng.bit_generator.state = best[4]
                     _restore_stopper(early_stopping, best[3])
                     best[2].runs = finals
                     self.history = best[2]
@@ -489,9 +491,13 @@ class Sequential:
             finals.append(final)
             # a NaN never beats another run's value; any number beats a NaN kept so far
             if best is None or final == final and not sign * final >= sign * best[0]:
+                # the generator as the run left it: the kept run goes on shuffling as
+                # it would have, had it been the only one
                 best = (final, self._snapshot(), history,
-                        None if early_stopping is None else dict(vars(early_stopping)))
+                        None if early_stopping is None else dict(vars(early_stopping)),
+                        self.rng.bit_generator.state)
         self._restore(best[1])
+        self.rng.bit_generator.state = best[4]
         _restore_stopper(early_stopping, best[3])
         best[2].runs = finals
         self.history = best[2]
@@ -520,7 +526,17 @@ class Sequential:
         (model.optimizer = Adam(...)) included, its state and schedule
         restarted — as a Keras model re-initialised after
         model.compile(optimizer=...) keeps the compiled optimizer (and
-        scikit-learn's fit after set_params uses the new parameters)."""
+        scikit-learn's fit after set_params uses the new parameters).
+
+        Raises RuntimeError while the model is being fitted (from a
+        callback's hook, or another thread): the running fit would go on with
+        its own step and epoch counts and optimizer state on re-drawn weights."""
+        if self._fit_thread is not None:
+            raise RuntimeError(
+                "reset() was called while this model is being fitted (a callback's hook runs "
+                "inside fit): fit would go on with the step and epoch counts and optimizer "
+                "state of before the reset, on re-drawn weights. Set model.stop_training = "
+                "True and call reset() once fit returns")
         self.rng = np.random.default_rng(self._seed_sequence)
         for layer in self.layers:
             layer.initialize(self.rng)

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from .validation import is_sparse
+
 # validation metrics the engine logs next to each loss (nncore.training.metric_name)
 METRICS = ("accuracy", "mean_error", "errors")
 
@@ -32,7 +34,9 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
 
     history: an nncore History (model.fit's return value, or model.history).
     ax: None (a new figure: loss on the left, the metric on the right), one
-    matplotlib Axes (the loss panel only), or a pair of Axes (loss, metric).
+    matplotlib Axes (the loss panel only), or a pair of Axes (loss, metric):
+    a list, tuple or array of two (plt.subplots(1, 2) or (2, 1), squeezed or
+    not); ValueError for another number of Axes.
 
     x is the epoch number counted from 1 over the model's life
     (History.epoch + 1: the epochs trained when the value was measured).
@@ -61,6 +65,9 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
                                layout="constrained", squeeze=False)
         loss_ax, metric_ax = axes[0, 0], axes[0, 1] if metric else None
     elif isinstance(ax, (list, tuple, np.ndarray)):
+        # an array of Axes as plt.subplots gives it: (2,), (1, 2), (2, 1) are a pair;
+        # a (2, 2) grid is four Axes (its len is 2: its rows were taken as Axes)
+        ax = np.ravel(np.asarray(ax, dtype=object)) if isinstance(ax, np.ndarray) else ax
         if len(ax) != 2:
             raise ValueError(f"ax must be one Axes or a pair (loss, metric), got {len(ax)}")
         loss_ax, metric_ax = ax
@@ -70,14 +77,19 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
     restored = getattr(history, "restored_epoch", None)
     panels = [(loss_ax, "loss")] + ([(metric_ax, metric)] if metric_ax is not None and metric
                                     else [])
+    # a line through one point draws nothing: a one-epoch History gets markers
+    marker = "o" if len(x) == 1 else None
     for panel, key in panels:
-        panel.plot(x, values[key], color="C0", label=f"training {key}")
+        panel.plot(x, values[key], color="C0", marker=marker, label=f"training {key}")
         if f"val_{key}" in values:
-            panel.plot(x, values[f"val_{key}"], color="C1", label=f"validation {key}")
+            panel.plot(x, values[f"val_{key}"], color="C1", marker=marker,
+                        label=f"validation {key}")
         if restored is not None:
             panel.axvline(restored + 1, color="0.3", linestyle=":",
                           label=f"restored (epoch {restored + 1})")
         panel.set_xlabel("epoch")
+        # whole epochs only: a few epochs would get ticks at 1.25, 1.5, ...
+        panel.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
         panel.set_ylabel(key)
         panel.legend(loc="best")
     lr_ax = None
@@ -92,31 +104,36 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
     return {"loss": loss_ax, "metric": metric_ax if metric else None, "lr": lr_ax}
 
 
-def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: Any = None,
+def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = None,
                       resolution: int = 200) -> Any:
     """Colour the plane by the class a model predicts, over two input features,
     and scatter the samples (X, y) on top.
 
     model: a fitted nncore Sequential with 2 inputs. X: (n_samples, 2)
-    array-like; y: (n,) class indices 0..k-1 (numbers, as the model's
-    classes) or (n, classes) one-hot rows (colours of the points), or None.
+    array-like or scipy.sparse matrix (what fit takes); y: (n,) class
+    indices 0..k-1 (numbers, as the model's classes) or (n, classes) one-hot
+    rows (colours of the points), or None.
     The grid spans X's range plus 5 % on every side, `resolution` points per
     axis. The predicted class of a grid point is the
     argmax of model.predict for several outputs, and output > 0.5 for a single
     output (sigmoid, step, or a regression onto 0/1). The regions are a
     filled contour (Axes.contourf) with levels -0.5, 0.5, ..., k - 0.5 for k
-    classes, so region i holds the points predicted as class i.
+    classes, so region i holds the points predicted as class i; each class has
+    its own colour (tab10 up to 10 classes, tab20 up to 20, turbo beyond).
 
     Returns the Axes. Raises ValueError when the model or X does not have
     exactly 2 features (a decision boundary over more inputs needs a
     projection this function does not guess) or y holds other than integer
-    class indices (strings, fractions), ImportError without matplotlib.
+    class indices 0..k-1 (strings, fractions, -1/1 labels, classes the model
+    does not have), ImportError without matplotlib.
     """
     if getattr(model, "n_features", None) is None or not hasattr(model, "predict"):
         raise TypeError(f"model must be an nncore Sequential, got {type(model).__name__}")
     if model.n_features != 2:
         raise ValueError(f"decision_boundary draws models with 2 input features; this model "
                          f"has {model.n_features}")
+    if is_sparse(X):   # two columns: dense is small (np.asarray cannot convert it)
+        X = X.toarray()
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != 2 or X.shape[0] == 0:
         raise ValueError(f"X has shape {X.shape}; expected (n_samples, 2)")
@@ -144,16 +161,34 @@ def decision_boundary(model: Any, X: ArrayLike, y: ArrayLike | None = None, ax: 
             raise ValueError(f"y holds non-integer values; {expected}")
         if colours.shape[0] != X.shape[0]:
             raise ValueError(f"y has {colours.shape[0]} labels for {X.shape[0]} samples")
+        if colours.size and (colours.min() < 0 or colours.max() > k - 1):
+            # (a point of class 5 over two regions, or a -1/1 label, drew in a colour no
+            # region has)
+            raise ValueError(f"y holds labels in {colours.min():g}..{colours.max():g}; "
+                             f"{expected}")
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4.5), layout="constrained")
+    cmap, top = class_colours(k)
     ax.contourf(xx, yy, classes.reshape(xx.shape), levels=np.arange(k + 1) - 0.5,
-                cmap="tab10", vmin=-0.5, vmax=9.5, alpha=0.3)
-    ax.scatter(X[:, 0], X[:, 1], c=colours, cmap="tab10" if colours is not None else None,
+                cmap=cmap, vmin=-0.5, vmax=top, alpha=0.3)
+    ax.scatter(X[:, 0], X[:, 1], c=colours, cmap=cmap if colours is not None else None,
                vmin=-0.5 if colours is not None else None,
-               vmax=9.5 if colours is not None else None, edgecolors="k", s=20)
+               vmax=top if colours is not None else None, edgecolors="k", s=20)
     ax.set_xlabel("feature 0")
     ax.set_ylabel("feature 1")
     return ax
+
+
+def class_colours(k: int) -> tuple[Any, float]:
+    """(colormap, vmax) giving each of k classes its own colour, class i at
+    value i: tab10 up to 10 classes, tab20 up to 20, then k samples of
+    turbo (tab10 alone gave classes 9, 10, 11, ... one colour)."""
+    if k <= 10:
+        return "tab10", 9.5
+    if k <= 20:
+        return "tab20", 19.5
+    import matplotlib
+    return matplotlib.colormaps["turbo"].resampled(k), k - 0.5
 
 
 def predicted_classes(model: Any, X: ArrayLike) -> tuple[np.ndarray, int]:

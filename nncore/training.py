@@ -255,8 +255,10 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     if model._perceptron and history.history.get("errors", [0])[-1] > 0:
         warnings.warn(
             f"the perceptron rule still misclassified {history.history['errors'][-1]:g} "
-            f"examples in the last epoch: the classes may not be linearly separable (XOR is "
-            "not), and no single layer of threshold neurons can then learn them. Add a "
+            f"examples in the last epoch (of {len(history.epoch)} this fit): on linearly "
+            "separable classes it stops erring after finitely many epochs, so fit again to "
+            "train on; if the errors persist, the classes may not be linearly separable (XOR "
+            "is not), and no single layer of threshold neurons can then learn them. Add a "
             "hidden layer, e.g. Dense(n, 4, 'sigmoid') + Dense(4, 1, 'sigmoid'), and train "
             "by gradient descent.", stacklevel=3)
     return history

@@ -925,8 +925,10 @@ def test_an_infinite_label_is_refused_as_nan_is(tmp_path, cell):
     assert not (tmp_path / "m.npz").exists()
 
 
-@pytest.mark.parametrize("cell", ["", "  "])
+@pytest.mark.parametrize("cell", ["", "  ", "NA", "N/A", "#N/A", "null", " None", "<NA>"])
 def test_an_empty_feature_cell_is_named_a_missing_value(tmp_path, cell):
+    # also the markers pandas.read_csv reads as missing (Excel's #N/A, R's NA, ...):
+    # not "not numeric ... encode or drop this column"
     X, y = blobs(40)
     data = write_csv(tmp_path / "gaps.csv", ["a", "b", "label"],
                      [[a, cell if i == 4 else b, c] for i, ((a, b), c) in enumerate(zip(X, y))])
@@ -1079,3 +1081,108 @@ def test_large_csv_memory_is_of_the_order_of_X(tmp_path):
     peak = peak_rss_bytes("train", path, "--target", "label", "--epochs", "1", "--seed", "0",
                           "-q", "-o", tmp_path / "m.npz")
     assert peak - base < 6 * X.nbytes, (peak - base) / X.nbytes
+
+
+@pytest.mark.parametrize("cell", ["NA", "null"])
+def test_a_missing_value_marker_in_a_regression_target_is_named_so(tmp_path, cell):
+    X, _ = blobs(40)
+    data = write_csv(tmp_path / "gaps.csv", ["a", "b", "price"],
+                     [[a, b, cell if i == 6 else a + b] for i, (a, b) in enumerate(X)])
+    result = run("train", data, "--target", "price", "--loss", "mse", "-q", "--epochs", "1",
+                 "-o", tmp_path / "m.npz")
+    assert result.returncode == 2
+    assert f"{cell!r} (a missing value) in data row 7" in result.stderr, result.stderr
+    assert "not numeric" not in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("header, index", [
+    (["", "a", "b", "label"], True),        # pandas' DataFrame.to_csv(path) writes its index
+    (["a", "a", "b", "label"], False),
+    (["a", "", "b", "label"], False),
+    (["", "a", "", "label"], False),
+])
+def test_a_header_naming_a_column_twice_or_not_at_all_is_refused(tmp_path, header, index):
+    X, y = blobs(20)
+    data = write_csv(tmp_path / "d.csv", header,
+                     [[i, a, b, c] for i, ((a, b), c) in enumerate(zip(X, y))])
+    result = run("train", data, "--target", "label", "-q", "--epochs", "1",
+                 "-o", tmp_path / "m.npz")
+    assert result.returncode == 2 and "must name every column once" in result.stderr
+    assert ("pandas index" in result.stderr and "index=False" in result.stderr) == index, \
+        result.stderr
+
+
+def test_tables_stay_aligned_for_long_data_file_names():
+    """evaluate's row is named by the data file: a name longer than the
+    12-character column pushed its numbers out of line with the header."""
+    values = {"loss": 0.0824475, "accuracy": 0.973333}
+    for name in ("iris.csv", "iris_crlf_bom.csv", "a" * 40 + ".csv"):
+        header, row = cli.table([(name, values, 150)]).splitlines()
+        assert len(header) == len(row)
+        assert header.index("loss") + len("loss") == row.index("0.0824475") + len("0.0824475")
+    short = cli.table([("training", values, 120), ("validation", values, 30)])
+    lines = short.splitlines()
+    assert lines[1].startswith("training    ") and len(set(map(len, lines))) == 1
+
+
+def test_train_says_early_stopping_restored_only_an_earlier_epoch(tmp_path, flowers):
+    """With --early-stopping the summary said "early stopping restored epoch 2"
+    after 2 epochs whose last was the best: nothing was restored. It names an
+    earlier epoch only, and then the one History records."""
+    lines = {}
+    for epochs, lr in (("2", "0.001"), ("60", "0.5")):
+        result = run("train", flowers, "--target", "species", "--epochs", epochs, "--lr", lr,
+                     "--validation-split", "0.3", "--early-stopping", "1", "--seed", "0",
+                     "-q", "-o", tmp_path / "m.npz")
+        assert result.returncode == 0, result.stderr
+        lines[epochs] = result.stdout.splitlines()[0]
+    assert lines["2"] == lines["2"].split(";")[0] and "restored" not in lines["2"], lines
+    history = nncore.load(tmp_path / "m.npz").history
+    assert history.restored_epoch is not None and history.restored_epoch < history.epoch[-1]
+    assert lines["60"].endswith(f"; early stopping restored epoch {history.restored_epoch + 1}")
+
+
+@pytest.mark.parametrize("data", [
+    "Gr\u00f6\u00dfe,Breite,Art\n1.0,2.0,a\n2.0,1.0,b\n".encode("cp1252"),   # Excel's "CSV"
+    "a\tb\tlabel\n1\t2\tx\n".encode("utf-16"),                               # "Unicode Text"
+])
+def test_a_csv_that_is_not_utf8_is_refused_saying_what_to_do(tmp_path, data):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(data)
+    result = run("train", path, "--target", "Art", "-q", "-o", tmp_path / "m.npz")
+    assert result.returncode == 2
+    assert "is not a readable CSV file" in result.stderr and "reads UTF-8" in result.stderr \
+        and "CSV UTF-8" in result.stderr, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_train_refuses_an_output_whose_json_name_is_too_long_before_training(tmp_path, flowers):
+    """-o with a 252-byte name: the model could be saved, but "<name>.json"
+    (257 bytes) could not — found after the whole training, leaving a model
+    without the JSON that maps its classes back to labels."""
+    output = tmp_path / ("m" * 248 + ".npz")
+    result = run("train", flowers, "--target", "species", "--epochs", "1", "-q",
+                 "-o", output)
+    assert result.returncode == 2
+    assert "JSON file written beside it" in result.stderr and "shorter -o" in result.stderr, \
+        result.stderr
+    assert "trained" not in result.stdout and not output.exists()
+    ok = tmp_path / ("m" * 246 + ".npz")   # 250 bytes, its JSON 255: fine
+    result = run("train", flowers, "--target", "species", "--epochs", "1", "-q", "-o", ok)
+    assert result.returncode == 0, result.stderr
+    assert ok.exists() and (tmp_path / (ok.name + ".json")).exists()
+
+
+def test_a_doubled_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    """A BOM file saved again with a BOM starts with two: the first column was
+    named "\\ufeffspecies" ("column 'species' not in ...; its columns are
+    species, ..." with the mark invisible)."""
+    X, y = blobs(30)
+    plain = write_csv(tmp_path / "p.csv", ["species", "a", "b"],
+                      [[SPECIES[c], a, b] for (a, b), c in zip(X, y)])
+    data = tmp_path / "bom2.csv"
+    data.write_bytes(b"\xef\xbb\xbf" * 2 + plain.read_bytes())
+    result = run("train", data, "--target", "species", "--epochs", "1", "-q",
+                 "-o", tmp_path / "m.npz")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((tmp_path / "m.npz.json").read_text())["features"] == ["a", "b"]

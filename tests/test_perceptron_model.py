@@ -29,6 +29,18 @@ def test_learns_and_or_exactly(backend, gate, y):
     assert model.evaluate(GATES, y)["loss"] == 0
 
 
+def test_too_few_epochs_on_separable_classes_are_not_blamed_on_separability():
+    """AND is linearly separable: one epoch leaves errors, and the warning
+    says that training on may end them, not only that a hidden layer is
+    needed (which misled for a separable problem stopped early)."""
+    model = perceptron()
+    with pytest.warns(UserWarning, match=r"in the last epoch \(of 1 this fit\).*fit again"):
+        model.fit(GATES, [0, 0, 0, 1], epochs=1, shuffle=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model.fit(GATES, [0, 0, 0, 1], epochs=20, shuffle=False)   # it does converge
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_xor_is_not_linearly_separable(backend):
     model = perceptron(backend=backend)

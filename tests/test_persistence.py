@@ -1076,6 +1076,28 @@ def test_save_and_load_take_binary_file_objects(saved, tmp_path):
         nncore.load(r)
 
 
+def test_a_zip_or_tar_member_is_a_binary_file_object(saved, tmp_path):
+    """zipfile's member streams are binary with mode "r"/"w" (no "b"): save into
+    ZipFile.open(name, "w") and load from ZipFile.open(name) (a model shipped
+    inside a larger archive) were refused as text mode; tarfile's extractfile
+    (no mode) loads too. Text-mode files stay refused (the test above)."""
+    import tarfile
+    import zipfile
+    m, path = saved
+    with zipfile.ZipFile(tmp_path / "bundle.zip", "w") as bundle:
+        with bundle.open("model.npz", "w") as member:
+            m.save(member)
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as bundle, bundle.open("model.npz") as member:
+        restored = nncore.load(member)
+    with tarfile.open(tmp_path / "bundle.tar", "w") as bundle:
+        bundle.add(path, arcname="model.npz")
+    with tarfile.open(tmp_path / "bundle.tar") as bundle:
+        from_tar = nncore.load(bundle.extractfile("model.npz"))
+    for copy_ in (restored, from_tar):
+        for a, b in zip(copy_.get_weights(), m.get_weights()):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_save_into_any_writable_binary_stream_loads_back(saved, tmp_path):
     """save wrote into the caller's stream with zipfile, which seeks back to
     patch each member's header: gzip.open(..., "wb") raised OSError 'Negative
@@ -1175,3 +1197,27 @@ def test_two_models_in_one_file_or_stream_are_refused_not_swapped(saved, tmp_pat
     a.save(stream)
     stream.seek(6)
     assert isinstance(nncore.load(stream), Sequential)
+
+
+@pytest.mark.parametrize("stem", ["m" * 246, "\u00e9" * 123])   # 250 bytes with ".npz"
+def test_save_to_the_longest_legal_file_name(saved, tmp_path, stem):
+    """The temporary file is named ".<name>.nncore-tmp-<pid>-<hex>": for a
+    file name near the folder's limit (255 bytes) that was too long, so a
+    name open() can create could not be saved ("File name too long"). Long
+    names get a cut prefix tagged by a hash; a second save replaces the
+    first and its stale temporary is still found and removed."""
+    m, _ = saved
+    path = tmp_path / f"{stem}.npz"
+    assert len(os.fsencode(path.name)) == 250
+    m.save(path)
+    np.testing.assert_array_equal(nncore.load(path).get_weights()[0], m.get_weights()[0])
+    assert temporaries(tmp_path) == []
+    prefix = nncore.io._temp_prefix(str(tmp_path), path.name)
+    assert len(os.fsencode(prefix)) + nncore.io.TEMP_TAIL <= 255
+    other = nncore.io._temp_prefix(str(tmp_path), path.name[:-5] + "x.npz")
+    assert other != prefix   # names sharing a long start: their own temporaries
+    stale = tmp_path / f"{prefix}999999999-deadbeef"   # a writer that is gone
+    stale.write_bytes(b"partial")
+    m.save(path)
+    assert temporaries(tmp_path) == []
+    assert nncore.io._temp_prefix(str(tmp_path), "model.npz") == f".model.npz{nncore.io.TEMP_MARK}"

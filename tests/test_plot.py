@@ -222,6 +222,8 @@ def test_readme_image_script(tmp_path):
 @pytest.mark.parametrize("y, match", [
     (np.array(["a", "b"] * 100), r"y holds <U1 values"),
     (np.arange(200) % 3 + 0.5, r"y holds non-integer values"),
+    (np.arange(200) % 3 + 3, r"y holds labels in 3\.\.5"),        # classes the model lacks
+    (np.arange(200) % 3 - 1, r"y holds labels in -1\.\.1"),
 ])
 def test_decision_boundary_names_labels_it_cannot_colour(y, match):
     """The points are coloured by class index, as the regions are; labels that
@@ -231,3 +233,74 @@ def test_decision_boundary_names_labels_it_cannot_colour(y, match):
     X, _ = blobs()
     with pytest.raises(ValueError, match=match + r".*class indices 0\.\.2"):
         nncore.plot.decision_boundary(model, X, y)
+
+
+def test_decision_boundary_takes_the_sparse_X_a_model_was_fitted_on():
+    """fit and predict take scipy.sparse X; decision_boundary raised numpy's
+    "setting an array element with a sequence" for it."""
+    sparse = pytest.importorskip("scipy.sparse")
+    model, _ = trained(epochs=2, patience=0, val=False)
+    X, y = blobs()
+    dense = nncore.plot.decision_boundary(model, X, y)
+    ax = nncore.plot.decision_boundary(model, sparse.csr_matrix(X), y)
+    (scatter,) = [c for c in ax.collections if not hasattr(c, "levels")]
+    np.testing.assert_array_equal(scatter.get_offsets(), X)
+    (a,), (b,) = ([c for c in axes.collections if hasattr(c, "levels")] for axes in (dense, ax))
+    np.testing.assert_array_equal(a.levels, b.levels)
+
+
+@pytest.mark.parametrize("k", [3, 12, 25])
+def test_decision_boundary_gives_each_class_its_own_colour(k):
+    """Regions and points of k classes get k colours, the point of class i the
+    colour of region i: with tab10 and vmax 9.5 alone, classes 9, 10, 11, ...
+    were one colour."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10 * k, 2)), np.arange(10 * k) % k
+    model = Sequential([Dense(2, k, "softmax")], loss="cross_entropy", seed=0)
+    ax = nncore.plot.decision_boundary(model, X, y, resolution=20)
+    (contour,) = [c for c in ax.collections if hasattr(c, "levels")]
+    (scatter,) = [c for c in ax.collections if not hasattr(c, "levels")]
+    regions = contour.get_facecolor()[:, :3]
+    points = scatter.to_rgba(np.arange(k))[:, :3]
+    assert len({tuple(c) for c in np.round(regions, 6)}) == k
+    np.testing.assert_allclose(points, regions)
+
+
+def test_pair_of_axes_in_any_array_shape_and_a_grid_refused():
+    """plt.subplots(1, 2, squeeze=False) and (2, 1) give the pair as 2-D arrays
+    (the first was refused as 1 Axes); a 2x2 grid has len 2, so its rows were
+    taken as Axes: AttributeError 'numpy.ndarray' object has no attribute 'plot'."""
+    _, history = trained(patience=0, epochs=4)
+    for rows, cols in ((1, 2), (2, 1)):
+        _, axes = plt.subplots(rows, cols, squeeze=False)
+        out = history.plot(ax=axes)
+        assert out["loss"] is axes.flat[0] and out["metric"] is axes.flat[1]
+    _, grid = plt.subplots(2, 2)
+    with pytest.raises(ValueError, match="one Axes or a pair .*got 4"):
+        history.plot(ax=grid)
+
+
+def test_a_one_epoch_history_is_drawn_with_markers(tmp_path):
+    """A line through a single point is invisible: after fit(epochs=1) (each
+    fit returns its own History) the panels were empty. Markers show it;
+    longer histories stay plain lines."""
+    _, history = trained(patience=0, epochs=1)
+    axes = history.plot()
+    render(axes["loss"].figure, tmp_path)
+    for panel in (axes["loss"], axes["metric"]):
+        lines = [line for line in panel.get_lines() if line.get_label().startswith(
+            ("training", "validation"))]
+        assert len(lines) == 2 and all(line.get_marker() == "o" for line in lines)
+    _, longer = trained(patience=0, epochs=3)
+    assert all(line.get_marker() in (None, "None", "")
+               for line in longer.plot()["loss"].get_lines())
+
+
+def test_epoch_ticks_are_whole_numbers():
+    """With a few epochs matplotlib put ticks at 1.25, 1.5, ... on the epoch axis."""
+    _, history = trained(patience=0, epochs=3)
+    axes = history.plot()
+    axes["loss"].figure.canvas.draw()
+    for panel in (axes["loss"], axes["metric"]):
+        ticks = panel.get_xticks()
+        assert len(ticks) and all(float(t).is_integer() for t in ticks), ticks

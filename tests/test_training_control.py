@@ -987,6 +987,37 @@ def test_n_init_first_run_is_a_plain_fit(backend):
     assert recorder.runs[0][0] == single.history
 
 
+@pytest.mark.parametrize("kept", [0, 1])
+def test_n_init_keeps_the_kept_runs_shuffling_generator(kept):
+    """The model keeps the kept run's generator, not the last run's: a fit
+    after n_init shuffles as it would after that run (run 0 kept: as after a
+    plain fit). The run kept is picked by a value a callback logs."""
+    class Pick(Callback):
+        def __init__(self):
+            self.states = []
+
+        def on_epoch_end(self, model, logs):
+            logs["pick"] = 0.0 if len(self.states) == kept else 1.0
+
+        def on_train_end(self, model, logs):
+            self.states.append(model.rng.bit_generator.state)
+
+    pick = Pick()
+    model = make_model(optimizer=SGD(0.5))
+    history = model.fit(*make_data(), epochs=3, batch_size=8, n_init=3, callbacks=[pick],
+                        early_stopping=EarlyStopping(monitor="pick", patience=100,
+                                                     restore_best_weights=False))
+    assert history.runs == [0.0 if i == kept else 1.0 for i in range(3)]
+    assert len({str(state) for state in pick.states}) == 3
+    assert model.rng.bit_generator.state == pick.states[kept]
+    if kept == 0:
+        alone = make_model(optimizer=SGD(0.5))
+        alone.fit(*make_data(), epochs=3, batch_size=8)
+        model.fit(*make_data(), epochs=2, batch_size=8)
+        alone.fit(*make_data(), epochs=2, batch_size=8)
+        assert_weights_equal(model.get_weights(), alone.get_weights())
+
+
 def test_n_init_is_deterministic():
     (a, ha, _), (b, hb, _) = n_init_fit(), n_init_fit()
     assert ha.runs == hb.runs and ha.history == hb.history
@@ -1335,3 +1366,26 @@ def test_early_stopping_auto_mode_maximises_an_auc_a_callback_logs():
     history = model.fit(X[:200], y[:200], epochs=6, callbacks=[LogAUC()], early_stopping=stop)
     assert len(history.epoch) == 6 and stop.stopped_epoch is None
     assert stop.best == 0.97 and stop.restored_epoch == 5
+
+
+def test_reset_during_fit_is_refused():
+    """reset() from a callback re-drew the weights in place while fit went on
+    with its step and epoch counts and Adam moments (steps 3, epoch 3 where
+    stop, reset, fit again gives 1, 1): refused as a re-entrant fit is, and
+    the model resets normally once fit has returned."""
+    class Reset(Callback):
+        def on_epoch_end(self, model, logs):
+            if logs["epoch"] == 1:
+                model.reset()
+
+    X, y = make_data()
+    model = make_model(optimizer=Adam(lr=0.01))
+    with pytest.raises(RuntimeError, match=r"reset\(\) was called while this model is being "
+                                           r"fitted.*stop_training"):
+        model.fit(X, y, epochs=3, callbacks=[Reset()])
+    assert model.history.epoch == [0, 1] and model._epoch == 2
+    model.reset()
+    model.fit(X, y, epochs=1)
+    fresh = make_model(optimizer=Adam(lr=0.01))
+    fresh.fit(X, y, epochs=1)
+    assert_weights_equal(model.get_weights(), fresh.get_weights())
