@@ -751,8 +751,8 @@ class Sequential:
         self.__dict__.update(state)
         # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;
         # training writes into the vector and the optimizer state in place (the
-        # compiled engine does not check writability: it crashed), so those two
-        # are copied then (the others are only read)
+        # compiled engine refuses read-only arrays), so those two are copied then
+        # and training goes on (the others are only read)
         for key in ("_params", "_state"):
             value = state.get(key)
             if isinstance(value, np.ndarray) and (type(value) is not np.ndarray

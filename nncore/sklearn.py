@@ -406,7 +406,7 @@ class _EngineMLP:
                 or not state.flags.writeable or not state.flags.c_contiguous):
             # a fresh array the engine can write in: after joblib.load(...,
             # mmap_mode="r") the pickled state is a read-only np.memmap, which
-            # the engine (it checks dtype and shape, not writability) crashed on
+            # the engine refuses (it writes the state in place)
             state = np.array(state, dtype=dtype)
         self._optimizer_state = state
         # the kind of the optimizer object, not self.solver: as in scikit-learn,
