@@ -247,13 +247,14 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         for (int r = 0; r < MR; r++)                                                       \
             for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_##X();                 \
         /* fetch C's tile (stored after the loop) meanwhile: to L2 now, to L1 for the last \
-         * 16 steps of k; the B panel 16 steps ahead (2 KiB for NV = 2) to L1, where the  \
-         * hardware's prefetchers fell behind. The k loop unrolled by 4 (the loop's own    \
-         * instructions would compete with the FMAs for their ports). Measured on a 2-vCPU \
-         * Intel AVX-512 VM (family 6 model 167; dlopen'ed builds alternating in one      \
-         * process, medians of 21 rounds): the micro-kernel alone 197 → 222 GFLOP/s on   \
-         * one core (in-loop branches and no unrolling before), W4's products 3-6% faster \
-         * on one and two threads. Same operations per lane in the same order.        */  \
+         * 16 steps of k, outside the k loop, which is unrolled by 4 (its own instructions \
+         * compete with the FMAs for their ports). Measured on a 2-vCPU Intel AVX-512 VM  \
+         * (family 6 model 167; builds dlopen'ed into one process, alternating, medians  \
+         * of 21 rounds): the micro-kernel alone 197 → 205-222 GFLOP/s on one core (the   \
+         * register peak of its FMAs there ~240), W4's products 3-6% faster on one and    \
+         * two threads, against the same loop with the prefetches behind branches inside  \
+         * and no unrolling. Prefetching the B panel 8-32 steps ahead changed nothing.    \
+         * Same operations per lane in the same order: bit-identical results.         */  \
         for (int r = 0; r < rows; r++)                                                     \
             for (int v = 0; v < NV; v++)                                                   \
                 _mm_prefetch((const char*) (C + r * ldc + v * W), _MM_HINT_T1);            \
@@ -267,8 +268,6 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
             _Pragma("GCC unroll 4")                                                        \
             for (; p < end; p++) {                                                         \
                 const T* bp = b + p * NV * W;                                              \
-                for (int v = 0; v < NV; v++)                                               \
-                    _mm_prefetch((const char*) (bp + 16 * NV * W + v * W), _MM_HINT_T0);   \
                 V b0 = _mm512_load_##X(bp);                                                \
                 V b1 = NV > 1 ? _mm512_load_##X(bp + W) : b0;                              \
                 _Pragma("GCC unroll 32") /* acc must stay in registers */                 \
