@@ -170,6 +170,23 @@ def test_info_names_the_kernel_the_engine_runs(amx_env):
         assert kernel == "avx512"
 
 
+@pytest.mark.parametrize("value", ["off", "false", "no"])
+def test_an_nncore_amx_value_it_ignores_is_reported(value):
+    """Only NNCORE_AMX=0 turns AMX off; NNCORE_AMX=off (or false, no) read as
+    if it did would leave the user measuring the kernel they meant to avoid.
+    Before, such a value was silently ignored; now import warns naming it and
+    the value that works, as an unknown NNCORE_SIMD does, and "0", "1" and
+    unset stay silent."""
+    result = run_python("import nncore", NNCORE_AMX=value)
+    assert f"NNCORE_AMX={value!r} is not understood" in result.stderr
+    assert "use '0'" in result.stderr
+    for quiet in ("0", "1"):
+        result = subprocess.run([sys.executable, "-W", "error", "-c", "import nncore"],
+                                capture_output=True, text=True, timeout=120,
+                                env=dict(os.environ, NNCORE_AMX=quiet))
+        assert result.returncode == 0, result.stderr
+
+
 def test_without_avx512_bf16(tmp_path):
     """Where the products cannot run (NNCORE_SIMD=avx2 stands in for a CPU
     without AVX512_BF16): the scalar rounding is still exact, the compiled
