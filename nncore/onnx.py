@@ -325,8 +325,13 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
                         f"{type(model).__name__}")
     graph = helper.make_graph(g.nodes, graph_name, inputs, outputs, g.initializers,
                               doc_string=doc_string)
+    # the oldest IR version that has these opsets, not the installed onnx's
+    # newest (make_model's default): a runtime refuses a newer IR version than
+    # it knows ("Unsupported model IR version: 14, max supported IR version:
+    # 9", onnxruntime 1.16 on opset 17), as skl2onnx and tf2onnx choose it
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="nncore",
-                              producer_version=__version__, doc_string=doc_string)
+                              producer_version=__version__, doc_string=doc_string,
+                              ir_version=helper.find_min_ir_version_for(opsets))
     onnx.checker.check_model(proto, full_check=True)
     if path is not None:
         if _file_object(path, "write", "wb"):
