@@ -157,11 +157,19 @@ def _network(g: Any, x: str, layers: Sequence[Layer], dtype: np.dtype,
              output: str | None = None, bf16: bool = False) -> str:
     """Gemm + activation per layer, from x; returns the last output's name.
     bf16 (the mixed_bfloat16 policy): each Gemm's input rounded to bfloat16
-    and back (Cast), its W stored rounded, as the engine's products do."""
+    and back (Cast, with a Reshape to its own shape between the two Casts:
+    see below), its W stored rounded, as the engine's products do."""
     for i, (W, b, act) in enumerate(layers):
         last = i == len(layers) - 1
         if bf16:
-            x = g.op("Cast", [g.op("Cast", [x], to=TensorProto.BFLOAT16)], to=TensorProto.FLOAT)
+            # Reshape(·, Shape(x)) between the two Casts changes nothing, but
+            # onnxruntime before 1.17 removed a back-to-back Cast pair
+            # float -> bfloat16 -> float at any optimization level (its
+            # RemoveDuplicateCastTransformer, microsoft/onnxruntime#9915, fixed
+            # by #17953), which dropped the rounding: float32 products
+            rounded = g.op("Reshape", [g.op("Cast", [x], to=TensorProto.BFLOAT16),
+                                       g.op("Shape", [x])])
+            x = g.op("Cast", [rounded], to=TensorProto.FLOAT)
             W = round_bf16(W)
         z = g.op("Gemm", [x, g.const(f"W{i}", W.astype(dtype)), g.const(f"b{i}", b.astype(dtype))],
                  output if last and act == "linear" else None)
