@@ -116,6 +116,15 @@ if os.environ.get("NNCORE_SIMD", "") not in ("", "avx2", "none"):
     warnings.warn(f"NNCORE_SIMD={os.environ['NNCORE_SIMD']!r} is not understood and is "
                   "ignored; use 'avx2' or 'none' to cap nncore's vector kernels",
                   RuntimeWarning, stacklevel=2)
+if os.environ.get("NNCORE_AMX", "") not in ("", "0", "1"):
+    # src/_bf16_gemm.h turns AMX off for "0" only: NNCORE_AMX=off or =false
+    # would silently keep it on
+    import warnings
+    warnings.warn(f"NNCORE_AMX={os.environ['NNCORE_AMX']!r} is not understood and is ignored "
+                  "(AMX stays in use where the CPU has it); use '0' to run the mixed_bfloat16 "
+                  "products on vdpbf16ps instead of the AMX tile unit "
+                  "(nncore.blas.info()['bf16_kernel'] says which runs)",
+                  RuntimeWarning, stacklevel=2)
 
 #: "numpy" or "scipy": whose BLAS the engine calls
 NAME, _LIB, _REASON = _select()

@@ -504,7 +504,14 @@ def load_model(path):
         raise UsageError(f"{path} is the JSON description `nncore train` writes beside a model, "
                          f"not the model: pass {path[:-len('.json')]}")
     check_file(path, "model file", ".npz model")
-    model = nncore.load(path)
+    try:
+        model = nncore.load(path)
+    except RuntimeError:   # mixed_bfloat16 saved on a CPU with AVX512_BF16, run where none is
+        model = nncore.load(path, backend="numpy")
+        warnings.warn(f"{path} computes its products in bfloat16 (dtype mixed_bfloat16), "
+                      "which the compiled engine cannot run on this CPU (nncore info says "
+                      "why): using the NumPy backend, which emulates the same rounding, "
+                      "more slowly", RuntimeWarning, stacklevel=2)
     side = sidecar_path(path)
     if not os.path.isfile(side):
         return model, None

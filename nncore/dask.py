@@ -27,6 +27,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError('nncore.dask needs Dask with its distributed scheduler: '
                       'pip install "nncore-cpu[dask]"') from exc
 
+from .validation import is_real_dtype
+
 __all__ = ["fit_incremental", "predict", "predict_proba"]
 
 
@@ -228,7 +230,7 @@ def _check_array(X, n_features, name="X"):
         raise ValueError(f"{name} has unknown chunk sizes (NaN in its chunks, shape {X.shape}); "
                          f"call {name}.compute_chunk_sizes() first, or make it with "
                          "dataframe.to_dask_array(lengths=True)")
-    if X.dtype.kind not in "biuf":
+    if not is_real_dtype(X.dtype):
         raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers (int, bool or float)"
                         + (f" ({_OBJECT_FRAME}: {name}.astype('float64')"
                            ".to_dask_array(lengths=True) on the dataframe)"

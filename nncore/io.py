@@ -436,13 +436,18 @@ def _schedule_meta(schedule):
 
 # ----------------------------------------------------------------- loading
 
-def load(path):
+def load(path, *, backend=None):
     """The model saved at `path`, validated before any kernel sees it.
 
     path: a file path (str, bytes, os.PathLike), or a seekable binary file
     object (open(..., "rb"), io.BytesIO) positioned where what save wrote
     begins. A file or stream with other data before the model (e.g. a second
     model saved after a first) is refused: zipfile would read the last model.
+    backend: None (the backend it was saved with), "cython" or "numpy" — e.g.
+    "numpy" to load a dtype="mixed_bfloat16" model saved on a CPU with
+    AVX512_BF16 where there is none (the NumPy backend emulates its rounding;
+    loading it on the compiled backend there raises RuntimeError, which says
+    so). ValueError for another backend.
 
     Raises FileNotFoundError when there is no file, ValueError for anything
     else wrong with it (not a zip, tampered, truncated, sizes that do not match
@@ -456,24 +461,28 @@ def load(path):
             raise ValueError("the file object is not seekable (a pipe or socket?): a model "
                              "file is a zip, read from its end; read it into "
                              "io.BytesIO(f.read()) first")
-        return _load_guarded(path)
+        return _load_guarded(path, backend)
     path = os.fsdecode(_path(path))
     kind = _special_file(path)
     if kind:   # zipfile would block opening a FIFO, or read a device
         raise ValueError(f"not a readable nncore model file: {path!r} is {kind}, not a "
                          "regular file")
-    return _load_guarded(path)
+    return _load_guarded(path, backend)
 
 
-def _load_guarded(path):
+def _load_guarded(path, backend=None):
+    from .model import BACKENDS
+    if backend is not None and (not isinstance(backend, str) or backend not in BACKENDS):
+        raise ValueError(f"unknown backend {backend!r}; expected None (the saved one), "
+                         "'cython' or 'numpy'")
     try:
-        return _load(path)
+        return _load(path, backend)
     except (MemoryError, OverflowError, RecursionError) as exc:
         raise ValueError(f"not a loadable nncore model file ({type(exc).__name__}: "
                          f"{exc})") from None
 
 
-def _load(path):
+def _load(path, backend=None):
     from .layers import Dense
     from .model import POLICIES, Sequential  # model imports this module for save()
 
@@ -504,10 +513,16 @@ def _load(path):
     try:
         model = Sequential([Dense(*layer) for layer in spec["layers"]], loss=spec["loss"],
                            optimizer=spec["optimizer"], seed=spec["seed"], dtype=spec["dtype"],
-                           backend=spec["backend"], n_threads=spec["n_threads"],
+                           backend=backend or spec["backend"], n_threads=spec["n_threads"],
                            alpha=spec["alpha"])
     except (TypeError, ValueError) as exc:
         raise ValueError(f"corrupt model file: {exc}") from None
+    except RuntimeError as exc:   # mixed_bfloat16 saved where the compiled engine runs it
+        if backend is not None:
+            raise
+        raise RuntimeError(f"{exc} — this model was saved with backend='cython': "
+                           "nncore.load(path, backend='numpy') loads it on the NumPy "
+                           "backend") from None
     model._params[...] = params
     model._state = state
     model._steps, model._epoch = spec["steps"], spec["epoch"]

@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .activations import SIGMOID, SOFTMAX, activate, backward
-from .validation import is_sparse
+from .validation import is_sparse, widen_real
 
 #: name -> code shared with the compiled kernels (src/_loss.pxd).
 LOSSES = {"mse": 0, "mae": 1, "cross_entropy": 2, "binary_cross_entropy": 3,
@@ -71,6 +71,7 @@ def _as_float(a, name):
         arr = np.asarray(a)
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} could not be converted to an array: {exc}") from None
+    arr = widen_real(arr)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers")
     arr = arr.astype(np.float64, copy=False)

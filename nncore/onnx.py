@@ -157,11 +157,19 @@ def _network(g: Any, x: str, layers: Sequence[Layer], dtype: np.dtype,
              output: str | None = None, bf16: bool = False) -> str:
     """Gemm + activation per layer, from x; returns the last output's name.
     bf16 (the mixed_bfloat16 policy): each Gemm's input rounded to bfloat16
-    and back (Cast), its W stored rounded, as the engine's products do."""
+    and back (Cast, with a Reshape to its own shape between the two Casts:
+    see below), its W stored rounded, as the engine's products do."""
     for i, (W, b, act) in enumerate(layers):
         last = i == len(layers) - 1
         if bf16:
-            x = g.op("Cast", [g.op("Cast", [x], to=TensorProto.BFLOAT16)], to=TensorProto.FLOAT)
+            # Reshape(·, Shape(x)) between the two Casts changes nothing, but
+            # onnxruntime before 1.17 removed a back-to-back Cast pair
+            # float -> bfloat16 -> float at any optimization level (its
+            # RemoveDuplicateCastTransformer, microsoft/onnxruntime#9915, fixed
+            # by #17953), which dropped the rounding: float32 products
+            rounded = g.op("Reshape", [g.op("Cast", [x], to=TensorProto.BFLOAT16),
+                                       g.op("Shape", [x])])
+            x = g.op("Cast", [rounded], to=TensorProto.FLOAT)
             W = round_bf16(W)
         z = g.op("Gemm", [x, g.const(f"W{i}", W.astype(dtype)), g.const(f"b{i}", b.astype(dtype))],
                  output if last and act == "linear" else None)
@@ -325,8 +333,13 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
                         f"{type(model).__name__}")
     graph = helper.make_graph(g.nodes, graph_name, inputs, outputs, g.initializers,
                               doc_string=doc_string)
+    # the oldest IR version that has these opsets, not the installed onnx's
+    # newest (make_model's default): a runtime refuses a newer IR version than
+    # it knows ("Unsupported model IR version: 14, max supported IR version:
+    # 9", onnxruntime 1.16 on opset 17), as skl2onnx and tf2onnx choose it
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="nncore",
-                              producer_version=__version__, doc_string=doc_string)
+                              producer_version=__version__, doc_string=doc_string,
+                              ir_version=helper.find_min_ir_version_for(opsets))
     onnx.checker.check_model(proto, full_check=True)
     if path is not None:
         if _file_object(path, "write", "wb"):

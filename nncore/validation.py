@@ -107,9 +107,31 @@ def _as_real_array(a, name):
         # as scikit-learn's check_array does, read them as float64 (pd.NA as NaN,
         # which the finiteness check then names)
         arr = a.to_numpy(dtype=np.float64, na_value=np.nan)
+    arr = widen_real(arr)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers "
                         "(int, bool or float)")
+    return arr
+
+
+def is_real_dtype(dtype: Any) -> bool:
+    """Whether arrays of `dtype` hold real numbers: NumPy's bool, integer and
+    floating types, and the scalar user dtypes that cast safely to float32 —
+    ml_dtypes' bfloat16, float8_*, float4/6 and int2/int4, which JAX, ONNX's
+    numpy_helper and TensorFlow's .numpy() return (NumPy gives them kind
+    "V", the kind of raw bytes and structured records, refused)."""
+    dtype = np.dtype(dtype)
+    return dtype.kind in "biuf" or (dtype.kind == "V" and dtype.fields is None
+                                    and dtype.subdtype is None
+                                    and np.can_cast(dtype, np.float32, "safe"))
+
+
+def widen_real(arr: np.ndarray) -> np.ndarray:
+    """arr, or, when it holds one of is_real_dtype's user dtypes (ml_dtypes'
+    bfloat16 and kin), arr as float32 — exact: every value they hold is a
+    float32 (NaN and ±inf included)."""
+    if arr.dtype.kind == "V" and is_real_dtype(arr.dtype):
+        return arr.astype(np.float32)
     return arr
 
 

@@ -170,6 +170,23 @@ def test_info_names_the_kernel_the_engine_runs(amx_env):
         assert kernel == "avx512"
 
 
+@pytest.mark.parametrize("value", ["off", "false", "no"])
+def test_an_nncore_amx_value_it_ignores_is_reported(value):
+    """Only NNCORE_AMX=0 turns AMX off; NNCORE_AMX=off (or false, no) read as
+    if it did would leave the user measuring the kernel they meant to avoid.
+    Before, such a value was silently ignored; now import warns naming it and
+    the value that works, as an unknown NNCORE_SIMD does, and "0", "1" and
+    unset stay silent."""
+    result = run_python("import nncore", NNCORE_AMX=value)
+    assert f"NNCORE_AMX={value!r} is not understood" in result.stderr
+    assert "use '0'" in result.stderr
+    for quiet in ("0", "1"):
+        result = subprocess.run([sys.executable, "-W", "error", "-c", "import nncore"],
+                                capture_output=True, text=True, timeout=120,
+                                env=dict(os.environ, NNCORE_AMX=quiet))
+        assert result.returncode == 0, result.stderr
+
+
 def test_without_avx512_bf16(tmp_path):
     """Where the products cannot run (NNCORE_SIMD=avx2 stands in for a CPU
     without AVX512_BF16): the scalar rounding is still exact, the compiled
@@ -719,3 +736,47 @@ def test_kernel_switch_refuses_unknown_names():
     with pytest.raises(ValueError, match="unknown bf16 kernel"):
         K.bf16_kernel("fp8")
     assert K.bf16_kernel() in KERNELS
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_bfloat16_arrays_are_read_as_the_float32_values_they_hold(backend):
+    """ml_dtypes' bfloat16 (what JAX, onnx.numpy_helper.to_array and
+    TensorFlow's .numpy() hand out for bfloat16 data), and its float8/int4
+    kin, are real numbers that float32 holds exactly: X, y, sample_weight,
+    set_weights and the loss functions read them as those float32 values.
+    Before, each was refused with "has dtype bfloat16; expected real numbers"
+    (NumPy gives these user dtypes kind "V"); raw bytes and structured
+    records (kind "V" too) are still refused with that TypeError."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    if backend == "cython" and not HAS_BF16:
+        pytest.skip("CPU without AVX512_BF16")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5)).astype(ml_dtypes.bfloat16)
+    X32 = X.astype(np.float32)
+    y = rng.normal(size=(40, 2))
+
+    def model():
+        return Sequential([Dense(5, 7, "relu"), Dense(7, 2)], loss="mse", seed=0,
+                          dtype=MIXED_BFLOAT16, backend=backend)
+
+    a, b = model(), model()
+    a.fit(X, y.astype(ml_dtypes.bfloat16), epochs=2, batch_size=8,
+          sample_weight=np.ones(40, ml_dtypes.bfloat16))
+    b.fit(X32, y.astype(ml_dtypes.bfloat16).astype(np.float32), epochs=2, batch_size=8)
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        assert np.array_equal(wa, wb)
+    assert np.array_equal(a.predict(X), a.predict(X32))
+    assert a.evaluate(X, y) == a.evaluate(X32, y)
+    for kind in (ml_dtypes.float8_e4m3fn, ml_dtypes.int4):
+        assert np.array_equal(a.predict(X.astype(kind)), a.predict(X.astype(kind).astype(np.float32)))
+    a.set_weights([w.astype(ml_dtypes.bfloat16) for w in b.get_weights()])
+    assert all(np.array_equal(w, v.astype(ml_dtypes.bfloat16).astype(np.float32))
+               for w, v in zip(a.get_weights(), b.get_weights()))
+    assert nncore.losses.mse(X[:, :2], X32[:, :2]) == 0.0
+    Xn = X.copy()
+    Xn[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"NaN or infinity \(first at index \(3, 2\)\)"):
+        a.predict(Xn)
+    for bad in (np.zeros((2, 5), dtype=[("a", np.float32)]), np.zeros((2, 5), dtype="V4")):
+        with pytest.raises(TypeError, match="expected real numbers"):
+            a.predict(bad)

@@ -1186,3 +1186,42 @@ def test_a_doubled_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path
                  "-o", tmp_path / "m.npz")
     assert result.returncode == 0, result.stderr
     assert json.loads((tmp_path / "m.npz.json").read_text())["features"] == ["a", "b"]
+
+
+def test_predict_a_mixed_bfloat16_model_without_the_cpu_feature(tmp_path):
+    """A mixed_bfloat16 model trained where the CPU has AVX512_BF16, then
+    predicted, evaluated or exported where it has not (NNCORE_SIMD=avx2): each
+    command died with a RuntimeError traceback from load. Now it runs on the
+    NumPy backend (the same rounding, emulated) with a one-line warning, and
+    gives what the model gives. (The model file is written on the NumPy
+    backend with 'cython' in its metadata, so this runs on any CPU.)"""
+    X, y = blobs(60)
+    X = np.round(X, 5)
+    flowers = write_csv(tmp_path / "x.csv", ["length", "width", "label"],
+                        [[a, b, c] for (a, b), c in zip(X.tolist(), y)])
+    model = nncore.Sequential([nncore.Dense(2, 8, "relu"), nncore.Dense(8, 3, "softmax")],
+                              loss="cross_entropy", seed=0, dtype="mixed_bfloat16",
+                              backend="numpy")
+    model.fit(X, y, epochs=2)
+    model_path = tmp_path / "m.npz"
+    model.save(model_path)
+    with np.load(model_path) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays["meta"].tobytes())
+    arrays["meta"] = np.frombuffer(json.dumps({**meta, "backend": "cython"}).encode(), np.uint8)
+    np.savez(model_path, **arrays)
+    env = {**os.environ, "NNCORE_SIMD": "avx2"}
+    for command in (["predict", model_path, write_csv(tmp_path / "X.csv", ["length", "width"],
+                                                      X.tolist()), "--proba"],
+                    ["evaluate", model_path, flowers, "--target", "label"],
+                    ["export", model_path, tmp_path / "m.onnx"]):
+        result = subprocess.run([sys.executable, "-m", "nncore", *map(str, command)],
+                                capture_output=True, text=True, timeout=300, env=env)
+        assert result.returncode == 0, result.stderr
+        assert "Traceback" not in result.stderr
+        assert f"nncore {command[0]}: warning: " in result.stderr
+        assert "using the NumPy backend" in result.stderr
+        if command[0] == "predict":
+            proba = np.array([row[1:] for row in csv.reader(result.stdout.splitlines()[1:])],
+                             float)
+            np.testing.assert_allclose(proba, model.predict(X), rtol=1e-6, atol=1e-7)

@@ -611,3 +611,14 @@ def test_an_error_without_indices_is_not_said_to_have_them(cls):
                                          r"0\.\.99 of X\]$"):
         nd.fit_incremental(cls(hidden_layer_sizes=(5,)), da.from_array(X, chunks=100), y,
                            shuffle=False)
+
+
+def test_predict_reads_bfloat16_chunks():
+    """A dask array of ml_dtypes' bfloat16 (JAX's and ONNX's numpy bfloat16)
+    predicts as model.predict does on its float32 values; before, the dtype
+    check refused it ("expected real numbers")."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    X = np.random.default_rng(0).normal(size=(40, 5)).astype(ml_dtypes.bfloat16)
+    model = nncore.Sequential([nncore.Dense(5, 3, "softmax")], seed=0, backend="numpy")
+    got = nd.predict(model, da.from_array(X, chunks=(7, 5))).compute(scheduler="sync")
+    assert np.array_equal(got, model.predict(X.astype(np.float32)))

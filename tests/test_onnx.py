@@ -150,6 +150,66 @@ def test_export_to_a_file_object_onnxruntime_loads(tmp_path, rng, make):
                                rtol=0, atol=ATOL["float32"])
 
 
+def test_ir_version_is_the_oldest_that_has_the_opsets():
+    """The graph's IR version is the oldest that has its opsets (8 for the
+    default opset 17, with or without ai.onnx.ml 3), not the installed onnx's
+    newest that onnx.helper.make_model stamps by default (14 with onnx 1.23):
+    onnxruntime refuses an IR version newer than it knows, so an opset-17
+    graph from nncore failed to load in onnxruntime 1.16 ("Unsupported model
+    IR version: 14, max supported IR version: 9") although the README promised
+    onnxruntime >= 1.11 (IR 8) runs it. skl2onnx and tf2onnx pick the IR
+    version from the opset the same way (onnx/sklearn-onnx#422)."""
+    from sklearn.neural_network import MLPClassifier
+    rng = np.random.default_rng(0)
+    model = nncore.Sequential([nncore.Dense(3, 4, "leaky_relu"), nncore.Dense(4, 2, "softmax")],
+                              seed=0, dtype="mixed_bfloat16", backend="numpy")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(
+            rng.normal(size=(20, 3)), np.arange(20) % 3)
+    assert nnonnx.export(model).ir_version == 8
+    assert nnonnx.export(clf).ir_version == 8   # ai.onnx 17 and ai.onnx.ml 3
+    assert nnonnx.export(model, opset=13).ir_version == 7
+    for opset in range(nnonnx.MIN_OPSET, onnx.defs.onnx_opset_version() + 1):
+        proto = nnonnx.export(model, opset=opset)
+        assert proto.ir_version == onnx.helper.find_min_ir_version_for(proto.opset_import)
+        assert proto.ir_version <= onnx.IR_VERSION
+    X = rng.normal(size=(5, 3)).astype(np.float32)
+    np.testing.assert_allclose(run(nnonnx.export(model), {"input": X})[0], model.predict(X),
+                               atol=1e-6)
+
+
+def test_bf16_rounding_casts_are_not_back_to_back():
+    """A mixed_bfloat16 export rounds each Gemm input by Cast to bfloat16 and
+    back. onnxruntime before 1.17 removed a Cast directly followed by the Cast
+    back at any optimization level (microsoft/onnxruntime#9915, fixed by
+    #17953): with onnxruntime 1.16.3 the rounding vanished and the outputs
+    were the float32 products' (off by up to 1e-2 relative on an exp output).
+    The graph now puts a Reshape to the input's own shape between them, which
+    no version removes; the outputs still equal predict's."""
+    rng = np.random.default_rng(0)
+    model = nncore.Sequential([nncore.Dense(4, 5, "relu"), nncore.Dense(5, 2, "exp")],
+                              seed=0, dtype="mixed_bfloat16", backend="numpy")
+    proto = nnonnx.export(model)
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    casts = [n for n in proto.graph.node if n.op_type == "Cast"]
+    assert len(casts) == 4
+    for node in casts:
+        before = producer.get(node.input[0])
+        assert before is None or before.op_type != "Cast", "back-to-back Casts"
+    X = rng.normal(size=(7, 4)).astype(np.float32)
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                  ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        options = ort.SessionOptions()
+        options.graph_optimization_level = level
+        session = ort.InferenceSession(proto.SerializeToString(), options,
+                                       providers=["CPUExecutionProvider"])
+        np.testing.assert_allclose(session.run(None, {"input": X})[0], model.predict(X),
+                                   rtol=1e-6)
+    one = session.run(None, {"input": X[:1]})[0]   # the Reshape keeps a batch of 1
+    np.testing.assert_allclose(one, model.predict(X[:1]), rtol=1e-6)
+
+
 def test_opset_choice_and_bad_arguments(tmp_path):
     model = nncore.Sequential([nncore.Dense(2, 2, "tanh")], seed=0)
     X = np.ones((3, 2), np.float32)

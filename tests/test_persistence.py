@@ -1221,3 +1221,54 @@ def test_save_to_the_longest_legal_file_name(saved, tmp_path, stem):
     m.save(path)
     assert temporaries(tmp_path) == []
     assert nncore.io._temp_prefix(str(tmp_path), "model.npz") == f".model.npz{nncore.io.TEMP_MARK}"
+
+
+def test_load_takes_a_backend(saved, tmp_path):
+    """load(path, backend=...) overrides the backend the file was saved with
+    (None: the saved one); the model is the same otherwise. An unknown
+    backend is a ValueError naming the choices, raised before the file is
+    read."""
+    m, path = saved
+    X, y = data()
+    on_numpy = nncore.load(path, backend="numpy")
+    assert on_numpy.backend == "numpy" and nncore.load(path, backend=None).backend == "cython"
+    np.testing.assert_allclose(on_numpy.predict(X), m.predict(X), rtol=1e-5, atol=1e-6)
+    for a, b in zip(on_numpy.get_weights(), m.get_weights()):
+        assert np.array_equal(a, b)
+    for bad in ("torch", "", 3, True):
+        with pytest.raises(ValueError, match="expected None .*'cython' or 'numpy'"):
+            nncore.load(path, backend=bad)
+    with pytest.raises(ValueError, match="unknown backend"):
+        nncore.load(tmp_path / "missing.npz", backend="torch")
+
+
+def test_a_mixed_bfloat16_model_loads_where_the_cpu_cannot_run_it(tmp_path):
+    """A mixed_bfloat16 model saved on a CPU with AVX512_BF16 (backend
+    'cython' in the file) could not be loaded at all on one without it
+    (NNCORE_SIMD=avx2 stands in): load raised the constructor's RuntimeError
+    and there was no way to pick the NumPy backend, which emulates the same
+    rounding. Now load(path, backend="numpy") loads it, and the RuntimeError
+    of a plain load says so. (The file is written on the NumPy backend and its
+    metadata set to 'cython', so this runs on any CPU.)"""
+    X, y = data()
+    m = model(backend="numpy", dtype="mixed_bfloat16")
+    m.fit(X, y, epochs=2, batch_size=8)
+    path = tmp_path / "bf16.npz"
+    m.save(path)
+    rewrite(path, meta_dict={**meta_of(path), "backend": "cython"})
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "want.npy", m.predict(X))
+    code = f"""
+import numpy as np, nncore, pytest
+with pytest.raises(RuntimeError, match="AVX512_BF16") as err:
+    nncore.load({str(path)!r})
+assert "nncore.load(path, backend='numpy')" in str(err.value)
+m = nncore.load({str(path)!r}, backend="numpy")
+assert m.backend == "numpy" and m.dtype_policy == "mixed_bfloat16"
+assert np.array_equal(m.predict(np.load({str(tmp_path / "X.npy")!r})),
+                      np.load({str(tmp_path / "want.npy")!r}))
+print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120, env={**os.environ, "NNCORE_SIMD": "avx2"})
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
