@@ -53,11 +53,14 @@ def _pair(y_true, y_pred):
     t = _as_float(y_true, "y_true")
     p = _as_float(y_pred, "y_pred")
     if t.shape != p.shape:
-        if t.size == p.size and t.squeeze().shape == p.squeeze().shape:
+        # one row per example in both (scikit-learn's check_consistent_length):
+        # (n, 1) vs (1, n) or (n,) vs (1, n) would pair values of different rows
+        same_rows = t.ndim == 0 or p.ndim == 0 or t.shape[0] == p.shape[0]
+        if t.size == p.size and same_rows and t.squeeze().shape == p.squeeze().shape:
             t, p = t.reshape(p.shape), p
         else:
             raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}; "
-                             "expected the same shape")
+                             "expected the same shape ((n,) and (n, 1) are taken as one)")
     if t.size == 0:
         raise ValueError("y_true and y_pred are empty; expected at least one value")
     return t, p

@@ -351,6 +351,13 @@ def test_step_cannot_train_but_predicts(backend):
      r"y_pred holds values in \[0.1, 1.2\] \(first outside at index 0: 1.2\)"),
     (losses.binary_cross_entropy, [1, 0], [-3.0, 0.1], ValueError, "expected probabilities"),
     (losses.binary_cross_entropy, [2, 0], [0.9, 0.1], ValueError, "y_true holds values"),
+    # rows of different examples paired up (torch's mse_loss broadcasting,
+    # pytorch/pytorch#16045; scikit-learn's "inconsistent numbers of samples"):
+    # a row of 3 against a column of 3 was taken as the same 3 examples
+    (losses.mse, [[1, 2, 3]], [[1], [2], [3]], ValueError,
+     r"y_true has shape \(1, 3\) but y_pred has shape \(3, 1\)"),
+    (losses.mae, [1, 2, 3], [[1, 2, 4]], ValueError, r"\(n,\) and \(n, 1\) are taken as one"),
+    (losses.binary_cross_entropy, [[1], [0]], [[0.9, 0.2]], ValueError, "expected the same shape"),
 ])
 def test_bad_loss_function_input(fn, y_true, y_pred, error, match):
     with pytest.raises(error, match=match):
