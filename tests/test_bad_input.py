@@ -490,6 +490,37 @@ def test_loss_functions_take_real_probabilities():
     assert losses.binary_cross_entropy([0.25, 1.0], [0.0, 1.0]) > 1
 
 
+def test_cross_entropy_takes_half_precision_probabilities():
+    """A float16 or bfloat16 softmax output sums to 1 only within its own
+    rounding (~1e-3 over 10 classes): the fixed float32 tolerance 3.5e-4
+    refused 75% of the rows of a bfloat16 one ("rows must each sum to 1"),
+    although bfloat16 arrays are otherwise read as the float32 values they
+    hold. The tolerance is now √eps of y_pred's own dtype when it is narrower
+    than float32 (scikit-learn's log_loss: rtol √eps of the input's dtype)."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 10)) * 2
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 10, 200)
+    expected = losses.cross_entropy(labels, p)
+    dtypes = [np.float16]
+    try:
+        import ml_dtypes
+        dtypes.append(ml_dtypes.bfloat16)
+    except ImportError:
+        pass
+    for dt in dtypes:
+        half = p.astype(dt)
+        assert losses.cross_entropy(labels, half) == pytest.approx(expected, rel=1e-2)
+        bad = half.copy()
+        bad[3] = (p[3] * 0.8).astype(dt)          # a row off by 0.2 is still refused
+        with pytest.raises(ValueError, match=r"row 3 sums to 0\.[78]"):
+            losses.cross_entropy(labels, bad)
+    # float32 and float64 inputs keep float32's tolerance
+    with pytest.raises(ValueError, match=r"off by more than 0.00035"):
+        losses.cross_entropy([0], np.array([[0.5, 0.501]], np.float32))
+
+
 @pytest.mark.parametrize("callback", [EarlyStopping(), Callback()])
 def test_a_single_callback_not_in_a_list_is_named(callback):
     """callbacks= takes a list; one callback passed bare used to fail with
