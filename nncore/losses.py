@@ -247,7 +247,10 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
                             .astype(Z.dtype))
         hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)
         metric = float(np.count_nonzero(hit))
-        rows = (Y * (lse - Z)).sum(axis=1, dtype=np.float64)
+        # 0·log p = 0 (xlogy): lse − Z is inf for a class whose logit is beyond
+        # the dtype's range below the top one; with y = 0 it adds 0, not NaN
+        rows = np.multiply(Y, lse - Z, out=np.zeros_like(Z), where=Y != 0).sum(
+            axis=1, dtype=np.float64)
         np.exp(Z - lse, out=Z)
         if dZ is not None:
             np.multiply(Z, Y.sum(axis=1, keepdims=True), out=dZ)
