@@ -18,6 +18,8 @@ from typing import cast
 
 from numpy.typing import ArrayLike, NDArray
 
+from .validation import widen_real
+
 #: name -> code shared with the compiled kernels (src/_activation.pxd).
 ACTIVATIONS = {
     "linear": 0,
@@ -36,11 +38,13 @@ LEAKY_SLOPE = 0.01
 
 def _real(z: ArrayLike, out: NDArray[np.floating] | None) -> NDArray[np.floating]:
     """z as a float array when no `out` is given (the public call: lists, ints
-    and bools are read as float64, float32/float64 keep their dtype); as is
-    when it is (the kernels' twin, in place on the engine's arrays)."""
+    and bools are read as float64, float32/float64 keep their dtype, ml_dtypes'
+    bfloat16 and kin are read as the float32 values they hold, as everywhere
+    else in nncore); as is when it is (the kernels' twin, in place on the
+    engine's arrays)."""
     if out is not None:
         return cast("NDArray[np.floating]", z)
-    a = np.asarray(z)
+    a = widen_real(np.asarray(z))
     if a.dtype.kind not in "biuf":
         raise TypeError(f"z has dtype {a.dtype}; expected real numbers")
     return a if a.dtype.kind == "f" else a.astype(np.float64)
