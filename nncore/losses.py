@@ -110,8 +110,8 @@ def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     PROBABILITY_SUM_TOL (what Sequential.predict gives for a softmax output,
     in either dtype; √eps of y_pred's dtype for float16 and bfloat16). Logits
     or unnormalised scores raise ValueError instead of a meaningless number;
-    scikit-learn's log_loss also refuses values
-    outside [0, 1] (it only warns on rows not summing to 1).
+    scikit-learn's log_loss also refuses values outside [0, 1] (it only warns
+    on rows not summing to 1).
     y_true: one-hot / probability rows of the same shape with values in
     [0, 1] (the targets fit takes for cross_entropy), or integer labels (n,)
     or (n, 1) (a column of labels, as Keras's sparse categorical
