@@ -18,6 +18,8 @@ from typing import cast
 
 from numpy.typing import ArrayLike, NDArray
 
+from .validation import widen_real
+
 #: name -> code shared with the compiled kernels (src/_activation.pxd).
 ACTIVATIONS = {
     "linear": 0,
@@ -36,11 +38,22 @@ LEAKY_SLOPE = 0.01
 
 def _real(z: ArrayLike, out: NDArray[np.floating] | None) -> NDArray[np.floating]:
     """z as a float array when no `out` is given (the public call: lists, ints
-    and bools are read as float64, float32/float64 keep their dtype); as is
-    when it is (the kernels' twin, in place on the engine's arrays)."""
+    and bools are read as float64, float32/float64 keep their dtype, ml_dtypes'
+    bfloat16 and kin are read as the float32 values they hold, as everywhere
+    else in nncore); as is when it is (the kernels' twin, in place on the
+    engine's arrays)."""
     if out is not None:
+        if type(z) is np.ndarray and z is out:   # the twin's in-place call: no checks
+            return cast("NDArray[np.floating]", z)
+        z = widen_real(np.asarray(z))
+        if z.dtype.kind not in "biuf":
+            raise TypeError(f"z has dtype {z.dtype}; expected real numbers")
+        if not isinstance(out, np.ndarray) or out.dtype.kind != "f" or out.shape != z.shape:
+            raise TypeError(f"out must be a float array of z's shape {z.shape}, got "
+                            + (f"one of shape {out.shape} and dtype {out.dtype}"
+                               if isinstance(out, np.ndarray) else type(out).__name__))
         return cast("NDArray[np.floating]", z)
-    a = np.asarray(z)
+    a = widen_real(np.asarray(z))
     if a.dtype.kind not in "biuf":
         raise TypeError(f"z has dtype {a.dtype}; expected real numbers")
     return a if a.dtype.kind == "f" else a.astype(np.float64)
@@ -48,7 +61,8 @@ def _real(z: ArrayLike, out: NDArray[np.floating] | None) -> NDArray[np.floating
 
 def sigmoid(z: ArrayLike, out: NDArray[np.floating] | None = None) -> NDArray[np.floating]:
     """1 / (1 + e^-z) element-wise, stable for large |z| (never evaluates
-    e^{+large}). z: any shape; integers are read as float64."""
+    e^{+large}). z: any shape; integers are read as float64. out: a float
+    array of z's shape to write into (z itself: in place)."""
     x = _real(z, out)
     e = np.exp(-np.abs(x))
     pos = x >= 0
@@ -58,7 +72,8 @@ def sigmoid(z: ArrayLike, out: NDArray[np.floating] | None = None) -> NDArray[np
 def softmax(z: ArrayLike, out: NDArray[np.floating] | None = None) -> NDArray[np.floating]:
     """Softmax over the last axis — each row of (n, classes) logits, or one
     (classes,) vector — max-subtracted so it cannot overflow. Integers are read
-    as float64; float32/float64 keep their dtype."""
+    as float64; float32/float64 keep their dtype. out: a float array of z's
+    shape to write into (z itself: in place)."""
     x = _real(z, out)
     if x.ndim == 0:
         raise ValueError("z is a single number; expected (classes,) or (n, classes) logits")

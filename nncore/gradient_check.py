@@ -65,7 +65,10 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
 
     Cost: 2·(number of parameters) passes over X: check on a few dozen rows.
     Raises ValueError for a model gradient descent cannot train (step
-    layers), for eps not in (0, 1), and whatever fit raises for bad X/y.
+    layers), for eps not in (0, 1), when the cost or a difference quotient
+    is not finite (the forward pass overflows at, or within eps of, the
+    weights: a NaN error would pass `max(errors) < tol`), naming the
+    parameter, and whatever fit raises for bad X/y.
     """
     from .layers import Dense
     from .model import Sequential
@@ -81,8 +84,15 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
                       loss=model.loss, dtype="float64", backend=model.backend, alpha=model.alpha)
     twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
     params = twin._params.copy()
-    _, analytic = twin.loss_and_gradient(X, y, sample_weight=sample_weight, params=params)
+    cost, analytic = twin.loss_and_gradient(X, y, sample_weight=sample_weight, params=params)
     analytic = np.array(analytic, dtype=np.float64)
+    if not (np.isfinite(cost) and np.isfinite(analytic).all()):
+        bad = int(np.flatnonzero(~np.isfinite(analytic))[0]) if np.isfinite(cost) else None
+        raise ValueError(f"the cost at the model's weights is {cost:g}"
+                         + ("" if bad is None else
+                            f" but its gradient at {_parameter(twin, bad)} is {analytic[bad]:g}")
+                         + " (the forward pass overflows in float64): there is no gradient "
+                         "to check there; scale the inputs or the weights down")
     numeric = np.empty_like(analytic)
     probe = params.copy()
     for j in range(params.shape[0]):
@@ -92,9 +102,27 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
         minus, _ = twin.loss_and_gradient(X, y, sample_weight=sample_weight, params=probe)
         probe[j] = params[j]
         numeric[j] = (plus - minus) / (2 * eps)
+        if not np.isfinite(numeric[j]):
+            # a NaN error would slip through max(errors) < tol (Python's max
+            # keeps the first of NaN and a number); torch's gradcheck fails on it
+            raise ValueError(f"the cost is {cost:g} at the model's weights but {plus:g} / "
+                             f"{minus:g} with {_parameter(twin, j)} moved by +/-eps={eps:g} "
+                             "(the forward pass overflows in float64 there), so the "
+                             "difference quotient is not finite; scale the inputs or the "
+                             "weights down, or use a smaller eps")
     errors: list[float] = []
     for n_in, n_out, _, w, _ in twin._layout:
         a, n = analytic[w:w + n_in * n_out + n_out], numeric[w:w + n_in * n_out + n_out]
         scale = max(np.abs(a).max(), np.abs(n).max())
         errors.append(float(np.abs(a - n).max() / scale) if scale > 0 else 0.0)
     return errors
+
+
+def _parameter(model, j):
+    """Which parameter position j of the flat vector is: "layer 1's W[0, 2]"."""
+    for layer, (n_in, n_out, _, w, _) in enumerate(model._layout):
+        if j < w + n_in * n_out:
+            return f"layer {layer}'s W[{(j - w) // n_out}, {(j - w) % n_out}]"
+        if j < w + n_in * n_out + n_out:
+            return f"layer {layer}'s b[{j - w - n_in * n_out}]"
+    raise IndexError(j)

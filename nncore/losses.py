@@ -26,7 +26,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .activations import SIGMOID, SOFTMAX, activate, backward
-from .validation import is_sparse, widen_real
+from .validation import is_real_dtype, is_sparse, widen_real
 
 #: name -> code shared with the compiled kernels (src/_loss.pxd).
 LOSSES = {"mse": 0, "mae": 1, "cross_entropy": 2, "binary_cross_entropy": 3,
@@ -53,11 +53,14 @@ def _pair(y_true, y_pred):
     t = _as_float(y_true, "y_true")
     p = _as_float(y_pred, "y_pred")
     if t.shape != p.shape:
-        if t.size == p.size and t.squeeze().shape == p.squeeze().shape:
+        # one row per example in both (scikit-learn's check_consistent_length):
+        # (n, 1) vs (1, n) or (n,) vs (1, n) would pair values of different rows
+        same_rows = t.ndim == 0 or p.ndim == 0 or t.shape[0] == p.shape[0]
+        if t.size == p.size and same_rows and t.squeeze().shape == p.squeeze().shape:
             t, p = t.reshape(p.shape), p
         else:
             raise ValueError(f"y_true has shape {t.shape} but y_pred has shape {p.shape}; "
-                             "expected the same shape")
+                             "expected the same shape ((n,) and (n, 1) are taken as one)")
     if t.size == 0:
         raise ValueError("y_true and y_pred are empty; expected at least one value")
     return t, p
@@ -105,9 +108,10 @@ def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     y_pred: class probabilities, (n, classes), or (classes,) for one example:
     each row a distribution — values in [0, 1] summing to 1 within
     PROBABILITY_SUM_TOL (what Sequential.predict gives for a softmax output,
-    in either dtype). Logits or unnormalised scores raise ValueError instead
-    of a meaningless number; scikit-learn's log_loss also refuses values
-    outside [0, 1] (it only warns on rows not summing to 1).
+    in either dtype; √eps of y_pred's dtype for float16 and bfloat16). Logits
+    or unnormalised scores raise ValueError instead of a meaningless number;
+    scikit-learn's log_loss also refuses values outside [0, 1] (it only warns
+    on rows not summing to 1).
     y_true: one-hot / probability rows of the same shape with values in
     [0, 1] (the targets fit takes for cross_entropy), or integer labels (n,)
     or (n, 1) (a column of labels, as Keras's sparse categorical
@@ -115,6 +119,7 @@ def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     Raises TypeError for non-numeric input, ValueError for NaN/inf, mismatched
     shapes, labels out of range or the values above.
     """
+    tol = _sum_tolerance(y_pred)
     p = _as_float(y_pred, "y_pred")
     if p.ndim == 1:
         p = p[None, :]
@@ -122,12 +127,12 @@ def cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
         raise ValueError(f"y_pred has shape {p.shape}; expected (n, classes) probabilities")
     _check_probabilities(p, "y_pred")
     sums = p.sum(axis=1)
-    off = np.flatnonzero(np.abs(sums - 1) > PROBABILITY_SUM_TOL)
+    off = np.flatnonzero(np.abs(sums - 1) > tol)
     if off.size:
         raise ValueError(f"y_pred's rows must each sum to 1 (class probabilities, e.g. a "
                          f"softmax output); row {off[0]} sums to {sums[off[0]]:.9g} "
                          f"({off.size} of {p.shape[0]} rows are off by more than "
-                         f"{PROBABILITY_SUM_TOL:.2g}). For logits apply a softmax first "
+                         f"{tol:.2g}). For logits apply a softmax first "
                          "(nncore.activations.softmax)")
     t = np.asarray(y_true)
     if t.shape == p.shape or (t.ndim == 1 and p.shape == (1, t.size)):
@@ -153,6 +158,28 @@ def binary_cross_entropy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     _check_probabilities(t, "y_true")
     p = np.clip(p, EPS, 1 - EPS)
     return float(np.mean(-(t * np.log(p) + (1 - t) * np.log1p(-p))))
+
+
+def _sum_tolerance(y_pred):
+    """How far a row of y_pred may sum from 1: PROBABILITY_SUM_TOL, or √ of
+    y_pred's own machine epsilon when it is a float narrower than float32
+    (float16: 0.031, ml_dtypes' bfloat16: 0.088), whose rounding alone puts a
+    softmax row further off (scikit-learn's log_loss takes √eps of the
+    input's dtype too)."""
+    dtype = getattr(y_pred, "dtype", None)
+    if not isinstance(dtype, np.dtype) or dtype.itemsize >= 4:
+        return PROBABILITY_SUM_TOL
+    if dtype.kind == "f":
+        eps = float(np.finfo(dtype).eps)
+    elif dtype.kind == "V" and is_real_dtype(dtype):   # bfloat16 and kin
+        try:
+            import ml_dtypes   # their arrays exist only with it installed
+            eps = float(ml_dtypes.finfo(dtype).eps)
+        except Exception:   # (its int2/int4 have no epsilon)
+            return PROBABILITY_SUM_TOL
+    else:
+        return PROBABILITY_SUM_TOL
+    return max(PROBABILITY_SUM_TOL, float(np.sqrt(eps)))
 
 
 def _check_probabilities(a, name):
@@ -220,7 +247,10 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
                             .astype(Z.dtype))
         hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)
         metric = float(np.count_nonzero(hit))
-        rows = (Y * (lse - Z)).sum(axis=1, dtype=np.float64)
+        # 0·log p = 0 (xlogy): lse − Z is inf for a class whose logit is beyond
+        # the dtype's range below the top one; with y = 0 it adds 0, not NaN
+        rows = np.multiply(Y, lse - Z, out=np.zeros_like(Z), where=Y != 0).sum(
+            axis=1, dtype=np.float64)
         np.exp(Z - lse, out=Z)
         if dZ is not None:
             np.multiply(Z, Y.sum(axis=1, keepdims=True), out=dZ)

@@ -89,7 +89,10 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
         part = 0
         for j in range(k):
             z[j] -= m
-            part -= y[j] * z[j]
+            # 0·log p = 0 (xlogy): a class with y = 0 whose shifted logit
+            # overflowed to −inf (a margin beyond the dtype's range) adds 0,
+            # not 0·(−inf) = NaN (optax#896)
+            part -= y[j] * z[j] if y[j] != 0 else 0
         total += part * w
     exp_nonpositive(Z, n * k)
     for i in range(n):  # normalise; the Σy·log s part; the gradient

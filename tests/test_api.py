@@ -631,3 +631,26 @@ def test_softmax_and_sigmoid_take_the_logits_cross_entropy_points_to():
         with pytest.raises(ValueError, match=r"no classes \(its last axis has length 0\)"):
             softmax(empty)
     assert softmax(np.zeros((0, 3))).shape == (0, 3)   # no rows is fine
+
+
+def test_softmax_and_sigmoid_out_argument():
+    """The public out= took z unchecked: softmax(list, out=a) failed with
+    "'list' object has no attribute 'ndim'", strings with numpy's ufunc
+    loop error, and an out of another shape was silently filled by
+    broadcasting ((1, 3) logits into a (2, 3) out: both rows written).
+    Now z is read as without out, and out must be a float array of z's shape
+    (TypeError otherwise); in place (out=z) is unchanged."""
+    from nncore.activations import sigmoid, softmax
+    logits = [[2.0, 1.0, 0.1]]
+    for fn in (softmax, sigmoid):
+        out = np.empty((1, 3))
+        assert fn(logits, out=out) is out
+        np.testing.assert_array_equal(out, fn(logits))
+        z = np.array(logits)
+        assert fn(z, out=z) is z
+        np.testing.assert_array_equal(z, fn(logits))
+        with pytest.raises(TypeError, match="expected real numbers"):
+            fn([["a", "b", "c"]], out=out)
+        for bad in (np.zeros((2, 3)), np.zeros((1, 3), int), [0.0, 0.0, 0.0]):
+            with pytest.raises(TypeError, match=r"out must be a float array of z's shape \(1, 3\)"):
+                fn(logits, out=bad)

@@ -351,6 +351,13 @@ def test_step_cannot_train_but_predicts(backend):
      r"y_pred holds values in \[0.1, 1.2\] \(first outside at index 0: 1.2\)"),
     (losses.binary_cross_entropy, [1, 0], [-3.0, 0.1], ValueError, "expected probabilities"),
     (losses.binary_cross_entropy, [2, 0], [0.9, 0.1], ValueError, "y_true holds values"),
+    # rows of different examples paired up (torch's mse_loss broadcasting,
+    # pytorch/pytorch#16045; scikit-learn's "inconsistent numbers of samples"):
+    # a row of 3 against a column of 3 was taken as the same 3 examples
+    (losses.mse, [[1, 2, 3]], [[1], [2], [3]], ValueError,
+     r"y_true has shape \(1, 3\) but y_pred has shape \(3, 1\)"),
+    (losses.mae, [1, 2, 3], [[1, 2, 4]], ValueError, r"\(n,\) and \(n, 1\) are taken as one"),
+    (losses.binary_cross_entropy, [[1], [0]], [[0.9, 0.2]], ValueError, "expected the same shape"),
 ])
 def test_bad_loss_function_input(fn, y_true, y_pred, error, match):
     with pytest.raises(error, match=match):
@@ -481,6 +488,37 @@ def test_loss_functions_take_real_probabilities():
     assert losses.cross_entropy([0, 1, 0], [0.23, 0.57, 0.20]) == pytest.approx(-np.log(0.57))
     assert losses.cross_entropy([[0.5, 0.5, 0.0]], [[1.0, 0.0, 0.0]]) > 10   # clipped log 0
     assert losses.binary_cross_entropy([0.25, 1.0], [0.0, 1.0]) > 1
+
+
+def test_cross_entropy_takes_half_precision_probabilities():
+    """A float16 or bfloat16 softmax output sums to 1 only within its own
+    rounding (~1e-3 over 10 classes): the fixed float32 tolerance 3.5e-4
+    refused 75% of the rows of a bfloat16 one ("rows must each sum to 1"),
+    although bfloat16 arrays are otherwise read as the float32 values they
+    hold. The tolerance is now √eps of y_pred's own dtype when it is narrower
+    than float32 (scikit-learn's log_loss: rtol √eps of the input's dtype)."""
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 10)) * 2
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = rng.integers(0, 10, 200)
+    expected = losses.cross_entropy(labels, p)
+    dtypes = [np.float16]
+    try:
+        import ml_dtypes
+        dtypes.append(ml_dtypes.bfloat16)
+    except ImportError:
+        pass
+    for dt in dtypes:
+        half = p.astype(dt)
+        assert losses.cross_entropy(labels, half) == pytest.approx(expected, rel=1e-2)
+        bad = half.copy()
+        bad[3] = (p[3] * 0.8).astype(dt)          # a row off by 0.2 is still refused
+        with pytest.raises(ValueError, match=r"row 3 sums to 0\.[78]"):
+            losses.cross_entropy(labels, bad)
+    # float32 and float64 inputs keep float32's tolerance
+    with pytest.raises(ValueError, match=r"off by more than 0.00035"):
+        losses.cross_entropy([0], np.array([[0.5, 0.501]], np.float32))
 
 
 @pytest.mark.parametrize("callback", [EarlyStopping(), Callback()])

@@ -738,6 +738,22 @@ def test_kernel_switch_refuses_unknown_names():
     assert K.bf16_kernel() in KERNELS
 
 
+def test_public_softmax_and_sigmoid_read_bfloat16_as_float32():
+    """nncore.activations.softmax / sigmoid refused ml_dtypes' bfloat16 logits
+    ("z has dtype bfloat16; expected real numbers") while nncore.losses, X and
+    y take them: now they read the float32 values the array holds (scipy's
+    expit takes them too) and answer in float32."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    z = np.array([[1.0, 2.0, 3.0], [-300.0, 0.0, 300.0]], ml_dtypes.bfloat16)
+    z32 = z.astype(np.float32)
+    for fn in (nncore.activations.softmax, nncore.activations.sigmoid):
+        out = fn(z)
+        assert out.dtype == np.float32
+        np.testing.assert_array_equal(out, fn(z32))
+    with pytest.raises(TypeError, match="expected real numbers"):
+        nncore.activations.softmax(np.zeros((2, 3), dtype=[("a", np.float32)]))
+
+
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_bfloat16_arrays_are_read_as_the_float32_values_they_hold(backend):
     """ml_dtypes' bfloat16 (what JAX, onnx.numpy_helper.to_array and

@@ -106,3 +106,25 @@ def test_bad_arguments():
         nncore.gradcheck("model", X, LABELS)
     with pytest.raises(ValueError, match="features"):
         nncore.gradcheck(model, X[:, :3], LABELS)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_non_finite_cost_is_an_error_not_a_nan(backend):
+    """An exp output at the edge of float64's range: the cost and gradient are
+    finite at the weights but the cost overflows at θ + eps. gradcheck
+    returned [nan, nan]-like lists there ([0.0, nan] on a saturated tanh
+    network), and the README's `assert max(errors) < 1e-6` passed, since
+    Python's max keeps 0.0 before a NaN; torch.autograd.gradcheck fails on
+    NaN (pytorch/pytorch#76780). Now a ValueError names the parameter."""
+    zmax = np.log(np.finfo(np.float64).max)
+    model = Sequential([Dense(1, 1), Dense(1, 1, "exp")], loss="poisson", seed=0,
+                       dtype="float64", backend=backend)
+    model.set_weights([np.ones((1, 1)), np.zeros(1), np.ones((1, 1)), np.array([zmax - 1 - 1e-7])])
+    with pytest.raises(ValueError, match=r"the cost is 1.79769e\+308 at the model's weights but "
+                                         r"nan / 1.79769e\+308 with layer 0's W\[0, 0\] moved"):
+        nncore.gradcheck(model, [[1.0]], [1.0])
+    model.set_weights([np.ones((1, 1)), np.zeros(1), np.ones((1, 1)), np.array([zmax])])
+    with pytest.raises(ValueError, match="the cost at the model's weights is (inf|nan)"):
+        nncore.gradcheck(model, [[1.0]], [1.0])
+    model.set_weights([np.ones((1, 1)), np.zeros(1), np.ones((1, 1)), np.array([1.0])])
+    assert max(nncore.gradcheck(model, [[1.0]], [1.0])) < 1e-6   # finite: as before

@@ -113,6 +113,29 @@ def test_binary_cross_entropy_logits_1e4_exact_loss_and_step(backend, dtype):
     np.testing.assert_allclose(b, z - 0.1 * dZ.sum(axis=0), rtol=RTOL[dtype], atol=RTOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cross_entropy_margin_beyond_the_dtype_range(backend, dtype):
+    """Logits (big, −big, 0) whose spread exceeds the dtype's range: the
+    shifted logit of class 1 overflows to −inf. For rows labelled 0 or 2 the
+    loss is finite (0 and big) and was NaN (0·(−inf) in −Σ y·log p: evaluate
+    raised 'the loss is not finite', fit a DivergenceError); now 0·log 0 = 0
+    as in torch's cross_entropy and xlogy (google-deepmind/optax#896). A row
+    labelled 1 has an infinite loss (torch: inf) and is still refused."""
+    big = {"float32": 3e38, "float64": 1e308}[dtype]
+    model = Sequential([Dense(1, 3, "softmax")], loss="cross_entropy", optimizer=SGD(lr=1e-40),
+                       seed=0, dtype=dtype, backend=backend)
+    model.set_weights([np.array([[big, -big, 0.0]]), np.zeros(3)])
+    X = np.ones((2, 1))
+    assert model.evaluate(X, [0, 0]) == {"loss": 0.0, "accuracy": 1.0}
+    cost, grad = model.loss_and_gradient(X, [0, 2])
+    np.testing.assert_allclose(cost, big / 2, rtol=RTOL[dtype])
+    np.testing.assert_array_equal(grad, [0.5, 0, -0.5, 0.5, 0, -0.5])
+    assert model.fit(X, [0, 0], epochs=1).history["loss"] == [0.0]
+    with pytest.raises(ValueError, match="the loss is not finite"):
+        model.evaluate(X, [0, 1])
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 @pytest.mark.parametrize("loss", ["cross_entropy", "binary_cross_entropy"])
 @pytest.mark.parametrize("dtype", DTYPES)
