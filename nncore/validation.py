@@ -34,8 +34,10 @@ def as_matrix(X: Any, dtype: Any, n_features: int | None = None, name: str = "X"
 
 
 def is_sparse(X):
-    """True for a scipy.sparse matrix or array (without importing scipy)."""
-    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "tocsr")
+    """True for a scipy.sparse matrix or array (without importing scipy),
+    subclasses defined elsewhere included, as scipy.sparse.issparse says."""
+    return hasattr(X, "tocsr") and any(
+        getattr(c, "__module__", "").startswith("scipy.sparse") for c in type(X).__mro__)
 
 
 def as_input(X, dtype, n_features, name="X"):
