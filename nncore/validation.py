@@ -104,6 +104,11 @@ def _as_real_array(a, name):
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
         raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    except RuntimeError as exc:   # pydata/sparse's arrays refuse np.asarray so (its #218)
+        kind = f"{type(a).__module__}.{type(a).__qualname__}"
+        raise TypeError(f"{name} is a {kind}, which refuses conversion to a NumPy array "
+                        f"({exc}); expected an array-like, or a scipy.sparse matrix for X "
+                        "(pydata/sparse: X.tocsr())") from None
     if arr.dtype == object and _pandas_numeric(a):
         # pandas' nullable Int64/Float64/boolean columns convert to object arrays;
         # as scikit-learn's check_array does, read them as float64 (pd.NA as NaN,
