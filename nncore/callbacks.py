@@ -73,7 +73,9 @@ class EarlyStopping(Callback):
     to its training counterpart ("val_loss" to "loss"). restore_best_weights
     puts back the weights of the best epoch when training ends, however it
     ends (also on DivergenceError and KeyboardInterrupt: see the module
-    docstring). After fit, `stopped_epoch` is the epoch training stopped at
+    docstring): those that scored its value — for a training value (loss,
+    metric) in full-batch training, the weights the epoch began with, which
+    its one step measured (keras-team/keras#20323); otherwise the epoch's end. After fit, `stopped_epoch` is the epoch training stopped at
     (None when it ran to the end), `best` the best value (None when every
     value was NaN), `best_epoch` its epoch and `restored_epoch` the epoch
     whose weights were put back (None when none were), which the model's History
@@ -103,12 +105,18 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, model, logs):
         self._start()
+        # full-batch training logs each epoch's loss and metric for the weights the
+        # epoch began with: those weights, not the epoch's end, achieved the value
+        self._lagged_keys = getattr(model, "_epoch_start_keys", ())
+        if self.restore_best_weights and self._lagged_keys:
+            self._epoch_start = model.get_weights()
 
     def _start(self):
         self.best, self.wait, self.stopped_epoch = None, 0, None
         self.best_weights, self.key = None, None
         self.best_epoch = self.restored_epoch = None
         self.last = None
+        self._lagged_keys, self._epoch_start = (), None
 
     def on_epoch_end(self, model, logs):
         if self.key is None:
@@ -138,12 +146,15 @@ class EarlyStopping(Callback):
         if improved and not math.isnan(value):
             self.best, self.wait, self.best_epoch = value, 0, logs["epoch"]
             if self.restore_best_weights:
-                self.best_weights = model.get_weights()
+                self.best_weights = (self._epoch_start if self.key in self._lagged_keys
+                                     else model.get_weights())
         else:
             self.wait += 1
             if self.wait >= self.patience and not first:
                 self.stopped_epoch = logs["epoch"]
                 model.stop_training = True
+        if self._epoch_start is not None:   # the next epoch begins with these
+            self._epoch_start = model.get_weights() if self.key in self._lagged_keys else None
 
     def on_train_end(self, model, logs):
         if self.restore_best_weights and self.best_weights is not None:

@@ -161,6 +161,9 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     # NaN/inf parameters are caught before they are trained on, with where they came from
     nonfinite = _nonfinite(model, "in the weights fit started from (layer.W and layer.b are "
                            "live views of them; set_weights refuses non-finite values)")
+    # in full-batch training the epoch's loss and metric are those of the weights the
+    # epoch began with (its one step comes after): EarlyStopping restores those
+    model._epoch_start_keys = ("loss", name) if batch >= n and not model._perceptron else ()
     try:
         for cb in callbacks:
             cb.on_train_begin(model, {})

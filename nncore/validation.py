@@ -34,8 +34,10 @@ def as_matrix(X: Any, dtype: Any, n_features: int | None = None, name: str = "X"
 
 
 def is_sparse(X):
-    """True for a scipy.sparse matrix or array (without importing scipy)."""
-    return type(X).__module__.startswith("scipy.sparse") and hasattr(X, "tocsr")
+    """True for a scipy.sparse matrix or array (without importing scipy),
+    subclasses defined elsewhere included, as scipy.sparse.issparse says."""
+    return hasattr(X, "tocsr") and any(
+        getattr(c, "__module__", "").startswith("scipy.sparse") for c in type(X).__mro__)
 
 
 def as_input(X, dtype, n_features, name="X"):
@@ -102,6 +104,11 @@ def _as_real_array(a, name):
         arr = np.asarray(a)
     except (ValueError, TypeError) as exc:  # ragged nested lists and the like
         raise ValueError(f"{name} could not be converted to a numeric array: {exc}") from None
+    except RuntimeError as exc:   # pydata/sparse's arrays refuse np.asarray so (its #218)
+        kind = f"{type(a).__module__}.{type(a).__qualname__}"
+        raise TypeError(f"{name} is a {kind}, which refuses conversion to a NumPy array "
+                        f"({exc}); expected an array-like, or a scipy.sparse matrix for X "
+                        "(pydata/sparse: X.tocsr())") from None
     if arr.dtype == object and _pandas_numeric(a):
         # pandas' nullable Int64/Float64/boolean columns convert to object arrays;
         # as scikit-learn's check_array does, read them as float64 (pd.NA as NaN,

@@ -554,6 +554,39 @@ def test_train_test_split_takes_sparse_X_as_fit_does(fmt):
         nncore.datasets.train_test_split(sp.csr_matrix(X), y[:100])
 
 
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_subclass_of_a_scipy_sparse_matrix_is_read_as_sparse(backend):
+    """A subclass of csr_matrix/csc_array defined outside scipy (as libraries
+    wrap them: zerothi/sisl#599, scverse/anndata#326) is sparse for
+    scipy.sparse.issparse and scikit-learn; nncore told sparse from dense by the
+    class's own module, so fit, predict and evaluate refused it as "X has dtype
+    object" (np.asarray of it) and train_test_split as "got shapes ()". They
+    now read it as the scipy class it derives from."""
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 4)) * (rng.random((30, 4)) < 0.4)
+    y = rng.integers(0, 3, 30)
+
+    class WrappedCSR(sp.csr_matrix):
+        pass
+
+    class WrappedCSC(sp.csc_array):
+        pass
+
+    def model():
+        return nncore.Sequential([nncore.Dense(4, 3, activation="softmax")],
+                                 loss="cross_entropy", seed=0, backend=backend)
+    plain = model()
+    plain_history = plain.fit(sp.csr_matrix(X), y, epochs=2, batch_size=7).history
+    for wrapped in (WrappedCSR(X), WrappedCSC(X)):
+        m = model()
+        assert m.fit(wrapped, y, epochs=2, batch_size=7).history == plain_history
+        np.testing.assert_array_equal(m.predict(wrapped), plain.predict(sp.csr_matrix(X)))
+        assert m.evaluate(wrapped, y) == plain.evaluate(sp.csr_matrix(X), y)
+        X_train, X_test, *_ = nncore.datasets.train_test_split(wrapped, y, seed=3)
+        assert sp.issparse(X_train) and X_train.shape == (24, 4) and X_test.shape == (6, 4)
+
+
 @pytest.mark.parametrize("scale", ["no", "False", 0, 1, None, [], 1.0])
 def test_load_digits_refuses_a_scale_that_is_not_a_bool(scale):
     """scale="no" is truthy: it used to scale silently. Only bools are taken."""

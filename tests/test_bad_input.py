@@ -567,6 +567,42 @@ def test_validation_targets_are_named_as_such(make, y_val, message):
                    validation_data=(X_GOOD[:5], y_val))
 
 
+class RefusesAsarray:
+    """Stands for pydata/sparse's COO/GCXS: np.asarray raises RuntimeError
+    (its deliberate choice, pydata/sparse#218), which no other array does."""
+
+    shape, ndim = (N, 4), 2
+
+    def __array__(self, dtype=None, copy=None):
+        raise RuntimeError("Cannot convert a sparse array to dense automatically. To "
+                           "manually densify, use the todense method.")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_array_that_refuses_conversion_is_a_type_error(backend):
+    """An array whose np.asarray raises RuntimeError (pydata/sparse's arrays,
+    pydata/sparse#218) escaped fit, predict, evaluate and set_weights as that
+    RuntimeError; it is now a TypeError naming the type and what is taken."""
+    model = classifier(backend)
+    odd = RefusesAsarray()
+    calls = {"X": [lambda: model.fit(odd, Y_LABELS), lambda: model.predict(odd),
+                   lambda: model.evaluate(odd, Y_LABELS)],
+             "y": [lambda: model.fit(X_GOOD, odd)],
+             "sample_weight": [lambda: model.fit(X_GOOD, Y_LABELS, sample_weight=odd)]}
+    for name, fns in calls.items():
+        for call in fns:
+            with pytest.raises(TypeError, match=rf"^{name} is a \S+RefusesAsarray, which "
+                                                r"refuses conversion to a NumPy array \(Cannot"):
+                call()
+
+
+def test_pydata_sparse_array_is_a_type_error():
+    """The same with pydata/sparse itself, where it is installed."""
+    sparse = pytest.importorskip("sparse")
+    with pytest.raises(TypeError, match=r"^X is a sparse\.\S+COO, which refuses"):
+        classifier().predict(sparse.COO.from_numpy(np.asarray(X_GOOD)))
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_sparse_where_only_dense_is_read_is_named(backend):
     """Only X may be sparse (and not for the perceptron rule); a sparse y,

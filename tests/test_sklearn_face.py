@@ -454,6 +454,26 @@ def test_sparse_input_same_model(solver, fmt):
     np.testing.assert_allclose(ours.predict_proba(Xs), dense.predict_proba(X), rtol=1e-10)
 
 
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_sparse_subclass_input_same_model(solver):
+    """A subclass of csr_matrix defined outside scipy (libraries wrap scipy's
+    classes: zerothi/sisl#599, scverse/anndata#326) passes scikit-learn's
+    validation unchanged; the engine's reader refused it as "X has dtype
+    object". Now the same model as scikit-learn's, and as the plain CSR's."""
+    class WrappedCSR(sp.csr_matrix):
+        pass
+
+    X, y = data("multiclass", n=150, n_features=20)
+    X[np.abs(X) < 1.0] = 0.0
+    ref, ours = fit_both("multiclass", WrappedCSR(X), y, solver=solver,
+                         learning_rate_init=0.05, **SMALL)
+    assert_same_model(ours, ref, rtol=RTOL if solver != "lbfgs" else 1e-4)
+    plain = clone(ours).fit(sp.csr_matrix(X), y)
+    assert model_diff(ours, plain) == 0
+    np.testing.assert_array_equal(ours.predict_proba(WrappedCSR(X)),
+                                  plain.predict_proba(sp.csr_matrix(X)))
+
+
 def test_labels_of_any_type_and_containers():
     X, y = data("multiclass")
     pd = pytest.importorskip("pandas")

@@ -432,15 +432,54 @@ def test_early_stopping_runs_to_the_end_while_improving(backend):
 @pytest.mark.parametrize("restore", [True, False])
 def test_restore_best_weights(backend, restore):
     """A rate of 5 makes the full-batch loss rise after a few epochs: the weights
-    kept are those at the end of the best epoch (or of the last one)."""
+    kept are those the best epoch's loss was measured with — in full-batch
+    training the weights that epoch began with (the end of the one before) —
+    or, without restoring, the last epoch's."""
     model = make_model(backend=backend, optimizer=SGD(5.0))
     recorder = Recorder()
     es = EarlyStopping(monitor="loss", patience=2, restore_best_weights=restore)
     history = model.fit(*make_data(), epochs=50, callbacks=[recorder], early_stopping=es)
     best = int(np.argmin(history.history["loss"]))
-    assert es.stopped_epoch == history.epoch[-1] and best < history.epoch[-1]
+    assert es.stopped_epoch == history.epoch[-1] and 0 < best < history.epoch[-1]
     assert es.best == history.history["loss"][best]
-    assert_weights_equal(model.get_weights(), recorder.weights[best if restore else -1])
+    assert_weights_equal(model.get_weights(), recorder.weights[best - 1 if restore else -1])
+
+
+@pytest.mark.parametrize("monitor", ["loss", "val_loss", "accuracy"])
+def test_full_batch_restores_the_weights_that_scored_the_best_training_value(backend, monitor):
+    """keras-team/keras#20323: with a training-loss monitor the weights restored
+    were those at the end of the best epoch, one step past the weights that
+    scored it. In full-batch training (the default batch_size) an epoch's loss
+    and accuracy are measured exactly on the weights it began with, so
+    restore_best_weights must put those back: evaluate then gives the best
+    value. Before, it gave the next epoch's (here 2.6 where the best was 0.44).
+    "val_loss" without validation data falls back to "loss" (the default
+    monitor). A best first epoch restores the weights fit started from."""
+    X, y = make_data()
+    model = make_model(backend=backend, optimizer=SGD(5.0))
+    start = model.get_weights()
+    es = EarlyStopping(monitor=monitor, patience=3)
+    history = model.fit(X, y, epochs=50, early_stopping=es)
+    key = es.key
+    assert es.best == history.history[key][es.best_epoch] and es.stopped_epoch is not None
+    assert model.evaluate(X, y)[key] == pytest.approx(es.best, rel=1e-12)
+    first = make_model(backend=backend, optimizer=SGD(50.0))   # best at the first epoch
+    es = EarlyStopping(monitor="loss", patience=2)
+    first.fit(X, y, epochs=10, early_stopping=es)
+    assert es.best_epoch == 0 and es.restored_epoch == 0
+    assert_weights_equal(first.get_weights(), start)
+
+
+def test_mini_batch_restores_the_weights_at_the_end_of_the_best_epoch(backend):
+    """With mini-batches an epoch's training loss mixes several weights (as in
+    Keras): the weights kept are those at the best epoch's end."""
+    model = make_model(backend=backend, optimizer=SGD(5.0))
+    recorder = Recorder()
+    es = EarlyStopping(monitor="loss", patience=2)
+    history = model.fit(*make_data(), epochs=50, batch_size=10, callbacks=[recorder],
+                        early_stopping=es)
+    assert_weights_equal(model.get_weights(), recorder.weights[es.best_epoch])
+    assert es.best == min(history.history["loss"])
 
 
 def test_val_monitor_falls_back_to_training_loss(backend):
