@@ -75,8 +75,9 @@ class EarlyStopping(Callback):
     ends (also on DivergenceError and KeyboardInterrupt: see the module
     docstring): those that scored its value — for a training value (loss,
     metric) in full-batch training, the weights the epoch began with, which
-    its one step measured (keras-team/keras#20323); otherwise the epoch's end. After fit, `stopped_epoch` is the epoch training stopped at
-    (None when it ran to the end), `best` the best value (None when every
+    its one step measured (keras-team/keras#20323); otherwise the epoch's
+    end. After fit, `stopped_epoch` is the epoch training stopped at (None
+    when it ran to the end), `best` the best value (None when every
     value was NaN), `best_epoch` its epoch and `restored_epoch` the epoch
     whose weights were put back (None when none were), which the model's History
     records as `restored_epoch` too; `last` is the last value seen. Until a
