@@ -170,6 +170,32 @@ static int nncore_big_ready(void) {
     return 1;
 }
 
+/* Whether the kernel may read op(B) where it is instead of packing it (for
+ * `lanes`-element vectors: 16 floats, 8 doubles): B itself, not Bᵀ, C's
+ * columns a whole number of panels (no tile reads past B's rows) and a block of
+ * KC of B's rows within NNCORE_B_IN_PLACE_BYTES (few enough pages and L1 sets
+ * that its panels stream from L2 at unit stride along each row). A unit of C
+ * then reads it in place when it also has at most MC rows (NAME_unit below):
+ * each B panel then meets at most MC / MR A panels, which do not repay packing
+ * it. Measured on a 2-vCPU Intel AVX-512 VM (family 6 model 167), float32,
+ * one thread (benchmarks/gemm.py and a harness; medians): W3's X·W
+ * 128×256×784 126 → 139 GFLOP/s and 128×128×256 119 → 140, 16×256×1000 58 →
+ * 101, 100×64×784 120 → 140; on two threads (cut by rows, nothing packed
+ * twice) W3's X·W 205 → 233. B blocks of 8 KiB rows (W4's 2048 columns) ran
+ * at half speed in place (TLB and L1 sets): they stay packed, as do units of
+ * 784 rows (W3's Aᵀ·dZ, 145 → 135 in place). Whole W3 fits (SGD, 60,000
+ * rows, 2 threads, alternating builds under SCHED_FIFO): no change beyond
+ * noise (316-329 against 313-327 ms), the products' gain there lost to
+ * reading W just updated by the other core. Same sums in the same order
+ * either way: the same bits. */
+#define NNCORE_B_IN_PLACE_BYTES 262144
+static int nncore_big_b_readable(int trans_b, ptrdiff_t n, ptrdiff_t k, ptrdiff_t ldb,
+                                 int lanes) {
+    ptrdiff_t nr = (n <= lanes ? 1 : 2) * lanes, kc = lanes == 16 ? NNCORE_KC_F : NNCORE_KC_D;
+    return !trans_b && n % nr == 0
+           && (k < kc ? k : kc) * ldb * (ptrdiff_t) (64 / lanes) <= NNCORE_B_IN_PLACE_BYTES;
+}
+
 /* How a product with C m×n is cut for `parts` ≥ 2 threads (vectors of `lanes`
  * elements; in_place_a: A's rows in order, not through a row index): returns
  * the units and sets *by_cols, 1 when they are columns of C, 0 rows (both in
@@ -178,8 +204,11 @@ static int nncore_big_ready(void) {
  * then packed once per block of C's columns, as on one thread), at least one
  * unit a part; each unit past the blocks packs A once more (m·k elements),
  * unless every unit is a single panel (those read A in place). By rows: one
- * unit a part, each packing all of B (k·n: parts − 1 more copies). Columns if
- * there are a part's panels of them and they pack no more than rows would.
+ * unit a part, each packing all of B (k·n: parts − 1 more copies), or none
+ * when b_readable (nncore_big_b_readable) and a unit has at most MC rows, each
+ * then reading B in place. Columns if there are a part's panels of them and
+ * they pack no more than rows would: W3's X·W (128×256×784, A through a row
+ * index) on 2 threads by rows, each reading W in place.
  * W4's products (n = 2048 = 2·NC) and 2048³ on 2 threads: by columns, one
  * block each, nothing packed twice. W3's 784×256×128 Aᵀ·dZ on 2 threads: by
  * rows (25k elements of B packed again instead of 100k of A); measured on the
@@ -188,14 +217,16 @@ static int nncore_big_ready(void) {
  * median GFLOP per CPU-second ~157 against ~150. A function of the shape and
  * the thread count alone; the cut never changes an element's sums. */
 static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int in_place_a,
-                             int* by_cols) {
+                             int b_readable, int* by_cols) {
     ptrdiff_t nr = (n <= lanes ? 1 : 2) * lanes, mr = n <= lanes ? NNCORE_MR1 : NNCORE_MR2;
     ptrdiff_t blocks = (n + NNCORE_NC_VECTORS * lanes - 1) / (NNCORE_NC_VECTORS * lanes);
     ptrdiff_t col_panels = (n + nr - 1) / nr, row_panels = (m + mr - 1) / mr;
     ptrdiff_t cols = (blocks + parts - 1) / parts * parts;
     cols = cols < col_panels ? cols : col_panels;
     double more_a = cols == col_panels && in_place_a ? 0 : (double) (cols - blocks) * m;
-    *by_cols = n >= parts * nr && more_a <= (double) (parts - 1) * n;
+    ptrdiff_t unit_rows = (row_panels + parts - 1) / parts * mr;
+    double more_b = b_readable && unit_rows <= NNCORE_MC ? 0 : (double) (parts - 1) * n;
+    *by_cols = n >= parts * nr && more_a <= more_b;
     if (*by_cols)
         return cols;
     return parts < row_panels ? parts : row_panels;
@@ -226,6 +257,7 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         T* C;                                                                              \
         const ptrdiff_t* arows; /* A's row r is row arows[r] of A (NULL: r) */             \
         NAME##_epilogue epi;    /* pointers at C's (0, 0) */                               \
+        int b_readable;         /* nncore_big_b_readable */                                \
         int by_cols;            /* units: C's columns (1) or rows (0), in whole panels */  \
         ptrdiff_t panels;       /* panels along that side */                               \
         long units;                                                                        \
@@ -239,7 +271,7 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
      * rounded to T, before the one store. */                                             \
     static inline __attribute__((always_inline, target("avx512f"))) void NAME##_tile(    \
         const int MR, const int NV, ptrdiff_t ars, ptrdiff_t aps, ptrdiff_t kc,            \
-        const T* a, const T* b,                                                            \
+        const T* a, const T* b, ptrdiff_t bs,                                              \
         T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols,               \
         const NAME##_epilogue* e) {                                                        \
         V acc[NNCORE_MR1][2];                                                              \
@@ -267,9 +299,9 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
             const ptrdiff_t end = last ? kc : kc - 16;                                     \
             _Pragma("GCC unroll 4")                                                        \
             for (; p < end; p++) {                                                         \
-                const T* bp = b + p * NV * W;                                              \
-                V b0 = _mm512_load_##X(bp);                                                \
-                V b1 = NV > 1 ? _mm512_load_##X(bp + W) : b0;                              \
+                const T* bp = b + p * bs;                                                  \
+                V b0 = _mm512_loadu_##X(bp);                                               \
+                V b1 = NV > 1 ? _mm512_loadu_##X(bp + W) : b0;                             \
                 _Pragma("GCC unroll 32") /* acc must stay in registers */                 \
                 for (int r = 0; r < MR; r++) {                                             \
                     V ar = _mm512_set1_##X(a[r * ars + p * aps]);                          \
@@ -332,8 +364,9 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
      * all 32 zmm registers): two tile shapes × A's panel read along rows of k — packed   \
      * (ars = KC, a constant: the rows' offsets are immediates) or A itself (ars = lda)  \
      * — or along columns (aps = MR packed, lda for Aᵀ itself). */                       \
-    typedef void (*NAME##_kernel)(ptrdiff_t, const T*, ptrdiff_t, ptrdiff_t, const T*, T,  \
-                                  T, int, T*, ptrdiff_t, int, int, const NAME##_epilogue*); \
+    typedef void (*NAME##_kernel)(ptrdiff_t, const T*, ptrdiff_t, ptrdiff_t, const T*,     \
+                                  ptrdiff_t, T, T, int, T*, ptrdiff_t, int, int,           \
+                                  const NAME##_epilogue*);                                 \
     NNCORE_BIG_KERNEL(T, NAME, wide_rows, NNCORE_MR2, 2, KC, 1)                            \
     NNCORE_BIG_KERNEL(T, NAME, wide_rows_direct, NNCORE_MR2_DIRECT, 2, ars, 1)             \
     NNCORE_BIG_KERNEL(T, NAME, wide_cols, NNCORE_MR2, 2, 1, aps)                           \
@@ -409,10 +442,11 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
      * packed unless `direct` (then nc ≤ one panel): the kernels then read op(A) where it  \
      * is, 8 or 12 rows at a time along rows of A, but for a last panel of fewer rows,  \
      * which is packed (zeros past m) so that no kernel reads past A. */                  \
-    static void NAME##_blocks(const NAME##_job* g, int direct, ptrdiff_t ic, ptrdiff_t pc, \
-                              T* pa, const T* pb, ptrdiff_t mc, ptrdiff_t nc,              \
+    static void NAME##_blocks(const NAME##_job* g, int direct, int direct_b, ptrdiff_t ic,  \
+                              ptrdiff_t pc, T* pa, const T* b, ptrdiff_t mc, ptrdiff_t nc,  \
                               ptrdiff_t kc, ptrdiff_t jc) {                                \
         const ptrdiff_t nr = g->nv * W, mr = g->mr;                                        \
+        const ptrdiff_t bs = direct_b ? g->ldb : nr; /* B's rows (packed: a panel's) */   \
         T* C = g->C + ic * g->ldc + jc;                                                    \
         NAME##_epilogue e = {pc + kc == g->k ? g->epi.kind : NNCORE_BIG_PLAIN}; /* last run */ \
         NAME##_kernel packed = g->nv == 2 ? (g->trans_a ? NAME##_wide_cols : NAME##_wide_rows) \
@@ -437,12 +471,12 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
                 }                                                                          \
                 if (!direct || rows == step)                                               \
                     kernel(kc, a + (direct ? s * (g->trans_a ? 1 : g->lda) : s * KC), ars, \
-                           aps, pb + q * kc, g->alpha, g->beta, pc == 0, c, g->ldc, rows,  \
-                           cols, &e);                                                      \
+                           aps, b + (direct_b ? q : q * kc), bs, g->alpha, g->beta,        \
+                           pc == 0, c, g->ldc, rows, cols, &e);                            \
                 else {                                                                     \
                     NAME##_pack_a(g, ic + s, rows, pc, kc, mr, pa);                        \
-                    packed(kc, pa, KC, mr, pb + q * kc, g->alpha, g->beta, pc == 0, c,     \
-                           g->ldc, rows, cols, &e);                                        \
+                    packed(kc, pa, KC, mr, b + (direct_b ? q : q * kc), bs, g->alpha,      \
+                           g->beta, pc == 0, c, g->ldc, rows, cols, &e);                   \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -469,16 +503,19 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
          * it would then cost more than it saves. (Either way the sums are the same,   \
          * in the same order.) */                                                      \
         int direct = j_hi - j_lo <= nr && g->arows == NULL;                                \
+        int direct_b = g->b_readable && (j_hi - j_lo) % nr == 0 && i_hi - i_lo <= NNCORE_MC; \
         for (ptrdiff_t jc = j_lo; jc < j_hi; jc += NC) {                                   \
             ptrdiff_t nc = jc + NC < j_hi ? NC : j_hi - jc;                                \
             for (ptrdiff_t pc = 0; pc < g->k; pc += KC) {                                  \
                 ptrdiff_t kc = pc + KC < g->k ? KC : g->k - pc;                            \
-                NAME##_pack_b(g, pc, kc, jc, nc, nr, pb);                                  \
+                if (!direct_b)                                                             \
+                    NAME##_pack_b(g, pc, kc, jc, nc, nr, pb);                              \
                 for (ptrdiff_t ic = i_lo; ic < i_hi; ic += NNCORE_MC) {                    \
                     ptrdiff_t mc = ic + NNCORE_MC < i_hi ? NNCORE_MC : i_hi - ic;          \
                     if (!direct)                                                           \
                         NAME##_pack_a(g, ic, mc, pc, kc, mr, pa);                          \
-                    NAME##_blocks(g, direct, ic, pc, pa, pb, mc, nc, kc, jc);              \
+                    NAME##_blocks(g, direct, direct_b, ic, pc, pa,                         \
+                                  direct_b ? g->B + pc * g->ldb + jc : pb, mc, nc, kc, jc); \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -506,7 +543,8 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         int summed = epilogue == NNCORE_BIG_RELU_BACKWARD && sums != NULL;                 \
         NAME##_job job = {trans_a, trans_b, nv, mr, m, n, k, lda, ldb, ldc, alpha, beta,   \
                           A, B, C, arows, {epilogue, bias, act, summed ? sums : NULL},     \
-                          0, 0, 1};                                                        \
+                          0, 0, 0, 1};                                                     \
+        job.b_readable = nncore_big_b_readable(trans_b, n, k, ldb, W);                     \
         double work = (double) m * n * k / W;                                              \
         int parts = nncore_parts(work, NNCORE_MIN_FMAS_PER_THREAD);                        \
         double awake = nncore_tile_predicting ? PREDICT : AWAKE;                           \
@@ -517,7 +555,8 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
         if (!nncore_big_ready())                                                           \
             return 0;                                                                      \
         if (parts > 1) {                                                                   \
-            job.units = nncore_big_units(m, n, W, parts, arows == NULL, &job.by_cols);     \
+            job.units = nncore_big_units(m, n, W, parts, arows == NULL, job.b_readable,    \
+                                         &job.by_cols);                                    \
             if (summed && !job.by_cols) { /* each column's sums on one thread */          \
                 job.by_cols = 1;                                                           \
                 job.units = parts < (n + nr - 1) / nr ? parts : (n + nr - 1) / nr;         \
@@ -551,11 +590,11 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
  * cols, e). */
 #define NNCORE_BIG_KERNEL(T, NAME, SUFFIX, MR, NV, ARS, APS)                               \
     static __attribute__((noinline, target("avx512f"))) void NAME##_##SUFFIX(              \
-        ptrdiff_t kc, const T* a, ptrdiff_t ars, ptrdiff_t aps, const T* b, T alpha,       \
-        T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols,                        \
+        ptrdiff_t kc, const T* a, ptrdiff_t ars, ptrdiff_t aps, const T* b, ptrdiff_t bs,  \
+        T alpha, T beta, int first, T* C, ptrdiff_t ldc, int rows, int cols,               \
         const NAME##_epilogue* e) {                                                        \
         (void) ars, (void) aps;                                                            \
-        NAME##_tile(MR, NV, ARS, APS, kc, a, b, alpha, beta, first, C, ldc, rows, cols, e); \
+        NAME##_tile(MR, NV, ARS, APS, kc, a, b, bs, alpha, beta, first, C, ldc, rows, cols, e); \
     }
 
 /* A tile's column sums in double, one vector of T at a time: part[0] (and part[1],

@@ -166,21 +166,29 @@ def large_gemm(bint trans_a, bint trans_b, double alpha, const floating[:, ::1] 
 
 cdef extern from "_big_gemm.h" nogil:
     long big_gemm_units "nncore_big_units" (Py_ssize_t m, Py_ssize_t n, int lanes, int parts,
-                                            int in_place_a, int* by_cols)
+                                            int in_place_a, int b_readable, int* by_cols)
+    int big_gemm_b_readable "nncore_big_b_readable" (int trans_b, Py_ssize_t n, Py_ssize_t k,
+                                                     Py_ssize_t ldb, int lanes)
 
 
-def large_gemm_split(Py_ssize_t m, Py_ssize_t n, dtype, int parts):
+def large_gemm_split(Py_ssize_t m, Py_ssize_t n, dtype, int parts, k=None):
     """How the large-product kernel cuts a product with C m×n of `dtype`
     (float32 or float64) among `parts` ≥ 2 threads, A's rows in order:
     ("columns" or "rows", units of C it is cut into), src/_big_gemm.h
-    nncore_big_units. A function of the shape alone; for tests."""
-    cdef int by_cols = 0
+    nncore_big_units. k: None for a B the kernel packs (Bᵀ), else the product's
+    k with B a C-contiguous k×n matrix, which it may read in place
+    (nncore_big_b_readable). A function of the shape alone; for tests."""
+    cdef int by_cols = 0, lanes
     cdef long units
     if np.dtype(dtype) not in (np.float32, np.float64):
         raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-    if m < 1 or n < 1 or parts < 2:
-        raise ValueError(f"need m, n ≥ 1 and parts ≥ 2, got m={m}, n={n}, parts={parts}")
-    units = big_gemm_units(m, n, 64 // np.dtype(dtype).itemsize, parts, 1, &by_cols)
+    if m < 1 or n < 1 or parts < 2 or (k is not None and k < 1):
+        raise ValueError(f"need m, n, k ≥ 1 and parts ≥ 2, got m={m}, n={n}, k={k}, "
+                         f"parts={parts}")
+    lanes = 64 // np.dtype(dtype).itemsize
+    units = big_gemm_units(m, n, lanes, parts, 1,
+                           k is not None and big_gemm_b_readable(False, n, k, n, lanes),
+                           &by_cols)
     return ("columns" if by_cols else "rows", units)
 
 

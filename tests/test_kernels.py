@@ -481,7 +481,7 @@ def test_gemm_threads(assert_close, rng, dtype, m, n, k, trans_a, trans_b):
 #: 16-lane floats and 8-lane doubles (33, 45, 16, 17), narrow C (n ≤ one
 #: vector: the 24-row tile; 7, 10), fewer rows than a tile (2, 13), rows past
 #: one packed block (200 > 192), columns past one (1100 > 1024 floats, 512
-#: doubles), k below one block, across two or three (k per block: 256 floats,
+#: doubles), k below one block, across two or three (k per block: 192 floats,
 #: 128 doubles) and many (3001), and m = 1 with Aᵀ (m = 1 with A is a GEMV).
 BIG_KERNEL_SHAPES = [(70, 33, 120), (37, 45, 300), (13, 7, 3001), (200, 10, 300),
                      (25, 1100, 20), (2, 600, 500), (1, 700, 400), (97, 16, 200),
@@ -562,24 +562,61 @@ def big_gemm_units(m, n, dtype, n_threads):
     return min(n_threads, panels)
 
 
-@pytest.mark.parametrize("m,n,parts,split", [
+@pytest.mark.parametrize("m,n,k,parts,split", [
     # W4's products and 2048³: one block of 1024 columns a thread, nothing packed twice
-    (512, 2048, 2, ("columns", 2)), (2048, 2048, 2, ("columns", 2)),
+    (512, 2048, None, 2, ("columns", 2)), (2048, 2048, None, 2, ("columns", 2)),
+    # ... also with B read where it is: its 8 KiB rows are packed
+    (512, 2048, 2048, 2, ("columns", 2)),
     # W3's Aᵀ·dZ products: rows (B, k×256 or k×128, packed again instead of A)
-    (784, 256, 2, ("rows", 2)), (256, 128, 2, ("rows", 2)), (1568, 256, 5, ("rows", 5)),
-    # W3's X·W and dZ·Wᵀ: columns (A packed again, but it is the smaller)
-    (128, 256, 2, ("columns", 2)), (128, 128, 2, ("columns", 2)),
+    (784, 256, 128, 2, ("rows", 2)), (256, 128, 128, 2, ("rows", 2)),
+    (1568, 256, 128, 5, ("rows", 5)),
+    # W3's dZ·Wᵀ (Bᵀ, packed): columns (A packed again, but it is the smaller)
+    (128, 256, None, 2, ("columns", 2)), (128, 128, None, 2, ("columns", 2)),
+    # W3's X·W: rows of at most MC each read W in place, nothing packed twice
+    (128, 256, 784, 2, ("rows", 2)), (128, 128, 256, 2, ("rows", 2)),
+    # ... but not with columns that end in part of a panel (then packed)
+    (128, 250, 784, 2, ("columns", 2)),
     # each column unit a single panel reads A in place: columns whatever m
-    (4000, 64, 2, ("columns", 2)),
+    (4000, 64, None, 2, ("columns", 2)), (4000, 64, 100, 2, ("columns", 2)),
     # too few column panels for the parts: rows
-    (700, 20, 2, ("rows", 2)), (128, 128, 5, ("rows", 5)), (5, 70, 3, ("rows", 1)),
+    (700, 20, None, 2, ("rows", 2)), (128, 128, None, 5, ("rows", 5)),
+    (5, 70, None, 3, ("rows", 1)),
 ])
-def test_big_gemm_split_packs_least(m, n, parts, split):
+def test_big_gemm_split_packs_least(m, n, k, parts, split):
     """How the large-product kernel cuts C among threads (src/_big_gemm.h
     nncore_big_units, float32): by columns unless rows pack less — each
     column unit past C's blocks of 1024 columns packs A (m·k) again, each row
-    unit all of B (k·n)."""
-    assert K.large_gemm_split(m, n, np.float32, parts) == split
+    unit all of B (k·n) unless it reads B in place (nncore_big_b_readable)."""
+    assert K.large_gemm_split(m, n, np.float32, parts, k) == split
+
+
+@pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
+@pytest.mark.parametrize("m,n,k", [(16, 256, 1000), (100, 64, 784), (128, 256, 784),
+                                   (192, 128, 300), (193, 32, 200), (7, 16, 3), (1, 32, 5),
+                                   (400, 48, 130)])
+def test_large_gemm_reads_b_in_place_with_the_bits_of_packing(assert_close, rng, dtype, m,
+                                                              n, k, monkeypatch):
+    """Units of at most MC rows read a row-major B where it is
+    (src/_big_gemm.h nncore_big_b_readable); Bᵀ is always packed. Both give the
+    same sums in the same order: the same bits, on 1, 2 and 3 threads, and
+    those of float64 NumPy to rounding."""
+    from nncore import blas
+    monkeypatch.setattr(blas, "_smallest", lambda limits, n_threads: n_threads)
+    for trans_a in (False, True):
+        A = randn(rng, (k, m) if trans_a else (m, k), dtype)
+        B = randn(rng, (k, n), dtype)
+        C0 = randn(rng, (m, n), dtype)
+        packed = C0.copy()
+        with blas.threads(1):
+            assert K.large_gemm(trans_a, True, -0.5, A, np.ascontiguousarray(B.T), 0.75, packed)
+        for n_threads in (1, 2, 3):
+            C = C0.copy()
+            with blas.threads(n_threads):
+                assert K.large_gemm(trans_a, False, -0.5, A, B, 0.75, C)
+            np.testing.assert_array_equal(C, packed)
+        opA = f64(A.T) if trans_a else f64(A)
+        expected, scale = axpby_ref(-0.5, opA @ f64(B), np.abs(opA) @ np.abs(f64(B)), 0.75, C0)
+        assert_close(packed, expected, dtype, scale)
 
 
 @pytest.mark.skipif(K.simd() != "avx512", reason="the large-product kernel needs AVX-512")
@@ -610,6 +647,8 @@ def test_big_gemm_split_bad_input():
         K.large_gemm_split(10, 10, np.int32, 2)
     with pytest.raises(ValueError, match="parts ≥ 2"):
         K.large_gemm_split(10, 10, np.float32, 1)
+    with pytest.raises(ValueError, match="k ≥ 1"):
+        K.large_gemm_split(10, 10, np.float32, 2, 0)
 
 
 def helper_jobs():
