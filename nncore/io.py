@@ -93,6 +93,7 @@ def save(model, path):
     folder does not exist, TypeError for a file object open in text mode or
     not for writing, or a path of another type.
     """
+    model._forget_foreign_state()   # a loaded model could not tell (SGD's form changed)
     meta = _meta(model)
     data = json.dumps(meta, allow_nan=True).encode("utf-8")
     if len(data) > MAX_META_BYTES:

@@ -508,11 +508,12 @@ class Sequential:
         # each n_init run starts from it, and the kept run's goes on with the model
         schedule = self.optimizer.schedule
         return (self._params.copy(), self._state.copy(), self._steps, self._epoch,
-                self.optimizer.current_lr, schedule, schedule.state_dict())
+                self.optimizer.current_lr, schedule, schedule.state_dict(),
+                getattr(self, "_state_meaning", self.optimizer.state_meaning))
 
     def _restore(self, snapshot):
         params, state, self._steps, self._epoch, self.optimizer.current_lr, schedule, \
-            running = snapshot
+            running, self._state_meaning = snapshot
         schedule.load_state_dict(running)
         self._params[...] = params
         self._state = state.copy()
@@ -554,9 +555,20 @@ class Sequential:
         opt = self.optimizer
         grads = self._buffer("grads", 0 if opt.plain else self._params.size, self.dtype)
         size = opt.n_state * self._params.size
+        self._forget_foreign_state()
         if self._state.shape[0] != size:
             self._state = np.zeros(size, self.dtype)
         return grads, self._state
+
+    def _forget_foreign_state(self):
+        """Zero the optimizer state when it was made under another meaning than
+        the optimizer's now (SGD's form changed since: the velocity's sign and
+        scale differ), as the next fit would; save() calls it too, since a
+        loaded model cannot tell."""
+        meaning = self.optimizer.state_meaning
+        if getattr(self, "_state_meaning", meaning) != meaning:
+            self._state[...] = 0
+        self._state_meaning = meaning
 
     def _row_weights(self, Y, sample_weight, class_weight, trained=None):
         """Per-row weights (model dtype) from sample_weight × class_weight, or an

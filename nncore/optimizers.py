@@ -76,7 +76,9 @@ class Optimizer:
     def form(self):
         """Whose update rule: "torch" (torch.optim's, the default) or "sklearn"
         (scikit-learn's MLP: SGD in velocity form, Adam with eps outside the
-        bias correction)."""
+        bias correction). Changing it restarts SGD's velocity from zero (the
+        two forms' velocities differ in sign and scale; see state_meaning);
+        Adam's moments and step count carry over."""
         return self._form
 
     @form.setter
@@ -123,6 +125,10 @@ class Optimizer:
                 for s, p, dtype in zip(self._state, params, dtypes)):
             self._state = [[] for _ in params]
             self._steps = 0
+        if getattr(self, "_state_meaning", self.state_meaning) != self.state_meaning:
+            for state in self._state:  # another form's velocity: it starts from zero
+                del state[:]
+        self._state_meaning = self.state_meaning
         n_state = self.n_state
         for state, p, dtype in zip(self._state, params, dtypes):
             del state[n_state:]  # e.g. momentum turned off: its velocity is dropped
@@ -145,6 +151,15 @@ class Optimizer:
     @property
     def n_state(self):
         return self.N_STATE
+
+    @property
+    def state_meaning(self):
+        """What the state buffers hold, where the form changes it: SGD's
+        velocity is a sum of gradients in torch's form but of −lr·gradients
+        (the opposite sign, scaled by the rate) in scikit-learn's, so a form
+        change restarts it from zero, both here and inside a model. Adam's
+        moments are the same in both forms: None."""
+        return None
 
     def hyper(self):
         """(kind, momentum, nesterov, weight_decay, beta1, beta2, eps, decoupled)
@@ -237,6 +252,10 @@ class SGD(Optimizer):
     @property
     def n_state(self):
         return 1 if self.momentum else 0
+
+    @property
+    def state_meaning(self):
+        return self.form
 
     def hyper(self):
         return (FORMS[self.form][0], self.momentum, self.nesterov, self.weight_decay, 0.0, 0.0,
