@@ -89,7 +89,8 @@ class Optimizer:
 
     weight_decay = _number_property(
         "weight_decay", "L2 penalty factor (>= 0): g ← g + weight_decay·p, or AdamW's "
-        "decoupled shrink p ← p·(1 − lr·weight_decay).", low=0.0)
+        "decoupled shrink p ← p·(1 − lr·weight_decay). In a model it acts on every "
+        "parameter, biases included (torch.optim's on model.parameters()).", low=0.0)
 
     @property
     def plain(self):
