@@ -112,6 +112,14 @@ class Optimizer:
         """
         # a scalar (0-d, a NumPy or Python number) is one parameter, refused below
         single = isinstance(params, (np.ndarray, np.generic, int, float, complex))
+        if not single:
+            for name, value in (("params", params), ("grads", grads)):
+                # (a dict would give its keys; None, a number: no sequence at all)
+                if isinstance(value, (dict, str, bytes)) or not hasattr(value, "__iter__"):
+                    raise TypeError(
+                        f"{name} must be a float array or a sequence of arrays (one per "
+                        f"parameter), got {type(value).__name__}"
+                        + ("; pass list(d.values())" if isinstance(value, dict) else ""))
         params = [params] if single else list(params)
         grads = [grads] if single else list(grads)
         if len(params) != len(grads):

@@ -195,6 +195,11 @@ def _read_only(shape):
     (_read_only(3), np.zeros(3), ValueError, "read-only"),
     (np.zeros(3), np.array([0.0, np.nan, 0.0]), ValueError, "NaN or infinity"),
     (np.zeros(3), np.array(["a", "b", "c"]), TypeError, "expected real numbers"),
+    # were "'NoneType' object is not iterable" and "params[0] ... got str" (a dict's key)
+    (None, None, TypeError, "params must be a float array or a sequence of arrays.*NoneType"),
+    ([np.zeros(3)], None, TypeError, "grads must be a float array or a sequence.*NoneType"),
+    ({"w": np.zeros(3)}, {"w": np.zeros(3)}, TypeError, r"got dict; pass list\(d.values\(\)\)"),
+    ([np.zeros(3)], {"w": np.zeros(3)}, TypeError, "grads must be .*got dict"),
 ])
 def test_bad_sgd_update(params, grads, error, match):
     with pytest.raises(error, match=match):
