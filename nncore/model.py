@@ -160,6 +160,10 @@ class Sequential:
     def optimizer(self, optimizer):
         if isinstance(optimizer, str):
             optimizer = _optimizer_named(optimizer)
+        if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam instance, got the "
+                            f"class {optimizer.__name__} itself; pass {optimizer.__name__}(...)"
+                            f" (or the name {optimizer.__name__.lower()!r})")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
                             f"{type(optimizer).__name__}")

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from nncore import SGD, Callback, Dense, EarlyStopping, Sequential, losses
+from nncore import SGD, Adam, Callback, Dense, EarlyStopping, Sequential, losses
 
 BACKENDS = ("cython", "numpy")
 N = 10
@@ -244,6 +244,9 @@ def _dense_twice():
     (lambda: 42, {}, TypeError, "layers must be a list of nncore.Dense"),
     (_dense_twice, {}, ValueError, "same Dense object appears twice"),
     (lambda: [Dense(3, 1)], dict(optimizer=42), TypeError, "optimizer must be an nncore.SGD"),
+    # the class itself was "got type"
+    (lambda: [Dense(3, 1)], dict(optimizer=Adam), TypeError,
+     r"got the class Adam itself; pass Adam\(\.\.\.\) \(or the name 'adam'\)"),
     (lambda: [Dense(3, 1)], dict(dtype="float16"), ValueError, "unsupported dtype 'float16'"),
     (lambda: [Dense(3, 1)], dict(dtype="int32"), ValueError, "unsupported dtype"),
     (lambda: [Dense(3, 1)], dict(dtype=np.int64), ValueError, "unsupported dtype"),
