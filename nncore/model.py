@@ -95,7 +95,7 @@ class Sequential:
                  n_threads: int | None = None, alpha: float = 0.0) -> None:
         self._layers = tuple(_check_layers(layers))
         self.loss = loss
-        self.alpha = _check_number("alpha", alpha, low=0.0)
+        self.alpha = alpha
         for i, layer in enumerate(self.layers):
             if layer.activation == "softmax" and layer.out_features == 1:
                 raise ValueError(f"layers[{i}] is a softmax over one output, which is always 1 "
@@ -193,6 +193,17 @@ class Sequential:
             # leaves the model on its backend, still savable and picklable
             self._net = self._network(backend)
         self._backend = backend
+
+    @property
+    def alpha(self):
+        """The L2 penalty factor (>= 0; see the class docstring); assigning
+        runs the constructor's check (a negative value would reward large
+        weights, and save() would write a file load() refuses)."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, alpha):
+        self._alpha = _check_number("alpha", alpha, low=0.0)
 
     @property
     def n_threads(self):
@@ -762,7 +773,8 @@ class Sequential:
         return state
 
     def __setstate__(self, state):
-        state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
+        # pickled before the L2 penalty existed (0), or while alpha was a plain attribute
+        state.setdefault("_alpha", state.pop("alpha", 0.0))
         state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
         # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;

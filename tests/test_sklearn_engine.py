@@ -476,6 +476,40 @@ def test_save_load_keeps_alpha_and_form(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("value,error", [(-5.0, ValueError), (float("nan"), ValueError),
+                                         (float("inf"), ValueError), ("big", TypeError),
+                                         (None, TypeError), (True, TypeError)])
+def test_assigning_alpha_runs_the_constructors_check(tmp_path, value, error):
+    """model.alpha was a plain attribute: -5.0 trained with a negative penalty
+    (rewarding large weights) and save() wrote a file that load() refused as
+    "corrupt model file"; NaN became a DivergenceError blaming the inputs; a
+    string a TypeError that did not name alpha. Now the assignment is refused
+    like the constructor's argument, and the model keeps its alpha."""
+    model = grad_model("mse", "linear", 1, 0.25, "cython")
+    with pytest.raises(error, match="alpha"):
+        model.alpha = value
+    assert model.alpha == 0.25
+    model.alpha = np.float32(0.5)     # any real number >= 0, stored as a float
+    assert type(model.alpha) is float and model.alpha == 0.5
+    model.save(tmp_path / "m.npz")
+    assert nncore.load(tmp_path / "m.npz").alpha == 0.5
+
+
+def test_a_model_pickled_while_alpha_was_an_attribute_unpickles():
+    """Pickles written before alpha became a property keep it under "alpha"
+    (and those from before the L2 penalty have none: 0)."""
+    model = grad_model("mse", "linear", 1, 0.25, "numpy")
+    old = model.__getstate__()
+    old["alpha"] = old.pop("_alpha")
+    back = nncore.Sequential.__new__(nncore.Sequential)
+    back.__setstate__(dict(old))
+    assert back.alpha == 0.25
+    del old["alpha"]
+    back = nncore.Sequential.__new__(nncore.Sequential)
+    back.__setstate__(old)
+    assert back.alpha == 0.0
+
+
 def test_bad_input():
     with pytest.raises(ValueError, match="alpha"):
         grad_model("mse", "linear", 1, -1.0, "cython")
