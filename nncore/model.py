@@ -195,6 +195,21 @@ class Sequential:
         self._backend = backend
 
     @property
+    def rng(self):
+        """The numpy.random.Generator that shuffles the rows each epoch (and
+        draws n_init's orders): numpy.random.default_rng(seed) at construction
+        and reset(). It may be replaced by another Generator (TypeError for
+        anything else); save() keeps a PCG64 one, default_rng's."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, rng):
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, e.g. "
+                            f"numpy.random.default_rng(seed), got {type(rng).__name__}")
+        self._rng = rng
+
+    @property
     def alpha(self):
         """The L2 penalty factor (>= 0; see the class docstring); assigning
         runs the constructor's check (a negative value would reward large
@@ -775,6 +790,8 @@ class Sequential:
     def __setstate__(self, state):
         # pickled before the L2 penalty existed (0), or while alpha was a plain attribute
         state.setdefault("_alpha", state.pop("alpha", 0.0))
+        if "rng" in state:   # pickled while rng was a plain attribute
+            state.setdefault("_rng", state.pop("rng"))
         state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
         # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;
