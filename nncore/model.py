@@ -607,10 +607,14 @@ class Sequential:
         n = Y.shape[0]
         weights = None if sample_weight is None else as_weights(sample_weight, n, "sample_weight")
         if class_weight is not None:
-            if self._loss_code not in CLASSIFICATION or (
-                    self._loss_code != CROSS_ENTROPY and Y.shape[1] != 1):
-                raise ValueError("class_weight needs a classification loss (cross_entropy, or "
-                                 "binary_cross_entropy with one output); use sample_weight")
+            # a class per row: a softmax output's argmax (cross_entropy, log_loss), or one
+            # sigmoid output's y > 0.5 (binary_cross_entropy, log_loss)
+            softmax = self.layers[-1].activation == "softmax"
+            if self._loss_code not in CLASSIFICATION or (not softmax and Y.shape[1] != 1):
+                raise ValueError("class_weight needs a classification loss with one class per "
+                                 "row (cross_entropy or log_loss on a softmax output, or "
+                                 "binary_cross_entropy or log_loss on one sigmoid output); "
+                                 "use sample_weight")
             labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(np.intp)
             per_class = _class_weights(class_weight, labels[:trained], max(Y.shape[1], 2))
             weights = per_class[labels] if weights is None else weights * per_class[labels]
