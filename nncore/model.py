@@ -196,10 +196,11 @@ class Sequential:
 
     @property
     def rng(self):
-        """The numpy.random.Generator that shuffles the rows each epoch (and
-        draws n_init's orders): numpy.random.default_rng(seed) at construction
-        and reset(). It may be replaced by another Generator (TypeError for
-        anything else); save() keeps a PCG64 one, default_rng's."""
+        """The numpy.random.Generator that draws each epoch's row order:
+        numpy.random.default_rng(seed) at construction and reset(), after the
+        initial weights are drawn from it. It may be replaced by another
+        Generator (TypeError for anything else); save() keeps a PCG64 one,
+        default_rng's."""
         return self._rng
 
     @rng.setter
