@@ -2,7 +2,9 @@
 updates (src/_optim.pxd). Semantics are PyTorch's by default (form="torch"),
 so trajectories can be checked against torch.optim step for step; form="sklearn"
 gives scikit-learn's MLP optimizers (sklearn/neural_network/_stochastic_optimizers.py):
-SGD in velocity form and Adam with eps outside the bias correction.
+SGD in velocity form and Adam with eps outside the bias correction — which are
+also Keras's rules (keras.optimizers.SGD's velocity and Nesterov updates, Adam's
+and AdamW's "epsilon hat"), so form="sklearn" follows a Keras optimizer too.
 
 An optimizer's `lr` is a number or a schedule from nncore.schedules, applied
 per epoch. Inside a model the update runs in the compiled epoch loop; outside,
@@ -212,7 +214,10 @@ class SGD(Optimizer):
     solver="sgd"): v ← momentum·v − lr·g;  p ← p + (momentum·v − lr·g if nesterov
     else v). With a constant lr both forms take the same steps; when lr changes
     between epochs (a schedule), the velocity form applies the new rate to new
-    gradients only, as scikit-learn does.
+    gradients only, as scikit-learn does. The velocity form is also
+    keras.optimizers.SGD's rule, Nesterov included (Keras writes the Nesterov
+    step as p ← p + μ·v − lr·g, torch as p ← p − lr·(g + μ·v): the same step
+    at a constant rate, different ones when the rate changes).
     """
 
     KIND = SGD_KIND
@@ -293,6 +298,8 @@ class Adam(Optimizer):
     form="sklearn" is scikit-learn's AdamOptimizer (its MLP's solver="adam"; the
     step of Kingma & Ba's Algorithm 1 in its "efficient" ordering), where eps
     is added before the bias correction, so it weighs √(1−β₂ᵗ) times as much.
+    That is also Keras's Adam and AdamW (its epsilon is this "epsilon hat";
+    Keras's default is 1e-7): form="sklearn" with Keras's eps follows them.
 
     weight_decay defaults to 0.0 with either value of decoupled — that of
     torch.optim.Adam (and Keras's Adam, weight_decay=None) — so
