@@ -6,6 +6,11 @@ forward pass never needs to keep Z:
     sigmoid' = a(1-a), tanh' = 1-a², relu' = [a>0], leaky_relu' = 1 or 0.01,
     step' = 0 (almost everywhere), softmax: dz = a ⊙ (da − ⟨da, a⟩) per row,
     exp' = a (exp: the output activation of a Poisson regression).
+At the kinks the derivative is the one torch.autograd gives: relu'(0) = 0
+(a = 0 there, so [a>0] is 0), leaky_relu'(0) = 0.01 (a ≤ 0 takes the slope,
+as torch's leaky_relu backward does for z ≤ 0), step' = 0 everywhere; −0.0
+counts as 0. With the mae loss's sign(0) = 0 (nncore.losses), a trajectory
+through exact zeros is torch's (tests/test_torch_parity.py).
 
 Non-finite values: a NaN input gives a NaN output (step included), and a NaN
 activation a NaN gradient, for every activation; the compiled kernels do the

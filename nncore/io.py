@@ -93,6 +93,7 @@ def save(model, path):
     folder does not exist, TypeError for a file object open in text mode or
     not for writing, or a path of another type.
     """
+    model._forget_foreign_state()   # a loaded model could not tell (SGD's form changed)
     meta = _meta(model)
     data = json.dumps(meta, allow_nan=True).encode("utf-8")
     if len(data) > MAX_META_BYTES:
@@ -340,7 +341,7 @@ def _meta(model):
         "n_threads": None if model.n_threads is None else int(model.n_threads),
         "optimizer": _optimizer_meta(model.optimizer), "alpha": float(model.alpha),
         "steps": int(model._steps), "epoch": int(model._epoch),
-        "rng": model.rng.bit_generator.state,
+        "rng": _saved_rng_state(model.rng),
         "history": None if model.history is None else {
             "epoch": _history_numbers("history.epoch", model.history.epoch, int),
             "values": {k: _history_numbers(f"history.history[{k!r}]", column, float)
@@ -741,6 +742,19 @@ def _counter(meta, key):
         raise ValueError(f"corrupt model file: {key} is {value!r}, expected an integer in "
                          f"[0, {MAX_COUNTER}]")
     return value
+
+
+def _saved_rng_state(rng):
+    """The shuffling generator's state to save: a file holds a PCG64 state
+    (numpy.random.default_rng's); ValueError for another bit generator, which
+    model.rng may have been given (MT19937's state would not even be JSON)."""
+    name = type(rng.bit_generator).__name__
+    if name != "PCG64":
+        raise ValueError(f"cannot save this model: its shuffling generator (model.rng) runs on "
+                         f"{name}, and a model file keeps a PCG64 state (numpy.random."
+                         "default_rng's); assign model.rng = numpy.random.default_rng(seed) "
+                         "first, or reset()")
+    return rng.bit_generator.state
 
 
 def _rng_state(state):

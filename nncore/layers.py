@@ -84,7 +84,14 @@ class Dense:
     def initialize(self, rng: np.random.Generator) -> None:
         """Random initialisation in place: He-uniform (limit √(6/in)) for
         relu/leaky_relu, Glorot-uniform (limit √(6/(in+out))) otherwise; zero
-        biases. Draws in float64 so both dtypes see the same numbers."""
+        biases. Draws in float64 so both dtypes see the same numbers.
+
+        rng: a numpy.random.Generator (or legacy RandomState), whose position
+        the draws advance; TypeError otherwise (for a seed, pass
+        numpy.random.default_rng(seed))."""
+        if not isinstance(rng, (np.random.Generator, np.random.RandomState)):
+            raise TypeError(f"rng must be a numpy.random.Generator, e.g. "
+                            f"numpy.random.default_rng(seed), got {type(rng).__name__}")
         fan = self._in
         if ACTIVATIONS[self._activation] not in (RELU, LEAKY_RELU):
             fan += self._out

@@ -7,6 +7,9 @@ mean over every element; for cross-entropy it is −Σₖ yₖ·log pₖ over th
 classes. The public functions work on plain arrays (lists too) and return a
 float; the model uses the fused kernel, which reads the output layer's
 pre-activation so softmax/sigmoid + cross-entropy stay finite for any logit.
+The mae gradient is sign(ŷ − y)/(n·k) with sign(0) = 0: an exactly fitted
+element pushes nothing (the subgradient of |·| at 0 that torch's l1_loss and
+Keras's mean_absolute_error also take).
 
 The weighted-mean losses are scikit-learn's MLP losses
 (sklearn/neural_network/_base.py, 1.9), with its conventions: a batch's cost

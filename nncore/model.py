@@ -95,7 +95,7 @@ class Sequential:
                  n_threads: int | None = None, alpha: float = 0.0) -> None:
         self._layers = tuple(_check_layers(layers))
         self.loss = loss
-        self.alpha = _check_number("alpha", alpha, low=0.0)
+        self.alpha = alpha
         for i, layer in enumerate(self.layers):
             if layer.activation == "softmax" and layer.out_features == 1:
                 raise ValueError(f"layers[{i}] is a softmax over one output, which is always 1 "
@@ -160,6 +160,10 @@ class Sequential:
     def optimizer(self, optimizer):
         if isinstance(optimizer, str):
             optimizer = _optimizer_named(optimizer)
+        if isinstance(optimizer, type) and issubclass(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam instance, got the "
+                            f"class {optimizer.__name__} itself; pass {optimizer.__name__}(...)"
+                            f" (or the name {optimizer.__name__.lower()!r})")
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be an nncore.SGD or nncore.Adam, got "
                             f"{type(optimizer).__name__}")
@@ -189,6 +193,33 @@ class Sequential:
             # leaves the model on its backend, still savable and picklable
             self._net = self._network(backend)
         self._backend = backend
+
+    @property
+    def rng(self):
+        """The numpy.random.Generator that draws each epoch's row order:
+        numpy.random.default_rng(seed) at construction and reset(), after the
+        initial weights are drawn from it. It may be replaced by another
+        Generator (TypeError for anything else); save() keeps a PCG64 one,
+        default_rng's."""
+        return self._rng
+
+    @rng.setter
+    def rng(self, rng):
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"rng must be a numpy.random.Generator, e.g. "
+                            f"numpy.random.default_rng(seed), got {type(rng).__name__}")
+        self._rng = rng
+
+    @property
+    def alpha(self):
+        """The L2 penalty factor (>= 0; see the class docstring); assigning
+        runs the constructor's check (a negative value would reward large
+        weights, and save() would write a file load() refuses)."""
+        return self._alpha
+
+    @alpha.setter
+    def alpha(self, alpha):
+        self._alpha = _check_number("alpha", alpha, low=0.0)
 
     @property
     def n_threads(self):
@@ -508,11 +539,12 @@ class Sequential:
         # each n_init run starts from it, and the kept run's goes on with the model
         schedule = self.optimizer.schedule
         return (self._params.copy(), self._state.copy(), self._steps, self._epoch,
-                self.optimizer.current_lr, schedule, schedule.state_dict())
+                self.optimizer.current_lr, schedule, schedule.state_dict(),
+                getattr(self, "_state_meaning", self.optimizer.state_meaning))
 
     def _restore(self, snapshot):
         params, state, self._steps, self._epoch, self.optimizer.current_lr, schedule, \
-            running = snapshot
+            running, self._state_meaning = snapshot
         schedule.load_state_dict(running)
         self._params[...] = params
         self._state = state.copy()
@@ -554,9 +586,20 @@ class Sequential:
         opt = self.optimizer
         grads = self._buffer("grads", 0 if opt.plain else self._params.size, self.dtype)
         size = opt.n_state * self._params.size
+        self._forget_foreign_state()
         if self._state.shape[0] != size:
             self._state = np.zeros(size, self.dtype)
         return grads, self._state
+
+    def _forget_foreign_state(self):
+        """Zero the optimizer state when it was made under another meaning than
+        the optimizer's now (SGD's form changed since: the velocity's sign and
+        scale differ), as the next fit would; save() calls it too, since a
+        loaded model cannot tell."""
+        meaning = self.optimizer.state_meaning
+        if getattr(self, "_state_meaning", meaning) != meaning:
+            self._state[...] = 0
+        self._state_meaning = meaning
 
     def _row_weights(self, Y, sample_weight, class_weight, trained=None):
         """Per-row weights (model dtype) from sample_weight × class_weight, or an
@@ -565,10 +608,14 @@ class Sequential:
         n = Y.shape[0]
         weights = None if sample_weight is None else as_weights(sample_weight, n, "sample_weight")
         if class_weight is not None:
-            if self._loss_code not in CLASSIFICATION or (
-                    self._loss_code != CROSS_ENTROPY and Y.shape[1] != 1):
-                raise ValueError("class_weight needs a classification loss (cross_entropy, or "
-                                 "binary_cross_entropy with one output); use sample_weight")
+            # a class per row: a softmax output's argmax (cross_entropy, log_loss), or one
+            # sigmoid output's y > 0.5 (binary_cross_entropy, log_loss)
+            softmax = self.layers[-1].activation == "softmax"
+            if self._loss_code not in CLASSIFICATION or (not softmax and Y.shape[1] != 1):
+                raise ValueError("class_weight needs a classification loss with one class per "
+                                 "row (cross_entropy or log_loss on a softmax output, or "
+                                 "binary_cross_entropy or log_loss on one sigmoid output); "
+                                 "use sample_weight")
             labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(np.intp)
             per_class = _class_weights(class_weight, labels[:trained], max(Y.shape[1], 2))
             weights = per_class[labels] if weights is None else weights * per_class[labels]
@@ -746,7 +793,10 @@ class Sequential:
         return state
 
     def __setstate__(self, state):
-        state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
+        # pickled before the L2 penalty existed (0), or while alpha was a plain attribute
+        state.setdefault("_alpha", state.pop("alpha", 0.0))
+        if "rng" in state:   # pickled while rng was a plain attribute
+            state.setdefault("_rng", state.pop("rng"))
         state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
         # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;

@@ -2,7 +2,9 @@
 updates (src/_optim.pxd). Semantics are PyTorch's by default (form="torch"),
 so trajectories can be checked against torch.optim step for step; form="sklearn"
 gives scikit-learn's MLP optimizers (sklearn/neural_network/_stochastic_optimizers.py):
-SGD in velocity form and Adam with eps outside the bias correction.
+SGD in velocity form and Adam with eps outside the bias correction — which are
+also Keras's rules (keras.optimizers.SGD's velocity and Nesterov updates, Adam's
+and AdamW's "epsilon hat"), so form="sklearn" follows a Keras optimizer too.
 
 An optimizer's `lr` is a number or a schedule from nncore.schedules, applied
 per epoch. Inside a model the update runs in the compiled epoch loop; outside,
@@ -76,7 +78,9 @@ class Optimizer:
     def form(self):
         """Whose update rule: "torch" (torch.optim's, the default) or "sklearn"
         (scikit-learn's MLP: SGD in velocity form, Adam with eps outside the
-        bias correction)."""
+        bias correction). Changing it restarts SGD's velocity from zero (the
+        two forms' velocities differ in sign and scale; see state_meaning);
+        Adam's moments and step count carry over."""
         return self._form
 
     @form.setter
@@ -87,7 +91,8 @@ class Optimizer:
 
     weight_decay = _number_property(
         "weight_decay", "L2 penalty factor (>= 0): g ← g + weight_decay·p, or AdamW's "
-        "decoupled shrink p ← p·(1 − lr·weight_decay).", low=0.0)
+        "decoupled shrink p ← p·(1 − lr·weight_decay). In a model it acts on every "
+        "parameter, biases included (torch.optim's on model.parameters()).", low=0.0)
 
     @property
     def plain(self):
@@ -109,6 +114,14 @@ class Optimizer:
         """
         # a scalar (0-d, a NumPy or Python number) is one parameter, refused below
         single = isinstance(params, (np.ndarray, np.generic, int, float, complex))
+        if not single:
+            for name, value in (("params", params), ("grads", grads)):
+                # (a dict would give its keys; None, a number: no sequence at all)
+                if isinstance(value, (dict, str, bytes)) or not hasattr(value, "__iter__"):
+                    raise TypeError(
+                        f"{name} must be a float array or a sequence of arrays (one per "
+                        f"parameter), got {type(value).__name__}"
+                        + ("; pass list(d.values())" if isinstance(value, dict) else ""))
         params = [params] if single else list(params)
         grads = [grads] if single else list(grads)
         if len(params) != len(grads):
@@ -123,6 +136,10 @@ class Optimizer:
                 for s, p, dtype in zip(self._state, params, dtypes)):
             self._state = [[] for _ in params]
             self._steps = 0
+        if getattr(self, "_state_meaning", self.state_meaning) != self.state_meaning:
+            for state in self._state:  # another form's velocity: it starts from zero
+                del state[:]
+        self._state_meaning = self.state_meaning
         n_state = self.n_state
         for state, p, dtype in zip(self._state, params, dtypes):
             del state[n_state:]  # e.g. momentum turned off: its velocity is dropped
@@ -145,6 +162,15 @@ class Optimizer:
     @property
     def n_state(self):
         return self.N_STATE
+
+    @property
+    def state_meaning(self):
+        """What the state buffers hold, where the form changes it: SGD's
+        velocity is a sum of gradients in torch's form but of −lr·gradients
+        (the opposite sign, scaled by the rate) in scikit-learn's, so a form
+        change restarts it from zero, both here and inside a model. Adam's
+        moments are the same in both forms: None."""
+        return None
 
     def hyper(self):
         """(kind, momentum, nesterov, weight_decay, beta1, beta2, eps, decoupled)
@@ -188,7 +214,10 @@ class SGD(Optimizer):
     solver="sgd"): v ← momentum·v − lr·g;  p ← p + (momentum·v − lr·g if nesterov
     else v). With a constant lr both forms take the same steps; when lr changes
     between epochs (a schedule), the velocity form applies the new rate to new
-    gradients only, as scikit-learn does.
+    gradients only, as scikit-learn does. The velocity form is also
+    keras.optimizers.SGD's rule, Nesterov included (Keras writes the Nesterov
+    step as p ← p + μ·v − lr·g, torch as p ← p − lr·(g + μ·v): the same step
+    at a constant rate, different ones when the rate changes).
     """
 
     KIND = SGD_KIND
@@ -238,6 +267,10 @@ class SGD(Optimizer):
     def n_state(self):
         return 1 if self.momentum else 0
 
+    @property
+    def state_meaning(self):
+        return self.form
+
     def hyper(self):
         return (FORMS[self.form][0], self.momentum, self.nesterov, self.weight_decay, 0.0, 0.0,
                 0.0, False)
@@ -265,6 +298,8 @@ class Adam(Optimizer):
     form="sklearn" is scikit-learn's AdamOptimizer (its MLP's solver="adam"; the
     step of Kingma & Ba's Algorithm 1 in its "efficient" ordering), where eps
     is added before the bias correction, so it weighs √(1−β₂ᵗ) times as much.
+    That is also Keras's Adam and AdamW (its epsilon is this "epsilon hat";
+    Keras's default is 1e-7): form="sklearn" with Keras's eps follows them.
 
     weight_decay defaults to 0.0 with either value of decoupled — that of
     torch.optim.Adam (and Keras's Adam, weight_decay=None) — so

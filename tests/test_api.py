@@ -86,6 +86,22 @@ def test_initialisation_same_for_backends_and_dtypes():
             assert_weights_equal(got, ref, rtol=1e-7 if dtype == "float32" else 0.0)
 
 
+@pytest.mark.parametrize("rng", [0, None, "seed", np.random.SeedSequence(0)],
+                         ids=["int", "None", "str", "SeedSequence"])
+def test_initialize_refuses_what_is_not_a_generator(rng):
+    """Dense.initialize(rng) draws from a Generator; a seed (the natural
+    mistake) was an AttributeError ('int' object has no attribute 'uniform').
+    Now a TypeError saying what to pass, and the weights are untouched."""
+    layer = nncore.Dense(3, 2, "relu")
+    before = layer.W.copy()
+    with pytest.raises(TypeError, match=r"numpy.random.Generator.*default_rng\(seed\)"):
+        layer.initialize(rng)
+    np.testing.assert_array_equal(layer.W, before)
+    layer.initialize(np.random.default_rng(0))
+    limit = np.sqrt(6 / 3)    # He-uniform for relu
+    assert np.abs(layer.W).max() <= limit and not np.array_equal(layer.W, before)
+
+
 # ------------------------------------------------------------ fit / History
 
 @pytest.mark.parametrize("backend", BACKENDS)

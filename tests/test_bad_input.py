@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from nncore import SGD, Callback, Dense, EarlyStopping, Sequential, losses
+from nncore import SGD, Adam, Callback, Dense, EarlyStopping, Sequential, losses
 
 BACKENDS = ("cython", "numpy")
 N = 10
@@ -195,6 +195,11 @@ def _read_only(shape):
     (_read_only(3), np.zeros(3), ValueError, "read-only"),
     (np.zeros(3), np.array([0.0, np.nan, 0.0]), ValueError, "NaN or infinity"),
     (np.zeros(3), np.array(["a", "b", "c"]), TypeError, "expected real numbers"),
+    # were "'NoneType' object is not iterable" and "params[0] ... got str" (a dict's key)
+    (None, None, TypeError, "params must be a float array or a sequence of arrays.*NoneType"),
+    ([np.zeros(3)], None, TypeError, "grads must be a float array or a sequence.*NoneType"),
+    ({"w": np.zeros(3)}, {"w": np.zeros(3)}, TypeError, r"got dict; pass list\(d.values\(\)\)"),
+    ([np.zeros(3)], {"w": np.zeros(3)}, TypeError, "grads must be .*got dict"),
 ])
 def test_bad_sgd_update(params, grads, error, match):
     with pytest.raises(error, match=match):
@@ -239,6 +244,9 @@ def _dense_twice():
     (lambda: 42, {}, TypeError, "layers must be a list of nncore.Dense"),
     (_dense_twice, {}, ValueError, "same Dense object appears twice"),
     (lambda: [Dense(3, 1)], dict(optimizer=42), TypeError, "optimizer must be an nncore.SGD"),
+    # the class itself was "got type"
+    (lambda: [Dense(3, 1)], dict(optimizer=Adam), TypeError,
+     r"got the class Adam itself; pass Adam\(\.\.\.\) \(or the name 'adam'\)"),
     (lambda: [Dense(3, 1)], dict(dtype="float16"), ValueError, "unsupported dtype 'float16'"),
     (lambda: [Dense(3, 1)], dict(dtype="int32"), ValueError, "unsupported dtype"),
     (lambda: [Dense(3, 1)], dict(dtype=np.int64), ValueError, "unsupported dtype"),

@@ -883,6 +883,45 @@ def test_save_refuses_what_load_would_refuse(saved, tmp_path):
     assert path.read_bytes() == before and temporaries(tmp_path) == []
 
 
+@pytest.mark.parametrize("bit_generator", [np.random.MT19937, np.random.SFC64,
+                                           np.random.Philox, np.random.PCG64DXSM])
+def test_save_names_a_shuffling_generator_it_cannot_keep(saved, tmp_path, bit_generator):
+    """model.rng given a Generator over another bit generator than PCG64 still
+    shuffles, but a file keeps a PCG64 state: save said "Object of type ndarray
+    is not JSON serializable" (a TypeError) for MT19937, SFC64 and Philox, and
+    "corrupt model file" for PCG64DXSM. Now a ValueError naming model.rng and
+    what to do; the previous file is left as it was."""
+    m, path = saved
+    before = path.read_bytes()
+    m.rng = np.random.Generator(bit_generator(0))
+    with pytest.raises(ValueError, match=rf"cannot save.*model.rng.*{bit_generator.__name__}"
+                                         r".*default_rng\(seed\)"):
+        m.save(path)
+    assert path.read_bytes() == before and temporaries(tmp_path) == []
+    m.rng = np.random.default_rng(1)
+    m.save(path)
+    assert nncore.load(path).rng.bit_generator.state == m.rng.bit_generator.state
+
+
+@pytest.mark.parametrize("value", [0, None, np.random.RandomState(0)], ids=["int", "None",
+                                                                            "RandomState"])
+def test_rng_takes_a_generator_only(saved, value):
+    """model.rng = 0 was accepted and fit then failed with AttributeError
+    ('int' object has no attribute 'shuffle'); now the assignment is a
+    TypeError and the model keeps its generator. Pickles from when rng was a
+    plain attribute still load."""
+    m, _ = saved
+    rng = m.rng
+    with pytest.raises(TypeError, match="rng must be a numpy.random.Generator"):
+        m.rng = value
+    assert m.rng is rng
+    old = m.__getstate__()
+    old["rng"] = old.pop("_rng")
+    back = Sequential.__new__(Sequential)
+    back.__setstate__(old)
+    assert back.rng.bit_generator.state == rng.bit_generator.state
+
+
 def test_files_of_the_previous_layout_still_load(saved):
     """Files written before current_lr and seed_sequence were saved (lr always a
     schedule spec) load and resume exactly."""

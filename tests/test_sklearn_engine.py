@@ -236,6 +236,58 @@ def test_sgd_update_method_with_sklearn_form(nesterov):
     np.testing.assert_allclose(p, p_ref, rtol=1e-14)
 
 
+@pytest.mark.parametrize("first,second", [("torch", "sklearn"), ("sklearn", "torch")])
+def test_changing_the_form_restarts_the_sgd_velocity(first, second):
+    """torch's velocity is a sum of gradients (p −= lr·v), scikit-learn's a sum
+    of −lr·gradients (p += v): kept across a form change it pushed the next
+    step uphill (w = 0.31 went to 18.2 on f(w) = w²). It restarts from zero,
+    as a new value's state does (Optimizer's docstring); Adam's moments are the
+    same in both forms and carry over."""
+    w = np.array([5.0, -3.0])
+    opt = nncore.SGD(lr=0.1, momentum=0.9, form=first)
+    for _ in range(3):
+        opt.update(w, 2 * w)
+    opt.form = second
+    expected = w.copy()
+    nncore.SGD(lr=0.1, momentum=0.9, form=second).update(expected, 2 * expected)
+    opt.update(w, 2 * w)
+    np.testing.assert_array_equal(w, expected)
+    adam = nncore.Adam(lr=0.1)
+    adam.update(w, 2 * w)
+    adam.form = "sklearn"
+    adam.update(w, 2 * w)
+    assert adam._steps == 2 and np.all(adam._state[0][0] != 0)
+
+
+@pytest.mark.parametrize("saved", [False, True])
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_changing_the_form_restarts_a_models_velocity(tmp_path, backend, saved):
+    """In a model too (its state lives there), also when the change is saved
+    before the next fit (a loaded model cannot tell which form made the
+    velocity): the next epoch steps as a fresh optimizer of the new form."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 3))
+    y = X @ np.array([1.0, -2.0, 0.5])
+
+    def model(form):
+        return nncore.Sequential([nncore.Dense(3, 1)], loss="mse", seed=0, dtype="float64",
+                                 backend=backend,
+                                 optimizer=nncore.SGD(lr=0.05, momentum=0.9, form=form))
+
+    trained = model("torch")
+    trained.fit(X, y, epochs=3)
+    fresh = model("sklearn")
+    fresh.set_weights(trained.get_weights())
+    trained.optimizer.form = "sklearn"
+    if saved:
+        trained.save(tmp_path / "m.npz")
+        trained = nncore.load(tmp_path / "m.npz")
+    trained.fit(X, y, epochs=2)
+    fresh.fit(X, y, epochs=2)
+    for ours, theirs in zip(trained.get_weights(), fresh.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 # ---------------------------------------- loss_and_gradient vs finite differences
 
 #: (loss, output activation, outputs); hidden layers tanh
@@ -422,6 +474,40 @@ def test_save_load_keeps_alpha_and_form(tmp_path):
     assert back.layers[-1].activation == "exp"
     for a, b in zip(model.get_weights(), back.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("value,error", [(-5.0, ValueError), (float("nan"), ValueError),
+                                         (float("inf"), ValueError), ("big", TypeError),
+                                         (None, TypeError), (True, TypeError)])
+def test_assigning_alpha_runs_the_constructors_check(tmp_path, value, error):
+    """model.alpha was a plain attribute: -5.0 trained with a negative penalty
+    (rewarding large weights) and save() wrote a file that load() refused as
+    "corrupt model file"; NaN became a DivergenceError blaming the inputs; a
+    string a TypeError that did not name alpha. Now the assignment is refused
+    like the constructor's argument, and the model keeps its alpha."""
+    model = grad_model("mse", "linear", 1, 0.25, "cython")
+    with pytest.raises(error, match="alpha"):
+        model.alpha = value
+    assert model.alpha == 0.25
+    model.alpha = np.float32(0.5)     # any real number >= 0, stored as a float
+    assert type(model.alpha) is float and model.alpha == 0.5
+    model.save(tmp_path / "m.npz")
+    assert nncore.load(tmp_path / "m.npz").alpha == 0.5
+
+
+def test_a_model_pickled_while_alpha_was_an_attribute_unpickles():
+    """Pickles written before alpha became a property keep it under "alpha"
+    (and those from before the L2 penalty have none: 0)."""
+    model = grad_model("mse", "linear", 1, 0.25, "numpy")
+    old = model.__getstate__()
+    old["alpha"] = old.pop("_alpha")
+    back = nncore.Sequential.__new__(nncore.Sequential)
+    back.__setstate__(dict(old))
+    assert back.alpha == 0.25
+    del old["alpha"]
+    back = nncore.Sequential.__new__(nncore.Sequential)
+    back.__setstate__(old)
+    assert back.alpha == 0.0
 
 
 def test_bad_input():

@@ -64,3 +64,34 @@ def test_same_trajectory_as_torch(loss, hidden, options):
         theirs = theirs.detach().numpy()
         np.testing.assert_allclose(ours, theirs.T if theirs.ndim == 2 else theirs,
                                    rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("hidden,out,loss", [("relu", "relu", "mse"), ("relu", "linear", "mae"),
+                                             ("leaky_relu", "leaky_relu", "mae"),
+                                             ("leaky_relu", "relu", "mae")])
+def test_gradient_at_the_kinks_is_torchs(backend, dtype, hidden, out, loss):
+    """Exactly on the kinks — hidden and output pre-activations of 0 (and
+    −0.0), mae residuals of exactly 0 — the gradient is torch.autograd's:
+    relu'(0) = 0, leaky_relu'(0) = 0.01, sign(0) = 0 (nncore.activations and
+    nncore.losses document the choice). torch runs in the model's dtype, so the
+    residuals are 0 in both."""
+    X = np.array([[0.0, 0.0], [1.0, -1.0], [0.0, 2.0], [-0.0, 0.0], [2.0, 1.0]])
+    weights = [np.array([[1.0, 0.0, -1.0], [1.0, 0.5, 0.0]]), np.zeros(3),
+               np.array([[1.0, -1.0], [0.5, 0.0], [-1.0, 1.0]]), np.zeros(2)]
+    model = nncore.Sequential([nncore.Dense(2, 3, hidden), nncore.Dense(3, 2, out)], loss=loss,
+                              seed=0, dtype=dtype, backend=backend)
+    model.set_weights(weights)
+    y = model.predict(X)          # residual 0 everywhere ...
+    y[1] += 0.5                   # ... but in one row
+    _, ours = model.loss_and_gradient(X, y)
+    params = [torch.tensor(w.astype(dtype), requires_grad=True) for w in weights]
+    z = ACTIVATIONS[hidden](torch.tensor(X.astype(dtype)) @ params[0] + params[1])
+    z = ACTIVATIONS[out](z @ params[2] + params[3])
+    theirs = (F.mse_loss if loss == "mse" else F.l1_loss)(z, torch.tensor(y))
+    theirs.backward()
+    expected = np.concatenate([p.grad.numpy().ravel() for p in params])
+    assert np.count_nonzero(expected) < expected.size   # the kinks are hit
+    np.testing.assert_allclose(ours, expected, rtol=1e-6 if dtype == "float32" else 1e-12,
+                               atol=1e-7 if dtype == "float32" else 1e-15)

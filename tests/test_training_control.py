@@ -860,6 +860,48 @@ def test_class_weight_needs_a_classification_loss(loss, outputs):
         make_model(loss, outputs=outputs).fit(X, y, class_weight={0: 2.0})
 
 
+def test_log_loss_takes_class_weight_as_torchs_weighted_cross_entropy(backend, torch):
+    """class_weight on log_loss with a softmax output was refused ("class_weight
+    needs a classification loss"), though log_loss is one with a class per row
+    and the README gives its weighted cost. Its batch cost Σ wᵢ·ℓᵢ / Σ wᵢ is
+    torch's F.cross_entropy(weight=class weights) (reduction "mean"): the same
+    trajectory, tail batch included. (cross_entropy divides by n, as Keras.)"""
+    F = torch.nn.functional
+    rng = np.random.default_rng(0)
+    n, weights = 23, {0: 1.0, 1: 3.0, 2: 0.5}
+    X, y = rng.normal(size=(n, 4)), rng.integers(0, 3, n)
+    model = Sequential([Dense(4, 5, "tanh"), Dense(5, 3, "softmax")], loss="log_loss",
+                       optimizer=SGD(0.3, momentum=0.5), seed=0, dtype="float64",
+                       backend=backend)
+    params = [torch.tensor(w.copy(), requires_grad=True) for w in model.get_weights()]
+    opt = torch.optim.SGD(params, lr=0.3, momentum=0.5)
+    model.fit(X, y, epochs=3, batch_size=6, shuffle=False, class_weight=weights)
+    Xt, yt = torch.tensor(X), torch.tensor(y)
+    wt = torch.tensor([weights[k] for k in range(3)], dtype=torch.float64)
+    for _ in range(3):
+        for s in range(0, n, 6):
+            z = torch.tanh(Xt[s:s + 6] @ params[0] + params[1]) @ params[2] + params[3]
+            opt.zero_grad()
+            F.cross_entropy(z, yt[s:s + 6], weight=wt).backward()
+            opt.step()
+    for ours, theirs in zip(model.get_weights(), params):
+        np.testing.assert_allclose(ours, theirs.detach().numpy(), rtol=1e-12, atol=1e-14)
+
+
+def test_class_weight_with_log_loss_on_sigmoid_outputs():
+    """log_loss on one sigmoid output has a class per row (y > 0.5) and takes
+    class_weight, as binary_cross_entropy does; on several (multilabel) it
+    has none and is refused, with a message that names log_loss."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 3))
+    one = Sequential([Dense(3, 1, "sigmoid")], loss="log_loss", seed=0)
+    one.fit(X, rng.integers(0, 2, 12), class_weight="balanced")
+    many = Sequential([Dense(3, 2, "sigmoid")], loss="log_loss", seed=0)
+    with pytest.raises(ValueError, match="class_weight needs a classification loss with one "
+                                         "class per row.*log_loss"):
+        many.fit(X, rng.integers(0, 2, (12, 2)), class_weight={0: 2.0})
+
+
 def test_class_weight_takes_a_python_int_beyond_int64():
     """2**70 is a finite weight; np.isfinite could not take the Python int and raised
     a bare TypeError ("ufunc 'isfinite' not supported for the input types")."""
