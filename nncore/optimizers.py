@@ -103,9 +103,13 @@ class Optimizer:
         buffers (momentum, Adam moments) are kept per position in the sequence
         across calls, and restart (with the step count) when the number of
         arrays, a shape or a dtype changes. Raises ValueError/TypeError for
-        mismatched or non-finite input, and ValueError when a hyper-parameter
-        does not survive the parameters' dtype (e.g. eps rounding to 0 or beta2
-        to 1 in float32).
+        mismatched or non-finite input, ValueError for two parameters that
+        share memory (the same array twice, or overlapping views: their shared
+        elements would take two steps — torch.optim updates a repeated tensor
+        twice and warns, pytorch/pytorch#40967), and ValueError when a
+        hyper-parameter does not survive the parameters' dtype (e.g. eps
+        rounding to 0 or beta2 to 1 in float32). A gradient may be (a view of)
+        any parameter: it is read as it was before this step.
         """
         # a scalar (0-d, a NumPy or Python number) is one parameter, refused below
         single = isinstance(params, (np.ndarray, np.generic, int, float, complex))
@@ -115,6 +119,7 @@ class Optimizer:
             raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradients; "
                              "expected one gradient per parameter")
         checked = [_check_pair(i, p, g) for i, (p, g) in enumerate(zip(params, grads))]
+        checked = _unaliased(params, checked)
         dtypes = [np.promote_types(p.dtype, np.float32) for p in params]
         for dtype in set(dtypes):
             self._check_dtype(dtype, self.current_lr)
@@ -395,6 +400,25 @@ def _check_number(name, value, low, low_inclusive=True, high=None):
             bound += f" and < {high}"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return value
+
+
+def _unaliased(params, grads):
+    """grads, each copied when it shares memory with a parameter other than its
+    own (_check_pair copies those that share its own): the parameters are
+    updated one after another, and a later gradient must not read an earlier
+    parameter's new values. ValueError when two parameters share memory."""
+    if len(params) < 2:
+        return grads
+    for i, p in enumerate(params):
+        for j in range(i):
+            if np.may_share_memory(p, params[j]) and np.shares_memory(p, params[j]):
+                raise ValueError(
+                    f"params[{j}] and params[{i}] share memory ("
+                    + ("the same array twice" if p is params[j] else "overlapping views")
+                    + "): their shared elements would be updated twice; expected each "
+                    "parameter array once, not overlapping another")
+    return [g.copy() if any(j != i and np.may_share_memory(g, p) for j, p in enumerate(params))
+            else g for i, g in enumerate(grads)]
 
 
 def _check_pair(i, p, g):
