@@ -109,7 +109,9 @@ class Optimizer:
         twice and warns, pytorch/pytorch#40967), and ValueError when a
         hyper-parameter does not survive the parameters' dtype (e.g. eps
         rounding to 0 or beta2 to 1 in float32). A gradient may be (a view of)
-        any parameter: it is read as it was before this step.
+        any parameter: it is read as it was before this step. A float32/float64
+        parameter in any layout (strided, Fortran-ordered, non-native byte
+        order) takes, to the bit, the steps of a C-contiguous one.
         """
         # a scalar (0-d, a NumPy or Python number) is one parameter, refused below
         single = isinstance(params, (np.ndarray, np.generic, int, float, complex))
@@ -134,7 +136,7 @@ class Optimizer:
             while len(state) < n_state:  # turned on: it starts from zero
                 state.append(np.zeros(p.shape, dtype))
         self._steps += 1
-        for p, g, state in zip(params, checked, self._state):
+        for p, g, state, dtype in zip(params, checked, self._state, dtypes):
             if p.size == 0:
                 continue
             if p.flags.c_contiguous and p.dtype in (np.float32, np.float64):
@@ -144,7 +146,14 @@ class Optimizer:
                 self._apply(wide, g.astype(np.float32), state, self.current_lr,
                             self._steps, False)
                 p[...] = wide
-            else:
+            elif dtype in (np.float32, np.float64):
+                # strided, Fortran-ordered, non-native byte order: the kernel on a C copy,
+                # so that every layout takes the steps a C-contiguous array takes, to the bit
+                work = np.ascontiguousarray(p, dtype)
+                self._apply(work, np.ascontiguousarray(g, dtype), state, self.current_lr,
+                            self._steps, True)
+                p[...] = work
+            else:   # longdouble
                 self._apply(p, g, state, self.current_lr, self._steps, False)
 
     @property
