@@ -321,7 +321,8 @@ class Sequential:
     def _nonfinite_parameter(self):
         """None when every weight and bias is finite; else the first that is
         not, e.g. "layer 0's W[2, 3] = nan"."""
-        if _kernels.all_finite_array(self._params):
+        finite = _kernels.all_finite_array(self._params)   # None: not one it scans
+        if finite or finite is None and np.isfinite(self._params).all():
             return None
         i = int(np.flatnonzero(~np.isfinite(self._params))[0])
         for l, (n_in, n_out, _, w, b) in enumerate(self._layout):
@@ -747,17 +748,23 @@ class Sequential:
 
     def __setstate__(self, state):
         state.setdefault("alpha", 0.0)  # pickled before the L2 penalty existed
+        # pickled where the other byte order is native (s390x, a big-endian POWER), the
+        # dtype and arrays come back as '>f4' here: the native one, same values
+        state["_dtype"] = np.dtype(state["_dtype"]).newbyteorder("=")
         state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
         # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;
         # training writes into the vector and the optimizer state in place (the
         # compiled engine refuses read-only arrays), so those two are copied then
-        # and training goes on (the others are only read)
+        # and training goes on (the others are only read). Arrays in the other
+        # byte order are copied into the native one: the compiled engine reads
+        # raw memory (scikit-learn#21237 and joblib#1123 are the same trap)
         for key in ("_params", "_state"):
             value = state.get(key)
             if isinstance(value, np.ndarray) and (type(value) is not np.ndarray
-                                                  or not value.flags.writeable):
-                setattr(self, key, np.array(value))
+                                                  or not value.flags.writeable
+                                                  or not value.dtype.isnative):
+                setattr(self, key, np.array(value, dtype=value.dtype.newbyteorder("=")))
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()
