@@ -448,7 +448,9 @@ def load(path, *, backend=None):
     "numpy" to load a dtype="mixed_bfloat16" model saved on a CPU with
     AVX512_BF16 where there is none (the NumPy backend emulates its rounding;
     loading it on the compiled backend there raises RuntimeError, which says
-    so). ValueError for another backend.
+    so). ValueError for another backend. A file saved where the other byte
+    order is native (s390x: numpy.savez writes '>f4' arrays there) loads as
+    the same model, its arrays in this machine's byte order.
 
     Raises FileNotFoundError when there is no file, ValueError for anything
     else wrong with it (not a zip, tampered, truncated, sizes that do not match
@@ -581,7 +583,8 @@ def _read(archive, info, name, dtype, lengths):
             shape, _, found = read_header(f, max_header_size=MAX_NPY_HEADER)
         except ValueError as exc:
             raise ValueError(f"{bad} is not a readable .npy array ({exc})") from None
-        if found != dtype or len(shape) != 1 or shape[0] not in lengths:
+        # (either byte order: numpy.savez writes the native one, '>f4' on s390x)
+        if found.newbyteorder("=") != dtype or len(shape) != 1 or shape[0] not in lengths:
             raise ValueError(f"{bad} is {found} {shape}, expected {dtype} of length "
                              f"{_lengths(lengths)} for these layers and optimizer")
         size = shape[0] * dtype.itemsize
@@ -598,6 +601,8 @@ def _read(archive, info, name, dtype, lengths):
             done += len(chunk)
         if f.read(1):   # (reading to the end also checks the CRC)
             raise ValueError(f"{bad} holds more data than its header declares")
+    if not found.isnative:   # written in the other byte order: the same values, native
+        out.byteswap(inplace=True)
     return out
 
 

@@ -40,6 +40,13 @@ THREADED_ROWS = 64
 # a model file restores the pool, so its size is bounded.
 MAX_POOL_SIZE = 1 << 10
 MAX_SEED_WORDS = 1 << 10   # entropy, and spawn key, of up to 32768 bits
+# fit's scratch arrays (workspace, shuffled orders, gradients) up to this size are
+# kept for the next fit, which then allocates nothing; larger ones are let go when
+# fit returns: a full-batch fit's workspace (batch × the widths) can be gigabytes
+# (100,000 rows, 100-1024-10: 1.2 GB), which a model kept to predict would hold
+# for its whole life (tensorflow/tensorflow#40655). Allocating them again costs
+# the next such fit ~0.2 ms a MiB (its pages' first touch; that fit: ~10%).
+KEPT_BUFFER_BYTES = 64 << 20
 
 
 class Sequential:
@@ -352,7 +359,8 @@ class Sequential:
     def _nonfinite_parameter(self):
         """None when every weight and bias is finite; else the first that is
         not, e.g. "layer 0's W[2, 3] = nan"."""
-        if _kernels.all_finite_array(self._params):
+        finite = _kernels.all_finite_array(self._params)   # None: not one it scans
+        if finite or finite is None and np.isfinite(self._params).all():
             return None
         i = int(np.flatnonzero(~np.isfinite(self._params))[0])
         for l, (n_in, n_out, _, w, b) in enumerate(self._layout):
@@ -474,6 +482,9 @@ class Sequential:
                     return training.run(self, *args)
                 return self._best_of(n_init, args, early_stopping, validation is not None)
         finally:
+            for name, buffer in list(self._buffers.items()):
+                if buffer.nbytes > KEPT_BUFFER_BYTES:
+                    del self._buffers[name]
             self._fit_thread = None
             self._fitting.release()
 
@@ -700,7 +711,8 @@ class Sequential:
 
     def _buffer(self, name, size, dtype):
         """A scratch array of at least `size` elements (a prefix view of exactly
-        `size`), kept across fit() calls so repeated fits allocate nothing."""
+        `size`), kept across fit() calls so repeated fits allocate nothing (up
+        to KEPT_BUFFER_BYTES: fit lets larger ones go when it returns)."""
         buf = self._buffers.get(name)
         if buf is None or buf.shape[0] < size:
             buf = self._buffers[name] = np.empty(size, dtype)
@@ -797,17 +809,23 @@ class Sequential:
         state.setdefault("_alpha", state.pop("alpha", 0.0))
         if "rng" in state:   # pickled while rng was a plain attribute
             state.setdefault("_rng", state.pop("rng"))
+        # pickled where the other byte order is native (s390x, a big-endian POWER), the
+        # dtype and arrays come back as '>f4' here: the native one, same values
+        state["_dtype"] = np.dtype(state["_dtype"]).newbyteorder("=")
         state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
         # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;
         # training writes into the vector and the optimizer state in place (the
         # compiled engine refuses read-only arrays), so those two are copied then
-        # and training goes on (the others are only read)
+        # and training goes on (the others are only read). Arrays in the other
+        # byte order are copied into the native one: the compiled engine reads
+        # raw memory (scikit-learn#21237 and joblib#1123 are the same trap)
         for key in ("_params", "_state"):
             value = state.get(key)
             if isinstance(value, np.ndarray) and (type(value) is not np.ndarray
-                                                  or not value.flags.writeable):
-                setattr(self, key, np.array(value))
+                                                  or not value.flags.writeable
+                                                  or not value.dtype.isnative):
+                setattr(self, key, np.array(value, dtype=value.dtype.newbyteorder("=")))
         if "_seed_sequence" not in state:   # pickled by nncore <= 0.1.0
             self._seed_sequence = _seed_sequence(self.seed)
         self._fitting = threading.Lock()

@@ -10,6 +10,8 @@ An optimizer's `lr` is a number or a schedule from nncore.schedules, applied
 per epoch. Inside a model the update runs in the compiled epoch loop; outside,
 `update(params, grads)` applies one step to any float arrays in place.
 """
+import bisect
+import itertools
 import math
 
 import numpy as np
@@ -108,9 +110,15 @@ class Optimizer:
         buffers (momentum, Adam moments) are kept per position in the sequence
         across calls, and restart (with the step count) when the number of
         arrays, a shape or a dtype changes. Raises ValueError/TypeError for
-        mismatched or non-finite input, and ValueError when a hyper-parameter
-        does not survive the parameters' dtype (e.g. eps rounding to 0 or beta2
-        to 1 in float32).
+        mismatched or non-finite input, ValueError for two parameters that
+        share memory (the same array twice, or overlapping views: their shared
+        elements would take two steps — torch.optim updates a repeated tensor
+        twice and warns, pytorch/pytorch#40967), and ValueError when a
+        hyper-parameter does not survive the parameters' dtype (e.g. eps
+        rounding to 0 or beta2 to 1 in float32). A gradient may be (a view of)
+        any parameter: it is read as it was before this step. A float32/float64
+        parameter in any layout (strided, Fortran-ordered, non-native byte
+        order) takes, to the bit, the steps of a C-contiguous one.
         """
         # a scalar (0-d, a NumPy or Python number) is one parameter, refused below
         single = isinstance(params, (np.ndarray, np.generic, int, float, complex))
@@ -128,6 +136,7 @@ class Optimizer:
             raise ValueError(f"got {len(params)} parameter arrays but {len(grads)} gradients; "
                              "expected one gradient per parameter")
         checked = [_check_pair(i, p, g) for i, (p, g) in enumerate(zip(params, grads))]
+        checked = _unaliased(params, checked)
         dtypes = [np.promote_types(p.dtype, np.float32) for p in params]
         for dtype in set(dtypes):
             self._check_dtype(dtype, self.current_lr)
@@ -146,7 +155,7 @@ class Optimizer:
             while len(state) < n_state:  # turned on: it starts from zero
                 state.append(np.zeros(p.shape, dtype))
         self._steps += 1
-        for p, g, state in zip(params, checked, self._state):
+        for p, g, state, dtype in zip(params, checked, self._state, dtypes):
             if p.size == 0:
                 continue
             if p.flags.c_contiguous and p.dtype in (np.float32, np.float64):
@@ -156,7 +165,14 @@ class Optimizer:
                 self._apply(wide, g.astype(np.float32), state, self.current_lr,
                             self._steps, False)
                 p[...] = wide
-            else:
+            elif dtype in (np.float32, np.float64):
+                # strided, Fortran-ordered, non-native byte order: the kernel on a C copy,
+                # so that every layout takes the steps a C-contiguous array takes, to the bit
+                work = np.ascontiguousarray(p, dtype)
+                self._apply(work, np.ascontiguousarray(g, dtype), state, self.current_lr,
+                            self._steps, True)
+                p[...] = work
+            else:   # longdouble
                 self._apply(p, g, state, self.current_lr, self._steps, False)
 
     @property
@@ -430,6 +446,75 @@ def _check_number(name, value, low, low_inclusive=True, high=None):
             bound += f" and < {high}"
         raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
     return value
+
+
+def _unaliased(params, grads):
+    """grads, each copied when it shares memory with a parameter other than its
+    own (_check_pair copies those that share its own): the parameters are
+    updated one after another, and a later gradient must not read an earlier
+    parameter's new values. ValueError when two parameters share memory.
+    A few arrays are compared pair by pair (~0.2 µs a pair); more, by their
+    byte spans sorted (O(k log k) for disjoint arrays: only arrays whose spans
+    overlap are compared element-wise — interleaved views share a span, not
+    memory)."""
+    k = len(params)
+    if k < 2:
+        return grads
+    if k <= 8:
+        near = [[j for j in range(k) if j != i and np.may_share_memory(params[i], params[j])]
+                for i in range(k)]
+    else:
+        near = _near_spans(params)
+    for i in range(k):
+        for j in near[i]:
+            if j < i and np.shares_memory(params[i], params[j]):
+                raise ValueError(
+                    f"params[{j}] and params[{i}] share memory ("
+                    + ("the same array twice" if params[i] is params[j] else
+                       "overlapping views")
+                    + "): their shared elements would be updated twice; expected each "
+                    "parameter array once, not overlapping another")
+    if k <= 8:
+        return [g.copy() if any(j != i and np.may_share_memory(g, params[j]) for j in range(k))
+                else g for i, g in enumerate(grads)]
+    spans = sorted((*_byte_span(p), j) for j, p in enumerate(params))
+    starts = [lo for lo, _, _ in spans]
+    reach = list(itertools.accumulate((hi for _, hi, _ in spans), max))  # furthest end so far
+    out = []
+    for i, g in enumerate(grads):
+        lo, hi = _byte_span(g)
+        n = bisect.bisect_left(starts, hi)   # spans[:n] start before g ends
+        shared = hi > lo and n > 0 and reach[n - 1] > lo and any(
+            j != i and end > lo and np.may_share_memory(g, params[j])
+            for _, end, j in spans[:n])
+        out.append(g.copy() if shared else g)
+    return out
+
+
+def _near_spans(params):
+    """For each parameter, the others whose byte spans overlap its own."""
+    near = [[] for _ in params]
+    active = []   # (end, index) of the spans still open where the next one starts
+    for lo, hi, i in sorted((*_byte_span(p), i) for i, p in enumerate(params)):
+        active = [(end, j) for end, j in active if end > lo]
+        for _, j in active:
+            near[i].append(j)
+            near[j].append(i)
+        if hi > lo:
+            active.append((hi, i))
+    return near
+
+
+def _byte_span(a):
+    """[first, past-the-end) byte addresses a's elements lie in (empty: none)."""
+    lo, hi = _byte_bounds(a)
+    return (lo, lo) if a.size == 0 else (lo, hi)
+
+
+try:   # NumPy >= 2 moved it
+    from numpy.lib.array_utils import byte_bounds as _byte_bounds
+except ImportError:   # pragma: no cover - NumPy 1.x
+    _byte_bounds = np.byte_bounds  # type: ignore[attr-defined]
 
 
 def _check_pair(i, p, g):

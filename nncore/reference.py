@@ -36,6 +36,9 @@ class Network:
     sums (nncore.bfloat16), as the compiled engine's do."""
 
     def __init__(self, params, layout, bf16=False):
+        if not params.dtype.isnative:   # as the compiled one: it would read the raw bytes
+            raise ValueError("params: expected a 1-D C-contiguous float32 or float64 array in "
+                             "native byte order")
         if bf16 and params.dtype != np.float32:
             raise ValueError(f"bfloat16 products need float32 parameters (the mixed_bfloat16 "
                              f"policy keeps float32 weights), got {params.dtype}")

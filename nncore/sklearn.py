@@ -71,6 +71,7 @@ from sklearn.utils.optimize import _check_optimize_result  # noqa: E402
 from sklearn.utils.validation import validate_data  # noqa: E402
 
 from . import _engine  # noqa: E402
+from . import model as _model  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
 from .blas import scipy_blas_serial  # noqa: E402
 from .blas import threads as blas_threads  # noqa: E402
@@ -242,6 +243,13 @@ class _EngineMLP:
         finally:
             with _FITTING_LOCK:
                 _FITTING.discard(id(self))
+            # as Sequential.fit: a training workspace past KEPT_BUFFER_BYTES (batch_size=
+            # n_samples on a large set: gigabytes) is not kept with the fitted estimator
+            # (scikit-learn's own frees its activations when fit returns)
+            net = self.__dict__.get("_engine_net")
+            if net is not None and net.work is not None and (
+                    net.work.nbytes > _model.KEPT_BUFFER_BYTES):
+                net.work = None
 
     def _units(self):
         """The layer widths of the fitted model: n_features_in_, those of its

@@ -557,11 +557,13 @@ cdef int forward_chunks(Net* net, const floating* params, const Input* X,
 cdef int expect(cnp.ndarray a, int typenum, Py_ssize_t rows, Py_ssize_t cols,
                 str name) except -1:
     """The loops below trust their arrays; these O(1) checks keep a caller that
-    went around nncore.model's validation from reading out of bounds. rows or
-    cols of -1: any (cols -1 also means 1-D)."""
-    if a is None or cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a):
+    went around nncore.model's validation from reading out of bounds, or from
+    reading the bytes of the other byte order as numbers ('>f4' has the type
+    number of float32). rows or cols of -1: any (cols -1 also means 1-D)."""
+    if a is None or cnp.PyArray_TYPE(a) != typenum or not cnp.PyArray_IS_C_CONTIGUOUS(a) or (
+            not cnp.PyArray_ISNOTSWAPPED(a)):
         raise ValueError(f"{name}: expected a C-contiguous {cnp.PyArray_DescrFromType(typenum)} "
-                         "array")
+                         "array in native byte order")
     if a.ndim != (1 if cols < 0 else 2) or (rows >= 0 and a.shape[0] != rows) or (
             cols >= 0 and a.shape[1] != cols):
         raise ValueError(f"{name}: shape {(<object> a).shape} does not fit the network "
@@ -589,8 +591,10 @@ cdef int check_layout(cnp.ndarray params, const Py_ssize_t[:, ::1] layout) excep
     exactly that length."""
     cdef Py_ssize_t l
     if params.ndim != 1 or not cnp.PyArray_IS_C_CONTIGUOUS(params) or cnp.PyArray_TYPE(
-            params) not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64):
-        raise ValueError("params: expected a 1-D C-contiguous float32 or float64 array")
+            params) not in (cnp.NPY_FLOAT32, cnp.NPY_FLOAT64) or not cnp.PyArray_ISNOTSWAPPED(
+            params):
+        raise ValueError("params: expected a 1-D C-contiguous float32 or float64 array in "
+                         "native byte order")
     if layout.shape[1] != 5 or not 0 < layout.shape[0] <= INT_MAX:
         raise ValueError(f"layout has shape ({layout.shape[0]}, {layout.shape[1]}); expected "
                          "(n_layers, 5) with n_layers >= 1")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import nncore
-from nncore import SGD, Dense, History, Sequential, losses
+from nncore import SGD, Adam, Dense, History, Sequential, losses
 
 BACKENDS = ("cython", "numpy")
 DTYPES = ("float32", "float64")
@@ -437,6 +437,41 @@ def test_sgd_update_matches_formula(settings, dtype, layout):
         np.testing.assert_allclose(p, e, rtol=rtol, atol=rtol)
     if layout == "strided":  # the untouched columns between the view's are intact
         np.testing.assert_array_equal(base[:, 1::2], untouched)
+
+
+UPDATE_LAYOUTS = {
+    **{name: (lambda make: lambda base: make(base.copy()))(make)
+       for name, make in PARAM_LAYOUTS.items() if name != "contiguous"},
+    "reversed": lambda base: base[::-1, ::-1].copy()[::-1, ::-1],
+    "big-endian": lambda base: base.astype(base.dtype.newbyteorder(">")),
+    "unaligned": lambda base: np.frombuffer(bytearray(b"\0" + base.tobytes()), base.dtype,
+                                            offset=1).reshape(base.shape),
+}
+
+
+@pytest.mark.parametrize("make", [lambda: Adam(lr=0.01, weight_decay=0.1),
+                                  lambda: Adam(lr=0.01, form="sklearn"),
+                                  lambda: SGD(lr=0.1, momentum=0.9, nesterov=True,
+                                              weight_decay=0.01)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("layout", UPDATE_LAYOUTS)
+def test_update_takes_the_same_steps_in_every_layout(make, dtype, layout):
+    """A parameter that is strided, transposed, Fortran-ordered, reversed or
+    big-endian takes, to the bit, the steps of the same values in a
+    C-contiguous array: it used to go through the NumPy twin instead of the
+    compiled kernel, and float32 Adam then differed in the last bits."""
+    rng = np.random.default_rng(1)
+    base = rng.normal(size=(5, 6)).astype(dtype)
+    param = UPDATE_LAYOUTS[layout](base)
+    twin = np.array(param, dtype=dtype, order="C")
+    assert np.array_equal(twin, param) and (layout != "unaligned" or not param.flags.aligned)
+    opt, opt_twin = make(), make()
+    for _ in range(5):
+        grad = rng.normal(size=param.shape)
+        opt.update(param, grad)
+        opt_twin.update(twin, grad)
+    assert param.dtype.itemsize == np.dtype(dtype).itemsize
+    np.testing.assert_array_equal(param, twin)
 
 
 @pytest.mark.parametrize("nesterov, expected", [(False, [-0.1, -0.29]),

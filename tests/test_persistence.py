@@ -119,6 +119,61 @@ def test_joblib_load_with_mmap_mode_trains(tmp_path, optimizer):
         np.testing.assert_array_equal(got[f"arr_{i}"], a)
 
 
+def _swapped(a):
+    """a's values in the other byte order ('>f4' here: what is native on s390x)."""
+    return a.astype(a.dtype.newbyteorder("S"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_file_in_the_other_byte_order_loads(tmp_path, backend, dtype):
+    """numpy.savez writes the native byte order, so a model saved on a
+    big-endian machine (s390x) holds '>f4' arrays: load refused it as a
+    'corrupt model file' (and one saved here was refused there). It loads as
+    the same model: same predictions, training resumed to the same weights
+    (scikit-learn#21237 and joblib#1123: models moved between byte orders)."""
+    X, y = data()
+    original = model("adam-cosine", backend, dtype)
+    original.fit(X, y, epochs=2, batch_size=8)
+    path = tmp_path / "m.npz"
+    original.save(path)
+    rewrite(path, params=_swapped(original._params), state=_swapped(original._state))
+    with np.load(path) as f:
+        assert not f["params"].dtype.isnative
+    loaded = nncore.load(path)
+    assert loaded._params.dtype.isnative and loaded._state.dtype.isnative
+    np.testing.assert_array_equal(loaded.predict(X), original.predict(X))
+    original.fit(X, y, epochs=2, batch_size=8)
+    loaded.fit(X, y, epochs=2, batch_size=8)
+    for a, b in zip(original.get_weights(), loaded.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_a_model_pickled_in_the_other_byte_order_unpickles(backend, dtype):
+    """A model pickled on a big-endian machine comes back here with dtype
+    '>f4' and '>f4' weights and optimizer state (pickle keeps the byte order):
+    the compiled engine read their raw bytes as native floats, so predict gave
+    garbage (then a bare IndexError from the message naming a non-finite
+    weight) and fit an IndexError. Unpickling makes them native: same
+    predictions, same training as the original."""
+    X, y = data()
+    original = model("momentum", backend, dtype)
+    original.fit(X, y, epochs=2, batch_size=8)
+    state = original.__getstate__()   # what pickle stores; as pickled there:
+    state.update(_dtype=state["_dtype"].newbyteorder("S"), _params=_swapped(state["_params"]),
+                 _state=_swapped(state["_state"]))
+    clone = Sequential.__new__(Sequential)
+    clone.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert clone.dtype == np.dtype(dtype) and clone.dtype.isnative
+    np.testing.assert_array_equal(clone.predict(X), original.predict(X))
+    original.fit(X, y, epochs=2, batch_size=8)
+    clone.fit(X, y, epochs=2, batch_size=8)
+    for a, b in zip(original.get_weights(), clone.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_atomic_write_keeps_previous_file(saved, monkeypatch):
     m, path = saved
     before = path.read_bytes()

@@ -1158,3 +1158,25 @@ def test_lbfgs_runs_scipys_blas_on_one_thread_and_restores_its_count(monkeypatch
         assert count.get() == 2
     finally:
         count.set(before)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_large_workspace_is_not_kept_with_the_estimator(monkeypatch):
+    """As Sequential.fit: the engine's training workspace is let go when fit
+    (or partial_fit) returns once it is larger than KEPT_BUFFER_BYTES —
+    batch_size=n_samples on a large set made it gigabytes, kept with the fitted
+    estimator (scikit-learn's own frees its activations) — and kept below."""
+    import nncore.model
+    monkeypatch.setattr(nncore.model, "KEPT_BUFFER_BYTES", 1 << 20)
+    rng = np.random.default_rng(0)
+    X, y = rng.random((4000, 50)), rng.integers(0, 3, 4000)
+    big = nk.MLPClassifier(hidden_layer_sizes=(256,), batch_size=4000, max_iter=2,
+                           random_state=0).fit(X, y)
+    assert big._engine_net.work is None
+    big.partial_fit(X, y)
+    assert big._engine_net.work is None
+    small = nk.MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(X, y)
+    assert small._engine_net.work is not None
+    ref = sk.MLPClassifier(hidden_layer_sizes=(256,), batch_size=4000, max_iter=2,
+                           random_state=0).fit(X, y).partial_fit(X, y)
+    assert_same_model(big, ref)   # the same training as scikit-learn's, workspace or not

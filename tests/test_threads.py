@@ -136,6 +136,38 @@ def test_predict_while_other_models_train(backend):
         np.testing.assert_array_equal(P, expected_pred)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_predict_while_the_same_model_trains(backend):
+    """Two threads predict and evaluate, a third pickles, while a fourth fits
+    the same model: nothing raises or crashes, and every prediction is a
+    finite probability row (the weights are read as training leaves them at
+    that moment; README, "Concurrent use")."""
+    import pickle
+    X, y = data(400, 64, 10)
+    model = classifier((64, 128, 10), backend, optimizer=Adam(lr=0.01))
+    done = threading.Event()
+
+    def work(i):
+        if i == 0:
+            try:
+                model.fit(X, y, epochs=40, batch_size=16)
+            finally:
+                done.set()
+            return []
+        out = []
+        while not done.is_set() or not out:
+            if i == 3:
+                out.append(pickle.loads(pickle.dumps(model)).predict(X[:8]))
+            else:
+                out.append(model.predict(X) if i == 1 else
+                           model.predict(X[:3]) + 0 * model.evaluate(X, y)["loss"])
+        return out
+
+    for P in (p for r in in_threads(work) for p in r):
+        assert np.isfinite(P).all()
+        np.testing.assert_allclose(P.sum(axis=1), 1, rtol=1e-5)
+
+
 # ------------------------------------------------------------ fit
 
 @pytest.mark.parametrize("backend", BACKENDS)

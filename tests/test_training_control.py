@@ -219,8 +219,9 @@ def test_adam_update_matches_torch(torch, rng, decoupled):
 
 
 def test_adam_update_compiled_path_equals_numpy_path(rng, dtype, assert_close, monkeypatch):
-    """C-contiguous arrays go through the compiled kernel, strided views through
-    the NumPy twin; both give the same steps."""
+    """C-contiguous arrays go through the compiled kernel, and so do strided
+    views (on a C copy, written back): the same steps, to the bit (they went
+    through the NumPy twin, a few ulp away in float32)."""
     calls = []
 
     def spy(name, fn):
@@ -242,9 +243,9 @@ def test_adam_update_compiled_path_equals_numpy_path(rng, dtype, assert_close, m
         grads = [rng.normal(size=s) for s in SHAPES]
         fast.update(contiguous, grads)
         slow.update(strided, grads)
-    assert calls == ["compiled", "compiled", "numpy", "numpy"] * 4
+    assert calls == ["compiled", "compiled", "compiled", "compiled"] * 4
     for a, b in zip(strided, contiguous):
-        assert_close(a, b, dtype)
+        np.testing.assert_array_equal(a, b)
 
 
 # ------------------------------------------------------ 3. schedules in fit
