@@ -150,11 +150,11 @@ static void* nncore_pack[NNCORE_MAX_THREADS];
             _mm_prefetch(ahead + c, _MM_HINT_T0);                                          \
     }
 
-/* 1 when this CPU runs the large-product kernel (AVX-512) and every part a job
- * on the threads in force may use has its packing buffers (made here on first
- * use); 0 when not, or when one cannot be allocated. */
-static int nncore_big_ready(void) {
-    int parts = nncore_threads < NNCORE_MAX_THREADS ? nncore_threads : NNCORE_MAX_THREADS;
+/* 1 when this CPU runs the large-product kernel (AVX-512) and parts 0 … parts − 1
+ * have their packing buffers (made here on first use); 0 when not, or when one
+ * cannot be allocated. A job checks its own parts: another Python thread may
+ * change nncore_threads between the job's count and this check. */
+static int nncore_big_ready_for(int parts) {
     if (nncore_simd_isa() != NNCORE_AVX512)
         return 0;
     for (int part = 0; part < parts; part++) {
@@ -168,6 +168,12 @@ static int nncore_big_ready(void) {
             return 0;
     }
     return 1;
+}
+
+/* nncore_big_ready_for every part a job on the threads in force may use. */
+static int nncore_big_ready(void) {
+    return nncore_big_ready_for(nncore_threads < NNCORE_MAX_THREADS ? nncore_threads
+                                                                    : NNCORE_MAX_THREADS);
 }
 
 /* Whether the kernel may read op(B) where it is instead of packing it (for
@@ -552,7 +558,7 @@ static long nncore_big_units(ptrdiff_t m, ptrdiff_t n, int lanes, int parts, int
             parts = nncore_parts(work, awake);                                             \
             wake = 0; /* only a helper that is awake */                                    \
         }                                                                                  \
-        if (!nncore_big_ready())                                                           \
+        if (!nncore_big_ready_for(parts))                                                  \
             return 0;                                                                      \
         if (parts > 1) {                                                                   \
             job.units = nncore_big_units(m, n, W, parts, arows == NULL, job.b_readable,    \
