@@ -7,11 +7,12 @@ Runs benchmarks/bench_*.py under pytest-benchmark (training and the
 scikit-learn fits in passes: every implementation once per pass as a short
 block of rounds, a pause between blocks; each implementation's figure is its
 median over the passes, workloads.interleaved), then prints the machine
-(CPU model, the core type NumPy's OpenBLAS detected, nncore's SIMD level, the
-float32 GEMM peak at 2048³) and per workload: the throughput of every
-implementation, the best peer and nncore's ratio to it, and the GFLOP/s
-nncore's compiled engine reaches next to the pure-GEMM GFLOP/s of the same
-matrix shapes (the ceiling set by the BLAS). --quick (NNCORE_BENCH_SCALE=0.02)
+(CPU model, the core type NumPy's OpenBLAS detected, the threads each
+implementation runs on, nncore's SIMD level, the float32 GEMM peak at
+2048³) and per workload: the throughput of every implementation, the best
+peer and nncore's ratio to it, and the GFLOP/s nncore's compiled engine
+reaches next to the pure-GEMM GFLOP/s of the same matrix shapes (the
+ceiling set by the BLAS). --quick (NNCORE_BENCH_SCALE=0.02)
 only checks that everything runs: its figures mean nothing.
 
 The bf16 table (W3, W4): nncore's dtype="mixed_bfloat16" beside its float32
@@ -22,6 +23,7 @@ those workloads (`--only bf16`: the bf16 rows alone, without the float32 ratio).
 """
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -33,6 +35,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import workloads  # noqa: E402
 from workloads import BF16_WORKLOADS, WORKLOADS, warm_up  # noqa: E402
 
 
@@ -73,7 +76,10 @@ def gemm_seconds_per_epoch(w):
     from nncore import _kernels, blas
     b = w.batch_size or w.n_samples
     calls = [call[1:] for call in epoch_products(w)]
-    steps = -(-w.n_samples // b)
+    # batches' worth of rows an epoch: the short last batch's products cost its
+    # share of a full one (every product is linear in the batch), as its share
+    # of the flops train_flops_per_sample counts
+    steps = w.n_samples / b
     reps = max(3, int(2e8 / max(1, w.train_flops_per_sample() * b)))
 
     def products():
@@ -110,11 +116,37 @@ def machine(gemm_size=2048):
     bf16 = bf16_gemm_peak(gemm_size)
     return [("CPU", f"{cpu} ({os.cpu_count()} logical CPUs)"),
             ("NumPy's BLAS (core type detected)", "; ".join(numpy_blas) or "not seen"),
+            ("threads", threads()),
             ("nncore SIMD level", blas.info()["simd"]),
             (f"float32 GEMM peak at {gemm_size}³", f"{peak:.1f} GFLOP/s ({who})"),
             (f"bf16 GEMM peak at {gemm_size}³ (bf16 operands, float32 sums)",
              " vs ".join(f"{k} {v:.1f} GFLOP/s" for k, v in bf16.items())
              or "not measured: no AVX512_BF16 here")]
+
+
+def threads():
+    """The thread count each implementation trains on: nncore's default, the
+    OpenBLAS pools (NumPy's and SciPy's: the NumPy reference and scikit-learn),
+    PyTorch's intra-op threads as the trainers set them (workloads.torch_threads)
+    and XLA's (it sizes its pool by the CPUs the process may use)."""
+    from threadpoolctl import threadpool_info
+    from nncore import blas
+    parts = [f"nncore {blas.default_threads()}"]
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            path = pool.get("filepath") or ""
+            owner = next((name for key, name in (("numpy", "NumPy's "), ("scipy", "SciPy's "),
+                                                 ("torch", "PyTorch's ")) if key in path), "")
+            parts.append(f"{owner}{pool.get('internal_api')} {pool.get('num_threads')}")
+    if importlib.util.find_spec("torch") is not None:
+        torch = workloads.torch_threads()
+        parts.append(f"PyTorch {torch.get_num_threads()} (interop "
+                     f"{torch.get_num_interop_threads()})")
+    if importlib.util.find_spec("jax") is not None:
+        flags = os.environ.get("XLA_FLAGS")
+        parts.append(f"XLA {len(os.sched_getaffinity(0))}"
+                     + (f" (XLA_FLAGS={flags})" if flags else ""))
+    return ", ".join(parts)
 
 
 def best_gflops(products, flops):
@@ -155,6 +187,7 @@ def bf16_gemm_peak(size):
     except ImportError:
         torch = None
     if torch is not None:
+        workloads.torch_threads()   # the count nncore's kernel runs on
         tA, tB = torch.from_numpy(A).bfloat16(), torch.from_numpy(B).bfloat16()
         products["torch bf16 matmul"] = lambda: torch.matmul(tA, tB)
     return best_gflops(products, 2.0 * size ** 3)
