@@ -250,6 +250,8 @@ def tables(data):
             gemm = gemm_seconds_per_epoch(w) * w.epochs_per_call
             cells.append(f"{flops / ours / 1e9:.1f} ({flops / gemm / 1e9:.1f})")
         lines.append("| " + " | ".join(cells) + " |")
+    if len(lines) == 2:   # no workload ran (e.g. --only predict): no empty table
+        lines = []
     verbose = {impl: t for (wl, impl), t in medians.items() if wl == "W3-verbose"}
     if len(verbose) == 2:
         lines.append("")
@@ -258,22 +260,22 @@ def tables(data):
     pred = {impl: t for (wl, impl), t in medians.items() if wl == "predict"}
     if pred:
         lines.append("")
-        lines.append("| single-row predict, W2 network | " + " | ".join(pred)
+        lines.append("| single-row predict, W2 network | "
+                     + " | ".join(PREDICT_NAMES.get(p, p) for p in pred)
                      + " | best peer | nncore / best |")
         lines.append("|---|" + "---|" * (len(pred) + 2))
         cells = [f"{t * 1e6:.2f} µs" for t in pred.values()]
         if "cython" in pred:
-            cells += best_peer({p: t for p, t in pred.items() if p != "cython"}, pred["cython"])
+            cells += best_peer({p: t for p, t in pred.items() if p != "cython"}, pred["cython"],
+                               PREDICT_NAMES)
         lines.append("| median latency | " + " | ".join(cells) + " |")
-    if len(lines) == 2:   # no workload ran (e.g. --only bench_sklearn): no empty table
-        lines = []
     bf16 = bf16_table(medians)
     if bf16:
         lines += ["", bf16] if lines else [bf16]
     sk = sklearn_table(data)
     if sk:
         lines += ["", sk] if lines else [sk]
-    return "\n".join(lines)
+    return "\n".join(lines).lstrip("\n")
 
 
 # The bf16 rows' columns: nncore's policy on both backends, then the peers.
@@ -338,13 +340,19 @@ PEERS = {"numpy": "NumPy reference", "torch": "PyTorch eager",
          "torch_compile": "torch.compile", "jax": "JAX jitted epoch", "sklearn": "scikit-learn"}
 
 
-def best_peer(times, ours):
+# The single-row predict's columns (workloads.predict_row: JAX jits the forward
+# pass there, not an epoch).
+PREDICT_NAMES = {"cython": "nncore", "numpy": "NumPy reference", "torch": "PyTorch eager",
+                 "torch_compile": "torch.compile", "jax": "JAX jitted forward"}
+
+
+def best_peer(times, ours, names=PEERS):
     """[name of the fastest peer, nncore's speed relative to it] (× > 1: nncore
     is faster) from per-call median times."""
     if not times:
         return ["—", "—"]
     best = min(times, key=times.get)
-    return [PEERS.get(best, best), f"{times[best] / ours:.2f}x"]
+    return [names.get(best, best), f"{times[best] / ours:.2f}x"]
 
 
 def fmt(value, unit):
