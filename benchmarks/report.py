@@ -72,30 +72,40 @@ def epoch_products(w, dtype=np.float32):
 def gemm_seconds_per_epoch(w):
     """Time of one epoch's GEMMs alone (forward, dX, dW of every layer), run
     through nncore's GEMM (its own kernels or the BLAS, as in training) on
-    preallocated float32 arrays."""
+    preallocated float32 arrays, less the cost of calling them from Python
+    (the same calls on 1×1 arrays): training calls them from C, and W2's
+    products take ~1-3 µs each, so a Python call apiece would put the
+    "ceiling" below what training reaches."""
     from nncore import _kernels, blas
     b = w.batch_size or w.n_samples
     calls = [call[1:] for call in epoch_products(w)]
+    one = np.ones((1, 1), np.float32)
+    empty_calls = [(ta, tb, one, one, np.empty((1, 1), np.float32)) for ta, tb, *_ in calls]
     # batches' worth of rows an epoch: the short last batch's products cost its
     # share of a full one (every product is linear in the batch), as its share
     # of the flops train_flops_per_sample counts
     steps = w.n_samples / b
     reps = max(3, int(2e8 / max(1, w.train_flops_per_sample() * b)))
 
-    def products():
-        for _ in range(reps):
-            for ta, tb, A, B, C in calls:
-                _kernels.gemm(ta, tb, 1.0, A, B, 0.0, C)
+    def products(calls):
+        def run():
+            for _ in range(reps):
+                for ta, tb, A, B, C in calls:
+                    _kernels.gemm(ta, tb, 1.0, A, B, 0.0, C)
+        return run
 
     time.sleep(0.5)  # let the peers' BLAS pools go idle first
-    best = np.inf
+    best = {}
     with blas.threads(blas.default_threads()):  # as a model's fit runs them
-        warm_up(products)
-        for _ in range(3):
-            start = time.perf_counter()
-            products()
-            best = min(best, (time.perf_counter() - start) / reps)
-    return best * steps
+        for name, run in (("products", products(calls)), ("calls", products(empty_calls))):
+            warm_up(run)
+            best[name] = np.inf
+            for _ in range(3):
+                start = time.perf_counter()
+                run()
+                best[name] = min(best[name], (time.perf_counter() - start) / reps)
+    # (never more than half taken off: a guard against a noisy reading of the calls)
+    return max(best["products"] - best["calls"], best["products"] / 2) * steps
 
 
 def machine(gemm_size=2048):
