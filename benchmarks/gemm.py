@@ -25,9 +25,10 @@ a figure near 2 does not prove the other core was free).
 --bf16 times the products of the mixed_bfloat16 policy instead: nncore's
 _kernels.bf16_gemm (src/_bf16_gemm.h: float32 operands rounded to bf16 as
 they are packed, float32 sums) against PyTorch's bfloat16 matmul (oneDNN; its
-operands already bf16, made once outside the timing; torch.set_num_threads
-set to the same count), on the W3 and W4 products and 2048³ (the predict
-shapes are left out: float64 has no bf16 path). Needs a CPU with AVX512_BF16
+operands already bf16, made once outside the timing, and its bf16 output
+preallocated, as nncore's C is; torch.set_num_threads set to the same
+count), on the W3 and W4 products and 2048³ (the predict shapes are left
+out: float64 has no bf16 path). Needs a CPU with AVX512_BF16
 and torch installed.
 
 --epilogue times, for the W3 and W4 products that feed or come from a relu
@@ -106,8 +107,9 @@ def peers(ta, tb, A, B, C, bf16):
     import torch
     tA, tB = torch.from_numpy(A).bfloat16(), torch.from_numpy(B).bfloat16()
     tA, tB = (tA.t() if ta else tA), (tB.t() if tb else tB)
+    tC = torch.empty(C.shape, dtype=torch.bfloat16)   # preallocated, as nncore's C
     return (lambda: _kernels.bf16_gemm(ta, tb, 1.0, A, B, 0.0, C),
-            lambda: torch.matmul(tA, tB))
+            lambda: torch.matmul(tA, tB, out=tC))
 
 
 def epilogue_shapes(quick):

@@ -7,11 +7,12 @@ Runs benchmarks/bench_*.py under pytest-benchmark (training and the
 scikit-learn fits in passes: every implementation once per pass as a short
 block of rounds, a pause between blocks; each implementation's figure is its
 median over the passes, workloads.interleaved), then prints the machine
-(CPU model, the core type NumPy's OpenBLAS detected, nncore's SIMD level, the
-float32 GEMM peak at 2048³) and per workload: the throughput of every
-implementation, the best peer and nncore's ratio to it, and the GFLOP/s
-nncore's compiled engine reaches next to the pure-GEMM GFLOP/s of the same
-matrix shapes (the ceiling set by the BLAS). --quick (NNCORE_BENCH_SCALE=0.02)
+(CPU model, the core type NumPy's OpenBLAS detected, the threads each
+implementation runs on, nncore's SIMD level, the float32 GEMM peak at
+2048³) and per workload: the throughput of every implementation, the best
+peer and nncore's ratio to it, and the GFLOP/s nncore's compiled engine
+reaches next to the pure-GEMM GFLOP/s of the same matrix shapes (the
+ceiling set by the BLAS). --quick (NNCORE_BENCH_SCALE=0.02)
 only checks that everything runs: its figures mean nothing.
 
 The bf16 table (W3, W4): nncore's dtype="mixed_bfloat16" beside its float32
@@ -22,6 +23,7 @@ those workloads (`--only bf16`: the bf16 rows alone, without the float32 ratio).
 """
 import argparse
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -33,6 +35,7 @@ import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
+import workloads  # noqa: E402
 from workloads import BF16_WORKLOADS, WORKLOADS, warm_up  # noqa: E402
 
 
@@ -69,27 +72,40 @@ def epoch_products(w, dtype=np.float32):
 def gemm_seconds_per_epoch(w):
     """Time of one epoch's GEMMs alone (forward, dX, dW of every layer), run
     through nncore's GEMM (its own kernels or the BLAS, as in training) on
-    preallocated float32 arrays."""
+    preallocated float32 arrays, less the cost of calling them from Python
+    (the same calls on 1×1 arrays): training calls them from C, and W2's
+    products take ~1-3 µs each, so a Python call apiece would put the
+    "ceiling" below what training reaches."""
     from nncore import _kernels, blas
     b = w.batch_size or w.n_samples
     calls = [call[1:] for call in epoch_products(w)]
-    steps = -(-w.n_samples // b)
+    one = np.ones((1, 1), np.float32)
+    empty_calls = [(ta, tb, one, one, np.empty((1, 1), np.float32)) for ta, tb, *_ in calls]
+    # batches' worth of rows an epoch: the short last batch's products cost its
+    # share of a full one (every product is linear in the batch), as its share
+    # of the flops train_flops_per_sample counts
+    steps = w.n_samples / b
     reps = max(3, int(2e8 / max(1, w.train_flops_per_sample() * b)))
 
-    def products():
-        for _ in range(reps):
-            for ta, tb, A, B, C in calls:
-                _kernels.gemm(ta, tb, 1.0, A, B, 0.0, C)
+    def products(calls):
+        def run():
+            for _ in range(reps):
+                for ta, tb, A, B, C in calls:
+                    _kernels.gemm(ta, tb, 1.0, A, B, 0.0, C)
+        return run
 
     time.sleep(0.5)  # let the peers' BLAS pools go idle first
-    best = np.inf
+    best = {}
     with blas.threads(blas.default_threads()):  # as a model's fit runs them
-        warm_up(products)
-        for _ in range(3):
-            start = time.perf_counter()
-            products()
-            best = min(best, (time.perf_counter() - start) / reps)
-    return best * steps
+        for name, run in (("products", products(calls)), ("calls", products(empty_calls))):
+            warm_up(run)
+            best[name] = np.inf
+            for _ in range(3):
+                start = time.perf_counter()
+                run()
+                best[name] = min(best[name], (time.perf_counter() - start) / reps)
+    # (never more than half taken off: a guard against a noisy reading of the calls)
+    return max(best["products"] - best["calls"], best["products"] / 2) * steps
 
 
 def machine(gemm_size=2048):
@@ -110,11 +126,37 @@ def machine(gemm_size=2048):
     bf16 = bf16_gemm_peak(gemm_size)
     return [("CPU", f"{cpu} ({os.cpu_count()} logical CPUs)"),
             ("NumPy's BLAS (core type detected)", "; ".join(numpy_blas) or "not seen"),
+            ("threads", threads()),
             ("nncore SIMD level", blas.info()["simd"]),
             (f"float32 GEMM peak at {gemm_size}³", f"{peak:.1f} GFLOP/s ({who})"),
             (f"bf16 GEMM peak at {gemm_size}³ (bf16 operands, float32 sums)",
              " vs ".join(f"{k} {v:.1f} GFLOP/s" for k, v in bf16.items())
              or "not measured: no AVX512_BF16 here")]
+
+
+def threads():
+    """The thread count each implementation trains on: nncore's default, the
+    OpenBLAS pools (NumPy's and SciPy's: the NumPy reference and scikit-learn),
+    PyTorch's intra-op threads as the trainers set them (workloads.torch_threads)
+    and XLA's (it sizes its pool by the CPUs the process may use)."""
+    from threadpoolctl import threadpool_info
+    from nncore import blas
+    parts = [f"nncore {blas.default_threads()}"]
+    for pool in threadpool_info():
+        if pool.get("user_api") == "blas":
+            path = pool.get("filepath") or ""
+            owner = next((name for key, name in (("numpy", "NumPy's "), ("scipy", "SciPy's "),
+                                                 ("torch", "PyTorch's ")) if key in path), "")
+            parts.append(f"{owner}{pool.get('internal_api')} {pool.get('num_threads')}")
+    if importlib.util.find_spec("torch") is not None:
+        torch = workloads.torch_threads()
+        parts.append(f"PyTorch {torch.get_num_threads()} (interop "
+                     f"{torch.get_num_interop_threads()})")
+    if importlib.util.find_spec("jax") is not None:
+        flags = os.environ.get("XLA_FLAGS")
+        parts.append(f"XLA {len(os.sched_getaffinity(0))}"
+                     + (f" (XLA_FLAGS={flags})" if flags else ""))
+    return ", ".join(parts)
 
 
 def best_gflops(products, flops):
@@ -155,8 +197,10 @@ def bf16_gemm_peak(size):
     except ImportError:
         torch = None
     if torch is not None:
+        workloads.torch_threads()   # the count nncore's kernel runs on
         tA, tB = torch.from_numpy(A).bfloat16(), torch.from_numpy(B).bfloat16()
-        products["torch bf16 matmul"] = lambda: torch.matmul(tA, tB)
+        tC = torch.empty((size, size), dtype=torch.bfloat16)   # as nncore's C: no allocation
+        products["torch bf16 matmul"] = lambda: torch.matmul(tA, tB, out=tC)
     return best_gflops(products, 2.0 * size ** 3)
 
 
@@ -217,6 +261,8 @@ def tables(data):
             gemm = gemm_seconds_per_epoch(w) * w.epochs_per_call
             cells.append(f"{flops / ours / 1e9:.1f} ({flops / gemm / 1e9:.1f})")
         lines.append("| " + " | ".join(cells) + " |")
+    if len(lines) == 2:   # no workload ran (e.g. --only predict): no empty table
+        lines = []
     verbose = {impl: t for (wl, impl), t in medians.items() if wl == "W3-verbose"}
     if len(verbose) == 2:
         lines.append("")
@@ -225,22 +271,22 @@ def tables(data):
     pred = {impl: t for (wl, impl), t in medians.items() if wl == "predict"}
     if pred:
         lines.append("")
-        lines.append("| single-row predict, W2 network | " + " | ".join(pred)
+        lines.append("| single-row predict, W2 network | "
+                     + " | ".join(PREDICT_NAMES.get(p, p) for p in pred)
                      + " | best peer | nncore / best |")
         lines.append("|---|" + "---|" * (len(pred) + 2))
         cells = [f"{t * 1e6:.2f} µs" for t in pred.values()]
         if "cython" in pred:
-            cells += best_peer({p: t for p, t in pred.items() if p != "cython"}, pred["cython"])
+            cells += best_peer({p: t for p, t in pred.items() if p != "cython"}, pred["cython"],
+                               PREDICT_NAMES)
         lines.append("| median latency | " + " | ".join(cells) + " |")
-    if len(lines) == 2:   # no workload ran (e.g. --only bench_sklearn): no empty table
-        lines = []
     bf16 = bf16_table(medians)
     if bf16:
         lines += ["", bf16] if lines else [bf16]
     sk = sklearn_table(data)
     if sk:
         lines += ["", sk] if lines else [sk]
-    return "\n".join(lines)
+    return "\n".join(lines).lstrip("\n")
 
 
 # The bf16 rows' columns: nncore's policy on both backends, then the peers.
@@ -305,13 +351,19 @@ PEERS = {"numpy": "NumPy reference", "torch": "PyTorch eager",
          "torch_compile": "torch.compile", "jax": "JAX jitted epoch", "sklearn": "scikit-learn"}
 
 
-def best_peer(times, ours):
+# The single-row predict's columns (workloads.predict_row: JAX jits the forward
+# pass there, not an epoch).
+PREDICT_NAMES = {"cython": "nncore", "numpy": "NumPy reference", "torch": "PyTorch eager",
+                 "torch_compile": "torch.compile", "jax": "JAX jitted forward"}
+
+
+def best_peer(times, ours, names=PEERS):
     """[name of the fastest peer, nncore's speed relative to it] (× > 1: nncore
     is faster) from per-call median times."""
     if not times:
         return ["—", "—"]
     best = min(times, key=times.get)
-    return [PEERS.get(best, best), f"{times[best] / ours:.2f}x"]
+    return [names.get(best, best), f"{times[best] / ours:.2f}x"]
 
 
 def fmt(value, unit):

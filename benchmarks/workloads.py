@@ -6,10 +6,15 @@ converted, model allocated, JAX/torch.compile graphs compiled by the warm-up)
 and then called: each call runs `epochs_per_call` whole epochs, so per-call
 overhead is what a user pays per fit, not per step.
 
+Threads: every implementation runs on nncore's default count (every CPU the
+process may use): nncore, NumPy's and SciPy's OpenBLAS and XLA do by default,
+PyTorch is set to it (torch_threads); report.py prints the counts.
+
 Peers: nncore's NumPy reference, PyTorch eager and `torch.compile`, JAX (the
 whole call jitted: `jax.lax.scan` over batches inside one jitted function) and
-scikit-learn; each is skipped when its package is missing (`pip install
-"nncore[bench]"` installs them) or, for torch.compile, when compiling fails.
+scikit-learn (one warm-started fit a call); each is skipped when its package
+is missing (`pip install "nncore[bench]"` installs them) or, for
+torch.compile, when compiling fails.
 
 The bf16 rows (W3, W4; BF16_IMPLEMENTATIONS): nncore's dtype="mixed_bfloat16"
 (both backends) against PyTorch under torch.autocast("cpu",
@@ -112,6 +117,19 @@ def available(implementation):
     return implementation != "torch_compile" or torch_compile_works()
 
 
+def torch_threads():
+    """torch, with its intra-op threads set to nncore's default count (every
+    CPU this process may use: what nncore, NumPy's OpenBLAS and XLA use by
+    default). PyTorch's own default is the number of *physical* cores, so on
+    a VM whose vCPUs are SMT siblings (2 vCPUs = 1 core) it would run on half
+    the threads the others use."""
+    import torch
+    from nncore import blas
+    if torch.get_num_threads() != blas.default_threads():
+        torch.set_num_threads(blas.default_threads())
+    return torch
+
+
 @functools.cache
 def torch_compile_works():
     """torch.compile needs a C++ compiler and a working inductor: try once."""
@@ -192,7 +210,11 @@ def nncore_model(w, backend, seed=0, dtype="float32"):
 def nncore_trainer(w, backend, dtype="float32"):
     X, y = w.data()
     model = nncore_model(w, backend, dtype=dtype)
-    return lambda: model.fit(X, y, epochs=w.epochs_per_call, batch_size=w.batch_size)
+
+    def run():
+        return model.fit(X, y, epochs=w.epochs_per_call, batch_size=w.batch_size)
+    run.model = model
+    return run
 
 
 def torch_trainer(w, compiled=False, autocast=False):
@@ -202,7 +224,7 @@ def torch_trainer(w, compiled=False, autocast=False):
     autocast: forward and loss under torch.autocast("cpu", dtype=torch.bfloat16)
     (PyTorch's mixed precision: the Linear products in bf16, float32 weights;
     the backward runs in the dtypes autocast chose)."""
-    import torch
+    torch = torch_threads()
     X, y = w.data()
     X = torch.from_numpy(X)
     if w.loss == "cross_entropy":
@@ -241,6 +263,7 @@ def torch_trainer(w, compiled=False, autocast=False):
                 loss = objective(X[idx], y[idx])
                 loss.backward()
                 opt.step()
+    run.net, run.opt = net, opt   # for tests/test_bench_workloads.py (same work)
     return run
 
 
@@ -270,8 +293,9 @@ def jax_mlp(w):
 
 def jax_trainer(w):
     """One jitted function runs a whole call: `epochs_per_call` epochs, each a
-    shuffle and a `jax.lax.scan` of plain SGD steps over the full batches, then
-    one step on the remainder (static shapes). Compiled during the warm-up."""
+    shuffle and a `jax.lax.scan` of plain SGD steps over the full batches (each
+    step gathering its rows), then one step on the remainder (static shapes).
+    Compiled during the warm-up."""
     import jax
     import jax.numpy as jnp
     X, y = w.data()
@@ -294,49 +318,55 @@ def jax_trainer(w):
     def sgd(p, xb, yb):
         return jax.tree_util.tree_map(lambda q, g: q - w.lr * g, p, grad(p, xb, yb))
 
-    def epoch(p, key):
+    def epoch(p, key, X, Y):
+        # each step gathers its batch's rows, as the other trainers do (not a
+        # shuffled copy of the whole data set first: a pass over memory more)
         order = jax.random.permutation(key, n) if batch < n else jnp.arange(n)
-        Xs, Ys = X[order], Y[order]
-        xb = Xs[:full * batch].reshape(full, batch, -1)
-        yb = Ys[:full * batch].reshape(full, batch, -1)
-        p, _ = jax.lax.scan(lambda q, b: (sgd(q, *b), None), p, (xb, yb))
+        p, _ = jax.lax.scan(lambda q, idx: (sgd(q, X[idx], Y[idx]), None), p,
+                            order[:full * batch].reshape(full, batch))
         if rest:
-            p = sgd(p, Xs[full * batch:], Ys[full * batch:])
+            p = sgd(p, X[order[full * batch:]], Y[order[full * batch:]])
         return p, None
 
     @jax.jit
-    def fit(p, key):
-        return jax.lax.scan(epoch, p, jax.random.split(key, w.epochs_per_call))[0]
+    def fit(p, key, X, Y):   # the data as arguments, not as constants compiled in
+        return jax.lax.scan(lambda q, k: epoch(q, k, X, Y), p,
+                            jax.random.split(key, w.epochs_per_call))[0]
 
     state = {"params": params, "key": jax.random.PRNGKey(0)}
 
     def run():
         state["key"], key = jax.random.split(state["key"])
-        state["params"] = jax.block_until_ready(fit(state["params"], key))
+        state["params"] = jax.block_until_ready(fit(state["params"], key, X, Y))
+    run.state = state
     return run
 
 
 def sklearn_trainer(w):
+    """scikit-learn's MLP, one warm-started fit of `epochs_per_call` epochs a
+    call, as the others run a call (not one partial_fit an epoch: that pays
+    fit's input checks and label encoding every epoch, 2,000 times a W1
+    call). The loss never stops it early (n_iter_no_change out of reach; the
+    count carries over between warm-started fits), and the RandomState
+    instance gives every epoch a new order (random_state=0 would give every
+    call the same one)."""
     import warnings
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier, MLPRegressor
     X, y = w.data()
     common = dict(hidden_layer_sizes=w.sizes[1:-1], solver="sgd", learning_rate_init=w.lr,
-                  momentum=0.0, alpha=0.0, batch_size=w.batch_size or len(X), max_iter=1,
-                  shuffle=True, random_state=0,
+                  momentum=0.0, alpha=0.0, batch_size=w.batch_size or len(X),
+                  max_iter=w.epochs_per_call, n_iter_no_change=2 ** 62, warm_start=True,
+                  shuffle=True, random_state=np.random.RandomState(0),
                   activation={"relu": "relu", "sigmoid": "logistic"}[w.hidden])
-    if w.loss == "cross_entropy":
-        model, classes = MLPClassifier(**common), np.unique(y)
-        step = lambda: model.partial_fit(X, y, classes=classes)  # noqa: E731
-    else:  # identity output: sklearn's regressor has no sigmoid output
-        model = MLPRegressor(**common)
-        step = lambda: model.partial_fit(X, y)  # noqa: E731
+    # identity output for W1's MSE: scikit-learn's regressor has no sigmoid output
+    model = (MLPClassifier if w.loss == "cross_entropy" else MLPRegressor)(**common)
 
     def run():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            for _ in range(w.epochs_per_call):
-                step()
+            model.fit(X, y)
+    run.model = model
     return run
 
 
@@ -349,7 +379,7 @@ def predict_row(implementation):
         model = nncore_model(w, implementation)
         return lambda: model.predict(row)
     if implementation in ("torch", "torch_compile"):
-        import torch
+        torch = torch_threads()
         net = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
                                   torch.nn.Linear(32, 10), torch.nn.Softmax(dim=1))
         t = torch.from_numpy(row)

@@ -76,3 +76,12 @@ def test_the_face_table_takes_the_median_over_passes(report):
     data = {"benchmarks": [bench("sklearn-fit-digits", "sklearn", t, **info) for t in (3, 4, 9)]
             + [bench("sklearn-fit-digits", "nncore", t, **info) for t in (1, 2, 1)]}
     assert "| digits | 4.00 s | 1.00 s | 4.00x |" in report.sklearn_table(data)   # not 9 / 1
+
+
+def test_the_predict_table_names_the_jitted_forward_not_an_epoch(report):
+    data = {"benchmarks": [bench("predict", "cython", 1e-6), bench("predict", "jax", 4e-6),
+                           bench("predict", "torch", 9e-6)]}
+    table = report.tables(data)
+    assert "| nncore | JAX jitted forward | PyTorch eager | best peer |" in table
+    assert "| JAX jitted forward | 4.00x |" in table
+    assert "epoch" not in table
