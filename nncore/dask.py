@@ -41,7 +41,8 @@ def predict(model, X):
     (n_samples, n_features) of real numbers, chunked by rows (column chunks are
     merged into one), or a dask.dataframe with numeric columns only (NumPy
     int/bool/float, pandas nullable Int64/Float64/boolean, pyarrow-backed
-    numbers).
+    numbers) — for a model that is not nncore's own (a Pipeline that
+    one-hot encodes, ...), any columns the model takes in one process.
     Returns a lazy dask.array whose row chunks are X's (for a dataframe, one
     chunk per partition, of unknown length: NaN until computed); its
     dtype and trailing shape are those of model.predict on one row of zeros,
@@ -63,8 +64,10 @@ def predict(model, X):
     no rows or unknown chunk sizes (call X.compute_chunk_sizes(), or build it
     with dataframe.to_dask_array(lengths=True)), X not 2-D (a dask Series
     included), or a number of
-    columns other than the model's; TypeError for non-numeric data or a model
-    without the method.
+    columns other than the model's (a dataframe's, only for nncore's models
+    and those that do not know their feature names); TypeError for non-numeric
+    data (a dataframe's, only for nncore's models) or a model without the
+    method.
     """
     return _map_method(model, X, "predict")
 
@@ -85,7 +88,9 @@ def _map_method(model, X, method):
     frame = _is_dataframe(X)
     # what one row gives: the output's dtype and trailing shape (dask needs them as meta)
     if frame:  # partitions reach the model as pandas frames (its feature-name checks run)
-        _check_dataframe(X, n_features)
+        own = _is_nncore(model)   # else a pipeline, ...: it judges the columns, as in one process
+        by_name = getattr(model, "feature_names_in_", None) is not None
+        _check_dataframe(X, n_features if own or not by_name else None, numeric_only=own)
         row = _zero_row(X)
     else:
         X = _check_array(X, n_features)
@@ -112,19 +117,25 @@ def _probe(method, zeros, X, frame):
     shape: on a row of zeros (nothing computed), or — when the model refuses
     zeros with a ValueError, as a pipeline that takes logs or reciprocals
     does — on X's first row, computed (the first chunk or partition). If the
-    model refuses that row too, its error is raised, naming the row."""
+    model refuses that row too, its error is raised, naming the row — or, when
+    it refused both rows with the same words about features or columns (names
+    missing or out of order), saying that X's columns were refused."""
     try:
         with np.errstate(all="ignore"):   # the zeros are ours: no "divide by zero" for them
             return np.asarray(method(zeros))
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise
+        refusal = str(exc)
         first = X.head(1, npartitions=-1) if frame else X[:1].compute()
     try:
         return np.asarray(method(first))
     except ValueError as exc:
         if type(exc) is not ValueError:
             raise
+        if str(exc) == refusal and re.search(r"\b(feature|column)", refusal):   # not the values
+            raise ValueError(f"{exc} [the model refused X's columns: a row of zeros and X's "
+                             "first row alike]") from exc
         raise ValueError(_where(exc, "in the first row of X, which the model was probed with "
                                      "after it refused a row of zeros")) from exc
 
@@ -170,11 +181,20 @@ def _where(exc, place):
 def _zero_row(X):
     """One pandas row of zeros (False in bool columns) with X's columns and
     dtypes: what the model is probed with. (0 cannot become a pyarrow bool,
-    so bool columns start from False.)"""
+    so bool columns start from False.) A non-numeric column (what a pipeline
+    encodes) gets the first value of dask's made-up partition, X._meta_nonempty:
+    one of its known categories, a string, a date."""
     import pandas as pd
-    return pd.DataFrame({col: pd.Series([False if getattr(dt, "kind", "") == "b" else 0]
-                                        ).astype(dt)
-                         for col, dt in X.dtypes.items()})
+    fake = None
+    columns = {}
+    for i, (col, dt) in enumerate(X.dtypes.items()):
+        kind = getattr(dt, "kind", "O")
+        if kind in "biuf":
+            columns[col] = pd.Series([False if kind == "b" else 0]).astype(dt)
+        else:
+            fake = X._meta_nonempty if fake is None else fake
+            columns[col] = fake.iloc[:1, i].reset_index(drop=True)
+    return pd.DataFrame(columns)
 
 
 def _n_features(model):
@@ -197,18 +217,25 @@ def _is_dataframe(X):
         and hasattr(X, "to_dask_array")
 
 
-def _check_dataframe(X, n_features):
+def _check_dataframe(X, n_features, numeric_only=True):
     """ValueError/TypeError unless X is a DataFrame (not a Series) whose columns
     are numeric and as many as the model's. Numeric: NumPy int, bool and float
     columns, and pandas' nullable (Int64, Float64, boolean) and pyarrow-backed
     (double[pyarrow], ...) ones, which model.predict and scikit-learn read as
-    numbers too (their kind is "i", "u", "b" or "f")."""
+    numbers too (their kind is "i", "u", "b" or "f").
+
+    numeric_only=False, for a model that is not nncore's (a scikit-learn
+    Pipeline, ...): any columns, as the model takes them in one process — a
+    pipeline may encode categorical or string columns (OneHotEncoder); the
+    caller also passes n_features=None when such a model knows its feature
+    names (feature_names_in_: a ColumnTransformer selects columns by name, so
+    extra columns are fine)."""
     if getattr(X, "ndim", 2) != 2:
         raise ValueError(f"X is a 1-D dask {type(X).__name__}; expected a 2-D DataFrame "
                          "(n_samples, n_features): pass X.to_frame() for one feature")
     bad = [f"{col!r} ({dt})" for col, dt in X.dtypes.items()
            if getattr(dt, "kind", "O") not in "biuf"]
-    if bad:
+    if bad and numeric_only:
         raise TypeError(f"X has non-numeric columns: {', '.join(bad)}; expected int, bool or "
                         "float columns only (encode or drop the others)")
     if len(X.columns) == 0:
@@ -358,6 +385,12 @@ def _row_chunks(a, row_chunks):
     if isinstance(a, da.Array):
         return a.rechunk((row_chunks,) + ((-1,) if a.ndim == 2 else ()))
     return da.from_array(a, chunks=(row_chunks,) + a.shape[1:])
+
+
+def _is_nncore(model):
+    """An nncore.Sequential or an nncore.sklearn estimator: a model that reads
+    numbers only, in exactly its number of columns."""
+    return _is_sequential(model) or type(model).__module__.startswith("nncore.")
 
 
 def _is_sequential(model):

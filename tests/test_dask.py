@@ -275,6 +275,58 @@ def test_dataframe_bad_columns():
         nd.predict(model, dd.from_pandas(pd.DataFrame(np.zeros((6, 3))), npartitions=2))
 
 
+@needs_face
+def test_a_pipeline_that_encodes_takes_categorical_and_extra_columns(client):
+    """The columns of a dataframe are the model's to judge when it is not
+    nncore's own: a Pipeline whose ColumnTransformer one-hot encodes a
+    categorical and a string column, and selects its columns by name (extra
+    or reordered columns are fine in one process), was refused with "X has
+    non-numeric columns" or "X has 6 columns; expected 5". dask-ml's
+    ParallelPostFit hands such partitions to the pipeline (and infers its
+    output from X._meta_nonempty: dask/dask-ml#862)."""
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    X, y = _data(90)
+    frame = pd.DataFrame(X[:, :3], columns=list("abc"))
+    frame["kind"] = pd.Categorical(np.where(X[:, 3] > 0, "u", "v"))
+    frame["tag"] = np.where(X[:, 4] > 0, "hi", "lo")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        pipe = make_pipeline(
+            make_column_transformer((StandardScaler(), ["a", "b", "c"]),
+                                    (OneHotEncoder(), ["kind", "tag"])),
+            MLPClassifier(hidden_layer_sizes=(6,), max_iter=20, random_state=0)).fit(frame, y)
+    shuffled = frame[["tag", "c", "kind", "a", "b"]].assign(extra=1.0)
+    for data in (frame, shuffled):
+        ddf = dd.from_pandas(data, npartitions=3)
+        got = nd.predict_proba(pipe, ddf).compute()
+        parts = [pipe.predict_proba(ddf.partitions[i].compute()) for i in range(3)]
+        np.testing.assert_array_equal(got, np.vstack(parts))
+        np.testing.assert_array_equal(nd.predict(pipe, ddf).compute(), pipe.predict(data))
+    # nncore's own models still read numbers only, in their number of columns
+    face = _classifier(MLPClassifier, frame[list("abc")], y)
+    with pytest.raises(TypeError, match=r"non-numeric columns: 'kind' \(category\)"):
+        nd.predict(face, dd.from_pandas(frame, npartitions=3))
+
+
+@needs_face
+def test_columns_the_model_refuses_are_not_blamed_on_the_first_row():
+    """A face fitted on columns a, b, c refuses them in another order for a
+    row of zeros and X's first row alike: that is about X's columns, not
+    about the first row's values, as the message said."""
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    X, y = _data(60)
+    frame = pd.DataFrame(X[:, :3], columns=list("abc"))
+    face = _classifier(MLPClassifier, frame, y)
+    with pytest.raises(ValueError, match=r"(?s)same order.*\[the model refused X's columns: a row "
+                                         r"of zeros and X's first row alike\]"):
+        nd.predict(face, dd.from_pandas(frame[list("cab")], npartitions=2))
+
+
 
 def test_dataframe_nullable_and_pyarrow_columns_are_numbers(client):
     """pandas' nullable and pyarrow-backed numeric columns (what read_parquet /
