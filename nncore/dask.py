@@ -183,7 +183,8 @@ def _zero_row(X):
     dtypes: what the model is probed with. (0 cannot become a pyarrow bool,
     so bool columns start from False.) A non-numeric column (what a pipeline
     encodes) gets the first value of dask's made-up partition, X._meta_nonempty:
-    one of its known categories, a string, a date."""
+    one of its known categories, a string, a date; where dask cannot make that
+    up, the row is X's first (computed)."""
     import pandas as pd
     fake = None
     columns = {}
@@ -192,7 +193,12 @@ def _zero_row(X):
         if kind in "biuf":
             columns[col] = pd.Series([False if kind == "b" else 0]).astype(dt)
         else:
-            fake = X._meta_nonempty if fake is None else fake
+            if fake is None:
+                try:
+                    fake = X._meta_nonempty
+                except (TypeError, ValueError, NotImplementedError):
+                    # dask cannot make one up for every dtype (pandas' interval): X's first row
+                    return X.head(1, npartitions=-1)
             columns[col] = fake.iloc[:1, i].reset_index(drop=True)
     return pd.DataFrame(columns)
 

@@ -313,6 +313,27 @@ def test_a_pipeline_that_encodes_takes_categorical_and_extra_columns(client):
 
 
 @needs_face
+def test_a_column_dask_cannot_make_up_is_probed_with_the_first_row():
+    """A pipeline that drops an interval column: dask's X._meta_nonempty
+    cannot make up an interval (TypeError "... is not an interval", pandas 3),
+    which escaped from predict; the probe takes X's first row then."""
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    from sklearn.compose import make_column_transformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+    X, y = _data(60)
+    frame = pd.DataFrame(X[:, :2], columns=list("ab")).assign(span=pd.interval_range(0, 60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        pipe = make_pipeline(make_column_transformer((StandardScaler(), ["a", "b"])),
+                             MLPClassifier(hidden_layer_sizes=(3,), max_iter=5,
+                                           random_state=0)).fit(frame, y)
+    got = nd.predict(pipe, dd.from_pandas(frame, npartitions=2))
+    np.testing.assert_array_equal(got.compute(scheduler="sync"), pipe.predict(frame))
+
+
+@needs_face
 def test_columns_the_model_refuses_are_not_blamed_on_the_first_row():
     """A face fitted on columns a, b, c refuses them in another order for a
     row of zeros and X's first row alike: that is about X's columns, not
