@@ -23,6 +23,8 @@ try:
     import dask
     import dask.array as da
     from dask.base import tokenize
+    from dask.delayed import Delayed
+    from dask.optimization import cull
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError('nncore.dask needs Dask with its distributed scheduler: '
                       'pip install "nncore-cpu[dask]"') from exc
@@ -364,13 +366,15 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
                         f"or Generator, got {random_state!r} ({exc})") from None
     n_chunks = len(X.chunks[0])
     starts = np.cumsum((0,) + X.chunks[0])
+    graph, keys = _chunk_keys(X, y, weights)
     for _ in range(epochs):
         order = rng.permutation(n_chunks) if shuffle else range(n_chunks)
         for i in order:
             if X.chunks[0][i] == 0:   # nothing to learn from (estimators refuse 0 rows)
                 continue
-            X_i, y_i, w_i = dask.compute(X.blocks[i], y.blocks[i],
-                                         None if weights is None else weights.blocks[i])
+            chunk, _ = cull(graph, list(keys[i]))   # chunk i's tasks: not O(all tasks) per chunk
+            X_i, y_i, w_i = dask.compute(*[Delayed(key, chunk) for key in keys[i]],
+                                         *[None] * (weights is None))
             if w_i is not None:
                 fit_params["sample_weight"] = w_i
             try:
@@ -383,6 +387,20 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
                     raise
                 raise _in_chunk(exc, starts[i], starts[i + 1]) from exc
     return estimator
+
+
+def _chunk_keys(*arrays):
+    """The arrays' optimized graphs merged into one dict (built once), and for
+    each row chunk i the keys of the arrays' chunk i (None arrays skipped).
+    Computing X.blocks[i] culls X's whole graph each time: with n chunks an
+    epoch took O(n²) (40,000 chunks: 50 ms a chunk before any training);
+    culling this dict from chunk i's keys visits chunk i's tasks only."""
+    arrays = [a for a in arrays if a is not None]
+    graph = {}
+    for a in arrays:
+        graph.update(a.__dask_optimize__(a.__dask_graph__(), a.__dask_keys__()))
+    rows = [[k[0] if a.ndim == 2 else k for k in a.__dask_keys__()] for a in arrays]
+    return graph, list(zip(*rows))
 
 
 def _row_chunks(a, row_chunks):
