@@ -24,6 +24,7 @@ try:
     import dask.array as da
     from dask.base import tokenize
     from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
     from dask.optimization import cull
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ImportError('nncore.dask needs Dask with its distributed scheduler: '
@@ -396,9 +397,10 @@ def _chunk_keys(*arrays):
     epoch took O(n²) (40,000 chunks: 50 ms a chunk before any training);
     culling this dict from chunk i's keys visits chunk i's tasks only."""
     arrays = [a for a in arrays if a is not None]
-    graph = {}
-    for a in arrays:
-        graph.update(a.__dask_optimize__(a.__dask_graph__(), a.__dask_keys__()))
+    # optimized together, as dask.compute(X, y, weights) would (tasks they share stay one)
+    graph = dict(arrays[0].__dask_optimize__(
+        HighLevelGraph.merge(*[a.__dask_graph__() for a in arrays]),
+        [a.__dask_keys__() for a in arrays]))
     rows = [[k[0] if a.ndim == 2 else k for k in a.__dask_keys__()] for a in arrays]
     return graph, list(zip(*rows))
 

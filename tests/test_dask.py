@@ -579,6 +579,31 @@ def test_fit_incremental_time_per_chunk_does_not_grow_with_the_chunk_count():
     assert many < 2 * few, (many, few)
 
 
+def test_fit_incremental_x_and_y_from_one_dataframe(client):
+    """X, y and sample_weight cut from one filtered dataframe share its tasks:
+    fetched chunk by chunk from one graph optimized for all three, they are
+    the rows partial_fit gets by hand."""
+    dd = pytest.importorskip("dask.dataframe", reason="needs dask[dataframe]")
+    import pandas as pd
+    X, y = _data(300)
+    frame = pd.DataFrame(X[:, :4], columns=list("abcd")).assign(t=y)
+    ddf = dd.from_pandas(frame, npartitions=4)
+    ddf = ddf[ddf.b > -1.5].assign(e=ddf.a * 2)
+    dX = ddf[["a", "b", "c", "d", "e"]].to_dask_array(lengths=True)
+    dy, dw = ddf["t"].to_dask_array(lengths=True), (ddf["c"].abs() + 1).to_dask_array(lengths=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning
+        est = nd.fit_incremental(SkMLPClassifier(hidden_layer_sizes=(5,), random_state=0), dX, dy,
+                                 classes=[0, 1, 2], shuffle=False, sample_weight=dw)
+        by_hand = SkMLPClassifier(hidden_layer_sizes=(5,), random_state=0)
+        Xc, yc, wc = dask.compute(dX, dy, dw)
+        ends = np.cumsum((0,) + dX.chunks[0])
+        for a, b in zip(ends[:-1], ends[1:]):
+            by_hand.partial_fit(Xc[a:b], yc[a:b], classes=[0, 1, 2], sample_weight=wc[a:b])
+    for a, b in zip(est.coefs_, by_hand.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_fit_incremental_bad_input():
     X, y = _data(100)
     with pytest.raises(TypeError, match="no partial_fit"):
