@@ -397,10 +397,13 @@ def _chunk_keys(*arrays):
     epoch took O(n²) (40,000 chunks: 50 ms a chunk before any training);
     culling this dict from chunk i's keys visits chunk i's tasks only."""
     arrays = [a for a in arrays if a is not None]
+    merged = HighLevelGraph.merge(*[a.__dask_graph__() for a in arrays])
     # optimized together, as dask.compute(X, y, weights) would (tasks they share stay one)
-    graph = dict(arrays[0].__dask_optimize__(
-        HighLevelGraph.merge(*[a.__dask_graph__() for a in arrays]),
-        [a.__dask_keys__() for a in arrays]))
+    graph = dict(arrays[0].__dask_optimize__(merged, [a.__dask_keys__() for a in arrays]))
+    # ... which leaves out what it does not compute: the chunks of an array persisted on a
+    # distributed cluster (key: its Future), which the rest still refers to
+    for key, value in dict(merged).items():
+        graph.setdefault(key, value)
     rows = [[k[0] if a.ndim == 2 else k for k in a.__dask_keys__()] for a in arrays]
     return graph, list(zip(*rows))
 

@@ -468,6 +468,30 @@ def test_fit_incremental_sequential_equals_fit_by_hand(client):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("persist_y", [True, False])
+def test_fit_incremental_takes_arrays_persisted_on_the_cluster(client, persist_y):
+    """X persisted on the cluster (its graph: a Future per chunk), y computed
+    from it (persisted too, or lazy on X's Futures): the chunks are fetched
+    from the Futures. The graph dask optimizes leaves them out; culling it
+    for chunk 0 was a KeyError (review38)."""
+    X, y = _data(400)
+    dX = da.from_array(X, chunks=100).persist()
+    dy = ((dX[:, 0] > 0).astype(int) + (dX[:, 1] > 0.5)).astype(int)
+    if persist_y:
+        dy = dy.persist()
+    w = da.absolute(dX[:, 2]) + 0.5
+    model = nd.fit_incremental(_sequential("float64"), dX, dy, epochs=2, shuffle=False,
+                               batch_size=25, sample_weight=w)
+    by_hand = _sequential("float64")
+    for _ in range(2):
+        for i in range(4):
+            rows = slice(100 * i, 100 * (i + 1))
+            by_hand.fit(X[rows], y[rows], epochs=1, batch_size=25,
+                        sample_weight=np.abs(X[rows, 2]) + 0.5)
+    for a, b in zip(model.get_weights(), by_hand.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("cls", [None] + CLASSIFIERS)
 def test_fit_incremental_sample_weight_goes_with_each_chunks_rows(client, cls):
     """sample_weight, one weight per row of X (NumPy or dask, chunked unlike X),
