@@ -456,7 +456,8 @@ def _unaliased(params, grads):
     A few arrays are compared pair by pair (~0.2 µs a pair); more, by their
     byte spans sorted (O(k log k) for disjoint arrays: only arrays whose spans
     overlap are compared element-wise — interleaved views share a span, not
-    memory)."""
+    memory — and a gradient is compared only with the parameters whose spans
+    reach into its own, found by bisection)."""
     k = len(params)
     if k < 2:
         return grads
@@ -483,10 +484,10 @@ def _unaliased(params, grads):
     out = []
     for i, g in enumerate(grads):
         lo, hi = _byte_span(g)
-        n = bisect.bisect_left(starts, hi)   # spans[:n] start before g ends
-        shared = hi > lo and n > 0 and reach[n - 1] > lo and any(
-            j != i and end > lo and np.may_share_memory(g, params[j])
-            for _, end, j in spans[:n])
+        n = bisect.bisect_left(starts, hi)      # spans[:n] start before g ends
+        first = bisect.bisect_right(reach, lo)  # spans[:first] all end before g starts
+        shared = hi > lo and any(j != i and end > lo and np.may_share_memory(g, params[j])
+                                 for _, end, j in spans[first:n])
         out.append(g.copy() if shared else g)
     return out
 

@@ -104,6 +104,11 @@ def test_update_with_many_parameters_checks_aliasing_too():
     before = buf.copy()
     SGD(lr=1.0).update(spread, [np.ones(p.shape) for p in spread])
     np.testing.assert_array_equal(buf, before - 1)
+    # interleaved parameters, each the other's gradient, among many disjoint ones
+    before = buf.copy()
+    SGD(lr=1.0).update(spread, [spread[-1]] + spread[1:-1] + [spread[0]])
+    np.testing.assert_array_equal(buf[0::2], before[0::2] - before[1::2])
+    np.testing.assert_array_equal(buf[1::2], before[1::2] - before[0::2])
 
 
 @pytest.mark.parametrize("params, what", [
