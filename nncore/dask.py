@@ -298,10 +298,13 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
       estimator has partial_fit (the nncore.sklearn and scikit-learn
       estimators; `classes` is passed only when given — scikit-learn
       classifiers need it on their first call), else
-    - estimator.fit(X_i, y_i, epochs=1, **fit_params) for an nncore.Sequential
-      (e.g. batch_size=32; fit continues from the current weights). Each
+    - estimator.fit(X_i, y_i, epochs=1, shuffle=shuffle, **fit_params) for an
+      nncore.Sequential (e.g. batch_size=32; fit continues from the current
+      weights): shuffle=False keeps the rows of a chunk in storage order too,
+      shuffle=True lets fit draw their order from the model's generator. Each
       chunk is then one of the model's epochs: a schedule, early_stopping
-      and validation_split see chunks, not passes over X.
+      and validation_split see chunks, not passes over X. (An estimator with
+      partial_fit orders a chunk's rows as its own `shuffle` parameter says.)
     Only one chunk of X and y is in memory at a time (plus the previous one
     while it is released). An empty chunk (what filtering leaves after
     compute_chunk_sizes()) is skipped, as predict() gives it an empty result;
@@ -382,7 +385,7 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
                 if incremental:
                     estimator.partial_fit(X_i, y_i, **fit_params)
                 else:
-                    estimator.fit(X_i, y_i, epochs=1, **fit_params)
+                    estimator.fit(X_i, y_i, epochs=1, shuffle=shuffle, **fit_params)
             except ValueError as exc:   # the model's own check of the chunk (NaN, labels)
                 if type(exc) is not ValueError:
                     raise

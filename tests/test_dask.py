@@ -463,7 +463,21 @@ def test_fit_incremental_sequential_equals_fit_by_hand(client):
     for _ in range(2):
         for i in range(4):
             by_hand.fit(X[100 * i:100 * (i + 1)], y[100 * i:100 * (i + 1)], epochs=1,
-                        batch_size=25)
+                        batch_size=25, shuffle=False)
+    for a, b in zip(model.get_weights(), by_hand.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_fit_incremental_sequential_shuffles_rows_as_fit_does(client):
+    """shuffle=True: each chunk's rows in the order fit(shuffle=True) draws
+    from the model's generator (chunks in the call's permutation)."""
+    X, y = _data(400)
+    model = nd.fit_incremental(_sequential("float64"), da.from_array(X, chunks=100), y,
+                               random_state=3, batch_size=25)
+    by_hand = _sequential("float64")
+    for i in np.random.default_rng(3).permutation(4):
+        by_hand.fit(X[100 * i:100 * (i + 1)], y[100 * i:100 * (i + 1)], epochs=1,
+                    batch_size=25)
     for a, b in zip(model.get_weights(), by_hand.get_weights()):
         np.testing.assert_array_equal(a, b)
 
