@@ -404,7 +404,7 @@ class _EngineMLP:
         sw_train = (None if sample_weight_train is None
                     else np.ascontiguousarray(sample_weight_train, dtype=dtype))
         # (checked on scikit-learn's weights: a float32 cast can make tiny ones 0)
-        zero_weights = sample_weight_train is not None and not sample_weight_train.all()
+        zero_weights = _may_weigh_zero(sample_weight_train)
         optimizer = self._engine_optimizer()
         n_state = optimizer.n_state * net.params.shape[0]
         if self._optimizer_state is None or self._optimizer_state.shape[0] != n_state:
@@ -552,6 +552,8 @@ class _EngineMLP:
         X = _as_engine_input(X, dtype)
         Y = np.ascontiguousarray(y, dtype=dtype)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
+        if _may_weigh_zero(sample_weight):   # the whole set is L-BFGS's one batch
+            _check_batch_weights(sample_weight, None, X.shape[0])
 
         wide = []   # the float64 twin of a float32 run, made on first need
         # scikit-learn's loss and gradient are float64 in a float32 run when
@@ -602,13 +604,21 @@ def _wide_loss_grad(wide, net, x, perm, X, y, sample_weight, alpha):
     return net64.loss_grad(X64, Y64, sw64, alpha)
 
 
+def _may_weigh_zero(sample_weight):
+    """Whether some batch of rows could weigh 0 in all: only when a weight is
+    not positive (0, or negative ones, which scikit-learn's _check_sample_weight
+    accepts for the MLPs, cancelling positive ones)."""
+    return sample_weight is not None and not (sample_weight > 0).all()
+
+
 def _check_batch_weights(sample_weight, order, batch):
     """ZeroDivisionError, scikit-learn's, when one of the epoch's batches (of
     `batch` rows of `order`, or of storage order when it is None) has weights
-    that are all zero: scikit-learn's loss is the batch's np.average with those
-    weights, which raises it (the engine would divide by the zero sum and train
-    on NaN). Raised before the epoch, where scikit-learn raises at that batch,
-    after training the ones before it."""
+    that sum to 0 (all zero, or of both signs cancelling out): scikit-learn's
+    loss is the batch's np.average with those weights, which raises it (the
+    engine would divide by the zero sum and train on NaN or inf). Raised before
+    the epoch, where scikit-learn raises at that batch, after training the ones
+    before it."""
     w = sample_weight if order is None else sample_weight[order]
     if not np.add.reduceat(w, np.arange(0, w.shape[0], batch)).all():
         raise ZeroDivisionError("Weights sum to zero, can't be normalized")

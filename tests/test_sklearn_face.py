@@ -244,6 +244,28 @@ def test_a_batch_of_zero_weights_raises_sklearns_zero_division_error(how, shuffl
                     est.partial_fit(X, y, classes=np.unique(y), sample_weight=sw)
 
 
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_weights_of_both_signs_summing_to_zero_raise_sklearns_zero_division_error(task, solver):
+    # scikit-learn's MLPs accept negative sample weights; a batch (for lbfgs: the
+    # whole set) whose weights cancel out is np.average's ZeroDivisionError there.
+    # The check ran only when some weight was exactly 0: sgd/adam trained on the
+    # inf/NaN of dividing by 0 (the non-finite-weights error, blaming large input
+    # values), lbfgs returned a "fitted" model with loss_ NaN and n_iter_ 0
+    X, y = data(task, n=40)
+    sw = np.r_[np.ones(20), -np.ones(20)]
+    params = dict(SMALL, solver=solver, batch_size=40, shuffle=False)
+    for est in pair(task, **params):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+                est.fit(X, y, sample_weight=sw)
+    # batches that all weigh something train as scikit-learn's (negative weights too)
+    sw[0] = 2.0
+    ref, ours = fit_both(task, X, y, fit_kw=dict(sample_weight=sw), **params)
+    assert_same_model(ours, ref)
+
 def test_adam_optimizer_object_left_as_sklearns():
     # scikit-learn's AdamOptimizer keeps its step count t and the rate of its last
     # step in learning_rate (read by users as the current rate); here the engine
