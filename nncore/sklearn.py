@@ -65,7 +65,8 @@ from sklearn.neural_network import MLPRegressor as _SkMLPRegressor  # noqa: E402
 from sklearn.neural_network._stochastic_optimizers import (  # noqa: E402
     AdamOptimizer, SGDOptimizer)
 from sklearn.base import is_classifier  # noqa: E402
-from sklearn.utils._param_validation import Interval  # noqa: E402
+from sklearn.utils._param_validation import (  # noqa: E402
+    Interval, validate_parameter_constraints)
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict  # noqa: E402
 from sklearn.utils.optimize import _check_optimize_result  # noqa: E402
 from sklearn.utils.validation import validate_data  # noqa: E402
@@ -223,8 +224,14 @@ class _EngineMLP:
     def _threads(self):
         # an Integral n_threads as int: scikit-learn's validation of it (Interval
         # over Integral) takes True as 1, as for its own int parameters, which
-        # blas.threads refuses (TypeError at fit, after validation passed)
+        # blas.threads refuses (TypeError at fit, after validation passed).
+        # predict, and partial_fit on a fitted model, skip scikit-learn's
+        # parameter validation: an invalid value set since is refused here with
+        # the InvalidParameterError fit gives (blas.threads' error names "n")
         n = self.n_threads
+        if not (n is None or isinstance(n, Integral) and n >= 1):
+            validate_parameter_constraints(self._nncore_constraints, {"n_threads": n},
+                                           caller_name=type(self).__name__)
         return blas_threads(int(n) if isinstance(n, Integral) else n)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):

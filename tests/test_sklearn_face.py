@@ -32,6 +32,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 
 from nncore import sklearn as nk  # noqa: E402
 
@@ -956,6 +957,26 @@ def test_n_threads_changes_nothing():
         assert model_diff(est, one) == 0.0
         assert (est.predict(X) == one.predict(X)).all()
 
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("value", [0, -1, 1.5, 2.0, "2"])
+@pytest.mark.parametrize("call", ["predict", "predict_proba", "partial_fit", "fit"])
+def test_an_invalid_n_threads_set_after_fit_is_refused_by_name(call, value):
+    # predict and partial_fit on a fitted model skip scikit-learn's parameter
+    # validation: n_threads set since reached blas.threads, whose error named
+    # "n" ("n must be >= 1, got 0"); now every call raises fit's error
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**SMALL).fit(X, y)
+    est.set_params(n_threads=value)
+    with pytest.raises(InvalidParameterError, match="The 'n_threads' parameter of "
+                                                    "MLPClassifier must be None or an int"):
+        if call == "partial_fit":
+            est.partial_fit(X, y)
+        elif call == "fit":
+            est.fit(X, y)
+        else:
+            getattr(est, call)(X)
 
 WAKE_CHECK = r"""
 import numpy as np
