@@ -65,7 +65,8 @@ from sklearn.neural_network import MLPRegressor as _SkMLPRegressor  # noqa: E402
 from sklearn.neural_network._stochastic_optimizers import (  # noqa: E402
     AdamOptimizer, SGDOptimizer)
 from sklearn.base import is_classifier  # noqa: E402
-from sklearn.utils._param_validation import Interval  # noqa: E402
+from sklearn.utils._param_validation import (  # noqa: E402
+    Interval, validate_parameter_constraints)
 from sklearn.utils.fixes import _get_additional_lbfgs_options_dict  # noqa: E402
 from sklearn.utils.optimize import _check_optimize_result  # noqa: E402
 from sklearn.utils.validation import validate_data  # noqa: E402
@@ -223,8 +224,14 @@ class _EngineMLP:
     def _threads(self):
         # an Integral n_threads as int: scikit-learn's validation of it (Interval
         # over Integral) takes True as 1, as for its own int parameters, which
-        # blas.threads refuses (TypeError at fit, after validation passed)
+        # blas.threads refuses (TypeError at fit, after validation passed).
+        # predict, and partial_fit on a fitted model, skip scikit-learn's
+        # parameter validation: an invalid value set since is refused here with
+        # the InvalidParameterError fit gives (blas.threads' error names "n")
         n = self.n_threads
+        if not (n is None or isinstance(n, Integral) and n >= 1):
+            validate_parameter_constraints(self._nncore_constraints, {"n_threads": n},
+                                           caller_name=type(self).__name__)
         return blas_threads(int(n) if isinstance(n, Integral) else n)
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
@@ -404,7 +411,7 @@ class _EngineMLP:
         sw_train = (None if sample_weight_train is None
                     else np.ascontiguousarray(sample_weight_train, dtype=dtype))
         # (checked on scikit-learn's weights: a float32 cast can make tiny ones 0)
-        zero_weights = sample_weight_train is not None and not sample_weight_train.all()
+        zero_weights = _may_weigh_zero(sample_weight_train)
         optimizer = self._engine_optimizer()
         n_state = optimizer.n_state * net.params.shape[0]
         if self._optimizer_state is None or self._optimizer_state.shape[0] != n_state:
@@ -552,6 +559,8 @@ class _EngineMLP:
         X = _as_engine_input(X, dtype)
         Y = np.ascontiguousarray(y, dtype=dtype)
         sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=dtype)
+        if _may_weigh_zero(sample_weight):   # the whole set is L-BFGS's one batch
+            _check_batch_weights(sample_weight, None, X.shape[0])
 
         wide = []   # the float64 twin of a float32 run, made on first need
         # scikit-learn's loss and gradient are float64 in a float32 run when
@@ -602,13 +611,21 @@ def _wide_loss_grad(wide, net, x, perm, X, y, sample_weight, alpha):
     return net64.loss_grad(X64, Y64, sw64, alpha)
 
 
+def _may_weigh_zero(sample_weight):
+    """Whether some batch of rows could weigh 0 in all: only when a weight is
+    not positive (0, or negative ones, which scikit-learn's _check_sample_weight
+    accepts for the MLPs, cancelling positive ones)."""
+    return sample_weight is not None and not (sample_weight > 0).all()
+
+
 def _check_batch_weights(sample_weight, order, batch):
     """ZeroDivisionError, scikit-learn's, when one of the epoch's batches (of
     `batch` rows of `order`, or of storage order when it is None) has weights
-    that are all zero: scikit-learn's loss is the batch's np.average with those
-    weights, which raises it (the engine would divide by the zero sum and train
-    on NaN). Raised before the epoch, where scikit-learn raises at that batch,
-    after training the ones before it."""
+    that sum to 0 (all zero, or of both signs cancelling out): scikit-learn's
+    loss is the batch's np.average with those weights, which raises it (the
+    engine would divide by the zero sum and train on NaN or inf). Raised before
+    the epoch, where scikit-learn raises at that batch, after training the ones
+    before it."""
     w = sample_weight if order is None else sample_weight[order]
     if not np.add.reduceat(w, np.arange(0, w.shape[0], batch)).all():
         raise ZeroDivisionError("Weights sum to zero, can't be normalized")

@@ -32,6 +32,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 
 from nncore import sklearn as nk  # noqa: E402
 
@@ -244,6 +245,28 @@ def test_a_batch_of_zero_weights_raises_sklearns_zero_division_error(how, shuffl
                     est.partial_fit(X, y, classes=np.unique(y), sample_weight=sw)
 
 
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_weights_of_both_signs_summing_to_zero_raise_sklearns_zero_division_error(task, solver):
+    # scikit-learn's MLPs accept negative sample weights; a batch (for lbfgs: the
+    # whole set) whose weights cancel out is np.average's ZeroDivisionError there.
+    # The check ran only when some weight was exactly 0: sgd/adam trained on the
+    # inf/NaN of dividing by 0 (the non-finite-weights error, blaming large input
+    # values), lbfgs returned a "fitted" model with loss_ NaN and n_iter_ 0
+    X, y = data(task, n=40)
+    sw = np.r_[np.ones(20), -np.ones(20)]
+    params = dict(SMALL, solver=solver, batch_size=40, shuffle=False)
+    for est in pair(task, **params):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            with pytest.raises(ZeroDivisionError, match="Weights sum to zero"):
+                est.fit(X, y, sample_weight=sw)
+    # batches that all weigh something train as scikit-learn's (negative weights too)
+    sw[0] = 2.0
+    ref, ours = fit_both(task, X, y, fit_kw=dict(sample_weight=sw), **params)
+    assert_same_model(ours, ref)
+
 def test_adam_optimizer_object_left_as_sklearns():
     # scikit-learn's AdamOptimizer keeps its step count t and the rate of its last
     # step in learning_rate (read by users as the current rate); here the engine
@@ -354,9 +377,11 @@ def test_assigned_coefs_are_where_training_continues():
 
 
 @pytest.mark.parametrize("task", ["binary", "multiclass", "multilabel", "regression",
-                                  "poisson"])
+                                  "multioutput", "poisson"])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_same_model_lbfgs(activation, task):
+    # multioutput: scikit-learn's loss averages the k outputs, its gradient sums them
+    # (scikit-learn#8349); L-BFGS follows that pair the same way here
     ref, ours = fit_both(task, solver="lbfgs", activation=activation, max_iter=30,
                          hidden_layer_sizes=(7, 5), random_state=0, alpha=1e-3)
     assert ours.n_iter_ == ref.n_iter_
@@ -932,6 +957,26 @@ def test_n_threads_changes_nothing():
         assert model_diff(est, one) == 0.0
         assert (est.predict(X) == one.predict(X)).all()
 
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("value", [0, -1, 1.5, 2.0, "2"])
+@pytest.mark.parametrize("call", ["predict", "predict_proba", "partial_fit", "fit"])
+def test_an_invalid_n_threads_set_after_fit_is_refused_by_name(call, value):
+    # predict and partial_fit on a fitted model skip scikit-learn's parameter
+    # validation: n_threads set since reached blas.threads, whose error named
+    # "n" ("n must be >= 1, got 0"); now every call raises fit's error
+    X, y = data("multiclass")
+    est = nk.MLPClassifier(**SMALL).fit(X, y)
+    est.set_params(n_threads=value)
+    with pytest.raises(InvalidParameterError, match="The 'n_threads' parameter of "
+                                                    "MLPClassifier must be None or an int"):
+        if call == "partial_fit":
+            est.partial_fit(X, y)
+        elif call == "fit":
+            est.fit(X, y)
+        else:
+            getattr(est, call)(X)
 
 WAKE_CHECK = r"""
 import numpy as np
