@@ -1171,6 +1171,30 @@ class RunMetric(Callback):
         self.weights.append(model.get_weights())
 
 
+@pytest.mark.parametrize("passed", ["early_stopping", "callbacks"])
+def test_n_init_ranks_by_an_early_stopping_passed_in_callbacks(passed):
+    """An EarlyStopping passed in callbacks= (as Keras users do) judges the
+    n_init runs as one passed as early_stopping= does: by the value of the
+    weights it restored, and its attributes describe the kept run. It was
+    ignored: the runs were ranked by their last loss whatever weights it put
+    back, and its attributes were the last run's."""
+    per_run = [[0.5, 0.9, 0.9], [0.4, 0.3, 0.2], [0.1, 0.7, 0.8]]
+    es = EarlyStopping(monitor="val_score", patience=5)
+    metric = RunMetric(per_run)
+    kwargs = ({"early_stopping": es, "callbacks": [metric]} if passed == "early_stopping"
+              else {"callbacks": [metric, es]})
+    model = make_model(optimizer=SGD(0.1))
+    history = model.fit(*make_data(), epochs=3, n_init=3, **kwargs)
+    assert history.runs == [0.5, 0.2, 0.1]
+    np.testing.assert_equal(history.history["val_score"], per_run[2])
+    assert es.best == 0.1 and es.best_epoch == es.restored_epoch == history.restored_epoch == 0
+    assert_weights_equal(model.get_weights(), es.best_weights)
+    kept_first = make_model(optimizer=SGD(0.1))   # run 2's first epoch: its weights are kept
+    kept_first.fit(*make_data(), epochs=3, n_init=3, callbacks=[RunMetric(per_run)],
+                   early_stopping=EarlyStopping(monitor="val_score", patience=5))
+    assert_weights_equal(model.get_weights(), kept_first.get_weights())
+
+
 @pytest.mark.parametrize("restore", [True, False])
 @pytest.mark.parametrize("per_run, kept", [
     ([[0.3, 0.2, 0.4], [0.1, 0.5, 0.6], [0.7, 0.8, 0.9]], {True: 1, False: 0}),
