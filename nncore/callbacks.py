@@ -67,9 +67,11 @@ class EarlyStopping(Callback):
     None, a str or a bool cannot be ranked; ValueError for an integer beyond
     float64's range). A NaN value (say
     from a metric a callback logs) never improves, also as the first value: it
-    counts as an epoch without improvement, as in Keras's EarlyStopping, whose
-    best starts at ±inf; as there, training never stops at a fit's first
-    epoch. With no validation data a "val_*" monitor falls back
+    counts as an epoch without improvement, as in tf.keras 2, whose best
+    started at ±inf (Keras 3's starts at None and takes a first NaN as its
+    best, which no later value beats: it stops after `patience` epochs and
+    restores the NaN epoch's weights). As in Keras, training never stops at a
+    fit's first epoch. With no validation data a "val_*" monitor falls back
     to its training counterpart ("val_loss" to "loss"). restore_best_weights
     puts back the weights of the best epoch when training ends, however it
     ends (also on DivergenceError and KeyboardInterrupt: see the module
@@ -106,18 +108,14 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, model, logs):
         self._start()
-        # full-batch training logs each epoch's loss and metric for the weights the
-        # epoch began with: those weights, not the epoch's end, achieved the value
-        self._lagged_keys = getattr(model, "_epoch_start_keys", ())
-        if self.restore_best_weights and self._lagged_keys:
-            self._epoch_start = model.get_weights()
+        if self.restore_best_weights:   # fit keeps the weights that measured each epoch
+            model._keep_epoch_weights = True
 
     def _start(self):
         self.best, self.wait, self.stopped_epoch = None, 0, None
         self.best_weights, self.key = None, None
         self.best_epoch = self.restored_epoch = None
         self.last = None
-        self._lagged_keys, self._epoch_start = (), None
 
     def on_epoch_end(self, model, logs):
         if self.key is None:
@@ -141,21 +139,31 @@ class EarlyStopping(Callback):
         first = self.last is None   # Keras never stops on a fit's first epoch (epoch > 0)
         self.last = value
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
-        # a NaN never improves, not even as the first value: as in Keras, whose best
-        # starts at ±inf (a first NaN kept as the best would refuse every later value)
+        # a NaN never improves, not even as the first value: as in tf.keras 2, whose best
+        # started at ±inf (a first NaN kept as the best, as Keras 3 keeps it, would
+        # refuse every later value)
         improved = self.best is None or sign * (value - self.best) < -self.min_delta
         if improved and not math.isnan(value):
             self.best, self.wait, self.best_epoch = value, 0, logs["epoch"]
             if self.restore_best_weights:
-                self.best_weights = (self._epoch_start if self.key in self._lagged_keys
-                                     else model.get_weights())
+                self.best_weights = self._measured_weights(model)
         else:
             self.wait += 1
             if self.wait >= self.patience and not first:
                 self.stopped_epoch = logs["epoch"]
                 model.stop_training = True
-        if self._epoch_start is not None:   # the next epoch begins with these
-            self._epoch_start = model.get_weights() if self.key in self._lagged_keys else None
+
+    def _measured_weights(self, model):
+        """The weights that scored the monitored value, as fit kept them before
+        any hook ran: in full-batch training those the epoch began with for its
+        loss and metric (its one step comes after), else the epoch's end — so a
+        callback that changes the weights in its hooks (pruning, a constraint,
+        noise), before or after this one, does not change what is restored. A
+        value a callback logs: the weights as they are now."""
+        start, end, measured = getattr(model, "_epoch_weights", None) or (None, None, ())
+        if self.key not in measured:
+            return model.get_weights()
+        return start if self.key in getattr(model, "_epoch_start_keys", ()) else end
 
     def on_train_end(self, model, logs):
         if self.restore_best_weights and self.best_weights is not None:

@@ -164,6 +164,9 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     # in full-batch training the epoch's loss and metric are those of the weights the
     # epoch began with (its one step comes after): EarlyStopping restores those
     model._epoch_start_keys = ("loss", name) if batch >= n and not model._perceptron else ()
+    # the weights that measured the epoch's values, taken before any hook can change them,
+    # while a callback asks (EarlyStopping's restore_best_weights, in on_train_begin)
+    model._keep_epoch_weights, model._epoch_weights = False, None
     try:
         for cb in callbacks:
             cb.on_train_begin(model, {})
@@ -195,6 +198,8 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             lr = opt.current_lr = opt.schedule.start(model._epoch)
             opt._check_dtype(model.dtype, lr)
             progress[:] = (0, -1, model._steps)
+            start = (model.get_weights() if model._keep_epoch_weights and
+                     model._epoch_start_keys else None)
             try:
                 if model._perceptron:
                     status = model._net.perceptron_epochs(X, Y, block_orders, lr, progress,
@@ -227,6 +232,8 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                             val_metric = np.count_nonzero(
                                 (model._net.predict(validation[0]) != validation[1]).any(axis=1))
                         logs.update({"val_loss": float(val_loss), f"val_{name}": float(val_metric)})
+                    if model._keep_epoch_weights:   # (start, end, the values they measured)
+                        model._epoch_weights = (start, model.get_weights(), frozenset(logs))
                     logs["epoch"] = epoch
                     try:
                         opt.schedule.end(epoch, logs)

@@ -471,6 +471,38 @@ def test_full_batch_restores_the_weights_that_scored_the_best_training_value(bac
     assert_weights_equal(first.get_weights(), start)
 
 
+class Nudge(Callback):
+    """Moves every weight by 0.5 at each epoch's end (a pruning or constraint
+    callback changes the weights in its hooks too)."""
+
+    def on_epoch_end(self, model, logs):
+        model.set_weights([w + 0.5 for w in model.get_weights()])
+
+
+@pytest.mark.parametrize("nudge_first", [True, False])
+@pytest.mark.parametrize("monitor, batch_size", [("loss", None), ("val_loss", None),
+                                                 ("val_loss", 10)])
+def test_restored_weights_scored_the_best_value_whatever_callbacks_change(
+        backend, monitor, batch_size, nudge_first):
+    """The weights restored are those that measured the best value, taken
+    before any hook ran: a callback that changes the weights at the epoch's
+    end, before or after EarlyStopping in callbacks=, does not shift them.
+    Before, EarlyStopping copied the weights when its own hook ran (after a
+    callback listed first had moved them) and, in full-batch training, took
+    its own copy of the next epoch's start (before a callback listed after it
+    moved them): evaluate on the restored weights then missed the best value."""
+    X, y = make_data()
+    validation = make_data(n=10, seed=1)
+    model = make_model(backend=backend, optimizer=SGD(0.5))
+    es = EarlyStopping(monitor=monitor, patience=2)
+    callbacks = [Nudge(), es] if nudge_first else [es, Nudge()]
+    model.fit(X, y, epochs=30, batch_size=batch_size, callbacks=callbacks,
+              validation_data=validation if monitor == "val_loss" else None)
+    assert es.restored_epoch is not None and es.stopped_epoch is not None
+    scored = model.evaluate(*(validation if monitor == "val_loss" else (X, y)))["loss"]
+    assert scored == pytest.approx(es.best, rel=1e-12)
+
+
 def test_mini_batch_restores_the_weights_at_the_end_of_the_best_epoch(backend):
     """With mini-batches an epoch's training loss mixes several weights (as in
     Keras): the weights kept are those at the best epoch's end."""
