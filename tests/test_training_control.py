@@ -1032,6 +1032,34 @@ def test_epoch_count_after_interrupt_from_a_callback():
     assert model.fit(*make_data(), epochs=1).epoch == [3]
 
 
+def test_interrupt_during_validation_keeps_the_epoch_in_history(backend):
+    """Ctrl-C while the validation rows are evaluated after epoch 3: that
+    epoch's steps ran and the epoch count includes it, so History records it —
+    its training values, NaN for the validation ones (the hooks never saw it,
+    as in Keras). History lacked it: epochs [0, 1], then a next fit at 3."""
+    model = make_model(backend=backend)
+    engine, calls = model._net, []
+
+    class Validation:   # the engine, with an evaluate interrupted at its third call
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+        def evaluate(self, *args):
+            calls.append(args)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return engine.evaluate(*args)
+
+    model._net = Validation()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(*make_data(), epochs=5, validation_split=0.25, callbacks=[Recorder()])
+    history = model.history.history
+    assert model.history.epoch == [0, 1, 2] and np.isfinite(history["loss"]).all()
+    assert np.isnan(history["val_loss"][2]) and np.isfinite(history["val_loss"][:2]).all()
+    model._net = engine
+    assert model.fit(*make_data(), epochs=1).epoch == [3]
+
+
 def test_ctrl_c_reaches_the_compiled_loop():
     """SIGINT sent while the engine runs a long block of epochs without the GIL
     (no callbacks, constant rate): its own signal check raises KeyboardInterrupt
