@@ -249,7 +249,7 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
         error = exc
         raise
     finally:
-        model.history = history
+        model.history, model._epoch_weights = history, None   # no stale copy kept or pickled
         end_training(model, started, error)
     if model._perceptron and history.history.get("errors", [0])[-1] > 0:
         warnings.warn(

@@ -501,6 +501,7 @@ def test_restored_weights_scored_the_best_value_whatever_callbacks_change(
     assert es.restored_epoch is not None and es.stopped_epoch is not None
     scored = model.evaluate(*(validation if monitor == "val_loss" else (X, y)))["loss"]
     assert scored == pytest.approx(es.best, rel=1e-12)
+    assert model.__getstate__()["_epoch_weights"] is None   # no stale copy kept, pickled
 
 
 def test_mini_batch_restores_the_weights_at_the_end_of_the_best_epoch(backend):
