@@ -6,6 +6,7 @@ orders from the model's generator, and hands whole blocks of epochs to the
 backend's Network — the compiled engine (nncore._engine) or the NumPy
 reference (nncore.reference), which share one interface.
 """
+import math
 import threading
 import warnings
 import weakref
@@ -531,13 +532,17 @@ class Sequential:
             sign = -1 if maximised(key, judge.mode if judge else "auto") else 1
             # the value of the weights the run ends with: early stopping's best epoch when
             # it restored that (with min_delta > 0 not always the lowest value logged), else
-            # the last it saw (the "val_*" monitor may have fallen back to its training key)
+            # the last it saw (the "val_*" monitor may have fallen back to its training key),
+            # else the last logged (start_from_epoch past the run's end); NaN (never kept
+            # over a number) when no epoch ran (stop_training set in on_train_begin)
             if judge and judge.restored_epoch is not None:
                 final = judge.best
-            elif judge:
+            elif judge and judge.last is not None:
                 final = judge.last
             else:
-                final = (history.history.get(key) or history.history[key[4:]])[-1]
+                logged = (history.history.get(judge.key if judge and judge.key else key)
+                          or history.history.get(key[4:]))
+                final = logged[-1] if logged else math.nan
             finals.append(final)
             # a NaN never beats another run's value; any number beats a NaN kept so far
             if best is None or final == final and not sign * final >= sign * best[0]:

@@ -543,8 +543,8 @@ class LogsMetric(Callback):
 ])
 def test_early_stopping_first_value_nan_is_not_the_best(mode, values):
     """A NaN in the first epoch (a metric undefined at first) counts as an epoch
-    without improvement, as in Keras (best starts at ±inf): the later values
-    improve on it, so training runs on. Before, the NaN became the best and no
+    without improvement, as in tf.keras 2 (best started at ±inf; Keras 3 keeps
+    a first NaN as its best): the later values improve on it, so training runs on. Before, the NaN became the best and no
     number ever beat it: stopped after `patience` epochs at the NaN epoch's
     weights (Keras EarlyStopping; early-stopping-pytorch's fix #28)."""
     es = EarlyStopping(monitor="val_score", patience=2, mode=mode)
@@ -552,6 +552,48 @@ def test_early_stopping_first_value_nan_is_not_the_best(mode, values):
                                early_stopping=es)
     assert history.epoch == list(range(6)) and es.stopped_epoch is None
     assert es.best == values[-1] and es.best_epoch == 5 and es.restored_epoch == 5
+
+
+@pytest.mark.parametrize("values, kwargs, stopped, best", [
+    # improving but never below the baseline: Keras 3 never stops (an improvement returns)
+    ([3.0, 2.5, 2.0, 1.8, 1.7, 1.6, 1.5, 1.4], {"patience": 2, "baseline": 1.0}, None, 7),
+    ([3.0, 2.5, 2.6, 2.7, 0.5, 0.6, 0.7, 0.8], {"patience": 2, "baseline": 1.0}, 2, 1),
+    ([3.0, 2.5, 0.9, 0.95, 0.97, 0.8, 0.9, 0.99], {"patience": 2, "baseline": 1.0}, 4, 2),
+    ([1.0, 2.0, 3.0, 0.5, 0.6, 0.7, 0.4, 0.8], {"patience": 1, "start_from_epoch": 2}, 4, 3),
+    ([0.1, 0.2, 3.0, 2.0, 2.5, 2.6, 2.7, 0.05], {"patience": 2, "start_from_epoch": 2}, 5, 3),
+    ([0.1, 0.2, 3.0, 2.0, 2.5, 2.6, 2.7, 0.05],
+     {"patience": 2, "start_from_epoch": 2, "baseline": 1.0}, 4, 3),
+])
+def test_early_stopping_baseline_and_start_from_epoch_as_keras(values, kwargs, stopped, best):
+    """Keras 3's baseline and start_from_epoch: the stopped and best epochs are
+    those keras.callbacks.EarlyStopping 3.15 gives on the same values (as is
+    the restored epoch, the best one). A baseline: an improvement resets the
+    patience count only when it also beats the baseline; the first
+    start_from_epoch epochs are not monitored (their 0.1 is never the best)."""
+    es = EarlyStopping(monitor="val_score", **kwargs)
+    model = make_model()
+    history = model.fit(*make_data(), epochs=8, callbacks=[LogsMetric(values)],
+                        early_stopping=es)
+    assert es.stopped_epoch == stopped and es.best_epoch == es.restored_epoch == best
+    assert history.epoch == list(range(8 if stopped is None else stopped + 1))
+    assert es.best == values[best]
+    if "start_from_epoch" in kwargs:   # counted from each fit's first epoch
+        done = len(history.epoch)   # LogsMetric indexes by the epoch counted over fits
+        history = model.fit(*make_data(), epochs=8, early_stopping=es,
+                            callbacks=[LogsMetric([0.0] * done + values)])
+        assert history.epoch[0] == done and es.stopped_epoch == done + stopped
+        assert es.best == values[best]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"baseline": float("nan")}, {"baseline": float("inf")}, {"baseline": "1"},
+    {"baseline": True}, {"baseline": 10 ** 400}, {"start_from_epoch": -1},
+    {"start_from_epoch": 1.0}, {"start_from_epoch": True}, {"start_from_epoch": None},
+])
+def test_early_stopping_refuses_a_bad_baseline_or_start_from_epoch(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"^{name} must be "):
+        EarlyStopping(**kwargs)
 
 
 def test_early_stopping_never_stops_on_the_first_epoch():
@@ -1213,6 +1255,33 @@ def test_n_init_early_stopping_attributes_describe_the_kept_run():
     assert es.best_epoch == es.restored_epoch == history.restored_epoch == 0
     assert es.stopped_epoch is None
     assert all(np.array_equal(a, b) for a, b in zip(es.best_weights, model.get_weights()))
+
+
+class StopAtOnce(Callback):
+    def on_train_begin(self, model, logs):
+        model.stop_training = True
+
+
+@pytest.mark.parametrize("early_stopping", [None, EarlyStopping()])
+def test_n_init_runs_that_train_no_epoch(early_stopping):
+    """stop_training set in on_train_begin: no run trains an epoch, none has a
+    value (NaN in History.runs) and the model keeps the first, untouched. It
+    raised KeyError: '' (or TypeError with an EarlyStopping) after the runs."""
+    model = make_model()
+    start = model.get_weights()
+    history = model.fit(*make_data(), epochs=3, n_init=3, callbacks=[StopAtOnce()],
+                        early_stopping=early_stopping)
+    assert np.isnan(history.runs).all() and len(history.runs) == 3 and history.epoch == []
+    assert_weights_equal(model.get_weights(), start)
+
+
+def test_n_init_ranks_runs_early_stopping_never_monitored():
+    """start_from_epoch past the runs' epochs: EarlyStopping saw no value, so
+    the runs are ranked by the last value of its monitor (TypeError before)."""
+    es = EarlyStopping(monitor="loss", start_from_epoch=5)
+    model, history, recorder = n_init_fit(early_stopping=es)
+    assert history.runs == [h["loss"][-1] for h, _ in recorder.runs]
+    assert history.history["loss"][-1] == min(history.runs) and es.best is None
 
 
 class RunMetric(Callback):
