@@ -89,7 +89,9 @@ class EarlyStopping(Callback):
     baseline and start_from_epoch are Keras 3's: with a baseline, an epoch
     resets the patience count only when its value also beats the baseline by
     more than min_delta (it still becomes the best, and its weights the ones
-    restored), so training stops after `patience` epochs that never reach it;
+    restored): once the count reaches `patience`, the next epoch that does not
+    improve stops training — one that improves, even short of the baseline,
+    never does (Keras's rule);
     the first start_from_epoch epochs of each fit (a warm-up) are not
     monitored at all — Keras counts them from epoch 0, which is each fit's
     first unless its initial_epoch says otherwise, and nncore's epochs go on
