@@ -67,9 +67,11 @@ class EarlyStopping(Callback):
     None, a str or a bool cannot be ranked; ValueError for an integer beyond
     float64's range). A NaN value (say
     from a metric a callback logs) never improves, also as the first value: it
-    counts as an epoch without improvement, as in Keras's EarlyStopping, whose
-    best starts at ±inf; as there, training never stops at a fit's first
-    epoch. With no validation data a "val_*" monitor falls back
+    counts as an epoch without improvement, as in tf.keras 2, whose best
+    started at ±inf (Keras 3's starts at None and takes a first NaN as its
+    best, which no later value beats: it stops after `patience` epochs and
+    restores the NaN epoch's weights). As in Keras, training never stops at a
+    fit's first epoch. With no validation data a "val_*" monitor falls back
     to its training counterpart ("val_loss" to "loss"). restore_best_weights
     puts back the weights of the best epoch when training ends, however it
     ends (also on DivergenceError and KeyboardInterrupt: see the module
@@ -83,10 +85,21 @@ class EarlyStopping(Callback):
     records as `restored_epoch` too; `last` is the last value seen. Until a
     fit begins training with it (e.g. after a fit that refused its input or
     was interrupted before its first epoch) they are all None.
+
+    baseline and start_from_epoch are Keras 3's: with a baseline, an epoch
+    resets the patience count only when its value also beats the baseline by
+    more than min_delta (it still becomes the best, and its weights the ones
+    restored): once the count reaches `patience`, the next epoch that does not
+    improve stops training — one that improves, even short of the baseline,
+    never does (Keras's rule);
+    the first start_from_epoch epochs of each fit (a warm-up) are not
+    monitored at all — Keras counts them from epoch 0, which is each fit's
+    first unless its initial_epoch says otherwise, and nncore's epochs go on
+    across fits, so here they are counted from the fit's first epoch.
     """
 
     def __init__(self, monitor="val_loss", patience=10, min_delta=0.0,
-                 restore_best_weights=True, mode="auto"):
+                 restore_best_weights=True, mode="auto", baseline=None, start_from_epoch=0):
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be a History key such as 'val_loss', got {monitor!r}")
         if isinstance(patience, bool) or not isinstance(patience, (int, np.integer)) or patience < 0:
@@ -96,9 +109,18 @@ class EarlyStopping(Callback):
             raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+        if baseline is not None and (isinstance(baseline, (bool, np.bool_)) or not isinstance(
+                baseline, (int, float, np.number)) or not abs(baseline) <= 1e300):
+            raise ValueError(f"baseline must be None or a finite number, got {baseline!r}")
+        if (isinstance(start_from_epoch, (bool, np.bool_))
+                or not isinstance(start_from_epoch, (int, np.integer)) or start_from_epoch < 0):
+            raise ValueError(f"start_from_epoch must be an integer >= 0, got "
+                             f"{start_from_epoch!r}")
         self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
         self.restore_best_weights = bool(restore_best_weights)
         self.mode = mode
+        self.baseline = None if baseline is None else float(baseline)
+        self.start_from_epoch = int(start_from_epoch)
         # the results exist before any fit (Keras's EarlyStopping sets them in its
         # constructor), so reading them after a fit refused or interrupted before
         # training began is no AttributeError
@@ -106,18 +128,15 @@ class EarlyStopping(Callback):
 
     def on_train_begin(self, model, logs):
         self._start()
-        # full-batch training logs each epoch's loss and metric for the weights the
-        # epoch began with: those weights, not the epoch's end, achieved the value
-        self._lagged_keys = getattr(model, "_epoch_start_keys", ())
-        if self.restore_best_weights and self._lagged_keys:
-            self._epoch_start = model.get_weights()
+        if self.restore_best_weights:   # fit keeps the weights that measured each epoch
+            model._keep_epoch_weights = True
 
     def _start(self):
         self.best, self.wait, self.stopped_epoch = None, 0, None
         self.best_weights, self.key = None, None
         self.best_epoch = self.restored_epoch = None
         self.last = None
-        self._lagged_keys, self._epoch_start = (), None
+        self._warm_up = self.start_from_epoch   # the fit's epochs still to pass unmonitored
 
     def on_epoch_end(self, model, logs):
         if self.key is None:
@@ -138,24 +157,43 @@ class EarlyStopping(Callback):
                              f"{logs['epoch'] + 1} hold an integer of {int(value).bit_length()} "
                              "bits there, too large for a float; expected a loss or metric "
                              "within float64's range") from None
+        if self._warm_up:
+            self._warm_up -= 1
+            return
         first = self.last is None   # Keras never stops on a fit's first epoch (epoch > 0)
         self.last = value
         sign = -1.0 if maximised(self.key, self.mode) else 1.0
-        # a NaN never improves, not even as the first value: as in Keras, whose best
-        # starts at ±inf (a first NaN kept as the best would refuse every later value)
-        improved = self.best is None or sign * (value - self.best) < -self.min_delta
-        if improved and not math.isnan(value):
-            self.best, self.wait, self.best_epoch = value, 0, logs["epoch"]
+
+        def beats(reference):
+            return sign * (value - reference) < -self.min_delta
+
+        # a NaN never improves, not even as the first value: as in tf.keras 2, whose best
+        # started at ±inf (a first NaN kept as the best, as Keras 3 keeps it, would
+        # refuse every later value)
+        if (self.best is None or beats(self.best)) and not math.isnan(value):
+            self.best, self.best_epoch = value, logs["epoch"]
             if self.restore_best_weights:
-                self.best_weights = (self._epoch_start if self.key in self._lagged_keys
-                                     else model.get_weights())
+                self.best_weights = self._measured_weights(model)
+            # as Keras 3: below the baseline an improvement does not reset the count,
+            # and (as any improvement) does not stop training
+            self.wait = 0 if self.baseline is None or beats(self.baseline) else self.wait + 1
         else:
             self.wait += 1
             if self.wait >= self.patience and not first:
                 self.stopped_epoch = logs["epoch"]
                 model.stop_training = True
-        if self._epoch_start is not None:   # the next epoch begins with these
-            self._epoch_start = model.get_weights() if self.key in self._lagged_keys else None
+
+    def _measured_weights(self, model):
+        """The weights that scored the monitored value, as fit kept them before
+        any hook ran: in full-batch training those the epoch began with for its
+        loss and metric (its one step comes after), else the epoch's end — so a
+        callback that changes the weights in its hooks (pruning, a constraint,
+        noise), before or after this one, does not change what is restored. A
+        value a callback logs: the weights as they are now."""
+        start, end, measured = getattr(model, "_epoch_weights", None) or (None, None, ())
+        if self.key not in measured:
+            return model.get_weights()
+        return start if self.key in getattr(model, "_epoch_start_keys", ()) else end
 
     def on_train_end(self, model, logs):
         if self.restore_best_weights and self.best_weights is not None:

@@ -6,6 +6,7 @@ orders from the model's generator, and hands whole blocks of epochs to the
 backend's Network — the compiled engine (nncore._engine) or the NumPy
 reference (nncore.reference), which share one interface.
 """
+import math
 import threading
 import warnings
 import weakref
@@ -21,7 +22,7 @@ from .losses import CLASSIFICATION, CROSS_ENTROPY, LOG_LOSS, LOSSES, POISSON, RE
 from . import training
 from .blas import threads as blas_threads
 from .bfloat16 import MIXED_BFLOAT16
-from .callbacks import Callback, ProgressBar, maximised
+from .callbacks import Callback, EarlyStopping, ProgressBar, maximised
 from .optimizers import SGD, Adam, Optimizer, _check_number
 from .validation import (as_input, as_matrix, as_param, as_targets, as_weights, is_sparse,
                          positive_int, verbosity)
@@ -423,7 +424,8 @@ class Sequential:
         rows' sample_weight (Keras weights its val_loss by them).
         n_init=k: train k times, from the current weights and k−1 fresh
         initialisations derived from the seed, and keep the run whose final
-        monitored value (early stopping's, else val_loss, else loss) is best.
+        monitored value (early stopping's — an EarlyStopping in callbacks counts
+        too — else val_loss, else loss) is best.
         Calling fit again continues from the current weights, optimizer state
         and epoch count (see reset()).
         """
@@ -480,7 +482,7 @@ class Sequential:
                         callbacks)
                 if n_init == 1:
                     return training.run(self, *args)
-                return self._best_of(n_init, args, early_stopping, validation is not None)
+                return self._best_of(n_init, args, validation is not None)
         finally:
             for name, buffer in list(self._buffers.items()):
                 if buffer.nbytes > KEPT_BUFFER_BYTES:
@@ -488,16 +490,23 @@ class Sequential:
             self._fit_thread = None
             self._fitting.release()
 
-    def _best_of(self, n_init, args, early_stopping, validated):
+    def _best_of(self, n_init, args, validated):
         """n_init runs from the current state and fresh initialisations; keeps
         the best run's weights, optimizer state, shuffling generator and History
-        (whose `runs` lists every run's final monitored value), and
-        early_stopping's attributes as that run left them. Each run ends with the
-        end-of-training contract (training.end_training). A run that raises
-        (DivergenceError, KeyboardInterrupt, ...) ends the search: the model
-        keeps the best of the runs that completed, if any (else the failing
-        run's end state), and the exception propagates with a note saying so."""
-        key = early_stopping.monitor if early_stopping else "val_loss" if validated else "loss"
+        (whose `runs` lists every run's final monitored value), and every
+        EarlyStopping's attributes as that run left them. Runs are ranked by
+        the last EarlyStopping among the callbacks (the one passed as
+        early_stopping= when there is one, appended last; else one passed in
+        callbacks=, as Keras users do): its best value when it restored those
+        weights, else its last; without one by the last val_loss, else loss.
+        Each run ends with the end-of-training contract (training.end_training).
+        A run that raises (DivergenceError, KeyboardInterrupt, ...) ends the
+        search: the model keeps the best of the runs that completed, if any
+        (else the failing run's end state), and the exception propagates with a
+        note saying so."""
+        stoppers = [cb for cb in args[-1] if isinstance(cb, EarlyStopping)]
+        judge = stoppers[-1] if stoppers else None
+        key = judge.monitor if judge else "val_loss" if validated else "loss"
         start = self._snapshot()
         base = self._seed_sequence
         best, finals = None, []
@@ -514,33 +523,36 @@ class Sequential:
                 if best is not None:
                     self._restore(best[1])
                     self.rng.bit_generator.state = best[4]
-                    _restore_stopper(early_stopping, best[3])
+                    _restore_stoppers(stoppers, best[3])
                     best[2].runs = finals
                     self.history = best[2]
                     exc.add_note(f"n_init: run {i + 1} of {n_init} raised this; the model keeps "
                                  f"the best of the {i} completed run(s) (runs: {finals})")
                 raise
-            sign = -1 if maximised(key, early_stopping.mode if early_stopping else "auto") else 1
+            sign = -1 if maximised(key, judge.mode if judge else "auto") else 1
             # the value of the weights the run ends with: early stopping's best epoch when
             # it restored that (with min_delta > 0 not always the lowest value logged), else
-            # the last it saw (the "val_*" monitor may have fallen back to its training key)
-            if early_stopping and early_stopping.restored_epoch is not None:
-                final = early_stopping.best
-            elif early_stopping:
-                final = early_stopping.last
+            # the last it saw (the "val_*" monitor may have fallen back to its training key),
+            # else the last logged (start_from_epoch past the run's end); NaN (never kept
+            # over a number) when no epoch ran (stop_training set in on_train_begin)
+            if judge and judge.restored_epoch is not None:
+                final = judge.best
+            elif judge and judge.last is not None:
+                final = judge.last
             else:
-                final = (history.history.get(key) or history.history[key[4:]])[-1]
+                logged = (history.history.get(judge.key if judge and judge.key else key)
+                          or history.history.get(key[4:]))
+                final = logged[-1] if logged else math.nan
             finals.append(final)
             # a NaN never beats another run's value; any number beats a NaN kept so far
             if best is None or final == final and not sign * final >= sign * best[0]:
                 # the generator as the run left it: the kept run goes on shuffling as
                 # it would have, had it been the only one
-                best = (final, self._snapshot(), history,
-                        None if early_stopping is None else dict(vars(early_stopping)),
+                best = (final, self._snapshot(), history, [dict(vars(s)) for s in stoppers],
                         self.rng.bit_generator.state)
         self._restore(best[1])
         self.rng.bit_generator.state = best[4]
-        _restore_stopper(early_stopping, best[3])
+        _restore_stoppers(stoppers, best[3])
         best[2].runs = finals
         self.history = best[2]
         return best[2]
@@ -928,11 +940,11 @@ class Sequential:
         return None
 
 
-def _restore_stopper(early_stopping, attributes):
-    """Put back an EarlyStopping's attributes (best, best_epoch, stopped_epoch,
+def _restore_stoppers(stoppers, attributes):
+    """Put back each EarlyStopping's attributes (best, best_epoch, stopped_epoch,
     restored_epoch, ...) as the n_init run the model keeps left them."""
-    if early_stopping is not None:
-        vars(early_stopping).update(attributes)
+    for stopper, kept in zip(stoppers, attributes):
+        vars(stopper).update(kept)
 
 
 def _optimizer_named(name):

@@ -164,6 +164,9 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
     # in full-batch training the epoch's loss and metric are those of the weights the
     # epoch began with (its one step comes after): EarlyStopping restores those
     model._epoch_start_keys = ("loss", name) if batch >= n and not model._perceptron else ()
+    # the weights that measured the epoch's values, taken before any hook can change them,
+    # while a callback asks (EarlyStopping's restore_best_weights, in on_train_begin)
+    model._keep_epoch_weights, model._epoch_weights = False, None
     try:
         for cb in callbacks:
             cb.on_train_begin(model, {})
@@ -195,6 +198,8 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             lr = opt.current_lr = opt.schedule.start(model._epoch)
             opt._check_dtype(model.dtype, lr)
             progress[:] = (0, -1, model._steps)
+            start = (model.get_weights() if model._keep_epoch_weights and
+                     model._epoch_start_keys else None)
             try:
                 if model._perceptron:
                     status = model._net.perceptron_epochs(X, Y, block_orders, lr, progress,
@@ -212,23 +217,14 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
                 done += completed
                 if per_epoch and completed:  # one epoch: the hooks that need Python
                     logs = {"loss": float(losses[0]), name: float(metrics[0]), "lr": lr}
-                    if validation is not None:
-                        try:
-                            val_loss, val_metric = model._net.evaluate(*validation,
-                                                                       model._loss_code)
-                        except ValueError as exc:   # outputs not finite: say on which rows
-                            error = model._outputs_error(exc)
-                            raise ValueError(
-                                f"validation after epoch {epoch + 1}: {error}" + (
-                                    "" if error is not exc else " (the validation rows "
-                                    "overflow; the training batches' losses were finite)")
-                            ) from None
-                        if model._perceptron:  # "errors" as the rule counts them, not mse's metric
-                            val_metric = np.count_nonzero(
-                                (model._net.predict(validation[0]) != validation[1]).any(axis=1))
-                        logs.update({"val_loss": float(val_loss), f"val_{name}": float(val_metric)})
-                    logs["epoch"] = epoch
+                    # recorded however the epoch's Python part ends (an interrupt or an
+                    # error in validation too): model._epoch already counts the epoch
                     try:
+                        if validation is not None:
+                            logs.update(_validate(model, validation, name, epoch))
+                        if model._keep_epoch_weights:   # (start, end, the values they measured)
+                            model._epoch_weights = (start, model.get_weights(), frozenset(logs))
+                        logs["epoch"] = epoch
                         opt.schedule.end(epoch, logs)
                         for cb in callbacks:
                             cb.on_epoch_end(model, logs)
@@ -253,7 +249,7 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
         error = exc
         raise
     finally:
-        model.history = history
+        model.history, model._epoch_weights = history, None   # no stale copy kept or pickled
         end_training(model, started, error)
     if model._perceptron and history.history.get("errors", [0])[-1] > 0:
         warnings.warn(
@@ -265,6 +261,22 @@ def run(model, data, epochs, batch, shuffled, validation, callbacks):
             "hidden layer, e.g. Dense(n, 4, 'sigmoid') + Dense(4, 1, 'sigmoid'), and train "
             "by gradient descent.", stacklevel=3)
     return history
+
+
+def _validate(model, validation, name, epoch):
+    """{"val_loss", "val_<name>"} of validation = (Xv, Yv) after epoch `epoch`;
+    ValueError saying so when the validation outputs are not finite."""
+    try:
+        val_loss, val_metric = model._net.evaluate(*validation, model._loss_code)
+    except ValueError as exc:   # outputs not finite: say on which rows
+        error = model._outputs_error(exc)
+        raise ValueError(f"validation after epoch {epoch + 1}: {error}" + (
+            "" if error is not exc else " (the validation rows overflow; the training "
+            "batches' losses were finite)")) from None
+    if model._perceptron:  # "errors" as the rule counts them, not mse's metric
+        val_metric = np.count_nonzero(
+            (model._net.predict(validation[0]) != validation[1]).any(axis=1))
+    return {"val_loss": float(val_loss), f"val_{name}": float(val_metric)}
 
 
 def _check_batch_weights(weights, orders, batch, first_epoch):

@@ -471,6 +471,39 @@ def test_full_batch_restores_the_weights_that_scored_the_best_training_value(bac
     assert_weights_equal(first.get_weights(), start)
 
 
+class Nudge(Callback):
+    """Moves every weight by 0.5 at each epoch's end (a pruning or constraint
+    callback changes the weights in its hooks too)."""
+
+    def on_epoch_end(self, model, logs):
+        model.set_weights([w + 0.5 for w in model.get_weights()])
+
+
+@pytest.mark.parametrize("nudge_first", [True, False])
+@pytest.mark.parametrize("monitor, batch_size", [("loss", None), ("val_loss", None),
+                                                 ("val_loss", 10)])
+def test_restored_weights_scored_the_best_value_whatever_callbacks_change(
+        backend, monitor, batch_size, nudge_first):
+    """The weights restored are those that measured the best value, taken
+    before any hook ran: a callback that changes the weights at the epoch's
+    end, before or after EarlyStopping in callbacks=, does not shift them.
+    Before, EarlyStopping copied the weights when its own hook ran (after a
+    callback listed first had moved them) and, in full-batch training, took
+    its own copy of the next epoch's start (before a callback listed after it
+    moved them): evaluate on the restored weights then missed the best value."""
+    X, y = make_data()
+    validation = make_data(n=10, seed=1)
+    model = make_model(backend=backend, optimizer=SGD(0.5))
+    es = EarlyStopping(monitor=monitor, patience=2)
+    callbacks = [Nudge(), es] if nudge_first else [es, Nudge()]
+    model.fit(X, y, epochs=30, batch_size=batch_size, callbacks=callbacks,
+              validation_data=validation if monitor == "val_loss" else None)
+    assert es.restored_epoch is not None and es.stopped_epoch is not None
+    scored = model.evaluate(*(validation if monitor == "val_loss" else (X, y)))["loss"]
+    assert scored == pytest.approx(es.best, rel=1e-12)
+    assert model.__getstate__()["_epoch_weights"] is None   # no stale copy kept, pickled
+
+
 def test_mini_batch_restores_the_weights_at_the_end_of_the_best_epoch(backend):
     """With mini-batches an epoch's training loss mixes several weights (as in
     Keras): the weights kept are those at the best epoch's end."""
@@ -510,8 +543,8 @@ class LogsMetric(Callback):
 ])
 def test_early_stopping_first_value_nan_is_not_the_best(mode, values):
     """A NaN in the first epoch (a metric undefined at first) counts as an epoch
-    without improvement, as in Keras (best starts at ±inf): the later values
-    improve on it, so training runs on. Before, the NaN became the best and no
+    without improvement, as in tf.keras 2 (best started at ±inf; Keras 3 keeps
+    a first NaN as its best): the later values improve on it, so training runs on. Before, the NaN became the best and no
     number ever beat it: stopped after `patience` epochs at the NaN epoch's
     weights (Keras EarlyStopping; early-stopping-pytorch's fix #28)."""
     es = EarlyStopping(monitor="val_score", patience=2, mode=mode)
@@ -519,6 +552,48 @@ def test_early_stopping_first_value_nan_is_not_the_best(mode, values):
                                early_stopping=es)
     assert history.epoch == list(range(6)) and es.stopped_epoch is None
     assert es.best == values[-1] and es.best_epoch == 5 and es.restored_epoch == 5
+
+
+@pytest.mark.parametrize("values, kwargs, stopped, best", [
+    # improving but never below the baseline: Keras 3 never stops (an improvement returns)
+    ([3.0, 2.5, 2.0, 1.8, 1.7, 1.6, 1.5, 1.4], {"patience": 2, "baseline": 1.0}, None, 7),
+    ([3.0, 2.5, 2.6, 2.7, 0.5, 0.6, 0.7, 0.8], {"patience": 2, "baseline": 1.0}, 2, 1),
+    ([3.0, 2.5, 0.9, 0.95, 0.97, 0.8, 0.9, 0.99], {"patience": 2, "baseline": 1.0}, 4, 2),
+    ([1.0, 2.0, 3.0, 0.5, 0.6, 0.7, 0.4, 0.8], {"patience": 1, "start_from_epoch": 2}, 4, 3),
+    ([0.1, 0.2, 3.0, 2.0, 2.5, 2.6, 2.7, 0.05], {"patience": 2, "start_from_epoch": 2}, 5, 3),
+    ([0.1, 0.2, 3.0, 2.0, 2.5, 2.6, 2.7, 0.05],
+     {"patience": 2, "start_from_epoch": 2, "baseline": 1.0}, 4, 3),
+])
+def test_early_stopping_baseline_and_start_from_epoch_as_keras(values, kwargs, stopped, best):
+    """Keras 3's baseline and start_from_epoch: the stopped and best epochs are
+    those keras.callbacks.EarlyStopping 3.15 gives on the same values (as is
+    the restored epoch, the best one). A baseline: an improvement resets the
+    patience count only when it also beats the baseline; the first
+    start_from_epoch epochs are not monitored (their 0.1 is never the best)."""
+    es = EarlyStopping(monitor="val_score", **kwargs)
+    model = make_model()
+    history = model.fit(*make_data(), epochs=8, callbacks=[LogsMetric(values)],
+                        early_stopping=es)
+    assert es.stopped_epoch == stopped and es.best_epoch == es.restored_epoch == best
+    assert history.epoch == list(range(8 if stopped is None else stopped + 1))
+    assert es.best == values[best]
+    if "start_from_epoch" in kwargs:   # counted from each fit's first epoch
+        done = len(history.epoch)   # LogsMetric indexes by the epoch counted over fits
+        history = model.fit(*make_data(), epochs=8, early_stopping=es,
+                            callbacks=[LogsMetric([0.0] * done + values)])
+        assert history.epoch[0] == done and es.stopped_epoch == done + stopped
+        assert es.best == values[best]
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"baseline": float("nan")}, {"baseline": float("inf")}, {"baseline": "1"},
+    {"baseline": True}, {"baseline": 10 ** 400}, {"start_from_epoch": -1},
+    {"start_from_epoch": 1.0}, {"start_from_epoch": True}, {"start_from_epoch": None},
+])
+def test_early_stopping_refuses_a_bad_baseline_or_start_from_epoch(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"^{name} must be "):
+        EarlyStopping(**kwargs)
 
 
 def test_early_stopping_never_stops_on_the_first_epoch():
@@ -1000,6 +1075,34 @@ def test_epoch_count_after_interrupt_from_a_callback():
     assert model.fit(*make_data(), epochs=1).epoch == [3]
 
 
+def test_interrupt_during_validation_keeps_the_epoch_in_history(backend):
+    """Ctrl-C while the validation rows are evaluated after epoch 3: that
+    epoch's steps ran and the epoch count includes it, so History records it —
+    its training values, NaN for the validation ones (the hooks never saw it,
+    as in Keras). History lacked it: epochs [0, 1], then a next fit at 3."""
+    model = make_model(backend=backend)
+    engine, calls = model._net, []
+
+    class Validation:   # the engine, with an evaluate interrupted at its third call
+        def __getattr__(self, name):
+            return getattr(engine, name)
+
+        def evaluate(self, *args):
+            calls.append(args)
+            if len(calls) == 3:
+                raise KeyboardInterrupt
+            return engine.evaluate(*args)
+
+    model._net = Validation()
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(*make_data(), epochs=5, validation_split=0.25, callbacks=[Recorder()])
+    history = model.history.history
+    assert model.history.epoch == [0, 1, 2] and np.isfinite(history["loss"]).all()
+    assert np.isnan(history["val_loss"][2]) and np.isfinite(history["val_loss"][:2]).all()
+    model._net = engine
+    assert model.fit(*make_data(), epochs=1).epoch == [3]
+
+
 def test_ctrl_c_reaches_the_compiled_loop():
     """SIGINT sent while the engine runs a long block of epochs without the GIL
     (no callbacks, constant rate): its own signal check raises KeyboardInterrupt
@@ -1154,6 +1257,33 @@ def test_n_init_early_stopping_attributes_describe_the_kept_run():
     assert all(np.array_equal(a, b) for a, b in zip(es.best_weights, model.get_weights()))
 
 
+class StopAtOnce(Callback):
+    def on_train_begin(self, model, logs):
+        model.stop_training = True
+
+
+@pytest.mark.parametrize("early_stopping", [None, EarlyStopping()])
+def test_n_init_runs_that_train_no_epoch(early_stopping):
+    """stop_training set in on_train_begin: no run trains an epoch, none has a
+    value (NaN in History.runs) and the model keeps the first, untouched. It
+    raised KeyError: '' (or TypeError with an EarlyStopping) after the runs."""
+    model = make_model()
+    start = model.get_weights()
+    history = model.fit(*make_data(), epochs=3, n_init=3, callbacks=[StopAtOnce()],
+                        early_stopping=early_stopping)
+    assert np.isnan(history.runs).all() and len(history.runs) == 3 and history.epoch == []
+    assert_weights_equal(model.get_weights(), start)
+
+
+def test_n_init_ranks_runs_early_stopping_never_monitored():
+    """start_from_epoch past the runs' epochs: EarlyStopping saw no value, so
+    the runs are ranked by the last value of its monitor (TypeError before)."""
+    es = EarlyStopping(monitor="loss", start_from_epoch=5)
+    model, history, recorder = n_init_fit(early_stopping=es)
+    assert history.runs == [h["loss"][-1] for h, _ in recorder.runs]
+    assert history.history["loss"][-1] == min(history.runs) and es.best is None
+
+
 class RunMetric(Callback):
     """Logs "val_score" (a metric History does not record): run r's values are
     per_run[r], one per epoch; keeps each run's final weights."""
@@ -1169,6 +1299,30 @@ class RunMetric(Callback):
 
     def on_train_end(self, model, logs):
         self.weights.append(model.get_weights())
+
+
+@pytest.mark.parametrize("passed", ["early_stopping", "callbacks"])
+def test_n_init_ranks_by_an_early_stopping_passed_in_callbacks(passed):
+    """An EarlyStopping passed in callbacks= (as Keras users do) judges the
+    n_init runs as one passed as early_stopping= does: by the value of the
+    weights it restored, and its attributes describe the kept run. It was
+    ignored: the runs were ranked by their last loss whatever weights it put
+    back, and its attributes were the last run's."""
+    per_run = [[0.5, 0.9, 0.9], [0.4, 0.3, 0.2], [0.1, 0.7, 0.8]]
+    es = EarlyStopping(monitor="val_score", patience=5)
+    metric = RunMetric(per_run)
+    kwargs = ({"early_stopping": es, "callbacks": [metric]} if passed == "early_stopping"
+              else {"callbacks": [metric, es]})
+    model = make_model(optimizer=SGD(0.1))
+    history = model.fit(*make_data(), epochs=3, n_init=3, **kwargs)
+    assert history.runs == [0.5, 0.2, 0.1]
+    np.testing.assert_equal(history.history["val_score"], per_run[2])
+    assert es.best == 0.1 and es.best_epoch == es.restored_epoch == history.restored_epoch == 0
+    assert_weights_equal(model.get_weights(), es.best_weights)
+    kept_first = make_model(optimizer=SGD(0.1))   # run 2's first epoch: its weights are kept
+    kept_first.fit(*make_data(), epochs=3, n_init=3, callbacks=[RunMetric(per_run)],
+                   early_stopping=EarlyStopping(monitor="val_score", patience=5))
+    assert_weights_equal(model.get_weights(), kept_first.get_weights())
 
 
 @pytest.mark.parametrize("restore", [True, False])
