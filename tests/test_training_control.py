@@ -945,6 +945,21 @@ def test_class_weight_takes_a_python_int_beyond_int64():
     assert a.history == b.history and np.isfinite(a.history["loss"]).all()
 
 
+def test_sample_weight_takes_python_ints_beyond_int64():
+    """A list of Python ints beyond int64 (NumPy keeps them as objects) is read
+    as float64, as scikit-learn's check_array reads it: it was a TypeError
+    "dtype object; expected real numbers (int, bool or float)" — refusing ints.
+    One beyond float64's range is a ValueError saying so."""
+    X, y = make_data()
+    big = [2 ** 70] * (len(y) - 1) + [2 ** 71]
+    a = make_model().fit(X, y, epochs=2, sample_weight=big, class_weight={0: 2.0 ** -70})
+    b = make_model().fit(X, y, epochs=2, sample_weight=np.array(big, dtype=np.float64),
+                         class_weight={0: 2.0 ** -70})
+    assert a.history == b.history
+    with pytest.raises(ValueError, match="sample_weight holds an integer beyond float64's range"):
+        make_model().fit(X, y, sample_weight=[10 ** 400] * len(y))
+
+
 def test_class_weight_zeroing_every_row_refused():
     with pytest.raises(ValueError, match="not all 0"):
         make_model().fit(*make_data(), class_weight={0: 0, 1: 0, 2: 0})
