@@ -875,8 +875,9 @@ class Sequential:
         return onnx.export(self, path, **kwargs)
 
     def evaluate(self, X, y) -> dict[str, float]:
-        """{"loss": mean cost} plus "accuracy" for classification losses
-        (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)
+        """{"loss": mean cost} plus "accuracy" for classification losses, on
+        the probabilities predict() returns (cross-entropy: their first argmax
+        matches the label's; binary: p > 0.5 matches y > 0.5, so p = 0.5 is 0)
         or "mean_error" for regression losses (the signed mean of y − ŷ: the
         bias of the predictions, positive when they are too low)."""
         X = as_input(X, self.dtype, self._n_features)
