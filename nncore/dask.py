@@ -302,8 +302,9 @@ def fit_incremental(estimator, X, y, *, epochs=1, shuffle=True, random_state=Non
       nncore.Sequential (e.g. batch_size=32; fit continues from the current
       weights): shuffle=False keeps the rows of a chunk in storage order too,
       shuffle=True lets fit draw their order from the model's generator. Each
-      chunk is then one of the model's epochs: a schedule, early_stopping
-      and validation_split see chunks, not passes over X. (An estimator with
+      chunk is then one of the model's epochs: a schedule, early_stopping,
+      validation_split and class_weight="balanced" (a chunk's class counts)
+      see chunks, not passes over X. (An estimator with
       partial_fit orders a chunk's rows as its own `shuffle` parameter says.)
     Only one chunk of X and y is in memory at a time (plus the previous one
     while it is released). An empty chunk (what filtering leaves after

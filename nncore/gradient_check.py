@@ -65,7 +65,8 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
 
     Cost: 2·(number of parameters) passes over X: check on a few dozen rows.
     Raises ValueError for a model gradient descent cannot train (step
-    layers), for eps not in (0, 1), when the cost or a difference quotient
+    layers), for eps not in (0, 1) or so small that θⱼ ± eps rounds to θⱼ
+    for some parameter (the quotient would be 0 and the error 1.0), when the cost or a difference quotient
     is not finite (the forward pass overflows at, or within eps of, the
     weights: a NaN error would pass `max(errors) < tol`), naming the
     parameter, and whatever fit raises for bad X/y.
@@ -84,6 +85,15 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
                       loss=model.loss, dtype="float64", backend=model.backend, alpha=model.alpha)
     twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
     params = twin._params.copy()
+    lost = np.flatnonzero((params + eps == params) | (params - eps == params))
+    if lost.size:
+        # θ ± eps rounds back to θ: the difference quotient is 0 whatever the
+        # gradient, and the error 1.0 would blame a correct gradient
+        j = int(lost[0])
+        raise ValueError(f"eps={eps:g} is below float64's resolution at {_parameter(twin, j)} "
+                         f"= {params[j]:g} (θ ± eps rounds to θ, so the numerical "
+                         f"derivative would be 0); use eps >= {np.spacing(abs(params[j])):g}, "
+                         "e.g. the default 1e-6")
     cost, analytic = twin.loss_and_gradient(X, y, sample_weight=sample_weight, params=params)
     analytic = np.array(analytic, dtype=np.float64)
     if not (np.isfinite(cost) and np.isfinite(analytic).all()):

@@ -237,8 +237,10 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
     denom: n by default; the weighted-mean losses' deltas are scikit-learn's,
     see the module docstring). Returns (Σᵢ wᵢ·lossᵢ, metric): the metric is the
     number of examples classified correctly for the classification losses
-    (fractional over outputs for binary cross-entropy and sigmoid log_loss),
-    Σᵢ mean over outputs of (y − ŷ) for the regression losses."""
+    (fractional over outputs for binary cross-entropy and sigmoid log_loss;
+    judged on the output probabilities f(Z), as predict() returns them: the
+    first argmax, p > 0.5 — Keras's accuracy metrics on y_pred), Σᵢ mean over
+    outputs of (y − ŷ) for the regression losses."""
     n, k = Z.shape
     denom = n if denom is None else denom
     w = None if sample_weight is None else sample_weight[:, None]
@@ -248,21 +250,21 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
         zmax = Z.max(axis=1, keepdims=True)
         lse = zmax + np.log(np.exp(Z - zmax).sum(axis=1, keepdims=True, dtype=np.float64)
                             .astype(Z.dtype))
-        hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)
-        metric = float(np.count_nonzero(hit))
         # 0·log p = 0 (xlogy): lse − Z is inf for a class whose logit is beyond
         # the dtype's range below the top one; with y = 0 it adds 0, not NaN
         rows = np.multiply(Y, lse - Z, out=np.zeros_like(Z), where=Y != 0).sum(
             axis=1, dtype=np.float64)
         np.exp(Z - lse, out=Z)
+        hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)
+        metric = float(np.count_nonzero(hit))
         if dZ is not None:
             np.multiply(Z, Y.sum(axis=1, keepdims=True), out=dZ)
             dZ -= Y
     elif loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
         softplus = np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
         rows = (softplus - Y * Z).sum(axis=1, dtype=np.float64) / k
-        metric = float(np.count_nonzero((Z > 0) == (Y > 0.5))) / k
         activate(Z, act)
+        metric = float(np.count_nonzero((Z > 0.5) == (Y > 0.5))) / k
         if dZ is not None:
             np.subtract(Z, Y, out=dZ)
             dZ *= Z.dtype.type(1 / k)

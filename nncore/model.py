@@ -418,7 +418,7 @@ class Sequential:
         CSR form (a shuffled batch's rows by index), never densifying them.
         sample_weight: one weight ≥ 0 per row; class_weight: {class: weight}
         or "balanced" (classification losses; counted over the rows trained on,
-        without validation_split's); the cost is Σ wᵢ·lossᵢ / n (Σ wᵢ·lossᵢ / Σ wᵢ
+        without validation_split's, each row as its sample_weight); the cost is Σ wᵢ·lossᵢ / n (Σ wᵢ·lossᵢ / Σ wᵢ
         for half_squared_error, log_loss and poisson). The metric and the
         validation values are unweighted: validation_split drops the held-out
         rows' sample_weight (Keras weights its val_loss by them).
@@ -640,7 +640,8 @@ class Sequential:
                                  "binary_cross_entropy or log_loss on one sigmoid output); "
                                  "use sample_weight")
             labels = Y.argmax(axis=1) if Y.shape[1] > 1 else (Y[:, 0] > 0.5).astype(np.intp)
-            per_class = _class_weights(class_weight, labels[:trained], max(Y.shape[1], 2))
+            per_class = _class_weights(class_weight, labels[:trained], max(Y.shape[1], 2),
+                                       None if weights is None else weights[:trained])
             weights = per_class[labels] if weights is None else weights * per_class[labels]
         if weights is None:
             return np.zeros(0, self.dtype)
@@ -886,8 +887,9 @@ class Sequential:
         return onnx.export(self, path, **kwargs)
 
     def evaluate(self, X, y) -> dict[str, float]:
-        """{"loss": mean cost} plus "accuracy" for classification losses
-        (cross-entropy: argmax matches the label; binary: p > 0.5 matches y)
+        """{"loss": mean cost} plus "accuracy" for classification losses, on
+        the probabilities predict() returns (cross-entropy: their first argmax
+        matches the label's; binary: p > 0.5 matches y > 0.5, so p = 0.5 is 0)
         or "mean_error" for regression losses (the signed mean of y − ŷ: the
         bias of the predictions, positive when they are too low)."""
         X = as_input(X, self.dtype, self._n_features)
@@ -1121,16 +1123,21 @@ def _training_rows(n, validation_data, validation_split):
     return n
 
 
-def _class_weights(class_weight, labels, classes):
+def _class_weights(class_weight, labels, classes, sample_weight=None):
     """A weight per class from a {class: weight} dict or "balanced"
-    (n / (classes present · count), as scikit-learn); classes not named get 1."""
+    (n / (classes present · count), as scikit-learn); classes not named get 1.
+    With sample_weight, "balanced" counts weights, not rows: Σw / (classes
+    present · Σ w of the class), scikit-learn's compute_class_weight since 1.7
+    (scikit-learn#30057), so that a weight of 2 is a row repeated. A class
+    whose rows all weigh 0 is absent there (weight 1, multiplying only 0s;
+    scikit-learn gives it inf, and 0·inf = NaN)."""
     if isinstance(class_weight, str):
         if class_weight != "balanced":
             raise ValueError(f"class_weight must be a dict or 'balanced', got {class_weight!r}")
-        counts = np.bincount(labels, minlength=classes).astype(np.float64)
+        counts = np.bincount(labels, weights=sample_weight, minlength=classes).astype(np.float64)
         present = counts > 0
         out = np.ones(classes)
-        out[present] = labels.shape[0] / (present.sum() * counts[present])
+        out[present] = counts.sum() / (present.sum() * counts[present])
         return out
     if not isinstance(class_weight, dict):
         raise TypeError(f"class_weight must be a dict or 'balanced', got {type(class_weight).__name__}")

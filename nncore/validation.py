@@ -114,6 +114,15 @@ def _as_real_array(a, name):
         # as scikit-learn's check_array does, read them as float64 (pd.NA as NaN,
         # which the finiteness check then names)
         arr = a.to_numpy(dtype=np.float64, na_value=np.nan)
+    elif arr.dtype == object and arr.size and all(type(v) is int for v in arr.flat):
+        # Python ints beyond int64's range, which NumPy keeps as objects: read as
+        # float64, as scikit-learn's check_array does (a "dtype object" error
+        # would refuse numbers)
+        try:
+            arr = arr.astype(np.float64)
+        except OverflowError:
+            raise ValueError(f"{name} holds an integer beyond float64's range (about "
+                             "1.8e308); expected finite values") from None
     arr = widen_real(arr)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers "

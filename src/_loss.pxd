@@ -72,7 +72,7 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
     the exps run over the whole block at once (vectorised). With zⱼ shifted by
     the row's max m, e = exp(z) and s = Σ e: log pⱼ = zⱼ − log s, so
     Σ yⱼ·(−log pⱼ) = Σy·log s − Σ yⱼ·zⱼ, one exp per class."""
-    cdef Py_ssize_t i, j, top, label
+    cdef Py_ssize_t i, j, label
     cdef floating* z
     cdef const floating* y
     cdef floating m, w
@@ -80,11 +80,7 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
     for i in range(n):  # shift by the max; the loss's −Σ y·z part; hits
         z = Z + i * k
         y = Y + i * k
-        top = argmax(z, k)
-        m = z[top]
-        label = argmax(y, k)
-        if y[label] > 0 and label == top:
-            metric[0] += 1
+        m = z[argmax(z, k)]
         w = sw[i] if sw != NULL else 1
         part = 0
         for j in range(k):
@@ -107,6 +103,9 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
         total += ysum * flog(<floating> s) * w
         for j in range(k):
             z[j] = <floating> (z[j] / s)
+        label = argmax(y, k)   # a hit on the probabilities predict() returns
+        if y[label] > 0 and argmax(z, k) == label:
+            metric[0] += 1
         if dZ != NULL:
             for j in range(k):
                 dZ[i * k + j] = <floating> (z[j] * ysum - y[j]) * (w / <floating> denom)
@@ -123,7 +122,7 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
       poisson, exp        ℓ = Σⱼ [xlogy(y, y/ŷ) − y + ŷ]          dZ ∝ ŷ − y
     with dZ = wᵢ·(…)/denom. The squared error's delta is not divided by k
     (MLP._backprop's), so for k > 1 it is the gradient of k·ℓ."""
-    cdef Py_ssize_t i, j, label, top
+    cdef Py_ssize_t i, j, label
     cdef floating* z
     cdef floating* d
     cdef const floating* y
@@ -136,10 +135,7 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
         for i in range(n):
             z = Z + i * k
             y = Y + i * k
-            label = argmax(y, k)
-            top = argmax(z, k)
-            metric[0] += y[label] > 0 and top == label
-            shift_by(z, k, z[top])   # softmax_row's shift_by_max, its max found once
+            shift_by(z, k, z[argmax(z, k)])   # softmax_row's shift_by_max, its max found once
         exp_nonpositive(Z, n * k)
     for i in range(n):
         z = Z + i * k
@@ -151,6 +147,8 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
         if loss == LOG_LOSS:
             if softmax:
                 normalise_row(z, k)
+                label = argmax(y, k)   # a hit on the probabilities, as predict()'s
+                metric[0] += y[label] > 0 and argmax(z, k) == label
             else:
                 activate_row(z, k, act)
             hits = 0
@@ -195,7 +193,8 @@ cdef inline double output_loss(floating* Z, const floating* Y, const floating* s
     for their deltas).
     metric += (unweighted) the examples classified correctly for the
     classification losses (fractional over outputs for binary cross-entropy),
-    Σᵢ mean over outputs of (y − ŷ) — the signed error — for mse and mae."""
+    judged on the probabilities f(z) as predict() returns them (the first
+    argmax; p > 0.5), as Keras's accuracy metrics judge y_pred, Σᵢ mean over outputs of (y − ŷ) — the signed error — for mse and mae."""
     cdef Py_ssize_t i, j
     cdef floating* z
     cdef floating* d
@@ -220,8 +219,10 @@ cdef inline double output_loss(floating* Z, const floating* Y, const floating* s
             for j in range(k):
                 # −[y·log σ(z) + (1−y)·log(1−σ(z))] = softplus(z) − y·z
                 row += softplus(z[j]) - y[j] * z[j]
-                hits += (z[j] > 0) == (y[j] > <floating> 0.5)
                 z[j] = sigmoid(z[j])
+                # on p, not z > 0: a logit within rounding of 0 gives p = 0.5,
+                # which predict()'s p > 0.5 (Keras's binary_accuracy) calls 0
+                hits += (z[j] > <floating> 0.5) == (y[j] > <floating> 0.5)
                 if d != NULL:
                     d[j] = (z[j] - y[j]) * inv_nk
             row /= k

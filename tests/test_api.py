@@ -269,6 +269,28 @@ def test_evaluate_accepts_one_hot(backend):
     assert model.evaluate(X, y) == model.evaluate(X, np.eye(3)[y])
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("loss,act", [("cross_entropy", "softmax"), ("log_loss", "softmax"),
+                                      ("binary_cross_entropy", "sigmoid"),
+                                      ("log_loss", "sigmoid")])
+def test_accuracy_is_that_of_predict_at_ties(backend, dtype, loss, act):
+    """evaluate's accuracy is scikit-learn's accuracy_score of predict()'s
+    classes (first argmax; p > 0.5, as Keras's binary_accuracy) also where
+    logits within rounding of a tie give equal probabilities: a logit of 1e-20
+    has σ = 0.5, class 0; it counted as class 1 (and the compiled softmax
+    losses judged the logits, so the backends disagreed)."""
+    from sklearn.metrics import accuracy_score
+    k = 2 if act == "softmax" else 1
+    model = Sequential([Dense(1, k, act)], loss=loss, dtype=dtype, backend=backend)
+    model.set_weights([np.array([[0.0, 1.0][-k:]]), np.zeros(k)])
+    X = np.array([[1e-20], [-1e-20], [1e-9], [0.0], [3.0]])
+    y = np.array([0, 0, 0, 0, 1])
+    pred = model.predict(X)
+    classes = pred.argmax(axis=1) if k > 1 else (pred[:, 0] > 0.5).astype(int)
+    assert model.evaluate(X, y)["accuracy"] == accuracy_score(y, classes)
+
+
 # ------------------------------------------------------------ weights
 
 def test_get_weights_order_shapes_and_copies():

@@ -500,7 +500,7 @@ def test_fit_incremental_takes_arrays_persisted_on_the_cluster(client, persist_y
     for _ in range(2):
         for i in range(4):
             rows = slice(100 * i, 100 * (i + 1))
-            by_hand.fit(X[rows], y[rows], epochs=1, batch_size=25,
+            by_hand.fit(X[rows], y[rows], epochs=1, batch_size=25, shuffle=False,
                         sample_weight=np.abs(X[rows, 2]) + 0.5)
     for a, b in zip(model.get_weights(), by_hand.get_weights()):
         np.testing.assert_array_equal(a, b)

@@ -100,6 +100,10 @@ def test_bad_arguments():
     model = network("cross_entropy", "tanh")
     with pytest.raises(ValueError, match="eps must be a number in"):
         nncore.gradcheck(model, X, LABELS, eps=0)
+    with pytest.raises(ValueError, match=r"eps=1e-20 is below float64's resolution at "
+                                         r"layer 0's W\[0, 0\]"):
+        # θ ± 1e-20 == θ: the quotient was 0, reported as a wrong gradient ([1.0, 1.0])
+        nncore.gradcheck(model, X, LABELS, eps=1e-20)
     with pytest.raises(ValueError, match="step activation"):
         nncore.gradcheck(Sequential([Dense(4, 1, "step")]), X, LABELS % 2)
     with pytest.raises(TypeError, match="Sequential"):

@@ -1027,13 +1027,13 @@ def output_loss_ref(Z, Y, act, loss):
         r.P = np.exp(Z - lse)
         r.total, r.total_scale = np.sum(Y * (lse - Z)), np.sum(Y * (np.abs(lse) + np.abs(Z)))
         r.dZ, r.dZ_scale = (r.P * ysum - Y) / n, (r.P * ysum + Y) / n
-        r.metric = np.sum((Y.argmax(1) == Z.argmax(1)) & (Y.max(1) > 0))
+        r.metric = np.sum((Y.argmax(1) == r.P.argmax(1)) & (Y.max(1) > 0))
     elif loss == losses.BINARY_CROSS_ENTROPY:
         r.P = act_ref(Z, act)
         r.total = np.sum(np.logaddexp(0, Z) - Y * Z) / k
         r.total_scale = np.sum(np.logaddexp(0, Z) + np.abs(Y * Z)) / k
         r.dZ, r.dZ_scale = (r.P - Y) / (n * k), (r.P + Y) / (n * k)
-        r.metric = np.sum((Z > 0) == (Y > 0.5)) / k
+        r.metric = np.sum((r.P > 0.5) == (Y > 0.5)) / k
     else:
         r.P = A = act_ref(Z, act)
         E, E_scale = A - Y, np.abs(A) + np.abs(Y)
@@ -1069,6 +1069,31 @@ def test_output_loss(assert_close, rng, dtype, shape, loss, act, with_grad):
     assert_close(Z_kern, Z_twin, dtype)
     if with_grad:
         assert_close(dZ_kern, dZ_twin, dtype, ref.dZ_scale)
+
+
+@pytest.mark.parametrize("loss,act", [(losses.CROSS_ENTROPY, SOFTMAX), (losses.LOG_LOSS, SOFTMAX),
+                                      (losses.BINARY_CROSS_ENTROPY, SIGMOID),
+                                      (losses.LOG_LOSS, SIGMOID)],
+                         ids=["ce", "log_loss-softmax", "bce", "log_loss-sigmoid"])
+def test_output_loss_judges_hits_on_the_probabilities(dtype, loss, act):
+    """The metric counts hits on f(Z), the probabilities predict() returns (the
+    first argmax; p > 0.5, Keras's binary_accuracy and scikit-learn's
+    threshold), not on the logits: logits within rounding of a tie give equal
+    probabilities, and the first class wins — in the kernel and its twin alike
+    (the kernel judged softmax rows by their logits, and both judged sigmoid
+    outputs by z > 0, which calls a p of exactly 0.5 class 1)."""
+    tiny = np.finfo(dtype).eps / 8   # σ(±tiny) and softmax([0, tiny]) round to 0.5
+    if act == SOFTMAX:
+        Z0 = np.array([[0, tiny], [tiny, 0], [0, 0], [0, 1]], dtype)
+        Y = np.eye(2, dtype=dtype)[[0, 0, 0, 1]]
+    else:
+        Z0 = np.array([[tiny], [-tiny], [0], [1]], dtype)
+        Y = np.array([[0], [0], [0], [1]], dtype)
+    for fn in (K.output_loss, losses.output_loss):
+        Z = Z0.copy()
+        _, metric = fn(Z, Y, None, act, loss)
+        assert (Z[:3] == 0.5).all()   # the ties predict() returns
+        assert metric == 4, fn
 
 
 @pytest.mark.parametrize("n,k", [(1, 10), (7, 3), (200, 10), (33, 17)])

@@ -909,6 +909,38 @@ def test_class_weight_multiplies_sample_weight():
                          expected, rtol=1e-12, atol=1e-14)
 
 
+def test_balanced_class_weight_counts_sample_weight_as_repeated_rows():
+    """With sample_weight, "balanced" counts each class's Σ w, not its rows
+    (scikit-learn's compute_class_weight(sample_weight=) since 1.7,
+    scikit-learn#30057): integer weights then train as the rows repeated do.
+    It counted rows, so y = [0, 0, 0, 1] with w = [1, 1, 1, 3] — balanced
+    already — had class 1 weighed 3 times more (2·3 against 0.67·3). A class
+    whose rows all weigh 0 is left at 1 (scikit-learn's inf would give NaN)."""
+    from sklearn.utils.class_weight import compute_class_weight
+    model, X, y, labels = weight_case("cross_entropy")
+    w = np.random.default_rng(4).integers(0, 4, N)
+    w[labels == 2] = 0                 # class 2 is absent from the weighted data
+    counts = np.bincount(labels, weights=w)
+    present = np.flatnonzero(counts)
+    balanced = np.ones(3)
+    balanced[present] = compute_class_weight("balanced", classes=present, y=labels[w > 0],
+                                             sample_weight=w[w > 0])
+    expected = fit_weights(weight_case("cross_entropy")[0], X, y,
+                           sample_weight=w * balanced[labels])
+    got = fit_weights(model, X, y, sample_weight=w, class_weight="balanced")
+    assert_weights_equal(got, expected, rtol=1e-12, atol=1e-14)
+    # the same as the rows repeated w times (full batch, log_loss's Σ wᵢ·lossᵢ / Σ wᵢ)
+    runs = []
+    for kwargs in (dict(X=X, y=y, sample_weight=w),
+                   dict(X=np.repeat(X, w, axis=0), y=np.repeat(y, w))):
+        net = Sequential([Dense(FEATURES, 5, "tanh"), Dense(5, 3, "softmax")], loss="log_loss",
+                         optimizer=SGD(lr=0.1), seed=0, dtype="float64")
+        net.fit(kwargs.pop("X"), kwargs.pop("y"), epochs=3, shuffle=False,
+                class_weight="balanced", **kwargs)
+        runs.append(net.get_weights())
+    assert_weights_equal(*runs, rtol=1e-9, atol=1e-12)
+
+
 @pytest.mark.parametrize("kwargs, exc, match", [
     (dict(sample_weight=np.r_[-1.0, np.ones(N - 1)]), ValueError, ">= 0"),
     (dict(sample_weight=np.r_[np.nan, np.ones(N - 1)]), ValueError, "NaN"),
@@ -986,6 +1018,21 @@ def test_class_weight_takes_a_python_int_beyond_int64():
     a = make_model().fit(X, y, epochs=2, class_weight={0: 2 ** 70}, sample_weight=small)
     b = make_model().fit(X, y, epochs=2, class_weight={0: float(2 ** 70)}, sample_weight=small)
     assert a.history == b.history and np.isfinite(a.history["loss"]).all()
+
+
+def test_sample_weight_takes_python_ints_beyond_int64():
+    """A list of Python ints beyond int64 (NumPy keeps them as objects) is read
+    as float64, as scikit-learn's check_array reads it: it was a TypeError
+    "dtype object; expected real numbers (int, bool or float)" — refusing ints.
+    One beyond float64's range is a ValueError saying so."""
+    X, y = make_data()
+    big = [2 ** 70] * (len(y) - 1) + [2 ** 71]
+    a = make_model().fit(X, y, epochs=2, sample_weight=big, class_weight={0: 2.0 ** -70})
+    b = make_model().fit(X, y, epochs=2, sample_weight=np.array(big, dtype=np.float64),
+                         class_weight={0: 2.0 ** -70})
+    assert a.history == b.history
+    with pytest.raises(ValueError, match="sample_weight holds an integer beyond float64's range"):
+        make_model().fit(X, y, sample_weight=[10 ** 400] * len(y))
 
 
 def test_class_weight_zeroing_every_row_refused():
