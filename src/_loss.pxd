@@ -65,6 +65,27 @@ cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
     return best
 
 
+cdef inline bint is_argmax(const floating* x, Py_ssize_t k, Py_ssize_t label) noexcept nogil:
+    """argmax(x, k) == label, by comparisons alone (no index kept, and a miss
+    stops at the first value that beats x[label]): nothing before it is as
+    large, nothing after it larger, no NaN elsewhere — or, when x[label] is
+    NaN, no NaN before it."""
+    cdef Py_ssize_t j
+    cdef floating v = x[label]
+    if v != v:
+        for j in range(label):
+            if x[j] != x[j]:
+                return False
+        return True
+    for j in range(label):
+        if not x[j] < v:
+            return False
+    for j in range(label + 1, k):
+        if not x[j] <= v:
+            return False
+    return True
+
+
 cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const floating* sw,
                                         floating* dZ, Py_ssize_t n, Py_ssize_t k,
                                         double denom, double* metric) noexcept nogil:
@@ -77,7 +98,7 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
     cdef const floating* y
     cdef floating m, w
     cdef double total = 0, part, s, ysum
-    for i in range(n):  # shift by the max; the loss's −Σ y·z part; hits
+    for i in range(n):  # shift by the max; the loss's −Σ y·z part
         z = Z + i * k
         y = Y + i * k
         m = z[argmax(z, k)]
@@ -104,7 +125,7 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
         for j in range(k):
             z[j] = <floating> (z[j] / s)
         label = argmax(y, k)   # a hit on the probabilities predict() returns
-        if y[label] > 0 and argmax(z, k) == label:
+        if y[label] > 0 and is_argmax(z, k, label):
             metric[0] += 1
         if dZ != NULL:
             for j in range(k):
@@ -148,7 +169,7 @@ cdef inline double weighted_mean_loss(floating* Z, const floating* Y, const floa
             if softmax:
                 normalise_row(z, k)
                 label = argmax(y, k)   # a hit on the probabilities, as predict()'s
-                metric[0] += y[label] > 0 and argmax(z, k) == label
+                metric[0] += y[label] > 0 and is_argmax(z, k, label)
             else:
                 activate_row(z, k, act)
             hits = 0
