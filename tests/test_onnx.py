@@ -440,6 +440,60 @@ def test_pipeline_through_skl2onnx(mod, kind, rng):
     np.testing.assert_allclose(got.ravel(), rpipe.predict(X), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "strings"])
+@pytest.mark.parametrize("mod", estimator_modules())
+def test_pipeline_option_nocl_labels_are_class_indices(mod, kind, rng):
+    """skl2onnx's nocl=True: the labels are the classes' indices 0..k-1, as the
+    ZipMap's keys are (its get_label_classes). The converter used classes_:
+    string classes gave a graph onnxruntime refused (a string label declared
+    int64), integer classes labels that were not the ZipMap's keys."""
+    skl2onnx = pytest.importorskip("skl2onnx")
+    classifier, regressor = pipeline_classes(mod)
+    nnonnx.register_skl2onnx(classifier, regressor)
+    X, y = classification_data(kind, rng)
+    X = X.astype(np.float32)
+    clf = fit_quietly(classifier(hidden_layer_sizes=(6,), max_iter=60, random_state=0), X, y)
+    expected = np.searchsorted(clf.classes_, clf.predict(X))
+    for zipmap in (True, False):
+        proto = skl2onnx.to_onnx(clf, X[:1], options={id(clf): {"nocl": True,
+                                                                 "zipmap": zipmap}})
+        label, proba = run(proto, {"X": X})
+        assert label.dtype == np.int64
+        np.testing.assert_array_equal(label, expected)
+        if zipmap:
+            assert sorted(proba[0]) == list(range(len(clf.classes_)))
+            proba = np.array([[row[k] for k in range(len(clf.classes_))] for row in proba])
+        np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=0, atol=1e-5)
+
+
+def test_weights_beyond_protobufs_2gib_go_to_external_data(tmp_path, monkeypatch, rng):
+    """A graph whose weights pass protobuf's 2 GiB could not be serialized
+    (google.protobuf's EncodeError "Failed to serialize proto", after building
+    it): to a file path, export writes them to '<name>.data' beside the model
+    (ONNX external data), which onnxruntime and onnx.load read; to a stream or
+    None, a ValueError saying so. The limit is lowered here: a real 2 GiB model
+    takes minutes and ~9 GB (measured: 16,500² float64 weights)."""
+    model = nncore.Sequential([nncore.Dense(30, 20, "relu"), nncore.Dense(20, 3, "softmax")],
+                              loss="cross_entropy", seed=0)
+    monkeypatch.setattr(nnonnx, "PROTOBUF_LIMIT", nnonnx.EXTERNAL_HEADROOM + 1000)
+    path = tmp_path / "big ü.onnx"
+    for _ in range(2):   # a second export replaces the data file (onnx would append to it)
+        proto = model.to_onnx(path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["big ü.onnx", "big ü.onnx.data"]
+        assert (tmp_path / "big ü.onnx.data").stat().st_size == sum(
+            w.nbytes for w in model.get_weights())
+    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    onnx.checker.check_model(str(path), full_check=True)
+    X = rng.normal(size=(5, 30)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": X})[0], model.predict(X), atol=1e-6)
+    import io
+    for target in (None, io.BytesIO()):
+        with pytest.raises(ValueError, match=r"more than one ONNX protobuf can hold \(2 GiB\); "
+                                             "pass a file path"):
+            model.to_onnx(target)
+
+
 @pytest.mark.parametrize("mod", estimator_modules())
 def test_estimator_with_non_finite_coefs_is_refused(mod, tmp_path, rng):
     """The same for a fitted estimator whose coefs_/intercepts_ were edited."""
