@@ -90,7 +90,8 @@ def save(model, path):
     or when `path` is a FIFO, a device or a socket (the atomic rename would
     replace it with a regular file: /dev/null would stop being a device);
     IsADirectoryError for a folder, FileNotFoundError naming `path` when its
-    folder does not exist, TypeError for a file object open in text mode or
+    folder does not exist, PermissionError for an existing file that
+    open(path, "wb") could not write (read-only: the rename could replace it), TypeError for a file object open in text mode or
     not for writing, or a path of another type.
     """
     model._forget_foreign_state()   # a loaded model could not tell (SGD's form changed)
@@ -120,6 +121,12 @@ def save(model, path):
         raise ValueError(f"cannot save to {os.fsdecode(user_path)!r}: it is {kind}, not a "
                          "regular file, and save replaces the file at its path (write to a "
                          "file, then copy it there)")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        # the rename would replace a file open(path, "wb") (and numpy.savez) could not
+        # write: a model made read-only to keep it
+        raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (the file is "
+                              "read-only; save writes only where open(path, 'wb') could)",
+                              user_path)
     _replace_file(target, user_path, lambda f: _write(f, data, model))
 
 

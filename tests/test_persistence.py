@@ -832,6 +832,23 @@ def test_save_keeps_permissions_or_follows_the_umask(saved, tmp_path):
         stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
 
 
+def test_save_refuses_a_file_open_could_not_write(saved, monkeypatch):
+    """A read-only model file (chmod 444, to keep it) was replaced: the rename
+    needs only the folder's permission, where open(path, "wb") and
+    numpy.savez raise PermissionError. save refuses it as they do (checked
+    through os.access, which holds for root, for whom every file is writable)."""
+    m, path = saved
+    before = path.read_bytes()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p) == str(path)
+                        else real_access(p, mode, **kw))
+    other = nncore.Sequential([nncore.Dense(2, 1)], seed=5)
+    with pytest.raises(PermissionError, match="read-only") as info:
+        other.save(path)
+    assert info.value.filename == str(path)
+    assert path.read_bytes() == before and os.listdir(path.parent) == [path.name]
+
+
 def test_save_into_a_missing_folder_names_the_path(saved, tmp_path):
     m, _ = saved
     path = tmp_path / "missing" / "model.npz"
