@@ -125,8 +125,12 @@ class _Skl2OnnxGraph:
     def const(self, hint: str, array: np.ndarray) -> str:
         name = self.name(hint)
         array = np.asarray(array)
+        # numbers as a TensorProto (raw bytes, copied as they are); a list of Python
+        # floats costs ~10x the time on large weights. Strings have no raw bytes: a list
+        content = array.ravel().tolist() if array.dtype == object else \
+            numpy_helper.from_array(array)
         self.container.add_initializer(name, helper.np_dtype_to_tensor_dtype(array.dtype),
-                                       list(array.shape), array.ravel().tolist())
+                                       list(array.shape), content)
         return name
 
     def op(self, op_type: str, inputs: Sequence[str], output: str | None = None,
