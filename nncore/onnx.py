@@ -302,7 +302,8 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
     (default DEFAULT_OPSET = 17; 13 up to what the installed onnx knows).
     zipmap: classifiers only — True (skl2onnx's default) makes
     "output_probability" a sequence of {class: probability} maps (ZipMap);
-    False gives the "label" and "probabilities" tensors. The graph is checked
+    False gives the "label" and "probabilities" tensors. doc_string: the
+    model's and graph's doc_string (a str). The graph is checked
     with onnx.checker (full check, with shape inference) before it is written.
     Weights of more than 2 GiB (protobuf's limit: PROTOBUF_LIMIT less
     EXTERNAL_HEADROOM) are written to '<file name>.data' beside a path given
@@ -312,8 +313,9 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
 
     The input dtype is the model's (float32 or float64; for estimators, the
     dtype of coefs_). Raises TypeError for anything else than those models, a
-    non-bool zipmap, or a path of another type or a file object open in text
-    mode or not for writing (checked before anything is written); ValueError
+    non-bool zipmap, a doc_string that is not a str, or a path of another type
+    or a file object open in text mode or not for writing (checked before
+    anything is written); ValueError
     for an unfitted estimator (scikit-learn's NotFittedError, a ValueError),
     an opset out of range, weights holding NaN or infinity, coefs_ of another
     dtype, a classifier whose output layer is not softmax or sigmoid,
@@ -331,6 +333,8 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
                          f"onnx's newest), got {opset!r}")
     if not isinstance(zipmap, (bool, np.bool_)):
         raise TypeError(f"zipmap must be True or False, got {zipmap!r}")
+    if not isinstance(doc_string, str):   # (protobuf's: "bad argument type for built-in operation")
+        raise TypeError(f"doc_string must be a str, got {type(doc_string).__name__}")
     g = _Graph()
     opsets = [helper.make_opsetid("", int(opset))]
     if isinstance(model, Sequential):

@@ -223,6 +223,10 @@ def test_opset_choice_and_bad_arguments(tmp_path):
             nnonnx.export(model, opset=bad)
     with pytest.raises(TypeError, match="zipmap must be True or False"):
         nnonnx.export(model, zipmap="yes")
+    for bad in (None, 5, b"notes"):   # None: protobuf's "bad argument type for built-in operation"
+        with pytest.raises(TypeError, match=f"doc_string must be a str, got {type(bad).__name__}"):
+            nnonnx.export(model, tmp_path / "x.onnx", doc_string=bad)
+    assert nnonnx.export(model, doc_string="模型 ü").doc_string == "模型 ü"
     with pytest.raises(TypeError, match="nncore.Sequential or a fitted"):
         nnonnx.export(object(), tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
