@@ -28,6 +28,7 @@ bits, a new one gets 0o666 & ~umask as open() would give. A temporary file
 left by a writer that was killed (its pid is gone, or it is older than
 STALE_SECONDS) is removed by the next save to the same path.
 """
+import contextlib
 import errno
 import hashlib
 import io
@@ -493,8 +494,7 @@ def _load_guarded(path, backend=None):
 
 
 def _load(path, backend=None):
-    from .layers import Dense
-    from .model import POLICIES, Sequential  # model imports this module for save()
+    from .model import POLICIES  # model imports this module for save()
 
     try:
         start = path.tell() if hasattr(path, "read") else 0   # where the model must begin
@@ -505,20 +505,48 @@ def _load(path, backend=None):
         raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
                          f"{exc})") from None
     with archive:
-        try:
+        with _unreadable():
             members = _members(archive, start)
             raw = _read(archive, members["meta"], "meta", np.uint8, range(MAX_META_BYTES + 1))
             meta = _parse_meta(raw.tobytes())
             spec = _spec(meta, _declared_params(meta))   # (the arrays must then match it)
             dtype = POLICIES[spec["dtype"]][0]
             params = _read(archive, members["params"], "params", dtype, (spec["n_params"],))
+        _check_array("params", params, (spec["n_params"],), dtype)
+        # the model is built once its weights are read whole (so a file declaring huge
+        # layers costs nothing) and the optimizer state read after the weights are in
+        # it: a file's arrays and the construction's draws are never all held at once
+        # (Adam, float32: a peak of 4x the weights' size instead of 6x)
+        model = _construct(spec, backend)
+        model._params[...] = params
+        del params
+        with _unreadable():
             state = _read(archive, members["state"], "state", dtype, spec["state_sizes"])
-        except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
-                RuntimeError) as exc:   # (RuntimeError: an encrypted member)
-            raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
-                             f"{exc})") from None
-    _check_array("params", params, (spec["n_params"],), dtype)
     _check_array("state", state, spec["state_sizes"], dtype)
+    model._state = state
+    model._steps, model._epoch = spec["steps"], spec["epoch"]
+    model.optimizer.current_lr = spec["current_lr"]
+    model.rng.bit_generator.state = spec["rng"]
+    model.history = _history(meta.get("history"), model)
+    return model
+
+
+@contextlib.contextmanager
+def _unreadable():
+    """The errors of reading a damaged zip as the ValueError load raises."""
+    try:
+        yield
+    except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
+            RuntimeError) as exc:   # (RuntimeError: an encrypted member)
+        raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
+                         f"{exc})") from None
+
+
+def _construct(spec, backend):
+    """The Sequential the file describes, through the public constructors
+    (its weights drawn afresh, for the caller to overwrite)."""
+    from .layers import Dense
+    from .model import Sequential
     running = spec["optimizer"].schedule.state_dict()   # the model resets it: put it back
     try:
         model = Sequential([Dense(*layer) for layer in spec["layers"]], loss=spec["loss"],
@@ -533,13 +561,7 @@ def _load(path, backend=None):
         raise RuntimeError(f"{exc} — this model was saved with backend='cython': "
                            "nncore.load(path, backend='numpy') loads it on the NumPy "
                            "backend") from None
-    model._params[...] = params
-    model._state = state
-    model._steps, model._epoch = spec["steps"], spec["epoch"]
     model.optimizer.schedule.load_state_dict(running)
-    model.optimizer.current_lr = spec["current_lr"]
-    model.rng.bit_generator.state = spec["rng"]
-    model.history = _history(meta.get("history"), model)
     return model
 
 
