@@ -17,7 +17,8 @@ then rebuilds every object through its public constructor — Dense, SGD/Adam,
 the schedule (and Schedule.load_state_dict for its running state), the seed's
 SeedSequence — so a restored value obeys exactly the rules a constructor
 applies. Any problem is a ValueError naming it (MemoryError and OverflowError
-included); a missing file is a FileNotFoundError.
+included); a path open() cannot open is its error (FileNotFoundError,
+PermissionError, IsADirectoryError).
 
 Saving checks its own metadata with the loader's rules first (a model that
 could not be loaded back is refused with a ValueError before anything is
@@ -460,10 +461,11 @@ def load(path, *, backend=None):
     order is native (s390x: numpy.savez writes '>f4' arrays there) loads as
     the same model, its arrays in this machine's byte order.
 
-    Raises FileNotFoundError when there is no file, ValueError for anything
-    else wrong with it (not a zip, tampered, truncated, sizes that do not match
-    the architecture, values out of range, not a regular file: a FIFO is
-    refused before it is opened, which would block); loading never allocates
+    Raises what open(path, "rb") raises for a path it cannot open —
+    FileNotFoundError, PermissionError, IsADirectoryError —, ValueError for
+    anything else wrong with it (not a zip, tampered, truncated, sizes that do
+    not match the architecture, values out of range, not a regular file: a
+    FIFO is refused before it is opened, which would block); loading never allocates
     more than the architecture the file declares and its arrays hold.
     """
     if _file_object(path, "read", "rb"):
@@ -496,11 +498,15 @@ def _load_guarded(path, backend=None):
 def _load(path, backend=None):
     from .model import POLICIES  # model imports this module for save()
 
+    if not hasattr(path, "read"):
+        # what open() raises for the path itself (missing, not readable, a folder) is
+        # raised as it is, as numpy.load raises it; what is wrong with its bytes is a
+        # ValueError
+        with open(path, "rb") as f:
+            return _load(f, backend)
     try:
-        start = path.tell() if hasattr(path, "read") else 0   # where the model must begin
+        start = path.tell()   # where the model must begin
         archive = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise
     except (OSError, EOFError, zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
         raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
                          f"{exc})") from None

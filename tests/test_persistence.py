@@ -832,6 +832,28 @@ def test_save_keeps_permissions_or_follows_the_umask(saved, tmp_path):
         stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
 
 
+def test_load_raises_what_open_raises_for_the_path(saved, tmp_path, monkeypatch):
+    """A folder or a file this process may not read was 'not a readable nncore
+    model file (PermissionError: ...)', a ValueError, as for a corrupt file: the
+    file is fine, its path is not. load raises what open() and numpy.load
+    raise (monkeypatched open: root reads any file)."""
+    m, path = saved
+    with pytest.raises(IsADirectoryError):
+        nncore.load(tmp_path)
+    real_open = open
+
+    def no_read(file, mode="r", *args, **kwargs):
+        if os.fspath(file) == str(path):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(file, mode, *args, **kwargs)
+    monkeypatch.setattr("builtins.open", no_read)
+    with pytest.raises(PermissionError) as info:
+        nncore.load(path)
+    assert info.value.filename == str(path)
+    monkeypatch.undo()
+    assert np.array_equal(nncore.load(path)._params, m._params)
+
+
 @pytest.mark.parametrize("dtype, most", [("float32", 4.5), ("float64", 4.25)])
 def test_load_holds_a_few_copies_of_the_weights_at_most(tmp_path, dtype, most):
     """load read the weights and Adam's two moments, then built the model
