@@ -126,8 +126,8 @@ def save(model, path):
     if os.path.exists(target) and not os.access(target, os.W_OK):
         # the rename would replace a file open(path, "wb") (and numpy.savez) could not
         # write: a model made read-only to keep it
-        raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (the file is "
-                              "read-only; save writes only where open(path, 'wb') could)",
+        raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (the file is not "
+                              "writable; save writes only where open(path, 'wb') could)",
                               user_path)
     _replace_file(target, user_path, lambda f: _write(f, data, model))
 
