@@ -318,9 +318,9 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
     anything is written); ValueError
     for an unfitted estimator (scikit-learn's NotFittedError, a ValueError),
     an opset out of range, weights holding NaN or infinity, coefs_ of another
-    dtype, a classifier whose output layer is not softmax or sigmoid,
-    classes_ that are neither integers nor strings, or weights beyond 2 GiB
-    with no file path to write them beside.
+    dtype, a classifier whose output layer is not softmax or sigmoid or that
+    was fitted on a single class, classes_ that are neither integers nor
+    strings, or weights beyond 2 GiB with no file path to write them beside.
     """
     from . import __version__
     from .model import Sequential
@@ -478,7 +478,17 @@ def _kind(est: Any) -> tuple[list[Layer], str, str]:
     layers, out_act = _estimator_layers(est)
     if not hasattr(est, "classes_"):
         return layers, out_act, "regression"
-    return layers, out_act, _classifier_kind(out_act, layers[-1][0].shape[1])
+    kind = _classifier_kind(out_act, layers[-1][0].shape[1])
+    if kind == "binary" and len(est.classes_) < 2:
+        # scikit-learn fits one class: predict gives it for every row, predict_proba two
+        # columns for it; a graph's probabilities (ZipMap keys, one per column) and
+        # labels (the argmax's class) cannot say that
+        raise ValueError(f"{type(est).__name__} was fitted on a single class "
+                         f"(classes_ = {np.asarray(est.classes_).tolist()!r}): its "
+                         "predict_proba has two columns for one class, which an ONNX "
+                         "classifier's outputs "
+                         "cannot hold; fit it on at least two classes — nothing was written")
+    return layers, out_act, kind
 
 
 def _skl2onnx_dtype(operator: Any) -> np.dtype:

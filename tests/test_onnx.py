@@ -397,6 +397,29 @@ def test_unfitted_estimator_and_unusable_classes_are_refused(rng):
     np.testing.assert_array_equal(label, clf.predict(X).astype(np.int64))
 
 
+@pytest.mark.parametrize("mod", estimator_modules())
+def test_classifier_fitted_on_one_class_is_refused(mod, tmp_path, rng):
+    """scikit-learn fits an MLPClassifier on a single class (predict: that class;
+    predict_proba: two columns). Export wrote a graph whose ZipMap failed in
+    onnxruntime ("features_per_batch[2] != number of classlabels[1]") or,
+    with zipmap=False, raised onnx's ShapeInferenceError; now a ValueError
+    saying why, before anything is written — through skl2onnx too."""
+    X = rng.normal(size=(20, 3)).astype(np.float32)
+    clf = fit_quietly(mod.MLPClassifier(hidden_layer_sizes=(3,), max_iter=5, random_state=0),
+                      X, np.full(20, 7))
+    for zipmap in (True, False):
+        with pytest.raises(ValueError, match=r"fitted on a single class \(classes_ = \[7\]\)"):
+            nnonnx.export(clf, tmp_path / "m.onnx", zipmap=zipmap)
+    assert not (tmp_path / "m.onnx").exists()
+    skl2onnx = pytest.importorskip("skl2onnx")
+    classifier, regressor = pipeline_classes(mod)
+    nnonnx.register_skl2onnx(classifier, regressor)
+    one = fit_quietly(classifier(hidden_layer_sizes=(3,), max_iter=5, random_state=0), X,
+                      np.full(20, 7))
+    with pytest.raises(ValueError, match="fitted on a single class"):
+        skl2onnx.to_onnx(one, X[:1])
+
+
 # ----------------------------------------------------------------- skl2onnx
 
 def pipeline_classes(mod):
