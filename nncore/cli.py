@@ -785,7 +785,7 @@ def cmd_export(args):
     from .io import _special_file
     from .onnx import _needs_external_data
     data = ""
-    if _needs_external_data(sum(w.nbytes for w in model.get_weights())) \
+    if _needs_external_data(sum(l.W.nbytes + l.b.nbytes for l in model.layers)) \
             and not _special_file(args.output):
         # past protobuf's 2 GiB the weights go to OUT.onnx.data beside it (ONNX external
         # data), which only export's own writing to a path does

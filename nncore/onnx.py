@@ -85,7 +85,8 @@ class _Graph:
 
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
-        # (name, array) of the initializers, made into tensors by _tensors/_external_tensors
+        # (name, array) of the initializers: export makes the tensors (inline, or
+        # in a data file beside the model: _external_tensors)
         self.arrays: list[tuple[str, np.ndarray]] = []
         # the graph's input and output names are never given to inner values
         self._names: set[str] = {"input", "output", "X", "variable", "label", "probabilities",
@@ -402,9 +403,9 @@ def _external_tensors(arrays: list[tuple[str, np.ndarray]], path: str) -> list[o
     (ONNX external data, for weights beyond protobuf's 2 GiB: onnxruntime and
     onnx.load read it from the model's path). The arrays are written straight
     to that file (replacing it), little-endian one after the other (string
-    labels stay in the graph): a tensor
-    over 2 GiB never enters a protobuf message, which could not copy it
-    (make_graph's extend serializes: EncodeError)."""
+    labels stay in the graph): a tensor over 2 GiB never enters a protobuf
+    message, which could not copy it (make_graph's extend serializes:
+    EncodeError)."""
     folder, name = os.path.split(os.path.abspath(path))
     location = name + ".data"
     tensors = []
@@ -486,8 +487,8 @@ def _kind(est: Any) -> tuple[list[Layer], str, str]:
         raise ValueError(f"{type(est).__name__} was fitted on a single class "
                          f"(classes_ = {np.asarray(est.classes_).tolist()!r}): its "
                          "predict_proba has two columns for one class, which an ONNX "
-                         "classifier's outputs "
-                         "cannot hold; fit it on at least two classes — nothing was written")
+                         "classifier's outputs cannot hold; fit it on at least two classes "
+                         "— nothing was written")
     return layers, out_act, kind
 
 
