@@ -508,8 +508,9 @@ def _load(path, backend=None):
         start = path.tell()   # where the model must begin
         archive = zipfile.ZipFile(path)
     except (OSError, EOFError, zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
+        # (an .onnx export, a pickle, a checkpoint of another library: say what is read)
         raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
-                         f"{exc})") from None
+                         f"{exc}); load reads the .npz file model.save writes") from None
     with archive:
         with _unreadable():
             members = _members(archive, start)

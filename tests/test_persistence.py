@@ -832,6 +832,21 @@ def test_save_keeps_permissions_or_follows_the_umask(saved, tmp_path):
         stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o640
 
 
+def test_a_file_of_another_kind_is_named_as_such(saved, tmp_path):
+    """nncore.load("model.onnx") (or a pickle) said only "File is not a zip
+    file"; the error now says which file load reads."""
+    m, _ = saved
+    onnx_path = tmp_path / "m.onnx"
+    pytest.importorskip("onnx")
+    m.to_onnx(onnx_path)
+    pickled = tmp_path / "m.pkl"
+    pickled.write_bytes(pickle.dumps(m))
+    for path in (onnx_path, pickled):
+        with pytest.raises(ValueError, match=r"not a readable nncore model file \(BadZipFile: "
+                                             r".*\); load reads the .npz file model.save writes"):
+            nncore.load(path)
+
+
 def test_load_raises_what_open_raises_for_the_path(saved, tmp_path, monkeypatch):
     """A folder or a file this process may not read was 'not a readable nncore
     model file (PermissionError: ...)', a ValueError, as for a corrupt file: the
