@@ -784,16 +784,27 @@ def cmd_export(args):
     if not hasattr(model, "to_onnx"):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "
                          "version with it")
-    graph = model.to_onnx()
-    through = write_file(args.output, lambda f: f.write(graph.SerializeToString()), binary=True)
+    from .io import _special_file
+    from .onnx import _needs_external_data
+    data = ""
+    if _needs_external_data(sum(l.W.nbytes + l.b.nbytes for l in model.layers)) \
+            and not _special_file(args.output):
+        # past protobuf's 2 GiB the weights go to OUT.onnx.data beside it (ONNX external
+        # data), which only export's own writing to a path does
+        model.to_onnx(args.output)
+        through, data = False, f" (weights in {os.path.basename(args.output)}.data beside it)"
+    else:
+        graph = model.to_onnx()
+        through = write_file(args.output, lambda f: f.write(graph.SerializeToString()),
+                             binary=True)
     classes = info["classes"] if info else None
     if classes and model.n_outputs == 1:   # binary_cross_entropy: one sigmoid output
         meaning = (f" (the probability of class {classes[1]}; below 0.5 the prediction is "
                    f"{classes[0]})")
     else:
         meaning = f" (probabilities of classes {', '.join(classes)})" if classes else ""
-    print(f"wrote {args.output}: input {model.dtype.name}[N, {model.n_features}] -> output "
-          f"{model.dtype.name}[N, {model.n_outputs}]" + meaning,
+    print(f"wrote {args.output}{data}: input {model.dtype.name}[N, {model.n_features}] -> "
+          f"output {model.dtype.name}[N, {model.n_outputs}]" + meaning,
           file=sys.stderr if through else sys.stdout)
 
 

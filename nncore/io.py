@@ -17,7 +17,8 @@ then rebuilds every object through its public constructor — Dense, SGD/Adam,
 the schedule (and Schedule.load_state_dict for its running state), the seed's
 SeedSequence — so a restored value obeys exactly the rules a constructor
 applies. Any problem is a ValueError naming it (MemoryError and OverflowError
-included); a missing file is a FileNotFoundError.
+included); a path open() cannot open is its error (FileNotFoundError,
+PermissionError, IsADirectoryError).
 
 Saving checks its own metadata with the loader's rules first (a model that
 could not be loaded back is refused with a ValueError before anything is
@@ -28,6 +29,7 @@ bits, a new one gets 0o666 & ~umask as open() would give. A temporary file
 left by a writer that was killed (its pid is gone, or it is older than
 STALE_SECONDS) is removed by the next save to the same path.
 """
+import contextlib
 import errno
 import hashlib
 import io
@@ -90,7 +92,8 @@ def save(model, path):
     or when `path` is a FIFO, a device or a socket (the atomic rename would
     replace it with a regular file: /dev/null would stop being a device);
     IsADirectoryError for a folder, FileNotFoundError naming `path` when its
-    folder does not exist, TypeError for a file object open in text mode or
+    folder does not exist, PermissionError for an existing file that
+    open(path, "wb") could not write (read-only: the rename could replace it), TypeError for a file object open in text mode or
     not for writing, or a path of another type.
     """
     model._forget_foreign_state()   # a loaded model could not tell (SGD's form changed)
@@ -120,6 +123,12 @@ def save(model, path):
         raise ValueError(f"cannot save to {os.fsdecode(user_path)!r}: it is {kind}, not a "
                          "regular file, and save replaces the file at its path (write to a "
                          "file, then copy it there)")
+    if os.path.exists(target) and not os.access(target, os.W_OK):
+        # the rename would replace a file open(path, "wb") (and numpy.savez) could not
+        # write: a model made read-only to keep it
+        raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (the file is not "
+                              "writable; save writes only where open(path, 'wb') could)",
+                              user_path)
     _replace_file(target, user_path, lambda f: _write(f, data, model))
 
 
@@ -452,10 +461,11 @@ def load(path, *, backend=None):
     order is native (s390x: numpy.savez writes '>f4' arrays there) loads as
     the same model, its arrays in this machine's byte order.
 
-    Raises FileNotFoundError when there is no file, ValueError for anything
-    else wrong with it (not a zip, tampered, truncated, sizes that do not match
-    the architecture, values out of range, not a regular file: a FIFO is
-    refused before it is opened, which would block); loading never allocates
+    Raises what open(path, "rb") raises for a path it cannot open —
+    FileNotFoundError, PermissionError, IsADirectoryError —, ValueError for
+    anything else wrong with it (not a zip, tampered, truncated, sizes that do
+    not match the architecture, values out of range, not a regular file: a
+    FIFO is refused before it is opened, which would block); loading never allocates
     more than the architecture the file declares and its arrays hold.
     """
     if _file_object(path, "read", "rb"):
@@ -486,32 +496,64 @@ def _load_guarded(path, backend=None):
 
 
 def _load(path, backend=None):
-    from .layers import Dense
-    from .model import POLICIES, Sequential  # model imports this module for save()
+    from .model import POLICIES  # model imports this module for save()
 
+    if not hasattr(path, "read"):
+        # what open() raises for the path itself (missing, not readable, a folder) is
+        # raised as it is, as numpy.load raises it; what is wrong with its bytes is a
+        # ValueError
+        with open(path, "rb") as f:
+            return _load(f, backend)
     try:
-        start = path.tell() if hasattr(path, "read") else 0   # where the model must begin
+        start = path.tell()   # where the model must begin
         archive = zipfile.ZipFile(path)
-    except FileNotFoundError:
-        raise
     except (OSError, EOFError, zipfile.BadZipFile, ValueError, NotImplementedError) as exc:
+        # (an .onnx export, a pickle, a checkpoint of another library: say what is read)
         raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
-                         f"{exc})") from None
+                         f"{exc}); load reads the .npz file model.save writes") from None
     with archive:
-        try:
+        with _unreadable():
             members = _members(archive, start)
             raw = _read(archive, members["meta"], "meta", np.uint8, range(MAX_META_BYTES + 1))
             meta = _parse_meta(raw.tobytes())
             spec = _spec(meta, _declared_params(meta))   # (the arrays must then match it)
             dtype = POLICIES[spec["dtype"]][0]
             params = _read(archive, members["params"], "params", dtype, (spec["n_params"],))
+        _check_array("params", params, (spec["n_params"],), dtype)
+        # the model is built once its weights are read whole (so a file declaring huge
+        # layers costs nothing) and the optimizer state read after the weights are in
+        # it: a file's arrays and the construction's draws are never all held at once
+        # (Adam, float32: a peak of 4x the weights' size instead of 6x)
+        model = _construct(spec, backend)
+        model._params[...] = params
+        del params
+        with _unreadable():
             state = _read(archive, members["state"], "state", dtype, spec["state_sizes"])
-        except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
-                RuntimeError) as exc:   # (RuntimeError: an encrypted member)
-            raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
-                             f"{exc})") from None
-    _check_array("params", params, (spec["n_params"],), dtype)
     _check_array("state", state, spec["state_sizes"], dtype)
+    model._state = state
+    model._steps, model._epoch = spec["steps"], spec["epoch"]
+    model.optimizer.current_lr = spec["current_lr"]
+    model.rng.bit_generator.state = spec["rng"]
+    model.history = _history(meta.get("history"), model)
+    return model
+
+
+@contextlib.contextmanager
+def _unreadable():
+    """The errors of reading a damaged zip as the ValueError load raises."""
+    try:
+        yield
+    except (OSError, EOFError, zipfile.BadZipFile, NotImplementedError,
+            RuntimeError) as exc:   # (RuntimeError: an encrypted member)
+        raise ValueError(f"not a readable nncore model file ({type(exc).__name__}: "
+                         f"{exc})") from None
+
+
+def _construct(spec, backend):
+    """The Sequential the file describes, through the public constructors
+    (its weights drawn afresh, for the caller to overwrite)."""
+    from .layers import Dense
+    from .model import Sequential
     running = spec["optimizer"].schedule.state_dict()   # the model resets it: put it back
     try:
         model = Sequential([Dense(*layer) for layer in spec["layers"]], loss=spec["loss"],
@@ -526,13 +568,7 @@ def _load(path, backend=None):
         raise RuntimeError(f"{exc} — this model was saved with backend='cython': "
                            "nncore.load(path, backend='numpy') loads it on the NumPy "
                            "backend") from None
-    model._params[...] = params
-    model._state = state
-    model._steps, model._epoch = spec["steps"], spec["epoch"]
     model.optimizer.schedule.load_state_dict(running)
-    model.optimizer.current_lr = spec["current_lr"]
-    model.rng.bit_generator.state = spec["rng"]
-    model.history = _history(meta.get("history"), model)
     return model
 
 

@@ -28,7 +28,9 @@ exp (the Poisson output, nncore's and scikit-learn's) → Exp. A model of the
 mixed_bfloat16 policy gets float32 input and output, its W stored rounded to
 bfloat16 and each Gemm's input rounded by Cast to bfloat16 and back (ties to
 even, as nncore rounds; onnxruntime keeps bfloat16 subnormals, which nncore
-flushes to zero), so the graph computes the engine's products. Operators follow
+flushes to zero), so the graph computes the engine's products. Weights beyond
+protobuf's 2 GiB go to '<file name>.data' beside the model (ONNX external
+data), which needs a file path to write to. Operators follow
 the ONNX specification (https://onnx.ai/onnx/operators/); the default opset
 17 is run by onnxruntime ≥ 1.11.
 
@@ -67,6 +69,11 @@ SKLEARN_ACTIVATIONS = {"identity": "linear", "logistic": "sigmoid", "tanh": "tan
                        "relu": "relu", "softmax": "softmax", "exp": "exp"}
 UNARY = {"sigmoid": "Sigmoid", "tanh": "Tanh", "relu": "Relu", "exp": "Exp"}
 PROTO = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
+#: the largest protobuf message (2 GiB − 1: onnx.checker.MAXIMUM_PROTOBUF); a graph whose
+#: weights would not fit in it with EXTERNAL_HEADROOM to spare keeps them in a data file
+PROTOBUF_LIMIT = onnx.checker.MAXIMUM_PROTOBUF
+#: room left for the nodes, names and shapes (a few hundred bytes a layer)
+EXTERNAL_HEADROOM = 16 << 20
 
 
 # ----------------------------------------------------------------- graph writers
@@ -78,7 +85,9 @@ class _Graph:
 
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
-        self.initializers: list[onnx.TensorProto] = []
+        # (name, array) of the initializers: export makes the tensors (inline, or
+        # in a data file beside the model: _external_tensors)
+        self.arrays: list[tuple[str, np.ndarray]] = []
         # the graph's input and output names are never given to inner values
         self._names: set[str] = {"input", "output", "X", "variable", "label", "probabilities",
                                  "output_label", "output_probability"}
@@ -93,7 +102,7 @@ class _Graph:
 
     def const(self, hint: str, array: np.ndarray) -> str:
         name = self.name(hint)
-        self.initializers.append(numpy_helper.from_array(np.asarray(array), name))
+        self.arrays.append((name, np.asarray(array)))
         return name
 
     def op(self, op_type: str, inputs: Sequence[str], output: str | None = None,
@@ -117,8 +126,12 @@ class _Skl2OnnxGraph:
     def const(self, hint: str, array: np.ndarray) -> str:
         name = self.name(hint)
         array = np.asarray(array)
+        # numbers as a TensorProto (raw bytes, copied as they are); a list of Python
+        # floats costs ~10x the time on large weights. Strings have no raw bytes: a list
+        content = array.ravel().tolist() if array.dtype == object else \
+            numpy_helper.from_array(array)
         self.container.add_initializer(name, helper.np_dtype_to_tensor_dtype(array.dtype),
-                                       list(array.shape), array.ravel().tolist())
+                                       list(array.shape), content)
         return name
 
     def op(self, op_type: str, inputs: Sequence[str], output: str | None = None,
@@ -171,7 +184,8 @@ def _network(g: Any, x: str, layers: Sequence[Layer], dtype: np.dtype,
                                        g.op("Shape", [x])])
             x = g.op("Cast", [rounded], to=TensorProto.FLOAT)
             W = round_bf16(W)
-        z = g.op("Gemm", [x, g.const(f"W{i}", W.astype(dtype)), g.const(f"b{i}", b.astype(dtype))],
+        z = g.op("Gemm", [x, g.const(f"W{i}", W.astype(dtype, copy=False)),
+                          g.const(f"b{i}", b.astype(dtype, copy=False))],
                  output if last and act == "linear" else None)
         x = z if act == "linear" else _activation(g, z, act, dtype, output if last else None)
     return x
@@ -289,17 +303,25 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
     (default DEFAULT_OPSET = 17; 13 up to what the installed onnx knows).
     zipmap: classifiers only — True (skl2onnx's default) makes
     "output_probability" a sequence of {class: probability} maps (ZipMap);
-    False gives the "label" and "probabilities" tensors. The graph is checked
+    False gives the "label" and "probabilities" tensors. doc_string: the
+    model's and graph's doc_string (a str). The graph is checked
     with onnx.checker (full check, with shape inference) before it is written.
+    Weights of more than 2 GiB (protobuf's limit: PROTOBUF_LIMIT less
+    EXTERNAL_HEADROOM) are written to '<file name>.data' beside a path given
+    (replacing it; ONNX external data, which onnxruntime and onnx.load read from
+    the model's path), the graph then checked from the file, and the returned
+    proto's initializers refer to that file.
 
     The input dtype is the model's (float32 or float64; for estimators, the
     dtype of coefs_). Raises TypeError for anything else than those models, a
-    non-bool zipmap, or a path of another type or a file object open in text
-    mode or not for writing (checked before anything is written); ValueError
+    non-bool zipmap, a doc_string that is not a str, or a path of another type
+    or a file object open in text mode or not for writing (checked before
+    anything is written); ValueError
     for an unfitted estimator (scikit-learn's NotFittedError, a ValueError),
     an opset out of range, weights holding NaN or infinity, coefs_ of another
-    dtype, a classifier whose output layer is not softmax or sigmoid, or
-    classes_ that are neither integers nor strings.
+    dtype, a classifier whose output layer is not softmax or sigmoid or that
+    was fitted on a single class, classes_ that are neither integers nor
+    strings, or weights beyond 2 GiB with no file path to write them beside.
     """
     from . import __version__
     from .model import Sequential
@@ -312,6 +334,8 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
                          f"onnx's newest), got {opset!r}")
     if not isinstance(zipmap, (bool, np.bool_)):
         raise TypeError(f"zipmap must be True or False, got {zipmap!r}")
+    if not isinstance(doc_string, str):   # (protobuf's: "bad argument type for built-in operation")
+        raise TypeError(f"doc_string must be a str, got {type(doc_string).__name__}")
     g = _Graph()
     opsets = [helper.make_opsetid("", int(opset))]
     if isinstance(model, Sequential):
@@ -331,7 +355,20 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
         raise TypeError(f"export takes an nncore.Sequential or a fitted MLPClassifier/"
                         f"MLPRegressor (nncore.sklearn or scikit-learn), got "
                         f"{type(model).__name__}")
-    graph = helper.make_graph(g.nodes, graph_name, inputs, outputs, g.initializers,
+    stream = path is not None and _file_object(path, "write", "wb")
+    nbytes = sum(a.nbytes for _, a in g.arrays)
+    data_path = None   # the model's file when its weights go to a data file beside it
+    if _needs_external_data(nbytes):
+        if path is None or stream:
+            raise ValueError(f"the weights take {nbytes} bytes, more than one ONNX protobuf "
+                             "can hold (2 GiB); pass a file path: export then writes them "
+                             "to '<file name>.data' beside it (ONNX external data) — nothing "
+                             "was written")
+        data_path = os.fsdecode(_path(path))
+        initializers = _external_tensors(g.arrays, data_path)
+    else:
+        initializers = [numpy_helper.from_array(a, name) for name, a in g.arrays]
+    graph = helper.make_graph(g.nodes, graph_name, inputs, outputs, initializers,
                               doc_string=doc_string)
     # the oldest IR version that has these opsets, not the installed onnx's
     # newest (make_model's default): a runtime refuses a newer IR version than
@@ -340,16 +377,53 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
     proto = helper.make_model(graph, opset_imports=opsets, producer_name="nncore",
                               producer_version=__version__, doc_string=doc_string,
                               ir_version=helper.find_min_ir_version_for(opsets))
+    if data_path is not None:   # (the checker takes a path for a model with external data)
+        onnx.save_model(proto, data_path)
+        onnx.checker.check_model(data_path, full_check=True)
+        return proto
     onnx.checker.check_model(proto, full_check=True)
-    if path is not None:
-        if _file_object(path, "write", "wb"):
-            # what onnx.save writes to a file object, without reading its `name` as a path
-            # (it does, for the format and external data): a TemporaryFile's name is its
-            # descriptor, an int, which os.path refuses
-            cast(IO[bytes], path).write(proto.SerializeToString())
-        else:
-            onnx.save_model(proto, _path(path))
+    if stream:
+        # what onnx.save writes to a file object, without reading its `name` as a path
+        # (it does, for the format and external data): a TemporaryFile's name is its
+        # descriptor, an int, which os.path refuses
+        cast(IO[bytes], path).write(proto.SerializeToString())
+    elif path is not None:
+        onnx.save_model(proto, _path(path))
     return proto
+
+
+def _needs_external_data(nbytes: int) -> bool:
+    """True when weights of `nbytes` bytes and the graph would not fit in one
+    protobuf message (it could not even be built: EncodeError)."""
+    return nbytes > PROTOBUF_LIMIT - EXTERNAL_HEADROOM
+
+
+def _external_tensors(arrays: list[tuple[str, np.ndarray]], path: str) -> list[onnx.TensorProto]:
+    """Initializers whose data is in '<file name of path>.data' beside `path`
+    (ONNX external data, for weights beyond protobuf's 2 GiB: onnxruntime and
+    onnx.load read it from the model's path). The arrays are written straight
+    to that file (replacing it), little-endian one after the other (string
+    labels stay in the graph): a tensor over 2 GiB never enters a protobuf
+    message, which could not copy it (make_graph's extend serializes:
+    EncodeError)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    location = name + ".data"
+    tensors = []
+    with open(os.path.join(folder, location), "wb") as f:
+        for tensor_name, array in arrays:
+            if array.dtype == object:   # string class labels: no raw bytes, kept inline
+                tensors.append(numpy_helper.from_array(array, tensor_name))
+                continue
+            array = np.ascontiguousarray(array, array.dtype.newbyteorder("<"))
+            tensor = onnx.TensorProto(name=tensor_name, dims=array.shape,
+                                      data_type=helper.np_dtype_to_tensor_dtype(array.dtype),
+                                      data_location=TensorProto.EXTERNAL)
+            for key, value in (("location", location), ("offset", f.tell()),
+                               ("length", array.nbytes)):
+                tensor.external_data.add(key=key, value=str(value))
+            f.write(array.data.cast("B"))
+            tensors.append(tensor)
+    return tensors
 
 
 def _estimator_graph(g: _Graph, est: Any, zipmap: bool
@@ -405,7 +479,17 @@ def _kind(est: Any) -> tuple[list[Layer], str, str]:
     layers, out_act = _estimator_layers(est)
     if not hasattr(est, "classes_"):
         return layers, out_act, "regression"
-    return layers, out_act, _classifier_kind(out_act, layers[-1][0].shape[1])
+    kind = _classifier_kind(out_act, layers[-1][0].shape[1])
+    if kind == "binary" and len(est.classes_) < 2:
+        # scikit-learn fits one class: predict gives it for every row, predict_proba two
+        # columns for it; a graph's probabilities (ZipMap keys, one per column) and
+        # labels (the argmax's class) cannot say that
+        raise ValueError(f"{type(est).__name__} was fitted on a single class "
+                         f"(classes_ = {np.asarray(est.classes_).tolist()!r}): its "
+                         "predict_proba has two columns for one class, which an ONNX "
+                         "classifier's outputs cannot hold; fit it on at least two classes "
+                         "— nothing was written")
+    return layers, out_act, kind
 
 
 def _skl2onnx_dtype(operator: Any) -> np.dtype:
@@ -433,10 +517,17 @@ def _skl2onnx_shapes(operator: Any) -> None:
         operator.outputs[0].type = real([n, n_out])
         return
     multilabel = kind == "multilabel"
-    strings = not multilabel and _label_array(est.classes_).dtype == object
+    strings = not multilabel and _label_array(_labels(operator.scope_inst, est)).dtype == object
     operator.outputs[0].type = (StringTensorType([n]) if strings else
                                 Int64TensorType([n, n_out] if multilabel else [n]))
     operator.outputs[1].type = real([n, n_out if multilabel else len(est.classes_)])
+
+
+def _labels(scope: Any, est: Any) -> np.ndarray:
+    """The class labels skl2onnx's options ask for: classes_, or with
+    nocl=True their indices 0..k-1 (which its ZipMap then uses as keys)."""
+    from skl2onnx.common.utils_classifier import get_label_classes
+    return np.asarray(get_label_classes(scope, est))
 
 
 def _skl2onnx_convert(scope: Any, operator: Any, container: Any) -> None:
@@ -448,7 +539,7 @@ def _skl2onnx_convert(scope: Any, operator: Any, container: Any) -> None:
     x = g.op("Cast", [operator.inputs[0].full_name], to=PROTO[dtype])
     if kind != "regression":
         y = _network(g, x, layers, dtype)
-        _classifier_outputs(g, y, kind, np.asarray(est.classes_), dtype,
+        _classifier_outputs(g, y, kind, _labels(scope, est), dtype,
                             operator.outputs[0].full_name, operator.outputs[1].full_name)
     else:
         _network(g, x, layers, dtype, operator.outputs[0].full_name)
@@ -458,7 +549,8 @@ def register_skl2onnx(*estimators: type) -> None:
     """Teach skl2onnx to convert nncore.sklearn's MLPClassifier and
     MLPRegressor (or the estimator classes given), so skl2onnx.to_onnx converts
     pipelines that contain them. Classifiers take skl2onnx's usual options
-    (zipmap True/False/"columns", nocl, output_class_labels). Idempotent.
+    (zipmap True/False/"columns", nocl — labels are the classes' indices, as
+    the ZipMap's keys —, output_class_labels). Idempotent.
 
     Needs skl2onnx (pip install "nncore-cpu[onnx,skl2onnx]"); raises ImportError
     without it."""

@@ -252,6 +252,26 @@ def test_export_without_onnx_support_is_a_clear_error(tmp_path):
     assert "onnx" in result.stderr.lower() and "nncore export: error:" in result.stderr
 
 
+def test_export_of_a_model_beyond_2gib_writes_external_data(tmp_path):
+    """Past protobuf's 2 GiB (lowered here) the graph cannot be serialized:
+    export writes the weights to OUT.onnx.data beside it and says so."""
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = nncore.Sequential([nncore.Dense(3, 4, "relu"), nncore.Dense(4, 2, "softmax")],
+                              loss="cross_entropy", seed=0)
+    model.save(tmp_path / "m.npz")
+    code = ("import sys, nncore.onnx as o; o.PROTOBUF_LIMIT = o.EXTERNAL_HEADROOM + 10\n"
+            "from nncore import cli; sys.exit(cli.main(sys.argv[1:]))")
+    result = subprocess.run([sys.executable, "-c", code, "export", str(tmp_path / "m.npz"),
+                             "-o", str(tmp_path / "m.onnx")], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "(weights in m.onnx.data beside it)" in result.stdout
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    X = blobs()[0][:, :1].repeat(3, axis=1).astype(np.float32)
+    np.testing.assert_allclose(session.run(None, {"input": X})[0], model.predict(X), atol=1e-6)
+
+
 def test_info():
     result = run("info")
     assert result.returncode == 0, result.stderr

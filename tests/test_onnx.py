@@ -62,6 +62,24 @@ def test_sequential_matches_predict(hidden, out, dtype, rng):
         assert diff <= ATOL[dtype], (hidden, out, dtype, n, diff)
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("out, loss, k", [("softmax", "cross_entropy", 4),
+                                          ("sigmoid", "binary_cross_entropy", 1),
+                                          ("sigmoid", "binary_cross_entropy", 3)])
+def test_saturated_outputs_match_predict(out, loss, k, dtype, rng):
+    """Logits of ±10⁴ (softmax rows of exact 0s and 1s, sigmoids at both
+    ends: where exporters' Exp/Div rewrites give NaN, pytorch/pytorch#34585):
+    onnxruntime's Softmax and Sigmoid agree with predict within the parity
+    bound, no NaN (measured: 4e-7 float32, 3e-14 float64)."""
+    model = nncore.Sequential([nncore.Dense(3, k, out)], loss=loss, seed=0, dtype=dtype)
+    model.set_weights([rng.normal(0, 300, (3, k)), rng.normal(0, 300, k)])
+    X = rng.normal(0, 10, (500, 3)).astype(dtype)
+    (got,) = run(model.to_onnx(), {"input": X})
+    expected = model.predict(X)
+    assert not np.isnan(got).any() and (expected == 0).any() and (expected == 1).any()
+    np.testing.assert_allclose(got, expected, rtol=0, atol=ATOL[dtype])
+
+
 def test_step_at_zero_is_zero():
     """nncore's step: 1 where z > 0, else 0 (so step(0) = step(-0) = 0)."""
     model = nncore.Sequential([nncore.Dense(3, 3, "step")], seed=0)
@@ -223,6 +241,10 @@ def test_opset_choice_and_bad_arguments(tmp_path):
             nnonnx.export(model, opset=bad)
     with pytest.raises(TypeError, match="zipmap must be True or False"):
         nnonnx.export(model, zipmap="yes")
+    for bad in (None, 5, b"notes"):   # None: protobuf's "bad argument type for built-in operation"
+        with pytest.raises(TypeError, match=f"doc_string must be a str, got {type(bad).__name__}"):
+            nnonnx.export(model, tmp_path / "x.onnx", doc_string=bad)
+    assert nnonnx.export(model, doc_string="模型 ü").doc_string == "模型 ü"
     with pytest.raises(TypeError, match="nncore.Sequential or a fitted"):
         nnonnx.export(object(), tmp_path / "x.onnx")
     assert not (tmp_path / "x.onnx").exists()
@@ -393,6 +415,29 @@ def test_unfitted_estimator_and_unusable_classes_are_refused(rng):
     np.testing.assert_array_equal(label, clf.predict(X).astype(np.int64))
 
 
+@pytest.mark.parametrize("mod", estimator_modules())
+def test_classifier_fitted_on_one_class_is_refused(mod, tmp_path, rng):
+    """scikit-learn fits an MLPClassifier on a single class (predict: that class;
+    predict_proba: two columns). Export wrote a graph whose ZipMap failed in
+    onnxruntime ("features_per_batch[2] != number of classlabels[1]") or,
+    with zipmap=False, raised onnx's ShapeInferenceError; now a ValueError
+    saying why, before anything is written — through skl2onnx too."""
+    X = rng.normal(size=(20, 3)).astype(np.float32)
+    clf = fit_quietly(mod.MLPClassifier(hidden_layer_sizes=(3,), max_iter=5, random_state=0),
+                      X, np.full(20, 7))
+    for zipmap in (True, False):
+        with pytest.raises(ValueError, match=r"fitted on a single class \(classes_ = \[7\]\)"):
+            nnonnx.export(clf, tmp_path / "m.onnx", zipmap=zipmap)
+    assert not (tmp_path / "m.onnx").exists()
+    skl2onnx = pytest.importorskip("skl2onnx")
+    classifier, regressor = pipeline_classes(mod)
+    nnonnx.register_skl2onnx(classifier, regressor)
+    one = fit_quietly(classifier(hidden_layer_sizes=(3,), max_iter=5, random_state=0), X,
+                      np.full(20, 7))
+    with pytest.raises(ValueError, match="fitted on a single class"):
+        skl2onnx.to_onnx(one, X[:1])
+
+
 # ----------------------------------------------------------------- skl2onnx
 
 def pipeline_classes(mod):
@@ -438,6 +483,60 @@ def test_pipeline_through_skl2onnx(mod, kind, rng):
         hidden_layer_sizes=(8,), max_iter=80, random_state=0)), X, yr)
     (got,) = run(skl2onnx.to_onnx(rpipe, X[:1]), {"X": X})
     np.testing.assert_allclose(got.ravel(), rpipe.predict(X), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "strings"])
+@pytest.mark.parametrize("mod", estimator_modules())
+def test_pipeline_option_nocl_labels_are_class_indices(mod, kind, rng):
+    """skl2onnx's nocl=True: the labels are the classes' indices 0..k-1, as the
+    ZipMap's keys are (its get_label_classes). The converter used classes_:
+    string classes gave a graph onnxruntime refused (a string label declared
+    int64), integer classes labels that were not the ZipMap's keys."""
+    skl2onnx = pytest.importorskip("skl2onnx")
+    classifier, regressor = pipeline_classes(mod)
+    nnonnx.register_skl2onnx(classifier, regressor)
+    X, y = classification_data(kind, rng)
+    X = X.astype(np.float32)
+    clf = fit_quietly(classifier(hidden_layer_sizes=(6,), max_iter=60, random_state=0), X, y)
+    expected = np.searchsorted(clf.classes_, clf.predict(X))
+    for zipmap in (True, False):
+        proto = skl2onnx.to_onnx(clf, X[:1], options={id(clf): {"nocl": True,
+                                                                 "zipmap": zipmap}})
+        label, proba = run(proto, {"X": X})
+        assert label.dtype == np.int64
+        np.testing.assert_array_equal(label, expected)
+        if zipmap:
+            assert sorted(proba[0]) == list(range(len(clf.classes_)))
+            proba = np.array([[row[k] for k in range(len(clf.classes_))] for row in proba])
+        np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=0, atol=1e-5)
+
+
+def test_weights_beyond_protobufs_2gib_go_to_external_data(tmp_path, monkeypatch, rng):
+    """A graph whose weights pass protobuf's 2 GiB could not be serialized
+    (google.protobuf's EncodeError "Failed to serialize proto", after building
+    it): to a file path, export writes them to '<name>.data' beside the model
+    (ONNX external data), which onnxruntime and onnx.load read; to a stream or
+    None, a ValueError saying so. The limit is lowered here: a real 2 GiB model
+    takes minutes and ~9 GB (measured: 16,500² float64 weights)."""
+    model = nncore.Sequential([nncore.Dense(30, 20, "relu"), nncore.Dense(20, 3, "softmax")],
+                              loss="cross_entropy", seed=0)
+    monkeypatch.setattr(nnonnx, "PROTOBUF_LIMIT", nnonnx.EXTERNAL_HEADROOM + 1000)
+    path = tmp_path / "big ü.onnx"
+    for _ in range(2):   # a second export replaces the data file (onnx would append to it)
+        proto = model.to_onnx(path)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["big ü.onnx", "big ü.onnx.data"]
+        assert (tmp_path / "big ü.onnx.data").stat().st_size == sum(
+            w.nbytes for w in model.get_weights())
+    assert all(t.data_location == onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    onnx.checker.check_model(str(path), full_check=True)
+    X = rng.normal(size=(5, 30)).astype(np.float32)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"input": X})[0], model.predict(X), atol=1e-6)
+    import io
+    for target in (None, io.BytesIO()):
+        with pytest.raises(ValueError, match=r"more than one ONNX protobuf can hold \(2 GiB\); "
+                                             "pass a file path"):
+            model.to_onnx(target)
 
 
 @pytest.mark.parametrize("mod", estimator_modules())
