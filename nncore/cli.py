@@ -32,6 +32,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import warnings
 import zipfile
@@ -365,6 +366,9 @@ def _read_npz(path, target):
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise UsageError(f"array 'X' of {path} must be a 2-D numeric array, got shape "
                          f"{X.shape} dtype {X.dtype}")
+    if 0 in X.shape:   # (as a CSV with a header only; no rows gave train no class at all)
+        raise UsageError(f"array 'X' of {path} has shape {X.shape}; expected at least one row "
+                         "and one feature column")
     y = None
     if target is not None:
         others = ", ".join(name for name in names if name != "X") or "nothing else"
@@ -561,11 +565,12 @@ def refuse_overwriting_model(model, output):
     refuse_overwriting(sidecar_path(model), output, "model's JSON file")
 
 
-def refuse_missing_folder(output):
+def refuse_unsavable_output(output):
     """UsageError, before any work, when `output` could not be saved: a folder,
-    a path in a folder that does not exist, or one whose "<output>.json" name
-    is longer than the folder allows (save would find it only after
-    training)."""
+    a path in a folder that does not exist or where no file can be created
+    (read-only, no permission, /sys), a "<output>.json" that is a folder, or one
+    whose name is longer than the folder allows (save and the JSON write would
+    find each only after training, as fastText's `-output` did: its issue 432)."""
     from .io import _refuse_folder
     if not output:
         raise UsageError("-o is empty; expected the path of a file (e.g. -o model.npz)")
@@ -578,6 +583,17 @@ def refuse_missing_folder(output):
     if not os.path.isdir(folder):
         raise UsageError(f"cannot save to {output!r}: the folder {folder!r} does not exist; "
                          "create it first, or choose another -o")
+    try:   # what save does first: a new file beside the output (os.access says yes to root)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".nncore-probe-")
+    except OSError as exc:
+        raise UsageError(f"cannot save to {output!r}: no file can be created in {folder!r} "
+                         f"({exc.strerror}); choose another -o") from None
+    os.close(fd)
+    os.unlink(probe)
+    side = sidecar_path(output)
+    if os.path.isdir(side):
+        raise UsageError(f"cannot save to {output!r}: {side!r}, where the JSON file beside the "
+                         "model goes, is a folder; choose another -o")
     try:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (AttributeError, OSError, ValueError):   # (no pathconf on Windows)
@@ -620,7 +636,7 @@ def cmd_train(args):
                                    "numbers: encode or drop this column")
     refuse_overwriting(args.data, args.output)
     refuse_overwriting(args.data, sidecar_path(args.output))
-    refuse_missing_folder(args.output)
+    refuse_unsavable_output(args.output)
     classes = None
     if args.loss in CLASSIFIERS:
         classes, y = class_labels(raw_y)

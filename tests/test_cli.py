@@ -377,6 +377,8 @@ def files(tmp_path, flowers):
     X[7, 1] = np.inf
     np.savez(tmp_path / "xinf.npz", X=X, y=y)
     np.savez(tmp_path / "ynan.npz", X=blobs(50)[0], y=np.where(np.arange(50) == 4, np.nan, y))
+    np.savez(tmp_path / "norows.npz", X=np.zeros((0, 2)), y=np.zeros(0, int))
+    np.savez(tmp_path / "nocolumns.npz", X=np.zeros((5, 0)), y=np.arange(5) % 2)
     return tmp_path
 
 
@@ -423,6 +425,12 @@ ERRORS = [
      "target column 'y' holds NaN; every row needs a label"),
     (["train", "{t}/flowers.csv", "--target", "species", "--validation-split", "0.001"],
      "leaves no rows for validation"),
+    # an .npz with no rows was an IndexError traceback (train found no class at all)
+    (["train", "{t}/norows.npz", "--target", "y"],
+     "array 'X' of {t}/norows.npz has shape (0, 2); expected at least one row"),
+    (["predict", "{t}/py.npz", "{t}/norows.npz"], "has shape (0, 2); expected at least one row"),
+    (["train", "{t}/nocolumns.npz", "--target", "y"],   # was "in_features must be >= 1, got 0"
+     "array 'X' of {t}/nocolumns.npz has shape (5, 0); expected at least one row and one feature"),
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "--lr", "1e30",
       "--optimizer", "sgd", "--hidden", "64,64"], "training diverged"),
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "-o", "{t}/no/dir/m.npz"],
@@ -1004,16 +1012,25 @@ def test_bench_with_an_only_that_matches_nothing_says_so():
     assert "error: --only 'NoSuchWorkload' matches no benchmark" in result.stderr
 
 
-@pytest.mark.parametrize("output, message", [("no/dir/m.npz", "does not exist"),
-                                             (".", "it is a folder"), ("", "-o is empty")])
+@pytest.mark.parametrize("output, message", [
+    ("no/dir/m.npz", "does not exist"), (".", "it is a folder"), ("", "-o is empty"),
+    # a folder where no file can be made (as fastText's issue 432: "cannot be opened
+    # for saving" after the whole training); /proc refuses root too
+    pytest.param("/proc/m.npz", "no file can be created in '/proc'",
+                 marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc")),
+    ("jd/m.npz", "'jd/m.npz.json', where the JSON file beside the model goes, is a folder")])
 def test_train_refuses_an_output_it_cannot_save_before_training(flowers, tmp_path, monkeypatch,
                                                                 capsys, output, message):
-    """train -o into a missing folder (or onto a folder, or empty) failed only
-    at the save, after the whole training: now before any epoch."""
+    """train -o into a missing folder (or onto a folder, or empty, or into a
+    folder where no file can be created, or where the JSON file's name is a
+    folder) failed only at the save, after the whole training: now before any
+    epoch."""
+    (tmp_path / "jd" / "m.npz.json").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
     fits = []
     monkeypatch.setattr(nncore.Sequential, "fit", lambda *a, **k: fits.append(1))
     assert cli.main(["train", str(flowers), "--target", "species", "-q",
-                     "-o", str(tmp_path / output) if output else ""]) == 2
+                     "-o", output]) == 2   # (relative to tmp_path)
     err = capsys.readouterr().err
     assert err.startswith("nncore train: error:") and len(err.strip().splitlines()) == 1, err
     assert message in err, err
