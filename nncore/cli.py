@@ -764,6 +764,9 @@ def cmd_predict(args):
         writer.writerows(body)
     if output:
         write_file(output, write)
+    elif sys.stdout is None:   # started with it closed (`>&-`): Python sets it to None
+        raise UsageError("standard output is closed; write the predictions to a file with "
+                         "-o OUT.csv")
     else:
         write(sys.stdout)
 
@@ -998,7 +1001,8 @@ def run(argv, prog, where):
         finally:
             # inside the try, as Python's docs advise: a reader that went away
             # (`| head`) raises BrokenPipeError here, not at the exit's flush
-            sys.stdout.flush()
+            if sys.stdout is not None:   # (None when started with it closed)
+                sys.stdout.flush()
     except UsageError as exc:
         message = f"{exc.prog or where}: error: {exc}"
     except BrokenPipeError:  # `nncore predict ... | head`: the reader has all it wants

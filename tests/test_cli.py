@@ -1242,3 +1242,27 @@ def test_predict_a_mixed_bfloat16_model_without_the_cpu_feature(tmp_path):
             proba = np.array([row[1:] for row in csv.reader(result.stdout.splitlines()[1:])],
                              float)
             np.testing.assert_allclose(proba, model.predict(X), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closes the child's fd 1 before exec")
+def test_predict_with_standard_output_closed_says_so(tmp_path, flowers):
+    """`nncore predict MODEL DATA >&-` (stdout closed: Python sets sys.stdout to
+    None) was a traceback — TypeError from csv.writer, then AttributeError from
+    the final flush; now one line saying to use -o. Commands whose output is
+    a report (train) still run, as print() does without stdout."""
+    run("train", flowers, "--target", "species", "--epochs", "1", "-q", "-o", tmp_path / "m.npz")
+    closed = dict(capture_output=False, stdout=None, stderr=subprocess.PIPE, text=True,
+                  timeout=300, preexec_fn=lambda: os.close(1))
+    argv = [sys.executable, "-m", "nncore"]
+    result = subprocess.run(argv + ["predict", str(tmp_path / "m.npz"), str(flowers)], **closed)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("python -m nncore predict: error: standard output is closed; "
+                             "write the predictions to a file with -o OUT.csv\n")
+    result = subprocess.run(argv + ["predict", str(tmp_path / "m.npz"), str(flowers), "-o",
+                                    str(tmp_path / "p.csv")], **closed)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert read_rows(tmp_path / "p.csv")[0] == ["prediction"]
+    result = subprocess.run(argv + ["train", str(flowers), "--target", "species", "--epochs",
+                                    "1", "-q", "-o", str(tmp_path / "n.npz")], **closed)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert (tmp_path / "n.npz").exists() and (tmp_path / "n.npz.json").exists()
