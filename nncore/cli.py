@@ -59,6 +59,25 @@ DTYPE_HELP = ("the model's precision (Sequential's dtype): "
 MISSING_CELLS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
                            "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN",
                            "None", "n/a", "nan", "null"])
+# files that fail as UTF-8 CSV and are text in no code page: (first bytes, what the
+# file is, what to do), by the formats' signatures (gzip, bzip2, xz and zip headers,
+# NumPy's .npy magic, Parquet's, OLE2 for .xls, UTF-16's byte-order marks)
+BINARY_FILES = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip -k FILE)"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2 -k FILE)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz -k FILE)"),
+    (b"PK\x03\x04", "a zip archive (an .npz file, or an Excel workbook)",
+     "give an .npz file a name ending in .npz; save a workbook as \"CSV UTF-8\""),
+    (b"\x93NUMPY", "a .npy file (one unnamed array)",
+     "save the features and the target with numpy.savez(path, X=X, y=y), as .npz"),
+    (b"PAR1", "a Parquet file",
+     "convert it, e.g. pandas.read_parquet(path).to_csv(new_path, index=False)"),
+    (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (or another OLE2 file)",
+     "save it as \"CSV UTF-8\""),
+    (b"\xff\xfe", "UTF-16 text (Excel's \"Unicode Text\")",
+     "save it as \"CSV UTF-8\", or convert it, e.g. iconv -f utf-16 -t utf-8"),
+    (b"\xfe\xff", "UTF-16 text", "convert it, e.g. iconv -f utf-16 -t utf-8"),
+)
 # Keras's default learning rates (nncore.SGD has no default; Adam's is 0.001)
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
@@ -187,6 +206,12 @@ def read_data(path, target=None, features=None, hint=""):
             for row in rows:
                 columns.add(row)
     except UnicodeDecodeError as exc:   # Excel's "CSV" is the Windows code page, e.g. cp1252
+        with open(path, "rb") as f:
+            start = f.read(8)
+        for magic, kind, advice in BINARY_FILES:
+            if start.startswith(magic):   # no code page makes it a CSV: say what it is
+                raise UsageError(f"{path} is {kind}; nncore reads CSV files as UTF-8 text: "
+                                 f"{advice}") from None
         raise UsageError(f"{path} is not a readable CSV file ({exc}): nncore reads UTF-8 "
                          "(with or without a BOM); save it as UTF-8 (Excel: \"CSV UTF-8\"), "
                          "or convert it, e.g. iconv -f cp1252 -t utf-8") from None

@@ -3,6 +3,7 @@ train → predict → evaluate → export round trips on CSV and .npz data, ever
 user-error path (exit status 2, one line on stderr, no traceback), and the
 help texts."""
 import csv
+import gzip
 import json
 import os
 import signal
@@ -1159,17 +1160,28 @@ def test_train_says_early_stopping_restored_only_an_earlier_epoch(tmp_path, flow
     assert lines["60"].endswith(f"; early stopping restored epoch {history.restored_epoch + 1}")
 
 
-@pytest.mark.parametrize("data", [
-    "Gr\u00f6\u00dfe,Breite,Art\n1.0,2.0,a\n2.0,1.0,b\n".encode("cp1252"),   # Excel's "CSV"
-    "a\tb\tlabel\n1\t2\tx\n".encode("utf-16"),                               # "Unicode Text"
+@pytest.mark.parametrize("data, message", [
+    ("Gr\u00f6\u00dfe,Breite,Art\n1.0,2.0,a\n2.0,1.0,b\n".encode("cp1252"),   # Excel's "CSV"
+     "is not a readable CSV file ('utf-8' codec can't decode byte 0xf6 in position 2"),
+    # files no code page reads as text were told to convert from cp1252 with iconv:
+    # now named by their signature, with what to do
+    ("a\tb\tlabel\n1\t2\tx\n".encode("utf-16"),                               # "Unicode Text"
+     "is UTF-16 text (Excel's \"Unicode Text\"); nncore reads CSV files as UTF-8 text: save "
+     "it as \"CSV UTF-8\", or convert it, e.g. iconv -f utf-16 -t utf-8"),
+    (gzip.compress(b"a,b,Art\n1,2,x\n3,4,y\n"),
+     "is gzip-compressed; nncore reads CSV files as UTF-8 text: decompress it first"),
+    (b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', ",
+     "is a .npy file (one unnamed array); nncore reads CSV files as UTF-8 text: save the "
+     "features and the target with numpy.savez(path, X=X, y=y), as .npz"),
+    (b"PK\x03\x04\x14\x00\x00\x00\x00\x00\xd1\xd5",   # an .npz, or an .xlsx, named .csv
+     "is a zip archive (an .npz file, or an Excel workbook); nncore reads CSV files as UTF-8"),
 ])
-def test_a_csv_that_is_not_utf8_is_refused_saying_what_to_do(tmp_path, data):
+def test_a_csv_that_is_not_utf8_is_refused_saying_what_to_do(tmp_path, data, message):
     path = tmp_path / "excel.csv"
     path.write_bytes(data)
     result = run("train", path, "--target", "Art", "-q", "-o", tmp_path / "m.npz")
     assert result.returncode == 2
-    assert "is not a readable CSV file" in result.stderr and "reads UTF-8" in result.stderr \
-        and "CSV UTF-8" in result.stderr, result.stderr
+    assert f"excel.csv {message}" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
