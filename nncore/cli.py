@@ -993,7 +993,8 @@ def build_parser(prog="nncore"):
 
 def main(argv: Sequence[str] | None = None, prog: str = "nncore") -> int:
     """Run the command line; returns the exit status (0, 2 for a user error,
-    1 when standard output is a pipe its reader closed, 130 on Ctrl-C).
+    or for a network or data larger than memory, 1 when standard output is a
+    pipe its reader closed, 130 on Ctrl-C).
     Warnings print as "nncore COMMAND: warning: ..." lines on stderr while it
     runs (the previous warnings.showwarning is restored on return)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -1039,6 +1040,9 @@ def run(argv, prog, where):
         # nncore's own checks (bad values, wrong shapes, a corrupt model file),
         # the file system, a missing optional package: all say what was wrong
         message = f"{where}: error: {exc}"
+    except MemoryError as exc:   # a network or data larger than memory (--hidden 1000000,...):
+        # Dense's own message, or NumPy's "Unable to allocate 38.7 GiB for an array ..."
+        message = f"{where}: error: out of memory: {exc}"
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130

@@ -1278,3 +1278,14 @@ def test_predict_with_standard_output_closed_says_so(tmp_path, flowers):
                                     "1", "-q", "-o", str(tmp_path / "n.npz")], **closed)
     assert result.returncode == 0 and result.stderr == "", result.stderr
     assert (tmp_path / "n.npz").exists() and (tmp_path / "n.npz.json").exists()
+
+
+def test_a_network_larger_than_memory_is_one_line(flowers, tmp_path, capsys):
+    """--hidden 1000000,1000000 (3,700 GiB of weights) was a MemoryError
+    traceback; now one line naming what did not fit, status 2, nothing saved."""
+    assert cli.main(["train", str(flowers), "--target", "species", "-q",
+                     "--hidden", "1000000,1000000", "-o", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nncore train: error: out of memory: Dense(1000000, 1000000) needs ")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "m.npz").exists()
