@@ -553,16 +553,24 @@ def load_model(path):
     expected = None if classes is None else (
         model.n_outputs if model.layers[-1].activation == "softmax" else 2)
     if (not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT
-            or info.get("features") is not None and (
-                not isinstance(info["features"], list)
-                or len(info["features"]) != model.n_features
-                or not all(isinstance(n, str) for n in info["features"]))
+            or info.get("features") is not None and not _names(info["features"],
+                                                                model.n_features)
             or not isinstance(info.get("target"), str)
-            or classes is not None and (not isinstance(classes, list)
-                                        or len(classes) != expected)):
+            or classes is not None and not _names(classes, expected)):
+        # (a JSON written or edited by hand: classes [0, 1, 2] made evaluate fail with
+        # "argument of type 'int' is not iterable"; a repeated class was never predicted)
         raise UsageError(f"{side} does not describe the model in {path} (expected the "
-                         f"features, target and classes written by `nncore train`)")
+                         f"features, target and classes written by `nncore train`: lists "
+                         f"of distinct strings, {model.n_features} feature names"
+                         + (f" and {expected} class labels)" if classes is not None else ")"))
     return model, info
+
+
+def _names(value, count):
+    """Whether value is a list of `count` distinct strings (a sidecar's
+    features or classes)."""
+    return (isinstance(value, list) and len(value) == count
+            and all(isinstance(name, str) for name in value) and len(set(value)) == count)
 
 
 def is_classifier(model):

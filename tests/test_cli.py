@@ -1289,3 +1289,24 @@ def test_a_network_larger_than_memory_is_one_line(flowers, tmp_path, capsys):
     assert err.startswith("nncore train: error: out of memory: Dense(1000000, 1000000) needs ")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("change", [{"classes": [0, 1, 2]}, {"classes": ["a", "a", "b"]},
+                                    {"features": ["length", "length"]}, {"features": [1, 2]},
+                                    {"classes": ["a", "b"]}, {"target": None}])
+def test_a_json_that_does_not_describe_the_model_is_named(tmp_path, flowers, change):
+    """A MODEL.json written or edited by hand: classes [0, 1, 2] made evaluate
+    fail with "argument of type 'int' is not iterable" (and predict print 0,
+    1, 2 as if fine); a repeated class or feature name was taken as it was.
+    Each is now the one-line error naming the file and what it must hold."""
+    model = tmp_path / "m.npz"
+    run("train", flowers, "--target", "species", "--epochs", "1", "-q", "-o", model)
+    side = tmp_path / "m.npz.json"
+    side.write_text(json.dumps({**json.loads(side.read_text()), **change}))
+    for command in ("predict", "evaluate"):
+        result = run(command, model, flowers)
+        assert result.returncode == 2, result.stdout
+        assert result.stderr == (
+            f"python -m nncore {command}: error: {side} does not describe the model in {model} "
+            "(expected the features, target and classes written by `nncore train`: lists of "
+            "distinct strings, 2 feature names and 3 class labels)\n"), result.stderr
