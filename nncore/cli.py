@@ -31,6 +31,7 @@ import functools
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import time
@@ -96,6 +97,12 @@ class Parser(argparse.ArgumentParser):
     usage block."""
 
     def error(self, message):
+        names = re.fullmatch(r"argument (\S+): expected one argument", message)
+        if names:   # argparse reads "--lr -1e-3" or "--target -x" as an option without
+            # its value (its negative-number test misses exponents: CPython issues 53580,
+            # 105712); the "=" form takes any value
+            message += (f"; a value that begins with '-' is written "
+                        f"{names[1].split('/')[-1]}=VALUE")
         raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 

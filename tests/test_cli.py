@@ -397,6 +397,14 @@ ERRORS = [
      "argument --validation-split: expected a fraction in [0, 1)"),
     (["train", "{t}/flowers.csv", "--target", "species", "--optimizer", "rmsprop"],
      "argument --optimizer: invalid choice: 'rmsprop'"),
+    # argparse takes a value beginning with '-' for an option (CPython issue 105712):
+    # the message says how to write it
+    (["train", "{t}/flowers.csv", "--target", "species", "--lr", "-1e-3"],
+     "argument --lr: expected one argument; a value that begins with '-' is written "
+     "--lr=VALUE"),
+    (["train", "{t}/flowers.csv", "--target", "-x"], "argument --target: expected one "
+     "argument; a value that begins with '-' is written --target=VALUE"),
+    (["train", "{t}/flowers.csv", "--target=-x"], "column '-x' not in"),
     (["train", "{t}/text.csv", "--target", "species"],
      "column 'width' of {t}/text.csv is not numeric: data row 1 holds 'abc'; every column "
      "but the target (--target 'species') is a feature, and features must be numbers"),
