@@ -607,11 +607,12 @@ def refuse_overwriting_model(model, output):
 
 def refuse_unsavable_output(output):
     """UsageError, before any work, when `output` could not be saved: a folder,
-    a path in a folder that does not exist or where no file can be created
-    (read-only, no permission, /sys), a "<output>.json" that is a folder, or one
-    whose name is longer than the folder allows (save and the JSON write would
-    find each only after training, as fastText's `-output` did: its issue 432)."""
-    from .io import _refuse_folder
+    /dev/null or a FIFO, a path in a folder that does not exist or where no
+    file can be created (read-only, no permission, /sys), a "<output>.json"
+    that is a folder or whose name is longer than the folder allows (save and
+    the JSON write would find each only after training, as fastText's `-output`
+    did: its issue 432)."""
+    from .io import _refuse_folder, _special_file
     if not output:
         raise UsageError("-o is empty; expected the path of a file (e.g. -o model.npz)")
     try:
@@ -619,6 +620,10 @@ def refuse_unsavable_output(output):
     except IsADirectoryError:
         raise UsageError(f"cannot save to {output!r}: it is a folder; expected the path of a "
                          "file (e.g. -o model.npz)") from None
+    kind = _special_file(output)
+    if kind:   # -o /dev/null, a FIFO: save refuses them (it replaces the file at the path)
+        raise UsageError(f"cannot save to {output!r}: it is {kind}, not a regular file; a "
+                         "model is saved to a file (e.g. -o model.npz)")
     folder = os.path.dirname(os.path.realpath(output))
     if not os.path.isdir(folder):
         raise UsageError(f"cannot save to {output!r}: the folder {folder!r} does not exist; "

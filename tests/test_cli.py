@@ -1027,7 +1027,10 @@ def test_bench_with_an_only_that_matches_nothing_says_so():
     # for saving" after the whole training); /proc refuses root too
     pytest.param("/proc/m.npz", "no file can be created in '/proc'",
                  marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc")),
-    ("jd/m.npz", "'jd/m.npz.json', where the JSON file beside the model goes, is a folder")])
+    ("jd/m.npz", "'jd/m.npz.json', where the JSON file beside the model goes, is a folder"),
+    # save refuses what is not a regular file (it replaces the file at the path)
+    pytest.param("/dev/null", "cannot save to '/dev/null': it is a character device",
+                 marks=pytest.mark.skipif(os.name != "posix", reason="no /dev/null"))])
 def test_train_refuses_an_output_it_cannot_save_before_training(flowers, tmp_path, monkeypatch,
                                                                 capsys, output, message):
     """train -o into a missing folder (or onto a folder, or empty, or into a
