@@ -615,6 +615,9 @@ def refuse_unsavable_output(output):
     from .io import _refuse_folder, _special_file
     if not output:
         raise UsageError("-o is empty; expected the path of a file (e.g. -o model.npz)")
+    if output == "-":   # (predict's and export's standard output; it made a file named "-")
+        raise UsageError("-o -: train saves the model and a JSON file beside it, so not to "
+                         "standard output; give the path of a file (e.g. -o model.npz)")
     try:
         _refuse_folder(output)
     except IsADirectoryError:
@@ -847,14 +850,23 @@ def cmd_export(args):
         raise UsageError("this nncore has no ONNX export (Sequential.to_onnx); install a "
                          "version with it")
     graph = model.to_onnx()
-    through = write_file(args.output, lambda f: f.write(graph.SerializeToString()), binary=True)
+    if args.output == "-":   # standard output, as predict's -o - (it made a file named "-")
+        if sys.stdout is None:
+            raise UsageError("standard output is closed; give the ONNX file: -o OUT.onnx")
+        sys.stdout.flush()
+        sys.stdout.buffer.write(graph.SerializeToString())
+        through = True
+    else:
+        through = write_file(args.output, lambda f: f.write(graph.SerializeToString()),
+                             binary=True)
     classes = info["classes"] if info else None
     if classes and model.n_outputs == 1:   # binary_cross_entropy: one sigmoid output
         meaning = (f" (the probability of class {classes[1]}; below 0.5 the prediction is "
                    f"{classes[0]})")
     else:
         meaning = f" (probabilities of classes {', '.join(classes)})" if classes else ""
-    print(f"wrote {args.output}: input {model.dtype.name}[N, {model.n_features}] -> output "
+    print(f"wrote {'standard output' if args.output == '-' else args.output}: input "
+          f"{model.dtype.name}[N, {model.n_features}] -> output "
           f"{model.dtype.name}[N, {model.n_outputs}]" + meaning,
           file=sys.stderr if through else sys.stdout)
 
@@ -985,7 +997,8 @@ def build_parser(prog="nncore"):
                        "pip install \"nncore-cpu[onnx]\").")
     p.add_argument("model", metavar="MODEL", help="a model saved by nncore train or model.save")
     p.add_argument("-o", "--output", metavar="OUT.onnx", default=None,
-                   help="the ONNX file to write (required: this, or OUT.onnx after MODEL)")
+                   help="the ONNX file to write, or '-' for standard output (required: "
+                   "this, or OUT.onnx after MODEL)")
     p.add_argument("output_positional", nargs="?", metavar="OUT.onnx", default=None,
                    help="the same as -o OUT.onnx (the older form, still accepted)")
     p.set_defaults(run=cmd_export)

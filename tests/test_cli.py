@@ -872,6 +872,16 @@ def test_export_to_dev_stdout_writes_the_graph_alone(tmp_path, flowers):
     assert done.returncode == 0, done.stderr
     assert done.stdout == (tmp_path / "m.onnx").read_bytes()
     assert done.stderr.decode().startswith("wrote /dev/stdout: input float32[N, 2]")
+    # '-' is standard output, as for predict -o -: it made a file named "-" in the
+    # current folder (and said "wrote -" on standard output)
+    for output in (["-o", "-"], ["-"]):
+        done = subprocess.run([sys.executable, "-m", "nncore", "export", str(tmp_path / "m.npz"),
+                               *output], capture_output=True, timeout=300, check=False,
+                              cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (tmp_path / "m.onnx").read_bytes()
+        assert done.stderr.decode().startswith("wrote standard output: input float32[N, 2]")
+        assert not (tmp_path / "-").exists()
 
 
 def test_ctrl_c_during_training_exits_130_quietly_and_writes_nothing(tmp_path):
@@ -1028,6 +1038,7 @@ def test_bench_with_an_only_that_matches_nothing_says_so():
     pytest.param("/proc/m.npz", "no file can be created in '/proc'",
                  marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc")),
     ("jd/m.npz", "'jd/m.npz.json', where the JSON file beside the model goes, is a folder"),
+    ("-", "-o -: train saves the model and a JSON file beside it, so not to standard output"),
     # save refuses what is not a regular file (it replaces the file at the path)
     pytest.param("/dev/null", "cannot save to '/dev/null': it is a character device",
                  marks=pytest.mark.skipif(os.name != "posix", reason="no /dev/null"))])
