@@ -114,8 +114,8 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
     array-like or scipy.sparse matrix (what fit takes); y: (n,) class
     indices 0..k-1 (numbers, as the model's classes) or (n, classes) one-hot
     rows (colours of the points), or None.
-    The grid spans X's range plus 5 % on every side, `resolution` points per
-    axis. The predicted class of a grid point is the
+    The grid spans X's range plus 5 % on every side, `resolution` (an
+    integer >= 2) points per axis. The predicted class of a grid point is the
     argmax of model.predict for several outputs, and output > 0.5 for a single
     output (sigmoid, step, or a regression onto 0/1). The regions are a
     filled contour (Axes.contourf) with levels -0.5, 0.5, ..., k - 0.5 for k
@@ -126,8 +126,9 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
     exactly 2 features (a decision boundary over more inputs needs a
     projection this function does not guess) or y holds other than integer
     class indices 0..k-1 (strings, fractions, -1/1 labels, classes the model
-    does not have), TypeError for an ax that is not a matplotlib Axes (a
-    Figure), ImportError without matplotlib.
+    does not have) or resolution < 2, TypeError for an ax that is not a
+    matplotlib Axes (a Figure) or a resolution that is not an integer (2.7,
+    True, "x"), ImportError without matplotlib.
     """
     if getattr(model, "n_features", None) is None or not hasattr(model, "predict"):
         raise TypeError(f"model must be an nncore Sequential, got {type(model).__name__}")
@@ -141,7 +142,11 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
         raise ValueError(f"X has shape {X.shape}; expected (n_samples, 2)")
     if not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinity; expected finite values")
-    resolution = int(resolution)
+    # int() took 2.7 as 2 and True as 1, and said "invalid literal for int() with base
+    # 10: 'x'" for a string
+    if isinstance(resolution, (bool, np.bool_)) or not isinstance(resolution,
+                                                                  (int, np.integer)):
+        raise TypeError(f"resolution must be an integer >= 2, got {resolution!r}")
     if resolution < 2:
         raise ValueError(f"resolution must be >= 2, got {resolution}")
     plt = _pyplot()

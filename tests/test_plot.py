@@ -325,3 +325,17 @@ def test_an_ax_that_is_not_axes_is_a_type_error_before_any_drawing():
     assert ax.get_lines() == [] and fig.axes == [ax]
     # a pair whose metric panel is None draws the loss panel alone, as before
     assert nncore.plot.learning_curves(history, ax=(ax, None))["metric"] is None
+
+
+@pytest.mark.parametrize("resolution, error", [(2.7, TypeError), (True, TypeError),
+                                               ("x", TypeError), (None, TypeError),
+                                               (1, ValueError), (np.int64(0), ValueError)])
+def test_decision_boundary_resolution_is_an_integer_of_at_least_2(resolution, error):
+    """resolution went through int(): 2.7 drew a 2 × 2 grid silently, True was
+    "must be >= 2, got 1", "x" was "invalid literal for int() with base 10"."""
+    model, _ = trained(epochs=2, patience=0)
+    with pytest.raises(error, match=r"resolution must be (an integer )?>= 2, got"):
+        nncore.plot.decision_boundary(model, blobs()[0], resolution=resolution)
+    assert plt.get_fignums() == []
+    ax = nncore.plot.decision_boundary(model, blobs()[0], resolution=np.int32(3))
+    assert ax.collections[0].get_array() is not None
