@@ -744,7 +744,8 @@ def cmd_train(args):
     # (the best epoch being the last one trained, nothing was put back)
     restored = (f"; early stopping restored epoch {history.restored_epoch + 1}"
                 if history.restored_epoch not in (None, history.epoch[-1]) else "")
-    print(f"trained {len(history.epoch)} epochs in {seconds:.2f} s{restored}")
+    epochs = len(history.epoch)
+    print(f"trained {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.2f} s{restored}")
     print(table(rows))
     print(f"saved {args.output} (and {sidecar_path(args.output)}: features, target, classes)")
 

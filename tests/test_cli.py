@@ -1152,6 +1152,13 @@ def test_a_header_naming_a_column_twice_or_not_at_all_is_refused(tmp_path, heade
         result.stderr
 
 
+def test_train_says_one_epoch_in_the_singular(tmp_path, flowers):
+    """("trained 1 epochs in 0.00 s")"""
+    result = run("train", flowers, "--target", "species", "--epochs", "1", "-q",
+                 "-o", tmp_path / "m.npz")
+    assert result.stdout.startswith("trained 1 epoch in "), result.stdout
+
+
 def test_tables_stay_aligned_for_long_data_file_names():
     """evaluate's row is named by the data file: a name longer than the
     12-character column pushed its numbers out of line with the header."""
