@@ -31,7 +31,9 @@ import functools
 import json
 import math
 import os
+import re
 import sys
+import tempfile
 import time
 import warnings
 import zipfile
@@ -58,6 +60,25 @@ DTYPE_HELP = ("the model's precision (Sequential's dtype): "
 MISSING_CELLS = frozenset(["", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN",
                            "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A", "NA", "NULL", "NaN",
                            "None", "n/a", "nan", "null"])
+# files that fail as UTF-8 CSV and are text in no code page: (first bytes, what the
+# file is, what to do), by the formats' signatures (gzip, bzip2, xz and zip headers,
+# NumPy's .npy magic, Parquet's, OLE2 for .xls, UTF-16's byte-order marks)
+BINARY_FILES = (
+    (b"\x1f\x8b", "gzip-compressed", "decompress it first (gunzip -k FILE)"),
+    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2 -k FILE)"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz -k FILE)"),
+    (b"PK\x03\x04", "a zip archive (an .npz file, or an Excel workbook)",
+     "give an .npz file a name ending in .npz; save a workbook as \"CSV UTF-8\""),
+    (b"\x93NUMPY", "a .npy file (one unnamed array)",
+     "save the features and the target with numpy.savez(path, X=X, y=y), as .npz"),
+    (b"PAR1", "a Parquet file",
+     "convert it, e.g. pandas.read_parquet(path).to_csv(new_path, index=False)"),
+    (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (or another OLE2 file)",
+     "save it as \"CSV UTF-8\""),
+    (b"\xff\xfe", "UTF-16 text (Excel's \"Unicode Text\")",
+     "save it as \"CSV UTF-8\", or convert it, e.g. iconv -f utf-16 -t utf-8"),
+    (b"\xfe\xff", "UTF-16 text", "convert it, e.g. iconv -f utf-16 -t utf-8"),
+)
 # Keras's default learning rates (nncore.SGD has no default; Adam's is 0.001)
 DEFAULT_LR = {"sgd": 0.01, "adam": 0.001}
 
@@ -76,6 +97,12 @@ class Parser(argparse.ArgumentParser):
     usage block."""
 
     def error(self, message):
+        names = re.fullmatch(r"argument (\S+): expected one argument", message)
+        if names:   # argparse reads "--lr -1e-3" or "--target -x" as an option without
+            # its value (its negative-number test misses exponents: CPython issues 53580,
+            # 105712); the "=" form takes any value
+            message += (f"; a value that begins with '-' is written "
+                        f"{names[1].split('/')[-1]}=VALUE")
         raise UsageError(f"{message} (see {self.prog} --help)", prog=self.prog)
 
 
@@ -186,6 +213,12 @@ def read_data(path, target=None, features=None, hint=""):
             for row in rows:
                 columns.add(row)
     except UnicodeDecodeError as exc:   # Excel's "CSV" is the Windows code page, e.g. cp1252
+        with open(path, "rb") as f:
+            start = f.read(8)
+        for magic, kind, advice in BINARY_FILES:
+            if start.startswith(magic):   # no code page makes it a CSV: say what it is
+                raise UsageError(f"{path} is {kind}; nncore reads CSV files as UTF-8 text: "
+                                 f"{advice}") from None
         raise UsageError(f"{path} is not a readable CSV file ({exc}): nncore reads UTF-8 "
                          "(with or without a BOM); save it as UTF-8 (Excel: \"CSV UTF-8\"), "
                          "or convert it, e.g. iconv -f cp1252 -t utf-8") from None
@@ -367,6 +400,9 @@ def _read_npz(path, target):
     if X.ndim != 2 or X.dtype.kind not in "biuf":
         raise UsageError(f"array 'X' of {path} must be a 2-D numeric array, got shape "
                          f"{X.shape} dtype {X.dtype}")
+    if 0 in X.shape:   # (as a CSV with a header only; no rows gave train no class at all)
+        raise UsageError(f"array 'X' of {path} has shape {X.shape}; expected at least one row "
+                         "and one feature column")
     y = None
     if target is not None:
         others = ", ".join(name for name in names if name != "X") or "nothing else"
@@ -526,16 +562,24 @@ def load_model(path):
     expected = None if classes is None else (
         model.n_outputs if model.layers[-1].activation == "softmax" else 2)
     if (not isinstance(info, dict) or info.get("format") != SIDECAR_FORMAT
-            or info.get("features") is not None and (
-                not isinstance(info["features"], list)
-                or len(info["features"]) != model.n_features
-                or not all(isinstance(n, str) for n in info["features"]))
+            or info.get("features") is not None and not _names(info["features"],
+                                                                model.n_features)
             or not isinstance(info.get("target"), str)
-            or classes is not None and (not isinstance(classes, list)
-                                        or len(classes) != expected)):
+            or classes is not None and not _names(classes, expected)):
+        # (a JSON written or edited by hand: classes [0, 1, 2] made evaluate fail with
+        # "argument of type 'int' is not iterable"; a repeated class was never predicted)
         raise UsageError(f"{side} does not describe the model in {path} (expected the "
-                         f"features, target and classes written by `nncore train`)")
+                         f"features, target and classes written by `nncore train`: lists "
+                         f"of distinct strings, {model.n_features} feature names"
+                         + (f" and {expected} class labels)" if classes is not None else ")"))
     return model, info
+
+
+def _names(value, count):
+    """Whether value is a list of `count` distinct strings (a sidecar's
+    features or classes)."""
+    return (isinstance(value, list) and len(value) == count
+            and all(isinstance(name, str) for name in value) and len(set(value)) == count)
 
 
 def is_classifier(model):
@@ -563,23 +607,43 @@ def refuse_overwriting_model(model, output):
     refuse_overwriting(sidecar_path(model), output, "model's JSON file")
 
 
-def refuse_missing_folder(output):
+def refuse_unsavable_output(output):
     """UsageError, before any work, when `output` could not be saved: a folder,
-    a path in a folder that does not exist, or one whose "<output>.json" name
-    is longer than the folder allows (save would find it only after
-    training)."""
-    from .io import _refuse_folder
+    /dev/null or a FIFO, a path in a folder that does not exist or where no
+    file can be created (read-only, no permission, /sys), a "<output>.json"
+    that is a folder or whose name is longer than the folder allows (save and
+    the JSON write would find each only after training, as fastText's `-output`
+    did: its issue 432)."""
+    from .io import _refuse_folder, _special_file
     if not output:
         raise UsageError("-o is empty; expected the path of a file (e.g. -o model.npz)")
+    if output == "-":   # (predict's and export's standard output; it made a file named "-")
+        raise UsageError("-o -: train saves the model and a JSON file beside it, so not to "
+                         "standard output; give the path of a file (e.g. -o model.npz)")
     try:
         _refuse_folder(output)
     except IsADirectoryError:
         raise UsageError(f"cannot save to {output!r}: it is a folder; expected the path of a "
                          "file (e.g. -o model.npz)") from None
+    kind = _special_file(output)
+    if kind:   # -o /dev/null, a FIFO: save refuses them (it replaces the file at the path)
+        raise UsageError(f"cannot save to {output!r}: it is {kind}, not a regular file; a "
+                         "model is saved to a file (e.g. -o model.npz)")
     folder = os.path.dirname(os.path.realpath(output))
     if not os.path.isdir(folder):
         raise UsageError(f"cannot save to {output!r}: the folder {folder!r} does not exist; "
                          "create it first, or choose another -o")
+    try:   # what save does first: a new file beside the output (os.access says yes to root)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".nncore-probe-")
+    except OSError as exc:
+        raise UsageError(f"cannot save to {output!r}: no file can be created in {folder!r} "
+                         f"({exc.strerror}); choose another -o") from None
+    os.close(fd)
+    os.unlink(probe)
+    side = sidecar_path(output)
+    if os.path.isdir(side):
+        raise UsageError(f"cannot save to {output!r}: {side!r}, where the JSON file beside the "
+                         "model goes, is a folder; choose another -o")
     try:
         limit = os.pathconf(folder, "PC_NAME_MAX")
     except (AttributeError, OSError, ValueError):   # (no pathconf on Windows)
@@ -622,7 +686,7 @@ def cmd_train(args):
                                    "numbers: encode or drop this column")
     refuse_overwriting(args.data, args.output)
     refuse_overwriting(args.data, sidecar_path(args.output))
-    refuse_missing_folder(args.output)
+    refuse_unsavable_output(args.output)
     classes = None
     if args.loss in CLASSIFIERS:
         classes, y = class_labels(raw_y)
@@ -682,7 +746,8 @@ def cmd_train(args):
     # (the best epoch being the last one trained, nothing was put back)
     restored = (f"; early stopping restored epoch {history.restored_epoch + 1}"
                 if history.restored_epoch not in (None, history.epoch[-1]) else "")
-    print(f"trained {len(history.epoch)} epochs in {seconds:.2f} s{restored}")
+    epochs = len(history.epoch)
+    print(f"trained {epochs} epoch{'s' if epochs != 1 else ''} in {seconds:.2f} s{restored}")
     print(table(rows))
     print(f"saved {args.output} (and {sidecar_path(args.output)}: features, target, classes)")
 
@@ -750,6 +815,9 @@ def cmd_predict(args):
         writer.writerows(body)
     if output:
         write_file(output, write)
+    elif sys.stdout is None:   # started with it closed (`>&-`): Python sets it to None
+        raise UsageError("standard output is closed; write the predictions to a file with "
+                         "-o OUT.csv")
     else:
         write(sys.stdout)
 
@@ -787,7 +855,14 @@ def cmd_export(args):
     from .io import _special_file
     from .onnx import _needs_external_data
     data = ""
-    if _needs_external_data(sum(l.W.nbytes + l.b.nbytes for l in model.layers)) \
+    if args.output == "-":   # standard output, as predict's -o - (it made a file named "-")
+        if sys.stdout is None:
+            raise UsageError("standard output is closed; give the ONNX file: -o OUT.onnx")
+        graph = model.to_onnx()
+        sys.stdout.flush()
+        sys.stdout.buffer.write(graph.SerializeToString())
+        through = True
+    elif _needs_external_data(sum(l.W.nbytes + l.b.nbytes for l in model.layers)) \
             and not _special_file(args.output):
         # past protobuf's 2 GiB the weights go to OUT.onnx.data beside it (ONNX external
         # data), which only export's own writing to a path does
@@ -803,8 +878,9 @@ def cmd_export(args):
                    f"{classes[0]})")
     else:
         meaning = f" (probabilities of classes {', '.join(classes)})" if classes else ""
-    print(f"wrote {args.output}{data}: input {model.dtype.name}[N, {model.n_features}] -> "
-          f"output {model.dtype.name}[N, {model.n_outputs}]" + meaning,
+    print(f"wrote {'standard output' if args.output == '-' else args.output}{data}: input "
+          f"{model.dtype.name}[N, {model.n_features}] -> output "
+          f"{model.dtype.name}[N, {model.n_outputs}]" + meaning,
           file=sys.stderr if through else sys.stdout)
 
 
@@ -934,7 +1010,8 @@ def build_parser(prog="nncore"):
                        "pip install \"nncore-cpu[onnx]\").")
     p.add_argument("model", metavar="MODEL", help="a model saved by nncore train or model.save")
     p.add_argument("-o", "--output", metavar="OUT.onnx", default=None,
-                   help="the ONNX file to write (required: this, or OUT.onnx after MODEL)")
+                   help="the ONNX file to write, or '-' for standard output (required: "
+                   "this, or OUT.onnx after MODEL)")
     p.add_argument("output_positional", nargs="?", metavar="OUT.onnx", default=None,
                    help="the same as -o OUT.onnx (the older form, still accepted)")
     p.set_defaults(run=cmd_export)
@@ -962,7 +1039,8 @@ def build_parser(prog="nncore"):
 
 def main(argv: Sequence[str] | None = None, prog: str = "nncore") -> int:
     """Run the command line; returns the exit status (0, 2 for a user error,
-    1 when standard output is a pipe its reader closed, 130 on Ctrl-C).
+    or for a network or data larger than memory, 1 when standard output is a
+    pipe its reader closed, 130 on Ctrl-C).
     Warnings print as "nncore COMMAND: warning: ..." lines on stderr while it
     runs (the previous warnings.showwarning is restored on return)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -995,7 +1073,8 @@ def run(argv, prog, where):
         finally:
             # inside the try, as Python's docs advise: a reader that went away
             # (`| head`) raises BrokenPipeError here, not at the exit's flush
-            sys.stdout.flush()
+            if sys.stdout is not None:   # (None when started with it closed)
+                sys.stdout.flush()
     except UsageError as exc:
         message = f"{exc.prog or where}: error: {exc}"
     except BrokenPipeError:  # `nncore predict ... | head`: the reader has all it wants
@@ -1007,6 +1086,9 @@ def run(argv, prog, where):
         # nncore's own checks (bad values, wrong shapes, a corrupt model file),
         # the file system, a missing optional package: all say what was wrong
         message = f"{where}: error: {exc}"
+    except MemoryError as exc:   # a network or data larger than memory (--hidden 1000000,...):
+        # Dense's own message, or NumPy's "Unable to allocate 38.7 GiB for an array ..."
+        message = f"{where}: error: out of memory: {exc}"
     except KeyboardInterrupt:
         print(f"{where}: interrupted", file=sys.stderr)
         return 130

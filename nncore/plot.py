@@ -50,7 +50,8 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
 
     Returns {"loss": Axes, "metric": Axes or None, "lr": Axes or None}.
     Raises ValueError for a History with no epochs, TypeError for something
-    that is not a History, ImportError without matplotlib.
+    that is not a History or an ax that is not Axes (a Figure), ImportError
+    without matplotlib.
     """
     values, epochs = getattr(history, "history", None), getattr(history, "epoch", None)
     if not isinstance(values, dict) or epochs is None:
@@ -70,9 +71,9 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
         ax = np.ravel(np.asarray(ax, dtype=object)) if isinstance(ax, np.ndarray) else ax
         if len(ax) != 2:
             raise ValueError(f"ax must be one Axes or a pair (loss, metric), got {len(ax)}")
-        loss_ax, metric_ax = ax
+        loss_ax, metric_ax = _axes(ax[0]), None if ax[1] is None else _axes(ax[1])
     else:
-        loss_ax, metric_ax = ax, None
+        loss_ax, metric_ax = _axes(ax), None
     x = np.asarray(epochs) + 1
     restored = getattr(history, "restored_epoch", None)
     panels = [(loss_ax, "loss")] + ([(metric_ax, metric)] if metric_ax is not None and metric
@@ -113,8 +114,8 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
     array-like or scipy.sparse matrix (what fit takes); y: (n,) class
     indices 0..k-1 (numbers, as the model's classes) or (n, classes) one-hot
     rows (colours of the points), or None.
-    The grid spans X's range plus 5 % on every side, `resolution` points per
-    axis. The predicted class of a grid point is the
+    The grid spans X's range plus 5 % on every side, `resolution` (an
+    integer >= 2) points per axis. The predicted class of a grid point is the
     argmax of model.predict for several outputs, and output > 0.5 for a single
     output (sigmoid, step, or a regression onto 0/1). The regions are a
     filled contour (Axes.contourf) with levels -0.5, 0.5, ..., k - 0.5 for k
@@ -125,7 +126,9 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
     exactly 2 features (a decision boundary over more inputs needs a
     projection this function does not guess) or y holds other than integer
     class indices 0..k-1 (strings, fractions, -1/1 labels, classes the model
-    does not have), ImportError without matplotlib.
+    does not have) or resolution < 2, TypeError for an ax that is not a
+    matplotlib Axes (a Figure) or a resolution that is not an integer (2.7,
+    True, "x"), ImportError without matplotlib.
     """
     if getattr(model, "n_features", None) is None or not hasattr(model, "predict"):
         raise TypeError(f"model must be an nncore Sequential, got {type(model).__name__}")
@@ -139,10 +142,16 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
         raise ValueError(f"X has shape {X.shape}; expected (n_samples, 2)")
     if not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinity; expected finite values")
-    resolution = int(resolution)
+    # int() took 2.7 as 2 and True as 1, and said "invalid literal for int() with base
+    # 10: 'x'" for a string
+    if isinstance(resolution, (bool, np.bool_)) or not isinstance(resolution,
+                                                                  (int, np.integer)):
+        raise TypeError(f"resolution must be an integer >= 2, got {resolution!r}")
     if resolution < 2:
         raise ValueError(f"resolution must be >= 2, got {resolution}")
     plt = _pyplot()
+    if ax is not None:
+        _axes(ax)
     low, high = X.min(axis=0), X.max(axis=0)
     pad = 0.05 * np.where(high > low, high - low, 1.0)
     xs, ys = (np.linspace(low[i] - pad[i], high[i] + pad[i], resolution) for i in (0, 1))
@@ -176,6 +185,21 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
                vmax=top if colours is not None else None, edgecolors="k", s=20)
     ax.set_xlabel("feature 0")
     ax.set_ylabel("feature 1")
+    return ax
+
+
+def _axes(ax: Any) -> Any:
+    """ax, when it is a matplotlib Axes; TypeError otherwise. A Figure (the
+    usual slip: fig for ax), a string, or None as the loss Axes of a pair
+    failed inside the drawing ("'Figure' object has no attribute 'plot'"),
+    after part of it was drawn."""
+    from matplotlib.axes import Axes
+    from matplotlib.figure import FigureBase
+    if not isinstance(ax, Axes):
+        hint = (" (this is a Figure: pass one of its Axes, e.g. fig.add_subplot() or "
+                "fig.axes[0])" if isinstance(ax, FigureBase) else "")
+        raise TypeError(f"ax must be a matplotlib Axes, e.g. from plt.subplots(), got "
+                        f"{type(ax).__name__}{hint}")
     return ax
 
 

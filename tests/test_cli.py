@@ -3,6 +3,7 @@ train → predict → evaluate → export round trips on CSV and .npz data, ever
 user-error path (exit status 2, one line on stderr, no traceback), and the
 help texts."""
 import csv
+import gzip
 import importlib.util
 import json
 import os
@@ -404,6 +405,8 @@ def files(tmp_path, flowers):
     X[7, 1] = np.inf
     np.savez(tmp_path / "xinf.npz", X=X, y=y)
     np.savez(tmp_path / "ynan.npz", X=blobs(50)[0], y=np.where(np.arange(50) == 4, np.nan, y))
+    np.savez(tmp_path / "norows.npz", X=np.zeros((0, 2)), y=np.zeros(0, int))
+    np.savez(tmp_path / "nocolumns.npz", X=np.zeros((5, 0)), y=np.arange(5) % 2)
     return tmp_path
 
 
@@ -421,6 +424,14 @@ ERRORS = [
      "argument --validation-split: expected a fraction in [0, 1)"),
     (["train", "{t}/flowers.csv", "--target", "species", "--optimizer", "rmsprop"],
      "argument --optimizer: invalid choice: 'rmsprop'"),
+    # argparse takes a value beginning with '-' for an option (CPython issue 105712):
+    # the message says how to write it
+    (["train", "{t}/flowers.csv", "--target", "species", "--lr", "-1e-3"],
+     "argument --lr: expected one argument; a value that begins with '-' is written "
+     "--lr=VALUE"),
+    (["train", "{t}/flowers.csv", "--target", "-x"], "argument --target: expected one "
+     "argument; a value that begins with '-' is written --target=VALUE"),
+    (["train", "{t}/flowers.csv", "--target=-x"], "column '-x' not in"),
     (["train", "{t}/text.csv", "--target", "species"],
      "column 'width' of {t}/text.csv is not numeric: data row 1 holds 'abc'; every column "
      "but the target (--target 'species') is a feature, and features must be numbers"),
@@ -450,6 +461,12 @@ ERRORS = [
      "target column 'y' holds NaN; every row needs a label"),
     (["train", "{t}/flowers.csv", "--target", "species", "--validation-split", "0.001"],
      "leaves no rows for validation"),
+    # an .npz with no rows was an IndexError traceback (train found no class at all)
+    (["train", "{t}/norows.npz", "--target", "y"],
+     "array 'X' of {t}/norows.npz has shape (0, 2); expected at least one row"),
+    (["predict", "{t}/py.npz", "{t}/norows.npz"], "has shape (0, 2); expected at least one row"),
+    (["train", "{t}/nocolumns.npz", "--target", "y"],   # was "in_features must be >= 1, got 0"
+     "array 'X' of {t}/nocolumns.npz has shape (5, 0); expected at least one row and one feature"),
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "--lr", "1e30",
       "--optimizer", "sgd", "--hidden", "64,64"], "training diverged"),
     (["train", "{t}/flowers.csv", "--target", "species", "-q", "-o", "{t}/no/dir/m.npz"],
@@ -882,6 +899,16 @@ def test_export_to_dev_stdout_writes_the_graph_alone(tmp_path, flowers):
     assert done.returncode == 0, done.stderr
     assert done.stdout == (tmp_path / "m.onnx").read_bytes()
     assert done.stderr.decode().startswith("wrote /dev/stdout: input float32[N, 2]")
+    # '-' is standard output, as for predict -o -: it made a file named "-" in the
+    # current folder (and said "wrote -" on standard output)
+    for output in (["-o", "-"], ["-"]):
+        done = subprocess.run([sys.executable, "-m", "nncore", "export", str(tmp_path / "m.npz"),
+                               *output], capture_output=True, timeout=300, check=False,
+                              cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (tmp_path / "m.onnx").read_bytes()
+        assert done.stderr.decode().startswith("wrote standard output: input float32[N, 2]")
+        assert not (tmp_path / "-").exists()
 
 
 def test_ctrl_c_during_training_exits_130_quietly_and_writes_nothing(tmp_path):
@@ -1031,16 +1058,29 @@ def test_bench_with_an_only_that_matches_nothing_says_so():
     assert "error: --only 'NoSuchWorkload' matches no benchmark" in result.stderr
 
 
-@pytest.mark.parametrize("output, message", [("no/dir/m.npz", "does not exist"),
-                                             (".", "it is a folder"), ("", "-o is empty")])
+@pytest.mark.parametrize("output, message", [
+    ("no/dir/m.npz", "does not exist"), (".", "it is a folder"), ("", "-o is empty"),
+    # a folder where no file can be made (as fastText's issue 432: "cannot be opened
+    # for saving" after the whole training); /proc refuses root too
+    pytest.param("/proc/m.npz", "no file can be created in '/proc'",
+                 marks=pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="no /proc")),
+    ("jd/m.npz", "'jd/m.npz.json', where the JSON file beside the model goes, is a folder"),
+    ("-", "-o -: train saves the model and a JSON file beside it, so not to standard output"),
+    # save refuses what is not a regular file (it replaces the file at the path)
+    pytest.param("/dev/null", "cannot save to '/dev/null': it is a character device",
+                 marks=pytest.mark.skipif(os.name != "posix", reason="no /dev/null"))])
 def test_train_refuses_an_output_it_cannot_save_before_training(flowers, tmp_path, monkeypatch,
                                                                 capsys, output, message):
-    """train -o into a missing folder (or onto a folder, or empty) failed only
-    at the save, after the whole training: now before any epoch."""
+    """train -o into a missing folder (or onto a folder, or empty, or into a
+    folder where no file can be created, or where the JSON file's name is a
+    folder) failed only at the save, after the whole training: now before any
+    epoch."""
+    (tmp_path / "jd" / "m.npz.json").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
     fits = []
     monkeypatch.setattr(nncore.Sequential, "fit", lambda *a, **k: fits.append(1))
     assert cli.main(["train", str(flowers), "--target", "species", "-q",
-                     "-o", str(tmp_path / output) if output else ""]) == 2
+                     "-o", output]) == 2   # (relative to tmp_path)
     err = capsys.readouterr().err
     assert err.startswith("nncore train: error:") and len(err.strip().splitlines()) == 1, err
     assert message in err, err
@@ -1139,6 +1179,13 @@ def test_a_header_naming_a_column_twice_or_not_at_all_is_refused(tmp_path, heade
         result.stderr
 
 
+def test_train_says_one_epoch_in_the_singular(tmp_path, flowers):
+    """("trained 1 epochs in 0.00 s")"""
+    result = run("train", flowers, "--target", "species", "--epochs", "1", "-q",
+                 "-o", tmp_path / "m.npz")
+    assert result.stdout.startswith("trained 1 epoch in "), result.stdout
+
+
 def test_tables_stay_aligned_for_long_data_file_names():
     """evaluate's row is named by the data file: a name longer than the
     12-character column pushed its numbers out of line with the header."""
@@ -1169,17 +1216,28 @@ def test_train_says_early_stopping_restored_only_an_earlier_epoch(tmp_path, flow
     assert lines["60"].endswith(f"; early stopping restored epoch {history.restored_epoch + 1}")
 
 
-@pytest.mark.parametrize("data", [
-    "Gr\u00f6\u00dfe,Breite,Art\n1.0,2.0,a\n2.0,1.0,b\n".encode("cp1252"),   # Excel's "CSV"
-    "a\tb\tlabel\n1\t2\tx\n".encode("utf-16"),                               # "Unicode Text"
+@pytest.mark.parametrize("data, message", [
+    ("Gr\u00f6\u00dfe,Breite,Art\n1.0,2.0,a\n2.0,1.0,b\n".encode("cp1252"),   # Excel's "CSV"
+     "is not a readable CSV file ('utf-8' codec can't decode byte 0xf6 in position 2"),
+    # files no code page reads as text were told to convert from cp1252 with iconv:
+    # now named by their signature, with what to do
+    ("a\tb\tlabel\n1\t2\tx\n".encode("utf-16"),                               # "Unicode Text"
+     "is UTF-16 text (Excel's \"Unicode Text\"); nncore reads CSV files as UTF-8 text: save "
+     "it as \"CSV UTF-8\", or convert it, e.g. iconv -f utf-16 -t utf-8"),
+    (gzip.compress(b"a,b,Art\n1,2,x\n3,4,y\n"),
+     "is gzip-compressed; nncore reads CSV files as UTF-8 text: decompress it first"),
+    (b"\x93NUMPY\x01\x00v\x00{'descr': '<f8', ",
+     "is a .npy file (one unnamed array); nncore reads CSV files as UTF-8 text: save the "
+     "features and the target with numpy.savez(path, X=X, y=y), as .npz"),
+    (b"PK\x03\x04\x14\x00\x00\x00\x00\x00\xd1\xd5",   # an .npz, or an .xlsx, named .csv
+     "is a zip archive (an .npz file, or an Excel workbook); nncore reads CSV files as UTF-8"),
 ])
-def test_a_csv_that_is_not_utf8_is_refused_saying_what_to_do(tmp_path, data):
+def test_a_csv_that_is_not_utf8_is_refused_saying_what_to_do(tmp_path, data, message):
     path = tmp_path / "excel.csv"
     path.write_bytes(data)
     result = run("train", path, "--target", "Art", "-q", "-o", tmp_path / "m.npz")
     assert result.returncode == 2
-    assert "is not a readable CSV file" in result.stderr and "reads UTF-8" in result.stderr \
-        and "CSV UTF-8" in result.stderr, result.stderr
+    assert f"excel.csv {message}" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
 
 
@@ -1254,3 +1312,59 @@ def test_predict_a_mixed_bfloat16_model_without_the_cpu_feature(tmp_path):
             proba = np.array([row[1:] for row in csv.reader(result.stdout.splitlines()[1:])],
                              float)
             np.testing.assert_allclose(proba, model.predict(X), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="closes the child's fd 1 before exec")
+def test_predict_with_standard_output_closed_says_so(tmp_path, flowers):
+    """`nncore predict MODEL DATA >&-` (stdout closed: Python sets sys.stdout to
+    None) was a traceback — TypeError from csv.writer, then AttributeError from
+    the final flush; now one line saying to use -o. Commands whose output is
+    a report (train) still run, as print() does without stdout."""
+    run("train", flowers, "--target", "species", "--epochs", "1", "-q", "-o", tmp_path / "m.npz")
+    closed = dict(capture_output=False, stdout=None, stderr=subprocess.PIPE, text=True,
+                  timeout=300, preexec_fn=lambda: os.close(1))
+    argv = [sys.executable, "-m", "nncore"]
+    result = subprocess.run(argv + ["predict", str(tmp_path / "m.npz"), str(flowers)], **closed)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == ("python -m nncore predict: error: standard output is closed; "
+                             "write the predictions to a file with -o OUT.csv\n")
+    result = subprocess.run(argv + ["predict", str(tmp_path / "m.npz"), str(flowers), "-o",
+                                    str(tmp_path / "p.csv")], **closed)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert read_rows(tmp_path / "p.csv")[0] == ["prediction"]
+    result = subprocess.run(argv + ["train", str(flowers), "--target", "species", "--epochs",
+                                    "1", "-q", "-o", str(tmp_path / "n.npz")], **closed)
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert (tmp_path / "n.npz").exists() and (tmp_path / "n.npz.json").exists()
+
+
+def test_a_network_larger_than_memory_is_one_line(flowers, tmp_path, capsys):
+    """--hidden 1000000,1000000 (3,700 GiB of weights) was a MemoryError
+    traceback; now one line naming what did not fit, status 2, nothing saved."""
+    assert cli.main(["train", str(flowers), "--target", "species", "-q",
+                     "--hidden", "1000000,1000000", "-o", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nncore train: error: out of memory: Dense(1000000, 1000000) needs ")
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "m.npz").exists()
+
+
+@pytest.mark.parametrize("change", [{"classes": [0, 1, 2]}, {"classes": ["a", "a", "b"]},
+                                    {"features": ["length", "length"]}, {"features": [1, 2]},
+                                    {"classes": ["a", "b"]}, {"target": None}])
+def test_a_json_that_does_not_describe_the_model_is_named(tmp_path, flowers, change):
+    """A MODEL.json written or edited by hand: classes [0, 1, 2] made evaluate
+    fail with "argument of type 'int' is not iterable" (and predict print 0,
+    1, 2 as if fine); a repeated class or feature name was taken as it was.
+    Each is now the one-line error naming the file and what it must hold."""
+    model = tmp_path / "m.npz"
+    run("train", flowers, "--target", "species", "--epochs", "1", "-q", "-o", model)
+    side = tmp_path / "m.npz.json"
+    side.write_text(json.dumps({**json.loads(side.read_text()), **change}))
+    for command in ("predict", "evaluate"):
+        result = run(command, model, flowers)
+        assert result.returncode == 2, result.stdout
+        assert result.stderr == (
+            f"python -m nncore {command}: error: {side} does not describe the model in {model} "
+            "(expected the features, target and classes written by `nncore train`: lists of "
+            "distinct strings, 2 feature names and 3 class labels)\n"), result.stderr

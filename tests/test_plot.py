@@ -304,3 +304,38 @@ def test_epoch_ticks_are_whole_numbers():
     for panel in (axes["loss"], axes["metric"]):
         ticks = panel.get_xticks()
         assert len(ticks) and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_an_ax_that_is_not_axes_is_a_type_error_before_any_drawing():
+    """ax=fig (the usual slip), a string or None in a pair raised AttributeError
+    from inside matplotlib ("'Figure' object has no attribute 'plot'"), with
+    the pair's first panel already drawn: now a TypeError naming what ax must
+    be, before anything is drawn."""
+    model, history = trained(epochs=3, patience=0)
+    fig, ax = plt.subplots()
+    with pytest.raises(TypeError, match=r"ax must be a matplotlib Axes.*got Figure \(this is a "
+                       r"Figure: pass one of its Axes"):
+        nncore.plot.learning_curves(history, ax=fig)
+    with pytest.raises(TypeError, match="got str"):
+        nncore.plot.learning_curves(history, ax=(ax, "metric"))
+    with pytest.raises(TypeError, match="got NoneType"):
+        nncore.plot.learning_curves(history, ax=[None, ax])
+    with pytest.raises(TypeError, match="got Figure"):
+        nncore.plot.decision_boundary(model, blobs()[0], ax=fig)
+    assert ax.get_lines() == [] and fig.axes == [ax]
+    # a pair whose metric panel is None draws the loss panel alone, as before
+    assert nncore.plot.learning_curves(history, ax=(ax, None))["metric"] is None
+
+
+@pytest.mark.parametrize("resolution, error", [(2.7, TypeError), (True, TypeError),
+                                               ("x", TypeError), (None, TypeError),
+                                               (1, ValueError), (np.int64(0), ValueError)])
+def test_decision_boundary_resolution_is_an_integer_of_at_least_2(resolution, error):
+    """resolution went through int(): 2.7 drew a 2 × 2 grid silently, True was
+    "must be >= 2, got 1", "x" was "invalid literal for int() with base 10"."""
+    model, _ = trained(epochs=2, patience=0)
+    with pytest.raises(error, match=r"resolution must be (an integer )?>= 2, got"):
+        nncore.plot.decision_boundary(model, blobs()[0], resolution=resolution)
+    assert plt.get_fignums() == []
+    ax = nncore.plot.decision_boundary(model, blobs()[0], resolution=np.int32(3))
+    assert ax.collections[0].get_array() is not None
