@@ -221,9 +221,11 @@ _OBJECT_FRAME = ("a dataframe with nullable or pyarrow columns (Float64, Int64, 
 
 
 def _is_dataframe(X):
-    """A dask DataFrame or Series (a Series is then refused as 1-D by _check_dataframe)."""
-    return type(X).__module__.startswith("dask.dataframe") and hasattr(X, "dtypes") \
-        and hasattr(X, "to_dask_array")
+    """A dask DataFrame or Series (a Series is then refused as 1-D by _check_dataframe).
+    By what they do, not their module: dask.dataframe before 2025.1 was
+    dask.dataframe.core's (2024.1, no .dtypes on a Series) or dask_expr's."""
+    return not isinstance(X, da.Array) and hasattr(X, "to_dask_array") \
+        and hasattr(X, "npartitions")
 
 
 def _check_dataframe(X, n_features, numeric_only=True):

@@ -526,8 +526,9 @@ class Sequential:
                     _restore_stoppers(stoppers, best[3])
                     best[2].runs = finals
                     self.history = best[2]
-                    exc.add_note(f"n_init: run {i + 1} of {n_init} raised this; the model keeps "
-                                 f"the best of the {i} completed run(s) (runs: {finals})")
+                    training.add_note(exc, f"n_init: run {i + 1} of {n_init} raised this; the "
+                                      f"model keeps the best of the {i} completed run(s) "
+                                      f"(runs: {finals})")
                 raise
             sign = -1 if maximised(key, judge.mode if judge else "auto") else 1
             # the value of the weights the run ends with: early stopping's best epoch when

@@ -302,6 +302,15 @@ def _nonfinite(model, how):
     return None if where is None else f"{where}, {how}"
 
 
+def add_note(exc, note):
+    """BaseException.add_note (PEP 678, Python 3.11); on Python 3.10, which has
+    none, the same __notes__ list, which 3.10's tracebacks do not print."""
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]
+
+
 def end_training(model, callbacks, error):
     """The end-of-training contract, run however training ended (model.history
     is already set): every callback whose on_train_begin returned gets
@@ -326,9 +335,9 @@ def end_training(model, callbacks, error):
     if error is None and failures:
         error = failures.pop(0)[1]
         for cb, failure in failures:
-            error.add_note(f"{type(cb).__name__}.on_train_end also raised "
-                           f"{type(failure).__name__}: {failure}")
+            add_note(error, f"{type(cb).__name__}.on_train_end also raised "
+                            f"{type(failure).__name__}: {failure}")
         raise error
     for cb, failure in failures:
-        error.add_note(f"while training ended with this, {type(cb).__name__}.on_train_end "
-                       f"raised {type(failure).__name__}: {failure}")
+        add_note(error, f"while training ended with this, {type(cb).__name__}.on_train_end "
+                        f"raised {type(failure).__name__}: {failure}")

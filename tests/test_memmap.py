@@ -114,6 +114,9 @@ FACE_CHILD = textwrap.dedent("""
 
 
 def test_sklearn_face_fit_from_memmap_does_not_copy(files):
+    # nncore.sklearn raises ImportError, not ModuleNotFoundError, without scikit-learn,
+    # which pytest >= 8.2's importorskip does not skip
+    pytest.importorskip("sklearn", reason="needs the scikit-learn face")
     pytest.importorskip("nncore.sklearn", reason="needs the scikit-learn face")
     out = subprocess.run([sys.executable, "-c", FACE_CHILD, files], capture_output=True,
                          text=True, timeout=300, check=False)

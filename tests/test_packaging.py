@@ -1,6 +1,7 @@
 """What the installed distribution carries: its name and licence, the typing
 markers, and compiled modules without debug information (release builds)."""
 import os
+import re
 import struct
 import sys
 from importlib import metadata, resources
@@ -77,3 +78,24 @@ def test_every_folder_of_the_package_is_listed_for_setuptools():
                for path, dirs, _ in os.walk(os.path.join(root, "nncore"))
                if not os.path.basename(path).startswith((".", "__"))]
     assert sorted(folders) == sorted(listed)
+
+
+# names NumPy 2 and Python 3.11 added, which the declared minimums (numpy 1.25, Python
+# 3.10) lack: the suite runs on the newest versions, so only this scan sees them
+NEWER_THAN_THE_MINIMUMS = re.compile(
+    r"\bnp\.(trapezoid|isdtype|concat|permute_dims|matrix_transpose|vecdot|astype|unstack"
+    r"|unique_(values|counts|inverse|all)|cumulative_(sum|prod)|strings|linalg\.(vector|matrix)"
+    r"_norm)\b|\bnumpy\.(_core|strings)\b|\b(?!training\.)\w+\.add_note\(|\btomllib\b"
+    r"|\bExceptionGroup\b|except\*")
+# the compat paths: training.add_note calls add_note where it exists (numpy.lib.array_utils
+# is imported in a try)
+COMPAT = {("training.py", "exc.add_note(note)")}
+
+
+def test_the_package_avoids_names_its_minimum_versions_lack():
+    found = [(f.name, n, line.strip()) for f in resources.files("nncore").iterdir()
+             if f.name.endswith(".py")
+             for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+             if NEWER_THAN_THE_MINIMUMS.search(line.split("#")[0])
+             and (f.name, line.strip()) not in COMPAT]
+    assert found == []

@@ -761,6 +761,16 @@ def test_verbose_uses_tqdm_when_available(capsys, monkeypatch):
     assert capsys.readouterr().out == ""
 
 
+def test_verbose_draws_the_installed_tqdm_bar(capsys):
+    """The real tqdm, not a fake: the bar's calls (unit=, set_postfix_str's
+    refresh=) exist from tqdm 4.17, the progress extra's minimum; with tqdm
+    4.16 this fit raised TypeError, with 4.15 AttributeError."""
+    pytest.importorskip("tqdm")
+    make_model().fit(*make_data(), epochs=3, verbose=1)
+    out = capsys.readouterr().out
+    assert "3/3" in out and "epoch/s" in out and "loss" in out
+
+
 def test_verbose_zero_prints_nothing(capsys):
     make_model().fit(*make_data(), epochs=3, verbose=0)
     assert capsys.readouterr() == ("", "")
