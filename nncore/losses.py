@@ -258,14 +258,14 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
         # as the kernel: with z shifted by the row's max and s = Σ exp(z),
         # −Σ y·log p = Σy·log s − Σ y·z. Not (max + log s) − z: in float32 the
         # sum max + log s rounds away log s for logits of large magnitude
-        # (1e4: the loss 3e-4 off; 3e38: 0 and p = 1 for every class)
+        # (1e4: the loss 3e-4 off; 3e38: 0 and p = 1 for every class; pytorch#11752)
         Z -= Z.max(axis=1, keepdims=True)
         # 0·log p = 0 (xlogy): a shifted logit beyond the dtype's range is −inf;
         # with y = 0 it adds 0, not NaN
         yz = np.multiply(Y, Z, out=np.zeros_like(Z), where=Y != 0).sum(axis=1, dtype=np.float64)
         np.exp(Z, out=Z)
         s = Z.sum(axis=1, keepdims=True, dtype=np.float64)
-        rows = Y.sum(axis=1, dtype=np.float64) * np.log(s[:, 0].astype(Z.dtype)) - yz
+        rows = Y.sum(axis=1, dtype=np.float64) * np.log(s[:, 0]) - yz   # log s in float64
         Z[...] = Z / s
         if dZ is not None:
             np.multiply(Z, Y.sum(axis=1, keepdims=True), out=dZ)

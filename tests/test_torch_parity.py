@@ -135,3 +135,18 @@ def test_binary_cross_entropy_of_confident_logits_is_torchs_in_float32(backend):
             torch.tensor([z], dtype=torch.float64), torch.tensor([y], dtype=torch.float64))
         got = model.evaluate(np.array([[z]], np.float32), np.array([y]))["loss"]
         assert got == pytest.approx(reference.item(), rel=1e-6, abs=1e-300), (z, y)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("margin", [17.0, 30.0, 80.0])
+def test_cross_entropy_of_a_confident_right_answer_keeps_its_loss_in_float32(backend, margin):
+    """log(1 + e^−margin) against F.cross_entropy in float64: a float32 s =
+    Σ exp(z − max) rounded it to log 1 = 0 (as torch's float32 log_softmax
+    does, pytorch#113708); s and its log are now taken in float64."""
+    Z = np.array([[margin, 0.0, 0.0]], np.float32)
+    model = nncore.Sequential([nncore.Dense(3, 3, "softmax")], loss="cross_entropy",
+                              backend=backend)
+    model.set_weights([np.eye(3), np.zeros(3)])
+    reference = F.cross_entropy(torch.tensor(Z, dtype=torch.float64), torch.tensor([0]))
+    got = model.evaluate(Z, [0])["loss"]
+    assert got == pytest.approx(reference.item(), rel=1e-6, abs=1e-300)
