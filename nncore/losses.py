@@ -231,6 +231,14 @@ def _squared_error(Z, Y):
     return np.square(Z.astype(np.float64) - Y.astype(np.float64))
 
 
+def bce_with_logits(Z, Y):
+    """−[y·log σ(z) + (1−y)·log(1−σ(z))] element-wise, as
+    (max(z, 0) − y·z) + log(1 + e^−|z|) (TensorFlow's and torch's form): finite
+    for any z, and in this order a confident right answer keeps its small loss
+    (z = 17, y = 1 in float32: 4.1e-8) where softplus(z) − y·z rounds it to 0."""
+    return (np.maximum(Z, 0) - Y * Z) + np.log1p(np.exp(-np.abs(Z)))
+
+
 def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
     """NumPy twin of the fused output kernel: Z := f(Z) in place; dZ :=
     ∂(Σᵢ wᵢ·lossᵢ / denom)/∂Z unless dZ is None (wᵢ: sample_weight, or 1;
@@ -247,22 +255,25 @@ def output_loss(Z, Y, dZ, act, loss, sample_weight=None, denom=None):
     if loss in WEIGHTED_MEAN:
         return _weighted_mean_loss(Z, Y, dZ, act, loss, sample_weight, denom)
     if loss == CROSS_ENTROPY and act == SOFTMAX:
-        zmax = Z.max(axis=1, keepdims=True)
-        lse = zmax + np.log(np.exp(Z - zmax).sum(axis=1, keepdims=True, dtype=np.float64)
-                            .astype(Z.dtype))
-        # 0·log p = 0 (xlogy): lse − Z is inf for a class whose logit is beyond
-        # the dtype's range below the top one; with y = 0 it adds 0, not NaN
-        rows = np.multiply(Y, lse - Z, out=np.zeros_like(Z), where=Y != 0).sum(
-            axis=1, dtype=np.float64)
-        np.exp(Z - lse, out=Z)
-        hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)
+        # as the kernel: with z shifted by the row's max and s = Σ exp(z),
+        # −Σ y·log p = Σy·log s − Σ y·z. Not (max + log s) − z: in float32 the
+        # sum max + log s rounds away log s for logits of large magnitude
+        # (1e4: the loss 3e-4 off; 3e38: 0 and p = 1 for every class; pytorch#11752)
+        Z -= Z.max(axis=1, keepdims=True)
+        # 0·log p = 0 (xlogy): a shifted logit beyond the dtype's range is −inf;
+        # with y = 0 it adds 0, not NaN
+        yz = np.multiply(Y, Z, out=np.zeros_like(Z), where=Y != 0).sum(axis=1, dtype=np.float64)
+        np.exp(Z, out=Z)
+        s = Z.sum(axis=1, keepdims=True, dtype=np.float64)
+        rows = Y.sum(axis=1, dtype=np.float64) * np.log(s[:, 0]) - yz   # log s in float64
+        Z[...] = Z / s
+        hit = (Y.argmax(axis=1) == Z.argmax(axis=1)) & (Y.max(axis=1) > 0)   # on p, as predict()
         metric = float(np.count_nonzero(hit))
         if dZ is not None:
             np.multiply(Z, Y.sum(axis=1, keepdims=True), out=dZ)
             dZ -= Y
     elif loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
-        softplus = np.maximum(Z, 0) + np.log1p(np.exp(-np.abs(Z)))
-        rows = (softplus - Y * Z).sum(axis=1, dtype=np.float64) / k
+        rows = bce_with_logits(Z, Y).sum(axis=1, dtype=np.float64) / k
         activate(Z, act)
         metric = float(np.count_nonzero((Z > 0.5) == (Y > 0.5))) / k
         if dZ is not None:

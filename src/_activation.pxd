@@ -85,11 +85,6 @@ cdef inline floating sigmoid(floating x) noexcept nogil:
     return e / (1 + e)
 
 
-cdef inline floating softplus(floating x) noexcept nogil:
-    """log(1 + e^x), without overflow for large |x|."""
-    return (x if x > 0 else 0) + flog1p(fexp(-fabs(x)))
-
-
 cdef inline void shift_by(floating* z, Py_ssize_t k, floating m) noexcept nogil:
     """z := z − m, in place."""
     cdef Py_ssize_t j

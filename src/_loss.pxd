@@ -3,8 +3,8 @@
 #
 # The output layer hands over its pre-activation Z. That lets the two classic
 # pairs be fused and stable: softmax + cross-entropy uses log-sum-exp and
-# dZ = (P·Σy − Y)/n; sigmoid + binary cross-entropy uses softplus on the logits
-# (finite for |z| = 1e4) and dZ = (P − Y)/(n·k). Other pairs apply the
+# dZ = (P·Σy − Y)/n; sigmoid + binary cross-entropy works on the logits
+# (bce_with_logits: finite for |z| = 1e4) and dZ = (P − Y)/(n·k). Other pairs apply the
 # activation, take dA from the loss and chain it through the activation's
 # derivative. Costs are means of per-example losses; a per-example loss
 # averages over the k outputs for mse, mae and binary cross-entropy and sums
@@ -17,9 +17,9 @@
 # the canonical-link one of MLP._backprop, wᵢ·(f(z) − y) / D. The other
 # losses divide by D = n (Keras's convention). The caller passes D.
 from cython cimport floating
-from libc.math cimport fabs
+from libc.math cimport fabs, log
 from libc.float cimport FLT_EPSILON, DBL_EPSILON
-from _activation cimport (SIGMOID, SOFTMAX, flog, softplus, sigmoid,
+from _activation cimport (SIGMOID, SOFTMAX, fexp, flog, flog1p, sigmoid,
                           exp_nonpositive, activate_row, backward_row, shift_by,
                           normalise_row)
 
@@ -65,6 +65,14 @@ cdef inline Py_ssize_t argmax(const floating* x, Py_ssize_t k) noexcept nogil:
     return best
 
 
+cdef inline floating bce_with_logits(floating z, floating y) noexcept nogil:
+    """−[y·log σ(z) + (1−y)·log(1−σ(z))] as (max(z, 0) − y·z) + log(1 + e^−|z|)
+    (TensorFlow's and torch's form): finite for any z, and in this order a
+    confident right answer keeps its small loss (z = 17, y = 1 in float32:
+    4.1e-8) where softplus(z) − y·z rounded it to 0."""
+    return ((z if z > 0 else 0) - y * z) + flog1p(fexp(-fabs(z)))
+
+
 cdef inline bint is_argmax(const floating* x, Py_ssize_t k, Py_ssize_t label) noexcept nogil:
     """argmax(x, k) == label, by comparisons alone (no index kept, and a miss
     stops at the first value that beats x[label]): nothing before it is as
@@ -92,7 +100,10 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
     """output_loss for a softmax output and cross-entropy, in three passes so
     the exps run over the whole block at once (vectorised). With zⱼ shifted by
     the row's max m, e = exp(z) and s = Σ e: log pⱼ = zⱼ − log s, so
-    Σ yⱼ·(−log pⱼ) = Σy·log s − Σ yⱼ·zⱼ, one exp per class."""
+    Σ yⱼ·(−log pⱼ) = Σy·log s − Σ yⱼ·zⱼ, one exp per class. s is summed and
+    its log taken in double, so a confident right answer keeps its small loss
+    in float32 (log(1 + e^−17) = 4.1e-8, which a float32 s rounds to log 1 = 0:
+    torch's log_softmax does, pytorch#113708)."""
     cdef Py_ssize_t i, j, label
     cdef floating* z
     cdef const floating* y
@@ -121,7 +132,7 @@ cdef inline double softmax_cross_entropy(floating* Z, const floating* Y, const f
         for j in range(k):
             s += z[j]
             ysum += y[j]
-        total += ysum * flog(<floating> s) * w
+        total += ysum * log(s) * w   # in double: a margin of 17 keeps its 4e-8 (torch#113708)
         for j in range(k):
             z[j] = <floating> (z[j] / s)
         label = argmax(y, k)   # a hit on the probabilities predict() returns
@@ -238,8 +249,7 @@ cdef inline double output_loss(floating* Z, const floating* Y, const floating* s
         if loss == BINARY_CROSS_ENTROPY and act == SIGMOID:
             hits = 0
             for j in range(k):
-                # −[y·log σ(z) + (1−y)·log(1−σ(z))] = softplus(z) − y·z
-                row += softplus(z[j]) - y[j] * z[j]
+                row += bce_with_logits(z[j], y[j])
                 z[j] = sigmoid(z[j])
                 # on p, not z > 0: a logit within rounding of 0 gives p = 0.5,
                 # which predict()'s p > 0.5 (Keras's binary_accuracy) calls 0

@@ -95,3 +95,58 @@ def test_gradient_at_the_kinks_is_torchs(backend, dtype, hidden, out, loss):
     assert np.count_nonzero(expected) < expected.size   # the kinks are hit
     np.testing.assert_allclose(ours, expected, rtol=1e-6 if dtype == "float32" else 1e-12,
                                atol=1e-7 if dtype == "float32" else 1e-15)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("row,label", [([1e4, 1e4 - 1e-3, 1e4], 1), ([-1e4, -1e4, -1e4], 0),
+                                       ([1e30, 1e30, 1e30], 2), ([3e38, 3e38, -3e38], 0),
+                                       ([1e4, 0, -1e4], 0)])
+def test_cross_entropy_of_large_logits_is_torchs_in_float32(backend, row, label):
+    """Logits of large magnitude (float32) against F.cross_entropy in float64 on
+    the same float32 values: loss and gradient. The NumPy twin took log p as
+    z − (max + log s), whose float32 sum rounds log s away: 3e-4 off at 1e4,
+    a loss of 0 and p = 1 for every class at 1e30."""
+    Z = np.array([row], np.float32)
+    model = nncore.Sequential([nncore.Dense(3, 3, "softmax")], loss="cross_entropy",
+                              backend=backend, seed=0)
+    model.set_weights([np.eye(3), np.zeros(3)])
+    z = torch.tensor(Z.astype(np.float64))
+    b = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    reference = F.cross_entropy(z + b, torch.tensor([label]))
+    reference.backward()
+    assert model.evaluate(Z, [label])["loss"] == pytest.approx(reference.item(), rel=1e-6)
+    loss, grad = model.loss_and_gradient(Z, [label])
+    assert loss == pytest.approx(reference.item(), rel=1e-6)
+    np.testing.assert_allclose(grad[9:], b.grad.numpy(), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_binary_cross_entropy_of_confident_logits_is_torchs_in_float32(backend):
+    """A confident right answer keeps its small loss, as
+    F.binary_cross_entropy_with_logits gives it: softplus(z) − y·z rounded
+    log(1 + e^−17) = 4.1e-8 to 0 in float32 for z = 17, y = 1 (while z = −17,
+    y = 0 kept it)."""
+    model = nncore.Sequential([nncore.Dense(1, 1, "sigmoid")], loss="binary_cross_entropy",
+                              backend=backend)
+    model.set_weights([np.ones((1, 1)), np.zeros(1)])
+    for z, y in [(17.0, 1.0), (-17.0, 0.0), (20.0, 1.0), (30.0, 1.0), (17.0, 0.0), (1e4, 1.0),
+                 (5.0, 0.25)]:
+        reference = F.binary_cross_entropy_with_logits(
+            torch.tensor([z], dtype=torch.float64), torch.tensor([y], dtype=torch.float64))
+        got = model.evaluate(np.array([[z]], np.float32), np.array([y]))["loss"]
+        assert got == pytest.approx(reference.item(), rel=1e-6, abs=1e-300), (z, y)
+
+
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+@pytest.mark.parametrize("margin", [17.0, 30.0, 80.0])
+def test_cross_entropy_of_a_confident_right_answer_keeps_its_loss_in_float32(backend, margin):
+    """log(1 + e^−margin) against F.cross_entropy in float64: a float32 s =
+    Σ exp(z − max) rounded it to log 1 = 0 (as torch's float32 log_softmax
+    does, pytorch#113708); s and its log are now taken in float64."""
+    Z = np.array([[margin, 0.0, 0.0]], np.float32)
+    model = nncore.Sequential([nncore.Dense(3, 3, "softmax")], loss="cross_entropy",
+                              backend=backend)
+    model.set_weights([np.eye(3), np.zeros(3)])
+    reference = F.cross_entropy(torch.tensor(Z, dtype=torch.float64), torch.tensor([0]))
+    got = model.evaluate(Z, [0])["loss"]
+    assert got == pytest.approx(reference.item(), rel=1e-6, abs=1e-300)
