@@ -280,7 +280,7 @@ def test_accuracy_is_that_of_predict_at_ties(backend, dtype, loss, act):
     logits within rounding of a tie give equal probabilities: a logit of 1e-20
     has σ = 0.5, class 0; it counted as class 1 (and the compiled softmax
     losses judged the logits, so the backends disagreed)."""
-    from sklearn.metrics import accuracy_score
+    accuracy_score = pytest.importorskip("sklearn.metrics").accuracy_score
     k = 2 if act == "softmax" else 1
     model = Sequential([Dense(1, k, act)], loss=loss, dtype=dtype, backend=backend)
     model.set_weights([np.array([[0.0, 1.0][-k:]]), np.zeros(k)])
