@@ -112,6 +112,16 @@ def save(model, path):
     if _file_object(path, "write", "wb"):   # the caller's stream: written in place, no rename
         _write_stream(path, data, model)
         return
+    _write_atomically(path, lambda f: _write(f, data, model))
+
+
+def _write_atomically(path, write):
+    """Call write(f) on a temporary file beside `path` (a str, bytes or
+    os.PathLike; symlinks followed, as open() writes), then rename it over
+    `path` (_replace_file): the previous file stays whole until the new one
+    is complete. Raises what save() documents for a path: ValueError for a
+    FIFO, a device or a socket, IsADirectoryError, FileNotFoundError,
+    PermissionError, TypeError."""
     user_path = _path(path)
     if not user_path:   # realpath("") is the working folder: say what open("") says
         raise FileNotFoundError(errno.ENOENT, "cannot save: the path is empty", user_path)
@@ -129,7 +139,7 @@ def save(model, path):
         raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (the file is not "
                               "writable; save writes only where open(path, 'wb') could)",
                               user_path)
-    _replace_file(target, user_path, lambda f: _write(f, data, model))
+    _replace_file(target, user_path, write)
 
 
 def _replace_file(target, user_path, write, text=False):

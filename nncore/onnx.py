@@ -54,7 +54,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
 
 from .activations import LEAKY_SLOPE
 from .bfloat16 import MIXED_BFLOAT16, round_bf16
-from .io import _file_object, _path
+from .io import _file_object, _path, _write_atomically
 
 __all__ = ["DEFAULT_OPSET", "MIN_OPSET", "export", "register_skl2onnx"]
 
@@ -294,9 +294,11 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
 
     model: an nncore.Sequential, or a fitted scikit-learn-style MLPClassifier
     or MLPRegressor (nncore.sklearn's or scikit-learn's). path: what
-    onnx.save takes — a file path (str, bytes, os.PathLike), written by
-    onnx.save (which picks the format by the extension: binary protobuf for
-    .onnx), or a binary file object open for writing (open(..., "wb"),
+    onnx.save takes — a file path (str, bytes, os.PathLike), serialized as
+    onnx.save would (in the format its extension names: binary protobuf for
+    .onnx) to a temporary file beside it that is renamed over it once whole,
+    as nncore.save writes (an export that fails or is interrupted leaves the
+    previous file as it was, and a reader never sees half a model), or a binary file object open for writing (open(..., "wb"),
     io.BytesIO, tempfile.TemporaryFile; written at its position in binary
     protobuf whatever its name, flushing and closing it are the caller's) —
     or None to only return the onnx.ModelProto. opset: the ai.onnx opset
@@ -308,8 +310,8 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
     with onnx.checker (full check, with shape inference) before it is written.
     Weights of more than 2 GiB (protobuf's limit: PROTOBUF_LIMIT less
     EXTERNAL_HEADROOM) are written to '<file name>.data' beside a path given
-    (replacing it; ONNX external data, which onnxruntime and onnx.load read from
-    the model's path), the graph then checked from the file, and the returned
+    (replacing it, not atomically: the two files are written in place; ONNX
+    external data, which onnxruntime and onnx.load read from the model's path), the graph then checked from the file, and the returned
     proto's initializers refer to that file.
 
     The input dtype is the model's (float32 or float64; for estimators, the
@@ -321,7 +323,11 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
     an opset out of range, weights holding NaN or infinity, coefs_ of another
     dtype, a classifier whose output layer is not softmax or sigmoid or that
     was fitted on a single class, classes_ that are neither integers nor
-    strings, or weights beyond 2 GiB with no file path to write them beside.
+    strings, weights beyond 2 GiB with no file path to write them beside, or
+    a path that is a FIFO, a device or a socket (the rename would replace it:
+    pass a file object to write through one); IsADirectoryError,
+    FileNotFoundError (its folder does not exist) and PermissionError (an
+    existing file open(path, "wb") could not write) as nncore.save.
     """
     from . import __version__
     from .model import Sequential
@@ -388,7 +394,12 @@ def export(model: Any, path: str | os.PathLike[str] | IO[bytes] | None = None, *
         # descriptor, an int, which os.path refuses
         cast(IO[bytes], path).write(proto.SerializeToString())
     elif path is not None:
-        onnx.save_model(proto, _path(path))
+        # what onnx.save_model writes (the format its extension names: protobuf for
+        # .onnx), to a temporary file renamed over `path` once whole, as save() does
+        ext = os.path.splitext(os.fsdecode(_path(path)))[1]
+        fmt = onnx.serialization.registry.get_format_from_file_extension(ext) or "protobuf"
+        data = onnx.serialization.registry.get(fmt).serialize_proto(proto)
+        _write_atomically(path, lambda f: f.write(data))
     return proto
 
 

@@ -146,6 +146,65 @@ def test_export_writes_to_what_onnx_save_takes(tmp_path):
     assert (tmp_path / "t.onnx").read_bytes() == b""
 
 
+def test_export_to_a_path_replaces_the_file_once_whole(tmp_path, rng):
+    # the model is written beside the path and renamed over it, as nncore.save
+    # writes: a reader holding the previous file keeps it whole (onnx.save_model
+    # truncated it in place, so an onnxruntime loading it meanwhile read half a
+    # model), and an export refused on the way leaves it as it was
+    import os
+    first = nncore.Sequential([nncore.Dense(3, 2, "sigmoid")], seed=0)
+    second = nncore.Sequential([nncore.Dense(3, 4, "relu"), nncore.Dense(4, 2, "sigmoid")],
+                               seed=1)
+    path = tmp_path / "m.onnx"
+    first.to_onnx(path)
+    old = path.read_bytes()
+    with open(path, "rb") as reader:
+        second.to_onnx(str(path))
+        assert reader.read() == old
+    assert path.read_bytes() == second.to_onnx().SerializeToString()
+    assert sorted(os.listdir(tmp_path)) == ["m.onnx"]   # no temporary file left
+    X = rng.standard_normal((5, 3)).astype(np.float32)
+    np.testing.assert_allclose(run(onnx.load(str(path)), {"input": X})[0], second.predict(X),
+                               rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="opset"):
+        first.to_onnx(path, opset=1)
+    assert path.read_bytes() == second.to_onnx().SerializeToString()
+
+
+def test_export_to_a_path_keeps_onnx_saves_format_by_extension(tmp_path):
+    # onnx.save picks the format by the extension (.json: JSON, .textproto: text)
+    model = nncore.Sequential([nncore.Dense(3, 2, "sigmoid")], seed=0)
+    for name in ("m.json", "m.textproto", "m.onnx", "m.bin"):
+        model.to_onnx(tmp_path / name)
+        onnx.save_model(model.to_onnx(), str(tmp_path / ("ref-" + name)))
+        assert (tmp_path / name).read_bytes() == (tmp_path / ("ref-" + name)).read_bytes()
+        assert onnx.load(str(tmp_path / name)) == model.to_onnx()
+
+
+def test_export_refuses_a_fifo_instead_of_blocking(tmp_path):
+    # onnx.save_model opened a FIFO with no reader and blocked for ever; the
+    # rename would replace it with a regular file, so it is refused (a file
+    # object writes through one); run in a subprocess: without the check it hangs
+    import os
+    fifo = tmp_path / "pipe.onnx"
+    os.mkfifo(fifo)
+    code = textwrap.dedent(f"""
+        import nncore, nncore.onnx
+        model = nncore.Sequential([nncore.Dense(3, 2, "sigmoid")], seed=0)
+        try:
+            model.to_onnx({str(fifo)!r})
+        except ValueError as exc:
+            print("refused:", exc)
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert "refused:" in out.stdout and "FIFO" in out.stdout, out.stderr
+    for folder_or_missing, error in ((tmp_path, IsADirectoryError),
+                                     (tmp_path / "no" / "m.onnx", FileNotFoundError)):
+        with pytest.raises(error):
+            nnonnx.export(nncore.Sequential([nncore.Dense(3, 2)], seed=0), folder_or_missing)
+
+
 @pytest.mark.parametrize("make", [
     lambda tmp: tempfile.TemporaryFile(),          # its name is the descriptor, an int
     lambda tmp: tempfile.SpooledTemporaryFile(),   # no usable name at all
