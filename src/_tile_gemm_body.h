@@ -5,6 +5,8 @@
  *   ROWS2           rows of C a two-vector block takes at a time (2·ROWS2
  *                   accumulators: as many as fit in the set's vector registers
  *                   with the two B vectors and the A value, or they spill)
+ *   ONE_ROW_NV      vectors of columns a one-row product takes at a time (2,
+ *                   or 4 where measured faster: see NAME)
  *   NAME            the entry point to define
  *   VZERO VSET1 VLOAD VLOADM VSTORE VSTOREM VFMA VMUL VMASK   vector operations
  * and undefines them afterwards.
@@ -15,7 +17,11 @@
  * vector of columns is left, one vector (rows 12, then 8, at a time); a block's tile of C
  * stays in registers while k is streamed, so each element of C is loaded and
  * stored once. The columns past n in the last block are masked off, so any n
- * works.
+ * works. A product of one row (a single-row predict) first takes ONE_ROW_NV
+ * vectors of columns at a time: with one row a block's accumulators are
+ * its only independent FMA chains, each waiting on the FMA's latency at
+ * every k, so four keep twice the FMAs of two in flight. Every element sums
+ * k in the same order either way: the bits do not change.
  */
 #define NNCORE_FN2(a, b) a##b
 #define NNCORE_FN(a, b) NNCORE_FN2(a, b)
@@ -28,7 +34,7 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
     const int R, const int NV, const int full, int trans_a, ptrdiff_t i0, ptrdiff_t j0,
     M tail, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,
     T beta, T* C, ptrdiff_t ldc) {
-    V acc[12][2], b[2];
+    V acc[12][8], b[8];
     /* op(A)'s rows 3g, 3g + 1, 3g + 2 at a[g], a[g] + step, a[g] + 2·step: four
      * pointers and one stride for up to 12 rows (a pointer a row would not fit
      * in the general registers with the rest: they were spilled, 1.5x slower). */
@@ -68,6 +74,13 @@ static __attribute__((target(TARGET))) void NAME(
     const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {
 #define NNCORE_ARGS trans_a, i0, j0, tail, k, alpha, A, lda, B, ldb, beta, C, ldc
     ptrdiff_t i0, j0 = 0;
+    if (ONE_ROW_NV > 2 && m == 1) {
+        M all = VMASK(W);
+        for (; ONE_ROW_NV >= 8 && n - j0 >= 8 * W; j0 += 8 * W)
+            BLOCK(1, 8, 1, trans_a, 0, j0, all, k, alpha, A, lda, B, ldb, beta, C, ldc);
+        for (; n - j0 >= 4 * W; j0 += 4 * W)
+            BLOCK(1, 4, 1, trans_a, 0, j0, all, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
     while (j0 < n) {
         ptrdiff_t left = n - j0;
         if (left > W) {
@@ -104,6 +117,7 @@ static __attribute__((target(TARGET))) void NAME(
 #undef W
 #undef TARGET
 #undef ROWS2
+#undef ONE_ROW_NV
 #undef NAME
 #undef VZERO
 #undef VSET1

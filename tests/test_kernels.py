@@ -430,6 +430,38 @@ def test_tiny_products_take_the_tile_kernel_on_avx2(dt, m, n, k):
     assert not np.array_equal(C, direct)
 
 
+@pytest.mark.skipif(K.simd() != "avx2", reason="the tile kernel takes one-row products on "
+                    "AVX2 CPUs (elsewhere the direct loop takes the small ones)")
+@pytest.mark.parametrize("dt", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("n,k", [(32, 64), (33, 17), (40, 3), (63, 100), (64, 64), (65, 1),
+                                 (100, 32), (129, 50), (256, 784)])
+def test_one_row_products_keep_the_bits_of_a_row_in_a_block(dt, trans_a, n, k):
+    """On AVX2 a one-row product (a single-row predict) takes four vectors of
+    columns at a time (the tile kernel's ONE_ROW_NV: more FMA chains in
+    flight): every element still sums k in order, so C's bits are those of the
+    same row inside a many-row product (two-vector blocks), for every tail of
+    n, Aᵀ, alpha and beta; and the values are the product's."""
+    rng = np.random.default_rng(n * 1000 + k)
+    rows = min(7, 1_048_576 // (n * k))   # within _blas.pxd's TILE_GEMM_AVX2_D: the tile kernel
+    assert rows >= 2
+    A = rng.standard_normal((k, rows) if trans_a else (rows, k)).astype(dt)
+    B = rng.standard_normal((k, n)).astype(dt)
+    C0 = rng.standard_normal((rows, n)).astype(dt)
+    for alpha, beta in [(1.0, 0.0), (0.75, -0.5), (1.0, 1.0)]:
+        C_all = C0.copy()
+        K.gemm(trans_a, False, alpha, A, B, beta, C_all)
+        C_one = C0[:1].copy()
+        K.gemm(trans_a, False, alpha, np.ascontiguousarray(A[:, :1] if trans_a else A[:1]), B,
+               beta, C_one)
+        np.testing.assert_array_equal(C_one, C_all[:1])
+        a = f64(A[:, 0]) if trans_a else f64(A[0])
+        bound = (1e-5 if dt == np.float32 else 1e-13) * (
+            abs(alpha) * np.abs(a) @ np.abs(f64(B)) + abs(beta) * np.abs(f64(C0[0])))
+        error = np.abs(C_one[0] - (alpha * a @ f64(B) + beta * f64(C0[0])))
+        assert np.all(error <= bound), (error / bound).max()
+
+
 @pytest.mark.parametrize("alpha,beta", ALPHA_BETA, ids=lambda v: f"{v}")
 @pytest.mark.parametrize("m,n,k", NARROW_SHAPES,
                          ids=[f"{m}x{n}x{k}" for m, n, k in NARROW_SHAPES])
