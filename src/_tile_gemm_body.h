@@ -5,8 +5,8 @@
  *   ROWS2           rows of C a two-vector block takes at a time (2·ROWS2
  *                   accumulators: as many as fit in the set's vector registers
  *                   with the two B vectors and the A value, or they spill)
- *   ONE_ROW_NV      vectors of columns a one-row product takes at a time (2,
- *                   or 4 where measured faster: see NAME)
+ *   ONE_ROW_NV      the most vectors of columns a one-row product takes at a
+ *                   time: 2 (as any other row), or 8 where measured faster
  *   NAME            the entry point to define
  *   VZERO VSET1 VLOAD VLOADM VSTORE VSTOREM VFMA VMUL VMASK   vector operations
  * and undefines them afterwards.
@@ -17,10 +17,11 @@
  * vector of columns is left, one vector (rows 12, then 8, at a time); a block's tile of C
  * stays in registers while k is streamed, so each element of C is loaded and
  * stored once. The columns past n in the last block are masked off, so any n
- * works. A product of one row (a single-row predict) first takes ONE_ROW_NV
- * vectors of columns at a time: with one row a block's accumulators are
- * its only independent FMA chains, each waiting on the FMA's latency at
- * every k, so four keep twice the FMAs of two in flight. Every element sums
+ * works. A product of one row (a single-row predict) first takes 8, then 4
+ * vectors of columns at a time when ONE_ROW_NV allows: with one row a
+ * block's accumulators are its only independent FMA chains, each waiting
+ * on the FMA's latency at every k, so 8 keep four times the FMAs of 2 in
+ * flight. Every element sums
  * k in the same order either way: the bits do not change.
  */
 #define NNCORE_FN2(a, b) a##b
