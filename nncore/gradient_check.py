@@ -38,8 +38,11 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
     of the cost C that Sequential.loss_and_gradient returns (the mean loss,
     plus the L2 penalty when the model has alpha > 0), next to the analytic
     gradient aⱼ from the same call. With eps = 1e-6 the truncation error
-    (∝ eps²) and the rounding error (∝ 1e-16·|C|/eps) are both ~1e-10 for
-    costs of order 1.
+    (∝ eps²) and the rounding error are both ~1e-10. The rounding error is
+    about δ/eps, δ being the absolute rounding of the cost, which is set by
+    the scale of the values the cost is computed from (logits, outputs), not
+    by |C|: a cross-entropy network trained to a cost of 1e-5 still had
+    δ ≈ 1e-16, so its quotients carry ~1e-10 whatever the gradient.
 
     Returns a list with one float per layer, the relative error of that
     layer's parameters (W and b together):
@@ -51,7 +54,15 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
     an element-wise ratio it does not blow up on entries that are 0 up to
     rounding (inactive ReLU units); torch.autograd.gradcheck's test
     |a − n| ≤ atol + rtol·|n| serves the same purpose with an absolute floor.
-    A correct gradient gives ~1e-8 or less; a wrong one gives ~1e-2 or more.
+    A correct gradient gives ~1e-8 or less where its largest entry is ~1e-3
+    or more; a wrong one gives ~1e-2 or more. Near a minimum the gradient
+    shrinks and that ~1e-10 does not: a 64-16-10 tanh/softmax network trained
+    on 40 digits to that cost of 1e-5, with gradient entries of at most 2e-6,
+    read 7e-5 for its correct gradient (7e-6 with eps=1e-5, 7e-7 with
+    eps=1e-4: the error falls as 1/eps, the mark of rounding). torch.autograd.gradcheck passes such a point only through its
+    absolute tolerance (|a − n| ≤ atol + rtol·|n|, atol = 1e-5), which would
+    pass a wrong gradient there too; check where the gradient is not tiny
+    (fresh weights, a few epochs), or pass a larger eps.
     Points where the cost has a kink (ReLU or leaky ReLU at 0, mae at a zero
     residual) within eps of the current parameters can give large errors for a
     correct gradient. A freshly built ReLU network is such a point: its

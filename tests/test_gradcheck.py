@@ -132,3 +132,20 @@ def test_non_finite_cost_is_an_error_not_a_nan(backend):
         nncore.gradcheck(model, [[1.0]], [1.0])
     model.set_weights([np.ones((1, 1)), np.zeros(1), np.ones((1, 1)), np.array([1.0])])
     assert max(nncore.gradcheck(model, [[1.0]], [1.0])) < 1e-6   # finite: as before
+
+
+def test_near_a_minimum_the_rounding_not_the_gradient_sets_the_error():
+    """What the docstring and README say about checking near a minimum: the
+    difference quotient's rounding (~1e-16/eps) does not shrink with the
+    gradient, so a correct gradient of entries ~1e-6 reads above 1e-6 at the
+    default eps, and the error falls as 1/eps (rounding, not a wrong gradient)."""
+    X_digits, y_digits = nncore.load_digits()
+    X40, y40 = X_digits[:40], y_digits[:40]
+    model = Sequential([Dense(64, 16, "tanh"), Dense(16, 10, "softmax")], loss="cross_entropy",
+                       optimizer=nncore.Adam(lr=0.01), seed=0, dtype="float64")
+    model.fit(X40, y40, epochs=5000)
+    cost, gradient = model.loss_and_gradient(X40, y40)
+    assert cost < 1e-4 and np.abs(gradient).max() < 1e-5
+    errors = {eps: max(nncore.gradcheck(model, X40, y40, eps=eps)) for eps in (1e-6, 1e-4)}
+    assert errors[1e-6] > 1e-6
+    assert errors[1e-4] < errors[1e-6] / 20 and errors[1e-4] < 5e-6
