@@ -43,7 +43,9 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
     otherwise; scikit-learn's train_test_split rounds the test side up instead,
     so 0.2 of 2 rows splits there and is refused here); seed: an integer >= 0, None
     (fresh entropy) or what numpy.random.default_rng takes besides — not a
-    bool (True would silently mean 1), as Sequential's seed. Raises ValueError
+    bool (True would silently mean 1), as Sequential's seed. The split is not
+    stratified (scikit-learn's stratify=y is not offered): on few rows a class
+    can fall on one side only. Raises ValueError
     for mismatched rows, a bad fraction or a negative seed, TypeError for a bool
     seed or one of another type."""
     if isinstance(seed, (bool, np.bool_)):
