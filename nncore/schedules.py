@@ -105,7 +105,11 @@ class Exponential(Schedule):
 
 
 class InverseTime(Schedule):
-    """lr / (1 + decay · epoch)."""
+    """lr / (1 + decay · epoch).
+
+    PyTorch has no such scheduler: this is torch.optim.lr_scheduler.LambdaLR
+    with lambda epoch: 1 / (1 + decay · epoch), and Keras's InverseTimeDecay
+    with decay_steps=1 and staircase=False, its step counted in epochs."""
 
     _params = ("decay",)
 
