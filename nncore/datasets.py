@@ -32,20 +32,27 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
 
     X, y: arrays (or array-likes) with the same number of rows — X may be a
     scipy.sparse matrix or array (what Sequential.fit takes), split as CSR
-    without densifying; test_fraction:
+    without densifying; a pandas DataFrame or Series (X or y) is split by
+    position with .iloc and returned as one, its index and column dtypes
+    kept, as scikit-learn's train_test_split returns them (converted to NumPy,
+    pandas' nullable Int64/Float64/boolean columns became object arrays, which
+    fit refuses); anything else comes back as a NumPy array. test_fraction:
     the share of rows held out, 0 < test_fraction < 1, rounded to the nearest
-    row count, which must leave at least one row on each side (ValueError
+    row count (Python's round: a tie such as 2.5 rows goes to the even count,
+    2), which must leave at least one row on each side (ValueError
     otherwise; scikit-learn's train_test_split rounds the test side up instead,
     so 0.2 of 2 rows splits there and is refused here); seed: an integer >= 0, None
     (fresh entropy) or what numpy.random.default_rng takes besides — not a
-    bool (True would silently mean 1), as Sequential's seed. Raises ValueError
+    bool (True would silently mean 1), as Sequential's seed. The split is not
+    stratified (scikit-learn's stratify=y is not offered): on few rows a class
+    can fall on one side only. Raises ValueError
     for mismatched rows, a bad fraction or a negative seed, TypeError for a bool
     seed or one of another type."""
     if isinstance(seed, (bool, np.bool_)):
         raise TypeError(f"seed must be an integer >= 0 or None, got {seed!r}")
     # a sparse X as CSR (COO has no row indexing); np.asarray would make it a 0-d object
-    X = X.tocsr() if is_sparse(X) else np.asarray(X)
-    y = np.asarray(y)
+    X = X.tocsr() if is_sparse(X) else X if _is_pandas(X) else np.asarray(X)
+    y = y if _is_pandas(y) else np.asarray(y)
     if X.ndim == 0 or y.ndim == 0 or X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must have the same number of rows; got shapes {X.shape} "
                          f"and {y.shape}")
@@ -64,7 +71,17 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
                         f"takes, got {seed!r} ({exc})") from None
     order = rng.permutation(X.shape[0])
     test, train = order[:n_test], order[n_test:]
-    return X[train], X[test], y[train], y[test]
+    return _take(X, train), _take(X, test), _take(y, train), _take(y, test)
+
+
+def _is_pandas(a):
+    """Whether a is a pandas DataFrame or Series (pandas is not imported)."""
+    return type(a).__module__.startswith("pandas") and hasattr(a, "iloc")
+
+
+def _take(a, rows):
+    """The rows of a at the positions `rows`: .iloc for pandas objects."""
+    return a.iloc[rows] if _is_pandas(a) else a[rows]
 
 
 def _check_flag(name, value):

@@ -25,7 +25,7 @@ DEFAULT_EPS = 1e-6
 
 
 def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAULT_EPS,
-              sample_weight: ArrayLike | None = None) -> list[float]:
+              sample_weight: ArrayLike | None = None, atol: float = 0.0) -> list[float]:
     """The largest relative error of the engine's gradient, per layer.
 
     model: an nncore Sequential (any dtype, backend, loss). X: (n_samples,
@@ -38,8 +38,11 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
     of the cost C that Sequential.loss_and_gradient returns (the mean loss,
     plus the L2 penalty when the model has alpha > 0), next to the analytic
     gradient aⱼ from the same call. With eps = 1e-6 the truncation error
-    (∝ eps²) and the rounding error (∝ 1e-16·|C|/eps) are both ~1e-10 for
-    costs of order 1.
+    (∝ eps²) and the rounding error are both ~1e-10. The rounding error is
+    about δ/eps, δ being the absolute rounding of the cost, which is set by
+    the scale of the values the cost is computed from (logits, outputs), not
+    by |C|: a cross-entropy network trained to a cost of 1e-5 still had
+    δ ≈ 1e-16, so its quotients carry ~1e-10 whatever the gradient.
 
     Returns a list with one float per layer, the relative error of that
     layer's parameters (W and b together):
@@ -51,7 +54,26 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
     an element-wise ratio it does not blow up on entries that are 0 up to
     rounding (inactive ReLU units); torch.autograd.gradcheck's test
     |a − n| ≤ atol + rtol·|n| serves the same purpose with an absolute floor.
-    A correct gradient gives ~1e-8 or less; a wrong one gives ~1e-2 or more.
+
+    atol (>= 0, default 0): deviations up to atol count as agreement, as in
+    torch's test: the error becomes max_j max(|aⱼ − nⱼ| − atol, 0) / (the same
+    scale), 0 when every entry is within atol. It is for points where the
+    gradient itself is (near) zero, which a relative error cannot judge: at
+    an exact minimum — targets the model's own predictions, a zero residual —
+    the analytic gradient is exactly 0 while the quotients keep their
+    truncation error, ~eps²·|C‴|/6 (~1e-13 at eps = 1e-6), so the numerical
+    entries are their own scale and the error reads 1.0 for a correct
+    gradient; atol=1e-9 reads 0 there, and still reports any deviation
+    beyond 1e-9.
+    A correct gradient gives ~1e-8 or less where its largest entry is ~1e-3
+    or more; a wrong one gives ~1e-2 or more. Near a minimum the gradient
+    shrinks and that ~1e-10 does not: a 64-16-10 tanh/softmax network trained
+    on 40 digits to that cost of 1e-5, with gradient entries of at most 2e-6,
+    read 7e-5 for its correct gradient (7e-6 with eps=1e-5, 7e-7 with
+    eps=1e-4: the error falls as 1/eps, the mark of rounding). torch.autograd.gradcheck passes such a point only through its
+    absolute tolerance (|a − n| ≤ atol + rtol·|n|, atol = 1e-5), which would
+    pass a wrong gradient there too; check where the gradient is not tiny
+    (fresh weights, a few epochs), or pass a larger eps.
     Points where the cost has a kink (ReLU or leaky ReLU at 0, mae at a zero
     residual) within eps of the current parameters can give large errors for a
     correct gradient. A freshly built ReLU network is such a point: its
@@ -65,7 +87,7 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
 
     Cost: 2·(number of parameters) passes over X: check on a few dozen rows.
     Raises ValueError for a model gradient descent cannot train (step
-    layers), for eps not in (0, 1) or so small that θⱼ ± eps rounds to θⱼ
+    layers), for eps not in (0, 1), atol not a finite number >= 0, or eps so small that θⱼ ± eps rounds to θⱼ
     for some parameter (the quotient would be 0 and the error 1.0), when the cost or a difference quotient
     is not finite (the forward pass overflows at, or within eps of, the
     weights: a NaN error would pass `max(errors) < tol`), naming the
@@ -81,6 +103,10 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) \
             or not 0 < eps < 1:
         raise ValueError(f"eps must be a number in (0, 1), got {eps!r}")
+    if isinstance(atol, bool) or not isinstance(atol, (int, float, np.integer, np.floating)) \
+            or not (np.isfinite(atol) and atol >= 0):
+        raise ValueError(f"atol must be a finite number >= 0 (an absolute tolerance on "
+                         f"|analytic - numerical|, as torch.autograd.gradcheck's), got {atol!r}")
     twin = Sequential([Dense(l.in_features, l.out_features, l.activation) for l in model.layers],
                       loss=model.loss, dtype="float64", backend=model.backend, alpha=model.alpha)
     twin.set_weights([w.astype(np.float64) for w in model.get_weights()])
@@ -124,7 +150,8 @@ def gradcheck(model: Sequential, X: ArrayLike, y: ArrayLike, eps: float = DEFAUL
     for n_in, n_out, _, w, _ in twin._layout:
         a, n = analytic[w:w + n_in * n_out + n_out], numeric[w:w + n_in * n_out + n_out]
         scale = max(np.abs(a).max(), np.abs(n).max())
-        errors.append(float(np.abs(a - n).max() / scale) if scale > 0 else 0.0)
+        deviation = max(float(np.abs(a - n).max()) - atol, 0.0)
+        errors.append(float(deviation / scale) if deviation > 0 else 0.0)
     return errors
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .validation import is_sparse
+from .validation import _as_real_array, is_sparse
 
 # validation metrics the engine logs next to each loss (nncore.training.metric_name)
 METRICS = ("accuracy", "mean_error", "errors")
@@ -111,7 +111,7 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
     and scatter the samples (X, y) on top.
 
     model: a fitted nncore Sequential with 2 inputs. X: (n_samples, 2)
-    array-like or scipy.sparse matrix (what fit takes); y: (n,) class
+    array-like, pandas DataFrame or scipy.sparse matrix (what fit takes); y: (n,) class
     indices 0..k-1 (numbers, as the model's classes) or (n, classes) one-hot
     rows (colours of the points), or None.
     The grid spans X's range plus 5 % on every side, `resolution` (an
@@ -124,9 +124,11 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
 
     Returns the Axes. Raises ValueError when the model or X does not have
     exactly 2 features (a decision boundary over more inputs needs a
-    projection this function does not guess) or y holds other than integer
+    projection this function does not guess), X holds NaN or infinity (pd.NA
+    included), y holds other than integer
     class indices 0..k-1 (strings, fractions, -1/1 labels, classes the model
-    does not have) or resolution < 2, TypeError for an ax that is not a
+    does not have) or resolution < 2, TypeError for an X that does not hold
+    numbers (strings, objects), an ax that is not a
     matplotlib Axes (a Figure) or a resolution that is not an integer (2.7,
     True, "x"), ImportError without matplotlib.
     """
@@ -137,7 +139,9 @@ def decision_boundary(model: Any, X: Any, y: ArrayLike | None = None, ax: Any = 
                          f"has {model.n_features}")
     if is_sparse(X):   # two columns: dense is small (np.asarray cannot convert it)
         X = X.toarray()
-    X = np.asarray(X, dtype=np.float64)
+    # as fit reads X: pandas' nullable columns as float64 with pd.NA as NaN (np.asarray
+    # with dtype=float64 said "float() argument must be ... not 'NAType'")
+    X = _as_real_array(X, "X").astype(np.float64, copy=False)
     if X.ndim != 2 or X.shape[1] != 2 or X.shape[0] == 0:
         raise ValueError(f"X has shape {X.shape}; expected (n_samples, 2)")
     if not np.isfinite(X).all():

@@ -105,7 +105,11 @@ class Exponential(Schedule):
 
 
 class InverseTime(Schedule):
-    """lr / (1 + decay · epoch)."""
+    """lr / (1 + decay · epoch).
+
+    PyTorch has no such scheduler: this is torch.optim.lr_scheduler.LambdaLR
+    with lambda epoch: 1 / (1 + decay · epoch), and Keras's InverseTimeDecay
+    with decay_steps=1 and staircase=False, its step counted in epochs."""
 
     _params = ("decay",)
 
@@ -124,8 +128,9 @@ class Cosine(Schedule):
     Reaches eta_min at epoch T_max. Past T_max the same formula is used, as
     torch's `_get_closed_form_lr` does: the rate climbs back to lr at 2·T_max and
     keeps oscillating with period 2·T_max. Torch's recursive `step()` form
-    follows the same curve (it agrees to rounding, ~1e-15), so there is no
-    divergence to choose between. With eta_min = 0 the rate is exactly 0.0 at
+    follows the same curve to rounding, which its recursion accumulates
+    (~1e-15 over the first tens of epochs, ~5e-13 by epoch 5,000 at lr 0.3),
+    so there is no divergence to choose between. With eta_min = 0 the rate is exactly 0.0 at
     epochs T_max, 3·T_max, ...
     """
 

@@ -627,6 +627,40 @@ def test_train_test_split_takes_sparse_X_as_fit_does(fmt):
         nncore.datasets.train_test_split(sp.csr_matrix(X), y[:100])
 
 
+def test_train_test_split_keeps_pandas_frames_that_fit_takes():
+    """fit takes a DataFrame of pandas' nullable Int64/Float64/boolean columns;
+    train_test_split ran it through np.asarray, an object array, so the model
+    then refused its own split's X_train ("X has dtype object"). Pandas
+    objects are now split by position with .iloc and stay pandas objects
+    (index and dtypes kept, as scikit-learn's train_test_split returns them),
+    on the same rows as the NumPy split of the same seed."""
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(0)
+    n = 40
+    X = pd.DataFrame({"count": pd.array(rng.integers(0, 5, n), dtype="Int64"),
+                      "size": pd.array(rng.normal(size=n), dtype="Float64"),
+                      "flag": pd.array(rng.random(n) < 0.5, dtype="boolean")},
+                     index=np.arange(100, 100 + n))
+    y = pd.Series(pd.array(rng.integers(0, 2, n), dtype="Int64"), index=X.index)
+    X_train, X_test, y_train, y_test = nncore.datasets.train_test_split(X, y, seed=4)
+    assert isinstance(X_train, pd.DataFrame) and isinstance(X_test, pd.DataFrame)
+    assert isinstance(y_train, pd.Series) and isinstance(y_test, pd.Series)
+    assert (X_train.dtypes == X.dtypes).all() and y_train.dtype == y.dtype
+    rows = nncore.datasets.train_test_split(np.arange(n), np.arange(n), seed=4)
+    np.testing.assert_array_equal(X_train.index, 100 + rows[0])
+    np.testing.assert_array_equal(X_test.index, 100 + rows[1])
+    np.testing.assert_array_equal(y_test.index, X_test.index)
+    model = nncore.Sequential([nncore.Dense(3, 1, "sigmoid")], loss="binary_cross_entropy",
+                              seed=0)
+    model.fit(X_train, y_train, epochs=2)
+    assert np.isfinite(model.evaluate(X_test, y_test)["loss"])
+    # a NumPy y beside a pandas X, and the other way round: each keeps its own type
+    parts = nncore.datasets.train_test_split(X, y.to_numpy(np.int64), seed=4)
+    assert isinstance(parts[0], pd.DataFrame) and isinstance(parts[2], np.ndarray)
+    parts = nncore.datasets.train_test_split(X.to_numpy(np.float64), y, seed=4)
+    assert isinstance(parts[0], np.ndarray) and isinstance(parts[3], pd.Series)
+
+
 @pytest.mark.parametrize("backend", ["cython", "numpy"])
 def test_a_subclass_of_a_scipy_sparse_matrix_is_read_as_sparse(backend):
     """A subclass of csr_matrix/csc_array defined outside scipy (as libraries

@@ -132,3 +132,53 @@ def test_non_finite_cost_is_an_error_not_a_nan(backend):
         nncore.gradcheck(model, [[1.0]], [1.0])
     model.set_weights([np.ones((1, 1)), np.zeros(1), np.ones((1, 1)), np.array([1.0])])
     assert max(nncore.gradcheck(model, [[1.0]], [1.0])) < 1e-6   # finite: as before
+
+
+def test_near_a_minimum_the_rounding_not_the_gradient_sets_the_error():
+    """What the docstring and README say about checking near a minimum: the
+    difference quotient's rounding (~1e-16/eps) does not shrink with the
+    gradient, so a correct gradient of entries ~1e-6 reads above 1e-6 at the
+    default eps, and the error falls as 1/eps (rounding, not a wrong gradient)."""
+    X_digits, y_digits = nncore.load_digits()
+    X40, y40 = X_digits[:40], y_digits[:40]
+    model = Sequential([Dense(64, 16, "tanh"), Dense(16, 10, "softmax")], loss="cross_entropy",
+                       optimizer=nncore.Adam(lr=0.01), seed=0, dtype="float64")
+    model.fit(X40, y40, epochs=5000)
+    cost, gradient = model.loss_and_gradient(X40, y40)
+    assert cost < 1e-4 and np.abs(gradient).max() < 1e-5
+    errors = {eps: max(nncore.gradcheck(model, X40, y40, eps=eps)) for eps in (1e-6, 1e-4)}
+    assert errors[1e-6] > 1e-6
+    assert errors[1e-4] < errors[1e-6] / 20 and errors[1e-4] < 5e-6
+
+
+def test_an_exact_minimum_needs_atol_and_a_wrong_gradient_is_still_caught(monkeypatch):
+    """Targets that are the model's own predictions: the residual, so the
+    analytic gradient, is exactly 0, and the quotients are their truncation
+    error alone (~1e-13), so the relative error read 1.0 — a correct gradient
+    reported as wrong as can be (torch.autograd.gradcheck passes it through
+    its atol). atol=1e-9 counts deviations up to 1e-9 as agreement: 0.0 here,
+    while a gradient wrong by more than that is still reported."""
+    rng = np.random.default_rng(0)
+    X20 = rng.normal(size=(20, 4))
+    model = Sequential([Dense(4, 5, "tanh"), Dense(5, 2)], loss="mse", seed=0, dtype="float64")
+    Y = model.predict(X20)
+    cost, gradient = model.loss_and_gradient(X20, Y)
+    assert cost == 0 and not gradient.any()
+    assert nncore.gradcheck(model, X20, Y) == [1.0, 1.0]       # the default: atol=0
+    assert nncore.gradcheck(model, X20, Y, atol=1e-9) == [0.0, 0.0]
+    # the same atol away from the minimum changes nothing a wrong gradient shows
+    Y_off = Y + rng.normal(scale=0.1, size=Y.shape)
+    assert max(nncore.gradcheck(model, X20, Y_off, atol=1e-9)) < 1e-6
+    real = Sequential.loss_and_gradient
+
+    def off_by_a_tenth(self, *args, **kwargs):
+        c, g = real(self, *args, **kwargs)
+        g = np.array(g)
+        g[-1] *= 1.1                                            # the last bias entry
+        return c, g
+
+    monkeypatch.setattr(Sequential, "loss_and_gradient", off_by_a_tenth)
+    assert nncore.gradcheck(model, X20, Y_off, atol=1e-9)[1] > 1e-3
+    for bad in (-1e-9, float("nan"), float("inf"), True, "0"):
+        with pytest.raises(ValueError, match="atol must be a finite number >= 0"):
+            nncore.gradcheck(model, X20, Y, atol=bad)

@@ -174,3 +174,29 @@ def test_validation_errors_count_misclassified_examples(backend, n_out, y):
                         shuffle=False)
     assert history.history["val_errors"] == watch.counts
     assert max(watch.counts) > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_tie_at_the_threshold_against_scikit_learn(backend):
+    """The README's comparison with scikit-learn's Perceptron, from zero weights
+    in storage order: scikit-learn updates on y·z <= 0, so on the first example
+    (target 0, z = 0) too; the rule here counts z = 0 as a right 0 and moves
+    only on the second. Both predict the first class at z = 0."""
+    linear_model = pytest.importorskip("sklearn.linear_model")
+    X = np.array([[1.0, 0.0], [0.0, 1.0]])
+    y = np.array([0, 1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # one epoch: scikit-learn's ConvergenceWarning
+        sk = linear_model.Perceptron(max_iter=1, tol=None, shuffle=False).fit(X, y)
+        neuron = perceptron(backend=backend)
+        neuron.set_weights([np.zeros((2, 1)), np.zeros(1)])
+        neuron.fit(X, y, epochs=1, shuffle=False)
+    np.testing.assert_array_equal(sk.coef_, [[-1.0, 1.0]])
+    np.testing.assert_array_equal(sk.intercept_, [0.0])
+    W, b = neuron.get_weights()
+    np.testing.assert_array_equal(W.ravel(), [0.0, 1.0])
+    np.testing.assert_array_equal(b, [1.0])
+    tie = np.array([[0.0, 0.0]])
+    sk.coef_[:], sk.intercept_[:] = 0.0, 0.0
+    neuron.set_weights([np.zeros((2, 1)), np.zeros(1)])
+    assert sk.predict(tie)[0] == 0 and neuron.predict(tie)[0, 0] == 0

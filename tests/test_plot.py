@@ -339,3 +339,27 @@ def test_decision_boundary_resolution_is_an_integer_of_at_least_2(resolution, er
     assert plt.get_fignums() == []
     ax = nncore.plot.decision_boundary(model, blobs()[0], resolution=np.int32(3))
     assert ax.collections[0].get_array() is not None
+
+
+def test_decision_boundary_reads_a_pandas_frame_as_fit_does():
+    """fit takes a DataFrame of pandas' nullable Float64 columns and names a
+    pd.NA as NaN; decision_boundary converted X with np.asarray(dtype=float64),
+    which raised "float() argument must be a string or a real number, not
+    'NAType'" (not saying it was X, nor what was expected). It now reads X as
+    fit does: the nullable frame draws as its float64 values, a pd.NA is
+    "X contains NaN", and strings are a TypeError naming X's dtype; no figure
+    is left open by a refused call."""
+    pd = pytest.importorskip("pandas")
+    model, _ = trained(epochs=3, patience=0, val=False)
+    X, y = blobs(60)
+    frame = pd.DataFrame({"a": pd.array(X[:, 0], dtype="Float64"),
+                          "b": pd.array(X[:, 1], dtype="Float64")})
+    ax = nncore.plot.decision_boundary(model, frame, y, resolution=20)
+    np.testing.assert_array_equal(ax.collections[-1].get_offsets(), X)
+    plt.close("all")
+    frame.iloc[3, 1] = pd.NA
+    with pytest.raises(ValueError, match="X contains NaN"):
+        nncore.plot.decision_boundary(model, frame, y)
+    with pytest.raises(TypeError, match="X has dtype <U"):
+        nncore.plot.decision_boundary(model, X.astype(str), y)
+    assert plt.get_fignums() == []

@@ -75,6 +75,9 @@ def test_cosine_matches_torch_past_t_max(T_max, eta_min):
 @pytest.mark.parametrize("lr, decay", [(0.1, 0.0), (0.5, 0.1), (1.0, 3.0)])
 def test_inverse_time_formula(lr, decay):
     assert_lrs(ours(InverseTime(lr, decay)), [lr / (1 + decay * k) for k in range(EPOCHS)])
+    # the docstring's torch equivalent: LambdaLR with the factor 1 / (1 + decay·epoch)
+    assert_lrs(ours(InverseTime(lr, decay)),
+               torch_lrs(lambda s, o: s.LambdaLR(o, lambda k: 1 / (1 + decay * k)), lr))
 
 
 def metric_sequence(rng, n=60, start=1.0, threshold=1e-4, sign=1.0):
