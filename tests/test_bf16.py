@@ -796,3 +796,42 @@ def test_bfloat16_arrays_are_read_as_the_float32_values_they_hold(backend):
     for bad in (np.zeros((2, 5), dtype=[("a", np.float32)]), np.zeros((2, 5), dtype="V4")):
         with pytest.raises(TypeError, match="expected real numbers"):
             a.predict(bad)
+
+
+def test_a_pickle_made_on_a_bf16_cpu_unpickles_here_on_the_numpy_backend(tmp_path):
+    """A mixed_bfloat16 model pickled with backend="cython" (on a CPU with
+    AVX512_BF16: joblib.dump, a pickled Pipeline) could not be unpickled on a
+    CPU without it: pickle.loads raised the constructor's RuntimeError, whose
+    advice (backend='numpy') pickle.loads cannot take — nncore.load has a
+    backend= for this, pickle has none. It now unpickles onto the NumPy
+    backend, which emulates the same rounding, with a RuntimeWarning naming
+    the CPU feature, as the command line loads such a file; the model predicts
+    and trains as a numpy-backend one made from the same state. In a
+    subprocess with AVX-512 capped (NNCORE_SIMD=avx2), so on any CPU."""
+    X, y = nncore.load_digits()
+    m = digits_model("numpy")
+    m.fit(X[:200], y[:200], epochs=1, batch_size=32)
+    blob = pickle.dumps(m, protocol=2)   # no framing: the backend's string can be swapped
+    old, new = b"X\x05\x00\x00\x00numpy", b"X\x06\x00\x00\x00cython"
+    assert blob.count(old) == 1
+    (tmp_path / "m.pkl").write_bytes(blob.replace(old, new))
+    np.save(tmp_path / "want.npy", m.predict(X[:50]))
+    code = f"""
+        import pickle, warnings, numpy as np, nncore
+        blob = open({str(tmp_path / "m.pkl")!r}, "rb").read()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = pickle.loads(blob)
+        [w] = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+        print("WARNING", w.message)
+        assert m.backend == "numpy" and m.dtype_policy == "mixed_bfloat16"
+        X, y = nncore.load_digits()
+        assert np.array_equal(m.predict(X[:50]), np.load({str(tmp_path / "want.npy")!r}))
+        m.fit(X[:200], y[:200], epochs=1, batch_size=32)
+        print("ok")
+        """
+    result = run_python(code, NNCORE_SIMD="avx2")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    warning = result.stdout.split("WARNING ", 1)[1]
+    assert "AVX512_BF16" in warning and "backend='numpy'" in warning
+    assert "model.backend = 'cython'" in warning
