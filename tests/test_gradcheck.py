@@ -132,3 +132,23 @@ def test_non_finite_cost_is_an_error_not_a_nan(backend):
         nncore.gradcheck(model, [[1.0]], [1.0])
     model.set_weights([np.ones((1, 1)), np.zeros(1), np.ones((1, 1)), np.array([1.0])])
     assert max(nncore.gradcheck(model, [[1.0]], [1.0])) < 1e-6   # finite: as before
+
+
+def test_a_mixed_bfloat16_model_is_checked_on_its_float64_copy():
+    """README "Checking gradients": a mixed_bfloat16 model's check runs on the
+    float64 copy, as any model's — the same numbers as the float32 model with
+    the same weights —, because the bf16 cost itself does not move at eps
+    (its products' operands round to the same bf16 values)."""
+    X, y = nncore.load_digits()
+    X, y = X[:40], y[:40]
+
+    def model(dtype):
+        return nncore.Sequential([nncore.Dense(64, 12, "tanh"), nncore.Dense(12, 10, "softmax")],
+                                 loss="cross_entropy", seed=0, dtype=dtype, backend="numpy")
+    mixed, plain = model("mixed_bfloat16"), model("float32")
+    assert nncore.gradcheck(mixed, X, y) == nncore.gradcheck(plain, X, y)
+    weights = mixed.get_weights()
+    before = mixed.evaluate(X, y)["loss"]
+    weights[0][3, 4] += 1e-6
+    mixed.set_weights(weights)
+    assert mixed.evaluate(X, y)["loss"] == before
