@@ -85,7 +85,8 @@ def _checked_csr(csr, name):
     was). X.tocsr() hands back a CSR X as it is, unchecked: a matrix whose
     attributes were reassigned (indices shorter than data, a longer indptr)
     was read out of bounds — a segmentation fault inside scipy's product on the
-    NumPy backend. ValueError/TypeError saying what is wrong."""
+    NumPy backend. Unsigned index arrays come back as intp.
+    ValueError/TypeError saying what is wrong."""
     import scipy.sparse as sp
     for part in ("indices", "indptr"):
         kind = getattr(csr, part).dtype.kind
@@ -93,7 +94,11 @@ def _checked_csr(csr, name):
             raise TypeError(f"{name}.{part} has dtype {getattr(csr, part).dtype}; expected "
                             "integers (a CSR matrix's indices)")
     shell = sp.csr_matrix(csr.shape)
-    shell.data, shell.indices, shell.indptr = csr.data, csr.indices, csr.indptr
+    # unsigned index arrays as intp (scipy's check warns about them; the engine
+    # reads intp): as_input converts the others after the check
+    shell.data, shell.indices, shell.indptr = csr.data, *(
+        a if a.dtype.kind == "i" else np.ascontiguousarray(a, dtype=np.intp)
+        for a in (csr.indices, csr.indptr))
     try:
         shell.check_format(full_check=False)
     except ValueError as exc:

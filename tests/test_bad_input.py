@@ -781,3 +781,24 @@ def test_a_malformed_csr_matrix_is_refused_not_read_out_of_bounds(backend, mutat
         assert re.match(message, line), line
     if lines[0].startswith("accepted"):
         assert float(lines[0].split()[1]) < 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unsigned_csr_index_arrays_are_read_quietly(backend):
+    """CSR index arrays of an unsigned type (uint32, uint64: what some readers
+    of on-disk formats hand out) are read as the same matrix, without the
+    "indices array has non-integer dtype" UserWarning that scipy's format
+    check gives them."""
+    sp = pytest.importorskip("scipy.sparse")
+    import warnings
+    from nncore.datasets import train_test_split
+    rng = np.random.default_rng(1)
+    dense = rng.normal(size=(N, 3)) * (rng.random((N, 3)) < 0.5)
+    X = sp.csr_matrix(dense)
+    X.indices, X.indptr = X.indices.astype(np.uint64), X.indptr.astype(np.uint32)
+    model = regressor(backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = model.predict(X)
+        train_test_split(X, Y_REG)
+    np.testing.assert_allclose(got, model.predict(dense), rtol=1e-6, atol=1e-7)
