@@ -96,9 +96,10 @@ def _checked_csr(csr, name):
     shell = sp.csr_matrix(csr.shape)
     # unsigned index arrays as intp (scipy's check warns about them; the engine
     # reads intp): as_input converts the others after the check
-    shell.data, shell.indices, shell.indptr = csr.data, *(
-        a if a.dtype.kind == "i" else np.ascontiguousarray(a, dtype=np.intp)
-        for a in (csr.indices, csr.indptr))
+    shell.data = csr.data
+    shell.indices, shell.indptr = [a if a.dtype.kind == "i" else
+                                   np.ascontiguousarray(a, dtype=np.intp)
+                                   for a in (csr.indices, csr.indptr)]
     try:
         shell.check_format(full_check=False)
     except ValueError as exc:
