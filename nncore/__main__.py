@@ -21,7 +21,7 @@ def build(backend, dtype, seed, lr):
 
 
 def demo(argv=None, prog="python -m nncore"):
-    from nncore.cli import (DTYPE_HELP, DTYPES, Parser, UsageError, non_negative_int,
+    from nncore.cli import (DTYPE_HELP, DTYPES, Parser, bf16_refused, non_negative_int,
                             positive_float, positive_int)
     parser = Parser(prog=prog, description="Train a 64-64-10 network on the bundled 8x8 "
                     "digits with the compiled engine and with the NumPy reference, and "
@@ -40,7 +40,7 @@ def demo(argv=None, prog="python -m nncore"):
     try:
         build("cython", args.dtype, args.seed, args.lr)
     except RuntimeError as exc:   # mixed_bfloat16 on a CPU without AVX512_BF16
-        raise UsageError(f"--dtype {args.dtype}: {exc}") from None
+        raise bf16_refused(args.dtype, exc) from None
 
     X, y = load_digits()
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_fraction=0.2, seed=args.seed)

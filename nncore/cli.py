@@ -92,6 +92,19 @@ class UsageError(Exception):
         self.prog = prog
 
 
+def bf16_refused(dtype, exc):
+    """The UsageError for --dtype mixed_bfloat16 refused by the compiled engine
+    (a CPU without AVX512_BF16, or NNCORE_SIMD capping AVX-512): its reason,
+    with the advice put in the command line's terms. The engine's own advice
+    (dtype='float32', or backend='numpy') names Python arguments; the command
+    line has --dtype and no --backend."""
+    from . import _engine
+    reason = str(exc).replace(
+        _engine.BF16_INSTEAD, "use --dtype float32 (the command line trains on the compiled "
+        "engine; from Python, Sequential(..., backend='numpy') emulates the same rounding)")
+    return UsageError(f"--dtype {dtype}: {reason}")
+
+
 class Parser(argparse.ArgumentParser):
     """argparse, with errors as UsageError (one line, exit 2) instead of the
     usage block."""
@@ -712,7 +725,7 @@ def cmd_train(args):
         model = nncore.Sequential(layers, loss=args.loss, optimizer=optimizer, seed=args.seed,
                                   dtype=args.dtype)
     except RuntimeError as exc:   # mixed_bfloat16 on a CPU without AVX512_BF16
-        raise UsageError(f"--dtype {args.dtype}: {exc}") from None
+        raise bf16_refused(args.dtype, exc) from None
 
     order = np.random.default_rng(args.seed).permutation(X.shape[0])
     cut = X.shape[0] - int(round(X.shape[0] * args.validation_split))

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .validation import is_sparse
+from .validation import _checked_csr, is_sparse
 
 
 def load_digits(scale: bool = True) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
@@ -51,7 +51,8 @@ def train_test_split(X: Any, y: Any, test_fraction: float = 0.2,
     if isinstance(seed, (bool, np.bool_)):
         raise TypeError(f"seed must be an integer >= 0 or None, got {seed!r}")
     # a sparse X as CSR (COO has no row indexing); np.asarray would make it a 0-d object
-    X = X.tocsr() if is_sparse(X) else X if _is_pandas(X) else np.asarray(X)
+    X = _checked_csr(X.tocsr(), "X") if is_sparse(X) else X if _is_pandas(X) \
+        else np.asarray(X)
     y = y if _is_pandas(y) else np.asarray(y)
     if X.ndim == 0 or y.ndim == 0 or X.shape[0] != y.shape[0]:
         raise ValueError(f"X and y must have the same number of rows; got shapes {X.shape} "

@@ -9,7 +9,9 @@ one compiled forward/backward pass, the one a full-batch fit step descends);
 the numerical one perturbs each parameter by ±eps and differences the cost
 that entry point returns. Both run on a float64 copy of the model, so the
 comparison is not drowned in float32 rounding (the float32 kernels are the
-same fused-type source); the model itself is not changed.
+same fused-type source); the model itself is not changed. A mixed_bfloat16
+model is checked the same way: its float64 copy has no bf16 products (the
+rounded cost moves in bf16 steps, so central differences of it say nothing).
 """
 from __future__ import annotations
 

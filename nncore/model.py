@@ -849,7 +849,24 @@ class Sequential:
             layer._W, layer._b, layer._owner = None, None, None
             layer._bind(self, self._params[w:w + n_in * n_out].reshape(n_in, n_out),
                         self._params[b:b + n_out], copy=False)
-        self._net = self._network()
+        try:
+            self._net = self._network()
+        except RuntimeError:
+            if not (self._bf16 and self._backend == "cython"):
+                raise
+            # pickled on a CPU with AVX512_BF16, unpickled where the compiled engine
+            # cannot run the bf16 products: pickle.loads has no backend= (nncore.load
+            # has), so refusing would leave the model unreadable here. The NumPy
+            # backend emulates the same rounding; say so, as the command line does.
+            self._backend = "numpy"
+            self._net = self._network()
+            warnings.warn(
+                "this mixed_bfloat16 model was pickled with backend='cython', whose bf16 "
+                "products need a CPU with AVX512_BF16 and AVX-512 not capped by "
+                "NNCORE_SIMD (nncore info says which is missing here); it was unpickled "
+                "on backend='numpy', which emulates the same rounding, more slowly — on "
+                "a CPU with AVX512_BF16, model.backend = 'cython' switches back",
+                RuntimeWarning, stacklevel=2)
 
     def __copy__(self):
         """A copy shares nothing with the original (a model whose weights were

@@ -55,7 +55,7 @@ def as_input(X, dtype, n_features, name="X"):
                          "(the first layer's in_features)")
     if X.dtype.kind not in "biuf":
         raise TypeError(f"{name} has dtype {X.dtype}; expected real numbers")
-    csr = X.tocsr()
+    csr = _checked_csr(X.tocsr(), name)
     try:
         data = _cast_finite(csr.data, dtype, name)
     except ValueError:
@@ -75,6 +75,37 @@ def as_input(X, dtype, n_features, name="X"):
     out = sp.csr_matrix(X.shape, dtype=dtype)
     out.data, out.indices, out.indptr = data, indices, indptr  # kept intp: no re-check
     return out
+
+
+def _checked_csr(csr, name):
+    """csr's structure checked by scipy's own format check (its O(1) part:
+    1-D arrays, len(indptr) = rows + 1, indptr[0] = 0, as many indices as
+    values), run on a new matrix sharing csr's arrays, which it returns (storage
+    past indptr[-1] dropped, as scipy's prune does; csr itself is left as it
+    was). X.tocsr() hands back a CSR X as it is, unchecked: a matrix whose
+    attributes were reassigned (indices shorter than data, a longer indptr)
+    was read out of bounds — a segmentation fault inside scipy's product on the
+    NumPy backend. Unsigned index arrays come back as intp.
+    ValueError/TypeError saying what is wrong."""
+    import scipy.sparse as sp
+    for part in ("indices", "indptr"):
+        kind = getattr(csr, part).dtype.kind
+        if kind not in "iu":
+            raise TypeError(f"{name}.{part} has dtype {getattr(csr, part).dtype}; expected "
+                            "integers (a CSR matrix's indices)")
+    shell = sp.csr_matrix(csr.shape)
+    # unsigned index arrays as intp (scipy's check warns about them; the engine
+    # reads intp): as_input converts the others after the check
+    shell.data = csr.data
+    shell.indices, shell.indptr = [a if a.dtype.kind == "i" else
+                                   np.ascontiguousarray(a, dtype=np.intp)
+                                   for a in (csr.indices, csr.indptr)]
+    try:
+        shell.check_format(full_check=False)
+    except ValueError as exc:
+        raise ValueError(f"{name} is not a valid CSR matrix ({exc}); expected the arrays "
+                         "scipy.sparse builds (X.check_format() says the same)") from None
+    return shell
 
 
 def _cast_finite(arr, dtype, name):

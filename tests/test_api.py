@@ -794,3 +794,54 @@ def test_softmax_and_sigmoid_out_argument():
         for bad in (np.zeros((2, 3)), np.zeros((1, 3), int), [0.0, 0.0, 0.0]):
             with pytest.raises(TypeError, match=r"out must be a float array of z's shape \(1, 3\)"):
                 fn(logits, out=bad)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("backend", ["cython", "numpy"])
+def test_sparse_x_in_every_form_trains_as_its_dense_values(backend, dtype):
+    """README "Sparse X": what scipy.sparse admits — unsorted indices,
+    duplicate entries (summed, as toarray does; kept in a CSR built from its
+    arrays, summed by COO's tocsr), explicit zeros, empty rows, int64
+    indices, sparse arrays as well as matrices, an all-zero matrix — trains,
+    predicts and evaluates as X.toarray(), to rounding (the CSR product adds
+    in another order)."""
+    sp = pytest.importorskip("scipy.sparse")
+    rng = np.random.default_rng(4)
+    dense = rng.normal(size=(60, 7)) * (rng.random((60, 7)) < 0.4)
+    dense[[0, 17]] = 0   # empty rows
+    y = rng.integers(0, 3, 60)
+    csr = sp.csr_matrix(dense)
+    # every stored value split in two (3/4 and 1/4), row by row in reverse column
+    # order, plus an explicit zero per row: duplicates, unsorted, zeros
+    counts = np.diff(csr.indptr)
+    rows = np.repeat(np.arange(60), counts)
+    order = np.lexsort((-csr.indices, rows))
+    idx = np.repeat(csr.indices[order], 2)
+    val = np.ravel(np.c_[0.75 * csr.data[order], 0.25 * csr.data[order]])
+    ptr = np.r_[0, np.cumsum(2 * counts)]
+    data, indices, indptr = [], [], [0]
+    for i in range(60):
+        data += [*val[ptr[i]:ptr[i + 1]], 0.0]
+        indices += [*idx[ptr[i]:ptr[i + 1]], 6 - i % 7]
+        indptr.append(len(data))
+    raw = sp.csr_matrix((np.array(data), np.array(indices), np.array(indptr)), shape=(60, 7))
+    assert not raw.has_canonical_format and np.allclose(raw.toarray(), dense, rtol=0, atol=1e-15)
+    wide = sp.csr_array(dense)
+    wide.indices, wide.indptr = wide.indices.astype(np.int64), wide.indptr.astype(np.int64)
+    coo = sp.coo_matrix((np.r_[csr.data / 2, csr.data / 2],
+                         (np.r_[rows, rows], np.r_[csr.indices, csr.indices])), shape=(60, 7))
+
+    def run(X, y=y):
+        model = nncore.Sequential([nncore.Dense(7, 5, "tanh"), nncore.Dense(5, 3, "softmax")],
+                                  loss="cross_entropy", seed=0, dtype=dtype, backend=backend)
+        history = model.fit(X, y, epochs=3, batch_size=8)
+        return [*model.get_weights(), model.predict(X), history.history["loss"],
+                model.evaluate(X, y)["loss"]]
+
+    tol = 1e-5 if dtype == "float32" else 1e-12
+    want = run(dense)
+    for X in (raw, wide, coo, sp.coo_array(dense), sp.csc_array(dense)):
+        for got, exp in zip(run(X), want):
+            np.testing.assert_allclose(got, exp, rtol=tol, atol=tol)
+    for got, exp in zip(run(sp.csr_matrix((60, 7))), run(np.zeros((60, 7)))):
+        np.testing.assert_allclose(got, exp, rtol=tol, atol=tol)

@@ -1,6 +1,9 @@
 """Bad input gets a ValueError/TypeError naming what is wrong, never a crash;
 and the conversions that must work do work."""
 import re
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -718,3 +721,84 @@ def test_validation_rows_that_overflow_are_named_as_such(backend, split):
                        r"finite: the outputs or the loss overflowed.*\(the validation rows "
                        r"overflow; the training batches' losses were finite\)$"):
         model.fit(X, y, epochs=3, batch_size=10, **kwargs)
+
+
+MALFORMED_CSR = """
+    import numpy as np, scipy.sparse as sp, nncore
+    rng = np.random.default_rng(0)
+    dense = rng.normal(size=(50, 6)) * (rng.random((50, 6)) < 0.4)
+    y = rng.integers(0, 3, 50)
+    model = nncore.Sequential([nncore.Dense(6, 5, "relu"), nncore.Dense(5, 3, "softmax")],
+                              loss="cross_entropy", seed=0, backend={backend!r})
+    X = sp.csr_matrix(dense)
+    {mutate}
+    kept = [a.copy() for a in (X.data, X.indices, X.indptr)]
+    for call in (lambda: model.predict(X), lambda: model.fit(X, y, epochs=1),
+                 lambda: model.evaluate(X, y), lambda: nncore.datasets.train_test_split(X, y)):
+        try:
+            call()
+        except (ValueError, TypeError) as exc:
+            print(type(exc).__name__, exc)
+        else:
+            print("accepted", np.abs(model.predict(X) - model.predict(dense)).max())
+    # the user's matrix is left as it was
+    assert all(np.array_equal(a, b) for a, b in zip(kept, (X.data, X.indices, X.indptr)))
+    """
+
+
+@pytest.mark.parametrize("mutate, message", [
+    ("X.indices = X.indices[:-3]", r"ValueError X is not a valid CSR matrix \(indices and data "
+                                   r"should have the same size\)"),
+    ("X.data = X.data[:-3]", r"ValueError X is not a valid CSR matrix \(indices and data "
+                             r"should have the same size\)"),
+    ("X.indptr = X.indptr[:-5]", r"ValueError X is not a valid CSR matrix \(index pointer "
+                                 r"size 46 should be 51\)"),
+    ("X.indptr = np.r_[X.indptr, X.indptr[-1]]", r"ValueError X is not a valid CSR matrix "
+                                                 r"\(index pointer size 52 should be 51\)"),
+    ("X.indices = X.indices.astype(float)", r"TypeError X.indices has dtype float64; "
+                                            r"expected integers"),
+    # storage past indptr[-1] is not part of the matrix (scipy's nnz, prune): read as X
+    ("X.data, X.indices = np.r_[X.data, 7.0], np.r_[X.indices, 2].astype(X.indices.dtype)",
+     r"accepted [0-9.e-]+$"),
+])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_malformed_csr_matrix_is_refused_not_read_out_of_bounds(backend, mutate, message):
+    """A CSR matrix whose arrays were reassigned so that they no longer fit
+    (indices shorter than data, indptr of the wrong length) reached the
+    readers unchecked — X.tocsr() returns a CSR X as it is: the NumPy backend
+    crashed with a segmentation fault inside scipy's product, the engine
+    refused it with "X.indices: shape (112,) does not fit the network", and
+    train_test_split read it silently. scipy's own format check now refuses
+    it with scipy's reason; storage past indptr[-1], which scipy ignores, is
+    ignored. In a subprocess: the failure was a crash."""
+    code = textwrap.dedent(MALFORMED_CSR).format(backend=backend, mutate=mutate)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4, result.stdout
+    for line in lines:
+        assert re.match(message, line), line
+    if lines[0].startswith("accepted"):
+        assert float(lines[0].split()[1]) < 1e-6
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_unsigned_csr_index_arrays_are_read_quietly(backend):
+    """CSR index arrays of an unsigned type (uint32, uint64: what some readers
+    of on-disk formats hand out) are read as the same matrix, without the
+    "indices array has non-integer dtype" UserWarning that scipy's format
+    check gives them."""
+    sp = pytest.importorskip("scipy.sparse")
+    import warnings
+    from nncore.datasets import train_test_split
+    rng = np.random.default_rng(1)
+    dense = rng.normal(size=(N, 3)) * (rng.random((N, 3)) < 0.5)
+    X = sp.csr_matrix(dense)
+    X.indices, X.indptr = X.indices.astype(np.uint64), X.indptr.astype(np.uint32)
+    model = regressor(backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = model.predict(X)
+        train_test_split(X, Y_REG)
+    np.testing.assert_allclose(got, model.predict(dense), rtol=1e-6, atol=1e-7)

@@ -796,3 +796,169 @@ def test_bfloat16_arrays_are_read_as_the_float32_values_they_hold(backend):
     for bad in (np.zeros((2, 5), dtype=[("a", np.float32)]), np.zeros((2, 5), dtype="V4")):
         with pytest.raises(TypeError, match="expected real numbers"):
             a.predict(bad)
+
+
+def test_a_pickle_made_on_a_bf16_cpu_unpickles_here_on_the_numpy_backend(tmp_path):
+    """A mixed_bfloat16 model pickled with backend="cython" (on a CPU with
+    AVX512_BF16: joblib.dump, a pickled Pipeline) could not be unpickled on a
+    CPU without it: pickle.loads raised the constructor's RuntimeError, whose
+    advice (backend='numpy') pickle.loads cannot take — nncore.load has a
+    backend= for this, pickle has none. It now unpickles onto the NumPy
+    backend, which emulates the same rounding, with a RuntimeWarning naming
+    the CPU feature, as the command line loads such a file; the model predicts
+    and trains as a numpy-backend one made from the same state. In a
+    subprocess with AVX-512 capped (NNCORE_SIMD=avx2), so on any CPU."""
+    X, y = nncore.load_digits()
+    m = digits_model("numpy")
+    m.fit(X[:200], y[:200], epochs=1, batch_size=32)
+    blob = pickle.dumps(m, protocol=2)   # no framing: the backend's string can be swapped
+    old, new = b"X\x05\x00\x00\x00numpy", b"X\x06\x00\x00\x00cython"
+    assert blob.count(old) == 1
+    (tmp_path / "m.pkl").write_bytes(blob.replace(old, new))
+    np.save(tmp_path / "want.npy", m.predict(X[:50]))
+    code = f"""
+        import pickle, warnings, numpy as np, nncore
+        blob = open({str(tmp_path / "m.pkl")!r}, "rb").read()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            m = pickle.loads(blob)
+        [w] = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+        print("WARNING", w.message)
+        assert m.backend == "numpy" and m.dtype_policy == "mixed_bfloat16"
+        X, y = nncore.load_digits()
+        assert np.array_equal(m.predict(X[:50]), np.load({str(tmp_path / "want.npy")!r}))
+        m.fit(X[:200], y[:200], epochs=1, batch_size=32)
+        print("ok")
+        """
+    result = run_python(code, NNCORE_SIMD="avx2")
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+    warning = result.stdout.split("WARNING ", 1)[1]
+    assert "AVX512_BF16" in warning and "backend='numpy'" in warning
+    assert "model.backend = 'cython'" in warning
+
+
+# ------------------------------------------------------------ against torch
+
+def test_rounding_is_torchs_but_for_subnormals_and_nan_bits():
+    """float32 → bfloat16 against torch's own conversion
+    (torch.tensor(x).to(torch.bfloat16)), on random bit patterns, ties and the
+    special values: the same bits for every normal, zero (−0 keeps its sign),
+    infinite and overflowing input. Two documented differences: a float32
+    subnormal becomes a zero of its sign here (AVX512_BF16's rule; torch rounds
+    it to a bf16 subnormal, 0x807FFFFF to 0x8080), and a NaN stays a NaN of its
+    sign with its top payload bits, made quiet (torch's NaN bits depend on
+    its code path: 0x7FC0, 0xFFFF)."""
+    torch = pytest.importorskip("torch")
+    x = rounding_cases()
+    with np.errstate(invalid="ignore"):
+        ours = round_bf16_bits(x)
+    theirs = torch.from_numpy(x.copy()).to(torch.bfloat16).view(torch.int16).numpy().view(
+        np.uint16)
+    u = x.view(np.uint32)
+    nan = np.isnan(x)
+    subnormal = ((u & 0x7F800000) == 0) & ((u & 0x007FFFFF) != 0)
+    same = ~nan & ~subnormal
+    assert same.sum() > 3000 and subnormal.sum() >= 3
+    assert np.array_equal(ours[same], theirs[same])
+    assert np.array_equal(ours[subnormal], (u[subnormal] >> 16).astype(np.uint16) & 0x8000)
+    assert np.array_equal(theirs[subnormal & (u == 0x807FFFFF)], [0x8080])
+    for bits in (ours[nan], theirs[nan]):   # NaN in both (torch's bits vary by code path)
+        assert ((bits & 0x7F80) == 0x7F80).all() and ((bits & 0x7F) != 0).all()
+    assert ((ours[nan] & 0x7FC0) == 0x7FC0).all()   # quiet, sign and top payload kept
+    assert np.array_equal(ours[nan] >> 15, (u[nan] >> 31).astype(np.uint16))
+
+
+class _TorchBF16Dense:
+    """torch's float32 autograd with each Dense product's operands rounded to
+    bfloat16 by torch's conversion and summed in float32 — forward X·W,
+    backward dZ·Wᵀ and Xᵀ·dZ —, everything else float32: the numerics the
+    mixed_bfloat16 policy documents, built from torch alone."""
+
+    def __init__(self, torch):
+        def rb(t):
+            return t.to(torch.bfloat16).to(torch.float32)
+
+        class Product(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, w, b):
+                xb, wb = rb(x), rb(w)
+                ctx.save_for_backward(xb, wb)
+                return xb @ wb + b
+
+            @staticmethod
+            def backward(ctx, g):
+                xb, wb = ctx.saved_tensors
+                gb = rb(g)
+                return gb @ wb.T, xb.T @ gb, g.sum(0)
+
+        self.torch, self.product = torch, Product.apply
+
+    def step(self, weights, X, y, activations, loss, lr):
+        """One plain SGD step on (X, y) from `weights`: (loss, new weights)."""
+        torch = self.torch
+        ps = [torch.tensor(w, requires_grad=True) for w in weights]
+        a = torch.tensor(X)
+        for (W, b), act in zip(zip(ps[::2], ps[1::2]), activations):
+            a = self.product(a, W, b)
+            a = {"relu": torch.relu, "tanh": torch.tanh, "linear": lambda z: z,
+                 "softmax": lambda z: z}[act](a)
+        if loss == "cross_entropy":
+            value = torch.nn.functional.cross_entropy(a, torch.tensor(y))
+        else:
+            value = torch.nn.functional.mse_loss(a, torch.tensor(y, dtype=torch.float32))
+        value.backward()
+        with torch.no_grad():
+            return value.item(), [(p - lr * p.grad).numpy() for p in ps]
+
+
+@pytest.mark.parametrize("task", ["digits", "diabetes"])
+def test_numpy_backend_steps_as_torch_with_bf16_operands(task):
+    """backend="numpy" under mixed_bfloat16, step by step against torch
+    rounding each product's operands with its own bf16 conversion (float32
+    master weights, bf16 × bf16 products summed in float32: what torch's CPU
+    bf16 matmul computes before it rounds its output), on scikit-learn's digits
+    (softmax cross-entropy) and diabetes (MSE regression): from the same
+    weights, each mini-batch step lands on the same weights to float32
+    summation order — a relative 1e-4 of the step, which leaves room for a
+    value here and there to round to the neighbouring bf16 (the two sum in
+    different orders) — and reports the same loss. Many steps in a row drift
+    apart further: such flips grow as the trajectories separate."""
+    torch = pytest.importorskip("torch")
+    datasets = pytest.importorskip("sklearn.datasets")
+    if task == "digits":
+        X, y = datasets.load_digits(return_X_y=True)
+        X = X / 16.0
+        sizes, acts, loss, lr = (64, 32, 10), ("relu", "softmax"), "cross_entropy", 0.1
+    else:
+        X, y = datasets.load_diabetes(return_X_y=True)
+        X, y = (X - X.mean(0)) / X.std(0), ((y - y.mean()) / y.std()).reshape(-1, 1)
+        sizes, acts, loss, lr = (10, 16, 1), ("tanh", "linear"), "mse", 0.05
+    X = X.astype(np.float32)
+    model = Sequential([Dense(a, b, act) for a, b, act in zip(sizes, sizes[1:], acts)],
+                       loss=loss, optimizer=nncore.SGD(lr=lr), seed=0,
+                       dtype=MIXED_BFLOAT16, backend="numpy")
+    ref = _TorchBF16Dense(torch)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for start in range(0, 12 * 32, 32):   # diabetes: 442 rows
+            Xb, yb = X[start:start + 32], y[start:start + 32]
+            before = model.get_weights()
+            their_loss, theirs = ref.step(before, Xb, yb, acts, loss, lr)
+            our_loss = model.fit(Xb, yb, epochs=1, shuffle=False).history["loss"][0]
+            ours = model.get_weights()
+            assert our_loss == pytest.approx(their_loss, rel=1e-5)
+            change = np.linalg.norm(np.concatenate([(t - b).ravel()
+                                                    for t, b in zip(theirs, before)]))
+            gap = np.linalg.norm(np.concatenate([(o - t).ravel() for o, t in zip(ours, theirs)]))
+            assert gap <= 1e-4 * change, (start, gap / change)
+            # and bf16 is what both ran: a float32 step lands measurably elsewhere
+    finally:
+        torch.set_num_threads(threads)
+    f32 = Sequential([Dense(a, b, act) for a, b, act in zip(sizes, sizes[1:], acts)],
+                     loss=loss, optimizer=nncore.SGD(lr=lr), seed=0, backend="numpy")
+    f32.set_weights(before)
+    f32.fit(Xb, yb, epochs=1, shuffle=False)
+    gap32 = np.linalg.norm(np.concatenate([(o - t).ravel()
+                                           for o, t in zip(f32.get_weights(), theirs)]))
+    assert gap32 > 1e-3 * change

@@ -374,6 +374,17 @@ def test_demo_mixed_bfloat16():
     assert result.returncode == 2
     assert "demo: error: --dtype mixed_bfloat16: " in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert_bf16_advice_in_command_line_terms(result.stderr)
+
+
+def assert_bf16_advice_in_command_line_terms(stderr):
+    """The refusal's advice was the Python API's ("use dtype='float32', or
+    backend='numpy'"): the command line has --dtype and no --backend, so a
+    shell user was pointed at an option that does not exist. It now says
+    --dtype float32, and where the NumPy backend's emulation is found."""
+    assert "AVX512_BF16" in stderr
+    assert "use --dtype float32" in stderr and "dtype='float32'" not in stderr
+    assert "or backend='numpy'" not in stderr and "Sequential(..., backend='numpy')" in stderr
 
 
 @pytest.fixture
@@ -1041,6 +1052,7 @@ def test_train_mixed_bfloat16_without_the_cpu_feature(tmp_path, flowers):
     assert " train: error: --dtype mixed_bfloat16: " in result.stderr
     assert "AVX512_BF16" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert_bf16_advice_in_command_line_terms(result.stderr)
     assert not (tmp_path / "m.npz").exists()
 
 

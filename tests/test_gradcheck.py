@@ -182,3 +182,23 @@ def test_an_exact_minimum_needs_atol_and_a_wrong_gradient_is_still_caught(monkey
     for bad in (-1e-9, float("nan"), float("inf"), True, "0"):
         with pytest.raises(ValueError, match="atol must be a finite number >= 0"):
             nncore.gradcheck(model, X20, Y, atol=bad)
+
+
+def test_a_mixed_bfloat16_model_is_checked_on_its_float64_copy():
+    """README "Checking gradients": a mixed_bfloat16 model's check runs on the
+    float64 copy, as any model's — the same numbers as the float32 model with
+    the same weights —, because the bf16 cost itself does not move at eps
+    (its products' operands round to the same bf16 values)."""
+    X, y = nncore.load_digits()
+    X, y = X[:40], y[:40]
+
+    def model(dtype):
+        return nncore.Sequential([nncore.Dense(64, 12, "tanh"), nncore.Dense(12, 10, "softmax")],
+                                 loss="cross_entropy", seed=0, dtype=dtype, backend="numpy")
+    mixed, plain = model("mixed_bfloat16"), model("float32")
+    assert nncore.gradcheck(mixed, X, y) == nncore.gradcheck(plain, X, y)
+    weights = mixed.get_weights()
+    before = mixed.evaluate(X, y)["loss"]
+    weights[0][3, 4] += 1e-6
+    mixed.set_weights(weights)
+    assert mixed.evaluate(X, y)["loss"] == before

@@ -1225,3 +1225,39 @@ def test_a_large_workspace_is_not_kept_with_the_estimator(monkeypatch):
     ref = sk.MLPClassifier(hidden_layer_sizes=(256,), batch_size=4000, max_iter=2,
                            random_state=0).fit(X, y).partial_fit(X, y)
     assert_same_model(big, ref)   # the same training as scikit-learn's, workspace or not
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_bfloat16_x_is_taken_where_scikit_learn_takes_it(task):
+    """ml_dtypes' bfloat16 X (JAX's, ONNX's numpy bfloat16): scikit-learn's
+    MLP fits and partial_fits on it (as the float64 values it holds) and
+    refuses it in predict/score ("dtype='numeric' is not compatible with
+    arrays of bytes/strings"; NumPy gives the type kind "V"). The face does
+    the same, method by method, compared live with scikit-learn; the README
+    said both refuse it."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    X, y = data(task)
+    Xb = X.astype(ml_dtypes.bfloat16)
+    outcome = []
+    for est in pair(task, **SMALL):
+        seen = []
+        for call in (lambda: est.fit(Xb, y), lambda: est.predict(Xb), lambda: est.score(Xb, y),
+                     lambda: clone(est).partial_fit(Xb, y, **(
+                         {"classes": np.unique(y)} if task == "multiclass" else {}))):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    call()
+                seen.append("ok")
+            except (TypeError, ValueError) as exc:
+                seen.append(type(exc).__name__)
+        outcome.append(seen)
+        est.fit(Xb, y)
+        assert est.coefs_[0].dtype == np.float64
+    assert outcome[0] == outcome[1]
+    ref, ours = pair(task, **SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref.fit(Xb, y)
+        ours.fit(Xb.astype(np.float64), y)
+    assert model_diff(ours, ref) <= 1e-10
