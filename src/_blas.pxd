@@ -194,7 +194,13 @@ cdef enum:
     # to 2M multiply-adds) 37.0 / 56.6, 34.5 / 48.6, 31.4 / 40.5, 31.9 /
     # 34.1, 25.9 / 29.1 ms; float64 b = 64, 96 (0.64M, 0.96M) 58.1 / 81.5,
     # 56.5 / 75.8 ms, but b = 128 and 200 (1.28M, 2M) 56.5 / 50.9 and 56.9 /
-    # 46.6 ms: there OpenBLAS's two threads win.
+    # 46.6 ms: there OpenBLAS's two threads win. Rechecked on a Zen 1 (EPYC
+    # family 23 model 1, AVX2 ops on 128-bit units; the same fit, float32,
+    # medians of 5 epochs, 3 alternating rounds): with the limit at 262,144
+    # instead, b = 128 took 64.7-72.4 ms against 56.0-57.9, b = 64 58.8-83.9
+    # against 67.1-67.7, b = 200 54.1-69.1 against 52.8-55.3; the products
+    # alone, hot and back to back, favour OpenBLAS's two threads there (tile
+    # ~30 GFLOP/s against 45-60), but inside a fit they do not.
     TILE_GEMM_AVX2_F = 2097152
     TILE_GEMM_AVX2_D = 1048576
     # Columns of C the direct loop keeps in registers at a time (4 SSE2
