@@ -39,6 +39,7 @@
 #define TARGET "avx512f"
 #define ROWS2 8
 #define ONE_ROW_NV 2 /* more: not measured on AVX-512 */
+#define WHOLE_TAIL 0 /* masked loads cost nothing more there */
 #define NAME nncore_tile_f_avx512
 #define VZERO() _mm512_setzero_ps()
 #define VSET1(x) _mm512_set1_ps(x)
@@ -58,6 +59,7 @@
 #define TARGET "avx512f"
 #define ROWS2 8
 #define ONE_ROW_NV 2 /* more: not measured on AVX-512 */
+#define WHOLE_TAIL 0 /* masked loads cost nothing more there */
 #define NAME nncore_tile_d_avx512
 #define VZERO() _mm512_setzero_pd()
 #define VSET1(x) _mm512_set1_pd(x)
@@ -78,6 +80,7 @@
 #define TARGET "avx2,fma"
 #define ROWS2 6 /* 12 accumulators + 2 B vectors + A of AVX2's 16 registers */
 #define ONE_ROW_NV 8 /* Zen 1: single-row predicts 10-27% faster */
+#define WHOLE_TAIL 1
 #define NAME nncore_tile_f_avx2
 #define VZERO() _mm256_setzero_ps()
 #define VSET1(x) _mm256_set1_ps(x)
@@ -98,6 +101,7 @@
 #define TARGET "avx2,fma"
 #define ROWS2 6 /* 12 accumulators + 2 B vectors + A of AVX2's 16 registers */
 #define ONE_ROW_NV 8 /* Zen 1: single-row predicts 10-27% faster */
+#define WHOLE_TAIL 1
 #define NAME nncore_tile_d_avx2
 #define VZERO() _mm256_setzero_pd()
 #define VSET1(x) _mm256_set1_pd(x)

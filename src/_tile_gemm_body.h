@@ -5,6 +5,9 @@
  *   ROWS2           rows of C a two-vector block takes at a time (2·ROWS2
  *                   accumulators: as many as fit in the set's vector registers
  *                   with the two B vectors and the A value, or they spill)
+ *   WHOLE_TAIL      1 when a masked load costs more than a whole one (AVX2:
+ *                   vmaskmovps ran a 128×9×128 product 2.7x slower than a
+ *                   128×16×128 one on Zen 1): see BLOCK
  *   ONE_ROW_NV      the most vectors of columns a one-row product takes at a
  *                   time: 2 (as any other row), or 8 where measured faster
  *   NAME            the entry point to define
@@ -30,11 +33,24 @@
 
 /* One R-row × NV-vector tile at (i0, j0). The last vector's columns are
  * masked with `tail` unless `full`. R, NV and full are constants at every
- * call, so the loops unroll and acc lives in registers. */
+ * call, so the loops unroll and acc lives in registers. Where WHOLE_TAIL, B's
+ * rows p < whole_rows(…) load their last vector whole: the lanes past n hold
+ * B's next elements (inside B, never past its last element), whose sums are
+ * computed and never stored, so C's bits do not change; later rows load it
+ * masked. */
+static inline ptrdiff_t NNCORE_FN(NAME, _whole_rows)(int NV, ptrdiff_t j0, ptrdiff_t n,
+                                                      ptrdiff_t k, ptrdiff_t ldb) {
+    /* rows p with p·ldb + j0 + NV·W <= (k − 1)·ldb + n: B's span */
+    ptrdiff_t room = (k - 1) * ldb + n - j0 - NV * W;
+    if (!WHOLE_TAIL || room < 0)
+        return 0;
+    return room / ldb + 1 < k ? room / ldb + 1 : k;
+}
+
 static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
     const int R, const int NV, const int full, int trans_a, ptrdiff_t i0, ptrdiff_t j0,
     M tail, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda, const T* B, ptrdiff_t ldb,
-    T beta, T* C, ptrdiff_t ldc) {
+    T beta, T* C, ptrdiff_t ldc, ptrdiff_t n) {
     V acc[12][8], b[8];
     /* op(A)'s rows 3g, 3g + 1, 3g + 2 at a[g], a[g] + step, a[g] + 2·step: four
      * pointers and one stride for up to 12 rows (a pointer a row would not fit
@@ -45,16 +61,22 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
         a[g] = trans_a ? A + i0 + 3 * g : A + (i0 + 3 * g) * lda;
     for (int r = 0; r < R; r++)
         for (int v = 0; v < NV; v++) acc[r][v] = VZERO();
-    for (ptrdiff_t p = 0; p < k; p++) {
-        const T* row = B + p * ldb + j0;
-        for (int v = 0; v < NV; v++)
-            b[v] = (full || v < NV - 1) ? VLOAD(row + v * W) : VLOADM(row + v * W, tail);
-        for (int r = 0; r < R; r++) {
-            V ar = VSET1(a[r / 3][(r % 3) * step]);
-            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(ar, b[v], acc[r][v]);
-        }
-        for (int g = 0; g < (R + 2) / 3; g++) a[g] += next;
+#define NNCORE_STEP(whole_tail)                                                          \
+    {                                                                                    \
+        const T* row = B + p * ldb + j0;                                                 \
+        for (int v = 0; v < NV; v++)                                                     \
+            b[v] = (whole_tail || v < NV - 1) ? VLOAD(row + v * W)                       \
+                                              : VLOADM(row + v * W, tail);               \
+        for (int r = 0; r < R; r++) {                                                    \
+            V ar = VSET1(a[r / 3][(r % 3) * step]);                                      \
+            for (int v = 0; v < NV; v++) acc[r][v] = VFMA(ar, b[v], acc[r][v]);          \
+        }                                                                                \
+        for (int g = 0; g < (R + 2) / 3; g++) a[g] += next;                              \
     }
+    ptrdiff_t p = 0, whole = full ? k : NNCORE_FN(NAME, _whole_rows)(NV, j0, n, k, ldb);
+    for (; p < whole; p++) NNCORE_STEP(1)
+    for (; p < k; p++) NNCORE_STEP(0)
+#undef NNCORE_STEP
     for (int r = 0; r < R; r++) {
         T* c = C + (i0 + r) * ldc + j0;
         for (int v = 0; v < NV; v++) {
@@ -73,14 +95,14 @@ static inline __attribute__((always_inline, target(TARGET))) void BLOCK(
 static __attribute__((target(TARGET))) void NAME(
     int trans_a, ptrdiff_t m, ptrdiff_t n, ptrdiff_t k, T alpha, const T* A, ptrdiff_t lda,
     const T* B, ptrdiff_t ldb, T beta, T* C, ptrdiff_t ldc) {
-#define NNCORE_ARGS trans_a, i0, j0, tail, k, alpha, A, lda, B, ldb, beta, C, ldc
+#define NNCORE_ARGS trans_a, i0, j0, tail, k, alpha, A, lda, B, ldb, beta, C, ldc, n
     ptrdiff_t i0, j0 = 0;
     if (ONE_ROW_NV > 2 && m == 1) {
         M all = VMASK(W);
         for (; ONE_ROW_NV >= 8 && n - j0 >= 8 * W; j0 += 8 * W)
-            BLOCK(1, 8, 1, trans_a, 0, j0, all, k, alpha, A, lda, B, ldb, beta, C, ldc);
+            BLOCK(1, 8, 1, trans_a, 0, j0, all, k, alpha, A, lda, B, ldb, beta, C, ldc, n);
         for (; n - j0 >= 4 * W; j0 += 4 * W)
-            BLOCK(1, 4, 1, trans_a, 0, j0, all, k, alpha, A, lda, B, ldb, beta, C, ldc);
+            BLOCK(1, 4, 1, trans_a, 0, j0, all, k, alpha, A, lda, B, ldb, beta, C, ldc, n);
     }
     while (j0 < n) {
         ptrdiff_t left = n - j0;
@@ -119,6 +141,7 @@ static __attribute__((target(TARGET))) void NAME(
 #undef TARGET
 #undef ROWS2
 #undef ONE_ROW_NV
+#undef WHOLE_TAIL
 #undef NAME
 #undef VZERO
 #undef VSET1
