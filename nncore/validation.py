@@ -192,7 +192,7 @@ def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any,
                          "per sample")
     if classes and (arr.ndim == 1 or arr.shape[1:] == (1,) and outputs > 1):
         from .losses import one_hot
-        return np.ascontiguousarray(one_hot(arr, outputs, name), dtype=dtype)
+        return np.ascontiguousarray(one_hot(arr, outputs, name, dtype), dtype=dtype)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] != outputs:

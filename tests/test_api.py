@@ -132,6 +132,31 @@ def test_initialisation_draws_in_blocks_with_the_values_of_one_draw(make_rng, dt
     layer.initialize(make_rng(3))
     np.testing.assert_array_equal(layer.W, want)
 
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_class_labels_cost_one_one_hot_array_of_the_model_dtype(dtype):
+    """README ("Training from data larger than RAM"): class labels for
+    cross_entropy become one-hot rows, n x classes x itemsize. They were built
+    in float64 and then cast, so a float32 model's fit and evaluate peaked at
+    3x that (400,000 labels of 50 classes: 229 MiB for a 76 MiB one-hot;
+    review49). Now the rows are written in the model's dtype."""
+    n, classes = 20_000, 50
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 8)).astype(dtype)
+    y = rng.integers(0, classes, n)
+    model = Sequential([Dense(8, classes, "softmax")], loss="cross_entropy", seed=0, dtype=dtype)
+    one_hot = n * classes * np.dtype(dtype).itemsize
+    for name, call in (("fit", lambda: model.fit(X, y, batch_size=256)),
+                       ("evaluate", lambda: model.evaluate(X, y))):
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1.2 * one_hot + 2**20, \
+            f"{name} peaked at {peak / 2**20:.1f} MiB for a {one_hot / 2**20:.1f} MiB one-hot"
+
 # ------------------------------------------------------------ fit / History
 
 @pytest.mark.parametrize("backend", BACKENDS)
