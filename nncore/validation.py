@@ -125,9 +125,26 @@ def _as_real_array(a, name):
                              "1.8e308); expected finite values") from None
     arr = widen_real(arr)
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers "
-                        "(int, bool or float)")
+        raise TypeError(f"{name} has dtype {arr.dtype}{_non_numeric_columns(a)}; expected real "
+                        "numbers (int, bool or float)")
     return arr
+
+
+def _non_numeric_columns(a, most=5):
+    """' from its non-numeric column(s) ...' naming the columns of a pandas
+    DataFrame that are not numbers (at most `most` of them, with their dtypes),
+    or '' for anything else: a frame with one text column among many numbers
+    became an object array, and 'X has dtype object' alone did not say which."""
+    dtypes = getattr(a, "dtypes", None)
+    if not type(a).__module__.startswith("pandas") or not hasattr(dtypes, "items"):
+        return ""
+    bad = [f"{col!r} ({dt})" for col, dt in dtypes.items()
+           if getattr(dt, "kind", "O") not in "biuf"]
+    if not bad:
+        return ""
+    more = f" and {len(bad) - most} more" if len(bad) > most else ""
+    return (f" from its non-numeric column(s) {', '.join(bad[:most])}{more} (encode or drop "
+            "them)")
 
 
 def is_real_dtype(dtype: Any) -> bool:

@@ -665,6 +665,26 @@ def test_pandas_nullable_numeric_columns_are_numbers(backend):
             a.predict(bad)
 
 
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_frame_with_text_columns_names_them(backend):
+    """A DataFrame with one text or categorical column among numbers becomes an
+    object array, and fit/predict said only 'X has dtype object', leaving the
+    user to find the column (nncore.dask's predict named it; review49). Now
+    the non-numeric columns are named with their dtypes, five at most."""
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame(X_GOOD, columns=[f"f{i}" for i in range(X_GOOD.shape[1])])
+    model = classifier(backend, "float64")
+    mixed = frame.assign(f1=["x"] * N, f2=pd.Categorical(["x", "y"] * (N // 2)))
+    for call in (lambda: model.fit(mixed, Y_LABELS), lambda: model.predict(mixed)):
+        with pytest.raises(TypeError, match=r"X has dtype object from its non-numeric "
+                                            r"column\(s\) 'f1' \(\w+\), 'f2' \(category\) "
+                                            r"\(encode or drop them\)"):
+            call()
+    wide = pd.DataFrame({f"t{i}": ["x"] * N for i in range(7)})
+    with pytest.raises(TypeError, match=r"'t4' \(\w+\) and 2 more"):
+        Sequential([Dense(7, 2, "softmax")], loss="cross_entropy").predict(wide)
+
 @pytest.mark.parametrize("loss, out, y, expected", [
     ("cross_entropy", "softmax", [[2, 0], [0, 1]],
      (r"expects targets in \[0, 1\] \(one-hot or probability rows, or integer class labels "
