@@ -202,7 +202,16 @@ def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any,
     targets ((n,) means one output).
     name, x_name: what the errors call y and the X it goes with.
     """
-    arr = _as_real_array(y, name)
+    try:
+        arr = _as_real_array(y, name)
+    except TypeError as exc:
+        if not classes or "has dtype" not in str(exc):
+            raise
+        # text labels ('setosa', a pandas Categorical of strings): say how to get numbers
+        raise TypeError(f"{exc}; class labels are the integers 0..{outputs - 1} here: encode "
+                        "text labels first (names, codes = numpy.unique(labels, "
+                        "return_inverse=True), then train on codes), or use "
+                        "nncore.sklearn.MLPClassifier, which takes any labels") from None
     if arr.ndim == 0 or arr.shape[0] != n:
         got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} rows"
         raise ValueError(f"{name} has {got} but {x_name} has {n} samples; expected one target "
