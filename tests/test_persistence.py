@@ -272,6 +272,21 @@ def test_tampered_metadata_is_refused(saved, change):
         nncore.load(path)
 
 
+
+@pytest.mark.parametrize("version, newer", [(2, True), (99, True), (0, False), ("2", False),
+                                            (True, False), (None, False), (1.5, False)])
+def test_a_file_from_a_newer_nncore_says_to_upgrade(saved, version, newer):
+    """A file whose format version is above this nncore's was refused as
+    'unsupported model file version 2; this nncore reads version 1', which
+    does not say which side is old (review49). A newer version now says to
+    upgrade nncore; other values keep the plain refusal."""
+    _, path = saved
+    rewrite(path, meta_dict={**meta_of(path), "version": version})
+    with pytest.raises(ValueError, match=r"unsupported model file version") as err:
+        nncore.load(path)
+    assert ("a newer nncore wrote the file: upgrade nncore to read it" in str(err.value)) \
+        is newer
+
 @pytest.mark.parametrize("arrays", [
     {"params": np.zeros(3, np.float32)},                    # wrong length
     {"params": np.zeros(75, np.float64)},                   # wrong dtype
