@@ -665,9 +665,13 @@ def _parse_meta(data):
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError("not an nncore model file: the metadata has no "
                          f"'format': {FORMAT!r} entry")
-    if isinstance(meta.get("version"), bool) or meta.get("version") != VERSION:
-        raise ValueError(f"unsupported model file version {meta.get('version')!r}; this "
-                         f"nncore reads version {VERSION}")
+    version = meta.get("version")
+    if isinstance(version, bool) or version != VERSION:
+        newer = (isinstance(version, int) and not isinstance(version, bool)
+                 and version > VERSION)
+        raise ValueError(f"unsupported model file version {version!r}; this nncore reads "
+                         f"version {VERSION}" + (" (a newer nncore wrote the file: upgrade "
+                                                 "nncore to read it)" if newer else ""))
     return meta
 
 

@@ -19,6 +19,9 @@ from .activations import ACTIVATIONS, RELU, LEAKY_RELU, activate, backward
 from .bfloat16 import round_bf16
 from .validation import as_param, layer_width
 
+# Values Dense.initialize draws at a time (a float64 temporary of 8 MiB).
+_INIT_BLOCK = 1 << 20
+
 
 class Dense:
     """A fully connected layer: outputs = activation(inputs · W + b).
@@ -96,7 +99,15 @@ class Dense:
         if ACTIVATIONS[self._activation] not in (RELU, LEAKY_RELU):
             fan += self._out
         limit = np.sqrt(6.0 / fan)
-        self._W[...] = rng.uniform(-limit, limit, size=self._W.shape)
+        # Drawn in blocks of rows: one float64 draw of the whole W took twice
+        # a float32 W's size on top of it (a 12 GB layer needed 36 GB). Both
+        # generators draw one double per value in order, so the blocks give
+        # the values of a single draw, bit for bit.
+        W = self._W
+        rows = max(1, _INIT_BLOCK // W.shape[1])
+        for start in range(0, W.shape[0], rows):
+            block = W[start:start + rows]
+            block[...] = rng.uniform(-limit, limit, size=block.shape)
         self._b[...] = 0
 
     def _bind(self, model, W, b, copy=True):

@@ -195,10 +195,12 @@ def _check_probabilities(a, name):
                          f"{where}: {a[tuple(bad)]:g}); expected probabilities in [0, 1]")
 
 
-def one_hot(labels, classes, name="y"):
-    """(n,) integer labels in 0..classes−1 -> (n, classes) float64 one-hot rows.
-    A column of labels (n, 1) is taken as (n,) when classes > 1 (Keras's
-    sparse categorical cross-entropy takes both shapes)."""
+def one_hot(labels, classes, name="y", dtype=np.float64):
+    """(n,) integer labels in 0..classes−1 -> (n, classes) one-hot rows of
+    dtype (float64 by default), written in that dtype: no float64 copy on the
+    way to a float32 model's targets. A column of labels (n, 1) is taken as
+    (n,) when classes > 1 (Keras's sparse categorical cross-entropy takes both
+    shapes)."""
     labels = np.asarray(labels)
     if labels.dtype.kind not in "iubf":
         raise TypeError(f"{name} has dtype {labels.dtype}; expected integer class labels")
@@ -218,7 +220,7 @@ def one_hot(labels, classes, name="y"):
         raise ValueError(f"{name} holds labels in {labels.min():g}..{labels.max():g}; "
                          f"expected 0..{classes - 1} for {classes} classes")
     labels = labels.astype(np.intp)  # bool labels must index as 0/1, not as a mask
-    out = np.zeros((labels.shape[0], classes))
+    out = np.zeros((labels.shape[0], classes), dtype)
     out[np.arange(labels.shape[0]), labels] = 1
     return out
 

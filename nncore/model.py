@@ -816,6 +816,11 @@ class Sequential:
         for key in ("_net", "_fitting", "_buffers"):
             state.pop(key)
         state["_fit_thread"] = None   # a copy taken during fit is not being fitted
+        # The weights travel once, in the layers' W and b: pickle does not keep
+        # views, so the vector they view went a second time (a pickle held twice
+        # the weights, and dumps peaked at 10x them with Adam); __setstate__
+        # lays the vector out again from the layers.
+        state.pop("_params")
         return state
 
     def __setstate__(self, state):
@@ -828,6 +833,12 @@ class Sequential:
         state["_dtype"] = np.dtype(state["_dtype"]).newbyteorder("=")
         state.setdefault("_dtype_policy", state["_dtype"].name)   # before dtype policies
         self.__dict__.update(state)
+        if "_params" not in state:   # pickled without the vector: the layers hold the weights
+            self._params = np.empty(int(self._layout[-1, 4]) + int(self._layout[-1, 1]),
+                                    self._dtype)
+            for layer, (n_in, n_out, _, w, b) in zip(self._layers, self._layout):
+                self._params[w:w + n_in * n_out] = np.ravel(layer._W)
+                self._params[b:b + n_out] = layer._b
         # joblib.load(..., mmap_mode="r") gives the arrays as read-only memmaps;
         # training writes into the vector and the optimizer state in place (the
         # compiled engine refuses read-only arrays), so those two are copied then

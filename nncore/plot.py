@@ -56,7 +56,9 @@ def learning_curves(history: Any, ax: Any = None) -> dict[str, Any]:
     values, epochs = getattr(history, "history", None), getattr(history, "epoch", None)
     if not isinstance(values, dict) or epochs is None:
         raise TypeError(f"history must be an nncore History (model.fit's return value), "
-                        f"got {type(history).__name__}")
+                        f"got {type(history).__name__}"
+                        + ("; model.history is None until the model's first fit: train it "
+                           "with model.fit first" if history is None else ""))
     if not epochs or "loss" not in values:
         raise ValueError("history holds no epochs; train with model.fit first")
     plt = _pyplot()

@@ -156,9 +156,26 @@ def _as_real_array(a, name):
                              "1.8e308); expected finite values") from None
     arr = widen_real(arr)
     if arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name} has dtype {arr.dtype}; expected real numbers "
-                        "(int, bool or float)")
+        raise TypeError(f"{name} has dtype {arr.dtype}{_non_numeric_columns(a)}; expected real "
+                        "numbers (int, bool or float)")
     return arr
+
+
+def _non_numeric_columns(a, most=5):
+    """' from its non-numeric column(s) ...' naming the columns of a pandas
+    DataFrame that are not numbers (at most `most` of them, with their dtypes),
+    or '' for anything else: a frame with one text column among many numbers
+    became an object array, and 'X has dtype object' alone did not say which."""
+    dtypes = getattr(a, "dtypes", None)
+    if not type(a).__module__.startswith("pandas") or not hasattr(dtypes, "items"):
+        return ""
+    bad = [f"{col!r} ({dt})" for col, dt in dtypes.items()
+           if getattr(dt, "kind", "O") not in "biuf"]
+    if not bad:
+        return ""
+    more = f" and {len(bad) - most} more" if len(bad) > most else ""
+    return (f" from its non-numeric column(s) {', '.join(bad[:most])}{more} (encode or drop "
+            "them)")
 
 
 def is_real_dtype(dtype: Any) -> bool:
@@ -216,14 +233,23 @@ def as_targets(y: Any, n: int, outputs: int, classes: bool, dtype: Any,
     targets ((n,) means one output).
     name, x_name: what the errors call y and the X it goes with.
     """
-    arr = _as_real_array(y, name)
+    try:
+        arr = _as_real_array(y, name)
+    except TypeError as exc:
+        if not classes or "has dtype" not in str(exc):
+            raise
+        # text labels ('setosa', a pandas Categorical of strings): say how to get numbers
+        raise TypeError(f"{exc}; class labels are the integers 0..{outputs - 1} here: encode "
+                        "text labels first (names, codes = numpy.unique(labels, "
+                        "return_inverse=True), then train on codes), or use "
+                        "nncore.sklearn.MLPClassifier, which takes any labels") from None
     if arr.ndim == 0 or arr.shape[0] != n:
         got = "a scalar" if arr.ndim == 0 else f"{arr.shape[0]} rows"
         raise ValueError(f"{name} has {got} but {x_name} has {n} samples; expected one target "
                          "per sample")
     if classes and (arr.ndim == 1 or arr.shape[1:] == (1,) and outputs > 1):
         from .losses import one_hot
-        return np.ascontiguousarray(one_hot(arr, outputs, name), dtype=dtype)
+        return np.ascontiguousarray(one_hot(arr, outputs, name, dtype), dtype=dtype)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] != outputs:

@@ -3,6 +3,7 @@ evaluate, weights, seeding, SGD.update, and parity of the two backends."""
 import inspect
 import subprocess
 import sys
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -101,6 +102,60 @@ def test_initialize_refuses_what_is_not_a_generator(rng):
     limit = np.sqrt(6 / 3)    # He-uniform for relu
     assert np.abs(layer.W).max() <= limit and not np.array_equal(layer.W, before)
 
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("make_rng", [np.random.default_rng, np.random.RandomState],
+                         ids=["Generator", "RandomState"])
+def test_initialisation_draws_in_blocks_with_the_values_of_one_draw(make_rng, dtype,
+                                                                    monkeypatch):
+    """Dense.initialize drew the whole W in float64 at once, so building a
+    float32 layer (and reset()) peaked at 3x its weights: Dense(100000, 30000),
+    12 GB, got the process OOM-killed on a 23 GB machine (review49). It draws
+    blocks of rows now: the values of one rng.uniform call, bit for bit, at a
+    peak of one 8 MiB block beyond the weights."""
+    layer = nncore.Dense(1500, 1401, "tanh")       # 2.1M values: blocks of 748 rows
+    model = Sequential([layer], loss="mse", dtype=dtype, seed=0)
+    limit = np.sqrt(6 / (1500 + 1401))
+    want = make_rng(3).uniform(-limit, limit, size=(1500, 1401)).astype(dtype)
+    tracemalloc.start()
+    try:
+        layer.initialize(make_rng(3))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(layer.W, want)
+    np.testing.assert_array_equal(model.get_weights()[0], want)
+    assert peak < 10 * 2**20, f"initialize peaked at {peak / 2**20:.1f} MiB"
+    # blocks narrower than a row (one row at a time), and a last short block
+    monkeypatch.setattr(nncore.layers, "_INIT_BLOCK", 5)
+    layer.initialize(make_rng(3))
+    np.testing.assert_array_equal(layer.W, want)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_class_labels_cost_one_one_hot_array_of_the_model_dtype(dtype):
+    """README ("Training from data larger than RAM"): class labels for
+    cross_entropy become one-hot rows, n x classes x itemsize. They were built
+    in float64 and then cast, so a float32 model's fit and evaluate peaked at
+    3x that (400,000 labels of 50 classes: 229 MiB for a 76 MiB one-hot;
+    review49). Now the rows are written in the model's dtype."""
+    n, classes = 20_000, 50
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 8)).astype(dtype)
+    y = rng.integers(0, classes, n)
+    model = Sequential([Dense(8, classes, "softmax")], loss="cross_entropy", seed=0, dtype=dtype)
+    one_hot = n * classes * np.dtype(dtype).itemsize
+    for name, call in (("fit", lambda: model.fit(X, y, batch_size=256)),
+                       ("evaluate", lambda: model.evaluate(X, y))):
+        tracemalloc.start()
+        try:
+            call()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 1.2 * one_hot + 2**20, \
+            f"{name} peaked at {peak / 2**20:.1f} MiB for a {one_hot / 2**20:.1f} MiB one-hot"
 
 # ------------------------------------------------------------ fit / History
 

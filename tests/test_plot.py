@@ -363,3 +363,15 @@ def test_decision_boundary_reads_a_pandas_frame_as_fit_does():
     with pytest.raises(TypeError, match="X has dtype <U"):
         nncore.plot.decision_boundary(model, X.astype(str), y)
     assert plt.get_fignums() == []
+
+
+def test_the_history_of_an_unfitted_model_says_to_fit_first():
+    """nncore.plot.learning_curves(model.history) before any fit said only
+    'history must be an nncore History ..., got NoneType' (review49): a
+    newcomer reads that as a wrong object, not a missing fit."""
+    model = nncore.Sequential([nncore.Dense(2, 2, "softmax")], loss="cross_entropy", seed=0)
+    with pytest.raises(TypeError, match=r"got NoneType; model.history is None until the "
+                                        r"model's first fit: train it with model.fit first"):
+        nncore.plot.learning_curves(model.history)
+    with pytest.raises(TypeError, match=r"got dict$"):
+        nncore.plot.learning_curves({"loss": [1.0]})
