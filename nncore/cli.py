@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import array
 import csv
-import errno
 import functools
 import json
 import math
@@ -671,22 +670,18 @@ def refuse_unsavable_output(output):
 
 def write_file(path, write, binary=False):
     """Call write(f) on a file that replaces `path` only once written whole
-    (nncore.io._replace_file, save's way). Text files are UTF-8 with
+    (nncore.io._write_atomically, save's way). Text files are UTF-8 with
     newline="" (what the csv module wants). A path that is not a regular file
     (/dev/stdout, a FIFO, /dev/null) is written through as it is: a rename
     would replace it by a regular file. Returns True when it was (a status
     line then belongs on stderr: the output may be stdout)."""
-    from .io import _refuse_folder, _replace_file, _special_file
+    from .io import _special_file, _write_atomically
     if _special_file(path):   # (os.stat follows /dev/stdout to a pipe; realpath cannot)
         with (open(path, "wb") if binary
               else open(path, "w", newline="", encoding="utf-8")) as f:
             write(f)
         return True
-    _refuse_folder(path)
-    target = os.path.realpath(path)   # through a symlink, as open() writes
-    if os.path.exists(target) and not os.access(target, os.W_OK):   # as open(path, "w")
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
-    _replace_file(target, path, write, text=not binary)
+    _write_atomically(path, write, text=not binary)
     return False
 
 

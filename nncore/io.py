@@ -115,8 +115,9 @@ def save(model, path):
     _write_atomically(path, lambda f: _write(f, data, model))
 
 
-def _write_atomically(path, write):
-    """Call write(f) on a temporary file beside `path` (a str, bytes or
+def _write_atomically(path, write, text=False):
+    """Call write(f) on a temporary file (binary, or UTF-8 text when text)
+    beside `path` (a str, bytes or
     os.PathLike; symlinks followed, as open() writes), then rename it over
     `path` (_replace_file): the previous file stays whole until the new one
     is complete. Raises what save() documents for a path: ValueError for a
@@ -139,7 +140,7 @@ def _write_atomically(path, write):
         raise PermissionError(errno.EACCES, f"{os.strerror(errno.EACCES)} (the file is not "
                               "writable; save writes only where open(path, 'wb') could)",
                               user_path)
-    _replace_file(target, user_path, write)
+    _replace_file(target, user_path, write, text)
 
 
 def _replace_file(target, user_path, write, text=False):
